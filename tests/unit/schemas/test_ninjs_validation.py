@@ -453,3 +453,14 @@ def test_validate_files_lines_stay_one_line(tmp_path: Path) -> None:
     code, lines = validate_files([odd], None)
     assert code == 1
     assert lines == [f"{tmp_path}/two\\nlines.json: top level is an array, expected an object"]
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.1"])
+def test_geojson_ref_is_enforced_in_3_x(version: str) -> None:
+    # The suite's 3.0 "bad_geojson" file is a 2.x document ("geojson", lower case), so it
+    # never reaches the GeoJSON schema under 3.x; check the offline $ref here.
+    point = {"type": "Point", "coordinates": [105.85, 21.03]}
+    assert validate_document({"uri": "urn:x", "places": [{"geoJSON": point}]}, version) == version
+    with pytest.raises(InvalidContent) as caught:
+        validate_document({"uri": "urn:x", "places": [{"geoJSON": {"type": "Point"}}]}, version)
+    assert caught.value.reason.startswith("$.places[0].geoJSON")
