@@ -114,8 +114,11 @@ def validate_document(doc: dict[str, Any], version: str | None = None) -> str:
     else:
         _require_supported(version)
     validator = _validator(version)
+    # A top-level "$schema" is the document naming its schema (a JSON Schema convention that
+    # the CLI and intake honour); it is not a ninjs property, so it is not validated as one.
+    body = {k: v for k, v in doc.items() if k != "$schema"} if "$schema" in doc else doc
     try:
-        error = _best_error(validator, doc)
+        error = _best_error(validator, body)
     except RecursionError:
         raise _invalid("$: document is nested too deeply to validate") from None
     if error is not None:
@@ -277,4 +280,7 @@ def _validator(version: str) -> Any:
     validator_class = validator_for(schema, default=None)
     if validator_class is None:
         raise RuntimeError(f"{_schema_file(version)} declares an unknown draft {schema.get('$schema')!r}")
-    return validator_class(schema, registry=registry)
+    # date-time values are checked (rfc3339-validator): an embargo or a version time that does
+    # not parse must be refused at the door, not when the stream app reads it.
+    checker = validator_class.FORMAT_CHECKER
+    return validator_class(schema, registry=registry, format_checker=checker)

@@ -1,0 +1,210 @@
+"""The article as the pipeline sees it, read from any ninjs version (2.x lower-case names, 3.x camelCase).
+
+Pure functions: Unicode NFC, whitespace, and the few Lantoa rules on top of ninjs (a uri, an
+integer version) that ordering needs.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+from typing import Any
+
+from schemas.errors import InvalidContent
+
+_WS = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
+_VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
+_PLACE = re.compile(r"^urn:lantoa:place:(province|ward):([0-9]{1,6})$")
+
+USABLE = "usable"
+RETRACTING_STATUSES = frozenset({"withheld", "canceled"})
+
+
+def nfc(value: Any) -> Any:
+    """Unicode NFC on every string of a JSON value, keys included."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, list):
+        return [nfc(v) for v in value]
+    if isinstance(value, dict):
+        return {unicodedata.normalize("NFC", k): nfc(v) for k, v in value.items()}
+    return value
+
+
+def squash(text: str) -> str:
+    """Collapse runs of blanks inside lines and trim; paragraph breaks are kept."""
+    lines = [_WS.sub(" ", line).strip() for line in text.replace("\r\n", "\n").split("\n")]
+    out = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", out).strip()
+
+
+class _TextExtractor(HTMLParser):
+    _BLOCK = frozenset({"p", "br", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "blockquote"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment: scripts and styles dropped, blocks become paragraphs."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return squash("".join(parser.parts))
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 date-time as an aware datetime (naive values are taken as UTC)."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidContent(f"not an RFC 3339 date-time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A place the article is about, as Lantoa understands it."""
+
+    kind: str  # "province" | "ward"
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One version of one article, read from a validated ninjs document."""
+
+    uri: str
+    version: int
+    ninjs_version: str
+    pub_status: str
+    headline: str
+    summary: str
+    body: str
+    language: str | None
+    urgency: int | None
+    embargoed_until: datetime | None
+    version_created: str | None
+    places: tuple[Place, ...]
+    subjects: tuple[str, ...]
+    document: dict[str, Any]
+
+    @property
+    def retracting(self) -> bool:
+        return self.pub_status in RETRACTING_STATUSES
+
+
+def _first_by_role(items: Any, role: str = "main") -> dict[str, Any] | None:
+    if not isinstance(items, list) or not items:
+        return None
+    for item in items:
+        if isinstance(item, dict) and item.get("role") == role:
+            return item
+    first = items[0]
+    return first if isinstance(first, dict) else None
+
+
+def _text_of(item: dict[str, Any] | None) -> str:
+    if not item:
+        return ""
+    value = str(item.get("value", ""))
+    ctype = str(item.get("contentType", "text/plain"))
+    return html_to_text(value) if "html" in ctype else squash(value)
+
+
+def _places(raw: Any) -> tuple[Place, ...]:
+    found: list[Place] = []
+    for item in raw if isinstance(raw, list) else ():
+        if not isinstance(item, dict):
+            continue
+        uri = str(item.get("uri") or item.get("code") or "")
+        match = _PLACE.match(uri)
+        if match:
+            place = Place(match.group(1), int(match.group(2)))
+            if place not in found:
+                found.append(place)
+    return tuple(found)
+
+
+def _subjects(raw: Any) -> tuple[str, ...]:
+    found: list[str] = []
+    for item in raw if isinstance(raw, list) else ():
+        if isinstance(item, dict):
+            uri = item.get("uri") or item.get("code")
+            if isinstance(uri, str) and uri and uri not in found:
+                found.append(uri)
+    return tuple(found)
+
+
+def parse_version(value: Any) -> int:
+    """The Lantoa rule: ninjs ``version`` must be a positive integer string, so revisions order."""
+    if value is None:
+        raise InvalidContent("version is missing: Lantoa orders revisions by an integer version")
+    if not isinstance(value, str) or not _VERSION.match(value):
+        raise InvalidContent(f"version must be a positive integer string, got {value!r}")
+    return int(value)
+
+
+def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
+    """Read a schema-valid ninjs document. Raises InvalidContent on the Lantoa rules."""
+    doc = nfc(doc)
+    uri = doc.get("uri")
+    if not isinstance(uri, str) or not uri.strip():
+        raise InvalidContent("uri is missing: every article needs a stable uri")
+    version = parse_version(doc.get("version"))
+    if ninjs_version.startswith("2."):
+        pub_status = str(doc.get("pubstatus", USABLE))
+        headline = squash(str(doc.get("headline", "")))
+        summary = squash(str(doc.get("description_text", ""))) or html_to_text(str(doc.get("description_html", "")))
+        body = squash(str(doc.get("body_text", ""))) or html_to_text(str(doc.get("body_html", "")))
+        embargo = doc.get("embargoed")
+        version_created = doc.get("versioncreated")
+        places = _places(doc.get("place"))
+        subjects = _subjects(doc.get("subject"))
+    else:
+        pub_status = str(doc.get("pubStatus", USABLE))
+        headline = _text_of(_first_by_role(doc.get("headlines")))
+        summary = _text_of(_first_by_role(doc.get("descriptions"), "summary"))
+        body = _text_of(_first_by_role(doc.get("bodies")))
+        embargo = doc.get("embargoedUntil")
+        version_created = doc.get("versionCreated")
+        places = _places(doc.get("places"))
+        subjects = _subjects(doc.get("subjects"))
+    urgency = doc.get("urgency")
+    return Article(
+        uri=uri.strip(),
+        version=version,
+        ninjs_version=ninjs_version,
+        pub_status=pub_status,
+        headline=headline,
+        summary=summary,
+        body=body,
+        language=doc.get("language") if isinstance(doc.get("language"), str) else None,
+        urgency=urgency if isinstance(urgency, int) else None,
+        embargoed_until=parse_time(embargo) if isinstance(embargo, str) else None,
+        version_created=version_created if isinstance(version_created, str) else None,
+        places=places,
+        subjects=subjects,
+        document=doc,
+    )

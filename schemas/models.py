@@ -1,0 +1,206 @@
+"""Typed models of what travels on the distribution topics, and their dict forms. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from schemas.topics import Channel
+
+
+class Action(StrEnum):
+    """What a command asks of a target."""
+
+    PUBLISH = "publish"
+    UPDATE = "update"
+    RETRACT = "retract"
+
+
+class Priority(StrEnum):
+    """Bulletin priority, lowest to highest (thông thường, ưu tiên, khẩn cấp)."""
+
+    NORMAL = "normal"
+    PRIORITY = "priority"
+    EMERGENCY = "emergency"
+
+
+def utc_now_iso(now: datetime | None = None) -> str:
+    """RFC 3339 UTC timestamp with milliseconds."""
+    moment = now or datetime.now(timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """(uri, version, channel, target, action): the identity of one effect at one target."""
+
+    uri: str
+    version: int
+    channel: Channel
+    target: str
+    action: Action
+
+    def command_id(self) -> str:
+        """SHA-256 over an unambiguous encoding of the key (URIs contain ':')."""
+        material = orjson.dumps([self.uri, self.version, self.channel.value, self.target, self.action.value])
+        return hashlib.sha256(material).hexdigest()
+
+    def __str__(self) -> str:
+        return f"{self.uri}:{self.version}:{self.channel.value}:{self.target}:{self.action.value}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "version": self.version,
+            "channel": self.channel.value,
+            "target": self.target,
+            "action": self.action.value,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One effect to produce at one target (see schemas/json/command.v1.json)."""
+
+    key: IdempotencyKey
+    priority: Priority
+    issued_at: str
+    payload: dict[str, Any]
+    published_at: str | None = None
+    event_id: str | None = None
+    test: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.key.target
+
+    @property
+    def channel(self) -> Channel:
+        return self.key.channel
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "command_id": self.key.command_id(),
+            "idempotency_key": self.key.to_dict(),
+            "action": self.key.action.value,
+            "channel": self.key.channel.value,
+            "target": self.key.target,
+            "uri": self.key.uri,
+            "version": self.key.version,
+            "priority": self.priority.value,
+            "issued_at": self.issued_at,
+            "published_at": self.published_at,
+            "event_id": self.event_id,
+            "test": self.test,
+            "payload": self.payload,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Command:
+        """Inverse of to_dict (the caller validates against the schema first)."""
+        ik = raw["idempotency_key"]
+        return cls(
+            key=IdempotencyKey(ik["uri"], int(ik["version"]), Channel(ik["channel"]), ik["target"], Action(ik["action"])),
+            priority=Priority(raw["priority"]),
+            issued_at=raw["issued_at"],
+            payload=raw["payload"],
+            published_at=raw.get("published_at"),
+            event_id=raw.get("event_id"),
+            test=bool(raw.get("test", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The outcome of one step (see schemas/json/receipt.v1.json)."""
+
+    uri: str
+    stage: str
+    outcome: str
+    at: str
+    version: int | None = None
+    channel: str | None = None
+    target: str | None = None
+    command_id: str | None = None
+    reason: str | None = None
+    external_id: str | None = None
+    event_id: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def receipt_id(self) -> str:
+        # Deterministic so that a replayed step yields the same id and readers can dedupe.
+        parts = [self.stage, self.uri, str(self.version or 0), self.channel or "", self.target or "", self.outcome]
+        if self.event_id:
+            parts.append(self.event_id)
+        return hashlib.sha256(orjson.dumps(parts)).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema_version": 1,
+            "receipt_id": self.receipt_id,
+            "uri": self.uri,
+            "version": self.version,
+            "stage": self.stage,
+            "outcome": self.outcome,
+            "at": self.at,
+        }
+        for name in ("channel", "target", "command_id", "reason", "external_id", "event_id"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.counts:
+            out["counts"] = dict(self.counts)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One entry of the targets registry (see schemas/json/target.v1.json)."""
+
+    id: str
+    channel: Channel
+    name: str
+    province_code: int | None = None
+    ward_code: int | None = None
+    provinces: tuple[int, ...] = ()
+    subjects: tuple[str, ...] = ()
+    test: bool = False
+    active: bool = True
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "id": self.id,
+            "channel": self.channel.value,
+            "name": self.name,
+            "province_code": self.province_code,
+            "ward_code": self.ward_code,
+            "provinces": list(self.provinces),
+            "subjects": list(self.subjects),
+            "test": self.test,
+            "active": self.active,
+            "config": self.config,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Target:
+        return cls(
+            id=raw["id"],
+            channel=Channel(raw["channel"]),
+            name=raw["name"],
+            province_code=raw.get("province_code"),
+            ward_code=raw.get("ward_code"),
+            provinces=tuple(raw.get("provinces") or ()),
+            subjects=tuple(raw.get("subjects") or ()),
+            test=bool(raw.get("test", False)),
+            active=bool(raw.get("active", True)),
+            config=dict(raw.get("config") or {}),
+        )

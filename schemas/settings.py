@@ -1,0 +1,112 @@
+"""Frozen, typed settings. Built once at start from a mapping (the environment) and passed in.
+
+Nothing here reads the environment by itself: callers hand ``Settings.from_env`` the mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from schemas.topics import Topic, descriptors
+
+ENV_PREFIX = "LANTOA_"
+
+
+def _parse_overrides(raw: str) -> dict[str, str]:
+    # "cms.articles=newsroom.published,distribution.receipts=ops.receipts"
+    result: dict[str, str] = {}
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        logical, sep, physical = part.partition("=")
+        if not sep or not physical.strip():
+            raise ValueError(f"bad topic override {part!r}: expected logical=physical")
+        result[Topic(logical.strip()).value] = physical.strip()
+    return result
+
+
+def _parse_partitions(raw: str) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        logical, sep, count = part.partition("=")
+        if not sep:
+            raise ValueError(f"bad partition override {part!r}: expected logical=count")
+        result[Topic(logical.strip()).value] = int(count)
+    return result
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process settings. Topic names and partition counts live here, never in code."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    topic_overrides: Mapping[str, str] = field(default_factory=dict)
+    partition_overrides: Mapping[str, int] = field(default_factory=dict)
+    replication_factor: int = 1
+    app_id: str = "lantoa-streams"
+    client_id: str = "lantoa"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    targets_file: Path | None = None
+    data_dir: Path = Path("var")
+    public_base_url: str = "https://tin.lantoa.example.vn"
+    embargo_check_interval_s: float = 1.0
+    source: str = "urn:lantoa:cms"
+    security_protocol: str = "PLAINTEXT"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **defaults: object) -> Settings:
+        """Settings from ``LANTOA_*`` variables; ``defaults`` override the built-in defaults."""
+        base = replace(cls(), **defaults)  # type: ignore[arg-type]
+
+        def get(name: str) -> str | None:
+            return env.get(ENV_PREFIX + name)
+
+        changes: dict[str, object] = {}
+        if (v := get("KAFKA_BOOTSTRAP")) is not None:
+            changes["kafka_bootstrap"] = v
+        if (v := get("TOPIC_PREFIX")) is not None:
+            changes["topic_prefix"] = v
+        if (v := get("TOPIC_OVERRIDES")) is not None:
+            changes["topic_overrides"] = _parse_overrides(v)
+        if (v := get("PARTITIONS")) is not None:
+            changes["partition_overrides"] = _parse_partitions(v)
+        if (v := get("REPLICATION_FACTOR")) is not None:
+            changes["replication_factor"] = int(v)
+        if (v := get("APP_ID")) is not None:
+            changes["app_id"] = v
+        if (v := get("CLIENT_ID")) is not None:
+            changes["client_id"] = v
+        if (v := get("WEB_HOST")) is not None:
+            changes["web_host"] = v
+        if (v := get("WEB_PORT")) is not None:
+            changes["web_port"] = int(v)
+        if (v := get("TARGETS_FILE")) is not None:
+            changes["targets_file"] = Path(v)
+        if (v := get("DATA_DIR")) is not None:
+            changes["data_dir"] = Path(v)
+        if (v := get("PUBLIC_BASE_URL")) is not None:
+            changes["public_base_url"] = v.rstrip("/")
+        if (v := get("EMBARGO_CHECK_INTERVAL_S")) is not None:
+            changes["embargo_check_interval_s"] = float(v)
+        if (v := get("SOURCE")) is not None:
+            changes["source"] = v
+        if (v := get("SECURITY_PROTOCOL")) is not None:
+            changes["security_protocol"] = v
+        return replace(base, **changes)  # type: ignore[arg-type]
+
+    def topic(self, logical: Topic) -> str:
+        """The physical name of a logical topic."""
+        override = self.topic_overrides.get(logical.value)
+        return override if override else self.topic_prefix + logical.value
+
+    def partitions(self, logical: Topic) -> int:
+        """Partition count: configuration first, then the topic's descriptor."""
+        return self.partition_overrides.get(logical.value, descriptors()[logical].partitions)
