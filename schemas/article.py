@@ -125,11 +125,11 @@ def _first_by_role(items: Any, role: str = "main") -> dict[str, Any] | None:
     return first if isinstance(first, dict) else None
 
 
-def _text_of(item: dict[str, Any] | None) -> str:
+def _text_of(item: dict[str, Any] | None, ctype_name: str = "contentType") -> str:
     if not item:
         return ""
     value = str(item.get("value", ""))
-    ctype = str(item.get("contentType", "text/plain"))
+    ctype = str(item.get(ctype_name, "text/plain"))
     return html_to_text(value) if "html" in ctype else squash(value)
 
 
@@ -173,24 +173,17 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidContent("uri is missing: every article needs a stable uri")
     version = parse_version(doc.get("version"))
-    if ninjs_version.startswith("2."):
-        pub_status = str(doc.get("pubstatus", USABLE))
-        headline = squash(str(doc.get("headline", "")))
-        summary = squash(str(doc.get("description_text", ""))) or html_to_text(str(doc.get("description_html", "")))
-        body = squash(str(doc.get("body_text", ""))) or html_to_text(str(doc.get("body_html", "")))
-        embargo = doc.get("embargoed")
-        version_created = doc.get("versioncreated")
-        places = _places(doc.get("place"))
-        subjects = _subjects(doc.get("subject"))
-    else:
-        pub_status = str(doc.get("pubStatus", USABLE))
-        headline = _text_of(_first_by_role(doc.get("headlines")))
-        summary = _text_of(_first_by_role(doc.get("descriptions"), "summary"))
-        body = _text_of(_first_by_role(doc.get("bodies")))
-        embargo = doc.get("embargoedUntil")
-        version_created = doc.get("versionCreated")
-        places = _places(doc.get("places"))
-        subjects = _subjects(doc.get("subjects"))
+    # 2.x spells property names in lower case (pubstatus, contenttype, embargoed); 3.x camelCase.
+    v2 = ninjs_version.startswith("2.")
+    pub_status = str(doc.get("pubstatus" if v2 else "pubStatus", USABLE))
+    ctype = "contenttype" if v2 else "contentType"
+    headline = _text_of(_first_by_role(doc.get("headlines")), ctype)
+    summary = _text_of(_first_by_role(doc.get("descriptions"), "summary"), ctype)
+    body = _text_of(_first_by_role(doc.get("bodies")), ctype)
+    embargo = doc.get("embargoed" if v2 else "embargoedUntil")
+    version_created = doc.get("versioncreated" if v2 else "versionCreated")
+    places = _places(doc.get("places"))
+    subjects = _subjects(doc.get("subjects"))
     urgency = doc.get("urgency")
     return Article(
         uri=uri.strip(),

@@ -1,0 +1,216 @@
+"""The ``lantoa`` command. Settings are read from the environment once, here, and passed down."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.errors import InvalidContent
+from schemas.settings import Settings
+from schemas.topics import Topic
+
+
+def _settings() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from schemas.ninjs_validation import validate_files
+
+    code, lines = validate_files([Path(p) for p in args.files], args.ninjs_version)
+    for line in lines:
+        print(line)
+    return code
+
+
+def routing_plan(prepared: Any, settings: Settings) -> dict[str, Any]:
+    from producers.targets import local_registry
+    from streams.routing import RouteInput, route
+
+    art = prepared.article
+    plan = route(RouteInput(art.places, art.subjects), local_registry(settings))
+    return {
+        "uri": art.uri,
+        "version": art.version,
+        "action": "retract" if art.retracting else "publish",
+        "embargoed_until": art.embargoed_until.isoformat() if art.embargoed_until else None,
+        "channels": {
+            ch.value: {"count": len(targets), "targets": [t.id for t in targets]} for ch, targets in plan.items()
+        },
+    }
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from producers.client import PublishClient, prepare
+
+    settings = _settings()
+    prepared = []
+    failed = False
+    for path in args.files:
+        try:
+            raw = Path(path).read_bytes()
+            p = prepare(raw, args.ninjs_version, settings.source)
+            if args.dry_run:
+                routing_plan(p, settings)  # unknown places are refused here too, before any send
+            prepared.append((path, raw, p))
+        except InvalidContent as exc:
+            print(f"{path}: {exc.reason}", file=sys.stderr)
+            failed = True
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            failed = True
+    if failed:
+        print("nothing sent: fix the files above", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        plans = [dict(file=str(path), **routing_plan(p, settings)) for path, _, p in prepared]
+        if args.json:
+            _print_json(plans if len(plans) != 1 else plans[0])
+        else:
+            for plan in plans:
+                counts = ", ".join(f"{ch} {v['count']}" for ch, v in plan["channels"].items())
+                print(f"{plan['file']}: {plan['uri']} v{plan['version']} {plan['action']} -> {counts}")
+        return 0
+    with PublishClient(settings) as client:
+        results = []
+        for path, raw, _ in prepared:
+            sent = client.publish(raw, args.ninjs_version)
+            results.append({"file": str(path), "uri": sent.uri, "version": sent.version, "ce_id": sent.ce_id,
+                            "ce_type": sent.ce_type, "partition": sent.partition, "offset": sent.offset})
+            if not args.json:
+                print(f"{path}: sent {sent.uri} v{sent.version} ({sent.ce_type}) to partition {sent.partition} offset {sent.offset}")
+    if args.json:
+        _print_json(results)
+    return 0
+
+
+def cmd_retract(args: argparse.Namespace) -> int:
+    from producers.client import PublishClient
+
+    settings = _settings()
+    try:
+        with PublishClient(settings) as client:
+            sent = client.retract(args.uri, args.reason, args.version)
+    except InvalidContent as exc:
+        print(f"{args.uri}: {exc.reason}", file=sys.stderr)
+        return 1
+    print(f"retraction of {sent.uri} sent to partition {sent.partition} offset {sent.offset}")
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.action == "list":
+        from schemas.topics import descriptors
+
+        for topic, desc in descriptors().items():
+            print(f"{settings.topic(topic):40} {settings.partitions(topic):3} partitions  {desc.cleanup_policy:8} key: {desc.key}")
+        return 0
+    from infra.topics import apply_topics
+
+    changes = apply_topics(settings, dry_run=args.dry_run)
+    for change in changes:
+        print(("would " if args.dry_run else "") + str(change))
+    if not changes:
+        print("topics up to date")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.action == "list":
+        from collections import Counter
+
+        from producers.targets import configured_targets
+
+        counts = Counter((t.channel.value, t.test) for t in configured_targets(settings))
+        for (channel, test), n in sorted(counts.items()):
+            print(f"{channel:12} {'test' if test else 'public':6} {n}")
+        return 0
+    from producers.targets import load_targets
+
+    n = load_targets(settings, remove=args.remove)
+    print(f"{n} targets written to {settings.topic(Topic.TARGETS)}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.app import run_worker
+
+    settings = _settings()
+    if args.apply_topics:
+        from infra.topics import apply_topics
+
+        apply_topics(settings)
+    sys.argv = [sys.argv[0]]  # faust's Worker parses argv; it must not see ours
+    run_worker(settings, args.loglevel)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lantoa", description="Lantoa: articles and alerts to loudspeakers, fanpages, Zalo and the archive, through Kafka.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="validate ninjs files (exit 1 if any is invalid)")
+    p.add_argument("--ninjs-version", choices=["2.0", "2.1", "2.2", "3.0", "3.1"], default=None)
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("publish", help="publish ninjs files to cms.articles")
+    p.add_argument("--ninjs-version", choices=["2.0", "2.1", "2.2", "3.0", "3.1"], default=None)
+    p.add_argument("--dry-run", action="store_true", help="print the routing plan; no broker needed")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("retract", help="retract an article everywhere it went")
+    p.add_argument("uri")
+    p.add_argument("--reason")
+    p.add_argument("--version", type=int)
+    p.set_defaults(func=cmd_retract)
+
+    p = sub.add_parser("topics", help="topic descriptors → the cluster")
+    p.add_argument("action", choices=["apply", "list"])
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("targets", help="the targets registry")
+    p.add_argument("action", choices=["load", "list"])
+    p.add_argument("--remove", action="append", default=[], metavar="TARGET_ID", help="write a tombstone for this id")
+    p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("worker", help="run the stream app")
+    p.add_argument("--apply-topics", action="store_true")
+    p.add_argument("--loglevel", default="info")
+    p.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear line for the user; the traceback only with LANTOA_DEBUG
+        if os.environ.get("LANTOA_DEBUG"):
+            raise
+        print(f"lantoa {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

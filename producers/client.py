@@ -1,0 +1,142 @@
+"""The publish client a CMS embeds: validated ninjs in, CloudEvents-framed records to cms.articles.
+
+kafka-python, idempotent producer (acks=all), key = article uri so that every revision of an
+article lands on one partition, in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from kafka import KafkaProducer
+
+from schemas.article import Article, article_from_ninjs
+from schemas.codec import encode
+from schemas.errors import InvalidContent
+from schemas.models import utc_now_iso
+from schemas.ninjs_validation import validate_bytes
+from schemas.settings import Settings
+from schemas.topics import Topic
+from streams.intake import RETRACTION_SCHEMA
+
+NINJS_SCHEMA_URI = "http://www.iptc.org/std/ninjs/ninjs-schema_{version}.json"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A document checked and framed, ready to send."""
+
+    article: Article
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Sent:
+    uri: str
+    version: int | None
+    ce_id: str
+    ce_type: str
+    partition: int
+    offset: int
+
+
+def prepare(raw: bytes, ninjs_version: str | None = None, source: str = "urn:lantoa:cms",
+            now: datetime | None = None, event_id: str | None = None) -> Prepared:
+    """Validate (same reasons as ``lantoa validate``, plus Lantoa's uri/version rules) and frame.
+
+    Raises InvalidContent; nothing is sent for an invalid document.
+    """
+    doc, version = validate_bytes(raw, ninjs_version)
+    article = article_from_ninjs(doc, version)
+    if article.retracting:
+        ce_type = "article.retracted"
+    else:
+        ce_type = "article.published" if article.version == 1 else "article.updated"
+    headers = {
+        "ce_specversion": "1.0",
+        "ce_id": event_id or str(uuid.uuid4()),
+        "ce_source": source,
+        "ce_type": ce_type,
+        "ce_time": utc_now_iso(now),
+        "ce_dataschema": NINJS_SCHEMA_URI.format(version=version),
+        "ce_subject": article.uri,
+        "content-type": "application/json",
+    }
+    return Prepared(article, article.uri.encode(), raw, [(k, v.encode()) for k, v in headers.items()])
+
+
+def retraction(uri: str, reason: str | None = None, version: int | None = None, source: str = "urn:lantoa:cms",
+               now: datetime | None = None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """Key, value and headers of an article.retracted event without a document."""
+    uri = uri.strip()
+    if not uri:
+        raise InvalidContent("uri is empty")
+    body: dict[str, Any] = {"uri": uri}
+    if reason:
+        body["reason"] = reason
+    if version is not None:
+        body["version"] = str(version)
+    headers = {
+        "ce_specversion": "1.0",
+        "ce_id": str(uuid.uuid4()),
+        "ce_source": source,
+        "ce_type": "article.retracted",
+        "ce_time": utc_now_iso(now or datetime.now(timezone.utc)),
+        "ce_dataschema": RETRACTION_SCHEMA,
+        "ce_subject": uri,
+        "content-type": "application/json",
+    }
+    return uri.encode(), encode(body), [(k, v.encode()) for k, v in headers.items()]
+
+
+class PublishClient:
+    """Embed in a CMS: ``publish(bytes)`` and ``retract(uri)``; raises InvalidContent on bad input.
+
+    Kafka errors (broker unreachable, timeouts) raise kafka.errors.KafkaError subclasses: the
+    caller should retry; the stream app drops a version it has already accepted, so a retry
+    after an unclear failure cannot post twice.
+    """
+
+    def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
+        self.settings = settings
+        self._producer = producer or KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap.split(","),
+            client_id=f"{settings.client_id}-cms",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=4 * 1024 * 1024,
+            security_protocol=settings.security_protocol,
+        )
+        self._topic = settings.topic(Topic.CMS_ARTICLES)
+
+    def publish(self, raw: bytes, ninjs_version: str | None = None, timeout_s: float = 30.0) -> Sent:
+        p = prepare(raw, ninjs_version, self.settings.source)
+        meta = self._producer.send(self._topic, key=p.key, value=p.value, headers=p.headers).get(timeout=timeout_s)
+        hdr = dict(p.headers)
+        return Sent(p.article.uri, p.article.version, hdr["ce_id"].decode(), hdr["ce_type"].decode(), meta.partition, meta.offset)
+
+    def retract(self, uri: str, reason: str | None = None, version: int | None = None, timeout_s: float = 30.0) -> Sent:
+        key, value, headers = retraction(uri, reason, version, self.settings.source)
+        meta = self._producer.send(self._topic, key=key, value=value, headers=headers).get(timeout=timeout_s)
+        hdr = dict(headers)
+        return Sent(uri, version, hdr["ce_id"].decode(), "article.retracted", meta.partition, meta.offset)
+
+    def send_raw(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], timeout_s: float = 30.0) -> None:
+        """Send bytes as they are (tests, replays): no validation."""
+        self._producer.send(self._topic, key=key, value=value, headers=headers).get(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._producer.flush()
+        self._producer.close()
+
+    def __enter__(self) -> PublishClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

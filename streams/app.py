@@ -1,0 +1,219 @@
+"""The Faust stream app: topics, the article-state table and the agents, declared in one place.
+
+intake agent   cms.articles → decode/validate/NFC → order by (uri, version) → policy → route →
+               render → bulk fan-out to distribution.<channel>.commands, a receipt per event,
+               dead letters for what can never be processed.
+release agent  streams.embargo.releases → publishes held versions whose embargo has passed.
+embargo clock  a timer that scans the local table partitions and emits release ticks.
+
+Ordering of effects per event (at-least-once): commands and receipt are acknowledged by Kafka,
+then the table is updated, then Faust commits the offset. A crash anywhere replays the event;
+the adapters' ledgers make replayed commands harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import faust
+
+from schemas import metrics
+from schemas.codec import decode, encode, headers_to_dict
+from schemas.deadletter import dead_letter_headers
+from schemas.errors import InvalidContent
+from schemas.models import Receipt, utc_now_iso
+from schemas.settings import Settings
+from schemas.topics import Topic
+from streams.fanout import OutRecord, command_records, plan, receipt_record
+from streams.intake import CE_TYPES, ArticleEvent, parse_article_event
+from streams.outbox import Outbox
+from streams.policy import decide, due_for_release, publish_now
+from streams.registry_follower import RegistryFollower
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Runtime:
+    """The app's connections, started lazily on first use by the agents (never at import)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-streams")
+        self.registry = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
+        self._lock = asyncio.Lock()
+        self._started = False
+
+    async def ready(self) -> None:
+        if self._started:
+            return
+        async with self._lock:
+            if not self._started:
+                await self.outbox.start()
+                await self.registry.start()
+                self._started = True
+
+    async def stop(self) -> None:
+        await self.registry.stop()
+        await self.outbox.stop()
+        self._started = False
+
+
+class LantoaApp(faust.App):
+    """faust.App that also closes the Runtime's producer and registry reader on stop."""
+
+    runtime: Runtime
+
+    async def on_stop(self) -> None:
+        await self.runtime.stop()
+        await super().on_stop()
+
+
+def _raw_headers(message: Any) -> list[tuple[str, bytes]]:
+    headers = message.headers or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
+
+
+def create_app(settings: Settings, clock: Clock = _utc_now) -> LantoaApp:
+    """Build the stream app. Nothing connects until the worker starts."""
+    partitions = settings.partitions(Topic.CMS_ARTICLES)
+    app = LantoaApp(
+        settings.app_id,
+        broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_disable_leader=True,
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        web_enabled=settings.web_port > 0,
+        web_bind=settings.web_host,
+        web_port=max(settings.web_port, 1),
+        web_host=settings.web_host,
+        datadir=str(settings.data_dir / "faust"),
+    )
+    runtime = Runtime(settings)
+    app.runtime = runtime
+
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    articles_topic = app.topic(settings.topic(Topic.CMS_ARTICLES), partitions=partitions, internal=False, **raw)
+    releases_name = settings.topic(Topic.EMBARGO_RELEASES)
+    releases_topic = app.topic(releases_name, partitions=partitions, internal=False, **raw)
+    state = app.Table("article-state", default=None, partitions=partitions, key_type=str)
+    deadletter_topic = settings.topic(Topic.DEADLETTER)
+
+    def dead_letter(message: Any, reason: str, stage: str, key_text: str | None, now_iso: str) -> list[OutRecord]:
+        headers = dead_letter_headers(
+            _raw_headers(message), topic=message.topic, partition=message.partition, offset=message.offset,
+            reason=reason, stage=stage, now_iso=now_iso,
+        )
+        out = [OutRecord(deadletter_topic, message.key or b"", message.value or b"", tuple(headers))]
+        if key_text:
+            receipt = Receipt(uri=key_text, stage="intake", outcome="dead_lettered", at=now_iso, reason=reason)
+            out.append(receipt_record(receipt, settings))
+        metrics.DEAD_LETTERS.labels(stage, metrics.reason_class(reason)).inc()
+        return out
+
+    async def carry_out(ev: ArticleEvent, st: dict[str, Any] | None, now: datetime, decision_fn: Any) -> None:
+        started = time.perf_counter()
+        now_iso = utc_now_iso(now)
+        decision = decision_fn()
+        commands, receipt = plan(decision, ev, runtime.registry.registry, settings, now_iso)
+        records = command_records(commands, settings)
+        records.append(receipt_record(receipt, settings))
+        await runtime.outbox.send_all(records)
+        if decision.new_state is not None:
+            state[ev.uri] = decision.new_state
+        for cmd in commands:
+            metrics.COMMANDS.labels(cmd.channel.value, cmd.key.action.value).inc()
+        metrics.EVENTS.labels(ev.ce.type, receipt.outcome).inc()
+        if commands:
+            metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
+            log.info("%s v%s: %s, %d commands %s", ev.uri, ev.version, receipt.outcome, len(commands), receipt.counts)
+        else:
+            log.info("%s v%s: %s (%s)", ev.uri, ev.version, receipt.outcome, decision.reason)
+
+    @app.agent(articles_topic, name="intake")
+    async def intake(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await runtime.ready()
+            message = event.message
+            now = clock()
+            headers = headers_to_dict(_raw_headers(message))
+            key_text = message.key.decode("utf-8", "replace") if message.key else None
+            try:
+                ev = parse_article_event(message.key, message.value, headers)
+                st = state.get(ev.uri)
+                held_json = {"key": ev.uri, "value": (message.value or b"").decode("utf-8"), "headers": headers}
+                await carry_out(ev, st, now, lambda: decide(st, ev, now, held_json))
+            except InvalidContent as exc:
+                stage = "route" if "place" in exc.reason else "validate"
+                log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, exc.reason)
+                ce_type = headers.get("ce_type", "")
+                metrics.EVENTS.labels(ce_type if ce_type in CE_TYPES else "unknown", "dead_lettered").inc()
+                await runtime.outbox.send_all(dead_letter(message, exc.reason, stage, key_text, utc_now_iso(now)))
+
+    @app.agent(releases_topic, name="embargo-release")
+    async def release(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await runtime.ready()
+            message = event.message
+            now = clock()
+            try:
+                tick = decode(message.value)
+                uri, version = str(tick["uri"]), int(tick["version"])
+            except (InvalidContent, KeyError, TypeError, ValueError) as exc:
+                reason = exc.reason if isinstance(exc, InvalidContent) else f"bad release tick: {exc!r}"
+                await runtime.outbox.send_all(dead_letter(message, reason, "release", None, utc_now_iso(now)))
+                continue
+            st = state.get(uri)
+            if due_for_release(st, now) != version:
+                continue  # already released, cancelled or superseded: ticks are idempotent
+            assert st is not None
+            held = st["held"]["event"]
+            ev = parse_article_event(held["key"].encode(), held["value"].encode(), held["headers"])
+            await runtime.outbox.send_all([receipt_record(Receipt(
+                uri=uri, stage="policy", outcome="released", at=utc_now_iso(now), version=version, event_id=ev.ce.id,
+            ), settings)])
+            await carry_out(ev, st, now, lambda: publish_now(st, ev))
+
+    ticked: dict[tuple[str, int], float] = {}
+
+    @app.timer(settings.embargo_check_interval_s, name="embargo-clock")
+    async def embargo_clock() -> None:
+        await runtime.ready()
+        now, mono = clock(), time.monotonic()
+        due: list[OutRecord] = []
+        for uri, st in list(state.items()):
+            version = due_for_release(st, now)
+            if version is None or mono - ticked.get((uri, version), -1e9) < 30.0:
+                continue
+            ticked[(uri, version)] = mono
+            due.append(OutRecord(releases_name, uri.encode(), encode({"uri": uri, "version": version})))
+        await runtime.outbox.send_all(due)
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run the stream app until SIGTERM/SIGINT (``lantoa worker``)."""
+    from faust.worker import Worker
+
+    app = create_app(settings)
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

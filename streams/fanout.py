@@ -1,0 +1,111 @@
+"""Fan-out: a Decision → the commands and receipts to produce. Pure; sending is the agent's job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.codec import encode
+from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
+from schemas.settings import Settings
+from schemas.topics import Channel, Topic
+from streams.intake import ArticleEvent
+from streams.policy import Decision, Kind, places_from_json
+from streams.registry import Registry
+from streams.render import render_all, retract_payload
+from streams.routing import RouteInput, route
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to produce."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def _route_of(live: dict[str, Any], registry: Registry) -> dict[Channel, list[Any]]:
+    return route(RouteInput(places_from_json(live["places"]), tuple(live["subjects"])), registry)
+
+
+def plan(
+    decision: Decision,
+    event: ArticleEvent,
+    registry: Registry,
+    settings: Settings,
+    issued_at: str,
+) -> tuple[list[Command], Receipt]:
+    """Commands for every (channel, target) the decision touches, and the summary receipt."""
+    commands: list[Command] = []
+    common = {"issued_at": issued_at, "published_at": event.ce.time, "event_id": event.ce.id}
+    counts: dict[str, int] = {}
+
+    if decision.kind in (Kind.PUBLISH, Kind.UPDATE):
+        article = event.article
+        assert article is not None and decision.new_state is not None
+        live = decision.new_state["live"]
+        routes = _route_of(live, registry)
+        payloads = render_all(article, settings.public_base_url, list(routes))
+        action = Action.UPDATE if decision.kind is Kind.UPDATE else Action.PUBLISH
+        priority = Priority(live["priority"])
+        for channel, targets in routes.items():
+            payload = payloads[channel]
+            for t in targets:
+                key = IdempotencyKey(article.uri, article.version, channel, t.id, action)
+                commands.append(Command(key=key, priority=priority, payload=payload, **common))
+            counts[channel.value] = len(targets)
+        if decision.previous_live is not None:
+            # Targets the previous version reached but this one does not: take it back there.
+            old = _route_of(decision.previous_live, registry)
+            reason = retract_payload(f"no longer addressed by version {article.version}")
+            for channel, targets in old.items():
+                now_ids = {t.id for t in routes.get(channel, [])}
+                for t in targets:
+                    if t.id not in now_ids:
+                        key = IdempotencyKey(article.uri, article.version, channel, t.id, Action.RETRACT)
+                        commands.append(Command(key=key, priority=priority, payload=reason, **common))
+        outcome = "routed"
+    elif decision.kind is Kind.RETRACT:
+        live = decision.retract_live
+        assert live is not None
+        routes = _route_of(live, registry)
+        payload = retract_payload(decision.reason)
+        for channel, targets in routes.items():
+            for t in targets:
+                key = IdempotencyKey(event.uri, int(live["version"]), channel, t.id, Action.RETRACT)
+                commands.append(Command(key=key, priority=Priority(live["priority"]), payload=payload, **common))
+            counts[channel.value] = len(targets)
+        outcome = "retracted"
+    else:
+        outcome = decision.kind.value
+
+    version = event.version
+    if decision.kind is Kind.RETRACT and decision.retract_live is not None:
+        version = int(decision.retract_live["version"])
+    receipt = Receipt(
+        uri=event.uri,
+        stage="fanout" if commands or decision.kind in (Kind.PUBLISH, Kind.UPDATE, Kind.RETRACT) else "policy",
+        outcome=outcome,
+        at=issued_at,
+        version=version,
+        reason=decision.reason,
+        event_id=event.ce.id,
+        counts=counts,
+    )
+    return commands, receipt
+
+
+def command_records(commands: list[Command], settings: Settings) -> list[OutRecord]:
+    """Encode commands for their channel topics (key = target id: order per target)."""
+    topics = {c: settings.topic(Topic.commands(c)) for c in Channel}
+    out: list[OutRecord] = []
+    for cmd in commands:
+        value = encode(cmd.to_dict())
+        out.append(OutRecord(topics[cmd.channel], cmd.target.encode(), value))
+    return out
+
+
+def receipt_record(receipt: Receipt, settings: Settings) -> OutRecord:
+    return OutRecord(settings.topic(Topic.RECEIPTS), receipt.uri.encode(), encode(receipt.to_dict()))
