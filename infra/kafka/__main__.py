@@ -1,0 +1,158 @@
+"""``python -m infra.kafka``: fetch the jars, start a detached broker, stop it.
+
+    python -m infra.kafka fetch [--tools] [--version V] [--cache-dir D]
+    python -m infra.kafka start --state-file PATH [--data-dir D] [--version V] [--timeout S]
+    python -m infra.kafka status --state-file PATH
+    python -m infra.kafka stop --state-file PATH [--timeout S] [--remove-data-dir]
+
+``start`` prints the bootstrap address (``127.0.0.1:<port>``) on stdout and writes
+``{"bootstrap", "pid", "data_dir", "log_file"}`` as JSON to the state file; the broker keeps
+running after the command exits. ``start`` with a state file whose broker is still alive
+prints that broker's address again. ``stop`` sends SIGTERM (SIGKILL after the timeout) and
+removes the state file; the data dir is left in place unless ``--remove-data-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from infra.kafka.broker import (
+    DEFAULT_VERSION,
+    KafkaBroker,
+    KafkaBrokerError,
+    fetch_jars,
+    pid_alive,
+    stop_pid,
+)
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_our_broker(state: dict[str, Any]) -> bool:
+    """The state file's pid is alive and still runs kafka.Kafka on that data dir."""
+    pid = state.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    args = [a.decode(errors="replace") for a in cmdline]
+    data_dir = str(state.get("data_dir", ""))
+    return "kafka.Kafka" in args and any(a.startswith(data_dir) for a in args if data_dir)
+
+
+def _cmd_fetch(ns: argparse.Namespace) -> int:
+    print(fetch_jars(ns.cache_dir, ns.version, tools=ns.tools))
+    return 0
+
+
+def _cmd_start(ns: argparse.Namespace) -> int:
+    state_file: Path = ns.state_file
+    state = _read_state(state_file)
+    if state is not None and _is_our_broker(state):
+        print(f"Kafka broker already running (pid {state['pid']})", file=sys.stderr)
+        print(state["bootstrap"])
+        return 0
+    broker = KafkaBroker(ns.data_dir, version=ns.version, start_timeout=ns.timeout,
+                         keep_data_dir=True, die_with_parent=False)
+    broker.start()
+    pid = broker.detach()
+    state = {
+        "bootstrap": broker.bootstrap,
+        "pid": pid,
+        "data_dir": str(broker.data_dir),
+        "log_file": str(broker.log_file),
+    }
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = state_file.with_name(state_file.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, state_file)
+    print(broker.bootstrap)
+    return 0
+
+
+def _cmd_status(ns: argparse.Namespace) -> int:
+    state = _read_state(ns.state_file)
+    if state is None or not _is_our_broker(state):
+        print("not running", file=sys.stderr)
+        return 1
+    print(state["bootstrap"])
+    return 0
+
+
+def _cmd_stop(ns: argparse.Namespace) -> int:
+    state_file: Path = ns.state_file
+    state = _read_state(state_file)
+    if state is None:
+        print(f"no state file at {state_file}; nothing to stop", file=sys.stderr)
+        return 0
+    if _is_our_broker(state):
+        stop_pid(int(state["pid"]), ns.timeout)
+    else:
+        print(f"broker of {state_file} is not running", file=sys.stderr)
+    state_file.unlink(missing_ok=True)
+    data_dir = Path(str(state.get("data_dir", "")))
+    if ns.remove_data_dir and data_dir.is_dir() and (data_dir / "server.properties").is_file():
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.kafka", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fetch", help="download the Kafka jars from Maven Central into the cache")
+    p.add_argument("--version", default=DEFAULT_VERSION)
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="cache root (default $LANTOA_CACHE_DIR or ~/.cache/lantoa)")
+    p.add_argument("--tools", action="store_true",
+                   help="fetch the kafka-tools classpath (ProducerPerformance, ...) instead")
+    p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser("start", help="start a detached broker; print its bootstrap address")
+    p.add_argument("--state-file", type=Path, required=True)
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="reused if already formatted (default: a new temp dir)")
+    p.add_argument("--version", default=DEFAULT_VERSION)
+    p.add_argument("--timeout", type=float, default=90.0, help="readiness timeout, seconds")
+    p.set_defaults(func=_cmd_start)
+
+    p = sub.add_parser("status", help="print the bootstrap address if running (exit 1 if not)")
+    p.add_argument("--state-file", type=Path, required=True)
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("stop", help="stop the broker of a state file")
+    p.add_argument("--state-file", type=Path, required=True)
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait after SIGTERM before SIGKILL")
+    p.add_argument("--remove-data-dir", action="store_true",
+                   help="also delete the broker's data dir (only if it holds server.properties)")
+    p.set_defaults(func=_cmd_stop)
+
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        rc: int = ns.func(ns)
+    except KafkaBrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
