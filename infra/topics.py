@@ -50,7 +50,7 @@ def _current_partitions(admin: KafkaAdminClient, names: list[str]) -> dict[str, 
     for meta in admin.describe_topics(names):
         err = meta.get("error_code", 0)
         if err == 0 and meta.get("partitions"):
-            found[meta["topic"]] = len(meta["partitions"])
+            found[meta.get("name") or meta["topic"]] = len(meta["partitions"])
     return found
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -38,6 +39,22 @@ from streams.registry_follower import RegistryFollower
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# Exit code of a worker that stopped itself on an unexpected error (sysexits EX_SOFTWARE).
+EXIT_CRASH = 70
+
+
+def crash(where: str, exc: BaseException) -> None:
+    """Stop the process at once, without letting Faust ack the event in hand.
+
+    Faust acks (and later commits) the event an agent crashed on, so a plain exception would
+    lose it. Exiting from inside the agent body means the event is never acked: the restarted
+    worker sees it again. Only InvalidContent is handled in place (dead letter); everything
+    else lands here, and the supervisor (systemd, Kubernetes, the test harness) restarts us.
+    """
+    log.critical("%s: unexpected %s, exiting so the event is replayed: %s", where, type(exc).__name__, exc, exc_info=exc)
+    logging.shutdown()
+    os._exit(EXIT_CRASH)
 
 
 def _utc_now() -> datetime:
@@ -152,51 +169,67 @@ def create_app(settings: Settings, clock: Clock = _utc_now) -> LantoaApp:
     @app.agent(articles_topic, name="intake")
     async def intake(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await runtime.ready()
-            message = event.message
-            now = clock()
-            headers = headers_to_dict(_raw_headers(message))
-            key_text = message.key.decode("utf-8", "replace") if message.key else None
             try:
-                ev = parse_article_event(message.key, message.value, headers)
-                st = state.get(ev.uri)
-                held_json = {"key": ev.uri, "value": (message.value or b"").decode("utf-8"), "headers": headers}
-                await carry_out(ev, st, now, lambda: decide(st, ev, now, held_json))
-            except InvalidContent as exc:
-                stage = "route" if "place" in exc.reason else "validate"
-                log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, exc.reason)
-                ce_type = headers.get("ce_type", "")
-                metrics.EVENTS.labels(ce_type if ce_type in CE_TYPES else "unknown", "dead_lettered").inc()
-                await runtime.outbox.send_all(dead_letter(message, exc.reason, stage, key_text, utc_now_iso(now)))
+                await take(event.message)
+            except Exception as exc:  # noqa: BLE001 - see crash(): anything unexpected stops the worker
+                crash("intake", exc)
+
+    async def take(message: Any) -> None:
+        await runtime.ready()
+        now = clock()
+        headers = headers_to_dict(_raw_headers(message))
+        key_text = message.key.decode("utf-8", "replace") if message.key else None
+        try:
+            ev = parse_article_event(message.key, message.value, headers)
+            st = state.get(ev.uri)
+            held_json = {"key": ev.uri, "value": (message.value or b"").decode("utf-8"), "headers": headers}
+            await carry_out(ev, st, now, lambda: decide(st, ev, now, held_json))
+        except InvalidContent as exc:
+            stage = "route" if "place" in exc.reason else "validate"
+            log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, exc.reason)
+            ce_type = headers.get("ce_type", "")
+            metrics.EVENTS.labels(ce_type if ce_type in CE_TYPES else "unknown", "dead_lettered").inc()
+            await runtime.outbox.send_all(dead_letter(message, exc.reason, stage, key_text, utc_now_iso(now)))
 
     @app.agent(releases_topic, name="embargo-release")
     async def release(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await runtime.ready()
-            message = event.message
-            now = clock()
             try:
-                tick = decode(message.value)
-                uri, version = str(tick["uri"]), int(tick["version"])
-            except (InvalidContent, KeyError, TypeError, ValueError) as exc:
-                reason = exc.reason if isinstance(exc, InvalidContent) else f"bad release tick: {exc!r}"
-                await runtime.outbox.send_all(dead_letter(message, reason, "release", None, utc_now_iso(now)))
-                continue
-            st = state.get(uri)
-            if due_for_release(st, now) != version:
-                continue  # already released, cancelled or superseded: ticks are idempotent
-            assert st is not None
-            held = st["held"]["event"]
-            ev = parse_article_event(held["key"].encode(), held["value"].encode(), held["headers"])
-            await runtime.outbox.send_all([receipt_record(Receipt(
-                uri=uri, stage="policy", outcome="released", at=utc_now_iso(now), version=version, event_id=ev.ce.id,
-            ), settings)])
-            await carry_out(ev, st, now, lambda: publish_now(st, ev))
+                await take_release(event.message)
+            except Exception as exc:  # noqa: BLE001 - see crash()
+                crash("embargo-release", exc)
+
+    async def take_release(message: Any) -> None:
+        await runtime.ready()
+        now = clock()
+        try:
+            tick = decode(message.value)
+            uri, version = str(tick["uri"]), int(tick["version"])
+        except (InvalidContent, KeyError, TypeError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, InvalidContent) else f"bad release tick: {exc!r}"
+            await runtime.outbox.send_all(dead_letter(message, reason, "release", None, utc_now_iso(now)))
+            return
+        st = state.get(uri)
+        if due_for_release(st, now) != version:
+            return  # already released, cancelled or superseded: ticks are idempotent
+        assert st is not None
+        held = st["held"]["event"]
+        ev = parse_article_event(held["key"].encode(), held["value"].encode(), held["headers"])
+        await runtime.outbox.send_all([receipt_record(Receipt(
+            uri=uri, stage="policy", outcome="released", at=utc_now_iso(now), version=version, event_id=ev.ce.id,
+        ), settings)])
+        await carry_out(ev, st, now, lambda: publish_now(st, ev))
 
     ticked: dict[tuple[str, int], float] = {}
 
     @app.timer(settings.embargo_check_interval_s, name="embargo-clock")
     async def embargo_clock() -> None:
+        try:
+            await tick_embargoes()
+        except Exception as exc:  # noqa: BLE001 - see crash()
+            crash("embargo-clock", exc)
+
+    async def tick_embargoes() -> None:
         await runtime.ready()
         now, mono = clock(), time.monotonic()
         due: list[OutRecord] = []
@@ -215,5 +248,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the stream app until SIGTERM/SIGINT (``lantoa worker``)."""
     from faust.worker import Worker
 
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

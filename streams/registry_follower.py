@@ -45,13 +45,20 @@ class RegistryFollower:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        while not await self._caught_up(consumer, tps, end):
             batch = await consumer.getmany(timeout_ms=500, max_records=10000)
             for records in batch.values():
                 for rec in records:
                     self._apply(rec.key, rec.value)
         log.info("targets registry loaded: %d targets from %s", len(self.registry), self._topic)
         self._task = asyncio.create_task(self._follow())
+
+    @staticmethod
+    async def _caught_up(consumer: AIOKafkaConsumer, tps: list[TopicPartition], end: dict[TopicPartition, int]) -> bool:
+        for tp in tps:
+            if await consumer.position(tp) < end[tp]:
+                return False
+        return True
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

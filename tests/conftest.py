@@ -1,18 +1,12 @@
-"""Shared test helpers: paths to ../shared and builders of article events."""
+"""Session-wide fixtures."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")).resolve()
-SAMPLES = SHARED / "samples" / "articles"
+from helpers import SHARED
 
 
 @pytest.fixture(scope="session")
@@ -20,43 +14,3 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"shared material not found at {SHARED} (set LANTOA_SHARED_DIR)")
     return SHARED
-
-
-def sample_paths() -> list[Path]:
-    paths = sorted(SAMPLES.glob("*.json"))
-    assert len(paths) == 5, f"expected the five sample articles in {SAMPLES}"
-    return paths
-
-
-def ce_headers(ce_type: str = "article.published", version: str = "3.1", **extra: str) -> dict[str, str]:
-    headers = {
-        "ce_specversion": "1.0",
-        "ce_id": str(uuid.uuid4()),
-        "ce_source": "urn:lantoa:test",
-        "ce_type": ce_type,
-        "ce_time": "2026-11-26T08:00:00+07:00",
-        "ce_dataschema": f"http://www.iptc.org/std/ninjs/ninjs-schema_{version}.json",
-        "content-type": "application/json",
-    }
-    headers.update(extra)
-    return headers
-
-
-def article_doc(uri: str, version: int = 1, **fields: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "uri": uri,
-        "type": "text",
-        "version": str(version),
-        "versionCreated": "2026-11-26T08:00:00+07:00",
-        "pubStatus": "usable",
-        "language": "vi",
-        "headlines": [{"role": "main", "value": f"Tin thử nghiệm {uri} bản {version}"}],
-        "descriptions": [{"role": "summary", "contentType": "text/plain", "value": "Tóm tắt."}],
-        "bodies": [{"role": "main", "contentType": "text/plain", "value": "Nội dung."}],
-    }
-    doc.update(fields)
-    return doc
-
-
-def encode_doc(doc: dict[str, Any]) -> bytes:
-    return orjson.dumps(doc)

@@ -7,7 +7,7 @@ import unicodedata
 import orjson
 import pytest
 
-from conftest import article_doc, ce_headers, encode_doc, sample_paths
+from helpers import article_doc, ce_headers, encode_doc, sample_paths
 from schemas.errors import InvalidContent
 from streams.intake import parse_article_event
 

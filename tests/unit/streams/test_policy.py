@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from conftest import article_doc, ce_headers, encode_doc
+from helpers import article_doc, ce_headers, encode_doc
 from streams.intake import parse_article_event
 from streams.policy import Kind, decide, due_for_release, publish_now
 
