@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
+from infra.kafka.tail import TopicTail
 from infra.topics import apply_topics
 from producers.client import PublishClient
 from producers.targets import load_targets
@@ -46,55 +46,7 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap
 
 
-class TopicReader:
-    """Reads a topic from the beginning, keeps what it read, and waits for conditions on it."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.records: list[Any] = []
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                       consumer_timeout_ms=200)
-        parts = None
-        deadline = time.monotonic() + 30
-        while not parts and time.monotonic() < deadline:
-            parts = self._consumer.partitions_for_topic(topic)
-            if not parts:
-                time.sleep(0.2)
-        assert parts, f"topic {topic} not found"
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        self._consumer.assign(tps)
-        self._consumer.seek_to_beginning(*tps)
-
-    def poll(self) -> None:
-        while True:
-            batch = self._consumer.poll(timeout_ms=200, max_records=50000)
-            if not batch:
-                return
-            for recs in batch.values():
-                self.records.extend(recs)
-
-    def wait_for(self, predicate: Callable[[list[Any]], bool], timeout: float = 60.0, what: str = "") -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.poll()
-            if predicate(self.records):
-                return self.records
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what or 'condition'} on {self.topic} "
-                                     f"({len(self.records)} records read)")
-            time.sleep(0.2)
-
-    def settle(self, quiet_s: float = 2.0) -> list[Any]:
-        """Read until nothing new arrives for ``quiet_s`` seconds."""
-        last = -1
-        while last != len(self.records):
-            last = len(self.records)
-            time.sleep(quiet_s)
-            self.poll()
-        return self.records
-
-    def close(self) -> None:
-        self._consumer.close()
+TopicReader = TopicTail
 
 
 class Pipeline:

@@ -1,0 +1,40 @@
+# Lantoa: two commands on a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export LANTOA_CACHE_DIR ?= $(HOME)/.cache/lantoa
+
+.PHONY: install demo test test-unit bench drill typecheck clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+	bash infra/system-deps.sh
+	$(PY) -m infra.kafka fetch >/dev/null
+
+demo: install
+	$(PY) -m infra.demo
+
+# The suite CI runs: unit, contract, integration and e2e tests against the real broker
+# (started and stopped here; set LANTOA_KAFKA_BOOTSTRAP to use a running one).
+test: install
+	$(PY) -m infra.testenv -- $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest tests/unit tests/contract $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m infra.testenv -- $(PY) -m bench
+
+typecheck: install
+	$(PY) -m mypy schemas streams producers consumers infra
+
+clean:
+	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache

@@ -1,0 +1,65 @@
+"""The ChannelAdapter interface every channel implements, and what it returns.
+
+The delivery runtime (consumers/runtime.py) owns Kafka, the ledger, retries, rate limits,
+receipts and commits. An adapter only turns one command into one effect at one platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from schemas.models import Command
+from schemas.topics import Channel
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What an adapter did. ``outcome`` is a receipt outcome: delivered, updated, deleted, skipped."""
+
+    outcome: str
+    external_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What the ledger knows of earlier effects for the same article at the same target.
+
+    ``external_id`` is the id the platform gave the live effect (post id, message ids, object
+    key), so an update edits it and a retraction deletes it. ``unknown_command_id`` is set when
+    an earlier attempt of *this* command ended without an answer: reconcile before resending.
+    """
+
+    external_id: str | None = None
+    version: int | None = None
+    unknown_command_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class ChannelAdapter(Protocol):
+    """One channel. Implementations live in consumers/<channel>.py, one class per file.
+
+    ``deliver`` raises the errors of consumers/errors.py; see there for what each does to the
+    command. It must be safe to call again after OutcomeUnknown once ``reconcile`` said the
+    effect does not exist.
+    """
+
+    channel: ClassVar[Channel]
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def deliver(self, command: Command, prior: Prior) -> Effect:
+        """Produce the command's effect (publish, update or retract) and say what was done."""
+        ...
+
+    async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
+        """After an unknown outcome: find the effect at the platform by our marker.
+
+        Returns the Effect when it exists (the runtime records it, no resend), None when it
+        certainly does not (the runtime may deliver). Raises TransientDeliveryError when the
+        platform cannot tell right now.
+        """
+        ...
