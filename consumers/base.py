@@ -6,6 +6,7 @@ receipts and commits. An adapter only turns one command into one effect at one p
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -35,6 +36,10 @@ class Prior:
     version: int | None = None
     unknown_command_id: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # Progress of a multi-step effect (e.g. a long Zalo text sent as numbered parts), saved in the
+    # ledger so that a retry or a restarted worker resumes instead of repeating the first steps.
+    progress: dict[str, Any] = field(default_factory=dict)
+    save_progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
 
 class ChannelAdapter(Protocol):

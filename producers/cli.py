@@ -158,6 +158,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapter(args: argparse.Namespace) -> int:
+    from consumers.registry import run
+    from schemas.topics import Channel
+
+    logging.getLogger().setLevel(args.loglevel.upper())
+    run(_settings(), Channel(args.channel))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lantoa", description="Lantoa: articles and alerts to loudspeakers, fanpages, Zalo and the archive, through Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["load", "list"])
     p.add_argument("--remove", action="append", default=[], metavar="TARGET_ID", help="write a tombstone for this id")
     p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("adapter", help="run one channel adapter (delivery runtime)")
+    p.add_argument("channel", choices=["loudspeaker", "fanpage", "zalo", "archive"])
+    p.add_argument("--loglevel", default="info")
+    p.set_defaults(func=cmd_adapter)
 
     p = sub.add_parser("worker", help="run the stream app")
     p.add_argument("--apply-topics", action="store_true")

@@ -6,7 +6,7 @@ Labels are bounded: channel (4 values), type/outcome/stage/action (small enums),
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
     "lantoa_events_total",
@@ -52,3 +52,41 @@ def reason_class(reason: str) -> str:
         if needle in text:
             return label
     return "other"
+
+DELIVERIES = Counter(
+    "lantoa_deliveries_total",
+    "Command outcomes at the channel adapters, by channel and outcome "
+    "(delivered, updated, deleted, skipped, retrying, unknown, failed).",
+    ["channel", "outcome"],
+)
+RETRIES = Counter(
+    "lantoa_retries_total",
+    "Retries by channel and kind (in_process, scheduled, paused).",
+    ["channel", "kind"],
+)
+OUTCOME_UNKNOWN = Counter(
+    "lantoa_outcome_unknown_total",
+    "Requests that left with no answer (reconciled before any resend), by channel.",
+    ["channel"],
+)
+RECONCILED = Counter(
+    "lantoa_reconciled_total",
+    "Reconciliations after an unknown outcome, by channel and result (found, absent).",
+    ["channel", "result"],
+)
+DELIVERY_LATENCY = Histogram(
+    "lantoa_delivery_latency_seconds",
+    "End to end: CMS publish time (ce_time) to the effect at the platform, by channel.",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
+)
+PAUSED_TARGETS = Gauge(
+    "lantoa_paused_targets",
+    "Targets currently paused (rate limit, quota, token, policy), by channel.",
+    ["channel"],
+)
+LEDGER_ENTRIES = Gauge(
+    "lantoa_ledger_entries",
+    "Idempotency ledger entries held in memory by this worker, by channel.",
+    ["channel"],
+)

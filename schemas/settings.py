@@ -60,6 +60,20 @@ class Settings:
     embargo_check_interval_s: float = 1.0
     source: str = "urn:lantoa:cms"
     security_protocol: str = "PLAINTEXT"
+    metrics_port: int = 0
+    http_timeout_s: float = 10.0
+    # Facebook Graph API. Tokens never live here: a 0600 JSON file {page_id: page token}.
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v21.0"
+    fanpage_tokens_file: Path | None = None
+    fanpage_app_secret_file: Path | None = None
+    # Zalo OA API. The app secret and the token pair live in files; the token file is rewritten
+    # atomically on every refresh (refresh tokens are single use).
+    zalo_api_url: str = "https://openapi.zalo.me"
+    zalo_oauth_url: str = "https://oauth.zaloapp.com"
+    zalo_app_id: str = ""
+    zalo_secret_file: Path | None = None
+    zalo_token_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **defaults: object) -> Settings:
@@ -100,6 +114,12 @@ class Settings:
             changes["source"] = v
         if (v := get("SECURITY_PROTOCOL")) is not None:
             changes["security_protocol"] = v
+        for name, conv in (("METRICS_PORT", int), ("HTTP_TIMEOUT_S", float), ("GRAPH_BASE_URL", str),
+                           ("GRAPH_API_VERSION", str), ("FANPAGE_TOKENS_FILE", Path), ("FANPAGE_APP_SECRET_FILE", Path),
+                           ("ZALO_API_URL", str), ("ZALO_OAUTH_URL", str), ("ZALO_APP_ID", str),
+                           ("ZALO_SECRET_FILE", Path), ("ZALO_TOKEN_FILE", Path)):
+            if (v := get(name)) is not None:
+                changes[name.lower()] = conv(v)
         return replace(base, **changes)  # type: ignore[arg-type]
 
     def topic(self, logical: Topic) -> str:

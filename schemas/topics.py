@@ -38,11 +38,41 @@ class Topic(StrEnum):
     RECEIPTS = "distribution.receipts"
     DEADLETTER = "distribution.deadletter"
     EMBARGO_RELEASES = "streams.embargo.releases"
+    LOUDSPEAKER_LEDGER = "distribution.loudspeaker.ledger"
+    LOUDSPEAKER_RETRY_10S = "distribution.loudspeaker.retry.10s"
+    LOUDSPEAKER_RETRY_1M = "distribution.loudspeaker.retry.1m"
+    LOUDSPEAKER_RETRY_10M = "distribution.loudspeaker.retry.10m"
+    FANPAGE_LEDGER = "distribution.fanpage.ledger"
+    FANPAGE_RETRY_10S = "distribution.fanpage.retry.10s"
+    FANPAGE_RETRY_1M = "distribution.fanpage.retry.1m"
+    FANPAGE_RETRY_10M = "distribution.fanpage.retry.10m"
+    ZALO_LEDGER = "distribution.zalo.ledger"
+    ZALO_RETRY_10S = "distribution.zalo.retry.10s"
+    ZALO_RETRY_1M = "distribution.zalo.retry.1m"
+    ZALO_RETRY_10M = "distribution.zalo.retry.10m"
+    ARCHIVE_LEDGER = "distribution.archive.ledger"
+    ARCHIVE_RETRY_10S = "distribution.archive.retry.10s"
+    ARCHIVE_RETRY_1M = "distribution.archive.retry.1m"
+    ARCHIVE_RETRY_10M = "distribution.archive.retry.10m"
 
     @staticmethod
     def commands(channel: Channel) -> "Topic":
         """The command topic of a channel."""
         return Topic(f"distribution.{channel.value}.commands")
+
+    @staticmethod
+    def ledger(channel: Channel) -> "Topic":
+        """The idempotency ledger of a channel (compacted)."""
+        return Topic(f"distribution.{channel.value}.ledger")
+
+    @staticmethod
+    def retry(channel: Channel, tier: str) -> "Topic":
+        """A delayed-retry tier of a channel: tier is one of RETRY_TIERS."""
+        return Topic(f"distribution.{channel.value}.retry.{tier}")
+
+
+# Delayed-retry tiers and their delays in seconds, shortest first.
+RETRY_TIERS: dict[str, float] = {"10s": 10.0, "1m": 60.0, "10m": 600.0}
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from schemas.errors import InvalidContent
 from schemas.models import Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.fanout import OutRecord, command_records, plan, receipt_record
+from infra.kafka.outbox import Outbox, OutRecord
+from streams.fanout import command_records, plan, receipt_record
 from streams.intake import CE_TYPES, ArticleEvent, parse_article_event
-from streams.outbox import Outbox
 from streams.policy import decide, due_for_release, publish_now
 from streams.registry_follower import RegistryFollower
 

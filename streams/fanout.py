@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
 from schemas.settings import Settings
@@ -14,16 +14,6 @@ from streams.policy import Decision, Kind, places_from_json
 from streams.registry import Registry
 from streams.render import render_all, retract_payload
 from streams.routing import RouteInput, route
-
-
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """One record to produce."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def _route_of(live: dict[str, Any], registry: Registry) -> dict[Channel, list[Any]]:

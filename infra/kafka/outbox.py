@@ -1,4 +1,4 @@
-"""Bulk producer for the stream app: one aiokafka producer, many records, one wait.
+"""Bulk producer for the stream app and the adapters: one aiokafka producer, many records, one wait.
 
 Faust's per-event send machinery costs ~8x the raw client (infra-notes), so fan-out never goes
 through ``Topic.send``: records are appended to aiokafka's batches and awaited together. The
@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from streams.fanout import OutRecord
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to produce (partition None = the key's partition)."""
+
+    topic: str
+    key: bytes
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None
 
 
 class Outbox:
@@ -56,5 +67,5 @@ class Outbox:
         producer = self._producer
         futures = []
         for rec in records:
-            futures.append(await producer.send(rec.topic, rec.value, key=rec.key, headers=list(rec.headers) or None))
+            futures.append(await producer.send(rec.topic, rec.value, key=rec.key, headers=list(rec.headers) or None, partition=rec.partition))
         await asyncio.gather(*futures)

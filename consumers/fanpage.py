@@ -1,0 +1,226 @@
+"""Facebook Page adapter (Graph API): post, edit on a newer version, delete on retraction.
+
+Facts from shared/design/channel-contracts.md. Tokens come from a 0600 JSON file
+{page_id: page access token}, re-read when it changes, never logged. Every post carries a short
+marker (the article's code) so that after an unknown outcome the post can be found in the page
+feed before anything is resent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from consumers.base import Effect, Prior
+from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.http import Reply, call
+from schemas.models import Action, Command, Target
+from schemas.topics import Channel
+
+log = logging.getLogger(__name__)
+
+TOKEN_CODES = {190, 102}
+TRANSIENT_CODES = {1, 2}
+RATE_CODES = {4, 17, 32, 613, 80001}
+PERMISSION_CODES = {10} | set(range(200, 300))
+RECONCILE_FEED_LIMIT = 100
+
+
+def article_marker(uri: str) -> str:
+    """A short code that identifies our post for an article on a page: "Mã tin: LT-…"."""
+    return "LT-" + hashlib.sha256(uri.encode()).hexdigest()[:10].upper()
+
+
+class SecretFile:
+    """A JSON secrets file re-read when its mtime changes; values never reach logs or reprs."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._mtime = -1.0
+        self._data: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        if self.path is None:
+            return None
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        if mtime != self._mtime:
+            self._data = {str(k): str(v) for k, v in orjson.loads(self.path.read_bytes()).items()}
+            self._mtime = mtime
+        return self._data.get(key)
+
+    def __repr__(self) -> str:
+        return f"SecretFile({self.path})"
+
+
+def usage_percent(headers: dict[str, str], page_id: str) -> float | None:
+    """The highest usage the platform reports for the app and this page, in percent."""
+    values: list[float] = []
+    for name in ("X-App-Usage", "x-app-usage"):
+        if name in headers:
+            try:
+                values += [float(v) for v in orjson.loads(headers[name]).values() if isinstance(v, (int, float))]
+            except (orjson.JSONDecodeError, AttributeError):
+                pass
+    for name in ("X-Business-Use-Case-Usage", "x-business-use-case-usage"):
+        if name in headers:
+            try:
+                for entry in orjson.loads(headers[name]).get(page_id, []):
+                    values += [float(entry.get(k, 0)) for k in ("call_count", "total_cputime", "total_time")]
+            except (orjson.JSONDecodeError, AttributeError):
+                pass
+    return max(values) if values else None
+
+
+def regain_seconds(headers: dict[str, str], page_id: str) -> float | None:
+    for name in ("X-Business-Use-Case-Usage", "x-business-use-case-usage"):
+        if name in headers:
+            try:
+                minutes = max(float(e.get("estimated_time_to_regain_access", 0)) for e in orjson.loads(headers[name]).get(page_id, []))
+            except (orjson.JSONDecodeError, ValueError, AttributeError):
+                return None
+            return minutes * 60 if minutes > 0 else None
+    return None
+
+
+class FanpageAdapter:
+    """Publishes to Facebook Pages through the Graph API."""
+
+    channel: ClassVar[Channel] = Channel.FANPAGE
+    # Throttle a page before Facebook does (Pages API limits are per page per hour).
+    min_interval_s: ClassVar[float] = 0.0
+
+    def __init__(self, base_url: str, api_version: str, tokens: SecretFile, targets: Callable[[str], Target | None],
+                 *, app_secret: SecretFile | None = None, timeout_s: float = 10.0, pause_on_token_s: float = 3600.0,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self.base = f"{base_url.rstrip('/')}/{api_version}"
+        self.tokens, self.targets, self.app_secret = tokens, targets, app_secret
+        self.timeout_s, self.pause_on_token_s = timeout_s, pause_on_token_s
+        self._session = session
+        self._own_session = session is None
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
+
+    # -- effects ------------------------------------------------------------------------------
+
+    async def deliver(self, command: Command, prior: Prior) -> Effect:
+        page_id, token = self._page(command)
+        if command.key.action is Action.RETRACT:
+            if not prior.external_id:
+                return Effect("skipped", None, {"reason": "no live post to delete"})
+            reply = await self._request("DELETE", f"/{prior.external_id}", token, page_id, mutating=True)
+            if self._error(reply) == (100, 33):  # already gone: the delete happened
+                return Effect("deleted", prior.external_id)
+            self._raise_for(reply, page_id, command)
+            return Effect("deleted", prior.external_id, {"usage_pct": usage_percent(reply.headers, page_id)})
+        message = self._message(command)
+        if prior.external_id:
+            reply = await self._request("POST", f"/{prior.external_id}", token, page_id, mutating=True,
+                                        data={"message": message})
+            self._raise_for(reply, page_id, command)
+            return Effect("updated", prior.external_id, {"usage_pct": usage_percent(reply.headers, page_id)})
+        data = {"message": message}
+        link = command.payload.get("link")
+        if isinstance(link, str) and link.startswith(("https://", "http://")):
+            data["link"] = link
+        reply = await self._request("POST", f"/{page_id}/feed", token, page_id, mutating=True, data=data)
+        if self._error(reply)[0] == 506:
+            # Facebook refuses a duplicate post. Ours only if we can find it by our marker.
+            found = await self._find(page_id, token, article_marker(command.key.uri))
+            if found:
+                return Effect("delivered", found, {"reconciled": True})
+            raise PermanentDeliveryError("duplicate post refused (506) and no post of ours found", code="506")
+        self._raise_for(reply, page_id, command)
+        post_id = str((reply.body or {}).get("id", ""))
+        if not post_id:
+            raise TransientDeliveryError("Graph API answered without a post id")
+        return Effect("delivered", post_id, {"usage_pct": usage_percent(reply.headers, page_id)})
+
+    async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
+        if command.key.action is not Action.PUBLISH or prior.external_id:
+            return None  # edits and deletes are idempotent: resending is safe
+        page_id, token = self._page(command)
+        found = await self._find(page_id, token, article_marker(command.key.uri))
+        return Effect("delivered", found, {"reconciled": True}) if found else None
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _page(self, command: Command) -> tuple[str, str]:
+        target = self.targets(command.target)
+        if target is None or not target.config.get("page_id"):
+            raise PermanentDeliveryError(f"unknown fanpage target {command.target}")
+        page_id = str(target.config["page_id"])
+        token = self.tokens.get(page_id)
+        if not token:
+            raise TargetPaused(f"no page token configured for page {page_id}", self.pause_on_token_s, code="no-token", alert=True)
+        return page_id, token
+
+    @staticmethod
+    def _message(command: Command) -> str:
+        text = str(command.payload.get("message", "")).strip()
+        return f"{text}\n\nMã tin: {article_marker(command.key.uri)}"
+
+    async def _request(self, method: str, path: str, token: str, page_id: str, *, mutating: bool,
+                       data: dict[str, str] | None = None, params: dict[str, str] | None = None) -> Reply:
+        assert self._session is not None, "start() first"
+        auth = {"access_token": token}
+        secret = self.app_secret.get("app_secret") if self.app_secret else None
+        if secret:
+            auth["appsecret_proof"] = hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+        if method == "GET":
+            return await call(self._session, method, self.base + path, mutating=False, timeout_s=self.timeout_s,
+                              params={**(params or {}), **auth})
+        # Tokens travel in the form body, never in a URL that could end up in a log.
+        return await call(self._session, method, self.base + path, mutating=mutating, timeout_s=self.timeout_s,
+                          data={**(data or {}), **auth})
+
+    async def _find(self, page_id: str, token: str, marker: str) -> str | None:
+        reply = await self._request("GET", f"/{page_id}/feed", token, page_id, mutating=False,
+                                    params={"limit": str(RECONCILE_FEED_LIMIT), "fields": "id,message"})
+        self._raise_for(reply, page_id, None)
+        for post in (reply.body or {}).get("data", []):
+            if marker in str(post.get("message", "")):
+                return str(post["id"])
+        return None
+
+    @staticmethod
+    def _error(reply: Reply) -> tuple[int, int]:
+        if reply.status < 400 or not isinstance(reply.body, dict) or "error" not in reply.body:
+            return (0, 0)
+        err = reply.body["error"]
+        return int(err.get("code") or 0), int(err.get("error_subcode") or 0)
+
+    def _raise_for(self, reply: Reply, page_id: str, command: Command | None) -> None:
+        if reply.status < 400:
+            return
+        code, subcode = self._error(reply)
+        err = reply.body.get("error", {}) if isinstance(reply.body, dict) else {}
+        what = f"Graph error {code}/{subcode}: {str(err.get('message', reply.body))[:200]}"
+        if code in TOKEN_CODES:
+            raise TargetPaused(f"page token expired or revoked ({what})", self.pause_on_token_s, code=str(code), alert=True)
+        if code in RATE_CODES:
+            wait = regain_seconds(reply.headers, page_id) or 60.0
+            raise TargetPaused(f"rate limited ({what})", wait, code=str(code))
+        if code == 368:
+            raise TargetPaused(f"page temporarily blocked for policy ({what})", self.pause_on_token_s, code="368", alert=True)
+        if code in TRANSIENT_CODES or reply.status >= 500:
+            raise TransientDeliveryError(what, code=str(code))
+        if code in PERMISSION_CODES:
+            raise PermanentDeliveryError(f"permission missing ({what})", code=str(code), alert=True)
+        raise PermanentDeliveryError(what, code=str(code))

@@ -1,0 +1,84 @@
+"""The explicit registry of channel adapters, keyed by channel, and the process that runs one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+from consumers.base import ChannelAdapter
+from consumers.runtime import EXIT_CRASH, DeliveryRuntime, RuntimeConfig
+from schemas.models import Target
+from schemas.settings import Settings
+from schemas.topics import Channel, Topic
+
+log = logging.getLogger(__name__)
+
+TargetLookup = Callable[[str], Target | None]
+
+
+def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
+    from consumers.fanpage import FanpageAdapter, SecretFile
+
+    return FanpageAdapter(settings.graph_base_url, settings.graph_api_version, SecretFile(settings.fanpage_tokens_file),
+                          targets, app_secret=SecretFile(settings.fanpage_app_secret_file),
+                          timeout_s=settings.http_timeout_s)
+
+
+def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
+    from consumers.fanpage import SecretFile
+    from consumers.zalo import ZaloAdapter
+    from consumers.zalo_tokens import TokenStore
+
+    if settings.zalo_token_file is None:
+        raise SystemExit("LANTOA_ZALO_TOKEN_FILE is required for the Zalo adapter")
+    return ZaloAdapter(settings.zalo_api_url, settings.zalo_oauth_url, settings.zalo_app_id,
+                       SecretFile(settings.zalo_secret_file), TokenStore(settings.zalo_token_file), targets,
+                       timeout_s=settings.http_timeout_s)
+
+
+ADAPTERS: dict[Channel, Callable[[Settings, TargetLookup], ChannelAdapter]] = {
+    Channel.FANPAGE: _fanpage,
+    Channel.ZALO: _zalo,
+}
+
+
+def register(channel: Channel, factory: Callable[[Settings, TargetLookup], ChannelAdapter]) -> None:
+    """Add a channel (the loudspeaker and archive issues register theirs here)."""
+    ADAPTERS[channel] = factory
+
+
+def run(settings: Settings, channel: Channel, config: RuntimeConfig | None = None) -> None:
+    """Run one channel's adapter until SIGTERM/SIGINT; exit 70 on anything unexpected."""
+    from streams.registry_follower import RegistryFollower
+
+    if channel not in ADAPTERS:
+        raise SystemExit(f"no adapter registered for {channel.value}")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        follower = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
+        await follower.start()
+        try:
+            adapter = ADAPTERS[channel](settings, follower.registry.targets.get)
+            interval = float(getattr(adapter, "min_interval_s", 0.0))
+            cfg = config or RuntimeConfig(min_interval_s=interval)
+            await DeliveryRuntime(settings, adapter, cfg).run(stop)
+        finally:
+            await follower.stop()
+
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.web_host)
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # noqa: BLE001 - nothing past the failing batch was committed
+        log.critical("%s adapter stopped on %s: %s", channel.value, type(exc).__name__, exc, exc_info=exc)
+        logging.shutdown()
+        os._exit(EXIT_CRASH)

@@ -1,0 +1,363 @@
+"""The delivery runtime shared by every channel adapter.
+
+One consumer group per channel reads ``distribution.<channel>.commands`` and the channel's retry
+tiers in batches. Per batch: commands are grouped by target; targets run concurrently, the
+commands of one target strictly in order. Per command:
+
+    ledger says done → acknowledge again (same receipt id), no effect
+    target paused    → park it in a retry tier (no call), the partition goes on
+    superseded       → a newer version (or a retraction) is already live there: skip, receipt
+    intent/unknown   → reconcile with the platform first (find the effect by our marker)
+    otherwise        → ledger intent (acknowledged) → effect → ledger done + live + receipt
+
+Offsets are committed after the batch's ledger entries, receipts, retries and dead letters are
+acknowledged by Kafka. Anything unexpected stops the worker without committing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from consumers.base import ChannelAdapter, Effect, Prior
+from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.ledger import Ledger
+from consumers.limiter import TargetLimiter
+from consumers.retry import RetryPolicy
+from infra.kafka.outbox import Outbox, OutRecord
+from schemas import contracts, metrics
+from schemas.article import parse_time
+from schemas.codec import decode, encode, headers_to_dict
+from schemas.deadletter import dead_letter_headers
+from schemas.errors import InvalidContent
+from schemas.models import Action, Command, Receipt, utc_now_iso
+from schemas.settings import Settings
+from schemas.topics import Topic
+
+log = logging.getLogger(__name__)
+
+EXIT_CRASH = 70
+RETRY_ATTEMPT = "retry_attempt"
+RETRY_DUE = "retry_due_at"
+RETRY_REASON = "retry_reason"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Knobs of one channel's runtime (frozen; built once at start)."""
+
+    max_batch: int = 500
+    concurrency: int = 64
+    poll_timeout_ms: int = 200
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    min_interval_s: float = 0.0
+
+
+@dataclass
+class _Work:
+    tp: TopicPartition
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    attempt: int
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runtime: DeliveryRuntime) -> None:
+        self.runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.runtime.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.runtime.assigned(assigned)
+
+
+class DeliveryRuntime:
+    """Runs one ChannelAdapter against its command topic until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        adapter: ChannelAdapter,
+        config: RuntimeConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.adapter = adapter
+        self.channel = adapter.channel
+        self.config = config or RuntimeConfig()
+        self.clock, self.sleep, self.rng = clock, sleep, rng
+        self.commands_topic = settings.topic(Topic.commands(self.channel))
+        self.retry_topics = {name: (settings.topic(Topic.retry(self.channel, name)), delay)
+                             for name, delay in self.config.policy.tiers}
+        self._tier_of_topic = {topic: name for name, (topic, _) in self.retry_topics.items()}
+        self.ledger = Ledger(settings.topic(Topic.ledger(self.channel)))
+        self.limiter = TargetLimiter(clock=clock, min_interval_s=self.config.min_interval_s)
+        self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-{self.channel.value}")
+        self.group_id = f"{settings.topic_prefix}lantoa-{self.channel.value}"
+        self._consumer: AIOKafkaConsumer | None = None
+        self._paused_until: dict[TopicPartition, float] = {}
+        self.delivered = 0  # effects produced by this process (tests, bench)
+
+    # -- partitions ---------------------------------------------------------------------------
+
+    def revoked(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self._paused_until.pop(tp, None)
+        still = {tp.partition for tp in (self._consumer.assignment() if self._consumer else set())} - {
+            tp.partition for tp in revoked}
+        self.ledger.drop(self.ledger.owned() - still)
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.ledger.load(self.settings.kafka_bootstrap, {tp.partition for tp in assigned}, self.settings.client_id)
+        metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
+
+    # -- main loop ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.outbox.start()
+        await self.adapter.start()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
+            client_id=f"{self.settings.client_id}-{self.channel.value}", enable_auto_commit=False,
+            auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
+            max_poll_records=self.config.max_batch, session_timeout_ms=15000, heartbeat_interval_ms=3000,
+            max_poll_interval_ms=600000,
+        )
+        self._consumer = consumer
+        await consumer.start()
+        consumer.subscribe([self.commands_topic, *(t for t, _ in self.retry_topics.values())], listener=_Rebalance(self))
+        log.info("%s adapter: consuming %s (group %s)", self.channel.value, self.commands_topic, self.group_id)
+        try:
+            while not stop.is_set():
+                self._resume_due()
+                batch = await consumer.getmany(timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch)
+                if batch:
+                    await self._handle(batch)
+                metrics.PAUSED_TARGETS.labels(self.channel.value).set(self.limiter.paused_targets())
+        finally:
+            await consumer.stop()
+            await self.adapter.close()
+            await self.outbox.stop()
+
+    def _resume_due(self) -> None:
+        assert self._consumer is not None
+        now = self.clock()
+        due = [tp for tp, at in self._paused_until.items() if at <= now]
+        for tp in due:
+            del self._paused_until[tp]
+        if due:
+            self._consumer.resume(*due)
+
+    async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        assert self._consumer is not None
+        work: list[_Work] = []
+        commit: dict[TopicPartition, int] = {}
+        now = self.clock()
+        for tp, recs in batch.items():
+            tier = self._tier_of_topic.get(tp.topic)
+            for rec in recs:
+                headers = list(rec.headers or [])
+                hmap = headers_to_dict(headers)
+                if tier is not None:
+                    due = float(hmap.get(RETRY_DUE, "0") or 0)
+                    if due > now:
+                        # Not due yet: rewind this retry partition and wait; others go on.
+                        self._consumer.seek(tp, rec.offset)
+                        self._consumer.pause(tp)
+                        self._paused_until[tp] = due
+                        break
+                work.append(_Work(tp, rec.offset, rec.key, rec.value, headers, int(hmap.get(RETRY_ATTEMPT, "0") or 0)))
+                commit[tp] = rec.offset + 1
+        if not work:
+            return
+        by_target: OrderedDict[bytes, list[_Work]] = OrderedDict()
+        for w in work:
+            by_target.setdefault(w.key or b"", []).append(w)
+        sem = asyncio.Semaphore(self.config.concurrency)
+        out: list[OutRecord] = []
+
+        async def one_target(items: list[_Work]) -> None:
+            async with sem:
+                for w in items:
+                    out.extend(await self._process(w))
+
+        await asyncio.gather(*(one_target(items) for items in by_target.values()))
+        await self.outbox.send_all(out)
+        await self._consumer.commit(commit)
+        metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
+
+    # -- one command --------------------------------------------------------------------------
+
+    async def _process(self, w: _Work) -> list[OutRecord]:
+        at = utc_now_iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        try:
+            raw = decode(w.value)
+            contracts.check("command", raw)
+            cmd = Command.from_dict(raw)
+            if cmd.channel is not self.channel:
+                raise InvalidContent(f"a {cmd.channel.value} command on the {self.channel.value} topic")
+        except InvalidContent as exc:
+            return [self._dead_letter(w, exc.reason, "decode", at)]
+        partition = w.tp.partition
+        cid = cmd.key.command_id()
+        entry = self.ledger.command(partition, cid)
+        if entry and entry["state"] == "done":
+            return [self._receipt(cmd, entry["outcome"], at, external_id=entry.get("external_id"))]
+        if entry and entry["state"] == "failed":
+            return [self._receipt(cmd, "failed", at, reason=entry.get("reason"))]
+
+        urgent = cmd.priority.value == "emergency"
+        wait = self.limiter.paused_for(cmd.target, urgent)
+        if wait > 0:
+            metrics.RETRIES.labels(self.channel.value, "paused").inc()
+            return self._schedule(w, cmd, at, f"target paused: {self.limiter.reason(cmd.target)}", wait, count=False)
+
+        live = self.ledger.live(partition, cmd.key.uri, cmd.target)
+        superseded = self._superseded(cmd, live)
+        if superseded:
+            return [self._receipt(cmd, "skipped", at, reason=superseded)]
+
+        attempts = int((entry or {}).get("attempts", 0))
+
+        async def save_progress(progress: dict[str, Any]) -> None:
+            await self.outbox.send_all([self.ledger.command_entry(
+                partition, cmd, "intent", at, attempts=attempts + 1, detail={"progress": progress})])
+
+        prior = Prior(
+            external_id=(live or {}).get("external_id") if live and not live.get("retracted") else None,
+            version=(live or {}).get("version"),
+            unknown_command_id=cid if entry and entry["state"] in ("intent", "unknown") else None,
+            detail=(live or {}).get("detail") or {},
+            progress=((entry or {}).get("detail") or {}).get("progress") or {},
+            save_progress=save_progress,
+        )
+        try:
+            if prior.unknown_command_id:
+                found = await self.adapter.reconcile(cmd, prior)
+                metrics.RECONCILED.labels(self.channel.value, "found" if found else "absent").inc()
+                if found is not None:
+                    return self._done(partition, cmd, found, at, attempts)
+            await self.outbox.send_all([self.ledger.command_entry(
+                partition, cmd, "intent", at, attempts=attempts + 1, detail={"progress": prior.progress})])
+            effect = await self._deliver_with_retries(cmd, prior)
+            return self._done(partition, cmd, effect, at, attempts + 1)
+        except TargetPaused as exc:
+            self.limiter.pause(cmd.target, exc.retry_after, exc.reason)
+            metrics.RETRIES.labels(self.channel.value, "paused").inc()
+            if exc.alert:
+                log.error("%s %s paused for %.0fs: %s", self.channel.value, cmd.target, exc.retry_after, exc.reason)
+            return self._schedule(w, cmd, at, exc.reason, exc.retry_after, count=False)
+        except OutcomeUnknown as exc:
+            metrics.OUTCOME_UNKNOWN.labels(self.channel.value).inc()
+            known = (self.ledger.command(partition, cid) or {}).get("detail")
+            rec = self.ledger.command_entry(partition, cmd, "unknown", at, attempts=attempts + 1, reason=exc.reason,
+                                            detail=known)
+            return [rec, *self._schedule(w, cmd, at, f"outcome unknown: {exc.reason}", None, outcome="unknown")]
+        except TransientDeliveryError as exc:
+            return self._schedule(w, cmd, at, exc.reason, exc.retry_after)
+        except (PermanentDeliveryError, InvalidContent) as exc:
+            if isinstance(exc, PermanentDeliveryError) and exc.alert:
+                log.error("%s %s: permanent error needing attention: %s", self.channel.value, cmd.target, exc.reason)
+            rec = self.ledger.command_entry(partition, cmd, "failed", at, attempts=attempts + 1, reason=exc.reason)
+            return [rec, self._dead_letter(w, exc.reason, "deliver", at, cmd), self._receipt(cmd, "failed", at, reason=exc.reason)]
+
+    async def _deliver_with_retries(self, cmd: Command, prior: Prior) -> Effect:
+        attempt = 0
+        while True:
+            attempt += 1
+            gap = self.limiter.spacing(cmd.target)
+            if gap > 0:
+                await self.sleep(gap)
+            try:
+                return await self.adapter.deliver(cmd, prior)
+            except TransientDeliveryError as exc:
+                short = exc.retry_after is None or exc.retry_after <= self.config.policy.cap_s
+                if attempt >= self.config.policy.in_process or not short:
+                    raise
+                metrics.RETRIES.labels(self.channel.value, "in_process").inc()
+                await self.sleep(max(exc.retry_after or 0.0, self.config.policy.backoff(attempt, self.rng)))
+
+    @staticmethod
+    def _superseded(cmd: Command, live: dict[str, Any] | None) -> str | None:
+        if not live:
+            return None
+        version, retracted = int(live.get("version") or 0), bool(live.get("retracted"))
+        if cmd.key.action is Action.RETRACT:
+            if retracted and version >= cmd.key.version:
+                return f"already retracted at version {version}"
+            return None
+        if version > cmd.key.version:
+            return f"version {version} is already live"
+        if retracted and version >= cmd.key.version:
+            return f"retracted at version {version}"
+        return None
+
+    def _done(self, partition: int, cmd: Command, effect: Effect, at: str, attempts: int) -> list[OutRecord]:
+        self.delivered += 1
+        self.limiter.note_usage(cmd.target, effect.detail.get("usage_pct"))
+        records = [
+            self.ledger.command_entry(partition, cmd, "done", at, attempts=attempts, outcome=effect.outcome,
+                                      external_id=effect.external_id),
+            self.ledger.live_entry(partition, cmd, at, external_id=effect.external_id,
+                                   retracted=cmd.key.action is Action.RETRACT,
+                                   detail={k: v for k, v in effect.detail.items() if k != "usage_pct"}),
+            self._receipt(cmd, effect.outcome, at, external_id=effect.external_id),
+        ]
+        published = parse_time(cmd.published_at) if cmd.published_at else None
+        if published is not None and cmd.key.action is not Action.RETRACT:
+            metrics.DELIVERY_LATENCY.labels(self.channel.value).observe(max(0.0, self.clock() - published.timestamp()))
+        return records
+
+    def _schedule(self, w: _Work, cmd: Command, at: str, reason: str, retry_after: float | None,
+                  *, count: bool = True, outcome: str = "retrying") -> list[OutRecord]:
+        policy = self.config.policy
+        attempt = w.attempt + 1 if count else w.attempt
+        if count and policy.exhausted(attempt):
+            why = f"gave up after {attempt} attempts: {reason}"
+            rec = self.ledger.command_entry(w.tp.partition, cmd, "failed", at, attempts=attempt, reason=why)
+            return [rec, self._dead_letter(w, why, "deliver", at, cmd), self._receipt(cmd, "failed", at, reason=why)]
+        tier, delay = policy.tier_for(max(1, attempt), retry_after)
+        topic, _ = self.retry_topics[tier]
+        due = self.clock() + delay
+        headers = [(k, v) for k, v in w.headers if k not in (RETRY_ATTEMPT, RETRY_DUE, RETRY_REASON)]
+        headers += [(RETRY_ATTEMPT, str(attempt).encode()), (RETRY_DUE, f"{due:.3f}".encode()),
+                    (RETRY_REASON, reason[:500].encode())]
+        if count:
+            metrics.RETRIES.labels(self.channel.value, "scheduled").inc()
+        retry = OutRecord(topic, w.key or b"", w.value, tuple(headers), partition=w.tp.partition)
+        return [retry, self._receipt(cmd, outcome, at, reason=f"{reason} (retry in {tier})")]
+
+    def _receipt(self, cmd: Command, outcome: str, at: str, *, reason: str | None = None,
+                 external_id: str | None = None) -> OutRecord:
+        metrics.DELIVERIES.labels(self.channel.value, outcome).inc()
+        receipt = Receipt(uri=cmd.key.uri, stage="delivery", outcome=outcome, at=at, version=cmd.key.version,
+                          channel=self.channel.value, target=cmd.target, command_id=cmd.key.command_id(),
+                          reason=reason, external_id=external_id, event_id=cmd.event_id)
+        return OutRecord(self.settings.topic(Topic.RECEIPTS), cmd.key.uri.encode(), encode(receipt.to_dict()))
+
+    def _dead_letter(self, w: _Work, reason: str, stage: str, at: str, cmd: Command | None = None) -> OutRecord:
+        metrics.DEAD_LETTERS.labels(stage, metrics.reason_class(reason)).inc()
+        origin = self.commands_topic if w.tp.topic in self._tier_of_topic else w.tp.topic
+        headers = dead_letter_headers(
+            [(k, v) for k, v in w.headers if not k.startswith("retry_")], topic=origin, partition=w.tp.partition,
+            offset=w.offset, reason=reason, stage=stage, now_iso=at, channel=self.channel.value,
+            error_class="PermanentDeliveryError" if stage == "deliver" else "InvalidContent",
+        )
+        return OutRecord(self.settings.topic(Topic.DEADLETTER), w.key or b"", w.value, tuple(headers))

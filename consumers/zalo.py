@@ -1,0 +1,273 @@
+"""Zalo OA adapter (OA Open API v3): group messages, long texts in numbered parts, corrections.
+
+Zalo messages cannot be edited or deleted: a newer version is sent as an update notice, a
+retraction as a correction notice. Each part carries a short marker so that, after an unknown
+outcome, the group's recent conversation is searched before anything is sent again; the parts
+already sent are kept in the ledger (progress) so a retry resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+import aiohttp
+
+from consumers.base import Effect, Prior
+from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.fanpage import SecretFile, article_marker
+from consumers.http import Reply, call
+from consumers.zalo_tokens import TokenPair, TokenStore
+from schemas.models import Action, Command, Target
+from schemas.topics import Channel
+
+log = logging.getLogger(__name__)
+
+TEXT_LIMIT = 2000
+TOKEN_ERRORS = {-216, -220}
+PERMANENT_ALERT = {-204, -205, -223, -224}
+PERMANENT_RECIPIENT = {-213, -230, -232, -237, -403}
+PERMANENT = {-201, -210}
+VN = timezone(timedelta(hours=7))
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT, reserve: int = 0) -> list[str]:
+    """Split on sentence boundaries into pieces of at most ``limit - reserve`` characters."""
+    room = max(50, limit - reserve)
+    text = text.strip()
+    if len(text) <= room:
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for sentence in (s.strip() for s in _SENTENCE.split(text)):
+        if not sentence:
+            continue
+        while len(sentence) > room:  # a sentence longer than a message: cut at a space
+            cut = sentence.rfind(" ", 0, room)
+            cut = cut if cut > room // 2 else room
+            head, sentence = sentence[:cut].rstrip(), sentence[cut:].lstrip()
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(head)
+        candidate = f"{current} {sentence}".strip() if current else sentence
+        if len(candidate) <= room:
+            current = candidate
+        else:
+            pieces.append(current)
+            current = sentence
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def part_marker(uri: str, version: int, index: int, total: int) -> str:
+    return f"[{article_marker(uri)} v{version} {index}/{total}]"
+
+
+class ZaloAdapter:
+    """Sends OA messages to Zalo groups (GMF) or followers."""
+
+    channel: ClassVar[Channel] = Channel.ZALO
+    min_interval_s: ClassVar[float] = 0.05  # ~20 requests/s per OA
+
+    def __init__(self, api_url: str, oauth_url: str, app_id: str, secret: SecretFile, tokens: TokenStore,
+                 targets: Callable[[str], Target | None], *, timeout_s: float = 10.0, clock: Callable[[], float] = time.time,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self.api, self.oauth = api_url.rstrip("/"), oauth_url.rstrip("/")
+        self.app_id, self.secret, self.tokens, self.targets = app_id, secret, tokens, targets
+        self.timeout_s, self.clock = timeout_s, clock
+        self._session = session
+        self._own_session = session is None
+        self.refreshes = 0
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
+
+    # -- effects ------------------------------------------------------------------------------
+
+    def _parts(self, command: Command, prior: Prior) -> list[str]:
+        if command.key.action is Action.RETRACT:
+            title = str(prior.detail.get("title") or "").strip()
+            reason = str(command.payload.get("reason") or "").strip()
+            body = "ĐÍNH CHÍNH: tin" + (f" «{title}»" if title else "") + " gửi trước đây đã được gỡ."
+            if reason:
+                body += f" Lý do: {reason}."
+            texts = [body]
+        else:
+            text = str(command.payload.get("text", "")).strip()
+            if command.key.action is Action.UPDATE or prior.version:
+                text = "[Cập nhật] " + text
+            texts = split_text(text, TEXT_LIMIT, reserve=48)
+        total = len(texts)
+        out = []
+        for i, t in enumerate(texts, start=1):
+            prefix = f"({i}/{total}) " if total > 1 else ""
+            out.append(f"{prefix}{t}\n{part_marker(command.key.uri, command.key.version, i, total)}")
+        return out
+
+    async def deliver(self, command: Command, prior: Prior) -> Effect:
+        recipient, path = self._recipient(command)
+        if command.key.action is Action.RETRACT and not prior.version:
+            return Effect("skipped", None, {"reason": "nothing was sent to this group"})
+        parts = self._parts(command, prior)
+        sent: dict[str, str] = dict(prior.progress.get("sent", {}))
+        for index, text in enumerate(parts, start=1):
+            if str(index) in sent:
+                continue  # sent before a retry or a restart: never twice
+            body = {"recipient": recipient, "message": {"text": text}}
+            data = await self._post(path, body, command.target)
+            sent[str(index)] = str((data or {}).get("message_id", ""))
+            prior.progress["sent"] = sent
+            if prior.save_progress is not None and index < len(parts):
+                await prior.save_progress(dict(prior.progress))
+        first = sent.get("1")
+        outcome = "deleted" if command.key.action is Action.RETRACT else ("updated" if prior.version else "delivered")
+        title = str(command.payload.get("text", "")).split("\n", 1)[0][:200]
+        return Effect(outcome, first, {"message_ids": [sent[str(i)] for i in range(1, len(parts) + 1)],
+                                       "parts": len(parts), "title": title or prior.detail.get("title")})
+
+    async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
+        recipient, _ = self._recipient(command)
+        group_id = recipient.get("group_id")
+        if not group_id:
+            raise TransientDeliveryError("cannot look up messages to a follower; retry later")
+        parts = self._parts(command, prior)
+        reply = await self._get("/v3.0/oa/group/conversation", {"group_id": group_id, "offset": "0", "count": "50"},
+                                command.target)
+        recent = reply if isinstance(reply, list) else (reply or {}).get("messages", []) if isinstance(reply, dict) else []
+        found: dict[str, str] = dict(prior.progress.get("sent", {}))
+        for index in range(1, len(parts) + 1):
+            marker = part_marker(command.key.uri, command.key.version, index, len(parts))
+            for msg in recent:
+                if marker in str(msg.get("message") or msg.get("text") or ""):
+                    found[str(index)] = str(msg.get("message_id") or msg.get("msg_id") or "")
+        prior.progress["sent"] = found
+        if len(found) == len(parts):
+            outcome = "deleted" if command.key.action is Action.RETRACT else ("updated" if prior.version else "delivered")
+            return Effect(outcome, found.get("1"), {"message_ids": [found[str(i)] for i in range(1, len(parts) + 1)],
+                                                    "parts": len(parts), "reconciled": True,
+                                                    "title": str(command.payload.get("text", "")).split("\n", 1)[0][:200]})
+        return None  # the missing parts are sent by deliver; the found ones are skipped
+
+    # -- platform calls -----------------------------------------------------------------------
+
+    def _recipient(self, command: Command) -> tuple[dict[str, str], str]:
+        target = self.targets(command.target)
+        if target is None:
+            raise PermanentDeliveryError(f"unknown Zalo target {command.target}")
+        if target.config.get("group_id"):
+            return {"group_id": str(target.config["group_id"])}, "/v3.0/oa/group/message"
+        if target.config.get("user_id"):
+            return {"user_id": str(target.config["user_id"])}, "/v3.0/oa/message/cs"
+        raise PermanentDeliveryError(f"Zalo target {command.target} has neither group_id nor user_id")
+
+    async def _post(self, path: str, body: dict[str, Any], target: str) -> Any:
+        return await self._with_token("POST", path, target, json=body)
+
+    async def _get(self, path: str, params: dict[str, str], target: str) -> Any:
+        return await self._with_token("GET", path, target, params=params)
+
+    async def _with_token(self, method: str, path: str, target: str, **kwargs: Any) -> Any:
+        assert self._session is not None, "start() first"
+        token = await self.access_token()
+        for attempt in (1, 2):
+            reply = await call(self._session, method, self.api + path, mutating=method != "GET",
+                               timeout_s=self.timeout_s, headers={"access_token": token}, **kwargs)
+            code = self._code(reply)
+            if (code in TOKEN_ERRORS or reply.status == 401) and attempt == 1:
+                token = await self.access_token(force=True, seen=token)  # refresh once, retry once
+                continue
+            self._raise_for(reply, code, target)
+            return (reply.body or {}).get("data")
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _code(reply: Reply) -> int:
+        if isinstance(reply.body, dict):
+            try:
+                return int(reply.body.get("error", 0) or 0)
+            except (TypeError, ValueError):
+                return -1
+        return 0 if reply.status < 400 else -1
+
+    def _raise_for(self, reply: Reply, code: int, target: str) -> None:
+        if reply.status == 200 and code == 0:
+            return
+        message = str(reply.body.get("message", "")) if isinstance(reply.body, dict) else str(reply.body)[:200]
+        what = f"Zalo error {code} (HTTP {reply.status}): {message[:200]}"
+        if code in TOKEN_ERRORS or reply.status == 401:
+            raise TargetPaused(f"access token refused after a refresh ({what})", 600, code=str(code), alert=True)
+        if code == -32:
+            raise TargetPaused(f"API call limit ({what})", 5.0, code="-32")
+        if code == -211:
+            raise TargetPaused(f"out of quota ({what})", self._next_quota_window(), code="-211")
+        if code == -234:
+            raise TargetPaused(f"not allowed between 22:00 and 06:00 ({what})", self._until_six(), code="-234")
+        if code in PERMANENT_ALERT:
+            raise PermanentDeliveryError(what, code=str(code), alert=True)
+        if code in PERMANENT_RECIPIENT or code in PERMANENT:
+            raise PermanentDeliveryError(what, code=str(code))
+        if reply.status >= 500 or code == -1 or code == 0:
+            raise TransientDeliveryError(what, code=str(code))
+        raise PermanentDeliveryError(what, code=str(code))
+
+    def _next_quota_window(self) -> float:
+        now = datetime.fromtimestamp(self.clock(), VN)
+        tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        return max(60.0, (tomorrow - now).total_seconds())
+
+    def _until_six(self) -> float:
+        now = datetime.fromtimestamp(self.clock(), VN)
+        six = now.replace(hour=6, minute=0, second=0, microsecond=0)
+        if six <= now:
+            six += timedelta(days=1)
+        return max(60.0, (six - now).total_seconds())
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    async def access_token(self, force: bool = False, seen: str | None = None) -> str:
+        """The current access token, refreshed first when near expiry (or refused: ``force``)."""
+        current = self.tokens.load()
+        if not force and current.expires_at - self.clock() > 300:
+            return current.access_token
+        async with await self.tokens.exclusive():
+            current = self.tokens.load()
+            if seen is not None and current.access_token != seen:
+                return current.access_token  # another refresher won while we waited
+            if not force and current.expires_at - self.clock() > 300:
+                return current.access_token
+            return (await self._refresh(current)).access_token
+
+    async def _refresh(self, current: TokenPair) -> TokenPair:
+        assert self._session is not None
+        secret = self.secret.get("secret_key") or ""
+        reply = await call(self._session, "POST", self.oauth + "/v4/oa/access_token", mutating=True,
+                           timeout_s=self.timeout_s, headers={"secret_key": secret},
+                           data={"refresh_token": current.refresh_token, "app_id": self.app_id,
+                                 "grant_type": "refresh_token"})
+        body = reply.body if isinstance(reply.body, dict) else {}
+        if reply.status != 200 or "access_token" not in body:
+            if current.expires_at > self.clock():
+                log.error("Zalo token refresh refused (%s); using the current token until it expires",
+                          body.get("error", reply.status))
+                return current
+            raise TargetPaused(f"Zalo token refresh refused ({body.get('error', reply.status)}): re-authorise the OA",
+                               3600, code="refresh", alert=True)
+        pair = TokenPair(str(body["access_token"]), str(body["refresh_token"]),
+                         self.clock() + float(body.get("expires_in", "90000")))
+        self.tokens.save(pair)  # durable before first use: refresh tokens are single use
+        self.refreshes += 1
+        log.info("Zalo access token refreshed; valid for %ss", body.get("expires_in"))
+        return pair

@@ -1,0 +1,596 @@
+"""Vietnamese text normalisation for text-to-speech: the written form → the spoken form. Pure.
+
+espeak-ng reads raw Vietnamese news text badly (dates, times, units, decimal commas, acronyms), so
+every bulletin goes through ``normalize`` first. The passes run in a fixed order because the
+patterns overlap: phone numbers before thousands grouping, full dates before ranges, ranges
+before dates and times (so "7h30-11h" reads "đến"), and everything before the plain-number pass.
+Whatever survives is read digit by digit, so no digit ever reaches the synthesiser.
+
+Output: NFC text, one paragraph per line ("\\n"), single spaces, only the pause marks
+``. , ; : ? !`` and a spaced " - ". A paragraph followed by another one always ends with a
+pause mark (headings get a "."), so the renderer can insert paragraph breaks.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from streams.speech.numbers import (
+    DIGITS,
+    ZeroTens,
+    decimal_to_words,
+    digits_to_words,
+    number_to_words,
+    ordinal_to_words,
+)
+
+__all__ = ["ABBREVIATIONS", "PER_UNITS", "UNITS", "normalize"]
+
+# Acronyms and abbreviations, case-sensitive, matched as whole words (an entry ending in "." may
+# be glued to what follows: "TP.HCM"). Longer entries win over their prefixes. Add freely.
+ABBREVIATIONS: Final[Mapping[str, str]] = {
+    # government and mass organisations
+    "UBND": "Ủy ban nhân dân",
+    "HĐND": "Hội đồng nhân dân",
+    "MTTQ": "Mặt trận Tổ quốc",
+    "MTTQVN": "Mặt trận Tổ quốc Việt Nam",
+    "UBMTTQ": "Ủy ban Mặt trận Tổ quốc",
+    "UBMTTQVN": "Ủy ban Mặt trận Tổ quốc Việt Nam",
+    "UBTVQH": "Ủy ban Thường vụ Quốc hội",
+    "ĐBQH": "đại biểu Quốc hội",
+    "QH": "Quốc hội",
+    "TƯ": "trung ương",
+    "TW": "trung ương",
+    "BCH": "Ban Chấp hành",
+    "BCĐ": "Ban Chỉ đạo",
+    "BTV": "Ban Thường vụ",
+    "ĐCSVN": "Đảng Cộng sản Việt Nam",
+    "CHXHCN": "Cộng hòa xã hội chủ nghĩa",
+    "XHCN": "xã hội chủ nghĩa",
+    "TNCS": "thanh niên cộng sản",
+    "HLHPN": "Hội Liên hiệp Phụ nữ",
+    "HND": "Hội Nông dân",
+    "CCB": "Cựu chiến binh",
+    "HTX": "hợp tác xã",
+    "TTXVN": "Thông tấn xã Việt Nam",
+    "VN": "Việt Nam",
+    # documents
+    "NQ/TW": "nghị quyết trung ương",
+    "NQ": "nghị quyết",
+    "NĐ-CP": "nghị định Chính phủ",
+    "NĐ": "nghị định",
+    "QĐ-TTg": "quyết định Thủ tướng",
+    "QĐ-UBND": "quyết định Ủy ban nhân dân",
+    "QĐ": "quyết định",
+    "TTg": "Thủ tướng",
+    "TT-BTTTT": "thông tư Bộ Thông tin và Truyền thông",
+    "BTTTT": "Bộ Thông tin và Truyền thông",
+    "TT&TT": "thông tin và truyền thông",
+    # places
+    "TP.HCM": "thành phố Hồ Chí Minh",
+    "TPHCM": "thành phố Hồ Chí Minh",
+    "HCM": "Hồ Chí Minh",
+    "TP.": "thành phố",
+    "Tp.": "thành phố",
+    "TP": "thành phố",
+    "TX.": "thị xã",
+    "TX": "thị xã",
+    "QL": "quốc lộ",
+    "ĐBSCL": "Đồng bằng sông Cửu Long",
+    "KCN": "khu công nghiệp",
+    "CCN": "cụm công nghiệp",
+    "NTM": "nông thôn mới",
+    # safety and disasters
+    "PCCC&CNCH": "phòng cháy chữa cháy và cứu nạn cứu hộ",
+    "PCCC": "phòng cháy chữa cháy",
+    "CNCH": "cứu nạn cứu hộ",
+    "PCTT&TKCN": "phòng chống thiên tai và tìm kiếm cứu nạn",
+    "PCTT-TKCN": "phòng chống thiên tai và tìm kiếm cứu nạn",
+    "PCTT": "phòng chống thiên tai",
+    "TKCN": "tìm kiếm cứu nạn",
+    "KTTV": "khí tượng thủy văn",
+    "BĐKH": "biến đổi khí hậu",
+    "CSGT": "cảnh sát giao thông",
+    "CAND": "Công an nhân dân",
+    "QĐND": "Quân đội nhân dân",
+    "LLVT": "lực lượng vũ trang",
+    "ATGT": "an toàn giao thông",
+    "TNGT": "tai nạn giao thông",
+    "GTVT": "giao thông vận tải",
+    "GTNT": "giao thông nông thôn",
+    "ANTT": "an ninh trật tự",
+    "TTATXH": "trật tự an toàn xã hội",
+    "QP-AN": "quốc phòng - an ninh",
+    "QPAN": "quốc phòng an ninh",
+    # economy, society, services
+    "KT-XH": "kinh tế - xã hội",
+    "KTXH": "kinh tế xã hội",
+    "SXKD": "sản xuất kinh doanh",
+    "GPMB": "giải phóng mặt bằng",
+    "XDCB": "xây dựng cơ bản",
+    "TTHC": "thủ tục hành chính",
+    "CCHC": "cải cách hành chính",
+    "CĐS": "chuyển đổi số",
+    "CNTT": "công nghệ thông tin",
+    "KHCN": "khoa học công nghệ",
+    "KH&CN": "khoa học và công nghệ",
+    "GD&ĐT": "giáo dục và đào tạo",
+    "GDĐT": "giáo dục đào tạo",
+    "NN&PTNT": "nông nghiệp và phát triển nông thôn",
+    "NNPTNT": "nông nghiệp và phát triển nông thôn",
+    "TN&MT": "tài nguyên và môi trường",
+    "TNMT": "tài nguyên môi trường",
+    "LĐ-TB&XH": "lao động - thương binh và xã hội",
+    "LĐTBXH": "lao động thương binh và xã hội",
+    "BVTV": "bảo vệ thực vật",
+    "VSMT": "vệ sinh môi trường",
+    "VSATTP": "vệ sinh an toàn thực phẩm",
+    "ATTP": "an toàn thực phẩm",
+    "BHYT": "bảo hiểm y tế",
+    "BHXH": "bảo hiểm xã hội",
+    "BHTN": "bảo hiểm thất nghiệp",
+    "CMND": "chứng minh nhân dân",
+    "CCCD": "căn cước công dân",
+    "TTYT": "trung tâm y tế",
+    "BVĐK": "bệnh viện đa khoa",
+    "BV": "bệnh viện",
+    "THCS": "trung học cơ sở",
+    "THPT": "trung học phổ thông",
+    "ĐH": "đại học",
+    # titles
+    "PGS.TS": "phó giáo sư, tiến sĩ",
+    "GS.TS": "giáo sư, tiến sĩ",
+    "PGS": "phó giáo sư",
+    "GS": "giáo sư",
+    "TS.": "tiến sĩ",
+    "TS": "tiến sĩ",
+    "ThS.": "thạc sĩ",
+    "ThS": "thạc sĩ",
+    "BS.": "bác sĩ",
+    "BS": "bác sĩ",
+    "KS.": "kỹ sư",
+    "KS": "kỹ sư",
+    # money, misc
+    "VNĐ": "đồng",
+    "VND": "đồng",
+    "USD": "đô la Mỹ",
+    "v.v.": "vân vân",
+    "v.v": "vân vân",
+}
+
+# Entries that are also ordinary words in ALL-CAPS text ("ĐẦU TƯ" is "đầu tư", not "đầu trung
+# ương"): expanded only when the word before them is not written in capitals.
+_CAPS_AMBIGUOUS: Final = frozenset({"TƯ"})
+
+# Units read only right after a number ("5 m" is metres, a lone "m" is not).
+UNITS: Final[Mapping[str, str]] = {
+    "km²": "ki lô mét vuông",
+    "km2": "ki lô mét vuông",
+    "km": "ki lô mét",
+    "cm": "xen ti mét",
+    "mm": "mi li mét",
+    "m²": "mét vuông",
+    "m2": "mét vuông",
+    "m³": "mét khối",
+    "m3": "mét khối",
+    "m": "mét",
+    "kg": "ki lô gam",
+    "mg": "mi li gam",
+    "g": "gam",
+    "ml": "mi li lít",
+    "ha": "héc ta",
+    "kWh": "ki lô oát giờ",
+    "MWh": "mê ga oát giờ",
+    "kW": "ki lô oát",
+    "MW": "mê ga oát",
+    "%": "phần trăm",
+    "°C": "độ xê",
+    "ºC": "độ xê",
+    "oC": "độ xê",
+    "độ C": "độ xê",
+    "°": "độ",
+    "VNĐ": "đồng",
+    "VND": "đồng",
+    "đ": "đồng",
+    "USD": "đô la Mỹ",
+    "$": "đô la",
+}
+
+# What may follow a unit after "/": "km/h", "mm/ngày", "đ/kg".
+PER_UNITS: Final[Mapping[str, str]] = {
+    "h": "giờ",
+    "s": "giây",
+    "kg": "ki lô gam",
+    "ha": "héc ta",
+    "m2": "mét vuông",
+    "m²": "mét vuông",
+    "giờ": "giờ",
+    "ngày": "ngày",
+    "tháng": "tháng",
+    "năm": "năm",
+    "người": "người",
+    "lít": "lít",
+    "tấn": "tấn",
+    "con": "con",
+    "hộ": "hộ",
+}
+
+# Words after which a number is a code read digit by digit ("Đề án 06" → "không sáu").
+_CODE_WORDS: Final = r"[Đđ]ề án"
+# Words after which a number is a phone number.
+_PHONE_WORDS: Final = r"[Ss]ố điện thoại|[Đđ]iện thoại|[Hh]otline|[Đđ]ường dây nóng|[Tt]ổng đài|SĐT"
+
+_PUNCT: Final = ".,;:?!"
+_PUNCT_STRENGTH: Final = {c: i for i, c in enumerate(",:;.!?")}
+_NEWLINES: Final = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+_DASHES: Final = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d")
+_DROP_CATEGORIES: Final = frozenset({"Cf", "Cs", "Co", "Cn"})
+
+
+def _alternation(keys: Mapping[str, str] | frozenset[str]) -> str:
+    """Longest first, each with a word boundary after it unless it ends in a symbol."""
+    parts = []
+    for key in sorted(keys, key=len, reverse=True):
+        tail = r"(?!\w)" if key[-1].isalnum() else ""
+        parts.append(re.escape(key) + tail)
+    return "|".join(parts)
+
+
+_ROMAN: Final = r"(?=[IVXLCDM])M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})(?!\w)"
+_NUM: Final = (
+    r"(?:[0-9]{1,3}(?:\.[0-9]{3})+(?![0-9])(?:,[0-9]+)?"
+    r"|[0-9]+(?:,[0-9]+|\.[0-9]{1,2}(?![0-9]))?)"
+)
+_NOT_AFTER_NUM: Final = r"(?![0-9]|[.,/][0-9])"
+_NOT_BEFORE_NUM: Final = r"(?<![0-9/.,])"
+
+_ABBREV_RE: Final = re.compile(rf"(?<!\w)(?:{_alternation(ABBREVIATIONS)})")
+_PHONE_RE: Final = re.compile(
+    rf"{_NOT_BEFORE_NUM}(?:\+84[ .-]?|0)[0-9]{{1,4}}(?:[ .-][0-9]{{2,4}}){{1,4}}{_NOT_AFTER_NUM}"
+)
+_PHONE_AFTER_WORD_RE: Final = re.compile(
+    rf"(?<!\w)(?P<pre>{_PHONE_WORDS})(?P<mid> ?:? ?)(?P<num>\+?[0-9]+(?:[ .-][0-9]+)*){_NOT_AFTER_NUM}"
+)
+_EMERGENCY_CALL_RE: Final = re.compile(r"(?<!\w)(?P<pre>[Gg]ọi) (?P<num>11[1-5])(?![0-9])")
+_LONG_DIGITS_RE: Final = re.compile(rf"{_NOT_BEFORE_NUM}[0-9]{{8,}}{_NOT_AFTER_NUM}")
+_HIGHWAY_RE: Final = re.compile(r"(?<!\w)QL\.? ?(?P<num>[0-9]+)(?P<suffix>[A-Z]?)(?!\w)")
+_ROMAN_CONTEXT_RE: Final = re.compile(
+    r"(?<!\w)(?P<pre>(?:[Ll]ần|[Kk]ỳ họp|[Kk]hóa|[Kk]hoá) thứ|[Đđ]ại hội|[Kk]hóa|[Kk]hoá|[Kk]ỳ họp"
+    rf"|[Tt]hế kỷ|[Cc]hương|[Pp]hần) (?P<roman>{_ROMAN})"
+)
+_QUARTER_RE: Final = re.compile(
+    r"(?<!\w)(?P<pre>[Qq]uý) (?:(?P<roman>IV|I{1,3})|(?P<num>[1-4]))(?!\w)"
+    r"(?: ?/ ?(?P<y>[0-9]{4})(?![0-9]))?"
+)
+_DMY_RE: Final = re.compile(
+    rf"{_NOT_BEFORE_NUM}(?:(?P<pre>[Nn]gày) )?(?P<d>[0-9]{{1,2}})(?P<sep>[/.-])(?P<m>[0-9]{{1,2}})"
+    rf"(?P=sep)(?P<y>[0-9]{{4}})(?![0-9]|[/.,-][0-9])"
+)
+_DAY_RANGE_RE: Final = re.compile(
+    rf"{_NOT_BEFORE_NUM}(?:(?P<pre>[Nn]gày) )?(?P<d1>[0-9]{{1,2}}) ?- ?(?P<d>[0-9]{{1,2}})/"
+    rf"(?P<m>[0-9]{{1,2}})(?:/(?P<y>[0-9]{{4}}))?{_NOT_AFTER_NUM}"
+)
+_RANGE_DASH_RE: Final = re.compile(r"(?:(?<=[0-9])|(?<=[0-9][h%'’])) ?- ?(?=-?[0-9])")
+_MY_RE: Final = re.compile(
+    rf"{_NOT_BEFORE_NUM}(?:(?P<pre>[Tt]háng) )?(?P<m>[0-9]{{1,2}})/(?P<y>[0-9]{{4}}){_NOT_AFTER_NUM}"
+)
+_DM_RE: Final = re.compile(
+    rf"{_NOT_BEFORE_NUM}(?:(?P<pre>[Nn]gày) )?(?P<d>[0-9]{{1,2}})/(?P<m>[0-9]{{1,2}}){_NOT_AFTER_NUM}"
+)
+_TIME_RE: Final = re.compile(
+    r"(?<![0-9.,:])(?P<h>[0-9]{1,2})(?:[hg](?P<m>[0-9]{2})|:(?P<cm>[0-9]{2})(?::(?P<s>[0-9]{2}))?)"
+    r"(?:['’]|p(?!\w)| ?phút(?!\w))?(?![0-9])"
+)
+_HOURS_RE: Final = re.compile(r"(?<![0-9.,:])(?P<h>[0-9]{1,3})h(?!\w)")
+_MONTH_RE: Final = re.compile(rf"(?<!\w)(?P<pre>[Tt]háng) (?P<m>[0-9]{{1,2}}){_NOT_AFTER_NUM}")
+_ORDINAL_RE: Final = re.compile(rf"(?<!\w)(?P<pre>[Tt]hứ) (?P<n>[0-9]{{1,3}}){_NOT_AFTER_NUM}")
+_CODE_RE: Final = re.compile(rf"(?<!\w)(?P<pre>{_CODE_WORDS}) (?P<num>0[0-9]+)(?![0-9])")
+_SLASH_BETWEEN_NUMBERS_RE: Final = re.compile(r"(?<=[0-9]) ?/ ?(?=[0-9])")
+_WORD_DIGIT_HYPHEN_RE: Final = re.compile(r"(?<=[^\W\d_])-(?=[0-9])|(?<=[0-9])-(?=[^\W\d_])")
+_NUMBER_RE: Final = re.compile(
+    rf"(?P<dollar>\$ ?)?(?P<sign>(?<![\w)\]])-)?(?<![0-9])(?P<num>{_NUM})"
+    rf"(?: ?(?P<unit>{_alternation(UNITS)})(?:/(?P<per>{_alternation(PER_UNITS)}))?)?"
+)
+_SYMBOLS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"(?<!\w)km/h(?!\w)"), " ki lô mét trên giờ "),
+    (re.compile(r"(?<!\w)độ C(?!\w)|[°º]C(?!\w)"), " độ xê "),
+    (re.compile(r"[°º]"), " độ "),
+    (re.compile(r"%"), " phần trăm "),
+    (re.compile(r"&"), " và "),
+    (re.compile(r"\+"), " cộng "),
+    (re.compile(r"="), " bằng "),
+    (re.compile(r"~"), " khoảng "),
+    (re.compile(r"\$"), " đô la "),
+    (re.compile(r"\.{2,}|…"), ", "),
+    (re.compile(r"[()\[\]{}|]"), ", "),
+    (re.compile(r"[\"“”„‟«»‹›‘’‚‛'`´]"), ""),
+    (re.compile(r"[/\\*•·#_^<>@]"), " "),
+)
+_WORD_HYPHEN_RE: Final = re.compile(r"(?<=\w)-(?=\w)")
+_DASH_RUN_RE: Final = re.compile(r" *-+ *")
+_DASH_BEFORE_PUNCT_RE: Final = re.compile(r"^ *- | - *(?=[.,;:?!]|$)")
+_DASH_AFTER_PUNCT_RE: Final = re.compile(r"(?<=[.,;:?!]) *- ")
+_SPACE_BEFORE_PUNCT_RE: Final = re.compile(r" +(?=[.,;:?!])")
+_PUNCT_RUN_RE: Final = re.compile(r"[.,;:?!](?: *[.,;:?!])+")
+_PUNCT_THEN_WORD_RE: Final = re.compile(r"([.,;:?!])(?=[^ .,;:?!])")
+_LEADING_PUNCT_RE: Final = re.compile(r"^[ .,;:?!]+")
+_SPACES_RE: Final = re.compile(r" {2,}")
+
+
+def _pad(words: str) -> str:
+    # Spaces on both sides so "1A" never glues into "mộtA"; the tidy pass collapses them.
+    return f" {words} "
+
+
+def _days_in_month(month: int, year: int | None) -> int:
+    if month == 2:
+        leap = year is None or (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0))
+        return 29 if leap else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def _month_words(month: int, zero_tens: ZeroTens) -> str:
+    return "tư" if month == 4 else number_to_words(month, zero_tens=zero_tens)
+
+
+def _prepare(text: str) -> str:
+    """NFC; every digit made ASCII; dashes made "-"; one kind of space; invisible characters out."""
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFC", text):
+        if ch in _NEWLINES:
+            out.append("\n")
+        elif ch.isspace() or unicodedata.category(ch) == "Cc":
+            out.append(" ")
+        elif ch in _DASHES:
+            out.append("-")
+        elif "0" <= ch <= "9" or ch.isascii():
+            out.append(ch)
+        else:
+            category = unicodedata.category(ch)
+            if category == "Nd":
+                out.append(chr(48 + unicodedata.decimal(ch)))
+            elif category not in _DROP_CATEGORIES:
+                out.append(ch)
+    # Dropping format characters can leave a base letter next to its combining mark.
+    return unicodedata.normalize("NFC", "".join(out))
+
+
+def _expand_abbreviation(m: re.Match[str]) -> str:
+    key = m.group(0)
+    if key in _CAPS_AMBIGUOUS:
+        before = m.string[max(0, m.start() - 40) : m.start()].split()
+        if before and before[-1].isupper():
+            return key
+    return _pad(ABBREVIATIONS[key])
+
+
+def _roman_value(roman: str) -> int:
+    values = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
+    total = 0
+    for i, ch in enumerate(roman):
+        value = values[ch]
+        if i + 1 < len(roman) and values[roman[i + 1]] > value:
+            total -= value
+        else:
+            total += value
+    return total
+
+
+def _digit_groups(text: str) -> str:
+    """A phone number: digits one by one, a pause between written groups."""
+    groups = [g for g in re.split(r"[^0-9+]+", text) if g]
+    spoken = [("cộng " if g.startswith("+") else "") + digits_to_words(g) for g in groups]
+    return ", ".join(s for s in spoken if s)
+
+
+Step = Callable[[str, ZeroTens], str]
+
+
+def _phones(s: str, z: ZeroTens) -> str:
+    s = _PHONE_AFTER_WORD_RE.sub(
+        lambda m: f"{m.group('pre')}{m.group('mid')}{_pad(_digit_groups(m.group('num')))}", s
+    )
+    s = _EMERGENCY_CALL_RE.sub(lambda m: f"{m.group('pre')}{_pad(digits_to_words(m.group('num')))}", s)
+
+    def phone(m: re.Match[str]) -> str:
+        if sum(c.isdigit() for c in m.group(0)) < 9:
+            return m.group(0)
+        return _pad(_digit_groups(m.group(0)))
+
+    s = _PHONE_RE.sub(phone, s)
+    return _LONG_DIGITS_RE.sub(lambda m: _pad(digits_to_words(m.group(0))), s)
+
+
+def _abbreviations(s: str, z: ZeroTens) -> str:
+    def highway(m: re.Match[str]) -> str:
+        suffix = f" {m.group('suffix')}" if m.group("suffix") else ""
+        return _pad(f"quốc lộ {number_to_words(int(m.group('num')), zero_tens=z)}{suffix}")
+
+    s = _HIGHWAY_RE.sub(highway, s)
+    return _ABBREV_RE.sub(_expand_abbreviation, s)
+
+
+def _roman_numerals(s: str, z: ZeroTens) -> str:
+    def context(m: re.Match[str]) -> str:
+        value = _roman_value(m.group("roman"))
+        pre = m.group("pre")
+        words = ordinal_to_words(value, zero_tens=z) if pre.endswith("thứ") else number_to_words(value, zero_tens=z)
+        return f"{pre}{_pad(words)}"
+
+    def quarter(m: re.Match[str]) -> str:
+        roman, num = m.group("roman"), m.group("num")
+        value = _roman_value(roman) if roman else int(num)
+        words = f"{m.group('pre')} {number_to_words(value, zero_tens=z)}"
+        if m.group("y"):
+            words += f" năm {number_to_words(int(m.group('y')), zero_tens=z)}"
+        return _pad(words)
+
+    s = _ROMAN_CONTEXT_RE.sub(context, s)
+    return _QUARTER_RE.sub(quarter, s)
+
+
+def _date_words(m: re.Match[str], z: ZeroTens, *, first_day: int | None = None) -> str:
+    """"ngày D tháng M [năm Y]", or the match unchanged if it is not a real date."""
+    day, month = int(m.group("d")), int(m.group("m"))
+    year = int(m.group("y")) if m.group("y") else None
+    if year is not None and year < 1000:
+        return m.group(0)
+    if not 1 <= month <= 12:
+        return m.group(0)
+    last = _days_in_month(month, year)
+    if not 1 <= day <= last or (first_day is not None and not 1 <= first_day <= last):
+        return m.group(0)
+    days = number_to_words(day, zero_tens=z)
+    if first_day is not None:
+        days = f"{number_to_words(first_day, zero_tens=z)} đến {days}"
+    words = f"{m.group('pre') or 'ngày'} {days} tháng {_month_words(month, z)}"
+    if year is not None:
+        words += f" năm {number_to_words(year, zero_tens=z)}"
+    return _pad(words)
+
+
+def _full_dates(s: str, z: ZeroTens) -> str:
+    s = _DMY_RE.sub(lambda m: _date_words(m, z), s)
+    return _DAY_RANGE_RE.sub(lambda m: _date_words(m, z, first_day=int(m.group("d1"))), s)
+
+
+def _ranges(s: str, z: ZeroTens) -> str:
+    return _RANGE_DASH_RE.sub(" đến ", s)
+
+
+def _dates_and_times(s: str, z: ZeroTens) -> str:
+    def month_year(m: re.Match[str]) -> str:
+        month, year = int(m.group("m")), int(m.group("y"))
+        if not 1 <= month <= 12 or year < 1000:
+            return m.group(0)
+        pre = m.group("pre") or "tháng"
+        return _pad(f"{pre} {_month_words(month, z)} năm {number_to_words(year, zero_tens=z)}")
+
+    def clock(m: re.Match[str]) -> str:
+        hours = int(m.group("h"))
+        minutes = int(m.group("m") or m.group("cm"))
+        seconds = int(m.group("s")) if m.group("s") else 0
+        if hours > 24 or minutes > 59 or seconds > 59:
+            return m.group(0)
+        words = f"{number_to_words(hours, zero_tens=z)} giờ"
+        if minutes:
+            words += f" {number_to_words(minutes, zero_tens=z)} phút"
+        if seconds:
+            words += f" {number_to_words(seconds, zero_tens=z)} giây"
+        return _pad(words)
+
+    def month(m: re.Match[str]) -> str:
+        value = int(m.group("m"))
+        if not 1 <= value <= 12:
+            return m.group(0)
+        return f"{m.group('pre')}{_pad(_month_words(value, z))}"
+
+    s = _MY_RE.sub(month_year, s)
+    s = _DM_RE.sub(lambda m: _date_words(m, z), s)
+    s = _TIME_RE.sub(clock, s)
+    s = _HOURS_RE.sub(lambda m: _pad(f"{number_to_words(int(m.group('h')), zero_tens=z)} giờ"), s)
+    return _MONTH_RE.sub(month, s)
+
+
+def _special_numbers(s: str, z: ZeroTens) -> str:
+    s = _ORDINAL_RE.sub(
+        lambda m: f"{m.group('pre')}{_pad(ordinal_to_words(int(m.group('n')), zero_tens=z))}", s
+    )
+    s = _CODE_RE.sub(lambda m: f"{m.group('pre')}{_pad(digits_to_words(m.group('num')))}", s)
+    s = _SLASH_BETWEEN_NUMBERS_RE.sub(" trên ", s)
+    return _WORD_DIGIT_HYPHEN_RE.sub(" ", s)
+
+
+def _numbers(s: str, z: ZeroTens) -> str:
+    def number(m: re.Match[str]) -> str:
+        num = m.group("num")
+        if len(num) >= 3 and num[0] == "0" and num.isdigit():
+            words = digits_to_words(num)  # a code such as "007", not a quantity
+        else:
+            words = decimal_to_words(num, zero_tens=z)
+        if m.group("sign"):
+            words = f"âm {words}"
+        unit = m.group("unit")
+        if unit:
+            words += f" {UNITS[unit]}"
+            if m.group("per"):
+                words += f" trên {PER_UNITS[m.group('per')]}"
+        if m.group("dollar"):
+            words += " đô la"
+        return _pad(words)
+
+    return _NUMBER_RE.sub(number, s)
+
+
+def _symbols(s: str, z: ZeroTens) -> str:
+    for pattern, replacement in _SYMBOLS:
+        s = pattern.sub(replacement, s)
+    return s
+
+
+def _leftover_digits(s: str, z: ZeroTens) -> str:
+    if not any(ch.isdigit() for ch in s):
+        return s
+    return "".join(_pad(DIGITS[unicodedata.digit(ch)]) if ch.isdigit() else ch for ch in s)
+
+
+_STEPS: Final[tuple[Step, ...]] = (
+    _phones,
+    _abbreviations,
+    _roman_numerals,
+    _full_dates,
+    _ranges,
+    _dates_and_times,
+    _special_numbers,
+    _numbers,
+    _symbols,
+    _leftover_digits,
+)
+
+
+def _strongest(m: re.Match[str]) -> str:
+    marks = [c for c in m.group(0) if c in _PUNCT]
+    return max(marks, key=lambda c: _PUNCT_STRENGTH[c])
+
+
+def _tidy_line(line: str) -> str:
+    line = _WORD_HYPHEN_RE.sub(" - ", line)
+    line = _DASH_RUN_RE.sub(" - ", f" {line} ").strip()
+    line = _DASH_BEFORE_PUNCT_RE.sub("", line)
+    line = _DASH_AFTER_PUNCT_RE.sub(" ", line)
+    line = _SPACE_BEFORE_PUNCT_RE.sub("", line)
+    line = _PUNCT_RUN_RE.sub(_strongest, line)
+    line = _PUNCT_THEN_WORD_RE.sub(r"\1 ", line)
+    line = _LEADING_PUNCT_RE.sub("", line)
+    line = _SPACES_RE.sub(" ", line).strip()
+    # A dash left dangling at either end after the punctuation moved.
+    line = _DASH_BEFORE_PUNCT_RE.sub("", line).strip()
+    return line
+
+
+def _tidy(s: str) -> str:
+    lines = [t for t in (_tidy_line(line) for line in s.split("\n")) if t]
+    for i in range(len(lines) - 1):
+        if lines[i][-1] == ",":
+            lines[i] = lines[i][:-1] + "."
+        elif lines[i][-1] not in _PUNCT:
+            lines[i] += "."
+    if lines and lines[-1][-1] == ",":
+        lines[-1] = lines[-1][:-1].rstrip()
+    return "\n".join(line for line in lines if line)
+
+
+def normalize(text: str, *, zero_tens: ZeroTens = "linh") -> str:
+    """The spoken form of Vietnamese written ``text``, ready for espeak-ng.
+
+    ``zero_tens`` is the word for a zero tens digit (105 một trăm *linh* năm; southern *lẻ*).
+    Never raises for a ``str``; the result holds no digits (anything unrecognised is read digit
+    by digit).
+    """
+    s = _prepare(text)
+    for step in _STEPS:
+        s = step(s, zero_tens)
+    return _tidy(s)
