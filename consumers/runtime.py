@@ -220,7 +220,8 @@ class DeliveryRuntime:
         entry = self.ledger.command(partition, cid)
         if entry and entry["state"] == "done":
             return [self._receipt(cmd, entry["outcome"], at, external_id=entry.get("external_id"))]
-        if entry and entry["state"] == "failed":
+        replayed = any(k == "replay" for k, _ in w.headers)
+        if entry and entry["state"] == "failed" and not replayed:
             return [self._receipt(cmd, "failed", at, reason=entry.get("reason"))]
 
         urgent = cmd.priority.value == "emergency"

@@ -167,6 +167,34 @@ def cmd_adapter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    from producers import deadletters as dl
+
+    settings = _settings()
+    letters = dl.read_all(settings)
+    if args.action == "list":
+        chosen = dl.select(letters, reason=args.reason, channel=args.channel, stage=args.stage)
+        if args.json:
+            _print_json([{"ref": d.ref, **d.meta} for d in chosen])
+        else:
+            print(dl.render_list(chosen))
+        return 0
+    if args.action == "show":
+        chosen = dl.select(letters, refs=args.refs)
+        if not chosen:
+            print(f"no dead letter {' '.join(args.refs)}", file=sys.stderr)
+            return 1
+        print("\n\n".join(dl.render_one(d) for d in chosen))
+        return 0
+    if not (args.all or args.reason or args.channel or args.stage or args.refs):
+        print("replay needs a mode: --all, --reason TEXT, --channel CH, --stage S or refs P:O", file=sys.stderr)
+        return 2
+    chosen = dl.select(letters, reason=args.reason, channel=args.channel, stage=args.stage, refs=args.refs)
+    n = dl.replay(settings, chosen, dry_run=args.dry_run)
+    print(f"{'would replay' if args.dry_run else 'replayed'} {n} dead letter(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lantoa", description="Lantoa: articles and alerts to loudspeakers, fanpages, Zalo and the archive, through Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["load", "list"])
     p.add_argument("--remove", action="append", default=[], metavar="TARGET_ID", help="write a tombstone for this id")
     p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("deadletters", help="list, show and replay dead letters")
+    p.add_argument("action", choices=["list", "show", "replay"])
+    p.add_argument("refs", nargs="*", metavar="PARTITION:OFFSET")
+    p.add_argument("--all", action="store_true", help="replay: every dead letter")
+    p.add_argument("--reason", help="only those whose reason contains this text")
+    p.add_argument("--channel", help="only those of this channel (streams = the stream app)")
+    p.add_argument("--stage", help="only those refused at this stage (decode, validate, route, deliver)")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_deadletters)
 
     p = sub.add_parser("adapter", help="run one channel adapter (delivery runtime)")
     p.add_argument("channel", choices=["loudspeaker", "fanpage", "zalo", "archive"])
