@@ -1,0 +1,21 @@
+"""Local emulators of the channels' platforms (Facebook Graph API Pages, Zalo OA Open API v3),
+for the contract tests, the adapters' tests and ``make demo``. See ``common`` for the fault
+injection and the control API, and ``python -m infra.emulators --help`` for the command line."""
+
+from infra.emulators.common import EmulatorBase, Fault, FaultEngine, ManualClock
+from infra.emulators.graph import GraphEmulator, GraphError, GraphPost, appsecret_proof
+from infra.emulators.zalo import ZaloEmulator, ZaloError, ZaloMessage
+
+__all__ = [
+    "EmulatorBase",
+    "Fault",
+    "FaultEngine",
+    "GraphEmulator",
+    "GraphError",
+    "GraphPost",
+    "ManualClock",
+    "ZaloEmulator",
+    "ZaloError",
+    "ZaloMessage",
+    "appsecret_proof",
+]
