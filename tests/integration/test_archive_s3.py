@@ -1,0 +1,675 @@
+"""The archive adapter against a real S3 server (versitygw on loopback, SigV4 checked).
+
+No Kafka here: commands are built from the five sample articles and handed to the adapter the
+way the delivery runtime does. Expected keys and checksums are computed in the test from the
+uri and from the bytes read back, not taken from the adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import html
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+import uuid
+import wave
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+import segno
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from consumers.archive import ArchiveAdapter, ArchiveConfig, ArchiveConfigError, S3Credentials
+from consumers.base import Effect, Prior
+from consumers.errors import InvalidContent, PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from helpers import ROOT, article_doc, sample_paths
+from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw, pid_alive, supports_user_xattrs
+from schemas.models import Action, Command, IdempotencyKey, Priority
+from schemas.topics import Channel
+from streams.render import public_url
+
+BASE_URL = "https://tin.lantoa.example.vn"
+TARGET = "archive:main"
+NAMES = ("bulletin.html", "document.json", "index.html", "qr.png")
+KEY_RE = re.compile(r"^articles/[0-9a-f]{64}/(manifest\.json|v[0-9]+/(document\.json|index\.html|bulletin\.html"
+                    r"|qr\.png|audio\.wav))$")
+NO_PRIOR = Prior()
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures and helpers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    started = time.monotonic()
+    try:
+        build_versitygw()
+    except VersitygwError as exc:  # a failure, never a skip: the archive is untested without it
+        pytest.fail(f"versitygw could not be built: {exc}")
+    built = time.monotonic() - started
+    with S3Server() as server:
+        print(f"\nversitygw ready in {built:.1f} s (build/cache) + start, at {server.endpoint_url}")
+        yield server
+
+
+def client_for(s3: S3Server, access_key: str | None = None, secret_key: str | None = None) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
+        aws_access_key_id=access_key or s3.access_key, aws_secret_access_key=secret_key or s3.secret_key,
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "total_max_attempts": 2},
+                      connect_timeout=2, read_timeout=10),
+    )
+
+
+@pytest.fixture(scope="module")
+def raw(s3: S3Server) -> Any:
+    return client_for(s3)
+
+
+@pytest.fixture
+def bucket() -> str:
+    return f"lt-{uuid.uuid4().hex[:16]}"
+
+
+def config(s3: S3Server, bucket: str, **overrides: Any) -> ArchiveConfig:
+    values: dict[str, Any] = dict(bucket=bucket, endpoint_url=s3.endpoint_url, region=s3.region,
+                                  credentials=S3Credentials(s3.access_key, s3.secret_key),
+                                  addressing_style="path", read_timeout=10.0)
+    values.update(overrides)
+    return ArchiveConfig(**values)
+
+
+async def started(s3: S3Server, bucket: str, **overrides: Any) -> ArchiveAdapter:
+    adapter = ArchiveAdapter(config(s3, bucket, **overrides))
+    await adapter.start()
+    return adapter
+
+
+def command(doc: dict[str, Any], action: Action = Action.PUBLISH, *, url: str | None = None,
+            payload: dict[str, Any] | None = None, uri: str | None = None, version: int | None = None) -> Command:
+    uri = uri if uri is not None else doc["uri"]
+    version = version if version is not None else int(doc["version"])
+    if payload is None:
+        payload = {"document": doc, "public_url": public_url(BASE_URL, uri) if url is None else url,
+                   "ninjs_version": "3.1"}
+    return Command(key=IdempotencyKey(uri, version, Channel.ARCHIVE, TARGET, action), priority=Priority.NORMAL,
+                   issued_at="2026-11-26T01:00:01.000Z", payload=payload,
+                   published_at="2026-11-26T08:00:00+07:00", event_id=str(uuid.uuid4()))
+
+
+def retract(uri: str, version: int, reason: str) -> Command:
+    return command({}, Action.RETRACT, payload={"reason": reason}, uri=uri, version=version)
+
+
+def samples() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sample_paths()]
+
+
+def prefix_of(uri: str) -> str:
+    return f"articles/{hashlib.sha256(uri.encode('utf-8', 'surrogatepass')).hexdigest()}/"
+
+
+def all_versions(raw: Any, bucket: str, prefix: str = "") -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for page in raw.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        out += page.get("Versions", []) + page.get("DeleteMarkers", [])
+    return out
+
+
+def current_keys(raw: Any, bucket: str, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for page in raw.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return sorted(keys)
+
+
+def read(raw: Any, bucket: str, key: str, version_id: str | None = None) -> tuple[bytes, dict[str, Any]]:
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    r = raw.get_object(**kwargs)
+    return r["Body"].read(), r
+
+
+def manifest(raw: Any, bucket: str, uri: str) -> dict[str, Any]:
+    body, _ = read(raw, bucket, prefix_of(uri) + "manifest.json")
+    parsed: dict[str, Any] = json.loads(body)
+    return parsed
+
+
+def write_wav(path: Path, seconds: float = 0.5) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(bytes(int(22050 * seconds) * 2))
+    return path
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the text of <style> elements."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.styles: list[str] = []
+        self._in_style = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.styles.append(data)
+
+
+ALLOWED_TAGS = {"html", "head", "meta", "title", "link", "style", "body", "article", "header", "h1", "p",
+                "footer", "a", "figure", "img", "figcaption", "main"}
+
+
+def assert_safe_page(text: str, url: str) -> Tags:
+    lowered = text.lower()
+    assert "<script" not in lowered and "<iframe" not in lowered and "<svg" not in lowered
+    tags = Tags(text)
+    assert {t for t, _ in tags.tags} <= ALLOWED_TAGS
+    assert sum(1 for t, _ in tags.tags if t == "style") == 1
+    for tag, attrs in tags.tags:
+        for name, value in attrs:
+            assert not name.lower().startswith("on"), (tag, name, value)
+            assert "javascript:" not in (value or "").lower().replace(" ", ""), (tag, name, value)
+            if name in ("href", "src"):
+                assert value in (url, "qr.png"), (tag, name, value)
+    html_tag = next(attrs for t, attrs in tags.tags if t == "html")
+    assert ("lang", "vi") in html_tag
+    csp = [dict(a) for t, a in tags.tags if t == "meta" and ("http-equiv", "Content-Security-Policy") in a]
+    assert csp and "default-src 'none'" in str(csp[0]["content"]) and "script-src" not in str(csp[0]["content"])
+    return tags
+
+
+# --------------------------------------------------------------------------------------------
+# The server itself
+# --------------------------------------------------------------------------------------------
+
+
+def test_server_checks_signatures_and_checksums(s3: S3Server, raw: Any, bucket: str) -> None:
+    raw.create_bucket(Bucket=bucket)
+    assert raw.list_buckets()["Buckets"] is not None
+
+    wrong_secret = client_for(s3, secret_key=s3.secret_key[:-1] + ("A" if s3.secret_key[-1] != "A" else "B"))
+    with pytest.raises(ClientError) as refused:
+        wrong_secret.list_buckets()
+    assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(ClientError) as refused:
+        wrong_secret.put_object(Bucket=bucket, Key="x", Body=b"x")
+    assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+
+    unknown_key = client_for(s3, access_key="LTNOSUCHKEY000000000")
+    with pytest.raises(ClientError) as refused:
+        unknown_key.list_buckets()
+    assert refused.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+    assert current_keys(raw, bucket) == []  # nothing got in
+
+    # The body is checked against x-amz-checksum-sha256, and conditional create is honoured.
+    with pytest.raises(ClientError) as bad:
+        raw.put_object(Bucket=bucket, Key="k", Body=b"hello",
+                       ChecksumSHA256=base64.b64encode(hashlib.sha256(b"other").digest()).decode())
+    assert bad.value.response["Error"]["Code"] == "BadDigest"
+    raw.put_object(Bucket=bucket, Key="k", Body=b"hello", IfNoneMatch="*")
+    with pytest.raises(ClientError) as exists:
+        raw.put_object(Bucket=bucket, Key="k", Body=b"hello again", IfNoneMatch="*")
+    assert exists.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+
+
+def test_sidecar_metadata_for_file_systems_without_xattrs(s3: S3Server) -> None:
+    # This machine's disk has user xattrs (probed); force the sidecar layout that a file system
+    # without them gets, and check that metadata and checksums still round-trip.
+    assert s3.uses_sidecar() is (not supports_user_xattrs(s3.data_dir))
+    with S3Server(sidecar=True) as side:
+        assert "--sidecar" in side.command()
+        client = client_for(side)
+        client.create_bucket(Bucket="lt-sidecar")
+        client.put_bucket_versioning(Bucket="lt-sidecar", VersioningConfiguration={"Status": "Enabled"})
+        digest = hashlib.sha256(b"noi dung").digest()
+        client.put_object(Bucket="lt-sidecar", Key="a/b", Body=b"noi dung", Metadata={"sha256": digest.hex()},
+                          ChecksumSHA256=base64.b64encode(digest).decode(), IfNoneMatch="*")
+        head = client.head_object(Bucket="lt-sidecar", Key="a/b", ChecksumMode="ENABLED")
+        assert head["Metadata"]["sha256"] == digest.hex()
+        assert head["ChecksumSHA256"] == base64.b64encode(digest).decode()
+        assert any(p.is_file() for p in side.sidecar_dir.rglob("*"))
+
+
+async def test_adapter_with_wrong_credentials_pauses_and_alerts(s3: S3Server, raw: Any, bucket: str) -> None:
+    raw.create_bucket(Bucket=bucket)
+    bad = ArchiveAdapter(config(s3, bucket, credentials=S3Credentials(s3.access_key, "not-the-secret")))
+    with pytest.raises(TargetPaused) as paused:
+        await bad.start()
+    assert paused.value.code == "SignatureDoesNotMatch" and paused.value.alert
+    assert paused.value.retry_after > 0
+
+    bad_key = ArchiveAdapter(config(s3, bucket, credentials=S3Credentials("LTNOSUCHKEY000000000", s3.secret_key)),
+                             client=client_for(s3, access_key="LTNOSUCHKEY000000000"))
+    with pytest.raises(TargetPaused) as paused:
+        await bad_key.deliver(command(samples()[0]), NO_PRIOR)
+    assert paused.value.code == "InvalidAccessKeyId" and paused.value.alert
+    assert current_keys(raw, bucket) == []
+
+
+def test_cli_start_writes_credentials_0600_and_never_prints_them(tmp_path: Path) -> None:
+    state = tmp_path / "s3.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = subprocess.run([sys.executable, "-m", "infra.s3", "start", "--state-file", str(state),
+                            "--data-dir", str(tmp_path / "root")], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert start.returncode == 0, start.stderr
+    info = json.loads(state.read_text())
+    try:
+        creds = Path(info["credentials_file"])
+        assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+        secret = next(line.split("=", 1)[1].strip() for line in creds.read_text().splitlines()
+                      if line.startswith("aws_secret_access_key"))
+        assert start.stdout.strip() == info["endpoint_url"]
+        assert secret not in start.stdout + start.stderr + state.read_text()
+        assert secret not in Path(f"/proc/{info['pid']}/cmdline").read_text(errors="replace")
+        exports = subprocess.run([sys.executable, "-m", "infra.s3", "env", "--state-file", str(state)], cwd=ROOT,
+                                 env=env, capture_output=True, text=True, timeout=60).stdout
+        assert secret not in exports and "LANTOA_S3_CREDENTIALS_FILE" in exports
+        settings = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines())
+        cfg = ArchiveConfig.from_env({**settings, "LANTOA_S3_BUCKET": "lt-cli-check"})
+        adapter = ArchiveAdapter(cfg)
+        asyncio.run(adapter.start())
+        asyncio.run(adapter.close())
+
+        os.chmod(creds, 0o644)
+        with pytest.raises(ArchiveConfigError, match="chmod 600"):
+            asyncio.run(ArchiveAdapter(cfg).start())
+    finally:
+        stop = subprocess.run([sys.executable, "-m", "infra.s3", "stop", "--state-file", str(state),
+                               "--remove-data-dir"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert stop.returncode == 0, stop.stderr
+    assert not pid_alive(info["pid"])
+    assert not (tmp_path / "root").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Archiving
+# --------------------------------------------------------------------------------------------
+
+
+async def test_samples_archived_with_expected_keys_and_checksums(s3: S3Server, raw: Any, bucket: str,
+                                                                 tmp_path: Path) -> None:
+    docs = samples()
+    audio_for = docs[0]["uri"]
+    wav = write_wav(tmp_path / "bulletin.wav")
+    adapter = await started(s3, bucket, audio_lookup=lambda uri, version: wav if uri == audio_for else None)
+    assert raw.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+    timings: list[float] = []
+    for doc in docs:
+        t0 = time.perf_counter()
+        effect = await adapter.deliver(command(doc), NO_PRIOR)
+        timings.append(time.perf_counter() - t0)
+        assert effect.outcome == "delivered"
+        uri = doc["uri"]
+        root = prefix_of(uri)
+        names = set(NAMES) | ({"audio.wav"} if uri == audio_for else set())
+        expected = {f"{root}v1/{n}" for n in names} | {root + "manifest.json"}
+        assert set(current_keys(raw, bucket, root)) == expected
+        assert effect.external_id == root + "manifest.json"
+
+        m = manifest(raw, bucket, uri)
+        assert m["uri"] == uri and m["status"] == "public" and m["takedowns"] == []
+        [entry] = m["versions"]
+        assert entry["version"] == 1 and entry["public_url"] == public_url(BASE_URL, uri)
+        records = {r["name"]: r for r in entry["objects"]}
+        assert set(records) == names
+        for name in names:
+            body, meta = read(raw, bucket, f"{root}v1/{name}")
+            digest = hashlib.sha256(body).hexdigest()
+            assert records[name]["sha256"] == digest == meta["Metadata"]["sha256"]
+            assert meta["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
+            assert records[name]["size"] == len(body)
+            assert records[name]["version_id"] == meta["VersionId"]
+            assert records[name]["content_type"] == meta["ContentType"]
+            assert effect.detail["objects"][name]["sha256"] == digest and effect.detail["objects"][name]["written"]
+
+        # document.json is the document itself, canonical: sorted keys, compact, UTF-8.
+        body, _ = read(raw, bucket, f"{root}v1/document.json")
+        assert json.loads(body) == doc
+        assert body == json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+        # The QR code is the public URL at error level M.
+        png, meta = read(raw, bucket, f"{root}v1/qr.png")
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and meta["ContentType"] == "image/png"
+        qr = segno.make(public_url(BASE_URL, uri), error="m", boost_error=False, micro=False)
+        assert qr.error == "M"
+        # The reading page: Vietnamese, the headline and paragraphs as text, the link and the QR.
+        page = read(raw, bucket, f"{root}v1/index.html")[0].decode()
+        assert_safe_page(page, public_url(BASE_URL, uri))
+        headline = doc["headlines"][0]["value"]
+        assert f"<h1>{html.escape(headline)}</h1>" in page
+        first_paragraph = doc["bodies"][0]["value"].split("\n")[0].strip()
+        assert f"<p>{html.escape(first_paragraph)}</p>" in page
+        bulletin = read(raw, bucket, f"{root}v1/bulletin.html")[0].decode()
+        assert_safe_page(bulletin, public_url(BASE_URL, uri))
+        assert "BẢN TIN NỘI BỘ" in bulletin and 'src="qr.png"' in bulletin
+
+    audio, meta = read(raw, bucket, prefix_of(audio_for) + "v1/audio.wav")
+    assert audio == wav.read_bytes() and meta["ContentType"] == "audio/wav"
+    print(f"\nper-article archive time: {', '.join(f'{t * 1000:.0f} ms' for t in timings)}")
+    await adapter.close()
+
+
+async def test_replaying_every_command_creates_no_new_versions(s3: S3Server, raw: Any, bucket: str) -> None:
+    adapter = await started(s3, bucket)
+    commands = [command(doc) for doc in samples()]
+    for cmd in commands:
+        await adapter.deliver(cmd, NO_PRIOR)
+    before = all_versions(raw, bucket)
+    assert len(before) == len(commands) * (len(NAMES) + 1)  # one version per key
+    manifests = {cmd.key.uri: read(raw, bucket, prefix_of(cmd.key.uri) + "manifest.json")[0] for cmd in commands}
+
+    for _ in range(2):
+        for cmd in commands:
+            effect = await adapter.deliver(cmd, NO_PRIOR)
+            assert effect.outcome == "delivered" and effect.detail["manifest_written"] is False
+            assert not any(o["written"] for o in effect.detail["objects"].values())
+    # A second adapter (another worker after a crash) converges the same way.
+    other = await started(s3, bucket)
+    for cmd in commands:
+        await other.deliver(cmd, NO_PRIOR)
+
+    after = all_versions(raw, bucket)
+    assert sorted((v["Key"], v["VersionId"]) for v in after) == sorted((v["Key"], v["VersionId"]) for v in before)
+    for uri, body in manifests.items():
+        assert read(raw, bucket, prefix_of(uri) + "manifest.json")[0] == body
+
+
+async def test_reconcile_tells_written_from_not_written(s3: S3Server, raw: Any, bucket: str) -> None:
+    adapter = await started(s3, bucket)
+    doc = samples()[1]
+    cmd = command(doc)
+    assert await adapter.reconcile(cmd, Prior(unknown_command_id=cmd.key.command_id())) is None
+    await adapter.deliver(cmd, NO_PRIOR)
+    found = await adapter.reconcile(cmd, NO_PRIOR)
+    assert isinstance(found, Effect) and found.outcome == "delivered"
+    assert found.detail["objects"]["document.json"]["key"] == prefix_of(doc["uri"]) + "v1/document.json"
+
+    # A crash after the objects and before the manifest: reconcile says "not done", and the
+    # next delivery completes it without writing any object again.
+    raw.delete_object(Bucket=bucket, Key=prefix_of(doc["uri"]) + "manifest.json")
+    assert await adapter.reconcile(cmd, NO_PRIOR) is None
+    objects_before = [v for v in all_versions(raw, bucket) if not v["Key"].endswith("manifest.json")]
+    effect = await adapter.deliver(cmd, NO_PRIOR)
+    assert not any(o["written"] for o in effect.detail["objects"].values()) and effect.detail["manifest_written"]
+    objects_after = [v for v in all_versions(raw, bucket) if not v["Key"].endswith("manifest.json")]
+    assert len(objects_after) == len(objects_before)
+    assert await adapter.reconcile(cmd, NO_PRIOR) is not None
+
+
+async def test_hostile_uris_stay_under_their_prefix(s3: S3Server, raw: Any, bucket: str) -> None:
+    adapter = await started(s3, bucket)
+    hostile = ["../../etc/passwd", "/abs/path", "a\x00b", "urn:x:ａｂｃ", "urn:x:abc", "..%2F..%2Fescape",
+               "..\\..\\windows", "urn:x:\u202eevil", "x" * 5000, "%00", "./", "articles/../.."]
+    for uri in hostile:
+        doc = article_doc(uri)
+        # A public URL is at most 2,048 characters (and a QR code holds ~2,300): give the long one a short URL.
+        url = f"{BASE_URL}/a/{hashlib.sha256(uri.encode()).hexdigest()}" if len(uri) > 1000 else None
+        effect = await adapter.deliver(command(doc, url=url), NO_PRIOR)
+        assert effect.outcome == "delivered"
+        keys = current_keys(raw, bucket, prefix_of(uri))
+        assert len(keys) == len(NAMES) + 1
+        assert json.loads(read(raw, bucket, prefix_of(uri) + "v1/document.json")[0])["uri"] == uri
+    # Look-alikes are different articles: no folding of "ａｂｃ" into "abc".
+    assert prefix_of("urn:x:ａｂｃ") != prefix_of("urn:x:abc")
+    keys = current_keys(raw, bucket)
+    assert len(keys) == len(hostile) * (len(NAMES) + 1)
+    assert all(KEY_RE.match(k) for k in keys), [k for k in keys if not KEY_RE.match(k)]
+    # And on the server's disk nothing landed outside the bucket's articles/<hash>/ tree.
+    bucket_dir = s3.data_dir / bucket
+    files = [p for p in bucket_dir.rglob("*") if p.is_file() and ".sgwtmp" not in p.parts]
+    assert len(files) == len(keys) and all(KEY_RE.match(p.relative_to(bucket_dir).as_posix()) for p in files)
+    assert {p.name for p in s3.root.iterdir()} <= {"data", "iam", "versions", "sidecar", "versitygw.log"}
+    assert all(p.name.startswith("lt-") for p in s3.data_dir.iterdir())
+    everything = [p.relative_to(s3.root).as_posix() for p in s3.root.rglob("*")]
+    assert not [p for p in everything if any(w in p for w in ("passwd", "etc", "abs", "windows", "escape", "evil"))]
+
+
+async def test_script_and_event_handlers_do_not_survive(s3: S3Server, raw: Any, bucket: str) -> None:
+    adapter = await started(s3, bucket)
+    uri = "urn:lantoa:article:xss"
+    doc = article_doc(
+        uri,
+        headlines=[{"role": "main", "contentType": "text/plain", "value": "<script>alert(1)</script>Tiêu đề"}],
+        descriptions=[{"role": "summary", "contentType": "text/html",
+                       "value": "<b onmouseover=alert(8)>Tóm tắt</b><img src=x onerror=alert(2)>"}],
+        bodies=[{"role": "main", "contentType": "text/html", "value":
+                 '<p>Đoạn một</p><script>alert(1)</script><img src=x onerror="alert(2)">'
+                 '<a href="javascript:alert(3)">bấm vào đây</a><p onclick="alert(4)">Đoạn hai</p>'
+                 '<svg onload=alert(5)></svg><iframe src="javascript:alert(6)"></iframe>'
+                 '<style>body{display:none}</style><a href=" JaVaScRiPt:alert(7)">x</a>'
+                 '<p>&lt;script&gt;alert(10)&lt;/script&gt;</p><math><mi xlink:href="javascript:alert(11)">m</mi></math>'},
+                {"role": "extra", "contentType": "text/plain", "value": '"><script>alert(12)</script>'}],
+        by='"><script>alert(9)</script>',
+        subjects=[{"name": '<img src=x onerror=alert(13)>', "uri": "urn:x:s"}],
+    )
+    url = public_url(BASE_URL, uri)
+    await adapter.deliver(command(doc, url=url), NO_PRIOR)
+    for name in ("index.html", "bulletin.html"):
+        page = read(raw, bucket, f"{prefix_of(uri)}v1/{name}")[0].decode()
+        tags = assert_safe_page(page, url)
+        assert "alert(2)" not in page and "alert(3)" not in page and "alert(4)" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;Tiêu đề" in page  # the headline, as text
+        assert "body{display:none}" not in "".join(tags.styles)
+    page = read(raw, bucket, f"{prefix_of(uri)}v1/index.html")[0].decode()
+    assert "<p>Đoạn một</p>" in page and "<p>Đoạn hai</p>" in page and "bấm vào đây" in page
+    assert "&lt;script&gt;alert(10)&lt;/script&gt;" in page
+    # The document itself is archived as sent: the record is not rewritten.
+    assert json.loads(read(raw, bucket, f"{prefix_of(uri)}v1/document.json")[0]) == doc
+
+    for bad_url in ("javascript:alert(1)", 'https://x.vn/"><script>alert(1)</script>', "https://x.vn/a b",
+                    "ftp://x.vn/a", "https://user@x.vn/", "https://x.vn/\u0430", "//x.vn/a", "", "https://x.vn/a\n"):
+        with pytest.raises(InvalidContent):
+            await adapter.deliver(command(article_doc("urn:lantoa:article:bad-url"), url=bad_url), NO_PRIOR)
+    assert current_keys(raw, bucket, prefix_of("urn:lantoa:article:bad-url")) == []
+
+
+async def test_invalid_commands_and_version_conflicts(s3: S3Server, raw: Any, bucket: str) -> None:
+    adapter = await started(s3, bucket)
+    doc = article_doc("urn:lantoa:article:conflict")
+    with pytest.raises(InvalidContent, match="document"):
+        await adapter.deliver(command(doc, payload={"public_url": BASE_URL + "/a/x"}), NO_PRIOR)
+    with pytest.raises(InvalidContent, match="uri"):
+        await adapter.deliver(command(doc, uri="urn:lantoa:article:other"), NO_PRIOR)
+    with pytest.raises(InvalidContent, match="version"):
+        await adapter.deliver(command(doc, version=2), NO_PRIOR)
+    await adapter.deliver(command(doc), NO_PRIOR)
+    changed = {**doc, "headlines": [{"role": "main", "value": "Một tiêu đề khác cho cùng phiên bản"}]}
+    with pytest.raises(PermanentDeliveryError) as conflict:
+        await adapter.deliver(command(changed), NO_PRIOR)
+    assert conflict.value.code == "VersionConflict"
+    assert json.loads(read(raw, bucket, prefix_of(doc["uri"]) + "v1/document.json")[0]) == doc
+
+
+# --------------------------------------------------------------------------------------------
+# Retraction
+# --------------------------------------------------------------------------------------------
+
+
+async def test_retraction_leaves_markers_and_keeps_history(s3: S3Server, raw: Any, bucket: str,
+                                                           tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "a.wav")
+    adapter = await started(s3, bucket, audio_lookup=lambda uri, version: wav)
+    doc1 = samples()[0]
+    uri = doc1["uri"]
+    doc2 = {**doc1, "version": "2", "headlines": [{"role": "main", "value": "Tiêu đề đã sửa"}]}
+    assert (await adapter.deliver(command(doc1), NO_PRIOR)).outcome == "delivered"
+    assert (await adapter.deliver(command(doc2, Action.UPDATE), NO_PRIOR)).outcome == "updated"
+    public_keys = [k for k in current_keys(raw, bucket, prefix_of(uri)) if not k.endswith("manifest.json")]
+    assert len(public_keys) == 2 * (len(NAMES) + 1)
+    originals = {k: read(raw, bucket, k) for k in public_keys}
+
+    reason = "Thông tin chưa chính xác, gỡ theo yêu cầu của Ban biên tập"
+    cmd = retract(uri, 3, reason)
+    effect = await adapter.deliver(cmd, NO_PRIOR)
+    assert effect.outcome == "deleted" and effect.detail["markers_written"] == len(public_keys)
+
+    for key in public_keys:
+        body, meta = read(raw, bucket, key)
+        assert meta["Metadata"]["takedown"] == cmd.key.command_id()
+        assert hashlib.sha256(body).hexdigest() == meta["Metadata"]["sha256"]
+        if key.endswith(".html"):
+            text = body.decode()
+            assert "Bài viết đã được gỡ" in text and reason in text and 'lang="vi"' in text
+            assert "Tiêu đề" not in text
+        else:
+            marker = json.loads(body)
+            assert marker["takedown"] is True and marker["reason"] == reason and marker["message"] == "Bài viết đã được gỡ"
+            assert marker["taken_down_at"].endswith("Z") and marker["uri"] == uri
+        # History: the content is still there, by VersionId, byte for byte.
+        versions = [v for v in all_versions(raw, bucket, key) if v["Key"] == key]
+        assert len(versions) == 2
+        old = next(v for v in versions if not v["IsLatest"])
+        assert old["VersionId"] == originals[key][1]["VersionId"]
+        assert read(raw, bucket, key, old["VersionId"])[0] == originals[key][0]
+
+    m = manifest(raw, bucket, uri)
+    assert m["status"] == "taken_down" and [v["version"] for v in m["versions"]] == [1, 2]
+    [takedown] = m["takedowns"]
+    assert takedown["reason"] == reason and takedown["version"] == 3 and takedown["command_id"] == cmd.key.command_id()
+    recorded = {o["key"]: o for o in takedown["objects"]}
+    assert set(recorded) == set(public_keys)
+    for key, (body, meta) in originals.items():
+        assert recorded[key]["content_version_id"] == meta["VersionId"]
+        assert recorded[key]["content_sha256"] == hashlib.sha256(body).hexdigest()
+
+    # Replays: the retraction again, and the old publish commands, change nothing.
+    count = len(all_versions(raw, bucket))
+    again = await adapter.deliver(cmd, NO_PRIOR)
+    assert again.outcome == "deleted" and again.detail["markers_written"] == 0
+    for old_cmd in (command(doc1), command(doc2, Action.UPDATE)):
+        replayed = await adapter.deliver(old_cmd, NO_PRIOR)
+        assert replayed.outcome == "skipped"
+        reconciled = await adapter.reconcile(old_cmd, NO_PRIOR)
+        assert reconciled is not None and reconciled.outcome == "skipped"
+    assert len(all_versions(raw, bucket)) == count
+    found = await adapter.reconcile(cmd, NO_PRIOR)
+    assert found is not None and found.outcome == "deleted"
+    assert read(raw, bucket, prefix_of(uri) + "v1/document.json")[1]["Metadata"]["takedown"]
+
+    # A newer version published after the retraction is public again; history stays.
+    doc4 = {**doc1, "version": "4"}
+    assert (await adapter.deliver(command(doc4, Action.UPDATE), NO_PRIOR)).outcome == "updated"
+    m = manifest(raw, bucket, uri)
+    assert m["status"] == "public" and len(m["takedowns"]) == 1
+    assert "takedown" not in read(raw, bucket, prefix_of(uri) + "v4/document.json")[1]["Metadata"]
+
+
+async def test_retraction_before_archiving_blocks_a_late_publish(s3: S3Server, raw: Any, bucket: str) -> None:
+    adapter = await started(s3, bucket)
+    doc = samples()[2]
+    effect = await adapter.deliver(retract(doc["uri"], 1, "Gỡ trước khi lưu"), NO_PRIOR)
+    assert effect.outcome == "deleted" and effect.detail["markers_written"] == 0
+    late = await adapter.deliver(command(doc), NO_PRIOR)
+    assert late.outcome == "skipped"
+    assert current_keys(raw, bucket, prefix_of(doc["uri"])) == [prefix_of(doc["uri"]) + "manifest.json"]
+
+
+async def test_retraction_with_legal_hold(s3: S3Server, raw: Any, bucket: str) -> None:
+    adapter = await started(s3, bucket, legal_hold=True)
+    lock = raw.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled"
+    doc = samples()[3]
+    await adapter.deliver(command(doc), NO_PRIOR)
+    key = prefix_of(doc["uri"]) + "v1/document.json"
+    content_version = read(raw, bucket, key)[1]["VersionId"]
+    await adapter.deliver(retract(doc["uri"], 1, "Yêu cầu pháp lý"), NO_PRIOR)
+    hold = raw.get_object_legal_hold(Bucket=bucket, Key=key, VersionId=content_version)
+    assert hold["LegalHold"]["Status"] == "ON"
+    with pytest.raises(ClientError) as refused:
+        raw.delete_object(Bucket=bucket, Key=key, VersionId=content_version)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert read(raw, bucket, key, content_version)[0] == json.dumps(
+        doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    assert manifest(raw, bucket, doc["uri"])["takedowns"][0]["legal_hold"] is True
+
+    # Legal hold asked of a bucket that was created without object lock: refused at start.
+    plain = f"{bucket}-plain"
+    raw.create_bucket(Bucket=plain)
+    with pytest.raises(ArchiveConfigError, match="object lock"):
+        await started(s3, plain, legal_hold=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Store unavailable
+# --------------------------------------------------------------------------------------------
+
+
+async def test_store_unavailable_for_30s_retried_nothing_lost(s3: S3Server, raw: Any, bucket: str) -> None:
+    adapter = await started(s3, bucket, connect_timeout=1.0, read_timeout=2.0, max_attempts=1, retry_after_s=1.0)
+    commands = [command(doc) for doc in samples()]
+    await adapter.deliver(commands[0], NO_PRIOR)
+
+    outage_s = 30.0
+    s3.pause()  # SIGSTOP: connections hang, as with an overloaded or partitioned store
+    down_at = time.monotonic()
+    failures: list[TransientDeliveryError] = []
+    delivered: list[Effect] = []
+    try:
+        # What the runtime does with a transient error: back off by retry_after and try again.
+        for cmd in commands[1:]:
+            while True:
+                if s3.paused and time.monotonic() - down_at >= outage_s:
+                    await asyncio.to_thread(s3.resume)
+                try:
+                    delivered.append(await adapter.deliver(cmd, NO_PRIOR))
+                    break
+                except TransientDeliveryError as exc:
+                    assert s3.paused, f"transient error while the store was up: {exc}"
+                    failures.append(exc)
+                    await asyncio.sleep(exc.retry_after or 1.0)
+    finally:
+        if s3.paused:
+            s3.resume()
+    assert time.monotonic() - down_at >= outage_s
+    assert len(failures) >= 5 and all(f.retry_after for f in failures)
+    assert [e.outcome for e in delivered] == ["delivered"] * (len(commands) - 1)
+
+    expected = {prefix_of(c.key.uri) + f"v1/{n}" for c in commands for n in NAMES}
+    expected |= {prefix_of(c.key.uri) + "manifest.json" for c in commands}
+    assert set(current_keys(raw, bucket)) == expected
+    versions = all_versions(raw, bucket)
+    assert len(versions) == len(expected)  # nothing duplicated: one version per key
+    for cmd in commands:
+        assert await adapter.reconcile(cmd, NO_PRIOR) is not None
+
+    # The store restarting (connections refused rather than hanging) is transient too.
+    s3.pause(mode="stop")
+    try:
+        with pytest.raises(TransientDeliveryError) as refused:
+            await adapter.deliver(commands[0], NO_PRIOR)
+        assert refused.value.code == "EndpointConnectionError"
+    finally:
+        s3.resume()
+    assert (await adapter.deliver(commands[0], NO_PRIOR)).outcome == "delivered"
+    assert len(all_versions(raw, bucket)) == len(expected)
