@@ -48,6 +48,10 @@ KEY_RE = re.compile(r"^articles/[0-9a-f]{64}/(manifest\.json|v[0-9]+/(document\.
                     r"|qr\.png|audio\.wav))$")
 NO_PRIOR = Prior()
 
+# The module fixture may build versitygw from source (~3 min cold on 2 cores) inside the first
+# test's setup, which pytest-timeout counts; CI should run `python -m infra.s3 build` first.
+pytestmark = pytest.mark.timeout(900)
+
 
 # --------------------------------------------------------------------------------------------
 # Fixtures and helpers
