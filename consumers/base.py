@@ -60,6 +60,9 @@ class ChannelAdapter(Protocol):
         """Produce the command's effect (publish, update or retract) and say what was done."""
         ...
 
+    # Optional: ``def rate_scope(self, target: str) -> str`` names what the platform's limits apply
+    # to (an account shared by many targets); without it, limits apply per target.
+
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         """After an unknown outcome: find the effect at the platform by our marker.
 

@@ -9,10 +9,11 @@ import signal
 from collections.abc import Callable
 
 from consumers.base import ChannelAdapter
+from consumers.retry import RetryPolicy
 from consumers.runtime import EXIT_CRASH, DeliveryRuntime, RuntimeConfig
 from schemas.models import Target
 from schemas.settings import Settings
-from schemas.topics import Channel, Topic
+from schemas.topics import RETRY_TIERS, Channel, Topic
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,12 @@ def register(channel: Channel, factory: Callable[[Settings, TargetLookup], Chann
     ADAPTERS[channel] = factory
 
 
+def policy_from(settings: Settings) -> RetryPolicy:
+    """The retry policy with the tier delays configuration asks for (tier names are topics)."""
+    tiers = tuple((name, float(settings.retry_delays.get(name, delay))) for name, delay in RETRY_TIERS.items())
+    return RetryPolicy(tiers=tiers)
+
+
 def run(settings: Settings, channel: Channel, config: RuntimeConfig | None = None) -> None:
     """Run one channel's adapter until SIGTERM/SIGINT; exit 70 on anything unexpected."""
     from streams.registry_follower import RegistryFollower
@@ -67,7 +74,7 @@ def run(settings: Settings, channel: Channel, config: RuntimeConfig | None = Non
         try:
             adapter = ADAPTERS[channel](settings, follower.registry.targets.get)
             interval = float(getattr(adapter, "min_interval_s", 0.0))
-            cfg = config or RuntimeConfig(min_interval_s=interval)
+            cfg = config or RuntimeConfig(min_interval_s=interval, policy=policy_from(settings))
             await DeliveryRuntime(settings, adapter, cfg).run(stop)
         finally:
             await follower.stop()

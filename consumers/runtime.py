@@ -137,7 +137,8 @@ class DeliveryRuntime:
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
             client_id=f"{self.settings.client_id}-{self.channel.value}", enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
-            max_poll_records=self.config.max_batch, session_timeout_ms=15000, heartbeat_interval_ms=3000,
+            max_poll_records=self.config.max_batch, session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self.settings.consumer_session_timeout_ms // 4),
             max_poll_interval_ms=600000,
         )
         self._consumer = consumer
@@ -225,10 +226,11 @@ class DeliveryRuntime:
             return [self._receipt(cmd, "failed", at, reason=entry.get("reason"))]
 
         urgent = cmd.priority.value == "emergency"
-        wait = self.limiter.paused_for(cmd.target, urgent)
+        scope = self._scope(cmd.target)
+        wait = self.limiter.paused_for(scope, urgent)
         if wait > 0:
             metrics.RETRIES.labels(self.channel.value, "paused").inc()
-            return self._schedule(w, cmd, at, f"target paused: {self.limiter.reason(cmd.target)}", wait, count=False)
+            return self._schedule(w, cmd, at, f"target paused: {self.limiter.reason(scope)}", wait, count=False)
 
         live = self.ledger.live(partition, cmd.key.uri, cmd.target)
         superseded = self._superseded(cmd, live)
@@ -260,7 +262,7 @@ class DeliveryRuntime:
             effect = await self._deliver_with_retries(cmd, prior)
             return self._done(partition, cmd, effect, at, attempts + 1)
         except TargetPaused as exc:
-            self.limiter.pause(cmd.target, exc.retry_after, exc.reason)
+            self.limiter.pause(scope, exc.retry_after, exc.reason)
             metrics.RETRIES.labels(self.channel.value, "paused").inc()
             if exc.alert:
                 log.error("%s %s paused for %.0fs: %s", self.channel.value, cmd.target, exc.retry_after, exc.reason)
@@ -283,7 +285,7 @@ class DeliveryRuntime:
         attempt = 0
         while True:
             attempt += 1
-            gap = self.limiter.spacing(cmd.target)
+            gap = self.limiter.spacing(self._scope(cmd.target))
             if gap > 0:
                 await self.sleep(gap)
             try:
@@ -294,6 +296,11 @@ class DeliveryRuntime:
                     raise
                 metrics.RETRIES.labels(self.channel.value, "in_process").inc()
                 await self.sleep(max(exc.retry_after or 0.0, self.config.policy.backoff(attempt, self.rng)))
+
+    def _scope(self, target: str) -> str:
+        """What a platform limit applies to: the target itself, or the account behind it (a Zalo OA)."""
+        scope_of = getattr(self.adapter, "rate_scope", None)
+        return str(scope_of(target)) if callable(scope_of) else target
 
     @staticmethod
     def _superseded(cmd: Command, live: dict[str, Any] | None) -> str | None:
@@ -312,7 +319,7 @@ class DeliveryRuntime:
 
     def _done(self, partition: int, cmd: Command, effect: Effect, at: str, attempts: int) -> list[OutRecord]:
         self.delivered += 1
-        self.limiter.note_usage(cmd.target, effect.detail.get("usage_pct"))
+        self.limiter.note_usage(self._scope(cmd.target), effect.detail.get("usage_pct"))
         records = [
             self.ledger.command_entry(partition, cmd, "done", at, attempts=attempts, outcome=effect.outcome,
                                       external_id=effect.external_id),

@@ -195,6 +195,14 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_normalize(args: argparse.Namespace) -> int:
+    from streams.speech.normalize import normalize
+
+    text = " ".join(args.text) if args.text else sys.stdin.read()
+    print(normalize(text))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lantoa", description="Lantoa: articles and alerts to loudspeakers, fanpages, Zalo and the archive, through Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -226,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["load", "list"])
     p.add_argument("--remove", action="append", default=[], metavar="TARGET_ID", help="write a tombstone for this id")
     p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("normalize", help="print the spoken Vietnamese form of a text (stdin when no TEXT)")
+    p.add_argument("text", nargs="*")
+    p.set_defaults(func=cmd_normalize)
 
     p = sub.add_parser("deadletters", help="list, show and replay dead letters")
     p.add_argument("action", choices=["list", "show", "replay"])

@@ -74,6 +74,10 @@ class Settings:
     zalo_app_id: str = ""
     zalo_secret_file: Path | None = None
     zalo_token_file: Path | None = None
+    # Delivery runtime: delays of the retry tiers (the tier names are fixed topics) and how fast a
+    # dead adapter's partitions move to a live one.
+    retry_delays: Mapping[str, float] = field(default_factory=dict)
+    consumer_session_timeout_ms: int = 10000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **defaults: object) -> Settings:
@@ -114,7 +118,13 @@ class Settings:
             changes["source"] = v
         if (v := get("SECURITY_PROTOCOL")) is not None:
             changes["security_protocol"] = v
-        for name, conv in (("METRICS_PORT", int), ("HTTP_TIMEOUT_S", float), ("GRAPH_BASE_URL", str),
+        if (v := get("RETRY_DELAYS")) is not None:
+            delays = {}
+            for part in filter(None, (p.strip() for p in v.split(","))):
+                tier, _, secs = part.partition("=")
+                delays[tier.strip()] = float(secs)
+            changes["retry_delays"] = delays
+        for name, conv in (("METRICS_PORT", int), ("CONSUMER_SESSION_TIMEOUT_MS", int), ("HTTP_TIMEOUT_S", float), ("GRAPH_BASE_URL", str),
                            ("GRAPH_API_VERSION", str), ("FANPAGE_TOKENS_FILE", Path), ("FANPAGE_APP_SECRET_FILE", Path),
                            ("ZALO_API_URL", str), ("ZALO_OAUTH_URL", str), ("ZALO_APP_ID", str),
                            ("ZALO_SECRET_FILE", Path), ("ZALO_TOKEN_FILE", Path)):

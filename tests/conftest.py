@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,19 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"shared material not found at {SHARED} (set LANTOA_SHARED_DIR)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The real broker: LANTOA_KAFKA_BOOTSTRAP (make test / CI start one), else started here."""
+    given = os.environ.get("LANTOA_KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    from infra.kafka.broker import KafkaBroker
+
+    with KafkaBroker() as broker:
+        yield broker.bootstrap
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

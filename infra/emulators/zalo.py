@@ -325,6 +325,7 @@ class ZaloEmulator(EmulatorBase):
         r.add_post("/v3.0/oa/group/message", self._api(self._group_message))
         for kind in ("cs", "transaction", "promotion"):
             r.add_post(f"/v3.0/oa/message/{kind}", self._api(self._user_message))
+        r.add_get("/v3.0/oa/group/conversation", self._api(self._group_conversation))
         r.add_get("/v3.0/oa/quota/message", self._api(self._quota))
         r.add_post("/v3.0/oa/quota/message", self._api(self._quota))
         r.add_post("/v4/oa/access_token", self._oauth_access_token)
@@ -333,7 +334,7 @@ class ZaloEmulator(EmulatorBase):
         set_outcome(request, f"error:{err.code}")
         return json_response({"error": err.code, "message": err.message}, status=err.http_status)
 
-    def _api(self, fn: Callable[[web.Request, Any], dict[str, Any]]) -> Handler:
+    def _api(self, fn: Callable[[web.Request, Any], Any]) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
             raw = await request.read()
             try:
@@ -424,6 +425,29 @@ class ZaloEmulator(EmulatorBase):
             raise ZaloError(-403)
         self._use_quota()
         return {"message_id": self._record("group", group_id, text, attachment, token).message_id}
+
+    def _group_conversation(self, request: web.Request, body: Any) -> Any:
+        """Recent messages the OA sent to a group, newest first (GMF "group conversation").
+
+        [guess] shape: data is a list of {message_id, src (0 = from the OA), time (ms), type,
+        message, from_id, to_id}; offset/count paginate, count at most 50.
+        """
+        self._authenticate(request)
+        self._count_call()
+        group_id = request.query.get("group_id", "")
+        if group_id not in self._groups:
+            raise ZaloError(self.unknown_group_error)
+        try:
+            offset = max(0, int(request.query.get("offset", "0")))
+            count = int(request.query.get("count", "10"))
+        except ValueError:
+            raise ZaloError(-201, "Parameters invalid: offset and count must be integers") from None
+        if not 1 <= count <= 50:
+            raise ZaloError(-201, "Parameters invalid: count must be between 1 and 50")
+        sent = [m for m in reversed(self._messages) if m.kind == "group" and m.recipient == group_id]
+        return [{"message_id": m.message_id, "src": 0, "time": int(m.time * 1000), "type": "text",
+                 "message": m.text, "from_id": self.oa_id, "to_id": group_id}
+                for m in sent[offset:offset + count]]
 
     def _user_message(self, request: web.Request, body: Any) -> dict[str, Any]:
         token = self._authenticate(request)

@@ -34,18 +34,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    given = os.environ.get("LANTOA_KAFKA_BOOTSTRAP")
-    if given:
-        yield given
-        return
-    from infra.kafka.broker import KafkaBroker
-
-    with KafkaBroker() as broker:
-        yield broker.bootstrap
-
-
 TopicReader = TopicTail
 
 

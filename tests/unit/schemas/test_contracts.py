@@ -51,7 +51,8 @@ def test_example_matches_its_schema(topic: Topic, index: int, example: object) -
 
 
 def test_examples_exist_for_each_data_topic() -> None:
-    without = [t for t, d in descriptors().items() if not d.examples and t is not Topic.ALERTS_CAP]
+    # retry tiers carry commands unchanged: the command topics' examples cover them
+    without = [t for t, d in descriptors().items() if not d.examples and t is not Topic.ALERTS_CAP and ".retry." not in t.value]
     assert without == []
 
 
