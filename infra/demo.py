@@ -1,14 +1,14 @@
 """`make demo`: the whole pipeline on local defaults, end to end, then a report.
 
-Starts a real Kafka broker (jars from Maven Central, cached), creates the topics, loads the
-targets registry, runs the stream app, publishes the five sample articles, retracts one, and
-prints per article and channel where it went. Everything it starts, it stops.
+Starts a real Kafka broker (jars from Maven Central, cached), the Graph API and Zalo OA
+emulators, the stream app and the channel adapters; creates the topics, loads the targets
+registry, publishes the five sample articles, retracts one, and prints per article and channel
+where it went and what the emulated pages and groups now show. Everything it starts, it stops.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,19 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")) / "samples" / "articles"
 
 
-def _say(text: str) -> None:
+def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
 def main() -> int:
     from infra.kafka.broker import KafkaBroker
-    from infra.kafka.tail import TopicTail
+    from infra.stack import Emulators, Proc
     from infra.topics import apply_topics
-    from producers.client import PublishClient
-    from producers.targets import load_targets
+    from producers.targets import DEFAULT_TARGETS_FILE, load_targets
     from schemas.settings import Settings
-    from schemas.topics import Channel, Topic
-    from streams.registry import province_names
 
     samples = sorted(SAMPLES.glob("*.json"))
     if not samples:
@@ -42,89 +39,106 @@ def main() -> int:
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="lantoa-demo-"))
     _say(f"== Lantoa demo (work dir {workdir})")
+    procs: list[Any] = []
+    emus = None
     with KafkaBroker(workdir / "kafka") as broker:
-        _say(f"-- Kafka {broker.version} (KRaft, single node) at {broker.bootstrap}")
-        env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": broker.bootstrap, "LANTOA_DATA_DIR": str(workdir / "data"),
-               "LANTOA_WEB_PORT": "0", "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5"}
-        settings = Settings.from_env(env)
-        changes = apply_topics(settings)
-        _say(f"-- topics: {len(changes)} created from schemas/topics")
-        n = load_targets(settings)
-        _say(f"-- targets registry: {n} targets (3,321 commune/ward zones, pages, groups, archive)")
-        log = (workdir / "streams.log").open("wb")
-        worker = subprocess.Popen([sys.executable, "-m", "producers.cli", "worker"], cwd=ROOT, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
         try:
-            return _run(settings, worker, samples, workdir, Topic, Channel, TopicTail, PublishClient, province_names)
+            _say(f"-- Kafka {broker.version} (KRaft, single node) at {broker.bootstrap}")
+            emus = Emulators(workdir / "emulators", DEFAULT_TARGETS_FILE)
+            _say(f"-- emulators: Graph API {emus.graph_url}, Zalo OA {emus.zalo_url}")
+            env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": broker.bootstrap, "LANTOA_DATA_DIR": str(workdir / "data"),
+                   "LANTOA_WEB_PORT": "0", "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5", **emus.env}
+            settings = Settings.from_env(env)
+            _say(f"-- topics: {len(apply_topics(settings))} created from schemas/topics")
+            _say(f"-- targets registry: {load_targets(settings)} targets (3,321 commune/ward zones, pages, groups, archive)")
+            for name, args in (("streams", ["worker"]), ("fanpage", ["adapter", "fanpage"]), ("zalo", ["adapter", "zalo"])):
+                procs.append(Proc(name, args, env, workdir / f"{name}.log"))
+            _say("-- stream app, fanpage adapter and Zalo adapter started")
+            return _run(settings, emus, samples, workdir, procs)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-            log.close()
+            for p in procs:
+                p.stop()
+            if emus is not None:
+                emus.close()
 
 
-def _run(settings: Any, worker: Any, samples: list[Path], workdir: Path, Topic: Any, Channel: Any, TopicTail: Any,
-         PublishClient: Any, province_names: Any) -> int:
-    _say("-- stream app started; publishing the five sample articles")
+def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: list[Any]) -> int:
+    from consumers.fanpage import article_marker
+    from infra.kafka.tail import TopicTail
+    from producers.client import PublishClient
+    from producers.targets import local_registry
+    from schemas.topics import Channel, Topic
+    from streams.registry import province_names
+
     started = time.monotonic()
-    docs = []
+    docs = [orjson.loads(p.read_bytes()) for p in samples]
+    receipts = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.RECEIPTS), 60)
+
+    def outcomes() -> list[dict[str, Any]]:
+        receipts.poll()
+        return [orjson.loads(r.value) for r in receipts.records]
+
+    def wait(predicate: Any, timeout: float, what: str) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate(outcomes()):
+            if any(not p.alive() for p in procs) or time.monotonic() > deadline:
+                _say(f"!! gave up waiting for {what}; logs in {workdir}")
+                return False
+            time.sleep(0.3)
+        return True
+
+    _say("-- publishing the five sample articles")
     with PublishClient(settings) as client:
         for path in samples:
             sent = client.publish(path.read_bytes())
-            docs.append(orjson.loads(path.read_bytes()))
             _say(f"   sent {sent.uri} v{sent.version} → partition {sent.partition}")
-        receipts = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.RECEIPTS), 60)
         uris = {d["uri"] for d in docs}
-
-        def routed(recs: list[Any]) -> bool:
-            done = {orjson.loads(r.value)["uri"] for r in recs if orjson.loads(r.value)["outcome"] == "routed"}
-            return uris <= done
-
-        try:
-            receipts.wait_for(routed, 120, "a routed receipt for every sample")
-        except TimeoutError as exc:
-            _say(f"!! {exc}; stream app log: {workdir / 'streams.log'}")
+        if not wait(lambda rs: uris <= {r["uri"] for r in rs if r["outcome"] == "routed"}, 120, "routing"):
             return 1
-        _say(f"-- all five routed in {time.monotonic() - started:.1f}s (including the stream app's start)")
+        social = lambda rs: {(r["uri"], r["target"]) for r in rs if r["stage"] == "delivery" and r["outcome"] == "delivered"}  # noqa: E731
+        if not wait(lambda rs: len(social(rs)) >= 24, 120, "deliveries to pages and groups"):
+            return 1
+        _say(f"-- routed and delivered to pages and groups in {time.monotonic() - started:.1f}s (including start-up)")
         first = docs[0]["uri"]
         client.retract(first, "Demo: đính chính")
-        receipts.wait_for(lambda recs: any(orjson.loads(r.value)["outcome"] == "retracted" for r in recs), 60, "retraction")
+        if not wait(lambda rs: sum(1 for r in rs if r["uri"] == first and r["outcome"] == "deleted") >= 4, 120, "retraction"):
+            return 1
 
     provinces = province_names()
+    registry = local_registry(settings)
     per: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for channel in Channel:
         tail = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.commands(channel)))
-        for rec in tail.settle(1.0):
+        for rec in tail.settle(0.5):
             cmd = orjson.loads(rec.value)
             per[cmd["uri"]][channel.value].append(cmd)
         tail.close()
-    from producers.targets import local_registry
+    posts = emus.control("graph", "GET", "/_control/posts")
+    posts = posts["posts"] if isinstance(posts, dict) else posts
+    messages = emus.control("zalo", "GET", "/_control/messages")
+    messages = messages["messages"] if isinstance(messages, dict) else messages
+    page_names = {str(t.config.get("page_id")): t.name for t in registry.channel_targets(Channel.FANPAGE)}
+    group_names = {str(t.config.get("group_id")): t.name for t in registry.channel_targets(Channel.ZALO)}
 
-    registry = local_registry(settings)
-    _say("")
+    _say()
     _say("== Where each article went")
     for doc in docs:
-        headline = doc["headlines"][0]["value"]
-        _say(f"\n{headline}\n  {doc['uri']}")
-        for channel in Channel:
-            cmds = per[doc["uri"]].get(channel.value, [])
-            actions = Counter(c["action"] for c in cmds)
-            targets = [registry.targets[c["target"]] for c in cmds if c["action"] == "publish" and c["target"] in registry.targets]
-            if channel is Channel.LOUDSPEAKER:
-                by_province = Counter(provinces.get(t.province_code or 0, "?") for t in targets)
-                where = "all 34 provinces" if len(by_province) == 34 else ", ".join(f"{p} ({n})" for p, n in by_province.most_common(3))
-                _say(f"  loa truyền thanh: {len(targets)} zones — {where}")
-            else:
-                _say(f"  {channel.value:16} {', '.join(t.name for t in targets) or '-'}")
-            if actions.get("retract"):
-                _say(f"  {'':16} ↳ retracted: {actions['retract']} retract commands")
-    total = sum(len(v) for d in per.values() for v in d.values())
-    _say(f"\n== {total} commands on the channel topics; receipts on {settings.topic(Topic.RECEIPTS)}")
-    if worker.poll() is not None:
-        _say(f"!! the stream app exited with {worker.returncode}; log: {workdir / 'streams.log'}")
-        return 1
+        marker = article_marker(doc["uri"])
+        _say(f"\n{doc['headlines'][0]['value']}\n  {doc['uri']}  (mã tin {marker})")
+        zones = [registry.targets[c["target"]] for c in per[doc["uri"]].get("loudspeaker", []) if c["action"] == "publish"]
+        by_province = Counter(provinces.get(t.province_code or 0, "?") for t in zones)
+        where = "all 34 provinces" if len(by_province) == 34 else ", ".join(f"{p} ({n})" for p, n in by_province.most_common(3))
+        _say(f"  loa truyền thanh  {len(zones)} zones — {where} (schedules: the loudspeaker adapter)")
+        for post in (p for p in posts if marker in p["message"]):
+            state = "deleted (retracted)" if post["deleted"] else "live"
+            _say(f"  fanpage           {page_names.get(str(post['id']).split('_')[0], '?')}: post {post['id']} {state}")
+        for msg in (m for m in messages if marker in (m.get("text") or "")):
+            kind = "correction notice" if (msg["text"] or "").startswith("ĐÍNH CHÍNH") else "message"
+            _say(f"  zalo              {group_names.get(msg['recipient'], msg['recipient'])}: {kind} {msg['message_id'][:12]}…")
+        archive = per[doc["uri"]].get("archive", [])
+        _say(f"  archive           {len(archive)} command(s) on {settings.topic(Topic.ARCHIVE_COMMANDS)}")
+    rs = outcomes()
+    _say(f"\n== receipts: {dict(Counter(r['outcome'] for r in rs))}")
     return 0
 
 
