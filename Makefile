@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 	bash infra/system-deps.sh
 	$(PY) -m infra.kafka fetch >/dev/null
+	$(PY) -m infra.s3 build >/dev/null
 
 demo: install
 	$(PY) -m infra.demo

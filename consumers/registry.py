@@ -40,9 +40,17 @@ def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
                        timeout_s=settings.http_timeout_s)
 
 
+def _archive(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
+    from consumers.archive import ArchiveAdapter, ArchiveConfig
+
+    # Bootstrap is the one place that reads the environment (LANTOA_S3_*, see infra/s3/README.md).
+    return ArchiveAdapter(ArchiveConfig.from_env(os.environ))
+
+
 ADAPTERS: dict[Channel, Callable[[Settings, TargetLookup], ChannelAdapter]] = {
     Channel.FANPAGE: _fanpage,
     Channel.ZALO: _zalo,
+    Channel.ARCHIVE: _archive,
 }
 
 
