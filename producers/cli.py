@@ -25,13 +25,83 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
+CAP_SUFFIXES = (".cap", ".xml")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from schemas.ninjs_validation import validate_files
 
-    code, lines = validate_files([Path(p) for p in args.files], args.ninjs_version)
-    for line in lines:
-        print(line)
+    code = 0
+    for path in (Path(p) for p in args.files):
+        if path.suffix.lower() in CAP_SUFFIXES:
+            reason = _cap_reason(path)
+            if reason:
+                print(f"{path}: {reason}")
+                code = 1
+            continue
+        one, lines = validate_files([path], args.ninjs_version)
+        for line in lines:
+            print(line)
+        code = max(code, one)
     return code
+
+
+def _cap_reason(path: Path) -> str | None:
+    from schemas.cap import parse_cap
+
+    try:
+        parse_cap(path.read_bytes())
+    except InvalidContent as exc:
+        return exc.reason
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    return None
+
+
+def cmd_alert(args: argparse.Namespace) -> int:
+    from producers.cap_ingest import AlertProducer, check
+    from producers.targets import local_registry
+    from streams.alerts import dry_run_json
+
+    settings = _settings()
+    registry = local_registry(settings)
+    checked = []
+    for path in args.files:
+        try:
+            checked.append(check(Path(path).read_bytes(), registry))
+        except InvalidContent as exc:
+            print(f"{path}: {exc.reason}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    if args.dry_run:
+        plans = [dry_run_json(c.plan) for c in checked]
+        if args.json:
+            _print_json(plans[0] if len(plans) == 1 else plans)
+        else:
+            for p in plans:
+                print(f"{p['identifier']}: {p['status']} lane={p['lane']} exercise={p['exercise']} zones={len(p['zones'])}")
+        return 0
+    producer = AlertProducer(settings)
+    try:
+        for c in checked:
+            result = producer.send(c, "urn:lantoa:cli")
+            print(f"{result['identifier']}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}")
+    finally:
+        producer.close()
+    return 0
+
+
+def cmd_alert_server(args: argparse.Namespace) -> int:
+    from producers.cap_http import serve
+    from producers.cap_ingest import AlertProducer
+    from producers.targets import local_registry
+
+    settings = _settings()
+    serve(local_registry(settings), AlertProducer(settings), args.host, args.port,
+          Path(args.token_file) if args.token_file else None)
+    return 0
 
 
 def routing_plan(prepared: Any, settings: Settings) -> dict[str, Any]:
@@ -211,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ninjs-version", choices=["2.0", "2.1", "2.2", "3.0", "3.1"], default=None)
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("alert", help="send CAP alerts to alerts.cap (checked and planned first)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; no broker needed")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_alert)
+
+    p = sub.add_parser("alert-server", help="HTTP endpoint receiving CAP XML (POST /cap)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8088)
+    p.add_argument("--token-file", help="require 'Authorization: Bearer <token>'")
+    p.set_defaults(func=cmd_alert_server)
 
     p = sub.add_parser("publish", help="publish ninjs files to cms.articles")
     p.add_argument("--ninjs-version", choices=["2.0", "2.1", "2.2", "3.0", "3.1"], default=None)

@@ -1,0 +1,72 @@
+"""CAP ingest: a warning office's alert (CAP 1.1/1.2 XML) → checked → `alerts.cap` (key = identifier).
+
+Used by `lantoa alert FILE.cap` and by the HTTP endpoint (`lantoa alert-server`): both refuse what
+`schemas.cap.parse_cap` refuses (DTDs, entities, broken alerts) with the reason, and plan the
+alert against the targets registry before producing it, so an alert that names no known
+commune is refused at the door rather than in the stream.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaProducer
+
+from schemas.cap import Alert, parse_cap
+from schemas.models import utc_now_iso
+from schemas.settings import Settings
+from schemas.topics import Topic
+from streams.alerts import AlertPlan, plan_alert
+from streams.registry import Registry
+
+
+@dataclass(frozen=True)
+class Checked:
+    alert: Alert
+    plan: AlertPlan
+    raw: bytes
+
+
+def check(raw: bytes, registry: Registry) -> Checked:
+    """Parse and plan; raises InvalidContent (NotForBroadcast included) with the reason."""
+    alert = parse_cap(raw)
+    return Checked(alert, plan_alert(alert, registry), raw)
+
+
+def headers_for(checked: Checked, source: str) -> list[tuple[str, bytes]]:
+    plan = checked.plan
+    headers = {
+        "ce_specversion": "1.0",
+        "ce_id": str(uuid.uuid4()),
+        "ce_source": source,
+        "ce_type": f"alert.{checked.alert.msg_type.value.lower()}",
+        "ce_time": utc_now_iso(),
+        "ce_subject": checked.alert.identifier,
+        "content-type": "application/cap+xml",
+        "cap_status": checked.alert.status.value,
+        "cap_lane": plan.lane,
+    }
+    return [(k, v.encode()) for k, v in headers.items()]
+
+
+class AlertProducer:
+    """Sends checked alerts to alerts.cap (idempotent producer, acks=all)."""
+
+    def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
+        self.settings = settings
+        self._producer = producer or KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap.split(","), client_id=f"{settings.client_id}-cap",
+            acks="all", enable_idempotence=True, max_request_size=2 * 1024 * 1024,
+            security_protocol=settings.security_protocol)
+
+    def send(self, checked: Checked, source: str = "urn:lantoa:cap-ingest", timeout_s: float = 30.0) -> dict[str, Any]:
+        meta = self._producer.send(self.settings.topic(Topic.ALERTS_CAP), key=checked.alert.identifier.encode(),
+                                   value=checked.raw, headers=headers_for(checked, source)).get(timeout=timeout_s)
+        return {"identifier": checked.alert.identifier, "lane": checked.plan.lane, "zones": len(checked.plan.zones),
+                "partition": meta.partition, "offset": meta.offset}
+
+    def close(self) -> None:
+        self._producer.flush()
+        self._producer.close()
