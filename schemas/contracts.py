@@ -22,6 +22,7 @@ CONTRACTS = (
     "embargo-release",
     "engagement",
     "ledger",
+    "emergency",
 )
 
 

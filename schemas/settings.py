@@ -77,6 +77,10 @@ class Settings:
     # Delivery runtime: delays of the retry tiers (the tier names are fixed topics) and how fast a
     # dead adapter's partitions move to a live one.
     retry_delays: Mapping[str, float] = field(default_factory=dict)
+    # Emergency lane: how often a pre-empting alert repeats until it expires, and how long it
+    # repeats when the CAP alert gives no expiry.
+    emergency_repeat_s: float = 900.0
+    emergency_default_ttl_s: float = 6 * 3600.0
     consumer_session_timeout_ms: int = 10000
 
     @classmethod
@@ -124,7 +128,7 @@ class Settings:
                 tier, _, secs = part.partition("=")
                 delays[tier.strip()] = float(secs)
             changes["retry_delays"] = delays
-        for name, conv in (("METRICS_PORT", int), ("CONSUMER_SESSION_TIMEOUT_MS", int), ("HTTP_TIMEOUT_S", float), ("GRAPH_BASE_URL", str),
+        for name, conv in (("EMERGENCY_REPEAT_S", float), ("EMERGENCY_DEFAULT_TTL_S", float), ("METRICS_PORT", int), ("CONSUMER_SESSION_TIMEOUT_MS", int), ("HTTP_TIMEOUT_S", float), ("GRAPH_BASE_URL", str),
                            ("GRAPH_API_VERSION", str), ("FANPAGE_TOKENS_FILE", Path), ("FANPAGE_APP_SECRET_FILE", Path),
                            ("ZALO_API_URL", str), ("ZALO_OAUTH_URL", str), ("ZALO_APP_ID", str),
                            ("ZALO_SECRET_FILE", Path), ("ZALO_TOKEN_FILE", Path)):

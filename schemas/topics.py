@@ -38,6 +38,7 @@ class Topic(StrEnum):
     RECEIPTS = "distribution.receipts"
     DEADLETTER = "distribution.deadletter"
     EMBARGO_RELEASES = "streams.embargo.releases"
+    EMERGENCY_COMMANDS = "distribution.emergency.commands"
     LOUDSPEAKER_LEDGER = "distribution.loudspeaker.ledger"
     LOUDSPEAKER_RETRY_10S = "distribution.loudspeaker.retry.10s"
     LOUDSPEAKER_RETRY_1M = "distribution.loudspeaker.retry.1m"

@@ -220,6 +220,39 @@ def create_app(settings: Settings, clock: Clock = _utc_now) -> LantoaApp:
         ), settings)])
         await carry_out(ev, st, now, lambda: publish_now(st, ev))
 
+    alerts_topic = app.topic(settings.topic(Topic.ALERTS_CAP), partitions=settings.partitions(Topic.ALERTS_CAP),
+                             internal=False, **raw)
+
+    @app.agent(alerts_topic, name="alerts")
+    async def alerts(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            try:
+                await take_alert(event.message)
+            except Exception as exc:  # noqa: BLE001 - see crash()
+                crash("alerts", exc)
+
+    async def take_alert(message: Any) -> None:
+        from schemas.cap import parse_cap
+        from streams.alert_lane import plan_records
+        from streams.alerts import plan_alert
+
+        await runtime.ready()
+        now = clock()
+        headers = headers_to_dict(_raw_headers(message))
+        key_text = message.key.decode("utf-8", "replace") if message.key else None
+        try:
+            alert = parse_cap(message.value or b"")
+            plan = plan_alert(alert, runtime.registry.registry)
+            records, receipt = plan_records(alert, plan, settings, now, headers.get("ce_time"), headers.get("ce_id"))
+        except InvalidContent as exc:
+            log.warning("alert dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, exc.reason)
+            await runtime.outbox.send_all(dead_letter(message, exc.reason, "alert", key_text, utc_now_iso(now)))
+            return
+        await runtime.outbox.send_all([*records, receipt_record(receipt, settings)])
+        metrics.EVENTS.labels(f"alert.{plan.lane}", "routed").inc()
+        log.info("CAP %s (%s, %s): %s lane, %d zones", plan.identifier, plan.status.value, plan.msg_type.value,
+                 plan.lane, len(plan.zones))
+
     ticked: dict[tuple[str, int], float] = {}
 
     @app.timer(settings.embargo_check_interval_s, name="embargo-clock")

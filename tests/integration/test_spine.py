@@ -215,3 +215,37 @@ def test_deadletters_list_and_replay_through_the_normal_path(pipeline: Any) -> N
     again = [headers_to_dict(r.headers) for r in dlq.records if r.key == uri.encode()][-1]
     assert again["dlq_attempts"] == "2" and again["replay"] == mine[0].ref
     assert again["dlq_first_seen"] == mine[0].meta["dlq_first_seen"]
+
+
+def test_cap_alerts_take_their_lane(pipeline: Any) -> None:
+    from producers.cap_ingest import AlertProducer, check
+    from producers.targets import local_registry
+
+    typhoon = (ROOT.parent / "shared" / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes()
+    registry = local_registry(pipeline.settings)
+    producer = AlertProducer(pipeline.settings)
+    try:
+        producer.send(check(typhoon, registry))
+        exercise = typhoon.replace(b"<status>Actual</status>", b"<status>Exercise</status>").replace(
+            b"BAO05-01</identifier>", b"BAO05-EX</identifier>")
+        producer.send(check(exercise, registry))
+        minor = typhoon.replace(b"<urgency>Immediate</urgency>", b"<urgency>Future</urgency>").replace(
+            b"<severity>Extreme</severity>", b"<severity>Moderate</severity>").replace(b"BAO05-01</identifier>", b"BAO05-MINOR</identifier>")
+        producer.send(check(minor, registry))
+    finally:
+        producer.close()
+    lane = pipeline.reader(Topic.EMERGENCY_COMMANDS)
+    lane.wait_for(lambda recs: len({r.key for r in recs}) >= 2, 60, "two emergency commands")
+    by_id = {r.key.decode(): orjson.loads(r.value) for r in lane.records}
+    actual = by_id["VN-NCHMF-2026-0917-BAO05-01"]
+    contracts.check("emergency", actual)
+    wards = {f"zone:{w.code}" for w in Ward.iter_all() if int(w.province_code) in (42, 44)}
+    assert actual["action"] == "start" and not actual["exercise"] and set(actual["zones"]) == wards
+    assert "sơ tán" in actual["text"] and actual["expires_at"].startswith("2026-09-18")
+    drill = by_id["VN-NCHMF-2026-0917-BAO05-EX"]
+    assert drill["exercise"] and drill["zones"] and not set(drill["zones"]) & wards  # test zones only
+    loud = pipeline.reader(Topic.LOUDSPEAKER_COMMANDS)
+    loud.wait_for(lambda recs: sum(orjson.loads(r.value)["uri"].endswith("BAO05-MINOR") for r in recs) >= 147, 60,
+                  "priority bulletins for the minor alert")
+    minor_cmds = [orjson.loads(r.value) for r in loud.records if orjson.loads(r.value)["uri"].endswith("BAO05-MINOR")]
+    assert {c["target"] for c in minor_cmds} == wards and {c["priority"] for c in minor_cmds} == {"priority"}
