@@ -30,7 +30,7 @@ class RetryPolicy:
     def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Full-jitter exponential backoff for in-process attempt ``attempt`` (1-based)."""
         ceiling = min(self.cap_s, self.base_s * (2 ** max(0, attempt - 1)))
-        return ceiling * rng()
+        return float(ceiling * rng())
 
     def tier_for(self, attempt: int, retry_after: float | None) -> tuple[str, float]:
         """The retry tier for trip ``attempt`` (1-based): grows with attempts, honours retry_after."""

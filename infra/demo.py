@@ -95,7 +95,10 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
         uris = {d["uri"] for d in docs}
         if not wait(lambda rs: uris <= {r["uri"] for r in rs if r["outcome"] == "routed"}, 120, "routing"):
             return 1
-        social = lambda rs: {(r["uri"], r["target"]) for r in rs if r["stage"] == "delivery" and r["outcome"] == "delivered"}  # noqa: E731
+
+        def social(rs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+            return {(r["uri"], r["target"]) for r in rs if r["stage"] == "delivery" and r["outcome"] == "delivered"}
+
         if not wait(lambda rs: len(social(rs)) >= 24, 120, "deliveries to pages and groups"):
             return 1
         _say(f"-- routed and delivered to pages and groups in {time.monotonic() - started:.1f}s (including start-up)")

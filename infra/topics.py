@@ -65,7 +65,7 @@ def _current_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dic
         for name, configs in by_name.items():
             if name in out:
                 out[name] = {
-                    k: (v.get("value") if isinstance(v, dict) else getattr(v, "value", v)) for k, v in configs.items()
+                    k: str(v.get("value") if isinstance(v, dict) else getattr(v, "value", v)) for k, v in configs.items()
                 }
     return out
 

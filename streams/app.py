@@ -128,10 +128,13 @@ def create_app(settings: Settings, clock: Clock = _utc_now) -> LantoaApp:
     runtime = Runtime(settings)
     app.runtime = runtime
 
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    articles_topic = app.topic(settings.topic(Topic.CMS_ARTICLES), partitions=partitions, internal=False, **raw)
+    def raw_topic(name: str, count: int) -> Any:
+        return app.topic(name, partitions=count, internal=False, key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw")
+
+    articles_topic = raw_topic(settings.topic(Topic.CMS_ARTICLES), partitions)
     releases_name = settings.topic(Topic.EMBARGO_RELEASES)
-    releases_topic = app.topic(releases_name, partitions=partitions, internal=False, **raw)
+    releases_topic = raw_topic(releases_name, partitions)
     state = app.Table("article-state", default=None, partitions=partitions, key_type=str)
     deadletter_topic = settings.topic(Topic.DEADLETTER)
 
@@ -220,8 +223,7 @@ def create_app(settings: Settings, clock: Clock = _utc_now) -> LantoaApp:
         ), settings)])
         await carry_out(ev, st, now, lambda: publish_now(st, ev))
 
-    alerts_topic = app.topic(settings.topic(Topic.ALERTS_CAP), partitions=settings.partitions(Topic.ALERTS_CAP),
-                             internal=False, **raw)
+    alerts_topic = raw_topic(settings.topic(Topic.ALERTS_CAP), settings.partitions(Topic.ALERTS_CAP))
 
     @app.agent(alerts_topic, name="alerts")
     async def alerts(stream: faust.StreamT[bytes]) -> None:
@@ -255,7 +257,7 @@ def create_app(settings: Settings, clock: Clock = _utc_now) -> LantoaApp:
 
     ticked: dict[tuple[str, int], float] = {}
 
-    @app.timer(settings.embargo_check_interval_s, name="embargo-clock")
+    @app.timer(settings.embargo_check_interval_s, name="embargo-clock")  # type: ignore[untyped-decorator]
     async def embargo_clock() -> None:
         try:
             await tick_embargoes()
@@ -278,13 +280,29 @@ def create_app(settings: Settings, clock: Clock = _utc_now) -> LantoaApp:
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Run the stream app until SIGTERM/SIGINT (``lantoa worker``)."""
+    """Run the stream app until SIGTERM/SIGINT (``lantoa worker``).
+
+    The status view (streams/status_web.py) serves LANTOA_WEB_PORT instead of Faust's web server;
+    with only LANTOA_METRICS_PORT set it runs without HTTP, for the emergency watch.
+    """
+    from dataclasses import replace
+
     from faust.worker import Worker
+
+    from streams.status_web import StatusService
 
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port, addr=settings.web_host)
-    app = create_app(settings)
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    status = None
+    if settings.web_port > 0 or settings.metrics_port:
+        status = StatusService(settings, serve_http=settings.web_port > 0, on_crash=lambda exc: crash("status view", exc))
+        status.start()
+    app = create_app(replace(settings, web_port=0))
+    try:
+        Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    finally:
+        if status is not None:
+            status.stop()

@@ -29,7 +29,10 @@ def plan(
 ) -> tuple[list[Command], Receipt]:
     """Commands for every (channel, target) the decision touches, and the summary receipt."""
     commands: list[Command] = []
-    common = {"issued_at": issued_at, "published_at": event.ce.time, "event_id": event.ce.id}
+
+    def make(key: IdempotencyKey, priority: Priority, payload: dict[str, Any]) -> Command:
+        return Command(key=key, priority=priority, payload=payload, issued_at=issued_at,
+                       published_at=event.ce.time, event_id=event.ce.id)
     counts: dict[str, int] = {}
 
     if decision.kind in (Kind.PUBLISH, Kind.UPDATE):
@@ -44,7 +47,7 @@ def plan(
             payload = payloads[channel]
             for t in targets:
                 key = IdempotencyKey(article.uri, article.version, channel, t.id, action)
-                commands.append(Command(key=key, priority=priority, payload=payload, **common))
+                commands.append(make(key, priority, payload))
             counts[channel.value] = len(targets)
         if decision.previous_live is not None:
             # Targets the previous version reached but this one does not: take it back there.
@@ -55,7 +58,7 @@ def plan(
                 for t in targets:
                     if t.id not in now_ids:
                         key = IdempotencyKey(article.uri, article.version, channel, t.id, Action.RETRACT)
-                        commands.append(Command(key=key, priority=priority, payload=reason, **common))
+                        commands.append(make(key, priority, reason))
         outcome = "routed"
     elif decision.kind is Kind.RETRACT:
         live = decision.retract_live
@@ -65,7 +68,7 @@ def plan(
         for channel, targets in routes.items():
             for t in targets:
                 key = IdempotencyKey(event.uri, int(live["version"]), channel, t.id, Action.RETRACT)
-                commands.append(Command(key=key, priority=Priority(live["priority"]), payload=payload, **common))
+                commands.append(make(key, Priority(live["priority"]), payload))
             counts[channel.value] = len(targets)
         outcome = "retracted"
     else:
