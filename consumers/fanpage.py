@@ -3,7 +3,8 @@
 Facts from shared/design/channel-contracts.md. Tokens come from a 0600 JSON file
 {page_id: page access token}, re-read when it changes, never logged. Every post carries a short
 marker (the article's code) so that after an unknown outcome the post can be found in the page
-feed before anything is resent.
+feed before anything is resent. A page token that expires can be given its expiry in the same
+file as ``"<page id>:expires_at": <epoch seconds>``; it is exported as lantoa_token_expiry_seconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +24,7 @@ import orjson
 from consumers.base import Effect, Prior
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.http import Reply, call
+from schemas import metrics
 from schemas.models import Action, Command, Target
 from schemas.topics import Channel
 
@@ -57,6 +61,11 @@ class SecretFile:
             self._data = {str(k): str(v) for k, v in orjson.loads(self.path.read_bytes()).items()}
             self._mtime = mtime
         return self._data.get(key)
+
+    def keys(self) -> list[str]:
+        """The names in the file (page ids, ``<page id>:expires_at``), re-read when it changed."""
+        self.get("")
+        return sorted(self._data)
 
     def __repr__(self) -> str:
         return f"SecretFile({self.path})"
@@ -111,11 +120,24 @@ class FanpageAdapter:
     async def start(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        metrics.TOKEN_EXPIRY.source("fanpage", self.token_expiry)
 
     async def close(self) -> None:
+        metrics.TOKEN_EXPIRY.remove("fanpage")
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None
+
+    def token_expiry(self) -> list[metrics.Sample]:
+        """Seconds left per page token of the tokens file (+Inf: no ``<page id>:expires_at`` entry,
+        a page token from a long-lived user token does not expire). Runs at scrape time."""
+        names = self.tokens.keys()
+        out: list[metrics.Sample] = []
+        for page_id in (n for n in names if ":" not in n):
+            expires = self.tokens.get(f"{page_id}:expires_at")
+            left = float(expires) - time.time() if expires else math.inf
+            out.append((("fanpage", page_id, "page"), left))
+        return out
 
     # -- effects ------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from schemas.article import parse_time
 from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
-from schemas.models import Action, Command, Receipt, utc_now_iso
+from schemas.models import Action, Command, Priority, Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.topics import Topic
 
@@ -142,6 +142,9 @@ class DeliveryRuntime:
             max_poll_interval_ms=600000,
         )
         self._consumer = consumer
+        # Series exist from the start, so the first late emergency is an increase, not a new series.
+        metrics.DELIVERY_LATENCY.labels(self.channel.value)
+        metrics.EMERGENCY_LATENCY.labels(self.channel.value)
         await consumer.start()
         consumer.subscribe([self.commands_topic, *(t for t, _ in self.retry_topics.values())], listener=_Rebalance(self))
         log.info("%s adapter: consuming %s (group %s)", self.channel.value, self.commands_topic, self.group_id)
@@ -331,6 +334,8 @@ class DeliveryRuntime:
         published = parse_time(cmd.published_at) if cmd.published_at else None
         if published is not None and cmd.key.action is not Action.RETRACT:
             metrics.DELIVERY_LATENCY.labels(self.channel.value).observe(max(0.0, self.clock() - published.timestamp()))
+        if published is not None and cmd.priority is Priority.EMERGENCY:  # cancellations too: sirens must stop
+            metrics.EMERGENCY_LATENCY.labels(self.channel.value).observe(max(0.0, self.clock() - published.timestamp()))
         return records
 
     def _schedule(self, w: _Work, cmd: Command, at: str, reason: str, retry_after: float | None,

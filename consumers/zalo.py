@@ -16,12 +16,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import aiohttp
+import orjson
 
 from consumers.base import Effect, Prior
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.fanpage import SecretFile, article_marker
 from consumers.http import Reply, call
 from consumers.zalo_tokens import TokenPair, TokenStore
+from schemas import metrics
 from schemas.models import Action, Command, Target
 from schemas.topics import Channel
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TEXT_LIMIT = 2000
 RECONCILE_DEPTH = 500  # recent group messages searched for our markers after an unknown outcome
+REFRESH_TOKEN_LIFETIME_S = 90 * 86400.0  # Zalo: a refresh token is valid for 3 months
 TOKEN_ERRORS = {-216, -220}
 PERMANENT_ALERT = {-204, -205, -223, -224}
 PERMANENT_RECIPIENT = {-213, -230, -232, -237, -403}
@@ -92,11 +95,27 @@ class ZaloAdapter:
     async def start(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        metrics.TOKEN_EXPIRY.source(f"zalo:{self.app_id}", self.token_expiry)
 
     async def close(self) -> None:
+        metrics.TOKEN_EXPIRY.remove(f"zalo:{self.app_id}")
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None
+
+    def token_expiry(self) -> list[metrics.Sample]:
+        """Seconds left of the access and refresh tokens in the token file (read at scrape time, so
+        a refresh by another process shows at once). The refresh token's expiry is the file's
+        ``refresh_expires_at`` when given, else when the pair was saved plus its 90-day lifetime."""
+        try:
+            raw = orjson.loads(self.tokens.path.read_bytes())
+            saved = float(raw.get("saved_at") or self.tokens.path.stat().st_mtime)
+        except FileNotFoundError:
+            return []
+        now = self.clock()
+        refresh = float(raw.get("refresh_expires_at") or saved + REFRESH_TOKEN_LIFETIME_S)
+        return [(("zalo", self.app_id, "access"), float(raw.get("expires_at", 0)) - now),
+                (("zalo", self.app_id, "refresh"), refresh - now)]
 
     def rate_scope(self, target: str) -> str:
         return f"zalo-oa:{self.app_id}"

@@ -6,7 +6,12 @@ Labels are bounded: channel (4 values), type/outcome/stage/action (small enums),
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 EVENTS = Counter(
     "lantoa_events_total",
@@ -88,5 +93,94 @@ PAUSED_TARGETS = Gauge(
 LEDGER_ENTRIES = Gauge(
     "lantoa_ledger_entries",
     "Idempotency ledger entries held in memory by this worker, by channel.",
+    ["channel"],
+)
+
+# -- Observability additions (issue 6) ----------------------------------------------------------
+#
+# Label bounds of the metrics below:
+#   channel  the four channels;  token  page | access | refresh;
+#   account  a Facebook page id that has a token in the fanpage tokens file (one per page the
+#            province runs: tens), or the Zalo app id (one token pair per app, one app per OA);
+#   group    Lantoa's consumer groups (the stream app and one per channel: 5);
+#   topic    the topics those groups read (per group at most 4: commands and the retry tiers).
+# None carries an article, a zone or a target.
+
+EMERGENCY_LATENCY = Histogram(
+    "lantoa_emergency_delivery_latency_seconds",
+    "Emergency commands only: CMS/CAP publish time (ce_time) to the effect at the platform, by channel.",
+    ["channel"],
+    buckets=(1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0, 900.0),
+)
+CONSUMER_LAG = Gauge(
+    "lantoa_consumer_lag",
+    "Records on a topic not yet committed by a consumer group (sum over partitions; a partition "
+    "the group never committed counts from its first offset). Exported by the lag exporter.",
+    ["group", "topic"],
+)
+LAG_POLL_ERRORS = Counter(
+    "lantoa_lag_poll_errors_total",
+    "Polls of committed and end offsets that failed in the lag exporter (lag series are dropped then).",
+)
+
+Sample = tuple[Sequence[str], float]
+
+
+class ComputedGauge(Collector):
+    """A gauge family whose samples are computed at scrape time (time left, ages), not pushed.
+
+    The process that knows the values registers a source per key (``source(key, fn)``); ``fn``
+    returns ``(label values, value)`` pairs and runs in the scrape thread, so it must be cheap
+    and thread-safe. A source that raises fails the scrape: Prometheus records ``up == 0`` for
+    the process and the LantoaProcessDown alert says so; nothing is dropped silently.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
+        self._sources: dict[str, Callable[[], Iterable[Sample]]] = {}
+        self._lock = threading.Lock()
+        REGISTRY.register(self)
+
+    def source(self, key: str, fn: Callable[[], Iterable[Sample]]) -> None:
+        """Add or replace the source named ``key``."""
+        with self._lock:
+            self._sources[key] = fn
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._sources.pop(key, None)
+
+    def samples(self) -> list[Sample]:
+        with self._lock:
+            sources = [self._sources[k] for k in sorted(self._sources)]
+        return [(tuple(labels), float(value)) for fn in sources for labels, value in fn()]
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in self.samples():
+            family.add_metric(list(labels), value)
+        yield family
+
+
+TOKEN_EXPIRY = ComputedGauge(
+    "lantoa_token_expiry_seconds",
+    "Seconds until a platform token expires, by channel, account and token (page: a Facebook page "
+    "token, +Inf when it does not expire; access: the Zalo access token, renewed by the adapter "
+    "itself; refresh: the Zalo refresh token, whose loss needs the OA admin to authorise again).",
+    ["channel", "account", "token"],
+)
+EMERGENCY_PENDING = ComputedGauge(
+    "lantoa_emergency_pending",
+    "Emergency commands (publication, update or cancellation) not yet effective at their target, "
+    "by channel, from the stream app's status view (those published in the last 6 hours).",
+    ["channel"],
+)
+EMERGENCY_PENDING_AGE = ComputedGauge(
+    "lantoa_emergency_pending_oldest_seconds",
+    "Age since publication of the oldest emergency command not yet effective at its target, by "
+    "channel (0 when none), from the stream app's status view.",
     ["channel"],
 )

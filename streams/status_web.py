@@ -1,0 +1,254 @@
+"""The status view of the stream worker: a follower of the receipts and command topics feeding the
+status fold (streams/status.py), and a small HTTP server over it.
+
+    GET /healthz                      {"ok", "caught_up", "articles", "skipped_records"}
+    GET /articles?limit=N             the N articles updated most recently (no targets), newest first
+    GET /articles/{uri}/status        one article (uri URL-encoded, '/' as %2F or as is);
+                                      ?channel=CH and ?state=S narrow the target lists
+                                      (the per-channel counts always cover every target)
+
+Every JSON answer carries ``view``: ``caught_up`` is false until the follower has read what the
+topics held when it started (a 404 before that may only mean "not read yet").
+
+The follower reads every partition from the beginning with no consumer group (each worker holds
+the whole view, so any worker answers for any article) and then follows. Records it cannot read
+are skipped, logged and counted; anything unexpected stops the worker (``on_crash``), like the
+agents do. It also feeds the emergency watch (lantoa_emergency_pending*, computed at scrape).
+
+It runs in a thread with its own event loop, so nothing here can stall Faust's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import metrics
+from schemas.errors import InvalidContent
+from schemas.settings import Settings
+from schemas.topics import Channel, Topic
+from streams.status import EMERGENCY_CHANNEL, STATES, StatusFold
+
+log = logging.getLogger(__name__)
+
+METADATA_REFRESH_S = 30.0
+EMERGENCY_HORIZON_S = 6 * 3600.0
+WATCHED_CHANNELS = tuple(c.value for c in Channel) + (EMERGENCY_CHANNEL,)
+
+
+class StatusView:
+    """The fold behind a lock: the follower writes, HTTP handlers and the scrape thread read."""
+
+    def __init__(self, max_targets: int | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.fold = StatusFold(max_targets) if max_targets else StatusFold()
+        self.lock = threading.Lock()
+        self.clock = clock
+        self.caught_up = False
+        self.skipped = 0
+
+    def meta(self) -> dict[str, Any]:
+        now = datetime.fromtimestamp(self.clock(), timezone.utc)
+        return {"caught_up": self.caught_up, "as_of": now.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+
+    def emergency_samples(self, which: int) -> list[metrics.Sample]:
+        with self.lock:
+            found = self.fold.emergencies(self.clock(), EMERGENCY_HORIZON_S)
+        return [((ch,), float(found.get(ch, (0, 0.0))[which])) for ch in WATCHED_CHANNELS]
+
+
+class StatusFollower:
+    """Reads receipts, channel commands and emergency records from the beginning, then follows."""
+
+    def __init__(self, settings: Settings, view: StatusView) -> None:
+        self.settings, self.view = settings, view
+        self.kinds: dict[str, str] = {settings.topic(Topic.RECEIPTS): "receipt",
+                                      settings.topic(Topic.EMERGENCY_COMMANDS): "emergency"}
+        for channel in Channel:
+            self.kinds[settings.topic(Topic.commands(channel))] = "command"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", client_id=f"{self.settings.client_id}-status",
+        )
+        await consumer.start()
+        try:
+            assigned: set[TopicPartition] = set()
+            targets: dict[TopicPartition, int] = {}
+            next_refresh = 0.0
+            while not stop.is_set():
+                if time.monotonic() >= next_refresh:
+                    found, missing = await self._partitions(consumer)
+                    if missing:
+                        log.warning("status view: topics not there yet: %s", ", ".join(missing))
+                    next_refresh = time.monotonic() + (2.0 if missing else METADATA_REFRESH_S)
+                    if found - assigned:
+                        # New topics or partitions: read everything again (the fold is idempotent).
+                        assigned = found
+                        consumer.assign(sorted(assigned))
+                        await consumer.seek_to_beginning(*assigned)
+                        ends = await consumer.end_offsets(sorted(assigned))
+                        targets = {tp: off for tp, off in ends.items() if off}
+                if not assigned:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                if batch:
+                    self._apply(batch)
+                if not self.view.caught_up:
+                    positions = {tp: await consumer.position(tp) for tp in targets}
+                    if all(positions[tp] >= end for tp, end in targets.items()):
+                        self.view.caught_up = True
+                        log.info("status view caught up: %d articles", len(self.view.fold))
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> tuple[set[TopicPartition], list[str]]:
+        # consumer.topics() returns names only; the cluster metadata it fetched has the partitions.
+        cluster = await consumer._client.fetch_all_metadata()
+        out: set[TopicPartition] = set()
+        missing = []
+        for topic in self.kinds:
+            parts = cluster.partitions_for_topic(topic)
+            if parts:
+                out.update(TopicPartition(topic, p) for p in parts)
+            else:
+                missing.append(topic)
+        return out, missing
+
+    def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        with self.view.lock:
+            fold = self.view.fold
+            for tp, records in batch.items():
+                kind = self.kinds[tp.topic]
+                for rec in records:
+                    try:
+                        raw = orjson.loads(rec.value or b"")
+                        if not isinstance(raw, dict):
+                            raise InvalidContent("not a JSON object")
+                        if kind == "receipt":
+                            fold.add_receipt(raw)
+                        elif kind == "command":
+                            fold.add_command(raw)
+                        else:
+                            fold.add_emergency(raw)
+                    except (orjson.JSONDecodeError, InvalidContent) as exc:
+                        self.view.skipped += 1
+                        log.warning("status view skips %s[%s]@%s: %s", tp.topic, tp.partition, rec.offset, exc)
+            fold.evict()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", charset="utf-8")
+
+
+def make_app(view: StatusView) -> web.Application:
+    """The aiohttp application over a view (tests may build one over a hand-fed view)."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        with view.lock:
+            n = len(view.fold)
+        return _json({"ok": True, "articles": n, "skipped_records": view.skipped, **view.meta()})
+
+    async def articles(request: web.Request) -> web.Response:
+        try:
+            limit = max(1, min(500, int(request.query.get("limit", "50"))))
+        except ValueError:
+            return _json({"error": "limit must be an integer"}, 400)
+        with view.lock:
+            recent = view.fold.recent(limit)
+        return _json({"articles": recent, "view": view.meta()})
+
+    async def status(request: web.Request) -> web.Response:
+        uri = unquote(request.match_info["uri"])
+        channel = request.query.get("channel") or None
+        state = request.query.get("state") or None
+        if state is not None and state not in STATES:
+            return _json({"error": f"state must be one of {', '.join(STATES)}"}, 400)
+        with view.lock:
+            found = view.fold.article(uri, channel=channel, state=state)
+        if found is None:
+            why = "unknown article" if view.caught_up else "unknown article (the status view is still reading)"
+            return _json({"error": why, "uri": uri, "view": view.meta()}, 404)
+        return _json({**found, "view": view.meta()})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/articles", articles)
+    app.router.add_get("/articles/{uri:.+}/status", status)
+    return app
+
+
+class StatusService:
+    """The follower and (with ``serve_http``) the HTTP server, in a thread of their own.
+
+    ``start`` returns once the server listens (or raises why it could not). ``on_crash`` gets any
+    unexpected error of the thread; the stream worker passes one that exits the process.
+    """
+
+    def __init__(self, settings: Settings, *, serve_http: bool, on_crash: Callable[[BaseException], None],
+                 view: StatusView | None = None) -> None:
+        self.settings, self.serve_http, self.on_crash = settings, serve_http, on_crash
+        self.view = view or StatusView()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        metrics.EMERGENCY_PENDING.source("status", lambda: self.view.emergency_samples(0))
+        metrics.EMERGENCY_PENDING_AGE.source("status", lambda: self.view.emergency_samples(1))
+        self._thread = threading.Thread(target=self._run, name="lantoa-status", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError("status view did not start")
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        metrics.EMERGENCY_PENDING.remove("status")
+        metrics.EMERGENCY_PENDING_AGE.remove("status")
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported: before start, to start(); after, on_crash
+            if not self._ready.is_set():
+                self._error = exc
+                self._ready.set()
+            else:
+                self.on_crash(exc)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        runner: web.AppRunner | None = None
+        if self.serve_http:
+            runner = web.AppRunner(make_app(self.view), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
+            log.info("status view on http://%s:%s/", self.settings.web_host, self.settings.web_port)
+        self._ready.set()
+        try:
+            await StatusFollower(self.settings, self.view).run(self._stop)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
