@@ -2,9 +2,13 @@
 
 espeak-ng reads raw Vietnamese news text badly (dates, times, units, decimal commas, acronyms), so
 every bulletin goes through ``normalize`` first. The passes run in a fixed order because the
-patterns overlap: phone numbers before thousands grouping, full dates before ranges, ranges
-before dates and times (so "7h30-11h" reads "đến"), and everything before the plain-number pass.
-Whatever survives is read digit by digit, so no digit ever reaches the synthesiser.
+patterns overlap: separators (quotes, brackets, ellipses) first, phone numbers before thousands
+grouping, Roman numerals and abbreviations, full dates before ranges, ranges before dates and
+times (so "7h30-11h" reads "đến"), then ordinals, numbers with their units, symbols. Whatever
+survives is read digit by digit, so no digit ever reaches the synthesiser.
+
+``normalize`` is idempotent (property-tested): the renderer normalises again, so text that was
+already normalised upstream renders, and caches, exactly like its written form.
 
 Output: NFC text, one paragraph per line ("\\n"), single spaces, only the pause marks
 ``. , ; : ? !`` and a spaced " - ". A paragraph followed by another one always ends with a
@@ -162,19 +166,16 @@ ABBREVIATIONS: Final[Mapping[str, str]] = {
 }
 
 # Entries that are also ordinary words in ALL-CAPS text ("ĐẦU TƯ" is "đầu tư", not "đầu trung
-# ương"): expanded only when the word before them is not written in capitals.
+# ương"): left alone when a neighbouring word is in capitals and is not itself an abbreviation.
 _CAPS_AMBIGUOUS: Final = frozenset({"TƯ"})
 
 # Units read only right after a number ("5 m" is metres, a lone "m" is not).
 UNITS: Final[Mapping[str, str]] = {
-    "km²": "ki lô mét vuông",
     "km2": "ki lô mét vuông",
     "km": "ki lô mét",
     "cm": "xen ti mét",
     "mm": "mi li mét",
-    "m²": "mét vuông",
     "m2": "mét vuông",
-    "m³": "mét khối",
     "m3": "mét khối",
     "m": "mét",
     "kg": "ki lô gam",
@@ -188,7 +189,6 @@ UNITS: Final[Mapping[str, str]] = {
     "MW": "mê ga oát",
     "%": "phần trăm",
     "°C": "độ xê",
-    "ºC": "độ xê",
     "oC": "độ xê",
     "độ C": "độ xê",
     "°": "độ",
@@ -206,7 +206,6 @@ PER_UNITS: Final[Mapping[str, str]] = {
     "kg": "ki lô gam",
     "ha": "héc ta",
     "m2": "mét vuông",
-    "m²": "mét vuông",
     "giờ": "giờ",
     "ngày": "ngày",
     "tháng": "tháng",
@@ -230,16 +229,20 @@ _DASHES: Final = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe
 _DROP_CATEGORIES: Final = frozenset({"Cf", "Cs", "Co", "Cn"})
 
 
-def _alternation(keys: Mapping[str, str] | frozenset[str]) -> str:
-    """Longest first, each with a word boundary after it unless it ends in a symbol."""
+def _alternation(keys: Mapping[str, str], *, boundary: str = r"(?!\w)") -> str:
+    """Longest first, each followed by ``boundary`` unless it ends in a symbol."""
     parts = []
     for key in sorted(keys, key=len, reverse=True):
-        tail = r"(?!\w)" if key[-1].isalnum() else ""
+        tail = boundary if key[-1].isalnum() else ""
         parts.append(re.escape(key) + tail)
     return "|".join(parts)
 
 
-_ROMAN: Final = r"(?=[IVXLCDM])M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})(?!\w)"
+# Context words may touch a digit ("0quý"): digits are spoken as separate words anyway, and a
+# second pass over the output must find the same words.
+_WORD_START: Final = r"(?<![^\W\d_])"
+_WORD_END: Final = r"(?![^\W\d_])"
+_ROMAN: Final = rf"(?=[IVXLCDM])M{{0,3}}(?:CM|CD|D?C{{0,3}})(?:XC|XL|L?X{{0,3}})(?:IX|IV|V?I{{0,3}}){_WORD_END}"
 _NUM: Final = (
     r"(?:[0-9]{1,3}(?:\.[0-9]{3})+(?![0-9])(?:,[0-9]+)?"
     r"|[0-9]+(?:,[0-9]+|\.[0-9]{1,2}(?![0-9]))?)"
@@ -247,33 +250,40 @@ _NUM: Final = (
 _NOT_AFTER_NUM: Final = r"(?![0-9]|[.,/][0-9])"
 _NOT_BEFORE_NUM: Final = r"(?<![0-9/.,])"
 
-_ABBREV_RE: Final = re.compile(rf"(?<!\w)(?:{_alternation(ABBREVIATIONS)})")
+_ABBREV_RE: Final = re.compile(
+    rf"{_WORD_START}(?:{_alternation(ABBREVIATIONS, boundary=_WORD_END)})"
+)
 _PHONE_RE: Final = re.compile(
     rf"{_NOT_BEFORE_NUM}(?:\+84[ .-]?|0)[0-9]{{1,4}}(?:[ .-][0-9]{{2,4}}){{1,4}}{_NOT_AFTER_NUM}"
 )
 _PHONE_AFTER_WORD_RE: Final = re.compile(
-    rf"(?<!\w)(?P<pre>{_PHONE_WORDS})(?P<mid> ?:? ?)(?P<num>\+?[0-9]+(?:[ .-][0-9]+)*){_NOT_AFTER_NUM}"
+    rf"{_WORD_START}(?P<pre>{_PHONE_WORDS})(?P<mid> ?:? ?)(?P<num>\+?[0-9]+(?:[ .-][0-9]+)*){_NOT_AFTER_NUM}"
 )
-_EMERGENCY_CALL_RE: Final = re.compile(r"(?<!\w)(?P<pre>[Gg]ọi) (?P<num>11[1-5])(?![0-9])")
+_EMERGENCY_CALL_RE: Final = re.compile(rf"{_WORD_START}(?P<pre>[Gg]ọi) (?P<num>11[1-5])(?![0-9])")
 _LONG_DIGITS_RE: Final = re.compile(rf"{_NOT_BEFORE_NUM}[0-9]{{8,}}{_NOT_AFTER_NUM}")
-_HIGHWAY_RE: Final = re.compile(r"(?<!\w)QL\.? ?(?P<num>[0-9]+)(?P<suffix>[A-Z]?)(?!\w)")
+_HIGHWAY_RE: Final = re.compile(rf"{_WORD_START}QL\.? ?(?P<num>[0-9]+)(?P<suffix>[A-Z]?){_WORD_END}")
 _ROMAN_CONTEXT_RE: Final = re.compile(
-    r"(?<!\w)(?P<pre>(?:[Ll]ần|[Kk]ỳ họp|[Kk]hóa|[Kk]hoá) thứ|[Đđ]ại hội|[Kk]hóa|[Kk]hoá|[Kk]ỳ họp"
+    rf"{_WORD_START}(?P<pre>(?:[Ll]ần|[Kk]ỳ họp|[Kk]hóa|[Kk]hoá) thứ|[Đđ]ại hội|[Kk]hóa|[Kk]hoá|[Kk]ỳ họp"
     rf"|[Tt]hế kỷ|[Cc]hương|[Pp]hần) (?P<roman>{_ROMAN})"
 )
 _QUARTER_RE: Final = re.compile(
-    r"(?<!\w)(?P<pre>[Qq]uý) (?:(?P<roman>IV|I{1,3})|(?P<num>[1-4]))(?!\w)"
+    rf"{_WORD_START}(?P<pre>[Qq]uý) (?:(?P<roman>IV|I{{1,3}})|(?P<num>[1-4])){_WORD_END}"
     r"(?: ?/ ?(?P<y>[0-9]{4})(?![0-9]))?"
 )
 _DMY_RE: Final = re.compile(
     rf"{_NOT_BEFORE_NUM}(?:(?P<pre>[Nn]gày) )?(?P<d>[0-9]{{1,2}})(?P<sep>[/.-])(?P<m>[0-9]{{1,2}})"
     rf"(?P=sep)(?P<y>[0-9]{{4}})(?![0-9]|[/.,-][0-9])"
 )
+# "ngày 17-9", "chiều 14-11": a day-month written with a dash needs a word before it, or it is a range.
+_DASH_DATE_RE: Final = re.compile(
+    rf"{_WORD_START}(?P<pre>[Nn]gày|[Ss]áng|[Tt]rưa|[Cc]hiều|[Tt]ối|[Đđ]êm|[Hh]ôm) (?P<d>[0-9]{{1,2}})-(?P<m>[0-9]{{1,2}})"
+    r"(?![0-9]|[-/.,][0-9]| ?(?:giờ|h|g|tiếng|phút|ngày|tháng|năm)(?!\w))"
+)
 _DAY_RANGE_RE: Final = re.compile(
     rf"{_NOT_BEFORE_NUM}(?:(?P<pre>[Nn]gày) )?(?P<d1>[0-9]{{1,2}}) ?- ?(?P<d>[0-9]{{1,2}})/"
     rf"(?P<m>[0-9]{{1,2}})(?:/(?P<y>[0-9]{{4}}))?{_NOT_AFTER_NUM}"
 )
-_RANGE_DASH_RE: Final = re.compile(r"(?:(?<=[0-9])|(?<=[0-9][h%'’])) ?- ?(?=-?[0-9])")
+_RANGE_DASH_RE: Final = re.compile(r"(?:(?<=[0-9])|(?<=[0-9][h%])) ?- ?(?=-?[0-9])")
 _MY_RE: Final = re.compile(
     rf"{_NOT_BEFORE_NUM}(?:(?P<pre>[Tt]háng) )?(?P<m>[0-9]{{1,2}})/(?P<y>[0-9]{{4}}){_NOT_AFTER_NUM}"
 )
@@ -282,42 +292,50 @@ _DM_RE: Final = re.compile(
 )
 _TIME_RE: Final = re.compile(
     r"(?<![0-9.,:])(?P<h>[0-9]{1,2})(?:[hg](?P<m>[0-9]{2})|:(?P<cm>[0-9]{2})(?::(?P<s>[0-9]{2}))?)"
-    r"(?:['’]|p(?!\w)| ?phút(?!\w))?(?![0-9])"
+    r"(?:p(?!\w)| ?phút(?!\w))?(?![0-9])"
 )
 _HOURS_RE: Final = re.compile(r"(?<![0-9.,:])(?P<h>[0-9]{1,3})h(?!\w)")
-_MONTH_RE: Final = re.compile(rf"(?<!\w)(?P<pre>[Tt]háng) (?P<m>[0-9]{{1,2}}){_NOT_AFTER_NUM}")
-_ORDINAL_RE: Final = re.compile(rf"(?<!\w)(?P<pre>[Tt]hứ) (?P<n>[0-9]{{1,3}}){_NOT_AFTER_NUM}")
-_CODE_RE: Final = re.compile(rf"(?<!\w)(?P<pre>{_CODE_WORDS}) (?P<num>0[0-9]+)(?![0-9])")
+_MONTH_RE: Final = re.compile(rf"{_WORD_START}(?P<pre>[Tt]háng) (?P<m>[0-9]{{1,2}}){_NOT_AFTER_NUM}")
+_ORDINAL_RE: Final = re.compile(rf"{_WORD_START}(?P<pre>[Tt]hứ) (?P<n>[0-9]{{1,3}}){_NOT_AFTER_NUM}")
+_CODE_RE: Final = re.compile(rf"{_WORD_START}(?P<pre>{_CODE_WORDS}) (?P<num>0[0-9]+)(?![0-9])")
 _SLASH_BETWEEN_NUMBERS_RE: Final = re.compile(r"(?<=[0-9]) ?/ ?(?=[0-9])")
 _WORD_DIGIT_HYPHEN_RE: Final = re.compile(r"(?<=[^\W\d_])-(?=[0-9])|(?<=[0-9])-(?=[^\W\d_])")
 _NUMBER_RE: Final = re.compile(
     rf"(?P<dollar>\$ ?)?(?P<sign>(?<![\w)\]])-)?(?<![0-9])(?P<num>{_NUM})"
     rf"(?: ?(?P<unit>{_alternation(UNITS)})(?:/(?P<per>{_alternation(PER_UNITS)}))?)?"
 )
+# Marks that only separate words: handled first, so that every later pattern sees the words they
+# leave side by side (and a second pass over the output sees exactly what the first pass saw).
+_SEPARATORS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"\.{2,}|…"), ", "),
+    (re.compile(r"[()\[\]{}|]"), ", "),
+    (re.compile(r"[\"“”„‟«»‹›‘’‚‛'`´]"), ""),
+    (re.compile(r"[\\*•·#_^<>@]"), " "),
+)
+# Symbols read as words once the numbers and units around them are done.
 _SYMBOLS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
-    (re.compile(r"(?<!\w)km/h(?!\w)"), " ki lô mét trên giờ "),
-    (re.compile(r"(?<!\w)độ C(?!\w)|[°º]C(?!\w)"), " độ xê "),
-    (re.compile(r"[°º]"), " độ "),
+    (re.compile(rf"{_WORD_START}km/h(?!\w)"), " ki lô mét trên giờ "),
+    (re.compile(rf"{_WORD_START}độ C(?!\w)|° ?C(?!\w)"), " độ xê "),
+    (re.compile(r"°"), " độ "),
     (re.compile(r"%"), " phần trăm "),
     (re.compile(r"&"), " và "),
     (re.compile(r"\+"), " cộng "),
     (re.compile(r"="), " bằng "),
     (re.compile(r"~"), " khoảng "),
     (re.compile(r"\$"), " đô la "),
-    (re.compile(r"\.{2,}|…"), ", "),
-    (re.compile(r"[()\[\]{}|]"), ", "),
-    (re.compile(r"[\"“”„‟«»‹›‘’‚‛'`´]"), ""),
-    (re.compile(r"[/\\*•·#_^<>@]"), " "),
+    (re.compile(r"/"), ", "),  # "và/hoặc": a short pause; never glue the two words into a pattern
 )
 _WORD_HYPHEN_RE: Final = re.compile(r"(?<=\w)-(?=\w)")
-_DASH_RUN_RE: Final = re.compile(r" *-+ *")
-_DASH_BEFORE_PUNCT_RE: Final = re.compile(r"^ *- | - *(?=[.,;:?!]|$)")
+_DASH_RUN_RE: Final = re.compile(r" *-[- ]*")
+_DASH_BEFORE_PUNCT_RE: Final = re.compile(r"^ *-(?: |$)| - *(?=[.,;:?!]|$)")
 _DASH_AFTER_PUNCT_RE: Final = re.compile(r"(?<=[.,;:?!]) *- ")
 _SPACE_BEFORE_PUNCT_RE: Final = re.compile(r" +(?=[.,;:?!])")
 _PUNCT_RUN_RE: Final = re.compile(r"[.,;:?!](?: *[.,;:?!])+")
 _PUNCT_THEN_WORD_RE: Final = re.compile(r"([.,;:?!])(?=[^ .,;:?!])")
 _LEADING_PUNCT_RE: Final = re.compile(r"^[ .,;:?!]+")
 _SPACES_RE: Final = re.compile(r" {2,}")
+_LETTERS_BEFORE_RE: Final = re.compile(r"([^\W\d_]+) +$")
+_LETTERS_AFTER_RE: Final = re.compile(r" +([^\W\d_]+)")
 
 
 def _pad(words: str) -> str:
@@ -337,7 +355,8 @@ def _month_words(month: int, zero_tens: ZeroTens) -> str:
 
 
 def _prepare(text: str) -> str:
-    """NFC; every digit made ASCII; dashes made "-"; one kind of space; invisible characters out."""
+    """NFC; every digit made ASCII (so later patterns need only [0-9]); dashes made "-"; one kind
+    of space; invisible characters out."""
     out: list[str] = []
     for ch in unicodedata.normalize("NFC", text):
         if ch in _NEWLINES:
@@ -346,25 +365,45 @@ def _prepare(text: str) -> str:
             out.append(" ")
         elif ch in _DASHES:
             out.append("-")
+        elif ch == "º":  # the ordinal indicator typed for the degree sign: "25ºC"
+            out.append("°")
         elif "0" <= ch <= "9" or ch.isascii():
             out.append(ch)
         else:
             category = unicodedata.category(ch)
-            if category == "Nd":
-                out.append(chr(48 + unicodedata.decimal(ch)))
+            if ch.isdigit():  # "１２", "٣", and also "²" in "m²", which then reads like "m2"
+                out.append(chr(48 + unicodedata.digit(ch)))
             elif category not in _DROP_CATEGORIES:
                 out.append(ch)
     # Dropping format characters can leave a base letter next to its combining mark.
     return unicodedata.normalize("NFC", "".join(out))
 
 
+def _capitalised_neighbour(m: re.Match[str]) -> bool:
+    """Is the word right before or after the match, across spaces only, in capitals (and not an
+    abbreviation or unit that will itself be expanded)? Only spaces count, because the tidy pass
+    moves punctuation and line ends, and a second pass over the output must decide the same."""
+    before = m.string[max(0, m.start() - 40) : m.start()]
+    after = m.string[m.end() : m.end() + 40]
+    found = [(b.group(1), before.split()[-1]) for b in [_LETTERS_BEFORE_RE.search(before)] if b]
+    found += [(a.group(1), after.split()[0]) for a in [_LETTERS_AFTER_RE.match(after)] if a]
+    return any(
+        len(word) > 1
+        and word.isupper()
+        and not {word, token.strip(_PUNCT)} & (ABBREVIATIONS.keys() | UNITS.keys())
+        for word, token in found
+    )
+
+
 def _expand_abbreviation(m: re.Match[str]) -> str:
     key = m.group(0)
     if key in _CAPS_AMBIGUOUS:
-        before = m.string[max(0, m.start() - 40) : m.start()].split()
-        if before and before[-1].isupper():
+        if _capitalised_neighbour(m):
             return key
-    return _pad(ABBREVIATIONS[key])
+    words = ABBREVIATIONS[key]
+    if key.endswith(".") and m.string[m.end() : m.end() + 1] in ("", "\n"):
+        words += "."  # "v.v." ending a paragraph also ended the sentence
+    return _pad(words)
 
 
 def _roman_value(roman: str) -> int:
@@ -434,8 +473,9 @@ def _roman_numerals(s: str, z: ZeroTens) -> str:
 
 def _date_words(m: re.Match[str], z: ZeroTens, *, first_day: int | None = None) -> str:
     """"ngày D tháng M [năm Y]", or the match unchanged if it is not a real date."""
+    groups = m.groupdict()
     day, month = int(m.group("d")), int(m.group("m"))
-    year = int(m.group("y")) if m.group("y") else None
+    year = int(groups["y"]) if groups.get("y") else None
     if year is not None and year < 1000:
         return m.group(0)
     if not 1 <= month <= 12:
@@ -446,7 +486,10 @@ def _date_words(m: re.Match[str], z: ZeroTens, *, first_day: int | None = None) 
     days = number_to_words(day, zero_tens=z)
     if first_day is not None:
         days = f"{number_to_words(first_day, zero_tens=z)} đến {days}"
-    words = f"{m.group('pre') or 'ngày'} {days} tháng {_month_words(month, z)}"
+    pre = m.group("pre") or "ngày"
+    if pre.lower() != "ngày":
+        pre = f"{pre} ngày"  # "chiều 14-11" → "chiều ngày mười bốn tháng mười một"
+    words = f"{pre} {days} tháng {_month_words(month, z)}"
     if year is not None:
         words += f" năm {number_to_words(year, zero_tens=z)}"
     return _pad(words)
@@ -454,6 +497,7 @@ def _date_words(m: re.Match[str], z: ZeroTens, *, first_day: int | None = None) 
 
 def _full_dates(s: str, z: ZeroTens) -> str:
     s = _DMY_RE.sub(lambda m: _date_words(m, z), s)
+    s = _DASH_DATE_RE.sub(lambda m: _date_words(m, z), s)
     return _DAY_RANGE_RE.sub(lambda m: _date_words(m, z, first_day=int(m.group("d1"))), s)
 
 
@@ -490,6 +534,7 @@ def _dates_and_times(s: str, z: ZeroTens) -> str:
 
     s = _MY_RE.sub(month_year, s)
     s = _DM_RE.sub(lambda m: _date_words(m, z), s)
+    s = _SLASH_BETWEEN_NUMBERS_RE.sub(" trên ", s)  # what is left is a ratio: "24/24" (hours)
     s = _TIME_RE.sub(clock, s)
     s = _HOURS_RE.sub(lambda m: _pad(f"{number_to_words(int(m.group('h')), zero_tens=z)} giờ"), s)
     return _MONTH_RE.sub(month, s)
@@ -500,7 +545,6 @@ def _special_numbers(s: str, z: ZeroTens) -> str:
         lambda m: f"{m.group('pre')}{_pad(ordinal_to_words(int(m.group('n')), zero_tens=z))}", s
     )
     s = _CODE_RE.sub(lambda m: f"{m.group('pre')}{_pad(digits_to_words(m.group('num')))}", s)
-    s = _SLASH_BETWEEN_NUMBERS_RE.sub(" trên ", s)
     return _WORD_DIGIT_HYPHEN_RE.sub(" ", s)
 
 
@@ -525,6 +569,12 @@ def _numbers(s: str, z: ZeroTens) -> str:
     return _NUMBER_RE.sub(number, s)
 
 
+def _separators(s: str, z: ZeroTens) -> str:
+    for pattern, replacement in _SEPARATORS:
+        s = pattern.sub(replacement, s)
+    return s
+
+
 def _symbols(s: str, z: ZeroTens) -> str:
     for pattern, replacement in _SYMBOLS:
         s = pattern.sub(replacement, s)
@@ -538,9 +588,10 @@ def _leftover_digits(s: str, z: ZeroTens) -> str:
 
 
 _STEPS: Final[tuple[Step, ...]] = (
+    _separators,
     _phones,
-    _abbreviations,
     _roman_numerals,
+    _abbreviations,
     _full_dates,
     _ranges,
     _dates_and_times,
@@ -592,5 +643,6 @@ def normalize(text: str, *, zero_tens: ZeroTens = "linh") -> str:
     """
     s = _prepare(text)
     for step in _STEPS:
-        s = step(s, zero_tens)
+        # Steps pad their output with spaces; the patterns expect single ones.
+        s = _SPACES_RE.sub(" ", step(s, zero_tens))
     return _tidy(s)
