@@ -142,9 +142,22 @@ class DeliveryRuntime:
             max_poll_interval_ms=600000,
         )
         self._consumer = consumer
-        # Series exist from the start, so the first late emergency is an increase, not a new series.
-        metrics.DELIVERY_LATENCY.labels(self.channel.value)
-        metrics.EMERGENCY_LATENCY.labels(self.channel.value)
+        # Series exist from the start, so that the first retry, unknown outcome, dead letter or late
+        # emergency is an increase Prometheus can see, not a series appearing at 1.
+        ch = self.channel.value
+        for outcome in ("delivered", "updated", "deleted", "skipped", "retrying", "unknown", "failed"):
+            metrics.DELIVERIES.labels(ch, outcome)
+        for kind in ("in_process", "scheduled", "paused"):
+            metrics.RETRIES.labels(ch, kind)
+        for result in ("found", "absent"):
+            metrics.RECONCILED.labels(ch, result)
+        for stage in ("decode", "deliver"):
+            for reason in metrics.REASON_CLASSES:
+                metrics.DEAD_LETTERS.labels(stage, reason)
+        metrics.OUTCOME_UNKNOWN.labels(ch)
+        metrics.PAUSED_TARGETS.labels(ch)
+        metrics.DELIVERY_LATENCY.labels(ch)
+        metrics.EMERGENCY_LATENCY.labels(ch)
         await consumer.start()
         consumer.subscribe([self.commands_topic, *(t for t, _ in self.retry_topics.values())], listener=_Rebalance(self))
         log.info("%s adapter: consuming %s (group %s)", self.channel.value, self.commands_topic, self.group_id)

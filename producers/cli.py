@@ -179,6 +179,12 @@ def cmd_retract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from producers.status_cli import run as status
+
+    return status(args, _settings())
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.action == "list":
@@ -306,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.add_argument("--version", type=int)
     p.set_defaults(func=cmd_retract)
+
+    from producers.status_cli import add_arguments as status_arguments
+
+    p = sub.add_parser("status", help="where an article went: per channel and target, as a table")
+    status_arguments(p)
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("topics", help="topic descriptors → the cluster")
     p.add_argument("action", choices=["apply", "list"])
