@@ -47,10 +47,17 @@ def _archive(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
     return ArchiveAdapter(ArchiveConfig.from_env(os.environ))
 
 
+def _loudspeaker(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
+    from consumers.loudspeaker.adapter import from_settings
+
+    return from_settings(settings, targets)
+
+
 ADAPTERS: dict[Channel, Callable[[Settings, TargetLookup], ChannelAdapter]] = {
     Channel.FANPAGE: _fanpage,
     Channel.ZALO: _zalo,
     Channel.ARCHIVE: _archive,
+    Channel.LOUDSPEAKER: _loudspeaker,
 }
 
 

@@ -279,6 +279,12 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from producers.schedule_cli import run as schedule
+
+    return schedule(_settings(), args.zone, args.date, args.format)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lantoa", description="Lantoa: articles and alerts to loudspeakers, fanpages, Zalo and the archive, through Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -343,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_deadletters)
+
+    p = sub.add_parser("schedule", help="a zone's broadcast schedule for one day, as the loudspeaker platform has it")
+    p.add_argument("zone", help="zone id (zone:18073), ward code (18073) or test zone id")
+    p.add_argument("--date", help="YYYY-MM-DD (default: today in the zone's time zone)")
+    p.add_argument("--format", choices=["json", "ics", "m3u"], default="json")
+    p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("adapter", help="run one channel adapter (delivery runtime)")
     p.add_argument("channel", choices=["loudspeaker", "fanpage", "zalo", "archive"])

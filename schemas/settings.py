@@ -74,6 +74,15 @@ class Settings:
     zalo_app_id: str = ""
     zalo_secret_file: Path | None = None
     zalo_token_file: Path | None = None
+    # Loudspeaker platform (truyền thanh cơ sở). The bearer token lives in a 0600 JSON file
+    # {"token": "..."}; bulletins are spoken once per text by espeak-ng into the audio cache
+    # (content-addressed) and reach the platform as URLs under the audio base URL.
+    loudspeaker_api_url: str = "https://loa.lantoa.example.vn"
+    loudspeaker_token_file: Path | None = None
+    loudspeaker_audio_dir: Path = Path("var/audio")
+    loudspeaker_audio_base_url: str = "https://tin.lantoa.example.vn/audio"
+    loudspeaker_voice: str = "vi"
+    loudspeaker_speed_wpm: int = 150
     # Delivery runtime: delays of the retry tiers (the tier names are fixed topics) and how fast a
     # dead adapter's partitions move to a live one.
     retry_delays: Mapping[str, float] = field(default_factory=dict)
@@ -131,7 +140,9 @@ class Settings:
         for name, conv in (("EMERGENCY_REPEAT_S", float), ("EMERGENCY_DEFAULT_TTL_S", float), ("METRICS_PORT", int), ("CONSUMER_SESSION_TIMEOUT_MS", int), ("HTTP_TIMEOUT_S", float), ("GRAPH_BASE_URL", str),
                            ("GRAPH_API_VERSION", str), ("FANPAGE_TOKENS_FILE", Path), ("FANPAGE_APP_SECRET_FILE", Path),
                            ("ZALO_API_URL", str), ("ZALO_OAUTH_URL", str), ("ZALO_APP_ID", str),
-                           ("ZALO_SECRET_FILE", Path), ("ZALO_TOKEN_FILE", Path)):
+                           ("ZALO_SECRET_FILE", Path), ("ZALO_TOKEN_FILE", Path),
+                           ("LOUDSPEAKER_API_URL", str), ("LOUDSPEAKER_TOKEN_FILE", Path), ("LOUDSPEAKER_AUDIO_DIR", Path),
+                           ("LOUDSPEAKER_AUDIO_BASE_URL", str), ("LOUDSPEAKER_VOICE", str), ("LOUDSPEAKER_SPEED_WPM", int)):
             if (v := get(name)) is not None:
                 changes[name.lower()] = conv(v)
         return replace(base, **changes)  # type: ignore[arg-type]
