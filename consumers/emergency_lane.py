@@ -1,0 +1,173 @@
+"""The emergency lane: its own topic, its own consumer group, one bulk push per CAP alert.
+
+Reads distribution.emergency.commands (group ``lantoa-emergency``). ``start`` pre-empts every zone
+of the alert at once on the loudspeaker platform (EmergencyPusher: one render, one bulk call,
+idempotent by the alert id, repeating until it expires); ``cancel`` stops every alert the CAP
+Cancel references. One receipt per zone (command ids as streams.status expects), the latency
+from the CAP publish time into ``lantoa_emergency_delivery_latency_seconds``, then the commit.
+
+Failures: transient ones are retried in place with backoff, because nothing else waits on this
+lane and an emergency must not sit in a delay topic; a permanent refusal is dead-lettered with
+the reason and a ``failed`` receipt per zone. Anything unexpected stops the worker (exit 70)
+without committing: the alert is pushed again on restart, which the platform's idempotency by
+alert id makes harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
+from infra.kafka.outbox import Outbox, OutRecord
+from schemas import contracts, metrics
+from schemas.article import parse_time
+from schemas.codec import decode, encode
+from schemas.deadletter import dead_letter_headers
+from schemas.errors import InvalidContent
+from schemas.models import Receipt, utc_now_iso
+from schemas.settings import Settings
+from schemas.topics import Topic
+from streams.alert_lane import alert_uri
+from streams.status import EMERGENCY_CHANNEL, emergency_command_id
+
+log = logging.getLogger(__name__)
+EXIT_CRASH = 70
+MAX_BACKOFF_S = 5.0
+
+
+class EmergencyLane:
+    """Consumes the emergency topic and drives the pusher; see the module docstring."""
+
+    def __init__(self, settings: Settings, pusher: EmergencyPusher, *, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.settings, self.pusher, self.clock, self.sleep = settings, pusher, clock, sleep
+        self.topic = settings.topic(Topic.EMERGENCY_COMMANDS)
+        self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-emergency")
+        self.cancelled: set[str] = set()  # a Cancel that overtook its Alert keeps it from starting
+        self.pushed = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.outbox.start()
+        await self.pusher.start()
+        consumer = AIOKafkaConsumer(
+            self.topic, bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"{self.settings.topic_prefix}lantoa-emergency", client_id=f"{self.settings.client_id}-emergency",
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=self.settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self.settings.consumer_session_timeout_ms // 4),
+        )
+        await consumer.start()
+        log.info("emergency lane: consuming %s", self.topic)
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=50)
+                for tp, recs in batch.items():
+                    for rec in recs:
+                        await self.outbox.send_all(await self._handle(tp, rec))
+                        await consumer.commit({tp: rec.offset + 1})
+        finally:
+            await consumer.stop()
+            await self.pusher.close()
+            await self.outbox.stop()
+
+    async def _handle(self, tp: TopicPartition, rec: Any) -> list[OutRecord]:
+        at = utc_now_iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        try:
+            value = decode(rec.value)
+            contracts.check("emergency", value)
+        except InvalidContent as exc:
+            return [self._dead_letter(tp, rec, exc.reason, at)]
+        eid, zones = str(value["emergency_id"]), [str(z) for z in value["zones"]]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if value["action"] == "cancel":
+                    for ref in value.get("replaces") or []:
+                        self.cancelled.add(str(ref))
+                        await self.pusher.cancel(str(ref))
+                    return self._receipts(value, zones, "deleted", at)
+                if eid in self.cancelled:
+                    return self._receipts(value, zones, "skipped", at, reason="cancelled before it started")
+                result = await self.pusher.push(EmergencyPlan.from_record(value))
+                self.pushed += 1
+                if result.skipped:
+                    return self._receipts(value, zones, "skipped", at, reason=result.skipped)
+                published = parse_time(value.get("published_at")) if value.get("published_at") else None
+                if published is not None:
+                    metrics.EMERGENCY_LATENCY.labels("loudspeaker").observe(max(0.0, self.clock() - published.timestamp()))
+                log.info("emergency %s: %d zones pre-empted in %.3fs%s", eid, result.zones, result.elapsed_s,
+                         " (already on air)" if result.duplicate else "")
+                return self._receipts(value, zones, "delivered", at, external_id=",".join(result.platform_ids))
+            except (TransientDeliveryError, TargetPaused) as exc:
+                wait = min(MAX_BACKOFF_S, 0.1 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
+                metrics.RETRIES.labels("emergency", "in_process").inc()
+                log.warning("emergency %s: %s; retrying in %.1fs (attempt %d)", eid, exc, wait, attempt)
+                await self.sleep(wait)
+            except (PermanentDeliveryError, InvalidContent) as exc:
+                reason = exc.reason
+                log.error("emergency %s refused: %s", eid, reason)
+                return [self._dead_letter(tp, rec, reason, at), *self._receipts(value, zones, "failed", at, reason=reason)]
+
+    def _receipts(self, value: dict[str, Any], zones: list[str], outcome: str, at: str, *,
+                  reason: str | None = None, external_id: str | None = None) -> list[OutRecord]:
+        eid, action = str(value["emergency_id"]), str(value["action"])
+        uri = alert_uri(eid)
+        topic = self.settings.topic(Topic.RECEIPTS)
+        metrics.DELIVERIES.labels(EMERGENCY_CHANNEL, outcome).inc(len(zones))
+        out = []
+        for zone in zones:
+            receipt = Receipt(uri=uri, stage="delivery", outcome=outcome, at=at, version=1, channel=EMERGENCY_CHANNEL,
+                              target=zone, command_id=emergency_command_id(eid, zone, action), reason=reason,
+                              external_id=external_id)
+            out.append(OutRecord(topic, uri.encode(), encode(receipt.to_dict())))
+        return out
+
+    def _dead_letter(self, tp: TopicPartition, rec: Any, reason: str, at: str) -> OutRecord:
+        metrics.DEAD_LETTERS.labels("emergency", metrics.reason_class(reason)).inc()
+        headers = dead_letter_headers(list(rec.headers or []), topic=tp.topic, partition=tp.partition, offset=rec.offset,
+                                      reason=reason, stage="deliver", now_iso=at, channel="emergency")
+        return OutRecord(self.settings.topic(Topic.DEADLETTER), rec.key or b"", rec.value, tuple(headers))
+
+
+def run(settings: Settings) -> None:
+    """`lantoa adapter emergency`: run the lane until SIGTERM/SIGINT; exit 70 on anything unexpected."""
+    from streams.registry_follower import RegistryFollower
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        follower = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
+        await follower.start()
+        try:
+            pusher = EmergencyPusher.from_settings(settings, follower.registry.targets.get)
+            await EmergencyLane(settings, pusher).run(stop)
+        finally:
+            await follower.stop()
+
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.web_host)
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # noqa: BLE001 - the failing record was not committed
+        log.critical("emergency lane stopped on %s: %s", type(exc).__name__, exc, exc_info=exc)
+        logging.shutdown()
+        os._exit(EXIT_CRASH)
+
+
+
