@@ -42,6 +42,13 @@ def article_marker(uri: str) -> str:
     return "LT-" + hashlib.sha256(uri.encode()).hexdigest()[:10].upper()
 
 
+def reply_detail(command: Command) -> dict[str, Any]:
+    """What the ledger keeps of a delivered answer (the triage closes the question with it)."""
+    payload = command.payload
+    return {"question_id": payload.get("question_id"), "text": payload.get("answer") or payload.get("text"),
+            "reply_to": payload.get("comment_id") or payload.get("reply_to")}
+
+
 class SecretFile:
     """A JSON secrets file re-read when its mtime changes; values never reach logs or reprs."""
 
@@ -143,6 +150,8 @@ class FanpageAdapter:
 
     async def deliver(self, command: Command, prior: Prior) -> Effect:
         page_id, token = self._page(command)
+        if command.key.action is Action.REPLY:
+            return await self._reply(command, page_id, token)
         if command.key.action is Action.RETRACT:
             if not prior.external_id:
                 return Effect("skipped", None, {"reason": "no live post to delete"})
@@ -175,11 +184,41 @@ class FanpageAdapter:
         return Effect("delivered", post_id, {"usage_pct": usage_percent(reply.headers, page_id)})
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
+        if command.key.action is Action.REPLY:
+            page_id, token = self._page(command)
+            found = await self._find_reply(page_id, token, command)
+            return Effect("delivered", found, {**reply_detail(command), "reconciled": True}) if found else None
         if command.key.action is not Action.PUBLISH or prior.external_id:
             return None  # edits and deletes are idempotent: resending is safe
         page_id, token = self._page(command)
         found = await self._find(page_id, token, article_marker(command.key.uri))
         return Effect("delivered", found, {"reconciled": True}) if found else None
+
+    # -- replies to citizens (engagement, issue 8) ---------------------------------------------
+
+    async def _reply(self, command: Command, page_id: str, token: str) -> Effect:
+        """An editor's answer as a reply to the citizen's comment: POST /{comment-id}/comments."""
+        comment_id, text = str(command.payload.get("comment_id") or ""), str(command.payload.get("text") or "")
+        if not comment_id or not text.strip():
+            raise PermanentDeliveryError("a reply needs payload.comment_id and payload.text")
+        reply = await self._request("POST", f"/{comment_id}/comments", token, page_id, mutating=True,
+                                    data={"message": text})
+        self._raise_for(reply, page_id, command)
+        reply_id = str((reply.body or {}).get("id", ""))
+        if not reply_id:
+            raise TransientDeliveryError("Graph API answered without a comment id")
+        return Effect("delivered", reply_id, {**reply_detail(command), "usage_pct": usage_percent(reply.headers, page_id)})
+
+    async def _find_reply(self, page_id: str, token: str, command: Command) -> str | None:
+        """After an unknown outcome: the page's reply with this exact text under the comment."""
+        comment_id, text = str(command.payload.get("comment_id") or ""), str(command.payload.get("text") or "")
+        reply = await self._request("GET", f"/{comment_id}/comments", token, page_id, mutating=False,
+                                    params={"limit": str(RECONCILE_FEED_LIMIT), "fields": "id,message,from"})
+        self._raise_for(reply, page_id, command)
+        for comment in (reply.body or {}).get("data", []):
+            if str((comment.get("from") or {}).get("id", "")) == page_id and comment.get("message") == text:
+                return str(comment["id"])
+        return None
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import orjson
 
 from consumers.base import Effect, Prior
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.fanpage import SecretFile, article_marker
+from consumers.fanpage import SecretFile, article_marker, reply_detail
 from consumers.http import Reply, call
 from consumers.zalo_tokens import TokenPair, TokenStore
 from schemas import metrics
@@ -143,6 +143,8 @@ class ZaloAdapter:
         return out
 
     async def deliver(self, command: Command, prior: Prior) -> Effect:
+        if command.key.action is Action.REPLY:
+            return await self._reply(command)
         recipient, path = self._recipient(command)
         if command.key.action is Action.RETRACT and not prior.version:
             return Effect("skipped", None, {"reason": "nothing was sent to this group"})
@@ -164,6 +166,8 @@ class ZaloAdapter:
                                        "parts": len(parts), "title": title or prior.detail.get("title")})
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
+        if command.key.action is Action.REPLY:
+            return await self._find_reply(command)
         recipient, _ = self._recipient(command)
         group_id = recipient.get("group_id")
         if not group_id:
@@ -189,6 +193,44 @@ class ZaloAdapter:
                                                     "parts": len(parts), "reconciled": True,
                                                     "title": str(command.payload.get("text", "")).split("\n", 1)[0][:200]})
         return None  # the missing parts are sent by deliver; the found ones are skipped
+
+    # -- replies to citizens (engagement, issue 8) ---------------------------------------------
+
+    @staticmethod
+    def _reply_recipient(command: Command) -> tuple[dict[str, str], str]:
+        group_id, user_id = command.payload.get("group_id"), command.payload.get("user_id")
+        if group_id:
+            return {"group_id": str(group_id)}, "/v3.0/oa/group/message"
+        if user_id:
+            return {"user_id": str(user_id)}, "/v3.0/oa/message/cs"
+        raise PermanentDeliveryError("a reply needs payload.group_id or payload.user_id")
+
+    async def _reply(self, command: Command) -> Effect:
+        """An editor's answer: one message (already quoting the question) to the group or the user."""
+        recipient, path = self._reply_recipient(command)
+        text = str(command.payload.get("text") or "")
+        if not text.strip() or len(text) > TEXT_LIMIT:
+            raise PermanentDeliveryError(f"a reply is one message of 1 to {TEXT_LIMIT} characters, not {len(text)}")
+        data = await self._post(path, {"recipient": recipient, "message": {"text": text}}, command.target)
+        message_id = str((data or {}).get("message_id", ""))
+        return Effect("delivered", message_id, {**reply_detail(command), "message_ids": [message_id]})
+
+    async def _find_reply(self, command: Command) -> Effect | None:
+        recipient, _ = self._reply_recipient(command)
+        if "group_id" not in recipient:
+            raise TransientDeliveryError("cannot look up messages to a follower; retry later")
+        text = str(command.payload.get("text") or "")
+        for offset in range(0, RECONCILE_DEPTH, 50):
+            page = await self._get("/v3.0/oa/group/conversation",
+                                   {"group_id": recipient["group_id"], "offset": str(offset), "count": "50"}, command.target)
+            recent = page if isinstance(page, list) else []
+            for msg in recent:
+                if str(msg.get("message") or msg.get("text") or "") == text:
+                    found = str(msg.get("message_id") or msg.get("msg_id") or "")
+                    return Effect("delivered", found, {**reply_detail(command), "message_ids": [found], "reconciled": True})
+            if len(recent) < 50:
+                break
+        return None
 
     # -- platform calls -----------------------------------------------------------------------
 

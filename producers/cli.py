@@ -365,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--apply-topics", action="store_true")
     p.add_argument("--loglevel", default="info")
     p.set_defaults(func=cmd_worker)
+
+    from producers.questions_cli import add_parsers as add_engagement  # webhooks, triage, questions, answer, dismiss
+
+    add_engagement(sub)
     return parser
 
 

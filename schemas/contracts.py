@@ -21,6 +21,7 @@ CONTRACTS = (
     "cloudevents-headers",
     "embargo-release",
     "engagement",
+    "question",
     "ledger",
     "emergency",
 )

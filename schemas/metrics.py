@@ -184,3 +184,34 @@ EMERGENCY_PENDING_AGE = ComputedGauge(
     "channel (0 when none), from the stream app's status view.",
     ["channel"],
 )
+
+# -- Citizen engagement (issue 8) ----------------------------------------------------------------
+#
+# The two gauges are set by the triage process (lantoa triage) from its engagement table, at
+# least every second; the webhook metrics come from the receivers (lantoa webhooks). Labels:
+# platform (fanpage, zalo), outcome (a fixed list, see below).
+
+OPEN_QUESTIONS = Gauge(
+    "lantoa_open_questions",
+    "Citizen questions waiting for an answer (state open) in the engagement table, by platform.",
+    ["platform"],
+)
+OLDEST_OPEN_QUESTION_AGE = Gauge(
+    "lantoa_oldest_open_question_age_seconds",
+    "Age of the oldest open citizen question since it was asked, by platform (0 when none is open).",
+    ["platform"],
+)
+WEBHOOK_EVENTS = Counter(
+    "lantoa_webhook_events_total",
+    "Webhook deliveries and events at the receivers, by platform and outcome: accepted (produced), "
+    "duplicate (already produced), ignored (not a citizen comment or message), forged (bad or missing "
+    "signature), stale (outside the replay window), unavailable (Kafka did not acknowledge in time).",
+    ["platform", "outcome"],
+)
+WEBHOOK_ACK_SECONDS = Histogram(
+    "lantoa_webhook_ack_seconds",
+    "Time from a webhook request to its answer, Kafka acknowledgement included, by platform "
+    "(Zalo wants an answer within 2 s).",
+    ["platform"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 5.0),
+)

@@ -19,6 +19,9 @@ class Action(StrEnum):
     PUBLISH = "publish"
     UPDATE = "update"
     RETRACT = "retract"
+    # An editor's answer to a citizen's comment or message (engagement.questions): uri is the
+    # question's urn:lantoa:question:<id>, version the answer's number (1, then follow-ups).
+    REPLY = "reply"
 
 
 class Priority(StrEnum):

@@ -30,6 +30,7 @@ class Topic(StrEnum):
     CMS_ARTICLES = "cms.articles"
     ALERTS_CAP = "alerts.cap"
     ENGAGEMENT_INBOUND = "engagement.inbound"
+    ENGAGEMENT_QUESTIONS = "engagement.questions"
     TARGETS = "distribution.targets"
     LOUDSPEAKER_COMMANDS = "distribution.loudspeaker.commands"
     FANPAGE_COMMANDS = "distribution.fanpage.commands"

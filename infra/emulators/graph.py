@@ -27,12 +27,27 @@ configured limits over a sliding window); a page or the app at 100 % is refused 
 ``page_throttle_code`` (80001 by default) or code 4, and ``estimated_time_to_regain_access``
 (minutes) says when the window frees a call.
 
-Webhooks (comment deliveries signed with ``X-Hub-Signature-256``) are a later issue: they will
-be a ``_control/webhooks`` endpoint here that POSTs a signed payload to a subscriber URL.
+Comments and webhooks (issue 8; the section "webhooks" at the end of the class):
+
+- ``POST /_control/webhooks/subscribe {"url", "verify_token"}``: subscribe a receiver, after the
+  verification handshake Graph performs (``GET url?hub.mode=subscribe&hub.verify_token=…&
+  hub.challenge=N`` must answer 200 with N), else 409.
+- ``POST /_control/webhooks/comment {"post_id", "message", "from": {"id", "name"}, "parent_id"?,
+  "verb"?: add|edited|remove, "comment_id"? (edited/remove), "signature"?: valid|bad|missing}``:
+  a citizen comments on a post (or edits/deletes a comment); the emulator POSTs the ``feed``
+  webhook to the subscriber, signed ``X-Hub-Signature-256: sha256=<HMAC-SHA256(app secret,
+  body)>`` (``bad``: another key; ``missing``: no header) and answers ``{"comment_id",
+  "status", "body", "elapsed_s"}`` with the receiver's answer.
+- ``POST /_control/webhooks/replay``: POST the last delivery again, byte for byte.
+- ``POST /{comment-id}/comments`` (``message``) → ``{"id"}``: the page replies (page token of the
+  post's page, as for posts); ``GET /{comment-id}/comments`` lists the replies; ``GET
+  /{comment-id}``. A reply is echoed to the subscriber as a ``feed`` comment ``from`` the page,
+  as Graph does. ``GET /_control/replies[?comment_id=]`` lists the replies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import hashlib
@@ -45,6 +60,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -244,6 +260,7 @@ class GraphEmulator(EmulatorBase):
         self._next_object = 122100000000001
         for page_id, token in self._initial_pages.items():
             self.add_page(page_id, token, name=self._initial_names.get(page_id))
+        self._init_webhooks()
 
     def reset(self) -> None:
         super().reset()
@@ -369,6 +386,8 @@ class GraphEmulator(EmulatorBase):
         return "A" + "".join(self.rng.choice(TRACE_ALPHABET) for _ in range(22))
 
     def _page_of(self, obj: str) -> str | None:
+        if obj in self._comments:
+            return str(self._comments[obj]["page_id"])
         if "_" in obj:
             return obj.split("_", 1)[0]
         if obj in self._pages:
@@ -465,6 +484,8 @@ class GraphEmulator(EmulatorBase):
         token = self._authenticate(request, params)
         self._count_call(page_id)
         edge = request.match_info.get("edge")
+        if obj in self._comments:
+            return self._comment_object(method, obj, edge, params, token)
         if "_" in obj:
             return self._post_object(method, obj, edge, params, token)
         if obj in self._pages:
@@ -674,6 +695,10 @@ class GraphEmulator(EmulatorBase):
         r.add_post("/_control/tokens", self._ctl_set_token)
         r.add_post("/_control/tokens/expire", self._ctl_expire_token)
         r.add_post("/_control/tokens/revoke", self._ctl_revoke_token)
+        r.add_post("/_control/webhooks/subscribe", self._ctl_webhook_subscribe)
+        r.add_post("/_control/webhooks/comment", self._ctl_webhook_comment)
+        r.add_post("/_control/webhooks/replay", self._ctl_webhook_replay)
+        r.add_get("/_control/replies", self._ctl_replies)
 
     def stats_json(self) -> dict[str, Any]:
         data = super().stats_json()
@@ -724,6 +749,146 @@ class GraphEmulator(EmulatorBase):
             raise ControlError("unknown token", status=404)
         self.revoke_token(token, int(body.get("subcode", 460)))
         return json_response({"ok": True})
+
+    # ----- webhooks: citizens' comments and the page's replies (issue 8) ---------------------
+
+    def _init_webhooks(self) -> None:
+        self._subscription: dict[str, str] | None = None
+        self._comments: dict[str, dict[str, Any]] = {}
+        self._replies: list[dict[str, Any]] = []
+        self._last_delivery: tuple[bytes, dict[str, str]] | None = None
+        self._echoes: set[asyncio.Task[Any]] = set()
+
+    def add_comment(self, post_id: str, message: str, sender: Mapping[str, Any],
+                    parent_id: str | None = None) -> dict[str, Any]:
+        """A citizen's comment on a live post (or a reply under ``parent_id``)."""
+        post = self._posts.get(post_id)
+        if post is None or post.deleted:
+            raise ControlError(f"no live post {post_id}", status=404)
+        comment: dict[str, Any] = {
+            "id": f"{post_id.split('_', 1)[1]}_{self._new_id()}", "post_id": post_id,
+            "page_id": post.page_id, "parent_id": parent_id or post_id, "message": message,
+            "from": {"id": str(sender.get("id") or ""), "name": str(sender.get("name") or "")},
+            "created_time": int(self.clock()), "deleted": False, "seq": self.next_seq()}
+        self._comments[comment["id"]] = comment
+        return comment
+
+    def replies(self, comment_id: str | None = None) -> list[dict[str, Any]]:
+        """The page's replies to comments, in order, optionally under one comment."""
+        return [r for r in self._replies if comment_id is None or r["parent_id"] == comment_id]
+
+    def webhook_body(self, comment: Mapping[str, Any], verb: str = "add") -> bytes:
+        value = {"item": "comment", "verb": verb, "comment_id": comment["id"],
+                 "post_id": comment["post_id"], "parent_id": comment["parent_id"],
+                 "created_time": comment["created_time"], "from": comment["from"],
+                 "message": comment["message"]}
+        return orjson.dumps({"object": "page", "entry": [{
+            "id": comment["page_id"], "time": int(self.clock()),
+            "changes": [{"field": "feed", "value": value}]}]})
+
+    def webhook_headers(self, body: bytes, signature: str = "valid") -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if signature == "missing":
+            return headers
+        if signature not in ("valid", "bad"):
+            raise ControlError("signature is valid, bad or missing")
+        key = (self.app_secret or "") if signature == "valid" else "not-the-app-secret"
+        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(key.encode(), body,
+                                                              hashlib.sha256).hexdigest()
+        return headers
+
+    async def deliver_webhook(self, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        """POST one delivery to the subscriber; its answer and how long it took."""
+        if self._subscription is None:
+            raise ControlError("no subscriber: POST /_control/webhooks/subscribe first", status=409)
+        self._last_delivery = (body, headers)
+        started = time.monotonic()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            async with session.post(self._subscription["url"], data=body, headers=headers) as reply:
+                text = await reply.text()
+        return {"status": reply.status, "body": text, "elapsed_s": time.monotonic() - started}
+
+    def _comment_object(self, method: str, comment_id: str, edge: str | None,
+                        params: dict[str, str], token: PageToken) -> dict[str, Any]:
+        comment = self._comments[comment_id]
+        post = self._posts.get(comment["post_id"])
+        if comment["deleted"] or post is None or post.deleted:
+            raise unsupported(method, comment_id)
+        self._check_page(token, comment["page_id"], method, comment_id)
+        if edge is None and method == "GET":
+            return {k: comment[k] for k in ("id", "message", "from", "parent_id")} | {
+                "created_time": fb_time(comment["created_time"])}
+        if edge != "comments":
+            raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node "
+                             "type (Comment)")
+        if method == "GET":
+            return {"data": [{"id": r["id"], "message": r["message"], "from": r["from"],
+                              "created_time": fb_time(r["created_time"])}
+                             for r in self.replies(comment_id)]}
+        if method != "POST":
+            raise unsupported(method, comment_id)
+        message = params.get("message")
+        if not message:
+            raise GraphError(100, "(#100) Missing message or attachment")
+        page = {"id": comment["page_id"], "name": self._pages.get(comment["page_id"], "")}
+        reply = self.add_comment(comment["post_id"], message, page, parent_id=comment_id)
+        self._replies.append(reply)
+        if self._subscription is not None:  # Graph tells the subscriber about the page's comments too
+            body = self.webhook_body(reply)
+            task = asyncio.get_running_loop().create_task(
+                self.deliver_webhook(body, self.webhook_headers(body)))
+            self._echoes.add(task)
+            task.add_done_callback(self._echo_done)
+        return {"id": reply["id"]}
+
+    def _echo_done(self, task: asyncio.Task[Any]) -> None:
+        self._echoes.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved and dropped: a receiver that went away is not the API's concern
+
+    async def _ctl_webhook_subscribe(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        url, verify_token = _str_field(body, "url"), _str_field(body, "verify_token")
+        challenge = str(self.rng.randrange(10**9, 10**10))
+        query = {"hub.mode": "subscribe", "hub.verify_token": verify_token, "hub.challenge": challenge}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(url, params=query) as reply:
+                text = await reply.text()
+        if reply.status != 200 or text != challenge:
+            raise ControlError(f"verification failed: HTTP {reply.status} {text[:100]!r}", status=409)
+        self._subscription = {"url": url, "verify_token": verify_token}
+        return json_response({"subscribed": True, "url": url})
+
+    async def _ctl_webhook_comment(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        verb = str(body.get("verb", "add")) if isinstance(body, dict) else "add"
+        if verb == "add":
+            sender = body.get("from") if isinstance(body.get("from"), dict) else {}
+            comment = self.add_comment(_str_field(body, "post_id"), _str_field(body, "message"),
+                                       sender or {"id": "6001", "name": "Người dân"},
+                                       parent_id=body.get("parent_id"))
+        elif verb in ("edited", "remove"):
+            comment = self._comments.get(_str_field(body, "comment_id"), {})
+            if not comment:
+                raise ControlError("unknown comment_id", status=404)
+            if verb == "edited":
+                comment["message"] = _str_field(body, "message")
+            else:
+                comment["deleted"] = True
+        else:
+            raise ControlError("verb is add, edited or remove")
+        payload = self.webhook_body(comment, verb)
+        sent = await self.deliver_webhook(
+            payload, self.webhook_headers(payload, str(body.get("signature", "valid"))))
+        return json_response({"comment_id": comment["id"], **sent})
+
+    async def _ctl_webhook_replay(self, request: web.Request) -> web.StreamResponse:
+        if self._last_delivery is None:
+            raise ControlError("nothing delivered yet", status=409)
+        return json_response(await self.deliver_webhook(*self._last_delivery))
+
+    async def _ctl_replies(self, request: web.Request) -> web.StreamResponse:
+        return json_response({"replies": self.replies(request.query.get("comment_id"))})
 
 
 # ----- parsing helpers ---------------------------------------------------------------------------

@@ -31,19 +31,34 @@ for both.
 Error texts marked [guess] in ``ERROR_MESSAGES`` are not from Zalo's documentation; match on
 the codes, never on the texts.
 
-Webhooks (``user_send_text`` / ``user_send_group_text`` signed with ``X-ZEvent-Signature``) are
-a later issue: they will be a ``_control/webhooks`` endpoint here that POSTs to a subscriber.
+Webhooks (issue 8; the section "webhooks" at the end of the class):
+
+- ``POST /_control/webhooks/subscribe {"url", "oa_secret_key"?}``: where events go, and the OA
+  secret key they are signed with (default: the app's ``secret_key``).
+- ``POST /_control/webhooks/user_message {"group_id" | "user_id", "text", "sender_id"?,
+  "quote_msg_id"?, "timestamp_ms"?, "signature"?: valid|bad|missing}``: a citizen writes in a
+  group (``user_send_group_text``, ``recipient.id`` and ``group_id`` = the group [guess]) or to the
+  OA (``user_send_text``, ``recipient.id`` = the OA); the emulator POSTs ``{"app_id",
+  "event_name", "sender": {"id"}, "recipient": {"id"}, "message": {"text", "msg_id"},
+  "timestamp"}`` with ``X-ZEvent-Signature`` = hex SHA-256 of app_id + body + timestamp + OA
+  secret key, and answers ``{"msg_id", "status", "body", "elapsed_s"}``. ``timestamp_ms`` sends
+  an old (or future) timestamp, correctly signed.
+- ``POST /_control/webhooks/replay``: POST the last delivery again, byte for byte.
+
+Replies to citizens are ordinary group or ``cs`` messages (``GET /_control/messages``).
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -211,6 +226,7 @@ class ZaloEmulator(EmulatorBase):
         self._refresh: dict[str, RefreshToken] = {
             refresh: RefreshToken(refresh, now, now + self.refresh_token_lifetime_s)}
         self._current = (access, refresh)
+        self._init_webhooks()
 
     def reset(self) -> None:
         super().reset()
@@ -517,6 +533,9 @@ class ZaloEmulator(EmulatorBase):
         r.add_post("/_control/groups", self._ctl_groups)
         r.add_post("/_control/followers", self._ctl_followers)
         r.add_get("/_control/quota", self._ctl_quota)
+        r.add_post("/_control/webhooks/subscribe", self._ctl_webhook_subscribe)
+        r.add_post("/_control/webhooks/user_message", self._ctl_webhook_user_message)
+        r.add_post("/_control/webhooks/replay", self._ctl_webhook_replay)
 
     def stats_json(self) -> dict[str, Any]:
         data = super().stats_json()
@@ -572,6 +591,80 @@ class ZaloEmulator(EmulatorBase):
 
     async def _ctl_quota(self, request: web.Request) -> web.StreamResponse:
         return json_response(self.quota())
+
+    # ----- webhooks: citizens' messages (issue 8) --------------------------------------------
+
+    def _init_webhooks(self) -> None:
+        self._subscription: dict[str, str] | None = None
+        self._last_delivery: tuple[bytes, dict[str, str]] | None = None
+
+    def webhook_body(self, text: str, *, group_id: str | None = None, user_id: str | None = None,
+                     sender_id: str = "8421", quote_msg_id: str | None = None,
+                     timestamp_ms: int | None = None) -> tuple[bytes, str, str]:
+        """(body, msg_id, timestamp) of a citizen's message in a group or to the OA."""
+        if bool(group_id) == bool(user_id):
+            raise ControlError("give group_id or user_id")
+        msg_id = f"{self.rng.getrandbits(128):032x}"
+        timestamp = str(timestamp_ms if timestamp_ms is not None else int(self.clock() * 1000))
+        message: dict[str, Any] = {"text": text, "msg_id": msg_id}
+        if quote_msg_id:
+            message["quote_msg_id"] = quote_msg_id
+        event: dict[str, Any] = {"app_id": self.app_id, "oa_id": self.oa_id}
+        if group_id:
+            event |= {"event_name": "user_send_group_text", "group_id": group_id,
+                      "sender": {"id": sender_id}, "recipient": {"id": group_id}}
+        else:
+            event |= {"event_name": "user_send_text", "sender": {"id": user_id},
+                      "recipient": {"id": self.oa_id}}
+        event |= {"message": message, "timestamp": timestamp}
+        return orjson.dumps(event), msg_id, timestamp
+
+    def webhook_headers(self, body: bytes, timestamp: str, signature: str = "valid") -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if signature == "missing":
+            return headers
+        if signature not in ("valid", "bad"):
+            raise ControlError("signature is valid, bad or missing")
+        secret = (self._subscription or {}).get("oa_secret_key", self.secret_key)
+        key = secret if signature == "valid" else "not-the-oa-secret"
+        digest = hashlib.sha256(self.app_id.encode() + body + timestamp.encode() + key.encode())
+        headers["X-ZEvent-Signature"] = f"mac={digest.hexdigest()}"
+        return headers
+
+    async def deliver_webhook(self, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        if self._subscription is None:
+            raise ControlError("no subscriber: POST /_control/webhooks/subscribe first", status=409)
+        self._last_delivery = (body, headers)
+        started = time.monotonic()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            async with session.post(self._subscription["url"], data=body, headers=headers) as reply:
+                text = await reply.text()
+        return {"status": reply.status, "body": text, "elapsed_s": time.monotonic() - started}
+
+    async def _ctl_webhook_subscribe(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ControlError('expected {"url": ..., "oa_secret_key"?: ...}')
+        self._subscription = {"url": url, "oa_secret_key": str(body.get("oa_secret_key") or self.secret_key)}
+        return json_response({"subscribed": True, "url": url})
+
+    async def _ctl_webhook_user_message(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            raise ControlError('expected {"group_id" | "user_id", "text", ...}')
+        stamp = body.get("timestamp_ms")
+        payload, msg_id, timestamp = self.webhook_body(
+            body["text"], group_id=body.get("group_id"), user_id=body.get("user_id"),
+            sender_id=str(body.get("sender_id") or "8421"), quote_msg_id=body.get("quote_msg_id"),
+            timestamp_ms=int(stamp) if isinstance(stamp, (int, float)) else None)
+        headers = self.webhook_headers(payload, timestamp, str(body.get("signature", "valid")))
+        return json_response({"msg_id": msg_id, **await self.deliver_webhook(payload, headers)})
+
+    async def _ctl_webhook_replay(self, request: web.Request) -> web.StreamResponse:
+        if self._last_delivery is None:
+            raise ControlError("nothing delivered yet", status=409)
+        return json_response(await self.deliver_webhook(*self._last_delivery))
 
 
 def check_attachment(attachment: Any) -> None:

@@ -1,0 +1,273 @@
+"""Webhook receivers: handshake, signatures, replay window, dedupe, fast acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from producers.webhooks import ReceiverConfig, WebhookSecrets, make_app
+from schemas import contracts
+from schemas.settings import Settings
+
+APP_SECRET = "graph-app-secret"
+VERIFY = "verify-me"
+APP_ID = "zalo-app-1"
+OA_SECRET = "zalo-oa-secret"
+PAGE = "100000000000002"
+
+
+class Sink:
+    """An EventSink that remembers what it was given; ``delay_s`` or ``fail`` make Kafka slow or down."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, dict[str, Any]]] = []
+        self.delay_s = 0.0
+        self.fail = False
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.sent.append((topic, key, orjson.loads(value)))
+
+
+@pytest.fixture
+async def client_sink() -> AsyncIterator[tuple[TestClient[Any, Any], Sink]]:
+    sink = Sink()
+    settings = Settings(topic_prefix="t.")
+    app = make_app(settings, sink, WebhookSecrets(APP_SECRET, VERIFY, APP_ID, OA_SECRET),
+                   config=ReceiverConfig(zalo_ack_budget_s=0.3, graph_ack_budget_s=0.3))
+    async with TestClient(TestServer(app)) as client:
+        yield client, sink
+
+
+def graph_body(comment_id: str = "7_1", verb: str = "add", sender: str = "6001", message: str = "Làm ở đâu?",
+               at: float | None = None) -> bytes:
+    value = {"item": "comment", "verb": verb, "comment_id": comment_id, "post_id": f"{PAGE}_7", "parent_id": f"{PAGE}_7",
+             "created_time": int(at or time.time()), "from": {"id": sender, "name": "Nguyễn Văn An"}, "message": message}
+    return orjson.dumps({"object": "page", "entry": [{"id": PAGE, "time": int(at or time.time()),
+                                                       "changes": [{"field": "feed", "value": value}]}]})
+
+
+def graph_sig(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
+    return {"X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+            "Content-Type": "application/json"}
+
+
+def zalo_body(msg_id: str = "m1", text: str = "Bao giờ có lịch?", group: str | None = "g-2",
+              ts_ms: int | None = None, event: str | None = None) -> tuple[bytes, str]:
+    ts = str(ts_ms if ts_ms is not None else int(time.time() * 1000))
+    body: dict[str, Any] = {"app_id": APP_ID, "sender": {"id": "8421"}, "message": {"text": text, "msg_id": msg_id},
+                            "timestamp": ts}
+    if group:
+        body |= {"event_name": event or "user_send_group_text", "recipient": {"id": group}, "group_id": group}
+    else:
+        body |= {"event_name": event or "user_send_text", "recipient": {"id": "oa-1"}}
+    return orjson.dumps(body), ts
+
+
+def zalo_sig(body: bytes, ts: str, secret: str = OA_SECRET, prefix: str = "mac=") -> dict[str, str]:
+    digest = hashlib.sha256(APP_ID.encode() + body + ts.encode() + secret.encode()).hexdigest()
+    return {"X-ZEvent-Signature": prefix + digest, "Content-Type": "application/json"}
+
+
+# -- Graph --------------------------------------------------------------------------------------
+
+async def test_graph_verification_handshake(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, _ = client_sink
+    ok = await client.get("/webhooks/facebook", params={"hub.mode": "subscribe", "hub.verify_token": VERIFY,
+                                                        "hub.challenge": "1158201444"})
+    assert (ok.status, await ok.text()) == (200, "1158201444")
+    for params in ({"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
+                   {"hub.mode": "unsubscribe", "hub.verify_token": VERIFY, "hub.challenge": "1"}, {}):
+        refused = await client.get("/webhooks/facebook", params=params)
+        assert refused.status == 403
+
+
+async def test_a_signed_comment_is_produced_once_keyed_by_its_id(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    body = graph_body()
+    started = time.monotonic()
+    reply = await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))
+    assert reply.status == 200 and time.monotonic() - started < 1.0
+    assert (await reply.json())["accepted"] == 1
+    [(topic, key, record)] = sink.sent
+    assert (topic, key) == ("t.engagement.inbound", b"fb:7_1")
+    contracts.check("engagement", record)
+    assert (record["platform"], record["kind"], record["post_id"], record["page_id"], record["sender_name"]) == (
+        "fanpage", "message", f"{PAGE}_7", PAGE, "Nguyễn Văn An")
+    # Facebook's retry, or an attacker replaying the captured request: acknowledged, not produced.
+    again = await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))
+    assert again.status == 200 and (await again.json())["duplicates"] == 1
+    assert len(sink.sent) == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"X-Hub-Signature-256": "sha256=" + "0" * 64},
+    {"X-Hub-Signature-256": "sha1=abc"},
+    "other-secret",
+    "tampered",
+])
+async def test_forged_or_unsigned_comments_are_refused_and_nothing_is_produced(
+        client_sink: tuple[TestClient[Any, Any], Sink], headers: Any) -> None:
+    client, sink = client_sink
+    body = graph_body()
+    if headers == "other-secret":
+        headers = graph_sig(body, "not-the-secret")
+    elif headers == "tampered":
+        headers = graph_sig(body)
+        body = body.replace("Làm ở đâu?".encode(), "Chuyển khoản vào đây".encode())
+    reply = await client.post("/webhooks/facebook", data=body, headers=headers)
+    assert reply.status == 403
+    assert sink.sent == []
+
+
+async def test_the_pages_own_comments_and_other_changes_are_ignored(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    echo = graph_body("7_2", sender=PAGE)  # our reply, echoed back by Graph
+    reaction = orjson.dumps({"object": "page", "entry": [{"id": PAGE, "time": int(time.time()), "changes": [
+        {"field": "feed", "value": {"item": "reaction", "verb": "add", "post_id": f"{PAGE}_7"}}]}]})
+    for body in (echo, reaction):
+        reply = await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))
+        assert reply.status == 200
+    assert sink.sent == []
+
+
+async def test_edits_and_deletions_follow_the_comment(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    for body in (graph_body(), graph_body(verb="edited", message="Làm ở đâu vậy?"), graph_body(verb="remove")):
+        assert (await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))).status == 200
+    assert [(k, r["kind"]) for _, k, r in sink.sent] == [(b"fb:7_1", "message"), (b"fb:7_1", "edited"), (b"fb:7_1", "removed")]
+
+
+async def test_a_graph_delivery_older_than_facebooks_retries_is_dropped(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    body = graph_body("7_9", at=time.time() - 3 * 86400)
+    assert (await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))).status == 200
+    assert sink.sent == []
+
+
+# -- Zalo ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prefix", ["mac=", ""])
+async def test_a_signed_group_message_is_produced(client_sink: tuple[TestClient[Any, Any], Sink], prefix: str) -> None:
+    client, sink = client_sink
+    body, ts = zalo_body()
+    started = time.monotonic()
+    reply = await client.post("/webhooks/zalo", data=body, headers=zalo_sig(body, ts, prefix=prefix))
+    elapsed = time.monotonic() - started
+    assert reply.status == 200 and elapsed < 2.0
+    [(_, key, record)] = sink.sent
+    assert key == b"zalo:m1"
+    contracts.check("engagement", record)
+    assert (record["group_id"], record["sender_id"], record["event"]) == ("g-2", "8421", "user_send_group_text")
+
+
+async def test_a_message_to_the_oa_keeps_its_sender_for_the_answer(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    body, ts = zalo_body("m5", group=None)
+    assert (await client.post("/webhooks/zalo", data=body, headers=zalo_sig(body, ts))).status == 200
+    [(_, _, record)] = sink.sent
+    assert (record["group_id"], record["sender_id"], record["oa_id"]) == (None, "8421", "oa-1")
+
+
+@pytest.mark.parametrize("case", ["missing", "bad", "other-secret", "tampered", "other-app"])
+async def test_forged_zalo_events_get_401_and_nothing_is_produced(client_sink: tuple[TestClient[Any, Any], Sink], case: str) -> None:
+    client, sink = client_sink
+    body, ts = zalo_body()
+    headers = zalo_sig(body, ts)
+    if case == "missing":
+        headers = {"Content-Type": "application/json"}
+    elif case == "bad":
+        headers["X-ZEvent-Signature"] = "mac=" + "f" * 64
+    elif case == "other-secret":
+        headers = zalo_sig(body, ts, "guessed")
+    elif case == "tampered":
+        body = body.replace(b"g-2", b"g-9")
+    elif case == "other-app":
+        body = body.replace(APP_ID.encode(), b"zalo-app-2")
+        headers = zalo_sig(body, ts)
+    reply = await client.post("/webhooks/zalo", data=body, headers=headers)
+    assert reply.status == 401
+    assert sink.sent == []
+
+
+async def test_replayed_zalo_events_are_refused(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    body, ts = zalo_body()
+    assert (await client.post("/webhooks/zalo", data=body, headers=zalo_sig(body, ts))).status == 200
+    # the same request again, within the window: a duplicate, acknowledged, not produced
+    again = await client.post("/webhooks/zalo", data=body, headers=zalo_sig(body, ts))
+    assert again.status == 200 and (await again.json())["duplicates"] == 1
+    # a captured request replayed after the window (or a timestamp from the future): refused
+    for ts_ms in (int((time.time() - 600) * 1000), int((time.time() + 600) * 1000)):
+        old, old_ts = zalo_body("m2", ts_ms=ts_ms)
+        refused = await client.post("/webhooks/zalo", data=old, headers=zalo_sig(old, old_ts))
+        assert refused.status == 401
+    assert len(sink.sent) == 1
+
+
+async def test_other_zalo_events_are_acknowledged_and_ignored(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    body, ts = zalo_body(event="follow")
+    assert (await client.post("/webhooks/zalo", data=body, headers=zalo_sig(body, ts))).status == 200
+    assert sink.sent == []
+
+
+# -- acknowledgement and dedupe under a slow broker ------------------------------------------------
+
+async def test_a_slow_broker_gets_503_within_the_budget_and_the_retry_is_a_duplicate(
+        client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    sink.delay_s = 0.6  # over the 0.3 s budget of this test's receiver
+    body, ts = zalo_body("m7")
+    started = time.monotonic()
+    reply = await client.post("/webhooks/zalo", data=body, headers=zalo_sig(body, ts))
+    assert reply.status == 503 and time.monotonic() - started < 0.6
+    await asyncio.sleep(0.5)  # the send went on and landed
+    assert len(sink.sent) == 1
+    retry = await client.post("/webhooks/zalo", data=body, headers=zalo_sig(body, ts))
+    assert retry.status == 200 and (await retry.json())["duplicates"] == 1
+    assert len(sink.sent) == 1
+
+
+async def test_concurrent_deliveries_of_one_comment_produce_it_once(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    sink.delay_s = 0.1
+    body = graph_body("7_3")
+    replies = await asyncio.gather(*(client.post("/webhooks/facebook", data=body, headers=graph_sig(body)) for _ in range(5)))
+    assert [r.status for r in replies] == [200] * 5
+    assert len(sink.sent) == 1
+
+
+async def test_a_broker_that_refuses_gets_503_and_the_retry_is_produced(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    sink.fail = True
+    body = graph_body("7_4")
+    assert (await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))).status == 503
+    sink.fail = False
+    assert (await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))).status == 200
+    assert len(sink.sent) == 1
+
+
+async def test_a_platform_without_secrets_is_not_served() -> None:
+    app = make_app(Settings(), Sink(), WebhookSecrets())
+    async with TestClient(TestServer(app)) as client:
+        body = graph_body()
+        assert (await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))).status == 503
+        assert (await client.get("/webhooks/facebook", params={"hub.mode": "subscribe", "hub.verify_token": "",
+                                                               "hub.challenge": "1"})).status == 403
+        zbody, ts = zalo_body()
+        assert (await client.post("/webhooks/zalo", data=zbody, headers=zalo_sig(zbody, ts))).status == 503
+    shown = repr(WebhookSecrets(APP_SECRET, VERIFY, APP_ID, OA_SECRET))
+    assert APP_SECRET not in shown and VERIFY not in shown and OA_SECRET not in shown
