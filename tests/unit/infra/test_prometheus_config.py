@@ -95,7 +95,7 @@ def test_the_config_scrapes_every_process_from_file_sd_targets() -> None:
     assert config["rule_files"] == ["rules.yml"]
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert {"lantoa-streams", "lantoa-adapter-fanpage", "lantoa-adapter-zalo", "lantoa-adapter-loudspeaker",
-            "lantoa-adapter-archive", "lantoa-lag-exporter"} <= set(jobs)
+            "lantoa-adapter-archive", "lantoa-lag-exporter", "lantoa-emergency-lane"} <= set(jobs)
     for name, job in jobs.items():
         (files,) = [c["files"] for c in job["file_sd_configs"]]
         for f in files:
