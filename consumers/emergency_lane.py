@@ -103,6 +103,7 @@ class EmergencyLane:
                 result = await self.pusher.push(EmergencyPlan.from_record(value))
                 self.pushed += 1
                 if result.skipped:
+                    log.warning("emergency %s not aired: %s", eid, result.skipped)
                     return self._receipts(value, zones, "skipped", at, reason=result.skipped)
                 published = parse_time(value.get("published_at")) if value.get("published_at") else None
                 if published is not None:

@@ -60,6 +60,8 @@ class Emulators:
         _write_secret(secrets / "zalo-secret.json", {"secret_key": z["secret_key"]})
         _write_secret(secrets / "zalo-tokens.json", {"access_token": z["access_token"], "refresh_token": z["refresh_token"],
                                                      "expires_at": time.time() + 90000})
+        loud = self.state.get("loudspeaker")
+        self.loudspeaker_url: str | None = loud["base_url"] if loud else None
         self.env = {
             "LANTOA_GRAPH_BASE_URL": self.graph_url,
             "LANTOA_FANPAGE_TOKENS_FILE": str(secrets / "fanpage-tokens.json"),
@@ -70,11 +72,19 @@ class Emulators:
             "LANTOA_ZALO_SECRET_FILE": str(secrets / "zalo-secret.json"),
             "LANTOA_ZALO_TOKEN_FILE": str(secrets / "zalo-tokens.json"),
         }
+        if loud:
+            _write_secret(secrets / "loudspeaker-token.json", {"token": loud["tokens"][0]})
+            self.env.update({
+                "LANTOA_LOUDSPEAKER_API_URL": loud["base_url"],
+                "LANTOA_LOUDSPEAKER_TOKEN_FILE": str(secrets / "loudspeaker-token.json"),
+                "LANTOA_LOUDSPEAKER_AUDIO_DIR": str(workdir / "audio"),
+                "LANTOA_LOUDSPEAKER_AUDIO_BASE_URL": "http://127.0.0.1/audio",
+            })
 
     def control(self, which: str, method: str, path: str, body: Any = None) -> Any:
         import urllib.request
 
-        base = self.graph_url if which == "graph" else self.zalo_url
+        base = {"graph": self.graph_url, "zalo": self.zalo_url}.get(which) or self.loudspeaker_url or ""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as resp:

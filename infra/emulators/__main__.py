@@ -31,6 +31,8 @@ from typing import Any
 
 from infra.emulators.common import EmulatorBase, ManualClock, run_until_signalled
 from infra.emulators.graph import GraphEmulator
+from infra.emulators.loudspeaker import DEFAULT_TOKEN as LOUDSPEAKER_TOKEN
+from infra.emulators.loudspeaker import LoudspeakerEmulator
 from infra.emulators.zalo import ZaloEmulator
 
 DEFAULT_TARGETS = Path(__file__).resolve().parent.parent / "targets.toml"
@@ -67,9 +69,19 @@ def build(kind: str, config: dict[str, dict[str, Any]],
     return graph, zalo
 
 
+def build_loudspeaker(kind: str, config: dict[str, dict[str, Any]], manual_clock: bool) -> LoudspeakerEmulator | None:
+    """The loudspeaker platform emulator (``all`` includes it; zones are created on first use)."""
+    if kind not in ("loudspeaker", "all"):
+        return None
+    return LoudspeakerEmulator(**config.get("loudspeaker", {}), clock=ManualClock() if manual_clock else None)
+
+
 def describe(graph: GraphEmulator | None, zalo: ZaloEmulator | None,
-             config: dict[str, dict[str, Any]]) -> dict[str, Any]:
+             config: dict[str, dict[str, Any]], loud: LoudspeakerEmulator | None = None) -> dict[str, Any]:
     state: dict[str, Any] = {}
+    if loud is not None:
+        state["loudspeaker"] = {"base_url": loud.base_url,
+                                "tokens": list(config.get("loudspeaker", {}).get("tokens", [LOUDSPEAKER_TOKEN]))}
     if graph is not None:
         state["graph"] = {"base_url": graph.base_url,
                           "pages": dict(config.get("graph", {}).get("pages", {})),
@@ -88,7 +100,7 @@ def describe(graph: GraphEmulator | None, zalo: ZaloEmulator | None,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.emulators", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=("graph", "zalo", "all"))
+    parser.add_argument("which", choices=("graph", "zalo", "loudspeaker", "all"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = a free port")
     parser.add_argument("--graph-port", type=int, default=None)
@@ -110,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: cannot read {ns.config}: {exc}", file=sys.stderr)
             return 2
-        for name in ("graph", "zalo"):
-            config[name] = {**config[name], **overrides.get(name, {})}
+        for name in ("graph", "zalo", "loudspeaker"):
+            config[name] = {**config.get(name, {}), **overrides.get(name, {})}
     try:
         graph, zalo = build(ns.which, config, ns.manual_clock)
+        loud = build_loudspeaker(ns.which, config, ns.manual_clock)
     except (TypeError, ValueError) as exc:
         print(f"error: bad emulator configuration: {exc}", file=sys.stderr)
         return 2
@@ -124,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     if zalo is not None:
         default = ns.port + 1 if ns.which == "all" and ns.port else ns.port
         plan.append((zalo, ns.zalo_port if ns.zalo_port is not None else default))
+    if loud is not None:
+        plan.append((loud, ns.port + 2 if ns.which == "all" and ns.port else ns.port))
     asyncio.run(run_until_signalled(plan, ns.host, ns.state_file,
-                                    lambda: describe(graph, zalo, config),
+                                    lambda: describe(graph, zalo, config, loud),
                                     access_log=not ns.no_access_log))
     return 0
 
