@@ -28,6 +28,8 @@ def _say(text: str = "") -> None:
 
 def main() -> int:
     from infra.kafka.broker import KafkaBroker
+    from infra.s3.__main__ import write_credentials_file
+    from infra.s3.versitygw import S3Server, build_versitygw
     from infra.stack import Emulators, Proc
     from infra.topics import apply_topics
     from producers.targets import DEFAULT_TARGETS_FILE, load_targets
@@ -41,19 +43,28 @@ def main() -> int:
     _say(f"== Lantoa demo (work dir {workdir})")
     procs: list[Any] = []
     emus = None
-    with KafkaBroker(workdir / "kafka") as broker:
+    build_versitygw()
+    with KafkaBroker(workdir / "kafka") as broker, S3Server(workdir / "s3") as s3:
         try:
             _say(f"-- Kafka {broker.version} (KRaft, single node) at {broker.bootstrap}")
+            _say(f"-- S3 (versitygw, SigV4, versioned) at {s3.endpoint_url}")
+            creds = workdir / "s3-credentials"
+            write_credentials_file(creds, s3.access_key, s3.secret_key)
             emus = Emulators(workdir / "emulators", DEFAULT_TARGETS_FILE)
-            _say(f"-- emulators: Graph API {emus.graph_url}, Zalo OA {emus.zalo_url}")
+            _say(f"-- emulators: Graph API {emus.graph_url}, Zalo OA {emus.zalo_url}, loudspeakers {emus.loudspeaker_url}")
             env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": broker.bootstrap, "LANTOA_DATA_DIR": str(workdir / "data"),
-                   "LANTOA_WEB_PORT": "0", "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5", **emus.env}
+                   "LANTOA_WEB_PORT": "0", "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5",
+                   "LANTOA_S3_ENDPOINT": s3.endpoint_url, "LANTOA_S3_BUCKET": "lantoa-archive",
+                   "LANTOA_S3_REGION": s3.region, "LANTOA_S3_CREDENTIALS_FILE": str(creds),
+                   "LANTOA_S3_ADDRESSING_STYLE": "path", **emus.env}
             settings = Settings.from_env(env)
             _say(f"-- topics: {len(apply_topics(settings))} created from schemas/topics")
             _say(f"-- targets registry: {load_targets(settings)} targets (3,321 commune/ward zones, pages, groups, archive)")
-            for name, args in (("streams", ["worker"]), ("fanpage", ["adapter", "fanpage"]), ("zalo", ["adapter", "zalo"])):
+            for name, args in (("streams", ["worker"]), ("fanpage", ["adapter", "fanpage"]), ("zalo", ["adapter", "zalo"]),
+                               ("archive", ["adapter", "archive"]), ("loudspeaker", ["adapter", "loudspeaker"]),
+                               ("emergency", ["adapter", "emergency"])):
                 procs.append(Proc(name, args, env, workdir / f"{name}.log"))
-            _say("-- stream app, fanpage adapter and Zalo adapter started")
+            _say("-- stream app and the fanpage, Zalo, archive, loudspeaker and emergency adapters started")
             return _run(settings, emus, samples, workdir, procs)
         finally:
             for p in procs:
@@ -104,8 +115,11 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
         _say(f"-- routed and delivered to pages and groups in {time.monotonic() - started:.1f}s (including start-up)")
         first = docs[0]["uri"]
         client.retract(first, "Demo: đính chính")
-        if not wait(lambda rs: sum(1 for r in rs if r["uri"] == first and r["outcome"] == "deleted") >= 4, 120, "retraction"):
+        if not wait(lambda rs: sum(1 for r in rs if r["uri"] == first and r["outcome"] == "deleted"
+                                   and r.get("channel") in ("fanpage", "zalo")) >= 4, 120, "retraction"):
             return 1
+    _say("-- emergency: the sample typhoon alert (dates moved to today) through `lantoa alert`")
+    alert_ok = _typhoon(settings, emus, wait)
 
     provinces = province_names()
     registry = local_registry(settings)
@@ -141,8 +155,44 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
         archive = per[doc["uri"]].get("archive", [])
         _say(f"  archive           {len(archive)} command(s) on {settings.topic(Topic.ARCHIVE_COMMANDS)}")
     rs = outcomes()
-    _say(f"\n== receipts: {dict(Counter(r['outcome'] for r in rs))}")
-    return 0
+    by_channel = Counter((r.get("channel") or "-", r["outcome"]) for r in rs if r["stage"] == "delivery")
+    _say("\n== delivery receipts per channel")
+    for (name, outcome), n in sorted(by_channel.items()):
+        _say(f"  {name:12} {outcome:10} {n}")
+    loud = sum(1 for r in rs if r.get("channel") == "loudspeaker")
+    _say(f"\n== loudspeaker schedules pushed so far: {loud} zone updates (13,410 commanded: 126 + 4 × 3,321);"
+         " `lantoa schedule ZONE --format ics` shows a zone's day from the platform while they run")
+    return 0 if alert_ok else 1
+
+
+def _typhoon(settings: Any, emus: Any, wait: Any) -> bool:
+    from datetime import date, timedelta
+
+    from producers.cap_ingest import AlertProducer, check
+    from producers.targets import local_registry
+
+    today = date.today()
+    raw = ((Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")) / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap")
+           .read_bytes().replace(b"2026-09-18", (today + timedelta(days=1)).isoformat().encode())
+           .replace(b"2026-09-17", today.isoformat().encode()))
+    checked = check(raw, local_registry(settings))
+    producer = AlertProducer(settings)
+    started = time.monotonic()
+    try:
+        producer.send(checked, "urn:lantoa:demo")
+    finally:
+        producer.close()
+    eid = checked.alert.identifier
+
+    def preempted(_: Any) -> bool:
+        got = emus.control("loudspeaker", "GET", f"/_control/preemptions?emergency_id={eid}")
+        return bool(got["zones"] >= len(checked.plan.zones))
+
+    if not wait(preempted, 60, "the emergency at the loudspeaker platform"):
+        return False
+    _say(f"   {eid}: {len(checked.plan.zones)} wards of Hà Tĩnh and Quảng Trị pre-empted at the platform "
+         f"{time.monotonic() - started:.2f}s after `lantoa alert`")
+    return True
 
 
 if __name__ == "__main__":
