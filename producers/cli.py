@@ -235,10 +235,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_adapter(args: argparse.Namespace) -> int:
+    logging.getLogger().setLevel(args.loglevel.upper())
+    if args.channel == "emergency":
+        from consumers.emergency_lane import run as run_lane
+
+        run_lane(_settings())
+        return 0
     from consumers.registry import run
     from schemas.topics import Channel
 
-    logging.getLogger().setLevel(args.loglevel.upper())
     run(_settings(), Channel(args.channel))
     return 0
 
@@ -357,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("adapter", help="run one channel adapter (delivery runtime)")
-    p.add_argument("channel", choices=["loudspeaker", "fanpage", "zalo", "archive"])
+    p.add_argument("channel", choices=["loudspeaker", "fanpage", "zalo", "archive", "emergency"])
     p.add_argument("--loglevel", default="info")
     p.set_defaults(func=cmd_adapter)
 
