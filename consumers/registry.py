@@ -90,7 +90,13 @@ def run(settings: Settings, channel: Channel, config: RuntimeConfig | None = Non
             adapter = ADAPTERS[channel](settings, follower.registry.targets.get)
             interval = float(getattr(adapter, "min_interval_s", 0.0))
             cfg = config or RuntimeConfig(min_interval_s=interval, policy=policy_from(settings))
-            await DeliveryRuntime(settings, adapter, cfg).run(stop)
+            tasks = [DeliveryRuntime(settings, adapter, cfg).run(stop)]
+            if channel is Channel.LOUDSPEAKER:
+                from consumers.loudspeaker.plays import PlayReporter
+
+                # What the stations actually aired comes back as receipts (played, interrupted, offline).
+                tasks.append(PlayReporter(settings, getattr(adapter, "client")).run(stop))
+            await asyncio.gather(*tasks)
         finally:
             await follower.stop()
 

@@ -1,0 +1,104 @@
+"""Play reports → receipts: what the commune stations actually aired (ok, interrupted, offline).
+
+Polls the platform's ``GET /plays?after=<seq>`` and turns each report into a receipt on
+distribution.receipts (stage ``broadcast``, outcome ``played`` / ``interrupted`` / ``offline``,
+the cluster as external id). Emergency plays name their alert; scheduled plays are matched to
+their article through the zone's schedule for that day (slots carry the uri). Receipt ids are
+derived from the platform's play sequence, so re-reading after a restart repeats ids, never
+facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.loudspeaker.adapter import PlatformClient
+from infra.kafka.outbox import Outbox, OutRecord
+from schemas.codec import encode
+from schemas.models import Receipt
+from schemas.settings import Settings
+from schemas.topics import Topic
+from streams.alert_lane import alert_uri
+
+log = logging.getLogger(__name__)
+RESULTS = {"ok": "played", "interrupted": "interrupted", "offline": "offline"}
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+class PlayReporter:
+    """Polls play reports and produces a receipt for each, every ``interval_s``."""
+
+    def __init__(self, settings: Settings, client: PlatformClient, *, interval_s: float = 5.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.settings, self.client, self.interval_s, self.sleep = settings, client, interval_s, sleep
+        self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-plays")
+        self.after = 0
+        self._slots: dict[tuple[str, str], dict[str, str]] = {}  # (zone, date) → bulletin id → uri
+        self.reported = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.outbox.start()
+        try:
+            while not stop.is_set():
+                try:
+                    await self.poll_once()
+                except (TransientDeliveryError, TargetPaused, PermanentDeliveryError) as exc:
+                    log.warning("play reports unavailable: %s", exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), self.interval_s)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self.outbox.stop()
+
+    async def poll_once(self) -> int:
+        reply = await self.client._call("GET", "/plays", params={"after": str(self.after), "limit": "5000"})
+        self.client.raise_for(reply)
+        body = reply.body if isinstance(reply.body, dict) else {}
+        plays = [p for p in body.get("plays") or [] if isinstance(p, dict)]
+        records = [r for r in [await self._receipt(p) for p in plays] if r is not None]
+        await self.outbox.send_all(records)
+        if plays:
+            self.after = max(int(p.get("seq") or 0) for p in plays)
+        self.reported += len(records)
+        return len(records)
+
+    async def _uri(self, play: dict[str, Any]) -> str | None:
+        if play.get("emergency_id"):
+            return alert_uri(str(play["emergency_id"]))
+        zone, started = str(play.get("zone") or ""), str(play.get("started_at") or "")
+        try:  # the schedule is filed under the zone's local day
+            day = datetime.fromisoformat(started.replace("Z", "+00:00")).astimezone(VN).date().isoformat()
+        except ValueError:
+            return None
+        key = (zone, day)
+        if key not in self._slots:
+            found: dict[str, str] = {}
+            try:
+                schedule = await self.client.get_schedule(zone, date.fromisoformat(day))
+            except ValueError:
+                schedule = None
+            for slot in (schedule.body.get("slots", []) if schedule is not None else []):
+                if isinstance(slot, dict) and slot.get("bulletin_id") and slot.get("uri"):
+                    found[str(slot["bulletin_id"])] = str(slot["uri"])
+            self._slots[key] = found
+        return self._slots[key].get(str(play.get("bulletin_id") or ""))
+
+    async def _receipt(self, play: dict[str, Any]) -> OutRecord | None:
+        uri = await self._uri(play)
+        if uri is None:
+            return None
+        outcome = RESULTS.get(str(play.get("result")), "offline")
+        zone = str(play.get("zone") or "")
+        at = str(play.get("ended_at") or play.get("started_at") or datetime.now().astimezone().isoformat())
+        receipt = Receipt(uri=uri, stage="broadcast", outcome=outcome, at=at, channel="loudspeaker",
+                          target=f"zone:{int(zone)}" if zone.isdigit() else zone, external_id=str(play.get("cluster_id")),
+                          reason=f"{play.get('played_s', 0)} s aired" if outcome != "played" else None,
+                          event_id=f"play:{play.get('seq')}")
+        return OutRecord(self.settings.topic(Topic.RECEIPTS), uri.encode(), encode(receipt.to_dict()))

@@ -1,0 +1,81 @@
+"""Play reports from the platform become receipts (played, interrupted, offline)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from consumers.loudspeaker.adapter import AudioRenderer, PlatformClient
+from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
+from consumers.loudspeaker.plays import PlayReporter
+from infra.emulators import ManualClock
+from infra.emulators.loudspeaker import LoudspeakerEmulator
+from infra.kafka.outbox import OutRecord
+from producers.targets import local_registry
+from schemas import contracts
+from schemas.cap import parse_cap
+from schemas.settings import Settings
+from streams.alert_lane import alert_uri
+from streams.alerts import plan_alert
+
+HCM = ZoneInfo("Asia/Ho_Chi_Minh")
+TOKEN = "t"
+ON_AIR = datetime(2026, 9, 17, 5, 31, tzinfo=HCM)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[tuple[LoudspeakerEmulator, ManualClock]]:
+    clock = ManualClock(ON_AIR.replace(minute=0).timestamp())
+    emu = LoudspeakerEmulator(tokens=[TOKEN], clock=clock)
+    await emu.start()
+    yield emu, clock
+    await emu.stop()
+
+
+async def test_reports_become_receipts(emulator: tuple[LoudspeakerEmulator, ManualClock], tmp_path: Path,
+                                       shared_dir: Path) -> None:
+    emu, clock = emulator
+    assert emu.base_url
+    client = PlatformClient(emu.base_url, lambda: TOKEN)
+    await client.start()
+    registry = local_registry(Settings())
+    ward = f"{sorted(z.ward_code or 0 for z in registry.zones_of_province(42) or [])[0]:05d}"
+    await client.put_schedule(ward, ON_AIR.date(), {
+        "zone": ward, "date": ON_AIR.date().isoformat(), "timezone": "Asia/Ho_Chi_Minh", "slots": [{
+            "bulletin_id": "b-morning", "uri": "urn:lantoa:article:morning", "start": ON_AIR.replace(minute=30).isoformat(),
+            "end": ON_AIR.replace(minute=40).isoformat(), "priority": "normal", "audio_url": "https://x/m.wav",
+            "title": "Bản tin sáng"}]}, if_match=None)
+    clock.set(ON_AIR.timestamp())
+    alert = parse_cap((shared_dir / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes())
+    plan = EmergencyPlan.from_alert(alert, plan_alert(alert, registry), repeat_interval_s=600.0, now=ON_AIR)
+    pusher = EmergencyPusher(client, AudioRenderer(tmp_path / "audio", "https://x/audio"), targets=registry.targets.get,
+                             clock=clock)
+    await pusher.push(plan)
+    clock.set((ON_AIR + timedelta(minutes=12)).timestamp())  # two rounds of the emergency
+
+    reporter = PlayReporter(Settings(), client)
+    sent: list[OutRecord] = []
+
+    async def collect(records: list[OutRecord]) -> None:
+        sent.extend(records)
+
+    reporter.outbox.send_all = collect  # type: ignore[method-assign, assignment]
+    assert await reporter.poll_once() == len(sent) > 0
+    receipts: list[dict[str, Any]] = [orjson.loads(r.value or b"") for r in sent]
+    for r in receipts:
+        contracts.check("receipt", r)
+    by = Counter((r["uri"], r["outcome"]) for r in receipts)
+    assert by[(alert_uri(plan.emergency_id), "played")] == 2 * 147
+    assert by[("urn:lantoa:article:morning", "interrupted")] == 1  # the bulletin the typhoon cut
+    assert len({r["receipt_id"] for r in receipts}) == len(receipts)
+    try:
+        assert await reporter.poll_once() == 0  # nothing twice
+    finally:
+        await client.close()
