@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from producers.progress import progress
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -154,12 +155,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 0
     with PublishClient(settings) as client:
         results = []
-        for path, raw, _ in prepared:
+        bulk = len(prepared) > 20  # a bulk publish: a progress bar instead of a line per file
+        for i, (path, raw, _) in enumerate(prepared, start=1):
             sent = client.publish(raw, args.ninjs_version)
             results.append({"file": str(path), "uri": sent.uri, "version": sent.version, "ce_id": sent.ce_id,
                             "ce_type": sent.ce_type, "partition": sent.partition, "offset": sent.offset})
-            if not args.json:
+            if bulk:
+                progress("publish", i, len(prepared))
+            elif not args.json:
                 print(f"{path}: sent {sent.uri} v{sent.version} ({sent.ce_type}) to partition {sent.partition} offset {sent.offset}")
+        if bulk and not args.json:
+            print(f"sent {len(results)} articles")
     if args.json:
         _print_json(results)
     return 0

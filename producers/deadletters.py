@@ -8,7 +8,6 @@ a record that fails again comes back with one more attempt counted.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from producers.progress import progress as bar
 from schemas.codec import headers_to_dict
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -125,18 +125,10 @@ def replay(settings: Settings, letters: list[DeadLetter], dry_run: bool = False,
             headers = [(k, v) for k, v in d.headers if k != REPLAY_HEADER] + [(REPLAY_HEADER, d.ref.encode())]
             futures.append(producer.send(origin, key=d.key, value=d.value, headers=headers))
             if progress:
-                _bar(i, len(letters))
+                bar("replay", i, len(letters))
         producer.flush()
         for f in futures:
             f.get(timeout=30)
         return len(futures)
     finally:
         producer.close()
-        if progress:
-            sys.stderr.write("\n")
-
-
-def _bar(done: int, total: int, width: int = 30) -> None:
-    filled = int(width * done / max(total, 1))
-    sys.stderr.write(f"\rreplay [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    sys.stderr.flush()
