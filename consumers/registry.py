@@ -43,8 +43,11 @@ def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
 def _archive(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
     from consumers.archive import ArchiveAdapter, ArchiveConfig
 
+    from consumers.loudspeaker.adapter import audio_for
+
     # Bootstrap is the one place that reads the environment (LANTOA_S3_*, see infra/s3/README.md).
-    return ArchiveAdapter(ArchiveConfig.from_env(os.environ))
+    # The audio the loudspeaker adapter rendered for a version is archived with it.
+    return ArchiveAdapter(ArchiveConfig.from_env(os.environ, audio_lookup=audio_for(settings.loudspeaker_audio_dir)))
 
 
 def _loudspeaker(settings: Settings, targets: TargetLookup) -> ChannelAdapter:

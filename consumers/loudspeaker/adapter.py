@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import logging
 import re
 import time
@@ -296,12 +297,41 @@ class AudioRenderer:
             self._memo.move_to_end(key)
         return await asyncio.shield(pending)
 
+    def index(self, uri: str, version: int, audio: Audio) -> None:
+        """Name the rendered file by article version too, so the archive can store the audio
+        the stations play (``audio_for``). One small pointer file, written once per version."""
+        pointer = article_audio_pointer(self.cache_dir, uri, version)
+        if not pointer.exists():
+            pointer.parent.mkdir(parents=True, exist_ok=True)
+            tmp = pointer.with_suffix(".tmp")
+            tmp.write_text(audio.path)
+            os.replace(tmp, pointer)
+
     def _render(self, text: str) -> RenderedAudio:
         try:
             return render_audio(text, voice=self.voice, speed_wpm=self.speed_wpm, cache_dir=self.cache_dir,
                                 executable=self.executable)
         except TTSRenderError as exc:
             raise TransientDeliveryError(f"text-to-speech failed: {exc}") from exc
+
+
+def article_audio_pointer(cache_dir: Path, uri: str, version: int) -> Path:
+    return Path(cache_dir) / "by-article" / f"{hashlib.sha256(uri.encode()).hexdigest()}-v{version}.txt"
+
+
+def audio_for(cache_dir: Path) -> Callable[[str, int], Path | None]:
+    """The archive's audio lookup: (uri, version) → the WAV the loudspeaker channel rendered, if any."""
+
+    def lookup(uri: str, version: int) -> Path | None:
+        pointer = article_audio_pointer(cache_dir, uri, version)
+        try:
+            relative = pointer.read_text().strip()
+        except FileNotFoundError:
+            return None
+        path = (Path(cache_dir) / relative).resolve()
+        return path if path.is_file() and Path(cache_dir).resolve() in path.parents else None
+
+    return lookup
 
 
 # -- zone state ---------------------------------------------------------------------------------
@@ -659,6 +689,7 @@ class LoudspeakerAdapter:
         if not text:
             raise InvalidContent("loudspeaker command without text")
         audio = await self.renderer.render(text)
+        self.renderer.index(command.key.uri, command.key.version, audio)
         published = _time(command.published_at) or _time(command.issued_at) or now
         expires = _time(payload.get("expires_at")) or default_expiry(published, self.expiry_days)
         if expires <= published:
