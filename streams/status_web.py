@@ -7,6 +7,9 @@ status fold (streams/status.py), and a small HTTP server over it.
                                       ?channel=CH and ?state=S narrow the target lists
                                       (the per-channel counts always cover every target)
 
+and HTML pages for people (streams/status_pages.py): /status/{uri}, /status (and /articles when
+the browser asks for text/html), /timeline/{zone}?date=YYYY-MM-DD.
+
 Every JSON answer carries ``view``: ``caught_up`` is false until the follower has read what the
 topics held when it started (a 404 before that may only mean "not read yet").
 
@@ -38,6 +41,7 @@ from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 from streams.status import EMERGENCY_CHANNEL, STATES, StatusFold
+from streams.status_pages import PlatformTimeline, StatusPages, TimelineFetcher, prefers_html
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +159,10 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", charset="utf-8")
 
 
-def make_app(view: StatusView) -> web.Application:
-    """The aiohttp application over a view (tests may build one over a hand-fed view)."""
+def make_app(view: StatusView, timeline: TimelineFetcher | None = None) -> web.Application:
+    """The aiohttp application over a view (tests may build one over a hand-fed view); the
+    timeline page reads the loudspeaker platform through ``timeline`` (none: it answers 503)."""
+    pages = StatusPages(view, timeline)
 
     async def healthz(request: web.Request) -> web.Response:
         with view.lock:
@@ -164,13 +170,17 @@ def make_app(view: StatusView) -> web.Application:
         return _json({"ok": True, "articles": n, "skipped_records": view.skipped, **view.meta()})
 
     async def articles(request: web.Request) -> web.Response:
+        if prefers_html(request):
+            return await pages.index(request)
         try:
             limit = max(1, min(500, int(request.query.get("limit", "50"))))
         except ValueError:
             return _json({"error": "limit must be an integer"}, 400)
         with view.lock:
             recent = view.fold.recent(limit)
-        return _json({"articles": recent, "view": view.meta()})
+        resp = _json({"articles": recent, "view": view.meta()})
+        resp.headers["Vary"] = "Accept"
+        return resp
 
     async def status(request: web.Request) -> web.Response:
         uri = unquote(request.match_info["uri"])
@@ -189,6 +199,7 @@ def make_app(view: StatusView) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/articles", articles)
     app.router.add_get("/articles/{uri:.+}/status", status)
+    pages.add_routes(app.router)
     return app
 
 
@@ -242,7 +253,7 @@ class StatusService:
         self._stop = asyncio.Event()
         runner: web.AppRunner | None = None
         if self.serve_http:
-            runner = web.AppRunner(make_app(self.view), access_log=None)
+            runner = web.AppRunner(make_app(self.view, PlatformTimeline(self.settings)), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
             log.info("status view on http://%s:%s/", self.settings.web_host, self.settings.web_port)
