@@ -166,12 +166,13 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
 
 
 def _typhoon(settings: Any, emus: Any, wait: Any) -> bool:
-    from datetime import date, timedelta
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
 
     from producers.cap_ingest import AlertProducer, check
     from producers.targets import local_registry
 
-    today = date.today()
+    today = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()  # the alert's own (Vietnam) day
     raw = ((Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")) / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap")
            .read_bytes().replace(b"2026-09-18", (today + timedelta(days=1)).isoformat().encode())
            .replace(b"2026-09-17", today.isoformat().encode()))

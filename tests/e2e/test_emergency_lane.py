@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import date, timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from schemas.topics import Topic
 
 # The sample alert was issued on 2026-09-17 and expired the next day: move it to today so that it
 # is still in force (an expired alert is, rightly, not aired).
-_TODAY = date.today()
+_TODAY = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()  # the alert's own (Vietnam) day
 TYPHOON = ((SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes()
            .replace(b"2026-09-18", (_TODAY + timedelta(days=1)).isoformat().encode())
            .replace(b"2026-09-17", _TODAY.isoformat().encode()))
