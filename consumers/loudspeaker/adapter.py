@@ -41,26 +41,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import logging
-import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, ClassVar, Protocol
-from urllib.parse import quote
-
-import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from typing import Any, ClassVar
 
 from consumers.base import Effect, Prior
-from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.http import Reply, call
-from consumers.ledger import LIVE_PREFIX
+from consumers.errors import PermanentDeliveryError, TransientDeliveryError
+from consumers.loudspeaker.audio import Audio, AudioRenderer, article_audio_pointer, audio_for
 from consumers.loudspeaker.outputs import to_json
+from consumers.loudspeaker.platform import (
+    PlatformClient,
+    PlatformSchedule,
+    ScheduleConflict,
+    aware_time,
+    platform_zone,
+    utc_iso,
+)
 from consumers.loudspeaker.scheduler import (
     DEFAULT_EXPIRY_DAYS,
     Bulletin,
@@ -73,439 +72,33 @@ from consumers.loudspeaker.scheduler import (
     schedule_days,
 )
 from consumers.loudspeaker.windows import ZoneWindows
-from schemas.codec import decode
+from consumers.loudspeaker.zones import (
+    LedgerZoneSource,
+    ZoneEntry,
+    ZoneSource,
+    bulletin_from_json,
+    bulletin_json,
+    merge,
+    state_digest,
+)
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, Priority, Target
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
-from streams.speech.tts import RenderedAudio, TTSRenderError, render_audio
+
+# The platform client, the audio and the zone state live in their own modules (platform.py,
+# audio.py, zones.py); their names stay importable from here.
+__all__ = [
+    "PLATFORM_SCOPE", "Audio", "AudioRenderer", "LedgerZoneSource", "LoudspeakerAdapter", "PlatformClient",
+    "PlatformSchedule", "ScheduleConflict", "ZoneEntry", "ZoneSource", "article_audio_pointer", "audio_for",
+    "aware_time", "bulletin_from_json", "bulletin_json", "correction_text", "day_from_json", "from_settings",
+    "merge", "platform_zone", "schedule_body", "state_digest", "utc_iso",
+]
 
 log = logging.getLogger(__name__)
 
 UTC = timezone.utc
 PLATFORM_SCOPE = "loudspeaker-platform"
-_WARD_ID = re.compile(r"zone:(\d+)")
-
-
-def platform_zone(target_id: str, target: Target | None = None) -> str:
-    """The platform's code for a zone: ``config.platform_zone`` when set, else the ward code on
-    five digits as in VN-DVHC ("zone:4" → "00004"), else the id without ``zone:``."""
-    if target is not None and target.config.get("platform_zone"):
-        return str(target.config["platform_zone"])
-    if target is not None and target.ward_code is not None:
-        return f"{target.ward_code:05d}"
-    m = _WARD_ID.fullmatch(target_id)
-    return f"{int(m.group(1)):05d}" if m else target_id.removeprefix("zone:")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _time(raw: Any) -> datetime | None:
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-# -- the platform -----------------------------------------------------------------------------
-
-
-class ScheduleConflict(Exception):
-    """412: the zone's schedule changed since this worker last saw it (another writer)."""
-
-    def __init__(self, current_etag: str | None) -> None:
-        super().__init__(f"schedule changed (now {current_etag})")
-        self.current_etag = current_etag
-
-
-@dataclass(frozen=True)
-class PlatformSchedule:
-    etag: str
-    version: int
-    updated_at: str
-    body: dict[str, Any]
-
-
-class PlatformClient:
-    """The loudspeaker platform's REST API; errors become consumers/errors.py classes.
-
-    Every call is safe to resend (schedules are idempotent by content, emergencies by id,
-    deletes by nature), so a lost answer is a ``TransientDeliveryError``, never an unknown
-    outcome. Raises ``TargetPaused`` (401 token, 429 rate limit: platform-wide),
-    ``TransientDeliveryError`` (5xx, transport), ``PermanentDeliveryError`` (other 4xx;
-    ``alert`` for 403/404 zones), ``ScheduleConflict`` (412, schedules only).
-    """
-
-    def __init__(self, base_url: str, token: Callable[[], str | None], *, timeout_s: float = 10.0,
-                 pause_on_token_s: float = 300.0, session: aiohttp.ClientSession | None = None) -> None:
-        self.base = base_url.rstrip("/") + "/api/v1"
-        self.token, self.timeout_s, self.pause_on_token_s = token, timeout_s, pause_on_token_s
-        self._session = session
-        self._own_session = session is None
-
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-
-    async def close(self) -> None:
-        if self._session is not None and self._own_session:
-            await self._session.close()
-        self._session = None
-
-    async def _call(self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any) -> Reply:
-        assert self._session is not None, "start() first"
-        token = self.token()
-        if not token:
-            raise TargetPaused("no loudspeaker platform token configured", self.pause_on_token_s, code="no-token",
-                               alert=True)
-        hdrs = {"Authorization": f"Bearer {token}", **(headers or {})}
-        return await call(self._session, method, self.base + path, mutating=False, timeout_s=self.timeout_s,
-                          headers=hdrs, **kwargs)
-
-    @staticmethod
-    def _zone_path(zone: str, day: date) -> str:
-        return f"/zones/{quote(zone, safe='')}/schedules/{day.isoformat()}"
-
-    async def get_schedule(self, zone: str, day: date) -> PlatformSchedule | None:
-        reply = await self._call("GET", self._zone_path(zone, day))
-        if reply.status == 404 and self._code(reply) == "not_found":
-            return None
-        self.raise_for(reply)
-        body = reply.body if isinstance(reply.body, dict) else {}
-        return PlatformSchedule(str(body.get("etag") or reply.headers.get("ETag", "")), int(body.get("version", 0)),
-                                str(body.get("updated_at", "")), dict(body.get("schedule") or {}))
-
-    async def put_schedule(self, zone: str, day: date, body: dict[str, Any], *, if_match: str | None) -> dict[str, Any]:
-        """PUT a day's schedule: ``If-Match`` the etag last seen, or ``If-None-Match: *`` when
-        none was seen (a schedule appearing meanwhile is a conflict too)."""
-        headers = {"If-Match": if_match} if if_match else {"If-None-Match": "*"}
-        reply = await self._call("PUT", self._zone_path(zone, day), headers=headers, json=body)
-        self.raise_for(reply)
-        return dict(reply.body) if isinstance(reply.body, dict) else {}
-
-    async def plays(self, zone: str, since: datetime) -> list[dict[str, Any]]:
-        reply = await self._call("GET", "/plays", params={"zone": zone, "since": _iso(since)})
-        self.raise_for(reply)
-        plays = reply.body.get("plays") if isinstance(reply.body, dict) else None
-        return [p for p in plays or [] if isinstance(p, dict)]
-
-    async def post_emergency(self, body: dict[str, Any]) -> dict[str, Any]:
-        reply = await self._call("POST", "/emergencies", json=body)
-        self.raise_for(reply)
-        return dict(reply.body) if isinstance(reply.body, dict) else {}
-
-    async def delete_emergency(self, emergency_id: str) -> dict[str, Any] | None:
-        """Stop an emergency; None when the platform does not know it."""
-        reply = await self._call("DELETE", f"/emergencies/{quote(emergency_id, safe='')}")
-        if reply.status == 404:
-            return None
-        self.raise_for(reply)
-        return dict(reply.body) if isinstance(reply.body, dict) else {}
-
-    @staticmethod
-    def _code(reply: Reply) -> str:
-        err = reply.body.get("error") if isinstance(reply.body, dict) else None
-        return str(err.get("code", "")) if isinstance(err, dict) else ""
-
-    def raise_for(self, reply: Reply) -> None:
-        if reply.status < 300:
-            return
-        err = reply.body.get("error") if isinstance(reply.body, dict) else None
-        err = err if isinstance(err, dict) else {}
-        code = str(err.get("code") or reply.status)
-        what = f"loudspeaker platform {reply.status} {code}: {str(err.get('message') or reply.body)[:200]}"
-        if reply.status == 412:
-            raise ScheduleConflict(err.get("current_etag"))
-        if reply.status == 401:
-            raise TargetPaused(f"token refused ({what})", self.pause_on_token_s, code=code, alert=True)
-        if reply.status == 429:
-            raise TargetPaused(f"rate limited ({what})", _retry_after(reply, err) or 5.0, code=code)
-        if reply.status >= 500 or reply.status == 408:
-            raise TransientDeliveryError(what, _retry_after(reply, err), code=code)
-        raise PermanentDeliveryError(what, code=code, alert=reply.status in (403, 404))
-
-
-def _retry_after(reply: Reply, err: Mapping[str, Any]) -> float | None:
-    for raw in (reply.headers.get("Retry-After"), err.get("retry_after")):
-        try:
-            return float(raw) if raw is not None else None
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
-# -- audio --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Audio:
-    """A rendered bulletin: where the platform fetches it, the file under the cache, its length."""
-
-    url: str
-    path: str
-    duration_s: float
-    sha256: str
-
-
-class AudioRenderer:
-    """Speaks texts with espeak-ng, once per text: on disk (``render_audio`` is content-addressed)
-    and in process (single flight: concurrent zones asking for the same text wait for one render,
-    later ones reuse the result). Rendering runs in a thread, so the event loop keeps serving.
-
-    Raises ``InvalidContent`` (nothing to speak), ``TransientDeliveryError`` (espeak-ng failed or
-    timed out) and lets ``TTSUnavailable`` through (no espeak-ng on this host: crash, fix it).
-    """
-
-    def __init__(self, cache_dir: Path, base_url: str, *, voice: str = "vi", speed_wpm: int = 150,
-                 executable: str = "espeak-ng", memo_size: int = 1024) -> None:
-        self.cache_dir, self.base_url = Path(cache_dir), base_url.rstrip("/")
-        self.voice, self.speed_wpm, self.executable = voice, speed_wpm, executable
-        self._memo: OrderedDict[str, asyncio.Future[Audio]] = OrderedDict()
-        self._memo_size = memo_size
-        self.renders = 0  # files espeak-ng wrote for this process (cache misses on disk)
-
-    async def render(self, text: str) -> Audio:
-        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        pending = self._memo.get(key)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._memo[key] = pending
-            while len(self._memo) > self._memo_size:
-                self._memo.popitem(last=False)
-            try:
-                rendered = await asyncio.to_thread(self._render, text)
-            except asyncio.CancelledError:
-                self._memo.pop(key, None)
-                pending.cancel()
-                raise
-            except Exception as exc:
-                self._memo.pop(key, None)  # a retry renders again
-                pending.set_exception(exc)
-                pending.exception()  # retrieved: the callers waiting on it re-raise it themselves
-                raise
-            if not rendered.cache_hit:
-                self.renders += 1
-            relative = rendered.path.relative_to(self.cache_dir.resolve()).as_posix()
-            pending.set_result(Audio(f"{self.base_url}/{quote(relative)}", relative, rendered.duration_s,
-                                     rendered.sha256))
-        else:
-            self._memo.move_to_end(key)
-        return await asyncio.shield(pending)
-
-    def index(self, uri: str, version: int, audio: Audio) -> None:
-        """Name the rendered file by article version too, so the archive can store the audio
-        the stations play (``audio_for``). One small pointer file, written once per version."""
-        pointer = article_audio_pointer(self.cache_dir, uri, version)
-        if not pointer.exists():
-            pointer.parent.mkdir(parents=True, exist_ok=True)
-            tmp = pointer.with_suffix(".tmp")
-            tmp.write_text(audio.path)
-            os.replace(tmp, pointer)
-
-    def _render(self, text: str) -> RenderedAudio:
-        try:
-            return render_audio(text, voice=self.voice, speed_wpm=self.speed_wpm, cache_dir=self.cache_dir,
-                                executable=self.executable)
-        except TTSRenderError as exc:
-            raise TransientDeliveryError(f"text-to-speech failed: {exc}") from exc
-
-
-def article_audio_pointer(cache_dir: Path, uri: str, version: int) -> Path:
-    return Path(cache_dir) / "by-article" / f"{hashlib.sha256(uri.encode()).hexdigest()}-v{version}.txt"
-
-
-def audio_for(cache_dir: Path) -> Callable[[str, int], Path | None]:
-    """The archive's audio lookup: (uri, version) → the WAV the loudspeaker channel rendered, if any."""
-
-    def lookup(uri: str, version: int) -> Path | None:
-        pointer = article_audio_pointer(cache_dir, uri, version)
-        try:
-            relative = pointer.read_text().strip()
-        except FileNotFoundError:
-            return None
-        path = (Path(cache_dir) / relative).resolve()
-        return path if path.is_file() and Path(cache_dir).resolve() in path.parents else None
-
-    return lookup
-
-
-# -- zone state ---------------------------------------------------------------------------------
-
-
-def bulletin_json(b: Bulletin) -> dict[str, Any]:
-    return {"bulletin_id": b.bulletin_id, "uri": b.uri, "version": b.version, "priority": b.priority.value,
-            "title": b.title, "duration_s": b.duration_s, "published_at": _iso(b.published_at),
-            "expires_at": _iso(b.expires_at), "audio_url": b.audio_url, "audio_path": b.audio_path,
-            "correction": b.correction, "corrects": b.corrects, "reason": b.reason}
-
-
-def bulletin_from_json(raw: Mapping[str, Any]) -> Bulletin:
-    """Inverse of ``bulletin_json``; raises KeyError/ValueError on a malformed entry."""
-    published, expires = _time(raw["published_at"]), _time(raw["expires_at"])
-    if published is None or expires is None:
-        raise ValueError("bulletin times must be aware ISO 8601")
-    return Bulletin(str(raw["bulletin_id"]), str(raw["uri"]), int(raw["version"]), Priority(raw["priority"]),
-                    str(raw.get("title") or ""), float(raw["duration_s"]), published, expires,
-                    raw.get("audio_url"), raw.get("audio_path"), bool(raw.get("correction")), raw.get("corrects"),
-                    raw.get("reason"))
-
-
-@dataclass(frozen=True)
-class ZoneEntry:
-    """One article in one zone: what the scheduler needs of it, kept in the ledger's live detail."""
-
-    bulletin: Bulletin
-    earlier: tuple[str, ...] = ()  # bulletin ids of its earlier versions (they may have played)
-    retracted_version: int | None = None
-    retracted_at: datetime | None = None
-    correction: Bulletin | None = None
-
-    @property
-    def uri(self) -> str:
-        return self.bulletin.uri
-
-    def rank(self) -> tuple[int, int]:
-        version = max(self.bulletin.version, self.retracted_version or 0)
-        return version, 1 if self.retracted_at is not None else 0
-
-    def expired(self, now: datetime) -> bool:
-        ends = [self.bulletin.expires_at] + ([self.correction.expires_at] if self.correction else [])
-        return max(e.astimezone(UTC) for e in ends) <= now.astimezone(UTC)
-
-    def to_detail(self) -> dict[str, Any]:
-        return {"bulletin": bulletin_json(self.bulletin), "earlier": list(self.earlier),
-                "retracted": None if self.retracted_at is None else
-                {"version": self.retracted_version, "at": _iso(self.retracted_at)},
-                "correction": None if self.correction is None else bulletin_json(self.correction)}
-
-    @classmethod
-    def from_detail(cls, detail: Mapping[str, Any] | None) -> ZoneEntry | None:
-        """None for a detail that is not a zone entry (a skipped effect) or is unreadable."""
-        if not isinstance(detail, Mapping) or not isinstance(detail.get("bulletin"), Mapping):
-            return None
-        try:
-            retracted = detail.get("retracted") or None
-            correction = detail.get("correction")
-            return cls(bulletin_from_json(detail["bulletin"]), tuple(str(e) for e in detail.get("earlier") or ()),
-                       int(retracted["version"]) if retracted else None,
-                       _time(retracted["at"]) if retracted else None,
-                       bulletin_from_json(correction) if isinstance(correction, Mapping) else None)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("unreadable loudspeaker zone entry (%s): %s", type(exc).__name__, exc)
-            return None
-
-
-def merge(entries: dict[str, ZoneEntry], entry: ZoneEntry) -> None:
-    """Keep the newer of two entries for one uri: higher version, then the retraction."""
-    known = entries.get(entry.uri)
-    if known is None or entry.rank() > known.rank():
-        entries[entry.uri] = entry
-
-
-def state_digest(entries: Mapping[str, ZoneEntry]) -> str:
-    """A short digest of a zone's bulletin set, carried in every schedule body so that any change
-    to the set (by any worker) changes the platform's etag."""
-    parts = sorted((e.uri, e.bulletin.version, e.bulletin.bulletin_id, e.retracted_version or 0,
-                    e.correction.bulletin_id if e.correction else "") for e in entries.values())
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-
-
-class ZoneSource(Protocol):
-    """Where a zone's bulletin set is rebuilt from: the ``live`` ledger values of the zone."""
-
-    async def entries(self, zone_id: str, *, fresh: bool = False) -> list[dict[str, Any]]: ...
-
-
-class LedgerZoneSource:
-    """Reads the loudspeaker ledger topic (compacted) for zone entries.
-
-    The first call reads every partition once and indexes live entries by zone, dropping those
-    expired more than ``keep_expired_s`` ago; ``fresh=True`` re-reads the partition the zone's
-    entries live in (all partitions when unknown). ``partitions`` is the ledger's partition count
-    from configuration (the count the topic was created with, as for the runtime).
-    """
-
-    def __init__(self, bootstrap: str, topic: str, partitions: int, client_id: str, *,
-                 keep_expired_s: float = 86400.0, clock: Callable[[], float] = time.time) -> None:
-        self.bootstrap, self.topic, self.partitions, self.client_id = bootstrap, topic, partitions, client_id
-        self.keep_expired_s, self.clock = keep_expired_s, clock
-        self._by_zone: dict[str, dict[str, dict[str, Any]]] = {}
-        self._partition_of: dict[str, int] = {}
-        self._loaded = False
-        self._lock = asyncio.Lock()
-
-    async def entries(self, zone_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
-        async with self._lock:
-            if not self._loaded:
-                await self._read(None)
-                self._loaded = True
-            elif fresh:
-                p = self._partition_of.get(zone_id)
-                await self._read(None if p is None else {p})
-        return list(self._by_zone.get(zone_id, {}).values())
-
-    async def _read(self, partitions: set[int] | None) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                    client_id=f"{self.client_id}-loudspeaker-zones")
-        await consumer.start()
-        try:
-            known = set(range(self.partitions))
-            chosen = sorted(known if partitions is None else known & partitions)
-            tps = [TopicPartition(self.topic, p) for p in chosen]
-            if not tps:
-                return
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            found: dict[str, dict[str, dict[str, Any]]] = {}
-            where: dict[str, int] = {}
-            remaining = {tp for tp in tps if end[tp] > 0}
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20000)
-                for tp, recs in batch.items():
-                    for rec in recs:
-                        key = rec.key.decode("utf-8", "replace") if rec.key else ""
-                        if key.startswith(LIVE_PREFIX):
-                            self._apply(found, where, tp.partition, key, rec.value)
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= end[tp]:
-                        remaining.discard(tp)
-            stale = [z for z, p in self._partition_of.items() if p in set(chosen)]
-            for zone in stale:
-                self._by_zone.pop(zone, None)
-                self._partition_of.pop(zone, None)
-            horizon = datetime.fromtimestamp(self.clock() - self.keep_expired_s, UTC)
-            for zone, by_uri in found.items():
-                kept = {u: v for u, v in by_uri.items()
-                        if (e := ZoneEntry.from_detail(v.get("detail"))) is not None and not e.expired(horizon)}
-                if kept:
-                    self._by_zone[zone] = kept
-                    self._partition_of[zone] = where[zone]
-            log.info("loudspeaker zones: %d zones rebuilt from %s partitions %s", len(found), self.topic, chosen)
-        finally:
-            await consumer.stop()
-
-    @staticmethod
-    def _apply(found: dict[str, dict[str, dict[str, Any]]], where: dict[str, int], partition: int, key: str,
-               raw: bytes | None) -> None:
-        _, _, rest = key.partition(LIVE_PREFIX)
-        uri, _, zone = rest.rpartition("|")
-        if raw is None:  # tombstone
-            found.get(zone, {}).pop(uri, None)
-            return
-        try:
-            value = decode(raw)
-        except InvalidContent:
-            log.error("unreadable loudspeaker ledger entry %s (partition %d)", key, partition)
-            return
-        if isinstance(value, dict):
-            found.setdefault(zone, {})[uri] = value
-            where[zone] = partition
 
 
 # -- schedules as JSON ------------------------------------------------------------------------
@@ -526,7 +119,7 @@ def day_from_json(body: Mapping[str, Any]) -> DaySchedule:
     zone = str(body["zone"])
 
     def moment(raw: Any) -> datetime:
-        parsed = _time(raw)
+        parsed = aware_time(raw)
         if parsed is None:
             raise ValueError(f"not an aware time: {raw!r}")
         return parsed
@@ -690,8 +283,8 @@ class LoudspeakerAdapter:
             raise InvalidContent("loudspeaker command without text")
         audio = await self.renderer.render(text)
         self.renderer.index(command.key.uri, command.key.version, audio)
-        published = _time(command.published_at) or _time(command.issued_at) or now
-        expires = _time(payload.get("expires_at")) or default_expiry(published, self.expiry_days)
+        published = aware_time(command.published_at) or aware_time(command.issued_at) or now
+        expires = aware_time(payload.get("expires_at")) or default_expiry(published, self.expiry_days)
         if expires <= published:
             expires = default_expiry(published, self.expiry_days)
         bid = str(payload.get("bulletin_id") or "") or hashlib.sha256(
