@@ -45,7 +45,6 @@ def aware_time(raw: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-
 class ScheduleConflict(Exception):
     """412: the zone's schedule changed since this worker last saw it (another writer)."""
 
