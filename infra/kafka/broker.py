@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -36,9 +35,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+
+from infra.processes import file_lock, free_loopback_ports, pid_alive, signal_group, stop_process_group
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -153,17 +154,6 @@ def _marker_ok(target: Path, version: str, pom_hash: str) -> bool:
     return all(isinstance(j, str) and (target / j).is_file() for j in jars)
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def fetch_jars(
     cache_dir: Path | None = None, version: str = DEFAULT_VERSION, tools: bool = False
 ) -> Path:
@@ -184,7 +174,7 @@ def fetch_jars(
     pom_hash = _sha256(pom)
     if _marker_ok(target, version, pom_hash):
         return target
-    with _file_lock(base / ".fetch.lock"):
+    with file_lock(base / ".fetch.lock"):
         if _marker_ok(target, version, pom_hash):
             return target
         if target.exists():
@@ -226,64 +216,12 @@ def fetch_jars(
 # --------------------------------------------------------------------------------------------
 
 
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    # Field 3, after the parenthesised command name, is the state.
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    """Signal the process group led by ``pid`` (brokers run in their own session)."""
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def stop_pid(pid: int, timeout: float = 30.0) -> None:
     """SIGTERM ``pid``'s process group, wait up to ``timeout`` s, then SIGKILL.
 
     For brokers that are not children of this process (``python -m infra.kafka stop``).
     """
-    if not pid_alive(pid):
-        return
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.1)
-    log.warning("Kafka broker pid %d did not stop within %.0f s; SIGKILL", pid, timeout)
-    _signal_group(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10.0
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _free_ports(count: int) -> list[int]:
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    stop_process_group(pid, timeout, poll_s=0.1, kill_wait_s=10.0, logger=log, what="Kafka broker")
 
 
 def _port_open(port: int) -> bool:
@@ -533,7 +471,7 @@ class KafkaBroker:
         attempts = 3 if first_start and not self._fixed_ports else 1
         for attempt in range(1, attempts + 1):
             if self._port is None or self._controller_port is None:
-                picked = _free_ports(2)
+                picked = free_loopback_ports(2)
                 self._port = self._port or picked[0]
                 self._controller_port = self._controller_port or picked[1]
             try:
@@ -651,13 +589,13 @@ class KafkaBroker:
         if proc is None:
             return
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 log.warning("Kafka broker pid %d ignored SIGTERM for %.0f s; SIGKILL",
                             proc.pid, timeout)
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
         self._proc = None
 
@@ -667,7 +605,7 @@ class KafkaBroker:
         if proc is None:
             return
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
         self._proc = None
 

@@ -19,8 +19,6 @@ The root credentials reach the server through its environment (never its command
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import http.client
 import json
 import logging
@@ -28,16 +26,16 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
+
+from infra.processes import file_lock, free_loopback_ports, pid_alive, signal_group, stop_process_group
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -89,17 +87,6 @@ def _is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def _go_executable() -> str:
     goroot = os.environ.get("GOROOT")
     if goroot:
@@ -142,7 +129,7 @@ def build_versitygw(cache_dir: Path | None = None, version: str = DEFAULT_VERSIO
     if _is_executable(target):
         return target
     base = target.parent.parent
-    with _file_lock(base / ".build.lock"):
+    with file_lock(base / ".build.lock"):
         if _is_executable(target):
             return target
         go = _go_executable()
@@ -190,55 +177,13 @@ def build_versitygw(cache_dir: Path | None = None, version: str = DEFAULT_VERSIO
 # --------------------------------------------------------------------------------------------
 
 
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def stop_pid(pid: int, timeout: float = 10.0) -> None:
     """SIGCONT + SIGTERM ``pid``'s process group, then SIGKILL after ``timeout`` seconds.
 
     For servers that are not children of this process (``python -m infra.s3 stop``).
     """
-    if not pid_alive(pid):
-        return
-    _signal_group(pid, signal.SIGCONT)  # a paused server cannot act on SIGTERM
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.05)
-    _signal_group(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    # SIGCONT first: a paused server cannot act on SIGTERM.
+    stop_process_group(pid, timeout, resume_first=True, poll_s=0.05, kill_wait_s=5.0)
 
 
 def supports_user_xattrs(directory: Path) -> bool:
@@ -410,7 +355,7 @@ class S3Server:
         fixed = self._port is not None
         for attempt in range(1 if fixed else 3):
             if self._port is None:
-                self._port = _free_port()
+                self._port = free_loopback_ports(1)[0]
             try:
                 self._launch()
                 return self
@@ -500,7 +445,7 @@ class S3Server:
         if proc is None or proc.poll() is not None:
             raise VersitygwError("no running server to pause")
         if mode == "signal":
-            _signal_group(proc.pid, signal.SIGSTOP)
+            signal_group(proc.pid, signal.SIGSTOP)
         else:
             self.stop()
         self._paused = mode
@@ -509,7 +454,7 @@ class S3Server:
         """Undo :meth:`pause` and wait until the server answers again."""
         mode, self._paused = self._paused, None
         if mode == "signal" and self._proc is not None:
-            _signal_group(self._proc.pid, signal.SIGCONT)
+            signal_group(self._proc.pid, signal.SIGCONT)
             self._wait_ready()
         elif mode == "stop":
             self.start()
@@ -520,12 +465,12 @@ class S3Server:
         if proc is None:
             return
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGCONT)
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGCONT)
+            signal_group(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
         self._proc = None
         self._paused = None
@@ -536,7 +481,7 @@ class S3Server:
         if proc is None:
             return
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
         self._proc = None
         self._paused = None
