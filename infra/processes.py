@@ -1,11 +1,13 @@
 """Helpers shared by the local servers this project runs (the Kafka broker, the S3 server):
 liveness of a pid, signals to a process group, stopping with a timeout, free loopback ports,
-and exclusive file locks for one-time downloads and builds."""
+exclusive file locks for one-time downloads and builds, and the JSON state files that
+``python -m infra.kafka`` / ``python -m infra.s3`` keep for a detached server."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -13,8 +15,12 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["file_lock", "free_loopback_ports", "pid_alive", "signal_group", "stop_process_group"]
+__all__ = [
+    "file_lock", "free_loopback_ports", "live_process_args", "pid_alive", "read_state_file", "signal_group",
+    "stop_process_group", "write_state_file",
+]
 
 
 @contextlib.contextmanager
@@ -93,3 +99,31 @@ def free_loopback_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def live_process_args(pid: Any) -> list[str] | None:
+    """The command line of ``pid`` when it is an int naming a live process, else None."""
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in cmdline]
+
+
+def read_state_file(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_state_file(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

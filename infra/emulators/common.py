@@ -34,7 +34,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import json
 import os
 import random
 import re
@@ -47,6 +46,8 @@ from typing import Any, ClassVar, Self
 
 import orjson
 from aiohttp import web
+
+from infra.processes import write_state_file
 
 __all__ = [
     "FAULT_KINDS",
@@ -521,10 +522,7 @@ async def run_until_signalled(emulators: Sequence[tuple[EmulatorBase, int]], hos
             print(f"{emulator.name} {emulator.base_url}", flush=True)
         if state_file is not None:
             state = {"pid": os.getpid(), **describe()}
-            state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state_file.with_name(state_file.name + ".tmp")
-            tmp.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, state_file)
+            write_state_file(state_file, state)
         await stop.wait()
     finally:
         for emulator in reversed(started):

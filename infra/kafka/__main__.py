@@ -15,9 +15,7 @@ removes the state file; the data dir is left in place unless ``--remove-data-dir
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -28,29 +26,16 @@ from infra.kafka.broker import (
     KafkaBroker,
     KafkaBrokerError,
     fetch_jars,
-    pid_alive,
     stop_pid,
 )
-
-
-def _read_state(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+from infra.processes import live_process_args, read_state_file, write_state_file
 
 
 def _is_our_broker(state: dict[str, Any]) -> bool:
     """The state file's pid is alive and still runs kafka.Kafka on that data dir."""
-    pid = state.get("pid")
-    if not isinstance(pid, int) or not pid_alive(pid):
+    args = live_process_args(state.get("pid"))
+    if args is None:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    args = [a.decode(errors="replace") for a in cmdline]
     data_dir = str(state.get("data_dir", ""))
     return "kafka.Kafka" in args and any(a.startswith(data_dir) for a in args if data_dir)
 
@@ -62,7 +47,7 @@ def _cmd_fetch(ns: argparse.Namespace) -> int:
 
 def _cmd_start(ns: argparse.Namespace) -> int:
     state_file: Path = ns.state_file
-    state = _read_state(state_file)
+    state = read_state_file(state_file)
     if state is not None and _is_our_broker(state):
         print(f"Kafka broker already running (pid {state['pid']})", file=sys.stderr)
         print(state["bootstrap"])
@@ -77,16 +62,13 @@ def _cmd_start(ns: argparse.Namespace) -> int:
         "data_dir": str(broker.data_dir),
         "log_file": str(broker.log_file),
     }
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_file.with_name(state_file.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, state_file)
+    write_state_file(state_file, state)
     print(broker.bootstrap)
     return 0
 
 
 def _cmd_status(ns: argparse.Namespace) -> int:
-    state = _read_state(ns.state_file)
+    state = read_state_file(ns.state_file)
     if state is None or not _is_our_broker(state):
         print("not running", file=sys.stderr)
         return 1
@@ -96,7 +78,7 @@ def _cmd_status(ns: argparse.Namespace) -> int:
 
 def _cmd_stop(ns: argparse.Namespace) -> int:
     state_file: Path = ns.state_file
-    state = _read_state(state_file)
+    state = read_state_file(state_file)
     if state is None:
         print(f"no state file at {state_file}; nothing to stop", file=sys.stderr)
         return 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import json
 import logging
 import os
 import shlex
@@ -37,30 +36,17 @@ from infra.s3.versitygw import (
     S3Server,
     VersitygwError,
     build_versitygw,
-    pid_alive,
     stop_pid,
 )
+from infra.processes import live_process_args, read_state_file, write_state_file
 
 CREDENTIALS_FILE_NAME = "credentials"
 
 
-def _read_state(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _is_our_server(state: dict[str, Any]) -> bool:
     """The state file's pid is alive and still runs versitygw on that root."""
-    pid = state.get("pid")
-    if not isinstance(pid, int) or not pid_alive(pid):
-        return False
-    try:
-        args = [a.decode(errors="replace")
-                for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
-    except OSError:
+    args = live_process_args(state.get("pid"))
+    if args is None:
         return False
     root = str(state.get("root", ""))
     return bool(root) and any(a.endswith(BINARY_NAME) for a in args) and any(a.startswith(root) for a in args)
@@ -102,7 +88,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
 
 def _cmd_start(ns: argparse.Namespace) -> int:
     state_file: Path = ns.state_file
-    state = _read_state(state_file)
+    state = read_state_file(state_file)
     if state is not None and _is_our_server(state):
         print(f"versitygw already running (pid {state['pid']})", file=sys.stderr)
         print(state["endpoint_url"])
@@ -128,16 +114,13 @@ def _cmd_start(ns: argparse.Namespace) -> int:
         "credentials_file": str(creds_file),
         "version": ns.version,
     }
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_file.with_name(state_file.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, state_file)
+    write_state_file(state_file, state)
     print(server.endpoint_url)
     return 0
 
 
 def _cmd_status(ns: argparse.Namespace) -> int:
-    state = _read_state(ns.state_file)
+    state = read_state_file(ns.state_file)
     if state is None or not _is_our_server(state):
         print("not running", file=sys.stderr)
         return 1
@@ -146,7 +129,7 @@ def _cmd_status(ns: argparse.Namespace) -> int:
 
 
 def _cmd_env(ns: argparse.Namespace) -> int:
-    state = _read_state(ns.state_file)
+    state = read_state_file(ns.state_file)
     if state is None:
         print(f"no state file at {ns.state_file}", file=sys.stderr)
         return 1
@@ -163,7 +146,7 @@ def _cmd_env(ns: argparse.Namespace) -> int:
 
 def _cmd_stop(ns: argparse.Namespace) -> int:
     state_file: Path = ns.state_file
-    state = _read_state(state_file)
+    state = read_state_file(state_file)
     if state is None:
         print(f"no state file at {state_file}; nothing to stop", file=sys.stderr)
         return 0
