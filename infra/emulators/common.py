@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -57,6 +58,7 @@ __all__ = [
     "FaultEngine",
     "ManualClock",
     "Stats",
+    "WebhookSender",
     "json_response",
     "request_key",
     "run_until_signalled",
@@ -254,6 +256,31 @@ class Stats:
 
 def set_outcome(request: web.Request, outcome: str) -> None:
     request[OUTCOME_KEY] = outcome
+
+
+class WebhookSender:
+    """The webhook side of an emulator with one subscriber (Graph, Zalo OA): ``deliver_webhook``
+    POSTs a delivery to it, and ``_ctl_webhook_replay`` sends the last delivery again. The
+    emulator sets ``_subscription`` (``{"url": ...}``) and ``_last_delivery`` in its ``__init__``."""
+
+    _subscription: dict[str, str] | None
+    _last_delivery: tuple[bytes, dict[str, str]] | None
+
+    async def deliver_webhook(self, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        """POST one delivery to the subscriber; its answer and how long it took."""
+        if self._subscription is None:
+            raise ControlError("no subscriber: POST /_control/webhooks/subscribe first", status=409)
+        self._last_delivery = (body, headers)
+        started = time.monotonic()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            async with session.post(self._subscription["url"], data=body, headers=headers) as reply:
+                text = await reply.text()
+        return {"status": reply.status, "body": text, "elapsed_s": time.monotonic() - started}
+
+    async def _ctl_webhook_replay(self, request: web.Request) -> web.StreamResponse:
+        if self._last_delivery is None:
+            raise ControlError("nothing delivered yet", status=409)
+        return json_response(await self.deliver_webhook(*self._last_delivery))
 
 
 class EmulatorBase:

@@ -71,6 +71,7 @@ from infra.emulators.common import (
     json_response,
     read_json,
     request_key,
+    WebhookSender,
     set_outcome,
 )
 
@@ -212,7 +213,7 @@ class GraphPost:
         }
 
 
-class GraphEmulator(EmulatorBase):
+class GraphEmulator(WebhookSender, EmulatorBase):
     """The Graph API for a set of Pages, each with its Page access token(s).
 
     ``pages`` maps page id → Page access token. With ``app_secret`` an ``appsecret_proof`` sent
@@ -797,17 +798,6 @@ class GraphEmulator(EmulatorBase):
                                                               hashlib.sha256).hexdigest()
         return headers
 
-    async def deliver_webhook(self, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-        """POST one delivery to the subscriber; its answer and how long it took."""
-        if self._subscription is None:
-            raise ControlError("no subscriber: POST /_control/webhooks/subscribe first", status=409)
-        self._last_delivery = (body, headers)
-        started = time.monotonic()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            async with session.post(self._subscription["url"], data=body, headers=headers) as reply:
-                text = await reply.text()
-        return {"status": reply.status, "body": text, "elapsed_s": time.monotonic() - started}
-
     def _comment_object(self, method: str, comment_id: str, edge: str | None,
                         params: dict[str, str], token: PageToken) -> dict[str, Any]:
         comment = self._comments[comment_id]
@@ -881,11 +871,6 @@ class GraphEmulator(EmulatorBase):
         sent = await self.deliver_webhook(
             payload, self.webhook_headers(payload, str(body.get("signature", "valid"))))
         return json_response({"comment_id": comment["id"], **sent})
-
-    async def _ctl_webhook_replay(self, request: web.Request) -> web.StreamResponse:
-        if self._last_delivery is None:
-            raise ControlError("nothing delivered yet", status=409)
-        return json_response(await self.deliver_webhook(*self._last_delivery))
 
     async def _ctl_replies(self, request: web.Request) -> web.StreamResponse:
         return json_response({"replies": self.replies(request.query.get("comment_id"))})

@@ -58,7 +58,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -69,6 +68,7 @@ from infra.emulators.common import (
     Handler,
     json_response,
     read_json,
+    WebhookSender,
     set_outcome,
 )
 
@@ -160,7 +160,7 @@ class RefreshToken:
     used_at: float | None = None
 
 
-class ZaloEmulator(EmulatorBase):
+class ZaloEmulator(WebhookSender, EmulatorBase):
     """One OA of one app: its groups (``{group_id: "active" | "disabled" | "not_member"}``),
     followers, token pair, quota and rate limit."""
 
@@ -631,16 +631,6 @@ class ZaloEmulator(EmulatorBase):
         headers["X-ZEvent-Signature"] = f"mac={digest.hexdigest()}"
         return headers
 
-    async def deliver_webhook(self, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-        if self._subscription is None:
-            raise ControlError("no subscriber: POST /_control/webhooks/subscribe first", status=409)
-        self._last_delivery = (body, headers)
-        started = time.monotonic()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            async with session.post(self._subscription["url"], data=body, headers=headers) as reply:
-                text = await reply.text()
-        return {"status": reply.status, "body": text, "elapsed_s": time.monotonic() - started}
-
     async def _ctl_webhook_subscribe(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
         url = body.get("url") if isinstance(body, dict) else None
@@ -660,11 +650,6 @@ class ZaloEmulator(EmulatorBase):
             timestamp_ms=int(stamp) if isinstance(stamp, (int, float)) else None)
         headers = self.webhook_headers(payload, timestamp, str(body.get("signature", "valid")))
         return json_response({"msg_id": msg_id, **await self.deliver_webhook(payload, headers)})
-
-    async def _ctl_webhook_replay(self, request: web.Request) -> web.StreamResponse:
-        if self._last_delivery is None:
-            raise ControlError("nothing delivered yet", status=409)
-        return json_response(await self.deliver_webhook(*self._last_delivery))
 
 
 def check_attachment(attachment: Any) -> None:
