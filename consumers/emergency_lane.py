@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -29,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
+from consumers.process import TargetLookup, run_until_signalled
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import contracts, metrics
 from schemas.article import parse_time
@@ -42,7 +41,6 @@ from streams.alert_lane import alert_uri
 from streams.status import EMERGENCY_CHANNEL, emergency_command_id
 
 log = logging.getLogger(__name__)
-EXIT_CRASH = 70
 MAX_BACKOFF_S = 5.0
 
 
@@ -144,31 +142,12 @@ class EmergencyLane:
 
 def run(settings: Settings) -> None:
     """`lantoa adapter emergency`: run the lane until SIGTERM/SIGINT; exit 70 on anything unexpected."""
-    from streams.registry_follower import RegistryFollower
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        follower = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
-        await follower.start()
-        try:
-            pusher = EmergencyPusher.from_settings(settings, follower.registry.targets.get)
-            await EmergencyLane(settings, pusher).run(stop)
-        finally:
-            await follower.stop()
+    async def main(stop: asyncio.Event, targets: TargetLookup) -> None:
+        pusher = EmergencyPusher.from_settings(settings, targets)
+        await EmergencyLane(settings, pusher).run(stop)
 
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, addr=settings.web_host)
-    try:
-        asyncio.run(main())
-    except Exception as exc:  # noqa: BLE001 - the failing record was not committed
-        log.critical("emergency lane stopped on %s: %s", type(exc).__name__, exc, exc_info=exc)
-        logging.shutdown()
-        os._exit(EXIT_CRASH)
+    run_until_signalled(settings, "emergency lane", main, log)
 
 
 

@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from collections.abc import Callable
 
 from consumers.base import ChannelAdapter
+from consumers.process import TargetLookup, run_until_signalled
 from consumers.retry import RetryPolicy
-from consumers.runtime import EXIT_CRASH, DeliveryRuntime, RuntimeConfig
-from schemas.models import Target
+from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from schemas.settings import Settings
-from schemas.topics import RETRY_TIERS, Channel, Topic
+from schemas.topics import RETRY_TIERS, Channel
 
 log = logging.getLogger(__name__)
-
-TargetLookup = Callable[[str], Target | None]
 
 
 def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
@@ -77,39 +74,19 @@ def policy_from(settings: Settings) -> RetryPolicy:
 
 def run(settings: Settings, channel: Channel, config: RuntimeConfig | None = None) -> None:
     """Run one channel's adapter until SIGTERM/SIGINT; exit 70 on anything unexpected."""
-    from streams.registry_follower import RegistryFollower
-
     if channel not in ADAPTERS:
         raise SystemExit(f"no adapter registered for {channel.value}")
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        follower = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
-        await follower.start()
-        try:
-            adapter = ADAPTERS[channel](settings, follower.registry.targets.get)
-            interval = float(getattr(adapter, "min_interval_s", 0.0))
-            cfg = config or RuntimeConfig(min_interval_s=interval, policy=policy_from(settings))
-            tasks = [DeliveryRuntime(settings, adapter, cfg).run(stop)]
-            if channel is Channel.LOUDSPEAKER:
-                from consumers.loudspeaker.plays import PlayReporter
+    async def main(stop: asyncio.Event, targets: TargetLookup) -> None:
+        adapter = ADAPTERS[channel](settings, targets)
+        interval = float(getattr(adapter, "min_interval_s", 0.0))
+        cfg = config or RuntimeConfig(min_interval_s=interval, policy=policy_from(settings))
+        tasks = [DeliveryRuntime(settings, adapter, cfg).run(stop)]
+        if channel is Channel.LOUDSPEAKER:
+            from consumers.loudspeaker.plays import PlayReporter
 
-                # What the stations actually aired comes back as receipts (played, interrupted, offline).
-                tasks.append(PlayReporter(settings, getattr(adapter, "client")).run(stop))
-            await asyncio.gather(*tasks)
-        finally:
-            await follower.stop()
+            # What the stations actually aired comes back as receipts (played, interrupted, offline).
+            tasks.append(PlayReporter(settings, getattr(adapter, "client")).run(stop))
+        await asyncio.gather(*tasks)
 
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, addr=settings.web_host)
-    try:
-        asyncio.run(main())
-    except Exception as exc:  # noqa: BLE001 - nothing past the failing batch was committed
-        log.critical("%s adapter stopped on %s: %s", channel.value, type(exc).__name__, exc, exc_info=exc)
-        logging.shutdown()
-        os._exit(EXIT_CRASH)
+    run_until_signalled(settings, f"{channel.value} adapter", main, log)
