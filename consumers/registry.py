@@ -86,7 +86,7 @@ def run(settings: Settings, channel: Channel, config: RuntimeConfig | None = Non
             from consumers.loudspeaker.plays import PlayReporter
 
             # What the stations actually aired comes back as receipts (played, interrupted, offline).
-            tasks.append(PlayReporter(settings, getattr(adapter, "client")).run(stop))
+            tasks.append(PlayReporter.from_settings(settings).run(stop))
         await asyncio.gather(*tasks)
 
     run_until_signalled(settings, f"{channel.value} adapter", main, log)

@@ -35,15 +35,27 @@ class PlayReporter:
     """Polls play reports and produces a receipt for each, every ``interval_s``."""
 
     def __init__(self, settings: Settings, client: PlatformClient, *, interval_s: float = 5.0,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, owns_client: bool = False) -> None:
         self.settings, self.client, self.interval_s, self.sleep = settings, client, interval_s, sleep
+        self._owns_client = owns_client
         self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-plays")
         self.after = 0
         self._slots: dict[tuple[str, str], dict[str, str]] = {}  # (zone, date) → bulletin id → uri
         self.reported = 0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PlayReporter:
+        """With a platform client of its own (its own HTTP session, started and closed here)."""
+        from consumers.fanpage import SecretFile
+
+        token = SecretFile(settings.loudspeaker_token_file)
+        client = PlatformClient(settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s)
+        return cls(settings, client, owns_client=True)
+
     async def run(self, stop: asyncio.Event) -> None:
         await self.outbox.start()
+        if self._owns_client:
+            await self.client.start()
         try:
             while not stop.is_set():
                 try:
@@ -55,6 +67,8 @@ class PlayReporter:
                 except asyncio.TimeoutError:
                     pass
         finally:
+            if self._owns_client:
+                await self.client.close()
             await self.outbox.stop()
 
     async def poll_once(self) -> int:
