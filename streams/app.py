@@ -87,13 +87,15 @@ class Runtime:
 
 
 class LantoaApp(faust.App):
-    """faust.App that also closes the Runtime's producer and registry reader on stop."""
+    """faust.App that also closes the Runtime's producer and registry reader on shutdown."""
 
     runtime: Runtime
 
-    async def on_stop(self) -> None:
+    async def on_shutdown(self) -> None:
+        # After the agents have stopped (on_stop runs before them, and an agent still in an
+        # event would find its producer gone and crash the worker on a clean shutdown).
+        await super().on_shutdown()
         await self.runtime.stop()
-        await super().on_stop()
 
 
 def _raw_headers(message: Any) -> list[tuple[str, bytes]]:
