@@ -362,8 +362,11 @@ class LoudspeakerAdapter:
                      for uri, e in live.items() if e.retracted_at is not None}
         played = await self._played(code, live, now)
         previous = {d: k.plan for d, k in known.items() if k.plan is not None and k.plan.zone_id == code}
-        plans = schedule_days(code, windows, bulletins, today, len(days), played, now, retracted=retracted,
-                              previous=previous)
+        try:
+            plans = schedule_days(code, windows, bulletins, today, len(days), played, now, retracted=retracted,
+                                  previous=previous)
+        except ValueError as exc:  # the scheduler refuses inconsistent input: never retry it, never crash
+            raise InvalidContent(f"zone {code}: cannot schedule: {exc}") from None
         digest = state_digest(live)
         for plan in plans:
             body = schedule_body(plan, digest)

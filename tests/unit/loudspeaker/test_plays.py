@@ -79,3 +79,39 @@ async def test_reports_become_receipts(emulator: tuple[LoudspeakerEmulator, Manu
         assert await reporter.poll_once() == 0  # nothing twice
     finally:
         await client.close()
+
+
+async def test_a_bulletin_id_clash_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """Two different bulletins claiming one id (a hand-made or fuzzed command): the second command
+    is refused as invalid content (dead letter), the zone keeps what it had."""
+    from consumers.base import Prior
+    from consumers.loudspeaker.adapter import LoudspeakerAdapter
+    from schemas.errors import InvalidContent
+    from schemas.models import Action, Command, IdempotencyKey, Priority
+    from schemas.topics import Channel
+
+    clock = ManualClock(ON_AIR.timestamp())
+    emu = LoudspeakerEmulator(tokens=[TOKEN], clock=clock)
+    await emu.start()
+    assert emu.base_url
+    registry = local_registry(Settings())
+    zone = sorted(registry.zones_of_province(42) or [], key=lambda t: t.id)[0]
+    adapter = LoudspeakerAdapter(PlatformClient(emu.base_url, lambda: TOKEN),
+                                 AudioRenderer(tmp_path / "audio", "https://x/audio"), registry.targets.get,
+                                 clock=clock)
+    await adapter.start()
+    try:
+        def cmd(uri: str, text: str) -> Command:
+            return Command(IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, zone.id, Action.PUBLISH), Priority.NORMAL,
+                           ON_AIR.isoformat(), {"bulletin_id": "same-id", "title": text, "text": text},
+                           published_at=ON_AIR.isoformat())
+
+        first = await adapter.deliver(cmd("urn:a", "Tin thứ nhất."), Prior())
+        assert first.outcome == "delivered"
+        with pytest.raises(InvalidContent, match="cannot schedule"):
+            await adapter.deliver(cmd("urn:b", "Tin thứ hai, khác hẳn."), Prior())
+        again = await adapter.deliver(cmd("urn:a", "Tin thứ nhất."), Prior())  # the zone is intact
+        assert again.outcome == "delivered"
+    finally:
+        await adapter.close()
+        await emu.stop()
