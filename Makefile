@@ -34,6 +34,12 @@ test-unit: install
 bench: install
 	$(PY) -m infra.testenv -- $(PY) -m bench
 
+# Fault drill (bench/drill.py): >= 10,000 deliveries on every channel, kill -9 of each worker type,
+# a broker restart, S3 away 30 s, emulator faults. It starts and restarts its own broker, so no
+# testenv here. The short form runs in CI as tests/e2e/test_drill_short.py.
+drill: install
+	$(PY) -m bench.drill $(DRILL_ARGS)
+
 typecheck: install
 	$(PY) -m mypy schemas streams producers consumers infra
 

@@ -1,0 +1,351 @@
+"""Fault drill: kill -9 every worker type, restart the broker, take S3 away, let the platforms fail.
+
+    python -m bench.drill [--short] [--seed N]        (make drill; the short form runs in CI)
+
+The drill owns its broker (a fresh ``KafkaBroker``, never LANTOA_KAFKA_BOOTSTRAP: it restarts it)
+and its S3 server, and runs the whole pipeline as processes (bench/pipeline.py's stack): the
+stream worker and one adapter per channel (fanpage, Zalo, archive; loudspeaker when it is there).
+Articles are published steadily by ``PublishClient`` while, on a seeded random schedule:
+
+- each worker type is killed with SIGKILL ``kills_per_worker`` times and restarted after 0.2-2 s
+  (a process that exits by itself is restarted too, and counted as a crash);
+- the broker is restarted once (``KafkaBroker.restart()``: same ports and data);
+- S3 is unavailable for ``s3_down_s`` (versitygw stopped: connections refused);
+- the emulators answer with rate limits, 5xx, replies held past the client timeout (the effect
+  done, the outcome unknown) and connections dropped before or after the effect.
+
+Then every (uri, version, channel, target) the routing plan expects must have exactly one effect
+at the platforms (fanpage posts and Zalo messages found by the article marker, S3 object versions
+of the archived document) or a dead letter with its reason. The counts are printed as JSON and
+written to ``test-artifacts/drill[-short].json``: expected, delivered, duplicates, lost,
+dead_lettered, plus kills, crashes, faults fired and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.common import ROOT
+from bench.pipeline import Articles, PipelineStack, StackConfig
+
+
+@dataclass(frozen=True)
+class DrillConfig:
+    """One drill's size and schedule (times in seconds from the first article)."""
+
+    articles: int = 40  # at least; more until ``min_deliveries`` are expected
+    min_deliveries: int = 10_000
+    pages: int = 40
+    groups: int = 10
+    kills_per_worker: int = 10
+    publish_over_s: float = 150.0
+    adapter_kills_until_s: float = 200.0
+    s3_down_at_s: float = 30.0
+    s3_down_s: float = 30.0
+    broker_restart_at_s: float | None = 95.0  # None: no broker restart (to isolate a fault when diagnosing)
+    deadline_s: float = 900.0
+    seed: int = 20261126
+    retry_delays: str = "10s=2,1m=5,10m=10"
+    fault_probability: dict[str, float] = field(default_factory=lambda: {
+        "server_error": 0.03, "rate_limit": 0.02, "timeout": 0.01, "drop_after_effect": 0.02,
+        "drop_before_effect": 0.01})
+    name: str = "drill"
+
+
+SHORT = DrillConfig(articles=20, min_deliveries=300, pages=12, groups=6, kills_per_worker=2, publish_over_s=40.0,
+                    adapter_kills_until_s=55.0, s3_down_at_s=8.0, s3_down_s=20.0, broker_restart_at_s=32.0,
+                    deadline_s=200.0, name="drill-short")
+
+
+def emulator_faults(config: DrillConfig) -> dict[str, list[dict[str, Any]]]:
+    """Fault queues for the Graph (page feed) and Zalo (group message) APIs, until the drill ends."""
+    p = config.fault_probability
+    out: dict[str, list[dict[str, Any]]] = {}
+    for which, path in (("graph", "/feed$"), ("zalo", "/group/message$")):
+        out[which] = [
+            {"kind": "server_error", "path": path, "probability": p["server_error"], "count": None,
+             **({"code": -1} if which == "zalo" else {})},
+            {"kind": "rate_limit", "path": path, "probability": p["rate_limit"], "count": None,
+             **({"regain_minutes": 0.02} if which == "graph" else {})},
+            {"kind": "timeout", "path": path, "probability": p["timeout"], "count": None, "delay_s": 5.0},
+            {"kind": "drop_after_effect", "path": path, "probability": p["drop_after_effect"], "count": None},
+            {"kind": "drop_before_effect", "path": path, "probability": p["drop_before_effect"], "count": None},
+        ]
+    return out
+
+
+def kill_schedule(names: list[str], config: DrillConfig, rnd: random.Random) -> list[tuple[float, str]]:
+    """(time, worker type) of every kill: the stream worker while articles come in, adapters longer."""
+    plan: list[tuple[float, str]] = []
+    for name in names:
+        until = config.publish_over_s if name == "streams" else config.adapter_kills_until_s
+        plan += [(rnd.uniform(5.0, until), name) for _ in range(config.kills_per_worker)]
+    return sorted(plan)
+
+
+def run_drill(config: DrillConfig, workdir: Path | None = None, log: Any = print) -> dict[str, Any]:
+    """Run one drill end to end and return its counts (see the module docstring)."""
+    from infra.kafka.broker import KafkaBroker
+    from infra.s3.versitygw import S3Server, build_versitygw
+
+    build_versitygw()
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"lantoa-{config.name}-"))
+    with KafkaBroker(workdir / "kafka") as broker, S3Server(workdir / "s3") as s3:
+        log(f"{config.name}: broker {broker.bootstrap}, S3 {s3.endpoint_url}, work dir {workdir}")
+        stack = PipelineStack(broker.bootstrap, workdir / "stack", s3, StackConfig(
+            pages=config.pages, groups=config.groups, retry_delays=config.retry_delays,
+            emulator_config={"graph": {"page_call_limit": 10**9, "app_call_limit": 10**9},
+                             "zalo": {"quota_limit": 10**9}}))
+        try:
+            return _drill(config, stack, broker, s3, log)
+        finally:
+            stack.close()
+
+
+def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log: Any) -> dict[str, Any]:
+    from kafka.errors import KafkaError
+
+    from infra.kafka.tail import TopicTail
+    from producers.client import PublishClient
+    from schemas.topics import Topic
+
+    rnd = random.Random(config.seed)
+    for which, faults in emulator_faults(config).items():
+        stack.emus.control(which, "POST", "/_control/faults", {"faults": faults})
+    procs = stack.start_workers()
+    articles = Articles(f"drill{config.seed}")
+    docs: list[dict[str, Any]] = []
+    expected: set[tuple[str, int, str, str]] = set()
+    while len(docs) < config.articles or len(expected) < config.min_deliveries:
+        doc = articles.next()
+        docs.append(doc)
+        for channel, targets in stack.routes(doc).items():
+            expected |= {(doc["uri"], 1, channel, t) for t in targets}
+    uris = {d["uri"] for d in docs}
+    log(f"{config.name}: {len(docs)} articles, {len(expected)} deliveries expected over {[c.value for c in stack.channels]} "
+        f"(loudspeaker: {stack.loudspeaker_reason})")
+
+    kills = kill_schedule(list(procs), config, rnd)
+    restart_at: dict[str, float] = {}
+    receipts = TopicTail(broker.bootstrap, stack.settings.topic(Topic.RECEIPTS))
+    settled: set[tuple[str, int, str, str]] = set()
+    timings: dict[str, float] = {}
+    client = PublishClient(stack.settings)
+    sent = 0
+    t0 = time.monotonic()
+    s3_state = "up"
+    try:
+        while True:
+            now = time.monotonic() - t0
+            # The supervisor: restart what was killed once its delay is over, and what died by itself.
+            for name, p in procs.items():
+                if name in restart_at:
+                    if now >= restart_at[name]:
+                        del restart_at[name]
+                        p.restart()
+                elif not p.alive():
+                    log(f"{config.name}: {name} exited by itself at {now:.0f}s (code {p.proc.returncode}); restarting")
+                    p.supervise()
+            # The CMS: articles at a steady pace, retried while the broker is away.
+            while sent < len(docs) and now >= sent * config.publish_over_s / len(docs):
+                try:
+                    client.publish(orjson.dumps(docs[sent]), timeout_s=5.0)
+                    sent += 1
+                except KafkaError as exc:
+                    log(f"{config.name}: publish retried ({type(exc).__name__})")
+                    break
+            # Faults.
+            while kills and kills[0][0] <= now:
+                _, name = kills[0]
+                if not procs[name].alive():
+                    break  # still down from the last kill: this one waits its turn
+                kills.pop(0)
+                procs[name].kill9()
+                restart_at[name] = now + rnd.uniform(0.2, 2.0)
+                log(f"{config.name}: {now:.0f}s: kill -9 {name} (#{procs[name].kills}), restart at {restart_at[name]:.0f}s")
+            if s3_state == "up" and now >= config.s3_down_at_s:
+                s3.pause(mode="stop")
+                s3_state, timings["s3_down_at"] = "down", now
+            elif s3_state == "down" and now >= config.s3_down_at_s + config.s3_down_s:
+                s3.resume()
+                s3_state, timings["s3_down_s"] = "back", time.monotonic() - t0 - timings["s3_down_at"]
+            restart_at_s = config.broker_restart_at_s
+            if restart_at_s is None:
+                timings.setdefault("broker_restart_s", -1.0)
+            elif "broker_restart_s" not in timings and now >= restart_at_s:
+                started = time.monotonic()
+                broker.restart()
+                timings["broker_restart_s"] = time.monotonic() - started
+                log(f"{config.name}: broker restarted in {timings['broker_restart_s']:.1f}s at {now:.0f}s")
+            # Progress, from the receipts.
+            for rec in receipts.poll():
+                r = orjson.loads(rec.value)
+                if r.get("stage") == "delivery" and r.get("outcome") in ("delivered", "failed"):
+                    settled.add((r["uri"], int(r.get("version") or 1), r["channel"], r["target"]))
+            done = expected <= settled
+            if done and not kills and not restart_at and s3_state == "back" and "broker_restart_s" in timings:
+                break
+            if now > config.deadline_s:
+                log(f"{config.name}: deadline: {len(expected & settled)}/{len(expected)} settled")
+                break
+            if int(now) % 15 == 0 and int(now) != timings.get("_last_log"):
+                timings["_last_log"] = int(now)
+                log(f"{config.name}: {now:.0f}s: {sent}/{len(docs)} published, {len(expected & settled)}/"
+                    f"{len(expected)} settled, {sum(p.kills for p in procs.values())} kills, S3 {s3_state}")
+            time.sleep(0.1)
+        timings["settled_s"] = time.monotonic() - t0
+        time.sleep(3.0)  # effects of the last batch land, offsets are committed; then nothing moves
+        lag = _lag(broker.bootstrap, stack)  # while the workers are still members of their groups
+        stack.stop_workers()
+    finally:
+        client.close()
+        receipts.close()
+    dead = _dead_letters(broker.bootstrap, stack.settings.topic(Topic.DEADLETTER))
+    effects = stack.effect_keys(uris)
+    fired = {w: stack.emus.control(w, "GET", "/_control/stats").get("faults_fired", {}) for w in ("graph", "zalo")}
+    counts = _count(expected, effects, dead, settled)
+    counts.update(
+        kills={n: p.kills for n, p in procs.items()},
+        crashes={n: p.crashes for n, p in procs.items()},
+        faults_fired=fired,
+        broker_restart_s=round(timings.get("broker_restart_s", -1), 1),
+        s3_down_s=round(timings.get("s3_down_s", -1), 1),
+        settled_after_s=round(timings["settled_s"], 1),
+        lag_at_end=lag,
+        channels=[c.value for c in stack.channels],
+        config=asdict(config),
+    )
+    out = ROOT / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    (out / f"{config.name}.json").write_text(json.dumps(counts, indent=2, ensure_ascii=False, default=str))
+    return counts
+
+
+def _lag(bootstrap: str, stack: PipelineStack) -> dict[str, int]:
+    """Records not yet committed per consumer group and input topic at the end: > 0 is a stuck
+    partition (or unfinished work) that the counts alone would hide."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from schemas.topics import Topic
+
+    groups = {stack.settings.app_id: stack.settings.topic(Topic.CMS_ARTICLES)}
+    for c in stack.channels:
+        groups[f"{stack.settings.topic_prefix}lantoa-{c.value}"] = stack.settings.topic(Topic.commands(c))
+    out: dict[str, int] = {}
+    for group, topic in groups.items():
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            end = consumer.end_offsets(tps)
+            stuck = {tp.partition: end[tp] - (consumer.committed(tp) or 0) for tp in tps}
+            out[topic.removeprefix(stack.settings.topic_prefix)] = sum(stuck.values())
+            if any(stuck.values()):
+                name = topic.removeprefix(stack.settings.topic_prefix)
+                out[name + " by partition"] = stuck  # type: ignore[assignment]
+                out[name + " group"] = _group_members(bootstrap, group)  # type: ignore[assignment]
+        finally:
+            consumer.close()
+    return out
+
+
+def _group_members(bootstrap: str, group: str) -> dict[str, Any]:
+    """State and members (with what they were assigned) of a consumer group, for a stuck one."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lantoa-drill-admin")
+    try:
+        described = admin.describe_groups([group])
+    finally:
+        admin.close()
+    info = described.get(group, described) if isinstance(described, dict) else described
+    if isinstance(info, list):
+        info = info[0] if info else {}
+    text = repr(info)
+    return {"state": info.get("group_state", info.get("state")) if isinstance(info, dict) else None,
+            "raw": text[:3000]}
+
+
+def _dead_letters(bootstrap: str, topic: str) -> dict[tuple[str, int, str, str], str]:
+    """(uri, version, channel, target) → reason, for every dead-lettered command."""
+    from infra.kafka.tail import TopicTail
+
+    tail = TopicTail(bootstrap, topic)
+    try:
+        records = tail.settle(1.0)
+    finally:
+        tail.close()
+    out: dict[tuple[str, int, str, str], str] = {}
+    for rec in records:
+        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in rec.headers or []}
+        try:
+            cmd = orjson.loads(rec.value)
+            key = (str(cmd["uri"]), int(cmd["version"]), str(cmd["channel"]), str(cmd["target"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            key = ("?", 0, headers.get("dlq_topic", "?"), f"{headers.get('dlq_partition')}@{headers.get('dlq_offset')}")
+        out[key] = headers.get("dlq_reason", "")
+    return out
+
+
+def _count(expected: set[tuple[str, int, str, str]], effects: collections.Counter[tuple[str, int, str, str]],
+           dead: dict[tuple[str, int, str, str], str], settled: set[tuple[str, int, str, str]]) -> dict[str, Any]:
+    delivered = {k for k, n in effects.items() if n >= 1} & expected
+    dead_keys = set(dead) & expected
+    lost = expected - delivered - dead_keys
+    per_channel: dict[str, dict[str, int]] = {}
+    for ch in sorted({k[2] for k in expected}):
+        exp = {k for k in expected if k[2] == ch}
+        per_channel[ch] = {"expected": len(exp), "delivered": len(delivered & exp), "dead_lettered": len(dead_keys & exp),
+                           "duplicates": sum(effects[k] - 1 for k in exp if effects[k] > 1), "lost": len(lost & exp)}
+    reasons = collections.Counter(reason.split(":")[0][:80] for k, reason in dead.items() if k in expected)
+    return {
+        "expected": len(expected),
+        "delivered": len(delivered),
+        "duplicates": sum(n - 1 for k, n in effects.items() if n > 1 and k in expected),
+        "lost": len(lost),
+        "dead_lettered": len(dead_keys),
+        "delivered_and_dead_lettered": len(delivered & dead_keys),
+        "dead_letters_without_reason": sum(1 for k, r in dead.items() if k in expected and not r.strip()),
+        "unexpected_effects": sum(n for k, n in effects.items() if k not in expected),
+        "not_settled_by_receipts": len(expected - settled),
+        "per_channel": per_channel,
+        "dead_letter_reasons": dict(reasons),
+        "lost_examples": sorted(lost)[:5],
+        "duplicate_examples": sorted(k for k, n in effects.items() if n > 1)[:5],
+    }
+
+
+def ok(counts: dict[str, Any]) -> bool:
+    """The drill's verdict: nothing lost, nothing twice, every dead letter with its reason."""
+    return bool(counts["lost"] == 0 and counts["duplicates"] == 0 and counts["dead_letters_without_reason"] == 0
+                and counts["delivered_and_dead_lettered"] == 0 and counts["unexpected_effects"] == 0)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.drill", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", action="store_true", help="the CI form: fewer deliveries and kills")
+    parser.add_argument("--seed", type=int, default=None)
+    ns = parser.parse_args(argv)
+    config = SHORT if ns.short else DrillConfig()
+    if ns.seed is not None:
+        config = DrillConfig(**{**asdict(config), "seed": ns.seed})
+    counts = run_drill(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    summary = {k: counts[k] for k in ("expected", "delivered", "duplicates", "lost", "dead_lettered")}
+    print(json.dumps(summary))
+    print(json.dumps({k: v for k, v in counts.items() if k not in summary and k != "config"}, ensure_ascii=False))
+    return 0 if ok(counts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
