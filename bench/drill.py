@@ -140,8 +140,19 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
     restart_at: dict[str, float] = {}
     receipts = TopicTail(broker.bootstrap, stack.settings.topic(Topic.RECEIPTS))
     settled: set[tuple[str, int, str, str]] = set()
+    fanned_out: set[str] = set()  # uris the stream worker decided on (a fanout or policy receipt)
+    events: list[tuple[str, int, int]] = []  # (uri, partition, offset) of every CMS event produced
     timings: dict[str, float] = {}
     client = PublishClient(stack.settings)
+
+    def absorb(records: list[Any]) -> None:
+        for rec in records:
+            r = orjson.loads(rec.value)
+            if r.get("stage") in ("fanout", "policy"):
+                fanned_out.add(r["uri"])
+            if r.get("stage") == "delivery" and r.get("outcome") in ("delivered", "failed"):
+                settled.add((r["uri"], int(r.get("version") or 1), r["channel"], r["target"]))
+
     sent = 0
     t0 = time.monotonic()
     s3_state = "up"
@@ -160,7 +171,8 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
             # The CMS: articles at a steady pace, retried while the broker is away.
             while sent < len(docs) and now >= sent * config.publish_over_s / len(docs):
                 try:
-                    client.publish(orjson.dumps(docs[sent]), timeout_s=5.0)
+                    meta = client.publish(orjson.dumps(docs[sent]), timeout_s=5.0)
+                    events.append((meta.uri, meta.partition, meta.offset))
                     sent += 1
                 except KafkaError as exc:
                     log(f"{config.name}: publish retried ({type(exc).__name__})")
@@ -188,11 +200,7 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
                 broker.restart()
                 timings["broker_restart_s"] = time.monotonic() - started
                 log(f"{config.name}: broker restarted in {timings['broker_restart_s']:.1f}s at {now:.0f}s")
-            # Progress, from the receipts.
-            for rec in receipts.poll():
-                r = orjson.loads(rec.value)
-                if r.get("stage") == "delivery" and r.get("outcome") in ("delivered", "failed"):
-                    settled.add((r["uri"], int(r.get("version") or 1), r["channel"], r["target"]))
+            absorb(receipts.poll())  # progress, from the receipts
             done = expected <= settled
             if done and not kills and not restart_at and s3_state == "back" and "broker_restart_s" in timings:
                 break
@@ -206,7 +214,9 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
             time.sleep(0.1)
         timings["settled_s"] = time.monotonic() - t0
         time.sleep(3.0)  # effects of the last batch land, offsets are committed; then nothing moves
+        absorb(receipts.poll())
         lag = _lag(broker.bootstrap, stack)  # while the workers are still members of their groups
+        intake = _intake(broker.bootstrap, stack, events, fanned_out)
         stack.stop_workers()
     finally:
         client.close()
@@ -223,6 +233,7 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
         s3_down_s=round(timings.get("s3_down_s", -1), 1),
         settled_after_s=round(timings["settled_s"], 1),
         lag_at_end=lag,
+        intake=intake,
         channels=[c.value for c in stack.channels],
         config=asdict(config),
     )
@@ -257,6 +268,28 @@ def _lag(bootstrap: str, stack: PipelineStack) -> dict[str, int]:
         finally:
             consumer.close()
     return out
+
+
+def _intake(bootstrap: str, stack: PipelineStack, events: list[tuple[str, int, int]],
+            fanned_out: set[str]) -> dict[str, Any]:
+    """What the stream worker did with each CMS event: decided on (a fanout/policy receipt for its
+    uri), still waiting (offset not committed: a stuck partition), or **committed without a
+    decision** (its offset is behind the group's commit but nothing was produced for it: lost)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from schemas.topics import Topic
+
+    topic = stack.settings.topic(Topic.CMS_ARTICLES)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=stack.settings.app_id, enable_auto_commit=False)
+    try:
+        committed = {p: consumer.committed(TopicPartition(topic, p)) or 0 for p in {p for _, p, _ in events}}
+    finally:
+        consumer.close()
+    waiting = [(u, p, o) for u, p, o in events if u not in fanned_out and o >= committed[p]]
+    skipped = [(u, p, o) for u, p, o in events if u not in fanned_out and o < committed[p]]
+    return {"events": len(events), "decided": sum(1 for u, _, _ in events if u in fanned_out),
+            "not_committed": len(waiting), "committed_without_decision": len(skipped),
+            "committed_without_decision_examples": [f"{u} p{p}@{o}" for u, p, o in skipped[:6]]}
 
 
 def _group_members(bootstrap: str, group: str) -> dict[str, Any]:
@@ -328,7 +361,8 @@ def _count(expected: set[tuple[str, int, str, str]], effects: collections.Counte
 def ok(counts: dict[str, Any]) -> bool:
     """The drill's verdict: nothing lost, nothing twice, every dead letter with its reason."""
     return bool(counts["lost"] == 0 and counts["duplicates"] == 0 and counts["dead_letters_without_reason"] == 0
-                and counts["delivered_and_dead_lettered"] == 0 and counts["unexpected_effects"] == 0)
+                and counts["delivered_and_dead_lettered"] == 0 and counts["unexpected_effects"] == 0
+                and counts.get("intake", {}).get("committed_without_decision", 0) == 0)
 
 
 def main(argv: list[str]) -> int:
