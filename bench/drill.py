@@ -1,6 +1,6 @@
 """Fault drill: kill -9 every worker type, restart the broker, take S3 away, let the platforms fail.
 
-    python -m bench.drill [--short] [--seed N]        (make drill; the short form runs in CI)
+    python -m bench.drill [--short] [--seed N]        (make drill [DRILL_ARGS=--short])
 
 The drill owns its broker (a fresh ``KafkaBroker``, never LANTOA_KAFKA_BOOTSTRAP: it restarts it)
 and its S3 server, and runs the whole pipeline as processes (bench/pipeline.py's stack): the
@@ -16,7 +16,9 @@ Articles are published steadily by ``PublishClient`` while, on a seeded random s
 
 Then every (uri, version, channel, target) the routing plan expects must have exactly one effect
 at the platforms (fanpage posts and Zalo messages found by the article marker, S3 object versions
-of the archived document) or a dead letter with its reason. The counts are printed as JSON and
+of the archived document, bulletins in zone schedules) or a dead letter with its reason, and every
+CMS event must have been decided on by the stream worker (no offset committed past an event it
+never processed). The counts are printed as JSON and
 written to ``test-artifacts/drill[-short].json``: expected, delivered, duplicates, lost,
 dead_lettered, plus kills, crashes, faults fired and timings.
 """
