@@ -24,6 +24,7 @@ CONTRACTS = (
     "question",
     "ledger",
     "emergency",
+    "article-state",
 )
 
 

@@ -39,6 +39,7 @@ class Topic(StrEnum):
     RECEIPTS = "distribution.receipts"
     DEADLETTER = "distribution.deadletter"
     EMBARGO_RELEASES = "streams.embargo.releases"
+    ARTICLE_STATE = "streams.article.state"
     EMERGENCY_COMMANDS = "distribution.emergency.commands"
     LOUDSPEAKER_LEDGER = "distribution.loudspeaker.ledger"
     LOUDSPEAKER_RETRY_10S = "distribution.loudspeaker.retry.10s"

@@ -22,8 +22,10 @@ def test_every_topic_has_a_descriptor_with_sane_config() -> None:
         assert desc.partitions >= 1
         assert desc.cleanup_policy in ("delete", "compact")
         assert desc.producers and desc.consumers, desc.topic
-    # co-partitioning the Faust table relies on
+    # co-partitioning the stream worker's article state relies on
     assert found[Topic.EMBARGO_RELEASES].partitions == found[Topic.CMS_ARTICLES].partitions
+    assert found[Topic.ARTICLE_STATE].partitions == found[Topic.CMS_ARTICLES].partitions
+    assert found[Topic.ARTICLE_STATE].cleanup_policy == "compact"
     assert found[Topic.TARGETS].cleanup_policy == "compact"
 
 

@@ -1,0 +1,95 @@
+"""A partitioned in-memory view of a compacted topic, for the partitions a worker owns.
+
+The stream worker keeps its article state this way (and the adapters their ledgers): the worker
+that owns input partition p owns partition p of the compacted topic, reads it from the beginning
+to its end when p is assigned, forgets it when p is revoked, and writes every change as a record
+to partition p (``record``) that the caller produces before committing the input offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from infra.kafka.outbox import OutRecord
+from schemas.codec import decode, encode
+from schemas.errors import InvalidContent
+
+log = logging.getLogger(__name__)
+
+
+class CompactedView:
+    """key → latest JSON value, per owned partition; ``None`` values (tombstones) delete."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._parts: dict[int, dict[str, Any]] = {}
+
+    def get(self, partition: int, key: str) -> Any | None:
+        return self._parts.get(partition, {}).get(key)
+
+    def owned(self) -> set[int]:
+        return set(self._parts)
+
+    def items(self, partition: int) -> Iterator[tuple[str, Any]]:
+        yield from list(self._parts.get(partition, {}).items())
+
+    def size(self) -> int:
+        return sum(len(v) for v in self._parts.values())
+
+    def drop(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self._parts.pop(p, None)
+
+    def apply(self, partition: int, key: str, value: Any | None) -> None:
+        part = self._parts.setdefault(partition, {})
+        if value is None:
+            part.pop(key, None)
+        else:
+            part[key] = value
+
+    def record(self, partition: int, key: str, value: Any | None) -> OutRecord:
+        """Apply the change here and return the record that makes it durable."""
+        self.apply(partition, key, value)
+        return OutRecord(self.topic, key.encode(), None if value is None else encode(value), partition=partition)
+
+    async def load(self, bootstrap: str, partitions: set[int], client_id: str) -> None:
+        """Read the given partitions (those not held yet) from the beginning to their end."""
+        todo = sorted(p for p in partitions if p not in self._parts)
+        if not todo:
+            return
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                    client_id=f"{client_id}-restore")
+        await consumer.start()
+        try:
+            tps = [TopicPartition(self.topic, p) for p in todo]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            loaded: dict[int, dict[str, Any]] = {p: {} for p in todo}
+            remaining = {tp for tp in tps if end[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20000)
+                for tp, recs in batch.items():
+                    part = loaded[tp.partition]
+                    for rec in recs:
+                        if rec.key is None:
+                            continue
+                        key = rec.key.decode("utf-8", "replace")
+                        if rec.value is None:
+                            part.pop(key, None)
+                            continue
+                        try:
+                            part[key] = decode(rec.value)
+                        except InvalidContent:
+                            log.error("unreadable entry at %s[%d]@%d", self.topic, tp.partition, rec.offset)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= end[tp]:
+                        remaining.discard(tp)
+            self._parts.update(loaded)
+            log.info("%s: restored partitions %s (%d keys held)", self.topic, todo, self.size())
+        finally:
+            await consumer.stop()
