@@ -2,7 +2,9 @@
 
 Two kinds of entries (schemas/json/ledger.v1.json):
 - command entries, key = command id: ``intent`` is written (and acknowledged) before the effect,
-  then ``done``, ``unknown`` or ``failed``. A replayed command whose entry is ``done`` is
+  then ``done``, ``unknown`` or ``failed``. The runtime writes the intents of a whole batch in one
+  acknowledged send; a command that then produces no effect after all (its target got paused, a
+  newer version went live first) has its fresh intent removed again (a tombstone). A replayed command whose entry is ``done`` is
   acknowledged without a second effect; ``intent``/``unknown`` means "reconcile first".
 - live entries, key = ``live|<uri>|<target>``: the effect now out at the target for the article
   (its external id and version, or that it was retracted). Updates edit it, retractions remove it,
@@ -70,6 +72,11 @@ class Ledger:
         """Apply locally and return the record that makes it durable."""
         self._apply(partition, key, value)
         return OutRecord(self.topic, key.encode(), encode(value), partition=partition)
+
+    def forget(self, partition: int, key: str) -> OutRecord:
+        """Remove an entry (a tombstone on the compacted topic): as if it had never been written."""
+        self._apply(partition, key, None)
+        return OutRecord(self.topic, key.encode(), None, partition=partition)
 
     def command_entry(self, partition: int, cmd: Command, state: str, at: str, *, attempts: int,
                       outcome: str | None = None, external_id: str | None = None, reason: str | None = None,

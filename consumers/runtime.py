@@ -10,6 +10,17 @@ commands of one target strictly in order. Per command:
     intent/unknown   → reconcile with the platform first (find the effect by our marker)
     otherwise        → ledger intent (acknowledged) → effect → ledger done + live + receipt
 
+The intents are not written one command at a time (one acks=all round trip before every effect
+made a target's commands wait ~40 ms each): before the batch's effects start, every command that
+will probably need one (no ledger entry yet, target not paused, not superseded, first time in the
+batch) gets its intent in ONE acknowledged send. A command that then produces no effect after all
+(its target got paused by an earlier command, a newer version went live earlier in the batch) has
+that fresh intent removed again (a tombstone, sent with the batch's other records), so that a
+replay does not reconcile for nothing. Everything else (a replayed failure, an intent/unknown entry
+to reconcile first) keeps the one-command path: intent after the reconciliation, before the effect.
+A crash anywhere leaves either no intent (no effect was attempted) or an intent (reconciled on
+replay before any resend).
+
 Offsets are committed after the batch's ledger entries, receipts, retries and dead letters are
 acknowledged by Kafka. Anything unexpected stops the worker without committing.
 """
@@ -72,6 +83,9 @@ class _Work:
     value: bytes | None
     headers: list[tuple[str, bytes]]
     attempt: int
+    cmd: Command | None = None
+    invalid: str | None = None  # why it does not decode/validate (a dead letter)
+    prewritten: bool = False  # its intent went out with the batch's intents (no entry before)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -204,9 +218,13 @@ class DeliveryRuntime:
                 commit[tp] = rec.offset + 1
         if not work:
             return
+        for w in work:
+            self._decode(w)
         by_target: OrderedDict[bytes, list[_Work]] = OrderedDict()
         for w in work:
             by_target.setdefault(w.key or b"", []).append(w)
+        # Durable before any effect of the batch starts (invariant 2): one round trip, not one per command.
+        await self.outbox.send_all(self._batch_intents(work))
         sem = asyncio.Semaphore(self.config.concurrency)
         out: list[OutRecord] = []
 
@@ -220,21 +238,61 @@ class DeliveryRuntime:
         await self._consumer.commit(commit)
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
 
-    # -- one command --------------------------------------------------------------------------
+    # -- the batch's intents ------------------------------------------------------------------
 
-    async def _process(self, w: _Work) -> list[OutRecord]:
-        at = utc_now_iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+    def _decode(self, w: _Work) -> None:
+        """Decode and validate one record: sets ``w.cmd``, or ``w.invalid`` with the reason."""
         try:
             raw = decode(w.value)
             contracts.check("command", raw)
             cmd = Command.from_dict(raw)
             if cmd.channel is not self.channel:
                 raise InvalidContent(f"a {cmd.channel.value} command on the {self.channel.value} topic")
+            w.cmd = cmd
         except InvalidContent as exc:
-            return [self._dead_letter(w, exc.reason, "decode", at)]
+            w.invalid = exc.reason
+
+    def _batch_intents(self, work: list[_Work]) -> list[OutRecord]:
+        """The intent entries of the commands that will (as far as the ledger tells now) produce an
+        effect: new to the ledger, target not paused, nothing newer live. Applied to the in-memory
+        ledger at once; the caller makes them durable before any effect."""
+        at = utc_now_iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        records: list[OutRecord] = []
+        seen: set[tuple[int, str]] = set()
+        for w in work:
+            cmd = w.cmd
+            if cmd is None:
+                continue
+            partition, cid = w.tp.partition, cmd.key.command_id()
+            if (partition, cid) in seen or self.ledger.command(partition, cid) is not None:
+                continue  # a duplicate waits for the first's outcome; an entry takes the one-command path
+            seen.add((partition, cid))
+            if self.limiter.paused_for(self._scope(cmd.target), cmd.priority is Priority.EMERGENCY) > 0:
+                continue
+            if self._superseded(cmd, self.ledger.live(partition, cmd.key.uri, cmd.target)):
+                continue
+            records.append(self.ledger.command_entry(partition, cmd, "intent", at, attempts=1, detail={"progress": {}}))
+            w.prewritten = True
+        return records
+
+    def _no_effect(self, w: _Work, cmd: Command, records: list[OutRecord]) -> list[OutRecord]:
+        """A command that ends without an attempt: take back the intent the batch wrote for it."""
+        if w.prewritten:
+            w.prewritten = False
+            records.append(self.ledger.forget(w.tp.partition, cmd.key.command_id()))
+        return records
+
+    # -- one command --------------------------------------------------------------------------
+
+    async def _process(self, w: _Work) -> list[OutRecord]:
+        at = utc_now_iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        if w.cmd is None:
+            return [self._dead_letter(w, w.invalid or "invalid command", "decode", at)]
+        cmd = w.cmd
         partition = w.tp.partition
         cid = cmd.key.command_id()
-        entry = self.ledger.command(partition, cid)
+        # The batch's own intent for this command stands for "no entry yet" (the ledger had none).
+        entry = None if w.prewritten else self.ledger.command(partition, cid)
         if entry and entry["state"] == "done":
             return [self._receipt(cmd, entry["outcome"], at, external_id=entry.get("external_id"))]
         replayed = any(k == "replay" for k, _ in w.headers)
@@ -246,12 +304,13 @@ class DeliveryRuntime:
         wait = self.limiter.paused_for(scope, urgent)
         if wait > 0:
             metrics.RETRIES.labels(self.channel.value, "paused").inc()
-            return self._schedule(w, cmd, at, f"target paused: {self.limiter.reason(scope)}", wait, count=False)
+            return self._no_effect(w, cmd, self._schedule(w, cmd, at, f"target paused: {self.limiter.reason(scope)}",
+                                                          wait, count=False))
 
         live = self.ledger.live(partition, cmd.key.uri, cmd.target)
         superseded = self._superseded(cmd, live)
         if superseded:
-            return [self._receipt(cmd, "skipped", at, reason=superseded)]
+            return self._no_effect(w, cmd, [self._receipt(cmd, "skipped", at, reason=superseded)])
 
         attempts = int((entry or {}).get("attempts", 0))
 
@@ -273,8 +332,10 @@ class DeliveryRuntime:
                 metrics.RECONCILED.labels(self.channel.value, "found" if found else "absent").inc()
                 if found is not None:
                     return self._done(partition, cmd, found, at, attempts)
-            await self.outbox.send_all([self.ledger.command_entry(
-                partition, cmd, "intent", at, attempts=attempts + 1, detail={"progress": prior.progress})])
+            if not w.prewritten:
+                await self.outbox.send_all([self.ledger.command_entry(
+                    partition, cmd, "intent", at, attempts=attempts + 1, detail={"progress": prior.progress})])
+            w.prewritten = False  # from here on the intent stays: the effect may happen
             effect = await self._deliver_with_retries(cmd, prior)
             return self._done(partition, cmd, effect, at, attempts + 1)
         except TargetPaused as exc:

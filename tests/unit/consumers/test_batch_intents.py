@@ -1,0 +1,201 @@
+"""The runtime's batched intents, without Kafka: a fake outbox records every awaited send.
+
+- a batch's intents go out in ONE acknowledged send, before the first effect;
+- a command that produces no effect after all (paused by an earlier command, superseded earlier in
+  the batch) has its fresh intent taken back (tombstone), so a replay does not reconcile;
+- a crash between the intents and the effects leaves intents that make a restarted worker
+  reconcile before any resend, and an effect found by reconciliation is not made twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+
+from consumers.base import Effect, Prior
+from consumers.errors import TargetPaused
+from consumers.retry import RetryPolicy
+from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from infra.kafka.outbox import OutRecord
+from schemas.codec import encode
+from schemas.models import Action, Command, IdempotencyKey, Priority
+from schemas.settings import Settings
+from schemas.topics import Channel, Topic
+
+TOPIC_PREFIX = "u."
+
+
+class FakeOutbox:
+    """Records each awaited ``send_all`` as one list of records (one acks=all round trip)."""
+
+    def __init__(self) -> None:
+        self.sends: list[list[OutRecord]] = []
+
+    async def send_all(self, records: list[OutRecord]) -> None:
+        if records:
+            self.sends.append(list(records))
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def assignment(self) -> set[TopicPartition]:
+        return set()
+
+
+class Crash(Exception):
+    """A bug or a kill: the worker stops without committing."""
+
+
+class Adapter:
+    channel: ClassVar[Channel] = Channel.FANPAGE
+
+    def __init__(self, outbox: FakeOutbox, *, crash_on: str | None = None, pause_on: str | None = None) -> None:
+        self.outbox, self.crash_on, self.pause_on = outbox, crash_on, pause_on
+        self.effects: list[tuple[str, str, int, str]] = []
+        self.sends_seen_at_effect: list[int] = []
+        self.reconciled: list[str] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def deliver(self, command: Command, prior: Prior) -> Effect:
+        if command.target == self.pause_on:
+            raise TargetPaused("rate limited (32)", 30.0)
+        self.sends_seen_at_effect.append(len(self.outbox.sends))
+        self.effects.append((command.target, command.key.uri, command.key.version, command.key.action.value))
+        if command.target == self.crash_on:
+            raise Crash("killed after the effect, before the outcome was recorded")
+        return Effect("deleted" if command.key.action is Action.RETRACT else "delivered", f"{command.target}#{len(self.effects)}")
+
+    async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
+        self.reconciled.append(command.target)
+        key = (command.target, command.key.uri, command.key.version, command.key.action.value)
+        return Effect("delivered", f"{command.target}#found") if key in self.effects else None
+
+
+@dataclass
+class Rec:
+    offset: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def command(uri: str, target: str, version: int = 1, action: Action = Action.PUBLISH) -> Command:
+    return Command(IdempotencyKey(uri, version, Channel.FANPAGE, target, action), Priority.NORMAL,
+                   "2026-11-26T01:00:00Z", {"message": "x"})
+
+
+def batch(commands: list[Command], tp: TopicPartition) -> dict[TopicPartition, list[Any]]:
+    return {tp: [Rec(i, c.target.encode(), encode(c.to_dict()), []) for i, c in enumerate(commands)]}
+
+
+def runtime(adapter: Adapter, outbox: FakeOutbox) -> DeliveryRuntime:
+    settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": TOPIC_PREFIX})
+    rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: 1000.0)
+    rt.outbox = outbox  # type: ignore[assignment]
+    rt._consumer = FakeConsumer()  # type: ignore[assignment]
+    return rt
+
+
+def ledger_records(sends: list[list[OutRecord]], settings_topic: str) -> list[tuple[str, dict[str, Any] | None]]:
+    return [(r.key.decode(), None if r.value is None else orjson.loads(r.value))
+            for send in sends for r in send if r.topic == settings_topic]
+
+
+@pytest.fixture
+def tp() -> TopicPartition:
+    return TopicPartition(TOPIC_PREFIX + Topic.commands(Channel.FANPAGE).value, 0)
+
+
+async def test_a_batch_writes_its_intents_in_one_send_before_any_effect(tp: TopicPartition) -> None:
+    outbox = FakeOutbox()
+    adapter = Adapter(outbox)
+    rt = runtime(adapter, outbox)
+    cmds = [command(f"urn:a:{i}", f"fanpage:p{i % 7}") for i in range(40)]
+    await rt._handle(batch(cmds, tp))
+    assert len(adapter.effects) == 40
+    # send 1: the 40 intents; send 2: done + live + receipt of each. Nothing awaited per command.
+    assert len(outbox.sends) == 2
+    first = [orjson.loads(r.value) for r in outbox.sends[0] if r.value is not None]
+    assert len(first) == 40 and {v["state"] for v in first} == {"intent"}
+    assert all(r.topic == rt.ledger.topic for r in outbox.sends[0])
+    assert set(adapter.sends_seen_at_effect) == {1}  # every effect started after the intents were acknowledged
+    states = Counter(v["state"] for k, v in ledger_records(outbox.sends[1:], rt.ledger.topic) if v and v["kind"] == "command")
+    assert states == Counter({"done": 40})
+    assert rt._consumer.commits == [{tp: 40}]  # type: ignore[union-attr]
+
+
+async def test_commands_that_end_without_an_effect_take_their_intent_back(tp: TopicPartition) -> None:
+    outbox = FakeOutbox()
+    adapter = Adapter(outbox, pause_on="fanpage:busy")
+    rt = runtime(adapter, outbox)
+    uri = "urn:a:order"
+    cmds = [
+        command(uri, "fanpage:busy"), command("urn:a:other", "fanpage:busy"),  # paused by the first one
+        command(uri, "fanpage:ok", 2, Action.UPDATE), command(uri, "fanpage:ok", 1),  # v1 superseded by v2
+        command(uri, "fanpage:ok2"),
+    ]
+    await rt._handle(batch(cmds, tp))
+    assert len(outbox.sends[0]) == 5  # all five looked deliverable when the batch started
+    later = dict(ledger_records(outbox.sends[1:], rt.ledger.topic))
+    paused_first, paused_second, _, superseded, _ = (c.key.command_id() for c in cmds)
+    # the first busy command was attempted (the platform refused): its intent stays, as before
+    assert paused_first not in later and rt.ledger.command(0, paused_first)["state"] == "intent"  # type: ignore[index]
+    # parked behind the pause and superseded: no attempt, so no intent left to reconcile on replay
+    assert later[paused_second] is None and rt.ledger.command(0, paused_second) is None
+    assert later[superseded] is None and rt.ledger.command(0, superseded) is None
+    assert [e[:3] for e in adapter.effects] == [("fanpage:ok", uri, 2), ("fanpage:ok2", uri, 1)]
+
+
+async def test_a_crash_between_intent_and_effect_is_reconciled_not_resent(tp: TopicPartition) -> None:
+    outbox = FakeOutbox()
+    adapter = Adapter(outbox, crash_on="fanpage:doomed")
+    rt = runtime(adapter, outbox)
+    cmds = [command("urn:a:1", "fanpage:doomed"), command("urn:a:2", "fanpage:doomed"), command("urn:a:3", "fanpage:calm")]
+    with pytest.raises(Crash):
+        await rt._handle(batch(cmds, tp))
+    assert rt._consumer.commits == []  # type: ignore[union-attr]
+    assert len(outbox.sends) == 1  # only the intents reached Kafka
+
+    # A restarted worker rebuilds its ledger from what Kafka acknowledged, then gets the batch again.
+    outbox2 = FakeOutbox()
+    adapter2 = Adapter(outbox2)
+    adapter2.effects = list(adapter.effects)  # the platform keeps what was posted before the crash
+    rt2 = runtime(adapter2, outbox2)
+    for key, value in ledger_records(outbox.sends, rt.ledger.topic):
+        rt2.ledger._apply(0, key, value)
+    await rt2._handle(batch(cmds, tp))
+    # all three had an intent: each is looked up first; the one made before the crash is found
+    assert sorted(adapter2.reconciled) == ["fanpage:calm", "fanpage:doomed", "fanpage:doomed"]
+    made = Counter(e[:2] for e in adapter2.effects)
+    assert made == Counter({("fanpage:doomed", "urn:a:1"): 1, ("fanpage:doomed", "urn:a:2"): 1, ("fanpage:calm", "urn:a:3"): 1})
+    # one-command path for reconciled commands: intent after reconciliation, before the effect
+    assert all(e is not None and e["state"] == "done"
+               for e in (rt2.ledger.command(0, c.key.command_id()) for c in cmds))
+
+
+async def test_a_replayed_batch_is_acknowledged_without_effects_or_intents(tp: TopicPartition) -> None:
+    outbox = FakeOutbox()
+    adapter = Adapter(outbox)
+    rt = runtime(adapter, outbox)
+    cmds = [command(f"urn:a:{i}", f"fanpage:p{i % 3}") for i in range(9)]
+    await rt._handle(batch(cmds, tp))
+    before = len(outbox.sends)
+    await rt._handle(batch(cmds + cmds[:2], tp))  # replay, with duplicates inside the batch
+    assert len(adapter.effects) == 9
+    assert len(outbox.sends) == before + 1  # receipts only: no intents
+    assert all(r.topic != rt.ledger.topic for r in outbox.sends[-1])
