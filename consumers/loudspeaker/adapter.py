@@ -27,14 +27,19 @@ receipt, before the offset commit, by the worker that owns the zone's partition.
   ledger view of that article in that zone) is merged in too; for one uri the higher
   (version, retracted) wins, as in the runtime.
 - Another worker may have owned the zone meanwhile (a rebalance). The platform detects it:
-  every PUT carries ``If-Match`` with the etag this worker last saw for that zone and day, and
-  every schedule body carries a digest of the zone's bulletin set, so any change to the set by
-  anyone changes the etag. A 412 makes the adapter re-read the zone from the ledger (merging
-  its own not-yet-written effects), fetch the current schedule, and plan again.
+  every PUT carries ``If-Match`` with the etag this worker last saw for that zone and day
+  (``If-None-Match: *`` when it saw none), and the first day's body carries a digest of the
+  zone's bulletin set, so any change to the set by anyone changes that day's etag. A 412 makes
+  the adapter re-read the zone from the ledger (merging its own not-yet-written effects), fetch
+  the current schedule, and plan again.
+- Round trips: a zone new to this process and without ledger entries is not read first: its
+  days are PUT with ``If-None-Match: *`` (a 412 there means a schedule exists after all: it is
+  read and the zone planned again, without a ledger reload). Unchanged days are not sent.
 - Played or not comes from the platform's play reports (``GET /plays``), not from our state:
   ``ok`` means played (never planned again; a retraction then gets a correction),
   ``interrupted`` with airtime means heard (a retraction gets a correction) but it is planned
-  again while valid, ``offline`` means not heard.
+  again while valid, ``offline`` means not heard. Reports are asked for only when a window (or a
+  known slot) lies between the last fetch, or the first publication concerned, and now.
 """
 
 from __future__ import annotations
@@ -48,10 +53,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
+import orjson
+
 from consumers.base import Effect, Prior
 from consumers.errors import PermanentDeliveryError, TransientDeliveryError
 from consumers.loudspeaker.audio import Audio, AudioRenderer, article_audio_pointer, audio_for
-from consumers.loudspeaker.outputs import to_json
+from consumers.loudspeaker.bodies import body_digest, could_play, day_from_json, schedule_body
 from consumers.loudspeaker.platform import (
     PlatformClient,
     PlatformSchedule,
@@ -64,9 +71,6 @@ from consumers.loudspeaker.scheduler import (
     DEFAULT_EXPIRY_DAYS,
     Bulletin,
     DaySchedule,
-    Reason,
-    Slot,
-    Unplaced,
     correction_for,
     default_expiry,
     schedule_days,
@@ -86,8 +90,8 @@ from schemas.models import Action, Command, Priority, Target
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 
-# The platform client, the audio and the zone state live in their own modules (platform.py,
-# audio.py, zones.py); their names stay importable from here.
+# The platform client, the audio, the zone state and the schedule bodies live in their own modules
+# (platform.py, audio.py, zones.py, bodies.py); their names stay importable from here.
 __all__ = [
     "PLATFORM_SCOPE", "Audio", "AudioRenderer", "LedgerZoneSource", "LoudspeakerAdapter", "PlatformClient",
     "PlatformSchedule", "ScheduleConflict", "ZoneEntry", "ZoneSource", "article_audio_pointer", "audio_for",
@@ -101,47 +105,23 @@ UTC = timezone.utc
 PLATFORM_SCOPE = "loudspeaker-platform"
 
 
-# -- schedules as JSON ------------------------------------------------------------------------
+@dataclass
+class _Known:
+    """The schedule this worker last saw at the platform for one zone and day (etag None: none
+    there). Only a digest of the body is kept (``body_digest``), and the plan."""
 
-
-def schedule_body(plan: DaySchedule, digest: str) -> dict[str, Any]:
-    """What is PUT for a zone and day: the JSON output without its planning time (so that the
-    same plan is the same body, byte for byte) plus the digest of the zone's bulletin set."""
-    body = to_json(plan)
-    body.pop("as_of", None)
-    body["state"] = digest
-    return body
-
-
-def day_from_json(body: Mapping[str, Any]) -> DaySchedule:
-    """A DaySchedule back from a schedule body (``schedule_body``/``to_json``). Raises
-    KeyError/ValueError on a body that is not one."""
-    zone = str(body["zone"])
-
-    def moment(raw: Any) -> datetime:
-        parsed = aware_time(raw)
-        if parsed is None:
-            raise ValueError(f"not an aware time: {raw!r}")
-        return parsed
-
-    slots = tuple(
-        Slot(zone, str(s["bulletin_id"]), str(s["uri"]), int(s["version"]), Priority(s["priority"]),
-             moment(s["start"]), moment(s["end"]), int(s["window_index"]), str(s.get("title") or ""),
-             bool(s.get("correction")), float(s.get("duration_s") or 0.0), s.get("audio_url"), s.get("audio_path"))
-        for s in body.get("slots") or ())
-    unplaced = tuple(Unplaced(str(u["bulletin_id"]), str(u["uri"]), int(u["version"]), Reason(u["reason"]),
-                              str(u.get("detail") or "")) for u in body.get("unplaced") or ())
-    windows = tuple((moment(w["start"]), moment(w["end"])) for w in body.get("windows") or ())
-    return DaySchedule(zone, date.fromisoformat(str(body["date"])), str(body["timezone"]), windows, slots, unplaced)
+    etag: str | None
+    body: bytes | None
+    plan: DaySchedule | None
 
 
 @dataclass
-class _Known:
-    """The schedule this worker last saw at the platform for one zone and day."""
+class _Plays:
+    """The zone's play reports as last fetched: from ``since``, as of ``fetched_at``."""
 
-    etag: str | None
-    body: dict[str, Any] | None
-    plan: DaySchedule | None
+    since: datetime
+    fetched_at: datetime
+    plays: list[dict[str, Any]]
 
 
 @dataclass
@@ -149,6 +129,12 @@ class _Zone:
     entries: dict[str, ZoneEntry] = field(default_factory=dict)
     known: dict[date, _Known] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    plays: _Plays | None = None
+
+
+class _Fetched(Exception):
+    """A conditional PUT of a day never seen here (``If-None-Match: *``) found a schedule: it
+    has been read into ``known`` now; plan again (no ledger reload: nothing we saw has changed)."""
 
 
 # -- the adapter ------------------------------------------------------------------------------
@@ -174,11 +160,16 @@ class LoudspeakerAdapter:
 
     def __init__(self, client: PlatformClient, renderer: AudioRenderer, targets: Callable[[str], Target | None], *,
                  source: ZoneSource | None = None, clock: Callable[[], float] = time.time, days_ahead: int = 2,
-                 expiry_days: float = DEFAULT_EXPIRY_DAYS, plays_lookback_s: float = 7 * 86400.0) -> None:
+                 expiry_days: float = DEFAULT_EXPIRY_DAYS, plays_lookback_s: float = 7 * 86400.0,
+                 clock_margin_s: float = 120.0) -> None:
         self.client, self.renderer, self.targets, self.source = client, renderer, targets, source
         self.clock, self.days_ahead, self.expiry_days = clock, days_ahead, expiry_days
         self.plays_lookback_s = plays_lookback_s
+        # How far the platform's clock may be ahead of ours (or behind) when deciding that nothing
+        # can have played yet: a wider margin only costs a play-report GET now and then.
+        self.clock_margin_s = clock_margin_s
         self._zones: dict[str, _Zone] = {}
+        self._windows: dict[str, tuple[tuple[str, str], ZoneWindows]] = {}
         self.conflicts = 0  # 412s seen (another writer touched a zone)
 
     async def start(self) -> None:
@@ -203,25 +194,40 @@ class LoudspeakerAdapter:
         if command.priority is Priority.EMERGENCY:
             return Effect("skipped", None, {"reason": "emergencies go through the emergency lane"})
         code = platform_zone(target.id, target)
-        try:
-            windows = ZoneWindows.from_config(code, target.config)
-        except ValueError as exc:
-            raise PermanentDeliveryError(f"zone {target.id}: {exc}", alert=True) from exc
+        windows = self._zone_windows(target.id, code, target)
         zone = await self._zone(target.id)
         async with zone.lock:
             given = ZoneEntry.from_detail(prior.detail)
             if given is not None:
                 merge(zone.entries, given)
-            for attempt in (1, 2):
+            reloaded, fetched = False, 0
+            while True:
                 try:
                     return await self._apply(command, zone, code, windows)
+                except _Fetched:
+                    fetched += 1  # at most once per day pushed: a fetched day is known from now on
+                    if fetched > self.days_ahead:
+                        raise AssertionError("a day fetched after a 412 stayed unknown") from None
                 except ScheduleConflict as exc:
                     self.conflicts += 1
                     log.warning("zone %s changed at the platform (%s): reloading it", target.id, exc.current_etag)
-                    if attempt == 2:
+                    if reloaded:
                         raise TransientDeliveryError(f"zone {target.id}: schedule keeps changing under us") from exc
+                    reloaded = True
                     await self._reload(target.id, zone)
-        raise AssertionError("unreachable")
+
+    def _zone_windows(self, zone_id: str, code: str, target: Target) -> ZoneWindows:
+        # Parsed once per zone and config (a targets reload brings a new config: parsed again).
+        config = repr(sorted(target.config.items()))
+        cached = self._windows.get(zone_id)
+        if cached is not None and cached[0] == (code, config):
+            return cached[1]
+        try:
+            windows = ZoneWindows.from_config(code, target.config)
+        except ValueError as exc:
+            raise PermanentDeliveryError(f"zone {zone_id}: {exc}", alert=True) from exc
+        self._windows[zone_id] = ((code, config), windows)
+        return windows
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         return None  # every platform call is idempotent: delivering again is the reconciliation
@@ -256,7 +262,7 @@ class LoudspeakerAdapter:
                 return Effect("skipped", None, {"reason": "nothing of this article in the zone"})
             if old.retracted_at is not None and (old.retracted_version or 0) >= key.version:
                 return Effect("deleted", f"{code}/{old.bulletin.bulletin_id}", old.to_detail())
-            entry = await self._retract(command, old, zone, code, now)
+            entry = await self._retract(command, old, zone, code, windows, now)
             outcome = "deleted"
         else:
             if old is not None and old.rank() > (key.version, 0):
@@ -294,8 +300,9 @@ class LoudspeakerAdapter:
         return Bulletin(bid, command.key.uri, command.key.version, priority, title, audio.duration_s, published,
                         expires, audio.url, audio.path)
 
-    async def _retract(self, command: Command, old: ZoneEntry, zone: _Zone, code: str, now: datetime) -> ZoneEntry:
-        heard = await self._heard(zone, code, old, now)
+    async def _retract(self, command: Command, old: ZoneEntry, zone: _Zone, code: str, windows: ZoneWindows,
+                       now: datetime) -> ZoneEntry:
+        heard = await self._heard(zone, code, windows, old, now)
         correction = old.correction
         if heard is not None and correction is None:
             reason = str(command.payload.get("reason") or "").strip()
@@ -305,7 +312,8 @@ class LoudspeakerAdapter:
                                         expiry_days=self.expiry_days, audio_url=audio.url, audio_path=audio.path)
         return replace(old, retracted_version=command.key.version, retracted_at=now, correction=correction)
 
-    async def _heard(self, zone: _Zone, code: str, entry: ZoneEntry, now: datetime) -> str | None:
+    async def _heard(self, zone: _Zone, code: str, windows: ZoneWindows, entry: ZoneEntry,
+                     now: datetime) -> str | None:
         """The newest of the article's bulletins listeners heard (played, cut, or on air now)."""
         ids = [*entry.earlier, entry.bulletin.bulletin_id]
         for known in zone.known.values():  # on air right now: not reported yet, but heard
@@ -313,68 +321,120 @@ class LoudspeakerAdapter:
                 if s.bulletin_id in ids and s.start.astimezone(UTC) <= now < s.end.astimezone(UTC):
                     return s.bulletin_id
         since = min(now - timedelta(seconds=self.plays_lookback_s), entry.bulletin.published_at.astimezone(UTC))
-        heard = [p for p in await self.client.plays(code, since) if p.get("bulletin_id") in ids
+        # Earlier versions were published before this one, at times not kept: from ``since`` then.
+        earliest = since if entry.earlier else entry.bulletin.published_at.astimezone(UTC)
+        heard = [p for p in await self._plays(zone, code, windows, since, earliest, now)
+                 if p.get("bulletin_id") in ids
                  and (p.get("result") == "ok" or (p.get("result") == "interrupted" and float(p.get("played_s") or 0) > 0))]
         return str(max(heard, key=lambda p: ids.index(str(p["bulletin_id"])))["bulletin_id"]) if heard else None
 
-    async def _played(self, code: str, entries: Mapping[str, ZoneEntry], now: datetime) -> set[str]:
+    async def _played(self, zone: _Zone, code: str, windows: ZoneWindows, entries: Mapping[str, ZoneEntry],
+                      now: datetime) -> set[str]:
         """Bulletins not to plan again: played in full, or heard in part when since retracted (so
         that their corrections are planned)."""
         if not entries:
             return set()
         oldest = min(e.bulletin.published_at.astimezone(UTC) for e in entries.values())
         since = max(oldest, now - timedelta(seconds=self.plays_lookback_s))
+        earliest = since if any(e.earlier for e in entries.values()) else oldest
         retracted = {bid for e in entries.values() if e.retracted_at is not None
                      for bid in (*e.earlier, e.bulletin.bulletin_id)}
         played: set[str] = set()
-        for p in await self.client.plays(code, since):
+        for p in await self._plays(zone, code, windows, since, earliest, now):
             bid, result = str(p.get("bulletin_id")), p.get("result")
             if result == "ok" or (bid in retracted and result == "interrupted" and float(p.get("played_s") or 0) > 0):
                 played.add(bid)
         return played
 
+    async def _plays(self, zone: _Zone, code: str, windows: ZoneWindows, since: datetime, earliest: datetime,
+                     now: datetime) -> list[dict[str, Any]]:
+        """The zone's play reports from ``since``, asking the platform only when something can
+        have played that we have not seen: nothing plays before ``earliest`` (the first moment
+        any bulletin concerned was published) nor outside the zone's windows and known slots,
+        and reports already fetched stay true. Each zone's fetch is kept (one list per zone)."""
+        margin = timedelta(seconds=self.clock_margin_s)
+        plans = [k.plan for k in zone.known.values() if k.plan is not None]
+        cached = zone.plays
+        start = max(since, earliest)  # nothing concerned can have played before
+        if cached is None:
+            if not could_play(windows, start - margin, now + margin, plans):
+                return []
+        elif cached.since <= start or not could_play(windows, start - margin, cached.since + margin, plans):
+            if not could_play(windows, cached.fetched_at - margin, now + margin, plans):
+                return cached.plays
+        plays = await self.client.plays(code, since)
+        zone.plays = _Plays(since, now, plays)
+        return plays
+
     async def _known(self, zone: _Zone, code: str, day: date) -> _Known:
-        known = zone.known.get(day)
-        if known is None:
-            current = await self.client.get_schedule(code, day)
-            if current is None:
-                known = _Known(None, None, None)
-            else:
-                try:
-                    plan = day_from_json(current.body)
-                except (KeyError, TypeError, ValueError) as exc:
-                    log.error("zone %s %s: the platform's schedule is not ours (%s); replacing it", code, day, exc)
-                    plan = None
-                known = _Known(current.etag, current.body, plan)
-            zone.known[day] = known
+        """The platform's schedule for the day, read now (GET; a 404 is an empty day)."""
+        current = await self.client.get_schedule(code, day)
+        if current is None:
+            known = _Known(None, None, None)
+        else:
+            try:
+                plan: DaySchedule | None = day_from_json(current.body)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("zone %s %s: the platform's schedule is not ours (%s); replacing it", code, day, exc)
+                plan = None
+            known = _Known(current.etag, body_digest(orjson.dumps(current.body)), plan)
+        zone.known[day] = known
         return known
 
     async def _push(self, zone: _Zone, entries: Mapping[str, ZoneEntry], code: str, windows: ZoneWindows,
                     now: datetime) -> list[DaySchedule]:
+        """Plan today and the next days and PUT each day whose body changed.
+
+        Round trips: a day this worker has not seen is read first (GET) only when the zone had
+        entries before (its schedules likely exist); a new zone's days are PUT at once with
+        ``If-None-Match: *`` and, if one exists after all (412), read and planned again
+        (``_Fetched``). Play reports are asked for only when something can have played
+        (``_plays``). Bodies are encoded once (orjson) and compared by digest.
+
+        Detecting other writers: every PUT is conditional on the etag last seen (or on none
+        existing), and the first day's body carries the digest of the zone's bulletin set. Any
+        change to the set therefore rewrites the first day (the first PUT of every push), so a
+        worker with a stale set meets a 412 on it before it writes any day; later days carry
+        no digest and are rewritten only when their plan changes.
+        """
         live = {uri: e for uri, e in entries.items() if not e.expired(now)}
         today = now.astimezone(windows.tz).date()
         days = [today + timedelta(days=i) for i in range(self.days_ahead)]
         for old in [d for d in zone.known if d < today]:
             del zone.known[old]
-        known = {d: await self._known(zone, code, d) for d in days}
+        fetch = bool(zone.entries)  # before this command: the zone has been written to before
+        known: dict[date, _Known | None] = {}
+        for d in days:
+            seen = zone.known.get(d)
+            known[d] = seen if seen is not None or not fetch else await self._known(zone, code, d)
         bulletins = [b for e in live.values() for b in (e.bulletin, e.correction) if b is not None]
         retracted = {uri: (e.retracted_version or e.bulletin.version, e.retracted_at)
                      for uri, e in live.items() if e.retracted_at is not None}
-        played = await self._played(code, live, now)
-        previous = {d: k.plan for d, k in known.items() if k.plan is not None and k.plan.zone_id == code}
+        played = await self._played(zone, code, windows, live, now)
+        previous = {d: k.plan for d, k in known.items() if k is not None and k.plan is not None and k.plan.zone_id == code}
         try:
             plans = schedule_days(code, windows, bulletins, today, len(days), played, now, retracted=retracted,
                                   previous=previous)
         except ValueError as exc:  # the scheduler refuses inconsistent input: never retry it, never crash
             raise InvalidContent(f"zone {code}: cannot schedule: {exc}") from None
-        digest = state_digest(live)
+        digest: str | None = state_digest(live)
         for plan in plans:
-            body = schedule_body(plan, digest)
+            raw = orjson.dumps(schedule_body(plan, digest))
+            digest = None  # the first day only (see above)
+            mark = body_digest(raw)
             seen = known[plan.day]
-            if seen.body == body:
+            if seen is not None and seen.body == mark:
                 continue  # the platform has exactly this: nothing to send
-            reply = await self.client.put_schedule(code, plan.day, body, if_match=seen.etag)
-            zone.known[plan.day] = _Known(str(reply.get("etag") or ""), body, plan)
+            try:
+                reply = await self.client.put_schedule(code, plan.day, raw, if_match=None if seen is None else seen.etag)
+            except ScheduleConflict:
+                if seen is not None:
+                    raise
+                for d, k in known.items():  # the zone has schedules after all: read the days not seen
+                    if k is None:
+                        await self._known(zone, code, d)
+                raise _Fetched() from None
+            zone.known[plan.day] = _Known(str(reply.get("etag") or ""), mark, plan)
         return plans
 
 

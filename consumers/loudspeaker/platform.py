@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.http import Reply, call
@@ -18,6 +19,7 @@ from schemas.models import Target
 
 UTC = timezone.utc
 _WARD_ID = re.compile(r"zone:(\d+)")
+_JSON = {"Content-Type": "application/json"}
 
 
 def platform_zone(target_id: str, target: Target | None = None) -> str:
@@ -110,11 +112,14 @@ class PlatformClient:
         return PlatformSchedule(str(body.get("etag") or reply.headers.get("ETag", "")), int(body.get("version", 0)),
                                 str(body.get("updated_at", "")), dict(body.get("schedule") or {}))
 
-    async def put_schedule(self, zone: str, day: date, body: dict[str, Any], *, if_match: str | None) -> dict[str, Any]:
+    async def put_schedule(self, zone: str, day: date, body: dict[str, Any] | bytes, *,
+                           if_match: str | None) -> dict[str, Any]:
         """PUT a day's schedule: ``If-Match`` the etag last seen, or ``If-None-Match: *`` when
-        none was seen (a schedule appearing meanwhile is a conflict too)."""
+        none was seen (a schedule appearing meanwhile is a conflict too). ``body`` may come
+        already encoded (orjson bytes): the adapter encodes once, to compare and to send."""
         headers = {"If-Match": if_match} if if_match else {"If-None-Match": "*"}
-        reply = await self._call("PUT", self._zone_path(zone, day), headers=headers, json=body)
+        raw = body if isinstance(body, bytes) else orjson.dumps(body)
+        reply = await self._call("PUT", self._zone_path(zone, day), headers={**headers, **_JSON}, data=raw)
         self.raise_for(reply)
         return dict(reply.body) if isinstance(reply.body, dict) else {}
 

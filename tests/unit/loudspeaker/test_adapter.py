@@ -283,6 +283,65 @@ async def test_priority_goes_ahead_and_what_does_not_fit_carries_over(rig: Rig) 
     assert plan.slots[0].start == at(5, 30)
 
 
+# -- round trips ---------------------------------------------------------------------------------
+
+
+def calls(rig: Rig, code: str) -> dict[str, int]:
+    """Platform calls so far for one zone, by kind (GET of a missing schedule counted apart)."""
+    out = {"GET": 0, "GET 404": 0, "PUT": 0, "plays": rig.emulator.stats.count(path="GET /api/v1/plays")}
+    for key, outcomes in rig.emulator.stats.by_path.items():
+        method, _, path = key.partition(" ")
+        if f"/zones/{code}/schedules/" in path:
+            for outcome, n in outcomes.items():
+                out["GET 404" if method == "GET" and outcome == "error:not_found" else method] += n
+    return out
+
+
+async def test_a_new_zone_costs_one_conditional_put_per_day_and_no_reads(rig: Rig) -> None:
+    adapter = await rig.adapter()
+    await rig.deliver(adapter, command("zone:42014"))
+    assert calls(rig, "42014") == {"GET": 0, "GET 404": 0, "PUT": 2, "plays": 0}  # nothing can have played yet
+    await rig.deliver(adapter, command("zone:42014", uri="urn:lantoa:a2", published=at(4, 1)))
+    assert calls(rig, "42014") == {"GET": 0, "GET 404": 0, "PUT": 3, "plays": 0}  # tomorrow's plan is unchanged
+    assert [s["bulletin_id"] for s in rig.slots("42014")] == ["b-a1-v1", "b-a2-v1"]
+    today, tomorrow = (rig.emulator.schedule("42014", d.isoformat()) for d in (DAY, date(2026, 9, 18)))
+    assert today is not None and tomorrow is not None
+    assert "state" in today.body and "state" not in tomorrow.body  # the set's digest rides on the first day
+
+
+async def test_a_schedule_unknown_to_the_ledger_is_read_and_kept(rig: Rig) -> None:
+    """A worker PUT the schedule and died before the ledger heard of it: the retry's
+    ``If-None-Match: *`` meets it, reads it and leaves it as it is (same plan, same version)."""
+    first = await rig.adapter()
+    cmd = command("zone:42015")
+    await first.deliver(cmd, Prior())  # the effect, but no ledger entry
+    before = rig.emulator.schedule("42015", DAY.isoformat())
+    retry = await rig.adapter()
+    effect = await rig.deliver(retry, cmd)
+    after = rig.emulator.schedule("42015", DAY.isoformat())
+    assert effect.outcome == "delivered" and before is not None and after is not None
+    assert (after.version, after.etag) == (before.version, before.etag)
+    assert [s["bulletin_id"] for s in rig.slots("42015")] == ["b-a1-v1"]
+    assert retry.conflicts == 0  # a day never seen is not a conflict: no ledger reload
+    assert calls(rig, "42015")["PUT"] == 2 + 1 and calls(rig, "42015")["GET"] == 2  # the 412, then both days read
+
+
+async def test_play_reports_are_asked_for_once_something_can_have_played(rig: Rig) -> None:
+    adapter = await rig.adapter()
+    await rig.deliver(adapter, command("zone:42016"))
+    rig.clock.set(at(4, day=date(2026, 9, 18)).timestamp())  # the next day, before its windows: a1 aired yesterday
+    await rig.deliver(adapter, command("zone:42016", uri="urn:lantoa:a2", published=at(4, 0, day=date(2026, 9, 18))))
+    assert calls(rig, "42016")["plays"] == 1
+    today = [s["bulletin_id"] for s in rig.slots("42016", date(2026, 9, 18))]
+    assert today == ["b-a2-v1"]  # played in full yesterday: never planned again
+    await rig.deliver(adapter, command("zone:42016", uri="urn:lantoa:a3", published=at(4, 1, day=date(2026, 9, 18))))
+    assert calls(rig, "42016")["plays"] == 1  # no window since: the reports fetched still hold
+    rig.clock.set(at(7, day=date(2026, 9, 18)).timestamp())
+    effect = await rig.deliver(adapter, command("zone:42016", uri="urn:lantoa:a2", action=Action.RETRACT))
+    assert calls(rig, "42016")["plays"] == 2  # one read for the retraction and the plan
+    assert effect.detail["correction"] is not None  # a2 aired at 05:30
+
+
 # -- lantoa schedule ---------------------------------------------------------------------------
 
 
