@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
 @dataclass
 class TargetLimiter:
-    """Pauses and spacing per target (page, OA, zone), on an injectable clock.
+    """Pauses and pacing per target (page, OA, zone), on an injectable clock.
 
     - ``pause(target, seconds)``: after a rate-limit code, an expired token, a quota error;
     - ``note_usage(target, percent)``: the platform's usage headers; >= slow_at spaces calls,
       >= hold_at holds non-urgent work for ``hold_s``;
-    - ``min_interval_s``: a fixed floor between calls to one target (the platform's rate).
+    - ``min_interval_s``: a floor between two calls to one target;
+    - ``max_calls`` per ``window_s``: a sliding window like the platform's own (0: none).
+
+    Pacing is decided when a call is let through (``turn``), from the times calls actually went
+    out, never by booking slots ahead: slots booked ahead all fall due together after the event
+    loop stalls, and the burst breaks the platform's per-second limit (Zalo -32, a 5 s pause).
     """
 
     clock: Callable[[], float]
     min_interval_s: float = 0.0
+    max_calls: int = 0
+    window_s: float = 1.0
     slow_at: float = 80.0
     hold_at: float = 95.0
     hold_s: float = 60.0
     _paused_until: dict[str, float] = field(default_factory=dict)
-    _next_call: dict[str, float] = field(default_factory=dict)
+    _not_before: dict[str, float] = field(default_factory=dict)
+    _sent: dict[str, deque[float]] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _reason: dict[str, str] = field(default_factory=dict)
 
     def pause(self, target: str, seconds: float, reason: str = "") -> float:
@@ -47,12 +58,38 @@ class TargetLimiter:
     def reason(self, target: str) -> str:
         return self._reason.get(target, "")
 
-    def spacing(self, target: str) -> float:
-        """Seconds to wait before the next call to this target, then book the slot."""
+    def delay(self, target: str) -> float:
+        """Seconds from now until a call to this target may go (pure: books nothing)."""
         now = self.clock()
-        slot = max(now, self._next_call.get(target, 0.0))
-        self._next_call[target] = slot + self.min_interval_s
-        return slot - now
+        sent = self._sent.get(target)
+        ready = self._not_before.get(target, 0.0)
+        if sent:
+            ready = max(ready, sent[-1] + self.min_interval_s)
+            while sent and sent[0] <= now - self.window_s:
+                sent.popleft()
+            if self.max_calls and len(sent) >= self.max_calls:
+                ready = max(ready, sent[-self.max_calls] + self.window_s)
+        return max(0.0, ready - now)
+
+    def record(self, target: str) -> None:
+        """A call to this target goes out now."""
+        keep = max(self.max_calls, 1)
+        sent = self._sent.setdefault(target, deque(maxlen=keep))
+        sent.append(self.clock())
+
+    async def turn(self, target: str, sleep: Callable[[float], Awaitable[None]]) -> float:
+        """Wait until a call to this target may go, record it, and return the seconds waited.
+
+        Callers queue per target (FIFO); after every sleep the delay is computed again from the
+        clock, so a late wake-up (a stalled loop) never lets a burst through."""
+        lock = self._locks.setdefault(target, asyncio.Lock())
+        waited = 0.0
+        async with lock:
+            while (gap := self.delay(target)) > 0:
+                await sleep(gap)
+                waited += gap
+            self.record(target)
+        return waited
 
     def note_usage(self, target: str, percent: float | None) -> None:
         if percent is None:
@@ -61,7 +98,7 @@ class TargetLimiter:
             self.pause(target, self.hold_s, "usage")
         elif percent >= self.slow_at:
             now = self.clock()
-            self._next_call[target] = max(self._next_call.get(target, now), now + max(self.min_interval_s, 1.0) * 4)
+            self._not_before[target] = max(self._not_before.get(target, now), now + max(self.min_interval_s, 1.0) * 4)
 
     def paused_targets(self) -> int:
         now = self.clock()

@@ -362,9 +362,7 @@ class DeliveryRuntime:
         attempt = 0
         while True:
             attempt += 1
-            gap = self.limiter.spacing(self._scope(cmd.target))
-            if gap > 0:
-                await self.sleep(gap)
+            await self.limiter.turn(self._scope(cmd.target), self.sleep)
             try:
                 return await self.adapter.deliver(cmd, prior)
             except TransientDeliveryError as exc:

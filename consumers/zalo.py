@@ -8,10 +8,11 @@ already sent are kept in the ledger (progress) so a retry resumes where it stopp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ from consumers.base import Effect, Prior
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.fanpage import SecretFile, article_marker, reply_detail
 from consumers.http import Reply, call
+from consumers.limiter import TargetLimiter
 from consumers.zalo_tokens import TokenPair, TokenStore
 from schemas import metrics
 from schemas.models import Action, Command, Target
@@ -78,16 +80,26 @@ class ZaloAdapter:
     """Sends OA messages to Zalo groups (GMF) or followers."""
 
     channel: ClassVar[Channel] = Channel.ZALO
-    # Zalo's limits (about 20 requests/s, the daily quota) are per Official Account, not per group:
-    # pacing and pauses apply to the OA as a whole (rate_scope), a little under the limit.
-    min_interval_s: ClassVar[float] = 0.06
+    # Zalo's limits (about 20 requests per sliding second, the daily quota) are per Official
+    # Account, not per group: pauses apply to the OA as a whole (rate_scope), and every API call
+    # (each part of a long text, each reconciliation page) waits its turn on the OA's pacer here,
+    # a little under the limit: at most calls_per_window in window_s, call_interval_s apart. The
+    # runtime's per-delivery spacing is off (min_interval_s 0): one delivery may be several calls.
+    min_interval_s: ClassVar[float] = 0.0
+    call_interval_s: ClassVar[float] = 0.06
+    calls_per_window: ClassVar[int] = 18
+    window_s: ClassVar[float] = 1.1
 
     def __init__(self, api_url: str, oauth_url: str, app_id: str, secret: SecretFile, tokens: TokenStore,
                  targets: Callable[[str], Target | None], *, timeout_s: float = 10.0, clock: Callable[[], float] = time.time,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, pace_clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.api, self.oauth = api_url.rstrip("/"), oauth_url.rstrip("/")
         self.app_id, self.secret, self.tokens, self.targets = app_id, secret, tokens, targets
         self.timeout_s, self.clock = timeout_s, clock
+        self.pacer = TargetLimiter(clock=pace_clock, min_interval_s=self.call_interval_s,
+                                   max_calls=self.calls_per_window, window_s=self.window_s)
+        self._sleep = sleep
         self._session = session
         self._own_session = session is None
         self.refreshes = 0
@@ -254,6 +266,7 @@ class ZaloAdapter:
         assert self._session is not None, "start() first"
         token = await self.access_token()
         for attempt in (1, 2):
+            await self.pacer.turn(self.rate_scope(target), self._sleep)
             reply = await call(self._session, method, self.api + path, mutating=method != "GET",
                                timeout_s=self.timeout_s, headers={"access_token": token}, **kwargs)
             code = self._code(reply)

@@ -59,12 +59,14 @@ def test_limiter_pauses_the_target_not_others() -> None:
 def test_limiter_follows_usage_signals() -> None:
     clock = Clock()
     lim = TargetLimiter(clock=clock, min_interval_s=0.5)
-    assert lim.spacing("p") == 0 and lim.spacing("p") == 0.5
+    assert lim.delay("p") == 0
+    lim.record("p")
+    assert lim.delay("p") == 0.5 and lim.delay("p") == 0.5  # asking books nothing
     lim.note_usage("p", 96.0)
     assert lim.paused_for("p") == 60.0
     assert lim.paused_for("p", urgent=True) == 0.0  # emergencies are not held by usage
     lim.note_usage("q", 85.0)
-    assert lim.spacing("q") >= 2.0
+    assert lim.delay("q") >= 2.0
 
 
 def cmd(action: Action, version: int = 1) -> Command:
