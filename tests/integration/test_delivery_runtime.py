@@ -19,6 +19,7 @@ from kafka import KafkaProducer
 
 from consumers.base import Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.ledger import Ledger
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from infra.kafka.tail import TopicTail
@@ -34,14 +35,17 @@ FAST = RuntimeConfig(policy=RetryPolicy(in_process=2, base_s=0.01, cap_s=0.05, m
 
 class ScriptedAdapter:
     """Behaves per target name: ok, flaky (2 transient failures), bad (permanent), lost (effect then no
-    answer, once), busy (paused once)."""
+    answer, once), busy (paused once), crash (effect, then the worker dies, once)."""
 
     channel: ClassVar[Channel] = Channel.FANPAGE
 
-    def __init__(self) -> None:
-        self.effects: list[tuple[str, str, int, str]] = []  # (target, uri, version, action)
+    def __init__(self, effects: list[tuple[str, str, int, str]] | None = None) -> None:
+        # (target, uri, version, action); pass the list of an earlier adapter: the platform's memory
+        self.effects: list[tuple[str, str, int, str]] = [] if effects is None else effects
         self.calls: Counter[str] = Counter()
         self.reconciles = 0
+        self.sends_at_effect: list[int] = []  # awaited Kafka sends made before each effect
+        self.sends = 0
 
     async def start(self) -> None:
         pass
@@ -62,6 +66,9 @@ class ScriptedAdapter:
         if kind == "busy" and self.calls[t] == 1:
             raise TargetPaused("rate limited (32)", 0.5)
         self.effects.append((t, command.key.uri, command.key.version, command.key.action.value))
+        self.sends_at_effect.append(self.sends)
+        if kind == "crash" and self.calls[t] == 1:
+            raise RuntimeError("worker killed after the effect, before its outcome was recorded")
         if kind == "lost" and self.calls[t] == 1:
             raise OutcomeUnknown("connection dropped after POST")
         return Effect("deleted" if command.key.action is Action.RETRACT else "delivered", f"{t}#{len(self.effects)}")
@@ -170,3 +177,56 @@ async def test_an_older_version_never_overwrites_a_newer_one(settings: Settings)
                                                                        ("fanpage:ok-8", uri, 1, "retract")]
     # a retraction that overtook its publication: the late publication is not aired
     assert [e for e in adapter.effects if e[0] == "fanpage:ok-7"] == [("fanpage:ok-7", uri, 1, "retract")]
+
+
+def count_sends(runtime: DeliveryRuntime, adapter: ScriptedAdapter) -> list[int]:
+    """Count the runtime's awaited Kafka sends (each one acks=all round trip) and its batches."""
+    batches = [0]
+    send_all, handle = runtime.outbox.send_all, runtime._handle
+
+    async def counted_send(records: Any) -> None:
+        await send_all(records)
+        adapter.sends += 1
+
+    async def counted_handle(batch: Any) -> None:
+        batches[0] += 1
+        await handle(batch)
+
+    runtime.outbox.send_all = counted_send  # type: ignore[method-assign]
+    runtime._handle = counted_handle  # type: ignore[method-assign]
+    return batches
+
+
+async def test_a_batch_writes_its_intents_once_before_its_effects(settings: Settings) -> None:
+    targets = [f"fanpage:ok-{i}" for i in range(6)]
+    produce(settings, [command(f"urn:lantoa:article:b{n}", t) for n in range(10) for t in targets])
+    adapter = ScriptedAdapter()
+    runtime = DeliveryRuntime(settings, adapter, FAST)
+    batches = count_sends(runtime, adapter)
+    await run_until(runtime, settings, lambda rs: sum(r["outcome"] == "delivered" for r in rs) >= 60)
+    assert len(adapter.effects) == 60
+    # per batch: one send of the intents, one of the outcomes (was: one more per command)
+    assert adapter.sends <= 2 * batches[0] < 60
+    assert 0 not in adapter.sends_at_effect  # no effect before the first acknowledged send
+    ledger = Ledger(settings.topic(Topic.ledger(Channel.FANPAGE)))
+    await ledger.load(settings.kafka_bootstrap, set(range(settings.partitions(Topic.ledger(Channel.FANPAGE)))), "t")
+    states = Counter(v["state"] for p in ledger.owned() for v in ledger._entries[p].values() if v["kind"] == "command")
+    assert states == Counter({"done": 60})
+
+
+async def test_a_worker_killed_between_intent_and_outcome_reconciles_on_restart(settings: Settings) -> None:
+    uri = "urn:lantoa:article:crash"
+    targets = ["fanpage:crash-1", "fanpage:ok-1", "fanpage:ok-2"]
+    produce(settings, [command(uri, t) for t in targets])
+    adapter = ScriptedAdapter()
+    stop = asyncio.Event()
+    with pytest.raises(RuntimeError, match="worker killed"):
+        await asyncio.wait_for(DeliveryRuntime(settings, adapter, FAST).run(stop), 60)
+    assert ("fanpage:crash-1", uri, 1, "publish") in adapter.effects
+
+    # The restarted worker gets the uncommitted batch again; the platform still has the effect.
+    again = ScriptedAdapter(adapter.effects)
+    await run_until(DeliveryRuntime(settings, again, FAST), settings,
+                    lambda rs: final(rs, {"delivered"}) >= set(targets))
+    assert again.reconciles >= 1  # its intent was durable: looked up, not resent
+    assert Counter(t for t, *_ in adapter.effects) == Counter({t: 1 for t in targets})
