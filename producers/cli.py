@@ -235,7 +235,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from infra.topics import apply_topics
 
         apply_topics(settings)
-    sys.argv = [sys.argv[0]]  # faust's Worker parses argv; it must not see ours
     run_worker(settings, args.loglevel)
     return 0
 

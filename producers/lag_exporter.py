@@ -47,7 +47,8 @@ def adapter_group(settings: Settings, channel: str) -> str:
 
 def watched_groups(settings: Settings) -> dict[str, list[str]]:
     """Group id → the physical topics it consumes."""
-    groups = {settings.app_id: [settings.topic(t) for t in (Topic.CMS_ARTICLES, Topic.EMBARGO_RELEASES, Topic.ALERTS_CAP)]}
+    groups = {settings.app_id: [settings.topic(t) for t in (Topic.CMS_ARTICLES, Topic.EMBARGO_RELEASES)],
+              f"{settings.app_id}-alerts": [settings.topic(Topic.ALERTS_CAP)]}
     for channel in Channel:
         groups[adapter_group(settings, channel.value)] = [settings.topic(Topic.commands(channel))] + [
             settings.topic(Topic.retry(channel, tier)) for tier in RETRY_TIERS]

@@ -1,6 +1,6 @@
 """Policy: (article state, event, now) → Decision. Pure; the agent carries the decision out.
 
-State per article uri (a JSON object in the Faust table):
+State per article uri (a JSON object in streams.article.state, compacted):
     version    highest version accepted, for ordering (older or equal later → dropped)
     live       {"version", "places", "subjects", "priority"} of what is out at the targets, or null
     held       {"version", "until", "event"} of an embargoed version waiting for release, or null

@@ -18,7 +18,7 @@ the whole view, so any worker answers for any article) and then follows. Records
 are skipped, logged and counted; anything unexpected stops the worker (``on_crash``), like the
 agents do. It also feeds the emergency watch (lantoa_emergency_pending*, computed at scrape).
 
-It runs in a thread with its own event loop, so nothing here can stall Faust's loop.
+It runs in a thread with its own event loop, so nothing here can stall the worker's loop.
 """
 
 from __future__ import annotations

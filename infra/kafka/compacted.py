@@ -21,6 +21,10 @@ from schemas.errors import InvalidContent
 log = logging.getLogger(__name__)
 
 
+class PartitionNotHeld(LookupError):
+    """The partition is not restored here (not assigned, revoked, or still loading)."""
+
+
 class CompactedView:
     """key → latest JSON value, per owned partition; ``None`` values (tombstones) delete."""
 
@@ -28,8 +32,19 @@ class CompactedView:
         self.topic = topic
         self._parts: dict[int, dict[str, Any]] = {}
 
+    def _part(self, partition: int) -> dict[str, Any]:
+        part = self._parts.get(partition)
+        if part is None:
+            raise PartitionNotHeld(f"{self.topic}[{partition}] is not held by this worker")
+        return part
+
+    def holds(self, partition: int) -> bool:
+        return partition in self._parts
+
     def get(self, partition: int, key: str) -> Any | None:
-        return self._parts.get(partition, {}).get(key)
+        """The value of ``key``; PartitionNotHeld if the partition is not restored here (never
+        guess "absent" for a partition another worker may own)."""
+        return self._part(partition).get(key)
 
     def owned(self) -> set[int]:
         return set(self._parts)
@@ -45,7 +60,7 @@ class CompactedView:
             self._parts.pop(p, None)
 
     def apply(self, partition: int, key: str, value: Any | None) -> None:
-        part = self._parts.setdefault(partition, {})
+        part = self._part(partition)
         if value is None:
             part.pop(key, None)
         else:
@@ -57,7 +72,12 @@ class CompactedView:
         return OutRecord(self.topic, key.encode(), None if value is None else encode(value), partition=partition)
 
     async def load(self, bootstrap: str, partitions: set[int], client_id: str) -> None:
-        """Read the given partitions (those not held yet) from the beginning to their end."""
+        """Read the given partitions (those not held yet) from the beginning to their end.
+
+        Callers must not read or write a partition until its load returned (``get`` raises
+        PartitionNotHeld meanwhile): aiokafka starts fetching a newly assigned partition before
+        the rebalance listener that calls this has finished.
+        """
         todo = sorted(p for p in partitions if p not in self._parts)
         if not todo:
             return

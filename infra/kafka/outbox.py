@@ -1,9 +1,9 @@
 """Bulk producer for the stream app and the adapters: one aiokafka producer, many records, one wait.
 
-Faust's per-event send machinery costs ~8x the raw client (infra-notes), so fan-out never goes
-through ``Topic.send``: records are appended to aiokafka's batches and awaited together. The
-caller's offset is committed only after ``send_all`` returns (Faust acks the event after the
-agent body), so a crash before that replays the event: at-least-once.
+A per-record awaited send costs ~8x the raw client (infra-notes), so fan-out never awaits one
+record at a time: records are appended to aiokafka's batches and awaited together. Callers
+commit their input offsets only after ``send_all`` returns, so a crash before that replays the
+input: at-least-once.
 """
 
 from __future__ import annotations

@@ -528,11 +528,11 @@ def sentinel_records(stack: PipelineStack, topics: dict[str, str], targets: dict
 
 def committed_lag(bootstrap: str, stack: PipelineStack, topics: dict[str, str]) -> dict[str, int]:
     """Records each consumer group has not committed yet, per input topic (0 = nothing stuck)."""
-    groups = {"cms.articles": stack.settings.app_id, "alerts.cap": stack.settings.app_id}
+    groups = {"cms.articles": stack.settings.app_id, "alerts.cap": f"{stack.settings.app_id}-alerts"}
     for c in stack.channels:
         groups[f"distribution.{c.value}.commands"] = f"{stack.settings.topic_prefix}lantoa-{c.value}"
     out: dict[str, int] = {}
-    deadline = time.monotonic() + 30  # Faust commits on an interval: give it a moment
+    deadline = time.monotonic() + 30  # commits follow the batch's sends: give them a moment
     for name, topic in topics.items():
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=groups[name], enable_auto_commit=False)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kafka import TopicPartition
 
 from consumers.runtime import DeliveryRuntime
+from streams.app import StreamWorker
 from producers.lag_exporter import lag_by_topic, publish, render, watched_groups
 from schemas import metrics
 from schemas.settings import Settings
@@ -33,8 +34,11 @@ def test_the_watched_groups_are_the_ones_the_processes_use() -> None:
     for channel in Channel:
         runtime = DeliveryRuntime(settings, _Adapter(channel))  # type: ignore[arg-type]
         assert groups[runtime.group_id] == [runtime.commands_topic, *(t for t, _ in runtime.retry_topics.values())]
-    assert groups["x.streams"] == [settings.topic(Topic.CMS_ARTICLES), settings.topic(Topic.EMBARGO_RELEASES),
-                                   settings.topic(Topic.ALERTS_CAP)]
+    worker = StreamWorker(settings)
+    for loop in (worker.intake, worker.alerts):
+        assert groups[loop.group_id] == list(loop.handlers)
+    assert groups["x.streams"] == [settings.topic(Topic.CMS_ARTICLES), settings.topic(Topic.EMBARGO_RELEASES)]
+    assert groups["x.streams-alerts"] == [settings.topic(Topic.ALERTS_CAP)]
     assert groups["x.lantoa-emergency"] == [settings.topic(Topic.EMERGENCY_COMMANDS)]
 
 

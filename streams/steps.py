@@ -1,0 +1,187 @@
+"""What the stream worker does with one input record: the records to produce, nothing sent here.
+
+Each handler takes a consumed record and returns a ``Step``: the records to produce first
+(commands, receipts, dead letters, release ticks) and the article-state changes to write once
+those are acknowledged. The article state of the record's partition is read and updated in the
+``CompactedView`` at once, so later records of the same batch see it; the loop in
+streams/processor.py makes both durable, in that order, before it commits the input offsets.
+Only ``InvalidContent`` is handled here (dead letter); anything else propagates and stops the
+worker without a commit, so the record is replayed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from infra.kafka.compacted import CompactedView
+from infra.kafka.outbox import OutRecord
+from schemas import metrics
+from schemas.codec import decode, encode, headers_to_dict
+from schemas.deadletter import dead_letter_headers
+from schemas.errors import InvalidContent
+from schemas.models import Receipt, utc_now_iso
+from schemas.settings import Settings
+from schemas.topics import Topic
+from streams.fanout import command_records, plan, receipt_record
+from streams.intake import CE_TYPES, ArticleEvent, parse_article_event
+from streams.policy import Decision, decide, due_for_release, publish_now
+from streams.registry import Registry
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class Record:
+    """The parts of a consumed record the steps use (aiokafka's ConsumerRecord has them)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+@dataclass
+class Step:
+    """Records to produce, then the state changes to write after them; ``fanned_out`` counts
+    the events that produced commands (their fan-out time is observed once they are acked)."""
+
+    out: list[OutRecord] = field(default_factory=list)
+    state: list[OutRecord] = field(default_factory=list)
+    fanned_out: int = 0
+
+    def extend(self, other: Step) -> None:
+        self.out.extend(other.out)
+        self.state.extend(other.state)
+        self.fanned_out += other.fanned_out
+
+
+def raw_headers(record: Any) -> list[tuple[str, bytes]]:
+    headers = record.headers or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
+
+
+class StreamSteps:
+    """The per-record logic of the stream worker over one article-state view and one registry."""
+
+    def __init__(self, settings: Settings, state: CompactedView, registry: Callable[[], Registry], clock: Clock) -> None:
+        self.settings, self.state, self.registry, self.clock = settings, state, registry, clock
+        self.deadletter_topic = settings.topic(Topic.DEADLETTER)
+        self.releases_topic = settings.topic(Topic.EMBARGO_RELEASES)
+        self._ticked: dict[tuple[str, int], float] = {}
+
+    # -- shared ----------------------------------------------------------------------------------
+
+    def dead_letter(self, rec: Any, reason: str, stage: str, key_text: str | None, now_iso: str) -> list[OutRecord]:
+        headers = dead_letter_headers(raw_headers(rec), topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                                      reason=reason, stage=stage, now_iso=now_iso)
+        out = [OutRecord(self.deadletter_topic, rec.key or b"", rec.value or b"", tuple(headers))]
+        if key_text:
+            receipt = Receipt(uri=key_text, stage="intake", outcome="dead_lettered", at=now_iso, reason=reason)
+            out.append(receipt_record(receipt, self.settings))
+        metrics.DEAD_LETTERS.labels(stage, metrics.reason_class(reason)).inc()
+        return out
+
+    def carry_out(self, partition: int, ev: ArticleEvent, now: datetime, decision: Decision) -> Step:
+        now_iso = utc_now_iso(now)
+        commands, receipt = plan(decision, ev, self.registry(), self.settings, now_iso)
+        step = Step(out=command_records(commands, self.settings))
+        step.out.append(receipt_record(receipt, self.settings))
+        if decision.new_state is not None:
+            step.state.append(self.state.record(partition, ev.uri, decision.new_state))
+        for cmd in commands:
+            metrics.COMMANDS.labels(cmd.channel.value, cmd.key.action.value).inc()
+        metrics.EVENTS.labels(ev.ce.type, receipt.outcome).inc()
+        if commands:
+            step.fanned_out = 1
+            log.info("%s v%s: %s, %d commands %s", ev.uri, ev.version, receipt.outcome, len(commands), receipt.counts)
+        else:
+            log.info("%s v%s: %s (%s)", ev.uri, ev.version, receipt.outcome, decision.reason)
+        return step
+
+    # -- cms.articles --------------------------------------------------------------------------
+
+    def article(self, rec: Any) -> Step:
+        now = self.clock()
+        headers = headers_to_dict(raw_headers(rec))
+        key_text = rec.key.decode("utf-8", "replace") if rec.key else None
+        try:
+            ev = parse_article_event(rec.key, rec.value, headers)
+            st = self.state.get(rec.partition, ev.uri)
+            held_json = {"key": ev.uri, "value": (rec.value or b"").decode("utf-8"), "headers": headers}
+            return self.carry_out(rec.partition, ev, now, decide(st, ev, now, held_json))
+        except InvalidContent as exc:
+            stage = "route" if "place" in exc.reason else "validate"
+            log.warning("dead letter %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, exc.reason)
+            ce_type = headers.get("ce_type", "")
+            metrics.EVENTS.labels(ce_type if ce_type in CE_TYPES else "unknown", "dead_lettered").inc()
+            return Step(out=self.dead_letter(rec, exc.reason, stage, key_text, utc_now_iso(now)))
+
+    # -- streams.embargo.releases --------------------------------------------------------------
+
+    def release(self, rec: Any) -> Step:
+        now = self.clock()
+        try:
+            tick = decode(rec.value)
+            uri, version = str(tick["uri"]), int(tick["version"])
+        except (InvalidContent, KeyError, TypeError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, InvalidContent) else f"bad release tick: {exc!r}"
+            return Step(out=self.dead_letter(rec, reason, "release", None, utc_now_iso(now)))
+        st = self.state.get(rec.partition, uri)
+        if due_for_release(st, now) != version:
+            return Step()  # already released, cancelled or superseded: ticks are idempotent
+        assert st is not None
+        held = st["held"]["event"]
+        ev = parse_article_event(held["key"].encode(), held["value"].encode(), held["headers"])
+        released = receipt_record(Receipt(uri=uri, stage="policy", outcome="released", at=utc_now_iso(now),
+                                          version=version, event_id=ev.ce.id), self.settings)
+        step = self.carry_out(rec.partition, ev, now, publish_now(st, ev))
+        step.out.insert(0, released)
+        return step
+
+    def embargo_ticks(self) -> list[OutRecord]:
+        """Release ticks for held versions whose time has come (each again after 30 s at most)."""
+        now, mono = self.clock(), time.monotonic()
+        due: list[OutRecord] = []
+        for partition in sorted(self.state.owned()):
+            for uri, st in self.state.items(partition):
+                version = due_for_release(st, now)
+                if version is None or mono - self._ticked.get((uri, version), -1e9) < 30.0:
+                    continue
+                self._ticked[(uri, version)] = mono
+                due.append(OutRecord(self.releases_topic, uri.encode(), encode({"uri": uri, "version": version}),
+                                     partition=partition))
+        if len(self._ticked) > 10000:
+            self._ticked = {k: v for k, v in self._ticked.items() if mono - v < 30.0}
+        return due
+
+    # -- alerts.cap ----------------------------------------------------------------------------
+
+    def alert(self, rec: Any) -> Step:
+        from schemas.cap import parse_cap
+        from streams.alert_lane import plan_records
+        from streams.alerts import plan_alert
+
+        now = self.clock()
+        headers = headers_to_dict(raw_headers(rec))
+        key_text = rec.key.decode("utf-8", "replace") if rec.key else None
+        try:
+            alert = parse_cap(rec.value or b"")
+            alert_plan = plan_alert(alert, self.registry())
+            records, receipt = plan_records(alert, alert_plan, self.settings, now, headers.get("ce_time"),
+                                            headers.get("ce_id"))
+        except InvalidContent as exc:
+            log.warning("alert dead-lettered %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, exc.reason)
+            return Step(out=self.dead_letter(rec, exc.reason, "alert", key_text, utc_now_iso(now)))
+        metrics.EVENTS.labels(f"alert.{alert_plan.lane}", "routed").inc()
+        log.info("CAP %s (%s, %s): %s lane, %d zones", alert_plan.identifier, alert_plan.status.value,
+                 alert_plan.msg_type.value, alert_plan.lane, len(alert_plan.zones))
+        return Step(out=[*records, receipt_record(receipt, self.settings)])
