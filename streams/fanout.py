@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
@@ -91,12 +93,21 @@ def plan(
 
 
 def command_records(commands: list[Command], settings: Settings) -> list[OutRecord]:
-    """Encode commands for their channel topics (key = target id: order per target)."""
+    """Encode commands for their channel topics (key = target id: order per target).
+
+    The rendered payload is shared by every command of a channel: it is serialised once and
+    spliced in (orjson.Fragment) instead of once per target (3,321 zones for a national article).
+    """
     topics = {c: settings.topic(Topic.commands(c)) for c in Channel}
+    encoded: dict[int, orjson.Fragment] = {}
     out: list[OutRecord] = []
     for cmd in commands:
-        value = encode(cmd.to_dict())
-        out.append(OutRecord(topics[cmd.channel], cmd.target.encode(), value))
+        fragment = encoded.get(id(cmd.payload))
+        if fragment is None:
+            fragment = encoded[id(cmd.payload)] = orjson.Fragment(encode(cmd.payload))
+        doc = cmd.to_dict()
+        doc["payload"] = fragment
+        out.append(OutRecord(topics[cmd.channel], cmd.target.encode(), encode(doc)))
     return out
 
 
