@@ -12,6 +12,28 @@ import orjson
 MANIFEST_SCHEMA: Final = "lantoa.archive.manifest/1"
 
 
+def new_manifest(uri: str, article_hash: str, prefix: str) -> dict[str, Any]:
+    return {"schema": MANIFEST_SCHEMA, "uri": uri, "article_hash": article_hash, "prefix": prefix,
+            "status": "public", "versions": [], "takedowns": []}
+
+
+def parse_manifest(raw: bytes, uri: str) -> dict[str, Any] | None:
+    """The manifest of ``uri`` in ``raw``; None when ``raw`` is not JSON or is another article's."""
+    try:
+        manifest = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("uri") == uri else None
+
+
+def recorded_names(manifest: dict[str, Any] | None, version: int) -> set[str]:
+    """Names of the objects the manifest records for ``version`` (keys known to exist)."""
+    if manifest is None:
+        return set()
+    entry = next((v for v in manifest.get("versions", []) if v.get("version") == version), None)
+    return {str(o.get("name")) for o in (entry or {}).get("objects", [])}
+
+
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
 

@@ -8,11 +8,14 @@ public URL, and ``valid_public_url`` admits only plain http(s) URLs safe inside 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
-import io
 import re
+import struct
 import unicodedata
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
@@ -264,11 +267,48 @@ def render_bulletin(view: _View, url: str, version: int) -> bytes:
     return _page(f"Bản tin: {view.headline}", body)
 
 
+# QR codes rendered lately, by their content (the public URL, the only input): every version of
+# an article, and every replay, shows the same code. Bounded: ~600 B a code.
+_QR_CACHE_SIZE: Final = 1024
+
+
+@functools.lru_cache(maxsize=_QR_CACHE_SIZE)
 def render_qr(url: str) -> bytes:
-    """PNG of the QR code for ``url``, error correction level M (deterministic bytes)."""
-    buf = io.BytesIO()
-    segno.make(url, error="m", boost_error=False, micro=False).save(buf, kind="png", scale=8, border=4)
-    return buf.getvalue()
+    """PNG of the QR code for ``url``, error correction level M (deterministic bytes: the same
+    as segno's own PNG writer at scale 8, border 4, which this replaces because it is ~6 ms of
+    pure-Python bit packing per code)."""
+    qr = segno.make(url, error="m", boost_error=False, micro=False)
+    return qr_png(qr.matrix, scale=8, border=4)
+
+
+def qr_png(matrix: Sequence[Sequence[int]], *, scale: int, border: int) -> bytes:
+    """A 1-bit greyscale PNG of a QR matrix (1 = dark module), byte for byte what segno's
+    ``write_png`` writes for black on white at compression level 9: one "None"-filtered scanline
+    per module row, followed by ``scale - 1`` "Up"-filtered copies (all zero: same as above)."""
+    width = (len(matrix) + 2 * border) * scale
+    row_bytes = (width + 7) // 8
+    pad = "0" * (row_bytes * 8 - width)
+    dark, light = "0" * scale, "1" * scale  # black is palette index 0
+    edge = light * border
+
+    def scanline(bits: str) -> bytes:
+        return b"\0" + int(bits + pad, 2).to_bytes(row_bytes, "big")
+
+    quiet = scanline("1" * width) * (border * scale)
+    same_as_above = (b"\2" + bytes(row_bytes)) * (scale - 1)
+    idat = bytearray(quiet)
+    for row in matrix:
+        idat += scanline(edge + "".join(dark if module else light for module in row) + edge)
+        idat += same_as_above
+    idat += quiet
+
+    def chunk(name: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data))
+
+    return b"".join((b"\x89PNG\r\n\x1a\n",
+                     chunk(b"IHDR", struct.pack(">2I5B", width, width, 1, 0, 0, 0, 0)),
+                     chunk(b"IDAT", zlib.compress(bytes(idat), 9)),
+                     chunk(b"IEND", b"")))
 
 
 def render_takedown(name: str, *, uri: str, version: int, reason: str, requested_at: str, at: str,

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import html
+import http.client
 import json
 import os
 import re
@@ -677,3 +678,57 @@ async def test_store_unavailable_for_30s_retried_nothing_lost(s3: S3Server, raw:
         s3.resume()
     assert (await adapter.deliver(commands[0], NO_PRIOR)).outcome == "delivered"
     assert len(all_versions(raw, bucket)) == len(expected)
+
+
+async def test_start_while_the_store_is_down_waits_instead_of_failing(s3: S3Server, raw: Any, bucket: str) -> None:
+    adapter = ArchiveAdapter(config(s3, bucket, connect_timeout=1.0, max_attempts=1,
+                                    start_retry_first_s=0.2, start_retry_cap_s=1.0))
+    s3.pause(mode="stop")  # connections refused, as while the store restarts
+    try:
+        starting = asyncio.create_task(adapter.start())
+        await asyncio.sleep(4.0)
+        assert not starting.done(), "start() gave up (or passed) while the store was down"
+        assert adapter.start_attempts >= 3
+    finally:
+        await asyncio.to_thread(s3.resume)
+    await asyncio.wait_for(starting, timeout=30.0)
+    assert raw.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert (await adapter.deliver(command(samples()[0]), NO_PRIOR)).outcome == "delivered"
+    await adapter.close()
+
+
+async def test_a_takedown_marker_on_an_unrecorded_version_survives_a_replay(s3: S3Server, raw: Any,
+                                                                             bucket: str) -> None:
+    # New objects are written with If-None-Match first (no HEAD): a key that already holds a
+    # takedown marker must refuse that write, and the publish must skip.
+    adapter = await started(s3, bucket)
+    doc = {**samples()[4], "version": "2"}
+    await adapter.deliver(command(doc, Action.UPDATE), NO_PRIOR)
+    raw.delete_object(Bucket=bucket, Key=prefix_of(doc["uri"]) + "manifest.json")  # as if it was never written
+    effect = await adapter.deliver(retract(doc["uri"], 1, "Gỡ"), NO_PRIOR)
+    assert effect.detail["markers_written"] == len(NAMES)
+    before = all_versions(raw, bucket)
+    replay = await adapter.deliver(command(doc, Action.UPDATE), NO_PRIOR)
+    assert replay.outcome == "skipped"
+    assert sorted((v["Key"], v["VersionId"]) for v in all_versions(raw, bucket)) == \
+        sorted((v["Key"], v["VersionId"]) for v in before)
+    for name in NAMES:
+        assert read(raw, bucket, f"{prefix_of(doc['uri'])}v2/{name}")[1]["Metadata"]["takedown"]
+
+
+def test_server_keeps_connections_alive(s3: S3Server) -> None:
+    # Without --keep-alive versitygw answers "Connection: close" and every boto3 call opens a
+    # new TCP connection.
+    assert "--keep-alive" in s3.command()
+    conn = http.client.HTTPConnection("127.0.0.1", s3.port, timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/")  # unsigned: refused, but answered on the same connection
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 403
+            assert (response.getheader("Connection") or "").lower() != "close"
+            assert not response.will_close
+        assert conn.sock is not None
+    finally:
+        conn.close()
