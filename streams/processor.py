@@ -8,8 +8,8 @@ Per batch (records in offset order per partition; each record through its topic'
 
 A crash anywhere replays from the last commit against the state written before it; the
 commands are keyed by (uri, version, channel, target, action), so the adapters' ledgers make a
-replayed command harmless. Big fan-outs are flushed (1-3) every ``flush_records`` records so a
-batch of national articles never holds millions of records in memory.
+replayed command harmless. Big fan-outs are flushed (1-3) every ``flush_bytes`` of output so a
+batch of national articles never holds hundreds of megabytes of commands in memory.
 
 Why not Faust's agents (the first version of this worker was a Faust app): in the fault drill
 (bench/drill.py: kill -9 of the worker plus one broker restart), faust-streaming 0.15.3 committed
@@ -66,11 +66,11 @@ class BatchLoop:
     def __init__(self, settings: Settings, name: str, group_id: str, handlers: dict[str, Handler], outbox: Outbox,
                  *, state: CompactedView | None = None, state_topic_of: str | None = None,
                  ticker: Callable[[], list[OutRecord]] | None = None, tick_every_s: float = 1.0,
-                 max_records: int = 200, flush_records: int = 20000) -> None:
+                 max_records: int = 200, flush_bytes: int = 8 * 1024 * 1024) -> None:
         self.settings, self.name, self.group_id, self.handlers, self.outbox = settings, name, group_id, handlers, outbox
         self.state, self.state_topic_of = state, state_topic_of
         self.ticker, self.tick_every_s = ticker, tick_every_s
-        self.max_records, self.flush_records = max_records, flush_records
+        self.max_records, self.flush_bytes = max_records, flush_bytes
         self._consumer: AIOKafkaConsumer | None = None
         self._restored = asyncio.Event()  # cleared while an assignment's state is being restored
         self._restored.set()
@@ -132,7 +132,7 @@ class BatchLoop:
         await self._restored.wait()
         assert self._consumer is not None
         started = time.perf_counter()
-        step, positions, count = Step(), {}, 0
+        step, positions, count, pending = Step(), {}, 0, 0
         owned = set(self._consumer.assignment())
         for tp, records in batch.items():
             if tp not in owned:
@@ -140,7 +140,8 @@ class BatchLoop:
             handler = self.handlers[tp.topic]
             for rec in records:
                 try:
-                    step.extend(handler(rec))
+                    done = handler(rec)
+                    step.extend(done)
                 except PartitionNotHeld as exc:
                     # Revoked (and maybe assigned again, which rewinds it to the last commit)
                     # while this batch was in hand: leave the rest of it to that fetch.
@@ -149,9 +150,10 @@ class BatchLoop:
                     break
                 positions[tp] = rec.offset + 1
                 count += 1
-                if len(step.out) >= self.flush_records:
+                pending += sum(len(r.value or b"") for r in done.out)
+                if pending >= self.flush_bytes:
                     await self._flush(step, positions, started, count)
-                    step, positions, count = Step(), {}, 0
+                    step, positions, count, pending = Step(), {}, 0, 0
         await self._flush(step, positions, started, count)
 
     async def _flush(self, step: Step, positions: dict[TopicPartition, int], started: float, count: int) -> None:
