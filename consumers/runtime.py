@@ -44,6 +44,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from consumers.base import ChannelAdapter, Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.ledger import Ledger
+from infra.kafka.compacted import PartitionNotHeld
 from consumers.limiter import TargetLimiter
 from consumers.retry import RetryPolicy
 from infra.kafka.outbox import Outbox, OutRecord
@@ -54,7 +55,7 @@ from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, Priority, Receipt, utc_now_iso
 from schemas.settings import Settings
-from schemas.topics import Topic
+from schemas.topics import Channel, Topic
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ EXIT_CRASH = 70
 RETRY_ATTEMPT = "retry_attempt"
 RETRY_DUE = "retry_due_at"
 RETRY_REASON = "retry_reason"
+
+# Commands larger than this are dead-lettered, not delivered: a post, a Zalo message or a
+# loudspeaker script is a few kilobytes; the archive carries whole documents (its topic takes 4 MB).
+MAX_COMMAND_BYTES = 1024 * 1024
+MAX_COMMAND_BYTES_BY_CHANNEL = {Channel.ARCHIVE: 4 * 1024 * 1024}
 
 
 @dataclass(frozen=True)
@@ -127,11 +133,16 @@ class DeliveryRuntime:
         self.group_id = f"{settings.topic_prefix}lantoa-{self.channel.value}"
         self._consumer: AIOKafkaConsumer | None = None
         self._paused_until: dict[TopicPartition, float] = {}
+        self._restored = asyncio.Event()
+        self._restored.set()
+        self.max_command_bytes = MAX_COMMAND_BYTES_BY_CHANNEL.get(self.channel, MAX_COMMAND_BYTES)
         self.delivered = 0  # effects produced by this process (tests, bench)
 
     # -- partitions ---------------------------------------------------------------------------
 
     def revoked(self, revoked: set[TopicPartition]) -> None:
+        """Forget the ledger partitions no longer ours (a batch in hand that reaches one of them
+        stops there: PartitionNotHeld, nothing committed for it)."""
         for tp in revoked:
             self._paused_until.pop(tp, None)
         still = {tp.partition for tp in (self._consumer.assignment() if self._consumer else set())} - {
@@ -139,7 +150,14 @@ class DeliveryRuntime:
         self.ledger.drop(self.ledger.owned() - still)
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.ledger.load(self.settings.kafka_bootstrap, {tp.partition for tp in assigned}, self.settings.client_id)
+        # aiokafka starts fetching new partitions while this listener runs: batches wait for the
+        # ledger, or a replayed command would find no entry and be delivered a second time.
+        self._restored.clear()
+        try:
+            await self.ledger.load(self.settings.kafka_bootstrap, {tp.partition for tp in assigned},
+                                   self.settings.client_id)
+        finally:
+            self._restored.set()
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
 
     # -- main loop ----------------------------------------------------------------------------
@@ -197,11 +215,15 @@ class DeliveryRuntime:
             self._consumer.resume(*due)
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        await self._restored.wait()
         assert self._consumer is not None
         work: list[_Work] = []
         commit: dict[TopicPartition, int] = {}
         now = self.clock()
+        owned = set(self._consumer.assignment())
         for tp, recs in batch.items():
+            if tp not in owned or not self.ledger.holds(tp.partition):
+                continue  # revoked since the fetch: its next owner starts from the last commit
             tier = self._tier_of_topic.get(tp.topic)
             for rec in recs:
                 headers = list(rec.headers or [])
@@ -227,15 +249,27 @@ class DeliveryRuntime:
         await self.outbox.send_all(self._batch_intents(work))
         sem = asyncio.Semaphore(self.config.concurrency)
         out: list[OutRecord] = []
+        left: set[int] = set()  # partition numbers (commands and retry tiers share the ledger's)
 
         async def one_target(items: list[_Work]) -> None:
             async with sem:
                 for w in items:
-                    out.extend(await self._process(w))
+                    try:
+                        out.extend(await self._process(w))
+                    except PartitionNotHeld as exc:
+                        # Revoked while in hand: the rest goes to the partition's next fetch (from
+                        # the last commit); the intent written for it makes the replay reconcile.
+                        log.info("%s: %s; leaving %s[%d]@%d on", self.channel.value, exc, w.tp.topic, w.tp.partition,
+                                 w.offset)
+                        left.add(w.tp.partition)
+                        return
 
         await asyncio.gather(*(one_target(items) for items in by_target.values()))
         await self.outbox.send_all(out)
-        await self._consumer.commit(commit)
+        owned = set(self._consumer.assignment())
+        commit = {tp: off for tp, off in commit.items() if tp.partition not in left and tp in owned}
+        if commit:
+            await self._consumer.commit(commit)
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
 
     # -- the batch's intents ------------------------------------------------------------------
@@ -243,6 +277,9 @@ class DeliveryRuntime:
     def _decode(self, w: _Work) -> None:
         """Decode and validate one record: sets ``w.cmd``, or ``w.invalid`` with the reason."""
         try:
+            if w.value is not None and len(w.value) > self.max_command_bytes:
+                raise InvalidContent(f"command of {len(w.value)} bytes exceeds the {self.channel.value} "
+                                     f"limit of {self.max_command_bytes} bytes")
             raw = decode(w.value)
             contracts.check("command", raw)
             cmd = Command.from_dict(raw)

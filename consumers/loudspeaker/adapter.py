@@ -48,6 +48,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
@@ -170,6 +171,9 @@ class LoudspeakerAdapter:
         self.clock_margin_s = clock_margin_s
         self._zones: dict[str, _Zone] = {}
         self._windows: dict[str, tuple[tuple[str, str], ZoneWindows]] = {}
+        # One Bulletin object per distinct bulletin, shared by every zone that holds it (a
+        # national article is the same bulletin in 3,321 zones): bounded, most recent kept.
+        self._interned: OrderedDict[Bulletin, Bulletin] = OrderedDict()
         self.conflicts = 0  # 412s seen (another writer touched a zone)
 
     async def start(self) -> None:
@@ -297,8 +301,16 @@ class LoudspeakerAdapter:
             f"{command.key.uri}\x00{command.key.version}\x00{text}".encode()).hexdigest()[:32]
         title = str(payload.get("title") or "").strip() or text.split("\n", 1)[0][:200]
         priority = Priority.PRIORITY if command.priority is Priority.PRIORITY else Priority.NORMAL
-        return Bulletin(bid, command.key.uri, command.key.version, priority, title, audio.duration_s, published,
-                        expires, audio.url, audio.path)
+        bulletin = Bulletin(bid, command.key.uri, command.key.version, priority, title, audio.duration_s, published,
+                            expires, audio.url, audio.path)
+        shared = self._interned.get(bulletin)
+        if shared is not None:
+            self._interned.move_to_end(bulletin)
+            return shared
+        self._interned[bulletin] = bulletin
+        if len(self._interned) > 4096:
+            self._interned.popitem(last=False)
+        return bulletin
 
     async def _retract(self, command: Command, old: ZoneEntry, zone: _Zone, code: str, windows: ZoneWindows,
                        now: datetime) -> ZoneEntry:

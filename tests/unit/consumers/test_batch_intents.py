@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -49,7 +51,7 @@ class FakeConsumer:
         self.commits.append(dict(offsets))
 
     def assignment(self) -> set[TopicPartition]:
-        return set()
+        return {TopicPartition(TOPIC_PREFIX + Topic.commands(Channel.FANPAGE).value, 0)}
 
 
 class Crash(Exception):
@@ -108,6 +110,7 @@ def runtime(adapter: Adapter, outbox: FakeOutbox) -> DeliveryRuntime:
     rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: 1000.0)
     rt.outbox = outbox  # type: ignore[assignment]
     rt._consumer = FakeConsumer()  # type: ignore[assignment]
+    rt.ledger._parts[0] = {}  # partition 0 restored (empty), as after an assignment
     return rt
 
 
@@ -177,7 +180,7 @@ async def test_a_crash_between_intent_and_effect_is_reconciled_not_resent(tp: To
     adapter2.effects = list(adapter.effects)  # the platform keeps what was posted before the crash
     rt2 = runtime(adapter2, outbox2)
     for key, value in ledger_records(outbox.sends, rt.ledger.topic):
-        rt2.ledger._apply(0, key, value)
+        rt2.ledger.record(0, key, value)
     await rt2._handle(batch(cmds, tp))
     # all three had an intent: each is looked up first; the one made before the crash is found
     assert sorted(adapter2.reconciled) == ["fanpage:calm", "fanpage:doomed", "fanpage:doomed"]
@@ -199,3 +202,34 @@ async def test_a_replayed_batch_is_acknowledged_without_effects_or_intents(tp: T
     assert len(adapter.effects) == 9
     assert len(outbox.sends) == before + 1  # receipts only: no intents
     assert all(r.topic != rt.ledger.topic for r in outbox.sends[-1])
+
+
+async def test_an_oversized_command_is_dead_lettered_with_its_size(tp: TopicPartition) -> None:
+    outbox = FakeOutbox()
+    adapter = Adapter(outbox)
+    rt = runtime(adapter, outbox)
+    big = Command(IdempotencyKey("urn:a:big", 1, Channel.FANPAGE, "fanpage:p1", Action.PUBLISH), Priority.NORMAL,
+                  "2026-11-26T01:00:00Z", {"message": "x", "padding": "x" * (rt.max_command_bytes + 1)})
+    await rt._handle(batch([big, command("urn:a:small", "fanpage:p1")], tp))
+    assert [e[1] for e in adapter.effects] == ["urn:a:small"]
+    dead = [r for send in outbox.sends for r in send if r.topic.endswith("distribution.deadletter")]
+    assert len(dead) == 1
+    reason = dict(dead[0].headers)["dlq_reason"].decode()
+    assert "exceeds the fanpage limit" in reason and str(len(encode(big.to_dict()))) in reason
+    assert rt._consumer.commits == [{tp: 2}]  # type: ignore[union-attr]
+
+
+async def test_a_batch_waits_for_the_ledger_and_skips_partitions_not_held(tp: TopicPartition) -> None:
+    outbox = FakeOutbox()
+    adapter = Adapter(outbox)
+    rt = runtime(adapter, outbox)
+    rt._restored.clear()  # an assignment's ledger is still loading
+    handling = asyncio.create_task(rt._handle(batch([command("urn:a:wait", "fanpage:p1")], tp)))
+    await asyncio.sleep(0.05)
+    assert not handling.done() and adapter.effects == []
+    rt._restored.set()
+    await handling
+    assert len(adapter.effects) == 1
+    rt.ledger.drop({0})  # revoked: nothing decided from an absent ledger, nothing committed
+    await rt._handle(batch([command("urn:a:gone", "fanpage:p2")], tp))
+    assert len(adapter.effects) == 1 and rt._consumer.commits == [{tp: 1}]  # type: ignore[union-attr]
