@@ -12,7 +12,7 @@ Two kinds of entries (schemas/json/ledger.v1.json):
 
 Each entry goes to the same partition number as the command it is about, so the worker owning
 command partition p owns ledger partition p and rebuilds it on assignment (infra/kafka/compacted.py;
-entries are held as their JSON bytes: a national day is ~150,000 entries in the loudspeaker's).
+a national day is ~150,000 entries in the loudspeaker's, so finished commands are held slim).
 A partition not restored here raises PartitionNotHeld: never "no entry", which would send again.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 
 from infra.kafka.compacted import CompactedView
 from infra.kafka.outbox import OutRecord
+from schemas.codec import encode
 from schemas.models import Command
 
 LIVE_PREFIX = "live|"
@@ -34,7 +35,35 @@ def live_key(uri: str, target: str) -> str:
 class Ledger(CompactedView):
     """In-memory view of the ledger partitions this worker owns."""
 
-    keep_encoded = True
+    # What the runtime reads of a finished command and of a live effect (the topic keeps the whole
+    # entry). Nested objects of a live detail that are equal across targets (a national bulletin in
+    # 3,321 zones) are held once; the runtime and the adapters only read them.
+    DONE_FIELDS = ("kind", "state", "outcome", "external_id", "attempts", "reason")
+    LIVE_FIELDS = ("kind", "version", "external_id", "retracted", "detail")
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(topic)
+        self._shared: dict[bytes, Any] = {}
+
+    def held(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        kind = value.get("kind")
+        if kind == "command" and value.get("state") == "done":
+            return {k: value.get(k) for k in self.DONE_FIELDS}
+        if kind == "live":
+            slim = {k: value.get(k) for k in self.LIVE_FIELDS}
+            detail = slim["detail"]
+            if isinstance(detail, dict):
+                slim["detail"] = {k: self._one(v) if isinstance(v, dict) else v for k, v in detail.items()}
+            return slim
+        return value
+
+    def _one(self, value: dict[str, Any]) -> dict[str, Any]:
+        if len(self._shared) > 50000:
+            self._shared.clear()
+        shared: dict[str, Any] = self._shared.setdefault(encode(value), value)
+        return shared
 
     def command(self, partition: int, command_id: str) -> dict[str, Any] | None:
         value: dict[str, Any] | None = self.get(partition, command_id)

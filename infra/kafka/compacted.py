@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.kafka.outbox import OutRecord
@@ -29,12 +28,12 @@ class PartitionNotHeld(LookupError):
 class CompactedView:
     """key → latest JSON value, per owned partition; ``None`` values (tombstones) delete.
 
-    ``keep_encoded`` holds each value as its JSON bytes and decodes it on every ``get``: about a
-    third of the memory of the decoded dicts, for views with hundreds of thousands of keys (an
-    adapter's ledger after a national day); callers get a fresh dict each time.
+    ``held`` decides what is kept in memory of a value (all of it here; a subclass may keep less
+    of values it knows, e.g. the ledger of finished commands): used on restore and on record.
     """
 
-    keep_encoded = False
+    def held(self, value: Any) -> Any:
+        return value
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -52,15 +51,13 @@ class CompactedView:
     def get(self, partition: int, key: str) -> Any | None:
         """The value of ``key``; PartitionNotHeld if the partition is not restored here (never
         guess "absent" for a partition another worker may own)."""
-        value = self._part(partition).get(key)
-        return orjson.loads(value) if self.keep_encoded and value is not None else value
+        return self._part(partition).get(key)
 
     def owned(self) -> set[int]:
         return set(self._parts)
 
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
-        for key, value in list(self._parts.get(partition, {}).items()):
-            yield key, orjson.loads(value) if self.keep_encoded else value
+        yield from list(self._parts.get(partition, {}).items())
 
     def size(self) -> int:
         return sum(len(v) for v in self._parts.values())
@@ -74,13 +71,12 @@ class CompactedView:
         if value is None:
             part.pop(key, None)
         else:
-            part[key] = value
+            part[key] = self.held(value)
 
     def record(self, partition: int, key: str, value: Any | None) -> OutRecord:
         """Apply the change here and return the record that makes it durable."""
-        data = None if value is None else encode(value)
-        self.apply(partition, key, data if self.keep_encoded else value)
-        return OutRecord(self.topic, key.encode(), data, partition=partition)
+        self.apply(partition, key, value)
+        return OutRecord(self.topic, key.encode(), None if value is None else encode(value), partition=partition)
 
     async def load(self, bootstrap: str, partitions: set[int], client_id: str) -> None:
         """Read the given partitions (those not held yet) from the beginning to their end.
@@ -114,8 +110,7 @@ class CompactedView:
                             part.pop(key, None)
                             continue
                         try:
-                            value = decode(rec.value)
-                            part[key] = rec.value if self.keep_encoded else value
+                            part[key] = self.held(decode(rec.value))
                         except InvalidContent:
                             log.error("unreadable entry at %s[%d]@%d", self.topic, tp.partition, rec.offset)
                 for tp in list(remaining):
