@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,16 +27,18 @@ from infra.kafka.broker import (
     fetch_jars,
     stop_pid,
 )
-from infra.processes import live_process_args, read_state_file, write_state_file
+from infra.processes import DetachedServer, run_command, write_state_file
 
 
-def _is_our_broker(state: dict[str, Any]) -> bool:
-    """The state file's pid is alive and still runs kafka.Kafka on that data dir."""
-    args = live_process_args(state.get("pid"))
-    if args is None:
-        return False
+def _runs_kafka_on(args: list[str], state: dict[str, Any]) -> bool:
+    """The command line runs kafka.Kafka on the state file's data dir."""
     data_dir = str(state.get("data_dir", ""))
     return "kafka.Kafka" in args and any(a.startswith(data_dir) for a in args if data_dir)
+
+
+BROKER = DetachedServer(label="Kafka broker", stop_label="broker", address_key="bootstrap",
+                        dir_key="data_dir", dir_marker="server.properties", owns=_runs_kafka_on,
+                        stop_pid=stop_pid)
 
 
 def _cmd_fetch(ns: argparse.Namespace) -> int:
@@ -47,10 +48,7 @@ def _cmd_fetch(ns: argparse.Namespace) -> int:
 
 def _cmd_start(ns: argparse.Namespace) -> int:
     state_file: Path = ns.state_file
-    state = read_state_file(state_file)
-    if state is not None and _is_our_broker(state):
-        print(f"Kafka broker already running (pid {state['pid']})", file=sys.stderr)
-        print(state["bootstrap"])
+    if BROKER.report_running(state_file):
         return 0
     broker = KafkaBroker(ns.data_dir, version=ns.version, start_timeout=ns.timeout,
                          keep_data_dir=True, die_with_parent=False)
@@ -64,32 +62,6 @@ def _cmd_start(ns: argparse.Namespace) -> int:
     }
     write_state_file(state_file, state)
     print(broker.bootstrap)
-    return 0
-
-
-def _cmd_status(ns: argparse.Namespace) -> int:
-    state = read_state_file(ns.state_file)
-    if state is None or not _is_our_broker(state):
-        print("not running", file=sys.stderr)
-        return 1
-    print(state["bootstrap"])
-    return 0
-
-
-def _cmd_stop(ns: argparse.Namespace) -> int:
-    state_file: Path = ns.state_file
-    state = read_state_file(state_file)
-    if state is None:
-        print(f"no state file at {state_file}; nothing to stop", file=sys.stderr)
-        return 0
-    if _is_our_broker(state):
-        stop_pid(int(state["pid"]), ns.timeout)
-    else:
-        print(f"broker of {state_file} is not running", file=sys.stderr)
-    state_file.unlink(missing_ok=True)
-    data_dir = Path(str(state.get("data_dir", "")))
-    if ns.remove_data_dir and data_dir.is_dir() and (data_dir / "server.properties").is_file():
-        shutil.rmtree(data_dir, ignore_errors=True)
     return 0
 
 
@@ -116,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("status", help="print the bootstrap address if running (exit 1 if not)")
     p.add_argument("--state-file", type=Path, required=True)
-    p.set_defaults(func=_cmd_status)
+    p.set_defaults(func=BROKER.cmd_status)
 
     p = sub.add_parser("stop", help="stop the broker of a state file")
     p.add_argument("--state-file", type=Path, required=True)
@@ -124,16 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds to wait after SIGTERM before SIGKILL")
     p.add_argument("--remove-data-dir", action="store_true",
                    help="also delete the broker's data dir (only if it holds server.properties)")
-    p.set_defaults(func=_cmd_stop)
+    p.set_defaults(func=BROKER.cmd_stop)
 
-    ns = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        rc: int = ns.func(ns)
-    except KafkaBrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return rc
+    return run_command(parser.parse_args(argv), KafkaBrokerError, logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -28,18 +28,15 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
-from infra.processes import file_lock, free_loopback_ports, pid_alive, signal_group, stop_process_group
+from infra.processes import ServerProcess, cache_root, file_lock, free_loopback_ports, pid_alive, stop_process_group
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -126,12 +123,6 @@ def _mvn_executable() -> str:
     if found is None:
         raise KafkaBrokerError("'mvn' not found on PATH (Maven 3.8+ is needed to fetch Kafka)")
     return found
-
-
-def cache_root() -> Path:
-    """``$LANTOA_CACHE_DIR`` or ``~/.cache/lantoa``."""
-    env = os.environ.get("LANTOA_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "lantoa"
 
 
 def _sha256(path: Path) -> str:
@@ -268,7 +259,7 @@ def _format_value(value: PropertyValue) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """A single-node combined broker+controller KRaft Kafka on 127.0.0.1, as a subprocess.
 
     Ports are picked on the first :meth:`start` (unless given) and kept for :meth:`restart`.
@@ -282,6 +273,9 @@ class KafkaBroker:
     stopping it (e.g. a test run killed by ``timeout``), so no orphan broker is left behind.
     Such a broker cannot be :meth:`detach`-ed; pass ``die_with_parent=False`` for that.
     """
+
+    error = KafkaBrokerError
+    noun = "broker"
 
     def __init__(
         self,
@@ -319,7 +313,7 @@ class KafkaBroker:
         self.die_with_parent = die_with_parent
         self._pdeathsig = False
         self.cluster_id: str | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = None
         self._log_offset = 0
 
     # -- paths and addresses --------------------------------------------------------------
@@ -353,13 +347,6 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         """``"127.0.0.1:<port>"``."""
         return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log_file, lines)
@@ -493,27 +480,8 @@ class KafkaBroker:
         cmd = self._java_cmd(
             "kafka.Kafka", (*self.heap_opts, *JVM_OPTS, *self.jvm_options), str(self.properties_file)
         )
-        # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only from the main
-        # thread. setpriv execs java: the pid stays the JVM's.
-        setpriv = shutil.which("setpriv")
-        self._pdeathsig = bool(
-            self.die_with_parent and setpriv and threading.current_thread() is threading.main_thread()
-        )
-        if self._pdeathsig and setpriv:
-            cmd = [setpriv, "--pdeathsig", "TERM", *cmd]
-        with open(self.log_file, "ab") as logfh:
-            self._log_offset = logfh.tell()
-            logfh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(cmd)}\n"
-                        .encode())
-            logfh.flush()
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self.data_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=logfh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own session and process group
-            )
+        self._log_offset = self._spawn(cmd, cwd=self.data_dir, log_file=self.log_file,
+                                       die_with_parent=self.die_with_parent, pdeathsig="TERM")
         try:
             self._wait_ready()
         except BaseException:
@@ -585,29 +553,7 @@ class KafkaBroker:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (controlled shutdown), wait up to ``timeout`` s, then SIGKILL. Idempotent."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("Kafka broker pid %d ignored SIGTERM for %.0f s; SIGKILL",
-                            proc.pid, timeout)
-                signal_group(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self._proc = None
-
-    def kill(self) -> None:
-        """SIGKILL the broker (no controlled shutdown), for fault drills. Idempotent."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-        self._proc = None
+        self._terminate(timeout, logger=log, what="Kafka broker")
 
     def restart(self, timeout: float = 30.0) -> KafkaBroker:
         """Stop (if running) and start again on the same ports and data dir, no reformat."""
@@ -616,15 +562,10 @@ class KafkaBroker:
 
     def detach(self) -> int:
         """Forget the running process (it keeps running) and keep the data dir; return its pid."""
-        if self._proc is None or self._proc.poll() is not None:
-            raise KafkaBrokerError("no running broker to detach")
-        if self._pdeathsig:
-            raise KafkaBrokerError(
-                "this broker dies with its parent process (die_with_parent=True); "
-                "create it with die_with_parent=False to detach it"
-            )
-        pid = self._proc.pid
-        self._proc = None
+        pid = self._detach_pid(
+            "this broker dies with its parent process (die_with_parent=True); "
+            "create it with die_with_parent=False to detach it" if self._pdeathsig else None
+        )
         self.keep_data_dir = True
         return pid
 
@@ -636,14 +577,6 @@ class KafkaBroker:
 
     def __enter__(self) -> KafkaBroker:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         where = f"127.0.0.1:{self._port}" if self._port else "unstarted"

@@ -23,7 +23,6 @@ import configparser
 import logging
 import os
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -38,18 +37,19 @@ from infra.s3.versitygw import (
     build_versitygw,
     stop_pid,
 )
-from infra.processes import live_process_args, read_state_file, write_state_file
+from infra.processes import DetachedServer, read_state_file, run_command, write_state_file
 
 CREDENTIALS_FILE_NAME = "credentials"
 
 
-def _is_our_server(state: dict[str, Any]) -> bool:
-    """The state file's pid is alive and still runs versitygw on that root."""
-    args = live_process_args(state.get("pid"))
-    if args is None:
-        return False
+def _runs_versitygw_on(args: list[str], state: dict[str, Any]) -> bool:
+    """The command line runs versitygw on the state file's root."""
     root = str(state.get("root", ""))
     return bool(root) and any(a.endswith(BINARY_NAME) for a in args) and any(a.startswith(root) for a in args)
+
+
+SERVER = DetachedServer(label="versitygw", stop_label="versitygw", address_key="endpoint_url", dir_key="root",
+                        dir_marker=CREDENTIALS_FILE_NAME, owns=_runs_versitygw_on, stop_pid=stop_pid)
 
 
 def write_credentials_file(path: Path, access_key: str, secret_key: str) -> None:
@@ -88,10 +88,7 @@ def _cmd_build(ns: argparse.Namespace) -> int:
 
 def _cmd_start(ns: argparse.Namespace) -> int:
     state_file: Path = ns.state_file
-    state = read_state_file(state_file)
-    if state is not None and _is_our_server(state):
-        print(f"versitygw already running (pid {state['pid']})", file=sys.stderr)
-        print(state["endpoint_url"])
+    if SERVER.report_running(state_file):
         return 0
     root: Path = (ns.data_dir or Path(tempfile.mkdtemp(prefix="lantoa-s3-"))).absolute()
     creds_file = root / CREDENTIALS_FILE_NAME
@@ -119,15 +116,6 @@ def _cmd_start(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_status(ns: argparse.Namespace) -> int:
-    state = read_state_file(ns.state_file)
-    if state is None or not _is_our_server(state):
-        print("not running", file=sys.stderr)
-        return 1
-    print(state["endpoint_url"])
-    return 0
-
-
 def _cmd_env(ns: argparse.Namespace) -> int:
     state = read_state_file(ns.state_file)
     if state is None:
@@ -141,23 +129,6 @@ def _cmd_env(ns: argparse.Namespace) -> int:
     }
     for name, value in settings.items():
         print(f"export {name}={shlex.quote(str(value))}")
-    return 0
-
-
-def _cmd_stop(ns: argparse.Namespace) -> int:
-    state_file: Path = ns.state_file
-    state = read_state_file(state_file)
-    if state is None:
-        print(f"no state file at {state_file}; nothing to stop", file=sys.stderr)
-        return 0
-    if _is_our_server(state):
-        stop_pid(int(state["pid"]), ns.timeout)
-    else:
-        print(f"versitygw of {state_file} is not running", file=sys.stderr)
-    state_file.unlink(missing_ok=True)
-    root = Path(str(state.get("root", "")))
-    if ns.remove_data_dir and root.is_dir() and (root / CREDENTIALS_FILE_NAME).is_file():
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
@@ -183,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("status", help="print the endpoint if running (exit 1 if not)")
     p.add_argument("--state-file", type=Path, required=True)
-    p.set_defaults(func=_cmd_status)
+    p.set_defaults(func=SERVER.cmd_status)
 
     p = sub.add_parser("env", help="print the LANTOA_S3_* settings as shell exports (no secrets)")
     p.add_argument("--state-file", type=Path, required=True)
@@ -194,16 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--remove-data-dir", action="store_true",
                    help="also delete the server's root dir (only if it holds our credentials file)")
-    p.set_defaults(func=_cmd_stop)
+    p.set_defaults(func=SERVER.cmd_stop)
 
-    ns = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        rc: int = ns.func(ns)
-    except VersitygwError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return rc
+    return run_command(parser.parse_args(argv), VersitygwError, logging.INFO)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,19 @@ import signal
 import string
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
-from infra.processes import file_lock, free_loopback_ports, pid_alive, signal_group, stop_process_group
+from infra.processes import (
+    ServerProcess,
+    cache_root,
+    file_lock,
+    free_loopback_ports,
+    pid_alive,
+    signal_group,
+    stop_process_group,
+)
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -69,12 +75,6 @@ class VersitygwError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Build and cache
 # --------------------------------------------------------------------------------------------
-
-
-def cache_root() -> Path:
-    """``$LANTOA_CACHE_DIR`` or ``~/.cache/lantoa``."""
-    env = os.environ.get("LANTOA_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "lantoa"
 
 
 def binary_path(cache_dir: Path | None = None, version: str = DEFAULT_VERSION) -> Path:
@@ -225,7 +225,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class S3Server:
+class S3Server(ServerProcess):
     """versitygw's posix backend on ``127.0.0.1:<port>``, as a subprocess.
 
     ``root`` (default: a new temp dir, removed by :meth:`close` unless ``keep_data``) holds
@@ -237,6 +237,9 @@ class S3Server:
     ``die_with_parent`` (default): the server gets SIGKILL when this Python process dies, so an
     interrupted test run leaves no orphan server. Pass False for :meth:`detach`.
     """
+
+    error = VersitygwError
+    noun = "server"
 
     def __init__(
         self,
@@ -267,7 +270,7 @@ class S3Server:
         self.start_timeout = start_timeout
         self.keep_data = keep_data
         self.die_with_parent = die_with_parent
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc = None
         self._paused: PauseMode | None = None
 
     # -- addresses and paths ----------------------------------------------------------------
@@ -307,15 +310,8 @@ class S3Server:
         return self.root / LOG_FILE_NAME
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
     def paused(self) -> bool:
         return self._paused is not None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log_file, lines)
@@ -371,18 +367,9 @@ class S3Server:
     def _launch(self) -> None:
         if self.uses_sidecar():
             self.sidecar_dir.mkdir(parents=True, exist_ok=True)
-        cmd = self.command()
-        setpriv = shutil.which("setpriv")
-        # PR_SET_PDEATHSIG fires when the forking *thread* exits, so only from the main thread.
         # KILL rather than TERM: a SIGSTOPped server would never act on a TERM.
-        if self.die_with_parent and setpriv and threading.current_thread() is threading.main_thread():
-            cmd = [setpriv, "--pdeathsig", "KILL", *cmd]
-        with open(self.log_file, "ab") as logfh:
-            logfh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
-            logfh.flush()
-            self._proc = subprocess.Popen(cmd, cwd=self.root, env=self._environment(),
-                                          stdin=subprocess.DEVNULL, stdout=logfh,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+        self._spawn(self.command(), cwd=self.root, log_file=self.log_file, die_with_parent=self.die_with_parent,
+                    pdeathsig="KILL", env=self._environment())
         self._paused = None
         try:
             self._wait_ready()
@@ -463,40 +450,18 @@ class S3Server:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (after SIGCONT if paused), wait up to ``timeout`` s, then SIGKILL. Idempotent."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            signal_group(proc.pid, signal.SIGCONT)
-            signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                signal_group(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self._proc = None
+        self._terminate(timeout, resume_first=True)
         self._paused = None
 
     def kill(self) -> None:
         """SIGKILL the server (a crash, for fault drills). Idempotent."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-        self._proc = None
+        super().kill()
         self._paused = None
 
     def detach(self) -> int:
         """Forget the running process (it keeps running) and keep the data; return its pid."""
-        if self._proc is None or self._proc.poll() is not None:
-            raise VersitygwError("no running server to detach")
-        if self.die_with_parent:
-            raise VersitygwError("this server dies with its parent (die_with_parent=True); "
-                                 "create it with die_with_parent=False to detach it")
-        pid = self._proc.pid
-        self._proc = None
+        pid = self._detach_pid("this server dies with its parent (die_with_parent=True); "
+                               "create it with die_with_parent=False to detach it" if self.die_with_parent else None)
         self.keep_data = True
         return pid
 
@@ -512,10 +477,6 @@ class S3Server:
         except BaseException:
             self.close()
             raise
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         where = self.endpoint_url if self._port else "unstarted"
