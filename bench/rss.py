@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from bench import pipeline
+from bench import pipeline, procstats
 from bench.common import Result
 
 SHORT_WINDOW_S = 20.0
@@ -143,7 +143,7 @@ def schedule_day(bootstrap: str, articles: int = DAY_ARTICLES) -> ScheduleDay:
                 raise TimeoutError(f"schedule day unfinished after {DAY_TIMEOUT_S:.0f}s: {total} commands, lag {lag}")
             time.sleep(5.0)
         seconds = time.monotonic() - started
-        rss = {name: pipeline.rss_mb(p.proc.pid) for name, p in procs.items()}
+        rss = {name: procstats.rss_mb(p.proc.pid) for name, p in procs.items()}
         note = (f"{articles} national articles × 3,321 zones = {total:,} loudspeaker commands, all committed in "
                 f"{seconds:.0f}s ({total / seconds:.0f}/s); at the platform: {_fill(emus)}")
         return ScheduleDay(rss, articles, total, seconds, note)
