@@ -46,293 +46,40 @@ Webhooks (issue 8; the section "webhooks" at the end of the class):
 - ``POST /_control/webhooks/replay``: POST the last delivery again, byte for byte.
 
 Replies to citizens are ordinary group or ``cs`` messages (``GET /_control/messages``).
+
+This module is the HTTP side (the API, its envelope and faults, the control routes); what the
+emulator holds is in ``zalo_state``, the webhooks in ``zalo_webhooks``, and the error codes,
+records and attachment check in ``zalo_model``.
 """
 
 from __future__ import annotations
 
-import collections
-import hashlib
-import math
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
 
-from infra.emulators.common import (
-    ControlError,
-    EmulatorBase,
-    Fault,
-    Handler,
-    json_response,
-    read_json,
-    WebhookSender,
-    set_outcome,
+from infra.emulators.common import ControlError, Fault, Handler, json_response, read_json, set_outcome
+from infra.emulators.zalo_model import (
+    BAD_GATEWAY_HTML,
+    GROUP_STATUSES,
+    OAuthError,
+    ZaloError,
+    ZaloMessage,
+    check_attachment,
 )
+from infra.emulators.zalo_webhooks import ZaloWebhooks
 
 __all__ = ["GROUP_STATUSES", "ZaloEmulator", "ZaloError", "ZaloMessage"]
 
-ERROR_MESSAGES = {
-    -1: "Unknown error",                                              # [guess]
-    -32: "The number of API calls exceeded the limit",                # [guess]
-    -201: "Parameters invalid",
-    -204: "Official Account has been disabled",                       # [guess]
-    -205: "Official Account does not exist",                          # [guess]
-    -210: "Parameter exceeds the allowed limit",                      # [guess]
-    -211: "Out of quota",
-    -213: "User has not followed the Official Account",               # [guess]
-    -216: "Access token is invalid",
-    -220: "Access token has expired",                                 # [guess]
-    -223: "Official Account is not authorised to use this feature",   # [guess]
-    -224: "Official Account tier does not allow this feature",        # [guess]
-    -230: "User has not interacted with the OA in the last 7 days",   # [guess]
-    -232: "User has not interacted with the OA",                      # [guess]
-    -234: "Promotion messages cannot be sent from 22:00 to 06:00",    # [guess]
-    -237: "Group has been disabled",                                  # [guess]
-    -403: "Official Account is not a member of this group",           # [guess]
-}
-OAUTH_REF_DOC = ("https://developers.zalo.me/docs/official-account/bat-dau/"
-                 "xac-thuc-va-uy-quyen-cho-ung-dung-new")
-GROUP_STATUSES = frozenset({"active", "disabled", "not_member"})
-BUTTON_TYPES = frozenset({"oa.open.url", "oa.query.show", "oa.query.hide", "oa.open.sms",
-                          "oa.open.phone"})
-BAD_GATEWAY_HTML = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-                    "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n")
 
-
-class ZaloError(Exception):
-    """A Zalo API error reply (negative code, HTTP status)."""
-
-    def __init__(self, code: int, message: str | None = None, *, http_status: int = 200) -> None:
-        self.code = code
-        self.message = message if message is not None else ERROR_MESSAGES.get(code, "Error")
-        super().__init__(self.message)
-        self.http_status = http_status
-
-
-class OAuthError(Exception):
-    """An error of Zalo's OAuth v4 server."""
-
-    def __init__(self, code: int, reason: str, description: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.description = description
-
-    def body(self) -> dict[str, Any]:
-        return {"error_name": "Invalid parameter", "error_reason": self.reason,
-                "ref_doc": OAUTH_REF_DOC, "error_description": self.description,
-                "error": self.code}
-
-
-@dataclass
-class ZaloMessage:
-    """One message the OA sent (``kind``: group | cs | transaction | promotion)."""
-
-    seq: int
-    time: float
-    message_id: str
-    kind: str
-    recipient: str
-    text: str | None
-    attachment: dict[str, Any] | None
-    access_token: str
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class AccessToken:
-    token: str
-    issued_at: float
-    expires_at: float
-    invalid_after: float | None = None
-
-
-@dataclass
-class RefreshToken:
-    token: str
-    issued_at: float
-    expires_at: float
-    used_at: float | None = None
-
-
-class ZaloEmulator(WebhookSender, EmulatorBase):
-    """One OA of one app: its groups (``{group_id: "active" | "disabled" | "not_member"}``),
-    followers, token pair, quota and rate limit."""
+class ZaloEmulator(ZaloWebhooks):
+    """The Zalo OA Open API and OAuth server of one OA of one app: the HTTP side of ``ZaloState``
+    (state, constructor arguments) and ``ZaloWebhooks`` (citizens' messages, the subscriber)."""
 
     name: ClassVar[str] = "zalo"
-    CONFIG_KEYS: ClassVar[Mapping[str, type]] = {
-        "access_token_lifetime_s": float, "refresh_token_lifetime_s": float,
-        "refresh_grace_s": float, "expired_error": int, "expiry_http_status": int,
-        "unknown_group_error": int, "quota_limit": int, "quota_window_s": float,
-        "rate_limit_per_s": int, "text_limit": int,
-    }
-
-    def __init__(self, *, app_id: str = "lantoa-demo-app", secret_key: str = "lantoa-demo-secret",
-                 oa_id: str = "lantoa-demo-oa",
-                 groups: Mapping[str, str] | Iterable[str] = (), followers: Iterable[str] = (),
-                 access_token: str = "zalo-access-0", refresh_token: str = "zalo-refresh-0",
-                 access_token_lifetime_s: float = 90000.0,
-                 refresh_token_lifetime_s: float = 90 * 86400.0, refresh_grace_s: float = 0.0,
-                 expired_error: int = -216, expiry_http_status: int = 200,
-                 unknown_group_error: int = -237, quota_limit: int = 5000,
-                 quota_window_s: float = 86400.0, quota_tz_offset_s: float = 7 * 3600.0,
-                 rate_limit_per_s: int = 20, text_limit: int = 2000,
-                 clock: Callable[[], float] | None = None, seed: int | None = None) -> None:
-        if expired_error not in (-216, -220):
-            raise ValueError("expired_error is -216 or -220")
-        if unknown_group_error not in (-237, -403):
-            raise ValueError("unknown_group_error is -237 or -403")
-        self.app_id = app_id
-        self.secret_key = secret_key
-        self.oa_id = oa_id
-        self.access_token_lifetime_s = access_token_lifetime_s
-        self.refresh_token_lifetime_s = refresh_token_lifetime_s
-        self.refresh_grace_s = refresh_grace_s
-        self.expired_error = expired_error
-        self.expiry_http_status = expiry_http_status
-        self.unknown_group_error = unknown_group_error
-        self.quota_limit = quota_limit
-        self.quota_window_s = quota_window_s
-        self.quota_tz_offset_s = quota_tz_offset_s
-        self.rate_limit_per_s = rate_limit_per_s
-        self.text_limit = text_limit
-        self._initial_groups = (dict(groups) if isinstance(groups, Mapping)
-                                else {g: "active" for g in groups})
-        for status in self._initial_groups.values():
-            if status not in GROUP_STATUSES:
-                raise ValueError(f"group status {status!r} not in {sorted(GROUP_STATUSES)}")
-        self._initial_followers = set(followers)
-        self._initial_tokens = (access_token, refresh_token)
-        super().__init__(clock=clock, seed=seed)
-        self._init_state()
-        self._snapshot_config()
-
-    def _init_state(self) -> None:
-        now = self.clock()
-        self._groups: dict[str, str] = dict(self._initial_groups)
-        self._followers: set[str] = set(self._initial_followers)
-        self._messages: list[ZaloMessage] = []
-        self._quota_used: dict[float, int] = {}
-        self._calls: collections.deque[float] = collections.deque()
-        self._refreshes: list[dict[str, Any]] = []
-        access, refresh = self._initial_tokens
-        self._access: dict[str, AccessToken] = {
-            access: AccessToken(access, now, now + self.access_token_lifetime_s)}
-        self._refresh: dict[str, RefreshToken] = {
-            refresh: RefreshToken(refresh, now, now + self.refresh_token_lifetime_s)}
-        self._current = (access, refresh)
-        self._init_webhooks()
-
-    def reset(self) -> None:
-        super().reset()
-        self._init_state()
-
-    # ----- in-process API --------------------------------------------------------------------
-
-    def messages(self, recipient: str | None = None, *,
-                 kind: str | None = None) -> list[ZaloMessage]:
-        """Every message sent, in order, optionally to one group/user or of one kind."""
-        return [m for m in self._messages if (recipient is None or m.recipient == recipient)
-                and (kind is None or m.kind == kind)]
-
-    @property
-    def refresh_count(self) -> int:
-        """Successful token refreshes so far."""
-        return len(self._refreshes)
-
-    def refreshes(self) -> list[dict[str, Any]]:
-        return list(self._refreshes)
-
-    @property
-    def access_token(self) -> str:
-        """The newest access token."""
-        return self._current[0]
-
-    @property
-    def refresh_token(self) -> str:
-        """The newest refresh token (it may already have been used)."""
-        return self._current[1]
-
-    def expire_access_token(self, token: str | None = None, *, at: float | None = None) -> None:
-        """Make ``token`` (default: the newest access token) expire at ``at`` (default now)."""
-        self._access[token or self.access_token].expires_at = self.clock() if at is None else at
-
-    def issue_tokens(self) -> dict[str, str]:
-        """A fresh token pair, as when the OA admin authorises the app again; every older
-        refresh token stops working and older access tokens follow after the grace period."""
-        now = self.clock()
-        for rt in self._refresh.values():
-            if rt.used_at is None:
-                rt.used_at = now
-        return self._issue_pair(now)
-
-    def set_group(self, group_id: str, status: str = "active") -> None:
-        if status not in GROUP_STATUSES:
-            raise ValueError(f"group status {status!r} not in {sorted(GROUP_STATUSES)}")
-        self._groups[group_id] = status
-
-    def set_follower(self, user_id: str, following: bool = True) -> None:
-        if following:
-            self._followers.add(user_id)
-        else:
-            self._followers.discard(user_id)
-
-    def quota(self) -> dict[str, Any]:
-        start = self._quota_window_start()
-        used = self._quota_used.get(start, 0)
-        return {"total": self.quota_limit, "used": used, "remain": max(0, self.quota_limit - used),
-                "window_start": int(start * 1000),
-                "reset_at": int((start + self.quota_window_s) * 1000)}
-
-    # ----- tokens, limits ----------------------------------------------------------------------
-
-    def _new_token(self, prefix: str) -> str:
-        return f"{prefix}-{self.rng.getrandbits(192):048x}"
-
-    def _issue_pair(self, now: float) -> dict[str, str]:
-        for at in self._access.values():
-            if at.invalid_after is None:
-                at.invalid_after = now + self.refresh_grace_s
-        access, refresh = self._new_token("zat"), self._new_token("zrt")
-        self._access[access] = AccessToken(access, now, now + self.access_token_lifetime_s)
-        self._refresh[refresh] = RefreshToken(refresh, now, now + self.refresh_token_lifetime_s)
-        self._current = (access, refresh)
-        return {"access_token": access, "refresh_token": refresh,
-                "expires_in": str(int(self.access_token_lifetime_s))}
-
-    def _authenticate(self, request: web.Request) -> AccessToken:
-        now = self.clock()
-        token = self._access.get(request.headers.get("access_token", ""))
-        if token is None or (token.invalid_after is not None and now >= token.invalid_after):
-            raise ZaloError(-216)
-        if now >= token.expires_at:
-            raise ZaloError(self.expired_error, http_status=self.expiry_http_status)
-        return token
-
-    def _count_call(self) -> None:
-        now = time.monotonic()
-        while self._calls and self._calls[0] <= now - 1.0:
-            self._calls.popleft()
-        if self.rate_limit_per_s > 0 and len(self._calls) >= self.rate_limit_per_s:
-            raise ZaloError(-32)
-        self._calls.append(now)
-
-    def _quota_window_start(self) -> float:
-        local = self.clock() + self.quota_tz_offset_s
-        start = math.floor(local / self.quota_window_s) * self.quota_window_s
-        return start - self.quota_tz_offset_s
-
-    def _use_quota(self) -> None:
-        start = self._quota_window_start()
-        used = self._quota_used.get(start, 0)
-        if used >= self.quota_limit:
-            raise ZaloError(-211)
-        self._quota_used[start] = used + 1
 
     # ----- HTTP plumbing ---------------------------------------------------------------------
 
@@ -419,15 +166,6 @@ class ZaloEmulator(WebhookSender, EmulatorBase):
             check_attachment(attachment)
         return target, text, attachment
 
-    def _record(self, kind: str, recipient: str, text: str | None,
-                attachment: dict[str, Any] | None, token: AccessToken) -> ZaloMessage:
-        message = ZaloMessage(seq=self.next_seq(), time=self.clock(),
-                              message_id=f"{self.rng.getrandbits(128):032x}", kind=kind,
-                              recipient=recipient, text=text, attachment=attachment,
-                              access_token=token.token)
-        self._messages.append(message)
-        return message
-
     def _group_message(self, request: web.Request, body: Any) -> dict[str, Any]:
         token = self._authenticate(request)
         self._count_call()
@@ -500,27 +238,6 @@ class ZaloEmulator(WebhookSender, EmulatorBase):
 
         return await self.guarded(request, None, action)
 
-    def _refresh_tokens(self, secret_key: str | None, form: Mapping[str, str]) -> dict[str, str]:
-        if form.get("app_id") != self.app_id:
-            raise OAuthError(-14001, "Invalid app_id", "app_id is missing or unknown")  # [guess]
-        if secret_key != self.secret_key:
-            raise OAuthError(-14002, "Invalid secret_key",
-                             "the secret_key header does not match the app")  # [guess]
-        if form.get("grant_type") != "refresh_token":
-            raise OAuthError(-14003, "Invalid grant_type",
-                             "grant_type must be refresh_token")  # [guess]
-        now = self.clock()
-        rt = self._refresh.get(form.get("refresh_token", ""))
-        if rt is None or rt.used_at is not None or now >= rt.expires_at:
-            raise OAuthError(-14020, "Invalid refresh token",
-                             "The refresh token is invalid, expired or has already been used")
-        rt.used_at = now
-        pair = self._issue_pair(now)
-        self._refreshes.append({"seq": self.next_seq(), "time": now, "used_refresh_token": rt.token,
-                                "access_token": pair["access_token"],
-                                "refresh_token": pair["refresh_token"]})
-        return pair
-
     # ----- control API -----------------------------------------------------------------------
 
     def _add_control_routes(self) -> None:
@@ -591,97 +308,3 @@ class ZaloEmulator(WebhookSender, EmulatorBase):
 
     async def _ctl_quota(self, request: web.Request) -> web.StreamResponse:
         return json_response(self.quota())
-
-    # ----- webhooks: citizens' messages (issue 8) --------------------------------------------
-
-    def _init_webhooks(self) -> None:
-        self._subscription: dict[str, str] | None = None
-        self._last_delivery: tuple[bytes, dict[str, str]] | None = None
-
-    def webhook_body(self, text: str, *, group_id: str | None = None, user_id: str | None = None,
-                     sender_id: str = "8421", quote_msg_id: str | None = None,
-                     timestamp_ms: int | None = None) -> tuple[bytes, str, str]:
-        """(body, msg_id, timestamp) of a citizen's message in a group or to the OA."""
-        if bool(group_id) == bool(user_id):
-            raise ControlError("give group_id or user_id")
-        msg_id = f"{self.rng.getrandbits(128):032x}"
-        timestamp = str(timestamp_ms if timestamp_ms is not None else int(self.clock() * 1000))
-        message: dict[str, Any] = {"text": text, "msg_id": msg_id}
-        if quote_msg_id:
-            message["quote_msg_id"] = quote_msg_id
-        event: dict[str, Any] = {"app_id": self.app_id, "oa_id": self.oa_id}
-        if group_id:
-            event |= {"event_name": "user_send_group_text", "group_id": group_id,
-                      "sender": {"id": sender_id}, "recipient": {"id": group_id}}
-        else:
-            event |= {"event_name": "user_send_text", "sender": {"id": user_id},
-                      "recipient": {"id": self.oa_id}}
-        event |= {"message": message, "timestamp": timestamp}
-        return orjson.dumps(event), msg_id, timestamp
-
-    def webhook_headers(self, body: bytes, timestamp: str, signature: str = "valid") -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if signature == "missing":
-            return headers
-        if signature not in ("valid", "bad"):
-            raise ControlError("signature is valid, bad or missing")
-        secret = (self._subscription or {}).get("oa_secret_key", self.secret_key)
-        key = secret if signature == "valid" else "not-the-oa-secret"
-        digest = hashlib.sha256(self.app_id.encode() + body + timestamp.encode() + key.encode())
-        headers["X-ZEvent-Signature"] = f"mac={digest.hexdigest()}"
-        return headers
-
-    async def _ctl_webhook_subscribe(self, request: web.Request) -> web.StreamResponse:
-        body = await read_json(request)
-        url = body.get("url") if isinstance(body, dict) else None
-        if not isinstance(url, str) or not url:
-            raise ControlError('expected {"url": ..., "oa_secret_key"?: ...}')
-        self._subscription = {"url": url, "oa_secret_key": str(body.get("oa_secret_key") or self.secret_key)}
-        return json_response({"subscribed": True, "url": url})
-
-    async def _ctl_webhook_user_message(self, request: web.Request) -> web.StreamResponse:
-        body = await read_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            raise ControlError('expected {"group_id" | "user_id", "text", ...}')
-        stamp = body.get("timestamp_ms")
-        payload, msg_id, timestamp = self.webhook_body(
-            body["text"], group_id=body.get("group_id"), user_id=body.get("user_id"),
-            sender_id=str(body.get("sender_id") or "8421"), quote_msg_id=body.get("quote_msg_id"),
-            timestamp_ms=int(stamp) if isinstance(stamp, (int, float)) else None)
-        headers = self.webhook_headers(payload, timestamp, str(body.get("signature", "valid")))
-        return json_response({"msg_id": msg_id, **await self.deliver_webhook(payload, headers)})
-
-
-def check_attachment(attachment: Any) -> None:
-    """The attachment shapes of the contract: a media template (one image/gif element with a
-    ``url`` or ``attachment_id``) and buttons of the ``oa.*`` types."""
-    if not isinstance(attachment, dict) or attachment.get("type") != "template":
-        raise ZaloError(-201, "Parameters invalid: attachment.type must be template")
-    payload = attachment.get("payload")
-    if not isinstance(payload, dict) or not isinstance(payload.get("template_type"), str):
-        raise ZaloError(-201, "Parameters invalid: attachment.payload.template_type is required")
-    elements = payload.get("elements")
-    if payload["template_type"] == "media":
-        if not isinstance(elements, list) or len(elements) != 1:
-            raise ZaloError(-201, "Parameters invalid: a media template has one element")
-        element = elements[0]
-        if (not isinstance(element, dict) or element.get("media_type") not in ("image", "gif")
-                or not (isinstance(element.get("url"), str)
-                        or isinstance(element.get("attachment_id"), str))):
-            raise ZaloError(-201, "Parameters invalid: media element needs media_type "
-                            "image|gif and a url or attachment_id")
-    elif elements is not None and not isinstance(elements, list):
-        raise ZaloError(-201, "Parameters invalid: elements must be a list")
-    buttons = payload.get("buttons")
-    if buttons is None:
-        return
-    if not isinstance(buttons, list):
-        raise ZaloError(-201, "Parameters invalid: buttons must be a list")
-    for button in buttons:
-        if not isinstance(button, dict) or button.get("type") not in BUTTON_TYPES:
-            raise ZaloError(-201, f"Parameters invalid: button type must be one of "
-                            f"{sorted(BUTTON_TYPES)}")
-        if button["type"] == "oa.open.url":
-            target = button.get("payload")
-            if not isinstance(target, dict) or not isinstance(target.get("url"), str):
-                raise ZaloError(-201, "Parameters invalid: oa.open.url needs payload.url")
