@@ -54,6 +54,9 @@ class StreamWorker:
     """The worker's parts; ``run(stop)`` until ``stop`` is set (or raises on anything unexpected)."""
 
     def __init__(self, settings: Settings, clock: Clock = _utc_now) -> None:
+        counts = {t.value: settings.partitions(t) for t in (Topic.CMS_ARTICLES, Topic.EMBARGO_RELEASES, Topic.ARTICLE_STATE)}
+        if len(set(counts.values())) != 1:
+            raise ValueError(f"co-partitioned topics need the same partition count, got {counts}")
         self.settings = settings
         self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-streams")
         self.registry = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
