@@ -16,6 +16,8 @@ Version differences kept faithful to each schema:
 - an enveloped XML signature after the last ``info`` is accepted in both versions (the 1.2
   schema says so; the 1.1 schema omits it although CAP 1.1 allows signing). It is not verified.
 CAP 1.0 (namespace http://www.incident.com/cap/1.0) is refused with a reason.
+
+The model (enumerations and records) is in ``schemas.cap_model``; its names are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Final, TypeVar
@@ -32,6 +33,19 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as DefusedET
 from defusedxml import DefusedXmlException
 
+from schemas.cap_model import (
+    Alert,
+    Area,
+    Category,
+    Certainty,
+    Info,
+    MsgType,
+    Reference,
+    Scope,
+    Severity,
+    Status,
+    Urgency,
+)
 from schemas.errors import InvalidContent
 
 __all__ = [
@@ -58,125 +72,8 @@ NS_XMLDSIG: Final = "http://www.w3.org/2000/09/xmldsig#"
 REFUSED_DTD: Final = "XML refused: DTD/entity declarations are not allowed"
 
 
-class Status(StrEnum):
-    ACTUAL = "Actual"
-    EXERCISE = "Exercise"
-    SYSTEM = "System"
-    TEST = "Test"
-    DRAFT = "Draft"
-
-
-class MsgType(StrEnum):
-    ALERT = "Alert"
-    UPDATE = "Update"
-    CANCEL = "Cancel"
-    ACK = "Ack"
-    ERROR = "Error"
-
-
-class Scope(StrEnum):
-    PUBLIC = "Public"
-    RESTRICTED = "Restricted"
-    PRIVATE = "Private"
-
-
-class Category(StrEnum):
-    GEO = "Geo"
-    MET = "Met"
-    SAFETY = "Safety"
-    SECURITY = "Security"
-    RESCUE = "Rescue"
-    FIRE = "Fire"
-    HEALTH = "Health"
-    ENV = "Env"
-    TRANSPORT = "Transport"
-    INFRA = "Infra"
-    CBRNE = "CBRNE"
-    OTHER = "Other"
-
-
-class Urgency(StrEnum):
-    IMMEDIATE = "Immediate"
-    EXPECTED = "Expected"
-    FUTURE = "Future"
-    PAST = "Past"
-    UNKNOWN = "Unknown"
-
-
-class Severity(StrEnum):
-    EXTREME = "Extreme"
-    SEVERE = "Severe"
-    MODERATE = "Moderate"
-    MINOR = "Minor"
-    UNKNOWN = "Unknown"
-
-
-class Certainty(StrEnum):
-    OBSERVED = "Observed"
-    LIKELY = "Likely"
-    POSSIBLE = "Possible"
-    UNLIKELY = "Unlikely"
-    UNKNOWN = "Unknown"
-
-
 _RESPONSE_TYPES_11: Final = frozenset({"Shelter", "Evacuate", "Prepare", "Execute", "Monitor", "Assess", "None"})
 _RESPONSE_TYPES_12: Final = _RESPONSE_TYPES_11 | {"Avoid", "AllClear"}
-
-
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """One earlier message named in ``references`` (CAP: ``sender,identifier,sent``)."""
-
-    sender: str
-    identifier: str
-    sent: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Area:
-    """``geocodes`` are (valueName, value) pairs as written; polygons are closed (lat, lon) rings;
-    circles are (lat, lon, radius_km)."""
-
-    area_desc: str
-    geocodes: tuple[tuple[str, str], ...] = ()
-    polygons: tuple[tuple[tuple[float, float], ...], ...] = ()
-    circles: tuple[tuple[float, float, float], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Info:
-    """One ``info`` block. ``language`` defaults to en-US as in the schema."""
-
-    language: str
-    categories: tuple[Category, ...]
-    event: str
-    urgency: Urgency
-    severity: Severity
-    certainty: Certainty
-    effective: datetime | None = None
-    onset: datetime | None = None
-    expires: datetime | None = None
-    headline: str | None = None
-    description: str | None = None
-    instruction: str | None = None
-    sender_name: str | None = None
-    areas: tuple[Area, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """A parsed, validated CAP alert. Text is Unicode NFC; datetimes are timezone-aware."""
-
-    identifier: str
-    sender: str
-    sent: datetime
-    status: Status
-    msg_type: MsgType
-    scope: Scope
-    references: tuple[Reference, ...]
-    infos: tuple[Info, ...]
-    version: str  # "1.1" | "1.2"
-    raw_sha256: str
 
 
 # Content models: (local name, minOccurs, maxOccurs; -1 = unbounded), in schema order.
