@@ -11,6 +11,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from consumers.runtime import EXIT_CRASH
+from infra.kafka.reachable import wait_for_kafka
 from schemas.models import Target
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -33,6 +34,8 @@ def run_until_signalled(settings: Settings, what: str, body: Callable[[asyncio.E
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if not await wait_for_kafka(settings.kafka_bootstrap, stop, client_id=f"{settings.client_id}-probe"):
+            return
         follower = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
         await follower.start()
         try:

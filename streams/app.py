@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 
 from infra.kafka.compacted import CompactedView
 from infra.kafka.outbox import Outbox
+from infra.kafka.reachable import wait_for_kafka
 from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.processor import BatchLoop
@@ -73,6 +74,8 @@ class StreamWorker:
                                 {settings.topic(Topic.ALERTS_CAP): self.steps.alert}, self.outbox, max_records=20)
 
     async def run(self, stop: asyncio.Event) -> None:
+        if not await wait_for_kafka(self.settings.kafka_bootstrap, stop, client_id=f"{self.settings.client_id}-probe"):
+            return
         await self.outbox.start()
         try:
             await self.registry.start()
