@@ -36,7 +36,7 @@ bench: install
 
 # Fault drill (bench/drill.py): >= 10,000 deliveries on every channel, kill -9 of each worker type,
 # a broker restart, S3 away 30 s, emulator faults. It starts and restarts its own broker, so no
-# testenv here. A short form (bench.drill SHORT) exists; it is not in CI yet (see bench/RESULTS.md).
+# testenv here. The short form (make drill DRILL_ARGS=--short) runs in CI as tests/e2e/test_drill_short.py.
 drill: install
 	$(PY) -m bench.drill $(DRILL_ARGS)
 
