@@ -91,8 +91,12 @@ class PlayReporter:
             day = datetime.fromisoformat(started.replace("Z", "+00:00")).astimezone(VN).date().isoformat()
         except ValueError:
             return None
-        key = (zone, day)
-        if key not in self._slots:
+        key, bid = (zone, day), str(play.get("bulletin_id") or "")
+        known = self._slots.get(key)
+        if known is None or bid not in known:
+            # First play of that zone's day, or a bulletin placed there after we last read it.
+            if len(self._slots) > 20000:
+                self._slots.clear()
             found: dict[str, str] = {}
             try:
                 schedule = await self.client.get_schedule(zone, date.fromisoformat(day))
@@ -101,8 +105,8 @@ class PlayReporter:
             for slot in (schedule.body.get("slots", []) if schedule is not None else []):
                 if isinstance(slot, dict) and slot.get("bulletin_id") and slot.get("uri"):
                     found[str(slot["bulletin_id"])] = str(slot["uri"])
-            self._slots[key] = found
-        return self._slots[key].get(str(play.get("bulletin_id") or ""))
+            self._slots[key] = known = found
+        return known.get(bid)
 
     async def _receipt(self, play: dict[str, Any]) -> OutRecord | None:
         uri = await self._uri(play)

@@ -115,3 +115,44 @@ async def test_a_bulletin_id_clash_is_refused_not_a_crash(tmp_path: Path) -> Non
     finally:
         await adapter.close()
         await emu.stop()
+
+
+async def test_a_bulletin_placed_after_the_first_play_of_the_day_still_gets_its_receipt(
+        emulator: tuple[LoudspeakerEmulator, ManualClock]) -> None:
+    emu, clock = emulator
+    assert emu.base_url
+    client = PlatformClient(emu.base_url, lambda: TOKEN)
+    await client.start()
+    ward = f"{sorted(z.ward_code or 0 for z in local_registry(Settings()).zones_of_province(42) or [])[0]:05d}"
+
+    def slot(bid: str, uri: str, minute: int) -> dict[str, Any]:
+        return {"bulletin_id": bid, "uri": uri, "start": ON_AIR.replace(minute=minute).isoformat(),
+                "end": ON_AIR.replace(minute=minute + 5).isoformat(), "priority": "normal",
+                "audio_url": "https://x/a.wav", "title": bid}
+
+    def day(*slots: dict[str, Any]) -> dict[str, Any]:
+        return {"zone": ward, "date": ON_AIR.date().isoformat(), "timezone": "Asia/Ho_Chi_Minh", "slots": list(slots)}
+
+    first = slot("b-1", "urn:lantoa:article:first", 30)
+    await client.put_schedule(ward, ON_AIR.date(), day(first), if_match=None)
+    clock.set(ON_AIR.replace(minute=36).timestamp())
+    reporter = PlayReporter(Settings(), client)
+    sent: list[OutRecord] = []
+
+    async def collect(records: list[OutRecord]) -> None:
+        sent.extend(records)
+
+    reporter.outbox.send_all = collect  # type: ignore[method-assign, assignment]
+    try:
+        await reporter.poll_once()
+        # Later the same day another bulletin is placed in the zone, and airs.
+        current = await client.get_schedule(ward, ON_AIR.date())
+        assert current is not None
+        await client.put_schedule(ward, ON_AIR.date(), day(first, slot("b-2", "urn:lantoa:article:second", 45)),
+                                  if_match=current.etag)
+        clock.set(ON_AIR.replace(minute=51).timestamp())
+        await reporter.poll_once()
+        uris = Counter(orjson.loads(r.value or b"")["uri"] for r in sent)
+        assert uris == Counter({"urn:lantoa:article:first": 1, "urn:lantoa:article:second": 1})
+    finally:
+        await client.close()
