@@ -119,12 +119,16 @@ def start_delay(config: ArchiveConfig, attempt: int, rng: Callable[[], float] = 
 class ArchiveAdapter:
     """The archive channel (see the module docstring for the layout and the guarantees).
 
+    Every version is archived, also one arriving after a newer one (held in a retry tier while S3
+    was away): ``keeps_every_version`` tells the runtime not to skip it as superseded.
+
     ``client`` is a boto3 S3 client to use instead of building one from the config (tests).
     ``clock`` gives the times written into manifests and markers; ``sleep``, ``monotonic`` and
     ``rng`` drive the waits of ``start()`` (tests inject them).
     """
 
     channel: ClassVar[Channel] = Channel.ARCHIVE
+    keeps_every_version: ClassVar[bool] = True
 
     def __init__(self, config: ArchiveConfig, client: Any | None = None, *,
                  clock: Callable[[], datetime] = _utc_now, sleep: Sleep = asyncio.sleep,

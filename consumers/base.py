@@ -62,6 +62,8 @@ class ChannelAdapter(Protocol):
 
     # Optional: ``def rate_scope(self, target: str) -> str`` names what the platform's limits apply
     # to (an account shared by many targets); without it, limits apply per target.
+    # Optional: ``keeps_every_version = True``: versions older than the live one are delivered too
+    # (the archive keeps history), not skipped as superseded.
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         """After an unknown outcome: find the effect at the platform by our marker.

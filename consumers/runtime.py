@@ -136,6 +136,8 @@ class DeliveryRuntime:
         self._restored = asyncio.Event()
         self._restored.set()
         self.max_command_bytes = MAX_COMMAND_BYTES_BY_CHANNEL.get(self.channel, MAX_COMMAND_BYTES)
+        # An adapter with ``keeps_every_version = True`` (the archive) gets late older versions too.
+        self.keeps_history = bool(getattr(adapter, "keeps_every_version", False))
         self.delivered = 0  # effects produced by this process (tests, bench)
 
     # -- partitions ---------------------------------------------------------------------------
@@ -306,7 +308,7 @@ class DeliveryRuntime:
             seen.add((partition, cid))
             if self.limiter.paused_for(self._scope(cmd.target), cmd.priority is Priority.EMERGENCY) > 0:
                 continue
-            if self._superseded(cmd, self.ledger.live(partition, cmd.key.uri, cmd.target)):
+            if self._superseded(cmd, self.ledger.live(partition, cmd.key.uri, cmd.target), self.keeps_history):
                 continue
             records.append(self.ledger.command_entry(partition, cmd, "intent", at, attempts=1, detail={"progress": {}}))
             w.prewritten = True
@@ -345,7 +347,7 @@ class DeliveryRuntime:
                                                           wait, count=False))
 
         live = self.ledger.live(partition, cmd.key.uri, cmd.target)
-        superseded = self._superseded(cmd, live)
+        superseded = self._superseded(cmd, live, self.keeps_history)
         if superseded:
             return self._no_effect(w, cmd, [self._receipt(cmd, "skipped", at, reason=superseded)])
 
@@ -415,13 +417,20 @@ class DeliveryRuntime:
         return str(scope_of(target)) if callable(scope_of) else target
 
     @staticmethod
-    def _superseded(cmd: Command, live: dict[str, Any] | None) -> str | None:
+    def _superseded(cmd: Command, live: dict[str, Any] | None, keeps_history: bool = False) -> str | None:
+        """Why the command must not take effect because of what is live, or None.
+
+        A channel that keeps every version (the archive) takes older and retracted versions too:
+        its history is the point, and it keeps taken-down versions out of public view itself.
+        """
         if not live:
             return None
         version, retracted = int(live.get("version") or 0), bool(live.get("retracted"))
         if cmd.key.action is Action.RETRACT:
             if retracted and version >= cmd.key.version:
                 return f"already retracted at version {version}"
+            return None
+        if keeps_history:
             return None
         if version > cmd.key.version:
             return f"version {version} is already live"
@@ -432,14 +441,15 @@ class DeliveryRuntime:
     def _done(self, partition: int, cmd: Command, effect: Effect, at: str, attempts: int) -> list[OutRecord]:
         self.delivered += 1
         self.limiter.note_usage(self._scope(cmd.target), effect.detail.get("usage_pct"))
-        records = [
-            self.ledger.command_entry(partition, cmd, "done", at, attempts=attempts, outcome=effect.outcome,
-                                      external_id=effect.external_id),
-            self.ledger.live_entry(partition, cmd, at, external_id=effect.external_id,
-                                   retracted=cmd.key.action is Action.RETRACT,
-                                   detail={k: v for k, v in effect.detail.items() if k != "usage_pct"}),
-            self._receipt(cmd, effect.outcome, at, external_id=effect.external_id),
-        ]
+        records = [self.ledger.command_entry(partition, cmd, "done", at, attempts=attempts, outcome=effect.outcome,
+                                             external_id=effect.external_id)]
+        live = self.ledger.live(partition, cmd.key.uri, cmd.target)
+        if live is None or cmd.key.action is Action.RETRACT or int(live.get("version") or 0) <= cmd.key.version:
+            # A late older version (a channel keeping history) never takes the live entry back.
+            records.append(self.ledger.live_entry(partition, cmd, at, external_id=effect.external_id,
+                                                  retracted=cmd.key.action is Action.RETRACT,
+                                                  detail={k: v for k, v in effect.detail.items() if k != "usage_pct"}))
+        records.append(self._receipt(cmd, effect.outcome, at, external_id=effect.external_id))
         published = parse_time(cmd.published_at) if cmd.published_at else None
         if published is not None and cmd.key.action is not Action.RETRACT:
             metrics.DELIVERY_LATENCY.labels(self.channel.value).observe(max(0.0, self.clock() - published.timestamp()))

@@ -233,3 +233,23 @@ async def test_a_batch_waits_for_the_ledger_and_skips_partitions_not_held(tp: To
     rt.ledger.drop({0})  # revoked: nothing decided from an absent ledger, nothing committed
     await rt._handle(batch([command("urn:a:gone", "fanpage:p2")], tp))
     assert len(adapter.effects) == 1 and rt._consumer.commits == [{tp: 1}]  # type: ignore[union-attr]
+
+
+class HistoryAdapter(Adapter):
+    keeps_every_version = True
+
+
+@pytest.mark.parametrize("keeps_history", [False, True])
+async def test_a_late_older_version_is_skipped_unless_the_channel_keeps_history(tp: TopicPartition,
+                                                                                keeps_history: bool) -> None:
+    outbox = FakeOutbox()
+    adapter = (HistoryAdapter if keeps_history else Adapter)(outbox)
+    rt = runtime(adapter, outbox)
+    uri = "urn:a:late"
+    await rt._handle(batch([command(uri, "fanpage:arch", 2, Action.UPDATE)], tp))
+    await rt._handle(batch([command(uri, "fanpage:arch", 1)], tp))  # v1 back from a retry tier
+    assert [e[2] for e in adapter.effects] == ([2, 1] if keeps_history else [2])
+    live = rt.ledger.live(0, uri, "fanpage:arch")
+    assert live is not None and live["version"] == 2  # the live entry never goes back
+    receipts = [orjson.loads(r.value or b"") for send in outbox.sends for r in send if r.topic.endswith("receipts")]
+    assert [r["outcome"] for r in receipts if r["version"] == 1] == (["delivered"] if keeps_history else ["skipped"])

@@ -82,6 +82,10 @@ def test_superseded_rules() -> None:
     assert sup(cmd(Action.PUBLISH, 1), {"version": 1, "retracted": True}) == "retracted at version 1"
     assert sup(cmd(Action.RETRACT, 1), {"version": 1, "retracted": True}) == "already retracted at version 1"
     assert sup(cmd(Action.RETRACT, 1), {"version": 1, "retracted": False}) is None
+    # a channel keeping history (the archive) takes late older versions; retractions as before
+    assert sup(cmd(Action.UPDATE, 1), {"version": 2, "retracted": False}, True) is None
+    assert sup(cmd(Action.PUBLISH, 1), {"version": 2, "retracted": True}, True) is None
+    assert sup(cmd(Action.RETRACT, 1), {"version": 1, "retracted": True}, True) == "already retracted at version 1"
 
 
 def test_split_keeps_sentences_and_limits() -> None:
