@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from consumers.base import ChannelAdapter, Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.ledger import Ledger
-from infra.kafka.compacted import PartitionNotHeld
+from infra.kafka.compacted import PartitionNotHeld, Rebalance
 from consumers.limiter import TargetLimiter
 from consumers.retry import RetryPolicy
 from infra.kafka.outbox import Outbox, OutRecord
@@ -94,17 +94,6 @@ class _Work:
     prewritten: bool = False  # its intent went out with the batch's intents (no entry before)
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runtime: DeliveryRuntime) -> None:
-        self.runtime = runtime
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.runtime.revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.runtime.assigned(assigned)
-
-
 class DeliveryRuntime:
     """Runs one ChannelAdapter against its command topic until ``stop`` is set."""
 
@@ -133,8 +122,6 @@ class DeliveryRuntime:
         self.group_id = f"{settings.topic_prefix}lantoa-{self.channel.value}"
         self._consumer: AIOKafkaConsumer | None = None
         self._paused_until: dict[TopicPartition, float] = {}
-        self._restored = asyncio.Event()
-        self._restored.set()
         self.max_command_bytes = MAX_COMMAND_BYTES_BY_CHANNEL.get(self.channel, MAX_COMMAND_BYTES)
         # An adapter with ``keeps_every_version = True`` (the archive) gets late older versions too.
         self.keeps_history = bool(getattr(adapter, "keeps_every_version", False))
@@ -152,14 +139,8 @@ class DeliveryRuntime:
         self.ledger.drop(self.ledger.owned() - still)
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
-        # aiokafka starts fetching new partitions while this listener runs: batches wait for the
-        # ledger, or a replayed command would find no entry and be delivered a second time.
-        self._restored.clear()
-        try:
-            await self.ledger.load(self.settings.kafka_bootstrap, {tp.partition for tp in assigned},
-                                   self.settings.client_id)
-        finally:
-            self._restored.set()
+        await self.ledger.load(self.settings.kafka_bootstrap, {tp.partition for tp in assigned},
+                               self.settings.client_id)
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
 
     # -- main loop ----------------------------------------------------------------------------
@@ -193,7 +174,7 @@ class DeliveryRuntime:
         metrics.DELIVERY_LATENCY.labels(ch)
         metrics.EMERGENCY_LATENCY.labels(ch)
         await consumer.start()
-        consumer.subscribe([self.commands_topic, *(t for t, _ in self.retry_topics.values())], listener=_Rebalance(self))
+        consumer.subscribe([self.commands_topic, *(t for t, _ in self.retry_topics.values())], listener=Rebalance(self))
         log.info("%s adapter: consuming %s (group %s)", self.channel.value, self.commands_topic, self.group_id)
         try:
             while not stop.is_set():
@@ -217,15 +198,18 @@ class DeliveryRuntime:
             self._consumer.resume(*due)
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        await self._restored.wait()
+        # A replayed command decided before its ledger is back would find no entry: sent twice.
+        await self.ledger.restored.wait()
         assert self._consumer is not None
         work: list[_Work] = []
         commit: dict[TopicPartition, int] = {}
+        first: dict[TopicPartition, int] = {tp: recs[0].offset for tp, recs in batch.items() if recs}
         now = self.clock()
         owned = set(self._consumer.assignment())
         for tp, recs in batch.items():
             if tp not in owned or not self.ledger.holds(tp.partition):
-                continue  # revoked since the fetch: its next owner starts from the last commit
+                self._refetch(tp, first.get(tp))  # revoked since the fetch: its owner starts from the last commit
+                continue
             tier = self._tier_of_topic.get(tp.topic)
             for rec in recs:
                 headers = list(rec.headers or [])
@@ -259,8 +243,9 @@ class DeliveryRuntime:
                     try:
                         out.extend(await self._process(w))
                     except PartitionNotHeld as exc:
-                        # Revoked while in hand: the rest goes to the partition's next fetch (from
-                        # the last commit); the intent written for it makes the replay reconcile.
+                        # Revoked while in hand: the partition is fetched again from this batch's
+                        # start if it is ours again (else its owner starts from the last commit); the
+                        # intents written make the replay reconcile, done ones are acknowledged.
                         log.info("%s: %s; leaving %s[%d]@%d on", self.channel.value, exc, w.tp.topic, w.tp.partition,
                                  w.offset)
                         left.add(w.tp.partition)
@@ -268,11 +253,20 @@ class DeliveryRuntime:
 
         await asyncio.gather(*(one_target(items) for items in by_target.values()))
         await self.outbox.send_all(out)
+        for tp in first:
+            if tp.partition in left:
+                self._refetch(tp, first[tp])
         owned = set(self._consumer.assignment())
         commit = {tp: off for tp, off in commit.items() if tp.partition not in left and tp in owned}
         if commit:
             await self._consumer.commit(commit)
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
+
+    def _refetch(self, tp: TopicPartition, offset: int | None) -> None:
+        """Records left unprocessed: fetch them again if the partition is (again) ours."""
+        assert self._consumer is not None
+        if offset is not None and tp in self._consumer.assignment():
+            self._consumer.seek(tp, offset)
 
     # -- the batch's intents ------------------------------------------------------------------
 

@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
-from infra.kafka.compacted import CompactedView, PartitionNotHeld
+from infra.kafka.compacted import CompactedView, PartitionNotHeld, Rebalance
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import metrics
 from schemas.settings import Settings
@@ -41,17 +41,6 @@ from streams.steps import Step
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Step]
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, loop: BatchLoop) -> None:
-        self.loop = loop
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.loop.revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.loop.assigned(assigned)
 
 
 class BatchLoop:
@@ -72,9 +61,6 @@ class BatchLoop:
         self.ticker, self.tick_every_s = ticker, tick_every_s
         self.max_records, self.flush_bytes = max_records, flush_bytes
         self._consumer: AIOKafkaConsumer | None = None
-        self._restored = asyncio.Event()  # cleared while an assignment's state is being restored
-        self._restored.set()
-        self.handled = 0  # records handled and committed by this loop (tests)
 
     # -- partitions ---------------------------------------------------------------------------
 
@@ -90,14 +76,8 @@ class BatchLoop:
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("%s: assigned %s", self.name, sorted((tp.topic, tp.partition) for tp in assigned))
         if self.state is not None:
-            # aiokafka fetches new partitions while this listener runs: hold processing until the
-            # state is back, or an update would be decided as a first publication.
-            self._restored.clear()
-            try:
-                await self.state.load(self.settings.kafka_bootstrap, self._state_partitions(assigned),
-                                      self.settings.client_id)
-            finally:
-                self._restored.set()
+            await self.state.load(self.settings.kafka_bootstrap, self._state_partitions(assigned),
+                                  self.settings.client_id)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -112,7 +92,7 @@ class BatchLoop:
         )
         self._consumer = consumer
         await consumer.start()
-        consumer.subscribe(list(self.handlers), listener=_Rebalance(self))
+        consumer.subscribe(list(self.handlers), listener=Rebalance(self))
         log.info("%s: consuming %s (group %s)", self.name, ", ".join(self.handlers), self.group_id)
         next_tick = time.monotonic()
         try:
@@ -129,10 +109,11 @@ class BatchLoop:
             await consumer.stop()
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        await self._restored.wait()
+        if self.state is not None:
+            await self.state.restored.wait()  # an update decided on a missing state would be a publish
         assert self._consumer is not None
         started = time.perf_counter()
-        step, positions, count, pending = Step(), {}, 0, 0
+        step, positions, pending = Step(), {}, 0
         owned = set(self._consumer.assignment())
         for tp, records in batch.items():
             if tp not in owned:
@@ -143,28 +124,29 @@ class BatchLoop:
                     done = handler(rec)
                     step.extend(done)
                 except PartitionNotHeld as exc:
-                    # Revoked (and maybe assigned again, which rewinds it to the last commit)
-                    # while this batch was in hand: leave the rest of it to that fetch.
+                    # Revoked while this batch was in hand: leave the rest to its owner, and if
+                    # that is us again, fetch it again from here.
                     log.info("%s: %s; %s[%d] from offset %d left for its owner", self.name, exc, tp.topic,
                              tp.partition, rec.offset)
+                    if tp in self._consumer.assignment():
+                        self._consumer.seek(tp, rec.offset)
                     break
                 positions[tp] = rec.offset + 1
-                count += 1
                 pending += sum(len(r.value or b"") for r in done.out)
                 if pending >= self.flush_bytes:
-                    await self._flush(step, positions, started, count)
-                    step, positions, count, pending = Step(), {}, 0, 0
-        await self._flush(step, positions, started, count)
+                    await self._flush(step, positions, started)
+                    step, positions, pending = Step(), {}, 0
+        await self._flush(step, positions, started)
 
-    async def _flush(self, step: Step, positions: dict[TopicPartition, int], started: float, count: int) -> None:
+    async def _flush(self, step: Step, positions: dict[TopicPartition, int], started: float) -> None:
         await self.outbox.send_all(step.out)
         await self.outbox.send_all(step.state)
         for _ in range(step.fanned_out):
             metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
         if positions:
-            await self._commit(positions, count)
+            await self._commit(positions)
 
-    async def _commit(self, positions: dict[TopicPartition, int], count: int) -> None:
+    async def _commit(self, positions: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
         owned = set(self._consumer.assignment())
         offsets = {tp: off for tp, off in positions.items() if tp in owned}
@@ -172,7 +154,6 @@ class BatchLoop:
             return
         try:
             await self._consumer.commit(offsets)
-            self.handled += count
         except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
             # A rebalance took the partitions while we worked: their new owner replays from the
             # last commit (duplicates the ledgers absorb), and our outputs are already durable.

@@ -8,11 +8,12 @@ to partition p (``record``) that the caller produces before committing the input
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from infra.kafka.outbox import OutRecord
 from schemas.codec import decode, encode
@@ -23,6 +24,25 @@ log = logging.getLogger(__name__)
 
 class PartitionNotHeld(LookupError):
     """The partition is not restored here (not assigned, revoked, or still loading)."""
+
+
+class PartitionOwner(Protocol):
+    def revoked(self, revoked: set[TopicPartition]) -> None: ...
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None: ...
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands a consumer's rebalance callbacks to the loop that owns the partitions."""
+
+    def __init__(self, owner: PartitionOwner) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.owner.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.owner.assigned(assigned)
 
 
 class CompactedView:
@@ -38,6 +58,10 @@ class CompactedView:
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self._parts: dict[int, dict[str, Any]] = {}
+        # Cleared while ``load`` runs: aiokafka fetches newly assigned partitions before the
+        # rebalance listener that loads them returns, so consumers wait on this before deciding.
+        self.restored = asyncio.Event()
+        self.restored.set()
 
     def _part(self, partition: int) -> dict[str, Any]:
         part = self._parts.get(partition)
@@ -88,6 +112,13 @@ class CompactedView:
         todo = sorted(p for p in partitions if p not in self._parts)
         if not todo:
             return
+        self.restored.clear()
+        try:
+            await self._load(bootstrap, todo, client_id)
+        finally:
+            self.restored.set()
+
+    async def _load(self, bootstrap: str, todo: list[int], client_id: str) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                     client_id=f"{client_id}-restore")
         await consumer.start()

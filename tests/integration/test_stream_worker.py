@@ -123,13 +123,13 @@ async def test_state_is_restored_by_the_next_worker(settings: Settings, tmp_path
         # A slow restore: aiokafka fetches the new partitions meanwhile, and nothing may be
         # decided before the state is back.
         worker = StreamWorker(settings)
-        real_load = worker.state.load
+        real_load = worker.state._load
 
         async def slow_load(*args: Any) -> None:
             await asyncio.sleep(3.0)
             await real_load(*args)
 
-        worker.state.load = slow_load  # type: ignore[method-assign]
+        worker.state._load = slow_load  # type: ignore[method-assign, assignment]
         await run_until(worker, wait_outcome(tail, uri, "dropped_duplicate"))
         outcomes = [r["outcome"] for r in receipts(tail, uri) if r.get("stage") in ("fanout", "policy")]
         assert outcomes == ["routed", "dropped_stale", "dropped_duplicate"], outcomes

@@ -46,12 +46,16 @@ class FakeOutbox:
 class FakeConsumer:
     def __init__(self) -> None:
         self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(dict(offsets))
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(TOPIC_PREFIX + Topic.commands(Channel.FANPAGE).value, 0)}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
 
 
 class Crash(Exception):
@@ -109,7 +113,7 @@ def runtime(adapter: Adapter, outbox: FakeOutbox) -> DeliveryRuntime:
     settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": TOPIC_PREFIX})
     rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: 1000.0)
     rt.outbox = outbox  # type: ignore[assignment]
-    rt._consumer = FakeConsumer()  # type: ignore[assignment]
+    rt._consumer = FakeConsumer()
     rt.ledger._parts[0] = {}  # partition 0 restored (empty), as after an assignment
     return rt
 
@@ -223,11 +227,11 @@ async def test_a_batch_waits_for_the_ledger_and_skips_partitions_not_held(tp: To
     outbox = FakeOutbox()
     adapter = Adapter(outbox)
     rt = runtime(adapter, outbox)
-    rt._restored.clear()  # an assignment's ledger is still loading
+    rt.ledger.restored.clear()  # an assignment's ledger is still loading
     handling = asyncio.create_task(rt._handle(batch([command("urn:a:wait", "fanpage:p1")], tp)))
     await asyncio.sleep(0.05)
     assert not handling.done() and adapter.effects == []
-    rt._restored.set()
+    rt.ledger.restored.set()
     await handling
     assert len(adapter.effects) == 1
     rt.ledger.drop({0})  # revoked: nothing decided from an absent ledger, nothing committed
