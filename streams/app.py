@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
 from datetime import datetime, timezone
 
 from infra.kafka.compacted import CompactedView
@@ -30,11 +29,10 @@ from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.processor import BatchLoop
 from streams.registry_follower import RegistryFollower
-from streams.steps import StreamSteps
+from streams.steps import Clock, StreamSteps
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 # Exit code of a worker that stopped itself on an unexpected error (sysexits EX_SOFTWARE).
 EXIT_CRASH = 70

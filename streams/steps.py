@@ -37,17 +37,6 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
-class Record:
-    """The parts of a consumed record the steps use (aiokafka's ConsumerRecord has them)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Any
-
-
 @dataclass
 class Step:
     """Records to produce, then the state changes to write after them; ``fanned_out`` counts
