@@ -14,202 +14,31 @@ import html
 import http.client
 import json
 import os
-import re
 import stat
 import subprocess
 import sys
 import time
-import uuid
-import wave
-from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import boto3
-import orjson
 import pytest
 import segno
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from archive_s3_support import (
+    BASE_URL, KEY_RE, NAMES, NO_PRIOR, all_versions, assert_safe_page, bucket, client_for, command, config,
+    current_keys, manifest, prefix_of, raw, read, s3, samples, started, write_wav,
+)
 from consumers.archive import ArchiveAdapter, ArchiveConfig, ArchiveConfigError, S3Credentials
 from consumers.base import Effect, Prior
-from consumers.errors import InvalidContent, PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from helpers import ROOT, article_doc, sample_paths
-from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw, pid_alive, supports_user_xattrs
-from schemas.models import Action, Command, IdempotencyKey, Priority
-from schemas.topics import Channel
+from consumers.errors import InvalidContent, PermanentDeliveryError, TargetPaused
+from helpers import ROOT, article_doc
+from infra.s3.versitygw import S3Server, pid_alive, supports_user_xattrs
 from streams.render import public_url
-
-BASE_URL = "https://tin.lantoa.example.vn"
-TARGET = "archive:main"
-NAMES = ("bulletin.html", "document.json", "index.html", "qr.png")
-KEY_RE = re.compile(r"^articles/[0-9a-f]{64}/(manifest\.json|v[0-9]+/(document\.json|index\.html|bulletin\.html"
-                    r"|qr\.png|audio\.wav))$")
-NO_PRIOR = Prior()
 
 # The module fixture may build versitygw from source (~3 min cold on 2 cores) inside the first
 # test's setup, which pytest-timeout counts; CI should run `python -m infra.s3 build` first.
 pytestmark = pytest.mark.timeout(900)
-
-
-# --------------------------------------------------------------------------------------------
-# Fixtures and helpers
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    started = time.monotonic()
-    try:
-        build_versitygw()
-    except VersitygwError as exc:  # a failure, never a skip: the archive is untested without it
-        pytest.fail(f"versitygw could not be built: {exc}")
-    built = time.monotonic() - started
-    with S3Server() as server:
-        print(f"\nversitygw ready in {built:.1f} s (build/cache) + start, at {server.endpoint_url}")
-        yield server
-
-
-def client_for(s3: S3Server, access_key: str | None = None, secret_key: str | None = None) -> Any:
-    return boto3.client(
-        "s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
-        aws_access_key_id=access_key or s3.access_key, aws_secret_access_key=secret_key or s3.secret_key,
-        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "total_max_attempts": 2},
-                      connect_timeout=2, read_timeout=10),
-    )
-
-
-@pytest.fixture(scope="module")
-def raw(s3: S3Server) -> Any:
-    return client_for(s3)
-
-
-@pytest.fixture
-def bucket() -> str:
-    return f"lt-{uuid.uuid4().hex[:16]}"
-
-
-def config(s3: S3Server, bucket: str, **overrides: Any) -> ArchiveConfig:
-    values: dict[str, Any] = dict(bucket=bucket, endpoint_url=s3.endpoint_url, region=s3.region,
-                                  credentials=S3Credentials(s3.access_key, s3.secret_key),
-                                  addressing_style="path", read_timeout=10.0)
-    values.update(overrides)
-    return ArchiveConfig(**values)
-
-
-async def started(s3: S3Server, bucket: str, **overrides: Any) -> ArchiveAdapter:
-    adapter = ArchiveAdapter(config(s3, bucket, **overrides))
-    await adapter.start()
-    return adapter
-
-
-def command(doc: dict[str, Any], action: Action = Action.PUBLISH, *, url: str | None = None,
-            payload: dict[str, Any] | None = None, uri: str | None = None, version: int | None = None) -> Command:
-    uri = uri if uri is not None else doc["uri"]
-    version = version if version is not None else int(doc["version"])
-    if payload is None:
-        payload = {"document": doc, "public_url": public_url(BASE_URL, uri) if url is None else url,
-                   "ninjs_version": "3.1"}
-    return Command(key=IdempotencyKey(uri, version, Channel.ARCHIVE, TARGET, action), priority=Priority.NORMAL,
-                   issued_at="2026-11-26T01:00:01.000Z", payload=payload,
-                   published_at="2026-11-26T08:00:00+07:00", event_id=str(uuid.uuid4()))
-
-
-def retract(uri: str, version: int, reason: str) -> Command:
-    return command({}, Action.RETRACT, payload={"reason": reason}, uri=uri, version=version)
-
-
-def samples() -> list[dict[str, Any]]:
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sample_paths()]
-
-
-def prefix_of(uri: str) -> str:
-    return f"articles/{hashlib.sha256(uri.encode('utf-8', 'surrogatepass')).hexdigest()}/"
-
-
-def all_versions(raw: Any, bucket: str, prefix: str = "") -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for page in raw.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-        out += page.get("Versions", []) + page.get("DeleteMarkers", [])
-    return out
-
-
-def current_keys(raw: Any, bucket: str, prefix: str = "") -> list[str]:
-    keys: list[str] = []
-    for page in raw.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", [])]
-    return sorted(keys)
-
-
-def read(raw: Any, bucket: str, key: str, version_id: str | None = None) -> tuple[bytes, dict[str, Any]]:
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
-    if version_id:
-        kwargs["VersionId"] = version_id
-    r = raw.get_object(**kwargs)
-    return r["Body"].read(), r
-
-
-def manifest(raw: Any, bucket: str, uri: str) -> dict[str, Any]:
-    body, _ = read(raw, bucket, prefix_of(uri) + "manifest.json")
-    parsed: dict[str, Any] = json.loads(body)
-    return parsed
-
-
-def write_wav(path: Path, seconds: float = 0.5) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(22050)
-        w.writeframes(bytes(int(22050 * seconds) * 2))
-    return path
-
-
-class Tags(HTMLParser):
-    """Every start tag with its attributes, and the text of <style> elements."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
-        self.styles: list[str] = []
-        self._in_style = False
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, attrs))
-        self._in_style = tag == "style"
-
-    def handle_endtag(self, tag: str) -> None:
-        self._in_style = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_style:
-            self.styles.append(data)
-
-
-ALLOWED_TAGS = {"html", "head", "meta", "title", "link", "style", "body", "article", "header", "h1", "p",
-                "footer", "a", "figure", "img", "figcaption", "main"}
-
-
-def assert_safe_page(text: str, url: str) -> Tags:
-    lowered = text.lower()
-    assert "<script" not in lowered and "<iframe" not in lowered and "<svg" not in lowered
-    tags = Tags(text)
-    assert {t for t, _ in tags.tags} <= ALLOWED_TAGS
-    assert sum(1 for t, _ in tags.tags if t == "style") == 1
-    for tag, attrs in tags.tags:
-        for name, value in attrs:
-            assert not name.lower().startswith("on"), (tag, name, value)
-            assert "javascript:" not in (value or "").lower().replace(" ", ""), (tag, name, value)
-            if name in ("href", "src"):
-                assert value in (url, "qr.png"), (tag, name, value)
-    html_tag = next(attrs for t, attrs in tags.tags if t == "html")
-    assert ("lang", "vi") in html_tag
-    csp = [dict(a) for t, a in tags.tags if t == "meta" and ("http-equiv", "Content-Security-Policy") in a]
-    assert csp and "default-src 'none'" in str(csp[0]["content"]) and "script-src" not in str(csp[0]["content"])
-    return tags
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,6 +144,24 @@ def test_cli_start_writes_credentials_0600_and_never_prints_them(tmp_path: Path)
     assert stop.returncode == 0, stop.stderr
     assert not pid_alive(info["pid"])
     assert not (tmp_path / "root").exists()
+
+
+def test_server_keeps_connections_alive(s3: S3Server) -> None:
+    # Without --keep-alive versitygw answers "Connection: close" and every boto3 call opens a
+    # new TCP connection.
+    assert "--keep-alive" in s3.command()
+    conn = http.client.HTTPConnection("127.0.0.1", s3.port, timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/")  # unsigned: refused, but answered on the same connection
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 403
+            assert (response.getheader("Connection") or "").lower() != "close"
+            assert not response.will_close
+        assert conn.sock is not None
+    finally:
+        conn.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,221 +361,3 @@ async def test_invalid_commands_and_version_conflicts(s3: S3Server, raw: Any, bu
         await adapter.deliver(command(changed), NO_PRIOR)
     assert conflict.value.code == "VersionConflict"
     assert json.loads(read(raw, bucket, prefix_of(doc["uri"]) + "v1/document.json")[0]) == doc
-
-
-# --------------------------------------------------------------------------------------------
-# Retraction
-# --------------------------------------------------------------------------------------------
-
-
-async def test_retraction_leaves_markers_and_keeps_history(s3: S3Server, raw: Any, bucket: str,
-                                                           tmp_path: Path) -> None:
-    wav = write_wav(tmp_path / "a.wav")
-    adapter = await started(s3, bucket, audio_lookup=lambda uri, version: wav)
-    doc1 = samples()[0]
-    uri = doc1["uri"]
-    doc2 = {**doc1, "version": "2", "headlines": [{"role": "main", "value": "Tiêu đề đã sửa"}]}
-    assert (await adapter.deliver(command(doc1), NO_PRIOR)).outcome == "delivered"
-    assert (await adapter.deliver(command(doc2, Action.UPDATE), NO_PRIOR)).outcome == "updated"
-    public_keys = [k for k in current_keys(raw, bucket, prefix_of(uri)) if not k.endswith("manifest.json")]
-    assert len(public_keys) == 2 * (len(NAMES) + 1)
-    originals = {k: read(raw, bucket, k) for k in public_keys}
-
-    reason = "Thông tin chưa chính xác, gỡ theo yêu cầu của Ban biên tập"
-    cmd = retract(uri, 3, reason)
-    effect = await adapter.deliver(cmd, NO_PRIOR)
-    assert effect.outcome == "deleted" and effect.detail["markers_written"] == len(public_keys)
-
-    for key in public_keys:
-        body, meta = read(raw, bucket, key)
-        assert meta["Metadata"]["takedown"] == cmd.key.command_id()
-        assert hashlib.sha256(body).hexdigest() == meta["Metadata"]["sha256"]
-        if key.endswith(".html"):
-            text = body.decode()
-            assert "Bài viết đã được gỡ" in text and reason in text and 'lang="vi"' in text
-            assert "Tiêu đề" not in text
-        else:
-            marker = json.loads(body)
-            assert marker["takedown"] is True and marker["reason"] == reason and marker["message"] == "Bài viết đã được gỡ"
-            assert marker["taken_down_at"].endswith("Z") and marker["uri"] == uri
-        # History: the content is still there, by VersionId, byte for byte.
-        versions = [v for v in all_versions(raw, bucket, key) if v["Key"] == key]
-        assert len(versions) == 2
-        old = next(v for v in versions if not v["IsLatest"])
-        assert old["VersionId"] == originals[key][1]["VersionId"]
-        assert read(raw, bucket, key, old["VersionId"])[0] == originals[key][0]
-
-    m = manifest(raw, bucket, uri)
-    assert m["status"] == "taken_down" and [v["version"] for v in m["versions"]] == [1, 2]
-    [takedown] = m["takedowns"]
-    assert takedown["reason"] == reason and takedown["version"] == 3 and takedown["command_id"] == cmd.key.command_id()
-    recorded = {o["key"]: o for o in takedown["objects"]}
-    assert set(recorded) == set(public_keys)
-    for key, (body, meta) in originals.items():
-        assert recorded[key]["content_version_id"] == meta["VersionId"]
-        assert recorded[key]["content_sha256"] == hashlib.sha256(body).hexdigest()
-
-    # Replays: the retraction again, and the old publish commands, change nothing.
-    count = len(all_versions(raw, bucket))
-    again = await adapter.deliver(cmd, NO_PRIOR)
-    assert again.outcome == "deleted" and again.detail["markers_written"] == 0
-    for old_cmd in (command(doc1), command(doc2, Action.UPDATE)):
-        replayed = await adapter.deliver(old_cmd, NO_PRIOR)
-        assert replayed.outcome == "skipped"
-        reconciled = await adapter.reconcile(old_cmd, NO_PRIOR)
-        assert reconciled is not None and reconciled.outcome == "skipped"
-    assert len(all_versions(raw, bucket)) == count
-    found = await adapter.reconcile(cmd, NO_PRIOR)
-    assert found is not None and found.outcome == "deleted"
-    assert read(raw, bucket, prefix_of(uri) + "v1/document.json")[1]["Metadata"]["takedown"]
-
-    # A newer version published after the retraction is public again; history stays.
-    doc4 = {**doc1, "version": "4"}
-    assert (await adapter.deliver(command(doc4, Action.UPDATE), NO_PRIOR)).outcome == "updated"
-    m = manifest(raw, bucket, uri)
-    assert m["status"] == "public" and len(m["takedowns"]) == 1
-    assert "takedown" not in read(raw, bucket, prefix_of(uri) + "v4/document.json")[1]["Metadata"]
-
-
-async def test_retraction_before_archiving_blocks_a_late_publish(s3: S3Server, raw: Any, bucket: str) -> None:
-    adapter = await started(s3, bucket)
-    doc = samples()[2]
-    effect = await adapter.deliver(retract(doc["uri"], 1, "Gỡ trước khi lưu"), NO_PRIOR)
-    assert effect.outcome == "deleted" and effect.detail["markers_written"] == 0
-    late = await adapter.deliver(command(doc), NO_PRIOR)
-    assert late.outcome == "skipped"
-    assert current_keys(raw, bucket, prefix_of(doc["uri"])) == [prefix_of(doc["uri"]) + "manifest.json"]
-
-
-async def test_retraction_with_legal_hold(s3: S3Server, raw: Any, bucket: str) -> None:
-    adapter = await started(s3, bucket, legal_hold=True)
-    lock = raw.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
-    assert lock["ObjectLockEnabled"] == "Enabled"
-    doc = samples()[3]
-    await adapter.deliver(command(doc), NO_PRIOR)
-    key = prefix_of(doc["uri"]) + "v1/document.json"
-    content_version = read(raw, bucket, key)[1]["VersionId"]
-    await adapter.deliver(retract(doc["uri"], 1, "Yêu cầu pháp lý"), NO_PRIOR)
-    hold = raw.get_object_legal_hold(Bucket=bucket, Key=key, VersionId=content_version)
-    assert hold["LegalHold"]["Status"] == "ON"
-    with pytest.raises(ClientError) as refused:
-        raw.delete_object(Bucket=bucket, Key=key, VersionId=content_version)
-    assert refused.value.response["Error"]["Code"] == "AccessDenied"
-    assert read(raw, bucket, key, content_version)[0] == json.dumps(
-        doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
-    assert manifest(raw, bucket, doc["uri"])["takedowns"][0]["legal_hold"] is True
-
-    # Legal hold asked of a bucket that was created without object lock: refused at start.
-    plain = f"{bucket}-plain"
-    raw.create_bucket(Bucket=plain)
-    with pytest.raises(ArchiveConfigError, match="object lock"):
-        await started(s3, plain, legal_hold=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Store unavailable
-# --------------------------------------------------------------------------------------------
-
-
-async def test_store_unavailable_for_30s_retried_nothing_lost(s3: S3Server, raw: Any, bucket: str) -> None:
-    adapter = await started(s3, bucket, connect_timeout=1.0, read_timeout=2.0, max_attempts=1, retry_after_s=1.0)
-    commands = [command(doc) for doc in samples()]
-    await adapter.deliver(commands[0], NO_PRIOR)
-
-    outage_s = 30.0
-    s3.pause()  # SIGSTOP: connections hang, as with an overloaded or partitioned store
-    down_at = time.monotonic()
-    failures: list[TransientDeliveryError] = []
-    delivered: list[Effect] = []
-    try:
-        # What the runtime does with a transient error: back off by retry_after and try again.
-        for cmd in commands[1:]:
-            while True:
-                if s3.paused and time.monotonic() - down_at >= outage_s:
-                    await asyncio.to_thread(s3.resume)
-                try:
-                    delivered.append(await adapter.deliver(cmd, NO_PRIOR))
-                    break
-                except TransientDeliveryError as exc:
-                    assert s3.paused, f"transient error while the store was up: {exc}"
-                    failures.append(exc)
-                    await asyncio.sleep(exc.retry_after or 1.0)
-    finally:
-        if s3.paused:
-            s3.resume()
-    assert time.monotonic() - down_at >= outage_s
-    assert len(failures) >= 5 and all(f.retry_after for f in failures)
-    assert [e.outcome for e in delivered] == ["delivered"] * (len(commands) - 1)
-
-    expected = {prefix_of(c.key.uri) + f"v1/{n}" for c in commands for n in NAMES}
-    expected |= {prefix_of(c.key.uri) + "manifest.json" for c in commands}
-    assert set(current_keys(raw, bucket)) == expected
-    versions = all_versions(raw, bucket)
-    assert len(versions) == len(expected)  # nothing duplicated: one version per key
-    for cmd in commands:
-        assert await adapter.reconcile(cmd, NO_PRIOR) is not None
-
-    # The store restarting (connections refused rather than hanging) is transient too.
-    s3.pause(mode="stop")
-    try:
-        with pytest.raises(TransientDeliveryError) as refused:
-            await adapter.deliver(commands[0], NO_PRIOR)
-        assert refused.value.code == "EndpointConnectionError"
-    finally:
-        s3.resume()
-    assert (await adapter.deliver(commands[0], NO_PRIOR)).outcome == "delivered"
-    assert len(all_versions(raw, bucket)) == len(expected)
-
-
-async def test_start_while_the_store_is_down_waits_instead_of_failing(s3: S3Server, raw: Any, bucket: str) -> None:
-    adapter = ArchiveAdapter(config(s3, bucket, connect_timeout=1.0, max_attempts=1,
-                                    start_retry_first_s=0.2, start_retry_cap_s=1.0))
-    s3.pause(mode="stop")  # connections refused, as while the store restarts
-    try:
-        starting = asyncio.create_task(adapter.start())
-        await asyncio.sleep(4.0)
-        assert not starting.done(), "start() gave up (or passed) while the store was down"
-        assert adapter.start_attempts >= 3
-    finally:
-        await asyncio.to_thread(s3.resume)
-    await asyncio.wait_for(starting, timeout=30.0)
-    assert raw.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
-    assert (await adapter.deliver(command(samples()[0]), NO_PRIOR)).outcome == "delivered"
-    await adapter.close()
-
-
-async def test_a_takedown_marker_on_an_unrecorded_version_survives_a_replay(s3: S3Server, raw: Any,
-                                                                             bucket: str) -> None:
-    # New objects are written with If-None-Match first (no HEAD): a key that already holds a
-    # takedown marker must refuse that write, and the publish must skip.
-    adapter = await started(s3, bucket)
-    doc = {**samples()[4], "version": "2"}
-    await adapter.deliver(command(doc, Action.UPDATE), NO_PRIOR)
-    raw.delete_object(Bucket=bucket, Key=prefix_of(doc["uri"]) + "manifest.json")  # as if it was never written
-    effect = await adapter.deliver(retract(doc["uri"], 1, "Gỡ"), NO_PRIOR)
-    assert effect.detail["markers_written"] == len(NAMES)
-    before = all_versions(raw, bucket)
-    replay = await adapter.deliver(command(doc, Action.UPDATE), NO_PRIOR)
-    assert replay.outcome == "skipped"
-    assert sorted((v["Key"], v["VersionId"]) for v in all_versions(raw, bucket)) == \
-        sorted((v["Key"], v["VersionId"]) for v in before)
-    for name in NAMES:
-        assert read(raw, bucket, f"{prefix_of(doc['uri'])}v2/{name}")[1]["Metadata"]["takedown"]
-
-
-def test_server_keeps_connections_alive(s3: S3Server) -> None:
-    # Without --keep-alive versitygw answers "Connection: close" and every boto3 call opens a
-    # new TCP connection.
-    assert "--keep-alive" in s3.command()
-    conn = http.client.HTTPConnection("127.0.0.1", s3.port, timeout=10)
-    try:
-        for _ in range(2):
-            conn.request("GET", "/")  # unsigned: refused, but answered on the same connection
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 403
-            assert (response.getheader("Connection") or "").lower() != "close"
-            assert not response.will_close
-        assert conn.sock is not None
-    finally:
-        conn.close()
