@@ -23,11 +23,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
 from consumers.process import TargetLookup, run_until_signalled
+from infra.kafka import clients
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import contracts, metrics
 from schemas.article import parse_time
@@ -51,15 +52,15 @@ class EmergencyLane:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.settings, self.pusher, self.clock, self.sleep = settings, pusher, clock, sleep
         self.topic = settings.topic(Topic.EMERGENCY_COMMANDS)
-        self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-emergency")
+        self.outbox = Outbox(settings.kafka, f"{settings.client_id}-emergency")
         self.cancelled: set[str] = set()  # a Cancel that overtook its Alert keeps it from starting
         self.pushed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.outbox.start()
         await self.pusher.start()
-        consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = clients.aio_consumer(
+            self.settings.kafka, self.topic,
             group_id=f"{self.settings.topic_prefix}lantoa-emergency", client_id=f"{self.settings.client_id}-emergency",
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=self.settings.consumer_session_timeout_ms,

@@ -34,9 +34,9 @@ def run_until_signalled(settings: Settings, what: str, body: Callable[[asyncio.E
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        if not await wait_for_kafka(settings.kafka_bootstrap, stop, client_id=f"{settings.client_id}-probe"):
+        if not await wait_for_kafka(settings.kafka, stop, client_id=f"{settings.client_id}-probe"):
             return
-        follower = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
+        follower = RegistryFollower(settings.kafka, settings.topic(Topic.TARGETS), settings.client_id)
         await follower.start()
         try:
             await body(stop, follower.registry.targets.get)

@@ -44,6 +44,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from consumers.base import ChannelAdapter, Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.ledger import Ledger
+from infra.kafka import clients
 from infra.kafka.compacted import PartitionNotHeld, Rebalance
 from consumers.limiter import TargetLimiter
 from consumers.retry import RetryPolicy
@@ -118,7 +119,7 @@ class DeliveryRuntime:
         self._tier_of_topic = {topic: name for name, (topic, _) in self.retry_topics.items()}
         self.ledger = Ledger(settings.topic(Topic.ledger(self.channel)))
         self.limiter = TargetLimiter(clock=clock, min_interval_s=self.config.min_interval_s)
-        self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-{self.channel.value}")
+        self.outbox = Outbox(settings.kafka, f"{settings.client_id}-{self.channel.value}")
         self.group_id = f"{settings.topic_prefix}lantoa-{self.channel.value}"
         self._consumer: AIOKafkaConsumer | None = None
         self._paused_until: dict[TopicPartition, float] = {}
@@ -139,7 +140,7 @@ class DeliveryRuntime:
         self.ledger.drop(self.ledger.owned() - still)
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.ledger.load(self.settings.kafka_bootstrap, {tp.partition for tp in assigned},
+        await self.ledger.load(self.settings.kafka, {tp.partition for tp in assigned},
                                self.settings.client_id)
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
 
@@ -148,8 +149,8 @@ class DeliveryRuntime:
     async def run(self, stop: asyncio.Event) -> None:
         await self.outbox.start()
         await self.adapter.start()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
+        consumer = clients.aio_consumer(
+            self.settings.kafka, group_id=self.group_id,
             client_id=f"{self.settings.client_id}-{self.channel.value}", enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=self.config.max_batch, session_timeout_ms=self.settings.consumer_session_timeout_ms,

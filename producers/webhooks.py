@@ -85,7 +85,7 @@ class KafkaSink:
     def __init__(self, settings: Settings) -> None:
         from infra.kafka.outbox import Outbox
 
-        self._outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-webhooks", linger_ms=0)
+        self._outbox = Outbox(settings.kafka, f"{settings.client_id}-webhooks", linger_ms=0)
 
     async def start(self) -> None:
         await self._outbox.start()

@@ -1,6 +1,9 @@
 """Frozen, typed settings. Built once at start from a mapping (the environment) and passed in.
 
 Nothing here reads the environment by itself: callers hand ``Settings.from_env`` the mapping.
+The one file read here is the Kafka SASL password (``LANTOA_SASL_PASSWORD_FILE``), once, at
+load: the secret then lives only in the frozen object (never in its repr), not in the process
+environment or a command line.
 """
 
 from __future__ import annotations
@@ -12,6 +15,62 @@ from pathlib import Path
 from schemas.topics import Topic, descriptors
 
 ENV_PREFIX = "LANTOA_"
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work, with what to change (the process stops at start)."""
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """How every Kafka client of every process connects: one object, both client libraries.
+
+    infra/kafka/clients.py turns it into kafka-python and aiokafka arguments; nothing else
+    builds a client. ``sasl_password`` is the content of the password file, never shown.
+    """
+
+    bootstrap: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    def check(self) -> KafkaConnection:
+        """Raise SettingsError for a combination no client can use; return self."""
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise SettingsError(f"LANTOA_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of "
+                                f"{', '.join(SECURITY_PROTOCOLS)}")
+        if self.uses_sasl:
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise SettingsError(f"LANTOA_SASL_MECHANISM={self.sasl_mechanism!r}: with {self.security_protocol} "
+                                    f"expected one of {', '.join(SASL_MECHANISMS)}")
+            if not self.sasl_username or self.sasl_password is None:
+                raise SettingsError(f"{self.security_protocol} needs LANTOA_SASL_USERNAME and LANTOA_SASL_PASSWORD_FILE")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise SettingsError("LANTOA_SSL_CERTFILE and LANTOA_SSL_KEYFILE go together (client certificate and its key)")
+        return self
+
+
+def _read_secret_file(variable: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip("\r\n")
+    except OSError as exc:
+        raise SettingsError(f"{variable}={path}: cannot read it ({exc.strerror})") from None
 
 
 def _parse_overrides(raw: str) -> dict[str, str]:
@@ -60,6 +119,12 @@ class Settings:
     embargo_check_interval_s: float = 1.0
     source: str = "urn:lantoa:cms"
     security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
     metrics_port: int = 0
     http_timeout_s: float = 10.0
     # Facebook Graph API. Tokens never live here: a 0600 JSON file {page_id: page token}.
@@ -131,6 +196,15 @@ class Settings:
             changes["source"] = v
         if (v := get("SECURITY_PROTOCOL")) is not None:
             changes["security_protocol"] = v
+        if (v := get("SASL_MECHANISM")) is not None:
+            changes["sasl_mechanism"] = v.strip().upper() or None
+        if (v := get("SASL_USERNAME")) is not None:
+            changes["sasl_username"] = v
+        if (v := get("SASL_PASSWORD_FILE")) is not None:
+            changes["sasl_password"] = _read_secret_file(ENV_PREFIX + "SASL_PASSWORD_FILE", v)
+        for name in ("SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE"):
+            if (v := get(name)) is not None:
+                changes[name.lower()] = Path(v) if v else None
         if (v := get("RETRY_DELAYS")) is not None:
             delays = {}
             for part in filter(None, (p.strip() for p in v.split(","))):
@@ -145,7 +219,16 @@ class Settings:
                            ("LOUDSPEAKER_AUDIO_BASE_URL", str), ("LOUDSPEAKER_VOICE", str), ("LOUDSPEAKER_SPEED_WPM", int)):
             if (v := get(name)) is not None:
                 changes[name.lower()] = conv(v)
-        return replace(base, **changes)  # type: ignore[arg-type]
+        settings = replace(base, **changes)  # type: ignore[arg-type]
+        settings.kafka.check()
+        return settings
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The connection every Kafka client of this process uses (infra/kafka/clients.py)."""
+        return KafkaConnection(self.kafka_bootstrap, self.security_protocol.upper(), self.sasl_mechanism,
+                               self.sasl_username, self.sasl_password, self.ssl_cafile, self.ssl_certfile,
+                               self.ssl_keyfile)
 
     def topic(self, logical: Topic) -> str:
         """The physical name of a logical topic."""

@@ -57,8 +57,8 @@ class StreamWorker:
         if len(set(counts.values())) != 1:
             raise ValueError(f"co-partitioned topics need the same partition count, got {counts}")
         self.settings = settings
-        self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-streams")
-        self.registry = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
+        self.outbox = Outbox(settings.kafka, f"{settings.client_id}-streams")
+        self.registry = RegistryFollower(settings.kafka, settings.topic(Topic.TARGETS), settings.client_id)
         self.state = CompactedView(settings.topic(Topic.ARTICLE_STATE))
         self.steps = StreamSteps(settings, self.state, lambda: self.registry.registry, clock)
         articles = settings.topic(Topic.CMS_ARTICLES)
@@ -72,7 +72,7 @@ class StreamWorker:
                                 {settings.topic(Topic.ALERTS_CAP): self.steps.alert}, self.outbox, max_records=20)
 
     async def run(self, stop: asyncio.Event) -> None:
-        if not await wait_for_kafka(self.settings.kafka_bootstrap, stop, client_id=f"{self.settings.client_id}-probe"):
+        if not await wait_for_kafka(self.settings.kafka, stop, client_id=f"{self.settings.client_id}-probe"):
             return
         await self.outbox.start()
         try:

@@ -30,14 +30,15 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from infra.kafka import clients
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import contracts, metrics
 from schemas.codec import decode, encode
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
-from schemas.settings import Settings
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 from streams import engagement as eng
 from streams.registry_follower import RegistryFollower
@@ -50,9 +51,9 @@ Clock = Callable[[], float]
 class CompactedReader:
     """Reads every partition of some topics from the beginning (no group), then follows them."""
 
-    def __init__(self, bootstrap: str, topics: list[str], client_id: str) -> None:
+    def __init__(self, conn: KafkaConnection, topics: list[str], client_id: str) -> None:
         self.topics = topics
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        self._consumer = clients.aio_consumer(conn, group_id=None, enable_auto_commit=False,
                                           client_id=client_id, auto_offset_reset="earliest")
         self._tps: list[TopicPartition] = []
 
@@ -146,9 +147,9 @@ class Triage:
         self.group_id = f"{settings.topic_prefix}lantoa-engagement"
         self.table = QuestionsTable(clock)
         self.index = eng.LiveIndex()
-        self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-engagement")
-        self.registry = RegistryFollower(settings.kafka_bootstrap, settings.topic(Topic.TARGETS), settings.client_id)
-        self.ledgers = CompactedReader(settings.kafka_bootstrap, list(self.ledger_topics),
+        self.outbox = Outbox(settings.kafka, f"{settings.client_id}-engagement")
+        self.registry = RegistryFollower(settings.kafka, settings.topic(Topic.TARGETS), settings.client_id)
+        self.ledgers = CompactedReader(settings.kafka, list(self.ledger_topics),
                                        f"{settings.client_id}-engagement-ledger")
 
     def now_iso(self) -> str:
@@ -218,7 +219,7 @@ class Triage:
     # -- process ------------------------------------------------------------------------------
 
     async def load_table(self) -> None:
-        reader = CompactedReader(self.settings.kafka_bootstrap, [self.questions_topic],
+        reader = CompactedReader(self.settings.kafka, [self.questions_topic],
                                  f"{self.settings.client_id}-engagement-table")
         await reader.start()
         try:
@@ -235,8 +236,8 @@ class Triage:
         await self.outbox.start()
         await self.registry.start()
         await self.ledgers.start()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
+        consumer = clients.aio_consumer(
+            self.settings.kafka, group_id=self.group_id,
             client_id=f"{self.settings.client_id}-engagement", enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=self.settings.consumer_session_timeout_ms,
             heartbeat_interval_ms=max(1000, self.settings.consumer_session_timeout_ms // 4))
@@ -293,13 +294,11 @@ def run_triage(settings: Settings) -> None:
 
 def read_table(settings: Settings, timeout_s: float = 30.0) -> dict[str, dict[str, Any]]:
     """The whole engagement table as it is on the topic now (for the CLI; kafka-python, no group)."""
-    from kafka import KafkaConsumer
     from kafka import TopicPartition as KTopicPartition
 
     topic = settings.topic(Topic.ENGAGEMENT_QUESTIONS)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
-                             enable_auto_commit=False, client_id=f"{settings.client_id}-questions",
-                             security_protocol=settings.security_protocol)
+    consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False,
+                                client_id=f"{settings.client_id}-questions")
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
+from infra.kafka import clients
 from infra.kafka.compacted import CompactedView, PartitionNotHeld, Rebalance
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import metrics
@@ -76,15 +77,15 @@ class BatchLoop:
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("%s: assigned %s", self.name, sorted((tp.topic, tp.partition) for tp in assigned))
         if self.state is not None:
-            await self.state.load(self.settings.kafka_bootstrap, self._state_partitions(assigned),
+            await self.state.load(self.settings.kafka, self._state_partitions(assigned),
                                   self.settings.client_id)
 
     # -- the loop -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout_ms = self.settings.consumer_session_timeout_ms
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
+        consumer = clients.aio_consumer(
+            self.settings.kafka, group_id=self.group_id,
             client_id=f"{self.settings.client_id}-{self.name}", enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=self.max_records, session_timeout_ms=timeout_ms,

@@ -7,10 +7,13 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.kafka import clients
+
 from schemas import contracts
 from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.models import Target
+from schemas.settings import KafkaConnection
 from streams.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -19,16 +22,16 @@ log = logging.getLogger(__name__)
 class RegistryFollower:
     """Keeps a Registry in step with the targets topic (no consumer group: every worker reads all)."""
 
-    def __init__(self, bootstrap: str, topic: str, client_id: str) -> None:
+    def __init__(self, conn: KafkaConnection, topic: str, client_id: str) -> None:
         self.registry = Registry()
-        self._bootstrap, self._topic, self._client_id = bootstrap, topic, client_id
+        self._conn, self._topic, self._client_id = conn, topic, client_id
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.rejected = 0
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-registry", group_id=None, enable_auto_commit=False
+        consumer = clients.aio_consumer(
+            self._conn, client_id=f"{self._client_id}-registry", group_id=None, enable_auto_commit=False
         )
         await consumer.start()
         self._consumer = consumer

@@ -36,6 +36,8 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.kafka import clients
+
 from schemas import metrics
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
@@ -81,8 +83,8 @@ class StatusFollower:
             self.kinds[settings.topic(Topic.commands(channel))] = "command"
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+        consumer = clients.aio_consumer(
+            self.settings.kafka, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id=f"{self.settings.client_id}-status",
         )
         await consumer.start()

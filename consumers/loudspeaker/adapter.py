@@ -461,6 +461,6 @@ def from_settings(settings: Settings, targets: Callable[[str], Target | None]) -
     renderer = AudioRenderer(settings.loudspeaker_audio_dir, settings.loudspeaker_audio_base_url,
                              voice=settings.loudspeaker_voice, speed_wpm=settings.loudspeaker_speed_wpm)
     ledger = Topic.ledger(Channel.LOUDSPEAKER)
-    source = LedgerZoneSource(settings.kafka_bootstrap, settings.topic(ledger), settings.partitions(ledger),
+    source = LedgerZoneSource(settings.kafka, settings.topic(ledger), settings.partitions(ledger),
                               settings.client_id)
     return LoudspeakerAdapter(client, renderer, targets, source=source)

@@ -38,7 +38,7 @@ class PlayReporter:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, owns_client: bool = False) -> None:
         self.settings, self.client, self.interval_s, self.sleep = settings, client, interval_s, sleep
         self._owns_client = owns_client
-        self.outbox = Outbox(settings.kafka_bootstrap, f"{settings.client_id}-plays")
+        self.outbox = Outbox(settings.kafka, f"{settings.client_id}-plays")
         self.after = 0
         self._slots: dict[tuple[str, str], dict[str, str]] = {}  # (zone, date) → bulletin id → uri
         self.reported = 0

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
+
+from infra.kafka import clients
+from schemas.settings import KafkaConnection
 
 from consumers.ledger import LIVE_PREFIX
 from consumers.loudspeaker.platform import aware_time, utc_iso
@@ -121,9 +124,9 @@ class LedgerZoneSource:
     from configuration (the count the topic was created with, as for the runtime).
     """
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int, client_id: str, *,
+    def __init__(self, conn: KafkaConnection, topic: str, partitions: int, client_id: str, *,
                  keep_expired_s: float = 86400.0, clock: Callable[[], float] = time.time) -> None:
-        self.bootstrap, self.topic, self.partitions, self.client_id = bootstrap, topic, partitions, client_id
+        self.conn, self.topic, self.partitions, self.client_id = conn, topic, partitions, client_id
         self.keep_expired_s, self.clock = keep_expired_s, clock
         self._by_zone: dict[str, dict[str, dict[str, Any]]] = {}
         self._partition_of: dict[str, int] = {}
@@ -141,7 +144,7 @@ class LedgerZoneSource:
         return list(self._by_zone.get(zone_id, {}).values())
 
     async def _read(self, partitions: set[int] | None) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+        consumer = clients.aio_consumer(self.conn, group_id=None, enable_auto_commit=False,
                                     client_id=f"{self.client_id}-loudspeaker-zones")
         await consumer.start()
         try:

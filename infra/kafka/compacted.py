@@ -13,11 +13,14 @@ import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+
+from infra.kafka import clients
 
 from infra.kafka.outbox import OutRecord
 from schemas.codec import decode, encode
 from schemas.errors import InvalidContent
+from schemas.settings import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ class CompactedView:
         self.apply(partition, key, value)
         return OutRecord(self.topic, key.encode(), None if value is None else encode(value), partition=partition)
 
-    async def load(self, bootstrap: str, partitions: set[int], client_id: str) -> None:
+    async def load(self, conn: KafkaConnection, partitions: set[int], client_id: str) -> None:
         """Read the given partitions (those not held yet) from the beginning to their end.
 
         Callers must not read or write a partition until its load returned (``get`` raises
@@ -114,12 +117,12 @@ class CompactedView:
             return
         self.restored.clear()
         try:
-            await self._load(bootstrap, todo, client_id)
+            await self._load(conn, todo, client_id)
         finally:
             self.restored.set()
 
-    async def _load(self, bootstrap: str, todo: list[int], client_id: str) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    async def _load(self, conn: KafkaConnection, todo: list[int], client_id: str) -> None:
+        consumer = clients.aio_consumer(conn, group_id=None, enable_auto_commit=False,
                                     client_id=f"{client_id}-restore")
         await consumer.start()
         try:

@@ -15,6 +15,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from infra.kafka import clients
+from schemas.settings import KafkaConnection
+
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
@@ -33,9 +36,9 @@ class OutRecord:
 class Outbox:
     """Start once, then ``send_all`` batches of records; raises if Kafka refuses any of them."""
 
-    def __init__(self, bootstrap: str, client_id: str, **overrides: Any) -> None:
+    def __init__(self, conn: KafkaConnection, client_id: str, **overrides: Any) -> None:
+        self._conn = conn
         self._config: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
             "client_id": client_id,
             "acks": "all",
             "enable_idempotence": True,
@@ -49,7 +52,7 @@ class Outbox:
 
     async def start(self) -> None:
         if self._producer is None:
-            producer = AIOKafkaProducer(**self._config)
+            producer = clients.aio_producer(self._conn, **self._config)
             await producer.start()
             self._producer = producer
 

@@ -209,7 +209,7 @@ async def test_a_batch_writes_its_intents_once_before_its_effects(settings: Sett
     assert adapter.sends <= 2 * batches[0] < 60
     assert 0 not in adapter.sends_at_effect  # no effect before the first acknowledged send
     ledger = Ledger(settings.topic(Topic.ledger(Channel.FANPAGE)))
-    await ledger.load(settings.kafka_bootstrap, set(range(settings.partitions(Topic.ledger(Channel.FANPAGE)))), "t")
+    await ledger.load(settings.kafka, set(range(settings.partitions(Topic.ledger(Channel.FANPAGE)))), "t")
     states = Counter(v["state"] for p in ledger.owned() for _, v in ledger.items(p) if v["kind"] == "command")
     assert states == Counter({"done": 60})
 
