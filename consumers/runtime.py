@@ -54,6 +54,7 @@ from schemas.article import parse_time
 from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
+from schemas.headers import MAX_ATTEMPTS, RETRY_ATTEMPT, RETRY_DUE, RETRY_REASON, header_float, header_int
 from schemas.models import Action, Command, Priority, Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
@@ -61,9 +62,6 @@ from schemas.topics import Channel, Topic
 log = logging.getLogger(__name__)
 
 EXIT_CRASH = 70
-RETRY_ATTEMPT = "retry_attempt"
-RETRY_DUE = "retry_due_at"
-RETRY_REASON = "retry_reason"
 
 # Commands larger than this are dead-lettered, not delivered: a post, a Zalo message or a
 # loudspeaker script is a few kilobytes; the archive carries whole documents (its topic takes 4 MB).
@@ -216,14 +214,14 @@ class DeliveryRuntime:
                 headers = list(rec.headers or [])
                 hmap = headers_to_dict(headers)
                 if tier is not None:
-                    due = float(hmap.get(RETRY_DUE, "0") or 0)
+                    due = header_float(hmap, RETRY_DUE, 0.0, 0.0, now + self.retry_topics[tier][1])
                     if due > now:
                         # Not due yet: rewind this retry partition and wait; others go on.
                         self._consumer.seek(tp, rec.offset)
                         self._consumer.pause(tp)
                         self._paused_until[tp] = due
                         break
-                work.append(_Work(tp, rec.offset, rec.key, rec.value, headers, int(hmap.get(RETRY_ATTEMPT, "0") or 0)))
+                work.append(_Work(tp, rec.offset, rec.key, rec.value, headers, header_int(hmap, RETRY_ATTEMPT, 0, 0, MAX_ATTEMPTS)))
                 commit[tp] = rec.offset + 1
         if not work:
             return

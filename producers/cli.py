@@ -276,9 +276,15 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
         print("replay needs a mode: --all, --reason TEXT, --channel CH, --stage S or refs P:O", file=sys.stderr)
         return 2
     chosen = dl.select(letters, reason=args.reason, channel=args.channel, stage=args.stage, refs=args.refs)
-    n = dl.replay(settings, chosen, dry_run=args.dry_run)
-    print(f"{'would replay' if args.dry_run else 'replayed'} {n} dead letter(s)")
-    return 0
+    decisions = dl.replay(settings, chosen, dry_run=args.dry_run)
+    if args.json:
+        _print_json([x.to_dict() for x in decisions])
+    else:
+        print("\n".join(x.line(args.dry_run) for x in decisions))
+    ok = sum(x.topic is not None and x.reason is None for x in decisions)
+    if not args.json:
+        print(f"{'would replay' if args.dry_run else 'replayed'} {ok} of {len(decisions)} dead letter(s)")
+    return 0 if ok == len(decisions) else 1
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:

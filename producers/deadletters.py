@@ -1,9 +1,27 @@
 """`lantoa deadletters list | show | replay`: inspect dead letters and send them back.
 
-Replay puts the original key, value and headers back on the topic the record first failed on
-(``dlq_topic``), with a ``replay`` header, so it goes through the normal, idempotent path: the
-stream app dedupes by version, the adapters by their ledger. The dlq_* headers travel along, so
-a record that fails again comes back with one more attempt counted.
+Replay treats each dead letter as if it were new, and decides per record (a dry run shows the
+same decisions, nothing sent):
+
+1. **Where:** only back to the topic it first failed on (``dlq_topic``, written by Lantoa), and only
+   when that topic is on the allow-list built from settings (``replay_targets``): the physical
+   names of cms.articles, alerts.cap, engagement.inbound, every distribution.<channel>.commands and
+   distribution.emergency.commands. Never a retry tier, the dead-letter topic, a ledger, the state
+   or receipts; a dead letter naming any other topic is refused, never sent where a header says.
+2. **Whether:** the record is validated again as the first reader of that topic would: an article
+   by the stream worker's intake (CloudEvents headers, the publish client's ninjs validation, the
+   key), a CAP alert by the CAP parser, a command by the command contract and the channel of its
+   topic, an emergency by its contract, an engagement event by its schema. Invalid → refused
+   with the reason, not sent.
+3. **With which headers:** an input record goes back with its outside headers only (internal ones
+   stripped, as the intake would strip them anyway), so it starts a new count if it fails again;
+   no header an outsider could forge is trusted to carry the count. A command goes back to its
+   command topic, which only Lantoa writes, with its dlq_* headers (one more attempt is counted if
+   it fails again) and the ``replay`` marker: the only replay marker trusted downstream (the
+   runtime retries a command its ledger holds as failed only with it).
+
+Sent records go through the normal, idempotent path: the stream app dedupes by version, the
+adapters by their ledger.
 """
 
 from __future__ import annotations
@@ -11,17 +29,23 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from producers.progress import progress as bar
-from schemas.codec import headers_to_dict
+from schemas import contracts
+from schemas.cap import parse_cap
+from schemas.codec import decode, headers_to_dict
+from schemas.errors import InvalidContent
+from schemas.headers import DLQ_TOPIC, REPLAY, RETRY_PREFIX, strip_internal
+from schemas.models import Command
 from schemas.settings import Settings
-from schemas.topics import Topic
-
-REPLAY_HEADER = "replay"
+from schemas.topics import Channel, Topic
+from streams.intake import parse_article_event
 
 
 @dataclass(frozen=True)
@@ -109,26 +133,132 @@ def render_one(d: DeadLetter) -> str:
     return "\n".join(out)
 
 
-def replay(settings: Settings, letters: list[DeadLetter], dry_run: bool = False, progress: bool = True) -> int:
-    """Send each dead letter back to its origin topic; returns how many were sent."""
-    if dry_run or not letters:
-        return len(letters)
+class Kind(StrEnum):
+    """What a replayable topic carries, and so how a record bound for it is validated again."""
+
+    ARTICLE = "article"
+    ALERT = "alert"
+    ENGAGEMENT = "engagement"
+    COMMAND = "command"
+    EMERGENCY = "emergency"
+
+
+INPUT_KINDS = frozenset({Kind.ARTICLE, Kind.ALERT, Kind.ENGAGEMENT})
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A topic replay may send to (physical name), what it carries, and its channel for commands."""
+
+    topic: str
+    kind: Kind
+    channel: Channel | None = None
+
+
+def replay_targets(settings: Settings) -> dict[str, Destination]:
+    """The allow-list: physical topic name → Destination, for every topic a replay may write."""
+    dests = [Destination(settings.topic(Topic.CMS_ARTICLES), Kind.ARTICLE),
+             Destination(settings.topic(Topic.ALERTS_CAP), Kind.ALERT),
+             Destination(settings.topic(Topic.ENGAGEMENT_INBOUND), Kind.ENGAGEMENT),
+             Destination(settings.topic(Topic.EMERGENCY_COMMANDS), Kind.EMERGENCY)]
+    dests += [Destination(settings.topic(Topic.commands(ch)), Kind.COMMAND, ch) for ch in Channel]
+    return {d.topic: d for d in dests}
+
+
+def revalidate(dest: Destination, letter: DeadLetter) -> None:
+    """Validate a dead letter as the first reader of ``dest`` would. Raises InvalidContent with the reason."""
+    if dest.kind is Kind.ARTICLE:
+        parse_article_event(letter.key, letter.value, headers_to_dict(strip_internal(letter.headers)))
+    elif dest.kind is Kind.ALERT:
+        parse_cap(letter.value or b"")
+    elif dest.kind is Kind.ENGAGEMENT:
+        contracts.check("engagement", decode(letter.value))
+    elif dest.kind is Kind.EMERGENCY:
+        contracts.check("emergency", decode(letter.value))
+    else:
+        raw = decode(letter.value)
+        contracts.check("command", raw)
+        channel = Command.from_dict(raw).channel
+        if channel is not dest.channel:
+            raise InvalidContent(f"a {channel.value} command cannot go to {dest.topic}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What replay does with one dead letter: send ``headers`` to ``topic``, or refuse with ``reason``."""
+
+    letter: DeadLetter
+    topic: str | None
+    reason: str | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    sent: bool = False
+
+    def line(self, dry_run: bool = False) -> str:
+        """One line for the operator: where it went (or would go), or why not."""
+        if self.topic is None:
+            return f"{self.letter.ref:>8}  refused: {self.reason}"
+        if self.reason is not None:
+            return f"{self.letter.ref:>8}  not sent to {self.topic}: {self.reason}"
+        verb = "would send to" if dry_run else ("sent to" if self.sent else "not sent to")
+        return f"{self.letter.ref:>8}  {verb} {self.topic}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.letter.ref, "topic": self.topic, "sent": self.sent, "reason": self.reason}
+
+
+def decide(targets: dict[str, Destination], letter: DeadLetter) -> Decision:
+    """Where one dead letter may go, after validating it again; refused when it may not. Never raises."""
+    origin = letter.meta.get(DLQ_TOPIC, "")
+    dest = targets.get(origin)
+    if dest is None:
+        shown = repr(origin[:100]) if origin else "none"
+        return Decision(letter, None, f"origin topic {shown} is not one replay may write "
+                                      "(only the input topics and the command topics)")
+    try:
+        revalidate(dest, letter)
+    except InvalidContent as exc:
+        return Decision(letter, None, f"invalid for {dest.topic}: {exc.reason}")
+    except (KeyError, TypeError, ValueError) as exc:  # a model rejecting what its contract let through
+        return Decision(letter, None, f"invalid for {dest.topic}: {type(exc).__name__}: {exc}")
+    if dest.kind in INPUT_KINDS:
+        headers = strip_internal(letter.headers)  # as the intake would; a new count if it fails again
+    else:
+        headers = [(k, v) for k, v in letter.headers if not (k.startswith(RETRY_PREFIX) or k == REPLAY)]
+        headers.append((REPLAY, letter.ref.encode()))
+    return Decision(letter, dest.topic, headers=tuple(headers))
+
+
+def replay(settings: Settings, letters: list[DeadLetter], dry_run: bool = False, progress: bool = True) -> list[Decision]:
+    """Decide for each dead letter (see the module docstring) and send those allowed; one Decision each.
+
+    A dry run sends nothing and returns the same decisions. A record the broker does not
+    acknowledge is reported as not sent with the Kafka error; the others are unaffected.
+    Nothing is committed anywhere: the dead letters stay on their topic.
+    """
+    targets = replay_targets(settings)
+    decisions = [decide(targets, d) for d in letters]
+    sending = [i for i, x in enumerate(decisions) if x.topic is not None]
+    if dry_run or not sending:
+        return decisions
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all",
                              enable_idempotence=True, max_request_size=4 * 1024 * 1024,
                              client_id=f"{settings.client_id}-replay", security_protocol=settings.security_protocol)
     try:
         futures = []
-        for i, d in enumerate(letters, start=1):
-            origin = d.meta.get("dlq_topic")
-            if not origin:
-                continue
-            headers = [(k, v) for k, v in d.headers if k != REPLAY_HEADER] + [(REPLAY_HEADER, d.ref.encode())]
-            futures.append(producer.send(origin, key=d.key, value=d.value, headers=headers))
+        for n, i in enumerate(sending, start=1):
+            x = decisions[i]
+            futures.append(producer.send(x.topic, key=x.letter.key, value=x.letter.value, headers=list(x.headers)))
             if progress:
-                bar("replay", i, len(letters))
+                bar("replay", n, len(sending))
         producer.flush()
-        for f in futures:
-            f.get(timeout=30)
-        return len(futures)
+        out = list(decisions)
+        for i, f in zip(sending, futures):
+            x = decisions[i]
+            try:
+                f.get(timeout=30)
+                out[i] = Decision(x.letter, x.topic, headers=x.headers, sent=True)
+            except KafkaError as exc:  # reported on this record's line, and the CLI exits non-zero
+                out[i] = Decision(x.letter, x.topic, reason=f"{type(exc).__name__}: {exc}", headers=x.headers)
+        return out
     finally:
         producer.close()

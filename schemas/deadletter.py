@@ -1,13 +1,23 @@
 """Dead-letter records: the original bytes, untouched, plus dlq_* headers saying where and why.
 
-See schemas/json/deadletter.v1.json. No I/O.
+See schemas/json/deadletter.v1.json; the header names live in schemas/headers.py. No I/O.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
-DLQ_PREFIX = "dlq_"
+from schemas.headers import (
+    DLQ_ATTEMPTS, DLQ_CHANNEL, DLQ_ERROR_CLASS, DLQ_FIRST_SEEN, DLQ_LAST_OFFSET, DLQ_LAST_TOPIC, DLQ_OFFSET,
+    DLQ_PARTITION, DLQ_PREFIX, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC, MAX_ATTEMPTS, MAX_OFFSET, MAX_PARTITION, header_int,
+)
+
+# What Kafka accepts as a topic name: a previous origin that is not one is not kept.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}", re.ASCII)
+# The shape utc_now_iso writes: a previous first-seen time that is not one is replaced by now.
+_ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})",
+                       re.ASCII)
 
 
 def dead_letter_headers(
@@ -22,31 +32,38 @@ def dead_letter_headers(
     error_class: str = "InvalidContent",
     channel: str | None = None,
 ) -> list[tuple[str, bytes]]:
-    """Headers of a dead letter: the originals (minus old dlq_*), then the origin and reason.
+    """Headers of a dead letter: the originals (minus old dlq_*), then the origin and reason. Never raises.
 
-    A record that was dead-lettered before and replayed keeps its first-seen time and its origin
-    and counts one more attempt, so a replay loop is visible.
+    A command that was dead-lettered before and replayed keeps its first-seen time and its origin
+    and counts one more attempt, so a replay loop is visible. The previous dlq_* values are read
+    defensively: a count that is not a number counts as 0 (a huge one is clamped to MAX_ATTEMPTS),
+    and a previous origin is kept only when its topic, partition and offset are all well formed,
+    else this record's own place is the origin (and its first-seen time only when it is a time). Records from outside never get here with dlq_*
+    headers: the intake strips them (schemas/headers.py strip_internal), so an input that is
+    replayed and fails again starts a new count.
     """
     originals = list(original_headers)
     previous = {k: v.decode("utf-8", "replace") for k, v in originals if k.startswith(DLQ_PREFIX)}
     kept = [(k, v) for k, v in originals if not k.startswith(DLQ_PREFIX)]
-    attempts = int(previous.get("dlq_attempts", "0") or 0) + 1
+    attempts = header_int(previous, DLQ_ATTEMPTS, 0, 0, MAX_ATTEMPTS - 1) + 1
     # The origin is where the record first failed, not the replay hop.
-    origin_topic = previous.get("dlq_topic", topic)
-    origin_partition = previous.get("dlq_partition", str(partition))
-    origin_offset = previous.get("dlq_offset", str(offset))
+    prev_partition = header_int(previous, DLQ_PARTITION, -1, 0, MAX_PARTITION)
+    prev_offset = header_int(previous, DLQ_OFFSET, -1, 0, MAX_OFFSET)
+    prev_topic = previous.get(DLQ_TOPIC, "")
+    first_seen = previous.get(DLQ_FIRST_SEEN, "")
+    keep_origin = bool(_TOPIC_NAME.fullmatch(prev_topic)) and prev_partition >= 0 and prev_offset >= 0
     fields = {
-        "dlq_topic": origin_topic,
-        "dlq_partition": origin_partition,
-        "dlq_offset": origin_offset,
-        "dlq_reason": reason[:2000] or "unknown",
-        "dlq_stage": stage,
-        "dlq_first_seen": previous.get("dlq_first_seen", now_iso),
-        "dlq_attempts": str(attempts),
-        "dlq_error_class": error_class,
-        "dlq_last_topic": topic,
-        "dlq_last_offset": f"{partition}:{offset}",
+        DLQ_TOPIC: prev_topic if keep_origin else topic,
+        DLQ_PARTITION: str(prev_partition if keep_origin else partition),
+        DLQ_OFFSET: str(prev_offset if keep_origin else offset),
+        DLQ_REASON: reason[:2000] or "unknown",
+        DLQ_STAGE: stage,
+        DLQ_FIRST_SEEN: first_seen if keep_origin and _ISO_TIME.fullmatch(first_seen) else now_iso,
+        DLQ_ATTEMPTS: str(attempts),
+        DLQ_ERROR_CLASS: error_class,
+        DLQ_LAST_TOPIC: topic,
+        DLQ_LAST_OFFSET: f"{partition}:{offset}",
     }
     if channel:
-        fields["dlq_channel"] = channel
+        fields[DLQ_CHANNEL] = channel
     return kept + [(k, v.encode("utf-8")) for k, v in fields.items()]

@@ -38,6 +38,7 @@ from schemas import contracts, metrics
 from schemas.codec import decode, encode
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
+from schemas.headers import strip_internal
 from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 from streams import engagement as eng
@@ -199,7 +200,7 @@ class Triage:
             contracts.check("engagement", event)
         except InvalidContent as exc:
             metrics.DEAD_LETTERS.labels("decode", metrics.reason_class(exc.reason)).inc()
-            dl_headers = dead_letter_headers(headers, topic=tp.topic, partition=tp.partition, offset=offset,
+            dl_headers = dead_letter_headers(strip_internal(headers), topic=tp.topic, partition=tp.partition, offset=offset,
                                              reason=exc.reason, stage="decode", now_iso=self.now_iso(),
                                              channel="engagement")
             return [OutRecord(self.settings.topic(Topic.DEADLETTER), key or b"", value, tuple(dl_headers))]

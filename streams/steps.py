@@ -24,6 +24,7 @@ from schemas import metrics
 from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
+from schemas.headers import strip_internal
 from schemas.models import Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -70,7 +71,7 @@ class StreamSteps:
     # -- shared ----------------------------------------------------------------------------------
 
     def dead_letter(self, rec: Any, reason: str, stage: str, key_text: str | None, now_iso: str) -> list[OutRecord]:
-        headers = dead_letter_headers(raw_headers(rec), topic=rec.topic, partition=rec.partition, offset=rec.offset,
+        headers = dead_letter_headers(strip_internal(raw_headers(rec)), topic=rec.topic, partition=rec.partition, offset=rec.offset,
                                       reason=reason, stage=stage, now_iso=now_iso)
         out = [OutRecord(self.deadletter_topic, rec.key or b"", rec.value or b"", tuple(headers))]
         if key_text:
@@ -100,7 +101,7 @@ class StreamSteps:
 
     def article(self, rec: Any) -> Step:
         now = self.clock()
-        headers = headers_to_dict(raw_headers(rec))
+        headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay
         key_text = rec.key.decode("utf-8", "replace") if rec.key else None
         try:
             ev = parse_article_event(rec.key, rec.value, headers)
@@ -160,7 +161,7 @@ class StreamSteps:
         from streams.alerts import plan_alert
 
         now = self.clock()
-        headers = headers_to_dict(raw_headers(rec))
+        headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay
         key_text = rec.key.decode("utf-8", "replace") if rec.key else None
         try:
             alert = parse_cap(rec.value or b"")
