@@ -207,7 +207,11 @@ class Decision:
 
 
 def decide(targets: dict[str, Destination], letter: DeadLetter) -> Decision:
-    """Where one dead letter may go, after validating it again; refused when it may not. Never raises."""
+    """Where one dead letter may go, after validating it again; refused (with the reason) when it may not.
+
+    Invalid content is a refusal, not an error. Anything else a validator raises (a bug there)
+    propagates: replay then stops before sending anything, since every decision is made first.
+    """
     origin = letter.meta.get(DLQ_TOPIC, "")
     dest = targets.get(origin)
     if dest is None:

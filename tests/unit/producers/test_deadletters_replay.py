@@ -8,6 +8,7 @@ import pytest
 
 from helpers import SHARED, article_doc, ce_headers, encode_doc
 from producers import deadletters as dl
+from producers.cli import main
 from schemas.deadletter import dead_letter_headers
 from schemas.settings import Settings
 from schemas.topics import RETRY_TIERS, Channel, Topic, descriptors
@@ -146,3 +147,18 @@ def test_nothing_to_send_opens_no_producer() -> None:
     offline = Settings.from_env({"LANTOA_TOPIC_PREFIX": "r.", "LANTOA_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
     decisions = dl.replay(offline, [letter(Topic.RECEIPTS, URI.encode(), b"{}")], progress=False)
     assert len(decisions) == 1 and decisions[0].topic is None and not decisions[0].sent
+
+
+def test_the_cli_prints_one_line_per_record_and_fails_when_any_is_refused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    letters = [article_letter(), letter(Topic.RECEIPTS, URI.encode(), b"{}", offset=6)]
+    monkeypatch.setenv("LANTOA_TOPIC_PREFIX", "r.")
+    monkeypatch.setattr(dl, "read_all", lambda settings: letters)
+    assert main(["deadletters", "replay", "--all", "--dry-run"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(f"0:5  would send to {SETTINGS.topic(Topic.CMS_ARTICLES)}")
+    assert out[1].startswith("     0:6  refused: origin topic 'r.distribution.receipts'")
+    assert out[2] == "would replay 1 of 2 dead letter(s)"
+    assert main(["deadletters", "replay", "0:5", "--dry-run", "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out) == [
+        {"ref": "0:5", "topic": SETTINGS.topic(Topic.CMS_ARTICLES), "sent": False, "reason": None}]
