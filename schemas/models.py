@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from schemas.article import parse_time
 from schemas.topics import Channel
 
 
@@ -106,8 +107,18 @@ class Command:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Command:
-        """Inverse of to_dict (the caller validates against the schema first)."""
+        """Inverse of to_dict (the caller validates against the schema first).
+
+        Raises InvalidContent (→ dead letter) when a time it carries (issued_at, published_at, a
+        payload's expires_at) is outside the years schemas/times.py accepts: the schema's
+        ``date-time`` allows years 1 to 9999, which the adapters' time arithmetic cannot hold.
+        """
         ik = raw["idempotency_key"]
+        parse_time(raw["issued_at"], "issued_at")
+        parse_time(raw.get("published_at"), "published_at")
+        payload = raw["payload"]
+        if isinstance(payload, dict) and isinstance(payload.get("expires_at"), str):
+            parse_time(payload["expires_at"], "payload expires_at")
         return cls(
             key=IdempotencyKey(ik["uri"], int(ik["version"]), Channel(ik["channel"]), ik["target"], Action(ik["action"])),
             priority=Priority(raw["priority"]),
