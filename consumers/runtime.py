@@ -51,7 +51,7 @@ from consumers.retry import RetryPolicy
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import contracts, metrics
 from schemas.article import parse_time
-from schemas.codec import decode, encode, headers_to_dict
+from schemas.codec import decode, encode, header_number, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, Priority, Receipt, utc_now_iso
@@ -216,14 +216,15 @@ class DeliveryRuntime:
                 headers = list(rec.headers or [])
                 hmap = headers_to_dict(headers)
                 if tier is not None:
-                    due = float(hmap.get(RETRY_DUE, "0") or 0)
+                    # We write due = now + the tier's delay; anything later (or not a number) is forged.
+                    due = min(header_number(hmap.get(RETRY_DUE)), now + self.retry_topics[tier][1])
                     if due > now:
                         # Not due yet: rewind this retry partition and wait; others go on.
                         self._consumer.seek(tp, rec.offset)
                         self._consumer.pause(tp)
                         self._paused_until[tp] = due
                         break
-                work.append(_Work(tp, rec.offset, rec.key, rec.value, headers, int(hmap.get(RETRY_ATTEMPT, "0") or 0)))
+                work.append(_Work(tp, rec.offset, rec.key, rec.value, headers, int(header_number(hmap.get(RETRY_ATTEMPT)))))
                 commit[tp] = rec.offset + 1
         if not work:
             return

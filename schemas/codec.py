@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -60,6 +61,17 @@ def headers_to_dict(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[
     for name, value in headers or ():
         result[name] = "" if value is None else value.decode("utf-8", errors="replace")
     return result
+
+
+def header_number(value: str | None) -> float:
+    """A non-negative, finite number from a header we set (a retry attempt, a due time); 0.0 when
+    it is absent or not one. Any client can write headers: "x" or "1e400" must not raise, nor
+    pause a partition forever."""
+    try:
+        number = float(value or 0)
+    except ValueError:
+        return 0.0
+    return number if math.isfinite(number) and number > 0 else 0.0
 
 
 def dict_to_headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:

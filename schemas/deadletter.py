@@ -30,7 +30,9 @@ def dead_letter_headers(
     originals = list(original_headers)
     previous = {k: v.decode("utf-8", "replace") for k, v in originals if k.startswith(DLQ_PREFIX)}
     kept = [(k, v) for k, v in originals if not k.startswith(DLQ_PREFIX)]
-    attempts = int(previous.get("dlq_attempts", "0") or 0) + 1
+    # Any client can set these headers: a count that is not one restarts at 1 instead of raising.
+    seen = previous.get("dlq_attempts", "0")
+    attempts = (int(seen) if seen.isdigit() and len(seen) < 10 else 0) + 1
     # The origin is where the record first failed, not the replay hop.
     origin_topic = previous.get("dlq_topic", topic)
     origin_partition = previous.get("dlq_partition", str(partition))

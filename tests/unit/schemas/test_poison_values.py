@@ -16,12 +16,14 @@ from consumers.archive_render import article_view
 from consumers.loudspeaker.emergency import EmergencyPlan
 from consumers.loudspeaker.platform import aware_time
 from schemas.cap import parse_cap
-from schemas.codec import MAX_DEPTH, decode
+from schemas.codec import MAX_DEPTH, decode, header_number
+from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import Settings
 from schemas.times import checked_instant
 from schemas.topics import Channel, Topic
+from streams.engagement_store import Triage
 from streams.intake import parse_article_event
 from streams.status import StatusFold
 from streams.status_web import StatusFollower, StatusView
@@ -207,3 +209,41 @@ def test_the_status_view_skips_any_record_it_cannot_fold_and_folds_the_rest() ->
     follower._apply({TopicPartition(receipts, 0): records})
     assert "urn:lantoa:poison:good" in view.fold
     assert view.skipped >= 5
+
+
+# -- engagement.inbound (triage) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["received_at", "created_at"])
+@pytest.mark.parametrize("value", [LATE, EARLY])
+async def test_triage_dead_letters_an_engagement_time_outside_the_window(field: str, value: str) -> None:
+    triage = Triage(Settings(topic_prefix="p."), clock=lambda: 1_790_000_000.0)
+    event = {"platform": "fanpage", "message_id": "c1", "text": "Khi nào có điện?", "received_at": "2026-11-26T01:00:00Z",
+             "created_at": None, "post_id": "1_2", field: value}
+    out = triage.take(TopicPartition("p.engagement.inbound", 0), 7, b"fb:c1", orjson.dumps(event), [])
+    assert [r.topic for r in out] == ["p.distribution.deadletter"]
+    assert field in dict(out[0].headers)["dlq_reason"].decode()
+
+
+async def test_triage_takes_an_engagement_time_at_the_bound() -> None:
+    triage = Triage(Settings(topic_prefix="p."), clock=lambda: 1_790_000_000.0)
+    event = {"platform": "fanpage", "message_id": "c2", "text": "Khi nào có điện?", "post_id": "1_2",
+             "received_at": "2199-12-31T23:00:00-14:00"}
+    out = triage.take(TopicPartition("p.engagement.inbound", 0), 8, b"fb:c2", orjson.dumps(event), [])
+    assert [r.topic for r in out] == ["p.engagement.questions"]
+
+
+# -- headers any client can forge --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 0.0), ("", 0.0), ("3", 3.0), ("12.5", 12.5), ("x", 0.0),
+                                                 ("1e400", 0.0), ("inf", 0.0), ("nan", 0.0), ("-5", 0.0)])
+def test_header_numbers_are_finite_and_never_raise(value: str | None, expected: float) -> None:
+    assert header_number(value) == expected
+
+
+@pytest.mark.parametrize(("forged", "attempts"), [("abc", "1"), ("-1", "1"), ("99999999999", "1"), ("2", "3")])
+def test_a_forged_dead_letter_count_restarts_instead_of_raising(forged: str, attempts: str) -> None:
+    headers = dead_letter_headers([("dlq_attempts", forged.encode())], topic="t", partition=0, offset=1,
+                                  reason="r", stage="decode", now_iso="2026-11-26T01:00:00.000Z")
+    assert dict(headers)["dlq_attempts"] == attempts.encode()
