@@ -19,7 +19,7 @@ from schemas.cap import parse_cap
 from schemas.codec import MAX_DEPTH, decode, header_number
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
-from schemas.models import Action, Command, IdempotencyKey, Priority
+from schemas.models import MAX_VERSION, Action, Command, IdempotencyKey, Priority
 from schemas.settings import Settings
 from schemas.times import checked_instant
 from schemas.topics import Channel, Topic
@@ -247,3 +247,18 @@ def test_a_forged_dead_letter_count_restarts_instead_of_raising(forged: str, att
     headers = dead_letter_headers([("dlq_attempts", forged.encode())], topic="t", partition=0, offset=1,
                                   reason="r", stage="decode", now_iso="2026-11-26T01:00:00.000Z")
     assert dict(headers)["dlq_attempts"] == attempts.encode()
+
+
+@pytest.mark.parametrize("version", [1, MAX_VERSION, 2.0])
+def test_a_command_version_up_to_the_bound_decodes(version: float) -> None:
+    raw = command(version=version)
+    raw["idempotency_key"]["version"] = version
+    assert Command.from_dict(raw).key.version == int(version)
+
+
+@pytest.mark.parametrize("version", [MAX_VERSION + 1, 2**64, 1e300, 0])
+def test_a_command_version_past_the_bound_is_invalid(version: float) -> None:
+    raw = command(version=version)
+    raw["idempotency_key"]["version"] = version
+    with pytest.raises(InvalidContent, match="version"):
+        Command.from_dict(raw)
