@@ -26,6 +26,7 @@ import segno
 
 from consumers.errors import InvalidContent
 from schemas.article import squash
+from schemas.times import checked_instant
 
 TAKEDOWN_TITLE: Final = "Bài viết đã được gỡ"
 VN_TZ: Final = timezone(timedelta(hours=7))
@@ -149,8 +150,10 @@ def _display_time(value: Any) -> str:
     if not isinstance(value, str) or not value:
         return ""
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # Outside the accepted years (schemas/times.py) the conversion to Vietnam time overflows:
+        # such a time is shown as written, like one that does not parse.
+        moment = checked_instant(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except (ValueError, InvalidContent):
         return clean_text(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

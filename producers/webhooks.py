@@ -62,6 +62,7 @@ from schemas import contracts, metrics
 from schemas.codec import encode
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
+from schemas.times import checked_instant
 from schemas.topics import Topic
 from streams.engagement import inbound_key, iso
 
@@ -389,15 +390,19 @@ def _epoch_s(value: float) -> float:
 
 
 def _iso_time(value: Any) -> str | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return iso(datetime.fromtimestamp(_epoch_s(value), timezone.utc))
-    if isinstance(value, str) and value:
-        try:  # Graph also writes "2026-11-26T01:05:00+0000"
-            parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")
-        except ValueError:
+    """The platform's creation time as RFC 3339 UTC, or None when it gives none we can hold: not a
+    time, or outside the years schemas/times.py accepts (converting those to UTC overflows, and the
+    triage would refuse the event). The comment is kept; its received time stands in."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parsed = datetime.fromtimestamp(_epoch_s(value), timezone.utc)
+        elif isinstance(value, str) and value:
+            parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")  # Graph also writes "...+0000"
+        else:
             return None
-        return iso(parsed)
-    return None
+        return iso(checked_instant(parsed))
+    except (ValueError, OverflowError, OSError, InvalidContent):
+        return None
 
 
 def make_app(settings: Settings, producer: EventSink, secrets: WebhookSecrets, *,

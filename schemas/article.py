@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from schemas.errors import InvalidContent
+from schemas.times import checked_instant
 
 _WS = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
 _VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
@@ -21,6 +22,10 @@ _PLACE = re.compile(r"^urn:lantoa:place:(province|ward):([0-9]{1,6})$")
 
 USABLE = "usable"
 RETRACTING_STATUSES = frozenset({"withheld", "canceled"})
+# The top-level date-times of each ninjs generation: the pipeline, the archive page and the status
+# views read them, so each must be an instant schemas/times.py accepts.
+_TIMES_V2 = ("versioncreated", "firstcreated", "embargoed")
+_TIMES_V3 = ("versionCreated", "firstCreated", "contentCreated", "embargoedUntil")
 
 
 def nfc(value: Any) -> Any:
@@ -72,14 +77,20 @@ def html_to_text(html: str) -> str:
     return squash("".join(parser.parts))
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 date-time as an aware datetime (naive values are taken as UTC)."""
+def parse_time(value: str | None, what: str = "date-time") -> datetime | None:
+    """An RFC 3339 date-time as an aware datetime (naive values are taken as UTC); None for none.
+
+    Raises InvalidContent when it is not a date-time or its year is outside the window of
+    schemas/times.py, so the record carrying it is dead-lettered with the reason instead of
+    overflowing later in whatever converts it to UTC.
+    """
     if not value:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidContent(f"not an RFC 3339 date-time: {value!r}") from None
+        raise InvalidContent(f"{what} is not an RFC 3339 date-time: {value[:64]!r}") from None
+    checked_instant(moment, what)
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
@@ -182,6 +193,9 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
     body = _text_of(_first_by_role(doc.get("bodies")), ctype)
     embargo = doc.get("embargoed" if v2 else "embargoedUntil")
     version_created = doc.get("versioncreated" if v2 else "versionCreated")
+    for name in _TIMES_V2 if v2 else _TIMES_V3:  # the schema allows years 1..9999: refuse the absurd ones here
+        if isinstance(doc.get(name), str):
+            parse_time(doc[name], name)
     places = _places(doc.get("places"))
     subjects = _subjects(doc.get("subjects"))
     urgency = doc.get("urgency")
@@ -195,7 +209,7 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
         body=body,
         language=doc.get("language") if isinstance(doc.get("language"), str) else None,
         urgency=urgency if isinstance(urgency, int) else None,
-        embargoed_until=parse_time(embargo) if isinstance(embargo, str) else None,
+        embargoed_until=parse_time(embargo, "embargo") if isinstance(embargo, str) else None,
         version_created=version_created if isinstance(version_created, str) else None,
         places=places,
         subjects=subjects,

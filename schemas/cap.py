@@ -47,6 +47,7 @@ from schemas.cap_model import (
     Urgency,
 )
 from schemas.errors import InvalidContent
+from schemas.times import checked_instant
 
 __all__ = [
     "MAX_CAP_BYTES",
@@ -381,6 +382,7 @@ class _Parser:
             )
         except ValueError as exc:
             raise InvalidContent(f"{what} {value!r} is not a valid date-time: {exc}") from None
+        checked_instant(moment, what)  # before the day is added: 9999-12-31T24:00:00 would overflow
         return moment + timedelta(days=1) if end_of_day else moment
 
     def _polygon(self, text: str, where: str) -> tuple[tuple[float, float], ...]:

@@ -10,7 +10,14 @@ from typing import Any
 
 import orjson
 
+from schemas.article import parse_time
+from schemas.errors import InvalidContent
 from schemas.topics import Channel
+
+
+# The highest article version: what schemas/article.py parse_version reads (18 digits), well within
+# the 64-bit integers orjson writes.
+MAX_VERSION = 10**18 - 1
 
 
 class Action(StrEnum):
@@ -106,8 +113,24 @@ class Command:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Command:
-        """Inverse of to_dict (the caller validates against the schema first)."""
+        """Inverse of to_dict (the caller validates against the schema first).
+
+        Raises InvalidContent (→ dead letter) when its version is past ``MAX_VERSION``, or a time
+        it carries (issued_at, published_at, a payload's expires_at) is outside the years
+        schemas/times.py accepts: the schema's ``date-time`` allows years 1 to 9999, which the
+        adapters' time arithmetic cannot hold.
+        """
         ik = raw["idempotency_key"]
+        for version in (ik["version"], raw.get("version", 1)):
+            # JSON Schema's "integer" takes 1e300; orjson cannot write it back (64 bits), so the
+            # receipt of such a command raised after the effect, again on every replay.
+            if not (isinstance(version, (int, float)) and not isinstance(version, bool) and 1 <= version <= MAX_VERSION):
+                raise InvalidContent(f"version {version!r} is not an integer from 1 to {MAX_VERSION}")
+        parse_time(raw["issued_at"], "issued_at")
+        parse_time(raw.get("published_at"), "published_at")
+        payload = raw["payload"]
+        if isinstance(payload, dict) and isinstance(payload.get("expires_at"), str):
+            parse_time(payload["expires_at"], "payload expires_at")
         return cls(
             key=IdempotencyKey(ik["uri"], int(ik["version"]), Channel(ik["channel"]), ik["target"], Action(ik["action"])),
             priority=Priority(raw["priority"]),

@@ -20,6 +20,8 @@ from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 from streams.alerts import AlertPlan, is_emergency
 
+EMERGENCY_MAX_DAYS = 7
+
 
 def _info_vi(alert: Alert, emergency_only: bool) -> Info | None:
     infos = [i for i in alert.infos if (is_emergency(i) or not emergency_only)]
@@ -53,6 +55,9 @@ def plan_records(alert: Alert, plan: AlertPlan, settings: Settings, now: datetim
     if plan.lane == "emergency":
         cancel = plan.msg_type.value == "Cancel"
         expires = plan.expires or (now + timedelta(seconds=settings.emergency_default_ttl_s))
+        # A siren repeating for years is a typo in the alert, not a warning: the lane repeats for
+        # EMERGENCY_MAX_DAYS at most, and an office that needs longer re-issues (an Update).
+        expires = min(expires, now + timedelta(days=EMERGENCY_MAX_DAYS))
         value: dict[str, Any] = {
             "schema_version": 1, "emergency_id": plan.identifier, "action": "cancel" if cancel else "start",
             "msg_type": plan.msg_type.value, "status": plan.status.value, "exercise": plan.exercise,

@@ -35,6 +35,7 @@ from aiokafka import TopicPartition
 from infra.kafka import clients
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import contracts, metrics
+from schemas.article import parse_time
 from schemas.codec import decode, encode
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
@@ -198,6 +199,8 @@ class Triage:
         try:
             event = decode(value)
             contracts.check("engagement", event)
+            for name in ("received_at", "created_at"):  # the schema's date-time takes years 1..9999
+                parse_time(event.get(name), name)
         except InvalidContent as exc:
             metrics.DEAD_LETTERS.labels("decode", metrics.reason_class(exc.reason)).inc()
             dl_headers = dead_letter_headers(strip_internal(headers), topic=tp.topic, partition=tp.partition, offset=offset,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import contracts
-from schemas.article import Article, article_from_ninjs, parse_version
+from schemas.article import Article, article_from_ninjs, parse_time, parse_version
 from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.ninjs_validation import DEFAULT_VERSION, validate_document, version_from_schema_uri
@@ -47,6 +47,7 @@ def cloud_event(headers: dict[str, str]) -> CloudEvent:
     if missing:
         raise InvalidContent(f"missing CloudEvents header {missing[0]}")
     contracts.check("cloudevents-headers", {k: v for k, v in headers.items() if k.startswith("ce_") or k == "content-type"})
+    parse_time(headers["ce_time"], "ce_time")  # it becomes the commands' published_at: the latency clock
     return CloudEvent(headers["ce_id"], headers["ce_source"], headers["ce_type"], headers["ce_time"], headers["ce_dataschema"])
 
 

@@ -47,6 +47,7 @@ from typing import Any
 import orjson
 
 from schemas.errors import InvalidContent
+from schemas.times import checked_instant
 
 STATES = ("pending", "retrying", "unknown", "failed", "delivered", "retracted", "skipped")
 SETTLED = frozenset({"delivered", "retracted", "skipped"})
@@ -70,11 +71,14 @@ def _s(value: Any) -> str | None:
 
 
 def _epoch(iso: str | None) -> float | None:
+    """Seconds since the epoch, or None for anything that is not an aware time in the accepted
+    years (schemas/times.py): outside them ``timestamp()`` may overflow, and the view reads topics
+    any client can write to, so it must never raise here."""
     if not iso:
         return None
     try:
-        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
+        moment = checked_instant(datetime.fromisoformat(iso.replace("Z", "+00:00")))
+    except (ValueError, InvalidContent):
         return None
     return moment.timestamp() if moment.tzinfo else None
 

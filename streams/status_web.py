@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from infra.kafka import clients
 
 from schemas import metrics
+from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
@@ -142,7 +143,7 @@ class StatusFollower:
                 kind = self.kinds[tp.topic]
                 for rec in records:
                     try:
-                        raw = orjson.loads(rec.value or b"")
+                        raw = decode(rec.value)
                         if not isinstance(raw, dict):
                             raise InvalidContent("not a JSON object")
                         if kind == "receipt":
@@ -151,7 +152,12 @@ class StatusFollower:
                             fold.add_command(raw)
                         else:
                             fold.add_emergency(raw)
-                    except (orjson.JSONDecodeError, InvalidContent) as exc:
+                    # The view folds topics any client may write to and commits nothing: a record of
+                    # the wrong shape (a field of the wrong type, a number where a mapping belongs)
+                    # is counted in ``skipped`` and logged, and the other records are still folded.
+                    # Dying on it would take the stream worker down and bring it back to the same
+                    # record (issue 12). Anything else (a bug in the fold) still stops the view.
+                    except (InvalidContent, KeyError, TypeError, ValueError, OverflowError) as exc:
                         self.view.skipped += 1
                         log.warning("status view skips %s[%s]@%s: %s", tp.topic, tp.partition, rec.offset, exc)
             fold.evict()

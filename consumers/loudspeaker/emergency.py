@@ -40,6 +40,7 @@ from schemas.cap import Alert
 from schemas.errors import InvalidContent
 from schemas.models import Target
 from schemas.settings import Settings
+from schemas.times import checked_instant
 from streams.alert_lane import spoken_text
 from streams.alerts import AlertPlan, is_emergency
 
@@ -67,7 +68,7 @@ def _aware(raw: Any, what: str) -> datetime:
         raise InvalidContent(f"{what} is required")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidContent(f"{what} {raw!r} has no UTC offset")
-    return moment
+    return checked_instant(moment, what)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ import orjson
 
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.http import Reply, call
+from schemas.errors import InvalidContent
 from schemas.models import Target
+from schemas.times import checked_instant
 
 UTC = timezone.utc
 _WARD_ID = re.compile(r"zone:(\d+)")
@@ -38,11 +40,13 @@ def utc_iso(moment: datetime) -> str:
 
 
 def aware_time(raw: Any) -> datetime | None:
+    """An aware ISO 8601 time, or None for anything else: naive, unparseable, or outside the years
+    schemas/times.py accepts (the scheduler converts every time to UTC, which overflows there)."""
     if not isinstance(raw, str) or not raw:
         return None
     try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
+        moment = checked_instant(datetime.fromisoformat(raw))
+    except (ValueError, InvalidContent):
         return None
     return moment if moment.tzinfo is not None else None
 

@@ -11,7 +11,9 @@ import pytest
 from helpers import SHARED
 from schemas.cap import Alert, Area, Category, Certainty, Info, MsgType, Reference, Scope, Severity, Status, Urgency, parse_cap
 from schemas.errors import InvalidContent
+from schemas.settings import Settings
 from schemas.topics import Channel
+from streams.alert_lane import EMERGENCY_MAX_DAYS, plan_records
 from streams.alerts import NotForBroadcast, dry_run_json, exercise, is_emergency, lane_of, plan_alert, zones_of
 from streams.registry import Registry, build_targets
 
@@ -273,3 +275,19 @@ def test_expires_is_the_latest_of_the_deciding_infos(registry: Registry) -> None
     assert plan.lane == "emergency" and plan.expires == later
     assert plan_alert(alert(info(Urgency.FUTURE, Severity.MINOR, expires=latest)), registry).expires == latest
     assert plan_alert(alert(info()), registry).expires is None
+
+
+# -- how long the emergency lane repeats (issue 12) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("expires_in", "repeats_for"), [
+    (timedelta(days=EMERGENCY_MAX_DAYS), timedelta(days=EMERGENCY_MAX_DAYS)),  # at the bound: as the alert says
+    (timedelta(days=EMERGENCY_MAX_DAYS, seconds=1), timedelta(days=EMERGENCY_MAX_DAYS)),  # past it: the bound
+    (datetime(2199, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14))) - SENT, timedelta(days=EMERGENCY_MAX_DAYS)),
+])
+def test_an_emergency_repeats_for_at_most_the_bound(registry: Registry, expires_in: timedelta,
+                                                    repeats_for: timedelta) -> None:
+    typhoon = alert(info(expires=SENT + expires_in))
+    records, _ = plan_records(typhoon, plan_alert(typhoon, registry), Settings(), SENT, None, None)
+    [record] = records
+    assert datetime.fromisoformat(orjson.loads(record.value or b"")["expires_at"]) == SENT + repeats_for

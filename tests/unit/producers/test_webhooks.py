@@ -271,3 +271,26 @@ async def test_a_platform_without_secrets_is_not_served() -> None:
         assert (await client.post("/webhooks/zalo", data=zbody, headers=zalo_sig(zbody, ts))).status == 503
     shown = repr(WebhookSecrets(APP_SECRET, VERIFY, APP_ID, OA_SECRET))
     assert APP_SECRET not in shown and VERIFY not in shown and OA_SECRET not in shown
+
+
+@pytest.mark.parametrize("created", [b"100000000000000000000", b"1e300", b"-1e300", b'"9999-12-31T23:00:00-1400"',
+                                     b'"0001-01-01T00:00:00+1400"', b'"yesterday"', b"true"])
+async def test_a_creation_time_we_cannot_hold_is_dropped_and_the_comment_kept(
+        client_sink: tuple[TestClient[Any, Any], Sink], created: bytes) -> None:
+    # Issue 12: such a time overflowed converting to UTC (a 500 on every Graph retry) or, passed on,
+    # made the triage die on the record. The comment still counts; its received time stands in.
+    client, sink = client_sink
+    body = graph_body(comment_id="7_9").replace(b'"created_time":', b'"created_time":' + created + b',"x":', 1)
+    reply = await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))
+    assert reply.status == 200 and (await reply.json())["accepted"] == 1
+    [(_, _, record)] = sink.sent
+    assert record["created_at"] is None
+    contracts.check("engagement", record)
+
+
+async def test_a_creation_time_at_the_bound_is_kept(client_sink: tuple[TestClient[Any, Any], Sink]) -> None:
+    client, sink = client_sink
+    body = graph_body(comment_id="7_10").replace(b'"created_time":', b'"created_time":"2199-12-31T23:00:00-1400","x":', 1)
+    reply = await client.post("/webhooks/facebook", data=body, headers=graph_sig(body))
+    assert reply.status == 200
+    assert sink.sent[0][2]["created_at"].startswith("2200-01-01T13:00:00")
