@@ -1,15 +1,18 @@
 """Fault drill: kill -9 every worker type, restart the broker, take S3 away, let the platforms fail.
 
-    python -m bench.drill [--short] [--seed N]        (make drill [DRILL_ARGS=--short])
+    python -m bench.drill [--short] [--seed N] [--cluster] [--adapters N]   (make drill [DRILL_ARGS=...])
 
-The drill owns its broker (a fresh ``KafkaBroker``, never LANTOA_KAFKA_BOOTSTRAP: it restarts it)
-and its S3 server, and runs the whole pipeline as processes (bench/pipeline.py's stack): the
-stream worker and one adapter per channel (fanpage, Zalo, archive; loudspeaker when it is there).
+The drill owns its broker (a fresh ``KafkaBroker``, never LANTOA_KAFKA_BOOTSTRAP: it restarts it),
+or with ``--cluster`` a three-node KRaft cluster (infra/kafka/cluster.py: replication factor 3,
+``min.insync.replicas`` 2), and its S3 server, and runs the whole pipeline as processes
+(bench/pipeline.py's stack): the stream worker and ``adapter_processes`` adapters per channel in
+one consumer group (fanpage, Zalo, archive; loudspeaker when it is there).
 Articles are published steadily by ``PublishClient`` while, on a seeded random schedule:
 
 - each worker type is killed with SIGKILL ``kills_per_worker`` times and restarted after 0.2-2 s
   (a process that exits by itself is restarted too, and counted as a crash);
-- the broker is restarted once (``KafkaBroker.restart()``: same ports and data);
+- the broker is restarted once (``KafkaBroker.restart()``: same ports and data); with a cluster,
+  one member is killed with SIGKILL and brought back ``broker_down_s`` later;
 - S3 is unavailable for ``s3_down_s`` (versitygw stopped: connections refused);
 - the emulators answer with rate limits, 5xx, replies held past the client timeout (the effect
   done, the outcome unknown) and connections dropped before or after the effect.
@@ -31,6 +34,7 @@ import json
 import random
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,6 +60,9 @@ class DrillConfig:
     s3_down_at_s: float = 30.0
     s3_down_s: float = 30.0
     broker_restart_at_s: float | None = 95.0  # None: no broker restart (to isolate a fault when diagnosing)
+    broker_down_s: float = 15.0  # a cluster member stays down this long
+    adapter_processes: int = 2  # per channel, in one consumer group
+    cluster: int = 1  # brokers; 3: a KRaft cluster, one member killed mid-run
     deadline_s: float = 900.0
     seed: int = 20261126
     retry_delays: str = "10s=2,1m=5,10m=10"
@@ -99,14 +106,18 @@ def kill_schedule(names: list[str], config: DrillConfig, rnd: random.Random) -> 
 def run_drill(config: DrillConfig, workdir: Path | None = None, log: Any = print) -> dict[str, Any]:
     """Run one drill end to end and return its counts (see the module docstring)."""
     from infra.kafka.broker import KafkaBroker
+    from infra.kafka.cluster import KafkaCluster
     from infra.s3.versitygw import S3Server, build_versitygw
 
     build_versitygw()
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"lantoa-{config.name}-"))
-    with KafkaBroker(workdir / "kafka") as broker, S3Server(workdir / "s3") as s3:
-        log(f"{config.name}: broker {broker.bootstrap}, S3 {s3.endpoint_url}, work dir {workdir}")
+    brokers: Any = KafkaCluster(config.cluster, workdir / "kafka") if config.cluster > 1 else KafkaBroker(workdir / "kafka")
+    with brokers as broker, S3Server(workdir / "s3") as s3:
+        log(f"{config.name}: {'cluster' if config.cluster > 1 else 'broker'} {broker.bootstrap}, S3 {s3.endpoint_url}, "
+            f"work dir {workdir}")
+        extra_env = {"LANTOA_REPLICATION_FACTOR": str(broker.replication_factor)} if config.cluster > 1 else {}
         stack = PipelineStack(broker.bootstrap, workdir / "stack", s3, StackConfig(
-            pages=config.pages, groups=config.groups, retry_delays=config.retry_delays,
+            extra_env=extra_env, pages=config.pages, groups=config.groups, retry_delays=config.retry_delays,
             emulator_config={"graph": {"page_call_limit": 10**9, "app_call_limit": 10**9},
                              "zalo": {"quota_limit": 10**9}}))
         try:
@@ -125,7 +136,7 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
     rnd = random.Random(config.seed)
     for which, faults in emulator_faults(config).items():
         stack.emus.control(which, "POST", "/_control/faults", {"faults": faults})
-    procs = stack.start_workers()
+    procs = stack.start_workers(config.adapter_processes)
     articles = Articles(f"drill{config.seed}")
     docs: list[dict[str, Any]] = []
     expected: set[tuple[str, int, str, str]] = set()
@@ -158,6 +169,7 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
     sent = 0
     t0 = time.monotonic()
     s3_state = "up"
+    member_back: threading.Thread | None = None
     try:
         while True:
             now = time.monotonic() - t0
@@ -197,6 +209,25 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
             restart_at_s = config.broker_restart_at_s
             if restart_at_s is None:
                 timings.setdefault("broker_restart_s", -1.0)
+            elif config.cluster > 1:
+                # One member killed (SIGKILL), back broker_down_s later; the other two keep the
+                # quorum and min.insync.replicas, so acks=all writes go on meanwhile.
+                if "broker_killed_at" not in timings and now >= restart_at_s:
+                    victim = rnd.randrange(config.cluster)
+                    broker.kill(victim)
+                    timings["broker_killed_at"], timings["broker_victim"] = now, victim
+                    log(f"{config.name}: {now:.0f}s: kill -9 broker node {victim + 1}")
+                elif ("broker_killed_at" in timings and member_back is None
+                      and now >= timings["broker_killed_at"] + config.broker_down_s):
+                    # In a thread: the member takes tens of seconds to rejoin, and the supervisor
+                    # must go on restarting killed workers meanwhile.
+                    member_back = threading.Thread(target=broker.start_member, args=(int(timings["broker_victim"]),),
+                                                   name="broker-member-start")
+                    member_back.start()
+                elif member_back is not None and not member_back.is_alive() and "broker_restart_s" not in timings:
+                    timings["broker_restart_s"] = now - timings["broker_killed_at"]
+                    log(f"{config.name}: broker node {int(timings['broker_victim']) + 1} back {timings['broker_restart_s']:.1f}s "
+                        f"after its kill")
             elif "broker_restart_s" not in timings and now >= restart_at_s:
                 started = time.monotonic()
                 broker.restart()
@@ -372,10 +403,19 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="the CI form: fewer deliveries and kills")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--cluster", action="store_true", help="three brokers (RF 3, min ISR 2), one killed mid-run")
+    parser.add_argument("--adapters", type=int, default=None, help="adapter processes per channel (default 2)")
     ns = parser.parse_args(argv)
     config = SHORT if ns.short else DrillConfig()
+    changes: dict[str, Any] = {}
     if ns.seed is not None:
-        config = DrillConfig(**{**asdict(config), "seed": ns.seed})
+        changes["seed"] = ns.seed
+    if ns.cluster:
+        changes.update(cluster=3, name=config.name + "-cluster")
+    if ns.adapters is not None:
+        changes["adapter_processes"] = ns.adapters
+    if changes:
+        config = DrillConfig(**{**asdict(config), **changes})
     counts = run_drill(config, log=lambda m: print(m, file=sys.stderr, flush=True))
     summary = {k: counts[k] for k in ("expected", "delivered", "duplicates", "lost", "dead_lettered")}
     print(json.dumps(summary))

@@ -161,10 +161,13 @@ class PipelineStack:
 
     # -- processes ------------------------------------------------------------------------
 
-    def start_workers(self) -> dict[str, Any]:
+    def start_workers(self, adapter_processes: int = 1) -> dict[str, Any]:
+        """The stream worker and ``adapter_processes`` adapters per channel (one consumer group
+        each: the second and later are named ``<channel>#2``...)."""
         from infra.stack import Proc
 
-        specs = [("streams", ["worker"])] + [(c.value, ["adapter", c.value]) for c in self.channels]
+        specs = [("streams", ["worker"])] + [(c.value if i == 1 else f"{c.value}#{i}", ["adapter", c.value])
+                                            for c in self.channels for i in range(1, adapter_processes + 1)]
         for name, args in specs:
             self.procs[name] = Proc(name, args, self.env, self.workdir / f"{name}.log")
         return self.procs

@@ -116,7 +116,7 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _random_cluster_id() -> str:
+def random_cluster_id() -> str:
     # Same shape as Kafka's Uuid.randomUuid().toString(): URL-safe base64 of 16 bytes, unpadded,
     # never starting with '-' (would look like a command-line option).
     while True:
@@ -185,6 +185,9 @@ class KafkaBroker(ServerProcess):
         jvm_options: Sequence[str] = (),
         keep_data_dir: bool = False,
         die_with_parent: bool = True,
+        node_id: int = NODE_ID,
+        cluster_id: str | None = None,
+        quorum_voters: str | None = None,
     ) -> None:
         self._owns_data_dir = data_dir is None
         self.data_dir: Path = (
@@ -205,7 +208,11 @@ class KafkaBroker(ServerProcess):
         self.keep_data_dir = keep_data_dir
         self.die_with_parent = die_with_parent
         self._pdeathsig = False
-        self.cluster_id: str | None = None
+        # A member of a multi-node cluster (infra/kafka/cluster.py) gets its node id, the shared
+        # cluster id it is formatted with, and the controller quorum of every member.
+        self.node_id = node_id
+        self.cluster_id: str | None = cluster_id
+        self.quorum_voters = quorum_voters
         self._proc = None
         self._log_offset = 0
 
@@ -251,8 +258,8 @@ class KafkaBroker(ServerProcess):
         port, cport = self.port, self.controller_port
         props: dict[str, PropertyValue] = {
             "process.roles": "broker,controller",
-            "node.id": NODE_ID,
-            "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{cport}",
+            "node.id": self.node_id,
+            "controller.quorum.voters": self.quorum_voters or f"{self.node_id}@127.0.0.1:{cport}",
             "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -303,7 +310,7 @@ class KafkaBroker(ServerProcess):
     def _format_storage(self) -> None:
         if (self.log_dirs / META_PROPERTIES).exists():
             return
-        self.cluster_id = _random_cluster_id()
+        self.cluster_id = self.cluster_id or random_cluster_id()
         cmd = self._java_cmd(
             "kafka.tools.StorageTool",
             TOOL_JVM_OPTS,
@@ -342,8 +349,11 @@ class KafkaBroker(ServerProcess):
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> KafkaBroker:
-        """Format storage if needed, launch the broker and wait until it answers metadata."""
+    def start(self, wait: bool = True) -> KafkaBroker:
+        """Format storage if needed, launch the broker and wait until it answers metadata.
+
+        ``wait=False`` returns once the JVM is spawned (a cluster member cannot answer metadata
+        before a quorum of its controllers runs): call :meth:`wait_ready` then."""
         if self.is_running():
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -355,7 +365,7 @@ class KafkaBroker(ServerProcess):
                 self._port = self._port or picked[0]
                 self._controller_port = self._controller_port or picked[1]
             try:
-                self._launch()
+                self._launch(wait)
                 return self
             except KafkaBrokerError:
                 if attempt < attempts and "Address already in use" in self._launch_log():
@@ -365,7 +375,7 @@ class KafkaBroker(ServerProcess):
                 raise
         raise AssertionError("unreachable")
 
-    def _launch(self) -> None:
+    def _launch(self, wait: bool = True) -> None:
         self._write_properties()
         self._format_storage()
         self._read_cluster_id()
@@ -375,6 +385,11 @@ class KafkaBroker(ServerProcess):
         )
         self._log_offset = self._spawn(cmd, cwd=self.data_dir, log_file=self.log_file,
                                        die_with_parent=self.die_with_parent, pdeathsig="TERM")
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until the broker answers metadata (killed if it does not within the timeout)."""
         try:
             self._wait_ready()
         except BaseException:
