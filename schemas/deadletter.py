@@ -21,11 +21,15 @@ def dead_letter_headers(
     now_iso: str,
     error_class: str = "InvalidContent",
     channel: str | None = None,
+    traceback_sha256: str | None = None,
+    traceback_last: str | None = None,
 ) -> list[tuple[str, bytes]]:
     """Headers of a dead letter: the originals (minus old dlq_*), then the origin and reason.
 
     A record that was dead-lettered before and replayed keeps its first-seen time and its origin
-    and counts one more attempt, so a replay loop is visible.
+    and counts one more attempt, so a replay loop is visible. A poison record (stage "poison",
+    infra/kafka/loop.py) also carries a digest of its traceback and its last frame, so that the
+    dead letters of one bug can be grouped without the full trace in a header.
     """
     originals = list(original_headers)
     previous = {k: v.decode("utf-8", "replace") for k, v in originals if k.startswith(DLQ_PREFIX)}
@@ -49,4 +53,8 @@ def dead_letter_headers(
     }
     if channel:
         fields["dlq_channel"] = channel
+    if traceback_sha256:
+        fields["dlq_traceback_sha256"] = traceback_sha256
+    if traceback_last:
+        fields["dlq_traceback_last"] = traceback_last[:500]
     return kept + [(k, v.encode("utf-8")) for k, v in fields.items()]
