@@ -167,6 +167,7 @@ class ConsumerLoop:
         self._careful: dict[TopicPartition, int] = {}  # one record at a time, up to this offset
         self._sought: set[TopicPartition] = set()  # the process left the rest of the fetch
         self._pending = Handled()
+        self._tombstones: list[OutRecord] = []  # sent with the next outputs
         self._ends: dict[TopicPartition, int] = {}  # group-less: what the topics held when assigned
         self._caught_up = False
         for topic in self.sub.topics:
@@ -260,7 +261,9 @@ class ConsumerLoop:
                 batch = await consumer.getmany(timeout_ms=wait_ms, max_records=sub.max_records)
                 if sub.tick_every_s is not None and time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + sub.tick_every_s
-                    await self.outbox.send_all(await self.process.tick())
+                    ticked = await self.process.tick()
+                    if ticked:
+                        await self.outbox.send_all(ticked)
                 if batch:
                     await self.take(batch)
                 if sub.group_id is None and not self._caught_up:
@@ -404,7 +407,8 @@ class ConsumerLoop:
                 self._careful[tp] = until
             else:
                 notes.append(self.poison.note(tp, first, 0, self._now(), span_end=last))
-        await self.outbox.send_all(notes)
+        if notes:  # one acknowledged round trip per assignment, before its first batch
+            await self.outbox.send_all(notes)
 
     async def _flush_pending(self) -> None:
         pending, self._pending = self._pending, Handled()
@@ -421,8 +425,13 @@ class ConsumerLoop:
                 f"{self.settings.dlq_limit_min_records} were seen), last from {', '.join(topics)}; stopping without "
                 f"committing this batch. Check the last deploy and `lantoa deadletters list --stage poison` "
                 f"(dlq_error_class, dlq_traceback_last), or a revoked platform permission (--stage deliver)")
-        await self.outbox.send_all(handled.out)
-        await self.outbox.send_all(handled.state)
+        # Tombstones of poison entries earlier commits moved past ride along (no round trip of their
+        # own): one lost in a crash leaves an entry below the committed offset, which is ignored.
+        out, self._tombstones = [*self._tombstones, *handled.out], []
+        if out:
+            await self.outbox.send_all(out)
+        if handled.state:
+            await self.outbox.send_all(handled.state)
         for done in handled.durable:
             done()
         await self._commit(handled.commit)
@@ -442,7 +451,7 @@ class ConsumerLoop:
             log.warning("%s: commit of %s not taken (%s); the new owner replays them", self.sub.name,
                         sorted((tp.topic, tp.partition, off) for tp, off in offsets.items()), exc)
             return
-        await self.outbox.send_all([t for tp, off in offsets.items() for t in self.poison.clear_below(tp, off)])
+        self._tombstones += [t for tp, off in offsets.items() for t in self.poison.clear_below(tp, off)]
 
     async def _reload_views(self) -> None:
         """Bring the views back to what Kafka holds (a failed attempt may have changed them)."""
