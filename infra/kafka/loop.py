@@ -168,6 +168,8 @@ class ConsumerLoop:
         self._sought: set[TopicPartition] = set()  # the process left the rest of the fetch
         self._pending = Handled()
         self._tombstones: list[OutRecord] = []  # sent with the next outputs
+        self._poison_read = asyncio.Event()  # cleared while an assignment reads the poison topic
+        self._poison_read.set()
         self._ends: dict[TopicPartition, int] = {}  # group-less: what the topics held when assigned
         self._caught_up = False
         for topic in self.sub.topics:
@@ -210,8 +212,13 @@ class ConsumerLoop:
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("%s: assigned %s", self.sub.name, sorted((tp.topic, tp.partition) for tp in assigned))
-        await self.poison.reload()  # what a dead owner of these partitions recorded
+        # aiokafka fetches the new partitions while this runs: ``take`` waits for the poison counts.
         self._fresh |= set(assigned)
+        self._poison_read.clear()
+        try:
+            await self.poison.reload()  # what a dead owner of these partitions recorded
+        finally:
+            self._poison_read.set()
         await self.process.assigned(assigned)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -275,6 +282,7 @@ class ConsumerLoop:
 
     async def take(self, batch: Batch) -> None:
         """One fetch through steps 1-6 of the module docstring."""
+        await self._poison_read.wait()
         for view in self.process.views:
             await view.restored.wait()
         owned = self.assignment()
