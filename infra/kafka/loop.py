@@ -167,6 +167,7 @@ class ConsumerLoop:
         self._careful: dict[TopicPartition, int] = {}  # one record at a time, up to this offset
         self._sought: set[TopicPartition] = set()  # the process left the rest of the fetch
         self._pending = Handled()
+        self._pending_bytes = 0  # of ``_pending``'s records, kept as they come (not summed again)
         self._tombstones: list[OutRecord] = []  # sent with the next outputs
         self._poison_read = asyncio.Event()  # cleared while an assignment reads the poison topic
         self._poison_read.set()
@@ -323,7 +324,7 @@ class ConsumerLoop:
 
     async def _records(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """One record at a time (per-record processes, careful partitions, an isolated batch)."""
-        self._pending = Handled()
+        self._pending, self._pending_bytes = Handled(), 0
         for tp, recs in batch.items():
             for rec in recs:
                 careful = tp in self._careful and rec.offset <= self._careful[tp]
@@ -341,17 +342,19 @@ class ConsumerLoop:
                 if not self.sub.batch_at_once and not left:
                     handled.commit[tp] = rec.offset + 1
                 self._pending.add(handled)
+                self._pending_bytes += handled.size()
                 if careful:
-                    if handled.commit.get(tp, 0) <= rec.offset:
+                    consumed = handled.commit.get(tp, 0) > rec.offset
+                    if not consumed:
                         # Not handled after all (a retry record not due yet): the marker is taken back.
                         await self.outbox.send_all([self.poison.note(tp, rec.offset, self.poison.attempts(tp, rec.offset) - 1,
                                                                      self._now())])
                     await self._flush_pending()
-                    if rec.offset >= self._careful.get(tp, -1):
+                    if consumed and rec.offset >= self._careful.get(tp, -1):
                         self._careful.pop(tp, None)
                         log.info("%s: %s[%d] past offset %d: whole batches again", self.sub.name, tp.topic,
                                  tp.partition, rec.offset)
-                elif self._pending.size() >= self.sub.flush_bytes:
+                elif self._pending_bytes >= self.sub.flush_bytes:
                     await self._flush_pending()
                 if left:
                     break
@@ -419,7 +422,7 @@ class ConsumerLoop:
             await self.outbox.send_all(notes)
 
     async def _flush_pending(self) -> None:
-        pending, self._pending = self._pending, Handled()
+        pending, self._pending, self._pending_bytes = self._pending, Handled(), 0
         await self._flush(pending)
 
     async def _flush(self, handled: Handled) -> None:

@@ -328,6 +328,43 @@ async def test_contract_refusals_of_input_are_not_counted_by_the_limit() -> None
     assert broker.committed == {TP: 400} and len(dead_letters(broker)) == 400
 
 
+async def test_the_dead_letter_limit_counts_per_window() -> None:
+    s = limit_settings()
+    broker = Broker(s)
+    now = [1000.0]
+    consumer_loop = ConsumerLoop(s, Records(refuse={0, 1, 2, 4, 5, 6}), FakeOutbox(broker),  # type: ignore[arg-type]
+                                 consumer=FakeConsumer(broker), poison_reader=broker.read_poison, clock=lambda: now[0])
+    await consumer_loop.take(records(0, 2))  # 3 of 3: below the minimum
+    now[0] += 60.0  # a new window: the three do not count any more
+    await consumer_loop.take(records(3, 3))
+    now[0] += 59.9  # same window: 1 + 3 seen, 3 dead: over
+    with pytest.raises(DeadLetterLimitExceeded):
+        await consumer_loop.take(records(4, 6))
+    assert broker.committed == {TP: 4}
+
+
+async def test_a_careful_record_left_for_later_takes_its_marker_back() -> None:
+    broker = Broker(settings())
+    process = Records(batch_at_once=True)
+    consumer_loop, _ = loop(broker, process)
+    key = consumer_loop.poison.key(TP, 0)
+    broker.poison[key] = {"group": "g", "topic": TOPIC, "partition": 0, "offset": 0, "span_end": 0, "attempts": 1,
+                          "error_class": None, "reason": None, "at": "2026-11-26T01:00:00Z"}
+
+    async def not_due(batch: Batch) -> Handled:  # a retry-tier record whose time has not come
+        consumer_loop.seek(TP, 0)
+        return Handled()
+
+    process.handle = not_due  # type: ignore[method-assign]
+    await consumer_loop.assigned({TP})
+    for _ in range(5):  # fetched again and again before it is due: never counted as an attempt
+        await consumer_loop.take(records(0, 1))
+    assert broker.poison[key]["attempts"] == 1 and broker.committed == {}
+    process.handle = Records.handle.__get__(process)  # type: ignore[method-assign]
+    await consumer_loop.take(records(0, 1))
+    assert broker.committed == {TP: 2} and dead_letters(broker) == []
+
+
 def test_the_poison_and_limit_settings_are_read_once_and_checked() -> None:
     s = settings(poison_max_attempts="5", dlq_limit_share="0.25", dlq_limit_min_records="10", dlq_limit_window_s="30")
     assert (s.poison_max_attempts, s.dlq_limit_share, s.dlq_limit_min_records, s.dlq_limit_window_s) == (5, 0.25, 10, 30.0)
@@ -336,5 +373,9 @@ def test_the_poison_and_limit_settings_are_read_once_and_checked() -> None:
     with pytest.raises(SettingsError, match="POISON_MAX_ATTEMPTS"):
         settings(poison_max_attempts="0")
     assert settings(dlq_limit_share="1").dlq_limit_share == 1.0
-    with pytest.raises(SettingsError, match="DLQ_LIMIT_SHARE"):
-        settings(dlq_limit_share="1.5")
+    for share in ("1.5", "0"):
+        with pytest.raises(SettingsError, match="DLQ_LIMIT_SHARE"):
+            settings(dlq_limit_share=share)
+    assert settings(dlq_limit_min_records="1").dlq_limit_min_records == 1
+    with pytest.raises(SettingsError, match="MIN_RECORDS"):
+        settings(dlq_limit_min_records="0")
