@@ -67,8 +67,9 @@ class Crash(BaseException):
 class Adapter:
     channel: ClassVar[Channel] = Channel.FANPAGE
 
-    def __init__(self, outbox: FakeOutbox, *, crash_on: str | None = None, pause_on: str | None = None) -> None:
-        self.outbox, self.crash_on, self.pause_on = outbox, crash_on, pause_on
+    def __init__(self, outbox: FakeOutbox, *, crash_on: str | None = None, pause_on: str | None = None,
+                 bug_on: str | None = None) -> None:
+        self.outbox, self.crash_on, self.pause_on, self.bug_on = outbox, crash_on, pause_on, bug_on
         self.effects: list[tuple[str, str, int, str]] = []
         self.sends_seen_at_effect: list[int] = []
         self.reconciled: list[str] = []
@@ -82,6 +83,8 @@ class Adapter:
     async def deliver(self, command: Command, prior: Prior) -> Effect:
         if command.target == self.pause_on:
             raise TargetPaused("rate limited (32)", 30.0)
+        if command.target == self.bug_on:
+            raise KeyError("page_id")  # a bug met by this command, every time
         self.sends_seen_at_effect.append(len(self.outbox.sends))
         self.effects.append((command.target, command.key.uri, command.key.version, command.key.action.value))
         if command.target == self.crash_on:
@@ -259,3 +262,34 @@ async def test_a_late_older_version_is_skipped_unless_the_channel_keeps_history(
     assert live is not None and live["version"] == 2  # the live entry never goes back
     receipts = [orjson.loads(r.value or b"") for send in outbox.sends for r in send if r.topic.endswith("receipts")]
     assert [r["outcome"] for r in receipts if r["version"] == 1] == (["delivered"] if keeps_history else ["skipped"])
+
+
+async def test_a_bug_on_one_command_is_isolated_dead_lettered_and_the_others_are_not_resent(tp: TopicPartition) -> None:
+    outbox = FakeOutbox()
+    adapter = Adapter(outbox, bug_on="fanpage:buggy")
+    rt = runtime(adapter, outbox)
+
+    async def load_from_kafka(conn: Any, partitions: set[int], client_id: str) -> None:
+        for p in partitions:  # what the fake Kafka acknowledged, as a restore reads it
+            rt.ledger._parts[p] = {}
+            for key, value in ledger_records(outbox.sends, rt.ledger.topic):
+                rt.ledger.apply(p, key, value)
+
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    rt.ledger.load = load_from_kafka  # type: ignore[method-assign]
+    rt.loop.sleep = no_wait
+    cmds = [command("urn:a:1", "fanpage:ok1"), command("urn:a:2", "fanpage:buggy"), command("urn:a:3", "fanpage:ok2")]
+    await rt.loop.take(batch(cmds, tp))
+    # the batch failed once; handled again one command at a time: the two effects made in the
+    # failed pass are found by reconciliation (their intents were durable), not made again
+    assert Counter(e[0] for e in adapter.effects) == Counter({"fanpage:ok1": 1, "fanpage:ok2": 1})
+    assert {"fanpage:ok1", "fanpage:ok2"} <= set(adapter.reconciled)
+    dead = [dict(r.headers) for send in outbox.sends for r in send if r.topic.endswith("distribution.deadletter")]
+    assert [(d["dlq_stage"], d["dlq_error_class"], d["dlq_offset"]) for d in dead] == [
+        (b"poison", b"KeyError", b"1")]
+    # the command before the poison one is committed before its first retry, then the rest
+    assert rt.loop._consumer.commits == [{tp: 1}, {tp: 3}]  # type: ignore[union-attr]
+    done = {k: v["state"] for k, v in ledger_records(outbox.sends, rt.ledger.topic) if v and v["kind"] == "command"}
+    assert done[cmds[0].key.command_id()] == "done" and done[cmds[2].key.command_id()] == "done"
