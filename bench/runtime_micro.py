@@ -35,6 +35,7 @@ from consumers.fanpage import FanpageAdapter, SecretFile
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from consumers.zalo import ZaloAdapter
 from consumers.zalo_tokens import TokenStore
+from infra.kafka.loop import Batch, Handled
 from infra.stack import Emulators
 from infra.topics import apply_topics
 from schemas import contracts
@@ -84,10 +85,10 @@ class Timed(DeliveryRuntime):
     sends = 0
     send_s = 0.0
 
-    async def _handle(self, batch: dict[Any, list[Any]]) -> None:
+    async def handle(self, batch: Batch) -> Handled:
         if self.first_batch is None:
             self.first_batch = time.perf_counter()
-        await super()._handle(batch)
+        return await super().handle(batch)
 
 
 def count_sends(rt: Timed) -> None:

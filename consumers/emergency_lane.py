@@ -8,9 +8,12 @@ from the CAP publish time into ``lantoa_emergency_delivery_latency_seconds``, th
 
 Failures: transient ones are retried in place with backoff, because nothing else waits on this
 lane and an emergency must not sit in a delay topic; a permanent refusal is dead-lettered with
-the reason and a ``failed`` receipt per zone. Anything unexpected stops the worker (exit 70)
-without committing: the alert is pushed again on restart, which the platform's idempotency by
-alert id makes harmless.
+the reason and a ``failed`` receipt per zone. It runs on the one consumer loop
+(infra/kafka/loop.py): anything unexpected goes through its poison policy (retried a bounded
+number of times, counted across restarts, then a dead letter) so that one record cannot stop the
+siren lane for every later alert; a Kafka send failure stops the worker (exit 70) without
+committing: the alert is pushed again on restart, which the platform's idempotency by alert id
+makes harmless.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from aiokafka import TopicPartition
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
 from consumers.process import TargetLookup, run_until_signalled
-from infra.kafka import clients
+from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import contracts, metrics
 from schemas.article import parse_time
@@ -55,28 +58,38 @@ class EmergencyLane:
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-emergency")
         self.cancelled: set[str] = set()  # a Cancel that overtook its Alert keeps it from starting
         self.pushed = 0
+        # One record at a time, committed after each (flush_bytes=0): an alert never waits on another.
+        self.subscription = Subscription("emergency", (self.topic,), f"{settings.topic_prefix}lantoa-emergency",
+                                         max_records=50, flush_bytes=0)
+        self.loop = ConsumerLoop(settings, self, self.outbox, clock=clock, sleep=sleep)
+
+    # -- the Process of the consumer loop (infra/kafka/loop.py) ---------------------------------
+
+    views: tuple[()] = ()
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """Nothing restored: the platform is idempotent by alert id."""
+
+    def revoked(self, revoked: set[TopicPartition]) -> None:
+        """Nothing held per partition."""
+
+    async def tick(self) -> list[OutRecord]:
+        return []
+
+    async def handle(self, batch: Batch) -> Handled:
+        out: list[OutRecord] = []
+        for tp, recs in batch.items():
+            for rec in recs:
+                out += await self._handle(tp, rec)
+        return Handled(out=out)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop``: one record at a time, its receipts acknowledged, then its commit."""
         await self.outbox.start()
         await self.pusher.start()
-        consumer = clients.aio_consumer(
-            self.settings.kafka, self.topic,
-            group_id=f"{self.settings.topic_prefix}lantoa-emergency", client_id=f"{self.settings.client_id}-emergency",
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=self.settings.consumer_session_timeout_ms,
-            heartbeat_interval_ms=max(1000, self.settings.consumer_session_timeout_ms // 4),
-        )
-        await consumer.start()
-        log.info("emergency lane: consuming %s", self.topic)
         try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200, max_records=50)
-                for tp, recs in batch.items():
-                    for rec in recs:
-                        await self.outbox.send_all(await self._handle(tp, rec))
-                        await consumer.commit({tp: rec.offset + 1})
+            await self.loop.run(stop)
         finally:
-            await consumer.stop()
             await self.pusher.close()
             await self.outbox.stop()
 
@@ -86,7 +99,7 @@ class EmergencyLane:
             value = decode(rec.value)
             contracts.check("emergency", value)
         except InvalidContent as exc:
-            return [self._dead_letter(tp, rec, exc.reason, at)]
+            return [self._dead_letter(tp, rec, exc.reason, at, stage="decode")]
         eid, zones = str(value["emergency_id"]), [str(z) for z in value["zones"]]
         attempt = 0
         while True:
@@ -134,10 +147,13 @@ class EmergencyLane:
             out.append(OutRecord(topic, uri.encode(), encode(receipt.to_dict())))
         return out
 
-    def _dead_letter(self, tp: TopicPartition, rec: Any, reason: str, at: str) -> OutRecord:
+    def _dead_letter(self, tp: TopicPartition, rec: Any, reason: str, at: str, *, stage: str = "deliver") -> OutRecord:
+        """A dead letter: ``decode`` for a record that breaks the contract (never counted by the
+        loop's dead-letter limit), ``deliver`` for a refusal by the platform (counted)."""
         metrics.DEAD_LETTERS.labels("emergency", metrics.reason_class(reason)).inc()
         headers = dead_letter_headers(list(rec.headers or []), topic=tp.topic, partition=tp.partition, offset=rec.offset,
-                                      reason=reason, stage="deliver", now_iso=at, channel="emergency")
+                                      reason=reason, stage=stage, now_iso=at, channel="emergency",
+                                      error_class="InvalidContent" if stage == "decode" else "PermanentDeliveryError")
         return OutRecord(self.settings.topic(Topic.DEADLETTER), rec.key or b"", rec.value, tuple(headers))
 
 

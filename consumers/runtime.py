@@ -21,8 +21,11 @@ to reconcile first) keeps the one-command path: intent after the reconciliation,
 A crash anywhere leaves either no intent (no effect was attempted) or an intent (reconciled on
 replay before any resend).
 
-Offsets are committed after the batch's ledger entries, receipts, retries and dead letters are
-acknowledged by Kafka. Anything unexpected stops the worker without committing.
+The batch runs on the one consumer loop (infra/kafka/loop.py): offsets are committed after the
+batch's ledger entries, receipts, retries and dead letters are acknowledged by Kafka; a retry tier
+not due yet is paused there (``pause_until``). Anything unexpected out of a batch is isolated by
+the loop's poison policy (the batch again, one record at a time, the ledger reloaded first: its
+intents make the replay reconcile); a Kafka send failure stops the worker without committing.
 """
 
 from __future__ import annotations
@@ -38,16 +41,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka import TopicPartition
 
 from consumers.base import ChannelAdapter, Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.ledger import Ledger
-from infra.kafka import clients
-from infra.kafka.compacted import PartitionNotHeld, Rebalance
 from consumers.limiter import TargetLimiter
 from consumers.retry import RetryPolicy
+from infra.kafka.compacted import PartitionNotHeld
+from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import contracts, metrics
 from schemas.article import parse_time
@@ -119,8 +121,11 @@ class DeliveryRuntime:
         self.limiter = TargetLimiter(clock=clock, min_interval_s=self.config.min_interval_s)
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-{self.channel.value}")
         self.group_id = f"{settings.topic_prefix}lantoa-{self.channel.value}"
-        self._consumer: AIOKafkaConsumer | None = None
-        self._paused_until: dict[TopicPartition, float] = {}
+        self.subscription = Subscription(
+            self.channel.value, (self.commands_topic, *(t for t, _ in self.retry_topics.values())), self.group_id,
+            max_records=self.config.max_batch, poll_timeout_ms=self.config.poll_timeout_ms, batch_at_once=True,
+            tick_every_s=0.0)
+        self.loop = ConsumerLoop(settings, self, self.outbox, clock=clock, sleep=sleep, rng=rng)
         self.max_command_bytes = MAX_COMMAND_BYTES_BY_CHANNEL.get(self.channel, MAX_COMMAND_BYTES)
         # An adapter with ``keeps_every_version = True`` (the archive) gets late older versions too.
         self.keeps_history = bool(getattr(adapter, "keeps_every_version", False))
@@ -128,13 +133,14 @@ class DeliveryRuntime:
 
     # -- partitions ---------------------------------------------------------------------------
 
+    @property
+    def views(self) -> tuple[Ledger]:
+        return (self.ledger,)
+
     def revoked(self, revoked: set[TopicPartition]) -> None:
         """Forget the ledger partitions no longer ours (a batch in hand that reaches one of them
         stops there: PartitionNotHeld, nothing committed for it)."""
-        for tp in revoked:
-            self._paused_until.pop(tp, None)
-        still = {tp.partition for tp in (self._consumer.assignment() if self._consumer else set())} - {
-            tp.partition for tp in revoked}
+        still = {tp.partition for tp in self.loop.assignment()} - {tp.partition for tp in revoked}
         self.ledger.drop(self.ledger.owned() - still)
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
@@ -142,20 +148,16 @@ class DeliveryRuntime:
                                self.settings.client_id)
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
 
+    async def tick(self) -> list[OutRecord]:
+        metrics.PAUSED_TARGETS.labels(self.channel.value).set(self.limiter.paused_targets())
+        return []
+
     # -- main loop ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run the adapter on the consumer loop (infra/kafka/loop.py) until ``stop`` is set."""
         await self.outbox.start()
         await self.adapter.start()
-        consumer = clients.aio_consumer(
-            self.settings.kafka, group_id=self.group_id,
-            client_id=f"{self.settings.client_id}-{self.channel.value}", enable_auto_commit=False,
-            auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
-            max_poll_records=self.config.max_batch, session_timeout_ms=self.settings.consumer_session_timeout_ms,
-            heartbeat_interval_ms=max(1000, self.settings.consumer_session_timeout_ms // 4),
-            max_poll_interval_ms=600000,
-        )
-        self._consumer = consumer
         # Series exist from the start, so that the first retry, unknown outcome, dead letter or late
         # emergency is an increase Prometheus can see, not a series appearing at 1.
         ch = self.channel.value
@@ -165,46 +167,34 @@ class DeliveryRuntime:
             metrics.RETRIES.labels(ch, kind)
         for result in ("found", "absent"):
             metrics.RECONCILED.labels(ch, result)
-        for stage in ("decode", "deliver"):
+        for stage in ("decode", "deliver", "poison"):
             for reason in metrics.REASON_CLASSES:
                 metrics.DEAD_LETTERS.labels(stage, reason)
         metrics.OUTCOME_UNKNOWN.labels(ch)
         metrics.PAUSED_TARGETS.labels(ch)
         metrics.DELIVERY_LATENCY.labels(ch)
         metrics.EMERGENCY_LATENCY.labels(ch)
-        await consumer.start()
-        consumer.subscribe([self.commands_topic, *(t for t, _ in self.retry_topics.values())], listener=Rebalance(self))
-        log.info("%s adapter: consuming %s (group %s)", self.channel.value, self.commands_topic, self.group_id)
         try:
-            while not stop.is_set():
-                self._resume_due()
-                batch = await consumer.getmany(timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch)
-                if batch:
-                    await self._handle(batch)
-                metrics.PAUSED_TARGETS.labels(self.channel.value).set(self.limiter.paused_targets())
+            await self.loop.run(stop)
         finally:
-            await consumer.stop()
             await self.adapter.close()
             await self.outbox.stop()
 
-    def _resume_due(self) -> None:
-        assert self._consumer is not None
-        now = self.clock()
-        due = [tp for tp, at in self._paused_until.items() if at <= now]
-        for tp in due:
-            del self._paused_until[tp]
-        if due:
-            self._consumer.resume(*due)
+    async def handle(self, batch: Batch) -> Handled:
+        """One fetched batch (see the module docstring); the loop sends what it returns and commits.
 
-    async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        Raises what ``_process`` does not handle, once every target of the batch has finished (the
+        loop's poison policy then handles the batch again one record at a time), PartitionNotHeld
+        never (a revoked partition is fetched again from the batch's start), KafkaError when a send
+        of the intents fails (nothing committed).
+        """
         # A replayed command decided before its ledger is back would find no entry: sent twice.
         await self.ledger.restored.wait()
-        assert self._consumer is not None
         work: list[_Work] = []
         commit: dict[TopicPartition, int] = {}
         first: dict[TopicPartition, int] = {tp: recs[0].offset for tp, recs in batch.items() if recs}
         now = self.clock()
-        owned = set(self._consumer.assignment())
+        owned = self.loop.assignment()
         for tp, recs in batch.items():
             if tp not in owned or not self.ledger.holds(tp.partition):
                 self._refetch(tp, first.get(tp))  # revoked since the fetch: its owner starts from the last commit
@@ -217,14 +207,13 @@ class DeliveryRuntime:
                     due = header_float(hmap, RETRY_DUE, 0.0, 0.0, now + self.retry_topics[tier][1])
                     if due > now:
                         # Not due yet: rewind this retry partition and wait; others go on.
-                        self._consumer.seek(tp, rec.offset)
-                        self._consumer.pause(tp)
-                        self._paused_until[tp] = due
+                        self.loop.seek(tp, rec.offset)
+                        self.loop.pause_until(tp, due)
                         break
                 work.append(_Work(tp, rec.offset, rec.key, rec.value, headers, header_int(hmap, RETRY_ATTEMPT, 0, 0, MAX_ATTEMPTS)))
                 commit[tp] = rec.offset + 1
         if not work:
-            return
+            return Handled()
         for w in work:
             self._decode(w)
         by_target: OrderedDict[bytes, list[_Work]] = OrderedDict()
@@ -250,22 +239,23 @@ class DeliveryRuntime:
                         left.add(w.tp.partition)
                         return
 
-        await asyncio.gather(*(one_target(items) for items in by_target.values()))
-        await self.outbox.send_all(out)
+        # Every target finishes before a failure leaves: no effect runs on behind the loop's back.
+        results = await asyncio.gather(*(one_target(items) for items in by_target.values()), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         for tp in first:
             if tp.partition in left:
                 self._refetch(tp, first[tp])
-        owned = set(self._consumer.assignment())
+        owned = self.loop.assignment()
         commit = {tp: off for tp, off in commit.items() if tp.partition not in left and tp in owned}
-        if commit:
-            await self._consumer.commit(commit)
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
+        return Handled(out=out, commit=commit)
 
     def _refetch(self, tp: TopicPartition, offset: int | None) -> None:
         """Records left unprocessed: fetch them again if the partition is (again) ours."""
-        assert self._consumer is not None
-        if offset is not None and tp in self._consumer.assignment():
-            self._consumer.seek(tp, offset)
+        if offset is not None:
+            self.loop.seek(tp, offset)
 
     # -- the batch's intents ------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ CONTRACTS = (
     "ledger",
     "emergency",
     "article-state",
+    "poison",
 )
 
 # Keywords both validators implement alike (fastjsonschema's draft-2019 generator vs jsonschema's

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 
 from schemas.headers import (
     DLQ_ATTEMPTS, DLQ_CHANNEL, DLQ_ERROR_CLASS, DLQ_FIRST_SEEN, DLQ_LAST_OFFSET, DLQ_LAST_TOPIC, DLQ_OFFSET,
-    DLQ_PARTITION, DLQ_PREFIX, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC, MAX_ATTEMPTS, MAX_OFFSET, MAX_PARTITION, header_int,
+    DLQ_PARTITION, DLQ_PREFIX, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC, DLQ_TRACEBACK_LAST, DLQ_TRACEBACK_SHA256, MAX_ATTEMPTS,
+    MAX_OFFSET, MAX_PARTITION, header_int,
 )
 
 # What Kafka accepts as a topic name: a previous origin that is not one is not kept.
@@ -31,6 +32,8 @@ def dead_letter_headers(
     now_iso: str,
     error_class: str = "InvalidContent",
     channel: str | None = None,
+    traceback_sha256: str | None = None,
+    traceback_last: str | None = None,
 ) -> list[tuple[str, bytes]]:
     """Headers of a dead letter: the originals (minus old dlq_*), then the origin and reason. Never raises.
 
@@ -41,6 +44,8 @@ def dead_letter_headers(
     else this record's own place is the origin (and its first-seen time only when it is a time). Records from outside never get here with dlq_*
     headers: the intake strips them (schemas/headers.py strip_internal), so an input that is
     replayed and fails again starts a new count.
+    A poison record (stage "poison", infra/kafka/loop.py) also carries a digest of its traceback
+    and its last frame, so that the dead letters of one bug can be grouped without the full trace.
     """
     originals = list(original_headers)
     previous = {k: v.decode("utf-8", "replace") for k, v in originals if k.startswith(DLQ_PREFIX)}
@@ -66,4 +71,8 @@ def dead_letter_headers(
     }
     if channel:
         fields[DLQ_CHANNEL] = channel
+    if traceback_sha256:
+        fields[DLQ_TRACEBACK_SHA256] = traceback_sha256
+    if traceback_last:
+        fields[DLQ_TRACEBACK_LAST] = traceback_last[:500]
     return kept + [(k, v.encode("utf-8")) for k, v in fields.items()]

@@ -37,6 +37,8 @@ DLQ_ERROR_CLASS = "dlq_error_class"
 DLQ_LAST_TOPIC = "dlq_last_topic"
 DLQ_LAST_OFFSET = "dlq_last_offset"
 DLQ_CHANNEL = "dlq_channel"
+DLQ_TRACEBACK_SHA256 = "dlq_traceback_sha256"  # poison records (infra/kafka/loop.py)
+DLQ_TRACEBACK_LAST = "dlq_traceback_last"
 
 RETRY_ATTEMPT = "retry_attempt"
 RETRY_DUE = "retry_due_at"

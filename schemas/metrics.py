@@ -23,6 +23,12 @@ DEAD_LETTERS = Counter(
     "Records sent to the dead-letter topic, by stage and reason class.",
     ["stage", "reason"],
 )
+POISON_RECORDS = Counter(
+    "lantoa_poison_records_total",
+    "Input records dead-lettered by the consumer loop's poison policy (handling raised something "
+    "unexpected, or killed the process, LANTOA_POISON_MAX_ATTEMPTS times), by process and input topic.",
+    ["process", "topic"],
+)
 COMMANDS = Counter(
     "lantoa_commands_total",
     "Channel commands produced by the fan-out, by channel and action.",

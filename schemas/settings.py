@@ -156,6 +156,15 @@ class Settings:
     emergency_repeat_s: float = 900.0
     emergency_default_ttl_s: float = 6 * 3600.0
     consumer_session_timeout_ms: int = 10000
+    # The consumer loop's poison policy (infra/kafka/loop.py): how many times a record whose
+    # handling raises something unexpected (or kills the process) is tried before it becomes a
+    # dead letter, and the dead-letter limit: more than ``dlq_limit_share`` of the records of a
+    # ``dlq_limit_window_s`` window dead-lettered (counted once ``dlq_limit_min_records`` were
+    # seen) stops the process instead.
+    poison_max_attempts: int = 3
+    dlq_limit_share: float = 0.5
+    dlq_limit_min_records: int = 50
+    dlq_limit_window_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **defaults: object) -> Settings:
@@ -211,7 +220,8 @@ class Settings:
                 tier, _, secs = part.partition("=")
                 delays[tier.strip()] = float(secs)
             changes["retry_delays"] = delays
-        for name, conv in (("EMERGENCY_REPEAT_S", float), ("EMERGENCY_DEFAULT_TTL_S", float), ("METRICS_PORT", int), ("CONSUMER_SESSION_TIMEOUT_MS", int), ("HTTP_TIMEOUT_S", float), ("GRAPH_BASE_URL", str),
+        for name, conv in (("EMERGENCY_REPEAT_S", float), ("EMERGENCY_DEFAULT_TTL_S", float), ("METRICS_PORT", int), ("CONSUMER_SESSION_TIMEOUT_MS", int), ("POISON_MAX_ATTEMPTS", int),
+                           ("DLQ_LIMIT_SHARE", float), ("DLQ_LIMIT_MIN_RECORDS", int), ("DLQ_LIMIT_WINDOW_S", float), ("HTTP_TIMEOUT_S", float), ("GRAPH_BASE_URL", str),
                            ("GRAPH_API_VERSION", str), ("FANPAGE_TOKENS_FILE", Path), ("FANPAGE_APP_SECRET_FILE", Path),
                            ("ZALO_API_URL", str), ("ZALO_OAUTH_URL", str), ("ZALO_APP_ID", str),
                            ("ZALO_SECRET_FILE", Path), ("ZALO_TOKEN_FILE", Path),
@@ -221,6 +231,12 @@ class Settings:
                 changes[name.lower()] = conv(v)
         settings = replace(base, **changes)  # type: ignore[arg-type]
         settings.kafka.check()
+        if settings.poison_max_attempts < 1:
+            raise SettingsError(f"LANTOA_POISON_MAX_ATTEMPTS={settings.poison_max_attempts}: at least 1")
+        if not 0.0 < settings.dlq_limit_share <= 1.0:
+            raise SettingsError(f"LANTOA_DLQ_LIMIT_SHARE={settings.dlq_limit_share}: a share in (0, 1]")
+        if settings.dlq_limit_min_records < 1 or settings.dlq_limit_window_s <= 0:
+            raise SettingsError("LANTOA_DLQ_LIMIT_MIN_RECORDS must be at least 1 and LANTOA_DLQ_LIMIT_WINDOW_S positive")
         return settings
 
     @property

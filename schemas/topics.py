@@ -41,6 +41,7 @@ class Topic(StrEnum):
     EMBARGO_RELEASES = "streams.embargo.releases"
     ARTICLE_STATE = "streams.article.state"
     EMERGENCY_COMMANDS = "distribution.emergency.commands"
+    POISON = "distribution.poison"
     LOUDSPEAKER_LEDGER = "distribution.loudspeaker.ledger"
     LOUDSPEAKER_RETRY_10S = "distribution.loudspeaker.retry.10s"
     LOUDSPEAKER_RETRY_1M = "distribution.loudspeaker.retry.1m"

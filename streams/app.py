@@ -9,7 +9,8 @@ alerts    alerts.cap (group = app id + "-alerts", so an emergency never queues b
           → CAP plan → the emergency lane or loudspeaker commands.
 state     streams.article.state, a compacted topic restored per owned partition.
 
-How a record becomes durable and why the loops are ours, not Faust agents: streams/processor.py.
+How a record becomes durable and why the loops are ours, not Faust agents: streams/processor.py
+(its processes run on the one consumer loop, infra/kafka/loop.py).
 Anything unexpected stops the process (exit 70) without committing: the supervisor (systemd,
 Kubernetes, the test harness) restarts it and the record is replayed.
 """
@@ -23,11 +24,12 @@ import signal
 from datetime import datetime, timezone
 
 from infra.kafka.compacted import CompactedView
+from infra.kafka.loop import ConsumerLoop, Subscription
 from infra.kafka.outbox import Outbox
 from infra.kafka.reachable import wait_for_kafka
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.processor import BatchLoop
+from streams.processor import TopicHandlers
 from streams.registry_follower import RegistryFollower
 from streams.steps import Clock, StreamSteps
 
@@ -62,14 +64,18 @@ class StreamWorker:
         self.state = CompactedView(settings.topic(Topic.ARTICLE_STATE))
         self.steps = StreamSteps(settings, self.state, lambda: self.registry.registry, clock)
         articles = settings.topic(Topic.CMS_ARTICLES)
-        self.intake = BatchLoop(
-            settings, "intake", settings.app_id,
-            {articles: self.steps.article, settings.topic(Topic.EMBARGO_RELEASES): self.steps.release},
-            self.outbox, state=self.state, state_topic_of=articles,
-            ticker=self.steps.embargo_ticks, tick_every_s=settings.embargo_check_interval_s,
+        releases = settings.topic(Topic.EMBARGO_RELEASES)
+        intake = TopicHandlers(
+            settings, Subscription("intake", (articles, releases), settings.app_id,
+                                   tick_every_s=settings.embargo_check_interval_s),
+            {articles: self.steps.article, releases: self.steps.release},
+            state=self.state, state_topic_of=articles, ticker=self.steps.embargo_ticks,
         )
-        self.alerts = BatchLoop(settings, "alerts", f"{settings.app_id}-alerts",
-                                {settings.topic(Topic.ALERTS_CAP): self.steps.alert}, self.outbox, max_records=20)
+        alerts_topic = settings.topic(Topic.ALERTS_CAP)
+        alerts = TopicHandlers(settings, Subscription("alerts", (alerts_topic,), f"{settings.app_id}-alerts", max_records=20),
+                               {alerts_topic: self.steps.alert})
+        self.intake = ConsumerLoop(settings, intake, self.outbox)
+        self.alerts = ConsumerLoop(settings, alerts, self.outbox)
 
     async def run(self, stop: asyncio.Event) -> None:
         if not await wait_for_kafka(self.settings.kafka, stop, client_id=f"{self.settings.client_id}-probe"):

@@ -4,9 +4,10 @@ One process, its own consumer group (``<prefix>lantoa-engagement``) on ``engagem
 
     start    read engagement.questions whole (compacted: the table survives restarts), the
              targets registry and the fanpage and Zalo ledgers (all partitions, no group)
-    batch    catch the ledgers up to their end (a comment can only exist after its post, so the
-             post's live entry is in the ledger by then) → link and classify each event
-             (streams/engagement.py) → write the changed records → commit the offsets
+    batch    on the one consumer loop (infra/kafka/loop.py): catch the ledgers up to their end
+             (its tick; a comment can only exist after its post, so the post's live entry is in
+             the ledger by then) → link and classify each event (streams/engagement.py) → write
+             the changed records → commit the offsets
     idle     follow the ledgers: a delivered reply (the live entry of urn:lantoa:question:<id>)
              closes its question; a failed one leaves it open with the reason
 
@@ -33,6 +34,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from infra.kafka import clients
+from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import contracts, metrics
 from schemas.article import parse_time
@@ -153,6 +155,9 @@ class Triage:
         self.registry = RegistryFollower(settings.kafka, settings.topic(Topic.TARGETS), settings.client_id)
         self.ledgers = CompactedReader(settings.kafka, list(self.ledger_topics),
                                        f"{settings.client_id}-engagement-ledger")
+        self.subscription = Subscription("engagement", (self.inbound_topic,), self.group_id, max_records=500,
+                                         poll_timeout_ms=poll_timeout_ms, tick_every_s=0.0)
+        self.loop = ConsumerLoop(settings, self, self.outbox, clock=clock)
 
     def now_iso(self) -> str:
         return eng.iso(datetime.fromtimestamp(self.clock(), timezone.utc))
@@ -236,36 +241,39 @@ class Triage:
             await reader.stop()
         log.info("engagement table loaded: %d records, %d open", len(self.table.records), self.table.stats()[0])
 
+    # -- the Process of the consumer loop (infra/kafka/loop.py) ---------------------------------
+
+    views: tuple[()] = ()
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """Nothing restored per partition: the table is read whole at start (``load_table``)."""
+
+    def revoked(self, revoked: set[TopicPartition]) -> None:
+        """Nothing held per partition."""
+
+    async def tick(self) -> list[OutRecord]:
+        """Between fetches (every one: the ledgers are caught up before a batch is linked)."""
+        out = await self.follow_ledgers()
+        self.table.export_metrics()
+        return out
+
+    async def handle(self, batch: Batch) -> Handled:
+        out: list[OutRecord] = []
+        for tp, recs in batch.items():
+            for rec in recs:
+                out += self.take(tp, rec.offset, rec.key, rec.value, list(rec.headers or []))
+        return Handled(out=out)
+
     async def run(self, stop: asyncio.Event) -> None:
         await self.outbox.start()
         await self.registry.start()
         await self.ledgers.start()
-        consumer = clients.aio_consumer(
-            self.settings.kafka, group_id=self.group_id,
-            client_id=f"{self.settings.client_id}-engagement", enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=self.settings.consumer_session_timeout_ms,
-            heartbeat_interval_ms=max(1000, self.settings.consumer_session_timeout_ms // 4))
         try:
             await self.load_table()
             self.table.export_metrics()
             await self.outbox.send_all(await self.follow_ledgers())
-            await consumer.start()
-            consumer.subscribe([self.inbound_topic])
-            log.info("engagement triage: consuming %s (group %s)", self.inbound_topic, self.group_id)
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=500)
-                out = await self.follow_ledgers()
-                commit: dict[TopicPartition, int] = {}
-                for tp, recs in batch.items():
-                    for rec in recs:
-                        out += self.take(tp, rec.offset, rec.key, rec.value, list(rec.headers or []))
-                        commit[tp] = rec.offset + 1
-                await self.outbox.send_all(out)
-                if commit:
-                    await consumer.commit(commit)
-                self.table.export_metrics()
+            await self.loop.run(stop)
         finally:
-            await consumer.stop()
             await self.ledgers.stop()
             await self.registry.stop()
             await self.outbox.stop()

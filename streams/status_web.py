@@ -14,9 +14,10 @@ Every JSON answer carries ``view``: ``caught_up`` is false until the follower ha
 topics held when it started (a 404 before that may only mean "not read yet").
 
 The follower reads every partition from the beginning with no consumer group (each worker holds
-the whole view, so any worker answers for any article) and then follows. Records it cannot read
-are skipped, logged and counted; anything unexpected stops the worker (``on_crash``), like the
-agents do. It also feeds the emergency watch (lantoa_emergency_pending*, computed at scrape).
+the whole view, so any worker answers for any article) and then follows, on the one consumer loop
+(infra/kafka/loop.py, group-less). Records it cannot read are skipped, logged and counted; a
+record the fold raises on unexpectedly goes through the loop's poison policy (retried, then a
+dead letter); a Kafka error stops the worker (``on_crash``). It also feeds the emergency watch (lantoa_emergency_pending*, computed at scrape).
 
 It runs in a thread with its own event loop, so nothing here can stall the worker's loop.
 """
@@ -34,10 +35,10 @@ from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
-from infra.kafka import clients
-
+from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
+from infra.kafka.outbox import Outbox, OutRecord
 from schemas import metrics
 from schemas.codec import decode
 from schemas.errors import InvalidContent
@@ -82,61 +83,42 @@ class StatusFollower:
                                       settings.topic(Topic.EMERGENCY_COMMANDS): "emergency"}
         for channel in Channel:
             self.kinds[settings.topic(Topic.commands(channel))] = "command"
+        self.subscription = Subscription("status", tuple(self.kinds), None, max_records=5000, poll_timeout_ms=500,
+                                         batch_at_once=True, metadata_refresh_s=METADATA_REFRESH_S)
+        # Dead letters only: a record the fold keeps failing on (the loop's poison policy).
+        self.outbox = Outbox(settings.kafka, f"{settings.client_id}-status")
+        self.loop = ConsumerLoop(settings, self, self.outbox, on_caught_up=self.caught_up)
+
+    # -- the Process of the consumer loop (infra/kafka/loop.py), group-less ---------------------
+
+    views: tuple[()] = ()
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """New partitions: the loop reads every partition again from the beginning (the fold is
+        idempotent)."""
+
+    def revoked(self, revoked: set[TopicPartition]) -> None:
+        """Group-less: nothing is ever revoked."""
+
+    async def tick(self) -> list[OutRecord]:
+        return []
+
+    async def handle(self, batch: Batch) -> Handled:
+        self._apply(batch)
+        return Handled()
+
+    def caught_up(self) -> None:
+        self.view.caught_up = True
+        log.info("status view caught up: %d articles", len(self.view.fold))
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = clients.aio_consumer(
-            self.settings.kafka, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", client_id=f"{self.settings.client_id}-status",
-        )
-        await consumer.start()
+        await self.outbox.start()
         try:
-            assigned: set[TopicPartition] = set()
-            targets: dict[TopicPartition, int] = {}
-            next_refresh = 0.0
-            while not stop.is_set():
-                if time.monotonic() >= next_refresh:
-                    found, missing = await self._partitions(consumer)
-                    if missing:
-                        log.warning("status view: topics not there yet: %s", ", ".join(missing))
-                    next_refresh = time.monotonic() + (2.0 if missing else METADATA_REFRESH_S)
-                    if found - assigned:
-                        # New topics or partitions: read everything again (the fold is idempotent).
-                        assigned = found
-                        consumer.assign(sorted(assigned))
-                        await consumer.seek_to_beginning(*assigned)
-                        ends = await consumer.end_offsets(sorted(assigned))
-                        targets = {tp: off for tp, off in ends.items() if off}
-                if not assigned:
-                    try:
-                        await asyncio.wait_for(stop.wait(), timeout=1.0)
-                    except asyncio.TimeoutError:
-                        pass
-                    continue
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-                if batch:
-                    self._apply(batch)
-                if not self.view.caught_up:
-                    positions = {tp: await consumer.position(tp) for tp in targets}
-                    if all(positions[tp] >= end for tp, end in targets.items()):
-                        self.view.caught_up = True
-                        log.info("status view caught up: %d articles", len(self.view.fold))
+            await self.loop.run(stop)
         finally:
-            await consumer.stop()
+            await self.outbox.stop()
 
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> tuple[set[TopicPartition], list[str]]:
-        # consumer.topics() returns names only; the cluster metadata it fetched has the partitions.
-        cluster = await consumer._client.fetch_all_metadata()
-        out: set[TopicPartition] = set()
-        missing = []
-        for topic in self.kinds:
-            parts = cluster.partitions_for_topic(topic)
-            if parts:
-                out.update(TopicPartition(topic, p) for p in parts)
-            else:
-                missing.append(topic)
-        return out, missing
-
-    def _apply(self, batch: dict[TopicPartition, list[Any]]) -> None:
+    def _apply(self, batch: Batch) -> None:
         with self.view.lock:
             fold = self.view.fold
             for tp, records in batch.items():

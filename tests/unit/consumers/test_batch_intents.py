@@ -23,6 +23,7 @@ from consumers.base import Effect, Prior
 from consumers.errors import TargetPaused
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from infra.kafka.loop import ConsumerLoop
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
@@ -58,15 +59,17 @@ class FakeConsumer:
         self.seeks.append((tp, offset))
 
 
-class Crash(Exception):
-    """A bug or a kill: the worker stops without committing."""
+class Crash(BaseException):
+    """A kill (a bug is an Exception: the loop's poison policy takes it): the worker stops
+    without committing."""
 
 
 class Adapter:
     channel: ClassVar[Channel] = Channel.FANPAGE
 
-    def __init__(self, outbox: FakeOutbox, *, crash_on: str | None = None, pause_on: str | None = None) -> None:
-        self.outbox, self.crash_on, self.pause_on = outbox, crash_on, pause_on
+    def __init__(self, outbox: FakeOutbox, *, crash_on: str | None = None, pause_on: str | None = None,
+                 bug_on: str | None = None) -> None:
+        self.outbox, self.crash_on, self.pause_on, self.bug_on = outbox, crash_on, pause_on, bug_on
         self.effects: list[tuple[str, str, int, str]] = []
         self.sends_seen_at_effect: list[int] = []
         self.reconciled: list[str] = []
@@ -80,6 +83,8 @@ class Adapter:
     async def deliver(self, command: Command, prior: Prior) -> Effect:
         if command.target == self.pause_on:
             raise TargetPaused("rate limited (32)", 30.0)
+        if command.target == self.bug_on:
+            raise KeyError("page_id")  # a bug met by this command, every time
         self.sends_seen_at_effect.append(len(self.outbox.sends))
         self.effects.append((command.target, command.key.uri, command.key.version, command.key.action.value))
         if command.target == self.crash_on:
@@ -113,7 +118,7 @@ def runtime(adapter: Adapter, outbox: FakeOutbox) -> DeliveryRuntime:
     settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": TOPIC_PREFIX})
     rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: 1000.0)
     rt.outbox = outbox  # type: ignore[assignment]
-    rt._consumer = FakeConsumer()
+    rt.loop = ConsumerLoop(settings, rt, outbox, consumer=FakeConsumer())  # type: ignore[arg-type]
     rt.ledger._parts[0] = {}  # partition 0 restored (empty), as after an assignment
     return rt
 
@@ -133,7 +138,7 @@ async def test_a_batch_writes_its_intents_in_one_send_before_any_effect(tp: Topi
     adapter = Adapter(outbox)
     rt = runtime(adapter, outbox)
     cmds = [command(f"urn:a:{i}", f"fanpage:p{i % 7}") for i in range(40)]
-    await rt._handle(batch(cmds, tp))
+    await rt.loop.take(batch(cmds, tp))
     assert len(adapter.effects) == 40
     # send 1: the 40 intents; send 2: done + live + receipt of each. Nothing awaited per command.
     assert len(outbox.sends) == 2
@@ -143,7 +148,7 @@ async def test_a_batch_writes_its_intents_in_one_send_before_any_effect(tp: Topi
     assert set(adapter.sends_seen_at_effect) == {1}  # every effect started after the intents were acknowledged
     states = Counter(v["state"] for k, v in ledger_records(outbox.sends[1:], rt.ledger.topic) if v and v["kind"] == "command")
     assert states == Counter({"done": 40})
-    assert rt._consumer.commits == [{tp: 40}]  # type: ignore[union-attr]
+    assert rt.loop._consumer.commits == [{tp: 40}]  # type: ignore[union-attr]
 
 
 async def test_commands_that_end_without_an_effect_take_their_intent_back(tp: TopicPartition) -> None:
@@ -156,7 +161,7 @@ async def test_commands_that_end_without_an_effect_take_their_intent_back(tp: To
         command(uri, "fanpage:ok", 2, Action.UPDATE), command(uri, "fanpage:ok", 1),  # v1 superseded by v2
         command(uri, "fanpage:ok2"),
     ]
-    await rt._handle(batch(cmds, tp))
+    await rt.loop.take(batch(cmds, tp))
     assert len(outbox.sends[0]) == 5  # all five looked deliverable when the batch started
     later = dict(ledger_records(outbox.sends[1:], rt.ledger.topic))
     paused_first, paused_second, _, superseded, _ = (c.key.command_id() for c in cmds)
@@ -174,8 +179,8 @@ async def test_a_crash_between_intent_and_effect_is_reconciled_not_resent(tp: To
     rt = runtime(adapter, outbox)
     cmds = [command("urn:a:1", "fanpage:doomed"), command("urn:a:2", "fanpage:doomed"), command("urn:a:3", "fanpage:calm")]
     with pytest.raises(Crash):
-        await rt._handle(batch(cmds, tp))
-    assert rt._consumer.commits == []  # type: ignore[union-attr]
+        await rt.loop.take(batch(cmds, tp))
+    assert rt.loop._consumer.commits == []  # type: ignore[union-attr]
     assert len(outbox.sends) == 1  # only the intents reached Kafka
 
     # A restarted worker rebuilds its ledger from what Kafka acknowledged, then gets the batch again.
@@ -185,7 +190,7 @@ async def test_a_crash_between_intent_and_effect_is_reconciled_not_resent(tp: To
     rt2 = runtime(adapter2, outbox2)
     for key, value in ledger_records(outbox.sends, rt.ledger.topic):
         rt2.ledger.record(0, key, value)
-    await rt2._handle(batch(cmds, tp))
+    await rt2.loop.take(batch(cmds, tp))
     # all three had an intent: each is looked up first; the one made before the crash is found
     assert sorted(adapter2.reconciled) == ["fanpage:calm", "fanpage:doomed", "fanpage:doomed"]
     made = Counter(e[:2] for e in adapter2.effects)
@@ -200,9 +205,9 @@ async def test_a_replayed_batch_is_acknowledged_without_effects_or_intents(tp: T
     adapter = Adapter(outbox)
     rt = runtime(adapter, outbox)
     cmds = [command(f"urn:a:{i}", f"fanpage:p{i % 3}") for i in range(9)]
-    await rt._handle(batch(cmds, tp))
+    await rt.loop.take(batch(cmds, tp))
     before = len(outbox.sends)
-    await rt._handle(batch(cmds + cmds[:2], tp))  # replay, with duplicates inside the batch
+    await rt.loop.take(batch(cmds + cmds[:2], tp))  # replay, with duplicates inside the batch
     assert len(adapter.effects) == 9
     assert len(outbox.sends) == before + 1  # receipts only: no intents
     assert all(r.topic != rt.ledger.topic for r in outbox.sends[-1])
@@ -214,13 +219,13 @@ async def test_an_oversized_command_is_dead_lettered_with_its_size(tp: TopicPart
     rt = runtime(adapter, outbox)
     big = Command(IdempotencyKey("urn:a:big", 1, Channel.FANPAGE, "fanpage:p1", Action.PUBLISH), Priority.NORMAL,
                   "2026-11-26T01:00:00Z", {"message": "x", "padding": "x" * (rt.max_command_bytes + 1)})
-    await rt._handle(batch([big, command("urn:a:small", "fanpage:p1")], tp))
+    await rt.loop.take(batch([big, command("urn:a:small", "fanpage:p1")], tp))
     assert [e[1] for e in adapter.effects] == ["urn:a:small"]
     dead = [r for send in outbox.sends for r in send if r.topic.endswith("distribution.deadletter")]
     assert len(dead) == 1
     reason = dict(dead[0].headers)["dlq_reason"].decode()
     assert "exceeds the fanpage limit" in reason and str(len(encode(big.to_dict()))) in reason
-    assert rt._consumer.commits == [{tp: 2}]  # type: ignore[union-attr]
+    assert rt.loop._consumer.commits == [{tp: 2}]  # type: ignore[union-attr]
 
 
 async def test_a_batch_waits_for_the_ledger_and_skips_partitions_not_held(tp: TopicPartition) -> None:
@@ -228,15 +233,15 @@ async def test_a_batch_waits_for_the_ledger_and_skips_partitions_not_held(tp: To
     adapter = Adapter(outbox)
     rt = runtime(adapter, outbox)
     rt.ledger.restored.clear()  # an assignment's ledger is still loading
-    handling = asyncio.create_task(rt._handle(batch([command("urn:a:wait", "fanpage:p1")], tp)))
+    handling = asyncio.create_task(rt.loop.take(batch([command("urn:a:wait", "fanpage:p1")], tp)))
     await asyncio.sleep(0.05)
     assert not handling.done() and adapter.effects == []
     rt.ledger.restored.set()
     await handling
     assert len(adapter.effects) == 1
     rt.ledger.drop({0})  # revoked: nothing decided from an absent ledger, nothing committed
-    await rt._handle(batch([command("urn:a:gone", "fanpage:p2")], tp))
-    assert len(adapter.effects) == 1 and rt._consumer.commits == [{tp: 1}]  # type: ignore[union-attr]
+    await rt.loop.take(batch([command("urn:a:gone", "fanpage:p2")], tp))
+    assert len(adapter.effects) == 1 and rt.loop._consumer.commits == [{tp: 1}]  # type: ignore[union-attr]
 
 
 class HistoryAdapter(Adapter):
@@ -250,10 +255,41 @@ async def test_a_late_older_version_is_skipped_unless_the_channel_keeps_history(
     adapter = (HistoryAdapter if keeps_history else Adapter)(outbox)
     rt = runtime(adapter, outbox)
     uri = "urn:a:late"
-    await rt._handle(batch([command(uri, "fanpage:arch", 2, Action.UPDATE)], tp))
-    await rt._handle(batch([command(uri, "fanpage:arch", 1)], tp))  # v1 back from a retry tier
+    await rt.loop.take(batch([command(uri, "fanpage:arch", 2, Action.UPDATE)], tp))
+    await rt.loop.take(batch([command(uri, "fanpage:arch", 1)], tp))  # v1 back from a retry tier
     assert [e[2] for e in adapter.effects] == ([2, 1] if keeps_history else [2])
     live = rt.ledger.live(0, uri, "fanpage:arch")
     assert live is not None and live["version"] == 2  # the live entry never goes back
     receipts = [orjson.loads(r.value or b"") for send in outbox.sends for r in send if r.topic.endswith("receipts")]
     assert [r["outcome"] for r in receipts if r["version"] == 1] == (["delivered"] if keeps_history else ["skipped"])
+
+
+async def test_a_bug_on_one_command_is_isolated_dead_lettered_and_the_others_are_not_resent(tp: TopicPartition) -> None:
+    outbox = FakeOutbox()
+    adapter = Adapter(outbox, bug_on="fanpage:buggy")
+    rt = runtime(adapter, outbox)
+
+    async def load_from_kafka(conn: Any, partitions: set[int], client_id: str) -> None:
+        for p in partitions:  # what the fake Kafka acknowledged, as a restore reads it
+            rt.ledger._parts[p] = {}
+            for key, value in ledger_records(outbox.sends, rt.ledger.topic):
+                rt.ledger.apply(p, key, value)
+
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    rt.ledger.load = load_from_kafka  # type: ignore[method-assign]
+    rt.loop.sleep = no_wait
+    cmds = [command("urn:a:1", "fanpage:ok1"), command("urn:a:2", "fanpage:buggy"), command("urn:a:3", "fanpage:ok2")]
+    await rt.loop.take(batch(cmds, tp))
+    # the batch failed once; handled again one command at a time: the two effects made in the
+    # failed pass are found by reconciliation (their intents were durable), not made again
+    assert Counter(e[0] for e in adapter.effects) == Counter({"fanpage:ok1": 1, "fanpage:ok2": 1})
+    assert {"fanpage:ok1", "fanpage:ok2"} <= set(adapter.reconciled)
+    dead = [dict(r.headers) for send in outbox.sends for r in send if r.topic.endswith("distribution.deadletter")]
+    assert [(d["dlq_stage"], d["dlq_error_class"], d["dlq_offset"]) for d in dead] == [
+        (b"poison", b"KeyError", b"1")]
+    # the command before the poison one is committed before its first retry, then the rest
+    assert rt.loop._consumer.commits == [{tp: 1}, {tp: 3}]  # type: ignore[union-attr]
+    done = {k: v["state"] for k, v in ledger_records(outbox.sends, rt.ledger.topic) if v and v["kind"] == "command"}
+    assert done[cmds[0].key.command_id()] == "done" and done[cmds[2].key.command_id()] == "done"

@@ -12,6 +12,7 @@ from consumers.base import Effect, Prior
 from consumers.errors import TransientDeliveryError
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from infra.kafka.loop import ConsumerLoop
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
@@ -29,6 +30,9 @@ class Outbox:
 
     async def send_all(self, records: list[OutRecord]) -> None:
         self.records.extend(records)
+
+    async def start(self) -> None:
+        pass
 
 
 class Consumer:
@@ -78,11 +82,11 @@ class Rec:
 
 
 def runtime(adapter: Adapter) -> tuple[DeliveryRuntime, Outbox, Consumer]:
-    rt = DeliveryRuntime(Settings.from_env({"LANTOA_TOPIC_PREFIX": PREFIX}), adapter,
-                         RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: NOW)
+    settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": PREFIX})
+    rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: NOW)
     outbox, consumer = Outbox(), Consumer()
     rt.outbox = outbox  # type: ignore[assignment]
-    rt._consumer = consumer  # type: ignore[assignment]
+    rt.loop = ConsumerLoop(settings, rt, outbox, consumer=consumer, clock=lambda: NOW)  # type: ignore[arg-type]
     rt.ledger._parts[0] = {}  # partition 0 restored (empty), as after an assignment
     return rt, outbox, consumer
 
@@ -97,25 +101,25 @@ def retry_record(due: bytes, attempt: bytes) -> dict[TopicPartition, list[Any]]:
 async def test_a_due_time_far_ahead_parks_the_partition_only_for_the_tier_delay() -> None:
     adapter = Adapter()
     rt, _, consumer = runtime(adapter)
-    await rt._handle(retry_record(b"99999999999.5", b"1"))
+    await rt.loop.take(retry_record(b"99999999999.5", b"1"))
     assert consumer.paused == [TIER_10S] and adapter.delivered == []
-    assert rt._paused_until[TIER_10S] == NOW + 10.0  # clamped: without it, 3,000 years
+    assert rt.loop._paused_until[TIER_10S] == NOW + 10.0  # clamped: without it, 3,000 years
 
 
 async def test_a_due_time_at_the_tier_delay_is_kept() -> None:
     rt, _, consumer = runtime(Adapter())
-    await rt._handle(retry_record(f"{NOW + 10.0:.3f}".encode(), b"1"))
-    assert rt._paused_until[TIER_10S] == NOW + 10.0
+    await rt.loop.take(retry_record(f"{NOW + 10.0:.3f}".encode(), b"1"))
+    assert rt.loop._paused_until[TIER_10S] == NOW + 10.0
     rt2, _, _ = runtime(Adapter())
-    await rt2._handle(retry_record(f"{NOW + 4.0:.3f}".encode(), b"1"))
-    assert rt2._paused_until[TIER_10S] == NOW + 4.0
+    await rt2.loop.take(retry_record(f"{NOW + 4.0:.3f}".encode(), b"1"))
+    assert rt2.loop._paused_until[TIER_10S] == NOW + 4.0
 
 
 async def test_unreadable_retry_headers_are_due_now_and_count_from_zero() -> None:
     for due, attempt in [(b"1e400", b"x"), (b"NaN", b"-3"), (b"abc", b"1e9"), (b"-5", b"")]:
         adapter = Adapter()
         rt, outbox, consumer = runtime(adapter)
-        await rt._handle(retry_record(due, attempt))
+        await rt.loop.take(retry_record(due, attempt))
         assert consumer.paused == [] and adapter.delivered == ["fanpage:a"], (due, attempt)
         assert consumer.commits == [{TIER_10S: 1}]
         assert not any(r.topic == rt.settings.topic(Topic.DEADLETTER) for r in outbox.records)
@@ -127,6 +131,6 @@ async def test_a_huge_attempt_count_is_clamped_and_gives_up_at_once() -> None:
             raise TransientDeliveryError("503", None)
 
     rt, outbox, _ = runtime(Failing())
-    await rt._handle(retry_record(b"0", b"9" * 30))
+    await rt.loop.take(retry_record(b"0", b"9" * 30))
     dead = [r for r in outbox.records if r.topic == rt.settings.topic(Topic.DEADLETTER)]
     assert len(dead) == 1 and b"gave up after" in dict(dead[0].headers)["dlq_reason"]

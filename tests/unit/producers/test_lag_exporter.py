@@ -36,7 +36,7 @@ def test_the_watched_groups_are_the_ones_the_processes_use() -> None:
         assert groups[runtime.group_id] == [runtime.commands_topic, *(t for t, _ in runtime.retry_topics.values())]
     worker = StreamWorker(settings)
     for loop in (worker.intake, worker.alerts):
-        assert groups[loop.group_id] == list(loop.handlers)
+        assert loop.sub.group_id is not None and groups[loop.sub.group_id] == list(loop.sub.topics)
     assert groups["x.streams"] == [settings.topic(Topic.CMS_ARTICLES), settings.topic(Topic.EMBARGO_RELEASES)]
     assert groups["x.streams-alerts"] == [settings.topic(Topic.ALERTS_CAP)]
     assert groups["x.lantoa-emergency"] == [settings.topic(Topic.EMERGENCY_COMMANDS)]
