@@ -100,6 +100,7 @@ def cmd_alert_server(args: argparse.Namespace) -> int:
     from producers.targets import local_registry
 
     settings = _settings()
+    # AlertProducer's client checks the connection first: a refused configuration stops here (main).
     serve(local_registry(settings), AlertProducer(settings), args.host, args.port,
           Path(args.token_file) if args.token_file else None)
     return 0

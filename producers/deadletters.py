@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
+
+from infra.kafka import clients
 
 from producers.progress import progress as bar
 from schemas.codec import headers_to_dict
@@ -45,8 +47,7 @@ class DeadLetter:
 def read_all(settings: Settings, timeout_s: float = 10.0) -> list[DeadLetter]:
     """Every dead letter still retained on the topic, oldest first per partition."""
     topic = settings.topic(Topic.DEADLETTER)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
-                             enable_auto_commit=False, security_protocol=settings.security_protocol)
+    consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False)
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -113,9 +114,8 @@ def replay(settings: Settings, letters: list[DeadLetter], dry_run: bool = False,
     """Send each dead letter back to its origin topic; returns how many were sent."""
     if dry_run or not letters:
         return len(letters)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all",
-                             enable_idempotence=True, max_request_size=4 * 1024 * 1024,
-                             client_id=f"{settings.client_id}-replay", security_protocol=settings.security_protocol)
+    producer = clients.producer(settings.kafka, acks="all", enable_idempotence=True, max_request_size=4 * 1024 * 1024,
+                                client_id=f"{settings.client_id}-replay")
     try:
         futures = []
         for i, d in enumerate(letters, start=1):
