@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.kafka.tls import TestCertificates
+from infra.kafka.tls import CertificateSet
 
 LISTENER_NAME = "SECURE"
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -30,7 +30,7 @@ class SecuredListener:
     """
 
     protocol: str
-    certs: TestCertificates
+    certs: CertificateSet
     require_client_cert: bool = False
     scram_users: Mapping[str, str] = field(default_factory=dict, repr=False)
 

@@ -31,7 +31,7 @@ class KeyPair:
 
 
 @dataclass(frozen=True)
-class TestCertificates:
+class CertificateSet:
     """A CA and the server and client certificates it signed."""
 
     ca: KeyPair
@@ -72,7 +72,7 @@ def sign(ca: KeyPair, directory: Path, name: str, subject: str, extensions: str)
     return pair
 
 
-def make_test_certificates(directory: Path) -> TestCertificates:
+def make_test_certificates(directory: Path) -> CertificateSet:
     """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, in ``directory``."""
     ca = make_ca(directory)
     server = sign(ca, directory, "server", "/CN=localhost",
@@ -80,4 +80,4 @@ def make_test_certificates(directory: Path) -> TestCertificates:
                   "keyUsage=critical,digitalSignature,keyEncipherment")
     client = sign(ca, directory, "client", "/CN=lantoa-client",
                   "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment")
-    return TestCertificates(ca, server, client)
+    return CertificateSet(ca, server, client)
