@@ -159,17 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = Settings.from_env(os.environ)
-    if args.once:
-        poller = LagPoller(settings)  # KafkaAccessError: main()'s caller (the shell) sees it
-        try:
-            print(render(poller.poll()))
-        finally:
-            poller.close()
-        return 0
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        if args.once:
+            poller = LagPoller(settings)
+            try:
+                print(render(poller.poll()))
+            finally:
+                poller.close()
+            return 0
         run(settings, args.port or settings.metrics_port or DEFAULT_PORT, args.interval, stop)
     except KafkaAccessError as exc:  # the cluster refuses this configuration: restarting will not help
         log.critical("lag exporter cannot start: %s", exc)

@@ -241,7 +241,8 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from infra.kafka.reachable import ensure_kafka
+    from infra.kafka.clients import KafkaAccessError
+    from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
     from producers.webhooks import WebhookSecrets, serve
 
     settings = _settings()
@@ -252,8 +253,11 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         print("no webhook secrets: give --graph-secrets {app_secret, verify_token} and/or "
               "--zalo-secrets {oa_secret_key} (with LANTOA_ZALO_APP_ID)", file=sys.stderr)
         return 2
-    # A refused configuration (certificate, credentials, protocol) stops here with one line (cli.main).
-    ensure_kafka(settings.kafka, client_id=f"{settings.client_id}-probe")
+    try:  # waits while Kafka is unreachable; a refused configuration stops here (nothing consumed)
+        ensure_kafka(settings.kafka, client_id=f"{settings.client_id}-probe")
+    except KafkaAccessError as exc:
+        print(f"lantoa webhooks cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     serve(settings, secrets, args.host, args.port, Path(args.state_file) if args.state_file else None)
     return 0
 
@@ -261,13 +265,17 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 def cmd_triage(args: argparse.Namespace) -> int:
     import logging
 
-    from infra.kafka.reachable import ensure_kafka
+    from infra.kafka.clients import KafkaAccessError
+    from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
     from streams.engagement_store import run_triage
 
     logging.getLogger().setLevel(args.loglevel.upper())
     settings = _settings()
-    # A refused configuration (certificate, credentials, protocol) stops here with one line (cli.main).
-    ensure_kafka(settings.kafka, client_id=f"{settings.client_id}-probe")
+    try:  # waits while Kafka is unreachable; a refused configuration stops here (nothing consumed)
+        ensure_kafka(settings.kafka, client_id=f"{settings.client_id}-probe")
+    except KafkaAccessError as exc:
+        print(f"lantoa triage cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     run_triage(settings)
     return 0
 
