@@ -50,7 +50,7 @@ from infra.kafka.jars import (
     fetch_jars,
     java_executable,
 )
-from infra.kafka.listener import LISTENER_NAME, SecuredListener
+from infra.kafka.listener import SecuredListener
 from infra.processes import ServerProcess, cache_root, free_loopback_ports, pid_alive, stop_process_group
 from schemas.settings import KafkaConnection
 
@@ -292,13 +292,8 @@ class KafkaBroker(ServerProcess):
             "group.initial.rebalance.delay.ms": 0,
             "log.retention.check.interval.ms": 10_000,
         }
-        if self.secured is not None:
-            sport = self._secured_port
-            props["listeners"] = f"{props['listeners']},{LISTENER_NAME}://127.0.0.1:{sport}"
-            props["advertised.listeners"] = f"{props['advertised.listeners']},{LISTENER_NAME}://127.0.0.1:{sport}"
-            props["listener.security.protocol.map"] = (f"{props['listener.security.protocol.map']},"
-                                                       f"{LISTENER_NAME}:{self.secured.protocol}")
-            props.update(self.secured.properties(self.data_dir))
+        if self.secured is not None and self._secured_port is not None:
+            self.secured.add_to(props, self._secured_port, self.data_dir)
         props.update(self.extra_properties)
         return {k: _format_value(v) for k, v in props.items()}
 

@@ -67,6 +67,14 @@ class SecuredListener:
                 props[f"{mechanism.lower()}.sasl.jaas.config"] = _SCRAM_LOGIN
         return {prefix + k: v for k, v in props.items()}
 
+    def add_to(self, props: dict[str, str | int | float | bool], port: int, data_dir: Path) -> None:
+        """Add the listener on 127.0.0.1:``port`` to a broker's ``props`` (next to its PLAINTEXT one)."""
+        endpoint = f"{LISTENER_NAME}://127.0.0.1:{port}"
+        props["listeners"] = f"{props['listeners']},{endpoint}"
+        props["advertised.listeners"] = f"{props['advertised.listeners']},{endpoint}"
+        props["listener.security.protocol.map"] = f"{props['listener.security.protocol.map']},{LISTENER_NAME}:{self.protocol}"
+        props.update(self.properties(data_dir))
+
     def format_args(self) -> list[str]:
         """``--add-scram`` arguments for ``kafka-storage format`` (one per user and mechanism)."""
         if self.protocol != "SASL_SSL":

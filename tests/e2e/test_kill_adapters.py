@@ -29,8 +29,7 @@ from infra.topics import apply_topics
 from producers.targets import load_targets
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
-from schemas.settings import KafkaConnection
-from schemas.settings import Settings
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 
 ROOT = Path(__file__).resolve().parents[2]

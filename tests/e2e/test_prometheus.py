@@ -49,8 +49,7 @@ from producers.client import PublishClient
 from producers.targets import DEFAULT_TARGETS_FILE, load_targets, local_registry
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority, utc_now_iso
-from schemas.settings import KafkaConnection
-from schemas.settings import Settings
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 
 ROOT = Path(__file__).resolve().parents[2]

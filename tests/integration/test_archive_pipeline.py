@@ -29,8 +29,7 @@ from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from infra.topics import apply_topics
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
-from schemas.settings import KafkaConnection
-from schemas.settings import Settings
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 
 pytestmark = pytest.mark.timeout(900)

@@ -3,12 +3,11 @@ one with SASL_SSL (SCRAM-SHA-512); certificates made by openssl during the test,
 127.0.0.1/localhost the clients check.
 
 Over each: the CLI (topics apply, targets load, publish, status --kafka, questions) and the
-long-running processes do real work: the worker and the fanpage, zalo and loudspeaker adapters
+long-running processes do real work: the worker and the fanpage, zalo, loudspeaker and archive adapters
 deliver an article to the emulated platforms (receipts read back over the same connection), the
 CAP endpoint takes an alert that the emergency lane pre-empts, webhooks take a signed comment that
-triage turns into a question, the lag exporter reads the groups' offsets. (The archive adapter
-shares the delivery runtime and its connection with the other adapters; it is not started here,
-it needs the S3 server.) A wrong SASL password, an unknown CA
+triage turns into a question, the lag exporter reads the groups' offsets; the archive adapter
+writes to a real S3 server (versitygw). A wrong SASL password, an unknown CA
 and a protocol that does not match the listener stop a process at start, non-zero, within seconds,
 with one line naming the variable to check and never the password.
 """
@@ -38,6 +37,8 @@ from infra.kafka.broker import KafkaBroker
 from infra.kafka.listener import SecuredListener
 from infra.kafka.tail import TopicTail
 from infra.kafka.tls import CertificateSet, make_ca, make_test_certificates
+from infra.s3.__main__ import write_credentials_file
+from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from infra.stack import Emulators, Proc
 from producers.targets import DEFAULT_TARGETS_FILE
 from schemas.settings import Settings
@@ -62,6 +63,21 @@ def ssl_broker(certs: CertificateSet) -> Iterator[KafkaBroker]:
 def sasl_broker(certs: CertificateSet) -> Iterator[KafkaBroker]:
     with KafkaBroker(secured=SecuredListener("SASL_SSL", certs, scram_users={USER: PASSWORD})) as broker:
         yield broker
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A versitygw for the archive adapter; its LANTOA_S3_* variables."""
+    try:
+        build_versitygw()
+    except VersitygwError as exc:  # a failure, never a skip
+        pytest.fail(f"versitygw could not be built: {exc}")
+    with S3Server() as server:
+        creds = tmp_path_factory.mktemp("s3") / "credentials"
+        write_credentials_file(creds, server.access_key, server.secret_key)
+        yield {"LANTOA_S3_ENDPOINT": server.endpoint_url, "LANTOA_S3_BUCKET": "lantoa-archive",
+               "LANTOA_S3_REGION": server.region, "LANTOA_S3_CREDENTIALS_FILE": str(creds),
+               "LANTOA_S3_ADDRESSING_STYLE": "path"}
 
 
 def ssl_env(broker: KafkaBroker, certs: CertificateSet) -> dict[str, str]:
@@ -124,13 +140,13 @@ def post_cap(url: str, body: bytes) -> Any:
         return None  # not listening yet: the caller asks again
 
 
-def everything_over(kafka_env: dict[str, str], tmp: Path) -> None:
-    """The CLI and every long-running process (but the archive adapter) doing real work over ``kafka_env``."""
+def everything_over(kafka_env: dict[str, str], s3_env: dict[str, str], tmp: Path) -> None:
+    """The CLI and every long-running process doing real work over ``kafka_env``."""
     emus = Emulators(tmp / "emu", DEFAULT_TARGETS_FILE)
     prefix = f"sec{uuid.uuid4().hex[:6]}."
     env = {**os.environ, **kafka_env, "LANTOA_TOPIC_PREFIX": prefix, "LANTOA_APP_ID": f"{prefix}streams",
            "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(tmp / "data"), "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-           "LANTOA_EMERGENCY_REPEAT_S": "60", **emus.env}
+           "LANTOA_EMERGENCY_REPEAT_S": "60", "LANTOA_S3_PREFIX": prefix.rstrip(".") + "/", **s3_env, **emus.env}
     env.pop("LANTOA_METRICS_PORT", None)
     settings = Settings.from_env(env)
     graph = tmp / "graph.json"
@@ -143,7 +159,7 @@ def everything_over(kafka_env: dict[str, str], tmp: Path) -> None:
             done = lantoa(env, *args)
             assert done.returncode == 0, done.stderr
         plan = {"streams": ["worker"], "fanpage": ["adapter", "fanpage"], "zalo": ["adapter", "zalo"],
-                "loudspeaker": ["adapter", "loudspeaker"], "emergency": ["adapter", "emergency"], "triage": ["triage"],
+                "loudspeaker": ["adapter", "loudspeaker"], "archive": ["adapter", "archive"], "emergency": ["adapter", "emergency"], "triage": ["triage"],
                 "webhooks": ["webhooks", "--port", "0", "--state-file", str(hooks), "--graph-secrets", str(graph)],
                 "alert-server": ["alert-server", "--port", str(cap_port)]}
         procs = {name: Proc(name, args, env, tmp / f"{name}.log") for name, args in plan.items()}
@@ -157,9 +173,9 @@ def everything_over(kafka_env: dict[str, str], tmp: Path) -> None:
         def delivered() -> set[str]:
             got = {r["channel"] for r in receipts(reader) if r["uri"] == uri and r["stage"] == "delivery"
                    and r["outcome"] == "delivered"}
-            return got if got >= {"fanpage", "zalo", "loudspeaker"} else set()
+            return got if got >= {"fanpage", "zalo", "loudspeaker", "archive"} else set()
 
-        wait(delivered, 120, "the article at pages, groups and loudspeakers", procs, tmp)
+        wait(delivered, 120, "the article at pages, groups, loudspeakers and the archive", procs, tmp)
         status = lantoa(env, "status", uri, "--kafka", "--json")
         assert status.returncode == 0 and "delivered" in status.stdout, status.stderr
 
@@ -200,14 +216,15 @@ def everything_over(kafka_env: dict[str, str], tmp: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_cli_and_every_process_work_over_sasl_ssl_scram(sasl_broker: KafkaBroker, certs: CertificateSet,
-                                                             tmp_path: Path) -> None:
-    everything_over(sasl_env(sasl_broker, certs, tmp_path), tmp_path)
+                                                        s3: dict[str, str], tmp_path: Path) -> None:
+    everything_over(sasl_env(sasl_broker, certs, tmp_path), s3, tmp_path)
+    assert PASSWORD not in sasl_broker.log_file.read_text(errors="replace")  # the format step logs no password
 
 
 @pytest.mark.timeout(300)
 def test_cli_and_every_process_work_over_mutual_tls(ssl_broker: KafkaBroker, certs: CertificateSet,
-                                                        tmp_path: Path) -> None:
-    everything_over(ssl_env(ssl_broker, certs), tmp_path)
+                                                    s3: dict[str, str], tmp_path: Path) -> None:
+    everything_over(ssl_env(ssl_broker, certs), s3, tmp_path)
 
 
 def start_and_wait(env: dict[str, str], args: list[str], timeout: float = 30) -> tuple[int, str]:

@@ -36,8 +36,7 @@ from producers.client import PublishClient
 from producers.targets import load_targets, local_registry
 from schemas.codec import encode
 from schemas.models import Receipt, utc_now_iso
-from schemas.settings import KafkaConnection
-from schemas.settings import Settings
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Topic
 from streams.status import emergency_command_id
 
