@@ -298,8 +298,6 @@ def _intake(bootstrap: str, stack: PipelineStack, events: list[tuple[str, int, i
 
 def _group_members(bootstrap: str, group: str) -> dict[str, Any]:
     """State and members (with what they were assigned) of a consumer group, for a stuck one."""
-
-
     admin = clients.admin(KafkaConnection(bootstrap), client_id="lantoa-drill-admin")
     try:
         described = admin.describe_groups([group])

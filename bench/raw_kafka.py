@@ -69,7 +69,6 @@ def command_payloads(count: int = DISTINCT_PAYLOADS, size: int = RECORD_BYTES) -
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = PARTITIONS) -> None:
-
     from kafka.admin import NewTopic
 
     admin = clients.admin(KafkaConnection(bootstrap), client_id="lantoa-bench-admin")

@@ -29,7 +29,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-
 from consumers.fanpage import FanpageAdapter, SecretFile
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from consumers.zalo import ZaloAdapter

@@ -14,7 +14,6 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from infra.kafka import clients
-
 from schemas.settings import Settings
 from schemas.topics import Topic, descriptors
 

@@ -15,7 +15,6 @@ from typing import Any
 from kafka import KafkaProducer
 
 from infra.kafka import clients
-
 from schemas.cap import Alert, parse_cap
 from schemas.models import utc_now_iso
 from schemas.settings import Settings

@@ -14,7 +14,6 @@ from typing import Any
 from kafka import KafkaProducer
 
 from infra.kafka import clients
-
 from schemas.article import Article, article_from_ninjs
 from schemas.codec import encode
 from schemas.errors import InvalidContent

@@ -17,7 +17,6 @@ import orjson
 from kafka import TopicPartition
 
 from infra.kafka import clients
-
 from producers.progress import progress as bar
 from schemas.codec import headers_to_dict
 from schemas.settings import Settings

@@ -33,7 +33,6 @@ from kafka.errors import KafkaError
 from infra.kafka import clients
 from infra.kafka.clients import KafkaAccessError
 from infra.kafka.reachable import EXIT_CONFIG
-
 from schemas import metrics
 from schemas.settings import Settings
 from schemas.topics import RETRY_TIERS, Channel, Topic

@@ -9,7 +9,6 @@ from typing import Any
 from kafka import KafkaProducer
 
 from infra.kafka import clients
-
 from schemas import contracts
 from schemas.codec import encode
 from schemas.models import Target

@@ -38,7 +38,6 @@ import orjson
 import pytest
 import yaml
 
-
 from helpers import SHARED, ce_headers, sample_paths
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail

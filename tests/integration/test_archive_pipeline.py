@@ -18,7 +18,6 @@ import boto3
 import orjson
 import pytest
 
-
 from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials, article_prefix
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 
-
 from consumers.base import Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.ledger import Ledger

@@ -26,7 +26,6 @@ from typing import Any
 import orjson
 import pytest
 
-
 from helpers import SHARED, sample_paths
 from infra.kafka import clients
 from infra.stack import Proc
