@@ -44,6 +44,8 @@ import orjson
 
 from bench.common import ROOT
 from bench.pipeline import Articles, PipelineStack, StackConfig
+from infra.kafka import clients
+from schemas.settings import KafkaConnection
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
 
     kills = kill_schedule(list(procs), config, rnd)
     restart_at: dict[str, float] = {}
-    receipts = TopicTail(broker.bootstrap, stack.settings.topic(Topic.RECEIPTS))
+    receipts = TopicTail(stack.settings.kafka, stack.settings.topic(Topic.RECEIPTS))
     settled: set[tuple[str, int, str, str]] = set()
     fanned_out: set[str] = set()  # uris the stream worker decided on (a fanout or policy receipt)
     events: list[tuple[str, int, int]] = []  # (uri, partition, offset) of every CMS event produced
@@ -279,7 +281,7 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
 def _lag(bootstrap: str, stack: PipelineStack) -> dict[str, int]:
     """Records not yet committed per consumer group and input topic at the end: > 0 is a stuck
     partition (or unfinished work) that the counts alone would hide."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     from schemas.topics import Topic
 
@@ -288,7 +290,7 @@ def _lag(bootstrap: str, stack: PipelineStack) -> dict[str, int]:
         groups[f"{stack.settings.topic_prefix}lantoa-{c.value}"] = stack.settings.topic(Topic.commands(c))
     out: dict[str, int] = {}
     for group, topic in groups.items():
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        consumer = clients.consumer(KafkaConnection(bootstrap), group_id=group, enable_auto_commit=False)
         try:
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             end = consumer.end_offsets(tps)
@@ -308,12 +310,12 @@ def _intake(bootstrap: str, stack: PipelineStack, events: list[tuple[str, int, i
     """What the stream worker did with each CMS event: decided on (a fanout/policy receipt for its
     uri), still waiting (offset not committed: a stuck partition), or **committed without a
     decision** (its offset is behind the group's commit but nothing was produced for it: lost)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     from schemas.topics import Topic
 
     topic = stack.settings.topic(Topic.CMS_ARTICLES)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=stack.settings.app_id, enable_auto_commit=False)
+    consumer = clients.consumer(KafkaConnection(bootstrap), group_id=stack.settings.app_id, enable_auto_commit=False)
     try:
         committed = {p: consumer.committed(TopicPartition(topic, p)) or 0 for p in {p for _, p, _ in events}}
     finally:
@@ -327,9 +329,7 @@ def _intake(bootstrap: str, stack: PipelineStack, events: list[tuple[str, int, i
 
 def _group_members(bootstrap: str, group: str) -> dict[str, Any]:
     """State and members (with what they were assigned) of a consumer group, for a stuck one."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="lantoa-drill-admin")
+    admin = clients.admin(KafkaConnection(bootstrap), client_id="lantoa-drill-admin")
     try:
         described = admin.describe_groups([group])
     finally:
@@ -346,7 +346,7 @@ def _dead_letters(bootstrap: str, topic: str) -> dict[tuple[str, int, str, str],
     """(uri, version, channel, target) → reason, for every dead-lettered command."""
     from infra.kafka.tail import TopicTail
 
-    tail = TopicTail(bootstrap, topic)
+    tail = TopicTail(KafkaConnection(bootstrap), topic)
     try:
         records = tail.settle(1.0)
     finally:

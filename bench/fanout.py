@@ -13,6 +13,8 @@ import uuid
 import orjson
 
 from bench.common import Result, Worker, percentile
+from infra.kafka import clients
+from schemas.settings import KafkaConnection
 
 RUNS = 5
 
@@ -39,7 +41,7 @@ def run(bootstrap: str) -> list[Result]:
     try:
         plan = route(RouteInput((), ("urn:lantoa:subject:chuyen-doi-so",)), local_registry(worker.settings))
         per_article = sum(len(v) for v in plan.values())
-        tails = {c: TopicTail(bootstrap, worker.settings.topic(Topic.commands(c))) for c in Channel}
+        tails = {c: TopicTail(worker.settings.kafka, worker.settings.topic(Topic.commands(c))) for c in Channel}
         durations: list[float] = []
         with PublishClient(worker.settings) as client:
             for i in range(RUNS + 1):
@@ -71,9 +73,9 @@ def run(bootstrap: str) -> list[Result]:
 
 
 def _event_timestamp(bootstrap: str, topic: str, partition: int, offset: int) -> int:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = clients.consumer(KafkaConnection(bootstrap), group_id=None, enable_auto_commit=False)
     tp = TopicPartition(topic, partition)
     consumer.assign([tp])
     consumer.seek(tp, offset)

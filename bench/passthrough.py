@@ -19,20 +19,20 @@ import orjson
 
 from bench.common import Result
 from bench.raw_kafka import PARTITIONS, RECORDS, RawTopic, create_topic, fill, filled_topic
+from infra.kafka import clients
+from schemas.settings import KafkaConnection
 
 BATCH = 2000
 
 
 async def passthrough(bootstrap: str, source: str, records: int) -> tuple[float, int]:
     """Copy ``records`` records from ``source`` to a new topic; (seconds, records copied)."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
     sink = f"bench.passthrough.{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(create_topic, bootstrap, sink, PARTITIONS)
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"bench-pt-{uuid.uuid4().hex[:6]}",
+    consumer = clients.aio_consumer(KafkaConnection(bootstrap), source, group_id=f"bench-pt-{uuid.uuid4().hex[:6]}",
                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=BATCH,
                                 fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+    producer = clients.aio_producer(KafkaConnection(bootstrap), acks="all", enable_idempotence=True, linger_ms=5,
                                 max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
     await consumer.start()
     await producer.start()

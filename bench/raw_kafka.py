@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import Result
+from infra.kafka import clients
+from schemas.settings import KafkaConnection
 
 RECORDS = 200_000
 RECORD_BYTES = 1024
@@ -67,10 +69,9 @@ def command_payloads(count: int = DISTINCT_PAYLOADS, size: int = RECORD_BYTES) -
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = PARTITIONS) -> None:
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="lantoa-bench-admin")
+    admin = clients.admin(KafkaConnection(bootstrap), client_id="lantoa-bench-admin")
     try:
         admin.create_topics([NewTopic(name, partitions, 1)])
     finally:

@@ -30,6 +30,8 @@ import orjson
 
 from bench import pipeline, procstats
 from bench.common import Result
+from infra.kafka import clients
+from schemas.settings import KafkaConnection
 
 SHORT_WINDOW_S = 20.0
 DAY_ARTICLES = 22
@@ -65,9 +67,9 @@ def _article(template: dict[str, Any], tag: str, i: int) -> dict[str, Any]:
 
 def _lag(bootstrap: str, group: str, topic: str) -> tuple[int, int]:
     """(records in the topic, records not yet committed by the group)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = clients.consumer(KafkaConnection(bootstrap), group_id=group, enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         end = consumer.end_offsets(tps)

@@ -29,12 +29,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from consumers.fanpage import FanpageAdapter, SecretFile
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from consumers.zalo import ZaloAdapter
 from consumers.zalo_tokens import TokenStore
+from infra.kafka import clients
 from infra.kafka.loop import Batch, Handled
 from infra.stack import Emulators
 from infra.topics import apply_topics
@@ -104,7 +103,7 @@ def count_sends(rt: Timed) -> None:
 
 
 async def produce(settings: Settings, channel: Channel, commands: list[Command]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20)
+    producer = clients.aio_producer(settings.kafka, acks="all", linger_ms=20)
     await producer.start()
     try:
         topic = settings.topic(Topic.commands(channel))

@@ -1,6 +1,7 @@
 """The bootstrap of a delivery process (`lantoa adapter <channel>`, `lantoa adapter emergency`):
 the metrics server when configured, the target registry followed for the process's lifetime,
-SIGTERM/SIGINT as a stop event, and exit 70 on anything unexpected."""
+SIGTERM/SIGINT as a stop event, exit 78 with one line when the cluster refuses the connection
+configuration (certificate, credentials, protocol), and exit 70 on anything unexpected."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from consumers.runtime import EXIT_CRASH
-from infra.kafka.reachable import wait_for_kafka
+from infra.kafka.clients import KafkaAccessError
+from infra.kafka.reachable import EXIT_CONFIG, wait_for_kafka
 from schemas.models import Target
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -26,6 +28,8 @@ def run_until_signalled(settings: Settings, what: str, body: Callable[[asyncio.E
 
     An exception out of ``body`` is logged as critical on ``logger`` ("<what> stopped on ...") and
     the process exits with ``EXIT_CRASH`` at once: nothing past the failing record was committed.
+    KafkaAccessError at start (nothing consumed yet) is one critical line naming the variable to
+    check, and exit ``EXIT_CONFIG``.
     """
     from streams.registry_follower import RegistryFollower
 
@@ -49,6 +53,10 @@ def run_until_signalled(settings: Settings, what: str, body: Callable[[asyncio.E
         start_http_server(settings.metrics_port, addr=settings.web_host)
     try:
         asyncio.run(main())
+    except KafkaAccessError as exc:  # at start: nothing was consumed, no offset moved
+        logger.critical("%s cannot start: %s", what, exc)
+        logging.shutdown()
+        os._exit(EXIT_CONFIG)
     except Exception as exc:  # noqa: BLE001 - nothing past the failing record was committed
         logger.critical("%s stopped on %s: %s", what, type(exc).__name__, exc, exc_info=exc)
         logging.shutdown()

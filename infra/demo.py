@@ -83,7 +83,7 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
 
     started = time.monotonic()
     docs = [orjson.loads(p.read_bytes()) for p in samples]
-    receipts = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.RECEIPTS), 60)
+    receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS), 60)
 
     def outcomes() -> list[dict[str, Any]]:
         receipts.poll()
@@ -125,7 +125,7 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
     registry = local_registry(settings)
     per: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for channel in Channel:
-        tail = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.commands(channel)))
+        tail = TopicTail(settings.kafka, settings.topic(Topic.commands(channel)))
         for rec in tail.settle(0.5):
             cmd = orjson.loads(rec.value)
             per[cmd["uri"]][channel.value].append(cmd)

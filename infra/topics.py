@@ -13,6 +13,7 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
+from infra.kafka import clients
 from schemas.settings import Settings
 from schemas.topics import Topic, descriptors
 
@@ -37,12 +38,7 @@ def desired(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
-    return KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        client_id=f"{settings.client_id}-admin",
-        security_protocol=settings.security_protocol,
-        request_timeout_ms=30000,
-    )
+    return clients.admin(settings.kafka, client_id=f"{settings.client_id}-admin", request_timeout_ms=30000)
 
 
 def _current_partitions(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:

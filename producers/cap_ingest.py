@@ -14,6 +14,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from infra.kafka import clients
 from schemas.cap import Alert, parse_cap
 from schemas.models import utc_now_iso
 from schemas.settings import Settings
@@ -56,10 +57,9 @@ class AlertProducer:
 
     def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
         self.settings = settings
-        self._producer = producer or KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap.split(","), client_id=f"{settings.client_id}-cap",
-            acks="all", enable_idempotence=True, max_request_size=2 * 1024 * 1024,
-            security_protocol=settings.security_protocol)
+        self._producer = producer or clients.producer(
+            settings.kafka, client_id=f"{settings.client_id}-cap",
+            acks="all", enable_idempotence=True, max_request_size=2 * 1024 * 1024)
 
     def send(self, checked: Checked, source: str = "urn:lantoa:cap-ingest", timeout_s: float = 30.0) -> dict[str, Any]:
         meta = self._producer.send(self.settings.topic(Topic.ALERTS_CAP), key=checked.alert.identifier.encode(),

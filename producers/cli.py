@@ -95,12 +95,19 @@ def cmd_alert(args: argparse.Namespace) -> int:
 
 
 def cmd_alert_server(args: argparse.Namespace) -> int:
+    from infra.kafka.clients import KafkaAccessError
+    from infra.kafka.reachable import EXIT_CONFIG
     from producers.cap_http import serve
     from producers.cap_ingest import AlertProducer
     from producers.targets import local_registry
 
     settings = _settings()
-    serve(local_registry(settings), AlertProducer(settings), args.host, args.port,
+    try:  # the producer checks a secured connection first: a refused configuration stops here
+        alerts = AlertProducer(settings)
+    except KafkaAccessError as exc:
+        print(f"lantoa alert-server cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    serve(local_registry(settings), alerts, args.host, args.port,
           Path(args.token_file) if args.token_file else None)
     return 0
 

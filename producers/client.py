@@ -13,6 +13,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from infra.kafka import clients
 from schemas.article import Article, article_from_ninjs
 from schemas.codec import encode
 from schemas.errors import InvalidContent
@@ -104,14 +105,13 @@ class PublishClient:
 
     def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
         self.settings = settings
-        self._producer = producer or KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
+        self._producer = producer or clients.producer(
+            settings.kafka,
             client_id=f"{settings.client_id}-cms",
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
             max_request_size=4 * 1024 * 1024,
-            security_protocol=settings.security_protocol,
         )
         self._topic = settings.topic(Topic.CMS_ARTICLES)
 

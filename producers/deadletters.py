@@ -33,9 +33,10 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
+from infra.kafka import clients
 from producers.progress import progress as bar
 from schemas import contracts
 from schemas.cap import parse_cap
@@ -69,8 +70,7 @@ class DeadLetter:
 def read_all(settings: Settings, timeout_s: float = 10.0) -> list[DeadLetter]:
     """Every dead letter still retained on the topic, oldest first per partition."""
     topic = settings.topic(Topic.DEADLETTER)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
-                             enable_auto_commit=False, security_protocol=settings.security_protocol)
+    consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False)
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -244,9 +244,8 @@ def replay(settings: Settings, letters: list[DeadLetter], dry_run: bool = False,
     sending = [i for i, x in enumerate(decisions) if x.topic is not None]
     if dry_run or not sending:
         return decisions
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all",
-                             enable_idempotence=True, max_request_size=4 * 1024 * 1024,
-                             client_id=f"{settings.client_id}-replay", security_protocol=settings.security_protocol)
+    producer = clients.producer(settings.kafka, acks="all", enable_idempotence=True, max_request_size=4 * 1024 * 1024,
+                                client_id=f"{settings.client_id}-replay")
     try:
         futures = []
         for n, i in enumerate(sending, start=1):

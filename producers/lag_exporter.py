@@ -27,9 +27,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
+from infra.kafka import clients
+from infra.kafka.clients import KafkaAccessError
+from infra.kafka.reachable import EXIT_CONFIG
 from schemas import metrics
 from schemas.settings import Settings
 from schemas.topics import RETRY_TIERS, Channel, Topic
@@ -75,11 +78,9 @@ class LagPoller:
     settings: Settings
 
     def __post_init__(self) -> None:
-        servers = self.settings.kafka_bootstrap.split(",")
-        common = {"bootstrap_servers": servers, "client_id": f"{self.settings.client_id}-lag",
-                  "security_protocol": self.settings.security_protocol}
-        self.admin = KafkaAdminClient(**common)
-        self.consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **common)
+        client_id = f"{self.settings.client_id}-lag"
+        self.admin = clients.admin(self.settings.kafka, client_id=client_id)
+        self.consumer = clients.consumer(self.settings.kafka, group_id=None, enable_auto_commit=False, client_id=client_id)
 
     def poll(self) -> dict[tuple[str, str], int]:
         """(group, topic) → lag, for every topic of every watched group that exists."""
@@ -157,18 +158,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = Settings.from_env(os.environ)
-    if args.once:
-        poller = LagPoller(settings)
-        try:
-            print(render(poller.poll()))
-        finally:
-            poller.close()
-        return 0
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        if args.once:
+            poller = LagPoller(settings)
+            try:
+                print(render(poller.poll()))
+            finally:
+                poller.close()
+            return 0
         run(settings, args.port or settings.metrics_port or DEFAULT_PORT, args.interval, stop)
+    except KafkaAccessError as exc:  # the cluster refuses this configuration: restarting will not help
+        log.critical("lag exporter cannot start: %s", exc)
+        logging.shutdown()
+        os._exit(EXIT_CONFIG)
     except Exception as exc:  # noqa: BLE001 - anything but a Kafka error is a bug: stop, be restarted
         log.critical("lag exporter stopped on %s: %s", type(exc).__name__, exc, exc_info=exc)
         logging.shutdown()

@@ -114,14 +114,14 @@ def cmd_questions(args: argparse.Namespace) -> int:
 
 
 def _receipt_tail(settings: Settings) -> Any:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
+    from infra.kafka import clients
     from schemas.topics import Topic
 
     topic = settings.topic(Topic.RECEIPTS)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
-                             enable_auto_commit=False, client_id=f"{settings.client_id}-answer",
-                             security_protocol=settings.security_protocol)
+    consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False,
+                                client_id=f"{settings.client_id}-answer")
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(tps)
     consumer.seek_to_end(*tps)
@@ -146,8 +146,7 @@ def wait_receipt(consumer: Any, command_id: str, wait_s: float) -> dict[str, Any
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
-
+    from infra.kafka import clients
     from schemas.codec import encode
     from schemas.models import utc_now_iso
     from schemas.topics import Topic
@@ -180,9 +179,8 @@ def cmd_answer(args: argparse.Namespace) -> int:
     command_id = command.key.command_id()
     tail = _receipt_tail(settings)
     try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all",
-                                 enable_idempotence=True, client_id=f"{settings.client_id}-answer",
-                                 security_protocol=settings.security_protocol)
+        producer = clients.producer(settings.kafka, acks="all", enable_idempotence=True,
+                                    client_id=f"{settings.client_id}-answer")
         try:
             producer.send(settings.topic(Topic.commands(command.channel)), key=command.target.encode(),
                           value=encode(command.to_dict())).get(timeout=30)
@@ -210,8 +208,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
 
 def cmd_dismiss(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
-
+    from infra.kafka import clients
     from schemas import contracts
     from schemas.codec import encode
     from schemas.models import utc_now_iso
@@ -232,9 +229,8 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
              "message_id": record["comment_id"], "text": args.reason or "", "by": args.by or getpass.getuser(),
              "received_at": utc_now_iso()}
     contracts.check("engagement", event)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all",
-                             enable_idempotence=True, client_id=f"{settings.client_id}-dismiss",
-                             security_protocol=settings.security_protocol)
+    producer = clients.producer(settings.kafka, acks="all", enable_idempotence=True,
+                                client_id=f"{settings.client_id}-dismiss")
     try:
         producer.send(settings.topic(Topic.ENGAGEMENT_INBOUND), key=inbound_key(record["platform"], record["comment_id"]).encode(),
                       value=encode(event)).get(timeout=30)
@@ -245,6 +241,8 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
+    from infra.kafka.clients import KafkaAccessError
+    from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
     from producers.webhooks import WebhookSecrets, serve
 
     settings = _settings()
@@ -255,6 +253,11 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         print("no webhook secrets: give --graph-secrets {app_secret, verify_token} and/or "
               "--zalo-secrets {oa_secret_key} (with LANTOA_ZALO_APP_ID)", file=sys.stderr)
         return 2
+    try:  # waits while Kafka is unreachable; a refused configuration stops here (nothing consumed)
+        ensure_kafka(settings.kafka, client_id=f"{settings.client_id}-probe")
+    except KafkaAccessError as exc:
+        print(f"lantoa webhooks cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     serve(settings, secrets, args.host, args.port, Path(args.state_file) if args.state_file else None)
     return 0
 
@@ -262,10 +265,18 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 def cmd_triage(args: argparse.Namespace) -> int:
     import logging
 
+    from infra.kafka.clients import KafkaAccessError
+    from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
     from streams.engagement_store import run_triage
 
     logging.getLogger().setLevel(args.loglevel.upper())
-    run_triage(_settings())
+    settings = _settings()
+    try:  # waits while Kafka is unreachable; a refused configuration stops here (nothing consumed)
+        ensure_kafka(settings.kafka, client_id=f"{settings.client_id}-probe")
+    except KafkaAccessError as exc:
+        print(f"lantoa triage cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    run_triage(settings)
     return 0
 
 

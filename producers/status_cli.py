@@ -54,8 +54,10 @@ def fetch_http(base_url: str, uri: str, channel: str | None = None, state: str |
 def fetch_kafka(settings: Settings, uri: str, channel: str | None = None, state: str | None = None,
                 timeout_s: float = 120.0) -> dict[str, Any] | None:
     """Read receipts, commands and emergency records up to their current end and fold this uri."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
     from kafka.errors import KafkaError
+
+    from infra.kafka import clients
 
     needle = uri.encode()
     identifier = uri[len(CAP_PREFIX):].encode() if uri.startswith(CAP_PREFIX) else None
@@ -63,9 +65,8 @@ def fetch_kafka(settings: Settings, uri: str, channel: str | None = None, state:
     kinds.update({settings.topic(Topic.commands(c)): "command" for c in Channel})
     fold = StatusFold()
     try:
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
-                                 enable_auto_commit=False, client_id=f"{settings.client_id}-status-cli",
-                                 security_protocol=settings.security_protocol)
+        consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False,
+                                    client_id=f"{settings.client_id}-status-cli")
     except KafkaError as exc:
         raise StatusUnavailable(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     try:

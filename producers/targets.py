@@ -8,6 +8,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from infra.kafka import clients
 from schemas import contracts
 from schemas.codec import encode
 from schemas.models import Target
@@ -44,10 +45,8 @@ def load_targets(settings: Settings, producer: KafkaProducer | None = None, remo
     """Write every configured target (and tombstones for ``remove``) to the targets topic."""
     targets = configured_targets(settings)
     own = producer is None
-    prod = producer or KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id=f"{settings.client_id}-targets",
-        acks="all", linger_ms=20, security_protocol=settings.security_protocol,
-    )
+    prod = producer or clients.producer(settings.kafka, client_id=f"{settings.client_id}-targets",
+                                        acks="all", linger_ms=20)
     try:
         topic = settings.topic(Topic.TARGETS)
         futures = [prod.send(topic, key=t.id.encode(), value=encode(t.to_dict())) for t in targets]

@@ -62,6 +62,10 @@ class KafkaConnection:
                 raise SettingsError(f"{self.security_protocol} needs LANTOA_SASL_USERNAME and LANTOA_SASL_PASSWORD_FILE")
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise SettingsError("LANTOA_SSL_CERTFILE and LANTOA_SSL_KEYFILE go together (client certificate and its key)")
+        for variable, path in (("LANTOA_SSL_CAFILE", self.ssl_cafile), ("LANTOA_SSL_CERTFILE", self.ssl_certfile),
+                               ("LANTOA_SSL_KEYFILE", self.ssl_keyfile)):
+            if path is not None and not path.is_file():
+                raise SettingsError(f"{variable}={path}: no such file")
         return self
 
 

@@ -26,7 +26,8 @@ from datetime import datetime, timezone
 from infra.kafka.compacted import CompactedView
 from infra.kafka.loop import ConsumerLoop, Subscription
 from infra.kafka.outbox import Outbox
-from infra.kafka.reachable import wait_for_kafka
+from infra.kafka.clients import KafkaAccessError
+from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka, wait_for_kafka
 from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.processor import TopicHandlers
@@ -45,6 +46,13 @@ def crash(where: str, exc: BaseException) -> None:
     log.critical("%s: unexpected %s, exiting so the event is replayed: %s", where, type(exc).__name__, exc, exc_info=exc)
     logging.shutdown()
     os._exit(EXIT_CRASH)
+
+
+def refused(exc: KafkaAccessError) -> None:
+    """Stop at start: the cluster refuses this configuration (nothing consumed, no offset moved)."""
+    log.critical("stream worker cannot start: %s", exc)
+    logging.shutdown()
+    os._exit(EXIT_CONFIG)
 
 
 def _utc_now() -> datetime:
@@ -104,6 +112,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port, addr=settings.web_host)
+    # Before the status views connect: a refused configuration is one clear line, not their crash.
+    try:
+        ensure_kafka(settings.kafka, client_id=f"{settings.client_id}-probe")
+    except KafkaAccessError as exc:
+        refused(exc)
     status = None
     if settings.web_port > 0 or settings.metrics_port:
         status = StatusService(settings, serve_http=settings.web_port > 0, on_crash=lambda exc: crash("status view", exc))
@@ -118,6 +131,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     try:
         asyncio.run(main())
+    except KafkaAccessError as exc:
+        refused(exc)
     except Exception as exc:  # noqa: BLE001 - nothing past the last commit was lost; exit and be replayed
         crash("stream worker", exc)
     finally:

@@ -7,7 +7,7 @@ the broker runs as ``java -cp '<libs>/*' kafka.Kafka server.properties``.
 Typical use::
 
     with KafkaBroker() as broker:          # temp data dir, free loopback ports
-        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        admin = clients.admin(KafkaConnection(broker.bootstrap))
         ...
         broker.restart()                   # same ports and data, no reformat
         broker.kill()                      # SIGKILL, for fault drills
@@ -17,6 +17,10 @@ Jars are cached under ``$LANTOA_CACHE_DIR`` (default ``~/.cache/lantoa``) in
 ``kafka-<version>/libs`` (broker) and ``kafka-<version>/tools`` (kafka-tools: ProducerPerformance,
 ConsumerPerformance), each completed by a marker file written last; the fetch and the Java
 toolchain live in ``infra.kafka.jars`` (their names are re-exported here).
+
+``secured=SecuredListener(...)`` (infra/kafka/listener.py) adds an SSL or SASL_SSL (SCRAM) client
+listener on :attr:`KafkaBroker.secured_bootstrap`; the PLAINTEXT one stays for the controller,
+inter-broker traffic and the readiness probe.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # The jar fetch and the Java toolchain moved to infra.kafka.jars; their names stay importable here.
+from infra.kafka import clients
 from infra.kafka.jars import (
     BROKER_POM,
     DEFAULT_VERSION,
@@ -45,7 +50,9 @@ from infra.kafka.jars import (
     fetch_jars,
     java_executable,
 )
+from infra.kafka.listener import SecuredListener
 from infra.processes import ServerProcess, cache_root, free_loopback_ports, pid_alive, stop_process_group
+from schemas.settings import KafkaConnection
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -188,6 +195,7 @@ class KafkaBroker(ServerProcess):
         node_id: int = NODE_ID,
         cluster_id: str | None = None,
         quorum_voters: str | None = None,
+        secured: SecuredListener | None = None,
     ) -> None:
         self._owns_data_dir = data_dir is None
         self.data_dir: Path = (
@@ -215,6 +223,8 @@ class KafkaBroker(ServerProcess):
         self.quorum_voters = quorum_voters
         self._proc = None
         self._log_offset = 0
+        self.secured = secured
+        self._secured_port: int | None = None
 
     # -- paths and addresses --------------------------------------------------------------
 
@@ -248,6 +258,15 @@ class KafkaBroker(ServerProcess):
         """``"127.0.0.1:<port>"``."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def secured_bootstrap(self) -> str:
+        """``"127.0.0.1:<port>"`` of the secured listener (only with ``secured``)."""
+        if self.secured is None:
+            raise KafkaBrokerError("this broker has no secured listener (pass secured=SecuredListener(...))")
+        if self._secured_port is None:
+            raise KafkaBrokerError("broker not started yet: no secured port assigned")
+        return f"127.0.0.1:{self._secured_port}"
+
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log_file, lines)
 
@@ -280,6 +299,8 @@ class KafkaBroker(ServerProcess):
             "group.initial.rebalance.delay.ms": 0,
             "log.retention.check.interval.ms": 10_000,
         }
+        if self.secured is not None and self._secured_port is not None:
+            self.secured.add_to(props, self._secured_port, self.data_dir)
         props.update(self.extra_properties)
         return {k: _format_value(v) for k, v in props.items()}
 
@@ -320,8 +341,9 @@ class KafkaBroker(ServerProcess):
             "-c",
             str(self.properties_file),
         )
+        scram = self.secured.format_args() if self.secured is not None else []
         proc = subprocess.run(
-            cmd,
+            cmd + scram,
             cwd=self.data_dir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -330,7 +352,9 @@ class KafkaBroker(ServerProcess):
             check=False,
         )
         with open(self.log_file, "a", encoding="utf-8") as logfh:
-            logfh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} format: {' '.join(cmd)}\n")
+            # The SCRAM passwords stay out of the log: only how many users were added.
+            logfh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} format: {' '.join(cmd)}"
+                        f" (+{len(scram) // 2} SCRAM credentials)\n")
             logfh.write(proc.stdout)
         if proc.returncode != 0:
             raise KafkaBrokerError(
@@ -361,21 +385,26 @@ class KafkaBroker(ServerProcess):
         attempts = 3 if first_start and not self._fixed_ports else 1
         for attempt in range(1, attempts + 1):
             if self._port is None or self._controller_port is None:
-                picked = free_loopback_ports(2)
+                picked = free_loopback_ports(3)
                 self._port = self._port or picked[0]
                 self._controller_port = self._controller_port or picked[1]
+                self._secured_port = self._secured_port or picked[2]
+            elif self._secured_port is None:
+                self._secured_port = free_loopback_ports(1)[0]
             try:
                 self._launch(wait)
                 return self
             except KafkaBrokerError:
                 if attempt < attempts and "Address already in use" in self._launch_log():
                     log.warning("port race on %s; retrying with new ports", self.bootstrap)
-                    self._port = self._controller_port = None
+                    self._port = self._controller_port = self._secured_port = None
                     continue
                 raise
         raise AssertionError("unreachable")
 
     def _launch(self, wait: bool = True) -> None:
+        if self.secured is not None:
+            self.secured.write_keystore(self.data_dir)
         self._write_properties()
         self._format_storage()
         self._read_cluster_id()
@@ -426,8 +455,6 @@ class KafkaBroker(ServerProcess):
         )
 
     def _wait_ready(self) -> None:
-        from kafka import KafkaAdminClient  # kafka-python; imported lazily (slow import)
-
         assert self._proc is not None
         deadline = time.monotonic() + self.start_timeout
         last_error: BaseException | None = None
@@ -444,8 +471,9 @@ class KafkaBroker(ServerProcess):
                 )
             if _port_open(self.port):
                 try:
-                    admin = KafkaAdminClient(
-                        bootstrap_servers=self.bootstrap,
+                    # The probe uses the PLAINTEXT listener, which every broker here keeps.
+                    admin = clients.admin(
+                        KafkaConnection(self.bootstrap),
                         client_id="lantoa-kafka-readiness",
                         bootstrap_timeout_ms=int(max(1.0, min(remaining, 10.0)) * 1000),
                         request_timeout_ms=5000,

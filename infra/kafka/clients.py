@@ -5,15 +5,38 @@ Both get the same bootstrap, security protocol, SASL mechanism and credentials, 
 certificate, so a process that works over PLAINTEXT works over SSL or SASL_SSL by configuration.
 Nothing else in the tree constructs a client by hand (the loop, the outbox, state views, admin,
 the CLI and tests all come through these functions).
+
+:func:`probe` opens one connection the way every client will (TLS, then SASL, then a request) and
+says whether the cluster refuses this configuration for good (:class:`KafkaAccessError`: an
+untrusted certificate, refused credentials, an unsupported mechanism), merely is not there yet
+(refused, timed out), or accepted the connection and then dropped it (likely a protocol that does
+not match the listener, final once it keeps happening). The kafka-python constructors run it first
+on a secured connection, so the CLI and the tools fail in a second with the variable to check
+instead of timing out after 30 s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import enum
+import socket
 import ssl
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+from aiokafka.protocol.metadata import MetadataRequest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from schemas.settings import KafkaConnection
@@ -51,6 +74,124 @@ def kafka_python_args(conn: KafkaConnection) -> dict[str, Any]:
     return args
 
 
+# -- can this configuration connect at all? ----------------------------------------------------
+
+# How many probes in a row may see the connection accepted and then dropped (or the TLS handshake
+# fail) before it counts as a configuration mismatch rather than a broker in the middle of a restart.
+MISMATCH_AFTER = 5
+
+
+class KafkaAccessError(Exception):
+    """The cluster refuses this connection configuration: retrying cannot help.
+
+    Raised at start (before any record is read, so no offset moves); the message names the
+    variable to check and never the password. Processes exit non-zero on it with that one line.
+    """
+
+
+class ProbeResult(enum.Enum):
+    OK = "ok"
+    UNREACHABLE = "unreachable"  # refused, timed out, no such host: the broker may come back
+    MISMATCH = "mismatch"  # accepted, then TLS or the Kafka handshake failed: wrong protocol?
+
+
+@dataclass(frozen=True)
+class Probe:
+    result: ProbeResult
+    detail: str = ""
+
+
+def hosts(conn: KafkaConnection) -> list[tuple[str, int]]:
+    """``host:port`` pairs of the bootstrap list (``[v6]:port`` allowed)."""
+    out: list[tuple[str, int]] = []
+    for item in conn.bootstrap.split(","):
+        host, _, port = item.strip().rpartition(":")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def access_error(conn: KafkaConnection, where: str, exc: BaseException) -> KafkaAccessError | None:
+    """The final error ``exc`` means for this configuration, or None if it may pass by itself."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return KafkaAccessError(
+            f"Kafka at {where}: its TLS certificate is not trusted ({exc.verify_message}): check LANTOA_SSL_CAFILE "
+            f"(now {conn.ssl_cafile or 'the system store'}) and that LANTOA_KAFKA_BOOTSTRAP names a host the "
+            f"certificate was issued for")
+    if isinstance(exc, (SaslAuthenticationFailed, AuthenticationFailedError)):
+        return KafkaAccessError(
+            f"Kafka at {where} refused the {conn.sasl_mechanism} credentials of user {conn.sasl_username!r}: "
+            f"check LANTOA_SASL_USERNAME and the password in LANTOA_SASL_PASSWORD_FILE")
+    if isinstance(exc, (UnsupportedSaslMechanismError, AuthenticationMethodNotSupported)):
+        return KafkaAccessError(
+            f"Kafka at {where} does not accept SASL mechanism {conn.sasl_mechanism}: check LANTOA_SASL_MECHANISM")
+    return None
+
+
+def mismatch_message(conn: KafkaConnection, where: str, detail: str) -> str:
+    return (f"Kafka at {where} accepted the connection but the {conn.security_protocol} handshake failed "
+            f"{MISMATCH_AFTER} times ({detail}): check that LANTOA_SECURITY_PROTOCOL={conn.security_protocol} is "
+            f"what the listener speaks, and LANTOA_SSL_CERTFILE/LANTOA_SSL_KEYFILE if it requires a client certificate")
+
+
+async def probe(conn: KafkaConnection, *, client_id: str = "lantoa-probe", timeout_s: float = 10.0) -> Probe:
+    """Connect to the bootstrap brokers one after the other as every client will, and ask for metadata.
+
+    Returns OK at the first broker that answers, else UNREACHABLE or MISMATCH (the last broker's
+    reason). Raises KafkaAccessError when a broker refuses the certificate or the credentials.
+    """
+    args = aiokafka_args(conn)
+    del args["bootstrap_servers"]
+    last = Probe(ProbeResult.UNREACHABLE, "no bootstrap server")
+    for host, port in hosts(conn):
+        where = f"{host}:{port}"
+        try:
+            link = await create_conn(host, port, client_id=client_id, request_timeout_ms=int(timeout_s * 1000), **args)
+            try:
+                await link.send(MetadataRequest([]))
+            finally:
+                link.close()
+            return Probe(ProbeResult.OK)
+        except ConnectionRefusedError as exc:
+            last = Probe(ProbeResult.UNREACHABLE, f"{where}: connection refused ({exc.strerror})")
+        except (TimeoutError, socket.gaierror) as exc:
+            last = Probe(ProbeResult.UNREACHABLE, f"{where}: {type(exc).__name__} {exc}")
+        except (OSError, KafkaError) as exc:
+            final = access_error(conn, where, exc)
+            if final is not None:
+                raise final from None
+            # Accepted, then reset / closed / a TLS error: a restarting broker or a protocol mismatch.
+            reason = ProbeResult.MISMATCH if _accepted(exc) else ProbeResult.UNREACHABLE
+            last = Probe(reason, f"{where}: {type(exc).__name__} {exc}".rstrip())
+    return last
+
+
+def _accepted(exc: BaseException) -> bool:
+    # Refused/unreachable never got a TCP connection; these mean the peer answered and then dropped us.
+    return isinstance(exc, (ssl.SSLError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError, KafkaError))
+
+
+def check_access(conn: KafkaConnection, *, pause_s: float = 0.2) -> None:
+    """Raise KafkaAccessError if this configuration can never connect; return otherwise.
+
+    For kafka-python callers (CLI, tools), before a client is built: a broker that is simply not
+    reachable is left to the client's own retries and timeout; only refused certificates or
+    credentials, or ``MISMATCH_AFTER`` handshakes in a row dropped, raise. Runs the probe on a
+    thread of its own, so it works with or without a running event loop.
+    """
+    def attempts() -> None:
+        for attempt in range(1, MISMATCH_AFTER + 1):
+            found = asyncio.run(probe(conn, client_id="lantoa-preflight"))
+            if found.result is not ProbeResult.MISMATCH:
+                return
+            if attempt == MISMATCH_AFTER:
+                where = found.detail.split(": ", 1)[0]
+                raise KafkaAccessError(mismatch_message(conn, where, found.detail))
+            time.sleep(pause_s)
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lantoa-preflight") as pool:
+        pool.submit(attempts).result()
+
+
 # -- aiokafka (services) ---------------------------------------------------------------------
 
 
@@ -69,13 +210,25 @@ def aio_client(conn: KafkaConnection, **options: Any) -> AIOKafkaClient:
 # -- kafka-python (CLI, publish client, tools) -------------------------------------------------
 
 
+def _preflight(conn: KafkaConnection) -> None:
+    # Secured connections only: their failures are the ones kafka-python turns into a 30 s timeout.
+    if conn.uses_ssl or conn.uses_sasl:
+        check_access(conn)
+
+
 def consumer(conn: KafkaConnection, *topics: str, **options: Any) -> KafkaConsumer:
+    """A kafka-python consumer. Raises KafkaAccessError first if the cluster refuses this configuration."""
+    _preflight(conn)
     return KafkaConsumer(*topics, **kafka_python_args(conn), **options)
 
 
 def producer(conn: KafkaConnection, **options: Any) -> KafkaProducer:
+    """A kafka-python producer. Raises KafkaAccessError first if the cluster refuses this configuration."""
+    _preflight(conn)
     return KafkaProducer(**kafka_python_args(conn), **options)
 
 
 def admin(conn: KafkaConnection, **options: Any) -> KafkaAdminClient:
+    """A kafka-python admin client. Raises KafkaAccessError first if the cluster refuses this configuration."""
+    _preflight(conn)
     return KafkaAdminClient(**kafka_python_args(conn), **options)

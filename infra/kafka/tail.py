@@ -6,16 +6,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
+
+from infra.kafka import clients
+from schemas.settings import KafkaConnection
 
 
 class TopicTail:
     """Reads every partition of a topic from offset 0 (no consumer group) and keeps the records."""
 
-    def __init__(self, bootstrap: str, topic: str, wait_for_topic_s: float = 30.0) -> None:
+    def __init__(self, conn: KafkaConnection, topic: str, wait_for_topic_s: float = 30.0) -> None:
         self.topic = topic
         self.records: list[Any] = []
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+        self._consumer = clients.consumer(conn, group_id=None, enable_auto_commit=False)
         parts = None
         deadline = time.monotonic() + wait_for_topic_s
         while not parts:

@@ -71,7 +71,7 @@ def test_typhoon_preempts_147_wards_and_cancel_stops_it(kafka_bootstrap: str, tm
              (("streams", ["worker"]), ("emergency", ["adapter", "emergency"]))}
     registry = local_registry(settings)
     producer = AlertProducer(settings)
-    receipts = TopicTail(kafka_bootstrap, settings.topic(Topic.RECEIPTS))
+    receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     wards = {f"{int(w.code):05d}" for w in Ward.iter_all() if int(w.province_code) in (42, 44)}
     try:
         producer.send(check(TYPHOON, registry))

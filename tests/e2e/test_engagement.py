@@ -96,8 +96,8 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(kafk
             ("webhooks", ["webhooks", "--port", "0", "--state-file", str(state), "--graph-secrets",
                           str(secrets / "graph.json"), "--zalo-secrets", str(secrets / "zalo.json")], env))
     procs = {name: Proc(name, args, penv, tmp_path / f"{name}.log") for name, args, penv in plan}
-    receipts = TopicTail(kafka_bootstrap, settings.topic(Topic.RECEIPTS))
-    inbound = TopicTail(kafka_bootstrap, settings.topic(Topic.ENGAGEMENT_INBOUND))
+    receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
+    inbound = TopicTail(settings.kafka, settings.topic(Topic.ENGAGEMENT_INBOUND))
     try:
         path = sample_paths()[0]  # Hà Nội: both fanpages of the province, both Zalo groups
         article = orjson.loads(path.read_bytes())

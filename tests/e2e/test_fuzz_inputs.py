@@ -30,14 +30,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from bench.pipeline import PipelineStack, StackConfig
 from fuzz_corpus import Sent, alert_records, article_records, cap_sources, command_records, sample_docs, valid_command
 from helpers import ce_headers
+from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
+from schemas.settings import KafkaConnection
 from schemas.topics import Channel, Topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +63,7 @@ def s3() -> Iterator[S3Server]:
 def produce(bootstrap: str, records: list[Sent]) -> None:
     # Not idempotent: an idempotent producer treats a refused oversized record as fatal and aborts
     # the other batches in flight with it.
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024, linger_ms=5,
+    producer = clients.producer(KafkaConnection(bootstrap), acks="all", max_request_size=4 * 1024 * 1024, linger_ms=5,
                              enable_idempotence=False)
     try:
         futures = [(r, producer.send(r.topic, value=r.value, key=r.key, headers=r.headers,
@@ -105,8 +107,8 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
         topic = stack.settings.topic(Topic.commands(channel))
         topics[f"distribution.{channel.value}.commands"] = topic
         records += command_records(topic, channel, targets[channel])
-    receipts = TopicTail(kafka_bootstrap, stack.settings.topic(Topic.RECEIPTS))
-    dlq = TopicTail(kafka_bootstrap, stack.settings.topic(Topic.DEADLETTER))
+    receipts = TopicTail(stack.settings.kafka, stack.settings.topic(Topic.RECEIPTS))
+    dlq = TopicTail(stack.settings.kafka, stack.settings.topic(Topic.DEADLETTER))
     try:
         stack.start_workers()
         produce(kafka_bootstrap, records)
@@ -192,7 +194,7 @@ def sentinel_records(stack: PipelineStack, topics: dict[str, str], targets: dict
     doc = sample_docs()[2]
     cap = cap_sources()[0]
     out: list[Sent] = []
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    consumer = clients.consumer(stack.settings.kafka,)
     try:
         for name, topic in topics.items():
             for p in sorted(consumer.partitions_for_topic(topic) or ()):
@@ -227,7 +229,7 @@ def committed_lag(bootstrap: str, stack: PipelineStack, topics: dict[str, str]) 
     out: dict[str, int] = {}
     deadline = time.monotonic() + 30  # commits follow the batch's sends: give them a moment
     for name, topic in topics.items():
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=groups[name], enable_auto_commit=False)
+        consumer = clients.consumer(KafkaConnection(bootstrap), group_id=groups[name], enable_auto_commit=False)
         try:
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             while True:

@@ -19,16 +19,16 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaProducer
 
 from consumers.fanpage import article_marker
+from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
 from producers.targets import load_targets
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
-from schemas.settings import Settings
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def test_kill9_during_1000_deliveries_loses_nothing_and_posts_nothing_twice(kafk
     expected = {(u, t) for u in uris for t in pages + groups}
     procs = {ch: Proc(ch, ["adapter", ch], env, tmp_path / f"{ch}.log") for ch in ("fanpage", "zalo")}
     try:
-        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        producer = clients.producer(KafkaConnection(kafka_bootstrap), acks="all")
         for u in uris:
             for channel, ts in ((Channel.FANPAGE, pages), (Channel.ZALO, groups)):
                 for t in ts:
@@ -90,8 +90,8 @@ def test_kill9_during_1000_deliveries_loses_nothing_and_posts_nothing_twice(kafk
         producer.flush()
         producer.close()
 
-        receipts = TopicTail(kafka_bootstrap, settings.topic(Topic.RECEIPTS))
-        dlq = TopicTail(kafka_bootstrap, settings.topic(Topic.DEADLETTER))
+        receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
+        dlq = TopicTail(settings.kafka, settings.topic(Topic.DEADLETTER))
         settled: set[tuple[str, str]] = set()
         deadline = time.monotonic() + 420
         kills = 0

@@ -36,15 +36,17 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 import test_fuzz_inputs as fuzz
 from bench.pipeline import PipelineStack, StackConfig
 from fuzz_corpus import Sent, cap_sources, sample_docs, valid_command
 from helpers import ce_headers
+from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.s3.versitygw import S3Server
 from infra.stack import Proc
+from schemas.settings import KafkaConnection
 from schemas.topics import Channel, Topic
 
 s3 = fuzz.s3  # the fuzz test's module-scoped S3 server fixture
@@ -253,7 +255,7 @@ def lags(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
     out: dict[str, int] = {}
     deadline = time.monotonic() + 30
     for topic, group in groups.items():
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        consumer = clients.consumer(KafkaConnection(bootstrap), group_id=group, enable_auto_commit=False)
         try:
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             while True:
@@ -297,9 +299,9 @@ def test_poison_in_every_input_is_dead_lettered_and_every_process_survives(kafka
     records += emergency_poison(emergency_topic)
 
     port = free_port()
-    receipts = TopicTail(kafka_bootstrap, st.topic(Topic.RECEIPTS))
-    dlq = TopicTail(kafka_bootstrap, st.topic(Topic.DEADLETTER))
-    questions = TopicTail(kafka_bootstrap, st.topic(Topic.ENGAGEMENT_QUESTIONS))
+    receipts = TopicTail(st.kafka, st.topic(Topic.RECEIPTS))
+    dlq = TopicTail(st.kafka, st.topic(Topic.DEADLETTER))
+    questions = TopicTail(st.kafka, st.topic(Topic.ENGAGEMENT_QUESTIONS))
     try:
         procs = stack.start_workers()
         procs["emergency"] = Proc("emergency", ["adapter", "emergency"], stack.env, stack.workdir / "emergency.log")

@@ -37,9 +37,9 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from kafka import KafkaProducer
 
 from helpers import SHARED, ce_headers, sample_paths
+from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
@@ -48,7 +48,7 @@ from producers.client import PublishClient
 from producers.targets import DEFAULT_TARGETS_FILE, load_targets, local_registry
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority, utc_now_iso
-from schemas.settings import Settings
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,7 +189,7 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kaf
         "lantoa-lag-exporter": [f"127.0.0.1:{ports['lag']}"],
     })
     timings["started_s"] = time.monotonic() - started
-    receipts = TopicTail(kafka_bootstrap, settings.topic(Topic.RECEIPTS))
+    receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     results: dict[str, Any] = {}
 
     def alive() -> None:
@@ -224,7 +224,7 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kaf
                                           Action.PUBLISH), Priority.EMERGENCY, utc_now_iso(),
                            {"message": "Khẩn cấp: thử nghiệm", "link": "https://tin.lantoa.example.vn/a/khan-cap"},
                            published_at=utc_now_iso(now - timedelta(seconds=90)), event_id=str(uuid.uuid4()))
-            producer = KafkaProducer(bootstrap_servers=kafka_bootstrap.split(","), acks="all")
+            producer = clients.producer(KafkaConnection(kafka_bootstrap), acks="all")
             producer.send(settings.topic(Topic.commands(Channel.FANPAGE)), key=late.target.encode(), value=encode(late.to_dict()))
             # A CAP emergency published two minutes ago; no emergency pusher runs here, so it waits.
             identifier, cap = emergency_cap(now - timedelta(minutes=2))

@@ -53,7 +53,7 @@ def test_samples_reach_pages_and_groups_then_retraction_follows(kafka_bootstrap:
     load_targets(settings)
     procs = {name: Proc(name, args, env, tmp_path / f"{name}.log") for name, args in
              (("streams", ["worker"]), ("fanpage", ["adapter", "fanpage"]), ("zalo", ["adapter", "zalo"]))}
-    receipts = TopicTail(kafka_bootstrap, settings.topic(Topic.RECEIPTS))
+    receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     try:
         docs = [orjson.loads(p.read_bytes()) for p in sample_paths()]
         with PublishClient(settings) as client:

@@ -63,7 +63,7 @@ class Pipeline:
 
     def reader(self, topic: Topic) -> TopicReader:
         if topic not in self.readers:
-            self.readers[topic] = TopicReader(self.settings.kafka_bootstrap, self.settings.topic(topic))
+            self.readers[topic] = TopicReader(self.settings.kafka, self.settings.topic(topic))
         return self.readers[topic]
 
     def alive(self) -> bool:

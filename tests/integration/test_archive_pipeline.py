@@ -17,18 +17,18 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from kafka import KafkaProducer
 
 from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials, article_prefix
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from helpers import sample_paths
+from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from infra.topics import apply_topics
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
-from schemas.settings import Settings
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 
 pytestmark = pytest.mark.timeout(900)
@@ -65,13 +65,13 @@ async def test_s3_down_for_30s_loses_nothing_and_adds_no_versions(kafka_bootstra
     runtime = DeliveryRuntime(settings, ArchiveAdapter(config), FAST)
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
-    receipts = TopicTail(kafka_bootstrap, settings.topic(Topic.RECEIPTS))
+    receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     try:
         await asyncio.sleep(3)  # the adapter created the bucket and turned versioning on
         s3.pause(mode="stop")
         down_at = time.monotonic()
         threading.Timer(30.0, s3.resume).start()
-        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        producer = clients.producer(KafkaConnection(kafka_bootstrap), acks="all")
         for path in sample_paths():
             cmd = archive_command(path)
             producer.send(settings.topic(Topic.ARCHIVE_COMMANDS), key=b"archive:main", value=encode(cmd.to_dict()))

@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
+from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.topics import apply_topics
 from schemas.settings import Settings
@@ -32,7 +32,7 @@ def settings(kafka_bootstrap: str) -> Settings:
 
 
 def produce(settings: Settings, values: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = clients.producer(settings.kafka, acks="all")
     for i, value in enumerate(values):
         producer.send(settings.topic(Topic.ENGAGEMENT_INBOUND), key=f"k{i}".encode(), value=value, partition=0)
     producer.flush()
@@ -50,7 +50,7 @@ def run_probe(settings: Settings, group: str) -> int:
 
 
 def read(settings: Settings, topic: Topic) -> list[tuple[bytes, bytes, dict[str, str]]]:
-    tail = TopicTail(settings.kafka_bootstrap, settings.topic(topic))
+    tail = TopicTail(settings.kafka, settings.topic(topic))
     try:
         return [(r.key, r.value, {k: v.decode() for k, v in r.headers}) for r in tail.settle(1.0)]
     finally:

@@ -15,13 +15,13 @@ from typing import Any, ClassVar
 
 import orjson
 import pytest
-from kafka import KafkaProducer
 
 from consumers.base import Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.ledger import Ledger
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from infra.kafka import clients
 from infra.kafka.loop import Handled
 from infra.kafka.tail import TopicTail
 from infra.topics import apply_topics
@@ -101,7 +101,7 @@ def settings(kafka_bootstrap: str) -> Settings:
 
 
 def produce(settings: Settings, commands: list[Command]) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = clients.producer(settings.kafka, acks="all")
     topic = settings.topic(Topic.FANPAGE_COMMANDS)
     for c in commands:
         producer.send(topic, key=c.target.encode(), value=encode(c.to_dict()))
@@ -112,7 +112,7 @@ def produce(settings: Settings, commands: list[Command]) -> None:
 async def run_until(runtime: DeliveryRuntime, settings: Settings, done: Any, timeout: float = 60.0) -> TopicTail:
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
-    receipts = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.RECEIPTS))
+    receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     try:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -145,7 +145,7 @@ async def test_each_command_has_exactly_one_effect_or_a_dead_letter(settings: Se
     await run_until(runtime, settings, lambda rs: final(rs, {"delivered"}) >= good and final(rs, {"failed"}) == {"fanpage:bad-1"})
     assert Counter(t for t, *_ in adapter.effects) == Counter({t: 1 for t in good})
     assert adapter.reconciles >= 1  # the lost one was looked up, not resent
-    dlq = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.DEADLETTER))
+    dlq = TopicTail(settings.kafka, settings.topic(Topic.DEADLETTER))
     letters = dlq.wait_for(lambda recs: len(recs) >= 1, 30)
     headers = headers_to_dict(letters[0].headers)
     assert letters[0].key == b"fanpage:bad-1" and headers["dlq_reason"] == "invalid parameter (100)"

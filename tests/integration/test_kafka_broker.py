@@ -11,10 +11,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
+from infra.kafka import clients
 from infra.kafka.broker import KafkaBroker, log_has_slf4j_problem
+from schemas.settings import KafkaConnection
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +39,7 @@ def _unique(prefix: str) -> str:
 
 
 def _create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="it-admin")
+    admin = clients.admin(KafkaConnection(bootstrap), client_id="it-admin")
     try:
         admin.create_topics(
             {topic: {"num_partitions": partitions, "replication_factor": 1}},
@@ -49,7 +51,7 @@ def _create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = clients.producer(KafkaConnection(bootstrap), acks="all", linger_ms=5)
     try:
         futures = [producer.send(topic, key=b"k", value=v) for v in values]
         producer.flush(timeout=30)
@@ -70,8 +72,7 @@ def _drain(consumer: KafkaConsumer, expected: int, timeout: float = 30.0) -> lis
 
 def _read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
     """Read partition 0 from the beginning without a consumer group."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    consumer = clients.consumer(KafkaConnection(bootstrap), enable_auto_commit=False, group_id=None
     )
     try:
         tp = TopicPartition(topic, 0)
@@ -91,9 +92,7 @@ def test_produce_consume_survives_restart(broker: KafkaBroker) -> None:
 
     # Consume through a consumer group (exercises the group coordinator and
     # __consumer_offsets) and commit.
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
+    consumer = clients.consumer(KafkaConnection(bootstrap), topic,
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -112,7 +111,7 @@ def test_produce_consume_survives_restart(broker: KafkaBroker) -> None:
 
     # Data and committed group offsets survived the restart.
     assert _read_all(bootstrap, topic, N_MESSAGES) == values
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = clients.consumer(KafkaConnection(bootstrap), group_id=group, enable_auto_commit=False)
     try:
         assert consumer.committed(TopicPartition(topic, 0)) == N_MESSAGES
     finally:
@@ -137,13 +136,13 @@ def test_auto_create_topics_is_disabled(broker: KafkaBroker) -> None:
     assert broker.properties()["auto.create.topics.enable"] == "false"
     topic = _unique("it-absent")
     # kafka-python producers ask for auto-creation in their metadata requests.
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, max_block_ms=2000)
+    producer = clients.producer(KafkaConnection(broker.bootstrap), max_block_ms=2000)
     try:
         with pytest.raises(KafkaTimeoutError):
             producer.send(topic, b"x").get(timeout=10)
     finally:
         producer.close(timeout=5)
-    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin = clients.admin(KafkaConnection(broker.bootstrap))
     try:
         assert topic not in admin.list_topics()
     finally:

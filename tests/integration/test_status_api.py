@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaProducer
 
 from helpers import SHARED, sample_paths
+from infra.kafka import clients
 from infra.stack import Proc
 from infra.topics import apply_topics
 from producers.cap_ingest import check, headers_for
@@ -35,7 +35,7 @@ from producers.client import PublishClient
 from producers.targets import load_targets, local_registry
 from schemas.codec import encode
 from schemas.models import Receipt, utc_now_iso
-from schemas.settings import Settings
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Topic
 from streams.status import emergency_command_id
 
@@ -63,7 +63,7 @@ class StatusWorker:
         load_targets(self.settings)
         self.tmp = tmp
         self.proc = Proc("streams", ["worker"], self.env, tmp / "worker.log")
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all")
+        self.producer = clients.producer(KafkaConnection(bootstrap), acks="all")
         self.base = f"http://127.0.0.1:{self.web}"
 
     def get(self, path: str) -> tuple[int, Any]:

@@ -16,9 +16,10 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from helpers import article_doc, encode_doc
+from infra.kafka import clients
 from infra.kafka.outbox import OutRecord
 from infra.kafka.tail import TopicTail
 from infra.topics import apply_topics
@@ -58,7 +59,7 @@ async def run_until(worker: StreamWorker, done: Callable[[], object], timeout: f
 
 def committed(settings: Settings) -> dict[int, int | None]:
     topic = settings.topic(Topic.CMS_ARTICLES)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
+    consumer = clients.consumer(settings.kafka, group_id=settings.app_id,
                              enable_auto_commit=False)
     try:
         return {p: consumer.committed(TopicPartition(topic, p)) for p in range(settings.partitions(Topic.CMS_ARTICLES))}
@@ -97,8 +98,8 @@ async def test_no_commit_before_the_outputs_are_acknowledged_and_the_next_worker
         await asyncio.wait_for(failing.run(stop), 60)
     assert committed(settings) == before, "an offset was committed although the fan-out failed"
 
-    receipts_tail = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.RECEIPTS))
-    commands_tail = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.ARCHIVE_COMMANDS))
+    receipts_tail = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
+    commands_tail = TopicTail(settings.kafka, settings.topic(Topic.ARCHIVE_COMMANDS))
     try:
         await run_until(StreamWorker(settings), wait_outcome(receipts_tail, uri, "routed"))
         after = committed(settings)
@@ -113,7 +114,7 @@ async def test_no_commit_before_the_outputs_are_acknowledged_and_the_next_worker
 async def test_state_is_restored_by_the_next_worker(settings: Settings, tmp_path: Path) -> None:
     uri = f"urn:lantoa:article:restore-{uuid.uuid4().hex[:6]}"
     client = PublishClient(settings)
-    tail = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.RECEIPTS))
+    tail = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     try:
         client.publish(encode_doc(article_doc(uri, 2, places=PLACES)))
         await run_until(StreamWorker(settings), wait_outcome(tail, uri, "routed"))
