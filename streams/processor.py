@@ -16,7 +16,8 @@ Why not Faust's agents (the first version of this worker was a Faust app): in th
 (bench/drill.py: kill -9 of the worker plus one broker restart), faust-streaming 0.15.3 committed
 offsets past CMS events it never handed to the agent, and left partitions it owned unfetched.
 Its consumer treats offsets it did not see as "gaps" to be committed (faust.transport.consumer
-``_add_gap``/``_new_offset``; upstream issues faust-streaming#606, #221, #216), which breaks the
+``_add_gap``/``_new_offset``; upstream #216 and #221 were fixed in 2021, #606 and its PR #707 are
+still open and would not cover the losses seen after a broker restart), which breaks the
 first invariant of the architecture: an offset is committed only after its effect is durable.
 Here the commit is ours and names exactly the records whose outputs Kafka acknowledged.
 """
