@@ -150,7 +150,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
     from schemas.codec import encode
     from schemas.models import utc_now_iso
-    from schemas.topics import Topic
+    from schemas.topics import Topic, command_key
     from streams.engagement import NotAnswerable, next_answer_version, reply_command
     from streams.engagement_store import read_table
 
@@ -184,7 +184,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
                                  enable_idempotence=True, client_id=f"{settings.client_id}-answer",
                                  security_protocol=settings.security_protocol)
         try:
-            producer.send(settings.topic(Topic.commands(command.channel)), key=command.target.encode(),
+            producer.send(settings.topic(Topic.commands(command.channel)), key=command_key(command.channel, command.target),
                           value=encode(command.to_dict())).get(timeout=30)
         finally:
             producer.close()

@@ -26,6 +26,7 @@ from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
+from infra.grow import channel_topics
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 
@@ -110,7 +111,9 @@ def batch(commands: list[Command], tp: TopicPartition) -> dict[TopicPartition, l
 
 
 def runtime(adapter: Adapter, outbox: FakeOutbox) -> DeliveryRuntime:
-    settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": TOPIC_PREFIX})
+    # One partition per channel topic: every command of the batch is in place at partition 0.
+    one = ",".join(f"{t.value}=1" for t in channel_topics(Channel.FANPAGE))
+    settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": TOPIC_PREFIX, "LANTOA_PARTITIONS": one})
     rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: 1000.0)
     rt.outbox = outbox  # type: ignore[assignment]
     rt._consumer = FakeConsumer()
