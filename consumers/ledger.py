@@ -163,8 +163,8 @@ class Ledger(CompactedView):
         while looked < budget:
             if not self._sweep_keys:
                 if not self._sweep_order:
-                    if refilled:
-                        break  # one pass over everything per call at most
+                    if refilled or looked:
+                        break  # at most one pass per call: the next call starts the next pass
                     refilled = True
                     self._sweep_order = sorted(self.owned(), reverse=True)
                     if not self._sweep_order:

@@ -93,7 +93,7 @@ def check_counts(settings: Settings, channel: Channel, found: Mapping[str, int])
     configured count and configuration agrees with itself."""
     problems = mismatches(settings, channel, found)
     if problems:
-        n = settings.partitions(Topic.commands(channel))
+        n = max(settings.partitions(t) for t in channel_topics(channel))
         raise PartitionMismatch(
             f"{channel.value} adapter refuses to start: {'; '.join(problems)}. Stop the {channel.value} adapters, "
             f"set LANTOA_PARTITIONS={_partitions_setting(settings, channel, n)} (every process) and run "

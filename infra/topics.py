@@ -75,7 +75,7 @@ def refuse_channel_growth(settings: Settings, grow: dict[str, int]) -> None:
     for channel in Channel:
         names = {settings.topic(t) for t in channel_topics(channel)}
         if names & set(grow):
-            wanted[channel] = settings.partitions(Topic.commands(channel))
+            wanted[channel] = max(settings.partitions(t) for t in channel_topics(channel))
     if wanted:
         raise GrowRequired("; ".join(
             f"the {c.value} command, retry and ledger topics grow together and the ledger moves with them: "
