@@ -31,11 +31,13 @@ so the adapters must stay stopped until it returned.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
 
 from infra.kafka import clients
 from infra.kafka.partitioning import partition_for
@@ -104,14 +106,26 @@ def current_partitions(admin: KafkaAdminClient, names: list[str]) -> dict[str, i
     """Partition counts of the topics that exist, by name."""
     found: dict[str, int] = {}
     for meta in admin.describe_topics(names):
-        if meta.get("error_code", 0) == 0 and meta.get("partitions"):
+        # A topic created a moment ago may answer LEADER_NOT_AVAILABLE (5) with its partitions
+        # listed: it exists. UNKNOWN_TOPIC_OR_PARTITION (3) lists none.
+        if meta.get("error_code", 0) in (0, 5) and meta.get("partitions"):
             found[meta.get("name") or meta["topic"]] = len(meta["partitions"])
     return found
 
 
-def group_members(admin: KafkaAdminClient, group: str) -> int:
-    """How many members the consumer group has now (0 for an empty or unknown group)."""
-    described: Any = admin.describe_groups([group])
+def group_members(admin: KafkaAdminClient, group: str, tries: int = 30) -> int:
+    """How many members the consumer group has now (0 for an empty or unknown group).
+
+    The group coordinator may not be there yet (a new cluster creates the offsets topic on first
+    use): that is asked again every 0.5 s, ``tries`` times, then raised."""
+    for attempt in range(tries):
+        try:
+            described: Any = admin.describe_groups([group])
+            break
+        except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            if attempt + 1 >= tries:
+                raise
+            time.sleep(0.5)
     info = described.get(group) if isinstance(described, dict) else None
     if not info:
         return 0
@@ -202,6 +216,19 @@ def read_ledger(settings: Settings, channel: Channel) -> dict[int, dict[bytes, b
         consumer.close()
 
 
+def producer_seeing(settings: Settings, topic: str, n: int, tries: int = 60) -> KafkaProducer:
+    """A producer whose metadata has the ``n`` partitions just created (a new partition reaches the
+    brokers' metadata a moment after CreatePartitions returns); RuntimeError after ``tries``."""
+    for _ in range(tries):
+        producer = clients.producer(settings.kafka, acks="all", client_id=f"{settings.client_id}-grow",
+                                    max_request_size=8 * 1024 * 1024)
+        if len(producer.partitions_for(topic) or ()) >= n:
+            return producer
+        producer.close()
+        time.sleep(0.5)
+    raise RuntimeError(f"{topic} does not show {n} partitions in the cluster metadata; run the grow again")
+
+
 def move_ledger(settings: Settings, channel: Channel, n: int) -> tuple[int, int, int]:
     """Move every entry not in ``partition_for(command_key(channel, target), n)`` there: the copy is
     acknowledged before the old one is tombstoned. Returns (moved, already in place, unplaceable).
@@ -228,8 +255,7 @@ def move_ledger(settings: Settings, channel: Channel, n: int) -> tuple[int, int,
             if key not in latest.get(right, {}):
                 copies.append((right, key, value))
             tombstones.append((p, key))
-    producer = clients.producer(settings.kafka, acks="all", client_id=f"{settings.client_id}-grow",
-                                max_request_size=8 * 1024 * 1024)
+    producer = producer_seeing(settings, topic, n)
     try:
         for batch in (copies, [(p, k, None) for p, k in tombstones]):
             futures = [producer.send(topic, key=k, value=v, partition=p) for p, k, v in batch]
