@@ -120,7 +120,8 @@ class Ledger(CompactedView):
         if kind == "live":
             detail = value.get("detail")
             if isinstance(detail, dict):
-                detail = {k: self._one(v) if isinstance(v, dict) else v for k, v in detail.items()}
+                # Whole details equal across targets are held once too (a bulletin placed alike).
+                detail = self._one({k: self._one(v) if isinstance(v, dict) else v for k, v in detail.items()})
             return Live(int(value.get("version") or 0), value.get("external_id"), bool(value.get("retracted")),
                         detail if isinstance(detail, dict) else {}, epoch_s(value.get("at")))
         return value

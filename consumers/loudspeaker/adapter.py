@@ -450,8 +450,10 @@ class LoudspeakerAdapter:
         return plans
 
 
-def from_settings(settings: Settings, targets: Callable[[str], Target | None]) -> LoudspeakerAdapter:
-    """The adapter as the registry runs it: platform, token file, audio cache, ledger source."""
+def from_settings(settings: Settings, targets: Callable[[str], Target | None],
+                  clock: Callable[[], float] = time.time) -> LoudspeakerAdapter:
+    """The adapter as the registry runs it: platform, token file, audio cache, ledger source
+    (``clock``: the bench's week of national days runs it on a clock advanced a day per day)."""
     from consumers.fanpage import SecretFile
 
     if settings.loudspeaker_token_file is None:
@@ -463,4 +465,4 @@ def from_settings(settings: Settings, targets: Callable[[str], Target | None]) -
     ledger = Topic.ledger(Channel.LOUDSPEAKER)
     source = LedgerZoneSource(settings.kafka, settings.topic(ledger), settings.partitions(ledger),
                               settings.client_id)
-    return LoudspeakerAdapter(client, renderer, targets, source=source)
+    return LoudspeakerAdapter(client, renderer, targets, source=source, clock=clock)
