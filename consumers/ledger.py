@@ -137,16 +137,14 @@ class Ledger(CompactedView):
         if isinstance(value, Finished):
             return {"kind": "command", "state": value.state, "outcome": value.outcome,
                     "external_id": value.external_id, "attempts": value.attempts, "reason": value.reason}
-        entry: dict[str, Any] | None = value
-        return entry
+        return value if isinstance(value, dict) else None
 
     def live(self, partition: int, uri: str, target: str) -> dict[str, Any] | None:
         value = self.get(partition, live_key(uri, target))
         if isinstance(value, Live):
             return {"kind": "live", "version": value.version, "external_id": value.external_id,
                     "retracted": value.retracted, "detail": value.detail}
-        entry: dict[str, Any] | None = value
-        return entry
+        return value if isinstance(value, dict) else None
 
     def expired(self, now: float, budget: int | None = None) -> list[tuple[int, str]]:
         """Up to ``budget`` (SWEEP_SCAN) finished entries older than the horizon, as (partition, key).
