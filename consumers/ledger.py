@@ -21,11 +21,15 @@ removed (a tombstone, and dropped from memory) once older than the channel's hor
 ``retention.ms + segment.ms`` of its command and retry topics (7 days + 1 hour). A command can only
 be delivered again while its record is readable, and its entry is at least as young as the record,
 so no replay can need a removed entry. Live entries still out at a target (what an update edits, a
-retraction removes) are never removed. ``sweep`` does it a bounded slice at a time.
+retraction removes) are never removed; an adapter may say when one stops being out there
+(``live_until``: a loudspeaker bulletin past its expiry plays nowhere and a late older version of it
+would be expired too), and the entry is removed then. ``expired`` finds them a bounded slice at a
+time; the runtime's ``sweep`` tombstones them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -83,6 +87,7 @@ class Live(NamedTuple):
     retracted: bool
     detail: dict[str, Any]
     at_s: int
+    until_s: float | None  # when it stops being out at the target (the adapter's live_until), if ever
 
 
 def live_key(uri: str, target: str) -> str:
@@ -101,10 +106,13 @@ class Ledger(CompactedView):
     # A sweep looks at no more than this many entries (and removes no more than that).
     SWEEP_SCAN = 20000
 
-    def __init__(self, topic: str, horizon: float = float("inf")) -> None:
+    def __init__(self, topic: str, horizon: float = float("inf"),
+                 live_until: Callable[[dict[str, Any]], float | None] | None = None) -> None:
         super().__init__(topic)
         self.horizon = horizon
+        self.live_until = live_until
         self._shared: dict[bytes, Any] = {}
+        self._until: dict[bytes, float | None] = {}  # live_until of each shared detail
         # Where the sweep is: the partition it walks and the keys still to look at there.
         self._sweep_order: list[int] = []
         self._sweep_keys: list[str] = []
@@ -119,17 +127,25 @@ class Ledger(CompactedView):
                             int(value.get("attempts") or 0), value.get("reason"), epoch_s(value.get("at")))
         if kind == "live":
             detail = value.get("detail")
+            until: float | None = None
             if isinstance(detail, dict):
                 # Whole details equal across targets are held once too (a bulletin placed alike).
-                detail = self._one({k: self._one(v) if isinstance(v, dict) else v for k, v in detail.items()})
+                slim = {k: self._one(v) if isinstance(v, dict) else v for k, v in detail.items()}
+                digest = encode(slim)
+                detail = self._one(slim, digest)
+                if self.live_until is not None:
+                    if digest not in self._until:
+                        self._until[digest] = self.live_until(detail)
+                    until = self._until[digest]
             return Live(int(value.get("version") or 0), value.get("external_id"), bool(value.get("retracted")),
-                        detail if isinstance(detail, dict) else {}, epoch_s(value.get("at")))
+                        detail if isinstance(detail, dict) else {}, epoch_s(value.get("at")), until)
         return value
 
-    def _one(self, value: dict[str, Any]) -> dict[str, Any]:
+    def _one(self, value: dict[str, Any], digest: bytes | None = None) -> dict[str, Any]:
         if len(self._shared) > 50000:
             self._shared.clear()
-        shared: dict[str, Any] = self._shared.setdefault(encode(value), value)
+            self._until.clear()
+        shared: dict[str, Any] = self._shared.setdefault(encode(value) if digest is None else digest, value)
         return shared
 
     def command(self, partition: int, command_id: str) -> dict[str, Any] | None:
@@ -186,6 +202,8 @@ class Ledger(CompactedView):
                 found.append((part, key))
             elif isinstance(value, Live) and value.retracted and value.at_s <= cutoff:
                 found.append((part, key))
+            elif isinstance(value, Live) and value.until_s is not None and value.until_s <= now:
+                found.append((part, key))  # no longer out at the target (the adapter says so)
         return found
 
     def forget(self, partition: int, key: str) -> OutRecord:

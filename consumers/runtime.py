@@ -120,7 +120,8 @@ class DeliveryRuntime:
         self.retry_topics = {name: (settings.topic(Topic.retry(self.channel, name)), delay)
                              for name, delay in self.config.policy.tiers}
         self._tier_of_topic = {topic: name for name, (topic, _) in self.retry_topics.items()}
-        self.ledger = Ledger(settings.topic(Topic.ledger(self.channel)), horizon_s(self.channel))
+        self.ledger = Ledger(settings.topic(Topic.ledger(self.channel)), horizon_s(self.channel),
+                             getattr(adapter, "live_until", None))
         # Commands, retry tiers and ledger share this count (checked at start: check_partitions).
         self.partitions = settings.partitions(Topic.commands(self.channel))
         self._next_sweep = 0.0

@@ -78,6 +78,7 @@ from consumers.loudspeaker.scheduler import (
 )
 from consumers.loudspeaker.windows import ZoneWindows
 from consumers.loudspeaker.zones import (
+    KEEP_EXPIRED_S,
     LedgerZoneSource,
     ZoneEntry,
     ZoneSource,
@@ -232,6 +233,19 @@ class LoudspeakerAdapter:
             raise PermanentDeliveryError(f"zone {zone_id}: {exc}", alert=True) from exc
         self._windows[zone_id] = ((code, config), windows)
         return windows
+
+    @staticmethod
+    def live_until(detail: dict[str, Any]) -> float | None:
+        """When a zone's live entry stops mattering: its bulletin (and correction) expired
+        KEEP_EXPIRED_S ago (as long as the zone source keeps it), so nothing of it plays any more,
+        an update places a new bulletin and a late older version is expired too; the runtime's
+        ledger sweeps the entry then. None for a detail that is no zone entry (a skipped effect):
+        kept like any live entry."""
+        entry = ZoneEntry.from_detail(detail)
+        if entry is None:
+            return None
+        ends = [entry.bulletin.expires_at] + ([entry.correction.expires_at] if entry.correction else [])
+        return max(e.timestamp() for e in ends) + KEEP_EXPIRED_S
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         return None  # every platform call is idempotent: delivering again is the reconciliation

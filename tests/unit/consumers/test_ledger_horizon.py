@@ -146,3 +146,27 @@ async def test_the_runtime_sweep_tombstones_what_expired_once_per_interval() -> 
     now[0] += 1.0  # at the interval: "young" is past the horizon too
     assert await rt.sweep() == 1
     assert outbox.sends[-1][0].key == b"young" and rt.ledger.size() == 0
+
+
+def test_a_live_entry_leaves_when_the_adapter_says_it_is_no_longer_out_there() -> None:
+    until = T0 + 500
+    ledger = Ledger("l", horizon=1e9, live_until=lambda detail: until if detail.get("bulletin") else None)
+    ledger._parts[0] = {}
+    ledger.apply(0, live_key("urn:expiring", "zone:1"), live("urn:expiring", T0, False))
+    ledger.apply(0, live_key("urn:kept", "zone:1"), {**live("urn:kept", T0, False), "detail": {}})
+    assert ledger.expired(until - 1) == []  # a second before: still out at the zone
+    assert ledger.expired(until) == [(0, live_key("urn:expiring", "zone:1"))]  # at it: gone
+    assert ledger.expired(until + 1e6) == [(0, live_key("urn:expiring", "zone:1"))]  # never the other
+
+
+def test_the_loudspeaker_keeps_a_live_zone_entry_a_day_past_its_bulletins_expiry() -> None:
+    from consumers.loudspeaker.adapter import LoudspeakerAdapter
+    from consumers.loudspeaker.zones import KEEP_EXPIRED_S
+
+    bulletin = {"bulletin_id": "b1", "uri": "urn:a", "version": 1, "priority": "normal", "title": "t",
+                "duration_s": 10.0, "published_at": "2026-11-26T01:00:00Z", "expires_at": "2026-11-29T01:00:00Z",
+                "audio_url": None, "audio_path": None, "correction": False, "corrects": None, "reason": None}
+    expiry = datetime(2026, 11, 29, 1, tzinfo=timezone.utc).timestamp()
+    until = LoudspeakerAdapter.live_until({"bulletin": bulletin, "earlier": [], "retracted": None, "correction": None})
+    assert until == expiry + KEEP_EXPIRED_S == expiry + 86400
+    assert LoudspeakerAdapter.live_until({"reason": "emergencies go through the emergency lane"}) is None
