@@ -44,7 +44,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from consumers.base import ChannelAdapter, Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.ledger import Ledger, horizon_s
-from infra.grow import channel_topics, check_counts
+from infra.grow import channel_counts, check_counts
 from infra.kafka import clients
 from infra.kafka.compacted import PartitionNotHeld, Rebalance
 from consumers.limiter import TargetLimiter
@@ -202,15 +202,8 @@ class DeliveryRuntime:
         """Refuse to start (PartitionMismatch, naming ``lantoa topics grow``) unless the channel's
         command, retry and ledger topics have the configured count: a command's retries and ledger
         entries go to the partition number it came from. Runs before anything is consumed."""
-        client = clients.aio_client(self.settings.kafka, client_id=f"{self.settings.client_id}-{self.channel.value}-check")
-        await client.bootstrap()
-        try:
-            names = [self.settings.topic(t) for t in channel_topics(self.channel)]
-            cluster = await client.fetch_all_metadata()
-            found = {n: len(parts) for n in names if (parts := cluster.partitions_for_topic(n))}
-        finally:
-            await client.close()
-        check_counts(self.settings, self.channel, found)
+        client_id = f"{self.settings.client_id}-{self.channel.value}-check"
+        check_counts(self.settings, self.channel, await channel_counts(self.settings, self.channel, client_id))
 
     async def sweep(self) -> int:
         """Remove the finished ledger entries past the horizon (consumers/ledger.py), a bounded

@@ -94,12 +94,29 @@ def check_counts(settings: Settings, channel: Channel, found: Mapping[str, int])
     """Raise PartitionMismatch (naming the command to run) unless the channel's topics all have the
     configured count and configuration agrees with itself."""
     problems = mismatches(settings, channel, found)
+    missing = [settings.topic(t) for t in channel_topics(channel) if settings.topic(t) not in found]
+    if missing:
+        raise PartitionMismatch(f"{channel.value} adapter refuses to start: {', '.join(missing)} missing; "
+                                f"run `lantoa topics apply` first")
     if problems:
         n = max(settings.partitions(t) for t in channel_topics(channel))
         raise PartitionMismatch(
             f"{channel.value} adapter refuses to start: {'; '.join(problems)}. Stop the {channel.value} adapters, "
             f"set LANTOA_PARTITIONS={_partitions_setting(settings, channel, n)} (every process) and run "
             f"`lantoa topics grow {channel.value} {n}`")
+
+
+async def channel_counts(settings: Settings, channel: Channel, client_id: str) -> dict[str, int]:
+    """The partition counts of the channel's topics that exist, from the cluster's metadata (the
+    aiokafka client of a service; raises what the client raises when the cluster is unreachable)."""
+    client = clients.aio_client(settings.kafka, client_id=client_id)
+    await client.bootstrap()
+    try:
+        cluster = await client.fetch_all_metadata()
+    finally:
+        await client.close()
+    names = [settings.topic(t) for t in channel_topics(channel)]
+    return {n: len(parts) for n in names if (parts := cluster.partitions_for_topic(n))}
 
 
 def current_partitions(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:

@@ -100,7 +100,7 @@ def test_an_adapter_refuses_counts_that_differ_from_configuration_or_a_missing_t
                                      f"partitions, configuration says {n}. Stop the zalo adapters")
     found = counts(s, Channel.ZALO, n)
     del found[s.topic(Topic.ZALO_LEDGER)]
-    with pytest.raises(PartitionMismatch, match="g.distribution.zalo.ledger does not exist"):
+    with pytest.raises(PartitionMismatch, match="g.distribution.zalo.ledger missing; run `lantoa topics apply` first"):
         check_counts(s, Channel.ZALO, found)
 
 
