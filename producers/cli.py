@@ -218,8 +218,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def _grow(settings: Settings, args: argparse.Namespace) -> int:
     from infra.grow import GrowRefused, grow_channel
 
-    if args.channel is None or args.count is None:
-        print("usage: lantoa topics grow CHANNEL N", file=sys.stderr)
+    if args.channel is None or args.count is None or args.dry_run:
+        print("usage: lantoa topics grow CHANNEL N (no --dry-run: it refuses before changing anything "
+              "when it cannot finish)", file=sys.stderr)
         return 2
     try:
         report = grow_channel(settings, Channel(args.channel), args.count)
