@@ -24,11 +24,12 @@ so no replay can need a removed entry. Live entries still out at a target (what 
 retraction removes) are never removed; an adapter may say when one stops being out there
 (``live_until``: a loudspeaker bulletin past its expiry plays nowhere and a late older version of it
 would be expired too), and the entry is removed then. ``expired`` finds them a bounded slice at a
-time; the runtime's ``sweep`` tombstones them.
+time (ages held rounded up to the minute: never early); the runtime's ``sweep`` tombstones them.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -66,6 +67,18 @@ def epoch_s(at: Any) -> int:
         return int(datetime.fromisoformat(at).timestamp())
     except ValueError:
         return 0
+
+
+def _minute_up(seconds: int) -> int:
+    """Rounded up to the minute: an entry is never removed before its horizon, and the entries of
+    one minute (hundreds in a national day) share one int object."""
+    return -(-seconds // 60) * 60
+
+
+def _interned(value: Any) -> Any:
+    """A string held once however many entries carry it (a command's done entry and its live
+    entry name the same external id); anything else as it is."""
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 class Finished(NamedTuple):
@@ -113,6 +126,7 @@ class Ledger(CompactedView):
         self.live_until = live_until
         self._shared: dict[bytes, Any] = {}
         self._until: dict[bytes, float | None] = {}  # live_until of each shared detail
+        self._minutes: dict[int, int] = {}  # one int object per minute of ``at``
         # Where the sweep is: the partition it walks and the keys still to look at there.
         self._sweep_order: list[int] = []
         self._sweep_keys: list[str] = []
@@ -123,8 +137,8 @@ class Ledger(CompactedView):
             return value
         kind = value.get("kind")
         if kind == "command" and value.get("state") in FINISHED_STATES:
-            return Finished(str(value["state"]), value.get("outcome"), value.get("external_id"),
-                            int(value.get("attempts") or 0), value.get("reason"), epoch_s(value.get("at")))
+            return Finished(str(value["state"]), value.get("outcome"), _interned(value.get("external_id")),
+                            int(value.get("attempts") or 0), value.get("reason"), self._at(value.get("at")))
         if kind == "live":
             detail = value.get("detail")
             until: float | None = None
@@ -137,9 +151,15 @@ class Ledger(CompactedView):
                     if digest not in self._until:
                         self._until[digest] = self.live_until(detail)
                     until = self._until[digest]
-            return Live(int(value.get("version") or 0), value.get("external_id"), bool(value.get("retracted")),
-                        detail if isinstance(detail, dict) else {}, epoch_s(value.get("at")), until)
+            return Live(int(value.get("version") or 0), _interned(value.get("external_id")), bool(value.get("retracted")),
+                        detail if isinstance(detail, dict) else {}, self._at(value.get("at")), until)
         return value
+
+    def _at(self, at: Any) -> int:
+        if len(self._minutes) > 100000:
+            self._minutes.clear()
+        minute = _minute_up(epoch_s(at))
+        return self._minutes.setdefault(minute, minute)
 
     def _one(self, value: dict[str, Any], digest: bytes | None = None) -> dict[str, Any]:
         if len(self._shared) > 50000:

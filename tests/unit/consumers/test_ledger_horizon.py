@@ -23,7 +23,7 @@ from schemas.models import Command
 from schemas.settings import Settings
 from schemas.topics import Channel, descriptors, Topic
 
-T0 = 1_790_000_000.0  # 2026-09-21
+T0 = 1_789_999_980.0  # 2026-09-21, a whole minute: entries' ages are held rounded up to the minute
 
 
 def iso(t: float) -> str:
@@ -55,16 +55,17 @@ def test_finished_entries_at_the_horizon_leave_and_younger_ones_stay() -> None:
     now = T0 + h
     ledger.apply(0, "at-horizon", done("at-horizon", T0))
     ledger.apply(0, "failed-at-horizon", done("failed-at-horizon", T0, "failed"))
-    ledger.apply(0, "one-second-younger", done("one-second-younger", T0 + 1))
+    ledger.apply(0, "one-second-younger", done("one-second-younger", T0 + 1))  # held as T0 + 60: never early
     ledger.apply(0, "in-flight", {**done("in-flight", T0 - 10 * h), "state": "intent"})
     ledger.apply(0, "unknown", {**done("unknown", T0 - 10 * h), "state": "unknown"})
     ledger.apply(0, live_key("urn:retracted", "zone:1"), live("urn:retracted", T0, True))
     ledger.apply(0, live_key("urn:live", "zone:1"), live("urn:live", T0 - 100 * h, False))
-    ledger.apply(0, live_key("urn:retracted-late", "zone:1"), live("urn:retracted-late", T0 + 1, True))
+    ledger.apply(0, live_key("urn:retracted-late", "zone:1"), live("urn:retracted-late", T0 + 60, True))
     gone = sorted(k for _, k in ledger.expired(now))
     assert gone == sorted(["at-horizon", "failed-at-horizon", live_key("urn:retracted", "zone:1")])
-    # One second later the younger ones are past it too; intents, unknowns and live effects never are.
-    later = sorted(k for _, k in ledger.expired(now + 1))
+    assert sorted(k for _, k in ledger.expired(now + 59)) == gone  # a second younger: kept, not removed early
+    # A minute later the younger ones are past it too; intents, unknowns and live effects never are.
+    later = sorted(k for _, k in ledger.expired(now + 60))
     assert later == sorted(["at-horizon", "failed-at-horizon", live_key("urn:retracted", "zone:1"),
                             "one-second-younger", live_key("urn:retracted-late", "zone:1")])
 
