@@ -29,7 +29,7 @@ from producers.targets import load_targets
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import Settings
-from schemas.topics import Channel, Topic
+from schemas.topics import Channel, Topic, command_key
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES, GROUPS, ARTICLES = 24, 24, 22  # 22 × 48 = 1,056 deliveries
@@ -86,7 +86,7 @@ def test_kill9_during_1000_deliveries_loses_nothing_and_posts_nothing_twice(kafk
             for channel, ts in ((Channel.FANPAGE, pages), (Channel.ZALO, groups)):
                 for t in ts:
                     cmd = make_command(u, channel, t)
-                    producer.send(settings.topic(Topic.commands(channel)), key=t.encode(), value=encode(cmd.to_dict()))
+                    producer.send(settings.topic(Topic.commands(channel)), key=command_key(channel, t), value=encode(cmd.to_dict()))
         producer.flush()
         producer.close()
 
