@@ -211,6 +211,10 @@ def loudspeaker_week(bootstrap: str, days: int = WEEK_DAYS, articles: int = DAY_
                     raise RuntimeError(f"a process exited during day {day + 1} of the week; see {workdir}")
                 total, lag = _lag(bootstrap, group, topic)
                 if total >= expected and lag == 0:
+                    rss_now, hwm_now = procstats.rss_mb(adapter.pid)
+                    print(f"  # week day {day + 1}/{days}: {total:,} commands committed after "
+                          f"{time.monotonic() - started:.0f}s; loudspeaker VmRSS {rss_now:.0f} MB (VmHWM {hwm_now:.0f})",
+                          file=sys.stderr, flush=True)
                     break
                 if time.monotonic() - started > DAY_TIMEOUT_S * days:
                     raise TimeoutError(f"week unfinished after {time.monotonic() - started:.0f}s: day {day + 1}, "
