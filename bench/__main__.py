@@ -18,7 +18,8 @@ from bench.common import Result, write_results
 # Order matters: passthrough reads the records raw_kafka wrote; rss reads what pipeline left.
 BENCHES = ("raw_kafka", "passthrough", "pipeline", "fanout", "alerts", "rss")
 # Parts of a bench that can run by name alone (not in BENCHES: their bench runs them).
-PARTS = {"rss_day": ("rss", "run_schedule_day")}  # the schedule-day figures of bench/rss.py
+PARTS = {"rss_day": ("rss", "run_schedule_day"),  # the schedule-day figures of bench/rss.py
+         "rss_week": ("rss", "run_week")}  # rss_mb_loudspeaker_7days, bench/rss.py
 
 
 def ratio(results: list[Result]) -> list[Result]:

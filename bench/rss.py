@@ -13,6 +13,13 @@ said ``SUMMARY_REPEATS`` times) fill every zone's windows of the day (the defaul
 some left over for the next day. Once every loudspeaker command is committed (consumer group
 lag 0), the memory of both processes is read; the note says how full the zones' days are (read
 back from the platform emulator) and how long it took.
+
+``rss_mb_loudspeaker_7days`` (issue 12, goal <= 300 MB): ``loudspeaker_week()`` does the same for
+seven national days in a row (``WEEK_DAYS`` × ``DAY_ARTICLES`` articles × 3,321 zones) through one
+loudspeaker adapter process whose clock moves a day ahead before each day (bench/week_adapter.py,
+SIGUSR1), and reads its memory once the seventh day is committed. Its ledger then holds a week of
+entries: all younger than the horizon (7 days + 1 hour), so this is the most it holds in steady
+state; later days are swept as they pass it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ DAY_ARTICLES = 22
 SUMMARY_REPEATS = 20
 BULLETIN_S = 270.0  # measured: ~4.5 min of espeak-ng speech at the default 150 wpm
 DAY_TIMEOUT_S = 1800.0
+WEEK_DAYS = 7
 
 
 @dataclass
@@ -155,6 +163,89 @@ def schedule_day(bootstrap: str, articles: int = DAY_ARTICLES) -> ScheduleDay:
         emus.close()
 
 
+def loudspeaker_week(bootstrap: str, days: int = WEEK_DAYS, articles: int = DAY_ARTICLES) -> ScheduleDay:
+    """Seven national days through one loudspeaker adapter on a clock a day ahead per day (see the
+    module docstring); raises TimeoutError when a day does not finish."""
+    import signal
+    import subprocess
+    import sys
+
+    from infra.stack import ROOT, Emulators, Proc
+    from infra.topics import apply_topics
+    from producers.client import PublishClient
+    from producers.targets import load_targets
+    from schemas.settings import Settings
+    from schemas.topics import Channel, Topic
+
+    workdir = Path(tempfile.mkdtemp(prefix="lantoa-bench-week-"))
+    targets = workdir / "targets.toml"
+    pipeline.write_targets(targets, 0, 0)
+    emus = Emulators(workdir / "emu", targets)
+    streams: Any = None
+    adapter: subprocess.Popen[bytes] | None = None
+    try:
+        prefix = f"w{uuid.uuid4().hex[:6]}."
+        env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
+               "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(workdir / "data"),
+               "LANTOA_TARGETS_FILE": str(targets), "LANTOA_RETRY_DELAYS": pipeline.FAST_RETRIES, **emus.env}
+        settings = Settings.from_env(env)
+        apply_topics(settings)
+        load_targets(settings)
+        streams = Proc("streams", ["worker"], env, workdir / "streams.log")
+        with (workdir / "loudspeaker.log").open("ab") as log_file:
+            adapter = subprocess.Popen([sys.executable, "-m", "bench.week_adapter"], cwd=ROOT, env=env,
+                                       stdout=log_file, stderr=subprocess.STDOUT)
+        template = orjson.loads(pipeline.TEMPLATE.read_bytes())
+        topic = settings.topic(Topic.commands(Channel.LOUDSPEAKER))
+        group = f"{prefix}lantoa-{Channel.LOUDSPEAKER.value}"
+        started = time.monotonic()
+        total = 0
+        for day in range(days):
+            if day:
+                adapter.send_signal(signal.SIGUSR1)  # the adapter's clock: one day ahead
+            tag = f"{uuid.uuid4().hex[:6]}-d{day}"
+            with PublishClient(settings) as client:
+                for i in range(articles):
+                    client.publish(orjson.dumps(_article(template, tag, i)))
+            expected = (day + 1) * articles * 3321
+            while True:
+                if not streams.alive() or adapter.poll() is not None:
+                    raise RuntimeError(f"a process exited during day {day + 1} of the week; see {workdir}")
+                total, lag = _lag(bootstrap, group, topic)
+                if total >= expected and lag == 0:
+                    rss_now, hwm_now = procstats.rss_mb(adapter.pid)
+                    print(f"  # week day {day + 1}/{days}: {total:,} commands committed after "
+                          f"{time.monotonic() - started:.0f}s; loudspeaker VmRSS {rss_now:.0f} MB (VmHWM {hwm_now:.0f})",
+                          file=sys.stderr, flush=True)
+                    break
+                if time.monotonic() - started > DAY_TIMEOUT_S * days:
+                    raise TimeoutError(f"week unfinished after {time.monotonic() - started:.0f}s: day {day + 1}, "
+                                       f"{total} commands, lag {lag}")
+                time.sleep(5.0)
+        seconds = time.monotonic() - started
+        rss = {"loudspeaker": procstats.rss_mb(adapter.pid)}
+        note = (f"{days} national days × {articles} articles × 3,321 zones = {total:,} loudspeaker commands through one "
+                f"adapter on a clock a day ahead per day, all committed in {seconds:.0f}s")
+        return ScheduleDay(rss, articles * days, total, seconds, note)
+    finally:
+        if adapter is not None and adapter.poll() is None:
+            adapter.terminate()
+            try:
+                adapter.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                adapter.kill()
+        if streams is not None:
+            streams.stop()
+        emus.close()
+
+
+def run_week(bootstrap: str) -> list[Result]:
+    """Only the week figure (``python -m bench rss_week``)."""
+    week = loudspeaker_week(bootstrap)
+    rss, hwm = week.rss["loudspeaker"]
+    return [Result("rss_mb_loudspeaker_7days", rss, "MB", "<= 300", f"peak VmHWM {hwm:.0f} MB; {week.note}")]
+
+
 def schedule_day_rss(bootstrap: str) -> dict[str, tuple[float, float]]:
     """A full day of schedules for every zone → {process: (VmRSS MB, VmHWM MB)}."""
     global LAST_DAY
@@ -173,6 +264,7 @@ def run(bootstrap: str) -> list[Result]:
         for name, (rss, hwm) in snap.rss.items()
     ]
     results += run_schedule_day(bootstrap)
+    results += run_week(bootstrap)
     return results
 
 

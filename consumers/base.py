@@ -64,6 +64,9 @@ class ChannelAdapter(Protocol):
     # to (an account shared by many targets); without it, limits apply per target.
     # Optional: ``keeps_every_version = True``: versions older than the live one are delivered too
     # (the archive keeps history), not skipped as superseded.
+    # Optional: ``def live_until(self, detail: dict) -> float | None``: when an effect stops being out
+    # at the target by itself (a loudspeaker bulletin's expiry); its live ledger entry is removed then
+    # (consumers/ledger.py). Without it, a live entry stays until retracted.
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         """After an unknown outcome: find the effect at the platform by our marker.

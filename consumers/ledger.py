@@ -14,18 +14,93 @@ Each entry goes to the same partition number as the command it is about, so the 
 command partition p owns ledger partition p and rebuilds it on assignment (infra/kafka/compacted.py;
 a national day is ~150,000 entries in the loudspeaker's, so finished commands are held slim).
 A partition not restored here raises PartitionNotHeld: never "no entry", which would send again.
+
+Bounded: a finished entry (a command ``done`` or ``failed``, a live entry that is ``retracted``) is
+removed (a tombstone, and dropped from memory) once older than the channel's horizon
+(``horizon_s``): the longest time any command or retry record of the channel stays readable,
+``retention.ms + segment.ms`` of its command and retry topics (7 days + 1 hour). A command can only
+be delivered again while its record is readable, and its entry is at least as young as the record,
+so no replay can need a removed entry. Live entries still out at a target (what an update edits, a
+retraction removes) are never removed; an adapter may say when one stops being out there
+(``live_until``: a loudspeaker bulletin past its expiry plays nowhere and a late older version of it
+would be expired too), and the entry is removed then. ``expired`` finds them a bounded slice at a
+time (ages held rounded up to the minute: never early); the runtime's ``sweep`` tombstones them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from infra.kafka.compacted import CompactedView
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
 from schemas.models import Command
+from schemas.topics import RETRY_TIERS, Channel, Topic, descriptors
 
 LIVE_PREFIX = "live|"
+# What a topic without segment.ms keeps past retention.ms at most (Kafka's default log.roll.ms).
+DEFAULT_SEGMENT_MS = 7 * 24 * 3600 * 1000
+FINISHED_STATES = ("done", "failed")
+
+
+def horizon_s(channel: Channel) -> float:
+    """How long a finished ledger entry is kept: the longest a command or retry record of the
+    channel stays readable (its topic's retention.ms plus one segment, which Kafka deletes only
+    once its newest record is past retention)."""
+    longest = 0
+    for topic in (Topic.commands(channel), *(Topic.retry(channel, tier) for tier in RETRY_TIERS)):
+        desc = descriptors()[topic]
+        if desc.retention_ms is None:
+            raise ValueError(f"{topic.value} keeps records forever: no horizon can bound the ledger")
+        longest = max(longest, desc.retention_ms + int(desc.extra_config.get("segment.ms", DEFAULT_SEGMENT_MS)))
+    return longest / 1000.0
+
+
+def epoch_s(at: Any) -> int:
+    """An entry's ``at`` (ISO 8601) as whole seconds; 0 (oldest: expires first) when unreadable."""
+    if not isinstance(at, str):
+        return 0
+    try:
+        return int(datetime.fromisoformat(at).timestamp())
+    except ValueError:
+        return 0
+
+
+def _minute_up(seconds: int) -> int:
+    """Rounded up to the minute: an entry is never removed before its horizon, and the entries of
+    one minute (hundreds in a national day) share one int object."""
+    return -(-seconds // 60) * 60
+
+
+def _interned(value: Any) -> Any:
+    """A string held once however many entries carry it (a command's done entry and its live
+    entry name the same external id); anything else as it is."""
+    return sys.intern(value) if isinstance(value, str) else value
+
+
+class Finished(NamedTuple):
+    """What memory keeps of a finished command entry: what a replay's receipt says, and its age."""
+
+    state: str
+    outcome: str | None
+    external_id: str | None
+    attempts: int
+    reason: str | None
+    at_s: int
+
+
+class Live(NamedTuple):
+    """What memory keeps of a live entry (the topic keeps the whole entry)."""
+
+    version: int
+    external_id: str | None
+    retracted: bool
+    detail: dict[str, Any]
+    at_s: int
+    until_s: float | None  # when it stops being out at the target (the adapter's live_until), if ever
 
 
 def live_key(uri: str, target: str) -> str:
@@ -33,45 +108,123 @@ def live_key(uri: str, target: str) -> str:
 
 
 class Ledger(CompactedView):
-    """In-memory view of the ledger partitions this worker owns."""
+    """In-memory view of the ledger partitions this worker owns.
 
-    # What the runtime reads of a finished command and of a live effect (the topic keeps the whole
-    # entry). Nested objects of a live detail that are equal across targets (a national bulletin in
-    # 3,321 zones) are held once; the runtime and the adapters only read them.
-    DONE_FIELDS = ("kind", "state", "outcome", "external_id", "attempts", "reason")
-    LIVE_FIELDS = ("kind", "version", "external_id", "retracted", "detail")
+    Finished command entries and live entries are held as small tuples (``Finished``, ``Live``):
+    a national day is ~150,000 of them. Nested objects of a live detail that are equal across
+    targets (a national bulletin in 3,321 zones) are held once; the runtime and the adapters only
+    read them.
+    """
 
-    def __init__(self, topic: str) -> None:
+    # A sweep looks at no more than this many entries (and removes no more than that).
+    SWEEP_SCAN = 20000
+
+    def __init__(self, topic: str, horizon: float = float("inf"),
+                 live_until: Callable[[dict[str, Any]], float | None] | None = None) -> None:
         super().__init__(topic)
+        self.horizon = horizon
+        self.live_until = live_until
         self._shared: dict[bytes, Any] = {}
+        self._until: dict[bytes, float | None] = {}  # live_until of each shared detail
+        self._minutes: dict[int, int] = {}  # one int object per minute of ``at``
+        # Where the sweep is: the partition it walks and the keys still to look at there.
+        self._sweep_order: list[int] = []
+        self._sweep_keys: list[str] = []
+        self._sweep_partition: int | None = None
 
     def held(self, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
         kind = value.get("kind")
-        if kind == "command" and value.get("state") == "done":
-            return {k: value.get(k) for k in self.DONE_FIELDS}
+        if kind == "command" and value.get("state") in FINISHED_STATES:
+            return Finished(str(value["state"]), value.get("outcome"), _interned(value.get("external_id")),
+                            int(value.get("attempts") or 0), value.get("reason"), self._at(value.get("at")))
         if kind == "live":
-            slim = {k: value.get(k) for k in self.LIVE_FIELDS}
-            detail = slim["detail"]
+            detail = value.get("detail")
+            until: float | None = None
             if isinstance(detail, dict):
-                slim["detail"] = {k: self._one(v) if isinstance(v, dict) else v for k, v in detail.items()}
-            return slim
+                # Whole details equal across targets are held once too (a bulletin placed alike).
+                slim = {k: self._one(v) if isinstance(v, dict) else v for k, v in detail.items()}
+                digest = encode(slim)
+                detail = self._one(slim, digest)
+                if self.live_until is not None:
+                    if digest not in self._until:
+                        self._until[digest] = self.live_until(detail)
+                    until = self._until[digest]
+            return Live(int(value.get("version") or 0), _interned(value.get("external_id")), bool(value.get("retracted")),
+                        detail if isinstance(detail, dict) else {}, self._at(value.get("at")), until)
         return value
 
-    def _one(self, value: dict[str, Any]) -> dict[str, Any]:
+    def _at(self, at: Any) -> int:
+        if len(self._minutes) > 100000:
+            self._minutes.clear()
+        minute = _minute_up(epoch_s(at))
+        return self._minutes.setdefault(minute, minute)
+
+    def _one(self, value: dict[str, Any], digest: bytes | None = None) -> dict[str, Any]:
         if len(self._shared) > 50000:
             self._shared.clear()
-        shared: dict[str, Any] = self._shared.setdefault(encode(value), value)
+            self._until.clear()
+        shared: dict[str, Any] = self._shared.setdefault(encode(value) if digest is None else digest, value)
         return shared
 
     def command(self, partition: int, command_id: str) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = self.get(partition, command_id)
-        return value
+        value = self.get(partition, command_id)
+        if isinstance(value, Finished):
+            return {"kind": "command", "state": value.state, "outcome": value.outcome,
+                    "external_id": value.external_id, "attempts": value.attempts, "reason": value.reason}
+        return value if isinstance(value, dict) else None
 
     def live(self, partition: int, uri: str, target: str) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = self.get(partition, live_key(uri, target))
-        return value
+        value = self.get(partition, live_key(uri, target))
+        if isinstance(value, Live):
+            return {"kind": "live", "version": value.version, "external_id": value.external_id,
+                    "retracted": value.retracted, "detail": value.detail}
+        return value if isinstance(value, dict) else None
+
+    def expired(self, now: float, budget: int | None = None) -> list[tuple[int, str]]:
+        """Up to ``budget`` (SWEEP_SCAN) finished entries older than the horizon, as (partition, key).
+
+        Bounded work: it looks at no more than ``budget`` entries per call, walking one owned
+        partition after another from where the previous call stopped (a partition it has not
+        reached is looked at in a later call; a revoked one is skipped). Pure: the caller removes
+        what it returns (``forget``) and makes the tombstones durable.
+        """
+        budget = self.SWEEP_SCAN if budget is None else budget
+        cutoff = now - self.horizon
+        found: list[tuple[int, str]] = []
+        looked = 0
+        refilled = False
+        while looked < budget:
+            if not self._sweep_keys:
+                if not self._sweep_order:
+                    if refilled or looked:
+                        break  # at most one pass per call: the next call starts the next pass
+                    refilled = True
+                    self._sweep_order = sorted(self.owned(), reverse=True)
+                    if not self._sweep_order:
+                        break
+                nxt = self._sweep_order.pop()
+                if not self.holds(nxt):
+                    continue
+                self._sweep_partition = nxt
+                self._sweep_keys = [k for k, _ in self.items(nxt)]
+                self._sweep_keys.reverse()
+                continue
+            part = self._sweep_partition
+            key = self._sweep_keys.pop()
+            looked += 1
+            if part is None or not self.holds(part):
+                self._sweep_keys = []
+                continue
+            value = self.get(part, key)
+            if isinstance(value, Finished) and value.at_s <= cutoff:
+                found.append((part, key))
+            elif isinstance(value, Live) and value.retracted and value.at_s <= cutoff:
+                found.append((part, key))
+            elif isinstance(value, Live) and value.until_s is not None and value.until_s <= now:
+                found.append((part, key))  # no longer out at the target (the adapter says so)
+        return found
 
     def forget(self, partition: int, key: str) -> OutRecord:
         """Remove an entry (a tombstone on the compacted topic): as if it had never been written."""

@@ -45,12 +45,14 @@ from aiokafka import TopicPartition
 
 from consumers.base import ChannelAdapter, Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.ledger import Ledger
+from consumers.ledger import Ledger, horizon_s
+from infra.grow import channel_counts, check_counts
 from consumers.limiter import TargetLimiter
 from consumers.retry import RetryPolicy
 from infra.kafka.compacted import PartitionNotHeld
 from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
+from infra.kafka.partitioning import partition_for
 from schemas import contracts, metrics
 from schemas.article import parse_time
 from schemas.codec import decode, encode, headers_to_dict
@@ -59,7 +61,7 @@ from schemas.errors import InvalidContent
 from schemas.headers import MAX_ATTEMPTS, RETRY_ATTEMPT, RETRY_DUE, RETRY_REASON, header_float, header_int
 from schemas.models import Action, Command, Priority, Receipt, utc_now_iso
 from schemas.settings import Settings
-from schemas.topics import Channel, Topic
+from schemas.topics import Channel, Topic, command_key
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class RuntimeConfig:
     poll_timeout_ms: int = 200
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     min_interval_s: float = 0.0
+    sweep_interval_s: float = 60.0  # how often finished ledger entries past the horizon are removed
 
 
 @dataclass
@@ -117,7 +120,11 @@ class DeliveryRuntime:
         self.retry_topics = {name: (settings.topic(Topic.retry(self.channel, name)), delay)
                              for name, delay in self.config.policy.tiers}
         self._tier_of_topic = {topic: name for name, (topic, _) in self.retry_topics.items()}
-        self.ledger = Ledger(settings.topic(Topic.ledger(self.channel)))
+        self.ledger = Ledger(settings.topic(Topic.ledger(self.channel)), horizon_s(self.channel),
+                             getattr(adapter, "live_until", None))
+        # Commands, retry tiers and ledger share this count (checked at start: check_partitions).
+        self.partitions = settings.partitions(Topic.commands(self.channel))
+        self._next_sweep = 0.0
         self.limiter = TargetLimiter(clock=clock, min_interval_s=self.config.min_interval_s)
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-{self.channel.value}")
         self.group_id = f"{settings.topic_prefix}lantoa-{self.channel.value}"
@@ -149,13 +156,17 @@ class DeliveryRuntime:
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
 
     async def tick(self) -> list[OutRecord]:
+        """Between fetches (no command in hand): the ledger sweep, at most every sweep_interval_s."""
+        await self.sweep()
         metrics.PAUSED_TARGETS.labels(self.channel.value).set(self.limiter.paused_targets())
         return []
 
     # -- main loop ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run the adapter on the consumer loop (infra/kafka/loop.py) until ``stop`` is set."""
+        """Run the adapter on the consumer loop (infra/kafka/loop.py) until ``stop`` is set; refuse
+        to start on mismatched partition counts (check_partitions)."""
+        await self.check_partitions()
         await self.outbox.start()
         await self.adapter.start()
         # Series exist from the start, so that the first retry, unknown outcome, dead letter or late
@@ -179,6 +190,48 @@ class DeliveryRuntime:
         finally:
             await self.adapter.close()
             await self.outbox.stop()
+
+    async def check_partitions(self) -> None:
+        """Refuse to start (PartitionMismatch, naming ``lantoa topics grow``) unless the channel's
+        command, retry and ledger topics have the configured count: a command's retries and ledger
+        entries go to the partition number it came from. Runs before anything is consumed."""
+        client_id = f"{self.settings.client_id}-{self.channel.value}-check"
+        check_counts(self.settings, self.channel, await channel_counts(self.settings, self.channel, client_id))
+
+    async def sweep(self) -> int:
+        """Remove the finished ledger entries past the horizon (consumers/ledger.py), a bounded
+        slice per call, at most every ``sweep_interval_s``; returns how many.
+
+        Runs between batches (no command is in hand). The tombstones are acknowledged before it
+        returns; a failed send raises and stops the worker like any other (no offset is involved:
+        the entries are gone from memory here and still on the topic, so the next owner removes
+        them on its own sweep)."""
+        now = self.clock()
+        if now < self._next_sweep:
+            return 0
+        self._next_sweep = now + self.config.sweep_interval_s
+        expired = self.ledger.expired(now)
+        if expired:
+            await self.outbox.send_all([self.ledger.forget(p, key) for p, key in expired])
+            log.info("%s: %d finished ledger entries past the %.0f h horizon removed", self.channel.value,
+                     len(expired), self.ledger.horizon / 3600)
+            metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
+        return len(expired)
+
+    def _order_key(self, w: _Work) -> bytes:
+        """Commands that must run one after another: those of one target (a Zalo partition carries
+        a whole Official Account under one record key; its groups still go concurrently)."""
+        return w.cmd.target.encode() if w.cmd is not None else (w.key or b"")
+
+    def _misplaced(self, w: _Work, cmd: Command) -> OutRecord | None:
+        """The record that forwards a command sitting in the wrong partition to the one its key
+        hashes to now (where ``lantoa topics grow`` moved its ledger), or None when it is in place.
+        Such a command was queued before a grow or re-key, or produced with stale metadata."""
+        key = command_key(self.channel, cmd.target)
+        right = partition_for(key, self.partitions)
+        if right == w.tp.partition:
+            return None
+        return OutRecord(w.tp.topic, key, w.value, tuple(w.headers), partition=right)
 
     async def handle(self, batch: Batch) -> Handled:
         """One fetched batch (see the module docstring); the loop sends what it returns and commits.
@@ -218,7 +271,7 @@ class DeliveryRuntime:
             self._decode(w)
         by_target: OrderedDict[bytes, list[_Work]] = OrderedDict()
         for w in work:
-            by_target.setdefault(w.key or b"", []).append(w)
+            by_target.setdefault(self._order_key(w), []).append(w)
         # Durable before any effect of the batch starts (invariant 2): one round trip, not one per command.
         await self.outbox.send_all(self._batch_intents(work))
         sem = asyncio.Semaphore(self.config.concurrency)
@@ -286,6 +339,8 @@ class DeliveryRuntime:
             if cmd is None:
                 continue
             partition, cid = w.tp.partition, cmd.key.command_id()
+            if self._misplaced(w, cmd) is not None:
+                continue  # forwarded by _process, no effect here
             if (partition, cid) in seen or self.ledger.command(partition, cid) is not None:
                 continue  # a duplicate waits for the first's outcome; an entry takes the one-command path
             seen.add((partition, cid))
@@ -311,6 +366,11 @@ class DeliveryRuntime:
         if w.cmd is None:
             return [self._dead_letter(w, w.invalid or "invalid command", "decode", at)]
         cmd = w.cmd
+        forward = self._misplaced(w, cmd)
+        if forward is not None:
+            log.debug("%s: %s[%d]@%d forwarded to partition %s", self.channel.value, w.tp.topic, w.tp.partition,
+                      w.offset, forward.partition)
+            return [forward]
         partition = w.tp.partition
         cid = cmd.key.command_id()
         # The batch's own intent for this command stands for "no entry yet" (the ledger had none).

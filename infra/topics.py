@@ -1,7 +1,9 @@
 """Topic provisioning generated from the descriptors in schemas/topics (``lantoa topics apply``).
 
 Idempotent: creates what is missing, raises partition counts that configuration raised, and sets
-topic configs that differ. It never lowers partitions (Kafka cannot) and never deletes topics.
+topic configs that differ. It never lowers partitions (Kafka cannot) and never deletes topics. It
+refuses (GrowRequired, before changing anything) to raise a channel's command, retry or ledger
+topics: ``lantoa topics grow CHANNEL N`` raises them together and moves the ledger.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from infra.kafka import clients
 from schemas.settings import Settings
-from schemas.topics import Topic, descriptors
+from infra.grow import channel_topics, current_partitions
+from schemas.topics import Channel, Topic, descriptors
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +44,6 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
     return clients.admin(settings.kafka, client_id=f"{settings.client_id}-admin", request_timeout_ms=30000)
 
 
-def _current_partitions(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for meta in admin.describe_topics(names):
-        err = meta.get("error_code", 0)
-        if err == 0 and meta.get("partitions"):
-            found[meta.get("name") or meta["topic"]] = len(meta["partitions"])
-    return found
-
-
 def _current_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
     if not names:
         return {}
@@ -66,6 +60,25 @@ def _current_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dic
     return out
 
 
+class GrowRequired(RuntimeError):
+    """``lantoa topics apply`` would raise a channel's command, retry or ledger partitions: that
+    must go through ``lantoa topics grow`` (infra/grow.py). Nothing was changed."""
+
+
+def refuse_channel_growth(settings: Settings, grow: dict[str, int]) -> None:
+    """Raise GrowRequired if ``grow`` (physical name → count) touches a channel's topics."""
+    wanted = {}
+    for channel in Channel:
+        names = {settings.topic(t) for t in channel_topics(channel)}
+        if names & set(grow):
+            wanted[channel] = max(settings.partitions(t) for t in channel_topics(channel))
+    if wanted:
+        raise GrowRequired("; ".join(
+            f"the {c.value} command, retry and ledger topics grow together and the ledger moves with them: "
+            f"stop the {c.value} adapters and run `lantoa topics grow {c.value} {n}`" for c, n in wanted.items())
+            + " (nothing was changed)")
+
+
 def apply_topics(settings: Settings, admin: KafkaAdminClient | None = None, dry_run: bool = False) -> list[Change]:
     """Bring the cluster's topics in line with the descriptors; return what changed."""
     own = admin is None
@@ -75,6 +88,10 @@ def apply_topics(settings: Settings, admin: KafkaAdminClient | None = None, dry_
         names = sorted(want)
         existing = set(client.list_topics())
         changes: list[Change] = []
+        present = [n for n in names if n in existing]
+        partitions = current_partitions(client, present)
+        grow = {n: want[n][0] for n in present if partitions.get(n, 0) < want[n][0]}
+        refuse_channel_growth(settings, grow)
         to_create = [n for n in names if n not in existing]
         if to_create:
             changes += [Change(n, f"create ({want[n][0]} partitions, {want[n][1]})") for n in to_create]
@@ -83,9 +100,6 @@ def apply_topics(settings: Settings, admin: KafkaAdminClient | None = None, dry_
                     [NewTopic(n, want[n][0], settings.replication_factor, topic_configs=want[n][1]) for n in to_create],
                     raise_errors=True,
                 )
-        present = [n for n in names if n in existing]
-        partitions = _current_partitions(client, present)
-        grow = {n: want[n][0] for n in present if partitions.get(n, 0) < want[n][0]}
         for n, count in grow.items():
             changes.append(Change(n, f"partitions {partitions.get(n)} -> {count} (keys move: order holds only for new records)"))
         for n in present:

@@ -15,7 +15,7 @@ import orjson
 from producers.progress import progress
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
-from schemas.topics import Topic
+from schemas.topics import Channel, Topic
 
 
 def _settings() -> Settings:
@@ -206,13 +206,38 @@ def cmd_topics(args: argparse.Namespace) -> int:
         for topic, desc in descriptors().items():
             print(f"{settings.topic(topic):40} {settings.partitions(topic):3} partitions  {desc.cleanup_policy:8} key: {desc.key}")
         return 0
-    from infra.topics import apply_topics
+    if args.action == "grow":
+        return _grow(settings, args)
+    from infra.topics import GrowRequired, apply_topics
 
-    changes = apply_topics(settings, dry_run=args.dry_run)
+    try:
+        changes = apply_topics(settings, dry_run=args.dry_run)
+    except GrowRequired as exc:
+        print(f"topics apply refused: {exc}", file=sys.stderr)
+        return 1
     for change in changes:
         print(("would " if args.dry_run else "") + str(change))
     if not changes:
         print("topics up to date")
+    return 0
+
+
+def _grow(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.grow import GrowRefused, grow_channel
+
+    if args.channel is None or args.count is None or args.dry_run:
+        print("usage: lantoa topics grow CHANNEL N (no --dry-run: it refuses before changing anything "
+              "when it cannot finish)", file=sys.stderr)
+        return 2
+    try:
+        report = grow_channel(settings, Channel(args.channel), args.count)
+    except GrowRefused as exc:
+        print(f"topics grow refused: {exc}", file=sys.stderr)
+        return 1
+    for name, (before, after) in sorted(report.raised.items()):
+        print(f"{name}: partitions {before} -> {after}")
+    print(f"{args.channel}: {report.moved} ledger entries moved, {report.kept} already in place"
+          + (f", {report.unplaceable} unreadable left in place (see the log)" if report.unplaceable else ""))
     return 0
 
 
@@ -254,7 +279,6 @@ def cmd_adapter(args: argparse.Namespace) -> int:
         run_lane(_settings())
         return 0
     from consumers.registry import run
-    from schemas.topics import Channel
 
     run(_settings(), Channel(args.channel))
     return 0
@@ -349,7 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("topics", help="topic descriptors → the cluster")
-    p.add_argument("action", choices=["apply", "list"])
+    p.add_argument("action", choices=["apply", "list", "grow"],
+                   help="grow CHANNEL N: the channel's command, retry and ledger topics to N, ledger moved")
+    p.add_argument("channel", nargs="?", choices=[c.value for c in Channel])
+    p.add_argument("count", nargs="?", type=int)
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_topics)
 

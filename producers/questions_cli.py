@@ -149,7 +149,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
     from infra.kafka import clients
     from schemas.codec import encode
     from schemas.models import utc_now_iso
-    from schemas.topics import Topic
+    from schemas.topics import Topic, command_key
     from streams.engagement import NotAnswerable, next_answer_version, reply_command
     from streams.engagement_store import read_table
 
@@ -182,7 +182,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
         producer = clients.producer(settings.kafka, acks="all", enable_idempotence=True,
                                     client_id=f"{settings.client_id}-answer")
         try:
-            producer.send(settings.topic(Topic.commands(command.channel)), key=command.target.encode(),
+            producer.send(settings.topic(Topic.commands(command.channel)), key=command_key(command.channel, command.target),
                           value=encode(command.to_dict())).get(timeout=30)
         finally:
             producer.close()

@@ -75,6 +75,24 @@ class Topic(StrEnum):
         return Topic(f"distribution.{channel.value}.retry.{tier}")
 
 
+# The record key of every Zalo command: Zalo's limits (calls per second, the daily quota) belong to
+# the Official Account, and one deployment delivers through one OA (LANTOA_ZALO_APP_ID, one token
+# pair), so all its commands share one key, hence one partition, hence one adapter process holding
+# the OA's whole budget however many processes run. Order per target holds a fortiori.
+ZALO_ACCOUNT_KEY = "zalo-oa"
+
+
+def command_key(channel: Channel, target: str) -> bytes:
+    """The record key of a command (and of its retries): what its partition is hashed from.
+
+    The target id (order per target), except Zalo: the Official Account (ZALO_ACCOUNT_KEY). The
+    ledger entries of a command live in the partition this key hashes to (``lantoa topics grow``
+    moves them there when the count or this rule changes)."""
+    if channel is Channel.ZALO:
+        return ZALO_ACCOUNT_KEY.encode()
+    return target.encode()
+
+
 # Delayed-retry tiers and their delays in seconds, shortest first.
 RETRY_TIERS: dict[str, float] = {"10s": 10.0, "1m": 60.0, "10m": 600.0}
 

@@ -10,7 +10,7 @@ from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
 from schemas.settings import Settings
-from schemas.topics import Channel, Topic
+from schemas.topics import Channel, Topic, command_key
 from streams.intake import ArticleEvent
 from streams.policy import Decision, Kind, places_from_json
 from streams.registry import Registry
@@ -93,7 +93,8 @@ def plan(
 
 
 def command_records(commands: list[Command], settings: Settings) -> list[OutRecord]:
-    """Encode commands for their channel topics (key = target id: order per target).
+    """Encode commands for their channel topics (key = ``command_key``: the target id, so order per
+    target; a Zalo command the Official Account, whose limits one partition then holds whole).
 
     The rendered payload is shared by every command of a channel: it is serialised once and
     spliced in (orjson.Fragment) instead of once per target (3,321 zones for a national article).
@@ -107,7 +108,7 @@ def command_records(commands: list[Command], settings: Settings) -> list[OutReco
             fragment = encoded[id(cmd.payload)] = orjson.Fragment(encode(cmd.payload))
         doc = cmd.to_dict()
         doc["payload"] = fragment
-        out.append(OutRecord(topics[cmd.channel], cmd.target.encode(), encode(doc)))
+        out.append(OutRecord(topics[cmd.channel], command_key(cmd.channel, cmd.target), encode(doc)))
     return out
 
 

@@ -78,6 +78,7 @@ from consumers.loudspeaker.scheduler import (
 )
 from consumers.loudspeaker.windows import ZoneWindows
 from consumers.loudspeaker.zones import (
+    KEEP_EXPIRED_S,
     LedgerZoneSource,
     ZoneEntry,
     ZoneSource,
@@ -232,6 +233,19 @@ class LoudspeakerAdapter:
             raise PermanentDeliveryError(f"zone {zone_id}: {exc}", alert=True) from exc
         self._windows[zone_id] = ((code, config), windows)
         return windows
+
+    @staticmethod
+    def live_until(detail: dict[str, Any]) -> float | None:
+        """When a zone's live entry stops mattering: its bulletin (and correction) expired
+        KEEP_EXPIRED_S ago (as long as the zone source keeps it), so nothing of it plays any more,
+        an update places a new bulletin and a late older version is expired too; the runtime's
+        ledger sweeps the entry then. None for a detail that is no zone entry (a skipped effect):
+        kept like any live entry."""
+        entry = ZoneEntry.from_detail(detail)
+        if entry is None:
+            return None
+        ends = [entry.bulletin.expires_at] + ([entry.correction.expires_at] if entry.correction else [])
+        return max(e.timestamp() for e in ends) + KEEP_EXPIRED_S
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         return None  # every platform call is idempotent: delivering again is the reconciliation
@@ -450,8 +464,10 @@ class LoudspeakerAdapter:
         return plans
 
 
-def from_settings(settings: Settings, targets: Callable[[str], Target | None]) -> LoudspeakerAdapter:
-    """The adapter as the registry runs it: platform, token file, audio cache, ledger source."""
+def from_settings(settings: Settings, targets: Callable[[str], Target | None],
+                  clock: Callable[[], float] = time.time) -> LoudspeakerAdapter:
+    """The adapter as the registry runs it: platform, token file, audio cache, ledger source
+    (``clock``: the bench's week of national days runs it on a clock advanced a day per day)."""
     from consumers.fanpage import SecretFile
 
     if settings.loudspeaker_token_file is None:
@@ -463,4 +479,4 @@ def from_settings(settings: Settings, targets: Callable[[str], Target | None]) -
     ledger = Topic.ledger(Channel.LOUDSPEAKER)
     source = LedgerZoneSource(settings.kafka, settings.topic(ledger), settings.partitions(ledger),
                               settings.client_id)
-    return LoudspeakerAdapter(client, renderer, targets, source=source)
+    return LoudspeakerAdapter(client, renderer, targets, source=source, clock=clock)

@@ -115,6 +115,10 @@ class ZoneSource(Protocol):
     async def entries(self, zone_id: str, *, fresh: bool = False) -> list[dict[str, Any]]: ...
 
 
+# How long a zone keeps an expired bulletin's entry (the zone source, and the ledger's live entry).
+KEEP_EXPIRED_S = 86400.0
+
+
 class LedgerZoneSource:
     """Reads the loudspeaker ledger topic (compacted) for zone entries.
 
@@ -125,7 +129,7 @@ class LedgerZoneSource:
     """
 
     def __init__(self, conn: KafkaConnection, topic: str, partitions: int, client_id: str, *,
-                 keep_expired_s: float = 86400.0, clock: Callable[[], float] = time.time) -> None:
+                 keep_expired_s: float = KEEP_EXPIRED_S, clock: Callable[[], float] = time.time) -> None:
         self.conn, self.topic, self.partitions, self.client_id = conn, topic, partitions, client_id
         self.keep_expired_s, self.clock = keep_expired_s, clock
         self._by_zone: dict[str, dict[str, dict[str, Any]]] = {}

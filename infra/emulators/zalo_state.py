@@ -82,6 +82,10 @@ class ZaloState(EmulatorBase):
         self._messages: list[ZaloMessage] = []
         self._quota_used: dict[float, int] = {}
         self._calls: collections.deque[float] = collections.deque()
+        # What the OA's per-second limit saw: calls refused with -32, and the most calls let
+        # through in any sliding second (tests of pacing across adapter processes read them).
+        self.rate_limited = 0
+        self.peak_calls_per_s = 0
         self._refreshes: list[dict[str, Any]] = []
         access, refresh = self._initial_tokens
         self._access: dict[str, AccessToken] = {
@@ -181,8 +185,10 @@ class ZaloState(EmulatorBase):
         while self._calls and self._calls[0] <= now - 1.0:
             self._calls.popleft()
         if self.rate_limit_per_s > 0 and len(self._calls) >= self.rate_limit_per_s:
+            self.rate_limited += 1
             raise ZaloError(-32)
         self._calls.append(now)
+        self.peak_calls_per_s = max(self.peak_calls_per_s, len(self._calls))
 
     def _quota_window_start(self) -> float:
         local = self.clock() + self.quota_tz_offset_s

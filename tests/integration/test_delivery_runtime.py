@@ -219,7 +219,7 @@ async def test_a_batch_writes_its_intents_once_before_its_effects(settings: Sett
     assert 0 not in adapter.sends_at_effect  # no effect before the first acknowledged send
     ledger = Ledger(settings.topic(Topic.ledger(Channel.FANPAGE)))
     await ledger.load(settings.kafka, set(range(settings.partitions(Topic.ledger(Channel.FANPAGE)))), "t")
-    states = Counter(v["state"] for p in ledger.owned() for _, v in ledger.items(p) if v["kind"] == "command")
+    states = Counter(e["state"] for p in ledger.owned() for k, _ in ledger.items(p) if (e := ledger.command(p, k)))
     assert states == Counter({"done": 60})
 
 

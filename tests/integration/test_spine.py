@@ -21,7 +21,7 @@ from helpers import ROOT, article_doc, ce_headers, encode_doc, sample_paths
 from producers import deadletters as dl
 from schemas import contracts
 from schemas.codec import headers_to_dict
-from schemas.topics import Channel, Topic
+from schemas.topics import Channel, Topic, command_key
 
 CHANNEL_TOPICS = {c: Topic.commands(c) for c in Channel}
 TARGETS = tomllib.loads((ROOT / "infra" / "targets.toml").read_text())
@@ -50,7 +50,7 @@ def commands_for(pipeline: Any, uri: str, version: int | None = None, action: st
         for rec in reader.records:
             cmd = orjson.loads(rec.value)
             if cmd["uri"] == uri and (version is None or cmd["version"] == version) and (action is None or cmd["action"] == action):
-                assert rec.key.decode() == cmd["target"]
+                assert rec.key == command_key(channel, cmd["target"])  # the target id; Zalo: the OA
                 found[channel.value].append(cmd)
     return found
 

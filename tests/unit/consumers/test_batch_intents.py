@@ -27,6 +27,7 @@ from infra.kafka.loop import ConsumerLoop
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
+from infra.grow import channel_topics
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 
@@ -115,7 +116,9 @@ def batch(commands: list[Command], tp: TopicPartition) -> dict[TopicPartition, l
 
 
 def runtime(adapter: Adapter, outbox: FakeOutbox) -> DeliveryRuntime:
-    settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": TOPIC_PREFIX})
+    # One partition per channel topic: every command of the batch is in place at partition 0.
+    one = ",".join(f"{t.value}=1" for t in channel_topics(Channel.FANPAGE))
+    settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": TOPIC_PREFIX, "LANTOA_PARTITIONS": one})
     rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: 1000.0)
     rt.outbox = outbox  # type: ignore[assignment]
     rt.loop = ConsumerLoop(settings, rt, outbox, consumer=FakeConsumer())  # type: ignore[arg-type]

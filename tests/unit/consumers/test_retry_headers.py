@@ -12,6 +12,7 @@ from consumers.base import Effect, Prior
 from consumers.errors import TransientDeliveryError
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from infra.grow import channel_topics
 from infra.kafka.loop import ConsumerLoop
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
@@ -82,7 +83,9 @@ class Rec:
 
 
 def runtime(adapter: Adapter) -> tuple[DeliveryRuntime, Outbox, Consumer]:
-    settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": PREFIX})
+    # One partition per channel topic: the command is in place at partition 0 (not forwarded).
+    one = ",".join(f"{t.value}=1" for t in channel_topics(Channel.FANPAGE))
+    settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": PREFIX, "LANTOA_PARTITIONS": one})
     rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: NOW)
     outbox, consumer = Outbox(), Consumer()
     rt.outbox = outbox  # type: ignore[assignment]

@@ -1,0 +1,284 @@
+"""Growing a channel (``lantoa topics grow CHANNEL N``): its command topic, retry tiers and ledger
+together, and every ledger entry moved to the partition its command key now hashes to.
+
+Why together: the runtime writes a command's retries and ledger entries to the partition number
+the command came from, so a command topic with more partitions than its ledger or retry tiers
+writes to partitions that do not exist (a crash loop), and a key whose partition changed finds no
+ledger entry where it now lands (a second post instead of an edit, a retraction skipped).
+
+The order ``grow_channel`` enforces, safe on a running system:
+
+1. refuse unless the channel's consumer group is empty (its adapters stopped: nothing reads or
+   writes the ledger meanwhile) and configuration (LANTOA_PARTITIONS) already asks for N for
+   every topic of the channel (the adapters check that too);
+2. raise the ledger and the retry tiers to N;
+3. rewrite each ledger entry that lives in the wrong partition to the partition
+   ``partition_for(command_key(channel, target), N)`` and, once that is acknowledged, tombstone
+   it where it was (an entry already present in its right partition wins: a rerun after an
+   interruption only finishes the tombstones);
+4. raise the command topic last. Until then the counts disagree and every adapter of the channel
+   refuses to start (``check_counts``), so an interrupted run leaves the channel stopped, never
+   running on a half-moved ledger; running it again finishes the job, and a run with nothing to
+   do moves nothing.
+
+Commands already queued in an old partition (and producers whose metadata is still the old count,
+for up to metadata.max.age.ms) are forwarded by the runtime to their right partition without an
+effect (consumers/runtime.py). Re-keying with the same count (the Zalo rule of
+``schemas.topics.command_key``) is the same run with N unchanged: step 4 then has nothing to do,
+so the adapters must stay stopped until it returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
+
+from infra.kafka import clients
+from infra.kafka.partitioning import partition_for
+from schemas.codec import decode
+from schemas.errors import InvalidContent
+from schemas.settings import Settings
+from schemas.topics import RETRY_TIERS, Channel, Topic, command_key
+
+log = logging.getLogger(__name__)
+
+
+class PartitionMismatch(RuntimeError):
+    """A channel's command, retry and ledger partition counts disagree with each other or with
+    configuration. An adapter raising it has consumed and committed nothing; the message says what
+    to run."""
+
+
+class GrowRefused(RuntimeError):
+    """``grow_channel`` would not be safe now (adapters running, configuration not asking for N, a
+    shrink); nothing was changed."""
+
+
+def channel_topics(channel: Channel) -> list[Topic]:
+    """Every topic whose partition number follows the command's: commands, retry tiers, ledger."""
+    return [Topic.commands(channel), *(Topic.retry(channel, tier) for tier in RETRY_TIERS), Topic.ledger(channel)]
+
+
+def adapter_group(settings: Settings, channel: Channel) -> str:
+    """The channel adapters' consumer group (DeliveryRuntime.group_id)."""
+    return f"{settings.topic_prefix}lantoa-{channel.value}"
+
+
+def _partitions_setting(settings: Settings, channel: Channel, n: int) -> str:
+    return ",".join(f"{t.value}={n}" for t in channel_topics(channel))
+
+
+def mismatches(settings: Settings, channel: Channel, found: Mapping[str, int]) -> list[str]:
+    """What disagrees, given the partition counts found on the cluster by physical topic name."""
+    problems = []
+    configured = {t: settings.partitions(t) for t in channel_topics(channel)}
+    if len(set(configured.values())) > 1:
+        problems.append("configuration asks for " + ", ".join(f"{t.value}={n}" for t, n in configured.items()))
+    for t, want in configured.items():
+        name = settings.topic(t)
+        have = found.get(name)
+        if have is None:
+            problems.append(f"{name} does not exist")
+        elif have != want:
+            problems.append(f"{name} has {have} partitions, configuration says {want}")
+    return problems
+
+
+def check_counts(settings: Settings, channel: Channel, found: Mapping[str, int]) -> None:
+    """Raise PartitionMismatch (naming the command to run) unless the channel's topics all have the
+    configured count and configuration agrees with itself."""
+    problems = mismatches(settings, channel, found)
+    missing = [settings.topic(t) for t in channel_topics(channel) if settings.topic(t) not in found]
+    if missing:
+        raise PartitionMismatch(f"{channel.value} adapter refuses to start: {', '.join(missing)} missing; "
+                                f"run `lantoa topics apply` first")
+    if problems:
+        n = max(settings.partitions(t) for t in channel_topics(channel))
+        raise PartitionMismatch(
+            f"{channel.value} adapter refuses to start: {'; '.join(problems)}. Stop the {channel.value} adapters, "
+            f"set LANTOA_PARTITIONS={_partitions_setting(settings, channel, n)} (every process) and run "
+            f"`lantoa topics grow {channel.value} {n}`")
+
+
+async def channel_counts(settings: Settings, channel: Channel, client_id: str) -> dict[str, int]:
+    """The partition counts of the channel's topics that exist, from the cluster's metadata (the
+    aiokafka client of a service; raises what the client raises when the cluster is unreachable)."""
+    client = clients.aio_client(settings.kafka, client_id=client_id)
+    await client.bootstrap()
+    try:
+        cluster = await client.fetch_all_metadata()
+    finally:
+        await client.close()
+    names = [settings.topic(t) for t in channel_topics(channel)]
+    return {n: len(parts) for n in names if (parts := cluster.partitions_for_topic(n))}
+
+
+def current_partitions(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Partition counts of the topics that exist, by name."""
+    found: dict[str, int] = {}
+    for meta in admin.describe_topics(names):
+        # A topic created a moment ago may answer LEADER_NOT_AVAILABLE (5) with its partitions
+        # listed: it exists. UNKNOWN_TOPIC_OR_PARTITION (3) lists none.
+        if meta.get("error_code", 0) in (0, 5) and meta.get("partitions"):
+            found[meta.get("name") or meta["topic"]] = len(meta["partitions"])
+    return found
+
+
+def group_members(admin: KafkaAdminClient, group: str, tries: int = 30) -> int:
+    """How many members the consumer group has now (0 for an empty or unknown group).
+
+    The group coordinator may not be there yet (a new cluster creates the offsets topic on first
+    use): that is asked again every 0.5 s, ``tries`` times, then raised."""
+    for attempt in range(tries):
+        try:
+            described: Any = admin.describe_groups([group])
+            break
+        except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            if attempt + 1 >= tries:
+                raise
+            time.sleep(0.5)
+    info = described.get(group) if isinstance(described, dict) else None
+    if not info:
+        return 0
+    return len(info.get("members") or ())
+
+
+@dataclass(frozen=True)
+class GrowReport:
+    """What ``grow_channel`` did: topics raised (name → (before, after)), entries moved, and
+    entries left where they are because they name no target (logged)."""
+
+    raised: dict[str, tuple[int, int]]
+    moved: int
+    kept: int
+    unplaceable: int
+
+
+def grow_channel(settings: Settings, channel: Channel, n: int, admin: KafkaAdminClient | None = None) -> GrowReport:
+    """Grow the channel's topics to ``n`` partitions and move its ledger (see the module docstring).
+
+    Raises GrowRefused before changing anything when it is not safe; Kafka errors propagate (a run
+    interrupted by one is finished by running it again; the adapters refuse to start meanwhile).
+    """
+    own = admin is None
+    client = admin or clients.admin(settings.kafka, client_id=f"{settings.client_id}-grow", request_timeout_ms=30000)
+    try:
+        names = {t: settings.topic(t) for t in channel_topics(channel)}
+        wrong_config = {t.value: settings.partitions(t) for t in names if settings.partitions(t) != n}
+        if wrong_config:
+            raise GrowRefused(
+                f"configuration asks for {wrong_config}, not {n}: set "
+                f"LANTOA_PARTITIONS={_partitions_setting(settings, channel, n)} here and for every process first")
+        found = current_partitions(client, list(names.values()))
+        missing = [name for name in names.values() if name not in found]
+        if missing:
+            raise GrowRefused(f"{', '.join(missing)} missing: run `lantoa topics apply` first")
+        bigger = {name: c for name, c in found.items() if c > n}
+        if bigger:
+            raise GrowRefused(f"{bigger} already have more than {n} partitions; Kafka cannot shrink a topic")
+        group = adapter_group(settings, channel)
+        members = group_members(client, group)
+        if members:
+            raise GrowRefused(f"consumer group {group} has {members} member(s): stop the {channel.value} adapters "
+                              f"first (they refuse to start again until the grow is done)")
+        raised: dict[str, tuple[int, int]] = {}
+        first = {names[t]: n for t in names if t is not Topic.commands(channel) and found[names[t]] < n}
+        if first:
+            client.create_partitions(first)
+            raised.update({name: (found[name], n) for name in first})
+        moved, kept, unplaceable = move_ledger(settings, channel, n)
+        commands = names[Topic.commands(channel)]
+        if found[commands] < n:
+            client.create_partitions({commands: n})
+            raised[commands] = (found[commands], n)
+        log.info("%s grown to %d partitions: %s; %d ledger entries moved", channel.value, n, raised, moved)
+        return GrowReport(raised, moved, kept, unplaceable)
+    finally:
+        if own:
+            client.close()
+
+
+def read_ledger(settings: Settings, channel: Channel) -> dict[int, dict[bytes, bytes]]:
+    """The latest value of every key in every partition of the channel's ledger (tombstones
+    applied), read from the beginning to the end offsets taken at the start."""
+    topic = settings.topic(Topic.ledger(channel))
+    consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False,
+                                client_id=f"{settings.client_id}-grow-read")
+    try:
+        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        latest: dict[int, dict[bytes, bytes]] = {p: {} for p in parts}
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            for tp, recs in consumer.poll(timeout_ms=500, max_records=20000).items():
+                for rec in recs:
+                    if rec.key is None or rec.offset >= end[tp]:
+                        continue
+                    if rec.value is None:
+                        latest[tp.partition].pop(rec.key, None)
+                    else:
+                        latest[tp.partition][rec.key] = rec.value
+            remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
+        return latest
+    finally:
+        consumer.close()
+
+
+def producer_seeing(settings: Settings, topic: str, n: int, tries: int = 60) -> KafkaProducer:
+    """A producer whose metadata has the ``n`` partitions just created (a new partition reaches the
+    brokers' metadata a moment after CreatePartitions returns); RuntimeError after ``tries``."""
+    for _ in range(tries):
+        producer = clients.producer(settings.kafka, acks="all", client_id=f"{settings.client_id}-grow",
+                                    max_request_size=8 * 1024 * 1024)
+        if len(producer.partitions_for(topic) or ()) >= n:
+            return producer
+        producer.close()
+        time.sleep(0.5)
+    raise RuntimeError(f"{topic} does not show {n} partitions in the cluster metadata; run the grow again")
+
+
+def move_ledger(settings: Settings, channel: Channel, n: int) -> tuple[int, int, int]:
+    """Move every entry not in ``partition_for(command_key(channel, target), n)`` there: the copy is
+    acknowledged before the old one is tombstoned. Returns (moved, already in place, unplaceable).
+    Entries that name no target (unreadable) stay where they are, logged."""
+    topic = settings.topic(Topic.ledger(channel))
+    latest = read_ledger(settings, channel)
+    copies: list[tuple[int, bytes, bytes]] = []
+    tombstones: list[tuple[int, bytes]] = []
+    kept = unplaceable = 0
+    for p, entries in latest.items():
+        for key, value in entries.items():
+            try:
+                target = decode(value).get("target")
+            except (InvalidContent, AttributeError):
+                target = None
+            if not isinstance(target, str):
+                unplaceable += 1
+                log.error("%s[%d] %r names no target: left where it is", topic, p, key[:80])
+                continue
+            right = partition_for(command_key(channel, target), n)
+            if right == p:
+                kept += 1
+                continue
+            if key not in latest.get(right, {}):
+                copies.append((right, key, value))
+            tombstones.append((p, key))
+    producer = producer_seeing(settings, topic, n)
+    try:
+        for batch in (copies, [(p, k, None) for p, k in tombstones]):
+            futures = [producer.send(topic, key=k, value=v, partition=p) for p, k, v in batch]
+            producer.flush()
+            for f in futures:
+                f.get(timeout=60)  # raises if any was not acknowledged: nothing is tombstoned then
+    finally:
+        producer.close()
+    return len(tombstones), kept, unplaceable
