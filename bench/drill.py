@@ -11,6 +11,10 @@ Articles are published steadily by ``PublishClient`` while, on a seeded random s
 
 - each worker type is killed with SIGKILL ``kills_per_worker`` times and restarted after 0.2-2 s
   (a process that exits by itself is restarted too, and counted as a crash);
+- every channel is grown by ``grow_by`` partitions once (``grow_at_s``), as an operator would:
+  its adapters stopped (SIGTERM), ``lantoa topics grow CHANNEL N`` (infra/grow.py: command, retry
+  and ledger topics together, the ledger moved), the adapters started again with the new
+  ``LANTOA_PARTITIONS``, while the stream worker keeps producing;
 - the broker is restarted once (``KafkaBroker.restart()``: same ports and data); with a cluster,
   one member is killed with SIGKILL and brought back ``broker_down_s`` later;
 - S3 is unavailable for ``s3_down_s`` (versitygw stopped: connections refused);
@@ -65,6 +69,8 @@ class DrillConfig:
     broker_down_s: float = 15.0  # a cluster member stays down this long
     adapter_processes: int = 2  # per channel, in one consumer group
     cluster: int = 1  # brokers; 3: a KRaft cluster, one member killed mid-run
+    grow_at_s: float | None = 120.0  # every channel grown by ``grow_by`` partitions (lantoa topics grow)
+    grow_by: int = 2
     deadline_s: float = 900.0
     seed: int = 20261126
     retry_delays: str = "10s=2,1m=5,10m=10"
@@ -75,7 +81,7 @@ class DrillConfig:
 
 
 SHORT = DrillConfig(articles=20, min_deliveries=300, pages=12, groups=6, kills_per_worker=2, publish_over_s=40.0,
-                    adapter_kills_until_s=55.0, s3_down_at_s=8.0, s3_down_s=20.0, broker_restart_at_s=32.0,
+                    adapter_kills_until_s=55.0, s3_down_at_s=8.0, s3_down_s=20.0, broker_restart_at_s=32.0, grow_at_s=20.0,
                     deadline_s=200.0, name="drill-short")
 
 
@@ -235,6 +241,12 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
                 broker.restart()
                 timings["broker_restart_s"] = time.monotonic() - started
                 log(f"{config.name}: broker restarted in {timings['broker_restart_s']:.1f}s at {now:.0f}s")
+            if config.grow_at_s is not None and "grown_s" not in timings and now >= config.grow_at_s:
+                started = time.monotonic()
+                grown = _grow_every_channel(stack, procs, config.grow_by, log)
+                timings["grown_s"] = time.monotonic() - started
+                timings["grown_to"] = grown  # type: ignore[assignment]
+                log(f"{config.name}: {now:.0f}s: channels grown to {grown} in {timings['grown_s']:.1f}s")
             absorb(receipts.poll())  # progress, from the receipts
             done = expected <= settled
             if done and not kills and not restart_at and s3_state == "back" and "broker_restart_s" in timings:
@@ -265,6 +277,8 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
         crashes={n: p.crashes for n, p in procs.items()},
         faults_fired=fired,
         broker_restart_s=round(timings.get("broker_restart_s", -1), 1),
+        grown_to=timings.get("grown_to", {}),
+        grow_s=round(timings.get("grown_s", -1), 1),
         s3_down_s=round(timings.get("s3_down_s", -1), 1),
         settled_after_s=round(timings["settled_s"], 1),
         lag_at_end=lag,
@@ -276,6 +290,48 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
     out.mkdir(exist_ok=True)
     (out / f"{config.name}.json").write_text(json.dumps(counts, indent=2, ensure_ascii=False, default=str))
     return counts
+
+
+def _grow_every_channel(stack: PipelineStack, procs: dict[str, Any], by: int, log: Any) -> dict[str, int]:
+    """Grow each channel by ``by`` partitions the way README says to: stop its adapters, run the
+    grow (retried while the group still lists a killed member, until its session times out),
+    start them again with the new count in ``LANTOA_PARTITIONS``. Returns channel → new count."""
+    from dataclasses import replace
+
+    from infra.grow import GrowRefused, channel_topics, grow_channel
+    from schemas.topics import Topic
+
+    grown: dict[str, int] = {}
+    overrides = dict(stack.settings.partition_overrides)
+    for channel in stack.channels:
+        n = stack.settings.partitions(Topic.commands(channel)) + by
+        mine = [p for name, p in procs.items() if name.split("#")[0] == channel.value]
+        for p in mine:
+            if p.alive():
+                p.proc.terminate()
+                p.proc.wait(timeout=60)
+        overrides.update({t.value: n for t in channel_topics(channel)})
+        settings = replace(stack.settings, partition_overrides=dict(overrides))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                report = grow_channel(settings, channel, n)
+                break
+            except GrowRefused as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log(f"grow {channel.value}: {exc}; again in 2 s")
+                time.sleep(2.0)
+        log(f"grow {channel.value} -> {n}: {report}")
+        stack.settings = settings
+        env_value = ",".join(f"{k}={v}" for k, v in overrides.items())
+        stack.env["LANTOA_PARTITIONS"] = env_value
+        for p in procs.values():
+            p.env["LANTOA_PARTITIONS"] = env_value  # the worker too, so every process agrees
+        for p in mine:
+            p.restart()
+        grown[channel.value] = n
+    return grown
 
 
 def _lag(bootstrap: str, stack: PipelineStack) -> dict[str, int]:
