@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
+from kafka import TopicPartition
+
+from infra.kafka import clients
+from schemas.settings import KafkaConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")).resolve()
@@ -52,3 +57,22 @@ def article_doc(uri: str, version: int = 1, **fields: Any) -> dict[str, Any]:
 
 def encode_doc(doc: dict[str, Any]) -> bytes:
     return orjson.dumps(doc)
+
+
+def uncommitted(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
+    """Records not committed yet by each topic's consumer group (0: nothing stuck), after up to 30 s."""
+    out: dict[str, int] = {}
+    deadline = time.monotonic() + 30
+    for topic, group in groups.items():
+        consumer = clients.consumer(KafkaConnection(bootstrap), group_id=group, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            while True:
+                end = consumer.end_offsets(tps)
+                out[topic] = sum(end[tp] - (consumer.committed(tp) or 0) for tp in tps)
+                if out[topic] == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(1.0)
+        finally:
+            consumer.close()
+    return out

@@ -30,12 +30,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from bench.pipeline import PipelineStack, StackConfig
 from fuzz_corpus import Sent, alert_records, article_records, cap_sources, command_records, sample_docs, valid_command
-from helpers import ce_headers
+from helpers import ce_headers, uncommitted
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
@@ -226,18 +225,5 @@ def committed_lag(bootstrap: str, stack: PipelineStack, topics: dict[str, str]) 
     groups = {"cms.articles": stack.settings.app_id, "alerts.cap": f"{stack.settings.app_id}-alerts"}
     for c in stack.channels:
         groups[f"distribution.{c.value}.commands"] = f"{stack.settings.topic_prefix}lantoa-{c.value}"
-    out: dict[str, int] = {}
-    deadline = time.monotonic() + 30  # commits follow the batch's sends: give them a moment
-    for name, topic in topics.items():
-        consumer = clients.consumer(KafkaConnection(bootstrap), group_id=groups[name], enable_auto_commit=False)
-        try:
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            while True:
-                end = consumer.end_offsets(tps)
-                out[name] = sum(end[tp] - (consumer.committed(tp) or 0) for tp in tps)
-                if out[name] == 0 or time.monotonic() > deadline:
-                    break
-                time.sleep(1.0)
-        finally:
-            consumer.close()
-    return out
+    lag = uncommitted(bootstrap, {topic: groups[name] for name, topic in topics.items()})
+    return {name: lag[topic] for name, topic in topics.items()}

@@ -36,17 +36,14 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import TopicPartition
 
 import test_fuzz_inputs as fuzz
 from bench.pipeline import PipelineStack, StackConfig
 from fuzz_corpus import Sent, cap_sources, sample_docs, valid_command
-from helpers import ce_headers
-from infra.kafka import clients
+from helpers import ce_headers, uncommitted
 from infra.kafka.tail import TopicTail
 from infra.s3.versitygw import S3Server
 from infra.stack import Proc
-from schemas.settings import KafkaConnection
 from schemas.topics import Channel, Topic
 
 s3 = fuzz.s3  # the fuzz test's module-scoped S3 server fixture
@@ -250,25 +247,6 @@ def wait_for_port(port: int, proc: Proc, timeout: float = 60) -> None:
         time.sleep(0.3)
 
 
-def lags(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
-    """Records not committed yet by each topic's consumer group (0: nothing stuck), after up to 30 s."""
-    out: dict[str, int] = {}
-    deadline = time.monotonic() + 30
-    for topic, group in groups.items():
-        consumer = clients.consumer(KafkaConnection(bootstrap), group_id=group, enable_auto_commit=False)
-        try:
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            while True:
-                end = consumer.end_offsets(tps)
-                out[topic] = sum(end[tp] - (consumer.committed(tp) or 0) for tp in tps)
-                if out[topic] == 0 or time.monotonic() > deadline:
-                    break
-                time.sleep(1.0)
-        finally:
-            consumer.close()
-    return out
-
-
 @pytest.mark.timeout(300)
 def test_poison_in_every_input_is_dead_lettered_and_every_process_survives(kafka_bootstrap: str, s3: S3Server,
                                                                           tmp_path: Path) -> None:
@@ -365,7 +343,7 @@ def test_poison_in_every_input_is_dead_lettered_and_every_process_survives(kafka
             return question in {(r.key or b"").decode() for r in questions.records}
 
         fuzz.wait_until(asked, 60, "the good engagement record to become a question", stack)
-        lag = lags(kafka_bootstrap, groups)
+        lag = uncommitted(kafka_bootstrap, groups)
         survived = {name: (p.alive(), p.proc.pid == pids[name], p.restarts + p.crashes) for name, p in procs.items()}
     finally:
         receipts.close()
