@@ -61,7 +61,7 @@ async def test_two_adapter_processes_on_one_oa_never_exceed_its_rate(kafka_boots
     runtimes = [DeliveryRuntime(settings, adapter(), RuntimeConfig(max_batch=50)) for _ in range(2)]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(rt.run(stop)) for rt in runtimes]
-    receipts = TopicTail(settings.kafka_bootstrap, settings.topic(Topic.RECEIPTS))
+    receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     try:
         deadline = asyncio.get_running_loop().time() + 120
         while True:
