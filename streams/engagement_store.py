@@ -78,10 +78,10 @@ class CompactedReader:
         consumer.assign(self._tps)
         await consumer.seek_to_beginning(*self._tps)
 
-    async def catch_up(self) -> list[tuple[str, str, Any]]:
-        """Everything up to the current end: (topic, key, decoded value or None)."""
+    async def catch_up(self) -> list[tuple[str, int, str, Any]]:
+        """Everything up to the current end: (topic, partition, key, decoded value or None)."""
         end = await self._consumer.end_offsets(self._tps)
-        out: list[tuple[str, str, Any]] = []
+        out: list[tuple[str, int, str, Any]] = []
         pending = {tp for tp in self._tps if await self._consumer.position(tp) < end[tp]}
         while pending:
             batch = await self._consumer.getmany(*pending, timeout_ms=500, max_records=10000)
@@ -94,7 +94,7 @@ class CompactedReader:
                     except InvalidContent:
                         log.error("unreadable record at %s[%d]@%d", tp.topic, tp.partition, rec.offset)
                         continue
-                    out.append((tp.topic, rec.key.decode("utf-8", "replace"), value))
+                    out.append((tp.topic, tp.partition, rec.key.decode("utf-8", "replace"), value))
             pending = {tp for tp in pending if await self._consumer.position(tp) < end[tp]}
         return out
 
@@ -153,6 +153,7 @@ class Triage:
         self.index = eng.LiveIndex()
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-engagement")
         self.registry = RegistryFollower(settings.kafka, settings.topic(Topic.TARGETS), settings.client_id)
+        self._holders: dict[tuple[str, str], set[int]] = {}  # (ledger topic, live key) → partitions holding it
         self.ledgers = CompactedReader(settings.kafka, list(self.ledger_topics),
                                        f"{settings.client_id}-engagement-ledger")
         self.subscription = Subscription("engagement", (self.inbound_topic,), self.group_id, max_records=500,
@@ -185,7 +186,19 @@ class Triage:
     async def follow_ledgers(self) -> list[OutRecord]:
         """Read the ledgers to their end; the records of questions whose answer changed."""
         out: list[OutRecord] = []
-        for topic, key, value in await self.ledgers.catch_up():
+        for topic, partition, key, value in await self.ledgers.catch_up():
+            # A key may live in two partitions for a while: ``lantoa topics grow`` copies a ledger
+            # entry to its new partition, then tombstones it in the old one, and partitions are read
+            # interleaved. A tombstone counts only once no partition holds the key any more.
+            if key.startswith("live|"):  # only live entries say where a post is; the rest is not kept
+                holders = self._holders.setdefault((topic, key), set())
+                if value is None:
+                    holders.discard(partition)
+                    if holders:
+                        continue
+                    del self._holders[(topic, key)]
+                else:
+                    holders.add(partition)
             outcome = self.index.apply(self.ledger_topics[topic], key, value)
             if outcome is None:
                 continue
@@ -232,7 +245,7 @@ class Triage:
                                  f"{self.settings.client_id}-engagement-table")
         await reader.start()
         try:
-            for _, key, value in await reader.catch_up():
+            for _, _, key, value in await reader.catch_up():
                 if value is None:
                     self.table.remove(key)
                 else:

@@ -160,8 +160,10 @@ class LedgerZoneSource:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
-            found: dict[str, dict[str, dict[str, Any]]] = {}
-            where: dict[str, int] = {}
+            # Each partition is resolved on its own, then merged: after ``lantoa topics grow`` an entry
+            # was copied to its new partition and then tombstoned in its old one, and the two
+            # partitions' records arrive interleaved, so the old tombstone must not erase the copy.
+            per_partition: dict[int, dict[str, dict[str, dict[str, Any]]]] = {p: {} for p in chosen}
             remaining = {tp for tp in tps if end[tp] > 0}
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20000)
@@ -169,10 +171,11 @@ class LedgerZoneSource:
                     for rec in recs:
                         key = rec.key.decode("utf-8", "replace") if rec.key else ""
                         if key.startswith(LIVE_PREFIX):
-                            self._apply(found, where, tp.partition, key, rec.value)
+                            self._apply(per_partition[tp.partition], tp.partition, key, rec.value)
                 for tp in list(remaining):
                     if await consumer.position(tp) >= end[tp]:
                         remaining.discard(tp)
+            found, where = self._merge(per_partition)
             stale = [z for z, p in self._partition_of.items() if p in set(chosen)]
             for zone in stale:
                 self._by_zone.pop(zone, None)
@@ -189,8 +192,21 @@ class LedgerZoneSource:
             await consumer.stop()
 
     @staticmethod
-    def _apply(found: dict[str, dict[str, dict[str, Any]]], where: dict[str, int], partition: int, key: str,
-               raw: bytes | None) -> None:
+    def _merge(per_partition: Mapping[int, Mapping[str, Mapping[str, dict[str, Any]]]]
+               ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, int]]:
+        """Zone → uri → entry over partitions each resolved on its own, and where each zone lives."""
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        where: dict[str, int] = {}
+        for p in sorted(per_partition):
+            for zone, by_uri in per_partition[p].items():
+                if by_uri:
+                    found.setdefault(zone, {}).update(by_uri)
+                    where[zone] = p
+        return found, where
+
+    @staticmethod
+    def _apply(found: dict[str, dict[str, dict[str, Any]]], partition: int, key: str, raw: bytes | None) -> None:
+        """One live record of one partition into that partition's zone → uri → value map."""
         _, _, rest = key.partition(LIVE_PREFIX)
         uri, _, zone = rest.rpartition("|")
         if raw is None:  # tombstone
@@ -203,4 +219,3 @@ class LedgerZoneSource:
             return
         if isinstance(value, dict):
             found.setdefault(zone, {})[uri] = value
-            where[zone] = partition
