@@ -158,7 +158,8 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(kafk
         listed = lantoa(env, "questions", "--open", "--article", uri, "--json")
         assert listed.returncode == 0, listed.stderr
         assert sorted(q["id"] for q in orjson.loads(listed.stdout)) == sorted([fb["id"], zl["id"]])
-        assert scrape(metrics_port)["lantoa_open_questions"] == 2.0
+        # The gauge follows the table once the batch is committed: read it as Prometheus would, until it agrees.
+        assert wait(lambda: scrape(metrics_port)["lantoa_open_questions"] == 2.0, 10, "two open questions", procs)
         assert scrape(metrics_port)["lantoa_oldest_open_question_age_seconds"] > 0
 
         # Answer the fanpage question: one reply, even when the editor runs the command twice.
