@@ -29,8 +29,8 @@ time (ages held rounded up to the minute: never early); the runtime's ``sweep`` 
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -75,21 +75,30 @@ def _minute_up(seconds: int) -> int:
     return -(-seconds // 60) * 60
 
 
-def _interned(value: Any) -> Any:
-    """A string held once however many entries carry it (a command's done entry and its live
-    entry name the same external id); anything else as it is."""
-    return sys.intern(value) if isinstance(value, str) else value
+def _digest(value: Any) -> bytes:
+    """What equal values share (16 bytes of BLAKE2b over the canonical encoding)."""
+    return hashlib.blake2b(encode(value), digest_size=16).digest()
+
+
+class Shape(NamedTuple):
+    """What finished command entries mostly have in common (held once for all that share it)."""
+
+    state: str
+    outcome: str | None
+    attempts: int
+    reason: str | None
 
 
 class Finished(NamedTuple):
     """What memory keeps of a finished command entry: what a replay's receipt says, and its age."""
 
-    state: str
-    outcome: str | None
+    shape: Shape
     external_id: str | None
-    attempts: int
-    reason: str | None
     at_s: int
+
+    @property
+    def state(self) -> str:
+        return self.shape.state
 
 
 class Live(NamedTuple):
@@ -127,6 +136,12 @@ class Ledger(CompactedView):
         self._shared: dict[bytes, Any] = {}
         self._until: dict[bytes, float | None] = {}  # live_until of each shared detail
         self._minutes: dict[int, int] = {}  # one int object per minute of ``at``
+        self._shapes: dict[Shape, Shape] = {}
+        self._finished: dict[Finished, Finished] = {}
+        self._lives: dict[tuple[Any, ...], Live] = {}
+        # External ids seen lately: a command's done entry and its live entry, written (and
+        # restored) one after the other, name the same id and hold one string.
+        self._ids: dict[str, str] = {}
         # Where the sweep is: the partition it walks and the keys still to look at there.
         self._sweep_order: list[int] = []
         self._sweep_keys: list[str] = []
@@ -137,42 +152,79 @@ class Ledger(CompactedView):
             return value
         kind = value.get("kind")
         if kind == "command" and value.get("state") in FINISHED_STATES:
-            return Finished(str(value["state"]), value.get("outcome"), _interned(value.get("external_id")),
-                            int(value.get("attempts") or 0), value.get("reason"), self._at(value.get("at")))
+            shape = Shape(str(value["state"]), value.get("outcome"), int(value.get("attempts") or 0), value.get("reason"))
+            finished = Finished(self._bounded(self._shapes, shape), self._id(value.get("external_id")),
+                                self._at(value.get("at")))
+            # Equal entries are one tuple: a national bulletin finishes alike in the zones of a minute.
+            held: Finished = self._bounded(self._finished, finished)
+            return held
         if kind == "live":
             detail = value.get("detail")
             until: float | None = None
+            digest = b""
             if isinstance(detail, dict):
                 # Whole details equal across targets are held once too (a bulletin placed alike).
                 slim = {k: self._one(v) if isinstance(v, dict) else v for k, v in detail.items()}
-                digest = encode(slim)
+                digest = _digest(slim)
                 detail = self._one(slim, digest)
                 if self.live_until is not None:
                     if digest not in self._until:
                         self._until[digest] = self.live_until(detail)
                     until = self._until[digest]
-            return Live(int(value.get("version") or 0), _interned(value.get("external_id")), bool(value.get("retracted")),
-                        detail if isinstance(detail, dict) else {}, self._at(value.get("at")), until)
+            else:
+                detail = {}
+            live = Live(int(value.get("version") or 0), self._id(value.get("external_id")), bool(value.get("retracted")),
+                        detail, self._at(value.get("at")), until)
+            # Held once per equal entry too; the detail (a dict) is named by its digest.
+            same = (live.version, live.external_id, live.retracted, digest, live.at_s, live.until_s)
+            shared: Live = self._bounded(self._lives, same, value=live)
+            return shared
         return value
 
+    def memory_key(self, key: str) -> Hashable:
+        """A command id (64 hex digits) is held as its 32 bytes: half the memory of the string, and
+        a week of a national loudspeaker is ~500,000 of them."""
+        if len(key) == 64:
+            try:
+                raw = bytes.fromhex(key)
+            except ValueError:
+                return key
+            if raw.hex() == key:
+                return raw
+        return key
+
+    def topic_key(self, held_key: Hashable) -> str:
+        return held_key.hex() if isinstance(held_key, bytes) else str(held_key)
+
+    @staticmethod
+    def _bounded(table: dict[Any, Any], key: Any, limit: int = 20000, *, value: Any = None) -> Any:
+        """What ``table`` holds for ``key`` (``value``, or ``key`` itself, when it holds nothing
+        yet): equal values held once. Cleared when it grows past ``limit``."""
+        if len(table) > limit:
+            table.clear()
+        return table.setdefault(key, key if value is None else value)
+
+    def _id(self, value: Any) -> Any:
+        return self._bounded(self._ids, value) if isinstance(value, str) else value
+
     def _at(self, at: Any) -> int:
-        if len(self._minutes) > 100000:
-            self._minutes.clear()
         minute = _minute_up(epoch_s(at))
-        return self._minutes.setdefault(minute, minute)
+        at_s: int = self._bounded(self._minutes, minute, 100000)
+        return at_s
 
     def _one(self, value: dict[str, Any], digest: bytes | None = None) -> dict[str, Any]:
         if len(self._shared) > 50000:
             self._shared.clear()
             self._until.clear()
-        shared: dict[str, Any] = self._shared.setdefault(encode(value) if digest is None else digest, value)
+        shared: dict[str, Any] = self._shared.setdefault(_digest(value) if digest is None else digest, value)
         return shared
 
     def command(self, partition: int, command_id: str) -> dict[str, Any] | None:
         value = self.get(partition, command_id)
         if isinstance(value, Finished):
-            return {"kind": "command", "state": value.state, "outcome": value.outcome,
-                    "external_id": value.external_id, "attempts": value.attempts, "reason": value.reason}
+            shape = value.shape
+            return {"kind": "command", "state": shape.state, "outcome": shape.outcome,
+                    "external_id": value.external_id, "attempts": shape.attempts, "reason": shape.reason}
         return value if isinstance(value, dict) else None
 
     def live(self, partition: int, uri: str, target: str) -> dict[str, Any] | None:

@@ -52,7 +52,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 
@@ -105,6 +105,9 @@ log = logging.getLogger(__name__)
 
 UTC = timezone.utc
 PLATFORM_SCOPE = "loudspeaker-platform"
+# Distinct bulletins and zone entries held once (``_shared``): a day's national bulletins are a few dozen.
+INTERNED = 4096
+_Held = TypeVar("_Held", Bulletin, ZoneEntry)
 
 
 @dataclass
@@ -172,9 +175,9 @@ class LoudspeakerAdapter:
         self.clock_margin_s = clock_margin_s
         self._zones: dict[str, _Zone] = {}
         self._windows: dict[str, tuple[tuple[str, str], ZoneWindows]] = {}
-        # One Bulletin object per distinct bulletin, shared by every zone that holds it (a
-        # national article is the same bulletin in 3,321 zones): bounded, most recent kept.
-        self._interned: OrderedDict[Bulletin, Bulletin] = OrderedDict()
+        # One object per distinct bulletin and zone entry, shared by every zone that holds it (a
+        # national article is the same bulletin, and mostly the same entry, in 3,321 zones).
+        self._interned: OrderedDict[Bulletin | ZoneEntry, Any] = OrderedDict()
         self.conflicts = 0  # 412s seen (another writer touched a zone)
 
     async def start(self) -> None:
@@ -204,7 +207,7 @@ class LoudspeakerAdapter:
         async with zone.lock:
             given = ZoneEntry.from_detail(prior.detail)
             if given is not None:
-                merge(zone.entries, given)
+                merge(zone.entries, self._shared(given))
             reloaded, fetched = False, 0
             while True:
                 try:
@@ -258,7 +261,7 @@ class LoudspeakerAdapter:
                 for value in await self.source.entries(zone_id):
                     entry = ZoneEntry.from_detail(value.get("detail"))
                     if entry is not None:
-                        merge(zone.entries, entry)
+                        merge(zone.entries, self._shared(entry))
             zone = self._zones.setdefault(zone_id, zone)
         return zone
 
@@ -268,18 +271,21 @@ class LoudspeakerAdapter:
             for value in await self.source.entries(zone_id, fresh=True):
                 entry = ZoneEntry.from_detail(value.get("detail"))
                 if entry is not None:
-                    merge(zone.entries, entry)  # ours, not yet in the ledger, survive the merge
+                    merge(zone.entries, self._shared(entry))  # ours, not yet in the ledger, survive the merge
 
     async def _apply(self, command: Command, zone: _Zone, code: str, windows: ZoneWindows) -> Effect:
         now = self._now()
-        entries = dict(zone.entries)
+        # Entries past their expiry by KEEP_EXPIRED_S play nowhere: dropped here as the ledger sweeps
+        # their live entries then (``live_until``) and the zone source skips them on a rebuild.
+        horizon = now - timedelta(seconds=KEEP_EXPIRED_S)
+        entries = {uri: e for uri, e in zone.entries.items() if not e.expired(horizon)}
         key = command.key
         old = entries.get(key.uri)
         if key.action is Action.RETRACT:
             if old is None:
                 return Effect("skipped", None, {"reason": "nothing of this article in the zone"})
             if old.retracted_at is not None and (old.retracted_version or 0) >= key.version:
-                return Effect("deleted", f"{code}/{old.bulletin.bulletin_id}", old.to_detail())
+                return Effect("deleted", old.bulletin.bulletin_id, old.to_detail())
             entry = await self._retract(command, old, zone, code, windows, now)
             outcome = "deleted"
         else:
@@ -290,7 +296,7 @@ class LoudspeakerAdapter:
             earlier = old.earlier if old is not None else ()
             if old is not None and old.bulletin.bulletin_id != bulletin.bulletin_id:
                 earlier = (*earlier, old.bulletin.bulletin_id)
-            entry = ZoneEntry(bulletin, earlier)
+            entry = self._shared(ZoneEntry(bulletin, earlier))
             newer = old is not None and old.retracted_at is None and old.bulletin.version < key.version
             outcome = "updated" if newer else "delivered"
         entries[key.uri] = entry
@@ -298,7 +304,9 @@ class LoudspeakerAdapter:
         zone.entries = entries  # only now: a failed push leaves the zone as it was
         placed = [{"date": p.day.isoformat(), "start": s.start.isoformat(), "correction": s.correction}
                   for p in plans for s in p.slots if s.uri == key.uri and s.start.astimezone(UTC) >= now]
-        return Effect(outcome, f"{code}/{entry.bulletin.bulletin_id}", {**entry.to_detail(), "placed": placed})
+        # The external id is the bulletin id, the one the platform's slots carry (the zone is the
+        # receipt's target): one string for a bulletin in all its zones.
+        return Effect(outcome, entry.bulletin.bulletin_id, {**entry.to_detail(), "placed": placed})
 
     async def _bulletin(self, command: Command, now: datetime) -> Bulletin:
         payload = command.payload
@@ -315,16 +323,19 @@ class LoudspeakerAdapter:
             f"{command.key.uri}\x00{command.key.version}\x00{text}".encode()).hexdigest()[:32]
         title = str(payload.get("title") or "").strip() or text.split("\n", 1)[0][:200]
         priority = Priority.PRIORITY if command.priority is Priority.PRIORITY else Priority.NORMAL
-        bulletin = Bulletin(bid, command.key.uri, command.key.version, priority, title, audio.duration_s, published,
-                            expires, audio.url, audio.path)
-        shared = self._interned.get(bulletin)
-        if shared is not None:
-            self._interned.move_to_end(bulletin)
-            return shared
-        self._interned[bulletin] = bulletin
-        if len(self._interned) > 4096:
+        return self._shared(Bulletin(bid, command.key.uri, command.key.version, priority, title, audio.duration_s,
+                                     published, expires, audio.url, audio.path))
+
+    def _shared(self, value: _Held) -> _Held:
+        """The one object held for ``value`` (equal values are one object): bounded, most recent kept."""
+        held: _Held | None = self._interned.get(value)
+        if held is not None:
+            self._interned.move_to_end(value)
+            return held
+        self._interned[value] = value
+        if len(self._interned) > INTERNED:
             self._interned.popitem(last=False)
-        return bulletin
+        return value
 
     async def _retract(self, command: Command, old: ZoneEntry, zone: _Zone, code: str, windows: ZoneWindows,
                        now: datetime) -> ZoneEntry:
@@ -336,7 +347,7 @@ class LoudspeakerAdapter:
             aired = replace(old.bulletin, bulletin_id=heard)
             correction = correction_for(aired, reason or "tin đã được rút lại", audio.duration_s, issued_at=now,
                                         expiry_days=self.expiry_days, audio_url=audio.url, audio_path=audio.path)
-        return replace(old, retracted_version=command.key.version, retracted_at=now, correction=correction)
+        return self._shared(replace(old, retracted_version=command.key.version, retracted_at=now, correction=correction))
 
     async def _heard(self, zone: _Zone, code: str, windows: ZoneWindows, entry: ZoneEntry,
                      now: datetime) -> str | None:
@@ -460,7 +471,8 @@ class LoudspeakerAdapter:
                     if k is None:
                         await self._known(zone, code, d)
                 raise _Fetched() from None
-            zone.known[plan.day] = _Known(str(reply.get("etag") or ""), mark, plan)
+            # Kept of the plan: its slots (the next plan's past, what is on air); not what it left out.
+            zone.known[plan.day] = _Known(str(reply.get("etag") or ""), mark, replace(plan, unplaced=()))
         return plans
 
 

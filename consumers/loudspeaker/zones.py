@@ -49,7 +49,7 @@ def bulletin_from_json(raw: Mapping[str, Any]) -> Bulletin:
                     raw.get("reason"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ZoneEntry:
     """One article in one zone: what the scheduler needs of it, kept in the ledger's live detail."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any, Protocol
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -53,20 +53,28 @@ class CompactedView:
 
     ``held`` decides what is kept in memory of a value (all of it here; a subclass may keep less
     of values it knows, e.g. the ledger of finished commands): used on restore and on record.
+    ``memory_key``/``topic_key`` may hold a key in a smaller form (the ledger holds 64-hex command
+    ids as their 32 bytes); ``topic_key(memory_key(k)) == k`` for every key.
     """
 
     def held(self, value: Any) -> Any:
         return value
 
+    def memory_key(self, key: str) -> Hashable:
+        return key
+
+    def topic_key(self, held_key: Hashable) -> str:
+        return str(held_key)
+
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        self._parts: dict[int, dict[str, Any]] = {}
+        self._parts: dict[int, dict[Hashable, Any]] = {}
         # Cleared while ``load`` runs: aiokafka fetches newly assigned partitions before the
         # rebalance listener that loads them returns, so consumers wait on this before deciding.
         self.restored = asyncio.Event()
         self.restored.set()
 
-    def _part(self, partition: int) -> dict[str, Any]:
+    def _part(self, partition: int) -> dict[Hashable, Any]:
         part = self._parts.get(partition)
         if part is None:
             raise PartitionNotHeld(f"{self.topic}[{partition}] is not held by this worker")
@@ -78,13 +86,13 @@ class CompactedView:
     def get(self, partition: int, key: str) -> Any | None:
         """The value of ``key``; PartitionNotHeld if the partition is not restored here (never
         guess "absent" for a partition another worker may own)."""
-        return self._part(partition).get(key)
+        return self._part(partition).get(self.memory_key(key))
 
     def owned(self) -> set[int]:
         return set(self._parts)
 
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
-        yield from list(self._parts.get(partition, {}).items())
+        yield from [(self.topic_key(k), v) for k, v in self._parts.get(partition, {}).items()]
 
     def size(self) -> int:
         return sum(len(v) for v in self._parts.values())
@@ -96,9 +104,9 @@ class CompactedView:
     def apply(self, partition: int, key: str, value: Any | None) -> None:
         part = self._part(partition)
         if value is None:
-            part.pop(key, None)
+            part.pop(self.memory_key(key), None)
         else:
-            part[key] = self.held(value)
+            part[self.memory_key(key)] = self.held(value)
 
     def record(self, partition: int, key: str, value: Any | None) -> OutRecord:
         """Apply the change here and return the record that makes it durable."""
@@ -130,7 +138,7 @@ class CompactedView:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
-            loaded: dict[int, dict[str, Any]] = {p: {} for p in todo}
+            loaded: dict[int, dict[Hashable, Any]] = {p: {} for p in todo}
             remaining = {tp for tp in tps if end[tp] > 0}
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20000)
@@ -139,7 +147,7 @@ class CompactedView:
                     for rec in recs:
                         if rec.key is None:
                             continue
-                        key = rec.key.decode("utf-8", "replace")
+                        key = self.memory_key(rec.key.decode("utf-8", "replace"))
                         if rec.value is None:
                             part.pop(key, None)
                             continue

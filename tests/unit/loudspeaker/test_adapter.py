@@ -140,7 +140,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 async def test_publish_pushes_the_bulletin_into_the_first_window(rig: Rig) -> None:
     adapter = await rig.adapter()
     effect = await rig.deliver(adapter, command("zone:42001"))
-    assert effect.outcome == "delivered" and effect.external_id == "42001/b-a1-v1"
+    assert effect.outcome == "delivered" and effect.external_id == "b-a1-v1"  # the bulletin id; the zone is the target
     [slot] = rig.slots("42001")
     assert slot["bulletin_id"] == "b-a1-v1" and slot["start"] == "2026-09-17T05:30:00+07:00"
     assert slot["audio_url"].startswith(AUDIO_BASE + "/") and slot["audio_url"].endswith(".wav")
