@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from consumers.runtime import EXIT_CRASH
 from infra.kafka.clients import KafkaAccessError
+from infra.grow import PartitionMismatch
 from infra.kafka.reachable import EXIT_CONFIG, wait_for_kafka
 from schemas.models import Target
 from schemas.settings import Settings
@@ -53,7 +54,7 @@ def run_until_signalled(settings: Settings, what: str, body: Callable[[asyncio.E
         start_http_server(settings.metrics_port, addr=settings.web_host)
     try:
         asyncio.run(main())
-    except KafkaAccessError as exc:  # at start: nothing was consumed, no offset moved
+    except (KafkaAccessError, PartitionMismatch) as exc:  # at start: nothing was consumed, no offset moved
         logger.critical("%s cannot start: %s", what, exc)
         logging.shutdown()
         os._exit(EXIT_CONFIG)

@@ -17,8 +17,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from infra.kafka import clients
 from schemas.settings import Settings
-from infra.grow import channel_topics, current_partitions
-from schemas.topics import Channel, Topic, descriptors
+from infra.grow import current_partitions, families
+from schemas.topics import Topic, descriptors
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +61,22 @@ def _current_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dic
 
 
 class GrowRequired(RuntimeError):
-    """``lantoa topics apply`` would raise a channel's command, retry or ledger partitions: that
-    must go through ``lantoa topics grow`` (infra/grow.py). Nothing was changed."""
+    """``lantoa topics apply`` would raise a topic of a co-partitioned family (a channel's command,
+    retry or ledger topics; cms.articles, embargo releases and article state): that must go
+    through ``lantoa topics grow`` (infra/grow.py). Nothing was changed."""
 
 
 def refuse_channel_growth(settings: Settings, grow: dict[str, int]) -> None:
-    """Raise GrowRequired if ``grow`` (physical name → count) touches a channel's topics."""
+    """Raise GrowRequired if ``grow`` (physical name → count) touches a family's topics."""
     wanted = {}
-    for channel in Channel:
-        names = {settings.topic(t) for t in channel_topics(channel)}
+    for fam in families():
+        names = {settings.topic(t) for t in fam.topics}
         if names & set(grow):
-            wanted[channel] = max(settings.partitions(t) for t in channel_topics(channel))
+            wanted[fam] = max(settings.partitions(t) for t in fam.topics)
     if wanted:
         raise GrowRequired("; ".join(
-            f"the {c.value} command, retry and ledger topics grow together and the ledger moves with them: "
-            f"stop the {c.value} adapters and run `lantoa topics grow {c.value} {n}`" for c, n in wanted.items())
+            f"the {', '.join(t.value for t in f.topics)} topics grow together and their state moves with them: "
+            f"stop the {f.processes} and run `lantoa topics grow {f.name} {n}`" for f, n in wanted.items())
             + " (nothing was changed)")
 
 

@@ -223,20 +223,21 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def _grow(settings: Settings, args: argparse.Namespace) -> int:
-    from infra.grow import GrowRefused, grow_channel
+    from infra.grow import GrowRefused, family, grow
 
     if args.channel is None or args.count is None or args.dry_run:
-        print("usage: lantoa topics grow CHANNEL N (no --dry-run: it refuses before changing anything "
+        print("usage: lantoa topics grow CHANNEL|streams N (no --dry-run: it refuses before changing anything "
               "when it cannot finish)", file=sys.stderr)
         return 2
     try:
-        report = grow_channel(settings, Channel(args.channel), args.count)
+        report = grow(settings, family(args.channel), args.count)
     except GrowRefused as exc:
         print(f"topics grow refused: {exc}", file=sys.stderr)
         return 1
     for name, (before, after) in sorted(report.raised.items()):
         print(f"{name}: partitions {before} -> {after}")
-    print(f"{args.channel}: {report.moved} ledger entries moved, {report.kept} already in place"
+    what = "article states" if args.channel == "streams" else "ledger entries"
+    print(f"{args.channel}: {report.moved} {what} moved, {report.kept} already in place"
           + (f", {report.unplaceable} unreadable left in place (see the log)" if report.unplaceable else ""))
     return 0
 
@@ -374,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="topic descriptors → the cluster")
     p.add_argument("action", choices=["apply", "list", "grow"],
-                   help="grow CHANNEL N: the channel's command, retry and ledger topics to N, ledger moved")
-    p.add_argument("channel", nargs="?", choices=[c.value for c in Channel])
+                   help="grow CHANNEL N: the channel's command, retry and ledger topics to N, ledger moved; "
+                        "grow streams N: cms.articles, embargo releases and article state to N, states moved")
+    p.add_argument("channel", nargs="?", choices=[*(c.value for c in Channel), "streams"])
     p.add_argument("count", nargs="?", type=int)
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_topics)

@@ -9,6 +9,10 @@ alerts    alerts.cap (group = app id + "-alerts", so an emergency never queues b
           → CAP plan → the emergency lane or loudspeaker commands.
 state     streams.article.state, a compacted topic restored per owned partition.
 
+The three intake topics share one partition count: the worker refuses to start (exit 78, naming
+``lantoa topics grow streams N``) when the cluster's counts disagree with configuration, and
+forwards a revision found in a partition its key no longer hashes to (infra/grow.py).
+
 How a record becomes durable and why the loops are ours, not Faust agents: streams/processor.py
 (its processes run on the one consumer loop, infra/kafka/loop.py).
 Anything unexpected stops the process (exit 70) without committing: the supervisor (systemd,
@@ -23,6 +27,7 @@ import os
 import signal
 from datetime import datetime, timezone
 
+from infra.grow import STREAMS_FAMILY, PartitionMismatch, check_counts, family_counts
 from infra.kafka.compacted import CompactedView
 from infra.kafka.loop import ConsumerLoop, Subscription
 from infra.kafka.outbox import Outbox
@@ -48,8 +53,9 @@ def crash(where: str, exc: BaseException) -> None:
     os._exit(EXIT_CRASH)
 
 
-def refused(exc: KafkaAccessError) -> None:
-    """Stop at start: the cluster refuses this configuration (nothing consumed, no offset moved)."""
+def refused(exc: KafkaAccessError | PartitionMismatch) -> None:
+    """Stop at start: the cluster refuses this configuration, or its partition counts disagree
+    with it (nothing consumed, no offset moved)."""
     log.critical("stream worker cannot start: %s", exc)
     logging.shutdown()
     os._exit(EXIT_CONFIG)
@@ -85,9 +91,18 @@ class StreamWorker:
         self.intake = ConsumerLoop(settings, intake, self.outbox)
         self.alerts = ConsumerLoop(settings, alerts, self.outbox)
 
+    async def check_partitions(self) -> None:
+        """Refuse to start (PartitionMismatch, naming ``lantoa topics grow streams``) unless
+        cms.articles, the embargo releases and the article state have the configured count: an
+        article's state and release ticks go to the partition number its revisions come from.
+        Runs before anything is consumed."""
+        found = await family_counts(self.settings, STREAMS_FAMILY, f"{self.settings.client_id}-check")
+        check_counts(self.settings, STREAMS_FAMILY, found)
+
     async def run(self, stop: asyncio.Event) -> None:
         if not await wait_for_kafka(self.settings.kafka, stop, client_id=f"{self.settings.client_id}-probe"):
             return
+        await self.check_partitions()
         await self.outbox.start()
         try:
             await self.registry.start()
@@ -131,7 +146,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     try:
         asyncio.run(main())
-    except KafkaAccessError as exc:
+    except (KafkaAccessError, PartitionMismatch) as exc:
         refused(exc)
     except Exception as exc:  # noqa: BLE001 - nothing past the last commit was lost; exit and be replayed
         crash("stream worker", exc)

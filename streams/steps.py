@@ -20,6 +20,7 @@ from typing import Any
 
 from infra.kafka.compacted import CompactedView
 from infra.kafka.outbox import OutRecord
+from infra.kafka.partitioning import partition_for
 from schemas import metrics
 from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
@@ -66,6 +67,8 @@ class StreamSteps:
         self.settings, self.state, self.registry, self.clock = settings, state, registry, clock
         self.deadletter_topic = settings.topic(Topic.DEADLETTER)
         self.releases_topic = settings.topic(Topic.EMBARGO_RELEASES)
+        # cms.articles, releases and state share this count (checked at start: StreamWorker.check_partitions).
+        self.partitions = settings.partitions(Topic.CMS_ARTICLES)
         self._ticked: dict[tuple[str, int], float] = {}
 
     # -- shared ----------------------------------------------------------------------------------
@@ -99,7 +102,25 @@ class StreamSteps:
 
     # -- cms.articles --------------------------------------------------------------------------
 
+    def misplaced(self, rec: Any) -> OutRecord | None:
+        """The record that forwards a revision sitting in the wrong partition to the one its key
+        hashes to now (where ``lantoa topics grow streams`` moved the article's state), or None
+        when it is in place. Such a revision was queued before a grow, or produced with stale
+        metadata; its state is not in this partition, so handling it here would take it for a
+        new article."""
+        if not rec.key:
+            return None
+        right = partition_for(rec.key, self.partitions)
+        if right == rec.partition:
+            return None
+        return OutRecord(rec.topic, rec.key, rec.value, tuple(raw_headers(rec)), partition=right)
+
     def article(self, rec: Any) -> Step:
+        forward = self.misplaced(rec)
+        if forward is not None:
+            log.info("%s[%d]@%d forwarded to partition %d (queued before a grow)", rec.topic, rec.partition,
+                     rec.offset, forward.partition)
+            return Step(out=[forward])
         now = self.clock()
         headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay
         key_text = rec.key.decode("utf-8", "replace") if rec.key else None

@@ -1,8 +1,11 @@
-"""Growing a channel, the rules without a broker: where a key goes, what an adapter refuses, what
-``topics apply`` refuses, and a command left in an old partition forwarded without an effect."""
+"""Growing a family of topics, the rules without a broker: where a key goes, what an adapter and the
+stream worker refuse, what ``topics apply`` refuses, and a command or an article revision left in
+an old partition forwarded without an effect."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
@@ -12,13 +15,16 @@ from kafka.partitioner import DefaultPartitioner as KafkaPythonPartitioner
 
 from consumers.base import Effect, Prior
 from consumers.runtime import DeliveryRuntime, _Work
-from infra.grow import PartitionMismatch, channel_topics, check_counts, mismatches
+from infra.grow import STREAMS_FAMILY, PartitionMismatch, channel_topics, check_counts, mismatches
+from infra.kafka.compacted import CompactedView
 from infra.kafka.partitioning import partition_for
 from infra.topics import GrowRequired, refuse_channel_growth
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import Settings
 from schemas.topics import ZALO_ACCOUNT_KEY, Channel, Topic, command_key
+from streams.registry import Registry
+from streams.steps import StreamSteps
 
 
 class Cluster:
@@ -104,12 +110,45 @@ def test_an_adapter_refuses_counts_that_differ_from_configuration_or_a_missing_t
         check_counts(s, Channel.ZALO, found)
 
 
-def test_topics_apply_refuses_to_raise_a_channels_topics_and_says_to_grow() -> None:
+def test_topics_apply_refuses_to_raise_a_familys_topics_and_says_to_grow() -> None:
     s = settings()
-    refuse_channel_growth(s, {s.topic(Topic.CMS_ARTICLES): 24})  # not a channel topic: apply raises it
+    refuse_channel_growth(s, {s.topic(Topic.ALERTS_CAP): 24, s.topic(Topic.RECEIPTS): 24})  # no state by partition
     s = settings("distribution.fanpage.retry.10s=12")
     with pytest.raises(GrowRequired, match=r"run `lantoa topics grow fanpage 12`.*nothing was changed"):
         refuse_channel_growth(s, {s.topic(Topic.FANPAGE_RETRY_10S): 12})
+    s = settings("cms.articles=24")
+    with pytest.raises(GrowRequired, match=r"stop the stream workers and run `lantoa topics grow streams 24`"):
+        refuse_channel_growth(s, {s.topic(Topic.CMS_ARTICLES): 24})
+
+
+def test_the_stream_worker_refuses_counts_that_disagree_and_names_the_grow() -> None:
+    s = settings("cms.articles=12,streams.embargo.releases=12,streams.article.state=12")
+    names = {t: s.topic(t) for t in STREAMS_FAMILY.topics}
+    check_counts(s, STREAMS_FAMILY, {n: 12 for n in names.values()})
+    with pytest.raises(PartitionMismatch) as err:
+        check_counts(s, STREAMS_FAMILY, {**{n: 12 for n in names.values()}, names[Topic.CMS_ARTICLES]: 6})
+    assert "stream worker refuses to start: g.cms.articles has 6 partitions, configuration says 12" in str(err.value)
+    assert ("LANTOA_PARTITIONS=cms.articles=12,streams.embargo.releases=12,streams.article.state=12" in str(err.value)
+            and "`lantoa topics grow streams 12`" in str(err.value))
+    with pytest.raises(PartitionMismatch, match="configuration asks for cms.articles=12, streams.embargo.releases=6"):
+        check_counts(settings("cms.articles=12,streams.article.state=12"), STREAMS_FAMILY, {n: 12 for n in names.values()})
+
+
+def test_a_revision_in_the_wrong_partition_is_forwarded_to_its_own_without_an_effect() -> None:
+    s = settings("cms.articles=12,streams.embargo.releases=12,streams.article.state=12")
+    steps = StreamSteps(s, CompactedView(s.topic(Topic.ARTICLE_STATE)), lambda: Registry([]),
+                        lambda: datetime(2026, 11, 26, tzinfo=timezone.utc))
+    key = b"urn:lantoa:article:moved"
+    right = partition_for(key, 12)
+    headers = [("ce_type", b"x"), ("replay", b"forged")]
+    rec = SimpleNamespace(topic=s.topic(Topic.CMS_ARTICLES), partition=(right + 5) % 12, offset=3, key=key,
+                          value=b"{not even json", headers=headers)
+    step = steps.article(rec)
+    assert step.state == [] and step.fanned_out == 0
+    [fwd] = step.out  # no dead letter, no receipt, no command here: only the forward
+    assert (fwd.topic, fwd.key, fwd.value, fwd.partition, fwd.headers) == (rec.topic, key, rec.value, right, tuple(headers))
+    rec.partition = right  # at home: handled (here, dead-lettered as not JSON)
+    assert [r.topic for r in steps.article(rec).out] == [s.topic(Topic.DEADLETTER), s.topic(Topic.RECEIPTS)]
 
 
 class Idle:
