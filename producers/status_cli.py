@@ -68,11 +68,11 @@ def fetch_kafka(settings: Settings, uri: str, channel: str | None = None, state:
         consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False,
                                     client_id=f"{settings.client_id}-status-cli")
     except KafkaError as exc:
-        raise StatusUnavailable(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+        raise StatusUnavailable(f"Kafka at {settings.kafka.bootstrap}: {exc}") from exc
     try:
         tps = [TopicPartition(t, p) for t in kinds for p in sorted(consumer.partitions_for_topic(t) or ())]
         if not tps:
-            raise StatusUnavailable(f"none of the status topics exist at {settings.kafka_bootstrap}")
+            raise StatusUnavailable(f"none of the status topics exist at {settings.kafka.bootstrap}")
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = {tp: off for tp, off in consumer.end_offsets(tps).items() if off}
@@ -100,7 +100,7 @@ def fetch_kafka(settings: Settings, uri: str, channel: str | None = None, state:
                     except (orjson.JSONDecodeError, InvalidContent, AttributeError):
                         continue  # the worker's view skips these too (and counts them)
     except KafkaError as exc:
-        raise StatusUnavailable(f"Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+        raise StatusUnavailable(f"Kafka at {settings.kafka.bootstrap}: {exc}") from exc
     finally:
         consumer.close()
     return fold.article(uri, channel=channel, state=state)

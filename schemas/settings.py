@@ -108,7 +108,8 @@ def _parse_partitions(raw: str) -> dict[str, int]:
 class Settings:
     """Process settings. Topic names and partition counts live here, never in code."""
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    # The connection every Kafka client of this process uses (infra/kafka/clients.py), read once.
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
     topic_prefix: str = ""
     topic_overrides: Mapping[str, str] = field(default_factory=dict)
     partition_overrides: Mapping[str, int] = field(default_factory=dict)
@@ -122,13 +123,6 @@ class Settings:
     public_base_url: str = "https://tin.lantoa.example.vn"
     embargo_check_interval_s: float = 1.0
     source: str = "urn:lantoa:cms"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
     metrics_port: int = 0
     http_timeout_s: float = 10.0
     # Facebook Graph API. Tokens never live here: a 0600 JSON file {page_id: page token}.
@@ -179,8 +173,9 @@ class Settings:
             return env.get(ENV_PREFIX + name)
 
         changes: dict[str, object] = {}
+        kafka: dict[str, object] = {}
         if (v := get("KAFKA_BOOTSTRAP")) is not None:
-            changes["kafka_bootstrap"] = v
+            kafka["bootstrap"] = v
         if (v := get("TOPIC_PREFIX")) is not None:
             changes["topic_prefix"] = v
         if (v := get("TOPIC_OVERRIDES")) is not None:
@@ -208,16 +203,18 @@ class Settings:
         if (v := get("SOURCE")) is not None:
             changes["source"] = v
         if (v := get("SECURITY_PROTOCOL")) is not None:
-            changes["security_protocol"] = v
+            kafka["security_protocol"] = v.strip().upper()
         if (v := get("SASL_MECHANISM")) is not None:
-            changes["sasl_mechanism"] = v.strip().upper() or None
+            kafka["sasl_mechanism"] = v.strip().upper() or None
         if (v := get("SASL_USERNAME")) is not None:
-            changes["sasl_username"] = v
+            kafka["sasl_username"] = v
         if (v := get("SASL_PASSWORD_FILE")) is not None:
-            changes["sasl_password"] = _read_secret_file(ENV_PREFIX + "SASL_PASSWORD_FILE", v)
+            kafka["sasl_password"] = _read_secret_file(ENV_PREFIX + "SASL_PASSWORD_FILE", v)
         for name in ("SSL_CAFILE", "SSL_CERTFILE", "SSL_KEYFILE"):
             if (v := get(name)) is not None:
-                changes[name.lower()] = Path(v) if v else None
+                kafka[name.lower()] = Path(v) if v else None
+        if kafka:
+            changes["kafka"] = replace(base.kafka, **kafka)  # type: ignore[arg-type]
         if (v := get("RETRY_DELAYS")) is not None:
             delays = {}
             for part in filter(None, (p.strip() for p in v.split(","))):
@@ -242,13 +239,6 @@ class Settings:
         if settings.dlq_limit_min_records < 1 or settings.dlq_limit_window_s <= 0:
             raise SettingsError("LANTOA_DLQ_LIMIT_MIN_RECORDS must be at least 1 and LANTOA_DLQ_LIMIT_WINDOW_S positive")
         return settings
-
-    @property
-    def kafka(self) -> KafkaConnection:
-        """The connection every Kafka client of this process uses (infra/kafka/clients.py)."""
-        return KafkaConnection(self.kafka_bootstrap, self.security_protocol.upper(), self.sasl_mechanism,
-                               self.sasl_username, self.sasl_password, self.ssl_cafile, self.ssl_certfile,
-                               self.ssl_keyfile)
 
     def topic(self, logical: Topic) -> str:
         """The physical name of a logical topic."""

@@ -40,7 +40,7 @@ def produce(settings: Settings, values: list[bytes]) -> None:
 
 
 def run_probe(settings: Settings, group: str) -> int:
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": settings.kafka_bootstrap, "LANTOA_TOPIC_PREFIX": settings.topic_prefix,
+    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": settings.kafka.bootstrap, "LANTOA_TOPIC_PREFIX": settings.topic_prefix,
            "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "LOOP_INPUT": settings.topic(Topic.ENGAGEMENT_INBOUND),
            "LOOP_OUTPUT": settings.topic(Topic.RECEIPTS), "LOOP_GROUP": group,
            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
