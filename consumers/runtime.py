@@ -46,6 +46,7 @@ from aiokafka import TopicPartition
 from consumers.base import ChannelAdapter, Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.ledger import Ledger, horizon_s
+from infra import heap
 from infra.grow import channel_counts, check_counts
 from consumers.limiter import TargetLimiter
 from consumers.retry import RetryPolicy
@@ -216,6 +217,7 @@ class DeliveryRuntime:
             log.info("%s: %d finished ledger entries past the %.0f h horizon removed", self.channel.value,
                      len(expired), self.ledger.horizon / 3600)
             metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
+        heap.trim()  # what this sweep and the adapter freed since the last one goes back to the system
         return len(expired)
 
     def _order_key(self, w: _Work) -> bytes:

@@ -94,6 +94,15 @@ class CompactedView:
     def items(self, partition: int) -> Iterator[tuple[str, Any]]:
         yield from [(self.topic_key(k), v) for k, v in self._parts.get(partition, {}).items()]
 
+    def held_keys(self, partition: int) -> list[Hashable]:
+        """The keys of a partition as memory holds them (no copies: a walk over a large partition
+        costs one reference per key); ``topic_key`` turns one back into its topic form."""
+        return list(self._parts.get(partition, {}))
+
+    def get_held(self, partition: int, held_key: Hashable) -> Any | None:
+        """``get`` by a key from ``held_keys``."""
+        return self._part(partition).get(held_key)
+
     def size(self) -> int:
         return sum(len(v) for v in self._parts.values())
 

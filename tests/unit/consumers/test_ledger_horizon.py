@@ -98,7 +98,7 @@ def test_finished_and_live_entries_are_held_small_and_read_as_before() -> None:
     ledger.apply(0, live_key("urn:a", "zone:1"), live("urn:a", T0, False))
     held = ledger._parts[0]["c"]
     assert isinstance(held, Finished) and held.at_s == int(T0)
-    assert isinstance(ledger._parts[0][live_key("urn:a", "zone:1")], Live)
+    assert isinstance(ledger._parts[0][("urn:a", "zone:1")], Live)  # a live key is held as (uri, target)
     assert ledger.command(0, "c") == {"kind": "command", "state": "done", "outcome": "delivered",
                                       "external_id": "x-1", "attempts": 1, "reason": None}
     got = ledger.live(0, "urn:a", "zone:1")
@@ -106,6 +106,26 @@ def test_finished_and_live_entries_are_held_small_and_read_as_before() -> None:
     assert got["detail"] == {"bulletin": {"id": "b"}}
     # A finished entry costs a small tuple, not the entry's dict.
     assert sys.getsizeof(held) < sys.getsizeof(done("c", T0)) / 2
+
+
+def test_live_keys_are_held_as_shared_pairs_and_written_back_as_they_came() -> None:
+    ledger = Ledger("l")
+    ledger._parts[0] = {}
+    for zone in ("zone:1", "zone:2"):
+        for uri in ("urn:a", "urn:b|with-bar"):
+            ledger.apply(0, live_key(uri, zone), live(uri, T0, False))
+    keys = ledger.held_keys(0)
+    assert all(isinstance(k, tuple) for k in keys) and len(keys) == 4
+    assert len({id(k[0]) for k in keys}) == 2 and len({id(k[1]) for k in keys}) == 2  # each string once
+    assert sorted(k for k, _ in ledger.items(0)) == sorted(live_key(u, z) for z in ("zone:1", "zone:2")
+                                                           for u in ("urn:a", "urn:b|with-bar"))
+    assert ledger.live(0, "urn:b|with-bar", "zone:2") is not None
+    # A key that only looks like one keeps its own form, and still round-trips.
+    for odd in ("live|no-bar", "live|", "x" * 64, "A" * 64):
+        assert ledger.topic_key(ledger.memory_key(odd)) == odd
+    record = ledger.forget(0, live_key("urn:a", "zone:1"))
+    assert record.key == live_key("urn:a", "zone:1").encode() and ledger.live(0, "urn:a", "zone:1") is None
+    assert len(ledger.held_keys(0)) == 3
 
 
 class FakeOutbox:
