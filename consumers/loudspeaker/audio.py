@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from consumers.errors import InvalidContent, PermanentDeliveryError, TransientDeliveryError
-from streams.speech.tts import LARGEST_WAV_BYTES, RenderedAudio, TTSRenderError, render_audio
+from streams.speech.tts import LARGEST_WAV_BYTES, RenderedAudio, TTSRenderError, render_audio, speakable
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,13 @@ class AudioRenderer:
         else:
             self._memo.move_to_end(key)
         return await asyncio.shield(pending)
+
+    async def render_start(self, text: str) -> tuple[Audio, str | None]:
+        """For what must air whatever its length (an emergency): speak ``text``, or only its start
+        when it is longer than Lantoa speaks (``streams.speech.tts.speakable``); the audio and
+        why it was shortened (None when whole). Raises as ``render``."""
+        spoken, shortened = speakable(text)
+        return await self.render(spoken), shortened
 
     def index(self, uri: str, version: int, audio: Audio) -> None:
         """Name the rendered file by article version too, so the archive can store the audio

@@ -59,6 +59,7 @@ __all__ = [
     "longest_speech_s",
     "max_wav_bytes",
     "render_audio",
+    "speakable",
 ]
 
 # Bumped whenever the way text becomes espeak-ng input changes, so old cache entries stop matching.
@@ -73,10 +74,13 @@ _PAUSES_AT_150_S: Final = {".": 0.5, "!": 0.5, "?": 0.5, ";": 0.4, ":": 0.4, ","
 DEFAULT_SPEED_WPM: Final = 150  # LANTOA_LOUDSPEAKER_SPEED_WPM when it is not set
 
 # -- the longest speech Lantoa synthesises ---------------------------------------------------
-# A second line of defence behind the intake caps (streams/intake.py, schemas/article.py): the
-# loudspeaker text is headline + summary, and the longest one intake accepts must stay at or under
-# this, or accepted articles would be refused here. Written characters, before normalisation
-# (which expands numbers and abbreviations), so normalising is bounded too.
+# A second line of defence behind the intake caps (schemas/article.py): an article's loudspeaker
+# text is headline + summary, and the longest one intake accepts must stay at or under this, or
+# accepted articles would be refused here (issue 14's caps, 500 + 8,000, make it 8,502). The
+# margin is for CAP alerts, whose description and instruction are bounded only by the alert's
+# size, and corrections; 30,000 still speaks within a 45-minute window at the default speed.
+# Written characters, before normalisation (which expands numbers and abbreviations), so
+# normalising is bounded too.
 MAX_SPEECH_TEXT_CHARS: Final = 30_000
 # Measured (espeak-ng 1.51, voice vi, -s 150, SSML pauses): the seed article and the sample
 # bulletins and bodies were spoken at 12.2-17.1 written characters a second (15.0 for 10,481
@@ -191,6 +195,25 @@ def _wav_facts(path: Path) -> tuple[str, float]:
         for chunk in iter(lambda: f.read(1 << 16), b""):
             digest.update(chunk)
     return digest.hexdigest(), frames / rate
+
+
+def speakable(text: str, limit: int | None = None) -> tuple[str, str | None]:
+    """``text`` cut to what Lantoa speaks, for the one caller that must air something rather than
+    be refused (the emergency lane): (text, None) when it is within ``limit`` characters
+    (``MAX_SPEECH_TEXT_CHARS``), else (its start up to the last paragraph or sentence end, or
+    word, within the limit; the reason, for the receipt). Pure."""
+    limit = MAX_SPEECH_TEXT_CHARS if limit is None else limit
+    if len(text) <= limit:
+        return text, None
+    head = text[:limit]
+    for marks in (("\n",), (". ", "! ", "? ", ".\n"), (" ",)):
+        cut = max(head.rfind(m) for m in marks)
+        if cut > limit // 2:
+            head = head[: cut + 1]
+            break
+    head = head.rstrip()
+    return head, (f"spoken text shortened from {len(text):,} to {len(head):,} characters "
+                  f"(MAX_SPEECH_TEXT_CHARS {limit:,})")
 
 
 def render_audio(

@@ -1,17 +1,21 @@
-"""The loudspeaker's audio bounds: an over-long bulletin is refused once for all its zones, and the
-archive is never handed a file larger than any speech Lantoa synthesises."""
+"""The loudspeaker's audio bounds: an over-long bulletin is refused once for all its zones, an
+over-long emergency airs its start (with the reason), and the archive is never handed a file
+larger than any speech Lantoa synthesises."""
 
 from __future__ import annotations
 
 import asyncio
 import stat
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from consumers.errors import InvalidContent, PermanentDeliveryError
 from consumers.loudspeaker.audio import Audio, AudioRenderer, audio_for
+from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
 from streams.speech import tts
 from streams.speech.tts import LARGEST_WAV_BYTES
 
@@ -86,3 +90,40 @@ def test_a_file_past_the_largest_speech_is_refused_with_its_reason(tmp_path: Pat
     with pytest.raises(PermanentDeliveryError, match=r"more than the longest speech Lantoa synthesises") as caught:
         audio_for(tmp_path)("urn:x", 1)
     assert caught.value.code == "AudioTooLong" and caught.value.alert
+
+
+class RecordingRenderer(AudioRenderer):
+    def __init__(self, cache_dir: Path) -> None:
+        super().__init__(cache_dir, "https://x/audio")
+        self.texts: list[str] = []
+
+    async def render(self, text: str) -> Audio:
+        self.texts.append(text)
+        return Audio("https://x/audio/ab/ab.wav", "ab/ab.wav", 12.0, "00")
+
+
+class AcceptingPlatform:
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    async def post_emergency(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.bodies.append(body)
+        return {"preempted_clusters": 1}
+
+
+def emergency(text: str) -> EmergencyPlan:
+    return EmergencyPlan("cap-1", ("zone:42001",), text, datetime.now(timezone.utc) + timedelta(hours=1), 600.0,
+                         headline="Bão số 5")
+
+
+async def test_an_emergency_past_the_bound_airs_its_start_and_says_so(tmp_path: Path) -> None:
+    renderer, platform = RecordingRenderer(tmp_path), AcceptingPlatform()
+    pusher = EmergencyPusher(platform, renderer)  # type: ignore[arg-type]
+    text = "Bà con sơ tán ngay. " * 2000  # 40,000 characters
+    result = await pusher.push(emergency(text))
+    [spoken] = renderer.texts
+    assert len(spoken) <= tts.MAX_SPEECH_TEXT_CHARS and text.startswith(spoken) and spoken.endswith("ngay.")
+    assert result.shortened and "shortened from 40,000" in result.shortened and platform.bodies
+
+    within = await pusher.push(emergency("Bà con sơ tán ngay."))
+    assert within.shortened is None and renderer.texts[-1] == "Bà con sơ tán ngay."

@@ -30,6 +30,7 @@ from streams.speech.tts import (
     longest_speech_s,
     max_wav_bytes,
     render_audio,
+    speakable,
 )
 
 def seed_text(chars: int, shared_dir: Path) -> str:
@@ -192,3 +193,34 @@ def test_a_synthesiser_that_hangs_is_stopped_at_the_timeout(tmp_path: Path) -> N
 def test_the_default_timeout_is_the_named_one() -> None:
     assert inspect.signature(render_audio).parameters["timeout_s"].default == SYNTH_TIMEOUT_S
 
+
+
+# --------------------------------------------------------------------------------------------
+# speakable: what the emergency lane airs of a text longer than the bound
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_text_at_the_bound_is_spoken_whole() -> None:
+    text = "a" * MAX_SPEECH_TEXT_CHARS
+    assert speakable(text) == (text, None)
+
+
+def test_a_text_past_the_bound_is_cut_at_a_paragraph_then_a_sentence_then_a_word() -> None:
+    paragraphs = "Bão số năm vào bờ. Gió mạnh.\n" + "x" * 65 + "\nphần cuối"
+    assert len(paragraphs) == 104
+    spoken, why = speakable(paragraphs, 100)
+    assert spoken == "Bão số năm vào bờ. Gió mạnh.\n" + "x" * 65
+    assert why == "spoken text shortened from 104 to 94 characters (MAX_SPEECH_TEXT_CHARS 100)"
+    spoken, why = speakable("Câu một dài. " * 10, 100)
+    assert spoken.endswith("dài.") and len(spoken) <= 100 and why and "shortened from 130" in why
+    spoken, _ = speakable("từ " * 50, 100)
+    assert spoken == ("từ " * 33).rstrip()
+    spoken, _ = speakable("x" * 101, 100)
+    assert spoken == "x" * 100
+
+
+def test_every_cut_is_within_the_bound(shared_dir: Path) -> None:
+    text = seed_text(3 * MAX_SPEECH_TEXT_CHARS, shared_dir)
+    spoken, why = speakable(text)
+    assert len(spoken) <= MAX_SPEECH_TEXT_CHARS and text.startswith(spoken)
+    assert len(spoken) > MAX_SPEECH_TEXT_CHARS * 0.9 and why and f"{len(text):,}" in why
