@@ -8,7 +8,7 @@ reaches a key, and no uri can leave its own prefix)::
     <prefix>articles/<h>/v<N>/index.html      a Vietnamese reading page: plain text only, escaped, CSP
     <prefix>articles/<h>/v<N>/bulletin.html   a printable internal bulletin with the QR code
     <prefix>articles/<h>/v<N>/qr.png          QR code (error level M) of the public URL
-    <prefix>articles/<h>/v<N>/audio.wav       the loudspeaker audio, when it has been rendered
+    <prefix>articles/<h>/v<N>/audio.wav       the loudspeaker's WAV byte for byte, when rendered (streamed)
 
 Idempotence: each object carries its SHA-256 (``x-amz-meta-sha256`` and the verified
 ``x-amz-checksum-sha256``). An object the manifest does not know yet for this version is written
@@ -48,6 +48,7 @@ import time
 import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Final, TypeVar
 
@@ -72,7 +73,7 @@ from consumers.archive_render import (
     render_takedown,
     valid_public_url,
 )
-from consumers.archive_store import Blob, Race, S3ObjectStore, StoreUnavailable, blob
+from consumers.archive_store import Blob, Race, S3ObjectStore, StoreUnavailable, blob, file_blob
 from consumers.base import Effect, Prior
 from consumers.errors import InvalidContent, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from schemas import metrics
@@ -298,7 +299,10 @@ class ArchiveAdapter:
 
     # -- publish / update --------------------------------------------------------------------
 
-    def _render(self, command: Command) -> tuple[list[Blob], str, str]:
+    def _render(self, command: Command, files: ExitStack) -> tuple[list[Blob], str, str]:
+        """The objects of one version. The audio is opened (held by ``files``, which closes it)
+        and streamed, never read whole: it is hashed and measured in chunks here and uploaded
+        from the file (see ``S3ObjectStore.put``)."""
         payload = command.payload
         doc = payload.get("document") if isinstance(payload, dict) else None
         if not isinstance(doc, dict):
@@ -325,11 +329,11 @@ class ArchiveAdapter:
             path = self.config.audio_lookup(uri, version)
             if path is not None:
                 try:
-                    audio = path.read_bytes()
+                    audio = file_blob("audio.wav", files.enter_context(path.open("rb")), "audio/wav")
                 except OSError as exc:
                     raise TransientDeliveryError(f"audio {path} unreadable: {exc.strerror}",
                                                  self.config.retry_after_s) from exc
-                blobs.append(blob("audio.wav", audio, "audio/wav"))
+                blobs.append(audio)
         return blobs, url, str(ninjs_version) if isinstance(ninjs_version, str) else ""
 
     def _write_object(self, key: str, item: Blob, *, known: bool) -> tuple[dict[str, Any], bool] | None:
@@ -357,7 +361,7 @@ class ArchiveAdapter:
                     written = True
                 elif head.takedown:
                     return None
-                elif head.sha256 == item.sha256 and head.size == len(item.body):
+                elif head.sha256 == item.sha256 and head.size == item.size:
                     version_id, written = head.version_id or "", False
                 elif item.immutable:
                     raise PermanentDeliveryError(
@@ -374,12 +378,16 @@ class ArchiveAdapter:
 
     @staticmethod
     def _record(key: str, item: Blob, version_id: str) -> dict[str, Any]:
-        return {"name": item.name, "key": key, "size": len(item.body), "sha256": item.sha256,
+        return {"name": item.name, "key": key, "size": item.size, "sha256": item.sha256,
                 "content_type": item.content_type, "version_id": version_id}
 
     def _publish_sync(self, command: Command) -> Effect:
+        with ExitStack() as files:
+            return self._publish_files(command, files)
+
+    def _publish_files(self, command: Command, files: ExitStack) -> Effect:
         uri, version = command.key.uri, command.key.version
-        blobs, url, ninjs_version = self._render(command)
+        blobs, url, ninjs_version = self._render(command, files)
         root, manifest_key = self._keys(uri)
         vprefix = f"{root}v{version}/"
         read = self._read_manifest(uri, manifest_key)

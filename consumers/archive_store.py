@@ -13,7 +13,7 @@ import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -28,7 +28,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from consumers.archive_config import ArchiveConfig, ArchiveConfigError, load_credentials_file
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 
-__all__ = ["Blob", "ErrorMap", "Head", "Race", "S3ObjectStore", "StoreUnavailable", "blob"]
+__all__ = ["Blob", "ErrorMap", "Head", "Race", "S3ObjectStore", "StoreUnavailable", "blob", "file_blob"]
 
 _AUTH_CODES: Final = frozenset({
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
@@ -45,21 +45,40 @@ _TRANSIENT_CODES: Final = frozenset({
 })
 _NOT_FOUND: Final = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchVersion"})
 _PRECONDITION: Final = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+# Files (the audio) are hashed and measured this much at a time: never held whole.
+CHUNK_BYTES: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class Blob:
-    """One object to store, with the SHA-256 that makes its writes idempotent."""
+    """One object to store, with the SHA-256 that makes its writes idempotent.
+
+    ``body``: the bytes (pages, documents, markers), or an open file (the audio) that each PUT
+    streams from its start; the caller closes it."""
 
     name: str
-    body: bytes
+    body: bytes | BinaryIO
     content_type: str
     immutable: bool  # the canonical record: never replaced by different bytes
     sha256: str
+    size: int
 
 
 def blob(name: str, body: bytes, content_type: str, immutable: bool = False) -> Blob:
-    return Blob(name, body, content_type, immutable, hashlib.sha256(body).hexdigest())
+    return Blob(name, body, content_type, immutable, hashlib.sha256(body).hexdigest(), len(body))
+
+
+def file_blob(name: str, file: BinaryIO, content_type: str) -> Blob:
+    """A Blob streamed from ``file`` (open, binary, seekable), hashed and measured in chunks of
+    ``CHUNK_BYTES`` from its start. Holding the open file (not its path) means the hash and every
+    upload read the same bytes, even if the path is replaced meanwhile. Raises OSError."""
+    digest, size = hashlib.sha256(), 0
+    file.seek(0)
+    for chunk in iter(lambda: file.read(CHUNK_BYTES), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    file.seek(0)
+    return Blob(name, file, content_type, False, digest.hexdigest(), size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +291,14 @@ class S3ObjectStore:
 
         ``create``: only if the key is absent; ``if_match``: only if it still has that ETag.
         Raises Race when the condition failed (for ``create``, with the key's current Head).
+
+        A file body is streamed by botocore from its start (it reads it in chunks to sign the
+        payload and to send it, and seeks back to retry): one PUT, so the conditional headers
+        hold as for bytes. Objects over S3's 5 GB single-PUT limit cannot occur: the largest is
+        the longest speech (streams.speech.tts.LARGEST_WAV_BYTES, ~207 MB).
         """
+        if not isinstance(item.body, bytes):
+            item.body.seek(0)
         kwargs: dict[str, Any] = {
             "Bucket": self.config.bucket, "Key": key, "Body": item.body, "ContentType": item.content_type,
             "CacheControl": "no-cache",  # a takedown replaces objects in place: caches must revalidate
@@ -310,7 +336,7 @@ class S3ObjectStore:
         version_id = str(r.get("VersionId") or "")
         if returned is None or verify:  # unchecked or unconditional: read back what the store holds
             head = self.head(key)
-            if head is None or head.sha256 != item.sha256 or head.size != len(item.body) or (
+            if head is None or head.sha256 != item.sha256 or head.size != item.size or (
                     version_id and head.version_id != version_id):
                 raise TransientDeliveryError(f"S3 did not keep {key} as written", self.config.retry_after_s)
         return version_id

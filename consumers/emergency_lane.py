@@ -122,7 +122,10 @@ class EmergencyLane:
                     metrics.EMERGENCY_LATENCY.labels("loudspeaker").observe(max(0.0, self.clock() - published.timestamp()))
                 log.info("emergency %s: %d zones pre-empted in %.3fs%s", eid, result.zones, result.elapsed_s,
                          " (already on air)" if result.duplicate else "")
-                return self._receipts(value, zones, "delivered", at, external_id=",".join(result.platform_ids))
+                if result.shortened:
+                    log.warning("emergency %s: %s", eid, result.shortened)
+                return self._receipts(value, zones, "delivered", at, external_id=",".join(result.platform_ids),
+                                      reason=result.shortened)
             except (TransientDeliveryError, TargetPaused) as exc:
                 wait = min(MAX_BACKOFF_S, 0.1 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
                 metrics.RETRIES.labels("emergency", "in_process").inc()

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from consumers.errors import TransientDeliveryError
-from streams.speech.tts import RenderedAudio, TTSRenderError, render_audio
+from consumers.errors import InvalidContent, PermanentDeliveryError, TransientDeliveryError
+from streams.speech.tts import LARGEST_WAV_BYTES, RenderedAudio, TTSRenderError, render_audio, speakable
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,13 @@ class AudioRenderer:
     """Speaks texts with espeak-ng, once per text: on disk (``render_audio`` is content-addressed)
     and in process (single flight: concurrent zones asking for the same text wait for one render,
     later ones reuse the result). Rendering runs in a thread, so the event loop keeps serving.
+    The audio never passes through Python: espeak-ng writes the file, which is hashed in chunks.
 
-    Raises ``InvalidContent`` (nothing to speak), ``TransientDeliveryError`` (espeak-ng failed or
-    timed out) and lets ``TTSUnavailable`` through (no espeak-ng on this host: crash, fix it).
+    Raises ``InvalidContent`` (nothing to speak, or longer than Lantoa speaks: see
+    ``streams.speech.tts.longest_speech_s``; remembered like a result, so the thousands of zones
+    of one over-long bulletin are refused without running espeak-ng again),
+    ``TransientDeliveryError`` (espeak-ng failed or timed out) and lets ``TTSUnavailable``
+    through (no espeak-ng on this host: crash, fix it).
     """
 
     def __init__(self, cache_dir: Path, base_url: str, *, voice: str = "vi", speed_wpm: int = 150,
@@ -58,7 +62,8 @@ class AudioRenderer:
                 pending.cancel()
                 raise
             except Exception as exc:
-                self._memo.pop(key, None)  # a retry renders again
+                if not isinstance(exc, InvalidContent):
+                    self._memo.pop(key, None)  # a retry renders again; refused content stays refused
                 pending.set_exception(exc)
                 pending.exception()  # retrieved: the callers waiting on it re-raise it themselves
                 raise
@@ -70,6 +75,13 @@ class AudioRenderer:
         else:
             self._memo.move_to_end(key)
         return await asyncio.shield(pending)
+
+    async def render_start(self, text: str) -> tuple[Audio, str | None]:
+        """For what must air whatever its length (an emergency): speak ``text``, or only its start
+        when it is longer than Lantoa speaks (``streams.speech.tts.speakable``); the audio and
+        why it was shortened (None when whole). Raises as ``render``."""
+        spoken, shortened = speakable(text)
+        return await self.render(spoken), shortened
 
     def index(self, uri: str, version: int, audio: Audio) -> None:
         """Name the rendered file by article version too, so the archive can store the audio
@@ -94,7 +106,11 @@ def article_audio_pointer(cache_dir: Path, uri: str, version: int) -> Path:
 
 
 def audio_for(cache_dir: Path) -> Callable[[str, int], Path | None]:
-    """The archive's audio lookup: (uri, version) → the WAV the loudspeaker channel rendered, if any."""
+    """The archive's audio lookup: (uri, version) → the WAV the loudspeaker channel rendered, if any.
+
+    Raises ``PermanentDeliveryError`` (alert) for a file larger than any speech Lantoa synthesises
+    (``LARGEST_WAV_BYTES``, the longest speech at the slowest speed): not audio of ours, never archived.
+    """
 
     def lookup(uri: str, version: int) -> Path | None:
         pointer = article_audio_pointer(cache_dir, uri, version)
@@ -103,6 +119,13 @@ def audio_for(cache_dir: Path) -> Callable[[str, int], Path | None]:
         except FileNotFoundError:
             return None
         path = (Path(cache_dir) / relative).resolve()
-        return path if path.is_file() and Path(cache_dir).resolve() in path.parents else None
+        if not (path.is_file() and Path(cache_dir).resolve() in path.parents):
+            return None
+        size = path.stat().st_size
+        if size > LARGEST_WAV_BYTES:
+            raise PermanentDeliveryError(
+                f"audio of {uri[:200]!r} v{version} is {size:,} bytes, more than the longest speech Lantoa "
+                f"synthesises ({LARGEST_WAV_BYTES:,} bytes): not archived", code="AudioTooLong", alert=True)
+        return path
 
     return lookup

@@ -22,7 +22,9 @@ an error (``found=False``).
 Errors are those of consumers/errors.py, raised by ``PlatformClient``: ``TargetPaused`` (token
 refused, rate limited: the platform as a whole), ``TransientDeliveryError`` (5xx, transport),
 ``PermanentDeliveryError`` (a refused body; unknown zones with ``alert``), ``InvalidContent``
-(nothing speakable); ``TTSUnavailable`` is left to crash the worker.
+(nothing speakable); ``TTSUnavailable`` is left to crash the worker. A text longer than Lantoa
+speaks (``streams.speech.tts.MAX_SPEECH_TEXT_CHARS``) is not refused, as a bulletin would be: an
+emergency must air, so its start is spoken and ``PushResult.shortened`` says so.
 """
 
 from __future__ import annotations
@@ -131,7 +133,8 @@ class EmergencyPlan:
 @dataclass(frozen=True)
 class PushResult:
     """What the platform did. ``duplicate``: it already had this id (nothing pre-empted again);
-    ``skipped``: not sent ("expired"). ``elapsed_s``: render + POST(s), on the monotonic clock."""
+    ``skipped``: not sent ("expired"). ``elapsed_s``: render + POST(s), on the monotonic clock.
+    ``shortened``: why the audio speaks only the start of the text (longer than Lantoa speaks)."""
 
     emergency_id: str
     zones: int
@@ -143,6 +146,7 @@ class PushResult:
     repeat_interval_s: float
     elapsed_s: float
     skipped: str | None = None
+    shortened: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,7 @@ class EmergencyPusher:
         if plan.expires_at.astimezone(UTC) <= now:
             return PushResult(plan.emergency_id, len(codes), (), 0, False, None, 0.0, plan.repeat_interval_s,
                               time.monotonic() - started, skipped="expired")
-        audio = await self.renderer.render(plan.text)
+        audio, shortened = await self.renderer.render_start(plan.text)
         # A play must end before the next starts; an interval shorter than the bulletin grows.
         interval = max(plan.repeat_interval_s, math.ceil(audio.duration_s) + REPEAT_GAP_S)
         chunks = [codes[i:i + self.max_zones_per_call] for i in range(0, len(codes), self.max_zones_per_call)]
@@ -211,7 +215,8 @@ class EmergencyPusher:
             emergency_id=plan.emergency_id, zones=len(codes), platform_ids=tuple(str(b["emergency_id"]) for b in bodies),
             preempted_clusters=sum(int(r.get("preempted_clusters") or 0) for r in replies if not r.get("duplicate")),
             duplicate=all(bool(r.get("duplicate")) for r in replies), audio_url=audio.url,
-            duration_s=audio.duration_s, repeat_interval_s=interval, elapsed_s=time.monotonic() - started)
+            duration_s=audio.duration_s, repeat_interval_s=interval, elapsed_s=time.monotonic() - started,
+            shortened=shortened)
 
     async def cancel(self, emergency_id: str) -> CancelResult:
         """Stop an emergency's repeats at every zone (all its chunks)."""
