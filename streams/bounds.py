@@ -15,8 +15,10 @@ wrote, whole: cutting a bulletin at a window's end drops what comes last (often 
 to listeners), and the scheduler never overruns a window, so without this the bulletin would sit
 in the zone's set unplayed while the receipt said delivered. The receipt names the estimate and
 the window, so the newsroom can shorten the summary or the commune lengthen its window. The
-adapter's scheduler still reports a rendered bulletin longer than every window ``too_long`` (the
-estimate is within tens of percent of the real WAV).
+estimate errs long (3,000 characters of Vietnamese news with dates, times and units: 405 s
+estimated, 338 s rendered by espeak-ng at 150 wpm), so a bulletin near a window's length is
+refused here rather than left unplayed; one the estimate lets through but whose WAV is longer
+than every window is still reported ``too_long`` by the adapter's scheduler.
 """
 
 from __future__ import annotations
