@@ -225,7 +225,8 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
     headline = _text_of(_first_by_role(doc.get("headlines")), ctype)
     summary = _text_of(_first_by_role(doc.get("descriptions"), "summary"), ctype)
     body = _text_of(_first_by_role(doc.get("bodies")), ctype)
-    check_lengths(headline, summary, body)
+    if pub_status not in RETRACTING_STATUSES:  # a withdrawal is never refused for its text: nothing of it is sent
+        check_lengths(headline, summary, body)
     embargo = doc.get("embargoed" if v2 else "embargoedUntil")
     version_created = doc.get("versioncreated" if v2 else "versionCreated")
     for name in _TIMES_V2 if v2 else _TIMES_V3:  # the schema allows years 1..9999: refuse the absurd ones here

@@ -66,6 +66,11 @@ def test_each_field_at_its_bound_passes_and_one_past_it_is_refused(field: str, b
     assert caught.value.reason == f"{field} of {bound + 1:,} characters exceeds the {bound:,}-character limit"
 
 
+def test_a_withdrawal_is_not_refused_for_its_text() -> None:
+    ev = event(dict(doc_with(summary=text_of(SUMMARY_MAX_CHARS + 1)), pubStatus="withheld"))
+    assert ev.retract
+
+
 def test_the_bound_counts_the_text_the_channels_get_not_the_markup() -> None:
     html = "<p>" + "<b></b>" * 2000 + text_of(SUMMARY_MAX_CHARS) + "</p>"
     doc = article_doc(URI, descriptions=[{"role": "summary", "contentType": "text/html", "value": html}])
