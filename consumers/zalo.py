@@ -32,6 +32,11 @@ from schemas.topics import Channel
 log = logging.getLogger(__name__)
 
 TEXT_LIMIT = 2000
+# The stream worker refuses a Zalo text over 8,000 characters at fan-out (streams/bounds.py): at
+# most ten parts. A command that would take more came from somewhere else (a hand-made or replayed
+# record; the runtime takes 1 MiB commands, ~500 messages) and is refused before its first part
+# instead of flooding the group.
+MAX_PARTS = 10
 RECONCILE_DEPTH = 500  # recent group messages searched for our markers after an unknown outcome
 REFRESH_TOKEN_LIFETIME_S = 90 * 86400.0  # Zalo: a refresh token is valid for 3 months
 TOKEN_ERRORS = {-216, -220}
@@ -149,6 +154,9 @@ class ZaloAdapter:
             if command.key.action is Action.UPDATE or prior.version:
                 text = "[Cập nhật] " + text
             texts = split_text(text, TEXT_LIMIT, reserve=48)
+            if len(texts) > MAX_PARTS:
+                raise PermanentDeliveryError(f"text of {len(text):,} characters would be {len(texts)} messages, "
+                                             f"more than the {MAX_PARTS} a group gets for one article")
         total = len(texts)
         out = []
         for i, t in enumerate(texts, start=1):

@@ -27,6 +27,24 @@ RETRACTING_STATUSES = frozenset({"withheld", "canceled"})
 _TIMES_V2 = ("versioncreated", "firstcreated", "embargoed")
 _TIMES_V3 = ("versionCreated", "firstCreated", "contentCreated", "embargoedUntil")
 
+# Field bounds, in characters of the plain text the pipeline reads (after HTML is stripped and
+# blanks squashed). Past one of them the article is absurd and refused whole (InvalidContent →
+# dead letter with the reason); what a single channel cannot take is decided per channel at
+# fan-out (streams/bounds.py), so the other channels still get the article.
+# A uri is the key of every record and part of every command of the article (3,321 for a
+# national one) and of the public link; real ones are under 200.
+URI_MAX_CHARS = 512
+# A headline is one line on a fanpage, in a Zalo group and on air; real ones are under 200.
+HEADLINE_MAX_CHARS = 500
+# The summary is what fanpages, Zalo groups and loudspeakers carry (headline + summary): 8,000
+# characters is ~1,400 words, ~10 minutes of speech (real summaries are a few hundred). It also
+# bounds each of the 3,321 loudspeaker commands of a national article, which all carry the text
+# (streams/bounds.py LOUDSPEAKER_PAYLOAD_MAX_BYTES; the worker's peak is in bench/RESULTS.md).
+SUMMARY_MAX_CHARS = 8_000
+# The body reaches only the archive (page, QR bulletin); the longest long-form pieces are about
+# 100,000 characters. The record itself is bounded too (streams/intake.py MAX_EVENT_BYTES).
+BODY_MAX_CHARS = 300_000
+
 
 def nfc(value: Any) -> Any:
     """Unicode NFC on every string of a JSON value, keys included."""
@@ -168,6 +186,21 @@ def _subjects(raw: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
+def check_uri(uri: str) -> None:
+    """Refuse a uri past URI_MAX_CHARS (InvalidContent with its length and the bound)."""
+    if len(uri) > URI_MAX_CHARS:
+        raise InvalidContent(f"uri of {len(uri):,} characters exceeds the {URI_MAX_CHARS:,}-character limit")
+
+
+def check_lengths(headline: str, summary: str, body: str) -> None:
+    """Refuse an article whose headline, summary or body is past its bound (InvalidContent, the
+    field, its length and the bound in the reason)."""
+    for name, text, bound in (("headline", headline, HEADLINE_MAX_CHARS), ("summary", summary, SUMMARY_MAX_CHARS),
+                              ("body", body, BODY_MAX_CHARS)):
+        if len(text) > bound:
+            raise InvalidContent(f"{name} of {len(text):,} characters exceeds the {bound:,}-character limit")
+
+
 def parse_version(value: Any) -> int:
     """The Lantoa rule: ninjs ``version`` must be a positive integer string, so revisions order."""
     if value is None:
@@ -183,6 +216,7 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
     uri = doc.get("uri")
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidContent("uri is missing: every article needs a stable uri")
+    check_uri(uri)
     version = parse_version(doc.get("version"))
     # 2.x spells property names in lower case (pubstatus, contenttype, embargoed); 3.x camelCase.
     v2 = ninjs_version.startswith("2.")
@@ -191,6 +225,8 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
     headline = _text_of(_first_by_role(doc.get("headlines")), ctype)
     summary = _text_of(_first_by_role(doc.get("descriptions"), "summary"), ctype)
     body = _text_of(_first_by_role(doc.get("bodies")), ctype)
+    if pub_status not in RETRACTING_STATUSES:  # a withdrawal is never refused for its text: nothing of it is sent
+        check_lengths(headline, summary, body)
     embargo = doc.get("embargoed" if v2 else "embargoedUntil")
     version_created = doc.get("versioncreated" if v2 else "versionCreated")
     for name in _TIMES_V2 if v2 else _TIMES_V3:  # the schema allows years 1..9999: refuse the absurd ones here

@@ -11,6 +11,7 @@ from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic, command_key
+from streams.bounds import refusals, window_cache
 from streams.intake import ArticleEvent
 from streams.policy import Decision, Kind, places_from_json
 from streams.registry import Registry
@@ -28,9 +29,12 @@ def plan(
     registry: Registry,
     settings: Settings,
     issued_at: str,
-) -> tuple[list[Command], Receipt]:
-    """Commands for every (channel, target) the decision touches, and the summary receipt."""
+) -> tuple[list[Command], Receipt, list[Receipt]]:
+    """Commands for every (channel, target) the decision touches, the summary receipt, and a
+    ``failed`` fan-out receipt for each target whose channel cannot take this version
+    (streams/bounds.py: no command for it; the summary still counts it, as expected there)."""
     commands: list[Command] = []
+    refused: list[Receipt] = []
 
     def make(key: IdempotencyKey, priority: Priority, payload: dict[str, Any]) -> Command:
         return Command(key=key, priority=priority, payload=payload, issued_at=issued_at,
@@ -45,11 +49,18 @@ def plan(
         payloads = render_all(article, settings.public_base_url, list(routes))
         action = Action.UPDATE if decision.kind is Kind.UPDATE else Action.PUBLISH
         priority = Priority(live["priority"])
+        longest = window_cache()
         for channel, targets in routes.items():
             payload = payloads[channel]
+            why = refusals(channel, payload, targets, speed_wpm=settings.loudspeaker_speed_wpm, longest_window=longest)
             for t in targets:
                 key = IdempotencyKey(article.uri, article.version, channel, t.id, action)
-                commands.append(make(key, priority, payload))
+                if t.id in why:
+                    refused.append(Receipt(uri=article.uri, stage="fanout", outcome="failed", at=issued_at,
+                                           version=article.version, channel=channel.value, target=t.id,
+                                           command_id=key.command_id(), reason=why[t.id], event_id=event.ce.id))
+                else:
+                    commands.append(make(key, priority, payload))
             counts[channel.value] = len(targets)
         if decision.previous_live is not None:
             # Targets the previous version reached but this one does not: take it back there.
@@ -89,7 +100,7 @@ def plan(
         event_id=event.ce.id,
         counts=counts,
     )
-    return commands, receipt
+    return commands, receipt, refused
 
 
 def command_records(commands: list[Command], settings: Settings) -> list[OutRecord]:

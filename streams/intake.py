@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import contracts
-from schemas.article import Article, article_from_ninjs, parse_time, parse_version
+from schemas.article import Article, article_from_ninjs, check_uri, parse_time, parse_version
 from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.ninjs_validation import DEFAULT_VERSION, validate_document, version_from_schema_uri
@@ -16,6 +16,10 @@ RETRACTION_SCHEMA = "urn:lantoa:schema:retraction:1"
 # Bigger than any real article; the topic's max.message.bytes is larger still, so an oversized
 # record can reach us and be dead-lettered with this reason instead of failing at the producer.
 MAX_EVENT_BYTES = 1_048_576
+# ce_id travels in every command of the event (event_id, 3,321 times for a national article)
+# and in its receipts; the headers are outside MAX_EVENT_BYTES, so without this a 4 MB id
+# (the topic takes 4 MiB records) would be copied into gigabytes of commands. Real ids are uuids.
+MAX_EVENT_ID_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,8 @@ def cloud_event(headers: dict[str, str]) -> CloudEvent:
     if missing:
         raise InvalidContent(f"missing CloudEvents header {missing[0]}")
     contracts.check("cloudevents-headers", {k: v for k, v in headers.items() if k.startswith("ce_") or k == "content-type"})
+    if len(headers["ce_id"]) > MAX_EVENT_ID_CHARS:
+        raise InvalidContent(f"ce_id of {len(headers['ce_id']):,} characters exceeds the {MAX_EVENT_ID_CHARS}-character limit")
     parse_time(headers["ce_time"], "ce_time")  # it becomes the commands' published_at: the latency clock
     return CloudEvent(headers["ce_id"], headers["ce_source"], headers["ce_type"], headers["ce_time"], headers["ce_dataschema"])
 
@@ -66,6 +72,7 @@ def parse_article_event(key: bytes | None, value: bytes | None, headers: dict[st
             raise InvalidContent(f"ce_dataschema {RETRACTION_SCHEMA} is only for article.retracted, not {ce.type}")
         contracts.check("retraction", doc)
         uri = str(doc["uri"]).strip()
+        check_uri(uri)
         _check_key(key_text, uri)
         version = parse_version(doc["version"]) if doc.get("version") else None
         return ArticleEvent(uri=uri, version=version, retract=True, ce=ce, reason=doc.get("reason"))

@@ -19,7 +19,8 @@ a retraction ranking above the publication of the same version. Its state:
     delivered  the platform has it (receipt delivered or updated)
     retracted  taken back (deleted), or a retraction found nothing to take back
     skipped    not sent because something newer is already there
-    failed     given up: dead-lettered with the reason (a replay may still deliver it)
+    failed     given up: dead-lettered with the reason (a replay may still deliver it), or refused
+               at fan-out because the channel cannot take this version there (streams/bounds.py)
     unknown    the request left and no answer came; reconciled before any resend
     retrying   waiting for a retry (rate limit, paused target, platform error)
     pending    commanded, no receipt yet
@@ -215,7 +216,9 @@ class StatusFold:
         except KeyError as exc:
             raise InvalidContent(f"not a receipt: missing {exc}") from exc
         assert at is not None
-        if stage != "delivery":
+        # A fan-out receipt naming a target is a refusal there (streams/bounds.py): that target's
+        # attempt, like a delivery receipt; the others are the article's events.
+        if stage != "delivery" and not (stage == "fanout" and raw.get("target")):
             art = self._article(uri)
             rid = str(raw.get("receipt_id") or f"{stage}:{outcome}:{at}:{raw.get('version')}")
             art.events[rid] = {"at": at, "stage": stage, "outcome": outcome, "version": raw.get("version"),

@@ -85,9 +85,13 @@ class StreamSteps:
 
     def carry_out(self, partition: int, ev: ArticleEvent, now: datetime, decision: Decision) -> Step:
         now_iso = utc_now_iso(now)
-        commands, receipt = plan(decision, ev, self.registry(), self.settings, now_iso)
+        commands, receipt, refused = plan(decision, ev, self.registry(), self.settings, now_iso)
         step = Step(out=command_records(commands, self.settings))
         step.out.append(receipt_record(receipt, self.settings))
+        step.out.extend(receipt_record(r, self.settings) for r in refused)
+        for r in refused[:1]:
+            log.warning("%s v%s: %d targets refused at fan-out, first %s %s: %s", ev.uri, ev.version, len(refused),
+                        r.channel, r.target, r.reason)
         if decision.new_state is not None:
             step.state.append(self.state.record(partition, ev.uri, decision.new_state))
         for cmd in commands:

@@ -2,7 +2,8 @@
 
 Hypothesis strategies (random JSON, mutated documents, byte mutations) drawn derandomized, so every
 run builds the same corpus: mutated ninjs from the sample articles, CAP from the sample alert and the
-cap-library test data, channel commands, plus 2 MB bodies and invalid UTF-8. Each record is a ``Sent``
+cap-library test data, channel commands, plus 2 MB bodies, invalid UTF-8 and national articles
+near and over the bounds (``national_records``). Each record is a ``Sent``
 that the test fills in with where it went and what became of it.
 """
 
@@ -225,8 +226,60 @@ def article_records(topic: str) -> list[Sent]:
     out.append(sent(orjson.dumps(big), big["uri"].encode(), fresh_headers(), True, "2 MB body"))
     near = dict(docs[1], uri=f"urn:lantoa:fuzz:near-limit-{uuid.uuid4().hex[:8]}")
     near["bodies"] = [{"role": "main", "contentType": "text/plain", "value": "Tin dài gần giới hạn. " * 40000}]
-    out.append(sent(orjson.dumps(near), near["uri"].encode(), fresh_headers(), False, "~0.9 MB body (under the limit)"))
+    out.append(sent(orjson.dumps(near), near["uri"].encode(), fresh_headers(), True,
+                    "~0.9 MB body (under the record bound, over the body bound)"))
+    for doc, key, headers, hopeless, label in national_records(docs[0]):
+        out.append(sent(orjson.dumps(doc), key, headers, hopeless, label))
     return out
+
+
+_SENTENCE = "Ủy ban nhân dân tỉnh thông báo lịch tiêm chủng mở rộng cho trẻ em dưới năm tuổi tại các trạm y tế xã. "
+
+
+def _text(n: int, unit: str = _SENTENCE) -> str:
+    """``n`` characters that stay ``n`` once blanks are squashed (no blank at either end)."""
+    return (unit * (n // len(unit) + 1))[:n - 1] + "."
+
+
+def national_records(base: dict[str, Any]) -> list[tuple[dict[str, Any], bytes, dict[str, str], bool, str]]:
+    """National articles (no places: all 3,321 zones, every page and group) near and over the bounds
+    of schemas/article.py and streams/bounds.py: ``(doc, key, headers, hopeless, label)``.
+
+    At the bounds it is accepted (its Zalo groups refused at fan-out, with receipts); one past a
+    field bound, or with a ce_id past its bound, it is dead-lettered; its summary in characters
+    that JSON inflates sixfold passes intake and is refused for the zones (12 KiB per command)."""
+    from schemas.article import BODY_MAX_CHARS, HEADLINE_MAX_CHARS, SUMMARY_MAX_CHARS, URI_MAX_CHARS
+    from streams.intake import MAX_EVENT_ID_CHARS
+
+    def national(tag: str, headline: int = HEADLINE_MAX_CHARS, summary: str | None = None,
+                 body: int = BODY_MAX_CHARS, uri_len: int | None = None) -> dict[str, Any]:
+        uri = f"urn:lantoa:fuzz:national-{tag}-{uuid.uuid4().hex[:8]}"
+        if uri_len is not None:
+            uri = (uri + "-" + "u" * uri_len)[:uri_len]
+        doc = {k: v for k, v in base.items() if k != "places"}
+        doc.update(uri=uri, headlines=[{"role": "main", "value": _text(headline)}],
+                   descriptions=[{"role": "summary", "contentType": "text/plain",
+                                  "value": _text(SUMMARY_MAX_CHARS) if summary is None else summary}],
+                   bodies=[{"role": "main", "contentType": "text/plain", "value": _text(body)}])
+        return doc
+
+    def headers(**extra: str) -> dict[str, str]:
+        out: dict[str, str] = ce_headers(ce_id=str(uuid.uuid4()))
+        out.update(extra)
+        return out
+
+    cases = [
+        (national("at-bounds", uri_len=URI_MAX_CHARS), headers(), False, "national article at every bound"),
+        (national("summary-over", summary=_text(SUMMARY_MAX_CHARS + 1)), headers(), True, "national summary 1 past its bound"),
+        (national("headline-over", headline=HEADLINE_MAX_CHARS + 1), headers(), True, "national headline 1 past its bound"),
+        (national("body-over", body=BODY_MAX_CHARS + 1), headers(), True, "national body 1 past its bound"),
+        (national("uri-over", uri_len=URI_MAX_CHARS + 1), headers(), True, "national uri 1 past its bound"),
+        (national("ce-id-over"), headers(ce_id="i" * 100_000), True, "national ce_id of 100 kB"),
+        (national("ce-id-at"), headers(ce_id="i" * MAX_EVENT_ID_CHARS), False, "national ce_id at its bound"),
+        (national("inflated", summary=_text(SUMMARY_MAX_CHARS, "\u0001\u0002 ")), headers(), False,
+         "national summary JSON inflates past the loudspeaker payload bound"),
+    ]
+    return [(doc, doc["uri"].encode(), h, hopeless, label) for doc, h, hopeless, label in cases]
 
 
 def _with_text(doc: dict[str, Any], path: tuple[Any, ...], text: str) -> dict[str, Any]:

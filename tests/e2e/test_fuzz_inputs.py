@@ -2,7 +2,8 @@
 
 Hypothesis generates (derandomized, so every run sends the same records) random and mutated ninjs
 (from the sample articles), CAP (from the sample alert and the cap-library test data) and channel
-commands, plus 2 MB bodies and invalid UTF-8, and they go into cms.articles, alerts.cap and every
+commands, plus 2 MB bodies, invalid UTF-8 and national articles at and past the bounds (every
+field at its bound is accepted; one past a bound is dead-lettered), and they go into cms.articles, alerts.cap and every
 distribution.<channel>.commands topic an adapter consumes, while the stream worker and the adapters
 run as processes against the emulators and a real S3 server (bench/pipeline.py's stack). Then:
 
@@ -187,6 +188,8 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
     slipped = [(r.label, r.outcome) for r in records if r.hopeless and r.refused is None and r.outcome != "dead_lettered"]
     assert not slipped, slipped
     assert sum(c["dead_lettered"] for c in counts.values()) >= len(records) // 3
+    at_bounds = [(r.label, r.outcome) for r in records if r.label.startswith("national") and not r.hopeless]
+    assert at_bounds and all(str(o).startswith("accepted") for _, o in at_bounds), at_bounds
 
 
 def sentinel_records(stack: PipelineStack, topics: dict[str, str], targets: dict[Channel, str]) -> list[Sent]:

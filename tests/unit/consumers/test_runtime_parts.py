@@ -105,6 +105,25 @@ def test_split_never_loses_text_or_overflows(text: str) -> None:
     assert joined == "".join(text.split())
 
 
+def test_a_zalo_text_past_the_part_bound_is_refused_before_any_part() -> None:
+    from consumers.base import Prior
+    from consumers.errors import PermanentDeliveryError
+    from consumers.zalo import MAX_PARTS, ZaloAdapter
+    from streams.bounds import ZALO_TEXT_MAX_CHARS
+
+    adapter = ZaloAdapter("http://zalo.invalid", "http://oauth.invalid", "app", None, None, lambda _t: None)  # type: ignore[arg-type]
+
+    def command(text: str) -> Command:
+        return Command(IdempotencyKey("urn:a", 1, Channel.ZALO, "zalo:g", Action.UPDATE), Priority.NORMAL,
+                       "2026-11-26T01:00:00Z", {"text": text})
+
+    sentence = "Câu dài nói về việc sơ tán dân khỏi vùng ngập. "
+    at_fanout_bound = (sentence * 400)[:ZALO_TEXT_MAX_CHARS - len("[Cập nhật] ")]
+    assert len(adapter._parts(command(at_fanout_bound), Prior())) <= MAX_PARTS  # what fan-out lets through
+    with pytest.raises(PermanentDeliveryError, match=f"more than the {MAX_PARTS} a group gets"):
+        adapter._parts(command(sentence * 600), Prior())
+
+
 def test_part_markers_differ_by_version_and_index() -> None:
     assert part_marker("urn:a", 1, 1, 2) != part_marker("urn:a", 2, 1, 2) != part_marker("urn:a", 1, 2, 2)
 
