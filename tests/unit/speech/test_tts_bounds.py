@@ -224,3 +224,11 @@ def test_every_cut_is_within_the_bound(shared_dir: Path) -> None:
     spoken, why = speakable(text)
     assert len(spoken) <= MAX_SPEECH_TEXT_CHARS and text.startswith(spoken)
     assert len(spoken) > MAX_SPEECH_TEXT_CHARS * 0.9 and why and f"{len(text):,}" in why
+
+
+def test_every_bulletin_intake_accepts_is_within_the_speech_bound() -> None:
+    # The loudspeaker speaks headline + "\n\n" + summary (streams/render.py): the intake caps must
+    # never let through a bulletin the synthesiser then refuses.
+    from schemas.article import HEADLINE_MAX_CHARS, SUMMARY_MAX_CHARS
+
+    assert HEADLINE_MAX_CHARS + 2 + SUMMARY_MAX_CHARS <= tts.MAX_SPEECH_TEXT_CHARS
