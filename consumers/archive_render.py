@@ -13,7 +13,6 @@ import hashlib
 import html
 import re
 import struct
-import unicodedata
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import segno
 
 from consumers.errors import InvalidContent
 from schemas.article import squash
+from schemas.text import visible
 from schemas.times import checked_instant
 
 TAKEDOWN_TITLE: Final = "Bài viết đã được gỡ"
@@ -40,9 +40,6 @@ _URL_RE = re.compile(
     r"(?:#[A-Za-z0-9._~%!$&()*+,;=:@/?-]*)?$"
 )
 _MAX_URL = 2048
-# C0/C1 controls (but tab and newline), bidi overrides and isolates (they reorder what a
-# reader sees), and non-characters are dropped from displayed text.
-_UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff]")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -61,7 +58,9 @@ class _View:
 
 
 def clean_text(text: str) -> str:
-    return _UNSAFE_TEXT.sub("", unicodedata.normalize("NFC", text))
+    """Displayed text: NFC, no C0/C1 control but tab and newline, no bidi or zero-width control,
+    no non-character: the one rule every channel follows (schemas/text.py ``visible``)."""
+    return visible(text)
 
 
 class _HtmlText(HTMLParser):

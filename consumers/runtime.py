@@ -59,9 +59,12 @@ from schemas.article import parse_time
 from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
-from schemas.headers import MAX_ATTEMPTS, RETRY_ATTEMPT, RETRY_DUE, RETRY_REASON, header_float, header_int
+from schemas.headers import (
+    MAX_ATTEMPTS, MAX_RETRY_REASON_CHARS, RETRY_ATTEMPT, RETRY_DUE, RETRY_REASON, header_float, header_int,
+)
 from schemas.models import Action, Command, Priority, Receipt, utc_now_iso
 from schemas.settings import Settings
+from schemas.text import bounded
 from schemas.topics import Channel, Topic, command_key
 
 log = logging.getLogger(__name__)
@@ -515,7 +518,7 @@ class DeliveryRuntime:
         due = self.clock() + delay
         headers = [(k, v) for k, v in w.headers if k not in (RETRY_ATTEMPT, RETRY_DUE, RETRY_REASON)]
         headers += [(RETRY_ATTEMPT, str(attempt).encode()), (RETRY_DUE, f"{due:.3f}".encode()),
-                    (RETRY_REASON, reason[:500].encode())]
+                    (RETRY_REASON, bounded(reason, MAX_RETRY_REASON_CHARS).encode())]
         if count:
             metrics.RETRIES.labels(self.channel.value, "scheduled").inc()
         retry = OutRecord(topic, w.key or b"", w.value, tuple(headers), partition=w.tp.partition)

@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from producers.progress import progress
+from producers.terminal import printable, printable_json
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
@@ -23,7 +22,7 @@ def _settings() -> Settings:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(printable_json(value) + "\n")  # valid JSON with no raw control character
 
 
 CAP_SUFFIXES = (".cap", ".xml")
@@ -186,9 +185,9 @@ def cmd_retract(args: argparse.Namespace) -> int:
         with PublishClient(settings) as client:
             sent = client.retract(args.uri, args.reason, args.version)
     except InvalidContent as exc:
-        print(f"{args.uri}: {exc.reason}", file=sys.stderr)
+        print(f"{printable(args.uri)}: {printable(exc.reason)}", file=sys.stderr)
         return 1
-    print(f"retraction of {sent.uri} sent to partition {sent.partition} offset {sent.offset}")
+    print(f"retraction of {printable(sent.uri)} sent to partition {sent.partition} offset {sent.offset}")
     return 0
 
 
@@ -254,8 +253,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
             print(f"{channel:12} {'test' if test else 'public':6} {n}")
         return 0
     from producers.targets import load_targets
+    from schemas.text import identifier
 
-    n = load_targets(settings, remove=args.remove)
+    n = load_targets(settings, remove=[identifier(t) for t in args.remove])  # NFC, as the registry keeps ids
     print(f"{n} targets written to {settings.topic(Topic.TARGETS)}")
     return 0
 
@@ -434,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a clear line for the user; the traceback only with LANTOA_DEBUG
         if os.environ.get("LANTOA_DEBUG"):
             raise
-        print(f"lantoa {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"lantoa {args.command}: {type(exc).__name__}: {printable(exc)}", file=sys.stderr)
         return 2
     return code
 

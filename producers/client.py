@@ -20,6 +20,7 @@ from schemas.errors import InvalidContent
 from schemas.models import utc_now_iso
 from schemas.ninjs_validation import validate_bytes
 from schemas.settings import Settings
+from schemas.text import identifier
 from schemas.topics import Topic
 from streams.intake import RETRACTION_SCHEMA
 
@@ -73,8 +74,11 @@ def prepare(raw: bytes, ninjs_version: str | None = None, source: str = "urn:lan
 
 def retraction(uri: str, reason: str | None = None, version: int | None = None, source: str = "urn:lantoa:cms",
                now: datetime | None = None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """Key, value and headers of an article.retracted event without a document."""
-    uri = uri.strip()
+    """Key, value and headers of an article.retracted event without a document.
+
+    The uri is sent in NFC, the form articles are kept under (schemas/text.py ``identifier``), so
+    the key hashes to the partition where the article's state is."""
+    uri = identifier(uri)
     if not uri:
         raise InvalidContent("uri is empty")
     body: dict[str, Any] = {"uri": uri}
@@ -125,7 +129,7 @@ class PublishClient:
         key, value, headers = retraction(uri, reason, version, self.settings.source)
         meta = self._producer.send(self._topic, key=key, value=value, headers=headers).get(timeout=timeout_s)
         hdr = dict(headers)
-        return Sent(uri, version, hdr["ce_id"].decode(), "article.retracted", meta.partition, meta.offset)
+        return Sent(key.decode(), version, hdr["ce_id"].decode(), "article.retracted", meta.partition, meta.offset)
 
     def send_raw(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], timeout_s: float = 30.0) -> None:
         """Send bytes as they are (tests, replays): no validation."""

@@ -38,6 +38,7 @@ from kafka.errors import KafkaError
 
 from infra.kafka import clients
 from producers.progress import progress as bar
+from producers.terminal import printable
 from schemas import contracts
 from schemas.cap import parse_cap
 from schemas.codec import decode, headers_to_dict
@@ -45,6 +46,7 @@ from schemas.errors import InvalidContent
 from schemas.headers import DLQ_TOPIC, REPLAY, RETRY_PREFIX, strip_internal
 from schemas.models import Command
 from schemas.settings import Settings
+from schemas.text import nfc
 from schemas.topics import Channel, Topic
 from streams.intake import parse_article_event
 
@@ -98,7 +100,7 @@ def select(letters: Iterable[DeadLetter], *, reason: str | None = None, channel:
         m = d.meta
         if wanted and d.ref not in wanted:
             continue
-        if reason and reason.lower() not in m.get("dlq_reason", "").lower():
+        if reason and nfc(reason).lower() not in nfc(m.get("dlq_reason", "")).lower():
             continue
         if channel and m.get("dlq_channel", "streams") != channel:
             continue
@@ -109,27 +111,30 @@ def select(letters: Iterable[DeadLetter], *, reason: str | None = None, channel:
 
 
 def render_list(letters: list[DeadLetter]) -> str:
+    """One line per dead letter. Header values are whatever a record carried (a forged one, or a
+    reason quoting a hostile key): each is cut and printed with its controls escaped
+    (producers/terminal.py), never raw to the operator's terminal."""
     lines = [f"{'ref':>8}  {'first seen':20}  {'att':>3}  {'origin':34}  {'stage':9}  reason"]
     for d in letters:
-        m = d.meta
+        m = {k: printable(v) for k, v in d.meta.items()}
         origin = f"{m.get('dlq_topic', '?')}[{m.get('dlq_partition', '?')}]@{m.get('dlq_offset', '?')}"
-        lines.append(f"{d.ref:>8}  {m.get('dlq_first_seen', '')[:19]:20}  {m.get('dlq_attempts', '1'):>3}  "
-                     f"{origin[:34]:34}  {m.get('dlq_stage', ''):9}  {m.get('dlq_reason', '')[:100]}")
+        lines.append(f"{d.ref:>8}  {m.get('dlq_first_seen', '')[:19]:20}  {m.get('dlq_attempts', '1')[:3]:>3}  "
+                     f"{origin[:34]:34}  {m.get('dlq_stage', '')[:20]:9}  {m.get('dlq_reason', '')[:100]}")
     lines.append(f"{len(letters)} dead letter(s)")
     return "\n".join(lines)
 
 
 def render_one(d: DeadLetter) -> str:
     out = [f"dead letter {d.ref}", "headers:"]
-    out += [f"  {k}: {v}" for k, v in d.meta.items()]
-    out.append(f"key: {d.key.decode('utf-8', 'replace') if d.key else None}")
+    out += [f"  {printable(k)}: {printable(v)}" for k, v in d.meta.items()]
+    out.append(f"key: {printable(d.key.decode('utf-8', 'replace')) if d.key else None}")
     value: Any
     try:
         value = orjson.dumps(orjson.loads(d.value or b""), option=orjson.OPT_INDENT_2).decode()
     except orjson.JSONDecodeError:
         raw = d.value or b""
         value = f"<{len(raw)} bytes, not JSON> {raw[:200]!r}"
-    out.append(f"value:\n{value[:20000]}")
+    out.append(f"value:\n{printable(value[:20000], newlines=True)}")
     return "\n".join(out)
 
 
@@ -196,9 +201,9 @@ class Decision:
     def line(self, dry_run: bool = False) -> str:
         """One line for the operator: where it went (or would go), or why not."""
         if self.topic is None:
-            return f"{self.letter.ref:>8}  refused: {self.reason}"
+            return f"{self.letter.ref:>8}  refused: {printable(self.reason)}"
         if self.reason is not None:
-            return f"{self.letter.ref:>8}  not sent to {self.topic}: {self.reason}"
+            return f"{self.letter.ref:>8}  not sent to {self.topic}: {printable(self.reason)}"
         verb = "would send to" if dry_run else ("sent to" if self.sent else "not sent to")
         return f"{self.letter.ref:>8}  {verb} {self.topic}"
 

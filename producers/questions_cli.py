@@ -38,7 +38,9 @@ from typing import Any
 
 import orjson
 
+from producers.terminal import printable, printable_json
 from schemas.settings import Settings
+from schemas.text import identifier
 
 TERMINAL = {"delivered", "updated", "deleted", "skipped", "failed"}
 EXIT_PENDING = 3
@@ -51,7 +53,7 @@ def _settings() -> Settings:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(printable_json(value) + "\n")  # valid JSON with no raw control character
 
 
 def _age(asked_at: str, now: datetime) -> str:
@@ -67,7 +69,7 @@ def _age(asked_at: str, now: datetime) -> str:
 
 def find(table: dict[str, dict[str, Any]], wanted: str) -> dict[str, Any]:
     """The record with this id or unique id prefix ("q-" may be left out)."""
-    wanted = wanted.strip().lower()
+    wanted = identifier(wanted).lower()
     wanted = wanted if wanted.startswith("q-") else f"q-{wanted}"
     if wanted in table:
         return table[wanted]
@@ -81,21 +83,24 @@ def select(table: dict[str, dict[str, Any]], *, only_open: bool = False, everyth
            article: str | None = None) -> list[dict[str, Any]]:
     chosen = [r for r in table.values()
               if (r["state"] == "open" if only_open else everything or r["question"] or r["state"] != "comment")
-              and (article is None or r.get("article_uri") == article)]
+              and (article is None or r.get("article_uri") == identifier(article))]
     return sorted(chosen, key=lambda r: (r["asked_at"], r["id"]))
 
 
 def render(records: list[dict[str, Any]], now: datetime) -> str:
+    """One line per question; citizens' texts and every other value are printed with their
+    controls escaped (producers/terminal.py), never raw to the editor's terminal."""
     if not records:
         return "no questions"
+    p = printable
     lines = [f"{'ID':13} {'STATE':9} {'PLATFORM':8} {'AGE':6} {'TARGET':28} {'ARTICLE':36} TEXT"]
     for r in records:
         text = " ".join(str(r["text"]).split())
-        text = text if len(text) <= 70 else text[:69] + "…"
+        text = p(text if len(text) <= 70 else text[:69] + "…")
         article = r.get("article_uri") or "-"
-        article = article if len(article) <= 36 else "…" + article[-35:]
-        lines.append(f"{r['id']:13} {r['state']:9} {r['platform']:8} {_age(r['asked_at'], now):6} "
-                     f"{(r.get('target') or '-'):28} {article:36} {text}")
+        article = p(article if len(article) <= 36 else "…" + article[-35:])
+        lines.append(f"{p(r['id']):13} {p(r['state']):9} {p(r['platform']):8} {_age(r['asked_at'], now):6} "
+                     f"{p(r.get('target') or '-'):28} {article:36} {text}")
     open_ = [r for r in records if r["state"] == "open"]
     if open_:
         lines.append(f"{len(open_)} open; the oldest asked {_age(open_[0]['asked_at'], now)} ago")
@@ -141,7 +146,7 @@ def wait_receipt(consumer: Any, command_id: str, wait_s: float) -> dict[str, Any
                     continue
                 if receipt.get("outcome") in TERMINAL:
                     return dict(receipt)
-                print(f"  {receipt.get('outcome')}: {receipt.get('reason') or ''}", file=sys.stderr)
+                print(f"  {printable(receipt.get('outcome'))}: {printable(receipt.get('reason') or '')}", file=sys.stderr)
     return None
 
 
@@ -167,8 +172,8 @@ def cmd_answer(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(result)
         else:
-            print(f"{qid} was already answered at {record.get('answered_at')} (reply {record.get('answer_id')}); "
-                  "nothing sent. --follow-up sends another reply.")
+            print(printable(f"{qid} was already answered at {record.get('answered_at')} (reply {record.get('answer_id')}); "
+                            "nothing sent. --follow-up sends another reply."))
         return 0
     try:
         version = next_answer_version(record, args.follow_up)
@@ -201,7 +206,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
         print(f"{qid}: no receipt within {args.wait:.0f}s; the reply is on its way (see `lantoa questions`)")
     else:
         detail = f"reply {result['reply_id']}" if result["reply_id"] else (result["reason"] or "")
-        print(f"{qid}: {result['outcome']} at {result['at']} ({detail})")
+        print(printable(f"{qid}: {result['outcome']} at {result['at']} ({detail})"))
     if receipt is None:
         return EXIT_PENDING
     return 1 if receipt.get("outcome") == "failed" else 0

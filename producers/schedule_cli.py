@@ -29,6 +29,7 @@ from consumers.loudspeaker.outputs import to_ics, to_json, to_m3u
 from consumers.loudspeaker.windows import ZoneWindows
 from schemas.models import Target
 from schemas.settings import Settings
+from schemas.text import identifier
 from schemas.topics import Channel
 
 FORMATS = ("json", "ics", "m3u")
@@ -91,7 +92,7 @@ def run(settings: Settings, zone: str, day: str | None = None, fmt: str = "json"
         print("LANTOA_LOUDSPEAKER_TOKEN_FILE is not set: the platform needs a token", file=sys.stderr)
         return 2
     try:
-        target = resolve_zone(settings, zone)
+        target = resolve_zone(settings, identifier(zone))  # NFC, as the registry keeps ids
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 1

@@ -21,8 +21,10 @@ from typing import Any
 
 import orjson
 
+from producers.terminal import escape_json_text, printable
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
+from schemas.text import identifier
 from schemas.topics import Channel, Topic
 from streams.status import SETTLED, STATES, StatusFold
 
@@ -124,15 +126,17 @@ def render(view: dict[str, Any], max_rows: int = 50) -> str:
     """The status as text: article line, events, per-channel counts, then one row per target.
 
     A channel with more than ``max_rows`` targets lists only those not settled (up to
-    ``max_rows``) and says how many rows it left out.
+    ``max_rows``) and says how many rows it left out. Every value from the records (uri, title,
+    reasons, targets, external ids) is printed with its controls escaped (producers/terminal.py).
     """
     offset = datetime.now().astimezone().strftime("%z")
-    lines = [f"{view['uri']}  v{view.get('version') or '?'}  {view.get('state') or 'unknown'}"]
+    p = printable
+    lines = [f"{p(view['uri'])}  v{view.get('version') or '?'}  {p(view.get('state') or 'unknown')}"]
     if view.get("title"):
-        lines.append(f"  {view['title']}")
+        lines.append(f"  {p(view['title'])}")
     for ev in view.get("events", []):
-        why = f" ({ev['reason']})" if ev.get("reason") else ""
-        lines.append(f"  {_time(ev['at'])}  {ev['stage']}: {ev['outcome']} v{ev.get('version') or '?'}{why}")
+        why = f" ({p(ev['reason'])})" if ev.get("reason") else ""
+        lines.append(f"  {p(_time(ev['at']))}  {p(ev['stage'])}: {p(ev['outcome'])} v{ev.get('version') or '?'}{why}")
     channels: dict[str, Any] = view.get("channels", {})
     if not channels:
         lines.append("no channel commands seen")
@@ -143,7 +147,7 @@ def render(view: dict[str, Any], max_rows: int = 50) -> str:
         states = entry.get("states", {})
         total = sum(states.values())
         expected = entry.get("expected")
-        summary.append([ch, f"{total}" + (f"/{expected}" if expected is not None and expected != total else ""),
+        summary.append([p(ch), f"{total}" + (f"/{expected}" if expected is not None and expected != total else ""),
                         *[str(states.get(s, 0) or "") for s in STATES]])
     lines += _table(summary)
     rows = [["CHANNEL", "TARGET", "STATE", "VER", "ACTION", f"UPDATED ({offset})", "EXTERNAL ID", "REASON"]]
@@ -156,8 +160,8 @@ def render(view: dict[str, Any], max_rows: int = 50) -> str:
             notes.append(f"{ch}: {len(targets) - len(shown)} of {len(targets)} rows not shown "
                          f"(only the unsettled are listed; --all lists every row, --state narrows)")
         for t in shown:
-            rows.append([ch, t["target"], t["state"], str(t.get("version") or ""), t.get("action") or "",
-                         _time(t.get("updated_at")), t.get("external_id") or "", (t.get("reason") or "")[:80]])
+            rows.append([p(ch), p(t["target"]), p(t["state"]), str(t.get("version") or ""), p(t.get("action") or ""),
+                         p(_time(t.get("updated_at"))), p(t.get("external_id") or ""), p((t.get("reason") or "")[:80])])
     lines.append("")
     lines += _table(rows) if len(rows) > 1 else ["no targets match"]
     lines += notes
@@ -166,20 +170,21 @@ def render(view: dict[str, Any], max_rows: int = 50) -> str:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """The ``lantoa status`` command (arguments from ``add_arguments``)."""
+    uri = identifier(args.uri)  # articles are kept under the NFC uri: an NFD argument names the same one
     try:
         if args.kafka:
-            view = fetch_kafka(settings, args.uri, args.channel, args.state)
+            view = fetch_kafka(settings, uri, args.channel, args.state)
         else:
             url = args.url or f"http://{settings.web_host}:{settings.web_port}"
-            view = fetch_http(url, args.uri, args.channel, args.state)
+            view = fetch_http(url, uri, args.channel, args.state)
     except StatusUnavailable as exc:
-        print(f"lantoa status: {exc}", file=sys.stderr)
+        print(f"lantoa status: {printable(exc)}", file=sys.stderr)
         return 2
     if view is None:
-        print(f"{args.uri}: unknown article", file=sys.stderr)
+        print(f"{printable(uri)}: unknown article", file=sys.stderr)
         return 1
     if args.json:
-        sys.stdout.write(json.dumps(view, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(escape_json_text(json.dumps(view, ensure_ascii=False, indent=2)) + "\n")
     else:
         print(render(view, max_rows=10**9 if args.all else args.max_rows))
     return 0

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from schemas.errors import InvalidContent
+from schemas.text import identifier, visible
 from schemas.times import checked_instant
 
 _WS = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
@@ -159,7 +160,8 @@ def _text_of(item: dict[str, Any] | None, ctype_name: str = "contentType") -> st
         return ""
     value = str(item.get("value", ""))
     ctype = str(item.get(ctype_name, "text/plain"))
-    return html_to_text(value) if "html" in ctype else squash(value)
+    # Invisible controls dropped after HTML decoding (``&#x202E;`` is one too), then blanks squashed.
+    return squash(visible(html_to_text(value) if "html" in ctype else value))
 
 
 def _places(raw: Any) -> tuple[Place, ...]:
@@ -236,7 +238,7 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
     subjects = _subjects(doc.get("subjects"))
     urgency = doc.get("urgency")
     return Article(
-        uri=uri.strip(),
+        uri=identifier(uri),
         version=version,
         ninjs_version=ninjs_version,
         pub_status=pub_status,

@@ -47,6 +47,7 @@ from schemas.cap_model import (
     Urgency,
 )
 from schemas.errors import InvalidContent
+from schemas.text import visible
 from schemas.times import checked_instant
 
 __all__ = [
@@ -168,7 +169,14 @@ def _show(tag: str) -> str:
 
 
 def _nfc(text: str | None) -> str:
+    """Identifiers and codes (identifier, sender, references, geocodes): NFC, as at every door."""
     return unicodedata.normalize("NFC", text or "")
+
+
+def _shown(text: str | None) -> str:
+    """Texts read out or shown (event, headline, description, instruction, senderName,
+    areaDesc): NFC and no invisible controls (schemas/text.py ``visible``)."""
+    return visible(text or "")
 
 
 class _Parser:
@@ -226,7 +234,7 @@ class _Parser:
                 raise InvalidContent(f"{where} <resource>: <size> {self._leaf(res['size'][0])!r} is not an integer")
 
         def opt_text(name: str) -> str | None:
-            return _nfc(self._leaf(kids[name][0])) if kids[name] else None
+            return _shown(self._leaf(kids[name][0])) if kids[name] else None
 
         def opt_time(name: str) -> datetime | None:
             return self._datetime(self._leaf(kids[name][0]), f"{where} <{name}>") if kids[name] else None
@@ -236,7 +244,7 @@ class _Parser:
         return Info(
             language=language,
             categories=categories,
-            event=_nfc(self._leaf(kids["event"][0])),
+            event=_shown(self._leaf(kids["event"][0])),
             urgency=self._enum(kids["urgency"][0], Urgency, where),
             severity=self._enum(kids["severity"][0], Severity, where),
             certainty=self._enum(kids["certainty"][0], Certainty, where),
@@ -262,7 +270,7 @@ class _Parser:
                     raise InvalidContent(f"{where}: <{name}> {value!r} is not a decimal number")
         if kids["ceiling"] and not kids["altitude"]:
             raise InvalidContent(f"{where}: <ceiling> may only be used with <altitude>")
-        return Area(_nfc(self._leaf(kids["areaDesc"][0])), geocodes, polygons, circles)
+        return Area(_shown(self._leaf(kids["areaDesc"][0])), geocodes, polygons, circles)
 
     # -- structure ---------------------------------------------------------------------------
 

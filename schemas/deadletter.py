@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from schemas.headers import (
     DLQ_ATTEMPTS, DLQ_CHANNEL, DLQ_ERROR_CLASS, DLQ_FIRST_SEEN, DLQ_LAST_OFFSET, DLQ_LAST_TOPIC, DLQ_OFFSET,
     DLQ_PARTITION, DLQ_PREFIX, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC, DLQ_TRACEBACK_LAST, DLQ_TRACEBACK_SHA256, MAX_ATTEMPTS,
-    MAX_OFFSET, MAX_PARTITION, header_int,
+    MAX_HEADER_VALUE_CHARS, MAX_OFFSET, MAX_PARTITION, MAX_REASON_HEADER_CHARS, MAX_TRACEBACK_HEADER_CHARS, header_int,
 )
+from schemas.text import bounded
 
 # What Kafka accepts as a topic name: a previous origin that is not one is not kept.
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}", re.ASCII)
@@ -61,18 +62,18 @@ def dead_letter_headers(
         DLQ_TOPIC: prev_topic if keep_origin else topic,
         DLQ_PARTITION: str(prev_partition if keep_origin else partition),
         DLQ_OFFSET: str(prev_offset if keep_origin else offset),
-        DLQ_REASON: reason[:2000] or "unknown",
-        DLQ_STAGE: stage,
+        DLQ_REASON: bounded(reason, MAX_REASON_HEADER_CHARS) or "unknown",
+        DLQ_STAGE: bounded(stage, MAX_HEADER_VALUE_CHARS),
         DLQ_FIRST_SEEN: first_seen if keep_origin and _ISO_TIME.fullmatch(first_seen) else now_iso,
         DLQ_ATTEMPTS: str(attempts),
-        DLQ_ERROR_CLASS: error_class,
+        DLQ_ERROR_CLASS: bounded(error_class, MAX_HEADER_VALUE_CHARS),
         DLQ_LAST_TOPIC: topic,
         DLQ_LAST_OFFSET: f"{partition}:{offset}",
     }
     if channel:
-        fields[DLQ_CHANNEL] = channel
+        fields[DLQ_CHANNEL] = bounded(channel, MAX_HEADER_VALUE_CHARS)
     if traceback_sha256:
         fields[DLQ_TRACEBACK_SHA256] = traceback_sha256
     if traceback_last:
-        fields[DLQ_TRACEBACK_LAST] = traceback_last[:500]
+        fields[DLQ_TRACEBACK_LAST] = bounded(traceback_last, MAX_TRACEBACK_HEADER_CHARS)
     return kept + [(k, v.encode("utf-8")) for k, v in fields.items()]

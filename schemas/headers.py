@@ -56,6 +56,16 @@ MAX_OFFSET = 2**63 - 1
 # Longer than any number Lantoa writes (an epoch time with 3 decimals is 14 characters): a longer
 # value is not ours and is not parsed at all (int() of thousands of digits costs, and raises).
 MAX_NUMBER_CHARS = 40
+# Header values Lantoa writes from what it was given (a reason quoting a refused key, a platform's
+# error text, the last frame of a traceback) are cut to these sizes, in characters (at most four
+# bytes each): a header is read by operators and by ``lantoa deadletters``, and a record of a few
+# bytes must not carry megabytes of headers. A reason keeps the receipt's size (MAX_RECEIPT_REASON_CHARS
+# in schemas/models.py), so the dead letter and the receipt of one refusal say the same thing.
+MAX_REASON_HEADER_CHARS = 2000
+MAX_TRACEBACK_HEADER_CHARS = 500  # one frame: file, line, function and the exception's first line
+MAX_RETRY_REASON_CHARS = 500  # the retry tiers' note of why the last try failed (consumers/runtime.py)
+# Any other value written from input (a channel or stage name read from a record).
+MAX_HEADER_VALUE_CHARS = 200
 _INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 

@@ -12,12 +12,18 @@ import orjson
 
 from schemas.article import parse_time
 from schemas.errors import InvalidContent
+from schemas.text import bounded, identifier
 from schemas.topics import Channel
 
 
 # The highest article version: what schemas/article.py parse_version reads (18 digits), well within
 # the 64-bit integers orjson writes.
 MAX_VERSION = 10**18 - 1
+# A receipt's reason is a sentence for a person (and the status views show it); it may quote what
+# was refused, which may be anything: 2000 characters hold the longest real reason (a schema
+# message quoting a value) and an editor's whole retraction reason (retraction.v1.json allows
+# 2000), and keep an 800 kB key from making a 1.2 MB receipt.
+MAX_RECEIPT_REASON_CHARS = 2000
 
 
 class Action(StrEnum):
@@ -177,10 +183,12 @@ class Receipt:
             "outcome": self.outcome,
             "at": self.at,
         }
-        for name in ("channel", "target", "command_id", "reason", "external_id", "event_id"):
+        for name in ("channel", "target", "command_id", "external_id", "event_id"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.reason is not None:
+            out["reason"] = bounded(self.reason, MAX_RECEIPT_REASON_CHARS)
         if self.counts:
             out["counts"] = dict(self.counts)
         return out
@@ -219,7 +227,7 @@ class Target:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Target:
         return cls(
-            id=raw["id"],
+            id=identifier(raw["id"]),  # NFC, as every door reads an id: a hand-written NFD entry names the same target
             channel=Channel(raw["channel"]),
             name=raw["name"],
             province_code=raw.get("province_code"),

@@ -17,6 +17,7 @@ from schemas.cap import Alert, Info
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
 from schemas.settings import Settings
+from schemas.text import visible
 from schemas.topics import Channel, Topic
 from streams.alerts import AlertPlan, is_emergency
 
@@ -32,11 +33,13 @@ def _info_vi(alert: Alert, emergency_only: bool) -> Info | None:
 
 
 def spoken_text(info: Info | None) -> tuple[str, str]:
-    """(headline, text to read): headline, description and instruction, as the office wrote them."""
+    """(headline, text to read): headline, description and instruction, as the office wrote them,
+    without invisible controls (the parser dropped them already; this is the renderer's guard,
+    schemas/text.py ``visible``)."""
     if info is None:
         return "", ""
-    headline = (info.headline or info.event or "").strip()
-    parts = [headline, (info.description or "").strip(), (info.instruction or "").strip()]
+    headline = visible(info.headline or info.event or "").strip()
+    parts = [headline, visible(info.description or "").strip(), visible(info.instruction or "").strip()]
     return headline, "\n\n".join(p for p in parts if p)
 
 

@@ -47,6 +47,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from schemas.models import Action, Command, IdempotencyKey, Priority
+from schemas.text import visible
 from schemas.topics import Channel
 
 QUESTION_URI_PREFIX = "urn:lantoa:question:"
@@ -331,7 +332,7 @@ def resolve(event: Mapping[str, Any], index: LiveIndex, *, pages: TargetsOf, gro
 
 def new_record(event: Mapping[str, Any], resolution: Resolution, now_iso: str) -> dict[str, Any]:
     """The engagement-table record (question.v1) of a new comment or message."""
-    text = unicodedata.normalize("NFC", str(event.get("text") or ""))
+    text = visible(str(event.get("text") or ""))  # NFC, no invisible controls: it is quoted to groups and shown to editors
     signal = question_signal(text)
     article = resolution.article
     platform = event["platform"]
@@ -380,7 +381,7 @@ def on_inbound(existing: Mapping[str, Any] | None, event: Mapping[str, Any], res
         return None  # an edit, deletion or dismissal of something never seen
     record = dict(existing)
     if kind == "edited":
-        text = unicodedata.normalize("NFC", str(event.get("text") or ""))
+        text = visible(str(event.get("text") or ""))  # NFC, no invisible controls: it is quoted to groups and shown to editors
         if text == record["text"]:
             return None
         record["text"] = text
@@ -447,13 +448,13 @@ def next_answer_version(record: Mapping[str, Any], follow_up: bool) -> int:
 
 
 def quote(text: str, limit: int = QUOTE_CHARS) -> str:
-    flat = _SPACE.sub(" ", text).strip()
+    flat = _SPACE.sub(" ", visible(text)).strip()  # a citizen's text, quoted to the whole group
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def reply_payload(record: Mapping[str, Any], text: str) -> dict[str, Any]:
     """What the adapter sends: Graph comment reply, or a Zalo message quoting the question."""
-    answer = unicodedata.normalize("NFC", text).strip()
+    answer = visible(text).strip()  # NFC, and no bidi or zero-width control reaches the citizens
     if not answer:
         raise NotAnswerable("the answer is empty")
     base = {"question_id": record["id"], "answer": answer}

@@ -10,6 +10,7 @@ from schemas.article import Article, article_from_ninjs, check_uri, parse_time, 
 from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.ninjs_validation import DEFAULT_VERSION, validate_document, version_from_schema_uri
+from schemas.text import bounded, identifier, nfc, visible
 
 CE_TYPES = ("article.published", "article.updated", "article.retracted")
 RETRACTION_SCHEMA = "urn:lantoa:schema:retraction:1"
@@ -65,17 +66,19 @@ def parse_article_event(key: bytes | None, value: bytes | None, headers: dict[st
     doc: Any = decode(value)
     if not isinstance(doc, dict):
         raise InvalidContent(f"top level is {type(doc).__name__}, expected an object")
-    key_text = key.decode("utf-8", errors="replace") if key else None
+    key_text = nfc(key.decode("utf-8", errors="replace")) if key else None
 
     if ce.dataschema == RETRACTION_SCHEMA:
         if ce.type != "article.retracted":
             raise InvalidContent(f"ce_dataschema {RETRACTION_SCHEMA} is only for article.retracted, not {ce.type}")
         contracts.check("retraction", doc)
-        uri = str(doc["uri"]).strip()
+        uri = identifier(str(doc["uri"]))  # articles are kept under their NFC uri: an NFD retraction names the same one
         check_uri(uri)
         _check_key(key_text, uri)
         version = parse_version(doc["version"]) if doc.get("version") else None
-        return ArticleEvent(uri=uri, version=version, retract=True, ce=ce, reason=doc.get("reason"))
+        reason = doc.get("reason")
+        return ArticleEvent(uri=uri, version=version, retract=True, ce=ce,
+                            reason=visible(reason) if isinstance(reason, str) else None)
 
     ninjs_version = version_from_schema_uri(ce.dataschema)
     if ninjs_version is None:
@@ -90,7 +93,15 @@ def parse_article_event(key: bytes | None, value: bytes | None, headers: dict[st
     return ArticleEvent(uri=article.uri, version=article.version, retract=retract, ce=ce, article=article)
 
 
+# How much of a key and a uri a refusal quotes: enough to tell them apart, never the whole of an
+# 800 kB key (the reason travels in a receipt and a dead-letter header).
+QUOTED_ID_CHARS = 200
+
+
 def _check_key(key: str | None, uri: str) -> None:
-    # The key decides the partition, and so the order of revisions: it must be the uri.
+    # The key decides the partition, and so the order of revisions: it must be the uri (both
+    # read as identifiers, NFC: the stream worker forwards an NFD-keyed record to the partition
+    # of the NFC key, streams/steps.py).
     if key != uri:
-        raise InvalidContent(f"record key {key!r} is not the article uri {uri!r}")
+        shown_key = None if key is None else bounded(key, QUOTED_ID_CHARS)
+        raise InvalidContent(f"record key {shown_key!r} is not the article uri {bounded(uri, QUOTED_ID_CHARS)!r}")

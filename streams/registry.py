@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.models import Target
+from schemas.text import identifier, visible
 from schemas.topics import Channel
 
 
@@ -45,9 +46,9 @@ def province_names() -> dict[int, str]:
 def _configured(channel: Channel, entry: Mapping[str, Any], test: bool = False) -> Target:
     reserved = {"id", "name", "provinces", "subjects", "test", "active", "province_code", "ward_code"}
     return Target(
-        id=str(entry["id"]),
+        id=identifier(str(entry["id"])),  # NFC, as every door reads an id (schemas/text.py)
         channel=channel,
-        name=str(entry.get("name") or entry["id"]),
+        name=visible(str(entry.get("name") or entry["id"])),
         province_code=entry.get("province_code"),
         ward_code=entry.get("ward_code"),
         provinces=tuple(int(p) for p in entry.get("provinces", ())),
@@ -61,7 +62,7 @@ def _configured(channel: Channel, entry: Mapping[str, Any], test: bool = False) 
 def build_targets(config: Mapping[str, Any]) -> list[Target]:
     """Every target: the official zones (with per-zone overrides) plus the configured ones."""
     loud = config.get("loudspeaker", {})
-    overrides = {str(o["id"]): o for o in loud.get("zones", ())}
+    overrides = {identifier(str(o["id"])): o for o in loud.get("zones", ())}
     defaults = {k: v for k, v in loud.items() if k not in ("zones", "test_zones")}
     targets: list[Target] = []
     for zone in official_zones():

@@ -14,6 +14,7 @@ from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.models import Target
 from schemas.settings import KafkaConnection
+from schemas.text import identifier
 from streams.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class RegistryFollower:
             self.rejected += 1
             return
         if value is None:
-            self.registry.remove(key.decode("utf-8", "replace"))
+            self.registry.remove(identifier(key.decode("utf-8", "replace")))
             return
         try:
             raw = decode(value)

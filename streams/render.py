@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from schemas.article import Article
 from schemas.models import Priority
+from schemas.text import visible, visible_json
 from schemas.topics import Channel
 
 
@@ -51,8 +52,16 @@ def render(channel: Channel, article: Article, base_url: str) -> dict[str, Any]:
 
 def render_all(article: Article, base_url: str, channels: list[Channel]) -> dict[Channel, dict[str, Any]]:
     """Render once per channel (never once per target: thousands of zones share one payload)."""
-    return {c: render(c, article, base_url) for c in channels}
+    return {c: shown(c, render(c, article, base_url)) for c in channels}
+
+
+def shown(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
+    """The last guard before a payload leaves for a reader: no bidi or zero-width control in any
+    of its strings, whatever a renderer added (schemas/text.py ``visible``; intake cleaned the
+    article's texts already). The archive's document is the record as published, kept whole: its
+    page is cleaned by consumers/archive_render.py with the same function."""
+    return payload if channel is Channel.ARCHIVE else dict(visible_json(payload))
 
 
 def retract_payload(reason: str | None) -> dict[str, Any]:
-    return {"reason": reason or "retracted by the newsroom"}
+    return {"reason": visible(reason) if reason else "retracted by the newsroom"}

@@ -37,6 +37,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from schemas.text import identifier
 from streams.status import STATES
 from streams.status_article import render_article, render_index
 from streams.status_html import (
@@ -165,7 +166,7 @@ class StatusPages:
         return resp
 
     async def article(self, request: web.Request) -> web.Response:
-        uri = unquote(request.match_info["uri"])
+        uri = identifier(unquote(request.match_info["uri"]))  # NFC: an NFD link names the same article
         channel = request.query.get("channel") or None
         state = request.query.get("state") or None
         if state is not None and state not in STATES:
@@ -183,7 +184,7 @@ class StatusPages:
         return html_response(page)
 
     async def zone_day(self, request: web.Request) -> web.Response:
-        zone = unquote(request.match_info["zone"])
+        zone = identifier(unquote(request.match_info["zone"]))
         raw = request.query.get("date")
         try:
             day = date.fromisoformat(raw) if raw else None

@@ -43,6 +43,7 @@ from schemas import metrics
 from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
+from schemas.text import identifier
 from schemas.topics import Channel, Topic
 from streams.status import EMERGENCY_CHANNEL, STATES, StatusFold
 from streams.status_pages import PlatformTimeline, StatusPages, TimelineFetcher, prefers_html
@@ -173,7 +174,7 @@ def make_app(view: StatusView, timeline: TimelineFetcher | None = None) -> web.A
         return resp
 
     async def status(request: web.Request) -> web.Response:
-        uri = unquote(request.match_info["uri"])
+        uri = identifier(unquote(request.match_info["uri"]))  # NFC: an NFD link names the same article
         channel = request.query.get("channel") or None
         state = request.query.get("state") or None
         if state is not None and state not in STATES:

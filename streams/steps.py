@@ -28,6 +28,7 @@ from schemas.errors import InvalidContent
 from schemas.headers import strip_internal
 from schemas.models import Receipt, utc_now_iso
 from schemas.settings import Settings
+from schemas.text import bounded, nfc
 from schemas.topics import Topic
 from streams.fanout import command_records, plan, receipt_record
 from streams.intake import CE_TYPES, ArticleEvent, parse_article_event
@@ -37,6 +38,20 @@ from streams.registry import Registry
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# The uri a dead-letter receipt is filed under is the record's key, which may be anything: no real
+# uri is longer (the archive's public URLs stop at 2 kB too), and a key of 800 kB must not make an
+# 800 kB receipt (and receipt key). The dead letter itself keeps the key byte for byte.
+MAX_RECEIPT_KEY_CHARS = 2048
+
+
+def key_partition_bytes(key: bytes) -> bytes:
+    """The bytes an article key hashes by: its NFC form when it is UTF-8 (articles live under the
+    NFC uri: an NFD key names the same article), else the bytes as they are."""
+    try:
+        return nfc(key.decode("utf-8")).encode("utf-8")
+    except UnicodeDecodeError:
+        return key
 
 
 @dataclass
@@ -78,7 +93,8 @@ class StreamSteps:
                                       reason=reason, stage=stage, now_iso=now_iso)
         out = [OutRecord(self.deadletter_topic, rec.key or b"", rec.value or b"", tuple(headers))]
         if key_text:
-            receipt = Receipt(uri=key_text, stage="intake", outcome="dead_lettered", at=now_iso, reason=reason)
+            receipt = Receipt(uri=bounded(key_text, MAX_RECEIPT_KEY_CHARS), stage="intake", outcome="dead_lettered",
+                              at=now_iso, reason=reason)
             out.append(receipt_record(receipt, self.settings))
         metrics.DEAD_LETTERS.labels(stage, metrics.reason_class(reason)).inc()
         return out
@@ -111,10 +127,11 @@ class StreamSteps:
         hashes to now (where ``lantoa topics grow streams`` moved the article's state), or None
         when it is in place. Such a revision was queued before a grow, or produced with stale
         metadata; its state is not in this partition, so handling it here would take it for a
-        new article."""
+        new article. An NFD key is placed by its NFC form, where the article it names lives (a
+        retraction typed in NFD would otherwise find no state and retract nothing)."""
         if not rec.key:
             return None
-        right = partition_for(rec.key, self.partitions)
+        right = partition_for(key_partition_bytes(rec.key), self.partitions)
         if right == rec.partition:
             return None
         return OutRecord(rec.topic, rec.key, rec.value, tuple(raw_headers(rec)), partition=right)
@@ -122,12 +139,12 @@ class StreamSteps:
     def article(self, rec: Any) -> Step:
         forward = self.misplaced(rec)
         if forward is not None:
-            log.info("%s[%d]@%d forwarded to partition %d (queued before a grow)", rec.topic, rec.partition,
+            log.info("%s[%d]@%d forwarded to partition %d (queued before a grow, or keyed in NFD)", rec.topic, rec.partition,
                      rec.offset, forward.partition)
             return Step(out=[forward])
         now = self.clock()
         headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay
-        key_text = rec.key.decode("utf-8", "replace") if rec.key else None
+        key_text = nfc(rec.key.decode("utf-8", "replace")) if rec.key else None
         try:
             ev = parse_article_event(rec.key, rec.value, headers)
             st = self.state.get(rec.partition, ev.uri)
