@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from schemas.errors import InvalidContent
-from schemas.text import identifier, visible
+from schemas.text import identifier, invisible_in, visible
 from schemas.times import checked_instant
 
 _WS = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
@@ -219,6 +219,8 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidContent("uri is missing: every article needs a stable uri")
     check_uri(uri)
+    if (refused := invisible_in(uri, "uri")) is not None:
+        raise InvalidContent(refused)
     version = parse_version(doc.get("version"))
     # 2.x spells property names in lower case (pubstatus, contenttype, embargoed); 3.x camelCase.
     v2 = ninjs_version.startswith("2.")

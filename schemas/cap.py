@@ -47,7 +47,7 @@ from schemas.cap_model import (
     Urgency,
 )
 from schemas.errors import InvalidContent
-from schemas.text import visible
+from schemas.text import invisible_in, visible
 from schemas.times import checked_instant
 
 __all__ = [
@@ -346,6 +346,8 @@ class _Parser:
     def _check_token(value: str, what: str) -> None:
         if not value:
             raise InvalidContent(f"{what} is empty")
+        if (refused := invisible_in(value, what)) is not None:
+            raise InvalidContent(refused)
         bad = _FORBIDDEN_IN_ID.search(value)
         if bad:
             raise InvalidContent(f"{what} {value[:60]!r} contains {bad.group()!r}: spaces, commas, '<' and '&' are not allowed")

@@ -74,6 +74,17 @@ def visible_json(value: Any) -> Any:
     return value
 
 
+def invisible_in(text: str, what: str) -> str | None:
+    """The reason to refuse identifier ``text`` when it holds an invisible character, else None.
+    Identifiers are refused rather than cleaned: two uris that look alike must not be two articles,
+    and a cleaned key would no longer be the record's key."""
+    found = INVISIBLE.search(text)
+    if found is None:
+        return None
+    return (f"{what} contains the invisible character U+{ord(found.group()):04X} (a bidi, zero-width or "
+            "control character): identifiers must be visible text")
+
+
 def bounded(text: str, limit: int) -> str:
     """``text`` if it has at most ``limit`` characters, else its start and how long it was,
     ``limit`` characters in all (``limit`` must leave room for that note: at least 40)."""

@@ -3,14 +3,18 @@
 Hypothesis strategies (random JSON, mutated documents, byte mutations) drawn derandomized, so every
 run builds the same corpus: mutated ninjs from the sample articles, CAP from the sample alert and the
 cap-library test data, channel commands, plus 2 MB bodies, invalid UTF-8 and national articles
-near and over the bounds (``national_records``). Each record is a ``Sent``
-that the test fills in with where it went and what became of it.
+near and over the bounds (``national_records``); articles whose texts carry bidi, zero-width and
+other invisible controls (``bidi_article_records``: they must get through, with no such control
+left in any command), and the NFD-keyed retractions of those articles (``nfd_retraction_records``:
+they must retract them). Each record is a ``Sent`` that the test fills in with where it went and
+what became of it.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,7 +63,12 @@ json_leaf = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_val
 json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4)
                           | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=15)
 weird_text = st.sampled_from(["", " ", "\u0000", "\u202e", "a" * 5000, "urn:lantoa:x", "-1", "1e999", "🙂" * 50,
-                              "<script>alert(1)</script>", "Ủy ban nhân dân"])
+                              "<script>alert(1)</script>", "Ủy ban nhân dân", "\u2066x\u2069\u200f", "\u200b\ufeff",
+                              "\U000e0041\U000e007f", "\x1b[2J\x9b31m", unicodedata.normalize("NFD", "Ủy ban nhân dân")])
+# The invisible controls of schemas/text.py INVISIBLE, one class each: bidi embeddings, overrides,
+# isolates and marks, zero-width and format characters, tags, C0/C1 controls.
+INVISIBLE_SAMPLES = ("\u202a", "\u202b", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u200e", "\u200f",
+                     "\u061c", "\u200b", "\u2060", "\ufeff", "\u00ad", "\u180e", "\U000e0041", "\x1b", "\x9b")
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -276,10 +285,47 @@ def national_records(base: dict[str, Any]) -> list[tuple[dict[str, Any], bytes, 
         (national("uri-over", uri_len=URI_MAX_CHARS + 1), headers(), True, "national uri 1 past its bound"),
         (national("ce-id-over"), headers(ce_id="i" * 100_000), True, "national ce_id of 100 kB"),
         (national("ce-id-at"), headers(ce_id="i" * MAX_EVENT_ID_CHARS), False, "national ce_id at its bound"),
-        (national("inflated", summary=_text(SUMMARY_MAX_CHARS, "\u0001\u0002 ")), headers(), False,
+        # Quotes and backslashes, which JSON doubles (control characters, six bytes escaped, no
+        # longer reach a payload: intake drops them, schemas/text.py).
+        (national("inflated", summary=_text(SUMMARY_MAX_CHARS, '"\\')), headers(), False,
          "national summary JSON inflates past the loudspeaker payload bound"),
     ]
     return [(doc, doc["uri"].encode(), h, hopeless, label) for doc, h, hopeless, label in cases]
+
+
+def bidi_article_records(topic: str) -> list[Sent]:
+    """Valid articles (Vietnamese uris, so their NFD form differs) whose headline, HTML summary (as a
+    character reference too) and body carry one invisible control each: accepted, and cleaned."""
+    docs = sample_docs()
+    out = []
+    for i, ch in enumerate(INVISIBLE_SAMPLES):
+        doc = copy.deepcopy(docs[i % len(docs)])
+        doc["uri"] = f"urn:lantoa:fuzz:tin-hà-nội-{i}-{uuid.uuid4().hex[:8]}"
+        doc["headlines"] = [{"role": "main", "value": f"{ch}Tin{ch} khẩn{ch} cấp"}]
+        doc["descriptions"] = [{"role": "summary", "contentType": "text/html",
+                                "value": f"<p>&#x{ord(ch):X};Tóm{ch} tắt</p>"}]
+        doc["bodies"] = [{"role": "main", "contentType": "text/plain", "value": f"Nội{ch} dung."}]
+        ce = str(uuid.uuid4())
+        out.append(Sent(topic, "article", orjson.dumps(doc), doc["uri"].encode(),
+                        [(k, v.encode()) for k, v in ce_headers(ce_id=ce).items()], False, ce_id=ce,
+                        label=f"invisible U+{ord(ch):04X} in texts", extra={"uri": doc["uri"], "bidi": True}))
+    return out
+
+
+def nfd_retraction_records(topic: str, published: list[Sent]) -> list[Sent]:
+    """For each published article: its retraction as an outside producer might write it, key, body and
+    subject in NFD (and a reason with a bidi override). It must retract the NFC article."""
+    out = []
+    for r in published:
+        nfd = unicodedata.normalize("NFD", r.extra["uri"])
+        assert nfd != r.extra["uri"]
+        ce = str(uuid.uuid4())
+        headers = ce_headers("article.retracted", ce_id=ce, ce_dataschema="urn:lantoa:schema:retraction:1",
+                             ce_subject=nfd)
+        out.append(Sent(topic, "article", orjson.dumps({"uri": nfd, "reason": "gỡ\u202e bài"}), nfd.encode(),
+                        [(k, v.encode()) for k, v in headers.items()], False, ce_id=ce,
+                        label="NFD retraction", extra={"uri": r.extra["uri"]}))
+    return out
 
 
 def _with_text(doc: dict[str, Any], path: tuple[Any, ...], text: str) -> dict[str, Any]:

@@ -14,6 +14,10 @@ run as processes against the emulators and a real S3 server (bench/pipeline.py's
 - no record is refused by the broker: every input topic takes 4 MB records (max.message.bytes in
   schemas/topics), so even the 2 MB bodies reach their consumer and are dead-lettered with a reason
   (commands over their channel's limit: consumers/runtime.py MAX_COMMAND_BYTES);
+- articles whose texts carry bidi, zero-width and other invisible controls are accepted, and no
+  command of any channel carries one of those controls (schemas/text.py INVISIBLE);
+- those articles, retracted afterwards by records keyed and written in NFD, are retracted (a
+  "retracted" receipt under the NFC uri, never "retract_unknown");
 - one valid record sent afterwards to every partition of every input topic gets through, and
   every consumer group has committed up to the end of its topic: no stuck partition.
 
@@ -34,12 +38,23 @@ import pytest
 from kafka.errors import KafkaError
 
 from bench.pipeline import PipelineStack, StackConfig
-from fuzz_corpus import Sent, alert_records, article_records, cap_sources, command_records, sample_docs, valid_command
+from fuzz_corpus import (
+    Sent,
+    alert_records,
+    article_records,
+    bidi_article_records,
+    cap_sources,
+    command_records,
+    nfd_retraction_records,
+    sample_docs,
+    valid_command,
+)
 from helpers import ce_headers, uncommitted
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from schemas.settings import KafkaConnection
+from schemas.text import INVISIBLE
 from schemas.topics import Channel, Topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,13 +117,15 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
     topics = {"cms.articles": stack.settings.topic(Topic.CMS_ARTICLES), "alerts.cap": stack.settings.topic(Topic.ALERTS_CAP)}
     targets = {Channel.FANPAGE: "fanpage:p0", Channel.ZALO: "zalo:g0", Channel.ARCHIVE: "archive:main",
                Channel.LOUDSPEAKER: "zone:4"}
-    records = article_records(topics["cms.articles"]) + alert_records(topics["alerts.cap"])
+    bidi = bidi_article_records(topics["cms.articles"])
+    records = article_records(topics["cms.articles"]) + bidi + alert_records(topics["alerts.cap"])
     for channel in stack.channels:
         topic = stack.settings.topic(Topic.commands(channel))
         topics[f"distribution.{channel.value}.commands"] = topic
         records += command_records(topic, channel, targets[channel])
     receipts = TopicTail(stack.settings.kafka, stack.settings.topic(Topic.RECEIPTS))
     dlq = TopicTail(stack.settings.kafka, stack.settings.topic(Topic.DEADLETTER))
+    command_tails = [TopicTail(stack.settings.kafka, stack.settings.topic(Topic.commands(c))) for c in stack.channels]
     try:
         stack.start_workers()
         produce(kafka_bootstrap, records)
@@ -143,6 +160,34 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {len(pending())} unaccounted, e.g. {pending()[:8]}") from None
 
+        # Invisible controls: every such article got through, and no command carries a control.
+        assert all((r.outcome or "").startswith("accepted") for r in bidi), [(r.label, r.outcome, r.reason) for r in bidi]
+        bidi_uris = {r.extra["uri"] for r in bidi}
+        looked_at, leaked = invisible_in_commands(command_tails, bidi_uris)
+        assert not leaked, leaked
+        assert looked_at >= len(bidi), f"only {looked_at} commands of those articles were looked at"
+
+        # NFD retractions of those articles retract them (the worker forwards each to the partition
+        # of its NFC key and reads the uri as NFC).
+        retractions = nfd_retraction_records(topics["cms.articles"], bidi)
+        produce(kafka_bootstrap, retractions)
+        assert all(r.refused is None for r in retractions)
+        records += retractions
+
+        def retracted() -> bool:
+            receipts.poll()
+            seen = {(rc.get("uri"), rc.get("outcome")) for rc in (orjson.loads(r.value) for r in receipts.records)}
+            for r in retractions:
+                if (r.extra["uri"], "retracted") in seen:
+                    r.outcome = "accepted: retracted"
+                elif (r.extra["uri"], "retract_unknown") in seen or (r.extra["uri"], "dead_lettered") in seen:
+                    r.outcome = "lost"
+            return all(r.outcome is not None for r in retractions)
+
+        wait_until(retracted, 120, "the NFD retractions to retract their NFC articles", stack)
+        assert all(r.outcome == "accepted: retracted" for r in retractions), \
+            [(r.label, r.extra["uri"], r.outcome) for r in retractions if r.outcome != "accepted: retracted"]
+
         # No stuck partition: a valid record on every partition of every input topic gets through.
         sentinels = sentinel_records(stack, topics, targets)
         produce(kafka_bootstrap, sentinels)
@@ -164,6 +209,8 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
     finally:
         receipts.close()
         dlq.close()
+        for tail in command_tails:
+            tail.close()
         stack.close()
 
     counts: dict[str, Counter[str]] = {}
@@ -190,6 +237,28 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
     assert sum(c["dead_lettered"] for c in counts.values()) >= len(records) // 3
     at_bounds = [(r.label, r.outcome) for r in records if r.label.startswith("national") and not r.hopeless]
     assert at_bounds and all(str(o).startswith("accepted") for _, o in at_bounds), at_bounds
+
+
+def invisible_in_commands(tails: list[TopicTail], uris: set[str]) -> tuple[int, list[tuple[str, str, list[str]]]]:
+    """How many commands for ``uris`` were looked at, and (channel, uri, controls) of each whose payload
+    holds an invisible control.
+    The archive's command carries the document as published, whole (the record of what was sent);
+    its page is cleaned by the same rule (consumers/archive_render.py clean_text), so its commands
+    are not looked at here."""
+    leaked, looked_at = [], 0
+    for tail in tails:
+        tail.poll()
+        for rec in tail.records:
+            try:
+                cmd = orjson.loads(rec.value)
+            except orjson.JSONDecodeError:
+                continue  # the fuzzed commands
+            if isinstance(cmd, dict) and cmd.get("uri") in uris and cmd.get("channel") != Channel.ARCHIVE.value:
+                looked_at += 1
+                found = INVISIBLE.findall(orjson.dumps(cmd.get("payload")).decode())  # non-ASCII written as it is
+                if found:
+                    leaked.append((str(cmd.get("channel")), str(cmd["uri"]), [f"U+{ord(c):04X}" for c in found]))
+    return looked_at, leaked
 
 
 def sentinel_records(stack: PipelineStack, topics: dict[str, str], targets: dict[Channel, str]) -> list[Sent]:

@@ -68,7 +68,7 @@ def outcomes(tail: TopicTail, uri: str) -> list[str]:
     return [orjson.loads(r.value)["outcome"] for r in tail.records if r.key == uri.encode()]
 
 
-async def run_until(settings: Settings, done: Callable[[], bool], timeout: float = 90.0) -> None:
+async def run_until(settings: Settings, done: Callable[[], bool], timeout: float = 90.0, what: str = "") -> None:
     """Run a stream worker until ``done()`` holds; then stop it."""
     stop = asyncio.Event()
     task = asyncio.create_task(StreamWorker(settings).run(stop))
@@ -76,7 +76,7 @@ async def run_until(settings: Settings, done: Callable[[], bool], timeout: float
         deadline = asyncio.get_running_loop().time() + timeout
         while not await asyncio.to_thread(done):
             assert not task.done(), f"the worker stopped: {task.exception() if task.done() else ''}"
-            assert asyncio.get_running_loop().time() < deadline, "timed out"
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what or 'the condition'}"
             await asyncio.sleep(0.3)
     finally:
         stop.set()
@@ -120,12 +120,12 @@ async def test_an_nfd_retraction_from_the_cli_retracts_the_nfc_article(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert lantoa(["retract", nfd, "--reason", "đính chính"]) == 0
-    assert f"retraction of {nfc} sent" in capsys.readouterr().out  # the CLI says what it sent: the NFC uri
 
-    await run_until(settings, lambda: "retracted" in outcomes(receipts, nfc))
+    await run_until(settings, lambda: "retracted" in outcomes(receipts, nfc), what=f"the retraction of {nfc}")
     retracts = [c for c in commands_of(commands, nfc) if c["action"] == "retract"]
     assert {(c["channel"], c["target"]) for c in retracts} == {(c["channel"], c["target"]) for c in published}
     assert "retract_unknown" not in outcomes(receipts, nfc) + outcomes(receipts, nfd)
+    assert f"retraction of {nfc} sent" in capsys.readouterr().out  # the CLI says what it sent: the NFC uri
 
 
 async def test_an_nfd_keyed_retraction_from_an_outside_producer_retracts_the_nfc_article(
@@ -141,7 +141,7 @@ async def test_an_nfd_keyed_retraction_from_an_outside_producer_retracts_the_nfc
     with PublishClient(settings) as client:
         client.send_raw(nfd.encode(), value, [(k, nfd.encode() if k == "ce_subject" else v) for k, v in headers])
 
-    await run_until(settings, lambda: "retracted" in outcomes(receipts, nfc))
+    await run_until(settings, lambda: "retracted" in outcomes(receipts, nfc), what=f"the retraction of {nfc}")
     retracts = [c for c in commands_of(commands, nfc) if c["action"] == "retract"]
     assert retracts and all(c["payload"]["reason"] == "gỡ bài" for c in retracts)
     assert "retract_unknown" not in outcomes(receipts, nfc) + outcomes(receipts, nfd)

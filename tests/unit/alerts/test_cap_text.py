@@ -6,7 +6,10 @@ from __future__ import annotations
 import dataclasses
 import unicodedata
 
+import pytest
+
 from schemas.cap import parse_cap
+from schemas.errors import InvalidContent
 from schemas.text import INVISIBLE
 from streams.alert_lane import spoken_text
 
@@ -51,3 +54,10 @@ def test_the_alert_lane_guards_what_it_reads_out() -> None:
     headline, text = spoken_text(forged)
     assert headline == "Bão số 5 đổ bộ"
     assert text == "Bão số 5 đổ bộ\n\nMưa to\n\nỞ nhà"
+
+
+def test_an_identifier_with_an_invisible_character_is_refused() -> None:
+    with pytest.raises(InvalidContent, match="<identifier> contains the invisible character U\\+202E"):
+        parse_cap(alert("VN-\u202e5"))
+    with pytest.raises(InvalidContent, match="references> identifier contains the invisible character U\\+200B"):
+        parse_cap(alert("VN-6", msg_type="Update", references="s@example.vn,VN\u200b-5,2026-09-17T05:30:00+07:00"))

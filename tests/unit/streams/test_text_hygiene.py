@@ -163,3 +163,31 @@ def test_an_800_kb_key_makes_a_small_receipt_and_dead_letter() -> None:
     assert len(receipt.value) < MAX_RECEIPT_KEY_CHARS + MAX_RECEIPT_REASON_CHARS * 4 + 1000
     assert len(receipt.key.decode()) <= MAX_RECEIPT_KEY_CHARS
     assert RETRACTION_SCHEMA  # imported for the retraction helpers above
+
+
+@pytest.mark.parametrize("ch", ["\u202e", "\u200b", "\u2066", "\ufeff", "\x1b"])
+def test_an_identifier_with_an_invisible_character_is_refused_with_the_reason(ch: str) -> None:
+    uri = f"urn:lantoa:article:tin{ch}-giả"
+    with pytest.raises(InvalidContent, match=f"uri contains the invisible character U\\+{ord(ch):04X}"):
+        parse_article_event(uri.encode(), encode_doc(article_doc(uri)), ce_headers())
+    with pytest.raises(InvalidContent, match="invisible character"):
+        parse_article_event(*retraction_record(uri))
+    with pytest.raises(InvalidContent, match="invisible character"):
+        retraction(uri)
+    with pytest.raises(InvalidContent, match="invisible character"):
+        prepare(encode_doc(article_doc(uri)))
+
+
+def test_the_contracts_document_the_bounds() -> None:
+    from schemas import contracts
+
+    receipt = Receipt(uri=NFC_URI, stage="intake", outcome="dead_lettered", at="2026-11-26T02:00:00.000Z",
+                      reason="r" * 900_000).to_dict()
+    contracts.check("receipt", receipt)
+    with pytest.raises(InvalidContent):
+        contracts.check("receipt", {**receipt, "reason": "r" * (MAX_RECEIPT_REASON_CHARS + 1)})
+    headers = {k: v.decode() for k, v in dead_letter_headers([], topic="t", partition=0, offset=1, reason="x" * 900_000,
+                                                              stage="s", now_iso="2026-11-26T02:00:00.000Z")}
+    contracts.check("deadletter", headers)
+    with pytest.raises(InvalidContent):
+        contracts.check("deadletter", {**headers, "dlq_reason": "x" * (MAX_REASON_HEADER_CHARS + 1)})
