@@ -20,7 +20,7 @@ from schemas.errors import InvalidContent
 from schemas.models import utc_now_iso
 from schemas.ninjs_validation import validate_bytes
 from schemas.settings import Settings
-from schemas.text import identifier, invisible_in
+from schemas.text import identifier
 from schemas.topics import Topic
 from streams.intake import RETRACTION_SCHEMA
 
@@ -81,8 +81,6 @@ def retraction(uri: str, reason: str | None = None, version: int | None = None, 
     uri = identifier(uri)
     if not uri:
         raise InvalidContent("uri is empty")
-    if (refused := invisible_in(uri, "uri")) is not None:
-        raise InvalidContent(refused)
     body: dict[str, Any] = {"uri": uri}
     if reason:
         body["reason"] = reason

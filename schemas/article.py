@@ -219,12 +219,14 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidContent("uri is missing: every article needs a stable uri")
     check_uri(uri)
-    if (refused := invisible_in(uri, "uri")) is not None:
-        raise InvalidContent(refused)
     version = parse_version(doc.get("version"))
     # 2.x spells property names in lower case (pubstatus, contenttype, embargoed); 3.x camelCase.
     v2 = ninjs_version.startswith("2.")
     pub_status = str(doc.get("pubstatus" if v2 else "pubStatus", USABLE))
+    # A uri that hides characters is refused before anything is published under it; a withdrawal
+    # is not (one accepted before this rule must still retract, and one of nothing does nothing).
+    if pub_status not in RETRACTING_STATUSES and (refused := invisible_in(uri, "uri")) is not None:
+        raise InvalidContent(refused)
     ctype = "contenttype" if v2 else "contentType"
     headline = _text_of(_first_by_role(doc.get("headlines")), ctype)
     summary = _text_of(_first_by_role(doc.get("descriptions"), "summary"), ctype)

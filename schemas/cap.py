@@ -340,14 +340,16 @@ class _Parser:
     def _token(self, elem: Element, name: str) -> str:
         value = _nfc(self._leaf(elem))
         self._check_token(value, f"alert: <{name}>")
+        # This alert's own identifier and sender must be visible text; its references are not
+        # refused for it, so a Cancel still reaches an alert accepted before this rule.
+        if (refused := invisible_in(value, f"alert: <{name}>")) is not None:
+            raise InvalidContent(refused)
         return value
 
     @staticmethod
     def _check_token(value: str, what: str) -> None:
         if not value:
             raise InvalidContent(f"{what} is empty")
-        if (refused := invisible_in(value, what)) is not None:
-            raise InvalidContent(refused)
         bad = _FORBIDDEN_IN_ID.search(value)
         if bad:
             raise InvalidContent(f"{what} {value[:60]!r} contains {bad.group()!r}: spaces, commas, '<' and '&' are not allowed")
