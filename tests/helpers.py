@@ -76,3 +76,23 @@ def uncommitted(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
         finally:
             consumer.close()
     return out
+
+
+TYPHOON_ALERT = SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap"
+
+
+def every_ward_alert(identifier: str = "VN-NCHMF-2026-0917-BAO05-01", infos: int = 1) -> bytes:
+    """The sample typhoon alert naming every ward of the country by its VN-DVHC geocode (~250 kB per
+    info block): the largest real alert we expect, a national one. ``infos`` repeats the info block
+    (still valid CAP) to build bigger, slower-to-parse alerts near MAX_CAP_BYTES."""
+    from vietnam_provinces import Ward
+
+    text = TYPHOON_ALERT.read_text(encoding="utf-8").replace("VN-NCHMF-2026-0917-BAO05-01", identifier)
+    start, end = text.index("<info>"), text.index("</info>") + len("</info>")
+    info = text[start:end]
+    area_start, area_end = info.index("<area>"), info.index("</area>") + len("</area>")
+    codes = "".join(f"\n        <geocode><valueName>VN-DVHC</valueName><value>{int(w.code):05d}</value></geocode>"
+                    for w in Ward.iter_all())
+    area = f"<area>\n        <areaDesc>Toàn quốc: mọi xã, phường, đặc khu</areaDesc>{codes}\n      </area>"
+    info = info[:area_start] + area + info[area_end:]
+    return (text[:start] + "\n  ".join([info] * infos) + text[end:]).encode("utf-8")
