@@ -1,0 +1,204 @@
+"""Fuzz the doors: every hostile file given to ``lantoa validate``, ``lantoa publish --dry-run`` and
+``lantoa alert --dry-run`` is refused with exit 1 and one line naming it, never a traceback or exit 2,
+and nothing a terminal would act on is printed; every hostile or mutated alert uploaded chunked to
+``lantoa alert-server`` is answered with a 4xx and its reason (or a 202 when still valid), never a 5xx.
+
+The corpus is tests/e2e/fuzz_corpus.py: ``hostile_files()`` (not UTF-8, not JSON/XML, nesting thousands
+deep, XML bombs, DTDs and external entities, 8 MB files, years 1 and 9999 with extreme offsets, a
+directory, a missing path, empty and binary files, escapes in names and values) plus the mutated
+ninjs and CAP the topic fuzz sends (``article_records``, ``alert_records``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fuzz_corpus import Hostile, alert_records, article_records, chunk_sizes, hostile_files
+from infra.topics import apply_topics
+from producers.cli import main
+from producers.terminal import MAX_SHOWN_CHARS
+from schemas.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = {"validate": ["validate"], "publish": ["publish", "--dry-run"], "alert": ["alert", "--dry-run"]}
+# What no line may carry: C0 controls but tab, DEL, C1 controls, bidi and zero-width format characters.
+UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+LONGEST_LINE = 200 + 2 + MAX_SHOWN_CHARS + 40  # path, ": ", reason, the "… (N more characters)" marker
+
+
+@pytest.fixture(scope="module")
+def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[Hostile, Path]]]:
+    where = tmp_path_factory.mktemp("hostile")
+    return where, [(h, h.write(where)) for h in hostile_files()]
+
+
+def run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def refusal_lines(command: str, out: str, err: str) -> list[str]:
+    """The lines that answer for files: validate reports on stdout, the others on stderr."""
+    text = out if command == "validate" else err
+    return [ln for ln in text.splitlines() if ln != "nothing sent: fix the files above"]
+
+
+def check_safe(lines: list[str], where: str) -> None:
+    for line in lines:
+        assert not UNSAFE.search(line), f"{where}: unescaped control in {line!r}"
+        assert len(line) <= LONGEST_LINE, f"{where}: {len(line)} characters"
+        assert "Traceback" not in line, where
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_hostile_file_is_refused_with_one_line(command: str, hostile_dir: tuple[Path, list[tuple[Hostile, Path]]],
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LANTOA_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # a dry run must not need (or reach) a broker
+    failures = []
+    for hostile, path in hostile_dir[1]:
+        if hostile.ninjs_valid and command == "validate":
+            continue
+        code, out, err = run(capsys, [*COMMANDS[command], str(path)])
+        lines = refusal_lines(command, out, err)
+        if code != 1 or len(lines) != 1 or not lines[0].startswith(str(hostile_dir[0])):
+            failures.append(f"{hostile.label}: exit {code}, {lines!r}"[:300])
+            continue
+        check_safe(lines, hostile.label)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("command", ["validate", "publish"])
+def test_the_real_command_answers_many_hostile_files_one_line_each(command: str,
+                                                                   hostile_dir: tuple[Path, list[tuple[Hostile, Path]]]) -> None:
+    paths = [str(p) for h, p in hostile_dir[1] if not (h.ninjs_valid and command == "validate")]
+    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    env.pop("LANTOA_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-m", "producers.cli", *COMMANDS[command], *paths], cwd=ROOT, env=env,
+                          capture_output=True, timeout=300)
+    out, err = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")  # strict: nothing undecodable printed
+    lines = refusal_lines(command, out, err)
+    assert proc.returncode == 1, (proc.returncode, err[-2000:])
+    assert "Traceback" not in out + err
+    assert len(lines) == len(paths), lines
+    check_safe(lines, command)
+    hostile_name = next(p for p in paths if "\x1b" in p)
+    assert hostile_name.replace("\x1b", "\\x1b").replace("\u202e", "\\u202e") in out + err
+
+
+def test_the_mutated_corpus_never_makes_the_cli_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LANTOA_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    seen: Counter[str] = Counter()
+    failures = []
+    corpus = [(r, ".json", ("publish", "validate")) for r in article_records("fuzz")]
+    corpus += [(r, ".cap", ("alert", "validate")) for r in alert_records("fuzz")]
+    for n, (record, suffix, commands) in enumerate(corpus):
+        path = tmp_path / f"{n}{suffix}"
+        path.write_bytes(record.value)
+        for command in commands:
+            code, out, err = run(capsys, [*COMMANDS[command], str(path)])
+            seen[f"{command} exit {code}"] += 1
+            lines = refusal_lines(command, out, err) if code else []
+            hopeless = record.hopeless and record.label != "wrong key"  # a Kafka key is no part of a file
+            if code not in (0, 1) or (code == 1 and len(lines) != 1) or (hopeless and code != 1):
+                failures.append(f"{record.label}: {command} exit {code}: {(out + err)[:200]!r}")
+            check_safe(lines, record.label)
+    print("cli fuzz:", dict(seen))
+    assert not failures, "\n".join(failures[:20])
+    assert seen["publish exit 1"] > 20 and seen["alert exit 1"] > 20  # the corpus does hit the refusals
+
+
+# ------------------------------------------------------------------------------------------------
+# Chunked CAP uploads to a running alert-server
+# ------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def alert_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix}
+    apply_topics(Settings.from_env(env))
+    port = free_port()
+    log = (tmp_path_factory.mktemp("alert-server") / "alert-server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "producers.cli", "alert-server", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"alert-server exited {proc.returncode}"
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "alert-server is not listening"
+            time.sleep(0.3)
+        yield port, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def post_chunked(port: int, body: bytes, sizes: list[int]) -> tuple[int, dict[str, object]]:
+    """POST /cap with Transfer-Encoding: chunked, the body cut in ``sizes`` (cycled), each chunk its own write."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(b"POST /cap HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/cap+xml\r\n"
+                  b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        i = n = 0
+        try:
+            while i < len(body):
+                part = body[i:i + sizes[n % len(sizes)]]
+                s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+                i, n = i + len(part), n + 1
+            s.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the end (413): the answer is already waiting
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        size, _, rest = rest.partition(b"\r\n")
+        rest = rest[: int(size, 16)]
+    return status, orjson.loads(rest)
+
+
+@pytest.mark.timeout(400)
+def test_chunked_uploads_of_hostile_and_mutated_alerts_get_a_4xx_with_a_reason(
+        alert_server: tuple[int, subprocess.Popen[bytes]]) -> None:
+    port, proc = alert_server
+    bodies = [(h.label, h.content, True) for h in hostile_files() if h.cap and h.content is not None]
+    bodies += [(r.label, r.value, r.hopeless) for r in alert_records("fuzz")]
+    seen: Counter[int] = Counter()
+    failures = []
+    for n, (label, body, hopeless) in enumerate(bodies):
+        status, reply = post_chunked(port, body, chunk_sizes(n))
+        seen[status] += 1
+        if status >= 500 or (hopeless and status == 202) or status not in (202, 400, 413, 422):
+            failures.append(f"{label}: {status} {reply}")
+        elif status != 202 and not str(reply.get("reason", "")).strip():
+            failures.append(f"{label}: {status} without a reason")
+    print("chunked CAP uploads:", dict(seen))
+    assert proc.poll() is None, "the alert-server died"
+    assert not failures, "\n".join(failures[:20])
+    assert seen[400] > 20 and seen[413] >= 1 and seen[202] >= 1
