@@ -438,3 +438,23 @@ def chunk_sizes(seed: int) -> list[int]:
     sizes = collect(st.lists(st.sampled_from([1, 7, 100, 1460, 4096, 16_384, 16_385, 65_536]), min_size=8, max_size=8),
                     seed % 5 + 1)
     return sizes[-1]
+
+
+def hostile_records(article_topic: str, alert_topic: str) -> list[Sent]:
+    """The hostile files as records on cms.articles (ninjs) and alerts.cap (CAP): the stream worker
+    must dead-letter every one, as the CLI refuses every one. The 8 MB files stay off the topics
+    (past their 4 MB max.message.bytes: the broker refuses them, and the 2 MB classes cover that)."""
+    out = []
+    for h in hostile_files():
+        if h.content is None or len(h.content) > TWO_MB:
+            continue
+        ce = str(uuid.uuid4())
+        if h.cap:
+            headers = [(k, v.encode()) for k, v in ce_headers("alert.received", ce_id=ce).items()]
+            out.append(Sent(alert_topic, "alert", h.content, b"fuzz-hostile", headers, True, ce_id=ce,
+                            label=f"hostile CAP: {h.label}"))
+        else:
+            headers = [(k, v.encode()) for k, v in ce_headers(ce_id=ce).items()]
+            out.append(Sent(article_topic, "article", h.content, b"urn:lantoa:fuzz:hostile", headers, True, ce_id=ce,
+                            label=f"hostile ninjs: {h.label}"))
+    return out

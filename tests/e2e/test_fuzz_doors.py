@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from fuzz_corpus import Hostile, alert_records, article_records, chunk_sizes, hostile_files
-from infra.topics import apply_topics
+from helpers import AlertServer
 from producers.cli import main
 from producers.terminal import MAX_SHOWN_CHARS
-from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {"validate": ["validate"], "publish": ["publish", "--dry-run"], "alert": ["alert", "--dry-run"]}
@@ -127,78 +122,29 @@ def test_the_mutated_corpus_never_makes_the_cli_fail(tmp_path: Path, capsys: pyt
 # ------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def alert_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix}
-    apply_topics(Settings.from_env(env))
-    port = free_port()
-    log = (tmp_path_factory.mktemp("alert-server") / "alert-server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "producers.cli", "alert-server", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+def alert_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertServer]:
+    server = AlertServer(kafka_bootstrap, tmp_path_factory.mktemp("alert-server"))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"alert-server exited {proc.returncode}"
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "alert-server is not listening"
-            time.sleep(0.3)
-        yield port, proc
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-
-
-def post_chunked(port: int, body: bytes, sizes: list[int]) -> tuple[int, dict[str, object]]:
-    """POST /cap with Transfer-Encoding: chunked, the body cut in ``sizes`` (cycled), each chunk its own write."""
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-        s.sendall(b"POST /cap HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/cap+xml\r\n"
-                  b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-        i = n = 0
-        try:
-            while i < len(body):
-                part = body[i:i + sizes[n % len(sizes)]]
-                s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
-                i, n = i + len(part), n + 1
-            s.sendall(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused before the end (413): the answer is already waiting
-        reply = b""
-        while chunk := s.recv(65536):
-            reply += chunk
-    head, _, rest = reply.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
-    if b"transfer-encoding: chunked" in head.lower():
-        size, _, rest = rest.partition(b"\r\n")
-        rest = rest[: int(size, 16)]
-    return status, orjson.loads(rest)
+        server.close()
 
 
 @pytest.mark.timeout(400)
-def test_chunked_uploads_of_hostile_and_mutated_alerts_get_a_4xx_with_a_reason(
-        alert_server: tuple[int, subprocess.Popen[bytes]]) -> None:
-    port, proc = alert_server
+def test_chunked_uploads_of_hostile_and_mutated_alerts_get_a_4xx_with_a_reason(alert_server: AlertServer) -> None:
     bodies = [(h.label, h.content, True) for h in hostile_files() if h.cap and h.content is not None]
     bodies += [(r.label, r.value, r.hopeless) for r in alert_records("fuzz")]
     seen: Counter[int] = Counter()
     failures = []
     for n, (label, body, hopeless) in enumerate(bodies):
-        status, reply = post_chunked(port, body, chunk_sizes(n))
+        status, reply = alert_server.request("POST", "/cap", body, chunks=chunk_sizes(n))
         seen[status] += 1
         if status >= 500 or (hopeless and status == 202) or status not in (202, 400, 413, 422):
             failures.append(f"{label}: {status} {reply}")
         elif status != 202 and not str(reply.get("reason", "")).strip():
             failures.append(f"{label}: {status} without a reason")
     print("chunked CAP uploads:", dict(seen))
-    assert proc.poll() is None, "the alert-server died"
+    assert alert_server.alive(), f"the alert-server died: {alert_server.log_tail()}"
     assert not failures, "\n".join(failures[:20])
     assert seen[400] > 20 and seen[413] >= 1 and seen[202] >= 1

@@ -2,7 +2,8 @@
 
 Hypothesis generates (derandomized, so every run sends the same records) random and mutated ninjs
 (from the sample articles), CAP (from the sample alert and the cap-library test data) and channel
-commands, plus 2 MB bodies and invalid UTF-8, and they go into cms.articles, alerts.cap and every
+commands, plus 2 MB bodies, invalid UTF-8 and the hostile files the CLI refuses (``hostile_records``:
+XML bombs, DTDs, external entities, deep nesting, years 1 and 9999...), and they go into cms.articles, alerts.cap and every
 distribution.<channel>.commands topic an adapter consumes, while the stream worker and the adapters
 run as processes against the emulators and a real S3 server (bench/pipeline.py's stack). Then:
 
@@ -33,7 +34,8 @@ import pytest
 from kafka.errors import KafkaError
 
 from bench.pipeline import PipelineStack, StackConfig
-from fuzz_corpus import Sent, alert_records, article_records, cap_sources, command_records, sample_docs, valid_command
+from fuzz_corpus import (Sent, alert_records, article_records, cap_sources, command_records, hostile_records, sample_docs,
+                         valid_command)
 from helpers import ce_headers, uncommitted
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
@@ -102,6 +104,7 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
     targets = {Channel.FANPAGE: "fanpage:p0", Channel.ZALO: "zalo:g0", Channel.ARCHIVE: "archive:main",
                Channel.LOUDSPEAKER: "zone:4"}
     records = article_records(topics["cms.articles"]) + alert_records(topics["alerts.cap"])
+    records += hostile_records(topics["cms.articles"], topics["alerts.cap"])
     for channel in stack.channels:
         topic = stack.settings.topic(Topic.commands(channel))
         topics[f"distribution.{channel.value}.commands"] = topic
