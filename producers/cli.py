@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from producers.progress import progress
-from producers.terminal import printable
+from producers.terminal import MAX_SHOWN_CHARS, printable
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
@@ -32,7 +32,7 @@ CAP_SUFFIXES = (".cap", ".xml")
 
 def _refusal(path: object, reason: str) -> str:
     """The one line that says why a file given on the command line was refused, safe to print."""
-    return f"{printable(str(path), 200)}: {printable(reason)}"
+    return f"{printable(path, limit=200)}: {printable(reason, limit=MAX_SHOWN_CHARS)}"
 
 
 def _read_input(path: Path, limit: int) -> bytes:
@@ -98,13 +98,13 @@ def cmd_alert(args: argparse.Namespace) -> int:
             _print_json(plans[0] if len(plans) == 1 else plans)
         else:
             for p in plans:
-                print(f"{printable(p['identifier'])}: {p['status']} lane={p['lane']} exercise={p['exercise']} zones={len(p['zones'])}")
+                print(f"{printable(p['identifier'], limit=MAX_SHOWN_CHARS)}: {p['status']} lane={p['lane']} exercise={p['exercise']} zones={len(p['zones'])}")
         return 0
     producer = AlertProducer(settings)
     try:
         for c in checked:
             result = producer.send(c, "urn:lantoa:cli")
-            print(f"{printable(result['identifier'])}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}")
+            print(f"{printable(result['identifier'], limit=MAX_SHOWN_CHARS)}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}")
     finally:
         producer.close()
     return 0
@@ -175,7 +175,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         else:
             for plan in plans:
                 counts = ", ".join(f"{ch} {v['count']}" for ch, v in plan["channels"].items())
-                print(f"{printable(plan['file'])}: {printable(plan['uri'])} v{plan['version']} {plan['action']} -> {counts}")
+                print(f"{printable(plan['file'], limit=200)}: {printable(plan['uri'], limit=MAX_SHOWN_CHARS)} v{plan['version']} {plan['action']} -> {counts}")
         return 0
     with PublishClient(settings) as client:
         results = []
@@ -187,7 +187,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             if bulk:
                 progress("publish", i, len(prepared))
             elif not args.json:
-                print(f"{printable(str(path))}: sent {printable(sent.uri)} v{sent.version} ({sent.ce_type}) to partition {sent.partition} offset {sent.offset}")
+                print(f"{printable(path, limit=200)}: sent {printable(sent.uri, limit=MAX_SHOWN_CHARS)} v{sent.version} ({sent.ce_type}) to partition {sent.partition} offset {sent.offset}")
         if bulk and not args.json:
             print(f"sent {len(results)} articles")
     if args.json:
@@ -451,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a clear line for the user; the traceback only with LANTOA_DEBUG
         if os.environ.get("LANTOA_DEBUG"):
             raise
-        print(f"lantoa {args.command}: {type(exc).__name__}: {printable(str(exc))}", file=sys.stderr)
+        print(f"lantoa {args.command}: {type(exc).__name__}: {printable(exc)}", file=sys.stderr)
         return 2
     return code
 

@@ -28,8 +28,9 @@ from producers.terminal import MAX_SHOWN_CHARS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {"validate": ["validate"], "publish": ["publish", "--dry-run"], "alert": ["alert", "--dry-run"]}
-# What no line may carry: C0 controls but tab, DEL, C1 controls, bidi and zero-width format characters.
-UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# What no line may carry: C0 controls but tab, DEL, C1 controls, bidi and zero-width format characters
+# (the joiners ZWNJ/ZWJ may stay: no terminal acts on them).
+UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 LONGEST_LINE = 200 + 2 + MAX_SHOWN_CHARS + 40  # path, ": ", reason, the "… (N more characters)" marker
 
 
