@@ -21,7 +21,7 @@ from typing import Final
 
 from aiohttp import web
 
-from producers.cap_ingest import AlertProducer, Checked, check
+from producers.cap_ingest import AlertProducer, check
 from schemas.cap import MAX_CAP_BYTES
 from schemas.errors import InvalidContent
 from streams.alerts import NotForBroadcast
@@ -75,7 +75,7 @@ def make_app(registry: Registry, producer: AlertProducer, token: str | None = No
         except BodyTooLarge as exc:
             return refused(413, exc.reason)
         try:
-            checked: Checked = await asyncio.get_running_loop().run_in_executor(parser, check, raw, registry)
+            checked = await asyncio.get_running_loop().run_in_executor(parser, check, raw, registry)
         except NotForBroadcast as exc:
             return refused(422, exc.reason)
         except InvalidContent as exc:
