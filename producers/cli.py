@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from producers.progress import progress
-from producers.terminal import printable, printable_json
+from producers.terminal import MAX_SHOWN_CHARS, printable, printable_json
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
@@ -28,39 +28,54 @@ def _print_json(value: Any) -> None:
 CAP_SUFFIXES = (".cap", ".xml")
 
 
+def _refusal(path: object, reason: str) -> str:
+    """The one line that says why a file given on the command line was refused, safe to print."""
+    return f"{printable(path, limit=200)}: {printable(reason, limit=MAX_SHOWN_CHARS)}"
+
+
+def _read_input(path: Path, limit: int) -> bytes:
+    """The bytes of an input file, never more than ``limit`` read (a huge file or /dev/zero is
+    refused after limit + 1 bytes). Raises InvalidContent past the limit, OSError when unreadable."""
+    with path.open("rb") as f:
+        raw = f.read(limit + 1)
+        if len(raw) > limit:
+            size = os.fstat(f.fileno()).st_size  # 0 for a device or a pipe: its size is unknown
+            raise InvalidContent(f"file too large: {size} bytes (limit {limit})" if size > limit
+                                 else f"file too large: more than the limit of {limit} bytes")
+    return raw
+
+
+def _read_reason(exc: OSError) -> str:
+    return f"cannot read: {exc.strerror or exc}"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    from schemas.ninjs_validation import validate_files
+    from schemas.cap import MAX_CAP_BYTES, parse_cap
+    from schemas.ninjs_validation import validate_bytes
+    from streams.intake import MAX_EVENT_BYTES
 
     code = 0
     for path in (Path(p) for p in args.files):
-        if path.suffix.lower() in CAP_SUFFIXES:
-            reason = _cap_reason(path)
-            if reason:
-                print(f"{path}: {reason}")
-                code = 1
-            continue
-        one, lines = validate_files([path], args.ninjs_version)
-        for line in lines:
-            print(line)
-        code = max(code, one)
+        cap = path.suffix.lower() in CAP_SUFFIXES
+        try:
+            raw = _read_input(path, MAX_CAP_BYTES if cap else MAX_EVENT_BYTES)
+            if cap:
+                parse_cap(raw)
+            else:
+                validate_bytes(raw, args.ninjs_version)
+        except InvalidContent as exc:
+            print(_refusal(path, exc.reason))
+            code = 1
+        except OSError as exc:
+            print(_refusal(path, _read_reason(exc)))
+            code = 1
     return code
-
-
-def _cap_reason(path: Path) -> str | None:
-    from schemas.cap import parse_cap
-
-    try:
-        parse_cap(path.read_bytes())
-    except InvalidContent as exc:
-        return exc.reason
-    except OSError as exc:
-        return f"cannot read: {exc.strerror or exc}"
-    return None
 
 
 def cmd_alert(args: argparse.Namespace) -> int:
     from producers.cap_ingest import AlertProducer, check
     from producers.targets import local_registry
+    from schemas.cap import MAX_CAP_BYTES
     from streams.alerts import dry_run_json
 
     settings = _settings()
@@ -68,12 +83,12 @@ def cmd_alert(args: argparse.Namespace) -> int:
     checked = []
     for path in args.files:
         try:
-            checked.append(check(Path(path).read_bytes(), registry))
+            checked.append(check(_read_input(Path(path), MAX_CAP_BYTES), registry))
         except InvalidContent as exc:
-            print(f"{path}: {exc.reason}", file=sys.stderr)
+            print(_refusal(path, exc.reason), file=sys.stderr)
             return 1
         except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            print(_refusal(path, _read_reason(exc)), file=sys.stderr)
             return 1
     if args.dry_run:
         plans = [dry_run_json(c.plan) for c in checked]
@@ -81,13 +96,13 @@ def cmd_alert(args: argparse.Namespace) -> int:
             _print_json(plans[0] if len(plans) == 1 else plans)
         else:
             for p in plans:
-                print(f"{p['identifier']}: {p['status']} lane={p['lane']} exercise={p['exercise']} zones={len(p['zones'])}")
+                print(f"{printable(p['identifier'], limit=MAX_SHOWN_CHARS)}: {p['status']} lane={p['lane']} exercise={p['exercise']} zones={len(p['zones'])}")
         return 0
     producer = AlertProducer(settings)
     try:
         for c in checked:
             result = producer.send(c, "urn:lantoa:cli")
-            print(f"{result['identifier']}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}")
+            print(f"{printable(result['identifier'], limit=MAX_SHOWN_CHARS)}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}")
     finally:
         producer.close()
     return 0
@@ -130,22 +145,23 @@ def routing_plan(prepared: Any, settings: Settings) -> dict[str, Any]:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from producers.client import PublishClient, prepare
+    from streams.intake import MAX_EVENT_BYTES
 
     settings = _settings()
     prepared = []
     failed = False
     for path in args.files:
         try:
-            raw = Path(path).read_bytes()
+            raw = _read_input(Path(path), MAX_EVENT_BYTES)
             p = prepare(raw, args.ninjs_version, settings.source)
             if args.dry_run:
                 routing_plan(p, settings)  # unknown places are refused here too, before any send
             prepared.append((path, raw, p))
         except InvalidContent as exc:
-            print(f"{path}: {exc.reason}", file=sys.stderr)
+            print(_refusal(path, exc.reason), file=sys.stderr)
             failed = True
         except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            print(_refusal(path, _read_reason(exc)), file=sys.stderr)
             failed = True
     if failed:
         print("nothing sent: fix the files above", file=sys.stderr)
@@ -157,7 +173,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         else:
             for plan in plans:
                 counts = ", ".join(f"{ch} {v['count']}" for ch, v in plan["channels"].items())
-                print(f"{plan['file']}: {plan['uri']} v{plan['version']} {plan['action']} -> {counts}")
+                print(f"{printable(plan['file'], limit=200)}: {printable(plan['uri'], limit=MAX_SHOWN_CHARS)} v{plan['version']} {plan['action']} -> {counts}")
         return 0
     with PublishClient(settings) as client:
         results = []
@@ -169,7 +185,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             if bulk:
                 progress("publish", i, len(prepared))
             elif not args.json:
-                print(f"{path}: sent {sent.uri} v{sent.version} ({sent.ce_type}) to partition {sent.partition} offset {sent.offset}")
+                print(f"{printable(path, limit=200)}: sent {printable(sent.uri, limit=MAX_SHOWN_CHARS)} v{sent.version} ({sent.ce_type}) to partition {sent.partition} offset {sent.offset}")
         if bulk and not args.json:
             print(f"sent {len(results)} articles")
     if args.json:

@@ -22,7 +22,7 @@ from schemas.ninjs_validation import validate_bytes
 from schemas.settings import Settings
 from schemas.text import identifier
 from schemas.topics import Topic
-from streams.intake import RETRACTION_SCHEMA
+from streams.intake import MAX_EVENT_BYTES, RETRACTION_SCHEMA
 
 NINJS_SCHEMA_URI = "http://www.iptc.org/std/ninjs/ninjs-schema_{version}.json"
 
@@ -53,6 +53,8 @@ def prepare(raw: bytes, ninjs_version: str | None = None, source: str = "urn:lan
 
     Raises InvalidContent; nothing is sent for an invalid document.
     """
+    if len(raw) > MAX_EVENT_BYTES:  # the stream worker would dead-letter it: refused before sending
+        raise InvalidContent(f"document of {len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
     doc, version = validate_bytes(raw, ninjs_version)
     article = article_from_ninjs(doc, version)
     if article.retracting:

@@ -24,6 +24,11 @@ import orjson
 
 from schemas.text import INVISIBLE
 
+# Longest untrusted text the CLI's doors print in one place (``limit=MAX_SHOWN_CHARS``): a reason
+# quotes at most a few dozen characters of the input, so 300 keeps every reason whole while a
+# hostile value (a 5,000-digit version, a megabyte uri) cannot flood the terminal.
+MAX_SHOWN_CHARS: Final = 300
+
 _EXTRA: Final = re.compile("[\t\n\r\u2028\u2029]")
 _EXTRA_MULTILINE: Final = re.compile("[\t\r\u2028\u2029]")
 _SEPARATORS: Final = re.compile("[\u2028\u2029]")
@@ -36,10 +41,27 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-def printable(value: object, *, newlines: bool = False) -> str:
-    """``str(value)`` with every control character escaped (newlines kept if ``newlines``)."""
-    text = INVISIBLE.sub(_escaped, str(value))
-    return (_EXTRA_MULTILINE if newlines else _EXTRA).sub(_escaped, text)
+def _shown(text: str, newlines: bool) -> str:
+    return (_EXTRA_MULTILINE if newlines else _EXTRA).sub(_escaped, INVISIBLE.sub(_escaped, text))
+
+
+def printable(value: object, *, newlines: bool = False, limit: int | None = None) -> str:
+    """``str(value)`` with every control character escaped (newlines kept if ``newlines``); past
+    ``limit`` characters of output the rest is replaced by `` … (N more characters)``, never half
+    an escape."""
+    text = str(value)
+    shown = _shown(text, newlines)
+    if limit is None or len(shown) <= limit:
+        return shown
+    out: list[str] = []
+    size = 0
+    for i, ch in enumerate(text):
+        piece = _shown(ch, newlines)
+        if size + len(piece) > limit:
+            return "".join(out) + f" … ({len(text) - i} more characters)"
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
 
 
 def _json_escaped(match: re.Match[str]) -> str:

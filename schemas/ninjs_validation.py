@@ -11,10 +11,10 @@ Decisions, each checked against IPTC's conformance suite (tests/unit/schemas):
   (it uses ``id``, not ``$id``), 2.1/2.2/3.0/3.1 and GeoJSON are **2020-12**.
 * ``$ref``\\ s resolve only from a local registry holding every vendored schema
   under its own id; any other URI fails to resolve - nothing is ever fetched.
-* ``format`` (``date-time``, ``uri``) is **not** asserted.  JSON Schema treats it
-  as an annotation by default and IPTC's suite gives the same verdicts with and
-  without a FormatChecker, so none is used (the rule was: only if needed to agree
-  with the suite).
+* ``format`` is asserted with each draft's FormatChecker (IPTC's suite gives the
+  same verdicts with and without it), so a ``date-time`` that does not parse is
+  refused at the door; a ``date-time`` whose year is outside schemas/times.py's
+  window is refused too (its reason names the window).
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from schemas.codec import check_depth
 from schemas.errors import InvalidContent
+from schemas.times import EARLIEST_YEAR, LATEST_YEAR
 
 if TYPE_CHECKING:
     from referencing import Registry
@@ -77,8 +79,9 @@ def version_from_schema_uri(uri: str) -> str | None:
 def decode_document(raw: bytes) -> dict[str, Any]:
     """Parse a payload that must be one JSON object in UTF-8.
 
-    Raises InvalidContent for empty input, invalid UTF-8, invalid JSON or a
-    top-level value that is not an object.
+    Raises InvalidContent for empty input, invalid UTF-8, invalid JSON, a
+    top-level value that is not an object, or nesting deeper than schemas.codec's
+    MAX_DEPTH.
     """
     if not raw or raw.isspace():
         raise _invalid("empty file" if not raw else "empty file (only whitespace)")
@@ -88,6 +91,7 @@ def decode_document(raw: bytes) -> dict[str, Any]:
         raise _invalid(_utf8_problem(raw) or f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise _invalid(f"top level is {_json_type(value)}, expected an object")
+    check_depth(value)  # before the schema validation, which recurses: the stream worker's bound
     return value
 
 
@@ -234,7 +238,30 @@ def _best_error(validator: Any, doc: dict[str, Any]) -> str | None:
     error = best_match(validator.iter_errors(doc))
     if error is None:
         return None
-    return f"{error.json_path}: {_shorten(str(error.message))}"
+    detail = error.cause.reason if isinstance(error.cause, InvalidContent) else str(error.message)
+    return f"{error.json_path}: {_shorten(detail)}"
+
+
+def _bounded_date_times(base: Any) -> Any:
+    """``base`` (a jsonschema FormatChecker) whose ``date-time`` also refuses years outside
+    schemas/times.py's window: every date-time of a document, not only those Lantoa reads, so
+    ``lantoa validate`` and the stream worker agree on a document dated 0001 or 9999."""
+    from jsonschema import FormatChecker
+
+    checker = FormatChecker(())
+    checker.checkers = dict(base.checkers)
+    rfc3339, _ = base.checkers["date-time"]
+
+    def date_time(instance: object) -> bool:
+        if not rfc3339(instance):
+            return False
+        if isinstance(instance, str) and not EARLIEST_YEAR <= int(instance[:4]) <= LATEST_YEAR:
+            raise InvalidContent(f"date-time {instance[:40]!r} is outside the years {EARLIEST_YEAR}..{LATEST_YEAR} "
+                                 "Lantoa accepts")
+        return True
+
+    checker.checks("date-time", raises=InvalidContent)(date_time)
+    return checker
 
 
 def _read_schema(name: str) -> Any:
@@ -282,5 +309,5 @@ def _validator(version: str) -> Any:
         raise RuntimeError(f"{_schema_file(version)} declares an unknown draft {schema.get('$schema')!r}")
     # date-time values are checked (rfc3339-validator): an embargo or a version time that does
     # not parse must be refused at the door, not when the stream app reads it.
-    checker = validator_class.FORMAT_CHECKER
+    checker = _bounded_date_times(validator_class.FORMAT_CHECKER)
     return validator_class(schema, registry=registry, format_checker=checker)

@@ -76,3 +76,104 @@ def uncommitted(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
         finally:
             consumer.close()
     return out
+
+
+TYPHOON_ALERT = SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap"
+
+
+def every_ward_alert(identifier: str = "VN-NCHMF-2026-0917-BAO05-01", infos: int = 1) -> bytes:
+    """The sample typhoon alert naming every ward of the country by its VN-DVHC geocode (~250 kB per
+    info block): the largest real alert we expect, a national one. ``infos`` repeats the info block
+    (still valid CAP) to build bigger, slower-to-parse alerts near MAX_CAP_BYTES."""
+    from vietnam_provinces import Ward
+
+    text = TYPHOON_ALERT.read_text(encoding="utf-8").replace("VN-NCHMF-2026-0917-BAO05-01", identifier)
+    start, end = text.index("<info>"), text.index("</info>") + len("</info>")
+    info = text[start:end]
+    area_start, area_end = info.index("<area>"), info.index("</area>") + len("</area>")
+    codes = "".join(f"\n        <geocode><valueName>VN-DVHC</valueName><value>{int(w.code):05d}</value></geocode>"
+                    for w in Ward.iter_all())
+    area = f"<area>\n        <areaDesc>Toàn quốc: mọi xã, phường, đặc khu</areaDesc>{codes}\n      </area>"
+    info = info[:area_start] + area + info[area_end:]
+    return (text[:start] + "\n  ".join([info] * infos) + text[end:]).encode("utf-8")
+
+
+class AlertServer:
+    """``lantoa alert-server`` as a process, on a topic prefix of its own, with an HTTP/1.1 client
+    that sends exactly the bytes asked for (a Content-Length body or chunks of chosen sizes)."""
+
+    def __init__(self, bootstrap: str, workdir: Path) -> None:
+        import socket
+        import subprocess
+        import sys
+
+        from infra.topics import apply_topics
+        from schemas.settings import Settings
+
+        prefix = f"t{uuid.uuid4().hex[:8]}."
+        self.env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix}
+        self.settings = Settings.from_env(self.env)
+        apply_topics(self.settings)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.log_path = workdir / "alert-server.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "producers.cli", "alert-server", "--port", str(self.port)],
+                                     cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.poll() is None, f"alert-server exited {self.proc.returncode}: {self.log_tail()}"
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "alert-server is not listening"
+            time.sleep(0.3)
+
+    def log_tail(self, n: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - it would not stop: kill it, the test is over
+            self.proc.kill()
+        self._log.close()
+
+    def request(self, method: str, path: str, body: bytes = b"", chunks: list[int] | None = None,
+                timeout: float = 120) -> tuple[int, dict[str, Any]]:
+        """(status, JSON reply). ``chunks``: Transfer-Encoding chunked, the body cut in these sizes
+        (cycled), each chunk its own write; a refusal before the end is read all the same."""
+        import socket
+
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/cap+xml\r\nConnection: close\r\n"
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            try:
+                if chunks is None:
+                    s.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                else:
+                    s.sendall(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())
+                    i = n = 0
+                    while i < len(body):
+                        part = body[i:i + chunks[n % len(chunks)]]
+                        s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+                        i, n = i + len(part), n + 1
+                    s.sendall(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered (413) and closed before the end of the body
+            reply = b""
+            try:
+                while chunk := s.recv(65536):
+                    reply += chunk
+            except ConnectionResetError:
+                pass  # closed after its answer while our unread bytes were in flight
+        status_line, _, rest = reply.partition(b"\r\n\r\n")
+        status = int(status_line.split()[1])
+        if b"transfer-encoding: chunked" in status_line.lower():
+            size, _, rest = rest.partition(b"\r\n")
+            rest = rest[: int(size, 16)]
+        return status, orjson.loads(rest)

@@ -427,3 +427,133 @@ def command_records(topic: str, channel: Channel, target: str) -> list[Sent]:
                     channel is not Channel.ARCHIVE, command_id=big["command_id"], label="command 2 MB"))
     return out
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile files: what the doors (lantoa validate, publish --dry-run, alert --dry-run, POST /cap)
+# must refuse with one line, exit 1 or a 4xx, never a traceback, an exit 2 or a 5xx
+# ------------------------------------------------------------------------------------------------
+
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\x9b31m\u202e\u2066\u200f\u200b"  # ESC, OSC, CSI (C1), bidi, zero-width
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile input: ``content`` bytes (None: a directory, or nothing at all when ``missing``)."""
+
+    name: str  # its file name; .cap/.xml files are CAP for lantoa validate
+    content: bytes | None
+    label: str
+    missing: bool = False
+    ninjs_valid: bool = False  # valid ninjs that Lantoa refuses: lantoa validate (ninjs only) passes it
+
+    @property
+    def cap(self) -> bool:
+        return self.name.endswith((".cap", ".xml"))
+
+    def write(self, where: Any) -> Any:
+        path = where / self.name
+        if self.content is not None:
+            path.write_bytes(self.content)
+        elif not self.missing:
+            path.mkdir()
+        return path
+
+
+def _alert_with(element: str, value: str) -> bytes:
+    text = cap_sources()[0].decode()
+    start = text.index(f"<{element}>")
+    end = text.index(f"</{element}>", start)
+    return (text[:start + len(element) + 2] + value + text[end:]).encode()
+
+
+def _article_with(**fields: Any) -> bytes:
+    doc = sample_docs()[0]
+    doc.update(fields)
+    return orjson.dumps(doc)
+
+
+def hostile_files() -> list[Hostile]:
+    """Every class of hostile file, for ninjs (.json) and CAP (.cap); each must be refused."""
+    typhoon = cap_sources()[0]
+    cap_ns = b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">'
+    out: list[Hostile] = []
+    for ext in ("json", "cap"):
+        out += [
+            Hostile(f"empty.{ext}", b"", "empty file"),
+            Hostile(f"blank.{ext}", b" \n\t\r\n", "only whitespace"),
+            Hostile(f"binary.{ext}", bytes(range(256)) * 8, "binary"),
+            Hostile(f"nul.{ext}", b"\x00" * 4096, "NUL bytes"),
+            Hostile(f"latin1.{ext}", b'{"uri": "Th\xf4ng b\xe1o"}' if ext == "json" else
+                    typhoon.replace("Bão".encode(), "Bão".encode("latin-1"), 1), "not UTF-8 (Latin-1)"),
+            Hostile(f"utf16.{ext}", (typhoon if ext == "cap" else _article_with()).decode().encode("utf-16-le"),
+                    "UTF-16 without a BOM"),
+            Hostile(f"dir.{ext}", None, "a directory"),
+            Hostile(f"missing.{ext}", None, "a missing path", missing=True),
+            Hostile(f"huge.{ext}", b"{" + b" " * (8 * 1024 * 1024) + b"}" if ext == "json" else
+                    typhoon.replace(b"<alert ", b"<!-- " + b"x" * (8 * 1024 * 1024) + b" --><alert ", 1), "8 MB file"),
+            Hostile(f"escapes-{ext}-\x1b[31m\u202e.{ext}", b"\x1b[31mnope\x1b[0m", "terminal escapes in the name and body"),
+        ]
+    out += [
+        Hostile("html.json", b"<html><body>tin</body></html>", "not JSON"),
+        Hostile("array.json", b"[1, 2, 3]", "JSON, not an object"),
+        Hostile("deep-array.json", b"[" * 5000 + b"]" * 5000, "JSON 5,000 deep (past orjson's own limit)"),
+        Hostile("deep-object.json", b'{"a":' * 900 + b"1" + b"}" * 900, "JSON 900 deep"),
+        Hostile("deep-associations.json", _article_with(associations={"a": {"associations": {}}}).replace(
+            b'"associations":{}', b'"associations":{"a":' * 80 + b'{"uri":"x"}' + b"}" * 80), "ninjs 80 associations deep"),
+        Hostile("year-1.json", _article_with(versionCreated="0001-01-01T00:00:00-14:00"), "ninjs in year 1, offset -14:00"),
+        Hostile("year-9999.json", _article_with(versionCreated="9999-12-31T23:59:59+14:00"), "ninjs in year 9999, +14:00"),
+        Hostile("year-1969.json", _article_with(embargoed="1969-12-31T23:59:59Z"), "ninjs embargo before 1970"),
+        Hostile("year-2200.json", _article_with(firstCreated="2200-01-01T00:00:00+07:00"), "ninjs created in 2200"),
+        Hostile("escape-values.json", _article_with(pubStatus=ESCAPES, version=ESCAPES), "escapes in refused values"),
+        Hostile("huge-number.json", _article_with(version="9" * 5000), "a 5,000-digit version", ninjs_valid=True),
+        Hostile("not-xml.cap", b'{"alert": "json"}', "not XML"),
+        Hostile("bomb.cap", b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 '
+                b'"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+                + cap_ns + b"<identifier>&lol3;</identifier></alert>", "XML bomb (billion laughs)"),
+        Hostile("quadratic.cap", b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "' + b"x" * 50000 + b'">]>' + cap_ns
+                + b"<identifier>" + b"&x;" * 10000 + b"</identifier></alert>", "XML quadratic blow-up"),
+        Hostile("external.cap", b'<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+                + cap_ns + b"<identifier>&xxe;</identifier></alert>", "external entity (XXE)"),
+        Hostile("dtd.cap", b'<?xml version="1.0"?><!DOCTYPE alert SYSTEM "http://127.0.0.1:9/cap.dtd">' + typhoon.split(b"?>", 1)[1],
+                "external DTD"),
+        Hostile("xee.cap", (SHARED / "standards" / "cap" / "testdata" / "xee.cap").read_bytes(), "cap-library's XXE test"),
+        Hostile("deep.cap", cap_ns + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</alert>", "XML 100,000 elements deep"),
+        Hostile("year-1.cap", _alert_with("expires", "0001-01-01T00:00:00-14:00"), "CAP expiring in year 1, -14:00"),
+        Hostile("year-9999.cap", _alert_with("sent", "9999-12-31T23:59:59+14:00"), "CAP sent in year 9999, +14:00"),
+        Hostile("year-0.cap", _alert_with("effective", "0000-01-01T00:00:00+00:00"), "CAP in year 0"),
+        Hostile("offset-15.cap", _alert_with("expires", "2026-09-18T05:30:00+15:00"), "CAP offset +15:00"),
+        Hostile("escape-values.cap", _alert_with("status", ESCAPES.replace("\x1b", "").replace("\x07", "")),
+                "C1, bidi and zero-width in a refused value"),
+        Hostile("cap10.cap", typhoon.replace(b"urn:oasis:names:tc:emergency:cap:1.2", b"http://www.incident.com/cap/1.0"),
+                "CAP 1.0"),
+        Hostile("truncated.cap", typhoon[: len(typhoon) // 2], "truncated XML"),
+    ]
+    return out
+
+
+def chunk_sizes(seed: int) -> list[int]:
+    """Chunk sizes for a chunked CAP upload: tiny, odd and large ones mixed (derandomized)."""
+    sizes = collect(st.lists(st.sampled_from([1, 7, 100, 1460, 4096, 16_384, 16_385, 65_536]), min_size=8, max_size=8),
+                    seed % 5 + 1)
+    return sizes[-1]
+
+
+def hostile_records(article_topic: str, alert_topic: str) -> list[Sent]:
+    """The hostile files as records on cms.articles (ninjs) and alerts.cap (CAP): the stream worker
+    must dead-letter every one, as the CLI refuses every one. The 8 MB files stay off the topics
+    (past their 4 MB max.message.bytes: the broker refuses them, and the 2 MB classes cover that)."""
+    out = []
+    for h in hostile_files():
+        if h.content is None or len(h.content) > TWO_MB:
+            continue
+        ce = str(uuid.uuid4())
+        if h.cap:
+            headers = [(k, v.encode()) for k, v in ce_headers("alert.received", ce_id=ce).items()]
+            out.append(Sent(alert_topic, "alert", h.content, b"fuzz-hostile", headers, True, ce_id=ce,
+                            label=f"hostile CAP: {h.label}"))
+        else:
+            headers = [(k, v.encode()) for k, v in ce_headers(ce_id=ce).items()]
+            out.append(Sent(article_topic, "article", h.content, b"urn:lantoa:fuzz:hostile", headers, True, ce_id=ce,
+                            label=f"hostile ninjs: {h.label}"))
+    return out

@@ -45,6 +45,7 @@ from fuzz_corpus import (
     bidi_article_records,
     cap_sources,
     command_records,
+    hostile_records,
     nfd_retraction_records,
     sample_docs,
     valid_command,
@@ -119,6 +120,7 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
                Channel.LOUDSPEAKER: "zone:4"}
     bidi = bidi_article_records(topics["cms.articles"])
     records = article_records(topics["cms.articles"]) + bidi + alert_records(topics["alerts.cap"])
+    records += hostile_records(topics["cms.articles"], topics["alerts.cap"])
     for channel in stack.channels:
         topic = stack.settings.topic(Topic.commands(channel))
         topics[f"distribution.{channel.value}.commands"] = topic

@@ -381,7 +381,35 @@ def test_too_deep_document_is_invalid_content() -> None:
     raw = b'{"uri": ' + b"[" * 1000 + b"]" * 1000 + b"}"
     with pytest.raises(InvalidContent) as caught:
         validate_bytes(raw)
-    assert caught.value.reason == "$: document is nested too deeply to validate"
+    assert caught.value.reason == "nested deeper than 64 levels, the most Lantoa accepts"
+
+
+def test_nesting_is_bounded_before_the_schema_as_the_stream_worker_bounds_it() -> None:
+    def nested(levels: int) -> bytes:  # the top-level object is level 1
+        return b'{"uri": "urn:x", "altids": ' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+
+    with pytest.raises(InvalidContent) as caught:
+        decode_document(nested(65))
+    assert "nested deeper than 64 levels" in caught.value.reason
+    assert decode_document(nested(64))["uri"] == "urn:x"
+
+
+@pytest.mark.parametrize(("moment", "accepted"), [
+    ("1970-01-01T00:00:00+14:00", True), ("2199-12-31T23:59:59-14:00", True),
+    ("1969-12-31T23:59:59Z", False), ("2200-01-01T00:00:00+00:00", False),
+    ("0001-01-01T00:00:00-14:00", False), ("9999-12-31T23:59:59+14:00", False),
+])
+def test_every_date_time_is_bounded_to_the_years_lantoa_accepts(moment: str, accepted: bool) -> None:
+    for version in SUPPORTED_VERSIONS:
+        field = "versioncreated" if version.startswith("2.") else "versionCreated"
+        doc = {"uri": "urn:x", field: moment}
+        if accepted:
+            assert validate_document(doc, version) == version
+            continue
+        with pytest.raises(InvalidContent) as caught:
+            validate_document(doc, version)
+        assert caught.value.reason == (f"$.{field}: date-time {moment!r} is outside the years 1970..2199 "
+                                       "Lantoa accepts"), version
 
 
 # --- validate_files (lantoa validate) --------------------------------------------
