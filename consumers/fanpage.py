@@ -1,7 +1,8 @@
 """Facebook Page adapter (Graph API): post, edit on a newer version, delete on retraction.
 
 Facts from shared/design/channel-contracts.md. Tokens come from a 0600 JSON file
-{page_id: page access token}, re-read when it changes, never logged. Every post carries a short
+{page_id: page access token} (schemas/secrets.py: refused when open to other users), re-read when
+it changes, never logged. Every post carries a short
 marker (the article's code) so that after an unknown outcome the post can be found in the page
 feed before anything is resent. A page token that expires can be given its expiry in the same
 file as ``"<page id>:expires_at": <epoch seconds>``; it is exported as lantoa_token_expiry_seconds.
@@ -26,6 +27,7 @@ from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeli
 from consumers.http import Reply, call
 from schemas import metrics
 from schemas.models import Action, Command, Target
+from schemas.secrets import SecretFile
 from schemas.topics import Channel
 
 log = logging.getLogger(__name__)
@@ -47,35 +49,6 @@ def reply_detail(command: Command) -> dict[str, Any]:
     payload = command.payload
     return {"question_id": payload.get("question_id"), "text": payload.get("answer") or payload.get("text"),
             "reply_to": payload.get("comment_id") or payload.get("reply_to")}
-
-
-class SecretFile:
-    """A JSON secrets file re-read when its mtime changes; values never reach logs or reprs."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._mtime = -1.0
-        self._data: dict[str, str] = {}
-
-    def get(self, key: str) -> str | None:
-        if self.path is None:
-            return None
-        try:
-            mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
-            return None
-        if mtime != self._mtime:
-            self._data = {str(k): str(v) for k, v in orjson.loads(self.path.read_bytes()).items()}
-            self._mtime = mtime
-        return self._data.get(key)
-
-    def keys(self) -> list[str]:
-        """The names in the file (page ids, ``<page id>:expires_at``), re-read when it changed."""
-        self.get("")
-        return sorted(self._data)
-
-    def __repr__(self) -> str:
-        return f"SecretFile({self.path})"
 
 
 def usage_percent(headers: dict[str, str], page_id: str) -> float | None:

@@ -61,6 +61,7 @@ from aiohttp import web
 from schemas import contracts, metrics
 from schemas.codec import encode
 from schemas.errors import InvalidContent
+from schemas.secrets import read_secret_json
 from schemas.settings import Settings
 from schemas.times import checked_instant
 from schemas.topics import Topic
@@ -118,8 +119,8 @@ class WebhookSecrets:
         """Graph: JSON ``{"app_secret", "verify_token"}`` (the fanpage app secret file); Zalo: JSON
         ``{"oa_secret_key"}`` (the Zalo secret file; ``secret_key`` there is the app secret for
         token refresh, a different key)."""
-        graph = orjson.loads(graph_file.read_bytes()) if graph_file else {}
-        zalo = orjson.loads(zalo_file.read_bytes()) if zalo_file else {}
+        graph = read_secret_json(graph_file) if graph_file else {}
+        zalo = read_secret_json(zalo_file) if zalo_file else {}
         return cls(graph.get("app_secret"), graph.get("verify_token"), zalo_app_id or None, zalo.get("oa_secret_key"))
 
 

@@ -16,12 +16,13 @@ from aiohttp import web
 
 from consumers.base import Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError
-from consumers.fanpage import FanpageAdapter, SecretFile
+from consumers.fanpage import FanpageAdapter
 from consumers.zalo import ZaloAdapter
 from consumers.zalo_tokens import TokenPair, TokenStore
 from infra.emulators import GraphEmulator, ZaloEmulator
 from producers.webhooks import WebhookSecrets, make_app
 from schemas.models import Action, Target
+from schemas.secrets import SecretFile, write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel
 from streams import engagement as eng
@@ -59,11 +60,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    (tmp_path / "tokens.json").write_bytes(orjson.dumps({PAGE: TOKEN}))
-    (tmp_path / "app.json").write_bytes(orjson.dumps({"app_secret": APP_SECRET}))
+    write_secret(tmp_path / "tokens.json", {PAGE: TOKEN})
+    write_secret(tmp_path / "app.json", {"app_secret": APP_SECRET})
     fanpage = FanpageAdapter(graph_url, "v21.0", SecretFile(tmp_path / "tokens.json"), TARGETS.get,
                              app_secret=SecretFile(tmp_path / "app.json"), timeout_s=2.0)
-    (tmp_path / "zalo.json").write_bytes(orjson.dumps({"secret_key": "zalo-app-secret"}))
+    write_secret(tmp_path / "zalo.json", {"secret_key": "zalo-app-secret"})
     store = TokenStore(tmp_path / "zalo-tokens.json")
     store.save(TokenPair("acc-0", "ref-0", 4102444800.0))
     zalo_adapter = ZaloAdapter(zalo_url, zalo_url, zalo.app_id, SecretFile(tmp_path / "zalo.json"), store, TARGETS.get,
