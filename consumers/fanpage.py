@@ -2,7 +2,7 @@
 
 Facts from shared/design/channel-contracts.md. Tokens come from a 0600 JSON file
 {page_id: page access token} (schemas/secrets.py: refused when open to other users), re-read when
-it changes, never logged. Every post carries a short
+it changes, never logged, sent only in the ``Authorization: Bearer`` header (never in a URL). Every post carries a short
 marker (the article's code) so that after an unknown outcome the post can be found in the page
 feed before anything is resent. A page token that expires can be given its expiry in the same
 file as ``"<page id>:expires_at": <epoch seconds>``; it is exported as lantoa_token_expiry_seconds.
@@ -213,16 +213,19 @@ class FanpageAdapter:
     async def _request(self, method: str, path: str, token: str, page_id: str, *, mutating: bool,
                        data: dict[str, str] | None = None, params: dict[str, str] | None = None) -> Reply:
         assert self._session is not None, "start() first"
-        auth = {"access_token": token}
+        # The page token travels in the Authorization header, never in a URL (query strings end up
+        # in proxy and access logs) nor in a form body. The proof is an HMAC of the token under the
+        # app secret: it proves the caller holds the secret and is no use without the token.
+        headers = {"Authorization": f"Bearer {token}"}
+        proof: dict[str, str] = {}
         secret = self.app_secret.get("app_secret") if self.app_secret else None
         if secret:
-            auth["appsecret_proof"] = hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+            proof["appsecret_proof"] = hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
         if method == "GET":
             return await call(self._session, method, self.base + path, mutating=False, timeout_s=self.timeout_s,
-                              params={**(params or {}), **auth})
-        # Tokens travel in the form body, never in a URL that could end up in a log.
+                              params={**(params or {}), **proof}, headers=headers)
         return await call(self._session, method, self.base + path, mutating=mutating, timeout_s=self.timeout_s,
-                          data={**(data or {}), **auth})
+                          data={**(data or {}), **proof}, headers=headers)
 
     async def _find(self, page_id: str, token: str, marker: str) -> str | None:
         reply = await self._request("GET", f"/{page_id}/feed", token, page_id, mutating=False,
@@ -232,6 +235,12 @@ class FanpageAdapter:
             if marker in str(post.get("message", "")):
                 return str(post["id"])
         return None
+
+    def _scrub(self, text: str, page_id: str) -> str:
+        """The platform's words without the page's token, should it ever quote it back: what comes
+        out of here lands in exceptions, receipts, dead letters and logs."""
+        token = self.tokens.get(page_id)
+        return text.replace(token, "[token]") if token else text
 
     @staticmethod
     def _error(reply: Reply) -> tuple[int, int]:
@@ -245,7 +254,7 @@ class FanpageAdapter:
             return
         code, subcode = self._error(reply)
         err = reply.body.get("error", {}) if isinstance(reply.body, dict) else {}
-        what = f"Graph error {code}/{subcode}: {str(err.get('message', reply.body))[:200]}"
+        what = f"Graph error {code}/{subcode}: {self._scrub(str(err.get('message', reply.body)), page_id)[:200]}"
         if code in TOKEN_CODES:
             raise TargetPaused(f"page token expired or revoked ({what})", self.pause_on_token_s, code=str(code), alert=True)
         if code in RATE_CODES:

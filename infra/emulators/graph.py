@@ -2,8 +2,10 @@
 
 Serves ``/v{N}.0/...`` for any N. Parameters are read from the query string and from a form,
 multipart or JSON body alike (as Graph does); ``method=DELETE`` in the parameters overrides the
-HTTP method (as Graph does). Page access tokens come as ``access_token`` (or an
-``Authorization: Bearer`` header). Objects:
+HTTP method (as Graph does). Page access tokens come as ``access_token`` in the query string or
+the body, or in an ``Authorization: Bearer <token>`` (or ``OAuth <token>``) header; the parameter
+wins when both are given. ``token_places`` (also in ``GET /_control/stats``) counts where the
+authenticated calls carried their token (query, body, header). Objects:
 
 - ``GET  /{page-id}`` → ``{"id", "name"}``
 - ``POST /{page-id}/feed`` (``message``, ``link``, ``published``, ``scheduled_publish_time``)
@@ -171,9 +173,13 @@ class GraphEmulator(GraphComments):
         return GraphError(190, message, subcode=463)
 
     def _authenticate(self, request: web.Request, params: Mapping[str, str]) -> PageToken:
-        token = params.get("access_token") or bearer(request)
+        # As Graph: the ``access_token`` parameter (query string or body) wins over the header; a
+        # header of another scheme (Basic, ...) or with no value is no token at all (104).
+        given = params.get("access_token")
+        token = given or bearer(request)
         if not token:
             raise GraphError(104, "An access token is required to request this resource.")
+        self.token_places["header" if not given else "query" if "access_token" in request.query else "body"] += 1
         info = self._tokens.get(token)
         if info is None:
             raise GraphError(190)
@@ -271,6 +277,7 @@ class GraphEmulator(GraphComments):
         data = super().stats_json()
         data["posts"] = len(self._posts)
         data["effects"] = len(self._effects)
+        data["token_places"] = dict(self.token_places)
         return data
 
     async def _ctl_posts(self, request: web.Request) -> web.StreamResponse:
