@@ -243,6 +243,7 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
 def cmd_webhooks(args: argparse.Namespace) -> int:
     from infra.kafka.clients import KafkaAccessError
     from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
+    from producers.webhook_seen import SeenStoreBusy
     from producers.webhooks import WebhookSecrets, serve
     from schemas.secrets import SecretFileError
 
@@ -263,7 +264,11 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     except KafkaAccessError as exc:
         print(f"lantoa webhooks cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    serve(settings, secrets, args.host, args.port, Path(args.state_file) if args.state_file else None)
+    try:
+        serve(settings, secrets, args.host, args.port, Path(args.state_file) if args.state_file else None)
+    except SeenStoreBusy as exc:  # two receivers on one data directory would lose each other's replay ids
+        print(f"lantoa webhooks cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 

@@ -35,10 +35,11 @@ Comments and webhooks (issue 8; the section "webhooks" at the end of the class):
   verification handshake Graph performs (``GET url?hub.mode=subscribe&hub.verify_token=…&
   hub.challenge=N`` must answer 200 with N), else 409.
 - ``POST /_control/webhooks/comment {"post_id", "message", "from": {"id", "name"}, "parent_id"?,
-  "verb"?: add|edited|remove, "comment_id"? (edited/remove), "signature"?: valid|bad|missing}``:
-  a citizen comments on a post (or edits/deletes a comment); the emulator POSTs the ``feed``
-  webhook to the subscriber, signed ``X-Hub-Signature-256: sha256=<HMAC-SHA256(app secret,
-  body)>`` (``bad``: another key; ``missing``: no header) and answers ``{"comment_id",
+  "verb"?: add|edited|remove, "comment_id"? (edited/remove), "signature"?: valid|bad|malformed|missing,
+  "untimed"?: true}``: a citizen comments on a post (or edits/deletes a comment); the emulator
+  POSTs the ``feed`` webhook to the subscriber, signed ``X-Hub-Signature-256: sha256=<HMAC-SHA256(app
+  secret, body)>`` (``bad``: another key; ``malformed``: not ``sha256=`` and hex; ``missing``: no
+  header; ``untimed``: the entry without its ``time``) and answers ``{"comment_id",
   "status", "body", "elapsed_s"}`` with the receiver's answer.
 - ``POST /_control/webhooks/replay``: POST the last delivery again, byte for byte.
 - ``POST /{comment-id}/comments`` (``message``) → ``{"id"}``: the page replies (page token of the

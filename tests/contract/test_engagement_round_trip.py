@@ -193,6 +193,20 @@ async def test_zalo_message_to_the_oa_is_answered_to_the_follower(rig: Rig) -> N
     assert message.message_id == effect.external_id and message.text.endswith("Sáng thứ Năm hằng tuần.")
 
 
+async def test_malformed_signatures_and_untimed_entries_from_the_emulators_are_refused(rig: Rig) -> None:
+    post = rig.graph._create_feed_post(PAGE, {"message": "Tin: lịch tiêm chủng"})
+    await _control_json(rig.graph, "/_control/webhooks/subscribe", {"url": rig.url + "/webhooks/facebook", "verify_token": VERIFY})
+    malformed = await _control_json(rig.graph, "/_control/webhooks/comment",
+                                    {"post_id": post["id"], "message": "Ở đâu?", "signature": "malformed"})
+    untimed = await _control_json(rig.graph, "/_control/webhooks/comment",
+                                  {"post_id": post["id"], "message": "Ở đâu?", "untimed": True})
+    assert (malformed["status"], untimed["status"]) == (401, 200)
+    assert orjson.loads(untimed["body"])["accepted"] == 0
+    await _control_json(rig.zalo, "/_control/webhooks/subscribe", {"url": rig.url + "/webhooks/zalo", "oa_secret_key": "zalo-oa-secret"})
+    zalo = await _control_json(rig.zalo, "/_control/webhooks/user_message", {"group_id": GROUP, "text": "Ở đâu?", "signature": "malformed"})
+    assert zalo["status"] == 401 and rig.sink.records == []
+
+
 async def _control(emulator: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
     import aiohttp
 
