@@ -17,7 +17,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import aiohttp
-import orjson
 
 from consumers.base import Effect, Prior
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
