@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from consumers.fanpage import FanpageAdapter, SecretFile
+from consumers.fanpage import FanpageAdapter
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from consumers.zalo import ZaloAdapter
 from consumers.zalo_tokens import TokenStore
@@ -41,6 +41,7 @@ from schemas import contracts
 from schemas.codec import encode
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
+from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 from streams.registry import build_targets

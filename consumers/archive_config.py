@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import configparser
 import re
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+
+from schemas.secrets import SecretFileError, read_secret_text
 
 __all__ = ["ArchiveConfig", "ArchiveConfigError", "AudioLookup", "S3Credentials", "load_credentials_file"]
 
@@ -116,13 +117,11 @@ class ArchiveConfig:
 def load_credentials_file(path: Path, profile: str | None = None) -> S3Credentials:
     """Keys from an AWS shared-credentials file that only its owner can read."""
     try:
-        info = path.stat()
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ArchiveConfigError(f"cannot read the S3 credentials file {path}: {exc.strerror}") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ArchiveConfigError(f"the S3 credentials file {path} is open to other users "
-                                 f"(mode {stat.S_IMODE(info.st_mode):o}); chmod 600 it")
+        text = read_secret_text(path)
+    except FileNotFoundError:
+        raise ArchiveConfigError(f"cannot read the S3 credentials file {path}: no such file") from None
+    except SecretFileError as exc:
+        raise ArchiveConfigError(f"S3 credentials: {exc}") from None
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(text)

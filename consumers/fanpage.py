@@ -1,7 +1,8 @@
 """Facebook Page adapter (Graph API): post, edit on a newer version, delete on retraction.
 
 Facts from shared/design/channel-contracts.md. Tokens come from a 0600 JSON file
-{page_id: page access token}, re-read when it changes, never logged. Every post carries a short
+{page_id: page access token} (schemas/secrets.py: refused when open to other users), re-read when
+it changes, never logged, sent only in the ``Authorization: Bearer`` header (never in a URL). Every post carries a short
 marker (the article's code) so that after an unknown outcome the post can be found in the page
 feed before anything is resent. A page token that expires can be given its expiry in the same
 file as ``"<page id>:expires_at": <epoch seconds>``; it is exported as lantoa_token_expiry_seconds.
@@ -15,7 +16,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
@@ -26,6 +26,7 @@ from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeli
 from consumers.http import Reply, call
 from schemas import metrics
 from schemas.models import Action, Command, Target
+from schemas.secrets import SecretFile
 from schemas.topics import Channel
 
 log = logging.getLogger(__name__)
@@ -47,35 +48,6 @@ def reply_detail(command: Command) -> dict[str, Any]:
     payload = command.payload
     return {"question_id": payload.get("question_id"), "text": payload.get("answer") or payload.get("text"),
             "reply_to": payload.get("comment_id") or payload.get("reply_to")}
-
-
-class SecretFile:
-    """A JSON secrets file re-read when its mtime changes; values never reach logs or reprs."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._mtime = -1.0
-        self._data: dict[str, str] = {}
-
-    def get(self, key: str) -> str | None:
-        if self.path is None:
-            return None
-        try:
-            mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
-            return None
-        if mtime != self._mtime:
-            self._data = {str(k): str(v) for k, v in orjson.loads(self.path.read_bytes()).items()}
-            self._mtime = mtime
-        return self._data.get(key)
-
-    def keys(self) -> list[str]:
-        """The names in the file (page ids, ``<page id>:expires_at``), re-read when it changed."""
-        self.get("")
-        return sorted(self._data)
-
-    def __repr__(self) -> str:
-        return f"SecretFile({self.path})"
 
 
 def usage_percent(headers: dict[str, str], page_id: str) -> float | None:
@@ -240,16 +212,19 @@ class FanpageAdapter:
     async def _request(self, method: str, path: str, token: str, page_id: str, *, mutating: bool,
                        data: dict[str, str] | None = None, params: dict[str, str] | None = None) -> Reply:
         assert self._session is not None, "start() first"
-        auth = {"access_token": token}
+        # The page token travels in the Authorization header, never in a URL (query strings end up
+        # in proxy and access logs) nor in a form body. The proof is an HMAC of the token under the
+        # app secret: it proves the caller holds the secret and is no use without the token.
+        headers = {"Authorization": f"Bearer {token}"}
+        proof: dict[str, str] = {}
         secret = self.app_secret.get("app_secret") if self.app_secret else None
         if secret:
-            auth["appsecret_proof"] = hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+            proof["appsecret_proof"] = hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
         if method == "GET":
             return await call(self._session, method, self.base + path, mutating=False, timeout_s=self.timeout_s,
-                              params={**(params or {}), **auth})
-        # Tokens travel in the form body, never in a URL that could end up in a log.
+                              params={**(params or {}), **proof}, headers=headers)
         return await call(self._session, method, self.base + path, mutating=mutating, timeout_s=self.timeout_s,
-                          data={**(data or {}), **auth})
+                          data={**(data or {}), **proof}, headers=headers)
 
     async def _find(self, page_id: str, token: str, marker: str) -> str | None:
         reply = await self._request("GET", f"/{page_id}/feed", token, page_id, mutating=False,
@@ -259,6 +234,12 @@ class FanpageAdapter:
             if marker in str(post.get("message", "")):
                 return str(post["id"])
         return None
+
+    def _scrub(self, text: str, page_id: str) -> str:
+        """The platform's words without the page's token, should it ever quote it back: what comes
+        out of here lands in exceptions, receipts, dead letters and logs."""
+        token = self.tokens.get(page_id)
+        return text.replace(token, "[token]") if token else text
 
     @staticmethod
     def _error(reply: Reply) -> tuple[int, int]:
@@ -272,7 +253,7 @@ class FanpageAdapter:
             return
         code, subcode = self._error(reply)
         err = reply.body.get("error", {}) if isinstance(reply.body, dict) else {}
-        what = f"Graph error {code}/{subcode}: {str(err.get('message', reply.body))[:200]}"
+        what = f"Graph error {code}/{subcode}: {self._scrub(str(err.get('message', reply.body)), page_id)[:200]}"
         if code in TOKEN_CODES:
             raise TargetPaused(f"page token expired or revoked ({what})", self.pause_on_token_s, code=str(code), alert=True)
         if code in RATE_CODES:

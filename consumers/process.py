@@ -1,7 +1,8 @@
 """The bootstrap of a delivery process (`lantoa adapter <channel>`, `lantoa adapter emergency`):
 the metrics server when configured, the target registry followed for the process's lifetime,
 SIGTERM/SIGINT as a stop event, exit 78 with one line when the cluster refuses the connection
-configuration (certificate, credentials, protocol), and exit 70 on anything unexpected."""
+configuration (certificate, credentials, protocol) or a secret file is open to other users, and
+exit 70 on anything unexpected."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from infra.kafka.clients import KafkaAccessError
 from infra.grow import PartitionMismatch
 from infra.kafka.reachable import EXIT_CONFIG, wait_for_kafka
 from schemas.models import Target
+from schemas.secrets import SecretFileError
 from schemas.settings import Settings
 from schemas.topics import Topic
 
@@ -54,7 +56,10 @@ def run_until_signalled(settings: Settings, what: str, body: Callable[[asyncio.E
         start_http_server(settings.metrics_port, addr=settings.web_host)
     try:
         asyncio.run(main())
-    except (KafkaAccessError, PartitionMismatch) as exc:  # at start: nothing was consumed, no offset moved
+    except (KafkaAccessError, PartitionMismatch, SecretFileError) as exc:
+        # At start nothing was consumed and no offset moved. A secret file opened to others while
+        # running stops the process here too (nothing past the record in hand was committed): a
+        # restart would refuse the file at start, so say so once, as a configuration error.
         logger.critical("%s cannot start: %s", what, exc)
         logging.shutdown()
         os._exit(EXIT_CONFIG)

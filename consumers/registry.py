@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from consumers.fanpage import FanpageAdapter, SecretFile
+    from consumers.fanpage import FanpageAdapter
+    from schemas.secrets import SecretFile
 
     return FanpageAdapter(settings.graph_base_url, settings.graph_api_version, SecretFile(settings.fanpage_tokens_file),
                           targets, app_secret=SecretFile(settings.fanpage_app_secret_file),
@@ -26,7 +27,7 @@ def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
 
 
 def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from consumers.fanpage import SecretFile
+    from schemas.secrets import SecretFile
     from consumers.zalo import ZaloAdapter
     from consumers.zalo_tokens import TokenStore
 

@@ -17,16 +17,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import aiohttp
-import orjson
 
 from consumers.base import Effect, Prior
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.fanpage import SecretFile, article_marker, reply_detail
+from consumers.fanpage import article_marker, reply_detail
 from consumers.http import Reply, call
 from consumers.limiter import TargetLimiter
 from consumers.zalo_tokens import TokenPair, TokenStore
 from schemas import metrics
 from schemas.models import Action, Command, Target
+from schemas.secrets import SecretFile, SecretFileError
 from schemas.topics import Channel
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,12 @@ class ZaloAdapter:
         a refresh by another process shows at once). The refresh token's expiry is the file's
         ``refresh_expires_at`` when given, else when the pair was saved plus its 90-day lifetime."""
         try:
-            raw = orjson.loads(self.tokens.path.read_bytes())
+            raw = self.tokens.read()
             saved = float(raw.get("saved_at") or self.tokens.path.stat().st_mtime)
         except FileNotFoundError:
+            return []
+        except SecretFileError as exc:  # the adapter refuses it when it next needs a token
+            log.warning("Zalo token expiry unknown: %s", exc)
             return []
         now = self.clock()
         refresh = float(raw.get("refresh_expires_at") or saved + REFRESH_TOKEN_LIFETIME_S)

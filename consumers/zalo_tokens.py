@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import orjson
+from schemas.secrets import SecretFileError, check_secret, read_secret_json, write_secret
 
 
 @dataclass(frozen=True)
@@ -43,22 +43,23 @@ class TokenStore:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
         self._lock = asyncio.Lock()
+        if path.exists():  # refuse a file open to other users at start (SecretFileError)
+            check_secret(path)
+
+    def read(self) -> dict[str, Any]:
+        """The file as stored. Raises FileNotFoundError, or SecretFileError (open to others, not JSON)."""
+        return read_secret_json(self.path)
 
     def load(self) -> TokenPair:
-        raw = orjson.loads(self.path.read_bytes())
-        return TokenPair(str(raw["access_token"]), str(raw["refresh_token"]), float(raw.get("expires_at", 0)))
+        raw = self.read()
+        try:
+            return TokenPair(str(raw["access_token"]), str(raw["refresh_token"]), float(raw.get("expires_at", 0)))
+        except (KeyError, TypeError, ValueError):
+            raise SecretFileError(f"token file {self.path} lacks access_token, refresh_token or a numeric expires_at") from None
 
     def save(self, pair: TokenPair) -> None:
-        data = orjson.dumps({"access_token": pair.access_token, "refresh_token": pair.refresh_token,
-                             "expires_at": pair.expires_at, "saved_at": time.time()})
-        fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        write_secret(self.path, {"access_token": pair.access_token, "refresh_token": pair.refresh_token,
+                                 "expires_at": pair.expires_at, "saved_at": time.time()})
         dfd = os.open(self.path.parent, os.O_DIRECTORY)
         try:
             os.fsync(dfd)

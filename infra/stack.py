@@ -10,7 +10,6 @@ No business logic: only starting, stopping and wiring.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,15 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
+from schemas.secrets import write_secret
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _write_secret(path: Path, value: Any) -> Path:
-    path.write_bytes(orjson.dumps(value))
-    os.chmod(path, 0o600)
-    return path
 
 
 class Emulators:
@@ -55,10 +48,10 @@ class Emulators:
         z = self.state["zalo"]
         secrets = workdir / "secrets"
         secrets.mkdir(exist_ok=True, mode=0o700)
-        _write_secret(secrets / "fanpage-tokens.json", self.state["graph"]["pages"])
-        _write_secret(secrets / "fanpage-app.json", {"app_secret": self.state["graph"]["app_secret"]})
-        _write_secret(secrets / "zalo-secret.json", {"secret_key": z["secret_key"]})
-        _write_secret(secrets / "zalo-tokens.json", {"access_token": z["access_token"], "refresh_token": z["refresh_token"],
+        write_secret(secrets / "fanpage-tokens.json", self.state["graph"]["pages"])
+        write_secret(secrets / "fanpage-app.json", {"app_secret": self.state["graph"]["app_secret"]})
+        write_secret(secrets / "zalo-secret.json", {"secret_key": z["secret_key"]})
+        write_secret(secrets / "zalo-tokens.json", {"access_token": z["access_token"], "refresh_token": z["refresh_token"],
                                                      "expires_at": time.time() + 90000})
         loud = self.state.get("loudspeaker")
         self.loudspeaker_url: str | None = loud["base_url"] if loud else None
@@ -73,7 +66,7 @@ class Emulators:
             "LANTOA_ZALO_TOKEN_FILE": str(secrets / "zalo-tokens.json"),
         }
         if loud:
-            _write_secret(secrets / "loudspeaker-token.json", {"token": loud["tokens"][0]})
+            write_secret(secrets / "loudspeaker-token.json", {"token": loud["tokens"][0]})
             self.env.update({
                 "LANTOA_LOUDSPEAKER_API_URL": loud["base_url"],
                 "LANTOA_LOUDSPEAKER_TOKEN_FILE": str(secrets / "loudspeaker-token.json"),

@@ -24,6 +24,7 @@ from aiohttp import web
 from producers.cap_ingest import AlertProducer, check
 from schemas.cap import MAX_CAP_BYTES
 from schemas.errors import InvalidContent
+from schemas.secrets import read_secret_text
 from streams.alerts import NotForBroadcast
 from streams.registry import Registry
 
@@ -98,5 +99,5 @@ def make_app(registry: Registry, producer: AlertProducer, token: str | None = No
 
 
 def serve(registry: Registry, producer: AlertProducer, host: str, port: int, token_file: Path | None) -> None:
-    token = token_file.read_text().strip() if token_file else None
+    token = read_secret_text(token_file).strip() if token_file else None
     web.run_app(make_app(registry, producer, token), host=host, port=port, print=None)

@@ -114,6 +114,7 @@ def cmd_alert_server(args: argparse.Namespace) -> int:
     from producers.cap_http import serve
     from producers.cap_ingest import AlertProducer
     from producers.targets import local_registry
+    from schemas.secrets import SecretFileError
 
     settings = _settings()
     try:  # the producer checks a secured connection first: a refused configuration stops here
@@ -121,8 +122,12 @@ def cmd_alert_server(args: argparse.Namespace) -> int:
     except KafkaAccessError as exc:
         print(f"lantoa alert-server cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    serve(local_registry(settings), alerts, args.host, args.port,
-          Path(args.token_file) if args.token_file else None)
+    try:  # the token file is read before the server listens
+        serve(local_registry(settings), alerts, args.host, args.port,
+              Path(args.token_file) if args.token_file else None)
+    except SecretFileError as exc:
+        print(f"lantoa alert-server cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 

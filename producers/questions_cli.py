@@ -248,12 +248,18 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
 def cmd_webhooks(args: argparse.Namespace) -> int:
     from infra.kafka.clients import KafkaAccessError
     from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
+    from producers.webhook_seen import SeenStoreBusy
     from producers.webhooks import WebhookSecrets, serve
+    from schemas.secrets import SecretFileError
 
     settings = _settings()
     graph = Path(args.graph_secrets) if args.graph_secrets else settings.fanpage_app_secret_file
     zalo = Path(args.zalo_secrets) if args.zalo_secrets else settings.zalo_secret_file
-    secrets = WebhookSecrets.from_files(graph, zalo, settings.zalo_app_id)
+    try:
+        secrets = WebhookSecrets.from_files(graph, zalo, settings.zalo_app_id)
+    except (SecretFileError, FileNotFoundError) as exc:
+        print(f"lantoa webhooks cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if not (secrets.graph_app_secret or secrets.zalo_oa_secret):
         print("no webhook secrets: give --graph-secrets {app_secret, verify_token} and/or "
               "--zalo-secrets {oa_secret_key} (with LANTOA_ZALO_APP_ID)", file=sys.stderr)
@@ -263,7 +269,11 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     except KafkaAccessError as exc:
         print(f"lantoa webhooks cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    serve(settings, secrets, args.host, args.port, Path(args.state_file) if args.state_file else None)
+    try:
+        serve(settings, secrets, args.host, args.port, Path(args.state_file) if args.state_file else None)
+    except SeenStoreBusy as exc:  # two receivers on one data directory would lose each other's replay ids
+        print(f"lantoa webhooks cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 

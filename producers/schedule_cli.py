@@ -54,7 +54,7 @@ def resolve_zone(settings: Settings, zone: str) -> Target:
 async def fetch(settings: Settings, code: str, day: date) -> PlatformSchedule | None:
     """The platform's schedule of one zone and day (None: nothing pushed). Raises the errors of
     ``PlatformClient`` (consumers/errors.py)."""
-    from consumers.fanpage import SecretFile
+    from schemas.secrets import SecretFile
 
     token = SecretFile(settings.loudspeaker_token_file)
     client = PlatformClient(settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s)

@@ -7,13 +7,14 @@ serves it (``serve``). Routes:
   ``hub.verify_token`` equal to ours → 200 with ``hub.challenge`` as the body, else 403.
 - ``POST /webhooks/facebook``: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw
   body)>`` compared in constant time over the raw bytes, before any parsing; bad or missing → 403
-  and nothing produced. ``feed`` changes with ``item=comment`` are taken: verb ``add`` (a new
+  and nothing produced; a header that is not ``sha256=`` and 64 hex digits (another algorithm,
+  another length, bytes that are not UTF-8) → 401, never an error of ours. ``feed`` changes with ``item=comment`` are taken: verb ``add`` (a new
   comment), ``edited`` and ``remove`` (the citizen's own edit or deletion). Comments written by
   the page itself (``from.id`` = the page: our own replies, echoed back) and everything else
   (reactions, posts) are acknowledged and ignored.
 - ``POST /webhooks/zalo``: ``X-ZEvent-Signature`` (optionally ``mac=``-prefixed) = hex SHA-256 of
   ``app_id + raw body + timestamp + OA secret key``, with our app id and the body's ``timestamp``
-  (ms); bad or missing → 401, a body for another app → 401, a timestamp outside the replay window
+  (ms); bad, missing or malformed (not 64 hex digits, not UTF-8) → 401, a body for another app → 401, a timestamp outside the replay window
   (``replay_window_s``, 5 minutes either way) → 401: a captured request replayed later is refused.
   ``user_send_text`` (1:1 to the OA) and ``user_send_group_text`` are taken; the group is the
   body's ``group_id``, else ``recipient.id`` [guess: the contract does not show a group event],
@@ -22,10 +23,11 @@ serves it (``serve``). Routes:
 
 Every taken event is produced to ``engagement.inbound`` (schemas/json/engagement.v1.json) with key
 ``fb:<comment_id>`` / ``zalo:<msg_id>``, so all events about one comment keep their order and the
-triage downstream dedupes on it too. Here, duplicates are dropped by a bounded in-memory LRU of
-the ids Kafka acknowledged (an edit counts with a hash of its text): a platform's retry or a
-replay is answered 200 and produces nothing. A second delivery of an id still being produced
-waits for the first.
+triage downstream dedupes on it too. Here, duplicates are dropped by the ids Kafka acknowledged
+(an edit counts with a hash of its text), kept on disk under ``LANTOA_DATA_DIR/webhooks/`` for as
+long as their event's time is accepted and no longer (producers/webhook_seen.py): a platform's
+retry or a replay, before or after a restart, is answered 200 and produces nothing. A second
+delivery of an id still being produced waits for the first.
 
 Acknowledgement: the handler produces (acks=all) and answers once Kafka has acknowledged, within
 a budget (``zalo_ack_budget_s`` 1.5 s, under Zalo's 2 s; ``graph_ack_budget_s`` 10 s). Measured
@@ -37,8 +39,11 @@ therefore only ever given for an event Kafka holds. Graph retries for hours; Zal
 at all, so a broker unavailable for more than the budget can lose a Zalo message: the count is in
 lantoa_webhook_events_total{outcome="unavailable"} and the event is logged.
 
-Graph deliveries carry no signed timestamp: a replayed Graph body is refused by the dedupe, and
-entries older than ``graph_max_age_s`` (48 h: Facebook retries for up to 36 h) are dropped.
+Graph deliveries carry no signed timestamp of their own, but the signed body gives each entry a
+``time``: an entry older than ``graph_max_age_s`` (48 h: Facebook retries for up to 36 h), more
+than ``replay_window_s`` in the future, or without a time at all is dropped (counted ``stale``),
+so no entry is accepted for longer than the replay store remembers it; a replayed body within
+that age is refused by the dedupe.
 """
 
 from __future__ import annotations
@@ -47,8 +52,9 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
+import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,9 +64,11 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from producers.webhook_seen import SeenEvents
 from schemas import contracts, metrics
 from schemas.codec import encode
 from schemas.errors import InvalidContent
+from schemas.secrets import read_secret_json
 from schemas.settings import Settings
 from schemas.times import checked_instant
 from schemas.topics import Topic
@@ -118,8 +126,8 @@ class WebhookSecrets:
         """Graph: JSON ``{"app_secret", "verify_token"}`` (the fanpage app secret file); Zalo: JSON
         ``{"oa_secret_key"}`` (the Zalo secret file; ``secret_key`` there is the app secret for
         token refresh, a different key)."""
-        graph = orjson.loads(graph_file.read_bytes()) if graph_file else {}
-        zalo = orjson.loads(zalo_file.read_bytes()) if zalo_file else {}
+        graph = read_secret_json(graph_file) if graph_file else {}
+        zalo = read_secret_json(zalo_file) if zalo_file else {}
         return cls(graph.get("app_secret"), graph.get("verify_token"), zalo_app_id or None, zalo.get("oa_secret_key"))
 
 
@@ -132,32 +140,25 @@ class ReceiverConfig:
     dedupe_size: int = 100_000
 
 
+# What a signature header must look like before it is compared; anything else is malformed.
+GRAPH_SIGNATURE_RE = re.compile(r"sha256=([0-9a-fA-F]{64})")
+ZALO_SIGNATURE_RE = re.compile(r"(?:[mM][aA][cC]=)?([0-9a-fA-F]{64})")
+
+
+def given_signature(header: str | None, pattern: re.Pattern[str]) -> str | None:
+    """The hex digest a signature header carries, lower case; None when it is malformed. aiohttp
+    hands bytes that are not UTF-8 over as surrogates: they never match, so they never reach an
+    ``encode`` that would raise."""
+    match = pattern.fullmatch(header.strip()) if header else None
+    return match.group(1).lower() if match else None
+
+
 def graph_signature(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def zalo_signature(app_id: str, body: bytes, timestamp: str, oa_secret: str) -> str:
     return hashlib.sha256(app_id.encode() + body + timestamp.encode() + oa_secret.encode()).hexdigest()
-
-
-class SeenIds:
-    """A bounded LRU set of the ids already produced."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def __contains__(self, key: str) -> bool:
-        if key in self._ids:
-            self._ids.move_to_end(key)
-            return True
-        return False
-
-    def add(self, key: str) -> None:
-        self._ids[key] = None
-        self._ids.move_to_end(key)
-        while len(self._ids) > self.size:
-            self._ids.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -167,16 +168,17 @@ class Inbound:
     dedupe: str
     key: str
     record: dict[str, Any]
+    expires_at: float  # when the platform's event stops being accepted: the dedupe keeps it until then
 
 
 class Receiver:
     """The state behind the routes: secrets, dedupe, in-flight sends."""
 
     def __init__(self, settings: Settings, sink: EventSink, secrets: WebhookSecrets, config: ReceiverConfig,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], seen: SeenEvents | None = None) -> None:
         self.topic = settings.topic(Topic.ENGAGEMENT_INBOUND)
         self.sink, self.secrets, self.config, self.clock = sink, secrets, config, clock
-        self.seen = SeenIds(config.dedupe_size)
+        self.seen = seen if seen is not None else SeenEvents(None, config.dedupe_size, clock)
         self._inflight: dict[str, asyncio.Task[None]] = {}
 
     def now_iso(self) -> str:
@@ -190,7 +192,7 @@ class Receiver:
         except Exception:
             log.exception("could not produce %s (the platform's retry will bring it again)", item.key)
             raise
-        self.seen.add(item.dedupe)
+        self.seen.add(item.dedupe, item.expires_at)
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         for dedupe, running in list(self._inflight.items()):
@@ -241,8 +243,8 @@ class Receiver:
     async def graph_verify(self, request: web.Request) -> web.Response:
         q = request.query
         token = self.secrets.graph_verify_token
-        if (token and q.get("hub.mode") == "subscribe"
-                and hmac.compare_digest(q.get("hub.verify_token", "").encode(), token.encode())):
+        given = q.get("hub.verify_token", "").encode("utf-8", "surrogateescape")  # never raises
+        if token and q.get("hub.mode") == "subscribe" and hmac.compare_digest(given, token.encode()):
             return web.Response(text=q.get("hub.challenge", ""))
         return web.Response(status=403, text="verification failed")
 
@@ -258,8 +260,13 @@ class Receiver:
         if not secret:
             return web.json_response({"error": "Graph webhooks are not configured"}, status=503)
         raw = await request.read()
-        given = request.headers.get("X-Hub-Signature-256", "")
-        if not given or not hmac.compare_digest(given.encode(), graph_signature(secret, raw).encode()):
+        header = request.headers.get("X-Hub-Signature-256")
+        given = given_signature(header, GRAPH_SIGNATURE_RE)
+        if header and given is None:
+            metrics.WEBHOOK_EVENTS.labels("fanpage", "forged").inc()
+            log.warning("Graph webhook refused: malformed signature header")
+            return web.json_response({"error": "malformed signature"}, status=401)
+        if given is None or not hmac.compare_digest(given.encode(), graph_signature(secret, raw)[7:].encode()):
             metrics.WEBHOOK_EVENTS.labels("fanpage", "forged").inc()
             log.warning("Graph webhook refused: %s signature", "bad" if given else "missing")
             return web.json_response({"error": "bad signature"}, status=403)
@@ -280,19 +287,23 @@ class Receiver:
             if not isinstance(entry, dict):
                 continue
             page_id = str(entry.get("id") or "")
-            entry_time = entry.get("time")
-            if isinstance(entry_time, (int, float)) and now - _epoch_s(entry_time) > self.config.graph_max_age_s:
+            at = _entry_time(entry.get("time"))
+            if at is None or now - at > self.config.graph_max_age_s or at - now > self.config.replay_window_s:
+                # Without a time an entry could be replayed forever; too old or from the future,
+                # it would outlive what the replay store remembers.
                 metrics.WEBHOOK_EVENTS.labels("fanpage", "stale").inc()
+                log.warning("Graph webhook entry refused: time %r missing or outside the accepted age",
+                            entry.get("time") if at is None else at)
                 continue
             for change in entry.get("changes") or ():
-                item = self._graph_change(page_id, change)
+                item = self._graph_change(page_id, change, at + self.config.graph_max_age_s)
                 if item is None:
                     metrics.WEBHOOK_EVENTS.labels("fanpage", "ignored").inc()
                 else:
                     out.append(item)
         return out
 
-    def _graph_change(self, page_id: str, change: Any) -> Inbound | None:
+    def _graph_change(self, page_id: str, change: Any, expires_at: float) -> Inbound | None:
         if not isinstance(change, dict) or change.get("field") != "feed":
             return None
         value = change.get("value")
@@ -315,7 +326,7 @@ class Receiver:
         dedupe = f"fb:{comment_id}:{kind}"
         if kind == "edited":
             dedupe += ":" + hashlib.sha256(text.encode()).hexdigest()[:12]
-        return Inbound(dedupe, inbound_key("fanpage", comment_id), record)
+        return Inbound(dedupe, inbound_key("fanpage", comment_id), record, expires_at)
 
     # -- Zalo ---------------------------------------------------------------------------------
 
@@ -331,18 +342,19 @@ class Receiver:
         if not (app_id and secret):
             return web.json_response({"error": "Zalo webhooks are not configured"}, status=503)
         raw = await request.read()
-        given = request.headers.get("X-ZEvent-Signature", "").strip()
-        given = given[4:] if given.lower().startswith("mac=") else given
+        header = request.headers.get("X-ZEvent-Signature")
+        given = given_signature(header, ZALO_SIGNATURE_RE)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
         timestamp = str(body.get("timestamp", "")) if isinstance(body, dict) else ""
         expected = zalo_signature(app_id, raw, timestamp, secret)
-        if (not given or not isinstance(body, dict) or str(body.get("app_id", "")) != app_id
-                or not hmac.compare_digest(given.lower().encode(), expected.encode())):
+        if (given is None or not isinstance(body, dict) or str(body.get("app_id", "")) != app_id
+                or not hmac.compare_digest(given.encode(), expected.encode())):
             metrics.WEBHOOK_EVENTS.labels("zalo", "forged").inc()
-            log.warning("Zalo webhook refused: %s signature", "bad" if given else "missing")
+            log.warning("Zalo webhook refused: %s signature",
+                        "malformed" if header and given is None else "bad" if given else "missing")
             return web.json_response({"error": "bad signature"}, status=401)
         try:
             sent_ms = float(timestamp)
@@ -369,6 +381,7 @@ class Receiver:
         group_id = str(body.get("group_id") or recipient.get("id") or "") if group else ""
         if group and not group_id:
             return None
+        expires_at = sent_ms / 1000.0 + self.config.replay_window_s  # refused by the window after that
         record: dict[str, Any] = {
             "schema_version": 1, "platform": "zalo", "kind": "message", "event": event,
             "message_id": msg_id, "text": str(message.get("text") or ""), "post_id": None,
@@ -377,7 +390,7 @@ class Receiver:
             "quote_msg_id": str(message["quote_msg_id"]) if message.get("quote_msg_id") else None,
             "created_at": _iso_time(sent_ms / 1000.0), "received_at": self.now_iso(),
         }
-        return Inbound(f"zalo:{msg_id}", inbound_key("zalo", msg_id), record)
+        return Inbound(f"zalo:{msg_id}", inbound_key("zalo", msg_id), record, expires_at)
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -387,6 +400,14 @@ def _obj(value: Any) -> dict[str, Any]:
 def _epoch_s(value: float) -> float:
     """Graph times are epoch seconds; tolerate milliseconds."""
     return value / 1000.0 if value > 1e11 else float(value)
+
+
+def _entry_time(value: Any) -> float | None:
+    """An entry's ``time`` as epoch seconds, or None when there is none we can compare."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    at = _epoch_s(value)
+    return at if math.isfinite(at) else None
 
 
 def _iso_time(value: Any) -> str | None:
@@ -405,10 +426,18 @@ def _iso_time(value: Any) -> str | None:
         return None
 
 
+def seen_file(settings: Settings) -> Path:
+    """Where ``lantoa webhooks`` keeps the ids it produced (see producers/webhook_seen.py)."""
+    return settings.data_dir / "webhooks" / "seen.jsonl"
+
+
 def make_app(settings: Settings, producer: EventSink, secrets: WebhookSecrets, *,
-             config: ReceiverConfig | None = None, clock: Callable[[], float] = time.time) -> web.Application:
-    """The receivers as an aiohttp application (see the module docstring)."""
-    receiver = Receiver(settings, producer, secrets, config or ReceiverConfig(), clock)
+             config: ReceiverConfig | None = None, clock: Callable[[], float] = time.time,
+             seen: SeenEvents | None = None) -> web.Application:
+    """The receivers as an aiohttp application (see the module docstring). ``seen``: the replay
+    store, closed with the application (default: in memory only)."""
+    cfg = config or ReceiverConfig()
+    receiver = Receiver(settings, producer, secrets, cfg, clock, seen)
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -418,6 +447,11 @@ def make_app(settings: Settings, producer: EventSink, secrets: WebhookSecrets, *
     app.router.add_post("/webhooks/facebook", receiver.graph_post)
     app.router.add_post("/webhooks/zalo", receiver.zalo_post)
     app.router.add_get("/healthz", health)
+
+    async def close_seen(app: web.Application) -> None:
+        receiver.seen.close()
+
+    app.on_cleanup.append(close_seen)
     return app
 
 
@@ -428,9 +462,10 @@ def serve(settings: Settings, secrets: WebhookSecrets, host: str, port: int, sta
     import signal
 
     async def main() -> None:
+        seen = SeenEvents(seen_file(settings), ReceiverConfig.dedupe_size, time.time)  # SeenStoreBusy first
         sink = KafkaSink(settings)
         await sink.start()
-        runner = web.AppRunner(make_app(settings, sink, secrets), access_log=None)
+        runner = web.AppRunner(make_app(settings, sink, secrets, seen=seen), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -210,8 +210,9 @@ OLDEST_OPEN_QUESTION_AGE = Gauge(
 WEBHOOK_EVENTS = Counter(
     "lantoa_webhook_events_total",
     "Webhook deliveries and events at the receivers, by platform and outcome: accepted (produced), "
-    "duplicate (already produced), ignored (not a citizen comment or message), forged (bad or missing "
-    "signature), stale (outside the replay window), unavailable (Kafka did not acknowledge in time).",
+    "duplicate (already produced), ignored (not a citizen comment or message), forged (bad, missing or "
+    "malformed signature), stale (outside the replay window, or without a time), unavailable (Kafka did "
+    "not acknowledge in time).",
     ["platform", "outcome"],
 )
 WEBHOOK_ACK_SECONDS = Histogram(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from schemas.secrets import SecretFileError, check_secret, read_secret_text
 from schemas.topics import Topic, descriptors
 
 ENV_PREFIX = "LANTOA_"
@@ -66,15 +67,21 @@ class KafkaConnection:
                                ("LANTOA_SSL_KEYFILE", self.ssl_keyfile)):
             if path is not None and not path.is_file():
                 raise SettingsError(f"{variable}={path}: no such file")
+        if self.ssl_keyfile is not None:  # a private key: its owner's alone, like every secret file
+            try:
+                check_secret(self.ssl_keyfile)
+            except SecretFileError as exc:
+                raise SettingsError(f"LANTOA_SSL_KEYFILE: {exc}") from None
         return self
 
 
 def _read_secret_file(variable: str, path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().strip("\r\n")
-    except OSError as exc:
-        raise SettingsError(f"{variable}={path}: cannot read it ({exc.strerror})") from None
+        return read_secret_text(Path(path))
+    except FileNotFoundError:
+        raise SettingsError(f"{variable}={path}: cannot read it (No such file or directory)") from None
+    except SecretFileError as exc:
+        raise SettingsError(f"{variable}: {exc}") from None
 
 
 def _parse_overrides(raw: str) -> dict[str, str]:

@@ -56,7 +56,7 @@ class PlatformTimeline:
 
     async def __call__(self, zone: str, day: date | None) -> ZoneDay:
         from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
-        from consumers.fanpage import SecretFile
+        from schemas.secrets import SecretFile, SecretFileError
         from consumers.loudspeaker.adapter import PlatformClient, day_from_json, platform_zone
         from consumers.loudspeaker.outputs import to_json
         from consumers.loudspeaker.windows import ZoneWindows
@@ -82,7 +82,10 @@ class PlatformTimeline:
         wanted = day or datetime.fromtimestamp(self.clock(), tz).date()
         if self.settings.loudspeaker_token_file is None:
             raise TimelineUnavailable("LANTOA_LOUDSPEAKER_TOKEN_FILE chưa được đặt: không có token của nền tảng loa")
-        token = SecretFile(self.settings.loudspeaker_token_file)
+        try:
+            token = SecretFile(self.settings.loudspeaker_token_file)
+        except SecretFileError as exc:
+            raise TimelineUnavailable(str(exc)) from None
         client = PlatformClient(self.settings.loudspeaker_api_url, lambda: token.get("token"),
                                 timeout_s=self.settings.http_timeout_s)
         await client.start()

@@ -480,7 +480,7 @@ def from_settings(settings: Settings, targets: Callable[[str], Target | None],
                   clock: Callable[[], float] = time.time) -> LoudspeakerAdapter:
     """The adapter as the registry runs it: platform, token file, audio cache, ledger source
     (``clock``: the bench's week of national days runs it on a clock advanced a day per day)."""
-    from consumers.fanpage import SecretFile
+    from schemas.secrets import SecretFile
 
     if settings.loudspeaker_token_file is None:
         raise SystemExit("LANTOA_LOUDSPEAKER_TOKEN_FILE is required for the loudspeaker adapter")

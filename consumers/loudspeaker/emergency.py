@@ -169,7 +169,7 @@ class EmergencyPusher:
 
     @classmethod
     def from_settings(cls, settings: Settings, targets: Callable[[str], Target | None] | None = None) -> EmergencyPusher:
-        from consumers.fanpage import SecretFile
+        from schemas.secrets import SecretFile
 
         if settings.loudspeaker_token_file is None:
             raise SystemExit("LANTOA_LOUDSPEAKER_TOKEN_FILE is required for the emergency lane")

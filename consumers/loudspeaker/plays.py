@@ -46,7 +46,7 @@ class PlayReporter:
     @classmethod
     def from_settings(cls, settings: Settings) -> PlayReporter:
         """With a platform client of its own (its own HTTP session, started and closed here)."""
-        from consumers.fanpage import SecretFile
+        from schemas.secrets import SecretFile
 
         token = SecretFile(settings.loudspeaker_token_file)
         client = PlatformClient(settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s)

@@ -2,8 +2,10 @@
 
 Serves ``/v{N}.0/...`` for any N. Parameters are read from the query string and from a form,
 multipart or JSON body alike (as Graph does); ``method=DELETE`` in the parameters overrides the
-HTTP method (as Graph does). Page access tokens come as ``access_token`` (or an
-``Authorization: Bearer`` header). Objects:
+HTTP method (as Graph does). Page access tokens come as ``access_token`` in the query string or
+the body, or in an ``Authorization: Bearer <token>`` (or ``OAuth <token>``) header; the parameter
+wins when both are given. ``token_places`` (also in ``GET /_control/stats``) counts where the
+authenticated calls carried their token (query, body, header). Objects:
 
 - ``GET  /{page-id}`` → ``{"id", "name"}``
 - ``POST /{page-id}/feed`` (``message``, ``link``, ``published``, ``scheduled_publish_time``)
@@ -33,10 +35,11 @@ Comments and webhooks (issue 8; the section "webhooks" at the end of the class):
   verification handshake Graph performs (``GET url?hub.mode=subscribe&hub.verify_token=…&
   hub.challenge=N`` must answer 200 with N), else 409.
 - ``POST /_control/webhooks/comment {"post_id", "message", "from": {"id", "name"}, "parent_id"?,
-  "verb"?: add|edited|remove, "comment_id"? (edited/remove), "signature"?: valid|bad|missing}``:
-  a citizen comments on a post (or edits/deletes a comment); the emulator POSTs the ``feed``
-  webhook to the subscriber, signed ``X-Hub-Signature-256: sha256=<HMAC-SHA256(app secret,
-  body)>`` (``bad``: another key; ``missing``: no header) and answers ``{"comment_id",
+  "verb"?: add|edited|remove, "comment_id"? (edited/remove), "signature"?: valid|bad|malformed|missing,
+  "untimed"?: true}``: a citizen comments on a post (or edits/deletes a comment); the emulator
+  POSTs the ``feed`` webhook to the subscriber, signed ``X-Hub-Signature-256: sha256=<HMAC-SHA256(app
+  secret, body)>`` (``bad``: another key; ``malformed``: not ``sha256=`` and hex; ``missing``: no
+  header; ``untimed``: the entry without its ``time``) and answers ``{"comment_id",
   "status", "body", "elapsed_s"}`` with the receiver's answer.
 - ``POST /_control/webhooks/replay``: POST the last delivery again, byte for byte.
 - ``POST /{comment-id}/comments`` (``message``) → ``{"id"}``: the page replies (page token of the
@@ -171,9 +174,13 @@ class GraphEmulator(GraphComments):
         return GraphError(190, message, subcode=463)
 
     def _authenticate(self, request: web.Request, params: Mapping[str, str]) -> PageToken:
-        token = params.get("access_token") or bearer(request)
+        # As Graph: the ``access_token`` parameter (query string or body) wins over the header; a
+        # header of another scheme (Basic, ...) or with no value is no token at all (104).
+        given = params.get("access_token")
+        token = given or bearer(request)
         if not token:
             raise GraphError(104, "An access token is required to request this resource.")
+        self.token_places["header" if not given else "query" if "access_token" in request.query else "body"] += 1
         info = self._tokens.get(token)
         if info is None:
             raise GraphError(190)
@@ -271,6 +278,7 @@ class GraphEmulator(GraphComments):
         data = super().stats_json()
         data["posts"] = len(self._posts)
         data["effects"] = len(self._effects)
+        data["token_places"] = dict(self.token_places)
         return data
 
     async def _ctl_posts(self, request: web.Request) -> web.StreamResponse:

@@ -82,6 +82,10 @@ class GraphPages(EmulatorBase):
         self._app_calls: collections.deque[float] = collections.deque()
         self._page_calls: dict[str, collections.deque[float]] = {}
         self._next_object = 122100000000001
+        # Where each authenticated call carried its token: "query" (in the URL), "body" (a form,
+        # multipart or JSON field) or "header" (Authorization: Bearer/OAuth). Tests use it to
+        # show a client keeps tokens out of URLs.
+        self.token_places: collections.Counter[str] = collections.Counter()
         for page_id, token in self._initial_pages.items():
             self.add_page(page_id, token, name=self._initial_names.get(page_id))
 

@@ -53,21 +53,28 @@ class GraphComments(WebhookSender, GraphPages):
         """The page's replies to comments, in order, optionally under one comment."""
         return [r for r in self._replies if comment_id is None or r["parent_id"] == comment_id]
 
-    def webhook_body(self, comment: Mapping[str, Any], verb: str = "add") -> bytes:
+    def webhook_body(self, comment: Mapping[str, Any], verb: str = "add", *, timed: bool = True) -> bytes:
+        """The ``feed`` delivery; ``timed`` False leaves the entry's ``time`` out (a forged or
+        broken delivery: Graph always sends one)."""
         value = {"item": "comment", "verb": verb, "comment_id": comment["id"],
                  "post_id": comment["post_id"], "parent_id": comment["parent_id"],
                  "created_time": comment["created_time"], "from": comment["from"],
                  "message": comment["message"]}
-        return orjson.dumps({"object": "page", "entry": [{
-            "id": comment["page_id"], "time": int(self.clock()),
-            "changes": [{"field": "feed", "value": value}]}]})
+        entry: dict[str, Any] = {"id": comment["page_id"], "time": int(self.clock()),
+                                 "changes": [{"field": "feed", "value": value}]}
+        if not timed:
+            del entry["time"]
+        return orjson.dumps({"object": "page", "entry": [entry]})
 
     def webhook_headers(self, body: bytes, signature: str = "valid") -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if signature == "missing":
             return headers
+        if signature == "malformed":  # not sha256= and 64 hex digits: another algorithm, other bytes
+            headers["X-Hub-Signature-256"] = "sha1=" + "é" * 40
+            return headers
         if signature not in ("valid", "bad"):
-            raise ControlError("signature is valid, bad or missing")
+            raise ControlError("signature is valid, bad, malformed or missing")
         key = (self.app_secret or "") if signature == "valid" else "not-the-app-secret"
         headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(key.encode(), body,
                                                               hashlib.sha256).hexdigest()
@@ -142,7 +149,7 @@ class GraphComments(WebhookSender, GraphPages):
                 comment["deleted"] = True
         else:
             raise ControlError("verb is add, edited or remove")
-        payload = self.webhook_body(comment, verb)
+        payload = self.webhook_body(comment, verb, timed=body.get("untimed") is not True)
         sent = await self.deliver_webhook(
             payload, self.webhook_headers(payload, str(body.get("signature", "valid"))))
         return json_response({"comment_id": comment["id"], **sent})

@@ -36,7 +36,7 @@ Webhooks (issue 8; the section "webhooks" at the end of the class):
 - ``POST /_control/webhooks/subscribe {"url", "oa_secret_key"?}``: where events go, and the OA
   secret key they are signed with (default: the app's ``secret_key``).
 - ``POST /_control/webhooks/user_message {"group_id" | "user_id", "text", "sender_id"?,
-  "quote_msg_id"?, "timestamp_ms"?, "signature"?: valid|bad|missing}``: a citizen writes in a
+  "quote_msg_id"?, "timestamp_ms"?, "signature"?: valid|bad|malformed|missing}``: a citizen writes in a
   group (``user_send_group_text``, ``recipient.id`` and ``group_id`` = the group [guess]) or to the
   OA (``user_send_text``, ``recipient.id`` = the OA); the emulator POSTs ``{"app_id",
   "event_name", "sender": {"id"}, "recipient": {"id"}, "message": {"text", "msg_id"},

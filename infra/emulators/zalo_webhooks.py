@@ -51,8 +51,11 @@ class ZaloWebhooks(WebhookSender, ZaloState):
         headers = {"Content-Type": "application/json"}
         if signature == "missing":
             return headers
+        if signature == "malformed":  # not 64 hex digits
+            headers["X-ZEvent-Signature"] = "mac=" + "é" * 64
+            return headers
         if signature not in ("valid", "bad"):
-            raise ControlError("signature is valid, bad or missing")
+            raise ControlError("signature is valid, bad, malformed or missing")
         secret = (self._subscription or {}).get("oa_secret_key", self.secret_key)
         key = secret if signature == "valid" else "not-the-oa-secret"
         digest = hashlib.sha256(self.app_id.encode() + body + timestamp.encode() + key.encode())

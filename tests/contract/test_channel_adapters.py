@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from consumers.base import Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.fanpage import FanpageAdapter, SecretFile, article_marker
+from consumers.fanpage import FanpageAdapter, article_marker
 from consumers.zalo import TEXT_LIMIT, ZaloAdapter
 from consumers.zalo_tokens import TokenPair, TokenStore
 from infra.emulators import GraphEmulator, ZaloEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
+from schemas.secrets import SecretFile, write_secret
 from schemas.topics import Channel
 
 PAGE, GROUP = "100000000000001", "g-000000000000000001"
@@ -57,7 +57,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
         emu = GraphEmulator(pages={PAGE: "page-token-1"})
         base = await emu.start()
         tokens = tmp_path / "tokens.json"
-        tokens.write_bytes(orjson.dumps({PAGE: "page-token-1"}))
+        write_secret(tokens, {PAGE: "page-token-1"})
         target = Target("fanpage:test", Channel.FANPAGE, "Trang thử", config={"page_id": PAGE})
         adapter = FanpageAdapter(base, "v21.0", SecretFile(tokens), {target.id: target}.get, timeout_s=2.0)
 
@@ -68,7 +68,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     else:
         emu = ZaloEmulator(groups=[GROUP], access_token="acc-0", refresh_token="ref-0")
         base = await emu.start()
-        (tmp_path / "secret.json").write_bytes(orjson.dumps({"secret_key": "lantoa-demo-secret"}))
+        write_secret(tmp_path / "secret.json", {"secret_key": "lantoa-demo-secret"})
         store = TokenStore(tmp_path / "zalo-tokens.json")
         store.save(TokenPair("acc-0", "ref-0", 4102444800.0))
         target = Target("zalo:test", Channel.ZALO, "Nhóm thử", config={"group_id": GROUP})

@@ -16,12 +16,13 @@ from aiohttp import web
 
 from consumers.base import Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError
-from consumers.fanpage import FanpageAdapter, SecretFile
+from consumers.fanpage import FanpageAdapter
 from consumers.zalo import ZaloAdapter
 from consumers.zalo_tokens import TokenPair, TokenStore
 from infra.emulators import GraphEmulator, ZaloEmulator
 from producers.webhooks import WebhookSecrets, make_app
 from schemas.models import Action, Target
+from schemas.secrets import SecretFile, write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel
 from streams import engagement as eng
@@ -59,11 +60,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    (tmp_path / "tokens.json").write_bytes(orjson.dumps({PAGE: TOKEN}))
-    (tmp_path / "app.json").write_bytes(orjson.dumps({"app_secret": APP_SECRET}))
+    write_secret(tmp_path / "tokens.json", {PAGE: TOKEN})
+    write_secret(tmp_path / "app.json", {"app_secret": APP_SECRET})
     fanpage = FanpageAdapter(graph_url, "v21.0", SecretFile(tmp_path / "tokens.json"), TARGETS.get,
                              app_secret=SecretFile(tmp_path / "app.json"), timeout_s=2.0)
-    (tmp_path / "zalo.json").write_bytes(orjson.dumps({"secret_key": "zalo-app-secret"}))
+    write_secret(tmp_path / "zalo.json", {"secret_key": "zalo-app-secret"})
     store = TokenStore(tmp_path / "zalo-tokens.json")
     store.save(TokenPair("acc-0", "ref-0", 4102444800.0))
     zalo_adapter = ZaloAdapter(zalo_url, zalo_url, zalo.app_id, SecretFile(tmp_path / "zalo.json"), store, TARGETS.get,
@@ -190,6 +191,20 @@ async def test_zalo_message_to_the_oa_is_answered_to_the_follower(rig: Rig) -> N
     effect = await rig.zalo_adapter.deliver(eng.reply_command(record, "Sáng thứ Năm hằng tuần.", 1, "2026-11-26T03:01:00Z"), Prior())
     [message] = rig.zalo.messages("u-77", kind="cs")
     assert message.message_id == effect.external_id and message.text.endswith("Sáng thứ Năm hằng tuần.")
+
+
+async def test_malformed_signatures_and_untimed_entries_from_the_emulators_are_refused(rig: Rig) -> None:
+    post = rig.graph._create_feed_post(PAGE, {"message": "Tin: lịch tiêm chủng"})
+    await _control_json(rig.graph, "/_control/webhooks/subscribe", {"url": rig.url + "/webhooks/facebook", "verify_token": VERIFY})
+    malformed = await _control_json(rig.graph, "/_control/webhooks/comment",
+                                    {"post_id": post["id"], "message": "Ở đâu?", "signature": "malformed"})
+    untimed = await _control_json(rig.graph, "/_control/webhooks/comment",
+                                  {"post_id": post["id"], "message": "Ở đâu?", "untimed": True})
+    assert (malformed["status"], untimed["status"]) == (401, 200)
+    assert orjson.loads(untimed["body"])["accepted"] == 0
+    await _control_json(rig.zalo, "/_control/webhooks/subscribe", {"url": rig.url + "/webhooks/zalo", "oa_secret_key": "zalo-oa-secret"})
+    zalo = await _control_json(rig.zalo, "/_control/webhooks/user_message", {"group_id": GROUP, "text": "Ở đâu?", "signature": "malformed"})
+    assert zalo["status"] == 401 and rig.sink.records == []
 
 
 async def _control(emulator: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:

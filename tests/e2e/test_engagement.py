@@ -30,6 +30,7 @@ from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
 from producers.client import PublishClient
 from producers.targets import DEFAULT_TARGETS_FILE, load_targets
+from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.engagement_store import read_table
@@ -86,9 +87,8 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(kafk
     load_targets(settings)
     secrets = tmp_path / "webhook-secrets"
     secrets.mkdir(mode=0o700)
-    (secrets / "graph.json").write_bytes(orjson.dumps({"app_secret": emus.state["graph"]["app_secret"],
-                                                       "verify_token": VERIFY_TOKEN}))
-    (secrets / "zalo.json").write_bytes(orjson.dumps({"oa_secret_key": OA_SECRET}))
+    write_secret(secrets / "graph.json", {"app_secret": emus.state["graph"]["app_secret"], "verify_token": VERIFY_TOKEN})
+    write_secret(secrets / "zalo.json", {"oa_secret_key": OA_SECRET})
     state = tmp_path / "webhooks.json"
     metrics_port = free_port()
     plan = (("streams", ["worker"], env), ("fanpage", ["adapter", "fanpage"], env), ("zalo", ["adapter", "zalo"], env),

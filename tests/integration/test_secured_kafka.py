@@ -41,6 +41,7 @@ from infra.s3.__main__ import write_credentials_file
 from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from infra.stack import Emulators, Proc
 from producers.targets import DEFAULT_TARGETS_FILE
+from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Topic
 
@@ -88,8 +89,7 @@ def ssl_env(broker: KafkaBroker, certs: CertificateSet) -> dict[str, str]:
 
 def sasl_env(broker: KafkaBroker, certs: CertificateSet, tmp: Path, password: str = PASSWORD) -> dict[str, str]:
     secret = tmp / f"kafka-password-{uuid.uuid4().hex[:6]}"
-    secret.write_text(password + "\n", encoding="utf-8")
-    secret.chmod(0o600)
+    write_secret(secret, (password + "\n").encode())
     return {"LANTOA_KAFKA_BOOTSTRAP": broker.secured_bootstrap, "LANTOA_SECURITY_PROTOCOL": "SASL_SSL",
             "LANTOA_SASL_MECHANISM": "SCRAM-SHA-512", "LANTOA_SASL_USERNAME": USER,
             "LANTOA_SASL_PASSWORD_FILE": str(secret), "LANTOA_SSL_CAFILE": str(certs.ca.cert)}
@@ -150,7 +150,7 @@ def everything_over(kafka_env: dict[str, str], s3_env: dict[str, str], tmp: Path
     env.pop("LANTOA_METRICS_PORT", None)
     settings = Settings.from_env(env)
     graph = tmp / "graph.json"
-    graph.write_bytes(orjson.dumps({"app_secret": emus.state["graph"]["app_secret"], "verify_token": "sec-verify"}))
+    write_secret(graph, {"app_secret": emus.state["graph"]["app_secret"], "verify_token": "sec-verify"})
     hooks, cap_port = tmp / "webhooks.json", free_port()
     procs: dict[str, Proc] = {}
     tail: TopicTail | None = None
@@ -248,7 +248,7 @@ REFUSED = [(["worker"], 78), (["adapter", "fanpage"], 78), (["triage"], 78), (["
 
 def refused_args(args: list[str], tmp: Path) -> list[str]:
     graph = tmp / "graph.json"
-    graph.write_bytes(orjson.dumps({"app_secret": "x", "verify_token": "y"}))
+    write_secret(graph, {"app_secret": "x", "verify_token": "y"})
     return [a.replace("{graph}", str(graph)) for a in args]
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import orjson
 
-from consumers.fanpage import SecretFile
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from consumers.zalo import ZaloAdapter
 from consumers.zalo_tokens import TokenPair, TokenStore
@@ -25,6 +24,7 @@ from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.topics import apply_topics
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
+from schemas.secrets import SecretFile, write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 from streams.fanout import command_records
@@ -39,7 +39,7 @@ async def test_two_adapter_processes_on_one_oa_never_exceed_its_rate(kafka_boots
     apply_topics(settings)
     emu = ZaloEmulator(groups=GROUPS, access_token="acc-0", refresh_token="ref-0")
     base = await emu.start()
-    (tmp_path / "secret.json").write_bytes(orjson.dumps({"secret_key": "lantoa-demo-secret"}))
+    write_secret(tmp_path / "secret.json", {"secret_key": "lantoa-demo-secret"})
     store = TokenStore(tmp_path / "zalo-tokens.json")
     store.save(TokenPair("acc-0", "ref-0", 4102444800.0))
     targets = {f"zalo:{g}": Target(f"zalo:{g}", Channel.ZALO, g, config={"group_id": g}) for g in GROUPS}

@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed, Unsu
 from infra.kafka import clients, reachable
 from infra.kafka.clients import MISMATCH_AFTER, KafkaAccessError, Probe, ProbeResult
 from infra.kafka.tls import make_test_certificates
+from schemas.secrets import write_secret
 from schemas.settings import KafkaConnection, Settings, SettingsError
 
 
@@ -26,7 +27,7 @@ def pem(tmp_path_factory: pytest.TempPathFactory) -> KafkaConnection:
 
 def sasl_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     secret = tmp_path / "pw"
-    secret.write_text("s3cret\n")
+    write_secret(secret, b"s3cret\n")
     return {"LANTOA_SECURITY_PROTOCOL": "sasl_ssl", "LANTOA_SASL_MECHANISM": "SCRAM-SHA-256",
             "LANTOA_SASL_USERNAME": "lantoa", "LANTOA_SASL_PASSWORD_FILE": str(secret), **extra}
 

@@ -8,7 +8,6 @@ espeak-ng runs for real, through a wrapper that logs each invocation.
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -34,6 +33,7 @@ from infra.emulators import ManualClock
 from infra.emulators.loudspeaker import LoudspeakerEmulator
 from producers import schedule_cli
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
+from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel
 
@@ -362,8 +362,7 @@ def served(tmp_path: Path) -> Iterator[tuple[LoudspeakerEmulator, Settings]]:
     thread.start()
     assert ready.wait(10)
     token = tmp_path / "token.json"
-    token.write_bytes(orjson.dumps({"token": TOKEN}))
-    os.chmod(token, 0o600)
+    write_secret(token, {"token": TOKEN})
     settings = Settings(loudspeaker_api_url=str(emulator.base_url), loudspeaker_token_file=token,
                         loudspeaker_audio_base_url=AUDIO_BASE)
     yield emulator, settings

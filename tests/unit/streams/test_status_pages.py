@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -26,6 +25,7 @@ from consumers.loudspeaker.scheduler import DaySchedule, Slot
 from infra.emulators import ManualClock
 from infra.emulators.loudspeaker import LoudspeakerEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
+from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel
 from streams.registry import official_zones, province_names
@@ -386,7 +386,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[tuple[LoudspeakerEmulator, S
     emu = LoudspeakerEmulator(tokens=["tok"], clock=clock)
     await emu.start()
     token = tmp_path / "token.json"
-    token.write_bytes(orjson.dumps({"token": "tok"}))
+    write_secret(token, {"token": "tok"})
     assert emu.base_url
     yield emu, Settings(loudspeaker_api_url=emu.base_url, loudspeaker_token_file=token), clock
     await emu.stop()
