@@ -28,6 +28,10 @@ from streams.alert_lane import alert_uri
 
 log = logging.getLogger(__name__)
 RESULTS = {"ok": "played", "interrupted": "interrupted", "offline": "offline"}
+# Local days whose schedules stay cached: today and the day before (a play reported just after
+# midnight, or late from a station that was offline, belongs to the day before). A cache of every
+# (zone, day) held ~17 MB a national day until it was cleared at 20,000 entries.
+KEEP_DAYS = 2
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
@@ -40,7 +44,11 @@ class PlayReporter:
         self._owns_client = owns_client
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-plays")
         self.after = 0
-        self._slots: dict[tuple[str, str], dict[str, str]] = {}  # (zone, date) → bulletin id → uri
+        # Local day → zone → bulletin id → uri, for the KEEP_DAYS newest days reported: plays
+        # arrive on the day they air, so an older day is never asked again. Bulletin ids and uris
+        # are held once (``_names``): a national bulletin is in the schedule of every zone.
+        self._slots: dict[str, dict[str, dict[str, str]]] = {}
+        self._names: dict[str, str] = {}
         self.reported = 0
 
     @classmethod
@@ -91,12 +99,11 @@ class PlayReporter:
             day = datetime.fromisoformat(started.replace("Z", "+00:00")).astimezone(VN).date().isoformat()
         except ValueError:
             return None
-        key, bid = (zone, day), str(play.get("bulletin_id") or "")
-        known = self._slots.get(key)
+        bid = str(play.get("bulletin_id") or "")
+        by_zone = self._slots.get(day)
+        known = by_zone.get(zone) if by_zone is not None else None
         if known is None or bid not in known:
             # First play of that zone's day, or a bulletin placed there after we last read it.
-            if len(self._slots) > 20000:
-                self._slots.clear()
             found: dict[str, str] = {}
             try:
                 schedule = await self.client.get_schedule(zone, date.fromisoformat(day))
@@ -104,9 +111,28 @@ class PlayReporter:
                 schedule = None
             for slot in (schedule.body.get("slots", []) if schedule is not None else []):
                 if isinstance(slot, dict) and slot.get("bulletin_id") and slot.get("uri"):
-                    found[str(slot["bulletin_id"])] = str(slot["uri"])
-            self._slots[key] = known = found
+                    found[self._name(str(slot["bulletin_id"]))] = self._name(str(slot["uri"]))
+            known = found
+            self._day(day)[zone] = found
         return known.get(bid)
+
+    def _day(self, day: str) -> dict[str, dict[str, str]]:
+        """The zone map of ``day``, made when it is new; only the KEEP_DAYS newest days stay."""
+        by_zone = self._slots.get(day)
+        if by_zone is None:
+            by_zone = self._slots[day] = {}
+            for old in sorted(self._slots)[:-KEEP_DAYS]:
+                del self._slots[old]
+            if len(self._names) > 50000:
+                self._names.clear()
+        return by_zone
+
+    def _name(self, value: str) -> str:
+        return self._names.setdefault(value, value)
+
+    def cached(self) -> dict[str, int]:
+        """How many zones each cached day holds (for tests and the log)."""
+        return {day: len(zones) for day, zones in self._slots.items()}
 
     async def _receipt(self, play: dict[str, Any]) -> OutRecord | None:
         uri = await self._uri(play)
