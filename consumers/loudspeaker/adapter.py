@@ -299,7 +299,9 @@ class LoudspeakerAdapter:
             entry = self._shared(ZoneEntry(bulletin, earlier))
             newer = old is not None and old.retracted_at is None and old.bulletin.version < key.version
             outcome = "updated" if newer else "delivered"
-        entries[key.uri] = entry
+        # Keyed by the entry's own uri (one string with the shared entry), not the command's: a
+        # national week is ~500,000 zone entries, and a fresh uri string each was ~90 bytes.
+        entries[entry.uri] = entry
         plans = await self._push(zone, entries, code, windows, now)
         zone.entries = entries  # only now: a failed push leaves the zone as it was
         placed = [{"date": p.day.isoformat(), "start": s.start.isoformat(), "correction": s.correction}
