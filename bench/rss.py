@@ -224,6 +224,9 @@ def loudspeaker_week(bootstrap: str, days: int = WEEK_DAYS, articles: int = DAY_
                 time.sleep(5.0)
         seconds = time.monotonic() - started
         rss = {"loudspeaker": procstats.rss_mb(adapter.pid)}
+        if os.environ.get("LANTOA_BENCH_TRACEMALLOC"):
+            adapter.send_signal(signal.SIGUSR2)  # bench/week_adapter.py writes where the memory is
+            time.sleep(30.0)
         note = (f"{days} national days × {articles} articles × 3,321 zones = {total:,} loudspeaker commands through one "
                 f"adapter on a clock a day ahead per day, all committed in {seconds:.0f}s")
         return ScheduleDay(rss, articles * days, total, seconds, note)

@@ -80,6 +80,22 @@ def main() -> None:
 
     signal.signal(signal.SIGUSR1, next_day)
 
+    def where_memory_is(signum: int, frame: object) -> None:
+        """SIGUSR2, when run with PYTHONTRACEMALLOC: the 40 source lines holding the most memory,
+        written to LANTOA_BENCH_TRACEMALLOC (how the week's memory was found, bench/RESULTS.md)."""
+        import tracemalloc
+
+        out = os.environ.get("LANTOA_BENCH_TRACEMALLOC")
+        if not out or not tracemalloc.is_tracing():
+            return
+        stats = tracemalloc.take_snapshot().statistics("lineno")
+        with open(out, "w") as fh:
+            fh.write(f"total {sum(s.size for s in stats) / 1e6:.1f} MB traced\n")
+            for stat in stats[:40]:
+                fh.write(f"{stat.size / 1e6:8.2f} MB {stat.count:9,} {stat.traceback}\n")
+
+    signal.signal(signal.SIGUSR2, where_memory_is)
+
     async def body(stop: asyncio.Event, targets: TargetLookup) -> None:
         adapter = Shifted(from_settings(settings, targets, clock=clock), lambda: offset[0])
         config = RuntimeConfig(min_interval_s=adapter.min_interval_s, policy=policy_from(settings))
