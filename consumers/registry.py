@@ -13,13 +13,13 @@ from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from schemas.settings import Settings
 from schemas.topics import RETRY_TIERS, Channel
+from schemas.secrets import SecretFile
 
 log = logging.getLogger(__name__)
 
 
 def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
     from consumers.fanpage import FanpageAdapter
-    from schemas.secrets import SecretFile
 
     return FanpageAdapter(settings.graph_base_url, settings.graph_api_version, SecretFile(settings.fanpage_tokens_file),
                           targets, app_secret=SecretFile(settings.fanpage_app_secret_file),
@@ -27,7 +27,6 @@ def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
 
 
 def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from schemas.secrets import SecretFile
     from consumers.zalo import ZaloAdapter
     from consumers.zalo_tokens import TokenStore
 

@@ -41,6 +41,7 @@ import orjson
 from producers.terminal import printable, printable_json
 from schemas.settings import Settings
 from schemas.text import identifier
+from schemas.secrets import SecretFileError
 
 TERMINAL = {"delivered", "updated", "deleted", "skipped", "failed"}
 EXIT_PENDING = 3
@@ -250,7 +251,6 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
     from producers.webhook_seen import SeenStoreBusy
     from producers.webhooks import WebhookSecrets, serve
-    from schemas.secrets import SecretFileError
 
     settings = _settings()
     graph = Path(args.graph_secrets) if args.graph_secrets else settings.fanpage_app_secret_file

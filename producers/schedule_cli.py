@@ -31,6 +31,7 @@ from schemas.models import Target
 from schemas.settings import Settings
 from schemas.text import identifier
 from schemas.topics import Channel
+from schemas.secrets import SecretFile
 
 FORMATS = ("json", "ics", "m3u")
 
@@ -54,7 +55,6 @@ def resolve_zone(settings: Settings, zone: str) -> Target:
 async def fetch(settings: Settings, code: str, day: date) -> PlatformSchedule | None:
     """The platform's schedule of one zone and day (None: nothing pushed). Raises the errors of
     ``PlatformClient`` (consumers/errors.py)."""
-    from schemas.secrets import SecretFile
 
     token = SecretFile(settings.loudspeaker_token_file)
     client = PlatformClient(settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s)

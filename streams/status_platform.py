@@ -16,6 +16,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from schemas.settings import Settings
+from schemas.secrets import SecretFile, SecretFileError
 from streams.registry import Registry
 from streams.status_html import _moment, _provinces
 from streams.status_timeline import TimelineUnavailable, UnknownZone, ZoneDay
@@ -56,7 +57,6 @@ class PlatformTimeline:
 
     async def __call__(self, zone: str, day: date | None) -> ZoneDay:
         from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
-        from schemas.secrets import SecretFile, SecretFileError
         from consumers.loudspeaker.adapter import PlatformClient, day_from_json, platform_zone
         from consumers.loudspeaker.outputs import to_json
         from consumers.loudspeaker.windows import ZoneWindows

@@ -91,6 +91,7 @@ from schemas.errors import InvalidContent
 from schemas.models import Action, Command, Priority, Target
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
+from schemas.secrets import SecretFile
 
 # The platform client, the audio, the zone state and the schedule bodies live in their own modules
 # (platform.py, audio.py, zones.py, bodies.py); their names stay importable from here.
@@ -482,7 +483,6 @@ def from_settings(settings: Settings, targets: Callable[[str], Target | None],
                   clock: Callable[[], float] = time.time) -> LoudspeakerAdapter:
     """The adapter as the registry runs it: platform, token file, audio cache, ledger source
     (``clock``: the bench's week of national days runs it on a clock advanced a day per day)."""
-    from schemas.secrets import SecretFile
 
     if settings.loudspeaker_token_file is None:
         raise SystemExit("LANTOA_LOUDSPEAKER_TOKEN_FILE is required for the loudspeaker adapter")

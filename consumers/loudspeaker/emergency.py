@@ -43,6 +43,7 @@ from schemas.errors import InvalidContent
 from schemas.models import Target
 from schemas.settings import Settings
 from schemas.times import checked_instant
+from schemas.secrets import SecretFile
 from streams.alert_lane import spoken_text
 from streams.alerts import AlertPlan, is_emergency
 
@@ -169,7 +170,6 @@ class EmergencyPusher:
 
     @classmethod
     def from_settings(cls, settings: Settings, targets: Callable[[str], Target | None] | None = None) -> EmergencyPusher:
-        from schemas.secrets import SecretFile
 
         if settings.loudspeaker_token_file is None:
             raise SystemExit("LANTOA_LOUDSPEAKER_TOKEN_FILE is required for the emergency lane")

@@ -24,6 +24,7 @@ from schemas.codec import encode
 from schemas.models import Receipt
 from schemas.settings import Settings
 from schemas.topics import Topic
+from schemas.secrets import SecretFile
 from streams.alert_lane import alert_uri
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ class PlayReporter:
     @classmethod
     def from_settings(cls, settings: Settings) -> PlayReporter:
         """With a platform client of its own (its own HTTP session, started and closed here)."""
-        from schemas.secrets import SecretFile
 
         token = SecretFile(settings.loudspeaker_token_file)
         client = PlatformClient(settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s)
