@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export LANTOA_CACHE_DIR ?= $(HOME)/.cache/lantoa
 
-.PHONY: install demo test test-unit bench drill typecheck clean
+.PHONY: install demo test test-unit bench drill typecheck lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ drill: install
 
 typecheck: install
 	$(PY) -m mypy schemas streams producers consumers infra
+
+# ruff lint and format check (CI runs both next to mypy --strict); `make format` rewrites.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache

@@ -18,8 +18,10 @@ from bench.common import Result, write_results
 # Order matters: passthrough reads the records raw_kafka wrote; rss reads what pipeline left.
 BENCHES = ("raw_kafka", "passthrough", "pipeline", "fanout", "alerts", "rss")
 # Parts of a bench that can run by name alone (not in BENCHES: their bench runs them).
-PARTS = {"rss_day": ("rss", "run_schedule_day"),  # the schedule-day figures of bench/rss.py
-         "rss_week": ("rss", "run_week")}  # rss_mb_loudspeaker_7days, bench/rss.py
+PARTS = {
+    "rss_day": ("rss", "run_schedule_day"),  # the schedule-day figures of bench/rss.py
+    "rss_week": ("rss", "run_week"),
+}  # rss_mb_loudspeaker_7days, bench/rss.py
 
 
 def ratio(results: list[Result]) -> list[Result]:
@@ -28,7 +30,15 @@ def ratio(results: list[Result]) -> list[Result]:
     if "pipeline_deliveries_s" not in by or "raw_passthrough_msgs_s" not in by:
         return []
     value = by["pipeline_deliveries_s"].value / by["raw_passthrough_msgs_s"].value
-    return [Result("pipeline_vs_raw_ratio", value, "ratio", ">= 0.5", "pipeline_deliveries_s / raw_passthrough_msgs_s")]
+    return [
+        Result(
+            "pipeline_vs_raw_ratio",
+            value,
+            "ratio",
+            ">= 0.5",
+            "pipeline_deliveries_s / raw_passthrough_msgs_s",
+        )
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -56,10 +66,12 @@ def main(argv: list[str]) -> int:
             results.append(result)
     if not argv:
         load_after = os.getloadavg()
-        extra = (f"\nWhole run {time.monotonic() - started:.0f}s; machine load average (1/5/15 min) "
-                 f"{'/'.join(f'{x:.1f}' for x in load_before)} at the start, "
-                 f"{'/'.join(f'{x:.1f}' for x in load_after)} at the end (the machine is shared: other "
-                 f"test runs compete for its 2 cores, see the notes).\n")
+        extra = (
+            f"\nWhole run {time.monotonic() - started:.0f}s; machine load average (1/5/15 min) "
+            f"{'/'.join(f'{x:.1f}' for x in load_before)} at the start, "
+            f"{'/'.join(f'{x:.1f}' for x in load_after)} at the end (the machine is shared: other "
+            f"test runs compete for its 2 cores, see the notes).\n"
+        )
         write_results(results, "make bench", extra=extra)
     return 0
 

@@ -27,8 +27,10 @@ def national_alert(identifier: str, n: int) -> bytes:
     sent, expires = now.isoformat(), (now + timedelta(hours=2)).isoformat()
     from vietnam_provinces import Province
 
-    geocodes = "".join(f"<geocode><valueName>VN-DVHC</valueName><value>{int(p.code):02d}</value></geocode>"
-                       for p in Province.iter_all())
+    geocodes = "".join(
+        f"<geocode><valueName>VN-DVHC</valueName><value>{int(p.code):02d}</value></geocode>"
+        for p in Province.iter_all()
+    )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
   <identifier>{identifier}</identifier><sender>canhbao@nchmf.example.vn</sender><sent>{sent}</sent>
@@ -49,7 +51,9 @@ def run(bootstrap: str) -> list[Result]:
     from producers.cap_ingest import AlertProducer, check
     from producers.targets import DEFAULT_TARGETS_FILE, local_registry
 
-    emus = Emulators(Path(__import__("tempfile").mkdtemp(prefix="lantoa-bench-alerts-")), DEFAULT_TARGETS_FILE)
+    emus = Emulators(
+        Path(__import__("tempfile").mkdtemp(prefix="lantoa-bench-alerts-")), DEFAULT_TARGETS_FILE
+    )
     worker = Worker(bootstrap, **emus.env)
     lane = Proc("emergency", ["adapter", "emergency"], worker.env, worker.tmp / "emergency.log")
     registry = local_registry(worker.settings)
@@ -69,7 +73,9 @@ def run(bootstrap: str) -> list[Result]:
                 if got["zones"] >= 3321:
                     break
                 if not lane.alive() or worker.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"alert {eid}: {got['zones']} zones after {time.monotonic() - deadline + 120:.0f}s")
+                    raise RuntimeError(
+                        f"alert {eid}: {got['zones']} zones after {time.monotonic() - deadline + 120:.0f}s"
+                    )
                 time.sleep(0.02)
             zone_at: dict[str, float] = {}
             for p in got["preemptions"]:

@@ -44,11 +44,19 @@ BASE_URL = "https://tin.lantoa.example.vn"
 
 def _command(doc: dict[str, Any], action: Action = Action.PUBLISH) -> Command:
     uri, version = str(doc["uri"]), int(doc["version"])
-    payload = {"document": doc, "public_url": f"{BASE_URL}/a/{uuid.uuid5(uuid.NAMESPACE_URL, uri).hex}",
-               "ninjs_version": "3.1"}
-    return Command(key=IdempotencyKey(uri, version, Channel.ARCHIVE, "archive:main", action),
-                   priority=Priority.NORMAL, issued_at="2026-11-26T01:00:01.000Z", payload=payload,
-                   published_at="2026-11-26T08:00:00+07:00", event_id=str(uuid.uuid4()))
+    payload = {
+        "document": doc,
+        "public_url": f"{BASE_URL}/a/{uuid.uuid5(uuid.NAMESPACE_URL, uri).hex}",
+        "ninjs_version": "3.1",
+    }
+    return Command(
+        key=IdempotencyKey(uri, version, Channel.ARCHIVE, "archive:main", action),
+        priority=Priority.NORMAL,
+        issued_at="2026-11-26T01:00:01.000Z",
+        payload=payload,
+        published_at="2026-11-26T08:00:00+07:00",
+        event_id=str(uuid.uuid4()),
+    )
 
 
 def _line(name: str, value: float, unit: str) -> None:
@@ -70,14 +78,26 @@ class _Server(S3Server):
 
 
 async def _round(server: S3Server, base: dict[str, Any], articles: int) -> dict[str, list[float]]:
-    adapter = ArchiveAdapter(ArchiveConfig(
-        bucket=f"bench-{uuid.uuid4().hex[:12]}", endpoint_url=server.endpoint_url, region=server.region,
-        credentials=S3Credentials(server.access_key, server.secret_key), addressing_style="path"))
+    adapter = ArchiveAdapter(
+        ArchiveConfig(
+            bucket=f"bench-{uuid.uuid4().hex[:12]}",
+            endpoint_url=server.endpoint_url,
+            region=server.region,
+            credentials=S3Credentials(server.access_key, server.secret_key),
+            addressing_style="path",
+        )
+    )
     await adapter.start()
     calls: Counter[str] = Counter()
     adapter.client.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
-    out: dict[str, list[float]] = {"publish": [], "update": [], "replay": [], "publish_calls": [],
-                                   "update_calls": [], "replay_calls": []}
+    out: dict[str, list[float]] = {
+        "publish": [],
+        "update": [],
+        "replay": [],
+        "publish_calls": [],
+        "update_calls": [],
+        "replay_calls": [],
+    }
     docs = [{**base, "uri": f"urn:lantoa:bench:{uuid.uuid4().hex}", "version": "1"} for _ in range(articles)]
     for kind, cmds in (
         ("publish", [_command(d) for d in docs]),
@@ -95,7 +115,9 @@ async def _round(server: S3Server, base: dict[str, Any], articles: int) -> dict[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--articles", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep-alive", choices=("on", "off", "default"), default="default")

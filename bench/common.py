@@ -24,7 +24,9 @@ class Result:
     note: str = ""
 
     def line(self) -> str:
-        return json.dumps({"name": self.name, "value": round(self.value, 4), "unit": self.unit}, ensure_ascii=False)
+        return json.dumps(
+            {"name": self.name, "value": round(self.value, 4), "unit": self.unit}, ensure_ascii=False
+        )
 
 
 class Worker:
@@ -37,15 +39,26 @@ class Worker:
 
         self.tmp = Path(tempfile.mkdtemp(prefix="lantoa-bench-"))
         prefix = f"b{uuid.uuid4().hex[:6]}."
-        self.env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-                    "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(self.tmp),
-                    **extra_env}
+        self.env = {
+            **os.environ,
+            "LANTOA_KAFKA_BOOTSTRAP": bootstrap,
+            "LANTOA_TOPIC_PREFIX": prefix,
+            "LANTOA_APP_ID": f"{prefix}streams",
+            "LANTOA_WEB_PORT": "0",
+            "LANTOA_DATA_DIR": str(self.tmp),
+            **extra_env,
+        }
         self.settings = Settings.from_env(self.env)
         apply_topics(self.settings)
         load_targets(self.settings)
         self._log = (self.tmp / "worker.log").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "producers.cli", "worker"], cwd=ROOT, env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "producers.cli", "worker"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def close(self) -> None:
         self.proc.terminate()
@@ -56,7 +69,9 @@ class Worker:
         self._log.close()
 
 
-def write_results(results: list[Result], command: str, path: Path = ROOT / "bench" / "RESULTS.md", extra: str = "") -> None:
+def write_results(
+    results: list[Result], command: str, path: Path = ROOT / "bench" / "RESULTS.md", extra: str = ""
+) -> None:
     """Rewrite the generated table of RESULTS.md, keeping the hand-written notes below the marker."""
     marker = "<!-- notes below are kept by make bench -->"
     notes = ""

@@ -74,15 +74,33 @@ class DrillConfig:
     deadline_s: float = 900.0
     seed: int = 20261126
     retry_delays: str = "10s=2,1m=5,10m=10"
-    fault_probability: dict[str, float] = field(default_factory=lambda: {
-        "server_error": 0.03, "rate_limit": 0.02, "timeout": 0.01, "drop_after_effect": 0.02,
-        "drop_before_effect": 0.01})
+    fault_probability: dict[str, float] = field(
+        default_factory=lambda: {
+            "server_error": 0.03,
+            "rate_limit": 0.02,
+            "timeout": 0.01,
+            "drop_after_effect": 0.02,
+            "drop_before_effect": 0.01,
+        }
+    )
     name: str = "drill"
 
 
-SHORT = DrillConfig(articles=20, min_deliveries=300, pages=12, groups=6, kills_per_worker=2, publish_over_s=40.0,
-                    adapter_kills_until_s=55.0, s3_down_at_s=8.0, s3_down_s=20.0, broker_restart_at_s=32.0, grow_at_s=20.0,
-                    deadline_s=200.0, name="drill-short")
+SHORT = DrillConfig(
+    articles=20,
+    min_deliveries=300,
+    pages=12,
+    groups=6,
+    kills_per_worker=2,
+    publish_over_s=40.0,
+    adapter_kills_until_s=55.0,
+    s3_down_at_s=8.0,
+    s3_down_s=20.0,
+    broker_restart_at_s=32.0,
+    grow_at_s=20.0,
+    deadline_s=200.0,
+    name="drill-short",
+)
 
 
 def emulator_faults(config: DrillConfig) -> dict[str, list[dict[str, Any]]]:
@@ -91,13 +109,28 @@ def emulator_faults(config: DrillConfig) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for which, path in (("graph", "/feed$"), ("zalo", "/group/message$")):
         out[which] = [
-            {"kind": "server_error", "path": path, "probability": p["server_error"], "count": None,
-             **({"code": -1} if which == "zalo" else {})},
-            {"kind": "rate_limit", "path": path, "probability": p["rate_limit"], "count": None,
-             **({"regain_minutes": 0.02} if which == "graph" else {})},
+            {
+                "kind": "server_error",
+                "path": path,
+                "probability": p["server_error"],
+                "count": None,
+                **({"code": -1} if which == "zalo" else {}),
+            },
+            {
+                "kind": "rate_limit",
+                "path": path,
+                "probability": p["rate_limit"],
+                "count": None,
+                **({"regain_minutes": 0.02} if which == "graph" else {}),
+            },
             {"kind": "timeout", "path": path, "probability": p["timeout"], "count": None, "delay_s": 5.0},
             {"kind": "drop_after_effect", "path": path, "probability": p["drop_after_effect"], "count": None},
-            {"kind": "drop_before_effect", "path": path, "probability": p["drop_before_effect"], "count": None},
+            {
+                "kind": "drop_before_effect",
+                "path": path,
+                "probability": p["drop_before_effect"],
+                "count": None,
+            },
         ]
     return out
 
@@ -119,15 +152,34 @@ def run_drill(config: DrillConfig, workdir: Path | None = None, log: Any = print
 
     build_versitygw()
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"lantoa-{config.name}-"))
-    brokers: Any = KafkaCluster(config.cluster, workdir / "kafka") if config.cluster > 1 else KafkaBroker(workdir / "kafka")
+    brokers: Any = (
+        KafkaCluster(config.cluster, workdir / "kafka")
+        if config.cluster > 1
+        else KafkaBroker(workdir / "kafka")
+    )
     with brokers as broker, S3Server(workdir / "s3") as s3:
-        log(f"{config.name}: {'cluster' if config.cluster > 1 else 'broker'} {broker.bootstrap}, S3 {s3.endpoint_url}, "
-            f"work dir {workdir}")
-        extra_env = {"LANTOA_REPLICATION_FACTOR": str(broker.replication_factor)} if config.cluster > 1 else {}
-        stack = PipelineStack(broker.bootstrap, workdir / "stack", s3, StackConfig(
-            extra_env=extra_env, pages=config.pages, groups=config.groups, retry_delays=config.retry_delays,
-            emulator_config={"graph": {"page_call_limit": 10**9, "app_call_limit": 10**9},
-                             "zalo": {"quota_limit": 10**9}}))
+        log(
+            f"{config.name}: {'cluster' if config.cluster > 1 else 'broker'} {broker.bootstrap}, S3 {s3.endpoint_url}, "
+            f"work dir {workdir}"
+        )
+        extra_env = (
+            {"LANTOA_REPLICATION_FACTOR": str(broker.replication_factor)} if config.cluster > 1 else {}
+        )
+        stack = PipelineStack(
+            broker.bootstrap,
+            workdir / "stack",
+            s3,
+            StackConfig(
+                extra_env=extra_env,
+                pages=config.pages,
+                groups=config.groups,
+                retry_delays=config.retry_delays,
+                emulator_config={
+                    "graph": {"page_call_limit": 10**9, "app_call_limit": 10**9},
+                    "zalo": {"quota_limit": 10**9},
+                },
+            ),
+        )
         try:
             return _drill(config, stack, broker, s3, log)
         finally:
@@ -154,8 +206,10 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
         for channel, targets in stack.routes(doc).items():
             expected |= {(doc["uri"], 1, channel, t) for t in targets}
     uris = {d["uri"] for d in docs}
-    log(f"{config.name}: {len(docs)} articles, {len(expected)} deliveries expected over {[c.value for c in stack.channels]} "
-        f"(loudspeaker: {stack.loudspeaker_reason})")
+    log(
+        f"{config.name}: {len(docs)} articles, {len(expected)} deliveries expected over {[c.value for c in stack.channels]} "
+        f"(loudspeaker: {stack.loudspeaker_reason})"
+    )
 
     kills = kill_schedule(list(procs), config, rnd)
     restart_at: dict[str, float] = {}
@@ -188,7 +242,9 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
                         del restart_at[name]
                         p.restart()
                 elif not p.alive():
-                    log(f"{config.name}: {name} exited by itself at {now:.0f}s (code {p.proc.returncode}); restarting")
+                    log(
+                        f"{config.name}: {name} exited by itself at {now:.0f}s (code {p.proc.returncode}); restarting"
+                    )
                     p.supervise()
             # The CMS: articles at a steady pace, retried while the broker is away.
             while sent < len(docs) and now >= sent * config.publish_over_s / len(docs):
@@ -207,7 +263,9 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
                 kills.pop(0)
                 procs[name].kill9()
                 restart_at[name] = now + rnd.uniform(0.2, 2.0)
-                log(f"{config.name}: {now:.0f}s: kill -9 {name} (#{procs[name].kills}), restart at {restart_at[name]:.0f}s")
+                log(
+                    f"{config.name}: {now:.0f}s: kill -9 {name} (#{procs[name].kills}), restart at {restart_at[name]:.0f}s"
+                )
             if s3_state == "up" and now >= config.s3_down_at_s:
                 s3.pause(mode="stop")
                 s3_state, timings["s3_down_at"] = "down", now
@@ -225,17 +283,29 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
                     broker.kill(victim)
                     timings["broker_killed_at"], timings["broker_victim"] = now, victim
                     log(f"{config.name}: {now:.0f}s: kill -9 broker node {victim + 1}")
-                elif ("broker_killed_at" in timings and member_back is None
-                      and now >= timings["broker_killed_at"] + config.broker_down_s):
+                elif (
+                    "broker_killed_at" in timings
+                    and member_back is None
+                    and now >= timings["broker_killed_at"] + config.broker_down_s
+                ):
                     # In a thread: the member takes tens of seconds to rejoin, and the supervisor
                     # must go on restarting killed workers meanwhile.
-                    member_back = threading.Thread(target=broker.start_member, args=(int(timings["broker_victim"]),),
-                                                   name="broker-member-start")
+                    member_back = threading.Thread(
+                        target=broker.start_member,
+                        args=(int(timings["broker_victim"]),),
+                        name="broker-member-start",
+                    )
                     member_back.start()
-                elif member_back is not None and not member_back.is_alive() and "broker_restart_s" not in timings:
+                elif (
+                    member_back is not None
+                    and not member_back.is_alive()
+                    and "broker_restart_s" not in timings
+                ):
                     timings["broker_restart_s"] = now - timings["broker_killed_at"]
-                    log(f"{config.name}: broker node {int(timings['broker_victim']) + 1} back {timings['broker_restart_s']:.1f}s "
-                        f"after its kill")
+                    log(
+                        f"{config.name}: broker node {int(timings['broker_victim']) + 1} back {timings['broker_restart_s']:.1f}s "
+                        f"after its kill"
+                    )
             elif "broker_restart_s" not in timings and now >= restart_at_s:
                 started = time.monotonic()
                 broker.restart()
@@ -256,8 +326,10 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
                 break
             if int(now) % 15 == 0 and int(now) != timings.get("_last_log"):
                 timings["_last_log"] = int(now)
-                log(f"{config.name}: {now:.0f}s: {sent}/{len(docs)} published, {len(expected & settled)}/"
-                    f"{len(expected)} settled, {sum(p.kills for p in procs.values())} kills, S3 {s3_state}")
+                log(
+                    f"{config.name}: {now:.0f}s: {sent}/{len(docs)} published, {len(expected & settled)}/"
+                    f"{len(expected)} settled, {sum(p.kills for p in procs.values())} kills, S3 {s3_state}"
+                )
             time.sleep(0.1)
         timings["settled_s"] = time.monotonic() - t0
         time.sleep(3.0)  # effects of the last batch land, offsets are committed; then nothing moves
@@ -270,7 +342,9 @@ def _drill(config: DrillConfig, stack: PipelineStack, broker: Any, s3: Any, log:
         receipts.close()
     dead = _dead_letters(broker.bootstrap, stack.settings.topic(Topic.DEADLETTER))
     effects = stack.effect_keys(uris)
-    fired = {w: stack.emus.control(w, "GET", "/_control/stats").get("faults_fired", {}) for w in ("graph", "zalo")}
+    fired = {
+        w: stack.emus.control(w, "GET", "/_control/stats").get("faults_fired", {}) for w in ("graph", "zalo")
+    }
     counts = _count(expected, effects, dead, settled)
     counts.update(
         kills={n: p.kills for n, p in procs.items()},
@@ -361,8 +435,9 @@ def _lag(bootstrap: str, stack: PipelineStack) -> dict[str, int]:
     return out
 
 
-def _intake(bootstrap: str, stack: PipelineStack, events: list[tuple[str, int, int]],
-            fanned_out: set[str]) -> dict[str, Any]:
+def _intake(
+    bootstrap: str, stack: PipelineStack, events: list[tuple[str, int, int]], fanned_out: set[str]
+) -> dict[str, Any]:
     """What the stream worker did with each CMS event: decided on (a fanout/policy receipt for its
     uri), still waiting (offset not committed: a stuck partition), or **committed without a
     decision** (its offset is behind the group's commit but nothing was produced for it: lost)."""
@@ -371,16 +446,22 @@ def _intake(bootstrap: str, stack: PipelineStack, events: list[tuple[str, int, i
     from schemas.topics import Topic
 
     topic = stack.settings.topic(Topic.CMS_ARTICLES)
-    consumer = clients.consumer(KafkaConnection(bootstrap), group_id=stack.settings.app_id, enable_auto_commit=False)
+    consumer = clients.consumer(
+        KafkaConnection(bootstrap), group_id=stack.settings.app_id, enable_auto_commit=False
+    )
     try:
         committed = {p: consumer.committed(TopicPartition(topic, p)) or 0 for p in {p for _, p, _ in events}}
     finally:
         consumer.close()
     waiting = [(u, p, o) for u, p, o in events if u not in fanned_out and o >= committed[p]]
     skipped = [(u, p, o) for u, p, o in events if u not in fanned_out and o < committed[p]]
-    return {"events": len(events), "decided": sum(1 for u, _, _ in events if u in fanned_out),
-            "not_committed": len(waiting), "committed_without_decision": len(skipped),
-            "committed_without_decision_examples": [f"{u} p{p}@{o}" for u, p, o in skipped[:6]]}
+    return {
+        "events": len(events),
+        "decided": sum(1 for u, _, _ in events if u in fanned_out),
+        "not_committed": len(waiting),
+        "committed_without_decision": len(skipped),
+        "committed_without_decision_examples": [f"{u} p{p}@{o}" for u, p, o in skipped[:6]],
+    }
 
 
 def _group_members(bootstrap: str, group: str) -> dict[str, Any]:
@@ -394,8 +475,10 @@ def _group_members(bootstrap: str, group: str) -> dict[str, Any]:
     if isinstance(info, list):
         info = info[0] if info else {}
     text = repr(info)
-    return {"state": info.get("group_state", info.get("state")) if isinstance(info, dict) else None,
-            "raw": text[:3000]}
+    return {
+        "state": info.get("group_state", info.get("state")) if isinstance(info, dict) else None,
+        "raw": text[:3000],
+    }
 
 
 def _dead_letters(bootstrap: str, topic: str) -> dict[tuple[str, int, str, str], str]:
@@ -414,21 +497,35 @@ def _dead_letters(bootstrap: str, topic: str) -> dict[tuple[str, int, str, str],
             cmd = orjson.loads(rec.value)
             key = (str(cmd["uri"]), int(cmd["version"]), str(cmd["channel"]), str(cmd["target"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            key = ("?", 0, headers.get("dlq_topic", "?"), f"{headers.get('dlq_partition')}@{headers.get('dlq_offset')}")
+            key = (
+                "?",
+                0,
+                headers.get("dlq_topic", "?"),
+                f"{headers.get('dlq_partition')}@{headers.get('dlq_offset')}",
+            )
         out[key] = headers.get("dlq_reason", "")
     return out
 
 
-def _count(expected: set[tuple[str, int, str, str]], effects: collections.Counter[tuple[str, int, str, str]],
-           dead: dict[tuple[str, int, str, str], str], settled: set[tuple[str, int, str, str]]) -> dict[str, Any]:
+def _count(
+    expected: set[tuple[str, int, str, str]],
+    effects: collections.Counter[tuple[str, int, str, str]],
+    dead: dict[tuple[str, int, str, str], str],
+    settled: set[tuple[str, int, str, str]],
+) -> dict[str, Any]:
     delivered = {k for k, n in effects.items() if n >= 1} & expected
     dead_keys = set(dead) & expected
     lost = expected - delivered - dead_keys
     per_channel: dict[str, dict[str, int]] = {}
     for ch in sorted({k[2] for k in expected}):
         exp = {k for k in expected if k[2] == ch}
-        per_channel[ch] = {"expected": len(exp), "delivered": len(delivered & exp), "dead_lettered": len(dead_keys & exp),
-                           "duplicates": sum(effects[k] - 1 for k in exp if effects[k] > 1), "lost": len(lost & exp)}
+        per_channel[ch] = {
+            "expected": len(exp),
+            "delivered": len(delivered & exp),
+            "dead_lettered": len(dead_keys & exp),
+            "duplicates": sum(effects[k] - 1 for k in exp if effects[k] > 1),
+            "lost": len(lost & exp),
+        }
     reasons = collections.Counter(reason.split(":")[0][:80] for k, reason in dead.items() if k in expected)
     return {
         "expected": len(expected),
@@ -449,18 +546,30 @@ def _count(expected: set[tuple[str, int, str, str]], effects: collections.Counte
 
 def ok(counts: dict[str, Any]) -> bool:
     """The drill's verdict: nothing lost, nothing twice, every dead letter with its reason."""
-    return bool(counts["lost"] == 0 and counts["duplicates"] == 0 and counts["dead_letters_without_reason"] == 0
-                and counts["delivered_and_dead_lettered"] == 0 and counts["unexpected_effects"] == 0
-                and counts.get("intake", {}).get("committed_without_decision", 0) == 0)
+    return bool(
+        counts["lost"] == 0
+        and counts["duplicates"] == 0
+        and counts["dead_letters_without_reason"] == 0
+        and counts["delivered_and_dead_lettered"] == 0
+        and counts["unexpected_effects"] == 0
+        and counts.get("intake", {}).get("committed_without_decision", 0) == 0
+    )
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.drill", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.drill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--short", action="store_true", help="the CI form: fewer deliveries and kills")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--cluster", action="store_true", help="three brokers (RF 3, min ISR 2), one killed mid-run")
-    parser.add_argument("--adapters", type=int, default=None, help="adapter processes per channel (default 2)")
+    parser.add_argument(
+        "--cluster", action="store_true", help="three brokers (RF 3, min ISR 2), one killed mid-run"
+    )
+    parser.add_argument(
+        "--adapters", type=int, default=None, help="adapter processes per channel (default 2)"
+    )
     ns = parser.parse_args(argv)
     config = SHORT if ns.short else DrillConfig()
     changes: dict[str, Any] = {}
@@ -475,7 +584,11 @@ def main(argv: list[str]) -> int:
     counts = run_drill(config, log=lambda m: print(m, file=sys.stderr, flush=True))
     summary = {k: counts[k] for k in ("expected", "delivered", "duplicates", "lost", "dead_lettered")}
     print(json.dumps(summary))
-    print(json.dumps({k: v for k, v in counts.items() if k not in summary and k != "config"}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {k: v for k, v in counts.items() if k not in summary and k != "config"}, ensure_ascii=False
+        )
+    )
     return 0 if ok(counts) else 1
 
 

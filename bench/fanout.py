@@ -20,14 +20,22 @@ RUNS = 5
 
 
 def national_article(uri: str) -> bytes:
-    return orjson.dumps({
-        "uri": uri, "type": "text", "version": "1", "pubStatus": "usable", "language": "vi",
-        "versionCreated": "2026-11-26T08:00:00+07:00",
-        "headlines": [{"role": "main", "value": "Thông báo toàn quốc về chuyển đổi số"}],
-        "descriptions": [{"role": "summary", "contentType": "text/plain", "value": "Nội dung tóm tắt " * 20}],
-        "bodies": [{"role": "main", "contentType": "text/plain", "value": "Nội dung chính. " * 200}],
-        "subjects": [{"name": "Chuyển đổi số", "uri": "urn:lantoa:subject:chuyen-doi-so"}],
-    })
+    return orjson.dumps(
+        {
+            "uri": uri,
+            "type": "text",
+            "version": "1",
+            "pubStatus": "usable",
+            "language": "vi",
+            "versionCreated": "2026-11-26T08:00:00+07:00",
+            "headlines": [{"role": "main", "value": "Thông báo toàn quốc về chuyển đổi số"}],
+            "descriptions": [
+                {"role": "summary", "contentType": "text/plain", "value": "Nội dung tóm tắt " * 20}
+            ],
+            "bodies": [{"role": "main", "contentType": "text/plain", "value": "Nội dung chính. " * 200}],
+            "subjects": [{"name": "Chuyển đổi số", "uri": "urn:lantoa:subject:chuyen-doi-so"}],
+        }
+    )
 
 
 def run(bootstrap: str) -> list[Result]:
@@ -41,13 +49,17 @@ def run(bootstrap: str) -> list[Result]:
     try:
         plan = route(RouteInput((), ("urn:lantoa:subject:chuyen-doi-so",)), local_registry(worker.settings))
         per_article = sum(len(v) for v in plan.values())
-        tails = {c: TopicTail(worker.settings.kafka, worker.settings.topic(Topic.commands(c))) for c in Channel}
+        tails = {
+            c: TopicTail(worker.settings.kafka, worker.settings.topic(Topic.commands(c))) for c in Channel
+        }
         durations: list[float] = []
         with PublishClient(worker.settings) as client:
             for i in range(RUNS + 1):
                 uri = f"urn:lantoa:bench:fanout-{uuid.uuid4().hex[:8]}"
                 sent = client.publish(national_article(uri))
-                meta_ts = _event_timestamp(bootstrap, worker.settings.topic(Topic.CMS_ARTICLES), sent.partition, sent.offset)
+                meta_ts = _event_timestamp(
+                    bootstrap, worker.settings.topic(Topic.CMS_ARTICLES), sent.partition, sent.offset
+                )
                 deadline = time.monotonic() + 120
                 last_ts, count = 0, 0
                 while count < per_article:

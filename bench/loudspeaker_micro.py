@@ -65,9 +65,22 @@ class Emulator:
 
     def __init__(self, workdir: Path) -> None:
         self.state = workdir / "emu.json"
-        self.proc = subprocess.Popen([sys.executable, "-m", "infra.emulators.loudspeaker", "--manual-clock",
-                                      "--no-access-log", "--token", TOKEN, "--state-file", str(self.state)],
-                                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "infra.emulators.loudspeaker",
+                "--manual-clock",
+                "--no-access-log",
+                "--token",
+                TOKEN,
+                "--state-file",
+                str(self.state),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while not self.state.exists():
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -77,8 +90,9 @@ class Emulator:
 
     def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=60) as resp:
             return json.loads(resp.read())
 
@@ -87,11 +101,19 @@ class Emulator:
         out: collections.Counter[str] = collections.Counter()
         for key, outcomes in self.control("GET", "/_control/stats")["requests"].items():
             method, _, path = key.partition(" ")
-            kind = ("PUT schedule" if method == "PUT" and "/schedules/" in path else
-                    "GET schedule" if method == "GET" and "/schedules/" in path else
-                    "GET plays" if path.endswith("/plays") else f"{method} other")
+            kind = (
+                "PUT schedule"
+                if method == "PUT" and "/schedules/" in path
+                else "GET schedule"
+                if method == "GET" and "/schedules/" in path
+                else "GET plays"
+                if path.endswith("/plays")
+                else f"{method} other"
+            )
             for outcome, n in outcomes.items():
-                out[f"{kind} {'404' if outcome == 'error:not_found' else 'ok' if outcome == 'ok' else outcome}"] += n
+                out[
+                    f"{kind} {'404' if outcome == 'error:not_found' else 'ok' if outcome == 'ok' else outcome}"
+                ] += n
         return out
 
     def close(self) -> None:
@@ -112,21 +134,30 @@ async def _run(zones: int, bulletins: int, late: int) -> list[dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="lantoa-ls-micro-"))
     emu = Emulator(workdir)
     clock = ManualClock(at(4))
-    targets = {f"zone:{c}": Target(f"zone:{c}", Channel.LOUDSPEAKER, f"Xã {c}", province_code=1, ward_code=c)
-               for c in range(1, zones + 1)}
+    targets = {
+        f"zone:{c}": Target(f"zone:{c}", Channel.LOUDSPEAKER, f"Xã {c}", province_code=1, ward_code=c)
+        for c in range(1, zones + 1)
+    }
     ledger = Ledger()
     renderer = AudioRenderer(workdir / "audio", "https://tin.example.vn/audio")
     adapters: list[LoudspeakerAdapter] = []
 
     async def new_adapter() -> LoudspeakerAdapter:
-        a = LoudspeakerAdapter(PlatformClient(emu.base_url, lambda: TOKEN, timeout_s=30), renderer, targets.get,
-                               source=ledger, clock=clock)
+        a = LoudspeakerAdapter(
+            PlatformClient(emu.base_url, lambda: TOKEN, timeout_s=30),
+            renderer,
+            targets.get,
+            source=ledger,
+            clock=clock,
+        )
         await a.start()
         adapters.append(a)
         return a
 
     def text(i: int) -> str:
-        return f"Tin số {i}: Ủy ban nhân dân xã thông báo lịch tiêm chủng mở rộng cho trẻ em vào sáng thứ Bảy."
+        return (
+            f"Tin số {i}: Ủy ban nhân dân xã thông báo lịch tiêm chủng mở rộng cho trẻ em vào sáng thứ Bảy."
+        )
 
     def cmd(i: int, zone: str, action: Action = Action.PUBLISH) -> Command:
         uri = f"urn:lantoa:micro:{i:04d}"
@@ -134,8 +165,13 @@ async def _run(zones: int, bulletins: int, late: int) -> list[dict[str, Any]]:
         payload: dict[str, Any] = {"title": f"Tin số {i}", "text": text(i), "language": "vi"}
         if action is Action.RETRACT:
             payload = {"reason": "thông tin chưa chính xác"}
-        return Command(IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, zone, action), Priority.NORMAL, when, payload,
-                       published_at=when)
+        return Command(
+            IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, zone, action),
+            Priority.NORMAL,
+            when,
+            payload,
+            published_at=when,
+        )
 
     async def deliver(adapter: LoudspeakerAdapter, commands: list[Command]) -> int:
         """Like one runtime batch: per zone in order, zones concurrently (at most CONCURRENCY)."""
@@ -163,9 +199,16 @@ async def _run(zones: int, bulletins: int, late: int) -> list[dict[str, Any]]:
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         calls = emu.calls() - before
         total = sum(calls.values())
-        results.append({"phase": name, "deliveries": n, "deliveries_s": round(n / wall, 1),
-                        "cpu_ms_per_delivery": round(1000 * cpu / n, 2), "calls_per_delivery": round(total / n, 3),
-                        "calls": {k: round(v / n, 3) for k, v in sorted(calls.items())}})
+        results.append(
+            {
+                "phase": name,
+                "deliveries": n,
+                "deliveries_s": round(n / wall, 1),
+                "cpu_ms_per_delivery": round(1000 * cpu / n, 2),
+                "calls_per_delivery": round(total / n, 3),
+                "calls": {k: round(v / n, 3) for k, v in sorted(calls.items())},
+            }
+        )
 
     try:
         emu.control("POST", "/_control/clock", {"set": at(4)})
@@ -184,7 +227,14 @@ async def _run(zones: int, bulletins: int, late: int) -> list[dict[str, Any]]:
         await phase("after_window", b, late_cmds + [cmd(0, z, Action.RETRACT) for z in zone_ids])
         docs = emu.control("GET", "/_control/schedules")["schedules"]
         slots = sum(len((d.get("schedule") or {}).get("slots") or []) for d in docs)
-        results.append({"phase": "end", "schedules": len(docs), "slots": slots, "conflicts": sum(x.conflicts for x in adapters)})
+        results.append(
+            {
+                "phase": "end",
+                "schedules": len(docs),
+                "slots": slots,
+                "conflicts": sum(x.conflicts for x in adapters),
+            }
+        )
     finally:
         for x in adapters:
             await x.close()

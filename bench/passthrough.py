@@ -29,11 +29,24 @@ async def passthrough(bootstrap: str, source: str, records: int) -> tuple[float,
     """Copy ``records`` records from ``source`` to a new topic; (seconds, records copied)."""
     sink = f"bench.passthrough.{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(create_topic, bootstrap, sink, PARTITIONS)
-    consumer = clients.aio_consumer(KafkaConnection(bootstrap), source, group_id=f"bench-pt-{uuid.uuid4().hex[:6]}",
-                                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=BATCH,
-                                fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024)
-    producer = clients.aio_producer(KafkaConnection(bootstrap), acks="all", enable_idempotence=True, linger_ms=5,
-                                max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
+    consumer = clients.aio_consumer(
+        KafkaConnection(bootstrap),
+        source,
+        group_id=f"bench-pt-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=BATCH,
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    producer = clients.aio_producer(
+        KafkaConnection(bootstrap),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
     await consumer.start()
     await producer.start()
     copied, started = 0, 0.0
@@ -63,6 +76,8 @@ def run(bootstrap: str) -> list[Result]:
     if raw is None:  # run alone (python -m bench passthrough): fill a topic the same way first
         raw, _ = fill(bootstrap, RECORDS)
     seconds, copied = asyncio.run(passthrough(bootstrap, raw.name, raw.records))
-    note = (f"{copied:,} records of {raw.record_bytes} B read from the ProducerPerformance topic, orjson "
-            f"decode+encode, produced acks=all, committed per batch of <= {BATCH}; {seconds:.1f}s")
+    note = (
+        f"{copied:,} records of {raw.record_bytes} B read from the ProducerPerformance topic, orjson "
+        f"decode+encode, produced acks=all, committed per batch of <= {BATCH}; {seconds:.1f}s"
+    )
     return [Result("raw_passthrough_msgs_s", copied / seconds, "msg/s", "baseline", note)]

@@ -87,10 +87,12 @@ class StackConfig:
 
     pages: int = PAGES
     groups: int = GROUPS
-    emulator_config: dict[str, Any] = field(default_factory=lambda: {
-        "graph": {"page_call_limit": 10**9, "app_call_limit": 10**9},
-        "zalo": {"quota_limit": 10**9},
-    })
+    emulator_config: dict[str, Any] = field(
+        default_factory=lambda: {
+            "graph": {"page_call_limit": 10**9, "app_call_limit": 10**9},
+            "zalo": {"quota_limit": 10**9},
+        }
+    )
     retry_delays: str = FAST_RETRIES
     session_timeout_ms: int = 6000
     http_timeout_s: float = 3.0
@@ -108,10 +110,14 @@ def group_id(i: int) -> str:
 def write_targets(path: Path, pages: int, groups: int) -> None:
     """National pages and groups (every article reaches all of them), one archive."""
     lines = ['[[archive]]\nid = "archive:main"\nname = "Lưu trữ"\n']
-    lines += [f'[[fanpage]]\nid = "fanpage:p{i}"\nname = "Trang {i}"\npage_id = "{page_id(i)}"\nprovinces = []\n'
-              for i in range(pages)]
-    lines += [f'[[zalo]]\nid = "zalo:g{i}"\nname = "Nhóm {i}"\ngroup_id = "{group_id(i)}"\nprovinces = []\n'
-              for i in range(groups)]
+    lines += [
+        f'[[fanpage]]\nid = "fanpage:p{i}"\nname = "Trang {i}"\npage_id = "{page_id(i)}"\nprovinces = []\n'
+        for i in range(pages)
+    ]
+    lines += [
+        f'[[zalo]]\nid = "zalo:g{i}"\nname = "Nhóm {i}"\ngroup_id = "{group_id(i)}"\nprovinces = []\n'
+        for i in range(groups)
+    ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -138,14 +144,23 @@ class PipelineStack:
         write_credentials_file(creds, s3.access_key, s3.secret_key)
         prefix = f"p{uuid.uuid4().hex[:6]}."
         self.env = {
-            **os.environ, "LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-            "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(workdir / "data"),
-            "LANTOA_TARGETS_FILE": str(self.targets_file), "LANTOA_RETRY_DELAYS": self.config.retry_delays,
+            **os.environ,
+            "LANTOA_KAFKA_BOOTSTRAP": bootstrap,
+            "LANTOA_TOPIC_PREFIX": prefix,
+            "LANTOA_APP_ID": f"{prefix}streams",
+            "LANTOA_WEB_PORT": "0",
+            "LANTOA_DATA_DIR": str(workdir / "data"),
+            "LANTOA_TARGETS_FILE": str(self.targets_file),
+            "LANTOA_RETRY_DELAYS": self.config.retry_delays,
             "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": str(self.config.session_timeout_ms),
             "LANTOA_HTTP_TIMEOUT_S": str(self.config.http_timeout_s),
-            "LANTOA_S3_BUCKET": self.bucket, "LANTOA_S3_ENDPOINT": s3.endpoint_url, "LANTOA_S3_REGION": s3.region,
-            "LANTOA_S3_CREDENTIALS_FILE": str(creds), "LANTOA_S3_ADDRESSING_STYLE": "path",
-            **self.emus.env, **self.config.extra_env,
+            "LANTOA_S3_BUCKET": self.bucket,
+            "LANTOA_S3_ENDPOINT": s3.endpoint_url,
+            "LANTOA_S3_REGION": s3.region,
+            "LANTOA_S3_CREDENTIALS_FILE": str(creds),
+            "LANTOA_S3_ADDRESSING_STYLE": "path",
+            **self.emus.env,
+            **self.config.extra_env,
         }
         self.settings = Settings.from_env(self.env)
         apply_topics(self.settings)
@@ -166,8 +181,11 @@ class PipelineStack:
         each: the second and later are named ``<channel>#2``...)."""
         from infra.stack import Proc
 
-        specs = [("streams", ["worker"])] + [(c.value if i == 1 else f"{c.value}#{i}", ["adapter", c.value])
-                                            for c in self.channels for i in range(1, adapter_processes + 1)]
+        specs = [("streams", ["worker"])] + [
+            (c.value if i == 1 else f"{c.value}#{i}", ["adapter", c.value])
+            for c in self.channels
+            for i in range(1, adapter_processes + 1)
+        ]
         for name, args in specs:
             self.procs[name] = Proc(name, args, self.env, self.workdir / f"{name}.log")
         return self.procs
@@ -204,8 +222,11 @@ class PipelineStack:
 
     def _ok_requests(self, which: str, method: str, suffix: str) -> int:
         stats = self.emus.control(which, "GET", "/_control/stats")
-        return sum(int(v.get("ok", 0)) for k, v in stats["requests"].items()
-                   if k.startswith(f"{method} ") and k.endswith(suffix))
+        return sum(
+            int(v.get("ok", 0))
+            for k, v in stats["requests"].items()
+            if k.startswith(f"{method} ") and k.endswith(suffix)
+        )
 
     def _count_fanpage(self) -> int:
         return self._ok_requests("graph", "POST", "/feed")
@@ -269,9 +290,14 @@ class PipelineStack:
         import boto3
         from botocore.config import Config
 
-        client = boto3.client("s3", endpoint_url=self.s3.endpoint_url, region_name=self.s3.region,
-                              aws_access_key_id=self.s3.access_key, aws_secret_access_key=self.s3.secret_key,
-                              config=Config(s3={"addressing_style": "path"}))
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.s3.endpoint_url,
+            region_name=self.s3.region,
+            aws_access_key_id=self.s3.access_key,
+            aws_secret_access_key=self.s3.secret_key,
+            config=Config(s3={"addressing_style": "path"}),
+        )
         counts: collections.Counter[str] = collections.Counter()
         try:
             for page in client.get_paginator("list_object_versions").paginate(Bucket=self.bucket):
@@ -330,7 +356,9 @@ class Articles:
         self.count += 1
         doc = dict(self.template)
         doc["uri"] = f"urn:lantoa:bench:{self.tag}:{i:05d}"
-        doc["headlines"] = [{"role": "main", "value": f"{self.template['headlines'][0]['value']} (tin số {i})"}]
+        doc["headlines"] = [
+            {"role": "main", "value": f"{self.template['headlines'][0]['value']} (tin số {i})"}
+        ]
         code = self.provinces[i % len(self.provinces)]
         doc["places"] = [{"name": f"Tỉnh {code}", "uri": f"urn:lantoa:place:province:{code}"}]
         return doc
@@ -353,8 +381,12 @@ class Snapshot:
 LAST: Snapshot | None = None
 
 
-def measure(bootstrap: str, window_s: float = WINDOW_S, profile_dir: Path | None = None,
-            config: StackConfig | None = None) -> tuple[list[Result], str]:
+def measure(
+    bootstrap: str,
+    window_s: float = WINDOW_S,
+    profile_dir: Path | None = None,
+    config: StackConfig | None = None,
+) -> tuple[list[Result], str]:
     """Run the pipeline, feed it, and measure effects/s over the steady window."""
     from infra.s3.versitygw import S3Server, build_versitygw
 
@@ -381,23 +413,39 @@ def measure(bootstrap: str, window_s: float = WINDOW_S, profile_dir: Path | None
     lantoa_cpu = sum(c for n, c in run["cpu"].items() if n not in ("kafka", "emulators", "s3", "bench"))
     per_article = run["per_article"]
     results = [
-        Result("pipeline_deliveries_s", total, "deliveries/s", "",
-               f"effects at emulators/S3 over a {span:.0f}s steady window: {chans}; {run['published']} articles "
-               f"published, {sum(per_article.values()):.0f} deliveries each on average{excluded}"),
-        Result("pipeline_cpu_cores", lantoa_cpu / span, "cores", "",
-               f"CPU over the window (cores): {cpu_note}; whole machine {run['machine']:.0%} busy "
-               f"(other tenants included), {run['steal']:.0%} stolen by the hypervisor"),
+        Result(
+            "pipeline_deliveries_s",
+            total,
+            "deliveries/s",
+            "",
+            f"effects at emulators/S3 over a {span:.0f}s steady window: {chans}; {run['published']} articles "
+            f"published, {sum(per_article.values()):.0f} deliveries each on average{excluded}",
+        ),
+        Result(
+            "pipeline_cpu_cores",
+            lantoa_cpu / span,
+            "cores",
+            "",
+            f"CPU over the window (cores): {cpu_note}; whole machine {run['machine']:.0%} busy "
+            f"(other tenants included), {run['steal']:.0%} stolen by the hypervisor",
+        ),
     ]
-    detail = (f"channels {names}; per article {per_article}; window {span:.1f}s; CPU {cpu_note}; "
-              f"emulator outcomes {run['outcomes']}; work dir {workdir}")
+    detail = (
+        f"channels {names}; per article {per_article}; window {span:.1f}s; CPU {cpu_note}; "
+        f"emulator outcomes {run['outcomes']}; work dir {workdir}"
+    )
     if profile_dir is not None:
-        summaries = [summarize_profile(f) for f in sorted(profile_dir.glob("*.txt")) if f.name != "summary.txt"]
+        summaries = [
+            summarize_profile(f) for f in sorted(profile_dir.glob("*.txt")) if f.name != "summary.txt"
+        ]
         (profile_dir / "summary.txt").write_text("\n\n".join(summaries) + "\n")
         print("\n\n".join(summaries), file=sys.stderr)
     return results, detail
 
 
-def _feed_and_watch(stack: PipelineStack, bootstrap: str, window_s: float, profile_dir: Path | None) -> dict[str, Any]:
+def _feed_and_watch(
+    stack: PipelineStack, bootstrap: str, window_s: float, profile_dir: Path | None
+) -> dict[str, Any]:
     from producers.client import PublishClient
 
     procs = stack.procs
@@ -407,12 +455,17 @@ def _feed_and_watch(stack: PipelineStack, bootstrap: str, window_s: float, profi
     rounds = [stack.routes(probe.next()) for _ in range(len(probe.provinces))]
     per_article = {ch: sum(len(r[ch]) for r in rounds) / len(rounds) for ch in rounds[0]}
     fed = [ch for ch, n in per_article.items() if n]
+
     def watched() -> dict[str, int]:
         return {n: p.proc.pid for n, p in procs.items()}
 
     broker = pid_listening(int(bootstrap.split(",")[0].rsplit(":", 1)[1]))
-    support = {"emulators": stack.emus.proc.pid, "s3": stack.s3.pid, **({"kafka": broker} if broker else {}),
-               "bench": os.getpid()}  # this harness: feeder, effect polling (the loudspeaker schedules are big)
+    support = {
+        "emulators": stack.emus.proc.pid,
+        "s3": stack.s3.pid,
+        **({"kafka": broker} if broker else {}),
+        "bench": os.getpid(),
+    }  # this harness: feeder, effect polling (the loudspeaker schedules are big)
     published = 0
     started = time.monotonic()
     t0: float | None = None
@@ -445,21 +498,34 @@ def _feed_and_watch(stack: PipelineStack, bootstrap: str, window_s: float, profi
                 span = time.monotonic() - t0
                 # A process restarted during the window counts from its new start (the dead one's
                 # last seconds are lost: an undercount, flagged by the crash note).
-                cpu = {n: cpu_seconds(pid) - (cpu0[n] if pids0[n] == pid else 0.0)
-                       for n, pid in {**watched(), **support}.items()}
+                cpu = {
+                    n: cpu_seconds(pid) - (cpu0[n] if pids0[n] == pid else 0.0)
+                    for n, pid in {**watched(), **support}.items()
+                }
                 busy1 = machine_busy()
                 rss = {n: rss_mb(pid) for n, pid in watched().items()}
-                outcomes = {w: stack.emus.control(w, "GET", "/_control/stats")["outcomes"]
-                            for w in ("graph", "zalo", *(["loudspeaker"] if "loudspeaker" in fed else []))}
+                outcomes = {
+                    w: stack.emus.control(w, "GET", "/_control/stats")["outcomes"]
+                    for w in ("graph", "zalo", *(["loudspeaker"] if "loudspeaker" in fed else []))
+                }
                 break
             if now - started > 300 + window_s:
-                raise TimeoutError(f"not delivering on every channel after 300 s: {counts}; see {stack.workdir}")
+                raise TimeoutError(
+                    f"not delivering on every channel after 300 s: {counts}; see {stack.workdir}"
+                )
             time.sleep(SAMPLE_S)
-    return {"span": span, "effects": {ch: counts[ch] - first[ch] for ch in counts}, "cpu": cpu, "rss": rss,
-            "crashes": {n: p.crashes for n, p in procs.items() if p.crashes},
-            "machine": (busy1[0] - busy0[0]) / max(1.0, busy1[2] - busy0[2]),
-            "steal": (busy1[1] - busy0[1]) / max(1.0, busy1[2] - busy0[2]), "published": published,
-            "per_article": per_article, "outcomes": outcomes}
+    return {
+        "span": span,
+        "effects": {ch: counts[ch] - first[ch] for ch in counts},
+        "cpu": cpu,
+        "rss": rss,
+        "crashes": {n: p.crashes for n, p in procs.items() if p.crashes},
+        "machine": (busy1[0] - busy0[0]) / max(1.0, busy1[2] - busy0[2]),
+        "steal": (busy1[1] - busy0[1]) / max(1.0, busy1[2] - busy0[2]),
+        "published": published,
+        "per_article": per_article,
+        "outcomes": outcomes,
+    }
 
 
 def run(bootstrap: str) -> list[Result]:

@@ -9,10 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, in seconds."""
@@ -23,7 +23,8 @@ def cpu_seconds(pid: int) -> float:
 def machine_busy() -> tuple[float, float, float]:
     """(busy, steal, total) jiffies of all CPUs since boot (guest time is already in user time)."""
     user, nice, system, idle, iowait, irq, softirq, steal = (
-        int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9])
+        int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    )
     total = user + nice + system + idle + iowait + irq + softirq + steal
     return float(total - idle - iowait - steal), float(steal), float(total)
 
@@ -68,10 +69,28 @@ def profiled(procs: dict[str, Any], outdir: Path | None, seconds: float) -> Iter
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     outdir.mkdir(parents=True, exist_ok=True)
-    runs = [subprocess.Popen([spy, "record", "--pid", str(p.proc.pid), "--duration", str(int(seconds)), "--rate", "100",
-                              "--nonblocking", "--format", "raw", "--output", str(outdir / f"{name}.txt")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-            for name, p in procs.items()]
+    runs = [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(p.proc.pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "100",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(outdir / f"{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        for name, p in procs.items()
+    ]
     try:
         yield
     finally:

@@ -30,8 +30,10 @@ RECORD_BYTES = 1024
 PARTITIONS = 6  # a channel command topic's count (schemas/topics/distribution.*.commands.yaml)
 DISTINCT_PAYLOADS = 64
 
-_PRODUCER_LINE = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
-                            r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
+_PRODUCER_LINE = re.compile(
+    r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
+    r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th"
+)
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,13 @@ def command_payloads(count: int = DISTINCT_PAYLOADS, size: int = RECORD_BYTES) -
 
         def build(fill: int) -> bytes:
             message = "Thông báo của Ủy ban nhân dân phường về lịch tiêm chủng. " + "x" * fill
-            cmd = Command(key, Priority.NORMAL, "2026-11-26T01:00:00Z",
-                          {"message": message, "link": f"https://tin.lantoa.example.vn/a/{i}"},
-                          published_at="2026-11-26T01:00:00Z")
+            cmd = Command(
+                key,
+                Priority.NORMAL,
+                "2026-11-26T01:00:00Z",
+                {"message": message, "link": f"https://tin.lantoa.example.vn/a/{i}"},
+                published_at="2026-11-26T01:00:00Z",
+            )
             return encode(cmd.to_dict())
 
         base = len(build(0))
@@ -82,19 +88,37 @@ def _java(main_class: str, *args: str, timeout: float = 600) -> str:
     from infra.kafka.broker import TOOL_JVM_OPTS, fetch_jars, java_executable
 
     tools = fetch_jars(tools=True)
-    jvm = [opt for opt in TOOL_JVM_OPTS if not opt.startswith("-XX:TieredStopAtLevel")]  # full JIT: a throughput run
+    jvm = [
+        opt for opt in TOOL_JVM_OPTS if not opt.startswith("-XX:TieredStopAtLevel")
+    ]  # full JIT: a throughput run
     cmd = [java_executable(), *jvm, "-cp", f"{tools}/*", main_class, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"{main_class} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{main_class} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
     return proc.stdout
 
 
 def producer_performance(bootstrap: str, topic: str, records: int, payload_file: Path) -> dict[str, float]:
-    out = _java("org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(records),
-                "--payload-file", str(payload_file), "--throughput", "-1", "--producer-props",
-                f"bootstrap.servers={bootstrap}", "acks=all", "enable.idempotence=true", "linger.ms=5",
-                "batch.size=262144", "compression.type=none")
+    out = _java(
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(records),
+        "--payload-file",
+        str(payload_file),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        f"bootstrap.servers={bootstrap}",
+        "acks=all",
+        "enable.idempotence=true",
+        "linger.ms=5",
+        "batch.size=262144",
+        "compression.type=none",
+    )
     matches = _PRODUCER_LINE.findall(out)
     if not matches:
         raise RuntimeError(f"no summary line in ProducerPerformance output:\n{out[-2000:]}")
@@ -105,8 +129,19 @@ def producer_performance(bootstrap: str, topic: str, records: int, payload_file:
 
 
 def consumer_performance(bootstrap: str, topic: str, records: int) -> dict[str, float]:
-    out = _java("org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", bootstrap, "--topic", topic,
-                "--messages", str(records), "--timeout", "60000", "--group", f"bench-cp-{uuid.uuid4().hex[:6]}")
+    out = _java(
+        "org.apache.kafka.tools.ConsumerPerformance",
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--messages",
+        str(records),
+        "--timeout",
+        "60000",
+        "--group",
+        f"bench-cp-{uuid.uuid4().hex[:6]}",
+    )
     lines = [ln for ln in out.splitlines() if ln.strip()]
     header = next(i for i, ln in enumerate(lines) if ln.startswith("start.time"))
     names = [h.strip() for h in lines[header].split(",")]
@@ -115,8 +150,12 @@ def consumer_performance(bootstrap: str, topic: str, records: int) -> dict[str, 
     consumed = int(float(row["data.consumed.in.nMsg"]))
     if consumed < records:
         raise RuntimeError(f"ConsumerPerformance read {consumed}/{records}")
-    return {"msgs_s": float(row["fetch.nMsg.sec"]), "with_rebalance_msgs_s": float(row["nMsg.sec"]),
-            "mb_s": float(row["fetch.MB.sec"]), "rebalance_ms": float(row["rebalance.time.ms"])}
+    return {
+        "msgs_s": float(row["fetch.nMsg.sec"]),
+        "with_rebalance_msgs_s": float(row["nMsg.sec"]),
+        "mb_s": float(row["fetch.MB.sec"]),
+        "rebalance_ms": float(row["rebalance.time.ms"]),
+    }
 
 
 def fill(bootstrap: str, records: int = RECORDS) -> tuple[RawTopic, dict[str, float]]:
@@ -144,14 +183,26 @@ def run(bootstrap: str) -> list[Result]:
     raw, produced = fill(bootstrap)
     consumed = consumer_performance(bootstrap, raw.name, raw.records)
     _LAST = raw
-    note = (f"{raw.records:,} records of {raw.record_bytes} B (JSON commands), {PARTITIONS} partitions, acks=all; "
-            f"min(produce, consume); {time.monotonic() - started:.0f}s")
+    note = (
+        f"{raw.records:,} records of {raw.record_bytes} B (JSON commands), {PARTITIONS} partitions, acks=all; "
+        f"min(produce, consume); {time.monotonic() - started:.0f}s"
+    )
     return [
         Result("raw_kafka_msgs_s", min(produced["msgs_s"], consumed["msgs_s"]), "msg/s", "baseline", note),
-        Result("raw_kafka_produce_msgs_s", produced["msgs_s"], "msg/s", "",
-               f"ProducerPerformance; {produced['mb_s']:.1f} MB/s, avg {produced['avg_ms']:.0f} ms, "
-               f"p99 {produced['p99_ms']:.0f} ms"),
-        Result("raw_kafka_consume_msgs_s", consumed["msgs_s"], "msg/s", "",
-               f"ConsumerPerformance fetch.nMsg.sec; {consumed['with_rebalance_msgs_s']:,.0f} msg/s "
-               f"counting the {consumed['rebalance_ms']:.0f} ms group join"),
+        Result(
+            "raw_kafka_produce_msgs_s",
+            produced["msgs_s"],
+            "msg/s",
+            "",
+            f"ProducerPerformance; {produced['mb_s']:.1f} MB/s, avg {produced['avg_ms']:.0f} ms, "
+            f"p99 {produced['p99_ms']:.0f} ms",
+        ),
+        Result(
+            "raw_kafka_consume_msgs_s",
+            consumed["msgs_s"],
+            "msg/s",
+            "",
+            f"ConsumerPerformance fetch.nMsg.sec; {consumed['with_rebalance_msgs_s']:,.0f} msg/s "
+            f"counting the {consumed['rebalance_ms']:.0f} ms group join",
+        ),
     ]

@@ -67,8 +67,13 @@ def _article(template: dict[str, Any], tag: str, i: int) -> dict[str, Any]:
     doc["uri"] = f"urn:lantoa:bench:day:{tag}:{i:03d}"
     doc["headlines"] = [{"role": "main", "value": f"{template['headlines'][0]['value']} (bản tin {i})"}]
     summary = template["descriptions"][0]["value"]
-    doc["descriptions"] = [{"role": "summary", "contentType": "text/plain",
-                            "value": " ".join(f"Ý {k + 1}. {summary}" for k in range(SUMMARY_REPEATS))}]
+    doc["descriptions"] = [
+        {
+            "role": "summary",
+            "contentType": "text/plain",
+            "value": " ".join(f"Ý {k + 1}. {summary}" for k in range(SUMMARY_REPEATS)),
+        }
+    ]
     doc["places"] = []  # national: every zone
     return doc
 
@@ -98,13 +103,17 @@ def _fill(emus: Any) -> str:
         body = doc.get("schedule") or {}
         windows = sum(float(w.get("capacity_s") or 0) for w in body.get("windows") or [])
         used = sum(float(w.get("used_s") or 0) for w in body.get("windows") or [])
-        by_day.setdefault(str(doc["date"]), []).append((len(body.get("slots") or []), used / windows if windows else 0.0))
+        by_day.setdefault(str(doc["date"]), []).append(
+            (len(body.get("slots") or []), used / windows if windows else 0.0)
+        )
     parts = []
     for day, rows in sorted(by_day.items()):
         slots = [s for s, _ in rows]
         fill = [f for _, f in rows]
-        parts.append(f"{day}: {len(rows)} zones, slots/zone median {statistics.median(slots):.0f} "
-                     f"(min {min(slots)}), windows {statistics.median(fill):.0%} used (min {min(fill):.0%})")
+        parts.append(
+            f"{day}: {len(rows)} zones, slots/zone median {statistics.median(slots):.0f} "
+            f"(min {min(slots)}), windows {statistics.median(fill):.0%} used (min {min(fill):.0%})"
+        )
     return "; ".join(parts)
 
 
@@ -125,14 +134,24 @@ def schedule_day(bootstrap: str, articles: int = DAY_ARTICLES) -> ScheduleDay:
     procs: dict[str, Any] = {}
     try:
         prefix = f"d{uuid.uuid4().hex[:6]}."
-        env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-               "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(workdir / "data"),
-               "LANTOA_TARGETS_FILE": str(targets), "LANTOA_RETRY_DELAYS": pipeline.FAST_RETRIES, **emus.env}
+        env = {
+            **os.environ,
+            "LANTOA_KAFKA_BOOTSTRAP": bootstrap,
+            "LANTOA_TOPIC_PREFIX": prefix,
+            "LANTOA_APP_ID": f"{prefix}streams",
+            "LANTOA_WEB_PORT": "0",
+            "LANTOA_DATA_DIR": str(workdir / "data"),
+            "LANTOA_TARGETS_FILE": str(targets),
+            "LANTOA_RETRY_DELAYS": pipeline.FAST_RETRIES,
+            **emus.env,
+        }
         settings = Settings.from_env(env)
         apply_topics(settings)
         load_targets(settings)
-        procs = {"streams": Proc("streams", ["worker"], env, workdir / "streams.log"),
-                 "loudspeaker": Proc("loudspeaker", ["adapter", "loudspeaker"], env, workdir / "loudspeaker.log")}
+        procs = {
+            "streams": Proc("streams", ["worker"], env, workdir / "streams.log"),
+            "loudspeaker": Proc("loudspeaker", ["adapter", "loudspeaker"], env, workdir / "loudspeaker.log"),
+        }
         template = orjson.loads(pipeline.TEMPLATE.read_bytes())
         tag = uuid.uuid4().hex[:6]
         started = time.monotonic()
@@ -150,12 +169,16 @@ def schedule_day(bootstrap: str, articles: int = DAY_ARTICLES) -> ScheduleDay:
             if total >= expected and lag == 0:
                 break
             if time.monotonic() - started > DAY_TIMEOUT_S:
-                raise TimeoutError(f"schedule day unfinished after {DAY_TIMEOUT_S:.0f}s: {total} commands, lag {lag}")
+                raise TimeoutError(
+                    f"schedule day unfinished after {DAY_TIMEOUT_S:.0f}s: {total} commands, lag {lag}"
+                )
             time.sleep(5.0)
         seconds = time.monotonic() - started
         rss = {name: procstats.rss_mb(p.proc.pid) for name, p in procs.items()}
-        note = (f"{articles} national articles × 3,321 zones = {total:,} loudspeaker commands, all committed in "
-                f"{seconds:.0f}s ({total / seconds:.0f}/s); at the platform: {_fill(emus)}")
+        note = (
+            f"{articles} national articles × 3,321 zones = {total:,} loudspeaker commands, all committed in "
+            f"{seconds:.0f}s ({total / seconds:.0f}/s); at the platform: {_fill(emus)}"
+        )
         return ScheduleDay(rss, articles, total, seconds, note)
     finally:
         for p in procs.values():
@@ -185,16 +208,29 @@ def loudspeaker_week(bootstrap: str, days: int = WEEK_DAYS, articles: int = DAY_
     adapter: subprocess.Popen[bytes] | None = None
     try:
         prefix = f"w{uuid.uuid4().hex[:6]}."
-        env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-               "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(workdir / "data"),
-               "LANTOA_TARGETS_FILE": str(targets), "LANTOA_RETRY_DELAYS": pipeline.FAST_RETRIES, **emus.env}
+        env = {
+            **os.environ,
+            "LANTOA_KAFKA_BOOTSTRAP": bootstrap,
+            "LANTOA_TOPIC_PREFIX": prefix,
+            "LANTOA_APP_ID": f"{prefix}streams",
+            "LANTOA_WEB_PORT": "0",
+            "LANTOA_DATA_DIR": str(workdir / "data"),
+            "LANTOA_TARGETS_FILE": str(targets),
+            "LANTOA_RETRY_DELAYS": pipeline.FAST_RETRIES,
+            **emus.env,
+        }
         settings = Settings.from_env(env)
         apply_topics(settings)
         load_targets(settings)
         streams = Proc("streams", ["worker"], env, workdir / "streams.log")
         with (workdir / "loudspeaker.log").open("ab") as log_file:
-            adapter = subprocess.Popen([sys.executable, "-m", "bench.week_adapter"], cwd=ROOT, env=env,
-                                       stdout=log_file, stderr=subprocess.STDOUT)
+            adapter = subprocess.Popen(
+                [sys.executable, "-m", "bench.week_adapter"],
+                cwd=ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         template = orjson.loads(pipeline.TEMPLATE.read_bytes())
         topic = settings.topic(Topic.commands(Channel.LOUDSPEAKER))
         group = f"{prefix}lantoa-{Channel.LOUDSPEAKER.value}"
@@ -214,21 +250,28 @@ def loudspeaker_week(bootstrap: str, days: int = WEEK_DAYS, articles: int = DAY_
                 total, lag = _lag(bootstrap, group, topic)
                 if total >= expected and lag == 0:
                     rss_now, hwm_now = procstats.rss_mb(adapter.pid)
-                    print(f"  # week day {day + 1}/{days}: {total:,} commands committed after "
-                          f"{time.monotonic() - started:.0f}s; loudspeaker VmRSS {rss_now:.0f} MB (VmHWM {hwm_now:.0f})",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"  # week day {day + 1}/{days}: {total:,} commands committed after "
+                        f"{time.monotonic() - started:.0f}s; loudspeaker VmRSS {rss_now:.0f} MB (VmHWM {hwm_now:.0f})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     break
                 if time.monotonic() - started > DAY_TIMEOUT_S * days:
-                    raise TimeoutError(f"week unfinished after {time.monotonic() - started:.0f}s: day {day + 1}, "
-                                       f"{total} commands, lag {lag}")
+                    raise TimeoutError(
+                        f"week unfinished after {time.monotonic() - started:.0f}s: day {day + 1}, "
+                        f"{total} commands, lag {lag}"
+                    )
                 time.sleep(5.0)
         seconds = time.monotonic() - started
         rss = {"loudspeaker": procstats.rss_mb(adapter.pid)}
         if os.environ.get("LANTOA_BENCH_TRACEMALLOC"):
             adapter.send_signal(signal.SIGUSR2)  # bench/week_adapter.py writes where the memory is
             time.sleep(30.0)
-        note = (f"{days} national days × {articles} articles × 3,321 zones = {total:,} loudspeaker commands through one "
-                f"adapter on a clock a day ahead per day, all committed in {seconds:.0f}s")
+        note = (
+            f"{days} national days × {articles} articles × 3,321 zones = {total:,} loudspeaker commands through one "
+            f"adapter on a clock a day ahead per day, all committed in {seconds:.0f}s"
+        )
         return ScheduleDay(rss, articles * days, total, seconds, note)
     finally:
         if adapter is not None and adapter.poll() is None:
@@ -262,8 +305,13 @@ def run(bootstrap: str) -> list[Result]:
     snap = pipeline.LAST
     assert snap is not None
     results = [
-        Result(f"rss_mb_{name}", rss, "MB", "<= 300",
-               f"VmRSS after the {snap.seconds:.0f}s pipeline window; peak VmHWM {hwm:.0f} MB")
+        Result(
+            f"rss_mb_{name}",
+            rss,
+            "MB",
+            "<= 300",
+            f"VmRSS after the {snap.seconds:.0f}s pipeline window; peak VmHWM {hwm:.0f} MB",
+        )
         for name, (rss, hwm) in snap.rss.items()
     ]
     results += run_schedule_day(bootstrap)

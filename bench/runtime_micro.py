@@ -37,6 +37,7 @@ from infra.kafka import clients
 from infra.kafka.loop import Batch, Handled
 from infra.stack import Emulators
 from infra.topics import apply_topics
+from producers.targets import load_config
 from schemas import contracts
 from schemas.codec import encode
 from schemas.errors import InvalidContent
@@ -45,7 +46,6 @@ from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 from streams.registry import build_targets
-from producers.targets import load_config
 
 
 def emit(name: str, value: float, unit: str) -> None:
@@ -56,10 +56,18 @@ def make_command(uri: str, channel: Channel, target: str, parts: int = 1) -> Com
     text = f"Tin {uri}: thông báo của Ủy ban nhân dân phường về lịch tiêm chủng."
     if parts > 1:  # long enough for ``parts`` Zalo messages of at most 2,000 characters
         text += " " + " ".join(f"Câu thứ {i} nói về việc sơ tán dân." for i in range(55 * (parts - 1)))
-    payload: dict[str, Any] = ({"message": text, "link": "https://tin.example.vn/a/x"} if channel is Channel.FANPAGE
-                               else {"text": text})
-    return Command(IdempotencyKey(uri, 1, channel, target, Action.PUBLISH), Priority.NORMAL,
-                   "2026-11-26T01:00:00Z", payload, published_at="2026-11-26T01:00:00Z")
+    payload: dict[str, Any] = (
+        {"message": text, "link": "https://tin.example.vn/a/x"}
+        if channel is Channel.FANPAGE
+        else {"text": text}
+    )
+    return Command(
+        IdempotencyKey(uri, 1, channel, target, Action.PUBLISH),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        payload,
+        published_at="2026-11-26T01:00:00Z",
+    )
 
 
 def bench_contracts() -> None:
@@ -121,7 +129,7 @@ async def run_runtime(rt: Timed, n: int, timeout: float, stall_ms: float = 0.0) 
     async def staller() -> None:
         while not stop.is_set():
             await asyncio.sleep(1.0)
-            time.sleep(stall_ms / 1000)  # block the loop on purpose
+            time.sleep(stall_ms / 1000)  # noqa: ASYNC251 (blocks the loop on purpose)
 
     stall = asyncio.create_task(staller()) if stall_ms > 0 else None
     deadline = time.perf_counter() + timeout
@@ -142,12 +150,21 @@ async def run_runtime(rt: Timed, n: int, timeout: float, stall_ms: float = 0.0) 
     return end - rt.first_batch
 
 
-async def bench_fanpage(settings: Settings, emus: Emulators, targets: dict[str, Target], n: int, pages: int) -> None:
+async def bench_fanpage(
+    settings: Settings, emus: Emulators, targets: dict[str, Target], n: int, pages: int
+) -> None:
     ids = [f"fanpage:p{i}" for i in range(pages)]
-    commands = [make_command(f"urn:lantoa:micro:{i // pages:05d}", Channel.FANPAGE, ids[i % pages]) for i in range(n)]
+    commands = [
+        make_command(f"urn:lantoa:micro:{i // pages:05d}", Channel.FANPAGE, ids[i % pages]) for i in range(n)
+    ]
     await produce(settings, Channel.FANPAGE, commands)
-    adapter = FanpageAdapter(emus.graph_url, settings.graph_api_version, SecretFile(Path(emus.env["LANTOA_FANPAGE_TOKENS_FILE"])),
-                             targets.get, app_secret=SecretFile(Path(emus.env["LANTOA_FANPAGE_APP_SECRET_FILE"])))
+    adapter = FanpageAdapter(
+        emus.graph_url,
+        settings.graph_api_version,
+        SecretFile(Path(emus.env["LANTOA_FANPAGE_TOKENS_FILE"])),
+        targets.get,
+        app_secret=SecretFile(Path(emus.env["LANTOA_FANPAGE_APP_SECRET_FILE"])),
+    )
     rt = Timed(settings, adapter, RuntimeConfig(max_batch=500, concurrency=64))
     count_sends(rt)
     elapsed = await run_runtime(rt, n, 600)
@@ -156,16 +173,35 @@ async def bench_fanpage(settings: Settings, emus: Emulators, targets: dict[str, 
     emit("fanpage_send_all_ms_mean", 1000 * rt.send_s / max(1, rt.sends), "ms")
 
 
-async def bench_zalo(settings: Settings, emus: Emulators, targets: dict[str, Target], n: int, groups: int,
-                     stall_ms: float, parts: int) -> None:
+async def bench_zalo(
+    settings: Settings,
+    emus: Emulators,
+    targets: dict[str, Target],
+    n: int,
+    groups: int,
+    stall_ms: float,
+    parts: int,
+) -> None:
     before = emus.control("zalo", "GET", "/_control/stats")["outcomes"].get("error:-32", 0)
     ids = [f"zalo:g{i}" for i in range(groups)]
-    commands = [make_command(f"urn:lantoa:micro:{i // groups:05d}", Channel.ZALO, ids[i % groups], parts) for i in range(n)]
+    commands = [
+        make_command(f"urn:lantoa:micro:{i // groups:05d}", Channel.ZALO, ids[i % groups], parts)
+        for i in range(n)
+    ]
     await produce(settings, Channel.ZALO, commands)
-    adapter = ZaloAdapter(emus.zalo_url, emus.env["LANTOA_ZALO_OAUTH_URL"], emus.env["LANTOA_ZALO_APP_ID"],
-                          SecretFile(Path(emus.env["LANTOA_ZALO_SECRET_FILE"])),
-                          TokenStore(Path(emus.env["LANTOA_ZALO_TOKEN_FILE"])), targets.get)
-    rt = Timed(settings, adapter, RuntimeConfig(max_batch=500, concurrency=64, min_interval_s=ZaloAdapter.min_interval_s))
+    adapter = ZaloAdapter(
+        emus.zalo_url,
+        emus.env["LANTOA_ZALO_OAUTH_URL"],
+        emus.env["LANTOA_ZALO_APP_ID"],
+        SecretFile(Path(emus.env["LANTOA_ZALO_SECRET_FILE"])),
+        TokenStore(Path(emus.env["LANTOA_ZALO_TOKEN_FILE"])),
+        targets.get,
+    )
+    rt = Timed(
+        settings,
+        adapter,
+        RuntimeConfig(max_batch=500, concurrency=64, min_interval_s=ZaloAdapter.min_interval_s),
+    )
     count_sends(rt)
     elapsed = await run_runtime(rt, n, 900, stall_ms)
     after = emus.control("zalo", "GET", "/_control/stats")["outcomes"].get("error:-32", 0)
@@ -178,7 +214,9 @@ async def bench_zalo(settings: Settings, emus: Emulators, targets: dict[str, Tar
 def targets_toml(path: Path, pages: int, groups: int) -> None:
     lines = ['[[archive]]\nid = "archive:main"\nname = "A"\nbucket = "b"\n']
     for i in range(pages):
-        lines.append(f'[[fanpage]]\nid = "fanpage:p{i}"\nname = "Trang {i}"\npage_id = "{200000000000000 + i}"\n')
+        lines.append(
+            f'[[fanpage]]\nid = "fanpage:p{i}"\nname = "Trang {i}"\npage_id = "{200000000000000 + i}"\n'
+        )
     for i in range(groups):
         lines.append(f'[[zalo]]\nid = "zalo:g{i}"\nname = "Nhóm {i}"\ngroup_id = "g-{i:018d}"\n')
     path.write_text("\n".join(lines))
@@ -197,14 +235,22 @@ async def main(args: argparse.Namespace) -> None:
         targets_toml(tfile, args.pages, args.groups)
         emus = Emulators(tmpdir / "emu", tfile)
         try:
-            settings = Settings.from_env({"LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": f"rm{uuid.uuid4().hex[:6]}.",
-                                          "LANTOA_TARGETS_FILE": str(tfile), **emus.env})
+            settings = Settings.from_env(
+                {
+                    "LANTOA_KAFKA_BOOTSTRAP": bootstrap,
+                    "LANTOA_TOPIC_PREFIX": f"rm{uuid.uuid4().hex[:6]}.",
+                    "LANTOA_TARGETS_FILE": str(tfile),
+                    **emus.env,
+                }
+            )
             apply_topics(settings)
             targets = {t.id: t for t in build_targets(load_config(tfile))}
             if args.commands:
                 await bench_fanpage(settings, emus, targets, args.commands, args.pages)
             if args.zalo_messages:
-                await bench_zalo(settings, emus, targets, args.zalo_messages, args.groups, args.stall_ms, args.zalo_parts)
+                await bench_zalo(
+                    settings, emus, targets, args.zalo_messages, args.groups, args.stall_ms, args.zalo_parts
+                )
         finally:
             emus.close()
 

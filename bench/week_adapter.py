@@ -21,16 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from consumers.base import Effect, Prior
-from consumers.loudspeaker.adapter import LoudspeakerAdapter
-from schemas.models import Command
-from schemas.topics import Channel
-
-from consumers.loudspeaker.adapter import from_settings
+from consumers.loudspeaker.adapter import LoudspeakerAdapter, from_settings
 from consumers.loudspeaker.plays import PlayReporter
 from consumers.process import TargetLookup, run_until_signalled
 from consumers.registry import policy_from
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from schemas.models import Command
 from schemas.settings import Settings
+from schemas.topics import Channel
 
 DAY_S = 86400.0
 log = logging.getLogger("bench.week_adapter")
@@ -99,8 +97,10 @@ def main() -> None:
     async def body(stop: asyncio.Event, targets: TargetLookup) -> None:
         adapter = Shifted(from_settings(settings, targets, clock=clock), lambda: offset[0])
         config = RuntimeConfig(min_interval_s=adapter.min_interval_s, policy=policy_from(settings))
-        await asyncio.gather(DeliveryRuntime(settings, adapter, config, clock=clock).run(stop),
-                             PlayReporter.from_settings(settings).run(stop))
+        await asyncio.gather(
+            DeliveryRuntime(settings, adapter, config, clock=clock).run(stop),
+            PlayReporter.from_settings(settings).run(stop),
+        )
 
     run_until_signalled(settings, "loudspeaker adapter (bench week)", body, log)
 

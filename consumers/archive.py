@@ -49,7 +49,7 @@ import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeVar
 
 from consumers.archive_config import ArchiveConfig, ArchiveConfigError, S3Credentials, load_credentials_file
@@ -81,8 +81,15 @@ from schemas.article import squash
 from schemas.models import Action, Command
 from schemas.topics import Channel
 
-__all__ = ["ArchiveAdapter", "ArchiveConfig", "ArchiveConfigError", "S3Credentials", "article_hash",
-           "article_prefix", "load_credentials_file"]
+__all__ = [
+    "ArchiveAdapter",
+    "ArchiveConfig",
+    "ArchiveConfigError",
+    "S3Credentials",
+    "article_hash",
+    "article_prefix",
+    "load_credentials_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +110,11 @@ def article_prefix(prefix: str, uri: str) -> str:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def start_delay(config: ArchiveConfig, attempt: int, rng: Callable[[], float] = random.random) -> float:
@@ -131,9 +138,16 @@ class ArchiveAdapter:
     channel: ClassVar[Channel] = Channel.ARCHIVE
     keeps_every_version: ClassVar[bool] = True
 
-    def __init__(self, config: ArchiveConfig, client: Any | None = None, *,
-                 clock: Callable[[], datetime] = _utc_now, sleep: Sleep = asyncio.sleep,
-                 monotonic: Callable[[], float] = time.monotonic, rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        config: ArchiveConfig,
+        client: Any | None = None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        sleep: Sleep = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self.config = config
         self.store = S3ObjectStore(config, client)
         self._clock = clock
@@ -166,21 +180,36 @@ class ArchiveAdapter:
                 waited = self._monotonic() - began
                 deadline = self.config.start_deadline_s
                 if deadline is not None and waited >= deadline:
-                    log.error("archive: S3 bucket %r still unreachable after %.0f s and %d attempts; giving up: %s",
-                              self.config.bucket, waited, self.start_attempts, exc.reason)
+                    log.error(
+                        "archive: S3 bucket %r still unreachable after %.0f s and %d attempts; giving up: %s",
+                        self.config.bucket,
+                        waited,
+                        self.start_attempts,
+                        exc.reason,
+                    )
                     raise
                 delay = start_delay(self.config, self.start_attempts, self._rng)
                 if deadline is not None:
                     delay = max(0.0, min(delay, deadline - waited))
                 metrics.PAUSED_TARGETS.labels(self.channel.value).set(1)
-                log.warning("archive: S3 not ready at start (attempt %d, %.0f s so far): %s; not consuming, "
-                            "next attempt in %.1f s", self.start_attempts, waited, exc.reason, delay)
+                log.warning(
+                    "archive: S3 not ready at start (attempt %d, %.0f s so far): %s; not consuming, "
+                    "next attempt in %.1f s",
+                    self.start_attempts,
+                    waited,
+                    exc.reason,
+                    delay,
+                )
                 await self._sleep(delay)
                 continue
             if self.start_attempts:
                 metrics.PAUSED_TARGETS.labels(self.channel.value).set(0)
-                log.warning("archive: S3 bucket %r ready after %d failed attempts (%.0f s); consuming",
-                            self.config.bucket, self.start_attempts, self._monotonic() - began)
+                log.warning(
+                    "archive: S3 bucket %r ready after %d failed attempts (%.0f s); consuming",
+                    self.config.bucket,
+                    self.start_attempts,
+                    self._monotonic() - began,
+                )
             return
 
     async def close(self) -> None:
@@ -236,12 +265,19 @@ class ArchiveAdapter:
                 raise
             if not self._pausing:
                 self._pausing = True
-                log.error("archive: S3 unavailable for %.0f s (%s): pausing the archive target; commands wait "
-                          "in the retry topics until it answers", down, exc.reason)
-            raise TargetPaused(f"S3 unavailable for {down:.0f} s: {exc.reason}", self.config.outage_pause_s,
-                               code=exc.code) from exc
+                log.error(
+                    "archive: S3 unavailable for %.0f s (%s): pausing the archive target; commands wait "
+                    "in the retry topics until it answers",
+                    down,
+                    exc.reason,
+                )
+            raise TargetPaused(
+                f"S3 unavailable for {down:.0f} s: {exc.reason}", self.config.outage_pause_s, code=exc.code
+            ) from exc
         if self._down_since is not None:
-            log.warning("archive: S3 answers again after %.0f s of failures", self._monotonic() - self._down_since)
+            log.warning(
+                "archive: S3 answers again after %.0f s of failures", self._monotonic() - self._down_since
+            )
             self._down_since, self._pausing = None, False
         return result
 
@@ -264,12 +300,16 @@ class ArchiveAdapter:
         raw, etag = got
         manifest = parse_manifest(raw, uri)
         if manifest is None:
-            raise PermanentDeliveryError(f"{key} is not the manifest of {uri!r}: refusing to overwrite it",
-                                         code="ManifestMismatch", alert=True)
+            raise PermanentDeliveryError(
+                f"{key} is not the manifest of {uri!r}: refusing to overwrite it",
+                code="ManifestMismatch",
+                alert=True,
+            )
         return manifest, raw, etag
 
-    def _update_manifest(self, uri: str, key: str, change: Callable[[dict[str, Any]], None],
-                         first: _Read | None = None) -> tuple[dict[str, Any], bool]:
+    def _update_manifest(
+        self, uri: str, key: str, change: Callable[[dict[str, Any]], None], first: _Read | None = None
+    ) -> tuple[dict[str, Any], bool]:
         """Read, apply ``change``, write back if the bytes differ (conditionally). Returns the
         manifest and whether it was written.
 
@@ -290,12 +330,18 @@ class ArchiveAdapter:
             if body == raw:
                 return current, False
             try:
-                self.store.put(key, blob("manifest.json", body, "application/json; charset=utf-8"),
-                               create=etag is None, if_match=etag)
+                self.store.put(
+                    key,
+                    blob("manifest.json", body, "application/json; charset=utf-8"),
+                    create=etag is None,
+                    if_match=etag,
+                )
             except Race:
                 continue
             return current, True
-        raise TransientDeliveryError(f"{key} kept changing under concurrent writers", self.config.retry_after_s)
+        raise TransientDeliveryError(
+            f"{key} kept changing under concurrent writers", self.config.retry_after_s
+        )
 
     # -- publish / update --------------------------------------------------------------------
 
@@ -309,19 +355,29 @@ class ArchiveAdapter:
             raise InvalidContent("archive command without a ninjs document in payload.document")
         uri, version = command.key.uri, command.key.version
         doc_uri = doc.get("uri")
-        if not isinstance(doc_uri, str) or unicodedata.normalize("NFC", doc_uri.strip()) != \
-                unicodedata.normalize("NFC", uri.strip()):
-            raise InvalidContent(f"document uri {str(doc_uri)[:200]!r} is not the command's uri {uri[:200]!r}")
+        if not isinstance(doc_uri, str) or unicodedata.normalize(
+            "NFC", doc_uri.strip()
+        ) != unicodedata.normalize("NFC", uri.strip()):
+            raise InvalidContent(
+                f"document uri {str(doc_uri)[:200]!r} is not the command's uri {uri[:200]!r}"
+            )
         if str(doc.get("version")) != str(version):
-            raise InvalidContent(f"document version {str(doc.get('version'))[:20]!r} is not the command's "
-                                 f"version {version}")
+            raise InvalidContent(
+                f"document version {str(doc.get('version'))[:20]!r} is not the command's version {version}"
+            )
         url = valid_public_url(payload.get("public_url"))
         ninjs_version = payload.get("ninjs_version")
-        document = blob("document.json", canonical_json(doc), "application/json; charset=utf-8", immutable=True)
+        document = blob(
+            "document.json", canonical_json(doc), "application/json; charset=utf-8", immutable=True
+        )
         view = article_view(doc)
         blobs = [
             document,
-            blob("index.html", render_index(view, url, uri, version, document.sha256), "text/html; charset=utf-8"),
+            blob(
+                "index.html",
+                render_index(view, url, uri, version, document.sha256),
+                "text/html; charset=utf-8",
+            ),
             blob("bulletin.html", render_bulletin(view, url, version), "text/html; charset=utf-8"),
             blob("qr.png", render_qr(url), "image/png"),
         ]
@@ -331,8 +387,9 @@ class ArchiveAdapter:
                 try:
                     audio = file_blob("audio.wav", files.enter_context(path.open("rb")), "audio/wav")
                 except OSError as exc:
-                    raise TransientDeliveryError(f"audio {path} unreadable: {exc.strerror}",
-                                                 self.config.retry_after_s) from exc
+                    raise TransientDeliveryError(
+                        f"audio {path} unreadable: {exc.strerror}", self.config.retry_after_s
+                    ) from exc
                 blobs.append(audio)
         return blobs, url, str(ninjs_version) if isinstance(ninjs_version, str) else ""
 
@@ -366,7 +423,10 @@ class ArchiveAdapter:
                 elif item.immutable:
                     raise PermanentDeliveryError(
                         f"{key} already holds other content (sha256 {head.sha256}) for this version: "
-                        "a new revision needs a new version number", code="VersionConflict", alert=True)
+                        "a new revision needs a new version number",
+                        code="VersionConflict",
+                        alert=True,
+                    )
                 else:  # a derived object rendered differently (new template, new audio): replace it
                     version_id = self.store.put(key, item, if_match=head.etag)
                     written = True
@@ -374,12 +434,20 @@ class ArchiveAdapter:
                 head, looked = race.head, race.head is not None
                 continue
             return self._record(key, item, version_id), written
-        raise TransientDeliveryError(f"{key} kept changing under concurrent writers", self.config.retry_after_s)
+        raise TransientDeliveryError(
+            f"{key} kept changing under concurrent writers", self.config.retry_after_s
+        )
 
     @staticmethod
     def _record(key: str, item: Blob, version_id: str) -> dict[str, Any]:
-        return {"name": item.name, "key": key, "size": item.size, "sha256": item.sha256,
-                "content_type": item.content_type, "version_id": version_id}
+        return {
+            "name": item.name,
+            "key": key,
+            "size": item.size,
+            "sha256": item.sha256,
+            "content_type": item.content_type,
+            "version_id": version_id,
+        }
 
     def _publish_sync(self, command: Command) -> Effect:
         with ExitStack() as files:
@@ -393,29 +461,54 @@ class ArchiveAdapter:
         read = self._read_manifest(uri, manifest_key)
         covering = takedown_covering(read[0], version)
         if covering is not None:
-            return Effect("skipped", manifest_key, {"reason": f"taken down by retraction version {covering['version']}",
-                                                    "prefix": vprefix})
+            return Effect(
+                "skipped",
+                manifest_key,
+                {"reason": f"taken down by retraction version {covering['version']}", "prefix": vprefix},
+            )
         known = recorded_names(read[0], version)
         records: list[dict[str, Any]] = []
         written: dict[str, bool] = {}
         for item in blobs:
             result = self._write_object(vprefix + item.name, item, known=item.name in known)
             if result is None:
-                return Effect("skipped", manifest_key, {"reason": f"a takedown marker holds {vprefix + item.name}",
-                                                        "prefix": vprefix})
+                return Effect(
+                    "skipped",
+                    manifest_key,
+                    {"reason": f"a takedown marker holds {vprefix + item.name}", "prefix": vprefix},
+                )
             records.append(result[0])
             written[item.name] = result[1]
         now = _iso(self._clock())
-        entry = {"version": version, "command_id": command.key.command_id(), "action": command.key.action.value,
-                 "issued_at": command.issued_at, "published_at": command.published_at, "archived_at": now,
-                 "public_url": url, "ninjs_version": ninjs_version, "prefix": vprefix,
-                 "objects": sorted(records, key=lambda r: str(r["name"]))}
-        _, manifest_written = self._update_manifest(uri, manifest_key, lambda m: merge_version(m, entry, now),
-                                                    first=read)
+        entry = {
+            "version": version,
+            "command_id": command.key.command_id(),
+            "action": command.key.action.value,
+            "issued_at": command.issued_at,
+            "published_at": command.published_at,
+            "archived_at": now,
+            "public_url": url,
+            "ninjs_version": ninjs_version,
+            "prefix": vprefix,
+            "objects": sorted(records, key=lambda r: str(r["name"])),
+        }
+        _, manifest_written = self._update_manifest(
+            uri, manifest_key, lambda m: merge_version(m, entry, now), first=read
+        )
         detail = {
-            "prefix": vprefix, "manifest": manifest_key, "manifest_written": manifest_written,
-            "objects": {r["name"]: {"key": r["key"], "sha256": r["sha256"], "size": r["size"],
-                                    "version_id": r["version_id"], "written": written[r["name"]]} for r in records},
+            "prefix": vprefix,
+            "manifest": manifest_key,
+            "manifest_written": manifest_written,
+            "objects": {
+                r["name"]: {
+                    "key": r["key"],
+                    "sha256": r["sha256"],
+                    "size": r["size"],
+                    "version_id": r["version_id"],
+                    "written": written[r["name"]],
+                }
+                for r in records
+            },
         }
         outcome = "updated" if command.key.action is Action.UPDATE else "delivered"
         return Effect(outcome, manifest_key, detail)
@@ -426,7 +519,11 @@ class ArchiveAdapter:
         uri, version = command.key.uri, command.key.version
         root, manifest_key = self._keys(uri)
         raw_reason = command.payload.get("reason") if isinstance(command.payload, dict) else None
-        reason = clean_text(squash(raw_reason))[:2000] if isinstance(raw_reason, str) and raw_reason.strip() else DEFAULT_REASON
+        reason = (
+            clean_text(squash(raw_reason))[:2000]
+            if isinstance(raw_reason, str) and raw_reason.strip()
+            else DEFAULT_REASON
+        )
         command_id = command.key.command_id()
         now = _iso(self._clock())
         read = self._read_manifest(uri, manifest_key)  # refuses a foreign manifest before touching objects
@@ -445,30 +542,64 @@ class ArchiveAdapter:
                     already += 1
                     break
                 if self.config.legal_hold and head.version_id:
-                    self.store.legal_hold(key, head.version_id)  # before the marker: a crash in between is redone
-                body, ctype = render_takedown(key.rsplit("/", 1)[-1], uri=uri, version=version, reason=reason,
-                                              requested_at=command.issued_at, at=now, command_id=command_id)
+                    self.store.legal_hold(
+                        key, head.version_id
+                    )  # before the marker: a crash in between is redone
+                body, ctype = render_takedown(
+                    key.rsplit("/", 1)[-1],
+                    uri=uri,
+                    version=version,
+                    reason=reason,
+                    requested_at=command.issued_at,
+                    at=now,
+                    command_id=command_id,
+                )
                 marker = blob(key.rsplit("/", 1)[-1], body, ctype)
                 try:
-                    marker_version = self.store.put(key, marker, if_match=head.etag,
-                                               extra_meta={"takedown": command_id})
+                    marker_version = self.store.put(
+                        key, marker, if_match=head.etag, extra_meta={"takedown": command_id}
+                    )
                 except Race:
                     continue
-                records.append({"key": key, "content_version_id": head.version_id or "",
-                                "content_sha256": head.sha256 or "", "marker_sha256": marker.sha256,
-                                "marker_version_id": marker_version, "legal_hold": bool(
-                                    self.config.legal_hold and head.version_id)})
+                records.append(
+                    {
+                        "key": key,
+                        "content_version_id": head.version_id or "",
+                        "content_sha256": head.sha256 or "",
+                        "marker_sha256": marker.sha256,
+                        "marker_version_id": marker_version,
+                        "legal_hold": bool(self.config.legal_hold and head.version_id),
+                    }
+                )
                 break
             else:
-                raise TransientDeliveryError(f"{key} kept changing under concurrent writers", self.config.retry_after_s)
-        takedown = {"command_id": command_id, "version": version, "reason": reason,
-                    "requested_at": command.issued_at, "taken_down_at": now,
-                    "legal_hold": self.config.legal_hold, "objects": records}
-        _, manifest_written = self._update_manifest(uri, manifest_key, lambda m: merge_takedown(m, takedown),
-                                                    first=read)
-        return Effect("deleted", manifest_key, {"markers_written": len(records), "already_taken_down": already,
-                                                "manifest": manifest_key, "manifest_written": manifest_written,
-                                                "legal_hold": self.config.legal_hold, "reason": reason})
+                raise TransientDeliveryError(
+                    f"{key} kept changing under concurrent writers", self.config.retry_after_s
+                )
+        takedown = {
+            "command_id": command_id,
+            "version": version,
+            "reason": reason,
+            "requested_at": command.issued_at,
+            "taken_down_at": now,
+            "legal_hold": self.config.legal_hold,
+            "objects": records,
+        }
+        _, manifest_written = self._update_manifest(
+            uri, manifest_key, lambda m: merge_takedown(m, takedown), first=read
+        )
+        return Effect(
+            "deleted",
+            manifest_key,
+            {
+                "markers_written": len(records),
+                "already_taken_down": already,
+                "manifest": manifest_key,
+                "manifest_written": manifest_written,
+                "legal_hold": self.config.legal_hold,
+                "reason": reason,
+            },
+        )
 
     # -- reconcile ---------------------------------------------------------------------------
 
@@ -489,7 +620,9 @@ class ArchiveAdapter:
             return Effect("deleted", manifest_key, {"manifest": manifest_key, "reconciled": True})
         covering = takedown_covering(manifest, version)
         if covering is not None:
-            return Effect("skipped", manifest_key, {"reason": f"taken down by retraction version {covering['version']}"})
+            return Effect(
+                "skipped", manifest_key, {"reason": f"taken down by retraction version {covering['version']}"}
+            )
         entry = next((v for v in manifest.get("versions", []) if v.get("version") == version), None)
         if entry is None:
             return None
@@ -500,5 +633,8 @@ class ArchiveAdapter:
                 return None
             objects[str(record["name"])] = {k: record[k] for k in ("key", "sha256", "size", "version_id")}
         outcome = "updated" if command.key.action is Action.UPDATE else "delivered"
-        return Effect(outcome, manifest_key, {"prefix": entry.get("prefix"), "manifest": manifest_key,
-                                              "objects": objects, "reconciled": True})
+        return Effect(
+            outcome,
+            manifest_key,
+            {"prefix": entry.get("prefix"), "manifest": manifest_key, "objects": objects, "reconciled": True},
+        )

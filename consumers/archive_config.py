@@ -82,11 +82,15 @@ class ArchiveConfig:
         if not self.bucket:
             raise ArchiveConfigError("an archive bucket is required (LANTOA_S3_BUCKET)")
         if not _PREFIX_RE.match(self.prefix):
-            raise ArchiveConfigError(f"prefix must be empty or lower-case segments ending in '/': {self.prefix!r}")
+            raise ArchiveConfigError(
+                f"prefix must be empty or lower-case segments ending in '/': {self.prefix!r}"
+            )
         if self.credentials is not None and (self.credentials_file is not None or self.profile is not None):
             raise ArchiveConfigError("give explicit credentials or a credentials file/profile, not both")
         if self.addressing_style not in ("auto", "path", "virtual"):
-            raise ArchiveConfigError(f"addressing_style must be auto, path or virtual: {self.addressing_style!r}")
+            raise ArchiveConfigError(
+                f"addressing_style must be auto, path or virtual: {self.addressing_style!r}"
+            )
         if not 0 < self.start_retry_first_s <= self.start_retry_cap_s:
             raise ArchiveConfigError("start retry delays must satisfy 0 < first <= cap")
 
@@ -126,9 +130,13 @@ def load_credentials_file(path: Path, profile: str | None = None) -> S3Credentia
     try:
         parser.read_string(text)
         section = parser[profile or "default"]
-        return S3Credentials(section["aws_access_key_id"].strip(), section["aws_secret_access_key"].strip(),
-                             (section.get("aws_session_token") or "").strip() or None)
+        return S3Credentials(
+            section["aws_access_key_id"].strip(),
+            section["aws_secret_access_key"].strip(),
+            (section.get("aws_session_token") or "").strip() or None,
+        )
     except (KeyError, configparser.Error):
         # The parser's message could quote a secret: say only what is missing.
-        raise ArchiveConfigError(f"{path} has no [{profile or 'default'}] section with "
-                                 "aws_access_key_id and aws_secret_access_key") from None
+        raise ArchiveConfigError(
+            f"{path} has no [{profile or 'default'}] section with aws_access_key_id and aws_secret_access_key"
+        ) from None

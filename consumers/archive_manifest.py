@@ -13,8 +13,15 @@ MANIFEST_SCHEMA: Final = "lantoa.archive.manifest/1"
 
 
 def new_manifest(uri: str, article_hash: str, prefix: str) -> dict[str, Any]:
-    return {"schema": MANIFEST_SCHEMA, "uri": uri, "article_hash": article_hash, "prefix": prefix,
-            "status": "public", "versions": [], "takedowns": []}
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "uri": uri,
+        "article_hash": article_hash,
+        "prefix": prefix,
+        "status": "public",
+        "versions": [],
+        "takedowns": [],
+    }
 
 
 def parse_manifest(raw: bytes, uri: str) -> dict[str, Any] | None:
@@ -64,7 +71,10 @@ def merge_version(manifest: dict[str, Any], entry: dict[str, Any], now: str) -> 
         superseded = list(old.get("superseded", []))
         for record in entry["objects"]:
             prev = objects.get(str(record["name"]))
-            if prev is not None and (prev.get("sha256"), prev.get("version_id")) == (record["sha256"], record["version_id"]):
+            if prev is not None and (prev.get("sha256"), prev.get("version_id")) == (
+                record["sha256"],
+                record["version_id"],
+            ):
                 continue
             if prev is not None and prev.get("sha256") != record["sha256"]:
                 superseded.append({**prev, "superseded_at": now})

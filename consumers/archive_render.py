@@ -16,7 +16,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from typing import Any, Final
 
@@ -67,9 +67,36 @@ class _HtmlText(HTMLParser):
     """The readable text of an HTML fragment: block boundaries become line breaks, and the
     content of elements that are code or media rather than text is dropped."""
 
-    _BLOCK = frozenset({"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
-                        "blockquote", "section", "article", "header", "footer", "figure", "figcaption", "hr", "pre"})
-    _DROP = frozenset({"script", "style", "template", "noscript", "iframe", "object", "svg", "math", "head", "title"})
+    _BLOCK = frozenset(
+        {
+            "p",
+            "br",
+            "div",
+            "li",
+            "ul",
+            "ol",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "tr",
+            "table",
+            "blockquote",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "figure",
+            "figcaption",
+            "hr",
+            "pre",
+        }
+    )
+    _DROP = frozenset(
+        {"script", "style", "template", "noscript", "iframe", "object", "svg", "math", "head", "title"}
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -155,15 +182,16 @@ def _display_time(value: Any) -> str:
     except (ValueError, InvalidContent):
         return clean_text(value)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(VN_TZ).strftime("%H:%M ngày %d/%m/%Y (giờ Việt Nam)")
 
 
 def article_view(doc: dict[str, Any]) -> _View:
     """The displayable text of a ninjs document (1.x, 2.x or 3.x), as plain strings."""
     headline = _item_text(_pick(doc.get("headlines"), "main")) or _legacy(doc, "headline", "headline_html")
-    summary = _item_text(_pick(doc.get("descriptions"), "summary")) or _legacy(doc, "description_text",
-                                                                                 "description_html")
+    summary = _item_text(_pick(doc.get("descriptions"), "summary")) or _legacy(
+        doc, "description_text", "description_html"
+    )
     bodies = doc.get("bodies")
     if isinstance(bodies, list) and bodies:
         mains = [b for b in bodies if isinstance(b, dict) and b.get("role") in (None, "main")] or bodies[:1]
@@ -233,8 +261,13 @@ def render_index(view: _View, url: str, uri: str, version: int, document_sha256:
         meta.append(f"Cập nhật {view.version_created}")
     if view.byline:
         meta.append(f"Tác giả: {view.byline}")
-    body = ["<article>", "<header>", f"<h1>{_e(view.headline)}</h1>",
-            f'<p class="meta">{_e(" · ".join(meta))}</p>', "</header>"]
+    body = [
+        "<article>",
+        "<header>",
+        f"<h1>{_e(view.headline)}</h1>",
+        f'<p class="meta">{_e(" · ".join(meta))}</p>',
+        "</header>",
+    ]
     if view.summary:
         body.append(f'<p class="summary">{_e(view.summary)}</p>')
     body += [f"<p>{_e(p)}</p>" for p in view.paragraphs]
@@ -249,14 +282,15 @@ def render_index(view: _View, url: str, uri: str, version: int, document_sha256:
         "<figcaption>Quét mã QR để đọc bài viết</figcaption></figure>",
         f'<p class="archive">Bản lưu trữ Lantoa · {_e(uri)} · phiên bản {version} · '
         f"SHA-256 của document.json: {document_sha256}</p>",
-        "</footer>", "</article>",
+        "</footer>",
+        "</article>",
     ]
     return _page(view.headline, body, canonical=url)
 
 
 def render_bulletin(view: _View, url: str, version: int) -> bytes:
     """A printable internal bulletin (A5): headline, summary and the QR code to the article."""
-    body = ["<main>", "<p class=\"meta\">BẢN TIN NỘI BỘ</p>", f"<h1>{_e(view.headline)}</h1>"]
+    body = ["<main>", '<p class="meta">BẢN TIN NỘI BỘ</p>', f"<h1>{_e(view.headline)}</h1>"]
     if view.summary:
         body.append(f'<p class="summary">{_e(view.summary)}</p>')
     body += [
@@ -307,20 +341,38 @@ def qr_png(matrix: Sequence[Sequence[int]], *, scale: int, border: int) -> bytes
     def chunk(name: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data))
 
-    return b"".join((b"\x89PNG\r\n\x1a\n",
-                     chunk(b"IHDR", struct.pack(">2I5B", width, width, 1, 0, 0, 0, 0)),
-                     chunk(b"IDAT", zlib.compress(bytes(idat), 9)),
-                     chunk(b"IEND", b"")))
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", struct.pack(">2I5B", width, width, 1, 0, 0, 0, 0)),
+            chunk(b"IDAT", zlib.compress(bytes(idat), 9)),
+            chunk(b"IEND", b""),
+        )
+    )
 
 
-def render_takedown(name: str, *, uri: str, version: int, reason: str, requested_at: str, at: str,
-                    command_id: str) -> tuple[bytes, str]:
+def render_takedown(
+    name: str, *, uri: str, version: int, reason: str, requested_at: str, at: str, command_id: str
+) -> tuple[bytes, str]:
     """The marker that replaces a public object: an HTML page for .html keys, JSON otherwise."""
     if name.endswith(".html"):
         when = _display_time(at) or at
-        body = ["<main>", f"<h1>{TAKEDOWN_TITLE}</h1>", f"<p>Lý do: {_e(reason)}</p>",
-                f"<p>Thời điểm gỡ: {_e(when)}</p>", "</main>"]
+        body = [
+            "<main>",
+            f"<h1>{TAKEDOWN_TITLE}</h1>",
+            f"<p>Lý do: {_e(reason)}</p>",
+            f"<p>Thời điểm gỡ: {_e(when)}</p>",
+            "</main>",
+        ]
         return _page(TAKEDOWN_TITLE, body), "text/html; charset=utf-8"
-    marker = {"takedown": True, "message": TAKEDOWN_TITLE, "uri": uri, "retraction_version": version,
-              "reason": reason, "requested_at": requested_at, "taken_down_at": at, "command_id": command_id}
+    marker = {
+        "takedown": True,
+        "message": TAKEDOWN_TITLE,
+        "uri": uri,
+        "retraction_version": version,
+        "reason": reason,
+        "requested_at": requested_at,
+        "taken_down_at": at,
+        "command_id": command_id,
+    }
     return canonical_json(marker), "application/json; charset=utf-8"

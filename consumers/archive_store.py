@@ -30,19 +30,50 @@ from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeli
 
 __all__ = ["Blob", "ErrorMap", "Head", "Race", "S3ObjectStore", "StoreUnavailable", "blob", "file_blob"]
 
-_AUTH_CODES: Final = frozenset({
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "AccountProblem", "AllAccessDisabled", "InvalidSecurity",
-    "RequestTimeTooSkewed", "NoSuchBucket", "403", "401",
-})
-_THROTTLE_CODES: Final = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
-    "TooManyRequestsException", "RequestThrottled", "BandwidthLimitExceeded", "429",
-})
-_TRANSIENT_CODES: Final = frozenset({
-    "InternalError", "ServiceUnavailable", "RequestTimeout", "OperationAborted", "PriorRequestNotComplete",
-    "503", "500", "502", "504", "408",
-})
+_AUTH_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AccountProblem",
+        "AllAccessDisabled",
+        "InvalidSecurity",
+        "RequestTimeTooSkewed",
+        "NoSuchBucket",
+        "403",
+        "401",
+    }
+)
+_THROTTLE_CODES: Final = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "BandwidthLimitExceeded",
+        "429",
+    }
+)
+_TRANSIENT_CODES: Final = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "OperationAborted",
+        "PriorRequestNotComplete",
+        "503",
+        "500",
+        "502",
+        "504",
+        "408",
+    }
+)
 _NOT_FOUND: Final = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchVersion"})
 _PRECONDITION: Final = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 # Files (the audio) are hashed and measured this much at a time: never held whole.
@@ -133,11 +164,18 @@ class ErrorMap:
         """The consumers.errors exception for a botocore failure during ``what``."""
         cfg = self.config
         if isinstance(exc, (BotoConnectionError, HTTPClientError)):
-            return StoreUnavailable(f"S3 unreachable during {what}: {type(exc).__name__}",
-                                    cfg.retry_after_s, code=type(exc).__name__)
+            return StoreUnavailable(
+                f"S3 unreachable during {what}: {type(exc).__name__}",
+                cfg.retry_after_s,
+                code=type(exc).__name__,
+            )
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
-            return TargetPaused(f"no usable S3 credentials during {what}: {type(exc).__name__}",
-                                cfg.auth_pause_s, code="NoCredentials", alert=True)
+            return TargetPaused(
+                f"no usable S3 credentials during {what}: {type(exc).__name__}",
+                cfg.auth_pause_s,
+                code="NoCredentials",
+                alert=True,
+            )
         if isinstance(exc, ClientError):
             code, status = _code(exc), _status(exc)
             message = str(exc.response.get("Error", {}).get("Message", ""))[:300]
@@ -145,11 +183,13 @@ class ErrorMap:
             if code in _AUTH_CODES or status in (401, 403):
                 return TargetPaused(reason, cfg.auth_pause_s, code=code or str(status), alert=True)
             if code in _THROTTLE_CODES or status == 429:
-                return TransientDeliveryError(reason, _retry_after_header(exc) or 2 * cfg.retry_after_s,
-                                              code=code or str(status))
+                return TransientDeliveryError(
+                    reason, _retry_after_header(exc) or 2 * cfg.retry_after_s, code=code or str(status)
+                )
             if code in _TRANSIENT_CODES or status >= 500 or status == 408:
-                return StoreUnavailable(reason, _retry_after_header(exc) or cfg.retry_after_s,
-                                        code=code or str(status))
+                return StoreUnavailable(
+                    reason, _retry_after_header(exc) or cfg.retry_after_s, code=code or str(status)
+                )
             return PermanentDeliveryError(reason, code=code or str(status), alert=True)
         # Anything else (bad parameters, a botocore bug) is ours to fix: the worker stops.
         return RuntimeError(f"unexpected S3 client failure during {what}: {exc!r}")
@@ -223,7 +263,9 @@ class S3ObjectStore:
                     raise
                 versioning = None
                 if not cfg.create_bucket:
-                    raise ArchiveConfigError(f"bucket {cfg.bucket!r} does not exist (create_bucket is off)") from None
+                    raise ArchiveConfigError(
+                        f"bucket {cfg.bucket!r} does not exist (create_bucket is off)"
+                    ) from None
                 kwargs: dict[str, Any] = {"Bucket": cfg.bucket}
                 if cfg.legal_hold:
                     kwargs["ObjectLockEnabledForBucket"] = True
@@ -236,7 +278,9 @@ class S3ObjectStore:
                         raise
             if versioning != "Enabled":
                 if not cfg.create_bucket:
-                    raise ArchiveConfigError(f"bucket {cfg.bucket!r} has versioning off: takedowns would lose history")
+                    raise ArchiveConfigError(
+                        f"bucket {cfg.bucket!r} has versioning off: takedowns would lose history"
+                    )
                 s3.put_bucket_versioning(Bucket=cfg.bucket, VersioningConfiguration={"Status": "Enabled"})
             if cfg.legal_hold:
                 try:
@@ -249,7 +293,8 @@ class S3ObjectStore:
                 if not enabled:
                     raise ArchiveConfigError(
                         f"legal_hold is on but bucket {cfg.bucket!r} has no object lock "
-                        "(it can only be enabled when a bucket is created on most services)")
+                        "(it can only be enabled when a bucket is created on most services)"
+                    )
         except (BotoCoreError, ClientError) as exc:
             raise self._map(exc, f"start of bucket {cfg.bucket!r}") from exc
 
@@ -268,8 +313,13 @@ class S3ObjectStore:
         sha = meta.get("sha256")
         if sha is None and r.get("ChecksumSHA256") and "-" not in str(r["ChecksumSHA256"]):
             sha = base64.b64decode(r["ChecksumSHA256"]).hex()
-        return Head(str(r.get("ETag", "")), sha, r.get("VersionId"), int(r.get("ContentLength", 0)),
-                    meta.get("takedown"))
+        return Head(
+            str(r.get("ETag", "")),
+            sha,
+            r.get("VersionId"),
+            int(r.get("ContentLength", 0)),
+            meta.get("takedown"),
+        )
 
     def get(self, key: str) -> tuple[bytes, str] | None:
         """The body and ETag of ``key``, or None when it does not exist."""
@@ -285,8 +335,16 @@ class S3ObjectStore:
         except OSError as exc:  # the body stream broke off
             raise TransientDeliveryError(f"S3 GET {key} broke off: {exc}", self.config.retry_after_s) from exc
 
-    def put(self, key: str, item: Blob, *, if_match: str | None = None, create: bool = False,
-            extra_meta: Mapping[str, str] | None = None, verify: bool = False) -> str:
+    def put(
+        self,
+        key: str,
+        item: Blob,
+        *,
+        if_match: str | None = None,
+        create: bool = False,
+        extra_meta: Mapping[str, str] | None = None,
+        verify: bool = False,
+    ) -> str:
         """PUT ``item`` at ``key`` and verify it; the new VersionId (or "" without versioning).
 
         ``create``: only if the key is absent; ``if_match``: only if it still has that ETag.
@@ -300,7 +358,10 @@ class S3ObjectStore:
         if not isinstance(item.body, bytes):
             item.body.seek(0)
         kwargs: dict[str, Any] = {
-            "Bucket": self.config.bucket, "Key": key, "Body": item.body, "ContentType": item.content_type,
+            "Bucket": self.config.bucket,
+            "Key": key,
+            "Body": item.body,
+            "ContentType": item.content_type,
             "CacheControl": "no-cache",  # a takedown replaces objects in place: caches must revalidate
             "ChecksumSHA256": base64.b64encode(bytes.fromhex(item.sha256)).decode(),
             "Metadata": {"sha256": item.sha256, **(extra_meta or {})},
@@ -336,16 +397,21 @@ class S3ObjectStore:
         version_id = str(r.get("VersionId") or "")
         if returned is None or verify:  # unchecked or unconditional: read back what the store holds
             head = self.head(key)
-            if head is None or head.sha256 != item.sha256 or head.size != item.size or (
-                    version_id and head.version_id != version_id):
+            if (
+                head is None
+                or head.sha256 != item.sha256
+                or head.size != item.size
+                or (version_id and head.version_id != version_id)
+            ):
                 raise TransientDeliveryError(f"S3 did not keep {key} as written", self.config.retry_after_s)
         return version_id
 
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.config.bucket,
-                                                                              Prefix=prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.config.bucket, Prefix=prefix
+            ):
                 keys += [str(o["Key"]) for o in page.get("Contents", [])]
         except (BotoCoreError, ClientError) as exc:
             raise self._map(exc, f"LIST {prefix}") from exc
@@ -353,7 +419,8 @@ class S3ObjectStore:
 
     def legal_hold(self, key: str, version_id: str) -> None:
         try:
-            self.client.put_object_legal_hold(Bucket=self.config.bucket, Key=key, VersionId=version_id,
-                                              LegalHold={"Status": "ON"})
+            self.client.put_object_legal_hold(
+                Bucket=self.config.bucket, Key=key, VersionId=version_id, LegalHold={"Status": "ON"}
+            )
         except (BotoCoreError, ClientError) as exc:
             raise self._map(exc, f"legal hold on {key}") from exc

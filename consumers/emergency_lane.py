@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -51,16 +51,27 @@ MAX_BACKOFF_S = 5.0
 class EmergencyLane:
     """Consumes the emergency topic and drives the pusher; see the module docstring."""
 
-    def __init__(self, settings: Settings, pusher: EmergencyPusher, *, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pusher: EmergencyPusher,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.settings, self.pusher, self.clock, self.sleep = settings, pusher, clock, sleep
         self.topic = settings.topic(Topic.EMERGENCY_COMMANDS)
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-emergency")
         self.cancelled: set[str] = set()  # a Cancel that overtook its Alert keeps it from starting
         self.pushed = 0
         # One record at a time, committed after each (flush_bytes=0): an alert never waits on another.
-        self.subscription = Subscription("emergency", (self.topic,), f"{settings.topic_prefix}lantoa-emergency",
-                                         max_records=50, flush_bytes=0)
+        self.subscription = Subscription(
+            "emergency",
+            (self.topic,),
+            f"{settings.topic_prefix}lantoa-emergency",
+            max_records=50,
+            flush_bytes=0,
+        )
         self.loop = ConsumerLoop(settings, self, self.outbox, clock=clock, sleep=sleep)
 
     # -- the Process of the consumer loop (infra/kafka/loop.py) ---------------------------------
@@ -94,7 +105,7 @@ class EmergencyLane:
             await self.outbox.stop()
 
     async def _handle(self, tp: TopicPartition, rec: Any) -> list[OutRecord]:
-        at = utc_now_iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        at = utc_now_iso(datetime.fromtimestamp(self.clock(), UTC))
         try:
             value = decode(rec.value)
             contracts.check("emergency", value)
@@ -119,13 +130,26 @@ class EmergencyLane:
                     return self._receipts(value, zones, "skipped", at, reason=result.skipped)
                 published = parse_time(value.get("published_at")) if value.get("published_at") else None
                 if published is not None:
-                    metrics.EMERGENCY_LATENCY.labels("loudspeaker").observe(max(0.0, self.clock() - published.timestamp()))
-                log.info("emergency %s: %d zones pre-empted in %.3fs%s", eid, result.zones, result.elapsed_s,
-                         " (already on air)" if result.duplicate else "")
+                    metrics.EMERGENCY_LATENCY.labels("loudspeaker").observe(
+                        max(0.0, self.clock() - published.timestamp())
+                    )
+                log.info(
+                    "emergency %s: %d zones pre-empted in %.3fs%s",
+                    eid,
+                    result.zones,
+                    result.elapsed_s,
+                    " (already on air)" if result.duplicate else "",
+                )
                 if result.shortened:
                     log.warning("emergency %s: %s", eid, result.shortened)
-                return self._receipts(value, zones, "delivered", at, external_id=",".join(result.platform_ids),
-                                      reason=result.shortened)
+                return self._receipts(
+                    value,
+                    zones,
+                    "delivered",
+                    at,
+                    external_id=",".join(result.platform_ids),
+                    reason=result.shortened,
+                )
             except (TransientDeliveryError, TargetPaused) as exc:
                 wait = min(MAX_BACKOFF_S, 0.1 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
                 metrics.RETRIES.labels("emergency", "in_process").inc()
@@ -134,29 +158,59 @@ class EmergencyLane:
             except (PermanentDeliveryError, InvalidContent) as exc:
                 reason = exc.reason
                 log.error("emergency %s refused: %s", eid, reason)
-                return [self._dead_letter(tp, rec, reason, at), *self._receipts(value, zones, "failed", at, reason=reason)]
+                return [
+                    self._dead_letter(tp, rec, reason, at),
+                    *self._receipts(value, zones, "failed", at, reason=reason),
+                ]
 
-    def _receipts(self, value: dict[str, Any], zones: list[str], outcome: str, at: str, *,
-                  reason: str | None = None, external_id: str | None = None) -> list[OutRecord]:
+    def _receipts(
+        self,
+        value: dict[str, Any],
+        zones: list[str],
+        outcome: str,
+        at: str,
+        *,
+        reason: str | None = None,
+        external_id: str | None = None,
+    ) -> list[OutRecord]:
         eid, action = str(value["emergency_id"]), str(value["action"])
         uri = alert_uri(eid)
         topic = self.settings.topic(Topic.RECEIPTS)
         metrics.DELIVERIES.labels(EMERGENCY_CHANNEL, outcome).inc(len(zones))
         out = []
         for zone in zones:
-            receipt = Receipt(uri=uri, stage="delivery", outcome=outcome, at=at, version=1, channel=EMERGENCY_CHANNEL,
-                              target=zone, command_id=emergency_command_id(eid, zone, action), reason=reason,
-                              external_id=external_id)
+            receipt = Receipt(
+                uri=uri,
+                stage="delivery",
+                outcome=outcome,
+                at=at,
+                version=1,
+                channel=EMERGENCY_CHANNEL,
+                target=zone,
+                command_id=emergency_command_id(eid, zone, action),
+                reason=reason,
+                external_id=external_id,
+            )
             out.append(OutRecord(topic, uri.encode(), encode(receipt.to_dict())))
         return out
 
-    def _dead_letter(self, tp: TopicPartition, rec: Any, reason: str, at: str, *, stage: str = "deliver") -> OutRecord:
+    def _dead_letter(
+        self, tp: TopicPartition, rec: Any, reason: str, at: str, *, stage: str = "deliver"
+    ) -> OutRecord:
         """A dead letter: ``decode`` for a record that breaks the contract (never counted by the
         loop's dead-letter limit), ``deliver`` for a refusal by the platform (counted)."""
         metrics.DEAD_LETTERS.labels("emergency", metrics.reason_class(reason)).inc()
-        headers = dead_letter_headers(list(rec.headers or []), topic=tp.topic, partition=tp.partition, offset=rec.offset,
-                                      reason=reason, stage=stage, now_iso=at, channel="emergency",
-                                      error_class="InvalidContent" if stage == "decode" else "PermanentDeliveryError")
+        headers = dead_letter_headers(
+            list(rec.headers or []),
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=rec.offset,
+            reason=reason,
+            stage=stage,
+            now_iso=at,
+            channel="emergency",
+            error_class="InvalidContent" if stage == "decode" else "PermanentDeliveryError",
+        )
         return OutRecord(self.settings.topic(Topic.DEADLETTER), rec.key or b"", rec.value, tuple(headers))
 
 
@@ -168,6 +222,3 @@ def run(settings: Settings) -> None:
         await EmergencyLane(settings, pusher).run(stop)
 
     run_until_signalled(settings, "emergency lane", main, log)
-
-
-

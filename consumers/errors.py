@@ -49,7 +49,9 @@ class TransientDeliveryError(Exception):
 class TargetPaused(Exception):
     """This target must not be called for ``retry_after`` seconds; other targets go on."""
 
-    def __init__(self, reason: str, retry_after: float, *, code: str | None = None, alert: bool = False) -> None:
+    def __init__(
+        self, reason: str, retry_after: float, *, code: str | None = None, alert: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after

@@ -46,8 +46,11 @@ def article_marker(uri: str) -> str:
 def reply_detail(command: Command) -> dict[str, Any]:
     """What the ledger keeps of a delivered answer (the triage closes the question with it)."""
     payload = command.payload
-    return {"question_id": payload.get("question_id"), "text": payload.get("answer") or payload.get("text"),
-            "reply_to": payload.get("comment_id") or payload.get("reply_to")}
+    return {
+        "question_id": payload.get("question_id"),
+        "text": payload.get("answer") or payload.get("text"),
+        "reply_to": payload.get("comment_id") or payload.get("reply_to"),
+    }
 
 
 def usage_percent(headers: dict[str, str], page_id: str) -> float | None:
@@ -56,7 +59,9 @@ def usage_percent(headers: dict[str, str], page_id: str) -> float | None:
     for name in ("X-App-Usage", "x-app-usage"):
         if name in headers:
             try:
-                values += [float(v) for v in orjson.loads(headers[name]).values() if isinstance(v, (int, float))]
+                values += [
+                    float(v) for v in orjson.loads(headers[name]).values() if isinstance(v, (int, float))
+                ]
             except (orjson.JSONDecodeError, AttributeError):
                 pass
     for name in ("X-Business-Use-Case-Usage", "x-business-use-case-usage"):
@@ -73,7 +78,10 @@ def regain_seconds(headers: dict[str, str], page_id: str) -> float | None:
     for name in ("X-Business-Use-Case-Usage", "x-business-use-case-usage"):
         if name in headers:
             try:
-                minutes = max(float(e.get("estimated_time_to_regain_access", 0)) for e in orjson.loads(headers[name]).get(page_id, []))
+                minutes = max(
+                    float(e.get("estimated_time_to_regain_access", 0))
+                    for e in orjson.loads(headers[name]).get(page_id, [])
+                )
             except (orjson.JSONDecodeError, ValueError, AttributeError):
                 return None
             return minutes * 60 if minutes > 0 else None
@@ -87,9 +95,18 @@ class FanpageAdapter:
     # Throttle a page before Facebook does (Pages API limits are per page per hour).
     min_interval_s: ClassVar[float] = 0.0
 
-    def __init__(self, base_url: str, api_version: str, tokens: SecretFile, targets: Callable[[str], Target | None],
-                 *, app_secret: SecretFile | None = None, timeout_s: float = 10.0, pause_on_token_s: float = 3600.0,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_version: str,
+        tokens: SecretFile,
+        targets: Callable[[str], Target | None],
+        *,
+        app_secret: SecretFile | None = None,
+        timeout_s: float = 10.0,
+        pause_on_token_s: float = 3600.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.base = f"{base_url.rstrip('/')}/{api_version}"
         self.tokens, self.targets, self.app_secret = tokens, targets, app_secret
         self.timeout_s, self.pause_on_token_s = timeout_s, pause_on_token_s
@@ -134,8 +151,9 @@ class FanpageAdapter:
             return Effect("deleted", prior.external_id, {"usage_pct": usage_percent(reply.headers, page_id)})
         message = self._message(command)
         if prior.external_id:
-            reply = await self._request("POST", f"/{prior.external_id}", token, page_id, mutating=True,
-                                        data={"message": message})
+            reply = await self._request(
+                "POST", f"/{prior.external_id}", token, page_id, mutating=True, data={"message": message}
+            )
             self._raise_for(reply, page_id, command)
             return Effect("updated", prior.external_id, {"usage_pct": usage_percent(reply.headers, page_id)})
         data = {"message": message}
@@ -159,7 +177,9 @@ class FanpageAdapter:
         if command.key.action is Action.REPLY:
             page_id, token = self._page(command)
             found = await self._find_reply(page_id, token, command)
-            return Effect("delivered", found, {**reply_detail(command), "reconciled": True}) if found else None
+            return (
+                Effect("delivered", found, {**reply_detail(command), "reconciled": True}) if found else None
+            )
         if command.key.action is not Action.PUBLISH or prior.external_id:
             return None  # edits and deletes are idempotent: resending is safe
         page_id, token = self._page(command)
@@ -170,22 +190,39 @@ class FanpageAdapter:
 
     async def _reply(self, command: Command, page_id: str, token: str) -> Effect:
         """An editor's answer as a reply to the citizen's comment: POST /{comment-id}/comments."""
-        comment_id, text = str(command.payload.get("comment_id") or ""), str(command.payload.get("text") or "")
+        comment_id, text = (
+            str(command.payload.get("comment_id") or ""),
+            str(command.payload.get("text") or ""),
+        )
         if not comment_id or not text.strip():
             raise PermanentDeliveryError("a reply needs payload.comment_id and payload.text")
-        reply = await self._request("POST", f"/{comment_id}/comments", token, page_id, mutating=True,
-                                    data={"message": text})
+        reply = await self._request(
+            "POST", f"/{comment_id}/comments", token, page_id, mutating=True, data={"message": text}
+        )
         self._raise_for(reply, page_id, command)
         reply_id = str((reply.body or {}).get("id", ""))
         if not reply_id:
             raise TransientDeliveryError("Graph API answered without a comment id")
-        return Effect("delivered", reply_id, {**reply_detail(command), "usage_pct": usage_percent(reply.headers, page_id)})
+        return Effect(
+            "delivered",
+            reply_id,
+            {**reply_detail(command), "usage_pct": usage_percent(reply.headers, page_id)},
+        )
 
     async def _find_reply(self, page_id: str, token: str, command: Command) -> str | None:
         """After an unknown outcome: the page's reply with this exact text under the comment."""
-        comment_id, text = str(command.payload.get("comment_id") or ""), str(command.payload.get("text") or "")
-        reply = await self._request("GET", f"/{comment_id}/comments", token, page_id, mutating=False,
-                                    params={"limit": str(RECONCILE_FEED_LIMIT), "fields": "id,message,from"})
+        comment_id, text = (
+            str(command.payload.get("comment_id") or ""),
+            str(command.payload.get("text") or ""),
+        )
+        reply = await self._request(
+            "GET",
+            f"/{comment_id}/comments",
+            token,
+            page_id,
+            mutating=False,
+            params={"limit": str(RECONCILE_FEED_LIMIT), "fields": "id,message,from"},
+        )
         self._raise_for(reply, page_id, command)
         for comment in (reply.body or {}).get("data", []):
             if str((comment.get("from") or {}).get("id", "")) == page_id and comment.get("message") == text:
@@ -201,7 +238,12 @@ class FanpageAdapter:
         page_id = str(target.config["page_id"])
         token = self.tokens.get(page_id)
         if not token:
-            raise TargetPaused(f"no page token configured for page {page_id}", self.pause_on_token_s, code="no-token", alert=True)
+            raise TargetPaused(
+                f"no page token configured for page {page_id}",
+                self.pause_on_token_s,
+                code="no-token",
+                alert=True,
+            )
         return page_id, token
 
     @staticmethod
@@ -209,8 +251,17 @@ class FanpageAdapter:
         text = str(command.payload.get("message", "")).strip()
         return f"{text}\n\nMã tin: {article_marker(command.key.uri)}"
 
-    async def _request(self, method: str, path: str, token: str, page_id: str, *, mutating: bool,
-                       data: dict[str, str] | None = None, params: dict[str, str] | None = None) -> Reply:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        page_id: str,
+        *,
+        mutating: bool,
+        data: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Reply:
         assert self._session is not None, "start() first"
         # The page token travels in the Authorization header, never in a URL (query strings end up
         # in proxy and access logs) nor in a form body. The proof is an HMAC of the token under the
@@ -221,14 +272,34 @@ class FanpageAdapter:
         if secret:
             proof["appsecret_proof"] = hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
         if method == "GET":
-            return await call(self._session, method, self.base + path, mutating=False, timeout_s=self.timeout_s,
-                              params={**(params or {}), **proof}, headers=headers)
-        return await call(self._session, method, self.base + path, mutating=mutating, timeout_s=self.timeout_s,
-                          data={**(data or {}), **proof}, headers=headers)
+            return await call(
+                self._session,
+                method,
+                self.base + path,
+                mutating=False,
+                timeout_s=self.timeout_s,
+                params={**(params or {}), **proof},
+                headers=headers,
+            )
+        return await call(
+            self._session,
+            method,
+            self.base + path,
+            mutating=mutating,
+            timeout_s=self.timeout_s,
+            data={**(data or {}), **proof},
+            headers=headers,
+        )
 
     async def _find(self, page_id: str, token: str, marker: str) -> str | None:
-        reply = await self._request("GET", f"/{page_id}/feed", token, page_id, mutating=False,
-                                    params={"limit": str(RECONCILE_FEED_LIMIT), "fields": "id,message"})
+        reply = await self._request(
+            "GET",
+            f"/{page_id}/feed",
+            token,
+            page_id,
+            mutating=False,
+            params={"limit": str(RECONCILE_FEED_LIMIT), "fields": "id,message"},
+        )
         self._raise_for(reply, page_id, None)
         for post in (reply.body or {}).get("data", []):
             if marker in str(post.get("message", "")):
@@ -253,14 +324,20 @@ class FanpageAdapter:
             return
         code, subcode = self._error(reply)
         err = reply.body.get("error", {}) if isinstance(reply.body, dict) else {}
-        what = f"Graph error {code}/{subcode}: {self._scrub(str(err.get('message', reply.body)), page_id)[:200]}"
+        what = (
+            f"Graph error {code}/{subcode}: {self._scrub(str(err.get('message', reply.body)), page_id)[:200]}"
+        )
         if code in TOKEN_CODES:
-            raise TargetPaused(f"page token expired or revoked ({what})", self.pause_on_token_s, code=str(code), alert=True)
+            raise TargetPaused(
+                f"page token expired or revoked ({what})", self.pause_on_token_s, code=str(code), alert=True
+            )
         if code in RATE_CODES:
             wait = regain_seconds(reply.headers, page_id) or 60.0
             raise TargetPaused(f"rate limited ({what})", wait, code=str(code))
         if code == 368:
-            raise TargetPaused(f"page temporarily blocked for policy ({what})", self.pause_on_token_s, code="368", alert=True)
+            raise TargetPaused(
+                f"page temporarily blocked for policy ({what})", self.pause_on_token_s, code="368", alert=True
+            )
         if code in TRANSIENT_CODES or reply.status >= 500:
             raise TransientDeliveryError(what, code=str(code))
         if code in PERMISSION_CODES:

@@ -7,7 +7,6 @@ platform may have acted. Read-only calls that fail are transient.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +23,14 @@ class Reply:
     headers: dict[str, str]
 
 
-async def call(session: aiohttp.ClientSession, method: str, url: str, *, mutating: bool, timeout_s: float,
-               **kwargs: Any) -> Reply:
+async def call(
+    session: aiohttp.ClientSession, method: str, url: str, *, mutating: bool, timeout_s: float, **kwargs: Any
+) -> Reply:
     """Make one request and decode a JSON body (a non-JSON body comes back as text)."""
     try:
-        async with session.request(method, url, timeout=aiohttp.ClientTimeout(total=timeout_s), **kwargs) as resp:
+        async with session.request(
+            method, url, timeout=aiohttp.ClientTimeout(total=timeout_s), **kwargs
+        ) as resp:
             raw = await resp.read()
             try:
                 body: Any = orjson.loads(raw) if raw else None
@@ -37,8 +39,12 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, *, mutatin
             return Reply(resp.status, body, {k: v for k, v in resp.headers.items()})
     except aiohttp.ClientConnectorError as exc:
         raise TransientDeliveryError(f"cannot connect: {exc.os_error or exc}") from None
-    except (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-            aiohttp.ClientPayloadError) as exc:
+    except (
+        TimeoutError,
+        aiohttp.ServerDisconnectedError,
+        aiohttp.ClientOSError,
+        aiohttp.ClientPayloadError,
+    ) as exc:
         what = type(exc).__name__
         if mutating:
             raise OutcomeUnknown(f"{method} sent, no answer ({what})") from None

@@ -55,7 +55,9 @@ def horizon_s(channel: Channel) -> float:
         desc = descriptors()[topic]
         if desc.retention_ms is None:
             raise ValueError(f"{topic.value} keeps records forever: no horizon can bound the ledger")
-        longest = max(longest, desc.retention_ms + int(desc.extra_config.get("segment.ms", DEFAULT_SEGMENT_MS)))
+        longest = max(
+            longest, desc.retention_ms + int(desc.extra_config.get("segment.ms", DEFAULT_SEGMENT_MS))
+        )
     return longest / 1000.0
 
 
@@ -128,8 +130,12 @@ class Ledger(CompactedView):
     # A sweep looks at no more than this many entries (and removes no more than that).
     SWEEP_SCAN = 20000
 
-    def __init__(self, topic: str, horizon: float = float("inf"),
-                 live_until: Callable[[dict[str, Any]], float | None] | None = None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        horizon: float = float("inf"),
+        live_until: Callable[[dict[str, Any]], float | None] | None = None,
+    ) -> None:
         super().__init__(topic)
         self.horizon = horizon
         self.live_until = live_until
@@ -153,9 +159,17 @@ class Ledger(CompactedView):
             return value
         kind = value.get("kind")
         if kind == "command" and value.get("state") in FINISHED_STATES:
-            shape = Shape(str(value["state"]), value.get("outcome"), int(value.get("attempts") or 0), value.get("reason"))
-            finished = Finished(self._bounded(self._shapes, shape), self._id(value.get("external_id")),
-                                self._at(value.get("at")))
+            shape = Shape(
+                str(value["state"]),
+                value.get("outcome"),
+                int(value.get("attempts") or 0),
+                value.get("reason"),
+            )
+            finished = Finished(
+                self._bounded(self._shapes, shape),
+                self._id(value.get("external_id")),
+                self._at(value.get("at")),
+            )
             # Equal entries are one tuple: a national bulletin finishes alike in the zones of a minute.
             held: Finished = self._bounded(self._finished, finished)
             return held
@@ -174,8 +188,14 @@ class Ledger(CompactedView):
                     until = self._until[digest]
             else:
                 detail = {}
-            live = Live(int(value.get("version") or 0), self._id(value.get("external_id")), bool(value.get("retracted")),
-                        detail, self._at(value.get("at")), until)
+            live = Live(
+                int(value.get("version") or 0),
+                self._id(value.get("external_id")),
+                bool(value.get("retracted")),
+                detail,
+                self._at(value.get("at")),
+                until,
+            )
             # Held once per equal entry too; the detail (a dict) is named by its digest.
             same = (live.version, live.external_id, live.retracted, digest, live.at_s, live.until_s)
             shared: Live = self._bounded(self._lives, same, value=live)
@@ -195,7 +215,7 @@ class Ledger(CompactedView):
             if raw.hex() == key:
                 return raw
         elif key.startswith(LIVE_PREFIX):
-            uri, sep, target = key[len(LIVE_PREFIX):].rpartition("|")
+            uri, sep, target = key[len(LIVE_PREFIX) :].rpartition("|")
             if sep and live_key(uri, target) == key:
                 return (self._bounded(self._names, uri), self._bounded(self._names, target))
         return key
@@ -234,15 +254,26 @@ class Ledger(CompactedView):
         value = self.get(partition, command_id)
         if isinstance(value, Finished):
             shape = value.shape
-            return {"kind": "command", "state": shape.state, "outcome": shape.outcome,
-                    "external_id": value.external_id, "attempts": shape.attempts, "reason": shape.reason}
+            return {
+                "kind": "command",
+                "state": shape.state,
+                "outcome": shape.outcome,
+                "external_id": value.external_id,
+                "attempts": shape.attempts,
+                "reason": shape.reason,
+            }
         return value if isinstance(value, dict) else None
 
     def live(self, partition: int, uri: str, target: str) -> dict[str, Any] | None:
         value = self.get(partition, live_key(uri, target))
         if isinstance(value, Live):
-            return {"kind": "live", "version": value.version, "external_id": value.external_id,
-                    "retracted": value.retracted, "detail": value.detail}
+            return {
+                "kind": "live",
+                "version": value.version,
+                "external_id": value.external_id,
+                "retracted": value.retracted,
+                "detail": value.detail,
+            }
         return value if isinstance(value, dict) else None
 
     def expired(self, now: float, budget: int | None = None) -> list[tuple[int, str]]:
@@ -293,22 +324,55 @@ class Ledger(CompactedView):
         """Remove an entry (a tombstone on the compacted topic): as if it had never been written."""
         return self.record(partition, key, None)
 
-    def command_entry(self, partition: int, cmd: Command, state: str, at: str, *, attempts: int,
-                      outcome: str | None = None, external_id: str | None = None, reason: str | None = None,
-                      detail: dict[str, Any] | None = None) -> OutRecord:
+    def command_entry(
+        self,
+        partition: int,
+        cmd: Command,
+        state: str,
+        at: str,
+        *,
+        attempts: int,
+        outcome: str | None = None,
+        external_id: str | None = None,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> OutRecord:
         value: dict[str, Any] = {
-            "kind": "command", "command_id": cmd.key.command_id(), "uri": cmd.key.uri, "version": cmd.key.version,
-            "target": cmd.target, "action": cmd.key.action.value, "state": state, "outcome": outcome,
-            "external_id": external_id, "attempts": attempts, "reason": reason, "at": at,
+            "kind": "command",
+            "command_id": cmd.key.command_id(),
+            "uri": cmd.key.uri,
+            "version": cmd.key.version,
+            "target": cmd.target,
+            "action": cmd.key.action.value,
+            "state": state,
+            "outcome": outcome,
+            "external_id": external_id,
+            "attempts": attempts,
+            "reason": reason,
+            "at": at,
         }
         if detail:
             value["detail"] = detail
         return self.record(partition, cmd.key.command_id(), value)
 
-    def live_entry(self, partition: int, cmd: Command, at: str, *, external_id: str | None, retracted: bool,
-                   detail: dict[str, Any] | None = None) -> OutRecord:
+    def live_entry(
+        self,
+        partition: int,
+        cmd: Command,
+        at: str,
+        *,
+        external_id: str | None,
+        retracted: bool,
+        detail: dict[str, Any] | None = None,
+    ) -> OutRecord:
         value: dict[str, Any] = {
-            "kind": "live", "uri": cmd.key.uri, "version": cmd.key.version, "target": cmd.target,
-            "external_id": external_id, "retracted": retracted, "at": at, "detail": detail or {},
+            "kind": "live",
+            "uri": cmd.key.uri,
+            "version": cmd.key.version,
+            "target": cmd.target,
+            "external_id": external_id,
+            "retracted": retracted,
+            "at": at,
+            "detail": detail or {},
         }
         return self.record(partition, live_key(cmd.key.uri, cmd.target), value)

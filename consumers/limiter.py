@@ -98,7 +98,9 @@ class TargetLimiter:
             self.pause(target, self.hold_s, "usage")
         elif percent >= self.slow_at:
             now = self.clock()
-            self._not_before[target] = max(self._not_before.get(target, now), now + max(self.min_interval_s, 1.0) * 4)
+            self._not_before[target] = max(
+                self._not_before.get(target, now), now + max(self.min_interval_s, 1.0) * 4
+            )
 
     def paused_targets(self) -> int:
         now = self.clock()

@@ -13,8 +13,8 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from consumers.runtime import EXIT_CRASH
-from infra.kafka.clients import KafkaAccessError
 from infra.grow import PartitionMismatch
+from infra.kafka.clients import KafkaAccessError
 from infra.kafka.reachable import EXIT_CONFIG, wait_for_kafka
 from schemas.models import Target
 from schemas.secrets import SecretFileError
@@ -24,8 +24,12 @@ from schemas.topics import Topic
 TargetLookup = Callable[[str], Target | None]
 
 
-def run_until_signalled(settings: Settings, what: str, body: Callable[[asyncio.Event, TargetLookup], Awaitable[None]],
-                        logger: logging.Logger) -> None:
+def run_until_signalled(
+    settings: Settings,
+    what: str,
+    body: Callable[[asyncio.Event, TargetLookup], Awaitable[None]],
+    logger: logging.Logger,
+) -> None:
     """Run ``body(stop, targets)`` until it returns; SIGTERM/SIGINT set ``stop``, and ``targets``
     looks a target up in the registry (followed from the targets topic while ``body`` runs).
 
@@ -63,7 +67,7 @@ def run_until_signalled(settings: Settings, what: str, body: Callable[[asyncio.E
         logger.critical("%s cannot start: %s", what, exc)
         logging.shutdown()
         os._exit(EXIT_CONFIG)
-    except Exception as exc:  # noqa: BLE001 - nothing past the failing record was committed
+    except Exception as exc:
         logger.critical("%s stopped on %s: %s", what, type(exc).__name__, exc, exc_info=exc)
         logging.shutdown()
         os._exit(EXIT_CRASH)

@@ -11,9 +11,9 @@ from consumers.base import ChannelAdapter
 from consumers.process import TargetLookup, run_until_signalled
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import RETRY_TIERS, Channel
-from schemas.secrets import SecretFile
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +21,14 @@ log = logging.getLogger(__name__)
 def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
     from consumers.fanpage import FanpageAdapter
 
-    return FanpageAdapter(settings.graph_base_url, settings.graph_api_version, SecretFile(settings.fanpage_tokens_file),
-                          targets, app_secret=SecretFile(settings.fanpage_app_secret_file),
-                          timeout_s=settings.http_timeout_s)
+    return FanpageAdapter(
+        settings.graph_base_url,
+        settings.graph_api_version,
+        SecretFile(settings.fanpage_tokens_file),
+        targets,
+        app_secret=SecretFile(settings.fanpage_app_secret_file),
+        timeout_s=settings.http_timeout_s,
+    )
 
 
 def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
@@ -32,19 +37,26 @@ def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
 
     if settings.zalo_token_file is None:
         raise SystemExit("LANTOA_ZALO_TOKEN_FILE is required for the Zalo adapter")
-    return ZaloAdapter(settings.zalo_api_url, settings.zalo_oauth_url, settings.zalo_app_id,
-                       SecretFile(settings.zalo_secret_file), TokenStore(settings.zalo_token_file), targets,
-                       timeout_s=settings.http_timeout_s)
+    return ZaloAdapter(
+        settings.zalo_api_url,
+        settings.zalo_oauth_url,
+        settings.zalo_app_id,
+        SecretFile(settings.zalo_secret_file),
+        TokenStore(settings.zalo_token_file),
+        targets,
+        timeout_s=settings.http_timeout_s,
+    )
 
 
 def _archive(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
     from consumers.archive import ArchiveAdapter, ArchiveConfig
-
     from consumers.loudspeaker.adapter import audio_for
 
     # Bootstrap is the one place that reads the environment (LANTOA_S3_*, see infra/s3/README.md).
     # The audio the loudspeaker adapter rendered for a version is archived with it.
-    return ArchiveAdapter(ArchiveConfig.from_env(os.environ, audio_lookup=audio_for(settings.loudspeaker_audio_dir)))
+    return ArchiveAdapter(
+        ArchiveConfig.from_env(os.environ, audio_lookup=audio_for(settings.loudspeaker_audio_dir))
+    )
 
 
 def _loudspeaker(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
@@ -68,7 +80,9 @@ def register(channel: Channel, factory: Callable[[Settings, TargetLookup], Chann
 
 def policy_from(settings: Settings) -> RetryPolicy:
     """The retry policy with the tier delays configuration asks for (tier names are topics)."""
-    tiers = tuple((name, float(settings.retry_delays.get(name, delay))) for name, delay in RETRY_TIERS.items())
+    tiers = tuple(
+        (name, float(settings.retry_delays.get(name, delay))) for name, delay in RETRY_TIERS.items()
+    )
     return RetryPolicy(tiers=tiers)
 
 

@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -46,10 +45,10 @@ from aiokafka import TopicPartition
 from consumers.base import ChannelAdapter, Effect, Prior
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.ledger import Ledger, horizon_s
-from infra import heap
-from infra.grow import channel_counts, check_counts
 from consumers.limiter import TargetLimiter
 from consumers.retry import RetryPolicy
+from infra import heap
+from infra.grow import channel_counts, check_counts
 from infra.kafka.compacted import PartitionNotHeld
 from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
@@ -60,7 +59,13 @@ from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
 from schemas.headers import (
-    MAX_ATTEMPTS, MAX_RETRY_REASON_CHARS, RETRY_ATTEMPT, RETRY_DUE, RETRY_REASON, header_float, header_int,
+    MAX_ATTEMPTS,
+    MAX_RETRY_REASON_CHARS,
+    RETRY_ATTEMPT,
+    RETRY_DUE,
+    RETRY_REASON,
+    header_float,
+    header_int,
 )
 from schemas.models import Action, Command, Priority, Receipt, utc_now_iso
 from schemas.settings import Settings
@@ -121,11 +126,16 @@ class DeliveryRuntime:
         self.config = config or RuntimeConfig()
         self.clock, self.sleep, self.rng = clock, sleep, rng
         self.commands_topic = settings.topic(Topic.commands(self.channel))
-        self.retry_topics = {name: (settings.topic(Topic.retry(self.channel, name)), delay)
-                             for name, delay in self.config.policy.tiers}
+        self.retry_topics = {
+            name: (settings.topic(Topic.retry(self.channel, name)), delay)
+            for name, delay in self.config.policy.tiers
+        }
         self._tier_of_topic = {topic: name for name, (topic, _) in self.retry_topics.items()}
-        self.ledger = Ledger(settings.topic(Topic.ledger(self.channel)), horizon_s(self.channel),
-                             getattr(adapter, "live_until", None))
+        self.ledger = Ledger(
+            settings.topic(Topic.ledger(self.channel)),
+            horizon_s(self.channel),
+            getattr(adapter, "live_until", None),
+        )
         # Commands, retry tiers and ledger share this count (checked at start: check_partitions).
         self.partitions = settings.partitions(Topic.commands(self.channel))
         self._next_sweep = 0.0
@@ -133,9 +143,14 @@ class DeliveryRuntime:
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-{self.channel.value}")
         self.group_id = f"{settings.topic_prefix}lantoa-{self.channel.value}"
         self.subscription = Subscription(
-            self.channel.value, (self.commands_topic, *(t for t, _ in self.retry_topics.values())), self.group_id,
-            max_records=self.config.max_batch, poll_timeout_ms=self.config.poll_timeout_ms, batch_at_once=True,
-            tick_every_s=0.0)
+            self.channel.value,
+            (self.commands_topic, *(t for t, _ in self.retry_topics.values())),
+            self.group_id,
+            max_records=self.config.max_batch,
+            poll_timeout_ms=self.config.poll_timeout_ms,
+            batch_at_once=True,
+            tick_every_s=0.0,
+        )
         self.loop = ConsumerLoop(settings, self, self.outbox, clock=clock, sleep=sleep, rng=rng)
         self.max_command_bytes = MAX_COMMAND_BYTES_BY_CHANNEL.get(self.channel, MAX_COMMAND_BYTES)
         # An adapter with ``keeps_every_version = True`` (the archive) gets late older versions too.
@@ -155,8 +170,9 @@ class DeliveryRuntime:
         self.ledger.drop(self.ledger.owned() - still)
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.ledger.load(self.settings.kafka, {tp.partition for tp in assigned},
-                               self.settings.client_id)
+        await self.ledger.load(
+            self.settings.kafka, {tp.partition for tp in assigned}, self.settings.client_id
+        )
         metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
 
     async def tick(self) -> list[OutRecord]:
@@ -200,7 +216,9 @@ class DeliveryRuntime:
         command, retry and ledger topics have the configured count: a command's retries and ledger
         entries go to the partition number it came from. Runs before anything is consumed."""
         client_id = f"{self.settings.client_id}-{self.channel.value}-check"
-        check_counts(self.settings, self.channel, await channel_counts(self.settings, self.channel, client_id))
+        check_counts(
+            self.settings, self.channel, await channel_counts(self.settings, self.channel, client_id)
+        )
 
     async def sweep(self) -> int:
         """Remove the finished ledger entries past the horizon (consumers/ledger.py), a bounded
@@ -217,8 +235,12 @@ class DeliveryRuntime:
         expired = self.ledger.expired(now)
         if expired:
             await self.outbox.send_all([self.ledger.forget(p, key) for p, key in expired])
-            log.info("%s: %d finished ledger entries past the %.0f h horizon removed", self.channel.value,
-                     len(expired), self.ledger.horizon / 3600)
+            log.info(
+                "%s: %d finished ledger entries past the %.0f h horizon removed",
+                self.channel.value,
+                len(expired),
+                self.ledger.horizon / 3600,
+            )
             metrics.LEDGER_ENTRIES.labels(self.channel.value).set(self.ledger.size())
         heap.trim()  # what this sweep and the adapter freed since the last one goes back to the system
         return len(expired)
@@ -255,7 +277,9 @@ class DeliveryRuntime:
         owned = self.loop.assignment()
         for tp, recs in batch.items():
             if tp not in owned or not self.ledger.holds(tp.partition):
-                self._refetch(tp, first.get(tp))  # revoked since the fetch: its owner starts from the last commit
+                self._refetch(
+                    tp, first.get(tp)
+                )  # revoked since the fetch: its owner starts from the last commit
                 continue
             tier = self._tier_of_topic.get(tp.topic)
             for rec in recs:
@@ -268,7 +292,16 @@ class DeliveryRuntime:
                         self.loop.seek(tp, rec.offset)
                         self.loop.pause_until(tp, due)
                         break
-                work.append(_Work(tp, rec.offset, rec.key, rec.value, headers, header_int(hmap, RETRY_ATTEMPT, 0, 0, MAX_ATTEMPTS)))
+                work.append(
+                    _Work(
+                        tp,
+                        rec.offset,
+                        rec.key,
+                        rec.value,
+                        headers,
+                        header_int(hmap, RETRY_ATTEMPT, 0, 0, MAX_ATTEMPTS),
+                    )
+                )
                 commit[tp] = rec.offset + 1
         if not work:
             return Handled()
@@ -292,13 +325,21 @@ class DeliveryRuntime:
                         # Revoked while in hand: the partition is fetched again from this batch's
                         # start if it is ours again (else its owner starts from the last commit); the
                         # intents written make the replay reconcile, done ones are acknowledged.
-                        log.info("%s: %s; leaving %s[%d]@%d on", self.channel.value, exc, w.tp.topic, w.tp.partition,
-                                 w.offset)
+                        log.info(
+                            "%s: %s; leaving %s[%d]@%d on",
+                            self.channel.value,
+                            exc,
+                            w.tp.topic,
+                            w.tp.partition,
+                            w.offset,
+                        )
                         left.add(w.tp.partition)
                         return
 
         # Every target finishes before a failure leaves: no effect runs on behind the loop's back.
-        results = await asyncio.gather(*(one_target(items) for items in by_target.values()), return_exceptions=True)
+        results = await asyncio.gather(
+            *(one_target(items) for items in by_target.values()), return_exceptions=True
+        )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -321,8 +362,10 @@ class DeliveryRuntime:
         """Decode and validate one record: sets ``w.cmd``, or ``w.invalid`` with the reason."""
         try:
             if w.value is not None and len(w.value) > self.max_command_bytes:
-                raise InvalidContent(f"command of {len(w.value)} bytes exceeds the {self.channel.value} "
-                                     f"limit of {self.max_command_bytes} bytes")
+                raise InvalidContent(
+                    f"command of {len(w.value)} bytes exceeds the {self.channel.value} "
+                    f"limit of {self.max_command_bytes} bytes"
+                )
             raw = decode(w.value)
             contracts.check("command", raw)
             cmd = Command.from_dict(raw)
@@ -336,7 +379,7 @@ class DeliveryRuntime:
         """The intent entries of the commands that will (as far as the ledger tells now) produce an
         effect: new to the ledger, target not paused, nothing newer live. Applied to the in-memory
         ledger at once; the caller makes them durable before any effect."""
-        at = utc_now_iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        at = utc_now_iso(datetime.fromtimestamp(self.clock(), UTC))
         records: list[OutRecord] = []
         seen: set[tuple[int, str]] = set()
         for w in work:
@@ -351,9 +394,13 @@ class DeliveryRuntime:
             seen.add((partition, cid))
             if self.limiter.paused_for(self._scope(cmd.target), cmd.priority is Priority.EMERGENCY) > 0:
                 continue
-            if self._superseded(cmd, self.ledger.live(partition, cmd.key.uri, cmd.target), self.keeps_history):
+            if self._superseded(
+                cmd, self.ledger.live(partition, cmd.key.uri, cmd.target), self.keeps_history
+            ):
                 continue
-            records.append(self.ledger.command_entry(partition, cmd, "intent", at, attempts=1, detail={"progress": {}}))
+            records.append(
+                self.ledger.command_entry(partition, cmd, "intent", at, attempts=1, detail={"progress": {}})
+            )
             w.prewritten = True
         return records
 
@@ -367,14 +414,20 @@ class DeliveryRuntime:
     # -- one command --------------------------------------------------------------------------
 
     async def _process(self, w: _Work) -> list[OutRecord]:
-        at = utc_now_iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        at = utc_now_iso(datetime.fromtimestamp(self.clock(), UTC))
         if w.cmd is None:
             return [self._dead_letter(w, w.invalid or "invalid command", "decode", at)]
         cmd = w.cmd
         forward = self._misplaced(w, cmd)
         if forward is not None:
-            log.debug("%s: %s[%d]@%d forwarded to partition %s", self.channel.value, w.tp.topic, w.tp.partition,
-                      w.offset, forward.partition)
+            log.debug(
+                "%s: %s[%d]@%d forwarded to partition %s",
+                self.channel.value,
+                w.tp.topic,
+                w.tp.partition,
+                w.offset,
+                forward.partition,
+            )
             return [forward]
         partition = w.tp.partition
         cid = cmd.key.command_id()
@@ -391,8 +444,11 @@ class DeliveryRuntime:
         wait = self.limiter.paused_for(scope, urgent)
         if wait > 0:
             metrics.RETRIES.labels(self.channel.value, "paused").inc()
-            return self._no_effect(w, cmd, self._schedule(w, cmd, at, f"target paused: {self.limiter.reason(scope)}",
-                                                          wait, count=False))
+            return self._no_effect(
+                w,
+                cmd,
+                self._schedule(w, cmd, at, f"target paused: {self.limiter.reason(scope)}", wait, count=False),
+            )
 
         live = self.ledger.live(partition, cmd.key.uri, cmd.target)
         superseded = self._superseded(cmd, live, self.keeps_history)
@@ -402,8 +458,13 @@ class DeliveryRuntime:
         attempts = int((entry or {}).get("attempts", 0))
 
         async def save_progress(progress: dict[str, Any]) -> None:
-            await self.outbox.send_all([self.ledger.command_entry(
-                partition, cmd, "intent", at, attempts=attempts + 1, detail={"progress": progress})])
+            await self.outbox.send_all(
+                [
+                    self.ledger.command_entry(
+                        partition, cmd, "intent", at, attempts=attempts + 1, detail={"progress": progress}
+                    )
+                ]
+            )
 
         prior = Prior(
             external_id=(live or {}).get("external_id") if live and not live.get("retracted") else None,
@@ -420,8 +481,18 @@ class DeliveryRuntime:
                 if found is not None:
                     return self._done(partition, cmd, found, at, attempts)
             if not w.prewritten:
-                await self.outbox.send_all([self.ledger.command_entry(
-                    partition, cmd, "intent", at, attempts=attempts + 1, detail={"progress": prior.progress})])
+                await self.outbox.send_all(
+                    [
+                        self.ledger.command_entry(
+                            partition,
+                            cmd,
+                            "intent",
+                            at,
+                            attempts=attempts + 1,
+                            detail={"progress": prior.progress},
+                        )
+                    ]
+                )
             w.prewritten = False  # from here on the intent stays: the effect may happen
             effect = await self._deliver_with_retries(cmd, prior)
             return self._done(partition, cmd, effect, at, attempts + 1)
@@ -429,21 +500,35 @@ class DeliveryRuntime:
             self.limiter.pause(scope, exc.retry_after, exc.reason)
             metrics.RETRIES.labels(self.channel.value, "paused").inc()
             if exc.alert:
-                log.error("%s %s paused for %.0fs: %s", self.channel.value, cmd.target, exc.retry_after, exc.reason)
+                log.error(
+                    "%s %s paused for %.0fs: %s", self.channel.value, cmd.target, exc.retry_after, exc.reason
+                )
             return self._schedule(w, cmd, at, exc.reason, exc.retry_after, count=False)
         except OutcomeUnknown as exc:
             metrics.OUTCOME_UNKNOWN.labels(self.channel.value).inc()
             known = (self.ledger.command(partition, cid) or {}).get("detail")
-            rec = self.ledger.command_entry(partition, cmd, "unknown", at, attempts=attempts + 1, reason=exc.reason,
-                                            detail=known)
-            return [rec, *self._schedule(w, cmd, at, f"outcome unknown: {exc.reason}", None, outcome="unknown")]
+            rec = self.ledger.command_entry(
+                partition, cmd, "unknown", at, attempts=attempts + 1, reason=exc.reason, detail=known
+            )
+            return [
+                rec,
+                *self._schedule(w, cmd, at, f"outcome unknown: {exc.reason}", None, outcome="unknown"),
+            ]
         except TransientDeliveryError as exc:
             return self._schedule(w, cmd, at, exc.reason, exc.retry_after)
         except (PermanentDeliveryError, InvalidContent) as exc:
             if isinstance(exc, PermanentDeliveryError) and exc.alert:
-                log.error("%s %s: permanent error needing attention: %s", self.channel.value, cmd.target, exc.reason)
-            rec = self.ledger.command_entry(partition, cmd, "failed", at, attempts=attempts + 1, reason=exc.reason)
-            return [rec, self._dead_letter(w, exc.reason, "deliver", at, cmd), self._receipt(cmd, "failed", at, reason=exc.reason)]
+                log.error(
+                    "%s %s: permanent error needing attention: %s", self.channel.value, cmd.target, exc.reason
+                )
+            rec = self.ledger.command_entry(
+                partition, cmd, "failed", at, attempts=attempts + 1, reason=exc.reason
+            )
+            return [
+                rec,
+                self._dead_letter(w, exc.reason, "deliver", at, cmd),
+                self._receipt(cmd, "failed", at, reason=exc.reason),
+            ]
 
     async def _deliver_with_retries(self, cmd: Command, prior: Prior) -> Effect:
         attempt = 0
@@ -489,55 +574,122 @@ class DeliveryRuntime:
     def _done(self, partition: int, cmd: Command, effect: Effect, at: str, attempts: int) -> list[OutRecord]:
         self.delivered += 1
         self.limiter.note_usage(self._scope(cmd.target), effect.detail.get("usage_pct"))
-        records = [self.ledger.command_entry(partition, cmd, "done", at, attempts=attempts, outcome=effect.outcome,
-                                             external_id=effect.external_id)]
+        records = [
+            self.ledger.command_entry(
+                partition,
+                cmd,
+                "done",
+                at,
+                attempts=attempts,
+                outcome=effect.outcome,
+                external_id=effect.external_id,
+            )
+        ]
         live = self.ledger.live(partition, cmd.key.uri, cmd.target)
-        if live is None or cmd.key.action is Action.RETRACT or int(live.get("version") or 0) <= cmd.key.version:
+        if (
+            live is None
+            or cmd.key.action is Action.RETRACT
+            or int(live.get("version") or 0) <= cmd.key.version
+        ):
             # A late older version (a channel keeping history) never takes the live entry back.
-            records.append(self.ledger.live_entry(partition, cmd, at, external_id=effect.external_id,
-                                                  retracted=cmd.key.action is Action.RETRACT,
-                                                  detail={k: v for k, v in effect.detail.items() if k != "usage_pct"}))
+            records.append(
+                self.ledger.live_entry(
+                    partition,
+                    cmd,
+                    at,
+                    external_id=effect.external_id,
+                    retracted=cmd.key.action is Action.RETRACT,
+                    detail={k: v for k, v in effect.detail.items() if k != "usage_pct"},
+                )
+            )
         records.append(self._receipt(cmd, effect.outcome, at, external_id=effect.external_id))
         published = parse_time(cmd.published_at) if cmd.published_at else None
         if published is not None and cmd.key.action is not Action.RETRACT:
-            metrics.DELIVERY_LATENCY.labels(self.channel.value).observe(max(0.0, self.clock() - published.timestamp()))
-        if published is not None and cmd.priority is Priority.EMERGENCY:  # cancellations too: sirens must stop
-            metrics.EMERGENCY_LATENCY.labels(self.channel.value).observe(max(0.0, self.clock() - published.timestamp()))
+            metrics.DELIVERY_LATENCY.labels(self.channel.value).observe(
+                max(0.0, self.clock() - published.timestamp())
+            )
+        if (
+            published is not None and cmd.priority is Priority.EMERGENCY
+        ):  # cancellations too: sirens must stop
+            metrics.EMERGENCY_LATENCY.labels(self.channel.value).observe(
+                max(0.0, self.clock() - published.timestamp())
+            )
         return records
 
-    def _schedule(self, w: _Work, cmd: Command, at: str, reason: str, retry_after: float | None,
-                  *, count: bool = True, outcome: str = "retrying") -> list[OutRecord]:
+    def _schedule(
+        self,
+        w: _Work,
+        cmd: Command,
+        at: str,
+        reason: str,
+        retry_after: float | None,
+        *,
+        count: bool = True,
+        outcome: str = "retrying",
+    ) -> list[OutRecord]:
         policy = self.config.policy
         attempt = w.attempt + 1 if count else w.attempt
         if count and policy.exhausted(attempt):
             why = f"gave up after {attempt} attempts: {reason}"
             rec = self.ledger.command_entry(w.tp.partition, cmd, "failed", at, attempts=attempt, reason=why)
-            return [rec, self._dead_letter(w, why, "deliver", at, cmd), self._receipt(cmd, "failed", at, reason=why)]
+            return [
+                rec,
+                self._dead_letter(w, why, "deliver", at, cmd),
+                self._receipt(cmd, "failed", at, reason=why),
+            ]
         tier, delay = policy.tier_for(max(1, attempt), retry_after)
         topic, _ = self.retry_topics[tier]
         due = self.clock() + delay
         headers = [(k, v) for k, v in w.headers if k not in (RETRY_ATTEMPT, RETRY_DUE, RETRY_REASON)]
-        headers += [(RETRY_ATTEMPT, str(attempt).encode()), (RETRY_DUE, f"{due:.3f}".encode()),
-                    (RETRY_REASON, bounded(reason, MAX_RETRY_REASON_CHARS).encode())]
+        headers += [
+            (RETRY_ATTEMPT, str(attempt).encode()),
+            (RETRY_DUE, f"{due:.3f}".encode()),
+            (RETRY_REASON, bounded(reason, MAX_RETRY_REASON_CHARS).encode()),
+        ]
         if count:
             metrics.RETRIES.labels(self.channel.value, "scheduled").inc()
         retry = OutRecord(topic, w.key or b"", w.value, tuple(headers), partition=w.tp.partition)
         return [retry, self._receipt(cmd, outcome, at, reason=f"{reason} (retry in {tier})")]
 
-    def _receipt(self, cmd: Command, outcome: str, at: str, *, reason: str | None = None,
-                 external_id: str | None = None) -> OutRecord:
+    def _receipt(
+        self,
+        cmd: Command,
+        outcome: str,
+        at: str,
+        *,
+        reason: str | None = None,
+        external_id: str | None = None,
+    ) -> OutRecord:
         metrics.DELIVERIES.labels(self.channel.value, outcome).inc()
-        receipt = Receipt(uri=cmd.key.uri, stage="delivery", outcome=outcome, at=at, version=cmd.key.version,
-                          channel=self.channel.value, target=cmd.target, command_id=cmd.key.command_id(),
-                          reason=reason, external_id=external_id, event_id=cmd.event_id)
+        receipt = Receipt(
+            uri=cmd.key.uri,
+            stage="delivery",
+            outcome=outcome,
+            at=at,
+            version=cmd.key.version,
+            channel=self.channel.value,
+            target=cmd.target,
+            command_id=cmd.key.command_id(),
+            reason=reason,
+            external_id=external_id,
+            event_id=cmd.event_id,
+        )
         return OutRecord(self.settings.topic(Topic.RECEIPTS), cmd.key.uri.encode(), encode(receipt.to_dict()))
 
-    def _dead_letter(self, w: _Work, reason: str, stage: str, at: str, cmd: Command | None = None) -> OutRecord:
+    def _dead_letter(
+        self, w: _Work, reason: str, stage: str, at: str, cmd: Command | None = None
+    ) -> OutRecord:
         metrics.DEAD_LETTERS.labels(stage, metrics.reason_class(reason)).inc()
         origin = self.commands_topic if w.tp.topic in self._tier_of_topic else w.tp.topic
         headers = dead_letter_headers(
-            [(k, v) for k, v in w.headers if not k.startswith("retry_")], topic=origin, partition=w.tp.partition,
-            offset=w.offset, reason=reason, stage=stage, now_iso=at, channel=self.channel.value,
+            [(k, v) for k, v in w.headers if not k.startswith("retry_")],
+            topic=origin,
+            partition=w.tp.partition,
+            offset=w.offset,
+            reason=reason,
+            stage=stage,
+            now_iso=at,
+            channel=self.channel.value,
             error_class="PermanentDeliveryError" if stage == "deliver" else "InvalidContent",
         )
         return OutRecord(self.settings.topic(Topic.DEADLETTER), w.key or b"", w.value, tuple(headers))

@@ -97,15 +97,30 @@ class ZaloAdapter:
     calls_per_window: ClassVar[int] = 18
     window_s: ClassVar[float] = 1.1
 
-    def __init__(self, api_url: str, oauth_url: str, app_id: str, secret: SecretFile, tokens: TokenStore,
-                 targets: Callable[[str], Target | None], *, timeout_s: float = 10.0, clock: Callable[[], float] = time.time,
-                 session: aiohttp.ClientSession | None = None, pace_clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        oauth_url: str,
+        app_id: str,
+        secret: SecretFile,
+        tokens: TokenStore,
+        targets: Callable[[str], Target | None],
+        *,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        session: aiohttp.ClientSession | None = None,
+        pace_clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.api, self.oauth = api_url.rstrip("/"), oauth_url.rstrip("/")
         self.app_id, self.secret, self.tokens, self.targets = app_id, secret, tokens, targets
         self.timeout_s, self.clock = timeout_s, clock
-        self.pacer = TargetLimiter(clock=pace_clock, min_interval_s=self.call_interval_s,
-                                   max_calls=self.calls_per_window, window_s=self.window_s)
+        self.pacer = TargetLimiter(
+            clock=pace_clock,
+            min_interval_s=self.call_interval_s,
+            max_calls=self.calls_per_window,
+            window_s=self.window_s,
+        )
         self._sleep = sleep
         self._session = session
         self._own_session = session is None
@@ -136,8 +151,10 @@ class ZaloAdapter:
             return []
         now = self.clock()
         refresh = float(raw.get("refresh_expires_at") or saved + REFRESH_TOKEN_LIFETIME_S)
-        return [(("zalo", self.app_id, "access"), float(raw.get("expires_at", 0)) - now),
-                (("zalo", self.app_id, "refresh"), refresh - now)]
+        return [
+            (("zalo", self.app_id, "access"), float(raw.get("expires_at", 0)) - now),
+            (("zalo", self.app_id, "refresh"), refresh - now),
+        ]
 
     def rate_scope(self, target: str) -> str:
         return f"zalo-oa:{self.app_id}"
@@ -158,8 +175,10 @@ class ZaloAdapter:
                 text = "[Cập nhật] " + text
             texts = split_text(text, TEXT_LIMIT, reserve=48)
             if len(texts) > MAX_PARTS:
-                raise PermanentDeliveryError(f"text of {len(text):,} characters would be {len(texts)} messages, "
-                                             f"more than the {MAX_PARTS} a group gets for one article")
+                raise PermanentDeliveryError(
+                    f"text of {len(text):,} characters would be {len(texts)} messages, "
+                    f"more than the {MAX_PARTS} a group gets for one article"
+                )
         total = len(texts)
         out = []
         for i, t in enumerate(texts, start=1):
@@ -185,10 +204,21 @@ class ZaloAdapter:
             if prior.save_progress is not None and index < len(parts):
                 await prior.save_progress(dict(prior.progress))
         first = sent.get("1")
-        outcome = "deleted" if command.key.action is Action.RETRACT else ("updated" if prior.version else "delivered")
+        outcome = (
+            "deleted"
+            if command.key.action is Action.RETRACT
+            else ("updated" if prior.version else "delivered")
+        )
         title = str(command.payload.get("text", "")).split("\n", 1)[0][:200]
-        return Effect(outcome, first, {"message_ids": [sent[str(i)] for i in range(1, len(parts) + 1)],
-                                       "parts": len(parts), "title": title or prior.detail.get("title")})
+        return Effect(
+            outcome,
+            first,
+            {
+                "message_ids": [sent[str(i)] for i in range(1, len(parts) + 1)],
+                "parts": len(parts),
+                "title": title or prior.detail.get("title"),
+            },
+        )
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         if command.key.action is Action.REPLY:
@@ -199,10 +229,16 @@ class ZaloAdapter:
             raise TransientDeliveryError("cannot look up messages to a follower; retry later")
         parts = self._parts(command, prior)
         found: dict[str, str] = dict(prior.progress.get("sent", {}))
-        markers = {str(i): part_marker(command.key.uri, command.key.version, i, len(parts)) for i in range(1, len(parts) + 1)}
+        markers = {
+            str(i): part_marker(command.key.uri, command.key.version, i, len(parts))
+            for i in range(1, len(parts) + 1)
+        }
         for offset in range(0, RECONCILE_DEPTH, 50):
-            page = await self._get("/v3.0/oa/group/conversation",
-                                   {"group_id": group_id, "offset": str(offset), "count": "50"}, command.target)
+            page = await self._get(
+                "/v3.0/oa/group/conversation",
+                {"group_id": group_id, "offset": str(offset), "count": "50"},
+                command.target,
+            )
             recent = page if isinstance(page, list) else []
             for msg in recent:
                 text = str(msg.get("message") or msg.get("text") or "")
@@ -213,10 +249,21 @@ class ZaloAdapter:
                 break
         prior.progress["sent"] = found
         if len(found) == len(parts):
-            outcome = "deleted" if command.key.action is Action.RETRACT else ("updated" if prior.version else "delivered")
-            return Effect(outcome, found.get("1"), {"message_ids": [found[str(i)] for i in range(1, len(parts) + 1)],
-                                                    "parts": len(parts), "reconciled": True,
-                                                    "title": str(command.payload.get("text", "")).split("\n", 1)[0][:200]})
+            outcome = (
+                "deleted"
+                if command.key.action is Action.RETRACT
+                else ("updated" if prior.version else "delivered")
+            )
+            return Effect(
+                outcome,
+                found.get("1"),
+                {
+                    "message_ids": [found[str(i)] for i in range(1, len(parts) + 1)],
+                    "parts": len(parts),
+                    "reconciled": True,
+                    "title": str(command.payload.get("text", "")).split("\n", 1)[0][:200],
+                },
+            )
         return None  # the missing parts are sent by deliver; the found ones are skipped
 
     # -- replies to citizens (engagement, issue 8) ---------------------------------------------
@@ -235,7 +282,9 @@ class ZaloAdapter:
         recipient, path = self._reply_recipient(command)
         text = str(command.payload.get("text") or "")
         if not text.strip() or len(text) > TEXT_LIMIT:
-            raise PermanentDeliveryError(f"a reply is one message of 1 to {TEXT_LIMIT} characters, not {len(text)}")
+            raise PermanentDeliveryError(
+                f"a reply is one message of 1 to {TEXT_LIMIT} characters, not {len(text)}"
+            )
         data = await self._post(path, {"recipient": recipient, "message": {"text": text}}, command.target)
         message_id = str((data or {}).get("message_id", ""))
         return Effect("delivered", message_id, {**reply_detail(command), "message_ids": [message_id]})
@@ -246,13 +295,20 @@ class ZaloAdapter:
             raise TransientDeliveryError("cannot look up messages to a follower; retry later")
         text = str(command.payload.get("text") or "")
         for offset in range(0, RECONCILE_DEPTH, 50):
-            page = await self._get("/v3.0/oa/group/conversation",
-                                   {"group_id": recipient["group_id"], "offset": str(offset), "count": "50"}, command.target)
+            page = await self._get(
+                "/v3.0/oa/group/conversation",
+                {"group_id": recipient["group_id"], "offset": str(offset), "count": "50"},
+                command.target,
+            )
             recent = page if isinstance(page, list) else []
             for msg in recent:
                 if str(msg.get("message") or msg.get("text") or "") == text:
                     found = str(msg.get("message_id") or msg.get("msg_id") or "")
-                    return Effect("delivered", found, {**reply_detail(command), "message_ids": [found], "reconciled": True})
+                    return Effect(
+                        "delivered",
+                        found,
+                        {**reply_detail(command), "message_ids": [found], "reconciled": True},
+                    )
             if len(recent) < 50:
                 break
         return None
@@ -280,8 +336,15 @@ class ZaloAdapter:
         token = await self.access_token()
         for attempt in (1, 2):
             await self.pacer.turn(self.rate_scope(target), self._sleep)
-            reply = await call(self._session, method, self.api + path, mutating=method != "GET",
-                               timeout_s=self.timeout_s, headers={"access_token": token}, **kwargs)
+            reply = await call(
+                self._session,
+                method,
+                self.api + path,
+                mutating=method != "GET",
+                timeout_s=self.timeout_s,
+                headers={"access_token": token},
+                **kwargs,
+            )
             code = self._code(reply)
             if (code in TOKEN_ERRORS or reply.status == 401) and attempt == 1:
                 token = await self.access_token(force=True, seen=token)  # refresh once, retry once
@@ -302,16 +365,22 @@ class ZaloAdapter:
     def _raise_for(self, reply: Reply, code: int, target: str) -> None:
         if reply.status == 200 and code == 0:
             return
-        message = str(reply.body.get("message", "")) if isinstance(reply.body, dict) else str(reply.body)[:200]
+        message = (
+            str(reply.body.get("message", "")) if isinstance(reply.body, dict) else str(reply.body)[:200]
+        )
         what = f"Zalo error {code} (HTTP {reply.status}): {message[:200]}"
         if code in TOKEN_ERRORS or reply.status == 401:
-            raise TargetPaused(f"access token refused after a refresh ({what})", 600, code=str(code), alert=True)
+            raise TargetPaused(
+                f"access token refused after a refresh ({what})", 600, code=str(code), alert=True
+            )
         if code == -32:
             raise TargetPaused(f"API call limit ({what})", 5.0, code="-32")
         if code == -211:
             raise TargetPaused(f"out of quota ({what})", self._next_quota_window(), code="-211")
         if code == -234:
-            raise TargetPaused(f"not allowed between 22:00 and 06:00 ({what})", self._until_six(), code="-234")
+            raise TargetPaused(
+                f"not allowed between 22:00 and 06:00 ({what})", self._until_six(), code="-234"
+            )
         if code in PERMANENT_ALERT:
             raise PermanentDeliveryError(what, code=str(code), alert=True)
         if code in PERMANENT_RECIPIENT or code in PERMANENT:
@@ -350,20 +419,38 @@ class ZaloAdapter:
     async def _refresh(self, current: TokenPair) -> TokenPair:
         assert self._session is not None
         secret = self.secret.get("secret_key") or ""
-        reply = await call(self._session, "POST", self.oauth + "/v4/oa/access_token", mutating=True,
-                           timeout_s=self.timeout_s, headers={"secret_key": secret},
-                           data={"refresh_token": current.refresh_token, "app_id": self.app_id,
-                                 "grant_type": "refresh_token"})
+        reply = await call(
+            self._session,
+            "POST",
+            self.oauth + "/v4/oa/access_token",
+            mutating=True,
+            timeout_s=self.timeout_s,
+            headers={"secret_key": secret},
+            data={
+                "refresh_token": current.refresh_token,
+                "app_id": self.app_id,
+                "grant_type": "refresh_token",
+            },
+        )
         body = reply.body if isinstance(reply.body, dict) else {}
         if reply.status != 200 or "access_token" not in body:
             if current.expires_at > self.clock():
-                log.error("Zalo token refresh refused (%s); using the current token until it expires",
-                          body.get("error", reply.status))
+                log.error(
+                    "Zalo token refresh refused (%s); using the current token until it expires",
+                    body.get("error", reply.status),
+                )
                 return current
-            raise TargetPaused(f"Zalo token refresh refused ({body.get('error', reply.status)}): re-authorise the OA",
-                               3600, code="refresh", alert=True)
-        pair = TokenPair(str(body["access_token"]), str(body["refresh_token"]),
-                         self.clock() + float(body.get("expires_in", "90000")))
+            raise TargetPaused(
+                f"Zalo token refresh refused ({body.get('error', reply.status)}): re-authorise the OA",
+                3600,
+                code="refresh",
+                alert=True,
+            )
+        pair = TokenPair(
+            str(body["access_token"]),
+            str(body["refresh_token"]),
+            self.clock() + float(body.get("expires_in", "90000")),
+        )
         self.tokens.save(pair)  # durable before first use: refresh tokens are single use
         self.refreshes += 1
         log.info("Zalo access token refreshed; valid for %ss", body.get("expires_in"))

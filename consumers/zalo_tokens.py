@@ -53,20 +53,31 @@ class TokenStore:
     def load(self) -> TokenPair:
         raw = self.read()
         try:
-            return TokenPair(str(raw["access_token"]), str(raw["refresh_token"]), float(raw.get("expires_at", 0)))
+            return TokenPair(
+                str(raw["access_token"]), str(raw["refresh_token"]), float(raw.get("expires_at", 0))
+            )
         except (KeyError, TypeError, ValueError):
-            raise SecretFileError(f"token file {self.path} lacks access_token, refresh_token or a numeric expires_at") from None
+            raise SecretFileError(
+                f"token file {self.path} lacks access_token, refresh_token or a numeric expires_at"
+            ) from None
 
     def save(self, pair: TokenPair) -> None:
-        write_secret(self.path, {"access_token": pair.access_token, "refresh_token": pair.refresh_token,
-                                 "expires_at": pair.expires_at, "saved_at": time.time()})
+        write_secret(
+            self.path,
+            {
+                "access_token": pair.access_token,
+                "refresh_token": pair.refresh_token,
+                "expires_at": pair.expires_at,
+                "saved_at": time.time(),
+            },
+        )
         dfd = os.open(self.path.parent, os.O_DIRECTORY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
 
-    async def exclusive(self) -> "_Held":
+    async def exclusive(self) -> _Held:
         await self._lock.acquire()
         try:
             fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o600)

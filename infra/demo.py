@@ -51,18 +51,35 @@ def main() -> int:
             creds = workdir / "s3-credentials"
             write_credentials_file(creds, s3.access_key, s3.secret_key)
             emus = Emulators(workdir / "emulators", DEFAULT_TARGETS_FILE)
-            _say(f"-- emulators: Graph API {emus.graph_url}, Zalo OA {emus.zalo_url}, loudspeakers {emus.loudspeaker_url}")
-            env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": broker.bootstrap, "LANTOA_DATA_DIR": str(workdir / "data"),
-                   "LANTOA_WEB_PORT": "0", "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5",
-                   "LANTOA_S3_ENDPOINT": s3.endpoint_url, "LANTOA_S3_BUCKET": "lantoa-archive",
-                   "LANTOA_S3_REGION": s3.region, "LANTOA_S3_CREDENTIALS_FILE": str(creds),
-                   "LANTOA_S3_ADDRESSING_STYLE": "path", **emus.env}
+            _say(
+                f"-- emulators: Graph API {emus.graph_url}, Zalo OA {emus.zalo_url}, loudspeakers {emus.loudspeaker_url}"
+            )
+            env = {
+                **os.environ,
+                "LANTOA_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "LANTOA_DATA_DIR": str(workdir / "data"),
+                "LANTOA_WEB_PORT": "0",
+                "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5",
+                "LANTOA_S3_ENDPOINT": s3.endpoint_url,
+                "LANTOA_S3_BUCKET": "lantoa-archive",
+                "LANTOA_S3_REGION": s3.region,
+                "LANTOA_S3_CREDENTIALS_FILE": str(creds),
+                "LANTOA_S3_ADDRESSING_STYLE": "path",
+                **emus.env,
+            }
             settings = Settings.from_env(env)
             _say(f"-- topics: {len(apply_topics(settings))} created from schemas/topics")
-            _say(f"-- targets registry: {load_targets(settings)} targets (3,321 commune/ward zones, pages, groups, archive)")
-            for name, args in (("streams", ["worker"]), ("fanpage", ["adapter", "fanpage"]), ("zalo", ["adapter", "zalo"]),
-                               ("archive", ["adapter", "archive"]), ("loudspeaker", ["adapter", "loudspeaker"]),
-                               ("emergency", ["adapter", "emergency"])):
+            _say(
+                f"-- targets registry: {load_targets(settings)} targets (3,321 commune/ward zones, pages, groups, archive)"
+            )
+            for name, args in (
+                ("streams", ["worker"]),
+                ("fanpage", ["adapter", "fanpage"]),
+                ("zalo", ["adapter", "zalo"]),
+                ("archive", ["adapter", "archive"]),
+                ("loudspeaker", ["adapter", "loudspeaker"]),
+                ("emergency", ["adapter", "emergency"]),
+            ):
                 procs.append(Proc(name, args, env, workdir / f"{name}.log"))
             _say("-- stream app and the fanpage, Zalo, archive, loudspeaker and emergency adapters started")
             return _run(settings, emus, samples, workdir, procs)
@@ -108,15 +125,33 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
             return 1
 
         def social(rs: list[dict[str, Any]]) -> set[tuple[str, str]]:
-            return {(r["uri"], r["target"]) for r in rs if r["stage"] == "delivery" and r["outcome"] == "delivered"}
+            return {
+                (r["uri"], r["target"])
+                for r in rs
+                if r["stage"] == "delivery" and r["outcome"] == "delivered"
+            }
 
         if not wait(lambda rs: len(social(rs)) >= 24, 120, "deliveries to pages and groups"):
             return 1
-        _say(f"-- routed and delivered to pages and groups in {time.monotonic() - started:.1f}s (including start-up)")
+        _say(
+            f"-- routed and delivered to pages and groups in {time.monotonic() - started:.1f}s (including start-up)"
+        )
         first = docs[0]["uri"]
         client.retract(first, "Demo: đính chính")
-        if not wait(lambda rs: sum(1 for r in rs if r["uri"] == first and r["outcome"] == "deleted"
-                                   and r.get("channel") in ("fanpage", "zalo")) >= 4, 120, "retraction"):
+        if not wait(
+            lambda rs: (
+                sum(
+                    1
+                    for r in rs
+                    if r["uri"] == first
+                    and r["outcome"] == "deleted"
+                    and r.get("channel") in ("fanpage", "zalo")
+                )
+                >= 4
+            ),
+            120,
+            "retraction",
+        ):
             return 1
     _say("-- emergency: the sample typhoon alert (dates moved to today) through `lantoa alert`")
     alert_ok = _typhoon(settings, emus, wait)
@@ -142,16 +177,28 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
     for doc in docs:
         marker = article_marker(doc["uri"])
         _say(f"\n{doc['headlines'][0]['value']}\n  {doc['uri']}  (mã tin {marker})")
-        zones = [registry.targets[c["target"]] for c in per[doc["uri"]].get("loudspeaker", []) if c["action"] == "publish"]
+        zones = [
+            registry.targets[c["target"]]
+            for c in per[doc["uri"]].get("loudspeaker", [])
+            if c["action"] == "publish"
+        ]
         by_province = Counter(provinces.get(t.province_code or 0, "?") for t in zones)
-        where = "all 34 provinces" if len(by_province) == 34 else ", ".join(f"{p} ({n})" for p, n in by_province.most_common(3))
+        where = (
+            "all 34 provinces"
+            if len(by_province) == 34
+            else ", ".join(f"{p} ({n})" for p, n in by_province.most_common(3))
+        )
         _say(f"  loa truyền thanh  {len(zones)} zones — {where} (schedules: the loudspeaker adapter)")
         for post in (p for p in posts if marker in p["message"]):
             state = "deleted (retracted)" if post["deleted"] else "live"
-            _say(f"  fanpage           {page_names.get(str(post['id']).split('_')[0], '?')}: post {post['id']} {state}")
+            _say(
+                f"  fanpage           {page_names.get(str(post['id']).split('_')[0], '?')}: post {post['id']} {state}"
+            )
         for msg in (m for m in messages if marker in (m.get("text") or "")):
             kind = "correction notice" if (msg["text"] or "").startswith("ĐÍNH CHÍNH") else "message"
-            _say(f"  zalo              {group_names.get(msg['recipient'], msg['recipient'])}: {kind} {msg['message_id'][:12]}…")
+            _say(
+                f"  zalo              {group_names.get(msg['recipient'], msg['recipient'])}: {kind} {msg['message_id'][:12]}…"
+            )
         archive = per[doc["uri"]].get("archive", [])
         _say(f"  archive           {len(archive)} command(s) on {settings.topic(Topic.ARCHIVE_COMMANDS)}")
     rs = outcomes()
@@ -160,8 +207,10 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
     for (name, outcome), n in sorted(by_channel.items()):
         _say(f"  {name:12} {outcome:10} {n}")
     loud = sum(1 for r in rs if r.get("channel") == "loudspeaker")
-    _say(f"\n== loudspeaker schedules pushed so far: {loud} zone updates (13,410 commanded: 126 + 4 × 3,321);"
-         " `lantoa schedule ZONE --format ics` shows a zone's day from the platform while they run")
+    _say(
+        f"\n== loudspeaker schedules pushed so far: {loud} zone updates (13,410 commanded: 126 + 4 × 3,321);"
+        " `lantoa schedule ZONE --format ics` shows a zone's day from the platform while they run"
+    )
     return 0 if alert_ok else 1
 
 
@@ -173,9 +222,17 @@ def _typhoon(settings: Any, emus: Any, wait: Any) -> bool:
     from producers.targets import local_registry
 
     today = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()  # the alert's own (Vietnam) day
-    raw = ((Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")) / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap")
-           .read_bytes().replace(b"2026-09-18", (today + timedelta(days=1)).isoformat().encode())
-           .replace(b"2026-09-17", today.isoformat().encode()))
+    raw = (
+        (
+            Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared"))
+            / "samples"
+            / "alerts"
+            / "01-bao-so-5-khan-cap.cap"
+        )
+        .read_bytes()
+        .replace(b"2026-09-18", (today + timedelta(days=1)).isoformat().encode())
+        .replace(b"2026-09-17", today.isoformat().encode())
+    )
     checked = check(raw, local_registry(settings))
     producer = AlertProducer(settings)
     started = time.monotonic()
@@ -191,8 +248,10 @@ def _typhoon(settings: Any, emus: Any, wait: Any) -> bool:
 
     if not wait(preempted, 60, "the emergency at the loudspeaker platform"):
         return False
-    _say(f"   {eid}: {len(checked.plan.zones)} wards of Hà Tĩnh and Quảng Trị pre-empted at the platform "
-         f"{time.monotonic() - started:.2f}s after `lantoa alert`")
+    _say(
+        f"   {eid}: {len(checked.plan.zones)} wards of Hà Tĩnh and Quảng Trị pre-empted at the platform "
+        f"{time.monotonic() - started:.2f}s after `lantoa alert`"
+    )
     return True
 
 

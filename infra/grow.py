@@ -103,21 +103,38 @@ def _ledger_home(channel: Channel) -> Home:
         except (InvalidContent, AttributeError):
             return None
         return command_key(channel, target) if isinstance(target, str) else None
+
     return home
 
 
 def channel_topics(channel: Channel) -> list[Topic]:
     """Every topic whose partition number follows the command's: commands, retry tiers, ledger."""
-    return [Topic.commands(channel), *(Topic.retry(channel, tier) for tier in RETRY_TIERS), Topic.ledger(channel)]
+    return [
+        Topic.commands(channel),
+        *(Topic.retry(channel, tier) for tier in RETRY_TIERS),
+        Topic.ledger(channel),
+    ]
 
 
 def channel_family(channel: Channel) -> Family:
-    return Family(channel.value, tuple(channel_topics(channel)), Topic.commands(channel), Topic.ledger(channel),
-                  _ledger_home(channel), f"{channel.value} adapters")
+    return Family(
+        channel.value,
+        tuple(channel_topics(channel)),
+        Topic.commands(channel),
+        Topic.ledger(channel),
+        _ledger_home(channel),
+        f"{channel.value} adapters",
+    )
 
 
-STREAMS_FAMILY = Family(STREAMS, (Topic.CMS_ARTICLES, Topic.EMBARGO_RELEASES, Topic.ARTICLE_STATE), Topic.CMS_ARTICLES,
-                        Topic.ARTICLE_STATE, lambda key, _value: key or None, "stream workers")
+STREAMS_FAMILY = Family(
+    STREAMS,
+    (Topic.CMS_ARTICLES, Topic.EMBARGO_RELEASES, Topic.ARTICLE_STATE),
+    Topic.CMS_ARTICLES,
+    Topic.ARTICLE_STATE,
+    lambda key, _value: key or None,
+    "stream workers",
+)
 
 
 def families() -> list[Family]:
@@ -152,7 +169,9 @@ def mismatches(settings: Settings, of: Channel | Family, found: Mapping[str, int
     problems = []
     configured = {t: settings.partitions(t) for t in fam.topics}
     if len(set(configured.values())) > 1:
-        problems.append("configuration asks for " + ", ".join(f"{t.value}={n}" for t, n in configured.items()))
+        problems.append(
+            "configuration asks for " + ", ".join(f"{t.value}={n}" for t, n in configured.items())
+        )
     for t, want in configured.items():
         name = settings.topic(t)
         have = found.get(name)
@@ -171,14 +190,16 @@ def check_counts(settings: Settings, of: Channel | Family, found: Mapping[str, i
     problems = mismatches(settings, fam, found)
     missing = [settings.topic(t) for t in fam.topics if settings.topic(t) not in found]
     if missing:
-        raise PartitionMismatch(f"{who} refuses to start: {', '.join(missing)} missing; "
-                                f"run `lantoa topics apply` first")
+        raise PartitionMismatch(
+            f"{who} refuses to start: {', '.join(missing)} missing; run `lantoa topics apply` first"
+        )
     if problems:
         n = max(settings.partitions(t) for t in fam.topics)
         raise PartitionMismatch(
             f"{who} refuses to start: {'; '.join(problems)}. Stop the {fam.processes}, "
             f"set LANTOA_PARTITIONS={_partitions_setting(fam, n)} (every process) and run "
-            f"`lantoa topics grow {fam.name} {n}`")
+            f"`lantoa topics grow {fam.name} {n}`"
+        )
 
 
 async def family_counts(settings: Settings, of: Channel | Family, client_id: str) -> dict[str, int]:
@@ -239,7 +260,9 @@ class GrowReport:
     unplaceable: int
 
 
-def grow(settings: Settings, of: Channel | Family, n: int, admin: KafkaAdminClient | None = None) -> GrowReport:
+def grow(
+    settings: Settings, of: Channel | Family, n: int, admin: KafkaAdminClient | None = None
+) -> GrowReport:
     """Grow the family's topics to ``n`` partitions and move its state (see the module docstring).
 
     Raises GrowRefused before changing anything when it is not safe; Kafka errors propagate (a run
@@ -247,14 +270,17 @@ def grow(settings: Settings, of: Channel | Family, n: int, admin: KafkaAdminClie
     """
     fam = _family(of)
     own = admin is None
-    client = admin or clients.admin(settings.kafka, client_id=f"{settings.client_id}-grow", request_timeout_ms=30000)
+    client = admin or clients.admin(
+        settings.kafka, client_id=f"{settings.client_id}-grow", request_timeout_ms=30000
+    )
     try:
         names = {t: settings.topic(t) for t in fam.topics}
         wrong_config = {t.value: settings.partitions(t) for t in names if settings.partitions(t) != n}
         if wrong_config:
             raise GrowRefused(
                 f"configuration asks for {wrong_config}, not {n}: set "
-                f"LANTOA_PARTITIONS={_partitions_setting(fam, n)} here and for every process first")
+                f"LANTOA_PARTITIONS={_partitions_setting(fam, n)} here and for every process first"
+            )
         found = current_partitions(client, list(names.values()))
         missing = [name for name in names.values() if name not in found]
         if missing:
@@ -265,8 +291,10 @@ def grow(settings: Settings, of: Channel | Family, n: int, admin: KafkaAdminClie
         group = fam.group(settings)
         members = group_members(client, group)
         if members:
-            raise GrowRefused(f"consumer group {group} has {members} member(s): stop the {fam.processes} "
-                              f"first (they refuse to start again until the grow is done)")
+            raise GrowRefused(
+                f"consumer group {group} has {members} member(s): stop the {fam.processes} "
+                f"first (they refuse to start again until the grow is done)"
+            )
         raised: dict[str, tuple[int, int]] = {}
         first = {names[t]: n for t in names if t is not fam.input and found[names[t]] < n}
         if first:
@@ -284,7 +312,9 @@ def grow(settings: Settings, of: Channel | Family, n: int, admin: KafkaAdminClie
             client.close()
 
 
-def grow_channel(settings: Settings, channel: Channel, n: int, admin: KafkaAdminClient | None = None) -> GrowReport:
+def grow_channel(
+    settings: Settings, channel: Channel, n: int, admin: KafkaAdminClient | None = None
+) -> GrowReport:
     """``grow`` for a channel: its command, retry and ledger topics and its ledger."""
     return grow(settings, channel, n, admin)
 
@@ -292,8 +322,9 @@ def grow_channel(settings: Settings, channel: Channel, n: int, admin: KafkaAdmin
 def read_latest(settings: Settings, topic: str) -> dict[int, dict[bytes, bytes]]:
     """The latest value of every key in every partition of a compacted topic (tombstones
     applied), read from the beginning to the end offsets taken at the start."""
-    consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False,
-                                client_id=f"{settings.client_id}-grow-read")
+    consumer = clients.consumer(
+        settings.kafka, group_id=None, enable_auto_commit=False, client_id=f"{settings.client_id}-grow-read"
+    )
     try:
         parts = sorted(consumer.partitions_for_topic(topic) or ())
         tps = [TopicPartition(topic, p) for p in parts]
@@ -326,8 +357,12 @@ def producer_seeing(settings: Settings, topic: str, n: int, tries: int = 60) -> 
     """A producer whose metadata has the ``n`` partitions just created (a new partition reaches the
     brokers' metadata a moment after CreatePartitions returns); RuntimeError after ``tries``."""
     for _ in range(tries):
-        producer = clients.producer(settings.kafka, acks="all", client_id=f"{settings.client_id}-grow",
-                                    max_request_size=8 * 1024 * 1024)
+        producer = clients.producer(
+            settings.kafka,
+            acks="all",
+            client_id=f"{settings.client_id}-grow",
+            max_request_size=8 * 1024 * 1024,
+        )
         if len(producer.partitions_for(topic) or ()) >= n:
             return producer
         producer.close()

@@ -27,8 +27,18 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 __all__ = [
-    "DetachedServer", "ServerProcess", "cache_root", "file_lock", "free_loopback_ports", "live_process_args",
-    "pid_alive", "read_state_file", "run_command", "signal_group", "stop_process_group", "write_state_file",
+    "DetachedServer",
+    "ServerProcess",
+    "cache_root",
+    "file_lock",
+    "free_loopback_ports",
+    "live_process_args",
+    "pid_alive",
+    "read_state_file",
+    "run_command",
+    "signal_group",
+    "stop_process_group",
+    "write_state_file",
 ]
 
 
@@ -78,9 +88,16 @@ def signal_group(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def stop_process_group(pid: int, timeout: float, *, resume_first: bool = False, poll_s: float = 0.05,
-                       kill_wait_s: float = 5.0, logger: logging.Logger | None = None,
-                       what: str = "process") -> None:
+def stop_process_group(
+    pid: int,
+    timeout: float,
+    *,
+    resume_first: bool = False,
+    poll_s: float = 0.05,
+    kill_wait_s: float = 5.0,
+    logger: logging.Logger | None = None,
+    what: str = "process",
+) -> None:
     """SIGTERM ``pid``'s process group (SIGCONT first with ``resume_first``: a stopped process
     cannot act on SIGTERM), wait up to ``timeout`` s, then SIGKILL and wait up to ``kill_wait_s``.
     With ``logger``, the SIGKILL is logged as a warning about ``what``."""
@@ -165,8 +182,16 @@ class ServerProcess:
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def _spawn(self, cmd: list[str], *, cwd: Path, log_file: Path, die_with_parent: bool, pdeathsig: str,
-               env: dict[str, str] | None = None) -> int:
+    def _spawn(
+        self,
+        cmd: list[str],
+        *,
+        cwd: Path,
+        log_file: Path,
+        die_with_parent: bool,
+        pdeathsig: str,
+        env: dict[str, str] | None = None,
+    ) -> int:
         """Start ``cmd`` in a new session, its stdout and stderr appended to ``log_file`` after a
         ``# <time> starting: <cmd>`` line; return the log's size before that line.
 
@@ -176,19 +201,34 @@ class ServerProcess:
         setpriv = shutil.which("setpriv")
         # PR_SET_PDEATHSIG fires when the forking *thread* exits, so only from the main thread.
         # setpriv execs the server: the pid stays the server's.
-        self._pdeathsig = bool(die_with_parent and setpriv and threading.current_thread() is threading.main_thread())
+        self._pdeathsig = bool(
+            die_with_parent and setpriv and threading.current_thread() is threading.main_thread()
+        )
         if self._pdeathsig and setpriv:
             cmd = [setpriv, "--pdeathsig", pdeathsig, *cmd]
         with open(log_file, "ab") as logfh:
             offset = logfh.tell()
             logfh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
             logfh.flush()
-            self._proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=logfh,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logfh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return offset
 
-    def _terminate(self, timeout: float, *, resume_first: bool = False,
-                   logger: logging.Logger | None = None, what: str = "server") -> None:
+    def _terminate(
+        self,
+        timeout: float,
+        *,
+        resume_first: bool = False,
+        logger: logging.Logger | None = None,
+        what: str = "server",
+    ) -> None:
         """SIGTERM the server's process group (SIGCONT first with ``resume_first``: a stopped
         process cannot act on SIGTERM), wait up to ``timeout`` s, then SIGKILL (a warning about
         ``what`` on ``logger``, if given). Idempotent."""
@@ -233,8 +273,9 @@ class ServerProcess:
         """Stop the server and remove what this object created."""
         raise NotImplementedError
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

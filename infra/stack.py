@@ -29,8 +29,17 @@ class Emulators:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         state = workdir / "emulators.json"
-        args = [sys.executable, "-m", "infra.emulators", "all", "--state-file", str(state),
-                "--targets", str(targets_file), "--no-access-log"]
+        args = [
+            sys.executable,
+            "-m",
+            "infra.emulators",
+            "all",
+            "--state-file",
+            str(state),
+            "--targets",
+            str(targets_file),
+            "--no-access-log",
+        ]
         if config:
             cfg = workdir / "emulators-config.json"
             cfg.write_text(json.dumps(config))
@@ -51,8 +60,14 @@ class Emulators:
         write_secret(secrets / "fanpage-tokens.json", self.state["graph"]["pages"])
         write_secret(secrets / "fanpage-app.json", {"app_secret": self.state["graph"]["app_secret"]})
         write_secret(secrets / "zalo-secret.json", {"secret_key": z["secret_key"]})
-        write_secret(secrets / "zalo-tokens.json", {"access_token": z["access_token"], "refresh_token": z["refresh_token"],
-                                                     "expires_at": time.time() + 90000})
+        write_secret(
+            secrets / "zalo-tokens.json",
+            {
+                "access_token": z["access_token"],
+                "refresh_token": z["refresh_token"],
+                "expires_at": time.time() + 90000,
+            },
+        )
         loud = self.state.get("loudspeaker")
         self.loudspeaker_url: str | None = loud["base_url"] if loud else None
         self.env = {
@@ -67,19 +82,23 @@ class Emulators:
         }
         if loud:
             write_secret(secrets / "loudspeaker-token.json", {"token": loud["tokens"][0]})
-            self.env.update({
-                "LANTOA_LOUDSPEAKER_API_URL": loud["base_url"],
-                "LANTOA_LOUDSPEAKER_TOKEN_FILE": str(secrets / "loudspeaker-token.json"),
-                "LANTOA_LOUDSPEAKER_AUDIO_DIR": str(workdir / "audio"),
-                "LANTOA_LOUDSPEAKER_AUDIO_BASE_URL": "http://127.0.0.1/audio",
-            })
+            self.env.update(
+                {
+                    "LANTOA_LOUDSPEAKER_API_URL": loud["base_url"],
+                    "LANTOA_LOUDSPEAKER_TOKEN_FILE": str(secrets / "loudspeaker-token.json"),
+                    "LANTOA_LOUDSPEAKER_AUDIO_DIR": str(workdir / "audio"),
+                    "LANTOA_LOUDSPEAKER_AUDIO_BASE_URL": "http://127.0.0.1/audio",
+                }
+            )
 
     def control(self, which: str, method: str, path: str, body: Any = None) -> Any:
         import urllib.request
 
         base = {"graph": self.graph_url, "zalo": self.zalo_url}.get(which) or self.loudspeaker_url or ""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read() or b"null")
 
@@ -105,8 +124,13 @@ class Proc:
         self.proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "producers.cli", *self.args], cwd=ROOT, env=self.env,
-                                stdout=self._log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "producers.cli", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -15,9 +15,9 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
+from infra.grow import current_partitions, families
 from infra.kafka import clients
 from schemas.settings import Settings
-from infra.grow import current_partitions, families
 from schemas.topics import Topic, descriptors
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,12 @@ def _current_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dic
     raw: Any = admin.describe_configs(resources, config_filter="modified")
     out: dict[str, dict[str, str]] = {n: {} for n in names}
     # kafka-python 3 returns {resource_type: {name: {key: value}}}; accept value objects too.
-    for by_name in (raw.values() if isinstance(raw, dict) else []):
+    for by_name in raw.values() if isinstance(raw, dict) else []:
         for name, configs in by_name.items():
             if name in out:
                 out[name] = {
-                    k: str(v.get("value") if isinstance(v, dict) else getattr(v, "value", v)) for k, v in configs.items()
+                    k: str(v.get("value") if isinstance(v, dict) else getattr(v, "value", v))
+                    for k, v in configs.items()
                 }
     return out
 
@@ -74,13 +75,19 @@ def refuse_channel_growth(settings: Settings, grow: dict[str, int]) -> None:
         if names & set(grow):
             wanted[fam] = max(settings.partitions(t) for t in fam.topics)
     if wanted:
-        raise GrowRequired("; ".join(
-            f"the {', '.join(t.value for t in f.topics)} topics grow together and their state moves with them: "
-            f"stop the {f.processes} and run `lantoa topics grow {f.name} {n}`" for f, n in wanted.items())
-            + " (nothing was changed)")
+        raise GrowRequired(
+            "; ".join(
+                f"the {', '.join(t.value for t in f.topics)} topics grow together and their state moves with them: "
+                f"stop the {f.processes} and run `lantoa topics grow {f.name} {n}`"
+                for f, n in wanted.items()
+            )
+            + " (nothing was changed)"
+        )
 
 
-def apply_topics(settings: Settings, admin: KafkaAdminClient | None = None, dry_run: bool = False) -> list[Change]:
+def apply_topics(
+    settings: Settings, admin: KafkaAdminClient | None = None, dry_run: bool = False
+) -> list[Change]:
     """Bring the cluster's topics in line with the descriptors; return what changed."""
     own = admin is None
     client = admin or admin_client(settings)
@@ -98,14 +105,27 @@ def apply_topics(settings: Settings, admin: KafkaAdminClient | None = None, dry_
             changes += [Change(n, f"create ({want[n][0]} partitions, {want[n][1]})") for n in to_create]
             if not dry_run:
                 client.create_topics(
-                    [NewTopic(n, want[n][0], settings.replication_factor, topic_configs=want[n][1]) for n in to_create],
+                    [
+                        NewTopic(n, want[n][0], settings.replication_factor, topic_configs=want[n][1])
+                        for n in to_create
+                    ],
                     raise_errors=True,
                 )
         for n, count in grow.items():
-            changes.append(Change(n, f"partitions {partitions.get(n)} -> {count} (keys move: order holds only for new records)"))
+            changes.append(
+                Change(
+                    n,
+                    f"partitions {partitions.get(n)} -> {count} (keys move: order holds only for new records)",
+                )
+            )
         for n in present:
             if partitions.get(n, 0) > want[n][0]:
-                log.warning("%s has %d partitions, more than the %d configured; Kafka cannot shrink it", n, partitions[n], want[n][0])
+                log.warning(
+                    "%s has %d partitions, more than the %d configured; Kafka cannot shrink it",
+                    n,
+                    partitions[n],
+                    want[n][0],
+                )
         if grow and not dry_run:
             client.create_partitions(grow)
         current = _current_configs(client, present)

@@ -37,8 +37,11 @@ class BodyTooLarge(Exception):
     """The request body passed the limit: answered 413 with ``reason``, nothing parsed."""
 
     def __init__(self, size: int | None, limit: int) -> None:
-        self.reason = (f"CAP alert too large: {size} bytes (limit {limit})" if size is not None
-                       else f"CAP alert too large: the chunked body passed the limit of {limit} bytes")
+        self.reason = (
+            f"CAP alert too large: {size} bytes (limit {limit})"
+            if size is not None
+            else f"CAP alert too large: the chunked body passed the limit of {limit} bytes"
+        )
         super().__init__(self.reason)
 
 

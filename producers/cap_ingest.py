@@ -58,14 +58,29 @@ class AlertProducer:
     def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
         self.settings = settings
         self._producer = producer or clients.producer(
-            settings.kafka, client_id=f"{settings.client_id}-cap",
-            acks="all", enable_idempotence=True, max_request_size=2 * 1024 * 1024)
+            settings.kafka,
+            client_id=f"{settings.client_id}-cap",
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=2 * 1024 * 1024,
+        )
 
-    def send(self, checked: Checked, source: str = "urn:lantoa:cap-ingest", timeout_s: float = 30.0) -> dict[str, Any]:
-        meta = self._producer.send(self.settings.topic(Topic.ALERTS_CAP), key=checked.alert.identifier.encode(),
-                                   value=checked.raw, headers=headers_for(checked, source)).get(timeout=timeout_s)
-        return {"identifier": checked.alert.identifier, "lane": checked.plan.lane, "zones": len(checked.plan.zones),
-                "partition": meta.partition, "offset": meta.offset}
+    def send(
+        self, checked: Checked, source: str = "urn:lantoa:cap-ingest", timeout_s: float = 30.0
+    ) -> dict[str, Any]:
+        meta = self._producer.send(
+            self.settings.topic(Topic.ALERTS_CAP),
+            key=checked.alert.identifier.encode(),
+            value=checked.raw,
+            headers=headers_for(checked, source),
+        ).get(timeout=timeout_s)
+        return {
+            "identifier": checked.alert.identifier,
+            "lane": checked.plan.lane,
+            "zones": len(checked.plan.zones),
+            "partition": meta.partition,
+            "offset": meta.offset,
+        }
 
     def close(self) -> None:
         self._producer.flush()

@@ -40,8 +40,11 @@ def _read_input(path: Path, limit: int) -> bytes:
         raw = f.read(limit + 1)
         if len(raw) > limit:
             size = os.fstat(f.fileno()).st_size  # 0 for a device or a pipe: its size is unknown
-            raise InvalidContent(f"file too large: {size} bytes (limit {limit})" if size > limit
-                                 else f"file too large: more than the limit of {limit} bytes")
+            raise InvalidContent(
+                f"file too large: {size} bytes (limit {limit})"
+                if size > limit
+                else f"file too large: more than the limit of {limit} bytes"
+            )
     return raw
 
 
@@ -96,13 +99,17 @@ def cmd_alert(args: argparse.Namespace) -> int:
             _print_json(plans[0] if len(plans) == 1 else plans)
         else:
             for p in plans:
-                print(f"{printable(p['identifier'], limit=MAX_SHOWN_CHARS)}: {p['status']} lane={p['lane']} exercise={p['exercise']} zones={len(p['zones'])}")
+                print(
+                    f"{printable(p['identifier'], limit=MAX_SHOWN_CHARS)}: {p['status']} lane={p['lane']} exercise={p['exercise']} zones={len(p['zones'])}"
+                )
         return 0
     producer = AlertProducer(settings)
     try:
         for c in checked:
             result = producer.send(c, "urn:lantoa:cli")
-            print(f"{printable(result['identifier'], limit=MAX_SHOWN_CHARS)}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}")
+            print(
+                f"{printable(result['identifier'], limit=MAX_SHOWN_CHARS)}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}"
+            )
     finally:
         producer.close()
     return 0
@@ -123,8 +130,13 @@ def cmd_alert_server(args: argparse.Namespace) -> int:
         print(f"lantoa alert-server cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:  # the token file is read before the server listens
-        serve(local_registry(settings), alerts, args.host, args.port,
-              Path(args.token_file) if args.token_file else None)
+        serve(
+            local_registry(settings),
+            alerts,
+            args.host,
+            args.port,
+            Path(args.token_file) if args.token_file else None,
+        )
     except SecretFileError as exc:
         print(f"lantoa alert-server cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -143,7 +155,8 @@ def routing_plan(prepared: Any, settings: Settings) -> dict[str, Any]:
         "action": "retract" if art.retracting else "publish",
         "embargoed_until": art.embargoed_until.isoformat() if art.embargoed_until else None,
         "channels": {
-            ch.value: {"count": len(targets), "targets": [t.id for t in targets]} for ch, targets in plan.items()
+            ch.value: {"count": len(targets), "targets": [t.id for t in targets]}
+            for ch, targets in plan.items()
         },
     }
 
@@ -178,19 +191,32 @@ def cmd_publish(args: argparse.Namespace) -> int:
         else:
             for plan in plans:
                 counts = ", ".join(f"{ch} {v['count']}" for ch, v in plan["channels"].items())
-                print(f"{printable(plan['file'], limit=200)}: {printable(plan['uri'], limit=MAX_SHOWN_CHARS)} v{plan['version']} {plan['action']} -> {counts}")
+                print(
+                    f"{printable(plan['file'], limit=200)}: {printable(plan['uri'], limit=MAX_SHOWN_CHARS)} v{plan['version']} {plan['action']} -> {counts}"
+                )
         return 0
     with PublishClient(settings) as client:
         results = []
         bulk = len(prepared) > 20  # a bulk publish: a progress bar instead of a line per file
         for i, (path, raw, _) in enumerate(prepared, start=1):
             sent = client.publish(raw, args.ninjs_version)
-            results.append({"file": str(path), "uri": sent.uri, "version": sent.version, "ce_id": sent.ce_id,
-                            "ce_type": sent.ce_type, "partition": sent.partition, "offset": sent.offset})
+            results.append(
+                {
+                    "file": str(path),
+                    "uri": sent.uri,
+                    "version": sent.version,
+                    "ce_id": sent.ce_id,
+                    "ce_type": sent.ce_type,
+                    "partition": sent.partition,
+                    "offset": sent.offset,
+                }
+            )
             if bulk:
                 progress("publish", i, len(prepared))
             elif not args.json:
-                print(f"{printable(path, limit=200)}: sent {printable(sent.uri, limit=MAX_SHOWN_CHARS)} v{sent.version} ({sent.ce_type}) to partition {sent.partition} offset {sent.offset}")
+                print(
+                    f"{printable(path, limit=200)}: sent {printable(sent.uri, limit=MAX_SHOWN_CHARS)} v{sent.version} ({sent.ce_type}) to partition {sent.partition} offset {sent.offset}"
+                )
         if bulk and not args.json:
             print(f"sent {len(results)} articles")
     if args.json:
@@ -224,7 +250,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
         from schemas.topics import descriptors
 
         for topic, desc in descriptors().items():
-            print(f"{settings.topic(topic):40} {settings.partitions(topic):3} partitions  {desc.cleanup_policy:8} key: {desc.key}")
+            print(
+                f"{settings.topic(topic):40} {settings.partitions(topic):3} partitions  {desc.cleanup_policy:8} key: {desc.key}"
+            )
         return 0
     if args.action == "grow":
         return _grow(settings, args)
@@ -246,8 +274,11 @@ def _grow(settings: Settings, args: argparse.Namespace) -> int:
     from infra.grow import GrowRefused, family, grow
 
     if args.channel is None or args.count is None or args.dry_run:
-        print("usage: lantoa topics grow CHANNEL|streams N (no --dry-run: it refuses before changing anything "
-              "when it cannot finish)", file=sys.stderr)
+        print(
+            "usage: lantoa topics grow CHANNEL|streams N (no --dry-run: it refuses before changing anything "
+            "when it cannot finish)",
+            file=sys.stderr,
+        )
         return 2
     try:
         report = grow(settings, family(args.channel), args.count)
@@ -257,8 +288,10 @@ def _grow(settings: Settings, args: argparse.Namespace) -> int:
     for name, (before, after) in sorted(report.raised.items()):
         print(f"{name}: partitions {before} -> {after}")
     what = "article states" if args.channel == "streams" else "ledger entries"
-    print(f"{args.channel}: {report.moved} {what} moved, {report.kept} already in place"
-          + (f", {report.unplaceable} unreadable left in place (see the log)" if report.unplaceable else ""))
+    print(
+        f"{args.channel}: {report.moved} {what} moved, {report.kept} already in place"
+        + (f", {report.unplaceable} unreadable left in place (see the log)" if report.unplaceable else "")
+    )
     return 0
 
 
@@ -326,7 +359,9 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
         print("\n\n".join(dl.render_one(d) for d in chosen))
         return 0
     if not (args.all or args.reason or args.channel or args.stage or args.refs):
-        print("replay needs a mode: --all, --reason TEXT, --channel CH, --stage S or refs P:O", file=sys.stderr)
+        print(
+            "replay needs a mode: --all, --reason TEXT, --channel CH, --stage S or refs P:O", file=sys.stderr
+        )
         return 2
     chosen = dl.select(letters, reason=args.reason, channel=args.channel, stage=args.stage, refs=args.refs)
     decisions = dl.replay(settings, chosen, dry_run=args.dry_run)
@@ -355,7 +390,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lantoa", description="Lantoa: articles and alerts to loudspeakers, fanpages, Zalo and the archive, through Kafka.")
+    parser = argparse.ArgumentParser(
+        prog="lantoa",
+        description="Lantoa: articles and alerts to loudspeakers, fanpages, Zalo and the archive, through Kafka.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="validate ninjs files (exit 1 if any is invalid)")
@@ -395,9 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("topics", help="topic descriptors → the cluster")
-    p.add_argument("action", choices=["apply", "list", "grow"],
-                   help="grow CHANNEL N: the channel's command, retry and ledger topics to N, ledger moved; "
-                        "grow streams N: cms.articles, embargo releases and article state to N, states moved")
+    p.add_argument(
+        "action",
+        choices=["apply", "list", "grow"],
+        help="grow CHANNEL N: the channel's command, retry and ledger topics to N, ledger moved; "
+        "grow streams N: cms.articles, embargo releases and article state to N, states moved",
+    )
     p.add_argument("channel", nargs="?", choices=[*(c.value for c in Channel), "streams"])
     p.add_argument("count", nargs="?", type=int)
     p.add_argument("--dry-run", action="store_true")
@@ -405,7 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("targets", help="the targets registry")
     p.add_argument("action", choices=["load", "list"])
-    p.add_argument("--remove", action="append", default=[], metavar="TARGET_ID", help="write a tombstone for this id")
+    p.add_argument(
+        "--remove", action="append", default=[], metavar="TARGET_ID", help="write a tombstone for this id"
+    )
     p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("normalize", help="print the spoken Vietnamese form of a text (stdin when no TEXT)")
@@ -423,7 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_deadletters)
 
-    p = sub.add_parser("schedule", help="a zone's broadcast schedule for one day, as the loudspeaker platform has it")
+    p = sub.add_parser(
+        "schedule", help="a zone's broadcast schedule for one day, as the loudspeaker platform has it"
+    )
     p.add_argument("zone", help="zone id (zone:18073), ward code (18073) or test zone id")
     p.add_argument("--date", help="YYYY-MM-DD (default: today in the zone's time zone)")
     p.add_argument("--format", choices=["json", "ics", "m3u"], default="json")
@@ -439,7 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="info")
     p.set_defaults(func=cmd_worker)
 
-    from producers.questions_cli import add_parsers as add_engagement  # webhooks, triage, questions, answer, dismiss
+    from producers.questions_cli import (
+        add_parsers as add_engagement,
+    )  # webhooks, triage, questions, answer, dismiss
 
     add_engagement(sub)
     return parser

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
@@ -47,8 +47,13 @@ class Sent:
     offset: int
 
 
-def prepare(raw: bytes, ninjs_version: str | None = None, source: str = "urn:lantoa:cms",
-            now: datetime | None = None, event_id: str | None = None) -> Prepared:
+def prepare(
+    raw: bytes,
+    ninjs_version: str | None = None,
+    source: str = "urn:lantoa:cms",
+    now: datetime | None = None,
+    event_id: str | None = None,
+) -> Prepared:
     """Validate (same reasons as ``lantoa validate``, plus Lantoa's uri/version rules) and frame.
 
     Raises InvalidContent; nothing is sent for an invalid document.
@@ -74,8 +79,13 @@ def prepare(raw: bytes, ninjs_version: str | None = None, source: str = "urn:lan
     return Prepared(article, article.uri.encode(), raw, [(k, v.encode()) for k, v in headers.items()])
 
 
-def retraction(uri: str, reason: str | None = None, version: int | None = None, source: str = "urn:lantoa:cms",
-               now: datetime | None = None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+def retraction(
+    uri: str,
+    reason: str | None = None,
+    version: int | None = None,
+    source: str = "urn:lantoa:cms",
+    now: datetime | None = None,
+) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """Key, value and headers of an article.retracted event without a document.
 
     The uri is sent in NFC, the form articles are kept under (schemas/text.py ``identifier``), so
@@ -93,7 +103,7 @@ def retraction(uri: str, reason: str | None = None, version: int | None = None, 
         "ce_id": str(uuid.uuid4()),
         "ce_source": source,
         "ce_type": "article.retracted",
-        "ce_time": utc_now_iso(now or datetime.now(timezone.utc)),
+        "ce_time": utc_now_iso(now or datetime.now(UTC)),
         "ce_dataschema": RETRACTION_SCHEMA,
         "ce_subject": uri,
         "content-type": "application/json",
@@ -123,17 +133,36 @@ class PublishClient:
 
     def publish(self, raw: bytes, ninjs_version: str | None = None, timeout_s: float = 30.0) -> Sent:
         p = prepare(raw, ninjs_version, self.settings.source)
-        meta = self._producer.send(self._topic, key=p.key, value=p.value, headers=p.headers).get(timeout=timeout_s)
+        meta = self._producer.send(self._topic, key=p.key, value=p.value, headers=p.headers).get(
+            timeout=timeout_s
+        )
         hdr = dict(p.headers)
-        return Sent(p.article.uri, p.article.version, hdr["ce_id"].decode(), hdr["ce_type"].decode(), meta.partition, meta.offset)
+        return Sent(
+            p.article.uri,
+            p.article.version,
+            hdr["ce_id"].decode(),
+            hdr["ce_type"].decode(),
+            meta.partition,
+            meta.offset,
+        )
 
-    def retract(self, uri: str, reason: str | None = None, version: int | None = None, timeout_s: float = 30.0) -> Sent:
+    def retract(
+        self, uri: str, reason: str | None = None, version: int | None = None, timeout_s: float = 30.0
+    ) -> Sent:
         key, value, headers = retraction(uri, reason, version, self.settings.source)
         meta = self._producer.send(self._topic, key=key, value=value, headers=headers).get(timeout=timeout_s)
         hdr = dict(headers)
-        return Sent(key.decode(), version, hdr["ce_id"].decode(), "article.retracted", meta.partition, meta.offset)
+        return Sent(
+            key.decode(), version, hdr["ce_id"].decode(), "article.retracted", meta.partition, meta.offset
+        )
 
-    def send_raw(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], timeout_s: float = 30.0) -> None:
+    def send_raw(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        timeout_s: float = 30.0,
+    ) -> None:
         """Send bytes as they are (tests, replays): no validation."""
         self._producer.send(self._topic, key=key, value=value, headers=headers).get(timeout=timeout_s)
 

@@ -86,14 +86,22 @@ def read_all(settings: Settings, timeout_s: float = 10.0) -> list[DeadLetter]:
         while any(consumer.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
             for tp, recs in consumer.poll(timeout_ms=300, max_records=5000).items():
                 for r in recs:
-                    out.append(DeadLetter(tp.partition, r.offset, r.timestamp, r.key, r.value, list(r.headers or [])))
+                    out.append(
+                        DeadLetter(tp.partition, r.offset, r.timestamp, r.key, r.value, list(r.headers or []))
+                    )
         return sorted(out, key=lambda d: (d.timestamp_ms, d.partition, d.offset))
     finally:
         consumer.close()
 
 
-def select(letters: Iterable[DeadLetter], *, reason: str | None = None, channel: str | None = None,
-           stage: str | None = None, refs: Iterable[str] = ()) -> list[DeadLetter]:
+def select(
+    letters: Iterable[DeadLetter],
+    *,
+    reason: str | None = None,
+    channel: str | None = None,
+    stage: str | None = None,
+    refs: Iterable[str] = (),
+) -> list[DeadLetter]:
     wanted = set(refs)
     out = []
     for d in letters:
@@ -118,8 +126,10 @@ def render_list(letters: list[DeadLetter]) -> str:
     for d in letters:
         m = {k: printable(v) for k, v in d.meta.items()}
         origin = f"{m.get('dlq_topic', '?')}[{m.get('dlq_partition', '?')}]@{m.get('dlq_offset', '?')}"
-        lines.append(f"{d.ref:>8}  {m.get('dlq_first_seen', '')[:19]:20}  {m.get('dlq_attempts', '1')[:3]:>3}  "
-                     f"{origin[:34]:34}  {m.get('dlq_stage', '')[:20]:9}  {m.get('dlq_reason', '')[:100]}")
+        lines.append(
+            f"{d.ref:>8}  {m.get('dlq_first_seen', '')[:19]:20}  {m.get('dlq_attempts', '1')[:3]:>3}  "
+            f"{origin[:34]:34}  {m.get('dlq_stage', '')[:20]:9}  {m.get('dlq_reason', '')[:100]}"
+        )
     lines.append(f"{len(letters)} dead letter(s)")
     return "\n".join(lines)
 
@@ -162,10 +172,12 @@ class Destination:
 
 def replay_targets(settings: Settings) -> dict[str, Destination]:
     """The allow-list: physical topic name → Destination, for every topic a replay may write."""
-    dests = [Destination(settings.topic(Topic.CMS_ARTICLES), Kind.ARTICLE),
-             Destination(settings.topic(Topic.ALERTS_CAP), Kind.ALERT),
-             Destination(settings.topic(Topic.ENGAGEMENT_INBOUND), Kind.ENGAGEMENT),
-             Destination(settings.topic(Topic.EMERGENCY_COMMANDS), Kind.EMERGENCY)]
+    dests = [
+        Destination(settings.topic(Topic.CMS_ARTICLES), Kind.ARTICLE),
+        Destination(settings.topic(Topic.ALERTS_CAP), Kind.ALERT),
+        Destination(settings.topic(Topic.ENGAGEMENT_INBOUND), Kind.ENGAGEMENT),
+        Destination(settings.topic(Topic.EMERGENCY_COMMANDS), Kind.EMERGENCY),
+    ]
     dests += [Destination(settings.topic(Topic.commands(ch)), Kind.COMMAND, ch) for ch in Channel]
     return {d.topic: d for d in dests}
 
@@ -221,8 +233,12 @@ def decide(targets: dict[str, Destination], letter: DeadLetter) -> Decision:
     dest = targets.get(origin)
     if dest is None:
         shown = repr(origin[:100]) if origin else "none"
-        return Decision(letter, None, f"origin topic {shown} is not one replay may write "
-                                      "(only the input topics and the command topics)")
+        return Decision(
+            letter,
+            None,
+            f"origin topic {shown} is not one replay may write "
+            "(only the input topics and the command topics)",
+        )
     try:
         revalidate(dest, letter)
     except InvalidContent as exc:
@@ -237,7 +253,9 @@ def decide(targets: dict[str, Destination], letter: DeadLetter) -> Decision:
     return Decision(letter, dest.topic, headers=tuple(headers))
 
 
-def replay(settings: Settings, letters: list[DeadLetter], dry_run: bool = False, progress: bool = True) -> list[Decision]:
+def replay(
+    settings: Settings, letters: list[DeadLetter], dry_run: bool = False, progress: bool = True
+) -> list[Decision]:
     """Decide for each dead letter (see the module docstring) and send those allowed; one Decision each.
 
     A dry run sends nothing and returns the same decisions. A record the broker does not
@@ -249,18 +267,25 @@ def replay(settings: Settings, letters: list[DeadLetter], dry_run: bool = False,
     sending = [i for i, x in enumerate(decisions) if x.topic is not None]
     if dry_run or not sending:
         return decisions
-    producer = clients.producer(settings.kafka, acks="all", enable_idempotence=True, max_request_size=4 * 1024 * 1024,
-                                client_id=f"{settings.client_id}-replay")
+    producer = clients.producer(
+        settings.kafka,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=4 * 1024 * 1024,
+        client_id=f"{settings.client_id}-replay",
+    )
     try:
         futures = []
         for n, i in enumerate(sending, start=1):
             x = decisions[i]
-            futures.append(producer.send(x.topic, key=x.letter.key, value=x.letter.value, headers=list(x.headers)))
+            futures.append(
+                producer.send(x.topic, key=x.letter.key, value=x.letter.value, headers=list(x.headers))
+            )
             if progress:
                 bar("replay", n, len(sending))
         producer.flush()
         out = list(decisions)
-        for i, f in zip(sending, futures):
+        for i, f in zip(sending, futures, strict=True):
             x = decisions[i]
             try:
                 f.get(timeout=30)

@@ -50,17 +50,23 @@ def adapter_group(settings: Settings, channel: str) -> str:
 
 def watched_groups(settings: Settings) -> dict[str, list[str]]:
     """Group id → the physical topics it consumes."""
-    groups = {settings.app_id: [settings.topic(t) for t in (Topic.CMS_ARTICLES, Topic.EMBARGO_RELEASES)],
-              f"{settings.app_id}-alerts": [settings.topic(Topic.ALERTS_CAP)]}
+    groups = {
+        settings.app_id: [settings.topic(t) for t in (Topic.CMS_ARTICLES, Topic.EMBARGO_RELEASES)],
+        f"{settings.app_id}-alerts": [settings.topic(Topic.ALERTS_CAP)],
+    }
     for channel in Channel:
         groups[adapter_group(settings, channel.value)] = [settings.topic(Topic.commands(channel))] + [
-            settings.topic(Topic.retry(channel, tier)) for tier in RETRY_TIERS]
+            settings.topic(Topic.retry(channel, tier)) for tier in RETRY_TIERS
+        ]
     groups[adapter_group(settings, "emergency")] = [settings.topic(Topic.EMERGENCY_COMMANDS)]
     return groups
 
 
-def lag_by_topic(committed: Mapping[TopicPartition, int | None], first: Mapping[TopicPartition, int],
-                 end: Mapping[TopicPartition, int]) -> dict[str, int]:
+def lag_by_topic(
+    committed: Mapping[TopicPartition, int | None],
+    first: Mapping[TopicPartition, int],
+    end: Mapping[TopicPartition, int],
+) -> dict[str, int]:
     """Per topic, records between the group's committed offset (or the first offset) and the end."""
     out: dict[str, int] = {}
     for tp, end_offset in end.items():
@@ -80,14 +86,21 @@ class LagPoller:
     def __post_init__(self) -> None:
         client_id = f"{self.settings.client_id}-lag"
         self.admin = clients.admin(self.settings.kafka, client_id=client_id)
-        self.consumer = clients.consumer(self.settings.kafka, group_id=None, enable_auto_commit=False, client_id=client_id)
+        self.consumer = clients.consumer(
+            self.settings.kafka, group_id=None, enable_auto_commit=False, client_id=client_id
+        )
 
     def poll(self) -> dict[tuple[str, str], int]:
         """(group, topic) → lag, for every topic of every watched group that exists."""
         topics = self.consumer.topics()
         specs: dict[str, list[TopicPartition]] = {}
         for group, names in watched_groups(self.settings).items():
-            tps = [TopicPartition(t, p) for t in names if t in topics for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+            tps = [
+                TopicPartition(t, p)
+                for t in names
+                if t in topics
+                for p in sorted(self.consumer.partitions_for_topic(t) or ())
+            ]
             if tps:
                 specs[group] = tps
         if not specs:
@@ -134,7 +147,11 @@ def run(settings: Settings, port: int, interval_s: float, stop: threading.Event)
             metrics.LAG_POLL_ERRORS.inc()
             metrics.CONSUMER_LAG.clear()
             shown = set()
-            log.warning("lag poll failed (%s: %s); lag series dropped until the next good poll", type(exc).__name__, exc)
+            log.warning(
+                "lag poll failed (%s: %s); lag series dropped until the next good poll",
+                type(exc).__name__,
+                exc,
+            )
             if poller is not None:
                 poller.close()
                 poller = None
@@ -150,8 +167,12 @@ def render(lags: Mapping[tuple[str, str], int]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m producers.lag_exporter", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, help=f"metrics port (default LANTOA_METRICS_PORT, else {DEFAULT_PORT})")
+    parser = argparse.ArgumentParser(
+        prog="python -m producers.lag_exporter", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--port", type=int, help=f"metrics port (default LANTOA_METRICS_PORT, else {DEFAULT_PORT})"
+    )
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls (default 5)")
     parser.add_argument("--once", action="store_true", help="print the lag of every group and exit")
     args = parser.parse_args(argv)
@@ -174,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.critical("lag exporter cannot start: %s", exc)
         logging.shutdown()
         os._exit(EXIT_CONFIG)
-    except Exception as exc:  # noqa: BLE001 - anything but a Kafka error is a bug: stop, be restarted
+    except Exception as exc:
         log.critical("lag exporter stopped on %s: %s", type(exc).__name__, exc, exc_info=exc)
         logging.shutdown()
         os._exit(EXIT_CRASH)

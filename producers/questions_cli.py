@@ -32,16 +32,16 @@ import argparse
 import getpass
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from producers.terminal import printable, printable_json
+from schemas.secrets import SecretFileError
 from schemas.settings import Settings
 from schemas.text import identifier
-from schemas.secrets import SecretFileError
 
 TERMINAL = {"delivered", "updated", "deleted", "skipped", "failed"}
 EXIT_PENDING = 3
@@ -77,14 +77,24 @@ def find(table: dict[str, dict[str, Any]], wanted: str) -> dict[str, Any]:
     hits = [r for qid, r in table.items() if qid.startswith(wanted)]
     if len(hits) == 1:
         return hits[0]
-    raise LookupError(f"no question {wanted}" if not hits else f"{wanted} is ambiguous: {len(hits)} questions")
+    raise LookupError(
+        f"no question {wanted}" if not hits else f"{wanted} is ambiguous: {len(hits)} questions"
+    )
 
 
-def select(table: dict[str, dict[str, Any]], *, only_open: bool = False, everything: bool = False,
-           article: str | None = None) -> list[dict[str, Any]]:
-    chosen = [r for r in table.values()
-              if (r["state"] == "open" if only_open else everything or r["question"] or r["state"] != "comment")
-              and (article is None or r.get("article_uri") == identifier(article))]
+def select(
+    table: dict[str, dict[str, Any]],
+    *,
+    only_open: bool = False,
+    everything: bool = False,
+    article: str | None = None,
+) -> list[dict[str, Any]]:
+    chosen = [
+        r
+        for r in table.values()
+        if (r["state"] == "open" if only_open else everything or r["question"] or r["state"] != "comment")
+        and (article is None or r.get("article_uri") == identifier(article))
+    ]
     return sorted(chosen, key=lambda r: (r["asked_at"], r["id"]))
 
 
@@ -100,8 +110,10 @@ def render(records: list[dict[str, Any]], now: datetime) -> str:
         text = p(text if len(text) <= 70 else text[:69] + "…")
         article = r.get("article_uri") or "-"
         article = p(article if len(article) <= 36 else "…" + article[-35:])
-        lines.append(f"{p(r['id']):13} {p(r['state']):9} {p(r['platform']):8} {_age(r['asked_at'], now):6} "
-                     f"{p(r.get('target') or '-'):28} {article:36} {text}")
+        lines.append(
+            f"{p(r['id']):13} {p(r['state']):9} {p(r['platform']):8} {_age(r['asked_at'], now):6} "
+            f"{p(r.get('target') or '-'):28} {article:36} {text}"
+        )
     open_ = [r for r in records if r["state"] == "open"]
     if open_:
         lines.append(f"{len(open_)} open; the oldest asked {_age(open_[0]['asked_at'], now)} ago")
@@ -115,7 +127,7 @@ def cmd_questions(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(records)
     else:
-        print(render(records, datetime.now(timezone.utc)))
+        print(render(records, datetime.now(UTC)))
     return 0
 
 
@@ -126,8 +138,9 @@ def _receipt_tail(settings: Settings) -> Any:
     from schemas.topics import Topic
 
     topic = settings.topic(Topic.RECEIPTS)
-    consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False,
-                                client_id=f"{settings.client_id}-answer")
+    consumer = clients.consumer(
+        settings.kafka, group_id=None, enable_auto_commit=False, client_id=f"{settings.client_id}-answer"
+    )
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(tps)
     consumer.seek_to_end(*tps)
@@ -147,7 +160,10 @@ def wait_receipt(consumer: Any, command_id: str, wait_s: float) -> dict[str, Any
                     continue
                 if receipt.get("outcome") in TERMINAL:
                     return dict(receipt)
-                print(f"  {printable(receipt.get('outcome'))}: {printable(receipt.get('reason') or '')}", file=sys.stderr)
+                print(
+                    f"  {printable(receipt.get('outcome'))}: {printable(receipt.get('reason') or '')}",
+                    file=sys.stderr,
+                )
     return None
 
 
@@ -167,14 +183,24 @@ def cmd_answer(args: argparse.Namespace) -> int:
         return 1
     qid = record["id"]
     if record["state"] == "answered" and not args.follow_up:
-        result = {"question_id": qid, "state": "answered", "version": record.get("answer_version"),
-                  "reply_id": record.get("answer_id"), "answered_at": record.get("answered_at"),
-                  "answer": record.get("answer_text"), "sent": False}
+        result = {
+            "question_id": qid,
+            "state": "answered",
+            "version": record.get("answer_version"),
+            "reply_id": record.get("answer_id"),
+            "answered_at": record.get("answered_at"),
+            "answer": record.get("answer_text"),
+            "sent": False,
+        }
         if args.json:
             _print_json(result)
         else:
-            print(printable(f"{qid} was already answered at {record.get('answered_at')} (reply {record.get('answer_id')}); "
-                            "nothing sent. --follow-up sends another reply."))
+            print(
+                printable(
+                    f"{qid} was already answered at {record.get('answered_at')} (reply {record.get('answer_id')}); "
+                    "nothing sent. --follow-up sends another reply."
+                )
+            )
         return 0
     try:
         version = next_answer_version(record, args.follow_up)
@@ -185,11 +211,15 @@ def cmd_answer(args: argparse.Namespace) -> int:
     command_id = command.key.command_id()
     tail = _receipt_tail(settings)
     try:
-        producer = clients.producer(settings.kafka, acks="all", enable_idempotence=True,
-                                    client_id=f"{settings.client_id}-answer")
+        producer = clients.producer(
+            settings.kafka, acks="all", enable_idempotence=True, client_id=f"{settings.client_id}-answer"
+        )
         try:
-            producer.send(settings.topic(Topic.commands(command.channel)), key=command_key(command.channel, command.target),
-                          value=encode(command.to_dict())).get(timeout=30)
+            producer.send(
+                settings.topic(Topic.commands(command.channel)),
+                key=command_key(command.channel, command.target),
+                value=encode(command.to_dict()),
+            ).get(timeout=30)
         finally:
             producer.close()
         if not args.json:
@@ -197,10 +227,17 @@ def cmd_answer(args: argparse.Namespace) -> int:
         receipt = wait_receipt(tail, command_id, args.wait) if args.wait > 0 else None
     finally:
         tail.close()
-    result = {"question_id": qid, "version": version, "target": command.target, "command_id": command_id,
-              "sent": True, "outcome": receipt.get("outcome") if receipt else "pending",
-              "reply_id": receipt.get("external_id") if receipt else None,
-              "at": receipt.get("at") if receipt else None, "reason": receipt.get("reason") if receipt else None}
+    result = {
+        "question_id": qid,
+        "version": version,
+        "target": command.target,
+        "command_id": command_id,
+        "sent": True,
+        "outcome": receipt.get("outcome") if receipt else "pending",
+        "reply_id": receipt.get("external_id") if receipt else None,
+        "at": receipt.get("at") if receipt else None,
+        "reason": receipt.get("reason") if receipt else None,
+    }
     if args.json:
         _print_json(result)
     elif receipt is None:
@@ -231,15 +268,26 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
     if record["state"] not in ("open", "comment"):
         print(f"{record['id']} is {record['state']}: nothing to dismiss", file=sys.stderr)
         return 1
-    event = {"schema_version": 1, "platform": record["platform"], "kind": "dismissed", "event": "lantoa.dismiss",
-             "message_id": record["comment_id"], "text": args.reason or "", "by": args.by or getpass.getuser(),
-             "received_at": utc_now_iso()}
+    event = {
+        "schema_version": 1,
+        "platform": record["platform"],
+        "kind": "dismissed",
+        "event": "lantoa.dismiss",
+        "message_id": record["comment_id"],
+        "text": args.reason or "",
+        "by": args.by or getpass.getuser(),
+        "received_at": utc_now_iso(),
+    }
     contracts.check("engagement", event)
-    producer = clients.producer(settings.kafka, acks="all", enable_idempotence=True,
-                                client_id=f"{settings.client_id}-dismiss")
+    producer = clients.producer(
+        settings.kafka, acks="all", enable_idempotence=True, client_id=f"{settings.client_id}-dismiss"
+    )
     try:
-        producer.send(settings.topic(Topic.ENGAGEMENT_INBOUND), key=inbound_key(record["platform"], record["comment_id"]).encode(),
-                      value=encode(event)).get(timeout=30)
+        producer.send(
+            settings.topic(Topic.ENGAGEMENT_INBOUND),
+            key=inbound_key(record["platform"], record["comment_id"]).encode(),
+            value=encode(event),
+        ).get(timeout=30)
     finally:
         producer.close()
     print(f"{record['id']}: dismissed")
@@ -261,8 +309,11 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         print(f"lantoa webhooks cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if not (secrets.graph_app_secret or secrets.zalo_oa_secret):
-        print("no webhook secrets: give --graph-secrets {app_secret, verify_token} and/or "
-              "--zalo-secrets {oa_secret_key} (with LANTOA_ZALO_APP_ID)", file=sys.stderr)
+        print(
+            "no webhook secrets: give --graph-secrets {app_secret, verify_token} and/or "
+            "--zalo-secrets {oa_secret_key} (with LANTOA_ZALO_APP_ID)",
+            file=sys.stderr,
+        )
         return 2
     try:  # waits while Kafka is unreachable; a refused configuration stops here (nothing consumed)
         ensure_kafka(settings.kafka, client_id=f"{settings.client_id}-probe")
@@ -297,11 +348,15 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Register the engagement subcommands on the ``lantoa`` parser."""
-    p = sub.add_parser("webhooks", help="receive citizens' comments (Graph) and messages (Zalo) into engagement.inbound")
+    p = sub.add_parser(
+        "webhooks", help="receive citizens' comments (Graph) and messages (Zalo) into engagement.inbound"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8090, help="0 = a free port")
     p.add_argument("--state-file", help='write {"url", "pid"} here once listening')
-    p.add_argument("--graph-secrets", help='JSON {"app_secret", "verify_token"} (default LANTOA_FANPAGE_APP_SECRET_FILE)')
+    p.add_argument(
+        "--graph-secrets", help='JSON {"app_secret", "verify_token"} (default LANTOA_FANPAGE_APP_SECRET_FILE)'
+    )
     p.add_argument("--zalo-secrets", help='JSON {"oa_secret_key"} (default LANTOA_ZALO_SECRET_FILE)')
     p.set_defaults(func=cmd_webhooks)
 
@@ -321,7 +376,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("id", help="question id (or a unique prefix)")
     p.add_argument("text")
     p.add_argument("--follow-up", action="store_true", help="send a further reply to an answered question")
-    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the delivery receipt (0: don't)")
+    p.add_argument(
+        "--wait", type=float, default=30.0, help="seconds to wait for the delivery receipt (0: don't)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_answer)
 

@@ -28,10 +28,10 @@ from consumers.loudspeaker.adapter import PlatformClient, PlatformSchedule, day_
 from consumers.loudspeaker.outputs import to_ics, to_json, to_m3u
 from consumers.loudspeaker.windows import ZoneWindows
 from schemas.models import Target
+from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.text import identifier
 from schemas.topics import Channel
-from schemas.secrets import SecretFile
 
 FORMATS = ("json", "ics", "m3u")
 
@@ -57,7 +57,9 @@ async def fetch(settings: Settings, code: str, day: date) -> PlatformSchedule | 
     ``PlatformClient`` (consumers/errors.py)."""
 
     token = SecretFile(settings.loudspeaker_token_file)
-    client = PlatformClient(settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s)
+    client = PlatformClient(
+        settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s
+    )
     await client.start()
     try:
         return await client.get_schedule(code, day)
@@ -85,7 +87,9 @@ def render(found: PlatformSchedule, fmt: str, zone_name: str, audio_base_url: st
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
 
 
-def run(settings: Settings, zone: str, day: str | None = None, fmt: str = "json", out: IO[str] | None = None) -> int:
+def run(
+    settings: Settings, zone: str, day: str | None = None, fmt: str = "json", out: IO[str] | None = None
+) -> int:
     """The command: 0 printed, 1 no such zone or nothing pushed for that day, 2 bad arguments."""
     out = out or sys.stdout
     if settings.loudspeaker_token_file is None:

@@ -35,11 +35,14 @@ class StatusUnavailable(Exception):
     """The status could not be read (worker down, Kafka unreachable); the message says what to try."""
 
 
-def fetch_http(base_url: str, uri: str, channel: str | None = None, state: str | None = None,
-               timeout_s: float = 15.0) -> dict[str, Any] | None:
+def fetch_http(
+    base_url: str, uri: str, channel: str | None = None, state: str | None = None, timeout_s: float = 15.0
+) -> dict[str, Any] | None:
     """The status view's answer, or None for an unknown article."""
     query = urllib.parse.urlencode({k: v for k, v in (("channel", channel), ("state", state)) if v})
-    url = f"{base_url.rstrip('/')}/articles/{urllib.parse.quote(uri, safe='')}/status" + (f"?{query}" if query else "")
+    url = f"{base_url.rstrip('/')}/articles/{urllib.parse.quote(uri, safe='')}/status" + (
+        f"?{query}" if query else ""
+    )
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:
             body: dict[str, Any] = orjson.loads(resp.read())
@@ -47,14 +50,23 @@ def fetch_http(base_url: str, uri: str, channel: str | None = None, state: str |
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
-        raise StatusUnavailable(f"{url}: HTTP {exc.code}: {exc.read()[:300].decode(errors='replace')}") from exc
+        raise StatusUnavailable(
+            f"{url}: HTTP {exc.code}: {exc.read()[:300].decode(errors='replace')}"
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise StatusUnavailable(f"no status view at {base_url} ({exc}); is the stream worker running with "
-                                "LANTOA_WEB_PORT set? --kafka reads the topics instead") from exc
+        raise StatusUnavailable(
+            f"no status view at {base_url} ({exc}); is the stream worker running with "
+            "LANTOA_WEB_PORT set? --kafka reads the topics instead"
+        ) from exc
 
 
-def fetch_kafka(settings: Settings, uri: str, channel: str | None = None, state: str | None = None,
-                timeout_s: float = 120.0) -> dict[str, Any] | None:
+def fetch_kafka(
+    settings: Settings,
+    uri: str,
+    channel: str | None = None,
+    state: str | None = None,
+    timeout_s: float = 120.0,
+) -> dict[str, Any] | None:
     """Read receipts, commands and emergency records up to their current end and fold this uri."""
     from kafka import TopicPartition
     from kafka.errors import KafkaError
@@ -62,13 +74,17 @@ def fetch_kafka(settings: Settings, uri: str, channel: str | None = None, state:
     from infra.kafka import clients
 
     needle = uri.encode()
-    identifier = uri[len(CAP_PREFIX):].encode() if uri.startswith(CAP_PREFIX) else None
+    identifier = uri[len(CAP_PREFIX) :].encode() if uri.startswith(CAP_PREFIX) else None
     kinds = {settings.topic(Topic.RECEIPTS): "receipt", settings.topic(Topic.EMERGENCY_COMMANDS): "emergency"}
     kinds.update({settings.topic(Topic.commands(c)): "command" for c in Channel})
     fold = StatusFold()
     try:
-        consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False,
-                                    client_id=f"{settings.client_id}-status-cli")
+        consumer = clients.consumer(
+            settings.kafka,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=f"{settings.client_id}-status-cli",
+        )
     except KafkaError as exc:
         raise StatusUnavailable(f"Kafka at {settings.kafka.bootstrap}: {exc}") from exc
     try:
@@ -119,7 +135,7 @@ def _time(iso: str | None) -> str:
 
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
 
 
 def render(view: dict[str, Any], max_rows: int = 50) -> str:
@@ -136,7 +152,9 @@ def render(view: dict[str, Any], max_rows: int = 50) -> str:
         lines.append(f"  {p(view['title'])}")
     for ev in view.get("events", []):
         why = f" ({p(ev['reason'])})" if ev.get("reason") else ""
-        lines.append(f"  {p(_time(ev['at']))}  {p(ev['stage'])}: {p(ev['outcome'])} v{ev.get('version') or '?'}{why}")
+        lines.append(
+            f"  {p(_time(ev['at']))}  {p(ev['stage'])}: {p(ev['outcome'])} v{ev.get('version') or '?'}{why}"
+        )
     channels: dict[str, Any] = view.get("channels", {})
     if not channels:
         lines.append("no channel commands seen")
@@ -147,8 +165,13 @@ def render(view: dict[str, Any], max_rows: int = 50) -> str:
         states = entry.get("states", {})
         total = sum(states.values())
         expected = entry.get("expected")
-        summary.append([p(ch), f"{total}" + (f"/{expected}" if expected is not None and expected != total else ""),
-                        *[str(states.get(s, 0) or "") for s in STATES]])
+        summary.append(
+            [
+                p(ch),
+                f"{total}" + (f"/{expected}" if expected is not None and expected != total else ""),
+                *[str(states.get(s, 0) or "") for s in STATES],
+            ]
+        )
     lines += _table(summary)
     rows = [["CHANNEL", "TARGET", "STATE", "VER", "ACTION", f"UPDATED ({offset})", "EXTERNAL ID", "REASON"]]
     notes: list[str] = []
@@ -157,11 +180,23 @@ def render(view: dict[str, Any], max_rows: int = 50) -> str:
         shown = targets
         if len(targets) > max_rows:
             shown = [t for t in targets if t["state"] not in SETTLED][:max_rows]
-            notes.append(f"{ch}: {len(targets) - len(shown)} of {len(targets)} rows not shown "
-                         f"(only the unsettled are listed; --all lists every row, --state narrows)")
+            notes.append(
+                f"{ch}: {len(targets) - len(shown)} of {len(targets)} rows not shown "
+                f"(only the unsettled are listed; --all lists every row, --state narrows)"
+            )
         for t in shown:
-            rows.append([p(ch), p(t["target"]), p(t["state"]), str(t.get("version") or ""), p(t.get("action") or ""),
-                         p(_time(t.get("updated_at"))), p(t.get("external_id") or ""), p((t.get("reason") or "")[:80])])
+            rows.append(
+                [
+                    p(ch),
+                    p(t["target"]),
+                    p(t["state"]),
+                    str(t.get("version") or ""),
+                    p(t.get("action") or ""),
+                    p(_time(t.get("updated_at"))),
+                    p(t.get("external_id") or ""),
+                    p((t.get("reason") or "")[:80]),
+                ]
+            )
     lines.append("")
     lines += _table(rows) if len(rows) > 1 else ["no targets match"]
     lines += notes
@@ -192,10 +227,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("uri", help="article uri (or urn:lantoa:cap:<identifier> for a CAP alert)")
-    parser.add_argument("--url", help="the stream worker's status view (default http://LANTOA_WEB_HOST:LANTOA_WEB_PORT)")
+    parser.add_argument(
+        "--url", help="the stream worker's status view (default http://LANTOA_WEB_HOST:LANTOA_WEB_PORT)"
+    )
     parser.add_argument("--kafka", action="store_true", help="read the topics instead of asking the worker")
     parser.add_argument("--channel", choices=[c.value for c in Channel] + ["emergency"])
     parser.add_argument("--state", choices=STATES)
     parser.add_argument("--all", action="store_true", help="every target row, however many")
-    parser.add_argument("--max-rows", type=int, default=50, help="rows per channel before settled ones are left out")
+    parser.add_argument(
+        "--max-rows", type=int, default=50, help="rows per channel before settled ones are left out"
+    )
     parser.add_argument("--json", action="store_true")

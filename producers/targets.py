@@ -41,12 +41,15 @@ def local_registry(settings: Settings) -> Registry:
     return Registry.of(configured_targets(settings))
 
 
-def load_targets(settings: Settings, producer: KafkaProducer | None = None, remove: list[str] | None = None) -> int:
+def load_targets(
+    settings: Settings, producer: KafkaProducer | None = None, remove: list[str] | None = None
+) -> int:
     """Write every configured target (and tombstones for ``remove``) to the targets topic."""
     targets = configured_targets(settings)
     own = producer is None
-    prod = producer or clients.producer(settings.kafka, client_id=f"{settings.client_id}-targets",
-                                        acks="all", linger_ms=20)
+    prod = producer or clients.producer(
+        settings.kafka, client_id=f"{settings.client_id}-targets", acks="all", linger_ms=20
+    )
     try:
         topic = settings.topic(Topic.TARGETS)
         futures = [prod.send(topic, key=t.id.encode(), value=encode(t.to_dict())) for t in targets]

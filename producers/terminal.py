@@ -66,7 +66,7 @@ def printable(value: object, *, newlines: bool = False, limit: int | None = None
 
 def _json_escaped(match: re.Match[str]) -> str:
     data = match.group().encode("utf-16-be", "surrogatepass")
-    return "".join(f"\\u{int.from_bytes(data[i:i + 2], 'big'):04x}" for i in range(0, len(data), 2))
+    return "".join(f"\\u{int.from_bytes(data[i : i + 2], 'big'):04x}" for i in range(0, len(data), 2))
 
 
 def printable_json(value: Any) -> str:

@@ -100,7 +100,9 @@ class SeenEvents:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(lock_fd)
-            raise SeenStoreBusy(f"another process holds {path} (one lantoa webhooks per LANTOA_DATA_DIR)") from None
+            raise SeenStoreBusy(
+                f"another process holds {path} (one lantoa webhooks per LANTOA_DATA_DIR)"
+            ) from None
         self._lock_fd = lock_fd
         now = self.clock()
         torn = 0
@@ -129,11 +131,15 @@ class SeenEvents:
             return
         keep = self.size - self.size // 10
         order = sorted(self._ids, key=self._ids.__getitem__)
-        dropped = order[:len(order) - keep]
+        dropped = order[: len(order) - keep]
         for key in dropped:
             del self._ids[key]
-        log.warning("webhook replay store full (%d ids): forgot the %d closest to expiry; a replay of those "
-                    "within their window would be produced again", self.size, len(dropped))
+        log.warning(
+            "webhook replay store full (%d ids): forgot the %d closest to expiry; a replay of those "
+            "within their window would be produced again",
+            self.size,
+            len(dropped),
+        )
 
     def _drop_expired(self, now: float) -> None:
         self._since_purge = 0

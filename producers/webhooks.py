@@ -57,7 +57,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -128,7 +128,9 @@ class WebhookSecrets:
         token refresh, a different key)."""
         graph = read_secret_json(graph_file) if graph_file else {}
         zalo = read_secret_json(zalo_file) if zalo_file else {}
-        return cls(graph.get("app_secret"), graph.get("verify_token"), zalo_app_id or None, zalo.get("oa_secret_key"))
+        return cls(
+            graph.get("app_secret"), graph.get("verify_token"), zalo_app_id or None, zalo.get("oa_secret_key")
+        )
 
 
 @dataclass(frozen=True)
@@ -174,15 +176,22 @@ class Inbound:
 class Receiver:
     """The state behind the routes: secrets, dedupe, in-flight sends."""
 
-    def __init__(self, settings: Settings, sink: EventSink, secrets: WebhookSecrets, config: ReceiverConfig,
-                 clock: Callable[[], float], seen: SeenEvents | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sink: EventSink,
+        secrets: WebhookSecrets,
+        config: ReceiverConfig,
+        clock: Callable[[], float],
+        seen: SeenEvents | None = None,
+    ) -> None:
         self.topic = settings.topic(Topic.ENGAGEMENT_INBOUND)
         self.sink, self.secrets, self.config, self.clock = sink, secrets, config, clock
         self.seen = seen if seen is not None else SeenEvents(None, config.dedupe_size, clock)
         self._inflight: dict[str, asyncio.Task[None]] = {}
 
     def now_iso(self) -> str:
-        return iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        return iso(datetime.fromtimestamp(self.clock(), UTC))
 
     # -- producing ----------------------------------------------------------------------------
 
@@ -266,7 +275,9 @@ class Receiver:
             metrics.WEBHOOK_EVENTS.labels("fanpage", "forged").inc()
             log.warning("Graph webhook refused: malformed signature header")
             return web.json_response({"error": "malformed signature"}, status=401)
-        if given is None or not hmac.compare_digest(given.encode(), graph_signature(secret, raw)[7:].encode()):
+        if given is None or not hmac.compare_digest(
+            given.encode(), graph_signature(secret, raw)[7:].encode()
+        ):
             metrics.WEBHOOK_EVENTS.labels("fanpage", "forged").inc()
             log.warning("Graph webhook refused: %s signature", "bad" if given else "missing")
             return web.json_response({"error": "bad signature"}, status=403)
@@ -292,8 +303,10 @@ class Receiver:
                 # Without a time an entry could be replayed forever; too old or from the future,
                 # it would outlive what the replay store remembers.
                 metrics.WEBHOOK_EVENTS.labels("fanpage", "stale").inc()
-                log.warning("Graph webhook entry refused: time %r missing or outside the accepted age",
-                            entry.get("time") if at is None else at)
+                log.warning(
+                    "Graph webhook entry refused: time %r missing or outside the accepted age",
+                    entry.get("time") if at is None else at,
+                )
                 continue
             for change in entry.get("changes") or ():
                 item = self._graph_change(page_id, change, at + self.config.graph_max_age_s)
@@ -317,11 +330,20 @@ class Receiver:
         text = str(value.get("message") or "")
         created = value.get("created_time")
         record: dict[str, Any] = {
-            "schema_version": 1, "platform": "fanpage", "kind": kind, "event": f"feed.comment.{value.get('verb')}",
-            "message_id": comment_id, "text": text, "post_id": value.get("post_id"), "page_id": page_id or None,
-            "parent_id": value.get("parent_id"), "group_id": None,
-            "sender_id": str(sender["id"]) if sender.get("id") else None, "sender_name": sender.get("name"),
-            "created_at": _iso_time(created), "received_at": self.now_iso(),
+            "schema_version": 1,
+            "platform": "fanpage",
+            "kind": kind,
+            "event": f"feed.comment.{value.get('verb')}",
+            "message_id": comment_id,
+            "text": text,
+            "post_id": value.get("post_id"),
+            "page_id": page_id or None,
+            "parent_id": value.get("parent_id"),
+            "group_id": None,
+            "sender_id": str(sender["id"]) if sender.get("id") else None,
+            "sender_name": sender.get("name"),
+            "created_at": _iso_time(created),
+            "received_at": self.now_iso(),
         }
         dedupe = f"fb:{comment_id}:{kind}"
         if kind == "edited":
@@ -350,11 +372,17 @@ class Receiver:
             body = None
         timestamp = str(body.get("timestamp", "")) if isinstance(body, dict) else ""
         expected = zalo_signature(app_id, raw, timestamp, secret)
-        if (given is None or not isinstance(body, dict) or str(body.get("app_id", "")) != app_id
-                or not hmac.compare_digest(given.encode(), expected.encode())):
+        if (
+            given is None
+            or not isinstance(body, dict)
+            or str(body.get("app_id", "")) != app_id
+            or not hmac.compare_digest(given.encode(), expected.encode())
+        ):
             metrics.WEBHOOK_EVENTS.labels("zalo", "forged").inc()
-            log.warning("Zalo webhook refused: %s signature",
-                        "malformed" if header and given is None else "bad" if given else "missing")
+            log.warning(
+                "Zalo webhook refused: %s signature",
+                "malformed" if header and given is None else "bad" if given else "missing",
+            )
             return web.json_response({"error": "bad signature"}, status=401)
         try:
             sent_ms = float(timestamp)
@@ -383,12 +411,19 @@ class Receiver:
             return None
         expires_at = sent_ms / 1000.0 + self.config.replay_window_s  # refused by the window after that
         record: dict[str, Any] = {
-            "schema_version": 1, "platform": "zalo", "kind": "message", "event": event,
-            "message_id": msg_id, "text": str(message.get("text") or ""), "post_id": None,
-            "group_id": group_id or None, "sender_id": str(sender["id"]) if sender.get("id") else None,
+            "schema_version": 1,
+            "platform": "zalo",
+            "kind": "message",
+            "event": event,
+            "message_id": msg_id,
+            "text": str(message.get("text") or ""),
+            "post_id": None,
+            "group_id": group_id or None,
+            "sender_id": str(sender["id"]) if sender.get("id") else None,
             "oa_id": None if group else (str(recipient["id"]) if recipient.get("id") else None),
             "quote_msg_id": str(message["quote_msg_id"]) if message.get("quote_msg_id") else None,
-            "created_at": _iso_time(sent_ms / 1000.0), "received_at": self.now_iso(),
+            "created_at": _iso_time(sent_ms / 1000.0),
+            "received_at": self.now_iso(),
         }
         return Inbound(f"zalo:{msg_id}", inbound_key("zalo", msg_id), record, expires_at)
 
@@ -416,7 +451,7 @@ def _iso_time(value: Any) -> str | None:
     triage would refuse the event). The comment is kept; its received time stands in."""
     try:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parsed = datetime.fromtimestamp(_epoch_s(value), timezone.utc)
+            parsed = datetime.fromtimestamp(_epoch_s(value), UTC)
         elif isinstance(value, str) and value:
             parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")  # Graph also writes "...+0000"
         else:
@@ -431,9 +466,15 @@ def seen_file(settings: Settings) -> Path:
     return settings.data_dir / "webhooks" / "seen.jsonl"
 
 
-def make_app(settings: Settings, producer: EventSink, secrets: WebhookSecrets, *,
-             config: ReceiverConfig | None = None, clock: Callable[[], float] = time.time,
-             seen: SeenEvents | None = None) -> web.Application:
+def make_app(
+    settings: Settings,
+    producer: EventSink,
+    secrets: WebhookSecrets,
+    *,
+    config: ReceiverConfig | None = None,
+    clock: Callable[[], float] = time.time,
+    seen: SeenEvents | None = None,
+) -> web.Application:
     """The receivers as an aiohttp application (see the module docstring). ``seen``: the replay
     store, closed with the application (default: in memory only)."""
     cfg = config or ReceiverConfig()
@@ -455,7 +496,9 @@ def make_app(settings: Settings, producer: EventSink, secrets: WebhookSecrets, *
     return app
 
 
-def serve(settings: Settings, secrets: WebhookSecrets, host: str, port: int, state_file: Path | None = None) -> None:
+def serve(
+    settings: Settings, secrets: WebhookSecrets, host: str, port: int, state_file: Path | None = None
+) -> None:
     """Run the receivers until SIGTERM/SIGINT. ``port`` 0 takes a free port; the bound URL is
     printed and, with ``state_file``, written there as ``{"url", "pid"}`` (removed on exit)."""
     import os

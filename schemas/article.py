@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -110,7 +110,7 @@ def parse_time(value: str | None, what: str = "date-time") -> datetime | None:
     except ValueError:
         raise InvalidContent(f"{what} is not an RFC 3339 date-time: {value[:64]!r}") from None
     checked_instant(moment, what)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +197,11 @@ def check_uri(uri: str) -> None:
 def check_lengths(headline: str, summary: str, body: str) -> None:
     """Refuse an article whose headline, summary or body is past its bound (InvalidContent, the
     field, its length and the bound in the reason)."""
-    for name, text, bound in (("headline", headline, HEADLINE_MAX_CHARS), ("summary", summary, SUMMARY_MAX_CHARS),
-                              ("body", body, BODY_MAX_CHARS)):
+    for name, text, bound in (
+        ("headline", headline, HEADLINE_MAX_CHARS),
+        ("summary", summary, SUMMARY_MAX_CHARS),
+        ("body", body, BODY_MAX_CHARS),
+    ):
         if len(text) > bound:
             raise InvalidContent(f"{name} of {len(text):,} characters exceeds the {bound:,}-character limit")
 
@@ -231,11 +234,15 @@ def article_from_ninjs(doc: dict[str, Any], ninjs_version: str) -> Article:
     headline = _text_of(_first_by_role(doc.get("headlines")), ctype)
     summary = _text_of(_first_by_role(doc.get("descriptions"), "summary"), ctype)
     body = _text_of(_first_by_role(doc.get("bodies")), ctype)
-    if pub_status not in RETRACTING_STATUSES:  # a withdrawal is never refused for its text: nothing of it is sent
+    if (
+        pub_status not in RETRACTING_STATUSES
+    ):  # a withdrawal is never refused for its text: nothing of it is sent
         check_lengths(headline, summary, body)
     embargo = doc.get("embargoed" if v2 else "embargoedUntil")
     version_created = doc.get("versioncreated" if v2 else "versionCreated")
-    for name in _TIMES_V2 if v2 else _TIMES_V3:  # the schema allows years 1..9999: refuse the absurd ones here
+    for name in (
+        _TIMES_V2 if v2 else _TIMES_V3
+    ):  # the schema allows years 1..9999: refuse the absurd ones here
         if isinstance(doc.get(name), str):
             parse_time(doc[name], name)
     places = _places(doc.get("places"))

@@ -79,35 +79,76 @@ NS_XMLDSIG: Final = "http://www.w3.org/2000/09/xmldsig#"
 REFUSED_DTD: Final = "XML refused: DTD/entity declarations are not allowed"
 
 
-_RESPONSE_TYPES_11: Final = frozenset({"Shelter", "Evacuate", "Prepare", "Execute", "Monitor", "Assess", "None"})
+_RESPONSE_TYPES_11: Final = frozenset(
+    {"Shelter", "Evacuate", "Prepare", "Execute", "Monitor", "Assess", "None"}
+)
 _RESPONSE_TYPES_12: Final = _RESPONSE_TYPES_11 | {"Avoid", "AllClear"}
 
 
 # Content models: (local name, minOccurs, maxOccurs; -1 = unbounded), in schema order.
 _Model = tuple[tuple[str, int, int], ...]
 _ALERT: Final[_Model] = (
-    ("identifier", 1, 1), ("sender", 1, 1), ("sent", 1, 1), ("status", 1, 1), ("msgType", 1, 1),
-    ("source", 0, 1), ("scope", 1, 1), ("restriction", 0, 1), ("addresses", 0, 1), ("code", 0, -1),
-    ("note", 0, 1), ("references", 0, 1), ("incidents", 0, 1), ("info", 0, -1),
+    ("identifier", 1, 1),
+    ("sender", 1, 1),
+    ("sent", 1, 1),
+    ("status", 1, 1),
+    ("msgType", 1, 1),
+    ("source", 0, 1),
+    ("scope", 1, 1),
+    ("restriction", 0, 1),
+    ("addresses", 0, 1),
+    ("code", 0, -1),
+    ("note", 0, 1),
+    ("references", 0, 1),
+    ("incidents", 0, 1),
+    ("info", 0, -1),
 )
 _INFO: Final[_Model] = (
-    ("language", 0, 1), ("category", 1, -1), ("event", 1, 1), ("responseType", 0, -1),
-    ("urgency", 1, 1), ("severity", 1, 1), ("certainty", 1, 1), ("audience", 0, 1),
-    ("eventCode", 0, -1), ("effective", 0, 1), ("onset", 0, 1), ("expires", 0, 1),
-    ("senderName", 0, 1), ("headline", 0, 1), ("description", 0, 1), ("instruction", 0, 1),
-    ("web", 0, 1), ("contact", 0, 1), ("parameter", 0, -1), ("resource", 0, -1), ("area", 0, -1),
+    ("language", 0, 1),
+    ("category", 1, -1),
+    ("event", 1, 1),
+    ("responseType", 0, -1),
+    ("urgency", 1, 1),
+    ("severity", 1, 1),
+    ("certainty", 1, 1),
+    ("audience", 0, 1),
+    ("eventCode", 0, -1),
+    ("effective", 0, 1),
+    ("onset", 0, 1),
+    ("expires", 0, 1),
+    ("senderName", 0, 1),
+    ("headline", 0, 1),
+    ("description", 0, 1),
+    ("instruction", 0, 1),
+    ("web", 0, 1),
+    ("contact", 0, 1),
+    ("parameter", 0, -1),
+    ("resource", 0, -1),
+    ("area", 0, -1),
 )
 _RESOURCE_11: Final[_Model] = (
-    ("resourceDesc", 1, 1), ("mimeType", 0, 1), ("size", 0, 1), ("uri", 0, 1), ("derefUri", 0, 1), ("digest", 0, 1),
+    ("resourceDesc", 1, 1),
+    ("mimeType", 0, 1),
+    ("size", 0, 1),
+    ("uri", 0, 1),
+    ("derefUri", 0, 1),
+    ("digest", 0, 1),
 )
 _RESOURCE_12: Final[_Model] = (("resourceDesc", 1, 1), ("mimeType", 1, 1)) + _RESOURCE_11[2:]
 _AREA: Final[_Model] = (
-    ("areaDesc", 1, 1), ("polygon", 0, -1), ("circle", 0, -1), ("geocode", 0, -1), ("altitude", 0, 1), ("ceiling", 0, 1),
+    ("areaDesc", 1, 1),
+    ("polygon", 0, -1),
+    ("circle", 0, -1),
+    ("geocode", 0, -1),
+    ("altitude", 0, 1),
+    ("ceiling", 0, 1),
 )
 _PAIR: Final[_Model] = (("valueName", 1, 1), ("value", 1, 1))
 
 _DECL = re.compile(rb"""\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']""")
-_DT_12 = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})()([-+][0-9]{2}:[0-9]{2})")
+_DT_12 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})()([-+][0-9]{2}:[0-9]{2})"
+)
 _DT_11 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?(Z|[-+][0-9]{2}:[0-9]{2})?"
 )
@@ -208,7 +249,9 @@ class _Parser:
         if kids["references"]:
             references = self._references(self._leaf(kids["references"][0]))
         elif msg_type is not MsgType.ALERT:
-            raise InvalidContent(f"alert: msgType {msg_type.value} requires <references> (sender,identifier,sent)")
+            raise InvalidContent(
+                f"alert: msgType {msg_type.value} requires <references> (sender,identifier,sent)"
+            )
         infos = tuple(self._info(e, i) for i, e in enumerate(kids["info"], 1))
         return Alert(identifier, sender, sent, status, msg_type, scope, references, infos, self.version, sha)
 
@@ -236,7 +279,9 @@ class _Parser:
             for leaf in (x for xs in res.values() for x in xs):
                 self._leaf(leaf)
             if res["size"] and not _INTEGER.fullmatch(self._leaf(res["size"][0]).strip()):
-                raise InvalidContent(f"{where} <resource>: <size> {self._leaf(res['size'][0])!r} is not an integer")
+                raise InvalidContent(
+                    f"{where} <resource>: <size> {self._leaf(res['size'][0])!r} is not an integer"
+                )
 
         def opt_text(name: str) -> str | None:
             return _shown(self._leaf(kids[name][0])) if kids[name] else None
@@ -279,7 +324,9 @@ class _Parser:
 
     # -- structure ---------------------------------------------------------------------------
 
-    def _sequence(self, elem: Element, model: _Model, where: str, signature_allowed: bool = False) -> dict[str, list[Element]]:
+    def _sequence(
+        self, elem: Element, model: _Model, where: str, signature_allowed: bool = False
+    ) -> dict[str, list[Element]]:
         """Check the children against a schema sequence; return them by local name."""
         found: dict[str, list[Element]] = {name: [] for name, _, _ in model}
         if (elem.text or "").strip():
@@ -357,7 +404,9 @@ class _Parser:
             raise InvalidContent(f"{what} is empty")
         bad = _FORBIDDEN_IN_ID.search(value)
         if bad:
-            raise InvalidContent(f"{what} {value[:60]!r} contains {bad.group()!r}: spaces, commas, '<' and '&' are not allowed")
+            raise InvalidContent(
+                f"{what} {value[:60]!r} contains {bad.group()!r}: spaces, commas, '<' and '&' are not allowed"
+            )
 
     def _references(self, text: str) -> tuple[Reference, ...]:
         triples = _nfc(text).split()
@@ -367,7 +416,9 @@ class _Parser:
         for triple in triples:
             parts = triple.split(",")
             if len(parts) != 3:
-                raise InvalidContent(f"alert: <references> entry {triple[:80]!r} is not sender,identifier,sent")
+                raise InvalidContent(
+                    f"alert: <references> entry {triple[:80]!r} is not sender,identifier,sent"
+                )
             sender, identifier, sent = parts
             self._check_token(sender, "alert: <references> sender")
             self._check_token(identifier, "alert: <references> identifier")
@@ -380,7 +431,9 @@ class _Parser:
         m = pattern.fullmatch(value)
         example = "2002-05-24T16:49:00-07:00"
         if not m:
-            raise InvalidContent(f"{what} {value[:40]!r} is not a CAP {self.version} date-time like {example}")
+            raise InvalidContent(
+                f"{what} {value[:40]!r} is not a CAP {self.version} date-time like {example}"
+            )
         year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
         fraction, zone = m.group(7), m.group(8)
         if not zone:
@@ -394,8 +447,14 @@ class _Parser:
         end_of_day = (hour, minute, second) == (24, 0, 0) and not (fraction or "").strip(".0")
         try:
             moment = datetime(
-                year, month, day, 0 if end_of_day else hour, minute, second,
-                int((fraction or ".0")[1:7].ljust(6, "0")), tzinfo=timezone(offset),
+                year,
+                month,
+                day,
+                0 if end_of_day else hour,
+                minute,
+                second,
+                int((fraction or ".0")[1:7].ljust(6, "0")),
+                tzinfo=timezone(offset),
             )
         except ValueError as exc:
             raise InvalidContent(f"{what} {value!r} is not a valid date-time: {exc}") from None

@@ -50,12 +50,40 @@ CONTRACTS = (
 
 # Keywords both validators implement alike (fastjsonschema's draft-2019 generator vs jsonschema's
 # Draft 2020-12) plus annotations neither checks. A schema using anything else is not compiled.
-_FAST_KEYWORDS = frozenset({
-    "$schema", "$id", "$ref", "$defs", "$comment", "title", "description", "examples", "default",
-    "type", "enum", "const", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-    "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-    "oneOf", "anyOf", "allOf", "not", "format",
-})
+_FAST_KEYWORDS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$ref",
+        "$defs",
+        "$comment",
+        "title",
+        "description",
+        "examples",
+        "default",
+        "type",
+        "enum",
+        "const",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "oneOf",
+        "anyOf",
+        "allOf",
+        "not",
+        "format",
+    }
+)
 # Where the value is a map of names to subschemas (the names are not keywords), or plain data.
 _SUBSCHEMA_MAPS = frozenset({"properties", "$defs"})
 _DATA = frozenset({"enum", "const", "required", "examples", "default", "title", "description", "$comment"})

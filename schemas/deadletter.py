@@ -9,9 +9,27 @@ import re
 from collections.abc import Iterable
 
 from schemas.headers import (
-    DLQ_ATTEMPTS, DLQ_CHANNEL, DLQ_ERROR_CLASS, DLQ_FIRST_SEEN, DLQ_LAST_OFFSET, DLQ_LAST_TOPIC, DLQ_OFFSET,
-    DLQ_PARTITION, DLQ_PREFIX, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC, DLQ_TRACEBACK_LAST, DLQ_TRACEBACK_SHA256, MAX_ATTEMPTS,
-    MAX_HEADER_VALUE_CHARS, MAX_OFFSET, MAX_PARTITION, MAX_REASON_HEADER_CHARS, MAX_TRACEBACK_HEADER_CHARS, header_int,
+    DLQ_ATTEMPTS,
+    DLQ_CHANNEL,
+    DLQ_ERROR_CLASS,
+    DLQ_FIRST_SEEN,
+    DLQ_LAST_OFFSET,
+    DLQ_LAST_TOPIC,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_PREFIX,
+    DLQ_REASON,
+    DLQ_STAGE,
+    DLQ_TOPIC,
+    DLQ_TRACEBACK_LAST,
+    DLQ_TRACEBACK_SHA256,
+    MAX_ATTEMPTS,
+    MAX_HEADER_VALUE_CHARS,
+    MAX_OFFSET,
+    MAX_PARTITION,
+    MAX_REASON_HEADER_CHARS,
+    MAX_TRACEBACK_HEADER_CHARS,
+    header_int,
 )
 from schemas.text import bounded
 
@@ -19,7 +37,9 @@ from schemas.text import bounded
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}", re.ASCII)
 # The shape utc_now_iso writes: a previous first-seen time that is not one is replaced by now.
 _ISO_TIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})", re.ASCII)
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
 
 
 def dead_letter_headers(

@@ -77,7 +77,7 @@ def is_internal(name: str) -> bool:
     might one day normalise should get through from outside.
     """
     folded = name.lower()
-    return folded.startswith(DLQ_PREFIX) or folded.startswith(RETRY_PREFIX) or folded == REPLAY
+    return folded.startswith((DLQ_PREFIX, RETRY_PREFIX)) or folded == REPLAY
 
 
 def strip_internal(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

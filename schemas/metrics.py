@@ -41,7 +41,16 @@ FANOUT_SECONDS = Histogram(
 )
 
 REASON_CLASSES = (
-    "empty", "utf8", "json", "schema", "headers", "key", "version", "place", "too_large", "other",
+    "empty",
+    "utf8",
+    "json",
+    "schema",
+    "headers",
+    "key",
+    "version",
+    "place",
+    "too_large",
+    "other",
 )
 
 
@@ -63,6 +72,7 @@ def reason_class(reason: str) -> str:
         if needle in text:
             return label
     return "other"
+
 
 DELIVERIES = Counter(
     "lantoa_deliveries_total",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -14,7 +14,6 @@ from schemas.article import parse_time
 from schemas.errors import InvalidContent
 from schemas.text import bounded, identifier
 from schemas.topics import Channel
-
 
 # The highest article version: what schemas/article.py parse_version reads (18 digits), well within
 # the 64-bit integers orjson writes.
@@ -47,8 +46,8 @@ class Priority(StrEnum):
 
 def utc_now_iso(now: datetime | None = None) -> str:
     """RFC 3339 UTC timestamp with milliseconds."""
-    moment = now or datetime.now(timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    moment = now or datetime.now(UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +129,11 @@ class Command:
         for version in (ik["version"], raw.get("version", 1)):
             # JSON Schema's "integer" takes 1e300; orjson cannot write it back (64 bits), so the
             # receipt of such a command raised after the effect, again on every replay.
-            if not (isinstance(version, (int, float)) and not isinstance(version, bool) and 1 <= version <= MAX_VERSION):
+            if not (
+                isinstance(version, (int, float))
+                and not isinstance(version, bool)
+                and 1 <= version <= MAX_VERSION
+            ):
                 raise InvalidContent(f"version {version!r} is not an integer from 1 to {MAX_VERSION}")
         parse_time(raw["issued_at"], "issued_at")
         parse_time(raw.get("published_at"), "published_at")
@@ -138,7 +141,9 @@ class Command:
         if isinstance(payload, dict) and isinstance(payload.get("expires_at"), str):
             parse_time(payload["expires_at"], "payload expires_at")
         return cls(
-            key=IdempotencyKey(ik["uri"], int(ik["version"]), Channel(ik["channel"]), ik["target"], Action(ik["action"])),
+            key=IdempotencyKey(
+                ik["uri"], int(ik["version"]), Channel(ik["channel"]), ik["target"], Action(ik["action"])
+            ),
             priority=Priority(raw["priority"]),
             issued_at=raw["issued_at"],
             payload=raw["payload"],
@@ -168,7 +173,14 @@ class Receipt:
     @property
     def receipt_id(self) -> str:
         # Deterministic so that a replayed step yields the same id and readers can dedupe.
-        parts = [self.stage, self.uri, str(self.version or 0), self.channel or "", self.target or "", self.outcome]
+        parts = [
+            self.stage,
+            self.uri,
+            str(self.version or 0),
+            self.channel or "",
+            self.target or "",
+            self.outcome,
+        ]
         if self.event_id:
             parts.append(self.event_id)
         return hashlib.sha256(orjson.dumps(parts)).hexdigest()
@@ -227,7 +239,9 @@ class Target:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Target:
         return cls(
-            id=identifier(raw["id"]),  # NFC, as every door reads an id: a hand-written NFD entry names the same target
+            id=identifier(
+                raw["id"]
+            ),  # NFC, as every door reads an id: a hand-written NFD entry names the same target
             channel=Channel(raw["channel"]),
             name=raw["name"],
             province_code=raw.get("province_code"),

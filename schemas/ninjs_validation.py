@@ -256,8 +256,10 @@ def _bounded_date_times(base: Any) -> Any:
         if not rfc3339(instance):
             return False
         if isinstance(instance, str) and not EARLIEST_YEAR <= int(instance[:4]) <= LATEST_YEAR:
-            raise InvalidContent(f"date-time {instance[:40]!r} is outside the years {EARLIEST_YEAR}..{LATEST_YEAR} "
-                                 "Lantoa accepts")
+            raise InvalidContent(
+                f"date-time {instance[:40]!r} is outside the years {EARLIEST_YEAR}..{LATEST_YEAR} "
+                "Lantoa accepts"
+            )
         return True
 
     checker.checks("date-time", raises=InvalidContent)(date_time)

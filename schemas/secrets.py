@@ -38,8 +38,10 @@ class SecretFileError(ValueError):
 def check_mode(path: Path, mode: int) -> None:
     """Raise SecretFileError if ``mode`` (an ``st_mode``) lets group or others at the file."""
     if mode & OPEN_TO_OTHERS:
-        raise SecretFileError(f"secret file {path} is readable or writable by other users "
-                              f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
+        raise SecretFileError(
+            f"secret file {path} is readable or writable by other users "
+            f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+        )
 
 
 def check_secret(path: Path) -> None:

@@ -53,18 +53,29 @@ class KafkaConnection:
     def check(self) -> KafkaConnection:
         """Raise SettingsError for a combination no client can use; return self."""
         if self.security_protocol not in SECURITY_PROTOCOLS:
-            raise SettingsError(f"LANTOA_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of "
-                                f"{', '.join(SECURITY_PROTOCOLS)}")
+            raise SettingsError(
+                f"LANTOA_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of "
+                f"{', '.join(SECURITY_PROTOCOLS)}"
+            )
         if self.uses_sasl:
             if self.sasl_mechanism not in SASL_MECHANISMS:
-                raise SettingsError(f"LANTOA_SASL_MECHANISM={self.sasl_mechanism!r}: with {self.security_protocol} "
-                                    f"expected one of {', '.join(SASL_MECHANISMS)}")
+                raise SettingsError(
+                    f"LANTOA_SASL_MECHANISM={self.sasl_mechanism!r}: with {self.security_protocol} "
+                    f"expected one of {', '.join(SASL_MECHANISMS)}"
+                )
             if not self.sasl_username or self.sasl_password is None:
-                raise SettingsError(f"{self.security_protocol} needs LANTOA_SASL_USERNAME and LANTOA_SASL_PASSWORD_FILE")
+                raise SettingsError(
+                    f"{self.security_protocol} needs LANTOA_SASL_USERNAME and LANTOA_SASL_PASSWORD_FILE"
+                )
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
-            raise SettingsError("LANTOA_SSL_CERTFILE and LANTOA_SSL_KEYFILE go together (client certificate and its key)")
-        for variable, path in (("LANTOA_SSL_CAFILE", self.ssl_cafile), ("LANTOA_SSL_CERTFILE", self.ssl_certfile),
-                               ("LANTOA_SSL_KEYFILE", self.ssl_keyfile)):
+            raise SettingsError(
+                "LANTOA_SSL_CERTFILE and LANTOA_SSL_KEYFILE go together (client certificate and its key)"
+            )
+        for variable, path in (
+            ("LANTOA_SSL_CAFILE", self.ssl_cafile),
+            ("LANTOA_SSL_CERTFILE", self.ssl_certfile),
+            ("LANTOA_SSL_KEYFILE", self.ssl_keyfile),
+        ):
             if path is not None and not path.is_file():
                 raise SettingsError(f"{variable}={path}: no such file")
         if self.ssl_keyfile is not None:  # a private key: its owner's alone, like every secret file
@@ -228,13 +239,32 @@ class Settings:
                 tier, _, secs = part.partition("=")
                 delays[tier.strip()] = float(secs)
             changes["retry_delays"] = delays
-        for name, conv in (("EMERGENCY_REPEAT_S", float), ("EMERGENCY_DEFAULT_TTL_S", float), ("METRICS_PORT", int), ("CONSUMER_SESSION_TIMEOUT_MS", int), ("POISON_MAX_ATTEMPTS", int),
-                           ("DLQ_LIMIT_SHARE", float), ("DLQ_LIMIT_MIN_RECORDS", int), ("DLQ_LIMIT_WINDOW_S", float), ("HTTP_TIMEOUT_S", float), ("GRAPH_BASE_URL", str),
-                           ("GRAPH_API_VERSION", str), ("FANPAGE_TOKENS_FILE", Path), ("FANPAGE_APP_SECRET_FILE", Path),
-                           ("ZALO_API_URL", str), ("ZALO_OAUTH_URL", str), ("ZALO_APP_ID", str),
-                           ("ZALO_SECRET_FILE", Path), ("ZALO_TOKEN_FILE", Path),
-                           ("LOUDSPEAKER_API_URL", str), ("LOUDSPEAKER_TOKEN_FILE", Path), ("LOUDSPEAKER_AUDIO_DIR", Path),
-                           ("LOUDSPEAKER_AUDIO_BASE_URL", str), ("LOUDSPEAKER_VOICE", str), ("LOUDSPEAKER_SPEED_WPM", int)):
+        for name, conv in (
+            ("EMERGENCY_REPEAT_S", float),
+            ("EMERGENCY_DEFAULT_TTL_S", float),
+            ("METRICS_PORT", int),
+            ("CONSUMER_SESSION_TIMEOUT_MS", int),
+            ("POISON_MAX_ATTEMPTS", int),
+            ("DLQ_LIMIT_SHARE", float),
+            ("DLQ_LIMIT_MIN_RECORDS", int),
+            ("DLQ_LIMIT_WINDOW_S", float),
+            ("HTTP_TIMEOUT_S", float),
+            ("GRAPH_BASE_URL", str),
+            ("GRAPH_API_VERSION", str),
+            ("FANPAGE_TOKENS_FILE", Path),
+            ("FANPAGE_APP_SECRET_FILE", Path),
+            ("ZALO_API_URL", str),
+            ("ZALO_OAUTH_URL", str),
+            ("ZALO_APP_ID", str),
+            ("ZALO_SECRET_FILE", Path),
+            ("ZALO_TOKEN_FILE", Path),
+            ("LOUDSPEAKER_API_URL", str),
+            ("LOUDSPEAKER_TOKEN_FILE", Path),
+            ("LOUDSPEAKER_AUDIO_DIR", Path),
+            ("LOUDSPEAKER_AUDIO_BASE_URL", str),
+            ("LOUDSPEAKER_VOICE", str),
+            ("LOUDSPEAKER_SPEED_WPM", int),
+        ):
             if (v := get(name)) is not None:
                 changes[name.lower()] = conv(v)
         settings = replace(base, **changes)  # type: ignore[arg-type]
@@ -244,7 +274,9 @@ class Settings:
         if not 0.0 < settings.dlq_limit_share <= 1.0:
             raise SettingsError(f"LANTOA_DLQ_LIMIT_SHARE={settings.dlq_limit_share}: a share in (0, 1]")
         if settings.dlq_limit_min_records < 1 or settings.dlq_limit_window_s <= 0:
-            raise SettingsError("LANTOA_DLQ_LIMIT_MIN_RECORDS must be at least 1 and LANTOA_DLQ_LIMIT_WINDOW_S positive")
+            raise SettingsError(
+                "LANTOA_DLQ_LIMIT_MIN_RECORDS must be at least 1 and LANTOA_DLQ_LIMIT_WINDOW_S positive"
+            )
         return settings
 
     def topic(self, logical: Topic) -> str:

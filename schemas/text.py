@@ -42,7 +42,8 @@ _FORMAT: Final = (
 _CONTROLS: Final = "\x00-\x08\x0b-\x1f\x7f-\x9f"
 # Lone surrogates cannot be encoded to UTF-8; non-characters are never text to interchange.
 _NONCHARACTERS: Final = "\ud800-\udfff\ufdd0-\ufdef" + "".join(
-    f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17))
+    f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17)
+)
 INVISIBLE: Final = re.compile(f"[{_FORMAT}{_CONTROLS}{_NONCHARACTERS}]")
 KEPT_JOINERS: Final = "\u200c\u200d"
 
@@ -81,8 +82,10 @@ def invisible_in(text: str, what: str) -> str | None:
     found = INVISIBLE.search(text)
     if found is None:
         return None
-    return (f"{what} contains the invisible character U+{ord(found.group()):04X} (a bidi, zero-width or "
-            "control character): identifiers must be visible text")
+    return (
+        f"{what} contains the invisible character U+{ord(found.group()):04X} (a bidi, zero-width or "
+        "control character): identifiers must be visible text"
+    )
 
 
 def bounded(text: str, limit: int) -> str:

@@ -29,6 +29,8 @@ LATEST_YEAR = 2199
 def checked_instant(moment: datetime, what: str = "date-time") -> datetime:
     """``moment`` itself when its year is within the window; InvalidContent otherwise."""
     if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
-        raise InvalidContent(f"{what} {moment.isoformat()!r} is outside the years {EARLIEST_YEAR}..{LATEST_YEAR} "
-                             "Lantoa accepts")
+        raise InvalidContent(
+            f"{what} {moment.isoformat()!r} is outside the years {EARLIEST_YEAR}..{LATEST_YEAR} "
+            "Lantoa accepts"
+        )
     return moment

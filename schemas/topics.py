@@ -60,17 +60,17 @@ class Topic(StrEnum):
     ARCHIVE_RETRY_10M = "distribution.archive.retry.10m"
 
     @staticmethod
-    def commands(channel: Channel) -> "Topic":
+    def commands(channel: Channel) -> Topic:
         """The command topic of a channel."""
         return Topic(f"distribution.{channel.value}.commands")
 
     @staticmethod
-    def ledger(channel: Channel) -> "Topic":
+    def ledger(channel: Channel) -> Topic:
         """The idempotency ledger of a channel (compacted)."""
         return Topic(f"distribution.{channel.value}.ledger")
 
     @staticmethod
-    def retry(channel: Channel, tier: str) -> "Topic":
+    def retry(channel: Channel, tier: str) -> Topic:
         """A delayed-retry tier of a channel: tier is one of RETRY_TIERS."""
         return Topic(f"distribution.{channel.value}.retry.{tier}")
 

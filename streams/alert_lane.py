@@ -47,8 +47,14 @@ def alert_uri(identifier: str) -> str:
     return f"urn:lantoa:cap:{identifier}"
 
 
-def plan_records(alert: Alert, plan: AlertPlan, settings: Settings, now: datetime, published_at: str | None,
-                 event_id: str | None) -> tuple[list[OutRecord], Receipt]:
+def plan_records(
+    alert: Alert,
+    plan: AlertPlan,
+    settings: Settings,
+    now: datetime,
+    published_at: str | None,
+    event_id: str | None,
+) -> tuple[list[OutRecord], Receipt]:
     """The records that carry an alert out, and the receipt that says so."""
     issued = now.astimezone().isoformat(timespec="milliseconds")
     records: list[OutRecord] = []
@@ -62,34 +68,72 @@ def plan_records(alert: Alert, plan: AlertPlan, settings: Settings, now: datetim
         # EMERGENCY_MAX_DAYS at most, and an office that needs longer re-issues (an Update).
         expires = min(expires, now + timedelta(days=EMERGENCY_MAX_DAYS))
         value: dict[str, Any] = {
-            "schema_version": 1, "emergency_id": plan.identifier, "action": "cancel" if cancel else "start",
-            "msg_type": plan.msg_type.value, "status": plan.status.value, "exercise": plan.exercise,
-            "zones": [z.id for z in plan.zones], "headline": headline or None, "text": text or None,
-            "language": (info.language if info else None), "expires_at": expires.isoformat(),
-            "repeat_interval_s": settings.emergency_repeat_s, "replaces": list(plan.references_ids),
-            "sent": alert.sent.isoformat(), "published_at": published_at, "issued_at": issued,
+            "schema_version": 1,
+            "emergency_id": plan.identifier,
+            "action": "cancel" if cancel else "start",
+            "msg_type": plan.msg_type.value,
+            "status": plan.status.value,
+            "exercise": plan.exercise,
+            "zones": [z.id for z in plan.zones],
+            "headline": headline or None,
+            "text": text or None,
+            "language": (info.language if info else None),
+            "expires_at": expires.isoformat(),
+            "repeat_interval_s": settings.emergency_repeat_s,
+            "replaces": list(plan.references_ids),
+            "sent": alert.sent.isoformat(),
+            "published_at": published_at,
+            "issued_at": issued,
         }
-        records.append(OutRecord(settings.topic(Topic.EMERGENCY_COMMANDS), plan.identifier.encode(), encode(value)))
+        records.append(
+            OutRecord(settings.topic(Topic.EMERGENCY_COMMANDS), plan.identifier.encode(), encode(value))
+        )
         counts["emergency"] = len(plan.zones)
     else:
         topic = settings.topic(Topic.LOUDSPEAKER_COMMANDS)
         uri = alert_uri(plan.identifier)
         bulletin = hashlib.sha256(f"{uri}\x00{text}".encode()).hexdigest()[:32]
-        payload = {"bulletin_id": bulletin, "title": headline, "text": text, "language": "vi",
-                   "exercise": plan.exercise, "expires_at": plan.expires.isoformat() if plan.expires else None}
+        payload = {
+            "bulletin_id": bulletin,
+            "title": headline,
+            "text": text,
+            "language": "vi",
+            "exercise": plan.exercise,
+            "expires_at": plan.expires.isoformat() if plan.expires else None,
+        }
         for ref in plan.references_ids:  # an Update replaces what it references
             for z in plan.zones:
-                old = Command(IdempotencyKey(alert_uri(ref), 1, Channel.LOUDSPEAKER, z.id, Action.RETRACT),
-                              Priority.PRIORITY, issued, {"reason": f"replaced by {plan.identifier}"},
-                              published_at=published_at, event_id=event_id, test=plan.exercise)
+                old = Command(
+                    IdempotencyKey(alert_uri(ref), 1, Channel.LOUDSPEAKER, z.id, Action.RETRACT),
+                    Priority.PRIORITY,
+                    issued,
+                    {"reason": f"replaced by {plan.identifier}"},
+                    published_at=published_at,
+                    event_id=event_id,
+                    test=plan.exercise,
+                )
                 records.append(OutRecord(topic, z.id.encode(), encode(old.to_dict())))
         for z in plan.zones:
-            cmd = Command(IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, z.id, Action.PUBLISH), Priority.PRIORITY,
-                          issued, payload, published_at=published_at, event_id=event_id, test=plan.exercise)
+            cmd = Command(
+                IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, z.id, Action.PUBLISH),
+                Priority.PRIORITY,
+                issued,
+                payload,
+                published_at=published_at,
+                event_id=event_id,
+                test=plan.exercise,
+            )
             records.append(OutRecord(topic, z.id.encode(), encode(cmd.to_dict())))
         counts["loudspeaker"] = len(plan.zones)
-    receipt = Receipt(uri=alert_uri(plan.identifier), stage="fanout", outcome="routed", at=issued, version=1,
-                      reason=f"CAP {plan.status.value} {plan.msg_type.value} on the {plan.lane} lane"
-                             + (" (exercise: test zones only)" if plan.exercise else ""),
-                      event_id=event_id, counts=counts)
+    receipt = Receipt(
+        uri=alert_uri(plan.identifier),
+        stage="fanout",
+        outcome="routed",
+        at=issued,
+        version=1,
+        reason=f"CAP {plan.status.value} {plan.msg_type.value} on the {plan.lane} lane"
+        + (" (exercise: test zones only)" if plan.exercise else ""),
+        event_id=event_id,
+        counts=counts,
+    )
     return records, receipt

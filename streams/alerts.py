@@ -178,7 +178,9 @@ def zones_of(alert: Alert, registry: Registry) -> list[Target]:
 def _test_zones(public: list[Target], registry: Registry, status: Status) -> list[Target]:
     tests = registry.test_targets(Channel.LOUDSPEAKER)
     if not tests:
-        raise InvalidContent(f"status {status.value}: no test zones configured (an exercise never reaches public zones)")
+        raise InvalidContent(
+            f"status {status.value}: no test zones configured (an exercise never reaches public zones)"
+        )
     provinces = {z.province_code for z in public}
     local = [t for t in tests if t.province_code in provinces]
     return sorted(local or tests, key=lambda t: t.id)

@@ -25,13 +25,13 @@ import asyncio
 import logging
 import os
 import signal
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from infra.grow import STREAMS_FAMILY, PartitionMismatch, check_counts, family_counts
+from infra.kafka.clients import KafkaAccessError
 from infra.kafka.compacted import CompactedView
 from infra.kafka.loop import ConsumerLoop, Subscription
 from infra.kafka.outbox import Outbox
-from infra.kafka.clients import KafkaAccessError
 from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka, wait_for_kafka
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -48,7 +48,13 @@ EXIT_CRASH = 70
 
 def crash(where: str, exc: BaseException) -> None:
     """Stop the process at once: nothing past the last commit is lost, it is replayed."""
-    log.critical("%s: unexpected %s, exiting so the event is replayed: %s", where, type(exc).__name__, exc, exc_info=exc)
+    log.critical(
+        "%s: unexpected %s, exiting so the event is replayed: %s",
+        where,
+        type(exc).__name__,
+        exc,
+        exc_info=exc,
+    )
     logging.shutdown()
     os._exit(EXIT_CRASH)
 
@@ -62,14 +68,17 @@ def refused(exc: KafkaAccessError | PartitionMismatch) -> None:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class StreamWorker:
     """The worker's parts; ``run(stop)`` until ``stop`` is set (or raises on anything unexpected)."""
 
     def __init__(self, settings: Settings, clock: Clock = _utc_now) -> None:
-        counts = {t.value: settings.partitions(t) for t in (Topic.CMS_ARTICLES, Topic.EMBARGO_RELEASES, Topic.ARTICLE_STATE)}
+        counts = {
+            t.value: settings.partitions(t)
+            for t in (Topic.CMS_ARTICLES, Topic.EMBARGO_RELEASES, Topic.ARTICLE_STATE)
+        }
         if len(set(counts.values())) != 1:
             raise ValueError(f"co-partitioned topics need the same partition count, got {counts}")
         self.settings = settings
@@ -80,14 +89,24 @@ class StreamWorker:
         articles = settings.topic(Topic.CMS_ARTICLES)
         releases = settings.topic(Topic.EMBARGO_RELEASES)
         intake = TopicHandlers(
-            settings, Subscription("intake", (articles, releases), settings.app_id,
-                                   tick_every_s=settings.embargo_check_interval_s),
+            settings,
+            Subscription(
+                "intake",
+                (articles, releases),
+                settings.app_id,
+                tick_every_s=settings.embargo_check_interval_s,
+            ),
             {articles: self.steps.article, releases: self.steps.release},
-            state=self.state, state_topic_of=articles, ticker=self.steps.embargo_ticks,
+            state=self.state,
+            state_topic_of=articles,
+            ticker=self.steps.embargo_ticks,
         )
         alerts_topic = settings.topic(Topic.ALERTS_CAP)
-        alerts = TopicHandlers(settings, Subscription("alerts", (alerts_topic,), f"{settings.app_id}-alerts", max_records=20),
-                               {alerts_topic: self.steps.alert})
+        alerts = TopicHandlers(
+            settings,
+            Subscription("alerts", (alerts_topic,), f"{settings.app_id}-alerts", max_records=20),
+            {alerts_topic: self.steps.alert},
+        )
         self.intake = ConsumerLoop(settings, intake, self.outbox)
         self.alerts = ConsumerLoop(settings, alerts, self.outbox)
 
@@ -134,7 +153,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         refused(exc)
     status = None
     if settings.web_port > 0 or settings.metrics_port:
-        status = StatusService(settings, serve_http=settings.web_port > 0, on_crash=lambda exc: crash("status view", exc))
+        status = StatusService(
+            settings, serve_http=settings.web_port > 0, on_crash=lambda exc: crash("status view", exc)
+        )
         status.start()
 
     async def main() -> None:
@@ -148,7 +169,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         asyncio.run(main())
     except (KafkaAccessError, PartitionMismatch) as exc:
         refused(exc)
-    except Exception as exc:  # noqa: BLE001 - nothing past the last commit was lost; exit and be replayed
+    except Exception as exc:
         crash("stream worker", exc)
     finally:
         if status is not None:

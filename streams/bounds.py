@@ -57,8 +57,10 @@ def zalo_refusal(payload: Mapping[str, Any]) -> Refusal | None:
     """Why a Zalo group cannot take this payload, or None."""
     length = len(str(payload.get("text", ""))) + _ZALO_UPDATE_PREFIX
     if length > ZALO_TEXT_MAX_CHARS:
-        return (f"zalo text of {length:,} characters exceeds the {ZALO_TEXT_MAX_CHARS:,}-character limit "
-                f"(messages of 2,000 characters each)")
+        return (
+            f"zalo text of {length:,} characters exceeds the {ZALO_TEXT_MAX_CHARS:,}-character limit "
+            f"(messages of 2,000 characters each)"
+        )
     return None
 
 
@@ -97,8 +99,14 @@ def window_cache() -> LongestWindow:
     return longest
 
 
-def refusals(channel: Channel, payload: Mapping[str, Any], targets: list[Target], *, speed_wpm: int,
-             longest_window: LongestWindow) -> dict[str, Refusal]:
+def refusals(
+    channel: Channel,
+    payload: Mapping[str, Any],
+    targets: list[Target],
+    *,
+    speed_wpm: int,
+    longest_window: LongestWindow,
+) -> dict[str, Refusal]:
     """Per target id, why ``channel`` cannot take ``payload`` there (absent: it can)."""
     if channel is Channel.FANPAGE:
         reason = fanpage_refusal(payload)
@@ -109,16 +117,20 @@ def refusals(channel: Channel, payload: Mapping[str, Any], targets: list[Target]
             return {}
         size = len(encode(dict(payload)))
         if size > LOUDSPEAKER_PAYLOAD_MAX_BYTES:
-            reason = (f"loudspeaker payload of {size:,} bytes exceeds the {LOUDSPEAKER_PAYLOAD_MAX_BYTES:,}-byte limit "
-                      f"(it is copied into every zone's command)")
+            reason = (
+                f"loudspeaker payload of {size:,} bytes exceeds the {LOUDSPEAKER_PAYLOAD_MAX_BYTES:,}-byte limit "
+                f"(it is copied into every zone's command)"
+            )
             return {t.id: reason for t in targets}
         spoken = spoken_s(payload, speed_wpm)
         out: dict[str, Refusal] = {}
         for t in targets:
             window = longest_window(t)
             if window is not None and spoken > window:
-                out[t.id] = (f"bulletin of about {spoken / 60:.1f} min of speech is longer than the zone's longest "
-                             f"window ({window / 60:.0f} min): refused, not cut")
+                out[t.id] = (
+                    f"bulletin of about {spoken / 60:.1f} min of speech is longer than the zone's longest "
+                    f"window ({window / 60:.0f} min): refused, not cut"
+                )
         return out
     else:
         return {}

@@ -43,7 +43,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.models import Action, Command, IdempotencyKey, Priority
@@ -68,28 +68,73 @@ _TRAILING = re.compile(r"[\s,.:;!…)\]\"'»”~\-–—]+$")
 
 # Phrases that contain a question word but do not ask anything; removed before matching.
 NEGATIVES = (
-    "không bao giờ", "chưa bao giờ", "chẳng bao giờ", "chả bao giờ", "bao giờ cũng",
-    "lúc nào cũng", "khi nào cũng", "ngày nào cũng", "hôm nào cũng", "ở đâu cũng", "đâu đâu cũng",
-    "chỗ nào cũng", "thế nào cũng",
-    "đã có được", "mới có được", "vừa có được", "sẽ có được",
+    "không bao giờ",
+    "chưa bao giờ",
+    "chẳng bao giờ",
+    "chả bao giờ",
+    "bao giờ cũng",
+    "lúc nào cũng",
+    "khi nào cũng",
+    "ngày nào cũng",
+    "hôm nào cũng",
+    "ở đâu cũng",
+    "đâu đâu cũng",
+    "chỗ nào cũng",
+    "thế nào cũng",
+    "đã có được",
+    "mới có được",
+    "vừa có được",
+    "sẽ có được",
 )
 QUESTION_WORDS = (
-    "bao giờ", "khi nào", "lúc nào", "hôm nào", "ngày nào", "mấy giờ",
-    "ở đâu", "chỗ nào", "nơi nào",
-    "như thế nào", "thế nào", "ra sao", "làm sao", "làm thế nào",
-    "tại sao", "vì sao", "sao lại",
-    "có được", "được không", "có phải", "phải không", "đúng không", "có không", "hay không",
-    "bao nhiêu", "là gì", "gì ạ", "gì vậy", "gì không",
-    "xin hỏi", "cho hỏi", "muốn hỏi", "cần hỏi", "hỏi chút", "hỏi với",
+    "bao giờ",
+    "khi nào",
+    "lúc nào",
+    "hôm nào",
+    "ngày nào",
+    "mấy giờ",
+    "ở đâu",
+    "chỗ nào",
+    "nơi nào",
+    "như thế nào",
+    "thế nào",
+    "ra sao",
+    "làm sao",
+    "làm thế nào",
+    "tại sao",
+    "vì sao",
+    "sao lại",
+    "có được",
+    "được không",
+    "có phải",
+    "phải không",
+    "đúng không",
+    "có không",
+    "hay không",
+    "bao nhiêu",
+    "là gì",
+    "gì ạ",
+    "gì vậy",
+    "gì không",
+    "xin hỏi",
+    "cho hỏi",
+    "muốn hỏi",
+    "cần hỏi",
+    "hỏi chút",
+    "hỏi với",
 )
 # "cho tôi hỏi", "cho em hỏi", ...: one word between "cho" and "hỏi".
 _ASK = re.compile(r"(?<!\w)cho\s+\w+\s+hỏi(?!\w)")
 _ASK_PLAIN = re.compile(r"(?<!\w)cho\s+\w+\s+hoi(?!\w)")
 # Yes/no questions: "... có/đã/được ... không|chưa" at the end of a clause.
-_YES_NO = re.compile(r"(?<!\w)(có|đã|được|phải|còn|nên|cần|định|sẽ)(?!\w).*(?<!\w)(không|chưa|ko)"
-                     r"(?:\s+(?:ạ|à|vậy|nhỉ|hả|anh|chị|em|ad|admin))*$")
-_YES_NO_PLAIN = re.compile(r"(?<!\w)(co|da|duoc|phai|con|nen|can|dinh|se)(?!\w).*(?<!\w)(khong|chua|ko)"
-                           r"(?:\s+(?:a|vay|nhi|ha|anh|chi|em|ad|admin))*$")
+_YES_NO = re.compile(
+    r"(?<!\w)(có|đã|được|phải|còn|nên|cần|định|sẽ)(?!\w).*(?<!\w)(không|chưa|ko)"
+    r"(?:\s+(?:ạ|à|vậy|nhỉ|hả|anh|chị|em|ad|admin))*$"
+)
+_YES_NO_PLAIN = re.compile(
+    r"(?<!\w)(co|da|duoc|phai|con|nen|can|dinh|se)(?!\w).*(?<!\w)(khong|chua|ko)"
+    r"(?:\s+(?:a|vay|nhi|ha|anh|chi|em|ad|admin))*$"
+)
 # "Vậy là phải đi lại hả": only particles that always ask (not "nhỉ", a tag; not "sao", a star).
 _FINAL = re.compile(r"(?<!\w)(?:hả|hở)$")
 
@@ -156,6 +201,7 @@ def is_question(text: str) -> bool:
 
 # -- identities ---------------------------------------------------------------------------------
 
+
 def question_id(platform: str, comment_id: str) -> str:
     """``q-`` and 10 hex of SHA-256 over the platform and its comment/message id: short enough to
     type, stable across replays and restarts (the same comment is always the same question)."""
@@ -167,7 +213,7 @@ def question_uri(qid: str) -> str:
 
 
 def qid_of_uri(uri: str) -> str | None:
-    return uri[len(QUESTION_URI_PREFIX):] if uri.startswith(QUESTION_URI_PREFIX) else None
+    return uri[len(QUESTION_URI_PREFIX) :] if uri.startswith(QUESTION_URI_PREFIX) else None
 
 
 def inbound_key(platform: str, message_id: str) -> str:
@@ -176,6 +222,7 @@ def inbound_key(platform: str, message_id: str) -> str:
 
 
 # -- the ledger, as triage sees it ----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LiveEffect:
@@ -206,11 +253,11 @@ class AnswerOutcome:
 
 def parse_iso(value: str) -> datetime:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -228,7 +275,7 @@ class LiveIndex:
     def apply(self, channel: Channel, key: str, value: Mapping[str, Any] | None) -> AnswerOutcome | None:
         if value is None:
             if key.startswith("live|"):
-                uri, _, target = key[len("live|"):].rpartition("|")
+                uri, _, target = key[len("live|") :].rpartition("|")
                 self._remove(uri, target)
             return None
         uri = str(value.get("uri") or "")
@@ -239,7 +286,9 @@ class LiveIndex:
             at = str(value.get("at") or "")
             if kind == "live" and not value.get("retracted"):
                 detail = value.get("detail") or {}
-                return AnswerOutcome(qid, version, at, answer_id=value.get("external_id"), text=detail.get("text"))
+                return AnswerOutcome(
+                    qid, version, at, answer_id=value.get("external_id"), text=detail.get("text")
+                )
             if kind == "command" and value.get("state") == "failed":
                 return AnswerOutcome(qid, version, at, reason=str(value.get("reason") or "delivery failed"))
             return None
@@ -247,9 +296,13 @@ class LiveIndex:
             return None
         detail = value.get("detail") or {}
         effect = LiveEffect(
-            channel=channel, uri=uri, target=str(value.get("target") or ""),
-            version=value.get("version"), external_id=value.get("external_id"),
-            retracted=bool(value.get("retracted")), at=parse_iso(str(value["at"])),
+            channel=channel,
+            uri=uri,
+            target=str(value.get("target") or ""),
+            version=value.get("version"),
+            external_id=value.get("external_id"),
+            retracted=bool(value.get("retracted")),
+            at=parse_iso(str(value["at"])),
             message_ids=tuple(str(m) for m in detail.get("message_ids") or () if m),
             title=detail.get("title"),
         )
@@ -287,6 +340,7 @@ class LiveIndex:
 
 # -- resolving an inbound event ---------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Resolution:
     """Where an inbound comment belongs: its article (if found) and the target an answer uses."""
@@ -299,8 +353,14 @@ class Resolution:
 TargetsOf = Callable[[str], list[str]]  # page id or group id → target ids from the registry
 
 
-def resolve(event: Mapping[str, Any], index: LiveIndex, *, pages: TargetsOf, groups: TargetsOf,
-            horizon_s: float = DEFAULT_HORIZON_S) -> Resolution:
+def resolve(
+    event: Mapping[str, Any],
+    index: LiveIndex,
+    *,
+    pages: TargetsOf,
+    groups: TargetsOf,
+    horizon_s: float = DEFAULT_HORIZON_S,
+) -> Resolution:
     """Link one inbound event (engagement.v1) to an article and a target (see the module doc)."""
     platform = event["platform"]
     if platform == Channel.FANPAGE.value:
@@ -330,9 +390,12 @@ def resolve(event: Mapping[str, Any], index: LiveIndex, *, pages: TargetsOf, gro
 
 # -- the question record -------------------------------------------------------------------------
 
+
 def new_record(event: Mapping[str, Any], resolution: Resolution, now_iso: str) -> dict[str, Any]:
     """The engagement-table record (question.v1) of a new comment or message."""
-    text = visible(str(event.get("text") or ""))  # NFC, no invisible controls: it is quoted to groups and shown to editors
+    text = visible(
+        str(event.get("text") or "")
+    )  # NFC, no invisible controls: it is quoted to groups and shown to editors
     signal = question_signal(text)
     article = resolution.article
     platform = event["platform"]
@@ -368,8 +431,9 @@ def new_record(event: Mapping[str, Any], resolution: Resolution, now_iso: str) -
     }
 
 
-def on_inbound(existing: Mapping[str, Any] | None, event: Mapping[str, Any], resolution: Resolution | None,
-               now_iso: str) -> dict[str, Any] | None:
+def on_inbound(
+    existing: Mapping[str, Any] | None, event: Mapping[str, Any], resolution: Resolution | None, now_iso: str
+) -> dict[str, Any] | None:
     """The record after ``event``, or None when nothing changes (a replay, an unknown edit)."""
     kind = event.get("kind") or "message"
     if kind == "message":
@@ -381,7 +445,9 @@ def on_inbound(existing: Mapping[str, Any] | None, event: Mapping[str, Any], res
         return None  # an edit, deletion or dismissal of something never seen
     record = dict(existing)
     if kind == "edited":
-        text = visible(str(event.get("text") or ""))  # NFC, no invisible controls: it is quoted to groups and shown to editors
+        text = visible(
+            str(event.get("text") or "")
+        )  # NFC, no invisible controls: it is quoted to groups and shown to editors
         if text == record["text"]:
             return None
         record["text"] = text
@@ -395,15 +461,20 @@ def on_inbound(existing: Mapping[str, Any] | None, event: Mapping[str, Any], res
     elif kind == "dismissed":
         if record["state"] not in ("open", "comment"):
             return None
-        record.update(state="dismissed", dismissed_reason=str(event.get("text") or "") or None,
-                      dismissed_by=event.get("by"))
+        record.update(
+            state="dismissed",
+            dismissed_reason=str(event.get("text") or "") or None,
+            dismissed_by=event.get("by"),
+        )
     else:
         return None
     record["updated_at"] = now_iso
     return record
 
 
-def on_answer(existing: Mapping[str, Any] | None, outcome: AnswerOutcome, now_iso: str) -> dict[str, Any] | None:
+def on_answer(
+    existing: Mapping[str, Any] | None, outcome: AnswerOutcome, now_iso: str
+) -> dict[str, Any] | None:
     """The record after the ledger reported an answer delivered or failed; None if no change."""
     if existing is None:
         return None
@@ -412,8 +483,14 @@ def on_answer(existing: Mapping[str, Any] | None, outcome: AnswerOutcome, now_is
     if outcome.answer_id is not None:
         if existing["state"] == "answered" and current >= outcome.version:
             return None
-        record.update(state="answered", answer_id=outcome.answer_id, answer_text=outcome.text,
-                      answer_version=outcome.version, answered_at=outcome.at, answer_error=None)
+        record.update(
+            state="answered",
+            answer_id=outcome.answer_id,
+            answer_text=outcome.text,
+            answer_version=outcome.version,
+            answered_at=outcome.at,
+            answer_error=None,
+        )
     else:
         if outcome.version < current or (existing["state"] == "answered" and outcome.version <= current):
             return None
@@ -425,6 +502,7 @@ def on_answer(existing: Mapping[str, Any] | None, outcome: AnswerOutcome, now_is
 
 
 # -- answering ------------------------------------------------------------------------------------
+
 
 class NotAnswerable(ValueError):
     """The record cannot be answered through Lantoa (the reason says why)."""
@@ -439,8 +517,10 @@ def next_answer_version(record: Mapping[str, Any], follow_up: bool) -> int:
     current = int(record.get("answer_version") or 0)
     if record["state"] == "answered":
         if not follow_up:
-            raise NotAnswerable(f"{record['id']} is already answered (reply {record.get('answer_id')}); "
-                                "use --follow-up to send another reply")
+            raise NotAnswerable(
+                f"{record['id']} is already answered (reply {record.get('answer_id')}); "
+                "use --follow-up to send another reply"
+            )
         return current + 1
     if follow_up:
         raise NotAnswerable(f"{record['id']} has no answer yet: answer it without --follow-up")
@@ -460,15 +540,21 @@ def reply_payload(record: Mapping[str, Any], text: str) -> dict[str, Any]:
     base = {"question_id": record["id"], "answer": answer}
     if record["platform"] == Channel.FANPAGE.value:
         if len(answer) > FANPAGE_REPLY_LIMIT:
-            raise NotAnswerable(f"answer is {len(answer)} characters; a Facebook comment takes {FANPAGE_REPLY_LIMIT}")
+            raise NotAnswerable(
+                f"answer is {len(answer)} characters; a Facebook comment takes {FANPAGE_REPLY_LIMIT}"
+            )
         return {**base, "comment_id": record["comment_id"], "text": answer}
     head = "Trả lời câu hỏi «{}»:\n"
     room = ZALO_TEXT_LIMIT - len(answer) - len(head.format(""))
     if room < 20:
-        raise NotAnswerable(f"answer is {len(answer)} characters; a Zalo message takes about "
-                            f"{ZALO_TEXT_LIMIT - len(head.format('')) - 20} with the quoted question")
+        raise NotAnswerable(
+            f"answer is {len(answer)} characters; a Zalo message takes about "
+            f"{ZALO_TEXT_LIMIT - len(head.format('')) - 20} with the quoted question"
+        )
     message = head.format(quote(record["text"], min(QUOTE_CHARS, room))) + answer
-    recipient = {"group_id": record["group_id"]} if record.get("group_id") else {"user_id": record.get("user_id")}
+    recipient = (
+        {"group_id": record["group_id"]} if record.get("group_id") else {"user_id": record.get("user_id")}
+    )
     if not any(recipient.values()):
         raise NotAnswerable(f"{record['id']} has neither a group nor a user to answer")
     return {**base, **recipient, "reply_to": record["comment_id"], "text": message}
@@ -481,7 +567,9 @@ def reply_command(record: Mapping[str, Any], text: str, version: int, now_iso: s
     target = record.get("target")
     if not target:
         where = record.get("page_id") or record.get("group_id") or "its page"
-        raise NotAnswerable(f"{record['id']}: no target in the registry for {where}; add it to the targets file")
+        raise NotAnswerable(
+            f"{record['id']}: no target in the registry for {where}; add it to the targets file"
+        )
     channel = Channel(record["platform"])
     key = IdempotencyKey(question_uri(record["id"]), version, channel, target, Action.REPLY)
     return Command(key=key, priority=Priority.NORMAL, issued_at=now_iso, payload=reply_payload(record, text))

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -57,8 +57,9 @@ class CompactedReader:
 
     def __init__(self, conn: KafkaConnection, topics: list[str], client_id: str) -> None:
         self.topics = topics
-        self._consumer = clients.aio_consumer(conn, group_id=None, enable_auto_commit=False,
-                                          client_id=client_id, auto_offset_reset="earliest")
+        self._consumer = clients.aio_consumer(
+            conn, group_id=None, enable_auto_commit=False, client_id=client_id, auto_offset_reset="earliest"
+        )
         self._tps: list[TopicPartition] = []
 
     async def start(self) -> None:
@@ -127,7 +128,7 @@ class QuestionsTable:
         asked = [at for p, at in self._open.values() if platform is None or p == platform]
         if not asked:
             return 0, 0.0
-        now = datetime.fromtimestamp(self.clock(), timezone.utc)
+        now = datetime.fromtimestamp(self.clock(), UTC)
         return len(asked), max(0.0, (now - min(asked)).total_seconds())
 
     def export_metrics(self) -> None:
@@ -140,34 +141,54 @@ class QuestionsTable:
 class Triage:
     """The triage process: see the module docstring."""
 
-    def __init__(self, settings: Settings, *, clock: Clock = time.time,
-                 horizon_s: float = eng.DEFAULT_HORIZON_S, poll_timeout_ms: int = 500) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = time.time,
+        horizon_s: float = eng.DEFAULT_HORIZON_S,
+        poll_timeout_ms: int = 500,
+    ) -> None:
         self.settings, self.clock, self.horizon_s = settings, clock, horizon_s
         self.poll_timeout_ms = poll_timeout_ms
         self.inbound_topic = settings.topic(Topic.ENGAGEMENT_INBOUND)
         self.questions_topic = settings.topic(Topic.ENGAGEMENT_QUESTIONS)
-        self.ledger_topics = {settings.topic(Topic.FANPAGE_LEDGER): Channel.FANPAGE,
-                              settings.topic(Topic.ZALO_LEDGER): Channel.ZALO}
+        self.ledger_topics = {
+            settings.topic(Topic.FANPAGE_LEDGER): Channel.FANPAGE,
+            settings.topic(Topic.ZALO_LEDGER): Channel.ZALO,
+        }
         self.group_id = f"{settings.topic_prefix}lantoa-engagement"
         self.table = QuestionsTable(clock)
         self.index = eng.LiveIndex()
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-engagement")
         self.registry = RegistryFollower(settings.kafka, settings.topic(Topic.TARGETS), settings.client_id)
-        self._holders: dict[tuple[str, str], set[int]] = {}  # (ledger topic, live key) → partitions holding it
-        self.ledgers = CompactedReader(settings.kafka, list(self.ledger_topics),
-                                       f"{settings.client_id}-engagement-ledger")
-        self.subscription = Subscription("engagement", (self.inbound_topic,), self.group_id, max_records=500,
-                                         poll_timeout_ms=poll_timeout_ms, tick_every_s=0.0)
+        self._holders: dict[
+            tuple[str, str], set[int]
+        ] = {}  # (ledger topic, live key) → partitions holding it
+        self.ledgers = CompactedReader(
+            settings.kafka, list(self.ledger_topics), f"{settings.client_id}-engagement-ledger"
+        )
+        self.subscription = Subscription(
+            "engagement",
+            (self.inbound_topic,),
+            self.group_id,
+            max_records=500,
+            poll_timeout_ms=poll_timeout_ms,
+            tick_every_s=0.0,
+        )
         self.loop = ConsumerLoop(settings, self, self.outbox, clock=clock)
 
     def now_iso(self) -> str:
-        return eng.iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        return eng.iso(datetime.fromtimestamp(self.clock(), UTC))
 
     # -- targets ------------------------------------------------------------------------------
 
     def _targets_with(self, channel: Channel, name: str, value: str) -> list[str]:
-        found = [t.id for t in self.registry.registry.targets.values()
-                 if t.channel is channel and str(t.config.get(name, "")) == value]
+        found = [
+            t.id
+            for t in self.registry.registry.targets.values()
+            if t.channel is channel and str(t.config.get(name, "")) == value
+        ]
         return sorted(found)
 
     def pages(self, page_id: str) -> list[str]:
@@ -205,14 +226,27 @@ class Triage:
             changed = eng.on_answer(self.table.records.get(outcome.question_id), outcome, self.now_iso())
             if changed is not None:
                 if outcome.answer_id:
-                    log.info("answered %s (answer %d, reply %s)", outcome.question_id, outcome.version, outcome.answer_id)
+                    log.info(
+                        "answered %s (answer %d, reply %s)",
+                        outcome.question_id,
+                        outcome.version,
+                        outcome.answer_id,
+                    )
                 else:
-                    log.warning("answer %d to %s failed: %s", outcome.version, outcome.question_id, outcome.reason)
+                    log.warning(
+                        "answer %d to %s failed: %s", outcome.version, outcome.question_id, outcome.reason
+                    )
                 out.append(self._put(changed))
         return out
 
-    def take(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None,
-             headers: list[tuple[str, bytes]]) -> list[OutRecord]:
+    def take(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> list[OutRecord]:
         """One inbound record → the table records it changes (or a dead letter)."""
         try:
             event = decode(value)
@@ -221,28 +255,44 @@ class Triage:
                 parse_time(event.get(name), name)
         except InvalidContent as exc:
             metrics.DEAD_LETTERS.labels("decode", metrics.reason_class(exc.reason)).inc()
-            dl_headers = dead_letter_headers(strip_internal(headers), topic=tp.topic, partition=tp.partition, offset=offset,
-                                             reason=exc.reason, stage="decode", now_iso=self.now_iso(),
-                                             channel="engagement")
+            dl_headers = dead_letter_headers(
+                strip_internal(headers),
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=offset,
+                reason=exc.reason,
+                stage="decode",
+                now_iso=self.now_iso(),
+                channel="engagement",
+            )
             return [OutRecord(self.settings.topic(Topic.DEADLETTER), key or b"", value, tuple(dl_headers))]
         qid = eng.question_id(event["platform"], event["message_id"])
         existing = self.table.records.get(qid)
         resolution = None
         if existing is None and (event.get("kind") or "message") == "message":
-            resolution = eng.resolve(event, self.index, pages=self.pages, groups=self.groups, horizon_s=self.horizon_s)
+            resolution = eng.resolve(
+                event, self.index, pages=self.pages, groups=self.groups, horizon_s=self.horizon_s
+            )
         changed = eng.on_inbound(existing, event, resolution, self.now_iso())
         if changed is None:
             return []
         if existing is None:
-            log.info("%s %s from %s: %s (article %s)", changed["state"], qid, changed["platform"],
-                     changed["signal"] or "no question", changed["article_uri"] or "not found")
+            log.info(
+                "%s %s from %s: %s (article %s)",
+                changed["state"],
+                qid,
+                changed["platform"],
+                changed["signal"] or "no question",
+                changed["article_uri"] or "not found",
+            )
         return [self._put(changed)]
 
     # -- process ------------------------------------------------------------------------------
 
     async def load_table(self) -> None:
-        reader = CompactedReader(self.settings.kafka, [self.questions_topic],
-                                 f"{self.settings.client_id}-engagement-table")
+        reader = CompactedReader(
+            self.settings.kafka, [self.questions_topic], f"{self.settings.client_id}-engagement-table"
+        )
         await reader.start()
         try:
             for _, _, key, value in await reader.catch_up():
@@ -252,7 +302,9 @@ class Triage:
                     self.table.put(value)
         finally:
             await reader.stop()
-        log.info("engagement table loaded: %d records, %d open", len(self.table.records), self.table.stats()[0])
+        log.info(
+            "engagement table loaded: %d records, %d open", len(self.table.records), self.table.stats()[0]
+        )
 
     # -- the Process of the consumer loop (infra/kafka/loop.py) ---------------------------------
 
@@ -311,7 +363,7 @@ def run_triage(settings: Settings) -> None:
         start_http_server(settings.metrics_port, addr=settings.web_host)
     try:
         asyncio.run(main())
-    except Exception as exc:  # noqa: BLE001 - nothing past the failing batch was committed
+    except Exception as exc:
         log.critical("engagement triage stopped on %s: %s", type(exc).__name__, exc, exc_info=exc)
         logging.shutdown()
         os._exit(70)
@@ -322,8 +374,9 @@ def read_table(settings: Settings, timeout_s: float = 30.0) -> dict[str, dict[st
     from kafka import TopicPartition as KTopicPartition
 
     topic = settings.topic(Topic.ENGAGEMENT_QUESTIONS)
-    consumer = clients.consumer(settings.kafka, group_id=None, enable_auto_commit=False,
-                                client_id=f"{settings.client_id}-questions")
+    consumer = clients.consumer(
+        settings.kafka, group_id=None, enable_auto_commit=False, client_id=f"{settings.client_id}-questions"
+    )
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:

@@ -37,8 +37,15 @@ def plan(
     refused: list[Receipt] = []
 
     def make(key: IdempotencyKey, priority: Priority, payload: dict[str, Any]) -> Command:
-        return Command(key=key, priority=priority, payload=payload, issued_at=issued_at,
-                       published_at=event.ce.time, event_id=event.ce.id)
+        return Command(
+            key=key,
+            priority=priority,
+            payload=payload,
+            issued_at=issued_at,
+            published_at=event.ce.time,
+            event_id=event.ce.id,
+        )
+
     counts: dict[str, int] = {}
 
     if decision.kind in (Kind.PUBLISH, Kind.UPDATE):
@@ -52,13 +59,26 @@ def plan(
         longest = window_cache()
         for channel, targets in routes.items():
             payload = payloads[channel]
-            why = refusals(channel, payload, targets, speed_wpm=settings.loudspeaker_speed_wpm, longest_window=longest)
+            why = refusals(
+                channel, payload, targets, speed_wpm=settings.loudspeaker_speed_wpm, longest_window=longest
+            )
             for t in targets:
                 key = IdempotencyKey(article.uri, article.version, channel, t.id, action)
                 if t.id in why:
-                    refused.append(Receipt(uri=article.uri, stage="fanout", outcome="failed", at=issued_at,
-                                           version=article.version, channel=channel.value, target=t.id,
-                                           command_id=key.command_id(), reason=why[t.id], event_id=event.ce.id))
+                    refused.append(
+                        Receipt(
+                            uri=article.uri,
+                            stage="fanout",
+                            outcome="failed",
+                            at=issued_at,
+                            version=article.version,
+                            channel=channel.value,
+                            target=t.id,
+                            command_id=key.command_id(),
+                            reason=why[t.id],
+                            event_id=event.ce.id,
+                        )
+                    )
                 else:
                     commands.append(make(key, priority, payload))
             counts[channel.value] = len(targets)
@@ -92,7 +112,9 @@ def plan(
         version = int(decision.retract_live["version"])
     receipt = Receipt(
         uri=event.uri,
-        stage="fanout" if commands or decision.kind in (Kind.PUBLISH, Kind.UPDATE, Kind.RETRACT) else "policy",
+        stage="fanout"
+        if commands or decision.kind in (Kind.PUBLISH, Kind.UPDATE, Kind.RETRACT)
+        else "policy",
         outcome=outcome,
         at=issued_at,
         version=version,

@@ -48,14 +48,29 @@ class ArticleEvent:
 
 def cloud_event(headers: dict[str, str]) -> CloudEvent:
     """The ce_* headers, checked against schemas/json/cloudevents-headers.v1.json."""
-    missing = [h for h in ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_dataschema") if not headers.get(h)]
+    missing = [
+        h
+        for h in ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_dataschema")
+        if not headers.get(h)
+    ]
     if missing:
         raise InvalidContent(f"missing CloudEvents header {missing[0]}")
-    contracts.check("cloudevents-headers", {k: v for k, v in headers.items() if k.startswith("ce_") or k == "content-type"})
+    contracts.check(
+        "cloudevents-headers",
+        {k: v for k, v in headers.items() if k.startswith("ce_") or k == "content-type"},
+    )
     if len(headers["ce_id"]) > MAX_EVENT_ID_CHARS:
-        raise InvalidContent(f"ce_id of {len(headers['ce_id']):,} characters exceeds the {MAX_EVENT_ID_CHARS}-character limit")
+        raise InvalidContent(
+            f"ce_id of {len(headers['ce_id']):,} characters exceeds the {MAX_EVENT_ID_CHARS}-character limit"
+        )
     parse_time(headers["ce_time"], "ce_time")  # it becomes the commands' published_at: the latency clock
-    return CloudEvent(headers["ce_id"], headers["ce_source"], headers["ce_type"], headers["ce_time"], headers["ce_dataschema"])
+    return CloudEvent(
+        headers["ce_id"],
+        headers["ce_source"],
+        headers["ce_type"],
+        headers["ce_time"],
+        headers["ce_dataschema"],
+    )
 
 
 def parse_article_event(key: bytes | None, value: bytes | None, headers: dict[str, str]) -> ArticleEvent:
@@ -70,15 +85,24 @@ def parse_article_event(key: bytes | None, value: bytes | None, headers: dict[st
 
     if ce.dataschema == RETRACTION_SCHEMA:
         if ce.type != "article.retracted":
-            raise InvalidContent(f"ce_dataschema {RETRACTION_SCHEMA} is only for article.retracted, not {ce.type}")
+            raise InvalidContent(
+                f"ce_dataschema {RETRACTION_SCHEMA} is only for article.retracted, not {ce.type}"
+            )
         contracts.check("retraction", doc)
-        uri = identifier(str(doc["uri"]))  # articles are kept under their NFC uri: an NFD retraction names the same one
+        uri = identifier(
+            str(doc["uri"])
+        )  # articles are kept under their NFC uri: an NFD retraction names the same one
         check_uri(uri)  # an invisible character is not refused here: see article_from_ninjs
         _check_key(key_text, uri)
         version = parse_version(doc["version"]) if doc.get("version") else None
         reason = doc.get("reason")
-        return ArticleEvent(uri=uri, version=version, retract=True, ce=ce,
-                            reason=visible(reason) if isinstance(reason, str) else None)
+        return ArticleEvent(
+            uri=uri,
+            version=version,
+            retract=True,
+            ce=ce,
+            reason=visible(reason) if isinstance(reason, str) else None,
+        )
 
     ninjs_version = version_from_schema_uri(ce.dataschema)
     if ninjs_version is None:
@@ -104,4 +128,6 @@ def _check_key(key: str | None, uri: str) -> None:
     # of the NFC key, streams/steps.py).
     if key != uri:
         shown_key = None if key is None else bounded(key, QUOTED_ID_CHARS)
-        raise InvalidContent(f"record key {shown_key!r} is not the article uri {bounded(uri, QUOTED_ID_CHARS)!r}")
+        raise InvalidContent(
+            f"record key {shown_key!r} is not the article uri {bounded(uri, QUOTED_ID_CHARS)!r}"
+        )

@@ -53,7 +53,9 @@ def _empty() -> dict[str, Any]:
     return {"version": 0, "live": None, "held": None, "retracted": None}
 
 
-def decide(state: dict[str, Any] | None, event: ArticleEvent, now: datetime, event_json: dict[str, Any] | None = None) -> Decision:
+def decide(
+    state: dict[str, Any] | None, event: ArticleEvent, now: datetime, event_json: dict[str, Any] | None = None
+) -> Decision:
     """Decide what an event means given what we know of its article.
 
     ``event_json`` is the serialised event kept in the state while an embargo holds it.
@@ -64,7 +66,9 @@ def decide(state: dict[str, Any] | None, event: ArticleEvent, now: datetime, eve
         if event.retract and event.version == last:
             pass  # withdrawing the current version without bumping it: a real retraction, below
         elif event.version < last:
-            return Decision(Kind.DROP_STALE, f"version {event.version} is older than version {last} already accepted")
+            return Decision(
+                Kind.DROP_STALE, f"version {event.version} is older than version {last} already accepted"
+            )
         else:
             return Decision(Kind.DROP_DUPLICATE, f"version {event.version} was already accepted")
 
@@ -75,7 +79,11 @@ def decide(state: dict[str, Any] | None, event: ArticleEvent, now: datetime, eve
     assert article is not None and event.version is not None
     st["version"] = event.version
     if article.embargoed_until is not None and article.embargoed_until > now:
-        st["held"] = {"version": event.version, "until": article.embargoed_until.isoformat(), "event": event_json}
+        st["held"] = {
+            "version": event.version,
+            "until": article.embargoed_until.isoformat(),
+            "event": event_json,
+        }
         return Decision(Kind.HOLD, f"embargoed until {article.embargoed_until.isoformat()}", new_state=st)
     return publish_now(st, event)
 
@@ -103,7 +111,9 @@ def publish_now(st: dict[str, Any], event: ArticleEvent) -> Decision:
 
 def _retract(st: dict[str, Any], event: ArticleEvent, now: datetime, unknown: bool) -> Decision:
     if unknown:
-        return Decision(Kind.RETRACT_UNKNOWN, "no version of this article was accepted here; nothing to retract")
+        return Decision(
+            Kind.RETRACT_UNKNOWN, "no version of this article was accepted here; nothing to retract"
+        )
     if event.version is not None:
         st["version"] = max(int(st["version"]), event.version)
     live, held = st.get("live"), st.get("held")

@@ -53,9 +53,16 @@ class TopicHandlers:
     commit). A handler may raise PartitionNotHeld (its state partition went away meanwhile).
     """
 
-    def __init__(self, settings: Settings, subscription: Subscription, handlers: dict[str, Handler], *,
-                 state: CompactedView | None = None, state_topic_of: str | None = None,
-                 ticker: Callable[[], list[OutRecord]] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        subscription: Subscription,
+        handlers: dict[str, Handler],
+        *,
+        state: CompactedView | None = None,
+        state_topic_of: str | None = None,
+        ticker: Callable[[], list[OutRecord]] | None = None,
+    ) -> None:
         self.settings, self.subscription, self.handlers = settings, subscription, handlers
         self.state, self.state_topic_of, self.ticker = state, state_topic_of, ticker
         self._assigned: set[TopicPartition] = set()
@@ -75,7 +82,9 @@ class TopicHandlers:
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned |= set(assigned)
         if self.state is not None:
-            await self.state.load(self.settings.kafka, self._state_partitions(set(assigned)), self.settings.client_id)
+            await self.state.load(
+                self.settings.kafka, self._state_partitions(set(assigned)), self.settings.client_id
+            )
 
     async def handle(self, batch: Batch) -> Handled:
         started = time.perf_counter()

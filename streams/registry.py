@@ -69,12 +69,26 @@ def build_targets(config: Mapping[str, Any]) -> list[Target]:
         extra = dict(defaults)
         extra.update({k: v for k, v in overrides.pop(zone.id, {}).items() if k != "id"})
         active = bool(extra.pop("active", True))
-        targets.append(Target(zone.id, zone.channel, zone.name, zone.province_code, zone.ward_code, active=active, config=extra))
+        targets.append(
+            Target(
+                zone.id,
+                zone.channel,
+                zone.name,
+                zone.province_code,
+                zone.ward_code,
+                active=active,
+                config=extra,
+            )
+        )
     if overrides:
         raise ValueError(f"zone overrides for unknown zones: {sorted(overrides)}")
     for entry in loud.get("test_zones", ()):
         targets.append(_configured(Channel.LOUDSPEAKER, {**defaults, **entry}, test=True))
-    for section, channel in (("fanpage", Channel.FANPAGE), ("zalo", Channel.ZALO), ("archive", Channel.ARCHIVE)):
+    for section, channel in (
+        ("fanpage", Channel.FANPAGE),
+        ("zalo", Channel.ZALO),
+        ("archive", Channel.ARCHIVE),
+    ):
         for entry in config.get(section, ()):
             targets.append(_configured(channel, entry))
     ids = [t.id for t in targets]

@@ -8,7 +8,6 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.kafka import clients
-
 from schemas import contracts
 from schemas.codec import decode
 from schemas.errors import InvalidContent
@@ -58,7 +57,9 @@ class RegistryFollower:
         self._task = asyncio.create_task(self._follow())
 
     @staticmethod
-    async def _caught_up(consumer: AIOKafkaConsumer, tps: list[TopicPartition], end: dict[TopicPartition, int]) -> bool:
+    async def _caught_up(
+        consumer: AIOKafkaConsumer, tps: list[TopicPartition], end: dict[TopicPartition, int]
+    ) -> bool:
         for tp in tps:
             if await consumer.position(tp) < end[tp]:
                 return False

@@ -38,7 +38,9 @@ def render(channel: Channel, article: Article, base_url: str) -> dict[str, Any]:
     if channel is Channel.LOUDSPEAKER:
         text = _join(article.headline, article.summary)
         return {
-            "bulletin_id": hashlib.sha256(f"{article.uri}\x00{article.version}\x00{text}".encode()).hexdigest()[:32],
+            "bulletin_id": hashlib.sha256(
+                f"{article.uri}\x00{article.version}\x00{text}".encode()
+            ).hexdigest()[:32],
             "title": article.headline,
             "text": text,
             "language": article.language or "vi",

@@ -29,14 +29,18 @@ def _zones(places: Sequence[Place], registry: Registry) -> tuple[list[Target], s
         if place.kind == "province":
             zones = registry.zones_of_province(place.code)
             if zones is None:
-                raise InvalidContent(f"place urn:lantoa:place:province:{place.code} is not a known province code")
+                raise InvalidContent(
+                    f"place urn:lantoa:place:province:{place.code} is not a known province code"
+                )
             provinces.add(place.code)
             for z in zones:
                 chosen[z.id] = z
         else:
             zone = registry.zone_of_ward(place.code)
             if zone is None:
-                raise InvalidContent(f"place urn:lantoa:place:ward:{place.code} is not a known commune or ward code")
+                raise InvalidContent(
+                    f"place urn:lantoa:place:ward:{place.code} is not a known commune or ward code"
+                )
             if zone.province_code is not None:
                 provinces.add(zone.province_code)
             chosen[zone.id] = zone
@@ -62,6 +66,10 @@ def route(inp: RouteInput, registry: Registry) -> dict[Channel, list[Target]]:
     zones, provinces = _zones(inp.places, registry)
     plan: dict[Channel, list[Target]] = {Channel.LOUDSPEAKER: zones}
     for channel in (Channel.FANPAGE, Channel.ZALO):
-        plan[channel] = [t for t in registry.channel_targets(channel) if not t.test and _matches(t, provinces, inp.subjects)]
+        plan[channel] = [
+            t
+            for t in registry.channel_targets(channel)
+            if not t.test and _matches(t, provinces, inp.subjects)
+        ]
     plan[Channel.ARCHIVE] = [t for t in registry.channel_targets(Channel.ARCHIVE) if not t.test]
     return plan

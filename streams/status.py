@@ -42,7 +42,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -56,10 +56,23 @@ SUCCESS = frozenset({"delivered", "updated", "deleted", "skipped"})
 TROUBLE_RANK = {"retrying": 0, "unknown": 1, "failed": 2}
 ACTION_RANK = {"publish": 0, "update": 0, "retract": 1}
 # Tie-break of article-level events recorded at the same instant (later in this list wins).
-EVENT_RANK = {name: i for i, name in enumerate((
-    "accepted", "dropped_duplicate", "dropped_stale", "retract_unknown", "dead_lettered", "held",
-    "released", "embargo_cancelled", "routed", "retracted",
-))}
+EVENT_RANK = {
+    name: i
+    for i, name in enumerate(
+        (
+            "accepted",
+            "dropped_duplicate",
+            "dropped_stale",
+            "retract_unknown",
+            "dead_lettered",
+            "held",
+            "released",
+            "embargo_cancelled",
+            "routed",
+            "retracted",
+        )
+    )
+}
 EMERGENCY = "emergency"
 DEFAULT_MAX_TARGETS = 500_000
 
@@ -92,7 +105,7 @@ def _utc(value: Any) -> str | None:
     epoch = _epoch(text)
     if epoch is None:
         return text
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def emergency_command_id(emergency_id: str, zone: str, action: str) -> str:
@@ -114,7 +127,7 @@ class _Attempt:
     priority: str | None = None
     issued_at: str | None = None
     published_at: str | None = None
-    success: tuple[str, str, str] | None = None   # (at, outcome, external_id or ""): earliest wins
+    success: tuple[str, str, str] | None = None  # (at, outcome, external_id or ""): earliest wins
     trouble: tuple[str, int, str, str] | None = None  # (at, rank, outcome, reason): latest wins
     last_at: str | None = None
     external_id: str | None = None
@@ -141,10 +154,10 @@ class _Attempt:
 @dataclass
 class _Article:
     uri: str
-    events: dict[str, dict[str, Any]] = field(default_factory=dict)   # receipt_id -> event
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)  # receipt_id -> event
     targets: dict[tuple[str, str], dict[str, _Attempt]] = field(default_factory=dict)
-    titles: dict[int, str] = field(default_factory=dict)              # version -> title
-    updated_at: str | None = None                                     # the latest time in any fact
+    titles: dict[int, str] = field(default_factory=dict)  # version -> title
+    updated_at: str | None = None  # the latest time in any fact
 
     def touch(self, at: str | None) -> None:
         if at and (self.updated_at is None or at > self.updated_at):
@@ -221,8 +234,14 @@ class StatusFold:
         if stage != "delivery" and not (stage == "fanout" and raw.get("target")):
             art = self._article(uri)
             rid = str(raw.get("receipt_id") or f"{stage}:{outcome}:{at}:{raw.get('version')}")
-            art.events[rid] = {"at": at, "stage": stage, "outcome": outcome, "version": raw.get("version"),
-                               "reason": raw.get("reason"), "counts": dict(raw.get("counts") or {})}
+            art.events[rid] = {
+                "at": at,
+                "stage": stage,
+                "outcome": outcome,
+                "version": raw.get("version"),
+                "reason": raw.get("reason"),
+                "counts": dict(raw.get("counts") or {}),
+            }
             art.touch(at)
             return uri
         try:
@@ -286,7 +305,9 @@ class StatusFold:
     def __len__(self) -> int:
         return len(self._articles)
 
-    def article(self, uri: str, channel: str | None = None, state: str | None = None) -> dict[str, Any] | None:
+    def article(
+        self, uri: str, channel: str | None = None, state: str | None = None
+    ) -> dict[str, Any] | None:
         """The status of one article (None if nothing is known of it), optionally only the targets
         of one channel and/or in one state; per-channel counts always cover every target."""
         art = self._articles.get(uri)
@@ -296,7 +317,9 @@ class StatusFold:
         channels: dict[str, dict[str, Any]] = {}
         for (ch, target), attempts in sorted(art.targets.items()):
             view = _target_view(target, attempts)
-            entry = channels.setdefault(ch, {"expected": None, "states": dict.fromkeys(STATES, 0), "targets": []})
+            entry = channels.setdefault(
+                ch, {"expected": None, "states": dict.fromkeys(STATES, 0), "targets": []}
+            )
             entry["states"][view["state"]] += 1
             if (channel is None or channel == ch) and (state is None or state == view["state"]):
                 entry["targets"].append(view)
@@ -310,7 +333,8 @@ class StatusFold:
         if channel is not None:
             channels = {k: v for k, v in channels.items() if k == channel}
         versions = [int(e["version"]) for e in events if e.get("version")] + [
-            a.version for attempts in art.targets.values() for a in attempts.values()]
+            a.version for attempts in art.targets.values() for a in attempts.values()
+        ]
         latest = events[-1] if events else None
         totals = dict.fromkeys(STATES, 0)
         for entry in channels.values():
@@ -330,7 +354,9 @@ class StatusFold:
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         """The articles updated most recently, newest first, without their targets."""
         out: list[dict[str, Any]] = []
-        for uri in sorted(self._articles, key=lambda u: (self._articles[u].updated_at or "", u), reverse=True)[:limit]:
+        for uri in sorted(
+            self._articles, key=lambda u: (self._articles[u].updated_at or "", u), reverse=True
+        )[:limit]:
             view = self.article(uri)
             assert view is not None
             view.pop("events")
@@ -367,7 +393,12 @@ def _title(payload: Any) -> str | None:
 
 
 def _event_order(ev: dict[str, Any]) -> tuple[str, int, int, str]:
-    return (str(ev["at"]), int(ev.get("version") or 0), EVENT_RANK.get(str(ev["outcome"]), -1), str(ev["outcome"]))
+    return (
+        str(ev["at"]),
+        int(ev.get("version") or 0),
+        EVENT_RANK.get(str(ev["outcome"]), -1),
+        str(ev["outcome"]),
+    )
 
 
 def _target_view(target: str, attempts: Mapping[str, _Attempt]) -> dict[str, Any]:
@@ -388,7 +419,8 @@ def _target_view(target: str, attempts: Mapping[str, _Attempt]) -> dict[str, Any
         "target": target,
         "state": state,
         "version": current.version,
-        "action": current.action or ("retract" if current.success and current.success[1] == "deleted" else None),
+        "action": current.action
+        or ("retract" if current.success and current.success[1] == "deleted" else None),
         "priority": current.priority,
         "published_at": current.published_at,
         "issued_at": current.issued_at,
@@ -401,8 +433,11 @@ def _target_view(target: str, attempts: Mapping[str, _Attempt]) -> dict[str, Any
     }
 
 
-def fold(commands: Iterable[Mapping[str, Any]], receipts: Iterable[Mapping[str, Any]],
-         max_targets: int = DEFAULT_MAX_TARGETS) -> StatusFold:
+def fold(
+    commands: Iterable[Mapping[str, Any]],
+    receipts: Iterable[Mapping[str, Any]],
+    max_targets: int = DEFAULT_MAX_TARGETS,
+) -> StatusFold:
     """Fold everything at once (the CLI's ``--kafka`` mode, tests). Invalid records raise."""
     view = StatusFold(max_targets)
     for c in commands:

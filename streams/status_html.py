@@ -24,30 +24,61 @@ from streams.registry import official_zones, province_names
 DISPLAY_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 STATUS_REFRESH_S = 10
 TIMELINE_REFRESH_S = 30
-GROUP_OVER = 25          # more targets than this in one channel: one expander per province
+GROUP_OVER = 25  # more targets than this in one channel: one expander per province
 OPEN_TROUBLED_GROUPS = 3  # expanders opened by default when at most this many provinces have trouble
 # Trouble first (what needs a person), then what is still on its way, then what is settled.
-STATE_ORDER = {s: i for i, s in enumerate(("failed", "retrying", "unknown", "pending", "delivered", "retracted",
-                                           "skipped"))}
+STATE_ORDER = {
+    s: i
+    for i, s in enumerate(("failed", "retrying", "unknown", "pending", "delivered", "retracted", "skipped"))
+}
 TROUBLE = frozenset({"failed", "retrying", "unknown"})
 
-STATE_VI = {"pending": "Chờ gửi", "retrying": "Đang thử lại", "unknown": "Chưa rõ kết quả", "failed": "Thất bại",
-            "delivered": "Đã giao", "retracted": "Đã gỡ", "skipped": "Bỏ qua"}
-CHANNEL_VI = {"fanpage": "Fanpage Facebook", "zalo": "Zalo", "loudspeaker": "Loa truyền thanh cơ sở",
-              "emergency": "Loa: luồng khẩn cấp", "archive": "Lưu trữ S3"}
-EVENT_VI = {"accepted": "Đã nhận", "dropped_duplicate": "Bỏ qua (trùng)", "dropped_stale": "Bỏ qua (bản cũ)",
-            "retract_unknown": "Gỡ bài chưa từng đăng", "dead_lettered": "Lỗi: chuyển hàng đợi lỗi",
-            "held": "Tạm giữ (chờ giờ đăng)", "released": "Đến giờ đăng", "embargo_cancelled": "Hủy hẹn giờ",
-            "routed": "Đã phân phối", "retracted": "Đã gỡ"}
+STATE_VI = {
+    "pending": "Chờ gửi",
+    "retrying": "Đang thử lại",
+    "unknown": "Chưa rõ kết quả",
+    "failed": "Thất bại",
+    "delivered": "Đã giao",
+    "retracted": "Đã gỡ",
+    "skipped": "Bỏ qua",
+}
+CHANNEL_VI = {
+    "fanpage": "Fanpage Facebook",
+    "zalo": "Zalo",
+    "loudspeaker": "Loa truyền thanh cơ sở",
+    "emergency": "Loa: luồng khẩn cấp",
+    "archive": "Lưu trữ S3",
+}
+EVENT_VI = {
+    "accepted": "Đã nhận",
+    "dropped_duplicate": "Bỏ qua (trùng)",
+    "dropped_stale": "Bỏ qua (bản cũ)",
+    "retract_unknown": "Gỡ bài chưa từng đăng",
+    "dead_lettered": "Lỗi: chuyển hàng đợi lỗi",
+    "held": "Tạm giữ (chờ giờ đăng)",
+    "released": "Đến giờ đăng",
+    "embargo_cancelled": "Hủy hẹn giờ",
+    "routed": "Đã phân phối",
+    "retracted": "Đã gỡ",
+}
 CHANNEL_ORDER = {c: i for i, c in enumerate(CHANNEL_VI)}  # the social channels first, the archive last
 ACTION_VI = {"publish": "Đăng", "update": "Cập nhật", "retract": "Gỡ"}
 PRIORITY_VI = {"normal": "Thường", "priority": "Ưu tiên", "emergency": "Khẩn cấp"}
-REASON_VI = {"too_long": "Dài hơn mọi khung phát", "carried_over": "Chuyển sang khung sau",
-             "expired": "Hết hạn trước khung kế tiếp", "superseded": "Đã có phiên bản mới hơn",
-             "retracted": "Đã gỡ", "emergency": "Phát qua luồng khẩn cấp",
-             "correction_not_needed": "Không cần đính chính (bản gốc chưa phát)"}
-EMERGENCY_STATUS_VI = {"active": "Đang hiệu lực", "cancelled": "Đã hủy", "expired": "Hết hạn",
-                       "replaced": "Đã được thay thế"}
+REASON_VI = {
+    "too_long": "Dài hơn mọi khung phát",
+    "carried_over": "Chuyển sang khung sau",
+    "expired": "Hết hạn trước khung kế tiếp",
+    "superseded": "Đã có phiên bản mới hơn",
+    "retracted": "Đã gỡ",
+    "emergency": "Phát qua luồng khẩn cấp",
+    "correction_not_needed": "Không cần đính chính (bản gốc chưa phát)",
+}
+EMERGENCY_STATUS_VI = {
+    "active": "Đang hiệu lực",
+    "cancelled": "Đã hủy",
+    "expired": "Hết hạn",
+    "replaced": "Đã được thay thế",
+}
 WEEKDAY_VI = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ Nhật")
 
 CSS = """
@@ -118,10 +149,15 @@ form.day{display:inline-flex;gap:.3rem;align-items:center}
 """
 _CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode("utf-8")).digest()).decode("ascii")
 # In the page (meta) and as a header; frame-ancestors only works as a header.
-CSP = (f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'none'; base-uri 'none'; "
-       "form-action 'self'")
-HEADERS = {"Content-Security-Policy": CSP + "; frame-ancestors 'none'", "X-Content-Type-Options": "nosniff",
-           "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+CSP = (
+    f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'none'; base-uri 'none'; form-action 'self'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP + "; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def _e(value: Any) -> str:
@@ -215,12 +251,17 @@ def _page(title: str, body: str, *, refresh: int | None = None) -> str:
 def _view_banner(meta: Mapping[str, Any]) -> str:
     shown = f'<p class="muted">Cập nhật lúc {_time(meta.get("as_of"))}'
     if not meta.get("caught_up"):
-        return (shown + '</p><p class="warn" data-caught-up="false">Máy chủ đang đọc lại dữ liệu từ Kafka: '
-                "trạng thái dưới đây có thể chưa đầy đủ.</p>")
+        return (
+            shown + '</p><p class="warn" data-caught-up="false">Máy chủ đang đọc lại dữ liệu từ Kafka: '
+            "trạng thái dưới đây có thể chưa đầy đủ.</p>"
+        )
     return shown + "</p>"
 
 
 def render_message(title: str, message: str, *, refresh: int | None = None, detail: str | None = None) -> str:
     extra = f'<p class="error">{_e(detail)}</p>' if detail else ""
-    return _page(title, f'<h1>{_e(title)}</h1><section class="card"><p>{_e(message)}</p>{extra}</section>',
-                 refresh=refresh)
+    return _page(
+        title,
+        f'<h1>{_e(title)}</h1><section class="card"><p>{_e(message)}</p>{extra}</section>',
+        refresh=refresh,
+    )

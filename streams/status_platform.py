@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from schemas.settings import Settings
 from schemas.secrets import SecretFile, SecretFileError
+from schemas.settings import Settings
 from streams.registry import Registry
 from streams.status_html import _moment, _provinces
 from streams.status_timeline import TimelineUnavailable, UnknownZone, ZoneDay
@@ -41,7 +41,9 @@ class PlatformTimeline:
     recent first). Raises ``UnknownZone`` or ``TimelineUnavailable``.
     """
 
-    def __init__(self, settings: Settings, *, max_emergencies: int = 50, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: Settings, *, max_emergencies: int = 50, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings, self.max_emergencies, self.clock = settings, max_emergencies, clock
         self._registry: tuple[float, Registry] | None = None
 
@@ -56,7 +58,12 @@ class PlatformTimeline:
         return self._registry[1]
 
     async def __call__(self, zone: str, day: date | None) -> ZoneDay:
-        from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
+        from consumers.errors import (
+            OutcomeUnknown,
+            PermanentDeliveryError,
+            TargetPaused,
+            TransientDeliveryError,
+        )
         from consumers.loudspeaker.adapter import PlatformClient, day_from_json, platform_zone
         from consumers.loudspeaker.outputs import to_json
         from consumers.loudspeaker.windows import ZoneWindows
@@ -81,13 +88,18 @@ class PlatformTimeline:
         tz = windows.tz
         wanted = day or datetime.fromtimestamp(self.clock(), tz).date()
         if self.settings.loudspeaker_token_file is None:
-            raise TimelineUnavailable("LANTOA_LOUDSPEAKER_TOKEN_FILE chưa được đặt: không có token của nền tảng loa")
+            raise TimelineUnavailable(
+                "LANTOA_LOUDSPEAKER_TOKEN_FILE chưa được đặt: không có token của nền tảng loa"
+            )
         try:
             token = SecretFile(self.settings.loudspeaker_token_file)
         except SecretFileError as exc:
             raise TimelineUnavailable(str(exc)) from None
-        client = PlatformClient(self.settings.loudspeaker_api_url, lambda: token.get("token"),
-                                timeout_s=self.settings.http_timeout_s)
+        client = PlatformClient(
+            self.settings.loudspeaker_api_url,
+            lambda: token.get("token"),
+            timeout_s=self.settings.http_timeout_s,
+        )
         await client.start()
         try:
             found_schedule = await client.get_schedule(code, wanted)
@@ -103,13 +115,28 @@ class PlatformTimeline:
                 schedule = to_json(day_from_json(found_schedule.body))
             except (KeyError, ValueError, TypeError) as exc:
                 raise TimelineUnavailable(f"lịch trên nền tảng không đọc được: {exc!r}") from exc
-            platform = {"version": found_schedule.version, "etag": found_schedule.etag,
-                        "updated_at": found_schedule.updated_at}
+            platform = {
+                "version": found_schedule.version,
+                "etag": found_schedule.etag,
+                "updated_at": found_schedule.updated_at,
+            }
         province = _provinces().get(target.province_code) if target.province_code is not None else None
-        return ZoneDay(code, wanted, windows.timezone, target.name, province, target.id,
-                       tuple(windows.windows_on(wanted)), schedule, platform, tuple(emergencies))
+        return ZoneDay(
+            code,
+            wanted,
+            windows.timezone,
+            target.name,
+            province,
+            target.id,
+            tuple(windows.windows_on(wanted)),
+            schedule,
+            platform,
+            tuple(emergencies),
+        )
 
-    async def _emergencies(self, client: PlatformClient, code: str, day: date, tz: ZoneInfo) -> list[dict[str, Any]]:
+    async def _emergencies(
+        self, client: PlatformClient, code: str, day: date, tz: ZoneInfo
+    ) -> list[dict[str, Any]]:
         start = datetime.combine(day, datetime.min.time(), tzinfo=tz)
         end = start + timedelta(days=1)
         # PlatformClient has no emergency reads (the adapters only write them): its authenticated
@@ -127,8 +154,13 @@ class PlatformTimeline:
                 candidates.append(e)
         candidates.sort(key=lambda e: str(e.get("created_at")), reverse=True)
         if len(candidates) > self.max_emergencies:
-            log.warning("timeline of %s on %s: %d emergencies overlap the day, reading the %d most recent",
-                        code, day, len(candidates), self.max_emergencies)
+            log.warning(
+                "timeline of %s on %s: %d emergencies overlap the day, reading the %d most recent",
+                code,
+                day,
+                len(candidates),
+                self.max_emergencies,
+            )
         gate = asyncio.Semaphore(8)
 
         async def one(eid: str) -> dict[str, Any] | None:
@@ -139,5 +171,7 @@ class PlatformTimeline:
             client.raise_for(reply)
             return dict(reply.body) if isinstance(reply.body, dict) else None
 
-        full = await asyncio.gather(*(one(str(e.get("emergency_id"))) for e in candidates[:self.max_emergencies]))
+        full = await asyncio.gather(
+            *(one(str(e.get("emergency_id"))) for e in candidates[: self.max_emergencies])
+        )
         return [e for e in full if e is not None and code in (e.get("zones") or ())]

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -66,8 +66,11 @@ class StatusView:
         self.skipped = 0
 
     def meta(self) -> dict[str, Any]:
-        now = datetime.fromtimestamp(self.clock(), timezone.utc)
-        return {"caught_up": self.caught_up, "as_of": now.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        return {
+            "caught_up": self.caught_up,
+            "as_of": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
 
     def emergency_samples(self, which: int) -> list[metrics.Sample]:
         with self.lock:
@@ -80,12 +83,21 @@ class StatusFollower:
 
     def __init__(self, settings: Settings, view: StatusView) -> None:
         self.settings, self.view = settings, view
-        self.kinds: dict[str, str] = {settings.topic(Topic.RECEIPTS): "receipt",
-                                      settings.topic(Topic.EMERGENCY_COMMANDS): "emergency"}
+        self.kinds: dict[str, str] = {
+            settings.topic(Topic.RECEIPTS): "receipt",
+            settings.topic(Topic.EMERGENCY_COMMANDS): "emergency",
+        }
         for channel in Channel:
             self.kinds[settings.topic(Topic.commands(channel))] = "command"
-        self.subscription = Subscription("status", tuple(self.kinds), None, max_records=5000, poll_timeout_ms=500,
-                                         batch_at_once=True, metadata_refresh_s=METADATA_REFRESH_S)
+        self.subscription = Subscription(
+            "status",
+            tuple(self.kinds),
+            None,
+            max_records=5000,
+            poll_timeout_ms=500,
+            batch_at_once=True,
+            metadata_refresh_s=METADATA_REFRESH_S,
+        )
         # Dead letters only: a record the fold keeps failing on (the loop's poison policy).
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-status")
         self.loop = ConsumerLoop(settings, self, self.outbox, on_caught_up=self.caught_up)
@@ -142,12 +154,16 @@ class StatusFollower:
                     # record (issue 12). Anything else (a bug in the fold) still stops the view.
                     except (InvalidContent, KeyError, TypeError, ValueError, OverflowError) as exc:
                         self.view.skipped += 1
-                        log.warning("status view skips %s[%s]@%s: %s", tp.topic, tp.partition, rec.offset, exc)
+                        log.warning(
+                            "status view skips %s[%s]@%s: %s", tp.topic, tp.partition, rec.offset, exc
+                        )
             fold.evict()
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", charset="utf-8")
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", charset="utf-8"
+    )
 
 
 def make_app(view: StatusView, timeline: TimelineFetcher | None = None) -> web.Application:
@@ -182,7 +198,9 @@ def make_app(view: StatusView, timeline: TimelineFetcher | None = None) -> web.A
         with view.lock:
             found = view.fold.article(uri, channel=channel, state=state)
         if found is None:
-            why = "unknown article" if view.caught_up else "unknown article (the status view is still reading)"
+            why = (
+                "unknown article" if view.caught_up else "unknown article (the status view is still reading)"
+            )
             return _json({"error": why, "uri": uri, "view": view.meta()}, 404)
         return _json({**found, "view": view.meta()})
 
@@ -201,8 +219,14 @@ class StatusService:
     unexpected error of the thread; the stream worker passes one that exits the process.
     """
 
-    def __init__(self, settings: Settings, *, serve_http: bool, on_crash: Callable[[BaseException], None],
-                 view: StatusView | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        serve_http: bool,
+        on_crash: Callable[[BaseException], None],
+        view: StatusView | None = None,
+    ) -> None:
         self.settings, self.serve_http, self.on_crash = settings, serve_http, on_crash
         self.view = view or StatusView()
         self._thread: threading.Thread | None = None
@@ -232,7 +256,7 @@ class StatusService:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported: before start, to start(); after, on_crash
+        except BaseException as exc:
             if not self._ready.is_set():
                 self._error = exc
                 self._ready.set()

@@ -78,7 +78,9 @@ def raw_headers(record: Any) -> list[tuple[str, bytes]]:
 class StreamSteps:
     """The per-record logic of the stream worker over one article-state view and one registry."""
 
-    def __init__(self, settings: Settings, state: CompactedView, registry: Callable[[], Registry], clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, state: CompactedView, registry: Callable[[], Registry], clock: Clock
+    ) -> None:
         self.settings, self.state, self.registry, self.clock = settings, state, registry, clock
         self.deadletter_topic = settings.topic(Topic.DEADLETTER)
         self.releases_topic = settings.topic(Topic.EMBARGO_RELEASES)
@@ -88,13 +90,27 @@ class StreamSteps:
 
     # -- shared ----------------------------------------------------------------------------------
 
-    def dead_letter(self, rec: Any, reason: str, stage: str, key_text: str | None, now_iso: str) -> list[OutRecord]:
-        headers = dead_letter_headers(strip_internal(raw_headers(rec)), topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                                      reason=reason, stage=stage, now_iso=now_iso)
+    def dead_letter(
+        self, rec: Any, reason: str, stage: str, key_text: str | None, now_iso: str
+    ) -> list[OutRecord]:
+        headers = dead_letter_headers(
+            strip_internal(raw_headers(rec)),
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            reason=reason,
+            stage=stage,
+            now_iso=now_iso,
+        )
         out = [OutRecord(self.deadletter_topic, rec.key or b"", rec.value or b"", tuple(headers))]
         if key_text:
-            receipt = Receipt(uri=bounded(key_text, MAX_RECEIPT_KEY_CHARS), stage="intake", outcome="dead_lettered",
-                              at=now_iso, reason=reason)
+            receipt = Receipt(
+                uri=bounded(key_text, MAX_RECEIPT_KEY_CHARS),
+                stage="intake",
+                outcome="dead_lettered",
+                at=now_iso,
+                reason=reason,
+            )
             out.append(receipt_record(receipt, self.settings))
         metrics.DEAD_LETTERS.labels(stage, metrics.reason_class(reason)).inc()
         return out
@@ -106,8 +122,15 @@ class StreamSteps:
         step.out.append(receipt_record(receipt, self.settings))
         step.out.extend(receipt_record(r, self.settings) for r in refused)
         for r in refused[:1]:
-            log.warning("%s v%s: %d targets refused at fan-out, first %s %s: %s", ev.uri, ev.version, len(refused),
-                        r.channel, r.target, r.reason)
+            log.warning(
+                "%s v%s: %d targets refused at fan-out, first %s %s: %s",
+                ev.uri,
+                ev.version,
+                len(refused),
+                r.channel,
+                r.target,
+                r.reason,
+            )
         if decision.new_state is not None:
             step.state.append(self.state.record(partition, ev.uri, decision.new_state))
         for cmd in commands:
@@ -115,7 +138,14 @@ class StreamSteps:
         metrics.EVENTS.labels(ev.ce.type, receipt.outcome).inc()
         if commands:
             step.fanned_out = 1
-            log.info("%s v%s: %s, %d commands %s", ev.uri, ev.version, receipt.outcome, len(commands), receipt.counts)
+            log.info(
+                "%s v%s: %s, %d commands %s",
+                ev.uri,
+                ev.version,
+                receipt.outcome,
+                len(commands),
+                receipt.counts,
+            )
         else:
             log.info("%s v%s: %s (%s)", ev.uri, ev.version, receipt.outcome, decision.reason)
         return step
@@ -139,8 +169,13 @@ class StreamSteps:
     def article(self, rec: Any) -> Step:
         forward = self.misplaced(rec)
         if forward is not None:
-            log.info("%s[%d]@%d forwarded to partition %d (queued before a grow, or keyed in NFD)", rec.topic, rec.partition,
-                     rec.offset, forward.partition)
+            log.info(
+                "%s[%d]@%d forwarded to partition %d (queued before a grow, or keyed in NFD)",
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                forward.partition,
+            )
             return Step(out=[forward])
         now = self.clock()
         headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay
@@ -173,8 +208,17 @@ class StreamSteps:
         assert st is not None
         held = st["held"]["event"]
         ev = parse_article_event(held["key"].encode(), held["value"].encode(), held["headers"])
-        released = receipt_record(Receipt(uri=uri, stage="policy", outcome="released", at=utc_now_iso(now),
-                                          version=version, event_id=ev.ce.id), self.settings)
+        released = receipt_record(
+            Receipt(
+                uri=uri,
+                stage="policy",
+                outcome="released",
+                at=utc_now_iso(now),
+                version=version,
+                event_id=ev.ce.id,
+            ),
+            self.settings,
+        )
         step = self.carry_out(rec.partition, ev, now, publish_now(st, ev))
         step.out.insert(0, released)
         return step
@@ -189,8 +233,14 @@ class StreamSteps:
                 if version is None or mono - self._ticked.get((uri, version), -1e9) < 30.0:
                     continue
                 self._ticked[(uri, version)] = mono
-                due.append(OutRecord(self.releases_topic, uri.encode(), encode({"uri": uri, "version": version}),
-                                     partition=partition))
+                due.append(
+                    OutRecord(
+                        self.releases_topic,
+                        uri.encode(),
+                        encode({"uri": uri, "version": version}),
+                        partition=partition,
+                    )
+                )
         if len(self._ticked) > 10000:
             self._ticked = {k: v for k, v in self._ticked.items() if mono - v < 30.0}
         return due
@@ -208,12 +258,19 @@ class StreamSteps:
         try:
             alert = parse_cap(rec.value or b"")
             alert_plan = plan_alert(alert, self.registry())
-            records, receipt = plan_records(alert, alert_plan, self.settings, now, headers.get("ce_time"),
-                                            headers.get("ce_id"))
+            records, receipt = plan_records(
+                alert, alert_plan, self.settings, now, headers.get("ce_time"), headers.get("ce_id")
+            )
         except InvalidContent as exc:
             log.warning("alert dead-lettered %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, exc.reason)
             return Step(out=self.dead_letter(rec, exc.reason, "alert", key_text, utc_now_iso(now)))
         metrics.EVENTS.labels(f"alert.{alert_plan.lane}", "routed").inc()
-        log.info("CAP %s (%s, %s): %s lane, %d zones", alert_plan.identifier, alert_plan.status.value,
-                 alert_plan.msg_type.value, alert_plan.lane, len(alert_plan.zones))
+        log.info(
+            "CAP %s (%s, %s): %s lane, %d zones",
+            alert_plan.identifier,
+            alert_plan.status.value,
+            alert_plan.msg_type.value,
+            alert_plan.lane,
+            len(alert_plan.zones),
+        )
         return Step(out=[*records, receipt_record(receipt, self.settings)])

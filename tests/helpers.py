@@ -91,8 +91,10 @@ def every_ward_alert(identifier: str = "VN-NCHMF-2026-0917-BAO05-01", infos: int
     start, end = text.index("<info>"), text.index("</info>") + len("</info>")
     info = text[start:end]
     area_start, area_end = info.index("<area>"), info.index("</area>") + len("</area>")
-    codes = "".join(f"\n        <geocode><valueName>VN-DVHC</valueName><value>{int(w.code):05d}</value></geocode>"
-                    for w in Ward.iter_all())
+    codes = "".join(
+        f"\n        <geocode><valueName>VN-DVHC</valueName><value>{int(w.code):05d}</value></geocode>"
+        for w in Ward.iter_all()
+    )
     area = f"<area>\n        <areaDesc>Toàn quốc: mọi xã, phường, đặc khu</areaDesc>{codes}\n      </area>"
     info = info[:area_start] + area + info[area_end:]
     return (text[:start] + "\n  ".join([info] * infos) + text[end:]).encode("utf-8")
@@ -119,8 +121,13 @@ class AlertServer:
             self.port = int(s.getsockname()[1])
         self.log_path = workdir / "alert-server.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "producers.cli", "alert-server", "--port", str(self.port)],
-                                     cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "producers.cli", "alert-server", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while True:
             assert self.proc.poll() is None, f"alert-server exited {self.proc.returncode}: {self.log_tail()}"
@@ -140,12 +147,13 @@ class AlertServer:
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - it would not stop: kill it, the test is over
+        except Exception:
             self.proc.kill()
         self._log.close()
 
-    def request(self, method: str, path: str, body: bytes = b"", chunks: list[int] | None = None,
-                timeout: float = 120) -> tuple[int, dict[str, Any]]:
+    def request(
+        self, method: str, path: str, body: bytes = b"", chunks: list[int] | None = None, timeout: float = 120
+    ) -> tuple[int, dict[str, Any]]:
         """(status, JSON reply). ``chunks``: Transfer-Encoding chunked, the body cut in these sizes
         (cycled), each chunk its own write; a refusal before the end is read all the same."""
         import socket
@@ -159,7 +167,7 @@ class AlertServer:
                     s.sendall(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())
                     i = n = 0
                     while i < len(body):
-                        part = body[i:i + chunks[n % len(chunks)]]
+                        part = body[i : i + chunks[n % len(chunks)]]
                         s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
                         i, n = i + len(part), n + 1
                     s.sendall(b"0\r\n\r\n")

@@ -51,7 +51,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -89,22 +89,41 @@ from consumers.loudspeaker.zones import (
 )
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, Priority, Target
+from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
-from schemas.secrets import SecretFile
 
 # The platform client, the audio, the zone state and the schedule bodies live in their own modules
 # (platform.py, audio.py, zones.py, bodies.py); their names stay importable from here.
 __all__ = [
-    "PLATFORM_SCOPE", "Audio", "AudioRenderer", "LedgerZoneSource", "LoudspeakerAdapter", "PlatformClient",
-    "PlatformSchedule", "ScheduleConflict", "ZoneEntry", "ZoneSource", "article_audio_pointer", "audio_for",
-    "aware_time", "bulletin_from_json", "bulletin_json", "correction_text", "day_from_json", "from_settings",
-    "merge", "platform_zone", "schedule_body", "state_digest", "utc_iso",
+    "PLATFORM_SCOPE",
+    "Audio",
+    "AudioRenderer",
+    "LedgerZoneSource",
+    "LoudspeakerAdapter",
+    "PlatformClient",
+    "PlatformSchedule",
+    "ScheduleConflict",
+    "ZoneEntry",
+    "ZoneSource",
+    "article_audio_pointer",
+    "audio_for",
+    "aware_time",
+    "bulletin_from_json",
+    "bulletin_json",
+    "correction_text",
+    "day_from_json",
+    "from_settings",
+    "merge",
+    "platform_zone",
+    "schedule_body",
+    "state_digest",
+    "utc_iso",
 ]
 
 log = logging.getLogger(__name__)
 
-UTC = timezone.utc
+UTC = UTC
 PLATFORM_SCOPE = "loudspeaker-platform"
 # Distinct bulletins and zone entries held once (``_shared``): a day's national bulletins are a few dozen.
 INTERNED = 4096
@@ -150,8 +169,11 @@ def correction_text(title: str, reason: str) -> str:
     """What the loudspeakers say after a retracted bulletin aired. The reason is read only when
     it is written in Vietnamese (it has letters beyond ASCII): a system reason such as "retracted
     by the newsroom" stays in the records, never on air."""
-    text = f"Đính chính. Tin «{title}» đã phát trước đây được rút lại." if title else \
-        "Đính chính. Một tin đã phát trước đây được rút lại."
+    text = (
+        f"Đính chính. Tin «{title}» đã phát trước đây được rút lại."
+        if title
+        else "Đính chính. Một tin đã phát trước đây được rút lại."
+    )
     spoken = any(ch.isalpha() and not ch.isascii() for ch in reason)
     return f"{text} Lý do: {reason.rstrip('.')}." if reason and spoken else text
 
@@ -164,10 +186,19 @@ class LoudspeakerAdapter:
     channel: ClassVar[Channel] = Channel.LOUDSPEAKER
     min_interval_s: ClassVar[float] = 0.0
 
-    def __init__(self, client: PlatformClient, renderer: AudioRenderer, targets: Callable[[str], Target | None], *,
-                 source: ZoneSource | None = None, clock: Callable[[], float] = time.time, days_ahead: int = 2,
-                 expiry_days: float = DEFAULT_EXPIRY_DAYS, plays_lookback_s: float = 7 * 86400.0,
-                 clock_margin_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        client: PlatformClient,
+        renderer: AudioRenderer,
+        targets: Callable[[str], Target | None],
+        *,
+        source: ZoneSource | None = None,
+        clock: Callable[[], float] = time.time,
+        days_ahead: int = 2,
+        expiry_days: float = DEFAULT_EXPIRY_DAYS,
+        plays_lookback_s: float = 7 * 86400.0,
+        clock_margin_s: float = 120.0,
+    ) -> None:
         self.client, self.renderer, self.targets, self.source = client, renderer, targets, source
         self.clock, self.days_ahead, self.expiry_days = clock, days_ahead, expiry_days
         self.plays_lookback_s = plays_lookback_s
@@ -219,9 +250,13 @@ class LoudspeakerAdapter:
                         raise AssertionError("a day fetched after a 412 stayed unknown") from None
                 except ScheduleConflict as exc:
                     self.conflicts += 1
-                    log.warning("zone %s changed at the platform (%s): reloading it", target.id, exc.current_etag)
+                    log.warning(
+                        "zone %s changed at the platform (%s): reloading it", target.id, exc.current_etag
+                    )
                     if reloaded:
-                        raise TransientDeliveryError(f"zone {target.id}: schedule keeps changing under us") from exc
+                        raise TransientDeliveryError(
+                            f"zone {target.id}: schedule keeps changing under us"
+                        ) from exc
                     reloaded = True
                     await self._reload(target.id, zone)
 
@@ -292,7 +327,11 @@ class LoudspeakerAdapter:
         else:
             if old is not None and old.rank() > (key.version, 0):
                 # The zone entry stays in the detail: the ledger's live entry must keep describing the zone.
-                return Effect("skipped", None, {**old.to_detail(), "reason": f"version {old.rank()[0]} is already in the zone"})
+                return Effect(
+                    "skipped",
+                    None,
+                    {**old.to_detail(), "reason": f"version {old.rank()[0]} is already in the zone"},
+                )
             bulletin = await self._bulletin(command, now)
             earlier = old.earlier if old is not None else ()
             if old is not None and old.bulletin.bulletin_id != bulletin.bulletin_id:
@@ -305,8 +344,12 @@ class LoudspeakerAdapter:
         entries[entry.uri] = entry
         plans = await self._push(zone, entries, code, windows, now)
         zone.entries = entries  # only now: a failed push leaves the zone as it was
-        placed = [{"date": p.day.isoformat(), "start": s.start.isoformat(), "correction": s.correction}
-                  for p in plans for s in p.slots if s.uri == key.uri and s.start.astimezone(UTC) >= now]
+        placed = [
+            {"date": p.day.isoformat(), "start": s.start.isoformat(), "correction": s.correction}
+            for p in plans
+            for s in p.slots
+            if s.uri == key.uri and s.start.astimezone(UTC) >= now
+        ]
         # The external id is the bulletin id, the one the platform's slots carry (the zone is the
         # receipt's target): one string for a bulletin in all its zones.
         return Effect(outcome, entry.bulletin.bulletin_id, {**entry.to_detail(), "placed": placed})
@@ -322,12 +365,28 @@ class LoudspeakerAdapter:
         expires = aware_time(payload.get("expires_at")) or default_expiry(published, self.expiry_days)
         if expires <= published:
             expires = default_expiry(published, self.expiry_days)
-        bid = str(payload.get("bulletin_id") or "") or hashlib.sha256(
-            f"{command.key.uri}\x00{command.key.version}\x00{text}".encode()).hexdigest()[:32]
+        bid = (
+            str(payload.get("bulletin_id") or "")
+            or hashlib.sha256(f"{command.key.uri}\x00{command.key.version}\x00{text}".encode()).hexdigest()[
+                :32
+            ]
+        )
         title = str(payload.get("title") or "").strip() or text.split("\n", 1)[0][:200]
         priority = Priority.PRIORITY if command.priority is Priority.PRIORITY else Priority.NORMAL
-        return self._shared(Bulletin(bid, command.key.uri, command.key.version, priority, title, audio.duration_s,
-                                     published, expires, audio.url, audio.path))
+        return self._shared(
+            Bulletin(
+                bid,
+                command.key.uri,
+                command.key.version,
+                priority,
+                title,
+                audio.duration_s,
+                published,
+                expires,
+                audio.url,
+                audio.path,
+            )
+        )
 
     def _shared(self, value: _Held) -> _Held:
         """The one object held for ``value`` (equal values are one object): bounded, most recent kept."""
@@ -340,36 +399,58 @@ class LoudspeakerAdapter:
             self._interned.popitem(last=False)
         return value
 
-    async def _retract(self, command: Command, old: ZoneEntry, zone: _Zone, code: str, windows: ZoneWindows,
-                       now: datetime) -> ZoneEntry:
+    async def _retract(
+        self, command: Command, old: ZoneEntry, zone: _Zone, code: str, windows: ZoneWindows, now: datetime
+    ) -> ZoneEntry:
         heard = await self._heard(zone, code, windows, old, now)
         correction = old.correction
         if heard is not None and correction is None:
             reason = str(command.payload.get("reason") or "").strip()
             audio = await self.renderer.render(correction_text(old.bulletin.title, reason))
             aired = replace(old.bulletin, bulletin_id=heard)
-            correction = correction_for(aired, reason or "tin đã được rút lại", audio.duration_s, issued_at=now,
-                                        expiry_days=self.expiry_days, audio_url=audio.url, audio_path=audio.path)
-        return self._shared(replace(old, retracted_version=command.key.version, retracted_at=now, correction=correction))
+            correction = correction_for(
+                aired,
+                reason or "tin đã được rút lại",
+                audio.duration_s,
+                issued_at=now,
+                expiry_days=self.expiry_days,
+                audio_url=audio.url,
+                audio_path=audio.path,
+            )
+        return self._shared(
+            replace(old, retracted_version=command.key.version, retracted_at=now, correction=correction)
+        )
 
-    async def _heard(self, zone: _Zone, code: str, windows: ZoneWindows, entry: ZoneEntry,
-                     now: datetime) -> str | None:
+    async def _heard(
+        self, zone: _Zone, code: str, windows: ZoneWindows, entry: ZoneEntry, now: datetime
+    ) -> str | None:
         """The newest of the article's bulletins listeners heard (played, cut, or on air now)."""
         ids = [*entry.earlier, entry.bulletin.bulletin_id]
         for known in zone.known.values():  # on air right now: not reported yet, but heard
             for s in known.plan.slots if known.plan else ():
                 if s.bulletin_id in ids and s.start.astimezone(UTC) <= now < s.end.astimezone(UTC):
                     return s.bulletin_id
-        since = min(now - timedelta(seconds=self.plays_lookback_s), entry.bulletin.published_at.astimezone(UTC))
+        since = min(
+            now - timedelta(seconds=self.plays_lookback_s), entry.bulletin.published_at.astimezone(UTC)
+        )
         # Earlier versions were published before this one, at times not kept: from ``since`` then.
         earliest = since if entry.earlier else entry.bulletin.published_at.astimezone(UTC)
-        heard = [p for p in await self._plays(zone, code, windows, since, earliest, now)
-                 if p.get("bulletin_id") in ids
-                 and (p.get("result") == "ok" or (p.get("result") == "interrupted" and float(p.get("played_s") or 0) > 0))]
-        return str(max(heard, key=lambda p: ids.index(str(p["bulletin_id"])))["bulletin_id"]) if heard else None
+        heard = [
+            p
+            for p in await self._plays(zone, code, windows, since, earliest, now)
+            if p.get("bulletin_id") in ids
+            and (
+                p.get("result") == "ok"
+                or (p.get("result") == "interrupted" and float(p.get("played_s") or 0) > 0)
+            )
+        ]
+        return (
+            str(max(heard, key=lambda p: ids.index(str(p["bulletin_id"])))["bulletin_id"]) if heard else None
+        )
 
-    async def _played(self, zone: _Zone, code: str, windows: ZoneWindows, entries: Mapping[str, ZoneEntry],
-                      now: datetime) -> set[str]:
+    async def _played(
+        self, zone: _Zone, code: str, windows: ZoneWindows, entries: Mapping[str, ZoneEntry], now: datetime
+    ) -> set[str]:
         """Bulletins not to plan again: played in full, or heard in part when since retracted (so
         that their corrections are planned)."""
         if not entries:
@@ -377,17 +458,24 @@ class LoudspeakerAdapter:
         oldest = min(e.bulletin.published_at.astimezone(UTC) for e in entries.values())
         since = max(oldest, now - timedelta(seconds=self.plays_lookback_s))
         earliest = since if any(e.earlier for e in entries.values()) else oldest
-        retracted = {bid for e in entries.values() if e.retracted_at is not None
-                     for bid in (*e.earlier, e.bulletin.bulletin_id)}
+        retracted = {
+            bid
+            for e in entries.values()
+            if e.retracted_at is not None
+            for bid in (*e.earlier, e.bulletin.bulletin_id)
+        }
         played: set[str] = set()
         for p in await self._plays(zone, code, windows, since, earliest, now):
             bid, result = str(p.get("bulletin_id")), p.get("result")
-            if result == "ok" or (bid in retracted and result == "interrupted" and float(p.get("played_s") or 0) > 0):
+            if result == "ok" or (
+                bid in retracted and result == "interrupted" and float(p.get("played_s") or 0) > 0
+            ):
                 played.add(bid)
         return played
 
-    async def _plays(self, zone: _Zone, code: str, windows: ZoneWindows, since: datetime, earliest: datetime,
-                     now: datetime) -> list[dict[str, Any]]:
+    async def _plays(
+        self, zone: _Zone, code: str, windows: ZoneWindows, since: datetime, earliest: datetime, now: datetime
+    ) -> list[dict[str, Any]]:
         """The zone's play reports from ``since``, asking the platform only when something can
         have played that we have not seen: nothing plays before ``earliest`` (the first moment
         any bulletin concerned was published) nor outside the zone's windows and known slots,
@@ -415,14 +503,17 @@ class LoudspeakerAdapter:
             try:
                 plan: DaySchedule | None = day_from_json(current.body)
             except (KeyError, TypeError, ValueError) as exc:
-                log.error("zone %s %s: the platform's schedule is not ours (%s); replacing it", code, day, exc)
+                log.error(
+                    "zone %s %s: the platform's schedule is not ours (%s); replacing it", code, day, exc
+                )
                 plan = None
             known = _Known(current.etag, body_digest(orjson.dumps(current.body)), plan)
         zone.known[day] = known
         return known
 
-    async def _push(self, zone: _Zone, entries: Mapping[str, ZoneEntry], code: str, windows: ZoneWindows,
-                    now: datetime) -> list[DaySchedule]:
+    async def _push(
+        self, zone: _Zone, entries: Mapping[str, ZoneEntry], code: str, windows: ZoneWindows, now: datetime
+    ) -> list[DaySchedule]:
         """Plan today and the next days and PUT each day whose body changed.
 
         Round trips: a day this worker has not seen is read first (GET) only when the zone had
@@ -448,13 +539,29 @@ class LoudspeakerAdapter:
             seen = zone.known.get(d)
             known[d] = seen if seen is not None or not fetch else await self._known(zone, code, d)
         bulletins = [b for e in live.values() for b in (e.bulletin, e.correction) if b is not None]
-        retracted = {uri: (e.retracted_version or e.bulletin.version, e.retracted_at)
-                     for uri, e in live.items() if e.retracted_at is not None}
+        retracted = {
+            uri: (e.retracted_version or e.bulletin.version, e.retracted_at)
+            for uri, e in live.items()
+            if e.retracted_at is not None
+        }
         played = await self._played(zone, code, windows, live, now)
-        previous = {d: k.plan for d, k in known.items() if k is not None and k.plan is not None and k.plan.zone_id == code}
+        previous = {
+            d: k.plan
+            for d, k in known.items()
+            if k is not None and k.plan is not None and k.plan.zone_id == code
+        }
         try:
-            plans = schedule_days(code, windows, bulletins, today, len(days), played, now, retracted=retracted,
-                                  previous=previous)
+            plans = schedule_days(
+                code,
+                windows,
+                bulletins,
+                today,
+                len(days),
+                played,
+                now,
+                retracted=retracted,
+                previous=previous,
+            )
         except ValueError as exc:  # the scheduler refuses inconsistent input: never retry it, never crash
             raise InvalidContent(f"zone {code}: cannot schedule: {exc}") from None
         digest: str | None = state_digest(live)
@@ -466,7 +573,9 @@ class LoudspeakerAdapter:
             if seen is not None and seen.body == mark:
                 continue  # the platform has exactly this: nothing to send
             try:
-                reply = await self.client.put_schedule(code, plan.day, raw, if_match=None if seen is None else seen.etag)
+                reply = await self.client.put_schedule(
+                    code, plan.day, raw, if_match=None if seen is None else seen.etag
+                )
             except ScheduleConflict:
                 if seen is not None:
                     raise
@@ -479,18 +588,26 @@ class LoudspeakerAdapter:
         return plans
 
 
-def from_settings(settings: Settings, targets: Callable[[str], Target | None],
-                  clock: Callable[[], float] = time.time) -> LoudspeakerAdapter:
+def from_settings(
+    settings: Settings, targets: Callable[[str], Target | None], clock: Callable[[], float] = time.time
+) -> LoudspeakerAdapter:
     """The adapter as the registry runs it: platform, token file, audio cache, ledger source
     (``clock``: the bench's week of national days runs it on a clock advanced a day per day)."""
 
     if settings.loudspeaker_token_file is None:
         raise SystemExit("LANTOA_LOUDSPEAKER_TOKEN_FILE is required for the loudspeaker adapter")
     token = SecretFile(settings.loudspeaker_token_file)
-    client = PlatformClient(settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s)
-    renderer = AudioRenderer(settings.loudspeaker_audio_dir, settings.loudspeaker_audio_base_url,
-                             voice=settings.loudspeaker_voice, speed_wpm=settings.loudspeaker_speed_wpm)
+    client = PlatformClient(
+        settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s
+    )
+    renderer = AudioRenderer(
+        settings.loudspeaker_audio_dir,
+        settings.loudspeaker_audio_base_url,
+        voice=settings.loudspeaker_voice,
+        speed_wpm=settings.loudspeaker_speed_wpm,
+    )
     ledger = Topic.ledger(Channel.LOUDSPEAKER)
-    source = LedgerZoneSource(settings.kafka, settings.topic(ledger), settings.partitions(ledger),
-                              settings.client_id)
+    source = LedgerZoneSource(
+        settings.kafka, settings.topic(ledger), settings.partitions(ledger), settings.client_id
+    )
     return LoudspeakerAdapter(client, renderer, targets, source=source, clock=clock)

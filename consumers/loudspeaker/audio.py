@@ -39,8 +39,16 @@ class AudioRenderer:
     through (no espeak-ng on this host: crash, fix it).
     """
 
-    def __init__(self, cache_dir: Path, base_url: str, *, voice: str = "vi", speed_wpm: int = 150,
-                 executable: str = "espeak-ng", memo_size: int = 1024) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        base_url: str,
+        *,
+        voice: str = "vi",
+        speed_wpm: int = 150,
+        executable: str = "espeak-ng",
+        memo_size: int = 1024,
+    ) -> None:
         self.cache_dir, self.base_url = Path(cache_dir), base_url.rstrip("/")
         self.voice, self.speed_wpm, self.executable = voice, speed_wpm, executable
         self._memo: OrderedDict[str, asyncio.Future[Audio]] = OrderedDict()
@@ -70,8 +78,9 @@ class AudioRenderer:
             if not rendered.cache_hit:
                 self.renders += 1
             relative = rendered.path.relative_to(self.cache_dir.resolve()).as_posix()
-            pending.set_result(Audio(f"{self.base_url}/{quote(relative)}", relative, rendered.duration_s,
-                                     rendered.sha256))
+            pending.set_result(
+                Audio(f"{self.base_url}/{quote(relative)}", relative, rendered.duration_s, rendered.sha256)
+            )
         else:
             self._memo.move_to_end(key)
         return await asyncio.shield(pending)
@@ -95,8 +104,13 @@ class AudioRenderer:
 
     def _render(self, text: str) -> RenderedAudio:
         try:
-            return render_audio(text, voice=self.voice, speed_wpm=self.speed_wpm, cache_dir=self.cache_dir,
-                                executable=self.executable)
+            return render_audio(
+                text,
+                voice=self.voice,
+                speed_wpm=self.speed_wpm,
+                cache_dir=self.cache_dir,
+                executable=self.executable,
+            )
         except TTSRenderError as exc:
             raise TransientDeliveryError(f"text-to-speech failed: {exc}") from exc
 
@@ -125,7 +139,10 @@ def audio_for(cache_dir: Path) -> Callable[[str, int], Path | None]:
         if size > LARGEST_WAV_BYTES:
             raise PermanentDeliveryError(
                 f"audio of {uri[:200]!r} v{version} is {size:,} bytes, more than the longest speech Lantoa "
-                f"synthesises ({LARGEST_WAV_BYTES:,} bytes): not archived", code="AudioTooLong", alert=True)
+                f"synthesises ({LARGEST_WAV_BYTES:,} bytes): not archived",
+                code="AudioTooLong",
+                alert=True,
+            )
         return path
 
     return lookup

@@ -32,7 +32,9 @@ def body_digest(raw: bytes) -> bytes:
     return hashlib.blake2b(raw, digest_size=16).digest()
 
 
-def could_play(windows: ZoneWindows, start: datetime, end: datetime, plans: Iterable[DaySchedule] = ()) -> bool:
+def could_play(
+    windows: ZoneWindows, start: datetime, end: datetime, plans: Iterable[DaySchedule] = ()
+) -> bool:
     """Could a scheduled bulletin have started playing in the zone between ``start`` and ``end``?
     Slots only ever sit inside the zone's windows (and the platform reports a play only for a slot
     that started), so: does a window, or a slot of ``plans``, overlap [start, end]? Pure."""
@@ -59,11 +61,34 @@ def day_from_json(body: Mapping[str, Any]) -> DaySchedule:
         return parsed
 
     slots = tuple(
-        Slot(zone, str(s["bulletin_id"]), str(s["uri"]), int(s["version"]), Priority(s["priority"]),
-             moment(s["start"]), moment(s["end"]), int(s["window_index"]), str(s.get("title") or ""),
-             bool(s.get("correction")), float(s.get("duration_s") or 0.0), s.get("audio_url"), s.get("audio_path"))
-        for s in body.get("slots") or ())
-    unplaced = tuple(Unplaced(str(u["bulletin_id"]), str(u["uri"]), int(u["version"]), Reason(u["reason"]),
-                              str(u.get("detail") or "")) for u in body.get("unplaced") or ())
+        Slot(
+            zone,
+            str(s["bulletin_id"]),
+            str(s["uri"]),
+            int(s["version"]),
+            Priority(s["priority"]),
+            moment(s["start"]),
+            moment(s["end"]),
+            int(s["window_index"]),
+            str(s.get("title") or ""),
+            bool(s.get("correction")),
+            float(s.get("duration_s") or 0.0),
+            s.get("audio_url"),
+            s.get("audio_path"),
+        )
+        for s in body.get("slots") or ()
+    )
+    unplaced = tuple(
+        Unplaced(
+            str(u["bulletin_id"]),
+            str(u["uri"]),
+            int(u["version"]),
+            Reason(u["reason"]),
+            str(u.get("detail") or ""),
+        )
+        for u in body.get("unplaced") or ()
+    )
     windows = tuple((moment(w["start"]), moment(w["end"])) for w in body.get("windows") or ())
-    return DaySchedule(zone, date.fromisoformat(str(body["date"])), str(body["timezone"]), windows, slots, unplaced)
+    return DaySchedule(
+        zone, date.fromisoformat(str(body["date"])), str(body["timezone"]), windows, slots, unplaced
+    )

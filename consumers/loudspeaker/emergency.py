@@ -34,22 +34,22 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumers.loudspeaker.adapter import AudioRenderer, PlatformClient, platform_zone
 from schemas.cap import Alert
 from schemas.errors import InvalidContent
 from schemas.models import Target
+from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.times import checked_instant
-from schemas.secrets import SecretFile
 from streams.alert_lane import spoken_text
 from streams.alerts import AlertPlan, is_emergency
 
 __all__ = ["CancelResult", "EmergencyPlan", "EmergencyPusher", "PushResult", "chunk_id"]
 
-UTC = timezone.utc
+UTC = UTC
 REPEAT_GAP_S = 5.0  # silence kept between the end of one play and the next, at least
 MAX_CHUNKS = 64  # cancel looks for at most this many chunks (320,000 zones)
 
@@ -104,7 +104,9 @@ class EmergencyPlan:
         """From a ``distribution.emergency.commands`` value (schema emergency v1, action start).
         Raises ``InvalidContent`` when it cannot be aired (no text, no expiry, no zones)."""
         if value.get("action", "start") != "start":
-            raise InvalidContent(f"emergency {value.get('emergency_id')}: a {value.get('action')} is not a push")
+            raise InvalidContent(
+                f"emergency {value.get('emergency_id')}: a {value.get('action')} is not a push"
+            )
         published = value.get("published_at")
         return cls(
             emergency_id=str(value.get("emergency_id") or ""),
@@ -119,16 +121,32 @@ class EmergencyPlan:
         )
 
     @classmethod
-    def from_alert(cls, alert: Alert, plan: AlertPlan, *, repeat_interval_s: float, now: datetime,
-                   default_ttl_s: float = 6 * 3600.0) -> EmergencyPlan:
+    def from_alert(
+        cls,
+        alert: Alert,
+        plan: AlertPlan,
+        *,
+        repeat_interval_s: float,
+        now: datetime,
+        default_ttl_s: float = 6 * 3600.0,
+    ) -> EmergencyPlan:
         """Straight from a parsed CAP alert and its plan (tests, tools): the Vietnamese emergency
         info's headline, description and instruction, as the alert lane reads them."""
         infos = [i for i in alert.infos if is_emergency(i)] or list(alert.infos)
-        info = next((i for i in infos if (i.language or "").lower().startswith("vi")), infos[0] if infos else None)
+        info = next(
+            (i for i in infos if (i.language or "").lower().startswith("vi")), infos[0] if infos else None
+        )
         headline, text = spoken_text(info)
-        return cls(plan.identifier, tuple(z.id for z in plan.zones), text,
-                   plan.expires or now + timedelta(seconds=default_ttl_s), repeat_interval_s, headline,
-                   plan.references_ids, plan.exercise)
+        return cls(
+            plan.identifier,
+            tuple(z.id for z in plan.zones),
+            text,
+            plan.expires or now + timedelta(seconds=default_ttl_s),
+            repeat_interval_s,
+            headline,
+            plan.references_ids,
+            plan.exercise,
+        )
 
 
 @dataclass(frozen=True)
@@ -160,24 +178,37 @@ class CancelResult:
 class EmergencyPusher:
     """Pushes emergency plans to the platform in bulk (see the module docstring)."""
 
-    def __init__(self, client: PlatformClient, renderer: AudioRenderer, *,
-                 targets: Callable[[str], Target | None] | None = None, clock: Callable[[], float] = time.time,
-                 max_zones_per_call: int = 5000) -> None:
+    def __init__(
+        self,
+        client: PlatformClient,
+        renderer: AudioRenderer,
+        *,
+        targets: Callable[[str], Target | None] | None = None,
+        clock: Callable[[], float] = time.time,
+        max_zones_per_call: int = 5000,
+    ) -> None:
         if max_zones_per_call < 1:
             raise ValueError("max_zones_per_call must be >= 1")
         self.client, self.renderer, self.targets = client, renderer, targets
         self.clock, self.max_zones_per_call = clock, max_zones_per_call
 
     @classmethod
-    def from_settings(cls, settings: Settings, targets: Callable[[str], Target | None] | None = None) -> EmergencyPusher:
+    def from_settings(
+        cls, settings: Settings, targets: Callable[[str], Target | None] | None = None
+    ) -> EmergencyPusher:
 
         if settings.loudspeaker_token_file is None:
             raise SystemExit("LANTOA_LOUDSPEAKER_TOKEN_FILE is required for the emergency lane")
         token = SecretFile(settings.loudspeaker_token_file)
-        client = PlatformClient(settings.loudspeaker_api_url, lambda: token.get("token"),
-                                timeout_s=settings.http_timeout_s)
-        renderer = AudioRenderer(settings.loudspeaker_audio_dir, settings.loudspeaker_audio_base_url,
-                                 voice=settings.loudspeaker_voice, speed_wpm=settings.loudspeaker_speed_wpm)
+        client = PlatformClient(
+            settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s
+        )
+        renderer = AudioRenderer(
+            settings.loudspeaker_audio_dir,
+            settings.loudspeaker_audio_base_url,
+            voice=settings.loudspeaker_voice,
+            speed_wpm=settings.loudspeaker_speed_wpm,
+        )
         return cls(client, renderer, targets=targets)
 
     async def start(self) -> None:
@@ -196,27 +227,57 @@ class EmergencyPusher:
         now = datetime.fromtimestamp(self.clock(), UTC)
         codes = self._codes(plan.zones)
         if plan.expires_at.astimezone(UTC) <= now:
-            return PushResult(plan.emergency_id, len(codes), (), 0, False, None, 0.0, plan.repeat_interval_s,
-                              time.monotonic() - started, skipped="expired")
+            return PushResult(
+                plan.emergency_id,
+                len(codes),
+                (),
+                0,
+                False,
+                None,
+                0.0,
+                plan.repeat_interval_s,
+                time.monotonic() - started,
+                skipped="expired",
+            )
         audio, shortened = await self.renderer.render_start(plan.text)
         # A play must end before the next starts; an interval shorter than the bulletin grows.
         interval = max(plan.repeat_interval_s, math.ceil(audio.duration_s) + REPEAT_GAP_S)
-        chunks = [codes[i:i + self.max_zones_per_call] for i in range(0, len(codes), self.max_zones_per_call)]
-        bodies = [{
-            "emergency_id": chunk_id(plan.emergency_id, n), "zones": chunk, "priority": "emergency",
-            "audio_url": audio.url, "text": plan.text, "title": plan.headline, "duration_s": audio.duration_s,
-            "repeat_interval_s": interval, "expires_at": plan.expires_at.isoformat(),
-            "replaces": list(plan.replaces), "exercise": plan.exercise,
-        } for n, chunk in enumerate(chunks)]
+        chunks = [
+            codes[i : i + self.max_zones_per_call] for i in range(0, len(codes), self.max_zones_per_call)
+        ]
+        bodies = [
+            {
+                "emergency_id": chunk_id(plan.emergency_id, n),
+                "zones": chunk,
+                "priority": "emergency",
+                "audio_url": audio.url,
+                "text": plan.text,
+                "title": plan.headline,
+                "duration_s": audio.duration_s,
+                "repeat_interval_s": interval,
+                "expires_at": plan.expires_at.isoformat(),
+                "replaces": list(plan.replaces),
+                "exercise": plan.exercise,
+            }
+            for n, chunk in enumerate(chunks)
+        ]
         replies = await asyncio.gather(*(self.client.post_emergency(b) for b in bodies))
         for old in plan.replaces:  # an earlier alert pushed in chunks: stop its other chunks too
             await self._delete_chunks(old, first=1)
         return PushResult(
-            emergency_id=plan.emergency_id, zones=len(codes), platform_ids=tuple(str(b["emergency_id"]) for b in bodies),
-            preempted_clusters=sum(int(r.get("preempted_clusters") or 0) for r in replies if not r.get("duplicate")),
-            duplicate=all(bool(r.get("duplicate")) for r in replies), audio_url=audio.url,
-            duration_s=audio.duration_s, repeat_interval_s=interval, elapsed_s=time.monotonic() - started,
-            shortened=shortened)
+            emergency_id=plan.emergency_id,
+            zones=len(codes),
+            platform_ids=tuple(str(b["emergency_id"]) for b in bodies),
+            preempted_clusters=sum(
+                int(r.get("preempted_clusters") or 0) for r in replies if not r.get("duplicate")
+            ),
+            duplicate=all(bool(r.get("duplicate")) for r in replies),
+            audio_url=audio.url,
+            duration_s=audio.duration_s,
+            repeat_interval_s=interval,
+            elapsed_s=time.monotonic() - started,
+            shortened=shortened,
+        )
 
     async def cancel(self, emergency_id: str) -> CancelResult:
         """Stop an emergency's repeats at every zone (all its chunks)."""

@@ -7,7 +7,7 @@ always renders to the same bytes (the ICS stamp comes from the inputs, never fro
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
@@ -75,7 +75,13 @@ def to_json(day: DaySchedule) -> dict[str, Any]:
             for s in day.slots
         ],
         "unplaced": [
-            {"bulletin_id": u.bulletin_id, "uri": u.uri, "version": u.version, "reason": u.reason.value, "detail": u.detail}
+            {
+                "bulletin_id": u.bulletin_id,
+                "uri": u.uri,
+                "version": u.version,
+                "reason": u.reason.value,
+                "detail": u.detail,
+            }
             for u in day.unplaced
         ],
         "totals": {
@@ -100,7 +106,9 @@ def to_ics(day: DaySchedule, zone_name: str, stamp: datetime | None = None) -> b
     from the inputs, so rendering twice gives the same bytes. icalendar folds lines at 75 octets
     and ends them with CRLF.
     """
-    tz = Timezone.from_tzid(day.timezone, first_date=date(day.day.year, 1, 1), last_date=date(day.day.year + 2, 1, 1))
+    tz = Timezone.from_tzid(
+        day.timezone, first_date=date(day.day.year, 1, 1), last_date=date(day.day.year + 2, 1, 1)
+    )
     zone_tz = ZoneInfo(day.timezone)
     if stamp is None:
         stamp = day.as_of or datetime.combine(day.day, time(0), tzinfo=zone_tz)
@@ -117,7 +125,7 @@ def to_ics(day: DaySchedule, zone_name: str, stamp: datetime | None = None) -> b
     for slot in day.slots:
         event = Event()
         event.add("uid", ics_uid(slot))
-        event.add("dtstamp", stamp.astimezone(timezone.utc))
+        event.add("dtstamp", stamp.astimezone(UTC))
         event.add("dtstart", slot.start.astimezone(zone_tz))
         event.add("dtend", slot.end.astimezone(zone_tz))
         event.add("summary", display_title(slot))

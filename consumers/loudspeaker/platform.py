@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +19,7 @@ from schemas.errors import InvalidContent
 from schemas.models import Target
 from schemas.times import checked_instant
 
-UTC = timezone.utc
+UTC = UTC
 _WARD_ID = re.compile(r"zone:(\d+)")
 _JSON = {"Content-Type": "application/json"}
 
@@ -77,8 +77,15 @@ class PlatformClient:
     ``alert`` for 403/404 zones), ``ScheduleConflict`` (412, schedules only).
     """
 
-    def __init__(self, base_url: str, token: Callable[[], str | None], *, timeout_s: float = 10.0,
-                 pause_on_token_s: float = 300.0, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: Callable[[], str | None],
+        *,
+        timeout_s: float = 10.0,
+        pause_on_token_s: float = 300.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.base = base_url.rstrip("/") + "/api/v1"
         self.token, self.timeout_s, self.pause_on_token_s = token, timeout_s, pause_on_token_s
         self._session = session
@@ -93,15 +100,25 @@ class PlatformClient:
             await self._session.close()
         self._session = None
 
-    async def _call(self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any) -> Reply:
+    async def _call(
+        self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> Reply:
         assert self._session is not None, "start() first"
         token = self.token()
         if not token:
-            raise TargetPaused("no loudspeaker platform token configured", self.pause_on_token_s, code="no-token",
-                               alert=True)
+            raise TargetPaused(
+                "no loudspeaker platform token configured", self.pause_on_token_s, code="no-token", alert=True
+            )
         hdrs = {"Authorization": f"Bearer {token}", **(headers or {})}
-        return await call(self._session, method, self.base + path, mutating=False, timeout_s=self.timeout_s,
-                          headers=hdrs, **kwargs)
+        return await call(
+            self._session,
+            method,
+            self.base + path,
+            mutating=False,
+            timeout_s=self.timeout_s,
+            headers=hdrs,
+            **kwargs,
+        )
 
     @staticmethod
     def _zone_path(zone: str, day: date) -> str:
@@ -113,11 +130,16 @@ class PlatformClient:
             return None
         self.raise_for(reply)
         body = reply.body if isinstance(reply.body, dict) else {}
-        return PlatformSchedule(str(body.get("etag") or reply.headers.get("ETag", "")), int(body.get("version", 0)),
-                                str(body.get("updated_at", "")), dict(body.get("schedule") or {}))
+        return PlatformSchedule(
+            str(body.get("etag") or reply.headers.get("ETag", "")),
+            int(body.get("version", 0)),
+            str(body.get("updated_at", "")),
+            dict(body.get("schedule") or {}),
+        )
 
-    async def put_schedule(self, zone: str, day: date, body: dict[str, Any] | bytes, *,
-                           if_match: str | None) -> dict[str, Any]:
+    async def put_schedule(
+        self, zone: str, day: date, body: dict[str, Any] | bytes, *, if_match: str | None
+    ) -> dict[str, Any]:
         """PUT a day's schedule: ``If-Match`` the etag last seen, or ``If-None-Match: *`` when
         none was seen (a schedule appearing meanwhile is a conflict too). ``body`` may come
         already encoded (orjson bytes): the adapter encodes once, to compare and to send."""

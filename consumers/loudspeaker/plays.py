@@ -22,9 +22,9 @@ from consumers.loudspeaker.adapter import PlatformClient
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas.codec import encode
 from schemas.models import Receipt
+from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Topic
-from schemas.secrets import SecretFile
 from streams.alert_lane import alert_uri
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,15 @@ VN = ZoneInfo("Asia/Ho_Chi_Minh")
 class PlayReporter:
     """Polls play reports and produces a receipt for each, every ``interval_s``."""
 
-    def __init__(self, settings: Settings, client: PlatformClient, *, interval_s: float = 5.0,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, owns_client: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: PlatformClient,
+        *,
+        interval_s: float = 5.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        owns_client: bool = False,
+    ) -> None:
         self.settings, self.client, self.interval_s, self.sleep = settings, client, interval_s, sleep
         self._owns_client = owns_client
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-plays")
@@ -57,7 +64,9 @@ class PlayReporter:
         """With a platform client of its own (its own HTTP session, started and closed here)."""
 
         token = SecretFile(settings.loudspeaker_token_file)
-        client = PlatformClient(settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s)
+        client = PlatformClient(
+            settings.loudspeaker_api_url, lambda: token.get("token"), timeout_s=settings.http_timeout_s
+        )
         return cls(settings, client, owns_client=True)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -72,7 +81,7 @@ class PlayReporter:
                     log.warning("play reports unavailable: %s", exc)
                 try:
                     await asyncio.wait_for(stop.wait(), self.interval_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             if self._owns_client:
@@ -109,7 +118,7 @@ class PlayReporter:
                 schedule = await self.client.get_schedule(zone, date.fromisoformat(day))
             except ValueError:
                 schedule = None
-            for slot in (schedule.body.get("slots", []) if schedule is not None else []):
+            for slot in schedule.body.get("slots", []) if schedule is not None else []:
                 if isinstance(slot, dict) and slot.get("bulletin_id") and slot.get("uri"):
                     found[self._name(str(slot["bulletin_id"]))] = self._name(str(slot["uri"]))
             known = found
@@ -141,8 +150,15 @@ class PlayReporter:
         outcome = RESULTS.get(str(play.get("result")), "offline")
         zone = str(play.get("zone") or "")
         at = str(play.get("ended_at") or play.get("started_at") or datetime.now().astimezone().isoformat())
-        receipt = Receipt(uri=uri, stage="broadcast", outcome=outcome, at=at, channel="loudspeaker",
-                          target=f"zone:{int(zone)}" if zone.isdigit() else zone, external_id=str(play.get("cluster_id")),
-                          reason=f"{play.get('played_s', 0)} s aired" if outcome != "played" else None,
-                          event_id=f"play:{play.get('seq')}")
+        receipt = Receipt(
+            uri=uri,
+            stage="broadcast",
+            outcome=outcome,
+            at=at,
+            channel="loudspeaker",
+            target=f"zone:{int(zone)}" if zone.isdigit() else zone,
+            external_id=str(play.get("cluster_id")),
+            reason=f"{play.get('played_s', 0)} s aired" if outcome != "played" else None,
+            event_id=f"play:{play.get('seq')}",
+        )
         return OutRecord(self.settings.topic(Topic.RECEIPTS), uri.encode(), encode(receipt.to_dict()))

@@ -30,7 +30,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -41,7 +41,7 @@ DEFAULT_EXPIRY_DAYS = 3.0
 # Bound on how far ahead a leftover bulletin is checked for a window it could still use.
 _LOOKAHEAD_DAYS = 400
 _RANK = {Priority.NORMAL: 0, Priority.PRIORITY: 1, Priority.EMERGENCY: 2}
-UTC = timezone.utc
+UTC = UTC
 
 
 def _aware(name: str, value: datetime) -> None:
@@ -87,7 +87,9 @@ class Bulletin:
         if not math.isfinite(self.duration_s) or self.duration_s <= 0:
             raise ValueError(f"bulletin {self.bulletin_id}: duration_s must be > 0, got {self.duration_s!r}")
         if self.correction != (self.corrects is not None):
-            raise ValueError(f"bulletin {self.bulletin_id}: a correction names what it corrects, and only a correction")
+            raise ValueError(
+                f"bulletin {self.bulletin_id}: a correction names what it corrects, and only a correction"
+            )
 
     @property
     def length(self) -> timedelta:
@@ -290,7 +292,8 @@ def _pack(
                 (
                     b
                     for b in remaining
-                    if b.published_at.astimezone(UTC) <= cursor and cursor + b.length <= min(we, b.expires_at.astimezone(UTC))
+                    if b.published_at.astimezone(UTC) <= cursor
+                    and cursor + b.length <= min(we, b.expires_at.astimezone(UTC))
                 ),
                 None,
             )
@@ -341,7 +344,9 @@ def schedule_day(
     frozen: tuple[Slot, ...] = ()
     if previous is not None:
         if (previous.zone_id, previous.day) != (zone_id, day):
-            raise ValueError(f"previous schedule is for {previous.zone_id} {previous.day}, not {zone_id} {day}")
+            raise ValueError(
+                f"previous schedule is for {previous.zone_id} {previous.day}, not {zone_id} {day}"
+            )
         if now is not None:
             frozen = tuple(s for s in previous.slots if s.start.astimezone(UTC) < now.astimezone(UTC))
     done = set(played)
@@ -399,7 +404,8 @@ def schedule_day(
                 drop(b, Reason.EXPIRED, f"expires {b.expires_at.isoformat()}")
 
     slots = list(frozen) + [
-        Slot.of(zone_id, p.bulletin, p.start.astimezone(tz), p.end.astimezone(tz), p.window_index) for p in placed
+        Slot.of(zone_id, p.bulletin, p.start.astimezone(tz), p.end.astimezone(tz), p.window_index)
+        for p in placed
     ]
     slots.sort(key=lambda s: (s.start.astimezone(UTC), s.bulletin_id))
     unplaced.sort(key=lambda u: (u.reason.value, u.bulletin_id))
@@ -484,9 +490,10 @@ def emergency_now(
     start = now.astimezone(UTC)
     plays: list[Slot] = []
     while start < expires and (max_plays is None or len(plays) < max_plays):
-        plays.append(Slot.of(zone_id, bulletin, start.astimezone(tz), (start + bulletin.length).astimezone(tz), -1))
+        plays.append(
+            Slot.of(zone_id, bulletin, start.astimezone(tz), (start + bulletin.length).astimezone(tz), -1)
+        )
         if repeat_interval_s is None:
             break
         start += timedelta(seconds=repeat_interval_s)
     return EmergencyPlan(zone_id, bulletin.bulletin_id, tuple(plays))
-

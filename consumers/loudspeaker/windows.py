@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -74,7 +75,7 @@ class ZoneWindows:
             raise ValueError(f"zone {zid}: no broadcast windows (deactivate the zone instead)")
         if list(self.windows) != sorted(self.windows):
             raise ValueError(f"zone {zid}: windows must be in time order: {[w.spec for w in self.windows]}")
-        for a, b in zip(self.windows, self.windows[1:]):
+        for a, b in pairwise(self.windows):
             if b.start < a.end:
                 raise ValueError(f"zone {zid}: windows {a.spec!r} and {b.spec!r} overlap")
         if not self.days:
@@ -144,7 +145,7 @@ class ZoneWindows:
         for w in self.windows:
             start = datetime.combine(day, w.start, tzinfo=tz)
             end = datetime.combine(day, w.end, tzinfo=tz)
-            if end.astimezone(timezone.utc) > start.astimezone(timezone.utc):
+            if end.astimezone(UTC) > start.astimezone(UTC):
                 out.append((start, end))
         return out
 

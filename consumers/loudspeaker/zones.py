@@ -10,32 +10,42 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
-from infra.kafka import clients
-from schemas.settings import KafkaConnection
-
 from consumers.ledger import LIVE_PREFIX
 from consumers.loudspeaker.platform import aware_time, utc_iso
 from consumers.loudspeaker.scheduler import Bulletin
+from infra.kafka import clients
 from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.models import Priority
+from schemas.settings import KafkaConnection
 
 # Records keep the logger name they had before this module was split out of the adapter.
 log = logging.getLogger("consumers.loudspeaker.adapter")
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def bulletin_json(b: Bulletin) -> dict[str, Any]:
-    return {"bulletin_id": b.bulletin_id, "uri": b.uri, "version": b.version, "priority": b.priority.value,
-            "title": b.title, "duration_s": b.duration_s, "published_at": utc_iso(b.published_at),
-            "expires_at": utc_iso(b.expires_at), "audio_url": b.audio_url, "audio_path": b.audio_path,
-            "correction": b.correction, "corrects": b.corrects, "reason": b.reason}
+    return {
+        "bulletin_id": b.bulletin_id,
+        "uri": b.uri,
+        "version": b.version,
+        "priority": b.priority.value,
+        "title": b.title,
+        "duration_s": b.duration_s,
+        "published_at": utc_iso(b.published_at),
+        "expires_at": utc_iso(b.expires_at),
+        "audio_url": b.audio_url,
+        "audio_path": b.audio_path,
+        "correction": b.correction,
+        "corrects": b.corrects,
+        "reason": b.reason,
+    }
 
 
 def bulletin_from_json(raw: Mapping[str, Any]) -> Bulletin:
@@ -43,10 +53,21 @@ def bulletin_from_json(raw: Mapping[str, Any]) -> Bulletin:
     published, expires = aware_time(raw["published_at"]), aware_time(raw["expires_at"])
     if published is None or expires is None:
         raise ValueError("bulletin times must be aware ISO 8601")
-    return Bulletin(str(raw["bulletin_id"]), str(raw["uri"]), int(raw["version"]), Priority(raw["priority"]),
-                    str(raw.get("title") or ""), float(raw["duration_s"]), published, expires,
-                    raw.get("audio_url"), raw.get("audio_path"), bool(raw.get("correction")), raw.get("corrects"),
-                    raw.get("reason"))
+    return Bulletin(
+        str(raw["bulletin_id"]),
+        str(raw["uri"]),
+        int(raw["version"]),
+        Priority(raw["priority"]),
+        str(raw.get("title") or ""),
+        float(raw["duration_s"]),
+        published,
+        expires,
+        raw.get("audio_url"),
+        raw.get("audio_path"),
+        bool(raw.get("correction")),
+        raw.get("corrects"),
+        raw.get("reason"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +93,14 @@ class ZoneEntry:
         return max(e.astimezone(UTC) for e in ends) <= now.astimezone(UTC)
 
     def to_detail(self) -> dict[str, Any]:
-        return {"bulletin": bulletin_json(self.bulletin), "earlier": list(self.earlier),
-                "retracted": None if self.retracted_at is None else
-                {"version": self.retracted_version, "at": utc_iso(self.retracted_at)},
-                "correction": None if self.correction is None else bulletin_json(self.correction)}
+        return {
+            "bulletin": bulletin_json(self.bulletin),
+            "earlier": list(self.earlier),
+            "retracted": None
+            if self.retracted_at is None
+            else {"version": self.retracted_version, "at": utc_iso(self.retracted_at)},
+            "correction": None if self.correction is None else bulletin_json(self.correction),
+        }
 
     @classmethod
     def from_detail(cls, detail: Mapping[str, Any] | None) -> ZoneEntry | None:
@@ -85,10 +110,13 @@ class ZoneEntry:
         try:
             retracted = detail.get("retracted") or None
             correction = detail.get("correction")
-            return cls(bulletin_from_json(detail["bulletin"]), tuple(str(e) for e in detail.get("earlier") or ()),
-                       int(retracted["version"]) if retracted else None,
-                       aware_time(retracted["at"]) if retracted else None,
-                       bulletin_from_json(correction) if isinstance(correction, Mapping) else None)
+            return cls(
+                bulletin_from_json(detail["bulletin"]),
+                tuple(str(e) for e in detail.get("earlier") or ()),
+                int(retracted["version"]) if retracted else None,
+                aware_time(retracted["at"]) if retracted else None,
+                bulletin_from_json(correction) if isinstance(correction, Mapping) else None,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             log.error("unreadable loudspeaker zone entry (%s): %s", type(exc).__name__, exc)
             return None
@@ -104,8 +132,16 @@ def merge(entries: dict[str, ZoneEntry], entry: ZoneEntry) -> None:
 def state_digest(entries: Mapping[str, ZoneEntry]) -> str:
     """A short digest of a zone's bulletin set, carried in every schedule body so that any change
     to the set (by any worker) changes the platform's etag."""
-    parts = sorted((e.uri, e.bulletin.version, e.bulletin.bulletin_id, e.retracted_version or 0,
-                    e.correction.bulletin_id if e.correction else "") for e in entries.values())
+    parts = sorted(
+        (
+            e.uri,
+            e.bulletin.version,
+            e.bulletin.bulletin_id,
+            e.retracted_version or 0,
+            e.correction.bulletin_id if e.correction else "",
+        )
+        for e in entries.values()
+    )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -128,8 +164,16 @@ class LedgerZoneSource:
     from configuration (the count the topic was created with, as for the runtime).
     """
 
-    def __init__(self, conn: KafkaConnection, topic: str, partitions: int, client_id: str, *,
-                 keep_expired_s: float = KEEP_EXPIRED_S, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        conn: KafkaConnection,
+        topic: str,
+        partitions: int,
+        client_id: str,
+        *,
+        keep_expired_s: float = KEEP_EXPIRED_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.conn, self.topic, self.partitions, self.client_id = conn, topic, partitions, client_id
         self.keep_expired_s, self.clock = keep_expired_s, clock
         self._by_zone: dict[str, dict[str, dict[str, Any]]] = {}
@@ -148,8 +192,12 @@ class LedgerZoneSource:
         return list(self._by_zone.get(zone_id, {}).values())
 
     async def _read(self, partitions: set[int] | None) -> None:
-        consumer = clients.aio_consumer(self.conn, group_id=None, enable_auto_commit=False,
-                                    client_id=f"{self.client_id}-loudspeaker-zones")
+        consumer = clients.aio_consumer(
+            self.conn,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=f"{self.client_id}-loudspeaker-zones",
+        )
         await consumer.start()
         try:
             known = set(range(self.partitions))
@@ -182,18 +230,24 @@ class LedgerZoneSource:
                 self._partition_of.pop(zone, None)
             horizon = datetime.fromtimestamp(self.clock() - self.keep_expired_s, UTC)
             for zone, by_uri in found.items():
-                kept = {u: v for u, v in by_uri.items()
-                        if (e := ZoneEntry.from_detail(v.get("detail"))) is not None and not e.expired(horizon)}
+                kept = {
+                    u: v
+                    for u, v in by_uri.items()
+                    if (e := ZoneEntry.from_detail(v.get("detail"))) is not None and not e.expired(horizon)
+                }
                 if kept:
                     self._by_zone[zone] = kept
                     self._partition_of[zone] = where[zone]
-            log.info("loudspeaker zones: %d zones rebuilt from %s partitions %s", len(found), self.topic, chosen)
+            log.info(
+                "loudspeaker zones: %d zones rebuilt from %s partitions %s", len(found), self.topic, chosen
+            )
         finally:
             await consumer.stop()
 
     @staticmethod
-    def _merge(per_partition: Mapping[int, Mapping[str, Mapping[str, dict[str, Any]]]]
-               ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, int]]:
+    def _merge(
+        per_partition: Mapping[int, Mapping[str, Mapping[str, dict[str, Any]]]],
+    ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, int]]:
         """Zone → uri → entry over partitions each resolved on its own, and where each zone lives."""
         found: dict[str, dict[str, dict[str, Any]]] = {}
         where: dict[str, int] = {}
@@ -205,7 +259,9 @@ class LedgerZoneSource:
         return found, where
 
     @staticmethod
-    def _apply(found: dict[str, dict[str, dict[str, Any]]], partition: int, key: str, raw: bytes | None) -> None:
+    def _apply(
+        found: dict[str, dict[str, dict[str, Any]]], partition: int, key: str, raw: bytes | None
+    ) -> None:
         """One live record of one partition into that partition's zone → uri → value map."""
         _, _, rest = key.partition(LIVE_PREFIX)
         uri, _, zone = rest.rpartition("|")

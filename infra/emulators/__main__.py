@@ -46,8 +46,7 @@ def demo_config(targets: Path | None) -> dict[str, dict[str, Any]]:
     if targets is not None and targets.is_file():
         data = tomllib.loads(targets.read_text(encoding="utf-8"))
     fanpages = [f for f in data.get("fanpage", []) if isinstance(f, dict) and f.get("page_id")]
-    groups = [z["group_id"] for z in data.get("zalo", [])
-              if isinstance(z, dict) and z.get("group_id")]
+    groups = [z["group_id"] for z in data.get("zalo", []) if isinstance(z, dict) and z.get("group_id")]
     return {
         "graph": {
             "pages": {str(f["page_id"]): f"demo-page-token-{f['page_id']}" for f in fanpages},
@@ -58,8 +57,9 @@ def demo_config(targets: Path | None) -> dict[str, dict[str, Any]]:
     }
 
 
-def build(kind: str, config: dict[str, dict[str, Any]],
-          manual_clock: bool) -> tuple[GraphEmulator | None, ZaloEmulator | None]:
+def build(
+    kind: str, config: dict[str, dict[str, Any]], manual_clock: bool
+) -> tuple[GraphEmulator | None, ZaloEmulator | None]:
     clock = ManualClock() if manual_clock else None
     graph = zalo = None
     if kind in ("graph", "all"):
@@ -69,49 +69,76 @@ def build(kind: str, config: dict[str, dict[str, Any]],
     return graph, zalo
 
 
-def build_loudspeaker(kind: str, config: dict[str, dict[str, Any]], manual_clock: bool) -> LoudspeakerEmulator | None:
+def build_loudspeaker(
+    kind: str, config: dict[str, dict[str, Any]], manual_clock: bool
+) -> LoudspeakerEmulator | None:
     """The loudspeaker platform emulator (``all`` includes it; zones are created on first use)."""
     if kind not in ("loudspeaker", "all"):
         return None
     return LoudspeakerEmulator(**config.get("loudspeaker", {}), clock=ManualClock() if manual_clock else None)
 
 
-def describe(graph: GraphEmulator | None, zalo: ZaloEmulator | None,
-             config: dict[str, dict[str, Any]], loud: LoudspeakerEmulator | None = None) -> dict[str, Any]:
+def describe(
+    graph: GraphEmulator | None,
+    zalo: ZaloEmulator | None,
+    config: dict[str, dict[str, Any]],
+    loud: LoudspeakerEmulator | None = None,
+) -> dict[str, Any]:
     state: dict[str, Any] = {}
     if loud is not None:
-        state["loudspeaker"] = {"base_url": loud.base_url,
-                                "tokens": list(config.get("loudspeaker", {}).get("tokens", [LOUDSPEAKER_TOKEN]))}
+        state["loudspeaker"] = {
+            "base_url": loud.base_url,
+            "tokens": list(config.get("loudspeaker", {}).get("tokens", [LOUDSPEAKER_TOKEN])),
+        }
     if graph is not None:
-        state["graph"] = {"base_url": graph.base_url,
-                          "pages": dict(config.get("graph", {}).get("pages", {})),
-                          "app_secret": graph.app_secret}
+        state["graph"] = {
+            "base_url": graph.base_url,
+            "pages": dict(config.get("graph", {}).get("pages", {})),
+            "app_secret": graph.app_secret,
+        }
     if zalo is not None:
         groups = config.get("zalo", {}).get("groups", {})
-        state["zalo"] = {"base_url": zalo.base_url, "oauth_base_url": zalo.base_url,
-                         "app_id": zalo.app_id, "secret_key": zalo.secret_key,
-                         "oa_id": zalo.oa_id, "access_token": zalo.access_token,
-                         "refresh_token": zalo.refresh_token,
-                         "groups": groups if isinstance(groups, dict) else list(groups),
-                         "followers": list(config.get("zalo", {}).get("followers", []))}
+        state["zalo"] = {
+            "base_url": zalo.base_url,
+            "oauth_base_url": zalo.base_url,
+            "app_id": zalo.app_id,
+            "secret_key": zalo.secret_key,
+            "oa_id": zalo.oa_id,
+            "access_token": zalo.access_token,
+            "refresh_token": zalo.refresh_token,
+            "groups": groups if isinstance(groups, dict) else list(groups),
+            "followers": list(config.get("zalo", {}).get("followers", [])),
+        }
     return state
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.emulators", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.emulators",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("which", choices=("graph", "zalo", "loudspeaker", "all"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = a free port")
     parser.add_argument("--graph-port", type=int, default=None)
     parser.add_argument("--zalo-port", type=int, default=None)
     parser.add_argument("--state-file", type=Path, default=None)
-    parser.add_argument("--config", type=Path, default=None,
-                        help='JSON {"graph": {...}, "zalo": {...}} of constructor arguments')
-    parser.add_argument("--targets", type=Path, default=DEFAULT_TARGETS,
-                        help="targets registry TOML giving the demo pages and groups")
-    parser.add_argument("--manual-clock", action="store_true",
-                        help="time moves only through POST /_control/clock")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help='JSON {"graph": {...}, "zalo": {...}} of constructor arguments',
+    )
+    parser.add_argument(
+        "--targets",
+        type=Path,
+        default=DEFAULT_TARGETS,
+        help="targets registry TOML giving the demo pages and groups",
+    )
+    parser.add_argument(
+        "--manual-clock", action="store_true", help="time moves only through POST /_control/clock"
+    )
     parser.add_argument("--no-access-log", action="store_true")
     ns = parser.parse_args(argv)
 
@@ -139,9 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         plan.append((zalo, ns.zalo_port if ns.zalo_port is not None else default))
     if loud is not None:
         plan.append((loud, ns.port + 2 if ns.which == "all" and ns.port else ns.port))
-    asyncio.run(run_until_signalled(plan, ns.host, ns.state_file,
-                                    lambda: describe(graph, zalo, config, loud),
-                                    access_log=not ns.no_access_log))
+    asyncio.run(
+        run_until_signalled(
+            plan,
+            ns.host,
+            ns.state_file,
+            lambda: describe(graph, zalo, config, loud),
+            access_log=not ns.no_access_log,
+        )
+    )
     return 0
 
 

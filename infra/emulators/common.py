@@ -80,10 +80,14 @@ class ManualClock:
         return self.now
 
 
-def json_response(obj: Any, status: int = 200,
-                  headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(obj), status=status, headers=headers,
-                        content_type="application/json", charset="utf-8")
+def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(obj),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
+    )
 
 
 class ControlError(Exception):
@@ -93,8 +97,6 @@ class ControlError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
-
-
 
 
 @dataclass
@@ -116,9 +118,11 @@ class Stats:
         return sum(counter.values()) if outcome is None else counter[outcome]
 
     def to_json(self) -> dict[str, Any]:
-        return {"requests": {k: dict(v) for k, v in sorted(self.by_path.items())},
-                "outcomes": dict(self.outcomes),
-                "total": sum(self.outcomes.values())}
+        return {
+            "requests": {k: dict(v) for k, v in sorted(self.by_path.items())},
+            "outcomes": dict(self.outcomes),
+            "total": sum(self.outcomes.values()),
+        }
 
 
 def set_outcome(request: web.Request, outcome: str) -> None:
@@ -179,8 +183,7 @@ class EmulatorBase:
 
     # ----- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0, *,
-                    access_log: bool = False) -> str:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False) -> str:
         """Serve on ``host:port`` (0 = a free port); return the base URL (no trailing slash)."""
         if self._runner is not None:
             raise RuntimeError(f"{self.name} emulator already started at {self.base_url}")
@@ -235,8 +238,7 @@ class EmulatorBase:
 
     # ----- fault application -----------------------------------------------------------------
 
-    async def guarded(self, request: web.Request, target: str | None,
-                      action: Action) -> web.StreamResponse:
+    async def guarded(self, request: web.Request, target: str | None, action: Action) -> web.StreamResponse:
         """Run ``action`` (auth, validation, effect, reply) under whatever fault matches."""
         fault = self.faults.take(request.method, request.path, target)
         if fault is None:
@@ -306,6 +308,7 @@ class EmulatorBase:
                 outcome = "ok" if response.status < 400 else f"http:{response.status}"
             self.stats.record(request.method, request.path, outcome)
             return response
+
         return stats_middleware
 
     def _add_common_control_routes(self) -> None:
@@ -322,8 +325,9 @@ class EmulatorBase:
         r.add_post(f"{CONTROL_PREFIX}/config", self._ctl_config_set)
 
     async def _ctl_faults_list(self, request: web.Request) -> web.StreamResponse:
-        return json_response({"faults": [f.to_json() for f in self.faults.list()],
-                              "fired": self.faults.fired})
+        return json_response(
+            {"faults": [f.to_json() for f in self.faults.list()], "fired": self.faults.fired}
+        )
 
     async def _ctl_faults_add(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
@@ -357,8 +361,11 @@ class EmulatorBase:
 
     async def _ctl_clock_set(self, request: web.Request) -> web.StreamResponse:
         if not isinstance(self.clock, ManualClock):
-            raise ControlError("this emulator runs on the wall clock (start it with a "
-                               "ManualClock, or --manual-clock, to move time)", status=409)
+            raise ControlError(
+                "this emulator runs on the wall clock (start it with a "
+                "ManualClock, or --manual-clock, to move time)",
+                status=409,
+            )
         body = await read_json(request)
         if isinstance(body, dict) and isinstance(body.get("advance"), (int, float)):
             now = self.clock.advance(float(body["advance"]))
@@ -377,8 +384,7 @@ class EmulatorBase:
             raise ControlError("expected a JSON object of settings")
         unknown = set(body) - set(self.CONFIG_KEYS)
         if unknown:
-            raise ControlError(f"unknown settings {sorted(unknown)}; "
-                               f"settable: {sorted(self.CONFIG_KEYS)}")
+            raise ControlError(f"unknown settings {sorted(unknown)}; settable: {sorted(self.CONFIG_KEYS)}")
         for key, value in body.items():
             expected = self.CONFIG_KEYS[key]
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -399,9 +405,13 @@ async def read_json(request: web.Request) -> Any:
         raise ControlError(f"body is not JSON: {exc}") from exc
 
 
-async def run_until_signalled(emulators: Sequence[tuple[EmulatorBase, int]], host: str,
-                              state_file: Path | None, describe: Callable[[], dict[str, Any]],
-                              access_log: bool = True) -> None:
+async def run_until_signalled(
+    emulators: Sequence[tuple[EmulatorBase, int]],
+    host: str,
+    state_file: Path | None,
+    describe: Callable[[], dict[str, Any]],
+    access_log: bool = True,
+) -> None:
     """Start each ``(emulator, port)``, print ``"<name> <base url>"`` lines, write the state
     file (JSON from ``describe()`` plus ``pid``), and serve until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()

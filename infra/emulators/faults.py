@@ -34,10 +34,18 @@ from typing import Any, ClassVar
 
 __all__ = ["DEFAULT_DELAY_S", "FAULT_KINDS", "Clock", "Fault", "FaultEngine"]
 
-FAULT_KINDS = frozenset({
-    "rate_limit", "server_error", "error", "expire_token", "slow", "timeout",
-    "drop_before_effect", "drop_after_effect",
-})
+FAULT_KINDS = frozenset(
+    {
+        "rate_limit",
+        "server_error",
+        "error",
+        "expire_token",
+        "slow",
+        "timeout",
+        "drop_before_effect",
+        "drop_after_effect",
+    }
+)
 DEFAULT_DELAY_S = {"slow": 2.0, "timeout": 30.0}
 
 Clock = Callable[[], float]
@@ -64,8 +72,19 @@ class Fault:
     fired: int = 0
 
     _FIELDS: ClassVar[tuple[str, ...]] = (
-        "kind", "method", "path", "target", "count", "probability", "code", "subcode",
-        "http_status", "message", "delay_s", "regain_minutes", "effect_first",
+        "kind",
+        "method",
+        "path",
+        "target",
+        "count",
+        "probability",
+        "code",
+        "subcode",
+        "http_status",
+        "message",
+        "delay_s",
+        "regain_minutes",
+        "effect_first",
     )
 
     def __post_init__(self) -> None:
@@ -85,9 +104,11 @@ class Fault:
         return self.delay_s if self.delay_s is not None else DEFAULT_DELAY_S.get(self.kind, 0.0)
 
     def matches(self, method: str, path: str, target: str | None) -> bool:
-        return ((self.method is None or self.method == method.upper())
-                and (self.path is None or re.search(self.path, path) is not None)
-                and (self.target is None or self.target == target))
+        return (
+            (self.method is None or self.method == method.upper())
+            and (self.path is None or re.search(self.path, path) is not None)
+            and (self.target is None or self.target == target)
+        )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -149,7 +170,15 @@ class FaultEngine:
             fault.fired += 1
             if fault.count is not None and fault.fired >= fault.count:
                 self._queue.remove(fault)
-            self.fired.append({"fault_id": fault.id, "kind": fault.kind, "method": method,
-                               "path": path, "target": target, "time": self._clock()})
+            self.fired.append(
+                {
+                    "fault_id": fault.id,
+                    "kind": fault.kind,
+                    "method": method,
+                    "path": path,
+                    "target": target,
+                    "time": self._clock(),
+                }
+            )
             return fault
         return None

@@ -112,11 +112,15 @@ class GraphEmulator(GraphComments):
         post_id = self._photos.get(obj)
         return self._posts[post_id].page_id if post_id is not None else None
 
-    def _error_response(self, request: web.Request, err: GraphError, page_id: str | None,
-                        fault: Fault | None = None) -> web.Response:
+    def _error_response(
+        self, request: web.Request, err: GraphError, page_id: str | None, fault: Fault | None = None
+    ) -> web.Response:
         set_outcome(request, f"error:{err.code}")
-        return json_response(err.envelope(self._trace_id()), status=err.http_status,
-                             headers=self._usage_headers(page_id, fault))
+        return json_response(
+            err.envelope(self._trace_id()),
+            status=err.http_status,
+            headers=self._usage_headers(page_id, fault),
+        )
 
     async def _unknown_path(self, request: web.Request) -> web.StreamResponse:
         err = GraphError(2500, f"Unknown path components: {request.path}")
@@ -152,16 +156,24 @@ class GraphEmulator(GraphComments):
             err = GraphError(code, fault.message, http_status=fault.http_status)
             return self._error_response(request, err, page_id, fault)
         if fault.kind == "server_error":
-            err = GraphError(fault.code if fault.code is not None else 2, fault.message,
-                             subcode=fault.subcode, http_status=fault.http_status)
+            err = GraphError(
+                fault.code if fault.code is not None else 2,
+                fault.message,
+                subcode=fault.subcode,
+                http_status=fault.http_status,
+            )
         elif fault.kind == "expire_token":
             token = request.get(PARAMS_KEY, {}).get("access_token") or bearer(request)
             if token is not None:
                 self.expire_token(token)
             err = self._expired_error(self.clock())
         else:  # "error"
-            err = GraphError(fault.code if fault.code is not None else 1, fault.message,
-                             subcode=fault.subcode, http_status=fault.http_status)
+            err = GraphError(
+                fault.code if fault.code is not None else 1,
+                fault.message,
+                subcode=fault.subcode,
+                http_status=fault.http_status,
+            )
         return self._error_response(request, err, page_id)
 
     # ----- the API ---------------------------------------------------------------------------
@@ -170,7 +182,8 @@ class GraphEmulator(GraphComments):
         fmt = "%A, %d-%b-%y %H:%M:%S UTC"
         message = TOKEN_SUBCODE_MESSAGES[463].format(
             expired=time.strftime(fmt, time.gmtime(expired_at)),
-            now=time.strftime(fmt, time.gmtime(self.clock())))
+            now=time.strftime(fmt, time.gmtime(self.clock())),
+        )
         return GraphError(190, message, subcode=463)
 
     def _authenticate(self, request: web.Request, params: Mapping[str, str]) -> PageToken:
@@ -180,28 +193,43 @@ class GraphEmulator(GraphComments):
         token = given or bearer(request)
         if not token:
             raise GraphError(104, "An access token is required to request this resource.")
-        self.token_places["header" if not given else "query" if "access_token" in request.query else "body"] += 1
+        self.token_places[
+            "header" if not given else "query" if "access_token" in request.query else "body"
+        ] += 1
         info = self._tokens.get(token)
         if info is None:
             raise GraphError(190)
         if info.revoked_subcode is not None:
-            raise GraphError(190, TOKEN_SUBCODE_MESSAGES.get(info.revoked_subcode, MESSAGES[190]),
-                             subcode=info.revoked_subcode)
+            raise GraphError(
+                190,
+                TOKEN_SUBCODE_MESSAGES.get(info.revoked_subcode, MESSAGES[190]),
+                subcode=info.revoked_subcode,
+            )
         if info.expires_at is not None and self.clock() >= info.expires_at:
             raise self._expired_error(info.expires_at)
         if self.app_secret is not None:
             proof = params.get("appsecret_proof")
             if proof is None and self.require_proof:
-                raise GraphError(100, "API calls from the server require an appsecret_proof "
-                                 "argument", type_="GraphMethodException")
-            if proof is not None and not hmac.compare_digest(
-                    proof, appsecret_proof(self.app_secret, token)):
-                raise GraphError(100, "Invalid appsecret_proof provided in the API argument",
-                                 type_="GraphMethodException")
+                raise GraphError(
+                    100,
+                    "API calls from the server require an appsecret_proof argument",
+                    type_="GraphMethodException",
+                )
+            if proof is not None and not hmac.compare_digest(proof, appsecret_proof(self.app_secret, token)):
+                raise GraphError(
+                    100, "Invalid appsecret_proof provided in the API argument", type_="GraphMethodException"
+                )
         return info
 
-    def _handle(self, request: web.Request, method: str, obj: str, page_id: str | None,
-                params: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
+    def _handle(
+        self,
+        request: web.Request,
+        method: str,
+        obj: str,
+        page_id: str | None,
+        params: dict[str, str],
+        files: dict[str, bytes],
+    ) -> dict[str, Any]:
         token = self._authenticate(request, params)
         self._count_call(page_id)
         edge = request.match_info.get("edge")
@@ -222,9 +250,16 @@ class GraphEmulator(GraphComments):
                 return self._delete(post)
         raise unsupported(method, obj)
 
-    def _page_object(self, request: web.Request, method: str, page_id: str, edge: str | None,
-                     params: dict[str, str], files: dict[str, bytes],
-                     token: PageToken) -> dict[str, Any]:
+    def _page_object(
+        self,
+        request: web.Request,
+        method: str,
+        page_id: str,
+        edge: str | None,
+        params: dict[str, str],
+        files: dict[str, bytes],
+        token: PageToken,
+    ) -> dict[str, Any]:
         self._check_page(token, page_id, method, page_id)
         if edge is None:
             if method == "GET":
@@ -238,18 +273,17 @@ class GraphEmulator(GraphComments):
             return self._list(request, page_id, params, scheduled=edge == "scheduled_posts")
         if edge in ("feed", "posts", "published_posts", "scheduled_posts", "photos"):
             raise unsupported(method, page_id)
-        raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type "
-                         "(Page)")
+        raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type (Page)")
 
-    def _post_object(self, method: str, post_id: str, edge: str | None, params: dict[str, str],
-                     token: PageToken) -> dict[str, Any]:
+    def _post_object(
+        self, method: str, post_id: str, edge: str | None, params: dict[str, str], token: PageToken
+    ) -> dict[str, Any]:
         post = self._posts.get(post_id)
         if post is None or post.deleted:
             raise unsupported(method, post_id)
         self._check_page(token, post.page_id, method, post_id)
         if edge is not None:
-            raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node "
-                             "type (Post)")
+            raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type (Post)")
         if method == "GET":
             return self._render(post, parse_fields(params.get("fields")))
         if method == "DELETE":
@@ -285,15 +319,17 @@ class GraphEmulator(GraphComments):
         page_id = request.query.get("page_id")
         include_deleted = request.query.get("include_deleted", "true") != "false"
         now = self.clock()
-        return json_response({"posts": [p.to_json(now) for p in
-                                        self.posts(page_id, include_deleted=include_deleted)]})
+        return json_response(
+            {"posts": [p.to_json(now) for p in self.posts(page_id, include_deleted=include_deleted)]}
+        )
 
     async def _ctl_effects(self, request: web.Request) -> web.StreamResponse:
         return json_response({"effects": self.effects()})
 
     async def _ctl_usage(self, request: web.Request) -> web.StreamResponse:
-        return json_response({"app": self.usage()["app"],
-                              "pages": {p: self._buc_entry(p) for p in self._pages}})
+        return json_response(
+            {"app": self.usage()["app"], "pages": {p: self._buc_entry(p) for p in self._pages}}
+        )
 
     async def _ctl_add_page(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
@@ -306,8 +342,9 @@ class GraphEmulator(GraphComments):
         page_id, token = str_field(body, "page_id"), str_field(body, "token")
         if page_id not in self._pages:
             raise ControlError(f"unknown page {page_id}", status=404)
-        self.set_token(page_id, token, expires_at=body.get("expires_at"),
-                       replace=bool(body.get("replace", True)))
+        self.set_token(
+            page_id, token, expires_at=body.get("expires_at"), replace=bool(body.get("replace", True))
+        )
         return json_response({"ok": True})
 
     async def _ctl_expire_token(self, request: web.Request) -> web.StreamResponse:

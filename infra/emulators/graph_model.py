@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -18,17 +18,40 @@ from aiohttp import web
 from infra.emulators.common import ControlError
 
 __all__ = [
-    "GraphError", "GraphPost", "PageToken", "appsecret_proof", "bearer", "decode_cursor",
-    "encode_cursor", "fb_time", "parse_bool", "parse_fields", "parse_int", "parse_timestamp",
-    "read_params", "str_field", "unsupported",
+    "GraphError",
+    "GraphPost",
+    "PageToken",
+    "appsecret_proof",
+    "bearer",
+    "decode_cursor",
+    "encode_cursor",
+    "fb_time",
+    "parse_bool",
+    "parse_fields",
+    "parse_int",
+    "parse_timestamp",
+    "read_params",
+    "str_field",
+    "unsupported",
 ]
 
 SCHEDULE_MIN_S = 10 * 60
-SCHEDULE_MAX_S = 183 * 86400          # "6 months" in the contract
+SCHEDULE_MAX_S = 183 * 86400  # "6 months" in the contract
 DEFAULT_LIMIT, MAX_LIMIT = 25, 100
 DEFAULT_POST_FIELDS = ("id", "message", "created_time")
-POST_FIELDS = frozenset({"id", "message", "created_time", "updated_time", "is_published", "link",
-                         "scheduled_publish_time", "permalink_url", "from"})
+POST_FIELDS = frozenset(
+    {
+        "id",
+        "message",
+        "created_time",
+        "updated_time",
+        "is_published",
+        "link",
+        "scheduled_publish_time",
+        "permalink_url",
+        "from",
+    }
+)
 APP_LEVEL_CODES = frozenset({4, 17})
 MESSAGES = {
     1: "An unknown error occurred",
@@ -45,17 +68,16 @@ MESSAGES = {
     506: "(#506) Duplicate status message",
     613: "(#613) Calls to this api have exceeded the rate limit.",
     80001: "(#80001) There have been too many calls to this Page account. Wait a bit and try "
-           "again. For more info, please refer to "
-           "https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
+    "again. For more info, please refer to "
+    "https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
 }
 TOKEN_SUBCODE_MESSAGES = {
     458: "Error validating access token: The user has not authorized application.",
     459: "Error validating access token: You cannot access the app till you log in to "
-         "www.facebook.com and follow the instructions given.",
+    "www.facebook.com and follow the instructions given.",
     460: "Error validating access token: The session has been invalidated because the user "
-         "changed their password or Facebook has changed the session for security reasons.",
-    463: "Error validating access token: Session has expired on {expired}. "
-         "The current time is {now}.",
+    "changed their password or Facebook has changed the session for security reasons.",
+    463: "Error validating access token: Session has expired on {expired}. The current time is {now}.",
     467: "Error validating access token: The session is invalid because the user logged out.",
 }
 
@@ -68,9 +90,17 @@ def appsecret_proof(app_secret: str, access_token: str) -> str:
 class GraphError(Exception):
     """A Graph API error reply (code, subcode, HTTP status)."""
 
-    def __init__(self, code: int, message: str | None = None, *, subcode: int | None = None,
-                 user_title: str | None = None, user_msg: str | None = None,
-                 type_: str = "OAuthException", http_status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str | None = None,
+        *,
+        subcode: int | None = None,
+        user_title: str | None = None,
+        user_msg: str | None = None,
+        type_: str = "OAuthException",
+        http_status: int | None = None,
+    ) -> None:
         self.code = code
         self.message = message if message is not None else MESSAGES.get(code, f"(#{code}) Error")
         super().__init__(self.message)
@@ -78,8 +108,7 @@ class GraphError(Exception):
         self.user_title = user_title
         self.user_msg = user_msg
         self.type = type_
-        self.http_status = http_status if http_status is not None else (
-            500 if code in (1, 2) else 400)
+        self.http_status = http_status if http_status is not None else (500 if code in (1, 2) else 400)
 
     def envelope(self, fbtrace_id: str) -> dict[str, Any]:
         error: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
@@ -94,11 +123,15 @@ class GraphError(Exception):
 
 
 def unsupported(method: str, obj: str) -> GraphError:
-    return GraphError(100, f"Unsupported {method.lower()} request. Object with ID '{obj}' does "
-                      "not exist, cannot be loaded due to missing permissions, or does not "
-                      "support this operation. Please read the Graph API documentation at "
-                      "https://developers.facebook.com/docs/graph-api",
-                      subcode=33, type_="GraphMethodException")
+    return GraphError(
+        100,
+        f"Unsupported {method.lower()} request. Object with ID '{obj}' does "
+        "not exist, cannot be loaded due to missing permissions, or does not "
+        "support this operation. Please read the Graph API documentation at "
+        "https://developers.facebook.com/docs/graph-api",
+        subcode=33,
+        type_="GraphMethodException",
+    )
 
 
 def fb_time(epoch_s: float) -> str:
@@ -120,7 +153,7 @@ class GraphPost:
     seq: int
     id: str
     page_id: str
-    kind: str                       # "feed" | "photo"
+    kind: str  # "feed" | "photo"
     message: str | None
     link: str | None
     published: bool
@@ -135,8 +168,9 @@ class GraphPost:
     edits: list[dict[str, Any]] = field(default_factory=list)
 
     def is_published(self, now: float) -> bool:
-        return self.published or (self.scheduled_publish_time is not None
-                                   and now >= self.scheduled_publish_time)
+        return self.published or (
+            self.scheduled_publish_time is not None and now >= self.scheduled_publish_time
+        )
 
     @property
     def created_time(self) -> float:
@@ -147,17 +181,29 @@ class GraphPost:
 
     def to_json(self, now: float) -> dict[str, Any]:
         return {
-            "seq": self.seq, "id": self.id, "page_id": self.page_id, "kind": self.kind,
-            "message": self.message, "link": self.link, "is_published": self.is_published(now),
-            "published": self.published, "scheduled_publish_time": self.scheduled_publish_time,
-            "created_at": self.created_at, "created_time": fb_time(self.created_time),
-            "updated_at": self.updated_at, "photo_id": self.photo_id,
-            "photo_url": self.photo_url, "photo_bytes": self.photo_bytes,
-            "deleted": self.deleted, "deleted_at": self.deleted_at, "edits": self.edits,
+            "seq": self.seq,
+            "id": self.id,
+            "page_id": self.page_id,
+            "kind": self.kind,
+            "message": self.message,
+            "link": self.link,
+            "is_published": self.is_published(now),
+            "published": self.published,
+            "scheduled_publish_time": self.scheduled_publish_time,
+            "created_at": self.created_at,
+            "created_time": fb_time(self.created_time),
+            "updated_at": self.updated_at,
+            "photo_id": self.photo_id,
+            "photo_url": self.photo_url,
+            "photo_bytes": self.photo_bytes,
+            "deleted": self.deleted,
+            "deleted_at": self.deleted_at,
+            "edits": self.edits,
         }
 
 
 # ----- parsing helpers ---------------------------------------------------------------------------
+
 
 def bearer(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
@@ -186,8 +232,7 @@ async def read_params(request: web.Request) -> tuple[dict[str, str], dict[str, b
             raise GraphError(100, f"(#100) The request body is not valid JSON: {exc}") from exc
         if isinstance(body, dict):
             for key, value in body.items():
-                params[key] = (value if isinstance(value, str) else
-                               orjson.dumps(value).decode())
+                params[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
     else:
         await request.read()
     return params, files
@@ -224,7 +269,7 @@ def parse_timestamp(raw: str) -> int:
     except ValueError:
         raise GraphError(100, "(#100) The specified scheduled publish time is invalid.") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())
 
 

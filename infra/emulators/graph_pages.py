@@ -48,16 +48,29 @@ class GraphPages(EmulatorBase):
     """
 
     CONFIG_KEYS: ClassVar[Mapping[str, type]] = {
-        "require_proof": bool, "page_call_limit": int, "app_call_limit": int,
-        "usage_window_s": float, "page_throttle_code": int, "duplicate_window_s": float,
+        "require_proof": bool,
+        "page_call_limit": int,
+        "app_call_limit": int,
+        "usage_window_s": float,
+        "page_throttle_code": int,
+        "duplicate_window_s": float,
     }
 
-    def __init__(self, pages: Mapping[str, str] | None = None, *,
-                 page_names: Mapping[str, str] | None = None, app_secret: str | None = None,
-                 require_proof: bool = False, page_call_limit: int = 4800,
-                 app_call_limit: int = 20000, usage_window_s: float = 3600.0,
-                 page_throttle_code: int = 80001, duplicate_window_s: float = 3600.0,
-                 clock: Callable[[], float] | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        pages: Mapping[str, str] | None = None,
+        *,
+        page_names: Mapping[str, str] | None = None,
+        app_secret: str | None = None,
+        require_proof: bool = False,
+        page_call_limit: int = 4800,
+        app_call_limit: int = 20000,
+        usage_window_s: float = 3600.0,
+        page_throttle_code: int = 80001,
+        duplicate_window_s: float = 3600.0,
+        clock: Callable[[], float] | None = None,
+        seed: int | None = None,
+    ) -> None:
         if require_proof and not app_secret:
             raise ValueError("require_proof needs an app_secret")
         self.app_secret = app_secret
@@ -95,13 +108,15 @@ class GraphPages(EmulatorBase):
 
     # ----- in-process API --------------------------------------------------------------------
 
-    def add_page(self, page_id: str, token: str, *, name: str | None = None,
-                 expires_at: float | None = None) -> None:
+    def add_page(
+        self, page_id: str, token: str, *, name: str | None = None, expires_at: float | None = None
+    ) -> None:
         self._pages[page_id] = name or f"Page {page_id}"
         self.set_token(page_id, token, expires_at=expires_at, replace=False)
 
-    def set_token(self, page_id: str, token: str, *, expires_at: float | None = None,
-                  replace: bool = True) -> None:
+    def set_token(
+        self, page_id: str, token: str, *, expires_at: float | None = None, replace: bool = True
+    ) -> None:
         """Give ``page_id`` the token ``token``; ``replace`` forgets the page's other tokens."""
         if page_id not in self._pages:
             raise KeyError(f"unknown page {page_id}")
@@ -110,13 +125,16 @@ class GraphPages(EmulatorBase):
                 del self._tokens[old]
         self._tokens[token] = PageToken(token, page_id, expires_at)
 
-    def expire_token(self, token: str | None = None, *, page_id: str | None = None,
-                     at: float | None = None) -> int:
+    def expire_token(
+        self, token: str | None = None, *, page_id: str | None = None, at: float | None = None
+    ) -> int:
         """Make ``token`` (or every token of ``page_id``) expire at ``at`` (default now)."""
         when = self.clock() if at is None else at
-        hit = [info for info in self._tokens.values()
-               if (token is not None and info.token == token)
-               or (token is None and info.page_id == page_id)]
+        hit = [
+            info
+            for info in self._tokens.values()
+            if (token is not None and info.token == token) or (token is None and info.page_id == page_id)
+        ]
         for info in hit:
             info.expires_at = when
         return len(hit)
@@ -126,8 +144,11 @@ class GraphPages(EmulatorBase):
 
     def posts(self, page_id: str | None = None, *, include_deleted: bool = True) -> list[GraphPost]:
         """Every post in creation order (deleted ones flagged), optionally of one page."""
-        return [p for p in self._posts.values()
-                if (page_id is None or p.page_id == page_id) and (include_deleted or not p.deleted)]
+        return [
+            p
+            for p in self._posts.values()
+            if (page_id is None or p.page_id == page_id) and (include_deleted or not p.deleted)
+        ]
 
     def post(self, post_id: str) -> GraphPost | None:
         return self._posts.get(post_id)
@@ -139,8 +160,9 @@ class GraphPages(EmulatorBase):
     def usage(self, page_id: str | None = None) -> dict[str, Any]:
         """The values the usage headers would carry now."""
         app_pct = self._pct(len(self._window(self._app_calls)), self.app_call_limit)
-        out: dict[str, Any] = {"app": {"call_count": app_pct, "total_cputime": app_pct,
-                                       "total_time": app_pct}}
+        out: dict[str, Any] = {
+            "app": {"call_count": app_pct, "total_cputime": app_pct, "total_time": app_pct}
+        }
         if page_id is not None:
             out["page"] = self._buc_entry(page_id)
         return out
@@ -168,13 +190,18 @@ class GraphPages(EmulatorBase):
         frees_at = calls[len(calls) - limit] + self.usage_window_s
         return max(1, math.ceil((frees_at - self.clock()) / 60))
 
-    def _buc_entry(self, page_id: str, *, floor_pct: int = 0,
-                   regain: int | None = None) -> dict[str, Any]:
+    def _buc_entry(self, page_id: str, *, floor_pct: int = 0, regain: int | None = None) -> dict[str, Any]:
         calls = self._window(self._page_calls.setdefault(page_id, collections.deque()))
         pct = max(self._pct(len(calls), self.page_call_limit), floor_pct)
-        return {"type": "pages", "call_count": pct, "total_cputime": pct, "total_time": pct,
-                "estimated_time_to_regain_access":
-                    self._regain_minutes(calls, self.page_call_limit) if regain is None else regain}
+        return {
+            "type": "pages",
+            "call_count": pct,
+            "total_cputime": pct,
+            "total_time": pct,
+            "estimated_time_to_regain_access": self._regain_minutes(calls, self.page_call_limit)
+            if regain is None
+            else regain,
+        }
 
     def _usage_headers(self, page_id: str | None, fault: Fault | None = None) -> dict[str, str]:
         app = self.usage()["app"]
@@ -187,8 +214,10 @@ class GraphPages(EmulatorBase):
                 buc[page_id] = [self._buc_entry(page_id, floor_pct=100, regain=regain)]
             else:
                 buc[page_id] = [self._buc_entry(page_id)]
-        return {"X-App-Usage": orjson.dumps(app).decode(),
-                "X-Business-Use-Case-Usage": orjson.dumps(buc).decode()}
+        return {
+            "X-App-Usage": orjson.dumps(app).decode(),
+            "X-Business-Use-Case-Usage": orjson.dumps(buc).decode(),
+        }
 
     def _count_call(self, page_id: str | None) -> None:
         app_calls = self._window(self._app_calls)
@@ -215,8 +244,14 @@ class GraphPages(EmulatorBase):
         return str(self._next_object)
 
     def _record(self, action: str, post: GraphPost, message: str | None) -> dict[str, Any]:
-        effect = {"seq": self.next_seq(), "time": self.clock(), "action": action,
-                  "page_id": post.page_id, "post_id": post.id, "message": message}
+        effect = {
+            "seq": self.next_seq(),
+            "time": self.clock(),
+            "action": action,
+            "page_id": post.page_id,
+            "post_id": post.id,
+            "message": message,
+        }
         self._effects.append(effect)
         return effect
 
@@ -230,8 +265,9 @@ class GraphPages(EmulatorBase):
         raw = params.get("scheduled_publish_time")
         if raw:
             if published:
-                raise GraphError(100, "(#100) You cannot specify a scheduled publish time on a "
-                                 "published post")
+                raise GraphError(
+                    100, "(#100) You cannot specify a scheduled publish time on a published post"
+                )
             scheduled = parse_timestamp(raw)
             lead = scheduled - self.clock()
             if not SCHEDULE_MIN_S <= lead <= SCHEDULE_MAX_S:
@@ -244,37 +280,70 @@ class GraphPages(EmulatorBase):
     def _check_duplicate(self, page_id: str, message: str, link: str | None) -> None:
         horizon = self.clock() - self.duplicate_window_s
         for post in self._posts.values():
-            if (post.page_id == page_id and not post.deleted and post.created_at >= horizon
-                    and post.message == message and post.link == link):
-                raise GraphError(506, subcode=1455006, user_title="Duplicate Status Update",
-                                 user_msg="This status update is identical to the last one you "
-                                 "posted. Try posting something different, or delete your "
-                                 "previous update.")
+            if (
+                post.page_id == page_id
+                and not post.deleted
+                and post.created_at >= horizon
+                and post.message == message
+                and post.link == link
+            ):
+                raise GraphError(
+                    506,
+                    subcode=1455006,
+                    user_title="Duplicate Status Update",
+                    user_msg="This status update is identical to the last one you "
+                    "posted. Try posting something different, or delete your "
+                    "previous update.",
+                )
 
-    def _new_post(self, page_id: str, kind: str, message: str | None, link: str | None,
-                  published: bool, scheduled: int | None, **photo: Any) -> GraphPost:
+    def _new_post(
+        self,
+        page_id: str,
+        kind: str,
+        message: str | None,
+        link: str | None,
+        published: bool,
+        scheduled: int | None,
+        **photo: Any,
+    ) -> GraphPost:
         now = self.clock()
-        post = GraphPost(seq=0, id=f"{page_id}_{self._new_id()}", page_id=page_id, kind=kind,
-                         message=message, link=link, published=published,
-                         scheduled_publish_time=scheduled, created_at=now, updated_at=now,
-                         **photo)
+        post = GraphPost(
+            seq=0,
+            id=f"{page_id}_{self._new_id()}",
+            page_id=page_id,
+            kind=kind,
+            message=message,
+            link=link,
+            published=published,
+            scheduled_publish_time=scheduled,
+            created_at=now,
+            updated_at=now,
+            **photo,
+        )
         self._posts[post.id] = post
         if post.photo_id is not None:
             self._photos[post.photo_id] = post.id
         post.seq = self._record("create", post, message)["seq"]
         return post
 
-    def _create_photo(self, page_id: str, params: dict[str, str],
-                      files: dict[str, bytes]) -> dict[str, Any]:
+    def _create_photo(self, page_id: str, params: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
         url = params.get("url") or None
         source = files.get("source")
         if url is None and source is None:
             raise GraphError(324, "(#324) Requires upload file")
         caption = params.get("caption") or params.get("message") or None
         published = parse_bool(params.get("published"), "published", default=True)
-        post = self._new_post(page_id, "photo", caption, None, published, None,
-                              photo_id=self._new_id(), photo_url=url,
-                              photo_bytes=None if source is None else len(source))
+        post = self._new_post(
+            page_id,
+            "photo",
+            caption,
+            None,
+            published,
+            None,
+            photo_id=self._new_id(),
+            photo_url=url,
+            photo_bytes=None if source is None else len(source),
+        )
         return {"id": post.photo_id, "post_id": post.id}
 
     def _edit(self, post: GraphPost, params: dict[str, str]) -> dict[str, Any]:
@@ -301,8 +370,9 @@ class GraphPages(EmulatorBase):
         out: dict[str, Any] = {}
         for name in fields:
             if name not in POST_FIELDS:
-                raise GraphError(100, f"(#100) Tried accessing nonexisting field ({name}) on "
-                                 "node type (Post)")
+                raise GraphError(
+                    100, f"(#100) Tried accessing nonexisting field ({name}) on node type (Post)"
+                )
             if name == "message" and post.message is not None:
                 out["message"] = post.message
             elif name == "link" and post.link is not None:
@@ -323,29 +393,36 @@ class GraphPages(EmulatorBase):
         out["id"] = post.id
         return out
 
-    def _list(self, request: web.Request, page_id: str, params: dict[str, str], *,
-              scheduled: bool) -> dict[str, Any]:
+    def _list(
+        self, request: web.Request, page_id: str, params: dict[str, str], *, scheduled: bool
+    ) -> dict[str, Any]:
         now = self.clock()
         limit = parse_int(params.get("limit"), "limit", DEFAULT_LIMIT)
         limit = min(max(limit, 1), MAX_LIMIT)
         fields = parse_fields(params.get("fields"))
-        posts = [p for p in self._posts.values() if p.page_id == page_id and not p.deleted
-                 and (p.is_published(now) != scheduled)
-                 and (not scheduled or p.scheduled_publish_time is not None)]
+        posts = [
+            p
+            for p in self._posts.values()
+            if p.page_id == page_id
+            and not p.deleted
+            and (p.is_published(now) != scheduled)
+            and (not scheduled or p.scheduled_publish_time is not None)
+        ]
         posts.sort(key=lambda p: (p.created_time, p.seq), reverse=True)
         start = 0
         after = params.get("after")
         if after:
             key = decode_cursor(after)
-            start = next((i for i, p in enumerate(posts) if (p.created_time, p.seq) < key),
-                         len(posts))
-        chunk = posts[start:start + limit]
+            start = next((i for i, p in enumerate(posts) if (p.created_time, p.seq) < key), len(posts))
+        chunk = posts[start : start + limit]
         result: dict[str, Any] = {"data": [self._render(p, fields) for p in chunk]}
         if chunk:
-            paging: dict[str, Any] = {"cursors": {"before": encode_cursor(chunk[0]),
-                                                  "after": encode_cursor(chunk[-1])}}
+            paging: dict[str, Any] = {
+                "cursors": {"before": encode_cursor(chunk[0]), "after": encode_cursor(chunk[-1])}
+            }
             if start + limit < len(posts):
-                paging["next"] = str(request.url.update_query(
-                    {"after": encode_cursor(chunk[-1]), "limit": str(limit)}))
+                paging["next"] = str(
+                    request.url.update_query({"after": encode_cursor(chunk[-1]), "limit": str(limit)})
+                )
             result["paging"] = paging
         return result

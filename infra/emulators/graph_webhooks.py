@@ -35,17 +35,24 @@ class GraphComments(WebhookSender, GraphPages):
         self._last_delivery: tuple[bytes, dict[str, str]] | None = None
         self._echoes: set[asyncio.Task[Any]] = set()
 
-    def add_comment(self, post_id: str, message: str, sender: Mapping[str, Any],
-                    parent_id: str | None = None) -> dict[str, Any]:
+    def add_comment(
+        self, post_id: str, message: str, sender: Mapping[str, Any], parent_id: str | None = None
+    ) -> dict[str, Any]:
         """A citizen's comment on a live post (or a reply under ``parent_id``)."""
         post = self._posts.get(post_id)
         if post is None or post.deleted:
             raise ControlError(f"no live post {post_id}", status=404)
         comment: dict[str, Any] = {
-            "id": f"{post_id.split('_', 1)[1]}_{self._new_id()}", "post_id": post_id,
-            "page_id": post.page_id, "parent_id": parent_id or post_id, "message": message,
+            "id": f"{post_id.split('_', 1)[1]}_{self._new_id()}",
+            "post_id": post_id,
+            "page_id": post.page_id,
+            "parent_id": parent_id or post_id,
+            "message": message,
             "from": {"id": str(sender.get("id") or ""), "name": str(sender.get("name") or "")},
-            "created_time": int(self.clock()), "deleted": False, "seq": self.next_seq()}
+            "created_time": int(self.clock()),
+            "deleted": False,
+            "seq": self.next_seq(),
+        }
         self._comments[comment["id"]] = comment
         return comment
 
@@ -56,12 +63,21 @@ class GraphComments(WebhookSender, GraphPages):
     def webhook_body(self, comment: Mapping[str, Any], verb: str = "add", *, timed: bool = True) -> bytes:
         """The ``feed`` delivery; ``timed`` False leaves the entry's ``time`` out (a forged or
         broken delivery: Graph always sends one)."""
-        value = {"item": "comment", "verb": verb, "comment_id": comment["id"],
-                 "post_id": comment["post_id"], "parent_id": comment["parent_id"],
-                 "created_time": comment["created_time"], "from": comment["from"],
-                 "message": comment["message"]}
-        entry: dict[str, Any] = {"id": comment["page_id"], "time": int(self.clock()),
-                                 "changes": [{"field": "feed", "value": value}]}
+        value = {
+            "item": "comment",
+            "verb": verb,
+            "comment_id": comment["id"],
+            "post_id": comment["post_id"],
+            "parent_id": comment["parent_id"],
+            "created_time": comment["created_time"],
+            "from": comment["from"],
+            "message": comment["message"],
+        }
+        entry: dict[str, Any] = {
+            "id": comment["page_id"],
+            "time": int(self.clock()),
+            "changes": [{"field": "feed", "value": value}],
+        }
         if not timed:
             del entry["time"]
         return orjson.dumps({"object": "page", "entry": [entry]})
@@ -76,12 +92,12 @@ class GraphComments(WebhookSender, GraphPages):
         if signature not in ("valid", "bad"):
             raise ControlError("signature is valid, bad, malformed or missing")
         key = (self.app_secret or "") if signature == "valid" else "not-the-app-secret"
-        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(key.encode(), body,
-                                                              hashlib.sha256).hexdigest()
+        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
         return headers
 
-    def _comment_object(self, method: str, comment_id: str, edge: str | None,
-                        params: dict[str, str], token: PageToken) -> dict[str, Any]:
+    def _comment_object(
+        self, method: str, comment_id: str, edge: str | None, params: dict[str, str], token: PageToken
+    ) -> dict[str, Any]:
         comment = self._comments[comment_id]
         post = self._posts.get(comment["post_id"])
         if comment["deleted"] or post is None or post.deleted:
@@ -89,14 +105,22 @@ class GraphComments(WebhookSender, GraphPages):
         self._check_page(token, comment["page_id"], method, comment_id)
         if edge is None and method == "GET":
             return {k: comment[k] for k in ("id", "message", "from", "parent_id")} | {
-                "created_time": fb_time(comment["created_time"])}
+                "created_time": fb_time(comment["created_time"])
+            }
         if edge != "comments":
-            raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node "
-                             "type (Comment)")
+            raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type (Comment)")
         if method == "GET":
-            return {"data": [{"id": r["id"], "message": r["message"], "from": r["from"],
-                              "created_time": fb_time(r["created_time"])}
-                             for r in self.replies(comment_id)]}
+            return {
+                "data": [
+                    {
+                        "id": r["id"],
+                        "message": r["message"],
+                        "from": r["from"],
+                        "created_time": fb_time(r["created_time"]),
+                    }
+                    for r in self.replies(comment_id)
+                ]
+            }
         if method != "POST":
             raise unsupported(method, comment_id)
         message = params.get("message")
@@ -108,7 +132,8 @@ class GraphComments(WebhookSender, GraphPages):
         if self._subscription is not None:  # Graph tells the subscriber about the page's comments too
             body = self.webhook_body(reply)
             task = asyncio.get_running_loop().create_task(
-                self.deliver_webhook(body, self.webhook_headers(body)))
+                self.deliver_webhook(body, self.webhook_headers(body))
+            )
             self._echoes.add(task)
             task.add_done_callback(self._echo_done)
         return {"id": reply["id"]}
@@ -136,9 +161,12 @@ class GraphComments(WebhookSender, GraphPages):
         verb = str(body.get("verb", "add")) if isinstance(body, dict) else "add"
         if verb == "add":
             sender = body.get("from") if isinstance(body.get("from"), dict) else {}
-            comment = self.add_comment(str_field(body, "post_id"), str_field(body, "message"),
-                                       sender or {"id": "6001", "name": "Người dân"},
-                                       parent_id=body.get("parent_id"))
+            comment = self.add_comment(
+                str_field(body, "post_id"),
+                str_field(body, "message"),
+                sender or {"id": "6001", "name": "Người dân"},
+                parent_id=body.get("parent_id"),
+            )
         elif verb in ("edited", "remove"):
             comment = self._comments.get(str_field(body, "comment_id"), {})
             if not comment:
@@ -151,7 +179,8 @@ class GraphComments(WebhookSender, GraphPages):
             raise ControlError("verb is add, edited or remove")
         payload = self.webhook_body(comment, verb, timed=body.get("untimed") is not True)
         sent = await self.deliver_webhook(
-            payload, self.webhook_headers(payload, str(body.get("signature", "valid"))))
+            payload, self.webhook_headers(payload, str(body.get("signature", "valid")))
+        )
         return json_response({"comment_id": comment["id"], **sent})
 
     async def _ctl_replies(self, request: web.Request) -> web.StreamResponse:

@@ -61,8 +61,6 @@ Run alone: ``python -m infra.emulators.loudspeaker [--port N] [--zones-from-regi
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import hashlib
@@ -70,6 +68,7 @@ import math
 import sys
 from collections.abc import Callable
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -100,7 +99,13 @@ from infra.emulators.loudspeaker_model import (
 )
 
 __all__ = [
-    "DEFAULT_TOKEN", "Cluster", "Emergency", "LoudspeakerEmulator", "PlatformError", "PlayRecord", "Preemption",
+    "DEFAULT_TOKEN",
+    "Cluster",
+    "Emergency",
+    "LoudspeakerEmulator",
+    "PlatformError",
+    "PlayRecord",
+    "Preemption",
 ]
 
 _BAD_JSON = object()
@@ -174,17 +179,25 @@ class LoudspeakerEmulator(LoudspeakerControl):
                 return json_response(result)
 
             return await self.guarded(request, target, action)
+
         return handler
 
     async def _fault_response(self, request: web.Request, fault: Fault) -> web.StreamResponse:
         if fault.kind == "rate_limit":
             wait = float(fault.regain_minutes) * 60 if fault.regain_minutes else 5.0
-            err = PlatformError(fault.http_status or 429, "rate_limited", fault.message or "too many requests",
-                                retry_after=wait)
+            err = PlatformError(
+                fault.http_status or 429,
+                "rate_limited",
+                fault.message or "too many requests",
+                retry_after=wait,
+            )
         elif fault.kind == "server_error":
             status = fault.http_status or 503
-            err = PlatformError(status, STATUS_CODES.get(status, "server_error"),
-                                fault.message or "service temporarily unavailable")
+            err = PlatformError(
+                status,
+                STATUS_CODES.get(status, "server_error"),
+                fault.message or "service temporarily unavailable",
+            )
         elif fault.kind == "expire_token":
             header = request.headers.get("Authorization", "")
             self.expire_token(header.partition(" ")[2].strip() or None)
@@ -202,13 +215,17 @@ class LoudspeakerEmulator(LoudspeakerControl):
             raise PlatformError(400, "invalid_request", "the schedule must be a JSON object")
         for name, expected in (("zone", zone), ("date", day)):
             if name in body and body[name] != expected:
-                raise PlatformError(400, "invalid_request", f"{name} {body[name]!r} does not match the path ({expected})")
+                raise PlatformError(
+                    400, "invalid_request", f"{name} {body[name]!r} does not match the path ({expected})"
+                )
         tz: ZoneInfo | None = None
         if body.get("timezone") is not None:
             try:
                 tz = ZoneInfo(str(body["timezone"]))
             except (ZoneInfoNotFoundError, ValueError):
-                raise PlatformError(400, "invalid_request", f"unknown timezone {body['timezone']!r}") from None
+                raise PlatformError(
+                    400, "invalid_request", f"unknown timezone {body['timezone']!r}"
+                ) from None
         raw_slots = body.get("slots")
         if not isinstance(raw_slots, list):
             raise PlatformError(400, "invalid_request", "slots must be a list")
@@ -228,13 +245,16 @@ class LoudspeakerEmulator(LoudspeakerControl):
                 raise PlatformError(400, "invalid_request", f"{where} must end after it starts")
             priority = raw.get("priority", "normal")
             if priority == "emergency":
-                raise PlatformError(400, "invalid_request",
-                                    f"{where}: emergencies are not scheduled; POST {API}/emergencies")
+                raise PlatformError(
+                    400, "invalid_request", f"{where}: emergencies are not scheduled; POST {API}/emergencies"
+                )
             if priority not in SCHEDULE_PRIORITIES:
                 raise PlatformError(400, "invalid_request", f"{where}.priority must be normal or priority")
             audio = raw.get("audio_url")
             if not isinstance(audio, str) or urlsplit(audio).scheme not in ("http", "https"):
-                raise PlatformError(400, "invalid_request", f"{where}.audio_url must be an absolute http(s) URL")
+                raise PlatformError(
+                    400, "invalid_request", f"{where}.audio_url must be an absolute http(s) URL"
+                )
             title = raw.get("title", "")
             if not isinstance(title, str):
                 raise PlatformError(400, "invalid_request", f"{where}.title must be a string")
@@ -244,9 +264,11 @@ class LoudspeakerEmulator(LoudspeakerControl):
                 raise PlatformError(400, "invalid_request", f"{where} starts on {local.date()}, not {day}")
             slots.append(_Slot(bid, start, end, title, str(priority), audio))
         slots.sort(key=lambda s: s.start)
-        for a, b in zip(slots, slots[1:]):
+        for a, b in pairwise(slots):
             if b.start < a.end:
-                raise PlatformError(400, "invalid_request", f"slots of {a.bulletin_id} and {b.bulletin_id} overlap")
+                raise PlatformError(
+                    400, "invalid_request", f"slots of {a.bulletin_id} and {b.bulletin_id} overlap"
+                )
         return tuple(slots)
 
     @staticmethod
@@ -262,11 +284,16 @@ class LoudspeakerEmulator(LoudspeakerControl):
         if match is not None:
             wanted = {m.strip() for m in match.split(",")}
             if current is None or ("*" not in wanted and current.etag not in wanted):
-                raise PlatformError(412, "precondition_failed", "the schedule changed (If-Match)",
-                                    current_etag=None if current is None else current.etag)
+                raise PlatformError(
+                    412,
+                    "precondition_failed",
+                    "the schedule changed (If-Match)",
+                    current_etag=None if current is None else current.etag,
+                )
         if request.headers.get("If-None-Match", "").strip() == "*" and current is not None:
-            raise PlatformError(412, "precondition_failed", "a schedule exists (If-None-Match: *)",
-                                current_etag=current.etag)
+            raise PlatformError(
+                412, "precondition_failed", "a schedule exists (If-None-Match: *)", current_etag=current.etag
+            )
 
     def _put_schedule(self, request: web.Request, body: Any) -> web.StreamResponse:
         day = self._day(request.match_info["date"])
@@ -288,18 +315,32 @@ class LoudspeakerEmulator(LoudspeakerControl):
                 for s in old.values():  # cut what plays now unless the new schedule keeps it
                     if s.key not in new_keys and s.start < now < s.end and (c.id, s.key) not in z.done:
                         _, result = self._slot_outcome(s, eplays, c)
-                        self._record(s.bulletin_id, c, s.start, now, "offline" if result == "offline" else "interrupted",
-                                     "scheduled")
+                        self._record(
+                            s.bulletin_id,
+                            c,
+                            s.start,
+                            now,
+                            "offline" if result == "offline" else "interrupted",
+                            "scheduled",
+                        )
                         z.done.add((c.id, s.key))
                 for s in slots:  # the past cannot be played
                     if s.start < now and s.key not in old:
                         z.done.add((c.id, s.key))
-            z.schedules[day] = ScheduleDoc(z.code, day, (current.version if current else 0) + 1, etag, body,
-                                           slots, now)
+            z.schedules[day] = ScheduleDoc(
+                z.code, day, (current.version if current else 0) + 1, etag, body, slots, now
+            )
             self._changed(z)
         doc = z.schedules[day]
-        reply = {"zone": z.code, "date": day, "status": status, "version": doc.version, "etag": doc.etag,
-                 "slots": len(doc.slots), "updated_at": iso(doc.updated_at)}
+        reply = {
+            "zone": z.code,
+            "date": day,
+            "status": status,
+            "version": doc.version,
+            "etag": doc.etag,
+            "slots": len(doc.slots),
+            "updated_at": iso(doc.updated_at),
+        }
         return json_response(reply, status=code, headers={"ETag": doc.etag})
 
     def _get_schedule(self, request: web.Request, body: Any) -> web.StreamResponse:
@@ -330,10 +371,16 @@ class LoudspeakerEmulator(LoudspeakerControl):
         if not isinstance(zones, list) or not zones or not all(isinstance(z, str) and z for z in zones):
             raise PlatformError(400, "invalid_request", "zones must be a non-empty list of zone codes")
         if len(zones) > self.max_zones_per_call:
-            raise PlatformError(413, "too_many_zones", f"at most {self.max_zones_per_call} zones per call",
-                                max_zones=self.max_zones_per_call)
+            raise PlatformError(
+                413,
+                "too_many_zones",
+                f"at most {self.max_zones_per_call} zones per call",
+                max_zones=self.max_zones_per_call,
+            )
         text, audio = body.get("text"), body.get("audio_url")
-        if audio is not None and (not isinstance(audio, str) or urlsplit(audio).scheme not in ("http", "https")):
+        if audio is not None and (
+            not isinstance(audio, str) or urlsplit(audio).scheme not in ("http", "https")
+        ):
             raise PlatformError(400, "invalid_request", "audio_url must be an absolute http(s) URL")
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise PlatformError(400, "invalid_request", "text must be a non-empty string")
@@ -342,13 +389,21 @@ class LoudspeakerEmulator(LoudspeakerControl):
         duration = body.get("duration_s", self.default_duration_s)
         interval = body.get("repeat_interval_s")
         for name, value in (("duration_s", duration), ("repeat_interval_s", interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value <= 0
+            ):
                 raise PlatformError(400, "invalid_request", f"{name} must be a positive number of seconds")
         assert isinstance(duration, (int, float)) and isinstance(interval, (int, float))
         if interval < max(self.min_repeat_interval_s, duration):
-            raise PlatformError(400, "invalid_request",
-                                f"repeat_interval_s must be at least {max(self.min_repeat_interval_s, duration):g} s "
-                                "(the minimum and the bulletin's length)")
+            raise PlatformError(
+                400,
+                "invalid_request",
+                f"repeat_interval_s must be at least {max(self.min_repeat_interval_s, duration):g} s "
+                "(the minimum and the bulletin's length)",
+            )
         expires = parse_moment(body.get("expires_at"), "expires_at")
         if expires <= now:
             raise PlatformError(400, "invalid_request", "expires_at is in the past")
@@ -357,8 +412,18 @@ class LoudspeakerEmulator(LoudspeakerControl):
         if not isinstance(replaces, list) or not all(isinstance(r, str) for r in replaces):
             raise PlatformError(400, "invalid_request", "replaces must be an emergency id or a list of them")
         title = body.get("title") or ""
-        return Emergency(eid, tuple(dict.fromkeys(zones)), text, audio, str(title), float(duration), float(interval),
-                         now, expires, tuple(replaces))
+        return Emergency(
+            eid,
+            tuple(dict.fromkeys(zones)),
+            text,
+            audio,
+            str(title),
+            float(duration),
+            float(interval),
+            now,
+            expires,
+            tuple(replaces),
+        )
 
     def _post_emergency(self, request: web.Request, body: Any) -> web.StreamResponse:
         now = self.clock()
@@ -376,8 +441,17 @@ class LoudspeakerEmulator(LoudspeakerControl):
         for z in zones:  # what each cluster was playing, the alert it replaces included
             for c in z.clusters:
                 on = self._playing(z, c, now)
-                self._preemptions.append(Preemption(self.next_seq(), emergency.emergency_id, z.code, c.id, now,
-                                                    on.id if on else None, on.kind if on else None))
+                self._preemptions.append(
+                    Preemption(
+                        self.next_seq(),
+                        emergency.emergency_id,
+                        z.code,
+                        c.id,
+                        now,
+                        on.id if on else None,
+                        on.kind if on else None,
+                    )
+                )
                 preempted += on is not None
         for old_id in emergency.replaces:
             old = self._emergencies.get(old_id)
@@ -393,15 +467,26 @@ class LoudspeakerEmulator(LoudspeakerControl):
             for c in z.clusters:
                 on = z.on_air.get(c.id)
                 if on is not None and (c.id, on.key) not in z.done:
-                    self._record(on.id, c, on.start, now, "interrupted", on.kind,
-                                 on.id if on.kind == "emergency" else None)
+                    self._record(
+                        on.id,
+                        c,
+                        on.start,
+                        now,
+                        "interrupted",
+                        on.kind,
+                        on.id if on.kind == "emergency" else None,
+                    )
                     z.done.add((c.id, on.key))
             z.emergencies.append(emergency)
             ends = now + emergency.duration_s
             z.next_due = min(z.next_due, ends) if z.code in self._busy else ends  # idle: nothing else is due
             self._busy.add(z.code)
-            z.on_air = {c.id: _OnAir(emergency.emergency_id, "emergency", f"E|{emergency.emergency_id}|0", now)
-                        if c.status_at(now) == "online" else None for c in z.clusters}
+            z.on_air = {
+                c.id: _OnAir(emergency.emergency_id, "emergency", f"E|{emergency.emergency_id}|0", now)
+                if c.status_at(now) == "online"
+                else None
+                for c in z.clusters
+            }
         emergency.preempted = preempted
         self._emergencies[emergency.emergency_id] = emergency
         return json_response({**emergency.to_json(now, with_zones=False), "duplicate": False}, status=201)
@@ -415,8 +500,13 @@ class LoudspeakerEmulator(LoudspeakerControl):
     def _list_emergencies(self, request: web.Request, body: Any) -> dict[str, Any]:
         now = self.clock()
         wanted = request.query.get("status")
-        return {"emergencies": [e.to_json(now, with_zones=False) for e in self.emergencies()
-                                if wanted is None or e.status(now) == wanted]}
+        return {
+            "emergencies": [
+                e.to_json(now, with_zones=False)
+                for e in self.emergencies()
+                if wanted is None or e.status(now) == wanted
+            ]
+        }
 
     def _delete_emergency(self, request: web.Request, body: Any) -> dict[str, Any]:
         try:
@@ -437,9 +527,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.emulators.loudspeaker")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--token", action="append", default=None, help=f"accepted bearer token (default {DEFAULT_TOKEN})")
-    parser.add_argument("--zones-from-registry", action="store_true",
-                        help="create the 3,321 official zones up front (else zones appear on first use)")
+    parser.add_argument(
+        "--token", action="append", default=None, help=f"accepted bearer token (default {DEFAULT_TOKEN})"
+    )
+    parser.add_argument(
+        "--zones-from-registry",
+        action="store_true",
+        help="create the 3,321 official zones up front (else zones appear on first use)",
+    )
     parser.add_argument("--clusters-per-zone", type=int, default=1)
     parser.add_argument("--manual-clock", action="store_true")
     parser.add_argument("--state-file", type=Path, default=None)
@@ -450,13 +545,21 @@ def main(argv: list[str] | None = None) -> int:
         from vietnam_provinces import Ward
 
         zones = [f"{int(w.code):05d}" for w in Ward.iter_all()]
-    emulator = LoudspeakerEmulator(zones=zones, tokens=ns.token or [DEFAULT_TOKEN],
-                                   clusters_per_zone=ns.clusters_per_zone,
-                                   clock=ManualClock() if ns.manual_clock else None)
-    asyncio.run(run_until_signalled(
-        [(emulator, ns.port)], ns.host, ns.state_file,
-        lambda: {"loudspeaker": {"base_url": emulator.base_url, "tokens": ns.token or [DEFAULT_TOKEN]}},
-        access_log=not ns.no_access_log))
+    emulator = LoudspeakerEmulator(
+        zones=zones,
+        tokens=ns.token or [DEFAULT_TOKEN],
+        clusters_per_zone=ns.clusters_per_zone,
+        clock=ManualClock() if ns.manual_clock else None,
+    )
+    asyncio.run(
+        run_until_signalled(
+            [(emulator, ns.port)],
+            ns.host,
+            ns.state_file,
+            lambda: {"loudspeaker": {"base_url": emulator.base_url, "tokens": ns.token or [DEFAULT_TOKEN]}},
+            access_log=not ns.no_access_log,
+        )
+    )
     return 0
 
 

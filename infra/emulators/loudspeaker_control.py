@@ -23,8 +23,11 @@ class LoudspeakerControl(LoudspeakerPlatform):
 
     @staticmethod
     def _play_filters(query: Mapping[str, str]) -> dict[str, Any]:
-        out: dict[str, Any] = {"zone": query.get("zone"), "bulletin_id": query.get("bulletin_id"),
-                               "kind": query.get("kind")}
+        out: dict[str, Any] = {
+            "zone": query.get("zone"),
+            "bulletin_id": query.get("bulletin_id"),
+            "kind": query.get("kind"),
+        }
         if query.get("since"):
             out["since"] = parse_moment(query["since"], "since")
         try:
@@ -37,9 +40,11 @@ class LoudspeakerControl(LoudspeakerPlatform):
         found = self.plays(**self._play_filters(query))
         limit = int(query.get("limit", "10000") or 10000)
         page = found[:limit]
-        return {"plays": [p.to_json() for p in page], "now": iso(self.clock()),
-                "next_after": page[-1].seq if page else int(query.get("after", "0") or 0)}
-
+        return {
+            "plays": [p.to_json() for p in page],
+            "now": iso(self.clock()),
+            "next_after": page[-1].seq if page else int(query.get("after", "0") or 0),
+        }
 
     # ----- control API -------------------------------------------------------------------------
 
@@ -56,9 +61,14 @@ class LoudspeakerControl(LoudspeakerPlatform):
 
     def stats_json(self) -> dict[str, Any]:
         data = super().stats_json()
-        data.update(zones=len(self._zones), clusters=sum(len(z.clusters) for z in self._zones.values()),
-                    schedules=sum(len(z.schedules) for z in self._zones.values()),
-                    emergencies=len(self._emergencies), preemptions=len(self._preemptions), plays=len(self._plays))
+        data.update(
+            zones=len(self._zones),
+            clusters=sum(len(z.clusters) for z in self._zones.values()),
+            schedules=sum(len(z.schedules) for z in self._zones.values()),
+            emergencies=len(self._emergencies),
+            preemptions=len(self._preemptions),
+            plays=len(self._plays),
+        )
         return data
 
     async def _ctl_clusters(self, request: web.Request) -> web.StreamResponse:
@@ -72,19 +82,24 @@ class LoudspeakerControl(LoudspeakerPlatform):
             if not isinstance(body.get("zone"), str) or not isinstance(body["count"], int):
                 raise ControlError('expected {"zone": code, "count": n}')
             try:
-                return json_response({"clusters": [c.to_json() for c in self.add_zone(body["zone"], body["count"])]})
+                return json_response(
+                    {"clusters": [c.to_json() for c in self.add_zone(body["zone"], body["count"])]}
+                )
             except ValueError as exc:
                 raise ControlError(str(exc)) from exc
         try:
-            changed = self.set_cluster_status(str(body.get("status", "")), cluster_id=body.get("cluster_id"),
-                                              zone=body.get("zone"))
+            changed = self.set_cluster_status(
+                str(body.get("status", "")), cluster_id=body.get("cluster_id"), zone=body.get("zone")
+            )
         except ValueError as exc:
             raise ControlError(str(exc), status=404 if "existing" in str(exc) else 400) from exc
         return json_response({"clusters": [c.to_json() for c in changed]})
 
     async def _ctl_schedules(self, request: web.Request) -> web.StreamResponse:
         day = request.query.get("date")
-        docs = [d.to_json() for d in self.schedules(request.query.get("zone")) if day is None or d.date == day]
+        docs = [
+            d.to_json() for d in self.schedules(request.query.get("zone")) if day is None or d.date == day
+        ]
         return json_response({"schedules": docs})
 
     async def _ctl_emergencies(self, request: web.Request) -> web.StreamResponse:
@@ -93,8 +108,9 @@ class LoudspeakerControl(LoudspeakerPlatform):
 
     async def _ctl_preemptions(self, request: web.Request) -> web.StreamResponse:
         found = self.preemptions(request.query.get("emergency_id"), request.query.get("zone"))
-        return json_response({"preemptions": [p.to_json() for p in found],
-                              "zones": len({p.zone for p in found})})
+        return json_response(
+            {"preemptions": [p.to_json() for p in found], "zones": len({p.zone for p in found})}
+        )
 
     async def _ctl_plays(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -14,27 +14,50 @@ from aiohttp import web
 from infra.emulators.common import json_response
 
 __all__ = [
-    "API", "CLUSTER_STATUSES", "DEFAULT_TOKEN", "SCHEDULE_PRIORITIES", "STATUS_CODES", "UTC", "Cluster",
-    "Emergency", "PlatformError", "PlayRecord", "Preemption", "ScheduleDoc", "iso", "parse_iso",
+    "API",
+    "CLUSTER_STATUSES",
+    "DEFAULT_TOKEN",
+    "SCHEDULE_PRIORITIES",
+    "STATUS_CODES",
+    "UTC",
+    "Cluster",
+    "Emergency",
+    "PlatformError",
+    "PlayRecord",
+    "Preemption",
+    "ScheduleDoc",
+    "iso",
+    "parse_iso",
     "parse_moment",
 ]
 
-UTC = timezone.utc
+UTC = UTC
 API = "/api/v1"
 DEFAULT_TOKEN = "loudspeaker-demo-token"
 SCHEDULE_PRIORITIES = frozenset({"normal", "priority"})
 CLUSTER_STATUSES = frozenset({"online", "offline"})
-STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                409: "conflict", 412: "precondition_failed", 413: "too_many_zones",
-                429: "rate_limited", 500: "internal_error", 502: "bad_gateway",
-                503: "unavailable", 504: "gateway_timeout"}
+STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "too_many_zones",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "gateway_timeout",
+}
 
 
 class PlatformError(Exception):
     """An API error: HTTP status, a stable ``code`` name, a message and extra envelope fields."""
 
-    def __init__(self, status: int, code: str, message: str, *, retry_after: float | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: float | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.retry_after = retry_after
@@ -139,8 +162,14 @@ class ScheduleDoc:
     updated_at: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"zone": self.zone, "date": self.date, "version": self.version, "etag": self.etag,
-                "updated_at": iso(self.updated_at), "schedule": self.body}
+        return {
+            "zone": self.zone,
+            "date": self.date,
+            "version": self.version,
+            "etag": self.etag,
+            "updated_at": iso(self.updated_at),
+            "schedule": self.body,
+        }
 
 
 @dataclass
@@ -171,7 +200,9 @@ class Emergency:
     def end_of_repeats(self) -> float:
         return min(self.expires_at, self.stopped_at if self.stopped_at is not None else math.inf)
 
-    def starts_before(self, now: float, first: int = 0, *, inclusive: bool = False) -> list[tuple[int, float]]:
+    def starts_before(
+        self, now: float, first: int = 0, *, inclusive: bool = False
+    ) -> list[tuple[int, float]]:
         """(index, start) of the plays that began before ``now`` (or at it: ``inclusive``), from
         play ``first`` on."""
         out: list[tuple[int, float]] = []
@@ -186,12 +217,20 @@ class Emergency:
 
     def to_json(self, now: float, *, with_zones: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "emergency_id": self.emergency_id, "status": self.status(now), "priority": "emergency",
-            "zone_count": len(self.zones), "title": self.title, "text": self.text,
-            "audio_url": self.audio_url, "duration_s": self.duration_s,
-            "repeat_interval_s": self.repeat_interval_s, "created_at": iso(self.created_at),
-            "expires_at": iso(self.expires_at), "replaces": list(self.replaces),
-            "replaced_by": self.replaced_by, "preempted_clusters": self.preempted,
+            "emergency_id": self.emergency_id,
+            "status": self.status(now),
+            "priority": "emergency",
+            "zone_count": len(self.zones),
+            "title": self.title,
+            "text": self.text,
+            "audio_url": self.audio_url,
+            "duration_s": self.duration_s,
+            "repeat_interval_s": self.repeat_interval_s,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "replaces": list(self.replaces),
+            "replaced_by": self.replaced_by,
+            "preempted_clusters": self.preempted,
             "stopped_at": None if self.stopped_at is None else iso(self.stopped_at),
             "plays_started": len(self.starts_before(now)),
         }
@@ -216,10 +255,18 @@ class PlayRecord:
     emergency_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "bulletin_id": self.bulletin_id, "cluster_id": self.cluster_id,
-                "zone": self.zone, "started_at": iso(self.started_at), "ended_at": iso(self.ended_at),
-                "played_s": round(self.played_s, 3), "result": self.result, "kind": self.kind,
-                "emergency_id": self.emergency_id}
+        return {
+            "seq": self.seq,
+            "bulletin_id": self.bulletin_id,
+            "cluster_id": self.cluster_id,
+            "zone": self.zone,
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "played_s": round(self.played_s, 3),
+            "result": self.result,
+            "kind": self.kind,
+            "emergency_id": self.emergency_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -235,9 +282,15 @@ class Preemption:
     interrupted_kind: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "emergency_id": self.emergency_id, "zone": self.zone,
-                "cluster_id": self.cluster_id, "at": iso(self.at), "interrupted": self.interrupted,
-                "interrupted_kind": self.interrupted_kind}
+        return {
+            "seq": self.seq,
+            "emergency_id": self.emergency_id,
+            "zone": self.zone,
+            "cluster_id": self.cluster_id,
+            "at": iso(self.at),
+            "interrupted": self.interrupted,
+            "interrupted_kind": self.interrupted_kind,
+        }
 
 
 @dataclass(frozen=True)
@@ -267,7 +320,9 @@ class _Zone:
     schedules: dict[str, ScheduleDoc] = field(default_factory=dict)
     emergencies: list[Emergency] = field(default_factory=list)
     done: set[tuple[str, str]] = field(default_factory=set)  # (cluster id, item key) reported
-    first_open: dict[str, int] = field(default_factory=dict)  # emergency id → first play not reported everywhere
+    first_open: dict[str, int] = field(
+        default_factory=dict
+    )  # emergency id → first play not reported everywhere
     # Nothing can end, start or be cut before ``next_due`` (set by a settle; -inf after a change):
     # until then a settle is a no-op and ``on_air`` (cluster → (id, kind)) says what plays.
     next_due: float = -math.inf

@@ -30,24 +30,37 @@ class LoudspeakerPlatform(EmulatorBase):
     """The platform: zones of clusters, schedules, emergencies, simulated playing, reports."""
 
     CONFIG_KEYS: ClassVar[Mapping[str, type]] = {
-        "max_zones_per_call": int, "clusters_per_zone": int, "auto_create_zones": bool,
-        "max_slots_per_schedule": int, "min_repeat_interval_s": float, "default_duration_s": float,
+        "max_zones_per_call": int,
+        "clusters_per_zone": int,
+        "auto_create_zones": bool,
+        "max_slots_per_schedule": int,
+        "min_repeat_interval_s": float,
+        "default_duration_s": float,
     }
 
-    def __init__(self, *, zones: Mapping[str, int] | Iterable[str] = (),
-                 tokens: Iterable[str] = (DEFAULT_TOKEN,), clusters_per_zone: int = 1,
-                 auto_create_zones: bool = True, max_zones_per_call: int = 5000,
-                 max_slots_per_schedule: int = 500, min_repeat_interval_s: float = 30.0,
-                 default_duration_s: float = 60.0, clock: Callable[[], float] | None = None,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        zones: Mapping[str, int] | Iterable[str] = (),
+        tokens: Iterable[str] = (DEFAULT_TOKEN,),
+        clusters_per_zone: int = 1,
+        auto_create_zones: bool = True,
+        max_zones_per_call: int = 5000,
+        max_slots_per_schedule: int = 500,
+        min_repeat_interval_s: float = 30.0,
+        default_duration_s: float = 60.0,
+        clock: Callable[[], float] | None = None,
+        seed: int | None = None,
+    ) -> None:
         self.clusters_per_zone = clusters_per_zone
         self.auto_create_zones = auto_create_zones
         self.max_zones_per_call = max_zones_per_call
         self.max_slots_per_schedule = max_slots_per_schedule
         self.min_repeat_interval_s = min_repeat_interval_s
         self.default_duration_s = default_duration_s
-        self._initial_zones = (dict(zones) if isinstance(zones, Mapping)
-                               else {str(z): clusters_per_zone for z in zones})
+        self._initial_zones = (
+            dict(zones) if isinstance(zones, Mapping) else {str(z): clusters_per_zone for z in zones}
+        )
         self._initial_tokens = tuple(tokens)
         super().__init__(clock=clock, seed=seed)
         self._init_state()
@@ -87,8 +100,9 @@ class LoudspeakerPlatform(EmulatorBase):
     def clusters(self, zone: str | None = None) -> list[Cluster]:
         return [c for z in self._zones.values() if zone is None or z.code == zone for c in z.clusters]
 
-    def set_cluster_status(self, status: str, *, cluster_id: str | None = None,
-                           zone: str | None = None) -> list[Cluster]:
+    def set_cluster_status(
+        self, status: str, *, cluster_id: str | None = None, zone: str | None = None
+    ) -> list[Cluster]:
         """Set one cluster (or every cluster of a zone) online or offline, from now on."""
         if status not in CLUSTER_STATUSES:
             raise ValueError(f"status {status!r} not in {sorted(CLUSTER_STATUSES)}")
@@ -120,8 +134,12 @@ class LoudspeakerPlatform(EmulatorBase):
         return None if z is None else z.schedules.get(day)
 
     def schedules(self, zone: str | None = None) -> list[ScheduleDoc]:
-        return [d for z in self._zones.values() if zone is None or z.code == zone
-                for _, d in sorted(z.schedules.items())]
+        return [
+            d
+            for z in self._zones.values()
+            if zone is None or z.code == zone
+            for _, d in sorted(z.schedules.items())
+        ]
 
     def emergency(self, emergency_id: str) -> Emergency | None:
         return self._emergencies.get(emergency_id)
@@ -130,19 +148,35 @@ class LoudspeakerPlatform(EmulatorBase):
         return sorted(self._emergencies.values(), key=lambda e: e.seq)
 
     def preemptions(self, emergency_id: str | None = None, zone: str | None = None) -> list[Preemption]:
-        return [p for p in self._preemptions if (emergency_id is None or p.emergency_id == emergency_id)
-                and (zone is None or p.zone == zone)]
+        return [
+            p
+            for p in self._preemptions
+            if (emergency_id is None or p.emergency_id == emergency_id) and (zone is None or p.zone == zone)
+        ]
 
-    def plays(self, *, zone: str | None = None, bulletin_id: str | None = None, since: float | None = None,
-              after: int = 0, kind: str | None = None) -> list[PlayRecord]:
+    def plays(
+        self,
+        *,
+        zone: str | None = None,
+        bulletin_id: str | None = None,
+        since: float | None = None,
+        after: int = 0,
+        kind: str | None = None,
+    ) -> list[PlayRecord]:
         """Play reports up to now (settles first: the zone asked for, or all), oldest first."""
         if zone is not None and zone in self._zones:
             self._settle_zone(self._zones[zone], self.clock())
         else:
             self.settle()
-        return [p for p in self._plays if p.seq > after and (zone is None or p.zone == zone)
-                and (bulletin_id is None or p.bulletin_id == bulletin_id)
-                and (since is None or p.ended_at >= since) and (kind is None or p.kind == kind)]
+        return [
+            p
+            for p in self._plays
+            if p.seq > after
+            and (zone is None or p.zone == zone)
+            and (bulletin_id is None or p.bulletin_id == bulletin_id)
+            and (since is None or p.ended_at >= since)
+            and (kind is None or p.kind == kind)
+        ]
 
     def now_playing(self, zone: str) -> dict[str, str | None]:
         """What each cluster of the zone is playing right now (bulletin or emergency id)."""
@@ -150,7 +184,6 @@ class LoudspeakerPlatform(EmulatorBase):
         z = self._zones[zone]
         self._settle_zone(z, now)
         return {c.id: (on.id if (on := self._playing(z, c, now)) else None) for c in z.clusters}
-
 
     def cancel(self, emergency_id: str) -> Emergency:
         """Stop an emergency's repeats now (the play under way is cut). KeyError if unknown."""
@@ -164,7 +197,6 @@ class LoudspeakerPlatform(EmulatorBase):
                 self._changed(self._zones[code])
         return emergency
 
-
     def settle(self) -> None:
         """Turn every zone's timeline up to now into play reports."""
         now = self.clock()
@@ -176,16 +208,22 @@ class LoudspeakerPlatform(EmulatorBase):
     def _emergency_plays(self, z: _Zone, now: float, *, inclusive: bool = False) -> list[_EPlay]:
         """The zone's emergency plays that began before ``now`` (but those already reported
         everywhere, bar one kept as a cutter), cut by stops and by later emergencies' plays."""
-        raw = sorted(((t, k, e) for e in z.emergencies
-                      for k, t in e.starts_before(now, max(0, z.first_open.get(e.emergency_id, 0) - 1),
-                                                  inclusive=inclusive)),
-                     key=lambda p: (p[0], p[2].seq))
+        raw = sorted(
+            (
+                (t, k, e)
+                for e in z.emergencies
+                for k, t in e.starts_before(
+                    now, max(0, z.first_open.get(e.emergency_id, 0) - 1), inclusive=inclusive
+                )
+            ),
+            key=lambda p: (p[0], p[2].seq),
+        )
         out: list[_EPlay] = []
         for i, (t, k, e) in enumerate(raw):
             end, cut = t + e.duration_s, False
             if e.stopped_at is not None and e.stopped_at < end:
                 end, cut = max(t, e.stopped_at), True
-            for t2, _, e2 in raw[i + 1:]:
+            for t2, _, e2 in raw[i + 1 :]:
                 if t2 >= end:
                     break
                 if e2 is not e:
@@ -194,12 +232,34 @@ class LoudspeakerPlatform(EmulatorBase):
             out.append(_EPlay(e, k, t, end, cut))
         return out
 
-    def _record(self, bulletin_id: str, cluster: Cluster, start: float, end: float, result: str,
-                kind: str, emergency_id: str | None = None) -> None:
+    def _record(
+        self,
+        bulletin_id: str,
+        cluster: Cluster,
+        start: float,
+        end: float,
+        result: str,
+        kind: str,
+        emergency_id: str | None = None,
+    ) -> None:
         # An offline cluster plays nothing; one that went offline mid-play aired until then.
-        played = 0.0 if result == "offline" and cluster.status_at(start) == "offline" else max(0.0, end - start)
-        self._plays.append(PlayRecord(self.next_seq(), bulletin_id, cluster.id, cluster.zone, start, end,
-                                      played, result, kind, emergency_id))
+        played = (
+            0.0 if result == "offline" and cluster.status_at(start) == "offline" else max(0.0, end - start)
+        )
+        self._plays.append(
+            PlayRecord(
+                self.next_seq(),
+                bulletin_id,
+                cluster.id,
+                cluster.zone,
+                start,
+                end,
+                played,
+                result,
+                kind,
+                emergency_id,
+            )
+        )
 
     def _settle_zone(self, z: _Zone, now: float) -> None:
         """Report what ended by ``now`` in one zone; remember when something next falls due and
@@ -235,8 +295,9 @@ class LoudspeakerPlatform(EmulatorBase):
                 if end > now:
                     pending, due = True, min(due, end)
                     continue
-                self._record(p.emergency.emergency_id, c, p.start, end, result, "emergency",
-                             p.emergency.emergency_id)
+                self._record(
+                    p.emergency.emergency_id, c, p.start, end, result, "emergency", p.emergency.emergency_id
+                )
                 z.done.add((c.id, p.key))
         by_emergency: dict[str, list[_EPlay]] = {}
         for p in eplays:
@@ -251,7 +312,10 @@ class LoudspeakerPlatform(EmulatorBase):
             stop = e.end_of_repeats()
             if stop > now:
                 pending = True
-                following = e.created_at + (math.floor((now - e.created_at) / e.repeat_interval_s) + 1) * e.repeat_interval_s
+                following = (
+                    e.created_at
+                    + (math.floor((now - e.created_at) / e.repeat_interval_s) + 1) * e.repeat_interval_s
+                )
                 due = min(due, following if following < stop else stop)
             elif not open_k:  # over and reported everywhere: it can no longer cut anything
                 z.emergencies.remove(e)

@@ -119,12 +119,16 @@ class ZaloEmulator(ZaloWebhooks):
                 return json_response({"error": 0, "message": "Success", "data": data})
 
             return await self.guarded(request, target, action)
+
         return handler
 
     async def _fault_response(self, request: web.Request, fault: Fault) -> web.StreamResponse:
         if fault.kind == "rate_limit":
-            err = ZaloError(fault.code if fault.code is not None else -32, fault.message,
-                            http_status=fault.http_status or 200)
+            err = ZaloError(
+                fault.code if fault.code is not None else -32,
+                fault.message,
+                http_status=fault.http_status or 200,
+            )
         elif fault.kind == "server_error" and fault.code is None:
             status = fault.http_status or 502
             set_outcome(request, f"http:{status}")
@@ -133,17 +137,20 @@ class ZaloEmulator(ZaloWebhooks):
             token = self._access.get(request.headers.get("access_token", ""))
             if token is not None:
                 token.expires_at = min(token.expires_at, self.clock())
-            err = ZaloError(self.expired_error, fault.message,
-                            http_status=fault.http_status or self.expiry_http_status)
+            err = ZaloError(
+                self.expired_error, fault.message, http_status=fault.http_status or self.expiry_http_status
+            )
         else:  # "error", or "server_error" with a code (e.g. -1)
-            err = ZaloError(fault.code if fault.code is not None else -1, fault.message,
-                            http_status=fault.http_status or 200)
+            err = ZaloError(
+                fault.code if fault.code is not None else -1,
+                fault.message,
+                http_status=fault.http_status or 200,
+            )
         return self._error_response(request, err)
 
     # ----- the API ---------------------------------------------------------------------------
 
-    def _message_body(self, body: Any, recipient_key: str) -> tuple[str, str | None,
-                                                                    dict[str, Any] | None]:
+    def _message_body(self, body: Any, recipient_key: str) -> tuple[str, str | None, dict[str, Any] | None]:
         if not isinstance(body, dict):
             raise ZaloError(-201, "Parameters invalid: the body must be a JSON object")
         recipient = body.get("recipient")
@@ -160,8 +167,11 @@ class ZaloEmulator(ZaloWebhooks):
             if not isinstance(text, str) or not text.strip():
                 raise ZaloError(-201, "Parameters invalid: message.text must be a non-empty string")
             if len(text) > self.text_limit:
-                raise ZaloError(-210, f"Parameter exceeds the allowed limit: message.text is "
-                                f"{len(text)} characters, at most {self.text_limit}")
+                raise ZaloError(
+                    -210,
+                    f"Parameter exceeds the allowed limit: message.text is "
+                    f"{len(text)} characters, at most {self.text_limit}",
+                )
         if attachment is not None:
             check_attachment(attachment)
         return target, text, attachment
@@ -199,9 +209,18 @@ class ZaloEmulator(ZaloWebhooks):
         if not 1 <= count <= 50:
             raise ZaloError(-201, "Parameters invalid: count must be between 1 and 50")
         sent = [m for m in reversed(self._messages) if m.kind == "group" and m.recipient == group_id]
-        return [{"message_id": m.message_id, "src": 0, "time": int(m.time * 1000), "type": "text",
-                 "message": m.text, "from_id": self.oa_id, "to_id": group_id}
-                for m in sent[offset:offset + count]]
+        return [
+            {
+                "message_id": m.message_id,
+                "src": 0,
+                "time": int(m.time * 1000),
+                "type": "text",
+                "message": m.text,
+                "from_id": self.oa_id,
+                "to_id": group_id,
+            }
+            for m in sent[offset : offset + count]
+        ]
 
     def _user_message(self, request: web.Request, body: Any) -> dict[str, Any]:
         token = self._authenticate(request)
@@ -228,8 +247,9 @@ class ZaloEmulator(ZaloWebhooks):
 
         async def action() -> web.StreamResponse:
             try:
-                body = self._refresh_tokens(request.headers.get("secret_key"),
-                                            {k: str(v) for k, v in form.items()})
+                body = self._refresh_tokens(
+                    request.headers.get("secret_key"), {k: str(v) for k, v in form.items()}
+                )
             except OAuthError as err:
                 set_outcome(request, f"error:{err.code}")
                 return json_response(err.body())
@@ -265,12 +285,15 @@ class ZaloEmulator(ZaloWebhooks):
         return json_response({"messages": [m.to_json() for m in found]})
 
     async def _ctl_tokens(self, request: web.Request) -> web.StreamResponse:
-        return json_response({
-            "access_token": self.access_token, "refresh_token": self.refresh_token,
-            "refresh_count": self.refresh_count,
-            "access_tokens": [asdict(t) for t in self._access.values()],
-            "refresh_tokens": [asdict(t) for t in self._refresh.values()],
-        })
+        return json_response(
+            {
+                "access_token": self.access_token,
+                "refresh_token": self.refresh_token,
+                "refresh_count": self.refresh_count,
+                "access_tokens": [asdict(t) for t in self._access.values()],
+                "refresh_tokens": [asdict(t) for t in self._refresh.values()],
+            }
+        )
 
     async def _ctl_expire(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
@@ -290,8 +313,7 @@ class ZaloEmulator(ZaloWebhooks):
         body = await read_json(request)
         group_id = body.get("group_id") if isinstance(body, dict) else None
         if not isinstance(group_id, str) or not group_id:
-            raise ControlError('expected {"group_id": ..., "status": "active"|"disabled"|'
-                               '"not_member"}')
+            raise ControlError('expected {"group_id": ..., "status": "active"|"disabled"|"not_member"}')
         try:
             self.set_group(group_id, str(body.get("status", "active")))
         except ValueError as exc:

@@ -22,31 +22,33 @@ __all__ = [
 ]
 
 ERROR_MESSAGES = {
-    -1: "Unknown error",                                              # [guess]
-    -32: "The number of API calls exceeded the limit",                # [guess]
+    -1: "Unknown error",  # [guess]
+    -32: "The number of API calls exceeded the limit",  # [guess]
     -201: "Parameters invalid",
-    -204: "Official Account has been disabled",                       # [guess]
-    -205: "Official Account does not exist",                          # [guess]
-    -210: "Parameter exceeds the allowed limit",                      # [guess]
+    -204: "Official Account has been disabled",  # [guess]
+    -205: "Official Account does not exist",  # [guess]
+    -210: "Parameter exceeds the allowed limit",  # [guess]
     -211: "Out of quota",
-    -213: "User has not followed the Official Account",               # [guess]
+    -213: "User has not followed the Official Account",  # [guess]
     -216: "Access token is invalid",
-    -220: "Access token has expired",                                 # [guess]
-    -223: "Official Account is not authorised to use this feature",   # [guess]
-    -224: "Official Account tier does not allow this feature",        # [guess]
-    -230: "User has not interacted with the OA in the last 7 days",   # [guess]
-    -232: "User has not interacted with the OA",                      # [guess]
-    -234: "Promotion messages cannot be sent from 22:00 to 06:00",    # [guess]
-    -237: "Group has been disabled",                                  # [guess]
-    -403: "Official Account is not a member of this group",           # [guess]
+    -220: "Access token has expired",  # [guess]
+    -223: "Official Account is not authorised to use this feature",  # [guess]
+    -224: "Official Account tier does not allow this feature",  # [guess]
+    -230: "User has not interacted with the OA in the last 7 days",  # [guess]
+    -232: "User has not interacted with the OA",  # [guess]
+    -234: "Promotion messages cannot be sent from 22:00 to 06:00",  # [guess]
+    -237: "Group has been disabled",  # [guess]
+    -403: "Official Account is not a member of this group",  # [guess]
 }
-OAUTH_REF_DOC = ("https://developers.zalo.me/docs/official-account/bat-dau/"
-                 "xac-thuc-va-uy-quyen-cho-ung-dung-new")
+OAUTH_REF_DOC = (
+    "https://developers.zalo.me/docs/official-account/bat-dau/xac-thuc-va-uy-quyen-cho-ung-dung-new"
+)
 GROUP_STATUSES = frozenset({"active", "disabled", "not_member"})
-BUTTON_TYPES = frozenset({"oa.open.url", "oa.query.show", "oa.query.hide", "oa.open.sms",
-                          "oa.open.phone"})
-BAD_GATEWAY_HTML = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-                    "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n")
+BUTTON_TYPES = frozenset({"oa.open.url", "oa.query.show", "oa.query.hide", "oa.open.sms", "oa.open.phone"})
+BAD_GATEWAY_HTML = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 class ZaloError(Exception):
@@ -69,9 +71,13 @@ class OAuthError(Exception):
         self.description = description
 
     def body(self) -> dict[str, Any]:
-        return {"error_name": "Invalid parameter", "error_reason": self.reason,
-                "ref_doc": OAUTH_REF_DOC, "error_description": self.description,
-                "error": self.code}
+        return {
+            "error_name": "Invalid parameter",
+            "error_reason": self.reason,
+            "ref_doc": OAUTH_REF_DOC,
+            "error_description": self.description,
+            "error": self.code,
+        }
 
 
 @dataclass
@@ -120,11 +126,15 @@ def check_attachment(attachment: Any) -> None:
         if not isinstance(elements, list) or len(elements) != 1:
             raise ZaloError(-201, "Parameters invalid: a media template has one element")
         element = elements[0]
-        if (not isinstance(element, dict) or element.get("media_type") not in ("image", "gif")
-                or not (isinstance(element.get("url"), str)
-                        or isinstance(element.get("attachment_id"), str))):
-            raise ZaloError(-201, "Parameters invalid: media element needs media_type "
-                            "image|gif and a url or attachment_id")
+        if (
+            not isinstance(element, dict)
+            or element.get("media_type") not in ("image", "gif")
+            or not (isinstance(element.get("url"), str) or isinstance(element.get("attachment_id"), str))
+        ):
+            raise ZaloError(
+                -201,
+                "Parameters invalid: media element needs media_type image|gif and a url or attachment_id",
+            )
     elif elements is not None and not isinstance(elements, list):
         raise ZaloError(-201, "Parameters invalid: elements must be a list")
     buttons = payload.get("buttons")
@@ -134,8 +144,7 @@ def check_attachment(attachment: Any) -> None:
         raise ZaloError(-201, "Parameters invalid: buttons must be a list")
     for button in buttons:
         if not isinstance(button, dict) or button.get("type") not in BUTTON_TYPES:
-            raise ZaloError(-201, f"Parameters invalid: button type must be one of "
-                            f"{sorted(BUTTON_TYPES)}")
+            raise ZaloError(-201, f"Parameters invalid: button type must be one of {sorted(BUTTON_TYPES)}")
         if button["type"] == "oa.open.url":
             target = button.get("payload")
             if not isinstance(target, dict) or not isinstance(target.get("url"), str):

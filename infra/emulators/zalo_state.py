@@ -29,23 +29,42 @@ class ZaloState(EmulatorBase):
     followers, token pair, quota and rate limit."""
 
     CONFIG_KEYS: ClassVar[Mapping[str, type]] = {
-        "access_token_lifetime_s": float, "refresh_token_lifetime_s": float,
-        "refresh_grace_s": float, "expired_error": int, "expiry_http_status": int,
-        "unknown_group_error": int, "quota_limit": int, "quota_window_s": float,
-        "rate_limit_per_s": int, "text_limit": int,
+        "access_token_lifetime_s": float,
+        "refresh_token_lifetime_s": float,
+        "refresh_grace_s": float,
+        "expired_error": int,
+        "expiry_http_status": int,
+        "unknown_group_error": int,
+        "quota_limit": int,
+        "quota_window_s": float,
+        "rate_limit_per_s": int,
+        "text_limit": int,
     }
 
-    def __init__(self, *, app_id: str = "lantoa-demo-app", secret_key: str = "lantoa-demo-secret",
-                 oa_id: str = "lantoa-demo-oa",
-                 groups: Mapping[str, str] | Iterable[str] = (), followers: Iterable[str] = (),
-                 access_token: str = "zalo-access-0", refresh_token: str = "zalo-refresh-0",
-                 access_token_lifetime_s: float = 90000.0,
-                 refresh_token_lifetime_s: float = 90 * 86400.0, refresh_grace_s: float = 0.0,
-                 expired_error: int = -216, expiry_http_status: int = 200,
-                 unknown_group_error: int = -237, quota_limit: int = 5000,
-                 quota_window_s: float = 86400.0, quota_tz_offset_s: float = 7 * 3600.0,
-                 rate_limit_per_s: int = 20, text_limit: int = 2000,
-                 clock: Callable[[], float] | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        app_id: str = "lantoa-demo-app",
+        secret_key: str = "lantoa-demo-secret",
+        oa_id: str = "lantoa-demo-oa",
+        groups: Mapping[str, str] | Iterable[str] = (),
+        followers: Iterable[str] = (),
+        access_token: str = "zalo-access-0",
+        refresh_token: str = "zalo-refresh-0",
+        access_token_lifetime_s: float = 90000.0,
+        refresh_token_lifetime_s: float = 90 * 86400.0,
+        refresh_grace_s: float = 0.0,
+        expired_error: int = -216,
+        expiry_http_status: int = 200,
+        unknown_group_error: int = -237,
+        quota_limit: int = 5000,
+        quota_window_s: float = 86400.0,
+        quota_tz_offset_s: float = 7 * 3600.0,
+        rate_limit_per_s: int = 20,
+        text_limit: int = 2000,
+        clock: Callable[[], float] | None = None,
+        seed: int | None = None,
+    ) -> None:
         if expired_error not in (-216, -220):
             raise ValueError("expired_error is -216 or -220")
         if unknown_group_error not in (-237, -403):
@@ -64,8 +83,7 @@ class ZaloState(EmulatorBase):
         self.quota_tz_offset_s = quota_tz_offset_s
         self.rate_limit_per_s = rate_limit_per_s
         self.text_limit = text_limit
-        self._initial_groups = (dict(groups) if isinstance(groups, Mapping)
-                                else {g: "active" for g in groups})
+        self._initial_groups = dict(groups) if isinstance(groups, Mapping) else {g: "active" for g in groups}
         for status in self._initial_groups.values():
             if status not in GROUP_STATUSES:
                 raise ValueError(f"group status {status!r} not in {sorted(GROUP_STATUSES)}")
@@ -89,9 +107,11 @@ class ZaloState(EmulatorBase):
         self._refreshes: list[dict[str, Any]] = []
         access, refresh = self._initial_tokens
         self._access: dict[str, AccessToken] = {
-            access: AccessToken(access, now, now + self.access_token_lifetime_s)}
+            access: AccessToken(access, now, now + self.access_token_lifetime_s)
+        }
         self._refresh: dict[str, RefreshToken] = {
-            refresh: RefreshToken(refresh, now, now + self.refresh_token_lifetime_s)}
+            refresh: RefreshToken(refresh, now, now + self.refresh_token_lifetime_s)
+        }
         self._current = (access, refresh)
 
     def reset(self) -> None:
@@ -100,11 +120,13 @@ class ZaloState(EmulatorBase):
 
     # ----- in-process API --------------------------------------------------------------------
 
-    def messages(self, recipient: str | None = None, *,
-                 kind: str | None = None) -> list[ZaloMessage]:
+    def messages(self, recipient: str | None = None, *, kind: str | None = None) -> list[ZaloMessage]:
         """Every message sent, in order, optionally to one group/user or of one kind."""
-        return [m for m in self._messages if (recipient is None or m.recipient == recipient)
-                and (kind is None or m.kind == kind)]
+        return [
+            m
+            for m in self._messages
+            if (recipient is None or m.recipient == recipient) and (kind is None or m.kind == kind)
+        ]
 
     @property
     def refresh_count(self) -> int:
@@ -151,9 +173,13 @@ class ZaloState(EmulatorBase):
     def quota(self) -> dict[str, Any]:
         start = self._quota_window_start()
         used = self._quota_used.get(start, 0)
-        return {"total": self.quota_limit, "used": used, "remain": max(0, self.quota_limit - used),
-                "window_start": int(start * 1000),
-                "reset_at": int((start + self.quota_window_s) * 1000)}
+        return {
+            "total": self.quota_limit,
+            "used": used,
+            "remain": max(0, self.quota_limit - used),
+            "window_start": int(start * 1000),
+            "reset_at": int((start + self.quota_window_s) * 1000),
+        }
 
     # ----- tokens, limits ----------------------------------------------------------------------
 
@@ -168,8 +194,11 @@ class ZaloState(EmulatorBase):
         self._access[access] = AccessToken(access, now, now + self.access_token_lifetime_s)
         self._refresh[refresh] = RefreshToken(refresh, now, now + self.refresh_token_lifetime_s)
         self._current = (access, refresh)
-        return {"access_token": access, "refresh_token": refresh,
-                "expires_in": str(int(self.access_token_lifetime_s))}
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": str(int(self.access_token_lifetime_s)),
+        }
 
     def _authenticate(self, request: web.Request) -> AccessToken:
         now = self.clock()
@@ -202,12 +231,24 @@ class ZaloState(EmulatorBase):
             raise ZaloError(-211)
         self._quota_used[start] = used + 1
 
-    def _record(self, kind: str, recipient: str, text: str | None,
-                attachment: dict[str, Any] | None, token: AccessToken) -> ZaloMessage:
-        message = ZaloMessage(seq=self.next_seq(), time=self.clock(),
-                              message_id=f"{self.rng.getrandbits(128):032x}", kind=kind,
-                              recipient=recipient, text=text, attachment=attachment,
-                              access_token=token.token)
+    def _record(
+        self,
+        kind: str,
+        recipient: str,
+        text: str | None,
+        attachment: dict[str, Any] | None,
+        token: AccessToken,
+    ) -> ZaloMessage:
+        message = ZaloMessage(
+            seq=self.next_seq(),
+            time=self.clock(),
+            message_id=f"{self.rng.getrandbits(128):032x}",
+            kind=kind,
+            recipient=recipient,
+            text=text,
+            attachment=attachment,
+            access_token=token.token,
+        )
         self._messages.append(message)
         return message
 
@@ -215,19 +256,28 @@ class ZaloState(EmulatorBase):
         if form.get("app_id") != self.app_id:
             raise OAuthError(-14001, "Invalid app_id", "app_id is missing or unknown")  # [guess]
         if secret_key != self.secret_key:
-            raise OAuthError(-14002, "Invalid secret_key",
-                             "the secret_key header does not match the app")  # [guess]
+            raise OAuthError(
+                -14002, "Invalid secret_key", "the secret_key header does not match the app"
+            )  # [guess]
         if form.get("grant_type") != "refresh_token":
-            raise OAuthError(-14003, "Invalid grant_type",
-                             "grant_type must be refresh_token")  # [guess]
+            raise OAuthError(-14003, "Invalid grant_type", "grant_type must be refresh_token")  # [guess]
         now = self.clock()
         rt = self._refresh.get(form.get("refresh_token", ""))
         if rt is None or rt.used_at is not None or now >= rt.expires_at:
-            raise OAuthError(-14020, "Invalid refresh token",
-                             "The refresh token is invalid, expired or has already been used")
+            raise OAuthError(
+                -14020,
+                "Invalid refresh token",
+                "The refresh token is invalid, expired or has already been used",
+            )
         rt.used_at = now
         pair = self._issue_pair(now)
-        self._refreshes.append({"seq": self.next_seq(), "time": now, "used_refresh_token": rt.token,
-                                "access_token": pair["access_token"],
-                                "refresh_token": pair["refresh_token"]})
+        self._refreshes.append(
+            {
+                "seq": self.next_seq(),
+                "time": now,
+                "used_refresh_token": rt.token,
+                "access_token": pair["access_token"],
+                "refresh_token": pair["refresh_token"],
+            }
+        )
         return pair

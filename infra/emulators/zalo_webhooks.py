@@ -26,9 +26,16 @@ class ZaloWebhooks(WebhookSender, ZaloState):
         self._subscription: dict[str, str] | None = None
         self._last_delivery: tuple[bytes, dict[str, str]] | None = None
 
-    def webhook_body(self, text: str, *, group_id: str | None = None, user_id: str | None = None,
-                     sender_id: str = "8421", quote_msg_id: str | None = None,
-                     timestamp_ms: int | None = None) -> tuple[bytes, str, str]:
+    def webhook_body(
+        self,
+        text: str,
+        *,
+        group_id: str | None = None,
+        user_id: str | None = None,
+        sender_id: str = "8421",
+        quote_msg_id: str | None = None,
+        timestamp_ms: int | None = None,
+    ) -> tuple[bytes, str, str]:
         """(body, msg_id, timestamp) of a citizen's message in a group or to the OA."""
         if bool(group_id) == bool(user_id):
             raise ControlError("give group_id or user_id")
@@ -39,11 +46,18 @@ class ZaloWebhooks(WebhookSender, ZaloState):
             message["quote_msg_id"] = quote_msg_id
         event: dict[str, Any] = {"app_id": self.app_id, "oa_id": self.oa_id}
         if group_id:
-            event |= {"event_name": "user_send_group_text", "group_id": group_id,
-                      "sender": {"id": sender_id}, "recipient": {"id": group_id}}
+            event |= {
+                "event_name": "user_send_group_text",
+                "group_id": group_id,
+                "sender": {"id": sender_id},
+                "recipient": {"id": group_id},
+            }
         else:
-            event |= {"event_name": "user_send_text", "sender": {"id": user_id},
-                      "recipient": {"id": self.oa_id}}
+            event |= {
+                "event_name": "user_send_text",
+                "sender": {"id": user_id},
+                "recipient": {"id": self.oa_id},
+            }
         event |= {"message": message, "timestamp": timestamp}
         return orjson.dumps(event), msg_id, timestamp
 
@@ -76,8 +90,12 @@ class ZaloWebhooks(WebhookSender, ZaloState):
             raise ControlError('expected {"group_id" | "user_id", "text", ...}')
         stamp = body.get("timestamp_ms")
         payload, msg_id, timestamp = self.webhook_body(
-            body["text"], group_id=body.get("group_id"), user_id=body.get("user_id"),
-            sender_id=str(body.get("sender_id") or "8421"), quote_msg_id=body.get("quote_msg_id"),
-            timestamp_ms=int(stamp) if isinstance(stamp, (int, float)) else None)
+            body["text"],
+            group_id=body.get("group_id"),
+            user_id=body.get("user_id"),
+            sender_id=str(body.get("sender_id") or "8421"),
+            quote_msg_id=body.get("quote_msg_id"),
+            timestamp_ms=int(stamp) if isinstance(stamp, (int, float)) else None,
+        )
         headers = self.webhook_headers(payload, timestamp, str(body.get("signature", "valid")))
         return json_response({"msg_id": msg_id, **await self.deliver_webhook(payload, headers)})

@@ -36,9 +36,15 @@ def _runs_kafka_on(args: list[str], state: dict[str, Any]) -> bool:
     return "kafka.Kafka" in args and any(a.startswith(data_dir) for a in args if data_dir)
 
 
-BROKER = DetachedServer(label="Kafka broker", stop_label="broker", address_key="bootstrap",
-                        dir_key="data_dir", dir_marker="server.properties", owns=_runs_kafka_on,
-                        stop_pid=stop_pid)
+BROKER = DetachedServer(
+    label="Kafka broker",
+    stop_label="broker",
+    address_key="bootstrap",
+    dir_key="data_dir",
+    dir_marker="server.properties",
+    owns=_runs_kafka_on,
+    stop_pid=stop_pid,
+)
 
 
 def _cmd_fetch(ns: argparse.Namespace) -> int:
@@ -50,8 +56,9 @@ def _cmd_start(ns: argparse.Namespace) -> int:
     state_file: Path = ns.state_file
     if BROKER.report_running(state_file):
         return 0
-    broker = KafkaBroker(ns.data_dir, version=ns.version, start_timeout=ns.timeout,
-                         keep_data_dir=True, die_with_parent=False)
+    broker = KafkaBroker(
+        ns.data_dir, version=ns.version, start_timeout=ns.timeout, keep_data_dir=True, die_with_parent=False
+    )
     broker.start()
     pid = broker.detach()
     state = {
@@ -66,22 +73,33 @@ def _cmd_start(ns: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.kafka", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.kafka",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="download the Kafka jars from Maven Central into the cache")
     p.add_argument("--version", default=DEFAULT_VERSION)
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="cache root (default $LANTOA_CACHE_DIR or ~/.cache/lantoa)")
-    p.add_argument("--tools", action="store_true",
-                   help="fetch the kafka-tools classpath (ProducerPerformance, ...) instead")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache root (default $LANTOA_CACHE_DIR or ~/.cache/lantoa)",
+    )
+    p.add_argument(
+        "--tools",
+        action="store_true",
+        help="fetch the kafka-tools classpath (ProducerPerformance, ...) instead",
+    )
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("start", help="start a detached broker; print its bootstrap address")
     p.add_argument("--state-file", type=Path, required=True)
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="reused if already formatted (default: a new temp dir)")
+    p.add_argument(
+        "--data-dir", type=Path, default=None, help="reused if already formatted (default: a new temp dir)"
+    )
     p.add_argument("--version", default=DEFAULT_VERSION)
     p.add_argument("--timeout", type=float, default=90.0, help="readiness timeout, seconds")
     p.set_defaults(func=_cmd_start)
@@ -92,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("stop", help="stop the broker of a state file")
     p.add_argument("--state-file", type=Path, required=True)
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds to wait after SIGTERM before SIGKILL")
-    p.add_argument("--remove-data-dir", action="store_true",
-                   help="also delete the broker's data dir (only if it holds server.properties)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait after SIGTERM before SIGKILL")
+    p.add_argument(
+        "--remove-data-dir",
+        action="store_true",
+        help="also delete the broker's data dir (only if it holds server.properties)",
+    )
     p.set_defaults(func=BROKER.cmd_stop)
 
     return run_command(parser.parse_args(argv), KafkaBrokerError, logging.WARNING)

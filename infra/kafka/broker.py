@@ -42,10 +42,7 @@ from pathlib import Path
 # The jar fetch and the Java toolchain moved to infra.kafka.jars; their names stay importable here.
 from infra.kafka import clients
 from infra.kafka.jars import (
-    BROKER_POM,
     DEFAULT_VERSION,
-    MARKER_NAME,
-    TOOLS_POM,
     KafkaBrokerError,
     fetch_jars,
     java_executable,
@@ -199,9 +196,7 @@ class KafkaBroker(ServerProcess):
     ) -> None:
         self._owns_data_dir = data_dir is None
         self.data_dir: Path = (
-            Path(tempfile.mkdtemp(prefix="lantoa-kafka-"))
-            if data_dir is None
-            else Path(data_dir).resolve()
+            Path(tempfile.mkdtemp(prefix="lantoa-kafka-")) if data_dir is None else Path(data_dir).resolve()
         )
         self.version = version
         self.extra_properties: dict[str, PropertyValue] = dict(extra_properties or {})
@@ -353,13 +348,14 @@ class KafkaBroker(ServerProcess):
         )
         with open(self.log_file, "a", encoding="utf-8") as logfh:
             # The SCRAM passwords stay out of the log: only how many users were added.
-            logfh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} format: {' '.join(cmd)}"
-                        f" (+{len(scram) // 2} SCRAM credentials)\n")
+            logfh.write(
+                f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} format: {' '.join(cmd)}"
+                f" (+{len(scram) // 2} SCRAM credentials)\n"
+            )
             logfh.write(proc.stdout)
         if proc.returncode != 0:
             raise KafkaBrokerError(
-                f"kafka StorageTool format failed (exit {proc.returncode}):\n"
-                + proc.stdout[-4000:]
+                f"kafka StorageTool format failed (exit {proc.returncode}):\n" + proc.stdout[-4000:]
             )
         problem = log_has_slf4j_problem(proc.stdout)
         if problem:
@@ -412,8 +408,13 @@ class KafkaBroker(ServerProcess):
         cmd = self._java_cmd(
             "kafka.Kafka", (*self.heap_opts, *JVM_OPTS, *self.jvm_options), str(self.properties_file)
         )
-        self._log_offset = self._spawn(cmd, cwd=self.data_dir, log_file=self.log_file,
-                                       die_with_parent=self.die_with_parent, pdeathsig="TERM")
+        self._log_offset = self._spawn(
+            cmd,
+            cwd=self.data_dir,
+            log_file=self.log_file,
+            die_with_parent=self.die_with_parent,
+            pdeathsig="TERM",
+        )
         if wait:
             self.wait_ready()
 
@@ -426,8 +427,7 @@ class KafkaBroker(ServerProcess):
             raise
         problem = log_has_slf4j_problem(self.log_head(60))
         if problem:
-            log.warning("Kafka broker logging is misconfigured: %s (see %s)", problem,
-                        self.log_file)
+            log.warning("Kafka broker logging is misconfigured: %s (see %s)", problem, self.log_file)
 
     def _launch_log(self, limit: int = 4 * 1024 * 1024) -> str:
         """What the current (or last) broker process wrote to :attr:`log_file`."""
@@ -450,8 +450,7 @@ class KafkaBroker(ServerProcess):
         ]
         first = "\n".join(errors[:10]) or "(none)"
         return KafkaBrokerError(
-            f"{what}\nfirst ERROR lines:\n{first}\n"
-            f"last 40 lines of {self.log_file}:\n{self.log_tail(40)}"
+            f"{what}\nfirst ERROR lines:\n{first}\nlast 40 lines of {self.log_file}:\n{self.log_tail(40)}"
         )
 
     def _wait_ready(self) -> None:
@@ -483,7 +482,7 @@ class KafkaBroker(ServerProcess):
                     finally:
                         admin.close()
                     return
-                except Exception as exc:  # noqa: BLE001 - any client error means "not yet"
+                except Exception as exc:
                     last_error = exc
             time.sleep(0.2)
 
@@ -500,7 +499,9 @@ class KafkaBroker(ServerProcess):
         """Forget the running process (it keeps running) and keep the data dir; return its pid."""
         pid = self._detach_pid(
             "this broker dies with its parent process (die_with_parent=True); "
-            "create it with die_with_parent=False to detach it" if self._pdeathsig else None
+            "create it with die_with_parent=False to detach it"
+            if self._pdeathsig
+            else None
         )
         self.keep_data_dir = True
         return pid

@@ -44,8 +44,9 @@ from schemas.settings import KafkaConnection
 
 def ssl_context(conn: KafkaConnection) -> ssl.SSLContext:
     """A verifying TLS context: the CA file (else the system store) and the client certificate."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                     cafile=str(conn.ssl_cafile) if conn.ssl_cafile else None)
+    ctx = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=str(conn.ssl_cafile) if conn.ssl_cafile else None
+    )
     if conn.ssl_certfile:
         ctx.load_cert_chain(str(conn.ssl_certfile), str(conn.ssl_keyfile) if conn.ssl_keyfile else None)
     return ctx
@@ -57,20 +58,28 @@ def aiokafka_args(conn: KafkaConnection) -> dict[str, Any]:
     if conn.uses_ssl:
         args["ssl_context"] = ssl_context(conn)
     if conn.uses_sasl:
-        args.update(sasl_mechanism=conn.sasl_mechanism, sasl_plain_username=conn.sasl_username,
-                    sasl_plain_password=conn.sasl_password)
+        args.update(
+            sasl_mechanism=conn.sasl_mechanism,
+            sasl_plain_username=conn.sasl_username,
+            sasl_plain_password=conn.sasl_password,
+        )
     return args
 
 
 def kafka_python_args(conn: KafkaConnection) -> dict[str, Any]:
     """Connection arguments for kafka-python's consumer, producer and admin client."""
-    args: dict[str, Any] = {"bootstrap_servers": conn.bootstrap.split(","),
-                            "security_protocol": conn.security_protocol}
+    args: dict[str, Any] = {
+        "bootstrap_servers": conn.bootstrap.split(","),
+        "security_protocol": conn.security_protocol,
+    }
     if conn.uses_ssl:
         args["ssl_context"] = ssl_context(conn)
     if conn.uses_sasl:
-        args.update(sasl_mechanism=conn.sasl_mechanism, sasl_plain_username=conn.sasl_username,
-                    sasl_plain_password=conn.sasl_password)
+        args.update(
+            sasl_mechanism=conn.sasl_mechanism,
+            sasl_plain_username=conn.sasl_username,
+            sasl_plain_password=conn.sasl_password,
+        )
     return args
 
 
@@ -116,21 +125,26 @@ def access_error(conn: KafkaConnection, where: str, exc: BaseException) -> Kafka
         return KafkaAccessError(
             f"Kafka at {where}: its TLS certificate is not trusted ({exc.verify_message}): check LANTOA_SSL_CAFILE "
             f"(now {conn.ssl_cafile or 'the system store'}) and that LANTOA_KAFKA_BOOTSTRAP names a host the "
-            f"certificate was issued for")
+            f"certificate was issued for"
+        )
     if isinstance(exc, (SaslAuthenticationFailed, AuthenticationFailedError)):
         return KafkaAccessError(
             f"Kafka at {where} refused the {conn.sasl_mechanism} credentials of user {conn.sasl_username!r}: "
-            f"check LANTOA_SASL_USERNAME and the password in LANTOA_SASL_PASSWORD_FILE")
+            f"check LANTOA_SASL_USERNAME and the password in LANTOA_SASL_PASSWORD_FILE"
+        )
     if isinstance(exc, (UnsupportedSaslMechanismError, AuthenticationMethodNotSupported)):
         return KafkaAccessError(
-            f"Kafka at {where} does not accept SASL mechanism {conn.sasl_mechanism}: check LANTOA_SASL_MECHANISM")
+            f"Kafka at {where} does not accept SASL mechanism {conn.sasl_mechanism}: check LANTOA_SASL_MECHANISM"
+        )
     return None
 
 
 def mismatch_message(conn: KafkaConnection, where: str, detail: str) -> str:
-    return (f"Kafka at {where} accepted the connection but the {conn.security_protocol} handshake failed "
-            f"{MISMATCH_AFTER} times ({detail}): check that LANTOA_SECURITY_PROTOCOL={conn.security_protocol} is "
-            f"what the listener speaks, and LANTOA_SSL_CERTFILE/LANTOA_SSL_KEYFILE if it requires a client certificate")
+    return (
+        f"Kafka at {where} accepted the connection but the {conn.security_protocol} handshake failed "
+        f"{MISMATCH_AFTER} times ({detail}): check that LANTOA_SECURITY_PROTOCOL={conn.security_protocol} is "
+        f"what the listener speaks, and LANTOA_SSL_CERTFILE/LANTOA_SSL_KEYFILE if it requires a client certificate"
+    )
 
 
 async def probe(conn: KafkaConnection, *, client_id: str = "lantoa-probe", timeout_s: float = 10.0) -> Probe:
@@ -145,7 +159,9 @@ async def probe(conn: KafkaConnection, *, client_id: str = "lantoa-probe", timeo
     for host, port in hosts(conn):
         where = f"{host}:{port}"
         try:
-            link = await create_conn(host, port, client_id=client_id, request_timeout_ms=int(timeout_s * 1000), **args)
+            link = await create_conn(
+                host, port, client_id=client_id, request_timeout_ms=int(timeout_s * 1000), **args
+            )
             try:
                 await link.send(MetadataRequest([]))
             finally:
@@ -167,7 +183,9 @@ async def probe(conn: KafkaConnection, *, client_id: str = "lantoa-probe", timeo
 
 def _accepted(exc: BaseException) -> bool:
     # Refused/unreachable never got a TCP connection; these mean the peer answered and then dropped us.
-    return isinstance(exc, (ssl.SSLError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError, KafkaError))
+    return isinstance(
+        exc, (ssl.SSLError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError, KafkaError)
+    )
 
 
 def check_access(conn: KafkaConnection, *, pause_s: float = 0.2) -> None:
@@ -178,6 +196,7 @@ def check_access(conn: KafkaConnection, *, pause_s: float = 0.2) -> None:
     credentials, or ``MISMATCH_AFTER`` handshakes in a row dropped, raise. Runs the probe on a
     thread of its own, so it works with or without a running event loop.
     """
+
     def attempts() -> None:
         for attempt in range(1, MISMATCH_AFTER + 1):
             found = asyncio.run(probe(conn, client_id="lantoa-preflight"))

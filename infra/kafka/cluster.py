@@ -49,21 +49,37 @@ def replicated_properties(size: int) -> dict[str, PropertyValue]:
 class KafkaCluster:
     """``size`` KRaft members (node ids 1..size) with one quorum; see the module docstring."""
 
-    def __init__(self, size: int = 3, data_dir: Path | str | None = None, *,
-                 heap_opts: tuple[str, ...] = MEMBER_HEAP_OPTS, start_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        size: int = 3,
+        data_dir: Path | str | None = None,
+        *,
+        heap_opts: tuple[str, ...] = MEMBER_HEAP_OPTS,
+        start_timeout: float = 120.0,
+    ) -> None:
         if size < 1:
             raise ValueError("a cluster has at least one member")
         self._owns_data_dir = data_dir is None
-        self.data_dir = Path(tempfile.mkdtemp(prefix="lantoa-kafka-cluster-")) if data_dir is None else Path(data_dir)
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="lantoa-kafka-cluster-")) if data_dir is None else Path(data_dir)
+        )
         ports = free_loopback_ports(2 * size)
         client_ports, controller_ports = ports[:size], ports[size:]
         voters = ",".join(f"{i + 1}@127.0.0.1:{controller_ports[i]}" for i in range(size))
         cluster_id = random_cluster_id()
         props = replicated_properties(size)
         self.members: list[KafkaBroker] = [
-            KafkaBroker(self.data_dir / f"node-{i + 1}", port=client_ports[i], controller_port=controller_ports[i],
-                        node_id=i + 1, cluster_id=cluster_id, quorum_voters=voters, extra_properties=props,
-                        heap_opts=heap_opts if size > 1 else HEAP_OPTS, start_timeout=start_timeout)
+            KafkaBroker(
+                self.data_dir / f"node-{i + 1}",
+                port=client_ports[i],
+                controller_port=controller_ports[i],
+                node_id=i + 1,
+                cluster_id=cluster_id,
+                quorum_voters=voters,
+                extra_properties=props,
+                heap_opts=heap_opts if size > 1 else HEAP_OPTS,
+                start_timeout=start_timeout,
+            )
             for i in range(size)
         ]
 
@@ -114,6 +130,7 @@ class KafkaCluster:
     def __enter__(self) -> KafkaCluster:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

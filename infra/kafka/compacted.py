@@ -16,7 +16,6 @@ from typing import Any, Protocol
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from infra.kafka import clients
-
 from infra.kafka.outbox import OutRecord
 from schemas.codec import decode, encode
 from schemas.errors import InvalidContent
@@ -120,7 +119,9 @@ class CompactedView:
     def record(self, partition: int, key: str, value: Any | None) -> OutRecord:
         """Apply the change here and return the record that makes it durable."""
         self.apply(partition, key, value)
-        return OutRecord(self.topic, key.encode(), None if value is None else encode(value), partition=partition)
+        return OutRecord(
+            self.topic, key.encode(), None if value is None else encode(value), partition=partition
+        )
 
     async def load(self, conn: KafkaConnection, partitions: set[int], client_id: str) -> None:
         """Read the given partitions (those not held yet) from the beginning to their end.
@@ -139,8 +140,9 @@ class CompactedView:
             self.restored.set()
 
     async def _load(self, conn: KafkaConnection, todo: list[int], client_id: str) -> None:
-        consumer = clients.aio_consumer(conn, group_id=None, enable_auto_commit=False,
-                                    client_id=f"{client_id}-restore")
+        consumer = clients.aio_consumer(
+            conn, group_id=None, enable_auto_commit=False, client_id=f"{client_id}-restore"
+        )
         await consumer.start()
         try:
             tps = [TopicPartition(self.topic, p) for p in todo]

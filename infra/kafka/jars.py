@@ -94,9 +94,7 @@ def _marker_ok(target: Path, version: str, pom_hash: str) -> bool:
     return all(isinstance(j, str) and (target / j).is_file() for j in jars)
 
 
-def fetch_jars(
-    cache_dir: Path | None = None, version: str = DEFAULT_VERSION, tools: bool = False
-) -> Path:
+def fetch_jars(cache_dir: Path | None = None, version: str = DEFAULT_VERSION, tools: bool = False) -> Path:
     """Download a Kafka classpath from Maven Central into the cache and return its directory.
 
     ``tools=False``: the broker classpath (``infra/kafka/pom.xml``) into
@@ -132,14 +130,11 @@ def fetch_jars(
             f"-DoutputDirectory={target}",
         ]
         log.info("fetching Kafka %s %s jars into %s", version, "tools" if tools else "broker", target)
-        proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-        )
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             out = (proc.stdout + proc.stderr).strip().splitlines()
             raise KafkaBrokerError(
-                f"mvn failed with exit code {proc.returncode}: {' '.join(cmd)}\n"
-                + "\n".join(out[-40:])
+                f"mvn failed with exit code {proc.returncode}: {' '.join(cmd)}\n" + "\n".join(out[-40:])
             )
         jars = sorted(p.name for p in target.glob("*.jar"))
         if main_artifact not in jars:

@@ -72,7 +72,9 @@ class SecuredListener:
         endpoint = f"{LISTENER_NAME}://127.0.0.1:{port}"
         props["listeners"] = f"{props['listeners']},{endpoint}"
         props["advertised.listeners"] = f"{props['advertised.listeners']},{endpoint}"
-        props["listener.security.protocol.map"] = f"{props['listener.security.protocol.map']},{LISTENER_NAME}:{self.protocol}"
+        props["listener.security.protocol.map"] = (
+            f"{props['listener.security.protocol.map']},{LISTENER_NAME}:{self.protocol}"
+        )
         props.update(self.properties(data_dir))
 
     def format_args(self) -> list[str]:

@@ -53,7 +53,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -63,7 +63,14 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, Re
 from infra.kafka import clients
 from infra.kafka.compacted import CompactedView, PartitionNotHeld, Rebalance
 from infra.kafka.outbox import Outbox, OutRecord
-from infra.kafka.poison import DeadLetterLimit, DeadLetterLimitExceeded, Failure, PoisonLog, Reader, topic_reader
+from infra.kafka.poison import (
+    DeadLetterLimit,
+    DeadLetterLimitExceeded,
+    Failure,
+    PoisonLog,
+    Reader,
+    topic_reader,
+)
 from schemas import metrics
 from schemas.deadletter import dead_letter_headers
 from schemas.models import utc_now_iso
@@ -145,21 +152,35 @@ class ConsumerLoop:
     the poison topic holds. ``clock``/``sleep``/``rng`` drive the pauses and the retry backoff.
     """
 
-    def __init__(self, settings: Settings, process: Process, outbox: Outbox, *,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], Any] = asyncio.sleep,
-                 rng: Callable[[], float] = random.random, consumer: Any | None = None,
-                 poison_reader: Reader | None = None, on_caught_up: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        process: Process,
+        outbox: Outbox,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        consumer: Any | None = None,
+        poison_reader: Reader | None = None,
+        on_caught_up: Callable[[], None] | None = None,
+    ) -> None:
         self.settings, self.process, self.outbox = settings, process, outbox
         self.sub = process.subscription
         self.clock, self.sleep, self.rng = clock, sleep, rng
         self.max_attempts = settings.poison_max_attempts
         self.deadletter_topic = settings.topic(Topic.DEADLETTER)
         poison_topic = settings.topic(Topic.POISON)
-        reader = poison_reader or topic_reader(settings.kafka, poison_topic, settings.partitions(Topic.POISON),
-                                               f"{settings.client_id}-{self.sub.name}-poison")
+        reader = poison_reader or topic_reader(
+            settings.kafka,
+            poison_topic,
+            settings.partitions(Topic.POISON),
+            f"{settings.client_id}-{self.sub.name}-poison",
+        )
         self.poison = PoisonLog(poison_topic, self.sub.group_id or self.sub.name, reader)
-        self.limit = DeadLetterLimit(settings.dlq_limit_share, settings.dlq_limit_min_records,
-                                     settings.dlq_limit_window_s, clock)
+        self.limit = DeadLetterLimit(
+            settings.dlq_limit_share, settings.dlq_limit_min_records, settings.dlq_limit_window_s, clock
+        )
         self.on_caught_up = on_caught_up
         self._consumer = consumer
         self._paused_until: dict[TopicPartition, float] = {}
@@ -227,14 +248,25 @@ class ConsumerLoop:
     def _new_consumer(self) -> AIOKafkaConsumer:
         s, sub = self.settings, self.sub
         if sub.group_id is None:
-            return clients.aio_consumer(s.kafka, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                        client_id=f"{s.client_id}-{sub.name}")
+            return clients.aio_consumer(
+                s.kafka,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                client_id=f"{s.client_id}-{sub.name}",
+            )
         timeout_ms = s.consumer_session_timeout_ms
         return clients.aio_consumer(
-            s.kafka, group_id=sub.group_id, client_id=f"{s.client_id}-{sub.name}", enable_auto_commit=False,
-            auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
-            max_poll_records=sub.max_records, session_timeout_ms=timeout_ms,
-            heartbeat_interval_ms=max(1000, timeout_ms // 4), max_poll_interval_ms=600000,
+            s.kafka,
+            group_id=sub.group_id,
+            client_id=f"{s.client_id}-{sub.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            max_poll_records=sub.max_records,
+            session_timeout_ms=timeout_ms,
+            heartbeat_interval_ms=max(1000, timeout_ms // 4),
+            max_poll_interval_ms=600000,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -248,8 +280,12 @@ class ConsumerLoop:
         sub = self.sub
         if sub.group_id is not None:
             consumer.subscribe(list(sub.topics), listener=Rebalance(self))
-        log.info("%s: consuming %s (%s)", sub.name, ", ".join(sub.topics),
-                 f"group {sub.group_id}" if sub.group_id else "every partition, no group")
+        log.info(
+            "%s: consuming %s (%s)",
+            sub.name,
+            ", ".join(sub.topics),
+            f"group {sub.group_id}" if sub.group_id else "every partition, no group",
+        )
         next_tick, next_refresh = time.monotonic(), 0.0
         try:
             while not stop.is_set():
@@ -259,7 +295,7 @@ class ConsumerLoop:
                     if not self.assignment():
                         try:
                             await asyncio.wait_for(stop.wait(), timeout=1.0)
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             pass
                         continue
                 self._resume_due()
@@ -312,9 +348,14 @@ class ConsumerLoop:
             return
         except PASS_THROUGH:
             raise
-        except Exception as exc:  # noqa: BLE001 - isolated below: the poison one is found and counted
-            log.warning("%s: a batch of %d records failed (%s: %s); handling it again one record at a time",
-                        self.sub.name, sum(len(r) for r in batch.values()), type(exc).__name__, exc)
+        except Exception as exc:
+            log.warning(
+                "%s: a batch of %d records failed (%s: %s); handling it again one record at a time",
+                self.sub.name,
+                sum(len(r) for r in batch.values()),
+                type(exc).__name__,
+                exc,
+            )
             await self._reload_views()
             self._sought.clear()
             await self._records(batch)
@@ -333,8 +374,14 @@ class ConsumerLoop:
                 try:
                     handled = await self._one(tp, rec, careful)
                 except PartitionNotHeld as exc:
-                    log.info("%s: %s; %s[%d] from offset %d left for its owner", self.sub.name, exc, tp.topic,
-                             tp.partition, rec.offset)
+                    log.info(
+                        "%s: %s; %s[%d] from offset %d left for its owner",
+                        self.sub.name,
+                        exc,
+                        tp.topic,
+                        tp.partition,
+                        rec.offset,
+                    )
                     self.seek(tp, rec.offset)
                     break
                 handled.records = 1
@@ -347,13 +394,23 @@ class ConsumerLoop:
                     consumed = handled.commit.get(tp, 0) > rec.offset
                     if not consumed:
                         # Not handled after all (a retry record not due yet): the marker is taken back.
-                        await self.outbox.send_all([self.poison.note(tp, rec.offset, self.poison.attempts(tp, rec.offset) - 1,
-                                                                     self._now())])
+                        await self.outbox.send_all(
+                            [
+                                self.poison.note(
+                                    tp, rec.offset, self.poison.attempts(tp, rec.offset) - 1, self._now()
+                                )
+                            ]
+                        )
                     await self._flush_pending()
                     if consumed and rec.offset >= self._careful.get(tp, -1):
                         self._careful.pop(tp, None)
-                        log.info("%s: %s[%d] past offset %d: whole batches again", self.sub.name, tp.topic,
-                                 tp.partition, rec.offset)
+                        log.info(
+                            "%s: %s[%d] past offset %d: whole batches again",
+                            self.sub.name,
+                            tp.topic,
+                            tp.partition,
+                            rec.offset,
+                        )
                 elif self._pending_bytes >= self.sub.flush_bytes:
                     await self._flush_pending()
                 if left:
@@ -371,19 +428,32 @@ class ConsumerLoop:
             attempts += 1
             if grouped and (careful or failure is not None):
                 # Durable before the attempt: a process killed by it leaves the count behind.
-                await self.outbox.send_all([self.poison.note(tp, rec.offset, attempts, self._now(), failure=failure)])
+                await self.outbox.send_all(
+                    [self.poison.note(tp, rec.offset, attempts, self._now(), failure=failure)]
+                )
             try:
                 return await self.process.handle({tp: [rec]})
             except PASS_THROUGH:
                 raise
-            except Exception as exc:  # noqa: BLE001 - counted, retried, then dead-lettered: never lost
+            except Exception as exc:
                 failure = Failure.of(exc)
-                log.warning("%s: %s[%d]@%d failed (attempt %d of %d): %s: %s", self.sub.name, tp.topic, tp.partition,
-                            rec.offset, attempts, self.max_attempts, failure.error_class, failure.reason)
+                log.warning(
+                    "%s: %s[%d]@%d failed (attempt %d of %d): %s: %s",
+                    self.sub.name,
+                    tp.topic,
+                    tp.partition,
+                    rec.offset,
+                    attempts,
+                    self.max_attempts,
+                    failure.error_class,
+                    failure.reason,
+                )
                 await self._flush_pending()  # the records before it are committed, the views reloaded
                 await self._reload_views()
                 if attempts < self.max_attempts:
-                    await self.sleep(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)) * (0.5 + self.rng() / 2))
+                    await self.sleep(
+                        min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)) * (0.5 + self.rng() / 2)
+                    )
 
     def _poisoned(self, tp: TopicPartition, rec: Any, attempts: int, failure: Failure | None) -> Handled:
         entry = self.poison.entry(tp, rec.offset) or {}
@@ -391,15 +461,31 @@ class ConsumerLoop:
             error_class = entry.get("error_class") or "ProcessKilled"
             reason = entry.get("reason") or f"the process stopped {attempts} times while handling this record"
             failure = Failure(error_class, reason, entry.get("traceback_sha256") or "", "")
-        log.error("%s: %s[%d]@%d is a poison record after %d attempts (%s: %s): dead-lettered, the partition moves on",
-                  self.sub.name, tp.topic, tp.partition, rec.offset, attempts, failure.error_class, failure.reason)
+        log.error(
+            "%s: %s[%d]@%d is a poison record after %d attempts (%s: %s): dead-lettered, the partition moves on",
+            self.sub.name,
+            tp.topic,
+            tp.partition,
+            rec.offset,
+            attempts,
+            failure.error_class,
+            failure.reason,
+        )
         metrics.POISON_RECORDS.labels(self.sub.name, tp.topic).inc()
         metrics.DEAD_LETTERS.labels("poison", metrics.reason_class(failure.reason)).inc()
         headers = dead_letter_headers(
-            list(rec.headers or []), topic=tp.topic, partition=tp.partition, offset=rec.offset,
-            reason=f"{failure.error_class}: {failure.reason} (after {attempts} attempts)", stage="poison",
-            now_iso=self._now(), error_class=failure.error_class, channel=self.sub.name,
-            traceback_sha256=failure.traceback_sha256 or None, traceback_last=failure.last_frame or None)
+            list(rec.headers or []),
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=rec.offset,
+            reason=f"{failure.error_class}: {failure.reason} (after {attempts} attempts)",
+            stage="poison",
+            now_iso=self._now(),
+            error_class=failure.error_class,
+            channel=self.sub.name,
+            traceback_sha256=failure.traceback_sha256 or None,
+            traceback_last=failure.last_frame or None,
+        )
         return Handled(out=[OutRecord(self.deadletter_topic, rec.key or b"", rec.value, tuple(headers))])
 
     # -- steps 2 and 4-6 --------------------------------------------------------------------------
@@ -413,8 +499,15 @@ class ConsumerLoop:
             first, last = batch[tp][0].offset, batch[tp][-1].offset
             until = self.poison.suspect_until(tp, first)
             if until is not None:
-                log.warning("%s: %s[%d] was tried before from offset %d without getting past %d: one record at a "
-                            "time until then", self.sub.name, tp.topic, tp.partition, first, until)
+                log.warning(
+                    "%s: %s[%d] was tried before from offset %d without getting past %d: one record at a "
+                    "time until then",
+                    self.sub.name,
+                    tp.topic,
+                    tp.partition,
+                    first,
+                    until,
+                )
                 self._careful[tp] = until
             else:
                 notes.append(self.poison.note(tp, first, 0, self._now(), span_end=last))
@@ -426,8 +519,11 @@ class ConsumerLoop:
         await self._flush(pending)
 
     async def _flush(self, handled: Handled) -> None:
-        dead = [r for r in handled.out if r.topic == self.deadletter_topic and dict(r.headers).get("dlq_stage")
-                in LIMITED_STAGES]
+        dead = [
+            r
+            for r in handled.out
+            if r.topic == self.deadletter_topic and dict(r.headers).get("dlq_stage") in LIMITED_STAGES
+        ]
         if handled.records and self.limit.count(handled.records, len(dead)):
             topics = sorted({dict(r.headers).get("dlq_topic", b"?").decode() for r in dead})
             raise DeadLetterLimitExceeded(
@@ -435,7 +531,8 @@ class ConsumerLoop:
                 f"{self.settings.dlq_limit_window_s:.0f}s (limit: more than {self.settings.dlq_limit_share:.0%} once "
                 f"{self.settings.dlq_limit_min_records} were seen), last from {', '.join(topics)}; stopping without "
                 f"committing this batch. Check the last deploy and `lantoa deadletters list --stage poison` "
-                f"(dlq_error_class, dlq_traceback_last), or a revoked platform permission (--stage deliver)")
+                f"(dlq_error_class, dlq_traceback_last), or a revoked platform permission (--stage deliver)"
+            )
         # Tombstones of poison entries earlier commits moved past ride along (no round trip of their
         # own): one lost in a crash leaves an entry below the committed offset, which is ignored.
         out, self._tombstones = [*self._tombstones, *handled.out], []
@@ -459,8 +556,12 @@ class ConsumerLoop:
         except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
             # A rebalance took the partitions while we worked: their new owner replays from the
             # last commit (duplicates the ledgers absorb), and our outputs are already durable.
-            log.warning("%s: commit of %s not taken (%s); the new owner replays them", self.sub.name,
-                        sorted((tp.topic, tp.partition, off) for tp, off in offsets.items()), exc)
+            log.warning(
+                "%s: commit of %s not taken (%s); the new owner replays them",
+                self.sub.name,
+                sorted((tp.topic, tp.partition, off) for tp, off in offsets.items()),
+                exc,
+            )
             return
         self._tombstones += [t for tp, off in offsets.items() for t in self.poison.clear_below(tp, off)]
 
@@ -472,7 +573,7 @@ class ConsumerLoop:
             await view.load(self.settings.kafka, owned, f"{self.settings.client_id}-{self.sub.name}")
 
     def _now(self) -> str:
-        return utc_now_iso(datetime.fromtimestamp(self.clock(), timezone.utc))
+        return utc_now_iso(datetime.fromtimestamp(self.clock(), UTC))
 
     # -- group-less: every partition --------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaProducer
 from infra.kafka import clients
 from schemas.settings import KafkaConnection
 
-
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
@@ -70,5 +69,13 @@ class Outbox:
         producer = self._producer
         futures = []
         for rec in records:
-            futures.append(await producer.send(rec.topic, rec.value, key=rec.key, headers=list(rec.headers) or None, partition=rec.partition))
+            futures.append(
+                await producer.send(
+                    rec.topic,
+                    rec.value,
+                    key=rec.key,
+                    headers=list(rec.headers) or None,
+                    partition=rec.partition,
+                )
+            )
         await asyncio.gather(*futures)

@@ -44,9 +44,17 @@ class Failure:
     def of(exc: BaseException) -> Failure:
         frames = traceback.extract_tb(exc.__traceback__)
         shape = "\n".join(f"{f.filename}:{f.name}:{f.lineno}" for f in frames) + f"\n{type(exc).__qualname__}"
-        last = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}: {frames[-1].line}" if frames else ""
-        return Failure(type(exc).__qualname__, str(exc)[:1000] or type(exc).__qualname__,
-                       hashlib.sha256(shape.encode()).hexdigest(), last[:500])
+        last = (
+            f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}: {frames[-1].line}"
+            if frames
+            else ""
+        )
+        return Failure(
+            type(exc).__qualname__,
+            str(exc)[:1000] or type(exc).__qualname__,
+            hashlib.sha256(shape.encode()).hexdigest(),
+            last[:500],
+        )
 
 
 def topic_reader(conn: KafkaConnection, topic: str, partitions: int, client_id: str) -> Reader:
@@ -83,24 +91,42 @@ class PoisonLog:
         return int((self.entry(tp, offset) or {}).get("attempts", 0))
 
     def entries(self, tp: TopicPartition) -> list[dict[str, Any]]:
-        return [v for v in self._entries.values() if v["topic"] == tp.topic and v["partition"] == tp.partition]
+        return [
+            v for v in self._entries.values() if v["topic"] == tp.topic and v["partition"] == tp.partition
+        ]
 
     def suspect_until(self, tp: TopicPartition, start: int) -> int | None:
         """The last offset to handle carefully (one record at a time, a marker before each) when
         the partition is handled from ``start`` on: the end of every recorded span at or past it."""
-        ends = [max(int(v["offset"]), int(v["span_end"])) for v in self.entries(tp) if int(v["offset"]) >= start]
+        ends = [
+            max(int(v["offset"]), int(v["span_end"])) for v in self.entries(tp) if int(v["offset"]) >= start
+        ]
         return max(ends) if ends else None
 
-    def note(self, tp: TopicPartition, offset: int, attempts: int, at: str, *, span_end: int | None = None,
-             failure: Failure | None = None) -> OutRecord:
+    def note(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        attempts: int,
+        at: str,
+        *,
+        span_end: int | None = None,
+        failure: Failure | None = None,
+    ) -> OutRecord:
         """Record (here and as the record to send, acked, before the attempt it counts)."""
         previous = self.entry(tp, offset) or {}
-        value = {"group": self.group, "topic": tp.topic, "partition": tp.partition, "offset": offset,
-                 "span_end": offset if span_end is None else span_end, "attempts": attempts,
-                 "error_class": failure.error_class if failure else previous.get("error_class"),
-                 "reason": failure.reason if failure else previous.get("reason"),
-                 "traceback_sha256": failure.traceback_sha256 if failure else previous.get("traceback_sha256"),
-                 "at": at}
+        value = {
+            "group": self.group,
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "offset": offset,
+            "span_end": offset if span_end is None else span_end,
+            "attempts": attempts,
+            "error_class": failure.error_class if failure else previous.get("error_class"),
+            "reason": failure.reason if failure else previous.get("reason"),
+            "traceback_sha256": failure.traceback_sha256 if failure else previous.get("traceback_sha256"),
+            "at": at,
+        }
         key = self.key(tp, offset)
         self._entries[key] = value
         return OutRecord(self.topic, key.encode(), encode(value))

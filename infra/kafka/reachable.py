@@ -27,8 +27,15 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 78
 
 
-async def wait_for_kafka(conn: KafkaConnection, stop: asyncio.Event | None = None, *, client_id: str = "lantoa-probe",
-                         first_s: float = 0.5, max_s: float = 10.0, deadline_s: float | None = None) -> bool:
+async def wait_for_kafka(
+    conn: KafkaConnection,
+    stop: asyncio.Event | None = None,
+    *,
+    client_id: str = "lantoa-probe",
+    first_s: float = 0.5,
+    max_s: float = 10.0,
+    deadline_s: float | None = None,
+) -> bool:
     """True once a bootstrap succeeds; False if ``stop`` is set (or ``deadline_s`` passes) first.
 
     Raises KafkaAccessError when the cluster refuses the certificate, the credentials or the
@@ -45,9 +52,13 @@ async def wait_for_kafka(conn: KafkaConnection, stop: asyncio.Event | None = Non
             return True
         mismatches = mismatches + 1 if found.result is ProbeResult.MISMATCH else 0
         if mismatches >= MISMATCH_AFTER:
-            raise KafkaAccessError(clients.mismatch_message(conn, found.detail.split(": ", 1)[0], found.detail))
+            raise KafkaAccessError(
+                clients.mismatch_message(conn, found.detail.split(": ", 1)[0], found.detail)
+            )
         wait = delay * (0.5 + random.random() / 2)
-        log.warning("Kafka at %s not reachable (%s); trying again in %.1fs", conn.bootstrap, found.detail, wait)
+        log.warning(
+            "Kafka at %s not reachable (%s); trying again in %.1fs", conn.bootstrap, found.detail, wait
+        )
         if give_up is not None and loop.time() + wait > give_up:
             return False
         if stop is not None:

@@ -44,15 +44,19 @@ class TopicTail:
         self.records.extend(new)
         return new
 
-    def wait_for(self, predicate: Callable[[list[Any]], bool], timeout: float = 60.0, what: str = "") -> list[Any]:
+    def wait_for(
+        self, predicate: Callable[[list[Any]], bool], timeout: float = 60.0, what: str = ""
+    ) -> list[Any]:
         deadline = time.monotonic() + timeout
         while True:
             self.poll()
             if predicate(self.records):
                 return self.records
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {what or 'a condition'} on {self.topic} "
-                                   f"({len(self.records)} records read)")
+                raise TimeoutError(
+                    f"timed out after {timeout}s waiting for {what or 'a condition'} on {self.topic} "
+                    f"({len(self.records)} records read)"
+                )
             time.sleep(0.2)
 
     def settle(self, quiet_s: float = 2.0) -> list[Any]:

@@ -40,8 +40,9 @@ class CertificateSet:
 
 
 def _openssl(*args: str, cwd: Path) -> None:
-    proc = subprocess.run(["openssl", *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["openssl", *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise CertificateError(f"openssl {args[0]} failed (exit {proc.returncode}): {proc.stderr.strip()}")
 
@@ -50,10 +51,26 @@ def make_ca(directory: Path, name: str = "ca", subject: str = "/CN=Lantoa test C
     """A self-signed CA (``<name>.pem``, ``<name>.key``) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     pair = KeyPair(directory / f"{name}.pem", directory / f"{name}.key")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(DAYS), "-subj", subject,
-             "-keyout", str(pair.key), "-out", str(pair.cert),
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             cwd=directory)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        str(DAYS),
+        "-subj",
+        subject,
+        "-keyout",
+        str(pair.key),
+        "-out",
+        str(pair.cert),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=directory,
+    )
     return pair
 
 
@@ -63,10 +80,37 @@ def sign(ca: KeyPair, directory: Path, name: str, subject: str, extensions: str)
     csr = directory / f"{name}.csr"
     ext = directory / f"{name}.ext"
     ext.write_text(extensions + "\n", encoding="utf-8")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", str(pair.key), "-out", str(csr),
-             cwd=directory)
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key), "-CAcreateserial",
-             "-days", str(DAYS), "-extfile", str(ext), "-out", str(pair.cert), cwd=directory)
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        subject,
+        "-keyout",
+        str(pair.key),
+        "-out",
+        str(csr),
+        cwd=directory,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca.cert),
+        "-CAkey",
+        str(ca.key),
+        "-CAcreateserial",
+        "-days",
+        str(DAYS),
+        "-extfile",
+        str(ext),
+        "-out",
+        str(pair.cert),
+        cwd=directory,
+    )
     csr.unlink()
     ext.unlink()
     return pair
@@ -75,9 +119,19 @@ def sign(ca: KeyPair, directory: Path, name: str, subject: str, extensions: str)
 def make_test_certificates(directory: Path) -> CertificateSet:
     """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, in ``directory``."""
     ca = make_ca(directory)
-    server = sign(ca, directory, "server", "/CN=localhost",
-                  "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
-                  "keyUsage=critical,digitalSignature,keyEncipherment")
-    client = sign(ca, directory, "client", "/CN=lantoa-client",
-                  "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment")
+    server = sign(
+        ca,
+        directory,
+        "server",
+        "/CN=localhost",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment",
+    )
+    client = sign(
+        ca,
+        directory,
+        "client",
+        "/CN=lantoa-client",
+        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment",
+    )
     return CertificateSet(ca, server, client)

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infra.processes import DetachedServer, read_state_file, run_command, write_state_file
 from infra.s3.versitygw import (
     BINARY_NAME,
     DEFAULT_VERSION,
@@ -37,7 +38,6 @@ from infra.s3.versitygw import (
     build_versitygw,
     stop_pid,
 )
-from infra.processes import DetachedServer, read_state_file, run_command, write_state_file
 
 CREDENTIALS_FILE_NAME = "credentials"
 
@@ -48,8 +48,15 @@ def _runs_versitygw_on(args: list[str], state: dict[str, Any]) -> bool:
     return bool(root) and any(a.endswith(BINARY_NAME) for a in args) and any(a.startswith(root) for a in args)
 
 
-SERVER = DetachedServer(label="versitygw", stop_label="versitygw", address_key="endpoint_url", dir_key="root",
-                        dir_marker=CREDENTIALS_FILE_NAME, owns=_runs_versitygw_on, stop_pid=stop_pid)
+SERVER = DetachedServer(
+    label="versitygw",
+    stop_label="versitygw",
+    address_key="endpoint_url",
+    dir_key="root",
+    dir_marker=CREDENTIALS_FILE_NAME,
+    owns=_runs_versitygw_on,
+    stop_pid=stop_pid,
+)
 
 
 def write_credentials_file(path: Path, access_key: str, secret_key: str) -> None:
@@ -58,9 +65,11 @@ def write_credentials_file(path: Path, access_key: str, secret_key: str) -> None
     fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=path.parent)  # mkstemp: mode 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("# versitygw root credentials written by `python -m infra.s3 start`\n"
-                     f"[default]\naws_access_key_id = {access_key}\n"
-                     f"aws_secret_access_key = {secret_key}\n")
+            fh.write(
+                "# versitygw root credentials written by `python -m infra.s3 start`\n"
+                f"[default]\naws_access_key_id = {access_key}\n"
+                f"aws_secret_access_key = {secret_key}\n"
+            )
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
@@ -94,9 +103,17 @@ def _cmd_start(ns: argparse.Namespace) -> int:
     creds_file = root / CREDENTIALS_FILE_NAME
     known = read_credentials_file(creds_file)
     access_key, secret_key = known if known else (None, None)
-    server = S3Server(root, version=ns.version, port=ns.port, region=ns.region,
-                      access_key=access_key, secret_key=secret_key,
-                      start_timeout=ns.timeout, keep_data=True, die_with_parent=False)
+    server = S3Server(
+        root,
+        version=ns.version,
+        port=ns.port,
+        region=ns.region,
+        access_key=access_key,
+        secret_key=secret_key,
+        start_timeout=ns.timeout,
+        keep_data=True,
+        die_with_parent=False,
+    )
     server.root.mkdir(parents=True, exist_ok=True)
     os.chmod(server.root, 0o700)
     write_credentials_file(creds_file, server.access_key, server.secret_key)
@@ -133,14 +150,19 @@ def _cmd_env(ns: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.s3", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.s3", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("build", help="go install versitygw into the cache (once)")
     p.add_argument("--version", default=DEFAULT_VERSION)
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="cache root (default $LANTOA_CACHE_DIR or ~/.cache/lantoa)")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache root (default $LANTOA_CACHE_DIR or ~/.cache/lantoa)",
+    )
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("start", help="start a detached server; print its endpoint")
@@ -163,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("stop", help="stop the server of a state file")
     p.add_argument("--state-file", type=Path, required=True)
     p.add_argument("--timeout", type=float, default=10.0)
-    p.add_argument("--remove-data-dir", action="store_true",
-                   help="also delete the server's root dir (only if it holds our credentials file)")
+    p.add_argument(
+        "--remove-data-dir",
+        action="store_true",
+        help="also delete the server's root dir (only if it holds our credentials file)",
+    )
     p.set_defaults(func=SERVER.cmd_stop)
 
     return run_command(parser.parse_args(argv), VersitygwError, logging.INFO)

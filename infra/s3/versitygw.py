@@ -104,11 +104,17 @@ def _explain_go_failure(output: str) -> str:
     # "go: github.com/...: requires go >= 1.27 (running go 1.26.8; GOTOOLCHAIN=local)".
     lowered = output.lower()
     if "requires go >=" in lowered or "go.mod requires go" in lowered or "toolchain" in lowered:
-        return ("the versitygw module needs a newer Go than the one installed; set "
-                "GOTOOLCHAIN to the Go version it names (the go command then fetches that "
-                "toolchain from the module proxy) or pick an older versitygw version")
-    if "not available" in lowered or "unknown revision" in lowered or "invalid version" in lowered \
-            or "not found" in lowered:
+        return (
+            "the versitygw module needs a newer Go than the one installed; set "
+            "GOTOOLCHAIN to the Go version it names (the go command then fetches that "
+            "toolchain from the module proxy) or pick an older versitygw version"
+        )
+    if (
+        "not available" in lowered
+        or "unknown revision" in lowered
+        or "invalid version" in lowered
+        or "not found" in lowered
+    ):
         return "the Go module proxy does not serve that module version"
     if "dial tcp" in lowered or "no such host" in lowered or "i/o timeout" in lowered:
         return "the Go module proxy could not be reached"
@@ -138,13 +144,21 @@ def build_versitygw(cache_dir: Path | None = None, version: str = DEFAULT_VERSIO
             env = dict(os.environ)
             env["GOBIN"] = str(scratch)
             cmd = [go, "install", f"{MODULE}@{version}"]
-            log.info("building versitygw %s with %s (this takes minutes the first time)",
-                     version, " ".join(cmd))
+            log.info(
+                "building versitygw %s with %s (this takes minutes the first time)", version, " ".join(cmd)
+            )
             started = time.monotonic()
             try:
-                proc = subprocess.run(cmd, env=env, cwd=base, stdin=subprocess.DEVNULL,
-                                      capture_output=True, text=True, check=False,
-                                      timeout=BUILD_TIMEOUT_S)
+                proc = subprocess.run(
+                    cmd,
+                    env=env,
+                    cwd=base,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    timeout=BUILD_TIMEOUT_S,
+                )
             except subprocess.TimeoutExpired as exc:
                 raise VersitygwError(
                     f"go install {MODULE}@{version} did not finish in {BUILD_TIMEOUT_S:.0f} s"
@@ -160,11 +174,16 @@ def build_versitygw(cache_dir: Path | None = None, version: str = DEFAULT_VERSIO
                 )
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(built, target)
-            go_version = subprocess.run([go, "version"], capture_output=True, text=True,
-                                        check=False).stdout.strip()
-            marker = {"module": MODULE, "version": version, "go": go_version,
-                      "build_seconds": round(seconds, 1),
-                      "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            go_version = subprocess.run(
+                [go, "version"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            marker = {
+                "module": MODULE,
+                "version": version,
+                "go": go_version,
+                "build_seconds": round(seconds, 1),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
             (base / MARKER_NAME).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
             log.info("built versitygw %s in %.0f s", version, seconds)
             return target
@@ -328,9 +347,20 @@ class S3Server(ServerProcess):
         binary = self._binary or build_versitygw(self._cache_dir, self.version)
         # --keep-alive: without it versitygw answers every request with "Connection: close", so
         # each boto3 call opens a new TCP connection (~12% of an archive publish). v1.7.0 has it.
-        cmd = [str(binary), "--port", f"127.0.0.1:{self.port}", "--region", self.region,
-               "--iam-dir", str(self.iam_dir), "--quiet", "--keep-alive", "posix",
-               "--versioning-dir", str(self.versioning_dir)]
+        cmd = [
+            str(binary),
+            "--port",
+            f"127.0.0.1:{self.port}",
+            "--region",
+            self.region,
+            "--iam-dir",
+            str(self.iam_dir),
+            "--quiet",
+            "--keep-alive",
+            "posix",
+            "--versioning-dir",
+            str(self.versioning_dir),
+        ]
         if self.uses_sidecar():
             cmd += ["--sidecar", str(self.sidecar_dir)]
         cmd.append(str(self.data_dir))
@@ -368,8 +398,14 @@ class S3Server(ServerProcess):
         if self.uses_sidecar():
             self.sidecar_dir.mkdir(parents=True, exist_ok=True)
         # KILL rather than TERM: a SIGSTOPped server would never act on a TERM.
-        self._spawn(self.command(), cwd=self.root, log_file=self.log_file, die_with_parent=self.die_with_parent,
-                    pdeathsig="KILL", env=self._environment())
+        self._spawn(
+            self.command(),
+            cwd=self.root,
+            log_file=self.log_file,
+            die_with_parent=self.die_with_parent,
+            pdeathsig="KILL",
+            env=self._environment(),
+        )
         self._paused = None
         try:
             self._wait_ready()
@@ -393,13 +429,17 @@ class S3Server(ServerProcess):
         deadline = time.monotonic() + self.start_timeout
         while True:
             if self._proc.poll() is not None:
-                raise VersitygwError(f"versitygw exited with code {self._proc.returncode} during "
-                                     f"startup; last lines of {self.log_file}:\n{self.log_tail()}")
+                raise VersitygwError(
+                    f"versitygw exited with code {self._proc.returncode} during "
+                    f"startup; last lines of {self.log_file}:\n{self.log_tail()}"
+                )
             if self._answers_http():
                 break
             if time.monotonic() > deadline:
-                raise VersitygwError(f"versitygw not answering on {self.endpoint_url} after "
-                                     f"{self.start_timeout:.0f} s:\n{self.log_tail()}")
+                raise VersitygwError(
+                    f"versitygw not answering on {self.endpoint_url} after "
+                    f"{self.start_timeout:.0f} s:\n{self.log_tail()}"
+                )
             time.sleep(0.05)
         self._check_signed_request()
 
@@ -409,10 +449,17 @@ class S3Server(ServerProcess):
         from botocore.exceptions import BotoCoreError, ClientError
 
         client = boto3.client(
-            "s3", endpoint_url=self.endpoint_url, region_name=self.region,
-            aws_access_key_id=self.access_key, aws_secret_access_key=self._secret_key,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                          connect_timeout=2, read_timeout=5),
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self._secret_key,
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1},
+                connect_timeout=2,
+                read_timeout=5,
+            ),
         )
         try:
             client.list_buckets()
@@ -460,8 +507,12 @@ class S3Server(ServerProcess):
 
     def detach(self) -> int:
         """Forget the running process (it keeps running) and keep the data; return its pid."""
-        pid = self._detach_pid("this server dies with its parent (die_with_parent=True); "
-                               "create it with die_with_parent=False to detach it" if self.die_with_parent else None)
+        pid = self._detach_pid(
+            "this server dies with its parent (die_with_parent=True); "
+            "create it with die_with_parent=False to detach it"
+            if self.die_with_parent
+            else None
+        )
         self.keep_data = True
         return pid
 

@@ -61,7 +61,9 @@ def _alternation(keys: Mapping[str, str], *, boundary: str = r"(?!\w)") -> str:
 # second pass over the output must find the same words.
 _WORD_START: Final = r"(?<![^\W\d_])"
 _WORD_END: Final = r"(?![^\W\d_])"
-_ROMAN: Final = rf"(?=[IVXLCDM])M{{0,3}}(?:CM|CD|D?C{{0,3}})(?:XC|XL|L?X{{0,3}})(?:IX|IV|V?I{{0,3}}){_WORD_END}"
+_ROMAN: Final = (
+    rf"(?=[IVXLCDM])M{{0,3}}(?:CM|CD|D?C{{0,3}})(?:XC|XL|L?X{{0,3}})(?:IX|IV|V?I{{0,3}}){_WORD_END}"
+)
 _NUM: Final = (
     r"(?:[0-9]{1,3}(?:\.[0-9]{3})+(?![0-9])(?:,[0-9]+)?"
     r"|[0-9]+(?:,[0-9]+|\.[0-9]{1,2}(?![0-9]))?)"
@@ -69,9 +71,7 @@ _NUM: Final = (
 _NOT_AFTER_NUM: Final = r"(?![0-9]|[.,/][0-9])"
 _NOT_BEFORE_NUM: Final = r"(?<![0-9/.,])"
 
-_ABBREV_RE: Final = re.compile(
-    rf"{_WORD_START}(?:{_alternation(ABBREVIATIONS, boundary=_WORD_END)})"
-)
+_ABBREV_RE: Final = re.compile(rf"{_WORD_START}(?:{_alternation(ABBREVIATIONS, boundary=_WORD_END)})")
 _PHONE_RE: Final = re.compile(
     rf"{_NOT_BEFORE_NUM}(?:\+84[ .-]?|0)[0-9]{{1,4}}(?:[ .-][0-9]{{2,4}}){{1,4}}{_NOT_AFTER_NUM}"
 )
@@ -275,7 +275,11 @@ def _roman_numerals(s: str, z: ZeroTens) -> str:
     def context(m: re.Match[str]) -> str:
         value = _roman_value(m.group("roman"))
         pre = m.group("pre")
-        words = ordinal_to_words(value, zero_tens=z) if pre.endswith("thứ") else number_to_words(value, zero_tens=z)
+        words = (
+            ordinal_to_words(value, zero_tens=z)
+            if pre.endswith("thứ")
+            else number_to_words(value, zero_tens=z)
+        )
         return f"{pre}{_pad(words)}"
 
     def quarter(m: re.Match[str]) -> str:
@@ -291,7 +295,7 @@ def _roman_numerals(s: str, z: ZeroTens) -> str:
 
 
 def _date_words(m: re.Match[str], z: ZeroTens, *, first_day: int | None = None) -> str:
-    """"ngày D tháng M [năm Y]", or the match unchanged if it is not a real date."""
+    """ "ngày D tháng M [năm Y]", or the match unchanged if it is not a real date."""
     groups = m.groupdict()
     day, month = int(m.group("d")), int(m.group("m"))
     year = int(groups["y"]) if groups.get("y") else None

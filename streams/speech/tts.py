@@ -212,8 +212,10 @@ def speakable(text: str, limit: int | None = None) -> tuple[str, str | None]:
             head = head[: cut + 1]
             break
     head = head.rstrip()
-    return head, (f"spoken text shortened from {len(text):,} to {len(head):,} characters "
-                  f"(MAX_SPEECH_TEXT_CHARS {limit:,})")
+    return head, (
+        f"spoken text shortened from {len(text):,} to {len(head):,} characters "
+        f"(MAX_SPEECH_TEXT_CHARS {limit:,})"
+    )
 
 
 def render_audio(
@@ -245,7 +247,8 @@ def render_audio(
     if len(text) > MAX_SPEECH_TEXT_CHARS:
         raise InvalidContent(
             f"text too long to speak: {len(text):,} characters, more than the {MAX_SPEECH_TEXT_CHARS:,} "
-            f"Lantoa synthesises (MAX_SPEECH_TEXT_CHARS: at most {longest:,.0f} s of speech at {speed_wpm} wpm)")
+            f"Lantoa synthesises (MAX_SPEECH_TEXT_CHARS: at most {longest:,.0f} s of speech at {speed_wpm} wpm)"
+        )
     spoken = normalize(text)
     if not any(ch.isalpha() for ch in spoken):
         raise InvalidContent("nothing to speak: the text has no words after normalisation")
@@ -272,10 +275,14 @@ def render_audio(
         if ssml_pauses:
             argv.append("-m")
         argv.append("--stdin")
-        returncode, stderr = _run_bounded(argv, _espeak_input(spoken, ssml_pauses).encode("utf-8"), tmp,
-                                          max_bytes=max_wav_bytes(longest), timeout_s=timeout_s,
-                                          what=f"{len(spoken):,} spoken characters; at most {longest:,.0f} s "
-                                               f"of speech at {speed_wpm} wpm")
+        returncode, stderr = _run_bounded(
+            argv,
+            _espeak_input(spoken, ssml_pauses).encode("utf-8"),
+            tmp,
+            max_bytes=max_wav_bytes(longest),
+            timeout_s=timeout_s,
+            what=f"{len(spoken):,} spoken characters; at most {longest:,.0f} s of speech at {speed_wpm} wpm",
+        )
         if returncode != 0:
             raise TTSRenderError(f"espeak-ng exited {returncode} (voice {voice!r}): {stderr}")
         try:
@@ -289,8 +296,9 @@ def render_audio(
     return RenderedAudio(target, digest, duration, voice, speed_wpm, key, cache_hit=False)
 
 
-def _run_bounded(argv: list[str], data: bytes, out: Path, *, max_bytes: int, timeout_s: float,
-                 what: str) -> tuple[int, str]:
+def _run_bounded(
+    argv: list[str], data: bytes, out: Path, *, max_bytes: int, timeout_s: float, what: str
+) -> tuple[int, str]:
     """Run espeak-ng (``argv``, writing ``out``) with ``data`` on stdin; (exit status, stderr).
 
     Stops it (SIGKILL) as soon as ``out`` is larger than ``max_bytes`` (``InvalidContent``: the
@@ -312,8 +320,10 @@ def _run_bounded(argv: list[str], data: bytes, out: Path, *, max_bytes: int, tim
             except FileNotFoundError:
                 size = 0
             if size > max_bytes:
-                raise InvalidContent(f"speech too long: espeak-ng stopped at {size:,} bytes of audio, past the "
-                                     f"longest Lantoa synthesises ({what})")
+                raise InvalidContent(
+                    f"speech too long: espeak-ng stopped at {size:,} bytes of audio, past the "
+                    f"longest Lantoa synthesises ({what})"
+                )
             if time.monotonic() - started > timeout_s:
                 raise TTSRenderError(f"espeak-ng took longer than {timeout_s:g} s ({what})")
     finally:
@@ -326,10 +336,13 @@ def _refuse_longer(duration_s: float, longest_s: float, speed_wpm: int) -> None:
     if duration_s > longest_s:
         raise InvalidContent(
             f"speech too long: {duration_s:,.0f} s at {speed_wpm} wpm, more than the {longest_s:,.0f} s "
-            "Lantoa synthesises (longest_speech_s)")
+            "Lantoa synthesises (longest_speech_s)"
+        )
 
 
-def estimate_duration_s(text: str, speed_wpm: int, *, paragraph_pause_s: float = PARAGRAPH_BREAK_MS / 1000) -> float:
+def estimate_duration_s(
+    text: str, speed_wpm: int, *, paragraph_pause_s: float = PARAGRAPH_BREAK_MS / 1000
+) -> float:
     """An *estimate* of how long espeak-ng takes to say ``text`` at ``speed_wpm``: syllables over
     the measured rate, plus the pauses at punctuation and paragraph breaks.
 

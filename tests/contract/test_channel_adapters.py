@@ -37,12 +37,22 @@ class Rig:
     live: Callable[[str], list[str]]  # marker → texts of live effects carrying it
     path: str  # regex of the publishing endpoint, for faults
 
-    def command(self, uri: str, version: int = 1, action: Action = Action.PUBLISH, text: str = "Tin thử nghiệm.") -> Command:
-        payload: dict[str, Any] = {"message": text, "link": "https://tin.example.vn/a/1"} if self.channel is Channel.FANPAGE else {"text": text}
+    def command(
+        self, uri: str, version: int = 1, action: Action = Action.PUBLISH, text: str = "Tin thử nghiệm."
+    ) -> Command:
+        payload: dict[str, Any] = (
+            {"message": text, "link": "https://tin.example.vn/a/1"}
+            if self.channel is Channel.FANPAGE
+            else {"text": text}
+        )
         if action is Action.RETRACT:
             payload = {"reason": "đính chính"}
-        return Command(IdempotencyKey(uri, version, self.channel, self.target, action), Priority.NORMAL,
-                       "2026-11-26T01:00:00Z", payload)
+        return Command(
+            IdempotencyKey(uri, version, self.channel, self.target, action),
+            Priority.NORMAL,
+            "2026-11-26T01:00:00Z",
+            payload,
+        )
 
 
 def prior_from(effect: Effect | None, version: int | None = None) -> Prior:
@@ -72,8 +82,15 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
         store = TokenStore(tmp_path / "zalo-tokens.json")
         store.save(TokenPair("acc-0", "ref-0", 4102444800.0))
         target = Target("zalo:test", Channel.ZALO, "Nhóm thử", config={"group_id": GROUP})
-        adapter = ZaloAdapter(base, base, "lantoa-demo-app", SecretFile(tmp_path / "secret.json"), store,
-                              {target.id: target}.get, timeout_s=2.0)
+        adapter = ZaloAdapter(
+            base,
+            base,
+            "lantoa-demo-app",
+            SecretFile(tmp_path / "secret.json"),
+            store,
+            {target.id: target}.get,
+            timeout_s=2.0,
+        )
 
         def live(marker: str) -> list[str]:
             return [m.text or "" for m in emu.messages(GROUP) if marker in (m.text or "")]
@@ -94,7 +111,9 @@ async def test_publish_makes_exactly_one_effect(rig: Rig) -> None:
 
 async def test_update_then_retraction(rig: Rig) -> None:
     first = await rig.adapter.deliver(rig.command("urn:c:2"), Prior())
-    updated = await rig.adapter.deliver(rig.command("urn:c:2", 2, Action.UPDATE, "Bản sửa."), prior_from(first, 1))
+    updated = await rig.adapter.deliver(
+        rig.command("urn:c:2", 2, Action.UPDATE, "Bản sửa."), prior_from(first, 1)
+    )
     assert updated.outcome == "updated"
     gone = await rig.adapter.deliver(rig.command("urn:c:2", 2, Action.RETRACT), prior_from(updated, 2))
     assert gone.outcome == "deleted"
@@ -104,7 +123,11 @@ async def test_update_then_retraction(rig: Rig) -> None:
         post = rig.emulator.post(first.external_id)
         assert post.deleted and "Bản sửa." in post.message  # edited in place, then deleted
     else:  # Zalo cannot edit or delete: an update notice, then a correction notice
-        assert len(texts) == 3 and texts[1].startswith("[Cập nhật] Bản sửa.") and texts[2].startswith("ĐÍNH CHÍNH")
+        assert (
+            len(texts) == 3
+            and texts[1].startswith("[Cập nhật] Bản sửa.")
+            and texts[2].startswith("ĐÍNH CHÍNH")
+        )
 
 
 async def test_retracting_what_never_went_out_does_nothing(rig: Rig) -> None:
@@ -168,7 +191,10 @@ async def test_expired_token(rig: Rig) -> None:
         effect = await rig.adapter.deliver(cmd, Prior())  # refreshed once, retried once
         assert effect.outcome == "delivered" and rig.emulator.refresh_count == 1
         stored = rig.adapter.tokens.load()
-        assert stored.access_token == rig.emulator.access_token and stored.refresh_token == rig.emulator.refresh_token
+        assert (
+            stored.access_token == rig.emulator.access_token
+            and stored.refresh_token == rig.emulator.refresh_token
+        )
         await rig.adapter.deliver(rig.command("urn:c:9b"), Prior())
         assert rig.emulator.refresh_count == 1
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from helpers import SHARED, ce_headers, sample_paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import SHARED, ce_headers, sample_paths
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.topics import Channel
 
@@ -58,17 +58,60 @@ class Sent:
 # Strategies
 # ------------------------------------------------------------------------------------------------
 
-json_leaf = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-             | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40))
-json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4)
-                          | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=15)
-weird_text = st.sampled_from(["", " ", "\u0000", "\u202e", "a" * 5000, "urn:lantoa:x", "-1", "1e999", "🙂" * 50,
-                              "<script>alert(1)</script>", "Ủy ban nhân dân", "\u2066x\u2069\u200f", "\u200b\ufeff",
-                              "\U000e0041\U000e007f", "\x1b[2J\x9b31m", unicodedata.normalize("NFD", "Ủy ban nhân dân")])
+json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=15,
+)
+weird_text = st.sampled_from(
+    [
+        "",
+        " ",
+        "\u0000",
+        "\u202e",
+        "a" * 5000,
+        "urn:lantoa:x",
+        "-1",
+        "1e999",
+        "🙂" * 50,
+        "<script>alert(1)</script>",
+        "Ủy ban nhân dân",
+        "\u2066x\u2069\u200f",
+        "\u200b\ufeff",
+        "\U000e0041\U000e007f",
+        "\x1b[2J\x9b31m",
+        unicodedata.normalize("NFD", "Ủy ban nhân dân"),
+    ]
+)
 # The invisible controls of schemas/text.py INVISIBLE, one class each: bidi embeddings, overrides,
 # isolates and marks, zero-width and format characters, tags, C0/C1 controls.
-INVISIBLE_SAMPLES = ("\u202a", "\u202b", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u200e", "\u200f",
-                     "\u061c", "\u200b", "\u2060", "\ufeff", "\u00ad", "\u180e", "\U000e0041", "\x1b", "\x9b")
+INVISIBLE_SAMPLES = (
+    "\u202a",
+    "\u202b",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u200e",
+    "\u200f",
+    "\u061c",
+    "\u200b",
+    "\u2060",
+    "\ufeff",
+    "\u00ad",
+    "\u180e",
+    "\U000e0041",
+    "\x1b",
+    "\x9b",
+)
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -104,7 +147,9 @@ def mutated(draw: st.DrawFn, base: Any) -> Any:
             parent[last] = draw(weird_text)
         elif op == "retype":
             old = parent[last]
-            parent[last] = str(old) if not isinstance(old, str) else draw(st.sampled_from([0, 1.5, None, [], {}, True]))
+            parent[last] = (
+                str(old) if not isinstance(old, str) else draw(st.sampled_from([0, 1.5, None, [], {}, True]))
+            )
         else:
             parent[last] = [parent[last]]
     return doc
@@ -118,11 +163,11 @@ def byte_mutation(draw: st.DrawFn, raw: bytes) -> bytes:
     if op == "truncate":
         return raw[:i]
     if op == "splice":
-        return raw[:i] + draw(st.binary(min_size=1, max_size=30)) + raw[i + draw(st.integers(0, 30)):]
+        return raw[:i] + draw(st.binary(min_size=1, max_size=30)) + raw[i + draw(st.integers(0, 30)) :]
     if op == "duplicate":
         j = draw(st.integers(i, min(len(raw), i + 200)))
         return raw[:j] + raw[i:j] + raw[j:]
-    return raw[:i] + bytes([raw[i] ^ (1 << draw(st.integers(0, 7)))]) + raw[i + 1:] if raw else raw
+    return raw[:i] + bytes([raw[i] ^ (1 << draw(st.integers(0, 7)))]) + raw[i + 1 :] if raw else raw
 
 
 def dumps(value: Any) -> bytes:
@@ -146,8 +191,13 @@ def collect(strategy: st.SearchStrategy[Any], examples: int) -> list[Any]:
     """Draw ``examples`` values deterministically (derandomized: same corpus every run)."""
     out: list[Any] = []
 
-    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def draw(value: Any) -> None:
         out.append(value)
@@ -167,8 +217,13 @@ def article_records(topic: str) -> list[Sent]:
     docs = sample_docs()
     out: list[Sent] = []
 
-    def sent(value: bytes, key: bytes | None, headers: dict[str, str] | list[tuple[str, bytes]], hopeless: bool,
-             label: str) -> Sent:
+    def sent(
+        value: bytes,
+        key: bytes | None,
+        headers: dict[str, str] | list[tuple[str, bytes]],
+        hopeless: bool,
+        label: str,
+    ) -> Sent:
         hs = [(k, v.encode()) for k, v in headers.items()] if isinstance(headers, dict) else headers
         ce = next((v.decode() for k, v in hs if k == "ce_id"), None)
         return Sent(topic, "article", value, key, hs, hopeless, ce_id=ce, label=label)
@@ -177,25 +232,49 @@ def article_records(topic: str) -> list[Sent]:
         headers: dict[str, str] = ce_headers(ce_id=str(uuid.uuid4()))
         return headers
 
-    picks = collect(st.one_of(
-        st.tuples(st.just("doc"), st.sampled_from(range(len(docs))).flatmap(lambda i: mutated(docs[i]))),
-        st.tuples(st.just("doc"), st.tuples(st.sampled_from(range(len(docs))), st.sampled_from(
-            [("headlines", 0, "value"), ("descriptions", 0, "value"), ("bodies", 0, "value")]),
-            st.one_of(weird_text, st.text(min_size=1, max_size=300))).map(lambda t: _with_text(docs[t[0]], t[1], t[2]))),
-        st.tuples(st.just("headers"), st.sampled_from(range(len(docs))), st.sampled_from(
-            ["drop", "schema", "type", "bad_utf8", "time"]), st.sampled_from(["ce_source", "ce_type", "ce_time",
-                                                                               "ce_dataschema", "ce_specversion"])),
-        st.tuples(st.just("bytes"), st.sampled_from(range(len(docs))).flatmap(lambda i: byte_mutation(orjson.dumps(docs[i])))),
-        st.tuples(st.just("random"), json_value),
-        st.tuples(st.just("binary"), st.binary(max_size=300)),
-        st.tuples(st.just("key"), st.sampled_from(range(len(docs))), st.one_of(st.none(), st.binary(max_size=40))),
-    ), EXAMPLES["article"])
+    picks = collect(
+        st.one_of(
+            st.tuples(st.just("doc"), st.sampled_from(range(len(docs))).flatmap(lambda i: mutated(docs[i]))),
+            st.tuples(
+                st.just("doc"),
+                st.tuples(
+                    st.sampled_from(range(len(docs))),
+                    st.sampled_from(
+                        [("headlines", 0, "value"), ("descriptions", 0, "value"), ("bodies", 0, "value")]
+                    ),
+                    st.one_of(weird_text, st.text(min_size=1, max_size=300)),
+                ).map(lambda t: _with_text(docs[t[0]], t[1], t[2])),
+            ),
+            st.tuples(
+                st.just("headers"),
+                st.sampled_from(range(len(docs))),
+                st.sampled_from(["drop", "schema", "type", "bad_utf8", "time"]),
+                st.sampled_from(["ce_source", "ce_type", "ce_time", "ce_dataschema", "ce_specversion"]),
+            ),
+            st.tuples(
+                st.just("bytes"),
+                st.sampled_from(range(len(docs))).flatmap(lambda i: byte_mutation(orjson.dumps(docs[i]))),
+            ),
+            st.tuples(st.just("random"), json_value),
+            st.tuples(st.just("binary"), st.binary(max_size=300)),
+            st.tuples(
+                st.just("key"),
+                st.sampled_from(range(len(docs))),
+                st.one_of(st.none(), st.binary(max_size=40)),
+            ),
+        ),
+        EXAMPLES["article"],
+    )
     for n, pick in enumerate(picks):
         kind = pick[0]
         uri_tag = f"urn:lantoa:fuzz:{uuid.uuid4().hex[:10]}"
         if kind == "doc":
             doc = pick[1]
-            if isinstance(doc, dict) and isinstance(doc.get("uri"), str) and doc["uri"].startswith("urn:lantoa:"):
+            if (
+                isinstance(doc, dict)
+                and isinstance(doc.get("uri"), str)
+                and doc["uri"].startswith("urn:lantoa:")
+            ):
                 doc["uri"] = f"{uri_tag}:{n}"  # a fresh article, not a version of a sample
             uri = doc.get("uri") if isinstance(doc, dict) else None
             key = uri.encode("utf-8", "surrogatepass") if isinstance(uri, str) else b"no-uri"
@@ -220,34 +299,57 @@ def article_records(topic: str) -> list[Sent]:
             out.append(sent(pick[1], b"urn:lantoa:fuzz:bytes", fresh_headers(), False, "byte-mutated ninjs"))
         elif kind == "random":
             value = dumps(pick[1])
-            out.append(sent(value, b"urn:lantoa:fuzz:random", fresh_headers(), not value.startswith(b"{"), "random JSON"))
+            out.append(
+                sent(
+                    value,
+                    b"urn:lantoa:fuzz:random",
+                    fresh_headers(),
+                    not value.startswith(b"{"),
+                    "random JSON",
+                )
+            )
         elif kind == "binary":
             out.append(sent(pick[1], None, fresh_headers(), _never_json(pick[1]), "random bytes"))
         else:
             doc = dict(docs[pick[1]], uri=f"{uri_tag}:{n}")
-            out.append(sent(orjson.dumps(doc), pick[2], fresh_headers(), pick[2] != doc["uri"].encode(), "wrong key"))
+            out.append(
+                sent(orjson.dumps(doc), pick[2], fresh_headers(), pick[2] != doc["uri"].encode(), "wrong key")
+            )
     for i, seq in enumerate(BAD_UTF8):
         doc = dict(docs[i % len(docs)], uri=f"urn:lantoa:fuzz:utf8-{uuid.uuid4().hex[:8]}")
         raw = with_bad_utf8(orjson.dumps(doc), seq, 40 + 97 * i)
         out.append(sent(raw, doc["uri"].encode(), fresh_headers(), True, f"invalid UTF-8 {seq!r}"))
     big = dict(docs[0], uri=f"urn:lantoa:fuzz:big-{uuid.uuid4().hex[:8]}")
-    big["bodies"] = [{"role": "main", "contentType": "text/plain", "value": "Nội dung rất dài. " * (TWO_MB // 19)}]
+    big["bodies"] = [
+        {"role": "main", "contentType": "text/plain", "value": "Nội dung rất dài. " * (TWO_MB // 19)}
+    ]
     out.append(sent(orjson.dumps(big), big["uri"].encode(), fresh_headers(), True, "2 MB body"))
     near = dict(docs[1], uri=f"urn:lantoa:fuzz:near-limit-{uuid.uuid4().hex[:8]}")
-    near["bodies"] = [{"role": "main", "contentType": "text/plain", "value": "Tin dài gần giới hạn. " * 40000}]
-    out.append(sent(orjson.dumps(near), near["uri"].encode(), fresh_headers(), True,
-                    "~0.9 MB body (under the record bound, over the body bound)"))
+    near["bodies"] = [
+        {"role": "main", "contentType": "text/plain", "value": "Tin dài gần giới hạn. " * 40000}
+    ]
+    out.append(
+        sent(
+            orjson.dumps(near),
+            near["uri"].encode(),
+            fresh_headers(),
+            True,
+            "~0.9 MB body (under the record bound, over the body bound)",
+        )
+    )
     for doc, key, headers, hopeless, label in national_records(docs[0]):
         out.append(sent(orjson.dumps(doc), key, headers, hopeless, label))
     return out
 
 
-_SENTENCE = "Ủy ban nhân dân tỉnh thông báo lịch tiêm chủng mở rộng cho trẻ em dưới năm tuổi tại các trạm y tế xã. "
+_SENTENCE = (
+    "Ủy ban nhân dân tỉnh thông báo lịch tiêm chủng mở rộng cho trẻ em dưới năm tuổi tại các trạm y tế xã. "
+)
 
 
 def _text(n: int, unit: str = _SENTENCE) -> str:
     """``n`` characters that stay ``n`` once blanks are squashed (no blank at either end)."""
-    return (unit * (n // len(unit) + 1))[:n - 1] + "."
+    return (unit * (n // len(unit) + 1))[: n - 1] + "."
 
 
 def national_records(base: dict[str, Any]) -> list[tuple[dict[str, Any], bytes, dict[str, str], bool, str]]:
@@ -260,16 +362,29 @@ def national_records(base: dict[str, Any]) -> list[tuple[dict[str, Any], bytes, 
     from schemas.article import BODY_MAX_CHARS, HEADLINE_MAX_CHARS, SUMMARY_MAX_CHARS, URI_MAX_CHARS
     from streams.intake import MAX_EVENT_ID_CHARS
 
-    def national(tag: str, headline: int = HEADLINE_MAX_CHARS, summary: str | None = None,
-                 body: int = BODY_MAX_CHARS, uri_len: int | None = None) -> dict[str, Any]:
+    def national(
+        tag: str,
+        headline: int = HEADLINE_MAX_CHARS,
+        summary: str | None = None,
+        body: int = BODY_MAX_CHARS,
+        uri_len: int | None = None,
+    ) -> dict[str, Any]:
         uri = f"urn:lantoa:fuzz:national-{tag}-{uuid.uuid4().hex[:8]}"
         if uri_len is not None:
             uri = (uri + "-" + "u" * uri_len)[:uri_len]
         doc = {k: v for k, v in base.items() if k != "places"}
-        doc.update(uri=uri, headlines=[{"role": "main", "value": _text(headline)}],
-                   descriptions=[{"role": "summary", "contentType": "text/plain",
-                                  "value": _text(SUMMARY_MAX_CHARS) if summary is None else summary}],
-                   bodies=[{"role": "main", "contentType": "text/plain", "value": _text(body)}])
+        doc.update(
+            uri=uri,
+            headlines=[{"role": "main", "value": _text(headline)}],
+            descriptions=[
+                {
+                    "role": "summary",
+                    "contentType": "text/plain",
+                    "value": _text(SUMMARY_MAX_CHARS) if summary is None else summary,
+                }
+            ],
+            bodies=[{"role": "main", "contentType": "text/plain", "value": _text(body)}],
+        )
         return doc
 
     def headers(**extra: str) -> dict[str, str]:
@@ -279,16 +394,30 @@ def national_records(base: dict[str, Any]) -> list[tuple[dict[str, Any], bytes, 
 
     cases = [
         (national("at-bounds", uri_len=URI_MAX_CHARS), headers(), False, "national article at every bound"),
-        (national("summary-over", summary=_text(SUMMARY_MAX_CHARS + 1)), headers(), True, "national summary 1 past its bound"),
-        (national("headline-over", headline=HEADLINE_MAX_CHARS + 1), headers(), True, "national headline 1 past its bound"),
+        (
+            national("summary-over", summary=_text(SUMMARY_MAX_CHARS + 1)),
+            headers(),
+            True,
+            "national summary 1 past its bound",
+        ),
+        (
+            national("headline-over", headline=HEADLINE_MAX_CHARS + 1),
+            headers(),
+            True,
+            "national headline 1 past its bound",
+        ),
         (national("body-over", body=BODY_MAX_CHARS + 1), headers(), True, "national body 1 past its bound"),
         (national("uri-over", uri_len=URI_MAX_CHARS + 1), headers(), True, "national uri 1 past its bound"),
         (national("ce-id-over"), headers(ce_id="i" * 100_000), True, "national ce_id of 100 kB"),
         (national("ce-id-at"), headers(ce_id="i" * MAX_EVENT_ID_CHARS), False, "national ce_id at its bound"),
         # Quotes and backslashes, which JSON doubles (control characters, six bytes escaped, no
         # longer reach a payload: intake drops them, schemas/text.py).
-        (national("inflated", summary=_text(SUMMARY_MAX_CHARS, '"\\')), headers(), False,
-         "national summary JSON inflates past the loudspeaker payload bound"),
+        (
+            national("inflated", summary=_text(SUMMARY_MAX_CHARS, '"\\')),
+            headers(),
+            False,
+            "national summary JSON inflates past the loudspeaker payload bound",
+        ),
     ]
     return [(doc, doc["uri"].encode(), h, hopeless, label) for doc, h, hopeless, label in cases]
 
@@ -302,13 +431,24 @@ def bidi_article_records(topic: str) -> list[Sent]:
         doc = copy.deepcopy(docs[i % len(docs)])
         doc["uri"] = f"urn:lantoa:fuzz:tin-hà-nội-{i}-{uuid.uuid4().hex[:8]}"
         doc["headlines"] = [{"role": "main", "value": f"{ch}Tin{ch} khẩn{ch} cấp"}]
-        doc["descriptions"] = [{"role": "summary", "contentType": "text/html",
-                                "value": f"<p>&#x{ord(ch):X};Tóm{ch} tắt</p>"}]
+        doc["descriptions"] = [
+            {"role": "summary", "contentType": "text/html", "value": f"<p>&#x{ord(ch):X};Tóm{ch} tắt</p>"}
+        ]
         doc["bodies"] = [{"role": "main", "contentType": "text/plain", "value": f"Nội{ch} dung."}]
         ce = str(uuid.uuid4())
-        out.append(Sent(topic, "article", orjson.dumps(doc), doc["uri"].encode(),
-                        [(k, v.encode()) for k, v in ce_headers(ce_id=ce).items()], False, ce_id=ce,
-                        label=f"invisible U+{ord(ch):04X} in texts", extra={"uri": doc["uri"], "bidi": True}))
+        out.append(
+            Sent(
+                topic,
+                "article",
+                orjson.dumps(doc),
+                doc["uri"].encode(),
+                [(k, v.encode()) for k, v in ce_headers(ce_id=ce).items()],
+                False,
+                ce_id=ce,
+                label=f"invisible U+{ord(ch):04X} in texts",
+                extra={"uri": doc["uri"], "bidi": True},
+            )
+        )
     return out
 
 
@@ -320,11 +460,22 @@ def nfd_retraction_records(topic: str, published: list[Sent]) -> list[Sent]:
         nfd = unicodedata.normalize("NFD", r.extra["uri"])
         assert nfd != r.extra["uri"]
         ce = str(uuid.uuid4())
-        headers = ce_headers("article.retracted", ce_id=ce, ce_dataschema="urn:lantoa:schema:retraction:1",
-                             ce_subject=nfd)
-        out.append(Sent(topic, "article", orjson.dumps({"uri": nfd, "reason": "gỡ\u202e bài"}), nfd.encode(),
-                        [(k, v.encode()) for k, v in headers.items()], False, ce_id=ce,
-                        label="NFD retraction", extra={"uri": r.extra["uri"]}))
+        headers = ce_headers(
+            "article.retracted", ce_id=ce, ce_dataschema="urn:lantoa:schema:retraction:1", ce_subject=nfd
+        )
+        out.append(
+            Sent(
+                topic,
+                "article",
+                orjson.dumps({"uri": nfd, "reason": "gỡ\u202e bài"}),
+                nfd.encode(),
+                [(k, v.encode()) for k, v in headers.items()],
+                False,
+                ce_id=ce,
+                label="NFD retraction",
+                extra={"uri": r.extra["uri"]},
+            )
+        )
     return out
 
 
@@ -344,7 +495,9 @@ def _never_json(raw: bytes) -> bool:
 
 
 def cap_sources() -> list[bytes]:
-    paths = sorted((SHARED / "samples" / "alerts").glob("*.cap")) + sorted((SHARED / "standards" / "cap" / "testdata").glob("*.cap"))
+    paths = sorted((SHARED / "samples" / "alerts").glob("*.cap")) + sorted(
+        (SHARED / "standards" / "cap" / "testdata").glob("*.cap")
+    )
     assert paths, "no CAP samples"
     return [p.read_bytes() for p in paths]
 
@@ -359,30 +512,67 @@ def alert_records(topic: str) -> list[Sent]:
         starts = [i for i in range(len(text)) if text.startswith(">", i) and not text.startswith(">\n", i)]
         i = draw(st.sampled_from(starts))
         j = text.find("<", i)
-        return (text[:i + 1] + draw(st.one_of(weird_text, st.text(max_size=30))) + text[j:]).encode("utf-8", "surrogatepass")
+        return (text[: i + 1] + draw(st.one_of(weird_text, st.text(max_size=30))) + text[j:]).encode(
+            "utf-8", "surrogatepass"
+        )
 
-    picks = collect(st.one_of(
-        st.sampled_from(range(len(sources))).flatmap(lambda i: byte_mutation(sources[i])).map(lambda b: ("bytes", b)),
-        text_edit().map(lambda b: ("text", b)),
-        st.binary(max_size=300).map(lambda b: ("binary", b)),
-        st.sampled_from(range(len(sources))).map(lambda i: ("as-is", sources[i])),
-    ), EXAMPLES["alert"])
+    picks = collect(
+        st.one_of(
+            st.sampled_from(range(len(sources)))
+            .flatmap(lambda i: byte_mutation(sources[i]))
+            .map(lambda b: ("bytes", b)),
+            text_edit().map(lambda b: ("text", b)),
+            st.binary(max_size=300).map(lambda b: ("binary", b)),
+            st.sampled_from(range(len(sources))).map(lambda i: ("as-is", sources[i])),
+        ),
+        EXAMPLES["alert"],
+    )
     out = []
     for label, raw in picks:
         hopeless = label == "binary" and not raw.lstrip().startswith(b"<")
         ce = str(uuid.uuid4())
         headers = [(k, v.encode()) for k, v in ce_headers("alert.received", ce_id=ce).items()]
-        out.append(Sent(topic, "alert", raw, f"fuzz-{uuid.uuid4().hex[:8]}".encode(), headers, hopeless, ce_id=ce,
-                        label=f"CAP {label}"))
-    for i, seq in enumerate(BAD_UTF8):
+        out.append(
+            Sent(
+                topic,
+                "alert",
+                raw,
+                f"fuzz-{uuid.uuid4().hex[:8]}".encode(),
+                headers,
+                hopeless,
+                ce_id=ce,
+                label=f"CAP {label}",
+            )
+        )
+    for seq in BAD_UTF8:
         raw = base.replace(b"<headline>", b"<headline>" + seq, 1)
         ce = str(uuid.uuid4())
-        out.append(Sent(topic, "alert", raw, b"fuzz-utf8", [("ce_id", ce.encode())], True, ce_id=ce,
-                        label=f"CAP invalid UTF-8 {seq!r}"))
+        out.append(
+            Sent(
+                topic,
+                "alert",
+                raw,
+                b"fuzz-utf8",
+                [("ce_id", ce.encode())],
+                True,
+                ce_id=ce,
+                label=f"CAP invalid UTF-8 {seq!r}",
+            )
+        )
     padding = b"<!-- " + b"x" * TWO_MB + b" -->"
     ce = str(uuid.uuid4())
-    out.append(Sent(topic, "alert", base.replace(b"<alert ", padding + b"<alert ", 1), b"fuzz-big", [("ce_id", ce.encode())],
-                    True, ce_id=ce, label="CAP 2 MB"))
+    out.append(
+        Sent(
+            topic,
+            "alert",
+            base.replace(b"<alert ", padding + b"<alert ", 1),
+            b"fuzz-big",
+            [("ce_id", ce.encode())],
+            True,
+            ce_id=ce,
+            label="CAP 2 MB",
+        )
+    )
     return out
 
 
@@ -393,18 +583,26 @@ def valid_command(channel: Channel, target: str, uri: str) -> dict[str, Any]:
     doc = sample_docs()[1]
     doc["uri"] = uri
     payload = render(channel, article_from_ninjs(doc, "3.1"), "https://tin.lantoa.example.vn")
-    return Command(IdempotencyKey(uri, 1, channel, target, Action.PUBLISH), Priority.NORMAL, "2026-11-26T01:00:00Z",
-                   payload, published_at="2026-11-26T01:00:00Z").to_dict()
+    return Command(
+        IdempotencyKey(uri, 1, channel, target, Action.PUBLISH),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        payload,
+        published_at="2026-11-26T01:00:00Z",
+    ).to_dict()
 
 
 def command_records(topic: str, channel: Channel, target: str) -> list[Sent]:
     base = valid_command(channel, target, "urn:lantoa:fuzz:command-base")
-    picks = collect(st.one_of(
-        mutated(base).map(lambda d: ("mutated", dumps(d))),
-        byte_mutation(orjson.dumps(base)).map(lambda b: ("bytes", b)),
-        json_value.map(lambda v: ("random", dumps(v))),
-        st.binary(max_size=200).map(lambda b: ("binary", b)),
-    ), EXAMPLES["command"])
+    picks = collect(
+        st.one_of(
+            mutated(base).map(lambda d: ("mutated", dumps(d))),
+            byte_mutation(orjson.dumps(base)).map(lambda b: ("bytes", b)),
+            json_value.map(lambda v: ("random", dumps(v))),
+            st.binary(max_size=200).map(lambda b: ("binary", b)),
+        ),
+        EXAMPLES["command"],
+    )
     out = []
     for label, raw in picks:
         uri = f"urn:lantoa:fuzz:cmd-{uuid.uuid4().hex[:10]}"
@@ -412,21 +610,50 @@ def command_records(topic: str, channel: Channel, target: str) -> list[Sent]:
         try:
             d = orjson.loads(raw)
             cid = Command.from_dict(d).key.command_id() if isinstance(d, dict) else None
-        except Exception:  # noqa: BLE001 - the test's own guess at an identity; the adapter decides
+        except Exception:
             cid = None
-        out.append(Sent(topic, f"command:{channel.value}", raw, target.encode(), [], _never_json(raw), command_id=cid,
-                        label=f"command {label}"))
+        out.append(
+            Sent(
+                topic,
+                f"command:{channel.value}",
+                raw,
+                target.encode(),
+                [],
+                _never_json(raw),
+                command_id=cid,
+                label=f"command {label}",
+            )
+        )
     for i, seq in enumerate(BAD_UTF8[:3]):
         raw = with_bad_utf8(orjson.dumps(base), seq, 30 + 50 * i)
-        out.append(Sent(topic, f"command:{channel.value}", raw, target.encode(), [], True, label=f"command invalid UTF-8 {seq!r}"))
+        out.append(
+            Sent(
+                topic,
+                f"command:{channel.value}",
+                raw,
+                target.encode(),
+                [],
+                True,
+                label=f"command invalid UTF-8 {seq!r}",
+            )
+        )
     big = valid_command(channel, target, f"urn:lantoa:fuzz:cmd-big-{uuid.uuid4().hex[:8]}")
     big["payload"]["padding"] = "x" * TWO_MB
     # The archive topic takes 4 MB records by design (big documents): there a 2 MB command may be
     # delivered; elsewhere the broker refuses it or the adapter must dead-letter it.
-    out.append(Sent(topic, f"command:{channel.value}", orjson.dumps(big), target.encode(), [],
-                    channel is not Channel.ARCHIVE, command_id=big["command_id"], label="command 2 MB"))
+    out.append(
+        Sent(
+            topic,
+            f"command:{channel.value}",
+            orjson.dumps(big),
+            target.encode(),
+            [],
+            channel is not Channel.ARCHIVE,
+            command_id=big["command_id"],
+            label="command 2 MB",
+        )
+    )
     return out
-
 
 
 # ------------------------------------------------------------------------------------------------
@@ -464,7 +691,7 @@ def _alert_with(element: str, value: str) -> bytes:
     text = cap_sources()[0].decode()
     start = text.index(f"<{element}>")
     end = text.index(f"</{element}>", start)
-    return (text[:start + len(element) + 2] + value + text[end:]).encode()
+    return (text[: start + len(element) + 2] + value + text[end:]).encode()
 
 
 def _article_with(**fields: Any) -> bytes:
@@ -484,49 +711,132 @@ def hostile_files() -> list[Hostile]:
             Hostile(f"blank.{ext}", b" \n\t\r\n", "only whitespace"),
             Hostile(f"binary.{ext}", bytes(range(256)) * 8, "binary"),
             Hostile(f"nul.{ext}", b"\x00" * 4096, "NUL bytes"),
-            Hostile(f"latin1.{ext}", b'{"uri": "Th\xf4ng b\xe1o"}' if ext == "json" else
-                    typhoon.replace("Bão".encode(), "Bão".encode("latin-1"), 1), "not UTF-8 (Latin-1)"),
-            Hostile(f"utf16.{ext}", (typhoon if ext == "cap" else _article_with()).decode().encode("utf-16-le"),
-                    "UTF-16 without a BOM"),
+            Hostile(
+                f"latin1.{ext}",
+                b'{"uri": "Th\xf4ng b\xe1o"}'
+                if ext == "json"
+                else typhoon.replace("Bão".encode(), "Bão".encode("latin-1"), 1),
+                "not UTF-8 (Latin-1)",
+            ),
+            Hostile(
+                f"utf16.{ext}",
+                (typhoon if ext == "cap" else _article_with()).decode().encode("utf-16-le"),
+                "UTF-16 without a BOM",
+            ),
             Hostile(f"dir.{ext}", None, "a directory"),
             Hostile(f"missing.{ext}", None, "a missing path", missing=True),
-            Hostile(f"huge.{ext}", b"{" + b" " * (8 * 1024 * 1024) + b"}" if ext == "json" else
-                    typhoon.replace(b"<alert ", b"<!-- " + b"x" * (8 * 1024 * 1024) + b" --><alert ", 1), "8 MB file"),
-            Hostile(f"escapes-{ext}-\x1b[31m\u202e.{ext}", b"\x1b[31mnope\x1b[0m", "terminal escapes in the name and body"),
+            Hostile(
+                f"huge.{ext}",
+                b"{" + b" " * (8 * 1024 * 1024) + b"}"
+                if ext == "json"
+                else typhoon.replace(b"<alert ", b"<!-- " + b"x" * (8 * 1024 * 1024) + b" --><alert ", 1),
+                "8 MB file",
+            ),
+            Hostile(
+                f"escapes-{ext}-\x1b[31m\u202e.{ext}",
+                b"\x1b[31mnope\x1b[0m",
+                "terminal escapes in the name and body",
+            ),
         ]
     out += [
         Hostile("html.json", b"<html><body>tin</body></html>", "not JSON"),
         Hostile("array.json", b"[1, 2, 3]", "JSON, not an object"),
         Hostile("deep-array.json", b"[" * 5000 + b"]" * 5000, "JSON 5,000 deep (past orjson's own limit)"),
         Hostile("deep-object.json", b'{"a":' * 900 + b"1" + b"}" * 900, "JSON 900 deep"),
-        Hostile("deep-associations.json", _article_with(associations={"a": {"associations": {}}}).replace(
-            b'"associations":{}', b'"associations":{"a":' * 80 + b'{"uri":"x"}' + b"}" * 80), "ninjs 80 associations deep"),
-        Hostile("year-1.json", _article_with(versionCreated="0001-01-01T00:00:00-14:00"), "ninjs in year 1, offset -14:00"),
-        Hostile("year-9999.json", _article_with(versionCreated="9999-12-31T23:59:59+14:00"), "ninjs in year 9999, +14:00"),
-        Hostile("year-1969.json", _article_with(embargoed="1969-12-31T23:59:59Z"), "ninjs embargo before 1970"),
-        Hostile("year-2200.json", _article_with(firstCreated="2200-01-01T00:00:00+07:00"), "ninjs created in 2200"),
-        Hostile("escape-values.json", _article_with(pubStatus=ESCAPES, version=ESCAPES), "escapes in refused values"),
-        Hostile("huge-number.json", _article_with(version="9" * 5000), "a 5,000-digit version", ninjs_valid=True),
+        Hostile(
+            "deep-associations.json",
+            _article_with(associations={"a": {"associations": {}}}).replace(
+                b'"associations":{}', b'"associations":{"a":' * 80 + b'{"uri":"x"}' + b"}" * 80
+            ),
+            "ninjs 80 associations deep",
+        ),
+        Hostile(
+            "year-1.json",
+            _article_with(versionCreated="0001-01-01T00:00:00-14:00"),
+            "ninjs in year 1, offset -14:00",
+        ),
+        Hostile(
+            "year-9999.json",
+            _article_with(versionCreated="9999-12-31T23:59:59+14:00"),
+            "ninjs in year 9999, +14:00",
+        ),
+        Hostile(
+            "year-1969.json", _article_with(embargoed="1969-12-31T23:59:59Z"), "ninjs embargo before 1970"
+        ),
+        Hostile(
+            "year-2200.json", _article_with(firstCreated="2200-01-01T00:00:00+07:00"), "ninjs created in 2200"
+        ),
+        Hostile(
+            "escape-values.json",
+            _article_with(pubStatus=ESCAPES, version=ESCAPES),
+            "escapes in refused values",
+        ),
+        Hostile(
+            "huge-number.json", _article_with(version="9" * 5000), "a 5,000-digit version", ninjs_valid=True
+        ),
         Hostile("not-xml.cap", b'{"alert": "json"}', "not XML"),
-        Hostile("bomb.cap", b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 '
-                b'"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
-                + cap_ns + b"<identifier>&lol3;</identifier></alert>", "XML bomb (billion laughs)"),
-        Hostile("quadratic.cap", b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "' + b"x" * 50000 + b'">]>' + cap_ns
-                + b"<identifier>" + b"&x;" * 10000 + b"</identifier></alert>", "XML quadratic blow-up"),
-        Hostile("external.cap", b'<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
-                + cap_ns + b"<identifier>&xxe;</identifier></alert>", "external entity (XXE)"),
-        Hostile("dtd.cap", b'<?xml version="1.0"?><!DOCTYPE alert SYSTEM "http://127.0.0.1:9/cap.dtd">' + typhoon.split(b"?>", 1)[1],
-                "external DTD"),
-        Hostile("xee.cap", (SHARED / "standards" / "cap" / "testdata" / "xee.cap").read_bytes(), "cap-library's XXE test"),
-        Hostile("deep.cap", cap_ns + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</alert>", "XML 100,000 elements deep"),
-        Hostile("year-1.cap", _alert_with("expires", "0001-01-01T00:00:00-14:00"), "CAP expiring in year 1, -14:00"),
-        Hostile("year-9999.cap", _alert_with("sent", "9999-12-31T23:59:59+14:00"), "CAP sent in year 9999, +14:00"),
+        Hostile(
+            "bomb.cap",
+            b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 '
+            b'"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+            + cap_ns
+            + b"<identifier>&lol3;</identifier></alert>",
+            "XML bomb (billion laughs)",
+        ),
+        Hostile(
+            "quadratic.cap",
+            b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "'
+            + b"x" * 50000
+            + b'">]>'
+            + cap_ns
+            + b"<identifier>"
+            + b"&x;" * 10000
+            + b"</identifier></alert>",
+            "XML quadratic blow-up",
+        ),
+        Hostile(
+            "external.cap",
+            b'<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+            + cap_ns
+            + b"<identifier>&xxe;</identifier></alert>",
+            "external entity (XXE)",
+        ),
+        Hostile(
+            "dtd.cap",
+            b'<?xml version="1.0"?><!DOCTYPE alert SYSTEM "http://127.0.0.1:9/cap.dtd">'
+            + typhoon.split(b"?>", 1)[1],
+            "external DTD",
+        ),
+        Hostile(
+            "xee.cap",
+            (SHARED / "standards" / "cap" / "testdata" / "xee.cap").read_bytes(),
+            "cap-library's XXE test",
+        ),
+        Hostile(
+            "deep.cap",
+            cap_ns + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</alert>",
+            "XML 100,000 elements deep",
+        ),
+        Hostile(
+            "year-1.cap",
+            _alert_with("expires", "0001-01-01T00:00:00-14:00"),
+            "CAP expiring in year 1, -14:00",
+        ),
+        Hostile(
+            "year-9999.cap", _alert_with("sent", "9999-12-31T23:59:59+14:00"), "CAP sent in year 9999, +14:00"
+        ),
         Hostile("year-0.cap", _alert_with("effective", "0000-01-01T00:00:00+00:00"), "CAP in year 0"),
         Hostile("offset-15.cap", _alert_with("expires", "2026-09-18T05:30:00+15:00"), "CAP offset +15:00"),
-        Hostile("escape-values.cap", _alert_with("status", ESCAPES.replace("\x1b", "").replace("\x07", "")),
-                "C1, bidi and zero-width in a refused value"),
-        Hostile("cap10.cap", typhoon.replace(b"urn:oasis:names:tc:emergency:cap:1.2", b"http://www.incident.com/cap/1.0"),
-                "CAP 1.0"),
+        Hostile(
+            "escape-values.cap",
+            _alert_with("status", ESCAPES.replace("\x1b", "").replace("\x07", "")),
+            "C1, bidi and zero-width in a refused value",
+        ),
+        Hostile(
+            "cap10.cap",
+            typhoon.replace(b"urn:oasis:names:tc:emergency:cap:1.2", b"http://www.incident.com/cap/1.0"),
+            "CAP 1.0",
+        ),
         Hostile("truncated.cap", typhoon[: len(typhoon) // 2], "truncated XML"),
     ]
     return out
@@ -534,8 +844,10 @@ def hostile_files() -> list[Hostile]:
 
 def chunk_sizes(seed: int) -> list[int]:
     """Chunk sizes for a chunked CAP upload: tiny, odd and large ones mixed (derandomized)."""
-    sizes = collect(st.lists(st.sampled_from([1, 7, 100, 1460, 4096, 16_384, 16_385, 65_536]), min_size=8, max_size=8),
-                    seed % 5 + 1)
+    sizes = collect(
+        st.lists(st.sampled_from([1, 7, 100, 1460, 4096, 16_384, 16_385, 65_536]), min_size=8, max_size=8),
+        seed % 5 + 1,
+    )
     return sizes[-1]
 
 
@@ -550,10 +862,30 @@ def hostile_records(article_topic: str, alert_topic: str) -> list[Sent]:
         ce = str(uuid.uuid4())
         if h.cap:
             headers = [(k, v.encode()) for k, v in ce_headers("alert.received", ce_id=ce).items()]
-            out.append(Sent(alert_topic, "alert", h.content, b"fuzz-hostile", headers, True, ce_id=ce,
-                            label=f"hostile CAP: {h.label}"))
+            out.append(
+                Sent(
+                    alert_topic,
+                    "alert",
+                    h.content,
+                    b"fuzz-hostile",
+                    headers,
+                    True,
+                    ce_id=ce,
+                    label=f"hostile CAP: {h.label}",
+                )
+            )
         else:
             headers = [(k, v.encode()) for k, v in ce_headers(ce_id=ce).items()]
-            out.append(Sent(article_topic, "article", h.content, b"urn:lantoa:fuzz:hostile", headers, True, ce_id=ce,
-                            label=f"hostile ninjs: {h.label}"))
+            out.append(
+                Sent(
+                    article_topic,
+                    "article",
+                    h.content,
+                    b"urn:lantoa:fuzz:hostile",
+                    headers,
+                    True,
+                    ce_id=ce,
+                    label=f"hostile ninjs: {h.label}",
+                )
+            )
     return out

@@ -21,7 +21,9 @@ from bench.drill import SHORT, ok, run_drill
 def test_short_drill_loses_nothing_and_does_nothing_twice() -> None:
     counts = run_drill(SHORT, log=lambda m: print(m, flush=True))
     summary = {k: counts[k] for k in ("expected", "delivered", "duplicates", "lost", "dead_lettered")}
-    print("drill-short:", json.dumps(summary), json.dumps(counts["per_channel"]), "lag:", counts["lag_at_end"])
+    print(
+        "drill-short:", json.dumps(summary), json.dumps(counts["per_channel"]), "lag:", counts["lag_at_end"]
+    )
     assert counts["expected"] >= 300
     assert all(n >= SHORT.kills_per_worker for n in counts["kills"].values()), counts["kills"]
     assert counts["broker_restart_s"] > 0 and counts["s3_down_s"] >= SHORT.s3_down_s

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from helpers import SHARED
 from vietnam_provinces import Ward
 
-from helpers import SHARED
 from infra.kafka.tail import TopicTail
 from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
@@ -31,15 +31,20 @@ from schemas.topics import Topic
 # The sample alert was issued on 2026-09-17 and expired the next day: move it to today so that it
 # is still in force (an expired alert is, rightly, not aired).
 _TODAY = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()  # the alert's own (Vietnam) day
-TYPHOON = ((SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes()
-           .replace(b"2026-09-18", (_TODAY + timedelta(days=1)).isoformat().encode())
-           .replace(b"2026-09-17", _TODAY.isoformat().encode()))
+TYPHOON = (
+    (SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap")
+    .read_bytes()
+    .replace(b"2026-09-18", (_TODAY + timedelta(days=1)).isoformat().encode())
+    .replace(b"2026-09-17", _TODAY.isoformat().encode())
+)
 
 
 def cancel_of(alert: bytes, identifier: str) -> bytes:
     ref = f"canhbao@nchmf.example.vn,{identifier},{_TODAY.isoformat()}T05:30:00+07:00"
     text = alert.decode()
-    text = text.replace(f"<identifier>{identifier}</identifier>", f"<identifier>{identifier}-CANCEL</identifier>")
+    text = text.replace(
+        f"<identifier>{identifier}</identifier>", f"<identifier>{identifier}-CANCEL</identifier>"
+    )
     text = text.replace("<msgType>Alert</msgType>", "<msgType>Cancel</msgType>")
     text = text.replace("<scope>Public</scope>", f"<scope>Public</scope>\n  <references>{ref}</references>")
     return text.encode()
@@ -61,14 +66,24 @@ def wait(predicate: Any, timeout: float, what: str, procs: dict[str, Proc]) -> A
 def test_typhoon_preempts_147_wards_and_cancel_stops_it(kafka_bootstrap: str, tmp_path: Path) -> None:
     emus = Emulators(tmp_path / "emu", DEFAULT_TARGETS_FILE)
     prefix = f"e{uuid.uuid4().hex[:6]}."
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-           "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(tmp_path / "data"),
-           "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "LANTOA_EMERGENCY_REPEAT_S": "60", **emus.env}
+    env = {
+        **os.environ,
+        "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LANTOA_TOPIC_PREFIX": prefix,
+        "LANTOA_APP_ID": f"{prefix}streams",
+        "LANTOA_WEB_PORT": "0",
+        "LANTOA_DATA_DIR": str(tmp_path / "data"),
+        "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "LANTOA_EMERGENCY_REPEAT_S": "60",
+        **emus.env,
+    }
     settings = Settings.from_env(env)
     apply_topics(settings)
     load_targets(settings)
-    procs = {n: Proc(n, a, env, tmp_path / f"{n}.log") for n, a in
-             (("streams", ["worker"]), ("emergency", ["adapter", "emergency"]))}
+    procs = {
+        n: Proc(n, a, env, tmp_path / f"{n}.log")
+        for n, a in (("streams", ["worker"]), ("emergency", ["adapter", "emergency"]))
+    }
     registry = local_registry(settings)
     producer = AlertProducer(settings)
     receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
@@ -85,15 +100,28 @@ def test_typhoon_preempts_147_wards_and_cancel_stops_it(kafka_bootstrap: str, tm
         assert {p["zone"] for p in got["preemptions"]} == wards and len(wards) == 147
         emergencies = emus.control("loudspeaker", "GET", "/_control/emergencies")["emergencies"]
         live = [e for e in emergencies if e["emergency_id"] == eid]
-        assert len(live) == 1 and live[0]["status"] in ("active", "playing", "repeating") and live[0]["zone_count"] == 147
+        assert (
+            len(live) == 1
+            and live[0]["status"] in ("active", "playing", "repeating")
+            and live[0]["zone_count"] == 147
+        )
 
         def zone_receipts(outcome: str) -> set[str]:
             receipts.poll()
             rs = [orjson.loads(r.value) for r in receipts.records]
             return {r["target"] for r in rs if r.get("channel") == "emergency" and r["outcome"] == outcome}
 
-        assert len(wait(lambda: zone_receipts("delivered") if len(zone_receipts("delivered")) >= 147 else None,
-                        30, "a receipt per zone", procs)) == 147
+        assert (
+            len(
+                wait(
+                    lambda: zone_receipts("delivered") if len(zone_receipts("delivered")) >= 147 else None,
+                    30,
+                    "a receipt per zone",
+                    procs,
+                )
+            )
+            == 147
+        )
 
         producer.send(check(cancel_of(TYPHOON, eid), registry))
 
@@ -104,11 +132,17 @@ def test_typhoon_preempts_147_wards_and_cancel_stops_it(kafka_bootstrap: str, tm
 
         wait(stopped, 60, "the Cancel to stop the repeats", procs)
         exercise = TYPHOON.replace(b"<status>Actual</status>", b"<status>Exercise</status>").replace(
-            b"BAO05-01</identifier>", b"BAO05-DRILL</identifier>")
+            b"BAO05-01</identifier>", b"BAO05-DRILL</identifier>"
+        )
         producer.send(check(exercise, registry))
-        drill = wait(lambda: emus.control("loudspeaker", "GET",
-                                          "/_control/preemptions?emergency_id=VN-NCHMF-2026-0917-BAO05-DRILL")["preemptions"],
-                     60, "the exercise on test zones", procs)
+        drill = wait(
+            lambda: emus.control(
+                "loudspeaker", "GET", "/_control/preemptions?emergency_id=VN-NCHMF-2026-0917-BAO05-DRILL"
+            )["preemptions"],
+            60,
+            "the exercise on test zones",
+            procs,
+        )
         assert not {p["zone"] for p in drill} & wards  # never a public ward
     finally:
         producer.close()

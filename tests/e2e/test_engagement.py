@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import ROOT, sample_paths
 
 from consumers.fanpage import article_marker
-from helpers import ROOT, sample_paths
 from infra.kafka.tail import TopicTail
 from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
@@ -58,8 +58,14 @@ def free_port() -> int:
 
 
 def lantoa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "producers.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "producers.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -70,31 +76,63 @@ def scrape(port: int) -> dict[str, float]:
     for line in text.splitlines():
         if line.startswith("lantoa_"):
             name, value = line.split("{")[0].split()[0], float(line.rsplit(" ", 1)[1])
-            out[name] = max(out.get(name, 0.0), value) if name.endswith("age_seconds") else out.get(name, 0.0) + value
+            out[name] = (
+                max(out.get(name, 0.0), value) if name.endswith("age_seconds") else out.get(name, 0.0) + value
+            )
     return out
 
 
 @pytest.mark.timeout(400)
-def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     emus = Emulators(tmp_path / "emu", DEFAULT_TARGETS_FILE)
     prefix = f"e{uuid.uuid4().hex[:6]}."
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-           "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(tmp_path / "data"),
-           "LANTOA_RETRY_DELAYS": "10s=1,1m=2,10m=4", "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000", **emus.env}
+    env = {
+        **os.environ,
+        "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LANTOA_TOPIC_PREFIX": prefix,
+        "LANTOA_APP_ID": f"{prefix}streams",
+        "LANTOA_WEB_PORT": "0",
+        "LANTOA_DATA_DIR": str(tmp_path / "data"),
+        "LANTOA_RETRY_DELAYS": "10s=1,1m=2,10m=4",
+        "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        **emus.env,
+    }
     env.pop("LANTOA_METRICS_PORT", None)
     settings = Settings.from_env(env)
     apply_topics(settings)
     load_targets(settings)
     secrets = tmp_path / "webhook-secrets"
     secrets.mkdir(mode=0o700)
-    write_secret(secrets / "graph.json", {"app_secret": emus.state["graph"]["app_secret"], "verify_token": VERIFY_TOKEN})
+    write_secret(
+        secrets / "graph.json",
+        {"app_secret": emus.state["graph"]["app_secret"], "verify_token": VERIFY_TOKEN},
+    )
     write_secret(secrets / "zalo.json", {"oa_secret_key": OA_SECRET})
     state = tmp_path / "webhooks.json"
     metrics_port = free_port()
-    plan = (("streams", ["worker"], env), ("fanpage", ["adapter", "fanpage"], env), ("zalo", ["adapter", "zalo"], env),
-            ("triage", ["triage"], {**env, "LANTOA_METRICS_PORT": str(metrics_port)}),
-            ("webhooks", ["webhooks", "--port", "0", "--state-file", str(state), "--graph-secrets",
-                          str(secrets / "graph.json"), "--zalo-secrets", str(secrets / "zalo.json")], env))
+    plan = (
+        ("streams", ["worker"], env),
+        ("fanpage", ["adapter", "fanpage"], env),
+        ("zalo", ["adapter", "zalo"], env),
+        ("triage", ["triage"], {**env, "LANTOA_METRICS_PORT": str(metrics_port)}),
+        (
+            "webhooks",
+            [
+                "webhooks",
+                "--port",
+                "0",
+                "--state-file",
+                str(state),
+                "--graph-secrets",
+                str(secrets / "graph.json"),
+                "--zalo-secrets",
+                str(secrets / "zalo.json"),
+            ],
+            env,
+        ),
+    )
     procs = {name: Proc(name, args, penv, tmp_path / f"{name}.log") for name, args, penv in plan}
     receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     inbound = TopicTail(settings.kafka, settings.topic(Topic.ENGAGEMENT_INBOUND))
@@ -107,59 +145,114 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(kafk
 
         def delivered() -> bool:
             receipts.poll()
-            done = {(r["channel"], r["target"]) for r in (orjson.loads(x.value) for x in receipts.records)
-                    if r["uri"] == uri and r["stage"] == "delivery" and r["outcome"] == "delivered"}
+            done = {
+                (r["channel"], r["target"])
+                for r in (orjson.loads(x.value) for x in receipts.records)
+                if r["uri"] == uri and r["stage"] == "delivery" and r["outcome"] == "delivered"
+            }
             return ("fanpage", "fanpage:ha-noi") in done and ("zalo", "zalo:nhom-ha-noi") in done
 
         wait(delivered, 150, "the sample article at the Hà Nội page and group", procs)
-        url = wait(lambda: state.exists() and orjson.loads(state.read_bytes())["url"], 60, "the webhook receiver", procs)
-        emus.control("graph", "POST", "/_control/webhooks/subscribe",
-                     {"url": f"{url}/webhooks/facebook", "verify_token": VERIFY_TOKEN})
-        emus.control("zalo", "POST", "/_control/webhooks/subscribe", {"url": f"{url}/webhooks/zalo", "oa_secret_key": OA_SECRET})
+        url = wait(
+            lambda: state.exists() and orjson.loads(state.read_bytes())["url"],
+            60,
+            "the webhook receiver",
+            procs,
+        )
+        emus.control(
+            "graph",
+            "POST",
+            "/_control/webhooks/subscribe",
+            {"url": f"{url}/webhooks/facebook", "verify_token": VERIFY_TOKEN},
+        )
+        emus.control(
+            "zalo",
+            "POST",
+            "/_control/webhooks/subscribe",
+            {"url": f"{url}/webhooks/zalo", "oa_secret_key": OA_SECRET},
+        )
         posts = emus.control("graph", "GET", f"/_control/posts?page_id={HA_NOI_PAGE}")["posts"]
         [post] = [p for p in posts if article_marker(uri) in (p["message"] or "")]
 
         # Forged: refused, nothing produced.
         question = "Bao giờ phường mình được hỗ trợ cài đặt VNeID tại nhà?"
-        forged = emus.control("graph", "POST", "/_control/webhooks/comment",
-                              {"post_id": post["id"], "message": question, "signature": "bad"})
-        unsigned = emus.control("zalo", "POST", "/_control/webhooks/user_message",
-                                {"group_id": HA_NOI_GROUP, "text": "Ở đâu?", "signature": "missing"})
+        forged = emus.control(
+            "graph",
+            "POST",
+            "/_control/webhooks/comment",
+            {"post_id": post["id"], "message": question, "signature": "bad"},
+        )
+        unsigned = emus.control(
+            "zalo",
+            "POST",
+            "/_control/webhooks/user_message",
+            {"group_id": HA_NOI_GROUP, "text": "Ở đâu?", "signature": "missing"},
+        )
         assert (forged["status"], unsigned["status"]) == (403, 401)
 
         # Signed: acknowledged fast and produced once; replays and stale timestamps refused.
-        comment = emus.control("graph", "POST", "/_control/webhooks/comment",
-                               {"post_id": post["id"], "message": question, "from": {"id": "6001", "name": "Trần Thị Bình"}})
+        comment = emus.control(
+            "graph",
+            "POST",
+            "/_control/webhooks/comment",
+            {"post_id": post["id"], "message": question, "from": {"id": "6001", "name": "Trần Thị Bình"}},
+        )
         assert comment["status"] == 200 and comment["elapsed_s"] < 2.0
         assert emus.control("graph", "POST", "/_control/webhooks/replay", {})["status"] == 200
-        message = emus.control("zalo", "POST", "/_control/webhooks/user_message",
-                               {"group_id": HA_NOI_GROUP, "text": "Thủ tục đăng ký làm ở đâu ạ", "sender_id": "8421"})
+        message = emus.control(
+            "zalo",
+            "POST",
+            "/_control/webhooks/user_message",
+            {"group_id": HA_NOI_GROUP, "text": "Thủ tục đăng ký làm ở đâu ạ", "sender_id": "8421"},
+        )
         assert message["status"] == 200 and message["elapsed_s"] < 2.0
         assert emus.control("zalo", "POST", "/_control/webhooks/replay", {})["status"] == 200
-        stale = emus.control("zalo", "POST", "/_control/webhooks/user_message",
-                             {"group_id": HA_NOI_GROUP, "text": "Cũ rồi?", "timestamp_ms": int((time.time() - 3600) * 1000)})
+        stale = emus.control(
+            "zalo",
+            "POST",
+            "/_control/webhooks/user_message",
+            {"group_id": HA_NOI_GROUP, "text": "Cũ rồi?", "timestamp_ms": int((time.time() - 3600) * 1000)},
+        )
         assert stale["status"] == 401
-        thanks = emus.control("graph", "POST", "/_control/webhooks/comment",
-                              {"post_id": post["id"], "message": "Cảm ơn UBND đã thông tin!", "from": {"id": "6002"}})
+        thanks = emus.control(
+            "graph",
+            "POST",
+            "/_control/webhooks/comment",
+            {"post_id": post["id"], "message": "Cảm ơn UBND đã thông tin!", "from": {"id": "6002"}},
+        )
         assert thanks["status"] == 200
 
         # Triage: linked to the article and its targets; the thanks is a comment, not a question.
         def table() -> dict[str, dict[str, Any]]:
             return {r["comment_id"]: r for r in read_table(settings).values()}
 
-        rows = wait(lambda: (t := table()) and len(t) == 3 and t, 60, "three records in engagement.questions", procs)
+        rows = wait(
+            lambda: (t := table()) and len(t) == 3 and t, 60, "three records in engagement.questions", procs
+        )
         fb, zl, thx = rows[comment["comment_id"]], rows[message["msg_id"]], rows[thanks["comment_id"]]
         assert (fb["state"], fb["article_uri"], fb["target"], fb["link"], fb["post_id"]) == (
-            "open", uri, "fanpage:ha-noi", "post", post["id"])
+            "open",
+            uri,
+            "fanpage:ha-noi",
+            "post",
+            post["id"],
+        )
         assert (fb["text"], fb["sender_name"]) == (question, "Trần Thị Bình")
         assert (zl["state"], zl["article_uri"], zl["target"], zl["link"], zl["signal"]) == (
-            "open", uri, "zalo:nhom-ha-noi", "recent", "ở đâu")
+            "open",
+            uri,
+            "zalo:nhom-ha-noi",
+            "recent",
+            "ở đâu",
+        )
         assert (thx["state"], thx["question"]) == ("comment", False)
         listed = lantoa(env, "questions", "--open", "--article", uri, "--json")
         assert listed.returncode == 0, listed.stderr
         assert sorted(q["id"] for q in orjson.loads(listed.stdout)) == sorted([fb["id"], zl["id"]])
         # The gauge follows the table once the batch is committed: read it as Prometheus would, until it agrees.
-        assert wait(lambda: scrape(metrics_port)["lantoa_open_questions"] == 2.0, 10, "two open questions", procs)
+        assert wait(
+            lambda: scrape(metrics_port)["lantoa_open_questions"] == 2.0, 10, "two open questions", procs
+        )
         assert scrape(metrics_port)["lantoa_oldest_open_question_age_seconds"] > 0
 
         # Answer the fanpage question: one reply, even when the editor runs the command twice.
@@ -171,9 +264,17 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(kafk
         again = lantoa(env, "answer", fb["id"][:8], answer, "--json")
         assert again.returncode == 0, again.stdout + again.stderr
         assert orjson.loads(again.stdout)["reply_id"] == receipt["reply_id"]
-        closed = wait(lambda: (r := table()[comment["comment_id"]])["state"] == "answered" and r, 60,
-                      "the fanpage question closed", procs)
-        assert (closed["answer_id"], closed["answer_text"], closed["answer_version"]) == (receipt["reply_id"], answer, 1)
+        closed = wait(
+            lambda: (r := table()[comment["comment_id"]])["state"] == "answered" and r,
+            60,
+            "the fanpage question closed",
+            procs,
+        )
+        assert (closed["answer_id"], closed["answer_text"], closed["answer_version"]) == (
+            receipt["reply_id"],
+            answer,
+            1,
+        )
         third = lantoa(env, "answer", fb["id"], "Một câu trả lời khác", "--json")
         assert third.returncode == 0 and orjson.loads(third.stdout)["sent"] is False
 
@@ -194,13 +295,17 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(kafk
         zfirst = lantoa(env, "answer", zl["id"], zanswer, "--json")
         assert zfirst.returncode == 0, zfirst.stdout + zfirst.stderr
         wait(lambda: table()[message["msg_id"]]["state"] == "answered", 60, "the Zalo question closed", procs)
-        assert wait(lambda: scrape(metrics_port)["lantoa_open_questions"] == 0.0, 10, "no open question", procs)
+        assert wait(
+            lambda: scrape(metrics_port)["lantoa_open_questions"] == 0.0, 10, "no open question", procs
+        )
         assert scrape(metrics_port)["lantoa_oldest_open_question_age_seconds"] == 0.0
 
         # Nothing forged, replayed, stale or echoed (the page's own reply) was produced.
         inbound.poll()
         keys = sorted(r.key.decode() for r in inbound.records)
-        assert keys == sorted([f"fb:{comment['comment_id']}", f"fb:{thanks['comment_id']}", f"zalo:{message['msg_id']}"])
+        assert keys == sorted(
+            [f"fb:{comment['comment_id']}", f"fb:{thanks['comment_id']}", f"zalo:{message['msg_id']}"]
+        )
     finally:
         for p in procs.values():
             p.stop()

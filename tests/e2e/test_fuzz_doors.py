@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from fuzz_corpus import Hostile, alert_records, article_records, chunk_sizes, hostile_files
 from helpers import AlertServer
+
 from producers.cli import main
 from producers.terminal import MAX_SHOWN_CHARS
 
@@ -60,9 +60,12 @@ def check_safe(lines: list[str], where: str) -> None:
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_every_hostile_file_is_refused_with_one_line(command: str, hostile_dir: tuple[Path, list[tuple[Hostile, Path]]],
-                                                      capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_hostile_file_is_refused_with_one_line(
+    command: str,
+    hostile_dir: tuple[Path, list[tuple[Hostile, Path]]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("LANTOA_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # a dry run must not need (or reach) a broker
     failures = []
     for hostile, path in hostile_dir[1]:
@@ -78,13 +81,19 @@ def test_every_hostile_file_is_refused_with_one_line(command: str, hostile_dir: 
 
 
 @pytest.mark.parametrize("command", ["validate", "publish"])
-def test_the_real_command_answers_many_hostile_files_one_line_each(command: str,
-                                                                   hostile_dir: tuple[Path, list[tuple[Hostile, Path]]]) -> None:
+def test_the_real_command_answers_many_hostile_files_one_line_each(
+    command: str, hostile_dir: tuple[Path, list[tuple[Hostile, Path]]]
+) -> None:
     paths = [str(p) for h, p in hostile_dir[1] if not (h.ninjs_valid and command == "validate")]
     env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
     env.pop("LANTOA_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "producers.cli", *COMMANDS[command], *paths], cwd=ROOT, env=env,
-                          capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "producers.cli", *COMMANDS[command], *paths],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     out, err = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")  # strict: nothing undecodable printed
     lines = refusal_lines(command, out, err)
     assert proc.returncode == 1, (proc.returncode, err[-2000:])
@@ -95,8 +104,9 @@ def test_the_real_command_answers_many_hostile_files_one_line_each(command: str,
     assert hostile_name.replace("\x1b", "\\x1b").replace("\u202e", "\\u202e") in out + err
 
 
-def test_the_mutated_corpus_never_makes_the_cli_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_mutated_corpus_never_makes_the_cli_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LANTOA_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     seen: Counter[str] = Counter()
     failures = []
@@ -111,8 +121,11 @@ def test_the_mutated_corpus_never_makes_the_cli_fail(tmp_path: Path, capsys: pyt
             lines = refusal_lines(command, out, err) if code else []
             # A record refused for its key or its headers (a ce_id) is a good file; lantoa validate checks ninjs
             # only, not Lantoa's rules (field bounds, versions): the publish and alert doors must refuse the rest.
-            hopeless = record.hopeless and command != "validate" and not any(
-                mark in record.label for mark in ("wrong key", "ce_id", "headers:"))
+            hopeless = (
+                record.hopeless
+                and command != "validate"
+                and not any(mark in record.label for mark in ("wrong key", "ce_id", "headers:"))
+            )
             if code not in (0, 1) or (code == 1 and len(lines) != 1) or (hopeless and code != 1):
                 failures.append(f"{record.label}: {command} exit {code}: {(out + err)[:200]!r}")
             check_safe(lines, record.label)
@@ -136,7 +149,9 @@ def alert_server(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.mark.timeout(400)
-def test_chunked_uploads_of_hostile_and_mutated_alerts_get_a_4xx_with_a_reason(alert_server: AlertServer) -> None:
+def test_chunked_uploads_of_hostile_and_mutated_alerts_get_a_4xx_with_a_reason(
+    alert_server: AlertServer,
+) -> None:
     bodies = [(h.label, h.content, True) for h in hostile_files() if h.cap and h.content is not None]
     bodies += [(r.label, r.value, r.hopeless) for r in alert_records("fuzz")]
     seen: Counter[int] = Counter()

@@ -35,9 +35,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka.errors import KafkaError
-
-from bench.pipeline import PipelineStack, StackConfig
 from fuzz_corpus import (
     Sent,
     alert_records,
@@ -51,6 +48,9 @@ from fuzz_corpus import (
     valid_command,
 )
 from helpers import ce_headers, uncommitted
+from kafka.errors import KafkaError
+
+from bench.pipeline import PipelineStack, StackConfig
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
@@ -79,11 +79,18 @@ def s3() -> Iterator[S3Server]:
 def produce(bootstrap: str, records: list[Sent]) -> None:
     # Not idempotent: an idempotent producer treats a refused oversized record as fatal and aborts
     # the other batches in flight with it.
-    producer = clients.producer(KafkaConnection(bootstrap), acks="all", max_request_size=4 * 1024 * 1024, linger_ms=5,
-                             enable_idempotence=False)
+    producer = clients.producer(
+        KafkaConnection(bootstrap),
+        acks="all",
+        max_request_size=4 * 1024 * 1024,
+        linger_ms=5,
+        enable_idempotence=False,
+    )
     try:
-        futures = [(r, producer.send(r.topic, value=r.value, key=r.key, headers=r.headers,
-                                     partition=r.partition)) for r in records]
+        futures = [
+            (r, producer.send(r.topic, value=r.value, key=r.key, headers=r.headers, partition=r.partition))
+            for r in records
+        ]
         for r, f in futures:
             try:
                 meta = f.get(timeout=60)
@@ -98,7 +105,9 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, stack: Pipe
     deadline = time.monotonic() + timeout
     while not check():
         for p in stack.procs.values():
-            assert p.alive(), f"{p.name} died (exit {p.proc.returncode}): {last_error(stack.workdir / (p.name + '.log'))}"
+            assert p.alive(), (
+                f"{p.name} died (exit {p.proc.returncode}): {last_error(stack.workdir / (p.name + '.log'))}"
+            )
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.5)
 
@@ -107,17 +116,35 @@ def last_error(log: Path) -> str:
     """The crash line and the exception that ended a process, from its log."""
     lines = log.read_text(errors="replace").splitlines()
     critical = next((ln for ln in reversed(lines) if "CRITICAL" in ln), "")
-    exc = next((ln for ln in reversed(lines) if ln and not ln.startswith(" ") and ("Error" in ln or "Exception" in ln)), "")
-    where = [ln.strip() for ln in lines if ln.strip().startswith('File "') and "/site-packages/" not in ln][-2:]
+    exc = next(
+        (
+            ln
+            for ln in reversed(lines)
+            if ln and not ln.startswith(" ") and ("Error" in ln or "Exception" in ln)
+        ),
+        "",
+    )
+    where = [ln.strip() for ln in lines if ln.strip().startswith('File "') and "/site-packages/" not in ln][
+        -2:
+    ]
     return f"{critical} | {exc} | {' < '.join(reversed(where))} (log {log})"
 
 
 @pytest.mark.timeout(420)
-def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str, s3: S3Server, tmp_path: Path) -> None:
+def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(
+    kafka_bootstrap: str, s3: S3Server, tmp_path: Path
+) -> None:
     stack = PipelineStack(kafka_bootstrap, tmp_path / "stack", s3, StackConfig(pages=3, groups=2))
-    topics = {"cms.articles": stack.settings.topic(Topic.CMS_ARTICLES), "alerts.cap": stack.settings.topic(Topic.ALERTS_CAP)}
-    targets = {Channel.FANPAGE: "fanpage:p0", Channel.ZALO: "zalo:g0", Channel.ARCHIVE: "archive:main",
-               Channel.LOUDSPEAKER: "zone:4"}
+    topics = {
+        "cms.articles": stack.settings.topic(Topic.CMS_ARTICLES),
+        "alerts.cap": stack.settings.topic(Topic.ALERTS_CAP),
+    }
+    targets = {
+        Channel.FANPAGE: "fanpage:p0",
+        Channel.ZALO: "zalo:g0",
+        Channel.ARCHIVE: "archive:main",
+        Channel.LOUDSPEAKER: "zone:4",
+    }
     bidi = bidi_article_records(topics["cms.articles"])
     records = article_records(topics["cms.articles"]) + bidi + alert_records(topics["alerts.cap"])
     records += hostile_records(topics["cms.articles"], topics["alerts.cap"])
@@ -127,7 +154,9 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
         records += command_records(topic, channel, targets[channel])
     receipts = TopicTail(stack.settings.kafka, stack.settings.topic(Topic.RECEIPTS))
     dlq = TopicTail(stack.settings.kafka, stack.settings.topic(Topic.DEADLETTER))
-    command_tails = [TopicTail(stack.settings.kafka, stack.settings.topic(Topic.commands(c))) for c in stack.channels]
+    command_tails = [
+        TopicTail(stack.settings.kafka, stack.settings.topic(Topic.commands(c))) for c in stack.channels
+    ]
     try:
         stack.start_workers()
         produce(kafka_bootstrap, records)
@@ -141,7 +170,9 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
         def account() -> bool:
             for rec in dlq.poll():
                 h = {k: (v or b"").decode("utf-8", "replace") for k, v in rec.headers or []}
-                r = by_origin.get((h.get("dlq_topic", ""), int(h.get("dlq_partition", -1)), int(h.get("dlq_offset", -1))))
+                r = by_origin.get(
+                    (h.get("dlq_topic", ""), int(h.get("dlq_partition", -1)), int(h.get("dlq_offset", -1)))
+                )
                 if r is not None:
                     r.outcome, r.reason = "dead_lettered", h.get("dlq_reason", "")
             for rec in receipts.poll():
@@ -150,7 +181,13 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
                 if hit is not None and hit.outcome is None and rc.get("stage") in ("fanout", "policy"):
                     hit.outcome = f"accepted: {rc.get('outcome')}"
                 for r in by_cid.get(rc.get("command_id") or "", []):
-                    if r.outcome is None and rc.get("outcome") in ("delivered", "failed", "skipped", "updated", "deleted"):
+                    if r.outcome is None and rc.get("outcome") in (
+                        "delivered",
+                        "failed",
+                        "skipped",
+                        "updated",
+                        "deleted",
+                    ):
                         r.outcome = f"accepted: {rc.get('outcome')}"
             return all(r.outcome is not None for r in by_origin.values())
 
@@ -163,7 +200,9 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
             raise AssertionError(f"{exc}: {len(pending())} unaccounted, e.g. {pending()[:8]}") from None
 
         # Invisible controls: every such article got through, and no command carries a control.
-        assert all((r.outcome or "").startswith("accepted") for r in bidi), [(r.label, r.outcome, r.reason) for r in bidi]
+        assert all((r.outcome or "").startswith("accepted") for r in bidi), [
+            (r.label, r.outcome, r.reason) for r in bidi
+        ]
         bidi_uris = {r.extra["uri"] for r in bidi}
         looked_at, leaked = invisible_in_commands(command_tails, bidi_uris)
         assert not leaked, leaked
@@ -178,7 +217,9 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
 
         def retracted() -> bool:
             receipts.poll()
-            seen = {(rc.get("uri"), rc.get("outcome")) for rc in (orjson.loads(r.value) for r in receipts.records)}
+            seen = {
+                (rc.get("uri"), rc.get("outcome")) for rc in (orjson.loads(r.value) for r in receipts.records)
+            }
             for r in retractions:
                 if (r.extra["uri"], "retracted") in seen:
                     r.outcome = "accepted: retracted"
@@ -187,8 +228,9 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
             return all(r.outcome is not None for r in retractions)
 
         wait_until(retracted, 120, "the NFD retractions to retract their NFC articles", stack)
-        assert all(r.outcome == "accepted: retracted" for r in retractions), \
-            [(r.label, r.extra["uri"], r.outcome) for r in retractions if r.outcome != "accepted: retracted"]
+        assert all(r.outcome == "accepted: retracted" for r in retractions), [
+            (r.label, r.extra["uri"], r.outcome) for r in retractions if r.outcome != "accepted: retracted"
+        ]
 
         # No stuck partition: a valid record on every partition of every input topic gets through.
         sentinels = sentinel_records(stack, topics, targets)
@@ -219,11 +261,22 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
     for r in records:
         c = counts.setdefault(next(k for k, t in topics.items() if t == r.topic), Counter())
         c["sent"] += 1
-        c["refused_by_broker" if r.refused else ("dead_lettered" if r.outcome == "dead_lettered" else "accepted")] += 1
-    report = {"counts": {k: dict(v) for k, v in counts.items()}, "lag_at_end": lag, "processes_ok": alive,
-              "channels": [c.value for c in stack.channels], "loudspeaker": stack.loudspeaker_reason,
-              "refused": sorted({f"{r.label} → {r.refused.split(':')[0]}" for r in records if r.refused}),
-              "reasons": Counter(str(r.reason).split(":")[0][:60] for r in records if r.outcome == "dead_lettered").most_common(25)}
+        c[
+            "refused_by_broker"
+            if r.refused
+            else ("dead_lettered" if r.outcome == "dead_lettered" else "accepted")
+        ] += 1
+    report = {
+        "counts": {k: dict(v) for k, v in counts.items()},
+        "lag_at_end": lag,
+        "processes_ok": alive,
+        "channels": [c.value for c in stack.channels],
+        "loudspeaker": stack.loudspeaker_reason,
+        "refused": sorted({f"{r.label} → {r.refused.split(':')[0]}" for r in records if r.refused}),
+        "reasons": Counter(
+            str(r.reason).split(":")[0][:60] for r in records if r.outcome == "dead_lettered"
+        ).most_common(25),
+    }
     out = ROOT / "test-artifacts"
     out.mkdir(exist_ok=True)
     (out / "fuzz-inputs.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
@@ -234,14 +287,20 @@ def test_fuzzed_inputs_are_dead_lettered_and_nothing_sticks(kafka_bootstrap: str
     assert not report["refused"], report["refused"]
     no_reason = [r.label for r in records if r.outcome == "dead_lettered" and not (r.reason or "").strip()]
     assert not no_reason, no_reason
-    slipped = [(r.label, r.outcome) for r in records if r.hopeless and r.refused is None and r.outcome != "dead_lettered"]
+    slipped = [
+        (r.label, r.outcome)
+        for r in records
+        if r.hopeless and r.refused is None and r.outcome != "dead_lettered"
+    ]
     assert not slipped, slipped
     assert sum(c["dead_lettered"] for c in counts.values()) >= len(records) // 3
     at_bounds = [(r.label, r.outcome) for r in records if r.label.startswith("national") and not r.hopeless]
     assert at_bounds and all(str(o).startswith("accepted") for _, o in at_bounds), at_bounds
 
 
-def invisible_in_commands(tails: list[TopicTail], uris: set[str]) -> tuple[int, list[tuple[str, str, list[str]]]]:
+def invisible_in_commands(
+    tails: list[TopicTail], uris: set[str]
+) -> tuple[int, list[tuple[str, str, list[str]]]]:
     """How many commands for ``uris`` were looked at, and (channel, uri, controls) of each whose payload
     holds an invisible control.
     The archive's command carries the document as published, whole (the record of what was sent);
@@ -255,11 +314,19 @@ def invisible_in_commands(tails: list[TopicTail], uris: set[str]) -> tuple[int, 
                 cmd = orjson.loads(rec.value)
             except orjson.JSONDecodeError:
                 continue  # the fuzzed commands
-            if isinstance(cmd, dict) and cmd.get("uri") in uris and cmd.get("channel") != Channel.ARCHIVE.value:
+            if (
+                isinstance(cmd, dict)
+                and cmd.get("uri") in uris
+                and cmd.get("channel") != Channel.ARCHIVE.value
+            ):
                 looked_at += 1
-                found = INVISIBLE.findall(orjson.dumps(cmd.get("payload")).decode())  # non-ASCII written as it is
+                found = INVISIBLE.findall(
+                    orjson.dumps(cmd.get("payload")).decode()
+                )  # non-ASCII written as it is
                 if found:
-                    leaked.append((str(cmd.get("channel")), str(cmd["uri"]), [f"U+{ord(c):04X}" for c in found]))
+                    leaked.append(
+                        (str(cmd.get("channel")), str(cmd["uri"]), [f"U+{ord(c):04X}" for c in found])
+                    )
     return looked_at, leaked
 
 
@@ -267,7 +334,9 @@ def sentinel_records(stack: PipelineStack, topics: dict[str, str], targets: dict
     doc = sample_docs()[2]
     cap = cap_sources()[0]
     out: list[Sent] = []
-    consumer = clients.consumer(stack.settings.kafka,)
+    consumer = clients.consumer(
+        stack.settings.kafka,
+    )
     try:
         for name, topic in topics.items():
             for p in sorted(consumer.partitions_for_topic(topic) or ()):
@@ -275,20 +344,49 @@ def sentinel_records(stack: PipelineStack, topics: dict[str, str], targets: dict
                 if name == "cms.articles":
                     uri = f"urn:lantoa:fuzz:sentinel-{tag}"
                     ce = str(uuid.uuid4())
-                    out.append(Sent(topic, "article", orjson.dumps(dict(doc, uri=uri)), uri.encode(),
-                                    [(k, v.encode()) for k, v in ce_headers(ce_id=ce).items()], False, ce_id=ce, partition=p))
+                    out.append(
+                        Sent(
+                            topic,
+                            "article",
+                            orjson.dumps(dict(doc, uri=uri)),
+                            uri.encode(),
+                            [(k, v.encode()) for k, v in ce_headers(ce_id=ce).items()],
+                            False,
+                            ce_id=ce,
+                            partition=p,
+                        )
+                    )
                 elif name == "alerts.cap":
                     ident = f"VN-FUZZ-SENTINEL-{tag}"
                     ce = str(uuid.uuid4())
                     raw = cap.replace(b"VN-NCHMF-2026-0917-BAO05-01", ident.encode())
-                    out.append(Sent(topic, "alert", raw, ident.encode(), [(k, v.encode()) for k, v in
-                                                                          ce_headers("alert.received", ce_id=ce).items()],
-                                    False, ce_id=ce, partition=p))
+                    out.append(
+                        Sent(
+                            topic,
+                            "alert",
+                            raw,
+                            ident.encode(),
+                            [(k, v.encode()) for k, v in ce_headers("alert.received", ce_id=ce).items()],
+                            False,
+                            ce_id=ce,
+                            partition=p,
+                        )
+                    )
                 else:
                     channel = Channel(name.split(".")[1])
                     cmd = valid_command(channel, targets[channel], f"urn:lantoa:fuzz:sentinel-{tag}")
-                    out.append(Sent(topic, f"command:{channel.value}", orjson.dumps(cmd), targets[channel].encode(), [],
-                                    False, command_id=cmd["command_id"], partition=p))
+                    out.append(
+                        Sent(
+                            topic,
+                            f"command:{channel.value}",
+                            orjson.dumps(cmd),
+                            targets[channel].encode(),
+                            [],
+                            False,
+                            command_id=cmd["command_id"],
+                            partition=p,
+                        )
+                    )
     finally:
         consumer.close()
     return out

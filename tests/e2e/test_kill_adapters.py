@@ -40,7 +40,9 @@ FAST_RETRIES = "10s=1,1m=2,10m=4"
 def targets_toml(path: Path) -> None:
     lines = ['[[archive]]\nid = "archive:main"\nname = "A"\nbucket = "b"\n']
     for i in range(PAGES):
-        lines.append(f'[[fanpage]]\nid = "fanpage:p{i}"\nname = "Trang {i}"\npage_id = "{200000000000000 + i}"\n')
+        lines.append(
+            f'[[fanpage]]\nid = "fanpage:p{i}"\nname = "Trang {i}"\npage_id = "{200000000000000 + i}"\n'
+        )
     for i in range(GROUPS):
         lines.append(f'[[zalo]]\nid = "zalo:g{i}"\nname = "Nhóm {i}"\ngroup_id = "g-{i:018d}"\n')
     path.write_text("\n".join(lines))
@@ -48,32 +50,67 @@ def targets_toml(path: Path) -> None:
 
 def make_command(uri: str, channel: Channel, target: str) -> Command:
     text = f"Tin {uri}: thông báo của Ủy ban nhân dân phường về lịch tiêm chủng."
-    payload: dict[str, Any] = {"message": text, "link": "https://tin.example.vn/a/x"} if channel is Channel.FANPAGE else {"text": text}
-    return Command(IdempotencyKey(uri, 1, channel, target, Action.PUBLISH), Priority.NORMAL,
-                   "2026-11-26T01:00:00Z", payload, published_at="2026-11-26T01:00:00Z")
+    payload: dict[str, Any] = (
+        {"message": text, "link": "https://tin.example.vn/a/x"}
+        if channel is Channel.FANPAGE
+        else {"text": text}
+    )
+    return Command(
+        IdempotencyKey(uri, 1, channel, target, Action.PUBLISH),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        payload,
+        published_at="2026-11-26T01:00:00Z",
+    )
 
 
 @pytest.mark.timeout(600)
-def test_kill9_during_1000_deliveries_loses_nothing_and_posts_nothing_twice(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_kill9_during_1000_deliveries_loses_nothing_and_posts_nothing_twice(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     rnd = random.Random(int(os.environ.get("LANTOA_TEST_SEED", "20261126")))
     prefix = f"k{uuid.uuid4().hex[:6]}."
     targets = tmp_path / "targets.toml"
     targets_toml(targets)
     emus = Emulators(tmp_path / "emu", targets)
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-           "LANTOA_TARGETS_FILE": str(targets), "LANTOA_RETRY_DELAYS": FAST_RETRIES,
-           "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "LANTOA_HTTP_TIMEOUT_S": "3", **emus.env}
+    env = {
+        **os.environ,
+        "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LANTOA_TOPIC_PREFIX": prefix,
+        "LANTOA_TARGETS_FILE": str(targets),
+        "LANTOA_RETRY_DELAYS": FAST_RETRIES,
+        "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "LANTOA_HTTP_TIMEOUT_S": "3",
+        **emus.env,
+    }
     settings = Settings.from_env(env)
     apply_topics(settings)
     load_targets(settings)
     for which, path in (("graph", "/feed$"), ("zalo", "/group/message$")):
-        emus.control(which, "POST", "/_control/faults", {"faults": [
-            {"kind": "server_error", "path": path, "probability": 0.04, "count": None,
-             **({"code": -1} if which == "zalo" else {})},
-            {"kind": "drop_after_effect", "path": path, "probability": 0.03, "count": None},
-            {"kind": "rate_limit", "path": path, "probability": 0.02, "count": None,
-             **({"regain_minutes": 0.02} if which == "graph" else {})},
-        ]})
+        emus.control(
+            which,
+            "POST",
+            "/_control/faults",
+            {
+                "faults": [
+                    {
+                        "kind": "server_error",
+                        "path": path,
+                        "probability": 0.04,
+                        "count": None,
+                        **({"code": -1} if which == "zalo" else {}),
+                    },
+                    {"kind": "drop_after_effect", "path": path, "probability": 0.03, "count": None},
+                    {
+                        "kind": "rate_limit",
+                        "path": path,
+                        "probability": 0.02,
+                        "count": None,
+                        **({"regain_minutes": 0.02} if which == "graph" else {}),
+                    },
+                ]
+            },
+        )
 
     pages = [f"fanpage:p{i}" for i in range(PAGES)]
     groups = [f"zalo:g{i}" for i in range(GROUPS)]
@@ -86,7 +123,11 @@ def test_kill9_during_1000_deliveries_loses_nothing_and_posts_nothing_twice(kafk
             for channel, ts in ((Channel.FANPAGE, pages), (Channel.ZALO, groups)):
                 for t in ts:
                     cmd = make_command(u, channel, t)
-                    producer.send(settings.topic(Topic.commands(channel)), key=command_key(channel, t), value=encode(cmd.to_dict()))
+                    producer.send(
+                        settings.topic(Topic.commands(channel)),
+                        key=command_key(channel, t),
+                        value=encode(cmd.to_dict()),
+                    )
         producer.flush()
         producer.close()
 
@@ -112,7 +153,9 @@ def test_kill9_during_1000_deliveries_loses_nothing_and_posts_nothing_twice(kafk
                 next_kill = time.monotonic() + rnd.uniform(1.5, 4.0)
             if kills >= KILLS and expected <= settled:
                 break
-            assert time.monotonic() < deadline, f"only {len(expected & settled)}/{len(expected)} settled after 420s"
+            assert time.monotonic() < deadline, (
+                f"only {len(expected & settled)}/{len(expected)} settled after 420s"
+            )
             time.sleep(0.2)
         time.sleep(2.0)  # let in-flight effects of the last batch land before counting
         dlq.poll()
@@ -137,14 +180,22 @@ def test_kill9_during_1000_deliveries_loses_nothing_and_posts_nothing_twice(kafk
         for marker, uri in marker_of.items():
             if marker in (msg.get("text") or ""):
                 effects[(uri, group_of[msg["recipient"]])] += 1
-    dead = {(v["uri"], v["target"]) for v in (orjson.loads(r.value) for r in dlq.records)}  # Zalo keys are the OA
+    dead = {
+        (v["uri"], v["target"]) for v in (orjson.loads(r.value) for r in dlq.records)
+    }  # Zalo keys are the OA
     delivered = {k for k, n in effects.items() if n >= 1}
     duplicates = sum(n - 1 for n in effects.values() if n > 1)
     lost = expected - delivered - dead
-    counts = {"expected": len(expected), "delivered": len(delivered & expected), "duplicates": duplicates,
-              "lost": len(lost), "dead_lettered": len(dead & expected), "kills": kills,
-              "restarts_after_crash": sum(p.crashes for p in procs.values()),
-              "emulator_faults_fired": "see emulators.log"}
+    counts = {
+        "expected": len(expected),
+        "delivered": len(delivered & expected),
+        "duplicates": duplicates,
+        "lost": len(lost),
+        "dead_lettered": len(dead & expected),
+        "kills": kills,
+        "restarts_after_crash": sum(p.crashes for p in procs.values()),
+        "emulator_faults_fired": "see emulators.log",
+    }
     out = ROOT / "test-artifacts"
     out.mkdir(exist_ok=True)
     (out / "kill-test.json").write_text(json.dumps(counts, indent=2))

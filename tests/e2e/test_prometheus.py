@@ -30,15 +30,15 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import yaml
-
 from helpers import SHARED, ce_headers, sample_paths
+
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.stack import Emulators, Proc
@@ -82,7 +82,11 @@ class Prometheus:
         for job in config["scrape_configs"]:
             (files,) = [c["files"] for c in job["file_sd_configs"]]
             for f in files:
-                groups = [{"targets": targets[job["job_name"]], "labels": {}}] if job["job_name"] in targets else []
+                groups = (
+                    [{"targets": targets[job["job_name"]], "labels": {}}]
+                    if job["job_name"] in targets
+                    else []
+                )
                 (workdir / f).write_text(json.dumps(groups))
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         shutil.copy(PROM / "rules.yml", workdir / "rules.yml")
@@ -90,9 +94,16 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = (workdir / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
-            [exe, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1d"],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                exe,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1d",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while True:
             assert self.proc.poll() is None, f"prometheus exited; see {workdir / 'prometheus.log'}"
@@ -126,7 +137,11 @@ class Prometheus:
 
 def dashboard_exprs() -> list[tuple[str, str]]:
     dash = json.loads(DASHBOARD.read_text())
-    return [(f"panel {p['title']!r} {t['refId']}", t["expr"]) for p in dash["panels"] for t in p.get("targets", [])]
+    return [
+        (f"panel {p['title']!r} {t['refId']}", t["expr"])
+        for p in dash["panels"]
+        for t in p.get("targets", [])
+    ]
 
 
 def rules() -> list[dict[str, Any]]:
@@ -139,14 +154,18 @@ def emergency_cap(published: datetime) -> tuple[str, bytes]:
     identifier = f"VN-TEST-{uuid.uuid4().hex[:8].upper()}"
     text = CAP_SAMPLE.read_text(encoding="utf-8").replace("VN-NCHMF-2026-0917-BAO05-01", identifier)
     local = published.astimezone(timezone(timedelta(hours=7)))
-    for old, new in (("2026-09-17T05:30:00+07:00", local.isoformat(timespec="seconds")),
-                     ("2026-09-18T05:30:00+07:00", (local + timedelta(hours=6)).isoformat(timespec="seconds"))):
+    for old, new in (
+        ("2026-09-17T05:30:00+07:00", local.isoformat(timespec="seconds")),
+        ("2026-09-18T05:30:00+07:00", (local + timedelta(hours=6)).isoformat(timespec="seconds")),
+    ):
         text = text.replace(old, new)
     return identifier, text.encode("utf-8")
 
 
 @pytest.mark.timeout(420)
-def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     started = time.monotonic()
     timings: dict[str, float] = {}
     emus = Emulators(tmp_path / "emu", DEFAULT_TARGETS_FILE)
@@ -156,17 +175,37 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kaf
     tokens[f"{EXPIRING_PAGE}:expires_at"] = str(time.time() + 3600)
     tokens_file.write_bytes(orjson.dumps(tokens))
     for which, path, extra in (("graph", "/feed$", {}), ("zalo", "/group/message$", {"code": -1})):
-        emus.control(which, "POST", "/_control/faults", {"faults": [
-            {"kind": "server_error", "path": path, "count": 1, **extra},
-            {"kind": "drop_after_effect", "path": path, "count": 1},
-            {"kind": "rate_limit", "path": path, "count": 1, **({"regain_minutes": 0.02} if which == "graph" else {})},
-        ]})
+        emus.control(
+            which,
+            "POST",
+            "/_control/faults",
+            {
+                "faults": [
+                    {"kind": "server_error", "path": path, "count": 1, **extra},
+                    {"kind": "drop_after_effect", "path": path, "count": 1},
+                    {
+                        "kind": "rate_limit",
+                        "path": path,
+                        "count": 1,
+                        **({"regain_minutes": 0.02} if which == "graph" else {}),
+                    },
+                ]
+            },
+        )
     prefix = f"p{uuid.uuid4().hex[:6]}."
     ports = {name: free_port() for name in ("streams", "web", "fanpage", "zalo", "lag")}
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-           "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_DATA_DIR": str(tmp_path / "data"),
-           "LANTOA_RETRY_DELAYS": "10s=1,1m=2,10m=4", "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-           "LANTOA_HTTP_TIMEOUT_S": "3", "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5", **emus.env}
+    env = {
+        **os.environ,
+        "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LANTOA_TOPIC_PREFIX": prefix,
+        "LANTOA_APP_ID": f"{prefix}streams",
+        "LANTOA_DATA_DIR": str(tmp_path / "data"),
+        "LANTOA_RETRY_DELAYS": "10s=1,1m=2,10m=4",
+        "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "LANTOA_HTTP_TIMEOUT_S": "3",
+        "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5",
+        **emus.env,
+    }
     settings = Settings.from_env(env)
     apply_topics(settings)
     load_targets(settings)
@@ -175,19 +214,31 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kaf
         return {**env, "LANTOA_METRICS_PORT": str(metrics_port), "LANTOA_WEB_PORT": str(web_port)}
 
     procs = {
-        "streams": Proc("streams", ["worker"], with_ports(ports["streams"], ports["web"]), tmp_path / "streams.log"),
-        "fanpage": Proc("fanpage", ["adapter", "fanpage"], with_ports(ports["fanpage"]), tmp_path / "fanpage.log"),
+        "streams": Proc(
+            "streams", ["worker"], with_ports(ports["streams"], ports["web"]), tmp_path / "streams.log"
+        ),
+        "fanpage": Proc(
+            "fanpage", ["adapter", "fanpage"], with_ports(ports["fanpage"]), tmp_path / "fanpage.log"
+        ),
         "zalo": Proc("zalo", ["adapter", "zalo"], with_ports(ports["zalo"]), tmp_path / "zalo.log"),
     }
     lag_log = (tmp_path / "lag.log").open("wb")
-    lag = subprocess.Popen([sys.executable, "-m", "producers.lag_exporter", "--interval", "1", "--port", str(ports["lag"])],
-                           cwd=ROOT, env=with_ports(ports["lag"]), stdout=lag_log, stderr=subprocess.STDOUT)
-    prom = Prometheus(tmp_path / "prometheus", {
-        "lantoa-streams": [f"127.0.0.1:{ports['streams']}"],
-        "lantoa-adapter-fanpage": [f"127.0.0.1:{ports['fanpage']}"],
-        "lantoa-adapter-zalo": [f"127.0.0.1:{ports['zalo']}"],
-        "lantoa-lag-exporter": [f"127.0.0.1:{ports['lag']}"],
-    })
+    lag = subprocess.Popen(
+        [sys.executable, "-m", "producers.lag_exporter", "--interval", "1", "--port", str(ports["lag"])],
+        cwd=ROOT,
+        env=with_ports(ports["lag"]),
+        stdout=lag_log,
+        stderr=subprocess.STDOUT,
+    )
+    prom = Prometheus(
+        tmp_path / "prometheus",
+        {
+            "lantoa-streams": [f"127.0.0.1:{ports['streams']}"],
+            "lantoa-adapter-fanpage": [f"127.0.0.1:{ports['fanpage']}"],
+            "lantoa-adapter-zalo": [f"127.0.0.1:{ports['zalo']}"],
+            "lantoa-lag-exporter": [f"127.0.0.1:{ports['lag']}"],
+        },
+    )
     timings["started_s"] = time.monotonic() - started
     receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     results: dict[str, Any] = {}
@@ -210,50 +261,91 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kaf
 
     try:
         # Every target up before traffic, so counters are seen before and after they move.
-        wait(lambda: len([t for t in prom.api("targets")["activeTargets"] if t["health"] == "up"]) == 4, 60,
-             "Prometheus to scrape the four processes")
+        wait(
+            lambda: len([t for t in prom.api("targets")["activeTargets"] if t["health"] == "up"]) == 4,
+            60,
+            "Prometheus to scrape the four processes",
+        )
         docs = [orjson.loads(p.read_bytes()) for p in sample_paths()]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with PublishClient(settings) as client:
             bad_headers = [(k, v.encode()) for k, v in ce_headers().items()]
             client.send_raw(b"urn:lantoa:test:unreadable-1", b"{not json", bad_headers)
             for path in sample_paths():
                 client.publish(path.read_bytes())
             # An emergency published 90 s ago that the fanpage adapter delivers now: late.
-            late = Command(IdempotencyKey(f"urn:lantoa:test:late-{prefix}", 1, Channel.FANPAGE, "fanpage:thong-tin-chinh-phu",
-                                          Action.PUBLISH), Priority.EMERGENCY, utc_now_iso(),
-                           {"message": "Khẩn cấp: thử nghiệm", "link": "https://tin.lantoa.example.vn/a/khan-cap"},
-                           published_at=utc_now_iso(now - timedelta(seconds=90)), event_id=str(uuid.uuid4()))
+            late = Command(
+                IdempotencyKey(
+                    f"urn:lantoa:test:late-{prefix}",
+                    1,
+                    Channel.FANPAGE,
+                    "fanpage:thong-tin-chinh-phu",
+                    Action.PUBLISH,
+                ),
+                Priority.EMERGENCY,
+                utc_now_iso(),
+                {"message": "Khẩn cấp: thử nghiệm", "link": "https://tin.lantoa.example.vn/a/khan-cap"},
+                published_at=utc_now_iso(now - timedelta(seconds=90)),
+                event_id=str(uuid.uuid4()),
+            )
             producer = clients.producer(KafkaConnection(kafka_bootstrap), acks="all")
-            producer.send(settings.topic(Topic.commands(Channel.FANPAGE)), key=late.target.encode(), value=encode(late.to_dict()))
+            producer.send(
+                settings.topic(Topic.commands(Channel.FANPAGE)),
+                key=late.target.encode(),
+                value=encode(late.to_dict()),
+            )
             # A CAP emergency published two minutes ago; no emergency pusher runs here, so it waits.
             identifier, cap = emergency_cap(now - timedelta(minutes=2))
             checked = check(cap, local_registry(settings))
-            headers = [(k, (utc_now_iso(now - timedelta(minutes=2)).encode() if k == "ce_time" else v))
-                       for k, v in headers_for(checked, "urn:lantoa:test")]
-            producer.send(settings.topic(Topic.ALERTS_CAP), key=identifier.encode(), value=cap, headers=headers)
+            headers = [
+                (k, (utc_now_iso(now - timedelta(minutes=2)).encode() if k == "ce_time" else v))
+                for k, v in headers_for(checked, "urn:lantoa:test")
+            ]
+            producer.send(
+                settings.topic(Topic.ALERTS_CAP), key=identifier.encode(), value=cap, headers=headers
+            )
             producer.flush()
             producer.close()
 
             uris = {d["uri"] for d in docs}
 
             def delivered() -> set[tuple[str, str]]:
-                return {(r["uri"], r["target"]) for r in all_receipts()
-                        if r["stage"] == "delivery" and r["outcome"] in ("delivered", "updated") and r["uri"] in uris}
+                return {
+                    (r["uri"], r["target"])
+                    for r in all_receipts()
+                    if r["stage"] == "delivery"
+                    and r["outcome"] in ("delivered", "updated")
+                    and r["uri"] in uris
+                }
 
             wait(lambda: len(delivered()) >= 24, 180, "the samples at every page and group")
             timings["delivered_s"] = time.monotonic() - started
             client.retract(docs[0]["uri"], "Đính chính: thử nghiệm giám sát")
-            wait(lambda: sum(1 for r in all_receipts() if r["uri"] == docs[0]["uri"] and r["outcome"] == "deleted") >= 4,
-                 120, "the retraction at pages and groups")
+            wait(
+                lambda: (
+                    sum(1 for r in all_receipts() if r["uri"] == docs[0]["uri"] and r["outcome"] == "deleted")
+                    >= 4
+                ),
+                120,
+                "the retraction at pages and groups",
+            )
             # The second unreadable payload raises an existing dead-letter series: an increase.
             client.send_raw(b"urn:lantoa:test:unreadable-2", b"{still not json", bad_headers)
-        wait(lambda: any(r["uri"] == late.key.uri and r["outcome"] == "delivered" for r in all_receipts()), 60,
-             "the late emergency at its page")
-        wait(lambda: bool(prom.query('sum(lantoa_dead_letters_total{job="lantoa-streams"}) >= 2')), 30,
-             "Prometheus to see both dead letters")
-        wait(lambda: bool(prom.query('sum(lantoa_consumer_lag{topic=~".*loudspeaker.commands"}) > 0')), 30,
-             "the lag exporter to report the loudspeaker backlog (no loudspeaker adapter runs here)")
+        wait(
+            lambda: any(r["uri"] == late.key.uri and r["outcome"] == "delivered" for r in all_receipts()),
+            60,
+            "the late emergency at its page",
+        )
+        wait(
+            lambda: bool(prom.query('sum(lantoa_dead_letters_total{job="lantoa-streams"}) >= 2')),
+            30,
+            "Prometheus to see both dead letters",
+        )
+        wait(
+            lambda: bool(prom.query('sum(lantoa_consumer_lag{topic=~".*loudspeaker.commands"}) > 0')),
+            30,
+            "the lag exporter to report the loudspeaker backlog (no loudspeaker adapter runs here)",
+        )
         time.sleep(3)  # a few more scrapes and rule evaluations
 
         # -- every dashboard expression has data ---------------------------------------------
@@ -275,8 +367,11 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kaf
         assert empty == [], "alert probes without data:\n" + "\n".join(empty)
         loaded = {r["name"]: r for g in prom.api("rules")["groups"] for r in g["rules"]}
         assert set(loaded) == {r["alert"] for r in rules()}
-        wait(lambda: all(r.get("health") == "ok" for g in prom.api("rules")["groups"] for r in g["rules"]), 10,
-             "every rule to evaluate")
+        wait(
+            lambda: all(r.get("health") == "ok" for g in prom.api("rules")["groups"] for r in g["rules"]),
+            10,
+            "every rule to evaluate",
+        )
 
         # -- the alerts this traffic must raise --------------------------------------------------
         def alerts() -> dict[str, set[str]]:
@@ -285,17 +380,26 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kaf
                 out.setdefault(a["labels"]["alertname"], set()).add(a["state"])
             return out
 
-        expected = {"LantoaDeadLetters": "firing", "LantoaEmergencyNotDelivered": "firing",
-                    "LantoaEmergencyDeliveredLate": "firing", "LantoaTokenExpiringSoon": "pending"}
-        wait(lambda: all(state in alerts().get(name, set()) for name, state in expected.items()), 30,
-             f"alerts {expected}")
+        expected = {
+            "LantoaDeadLetters": "firing",
+            "LantoaEmergencyNotDelivered": "firing",
+            "LantoaEmergencyDeliveredLate": "firing",
+            "LantoaTokenExpiringSoon": "pending",
+        }
+        wait(
+            lambda: all(state in alerts().get(name, set()) for name, state in expected.items()),
+            30,
+            f"alerts {expected}",
+        )
         raised: dict[str, list[dict[str, str]]] = {}
         for a in prom.api("alerts")["alerts"]:
             raised.setdefault(a["labels"]["alertname"], []).append(a["labels"])
         assert [a["channel"] for a in raised["LantoaEmergencyNotDelivered"]] == ["emergency"]
         assert [a["channel"] for a in raised["LantoaEmergencyDeliveredLate"]] == ["fanpage"]
         assert [a["account"] for a in raised["LantoaTokenExpiringSoon"]] == [EXPIRING_PAGE]
-        assert {(a["job"], a["stage"]) for a in raised["LantoaDeadLetters"]} == {("lantoa-streams", "validate")}
+        assert {(a["job"], a["stage"]) for a in raised["LantoaDeadLetters"]} == {
+            ("lantoa-streams", "validate")
+        }
         assert "LantoaProcessDown" not in raised
         results["alerts"] = prom.api("alerts")["alerts"]
 
@@ -315,20 +419,31 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kaf
         assert value("sum(increase(lantoa_outcome_unknown_total[15m]))") > 0
         assert value('lantoa_token_expiry_seconds{token="refresh"}') > 80 * 86400
         assert value(f'lantoa_token_expiry_seconds{{account="{EXPIRING_PAGE}"}}') < 3600
-        wait(lambda: value(f'sum(lantoa_consumer_lag{{group="{prefix}lantoa-fanpage"}})') == 0, 30,
-             "the fanpage group to have committed everything")
+        wait(
+            lambda: value(f'sum(lantoa_consumer_lag{{group="{prefix}lantoa-fanpage"}})') == 0,
+            30,
+            "the fanpage group to have committed everything",
+        )
 
         # -- each process's /metrics page lints clean ---------------------------------------------
         promtool = shutil.which("promtool")
         assert promtool
-        for name, port in (("streams", ports["streams"]), ("fanpage", ports["fanpage"]), ("zalo", ports["zalo"]),
-                           ("lag", ports["lag"])):
+        for name, port in (
+            ("streams", ports["streams"]),
+            ("fanpage", ports["fanpage"]),
+            ("zalo", ports["zalo"]),
+            ("lag", ports["lag"]),
+        ):
             page = get(f"http://127.0.0.1:{port}/metrics")
             done = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, timeout=60)
             assert done.returncode == 0, f"{name}: {(done.stdout + done.stderr).decode()}"
 
         # -- the status view behind the worker's web port ----------------------------------------
-        status = json.loads(get(f"http://127.0.0.1:{ports['web']}/articles/{urllib.parse.quote(docs[0]['uri'], safe='')}/status"))
+        status = json.loads(
+            get(
+                f"http://127.0.0.1:{ports['web']}/articles/{urllib.parse.quote(docs[0]['uri'], safe='')}/status"
+            )
+        )
         assert status["channels"]["fanpage"]["states"].get("retracted", 0) >= 2
         timings["total_s"] = time.monotonic() - started
     finally:
@@ -343,6 +458,7 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(kaf
         emus.close()
         out = ROOT / "test-artifacts"
         out.mkdir(exist_ok=True)
-        (out / "prometheus-e2e.json").write_text(json.dumps({"timings": timings, "results": results}, indent=1,
-                                                              ensure_ascii=False, default=str))
+        (out / "prometheus-e2e.json").write_text(
+            json.dumps({"timings": timings, "results": results}, indent=1, ensure_ascii=False, default=str)
+        )
     print("prometheus e2e:", timings)

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import sample_paths
 
 from consumers.fanpage import article_marker
-from helpers import sample_paths
 from infra.kafka.tail import TopicTail
 from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
@@ -45,14 +45,28 @@ def wait(predicate: Any, timeout: float, what: str, procs: dict[str, Proc]) -> N
 def test_samples_reach_pages_and_groups_then_retraction_follows(kafka_bootstrap: str, tmp_path: Path) -> None:
     emus = Emulators(tmp_path / "emu", DEFAULT_TARGETS_FILE)
     prefix = f"s{uuid.uuid4().hex[:6]}."
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-           "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(tmp_path / "data"),
-           "LANTOA_RETRY_DELAYS": "10s=1,1m=2,10m=4", "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000", **emus.env}
+    env = {
+        **os.environ,
+        "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LANTOA_TOPIC_PREFIX": prefix,
+        "LANTOA_APP_ID": f"{prefix}streams",
+        "LANTOA_WEB_PORT": "0",
+        "LANTOA_DATA_DIR": str(tmp_path / "data"),
+        "LANTOA_RETRY_DELAYS": "10s=1,1m=2,10m=4",
+        "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        **emus.env,
+    }
     settings = Settings.from_env(env)
     apply_topics(settings)
     load_targets(settings)
-    procs = {name: Proc(name, args, env, tmp_path / f"{name}.log") for name, args in
-             (("streams", ["worker"]), ("fanpage", ["adapter", "fanpage"]), ("zalo", ["adapter", "zalo"]))}
+    procs = {
+        name: Proc(name, args, env, tmp_path / f"{name}.log")
+        for name, args in (
+            ("streams", ["worker"]),
+            ("fanpage", ["adapter", "fanpage"]),
+            ("zalo", ["adapter", "zalo"]),
+        )
+    }
     receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
     try:
         docs = [orjson.loads(p.read_bytes()) for p in sample_paths()]
@@ -61,12 +75,19 @@ def test_samples_reach_pages_and_groups_then_retraction_follows(kafka_bootstrap:
                 client.publish(path.read_bytes())
 
             def delivered(uris: set[str]) -> int:
-                return len({(r["uri"], r["target"]) for r in receipts_by(receipts)
-                            if r["stage"] == "delivery" and r["outcome"] == "delivered" and r["uri"] in uris})
+                return len(
+                    {
+                        (r["uri"], r["target"])
+                        for r in receipts_by(receipts)
+                        if r["stage"] == "delivery" and r["outcome"] == "delivered" and r["uri"] in uris
+                    }
+                )
 
             first3 = {d["uri"] for d in docs[:3]}
             # routed counts for these: fanpage 2+3+3, zalo 2+2+2
-            wait(lambda: delivered(first3) >= 8 + 6, 120, "the first three samples at pages and groups", procs)
+            wait(
+                lambda: delivered(first3) >= 8 + 6, 120, "the first three samples at pages and groups", procs
+            )
 
             # The Zalo access token expires in the middle of the run.
             emus.control("zalo", "POST", "/_control/tokens/expire", {})
@@ -81,10 +102,15 @@ def test_samples_reach_pages_and_groups_then_retraction_follows(kafka_bootstrap:
             client.retract(retracted, "Đính chính thông tin")
 
             def retract_receipts() -> list[dict[str, Any]]:
-                return [r for r in receipts_by(receipts) if r["uri"] == retracted and r["stage"] == "delivery"
-                        and r["outcome"] == "deleted"]
+                return [
+                    r
+                    for r in receipts_by(receipts)
+                    if r["uri"] == retracted and r["stage"] == "delivery" and r["outcome"] == "deleted"
+                ]
 
-            wait(lambda: len(retract_receipts()) >= 4, 120, "retraction receipts from pages and groups", procs)
+            wait(
+                lambda: len(retract_receipts()) >= 4, 120, "retraction receipts from pages and groups", procs
+            )
     finally:
         for p in procs.values():
             p.stop()
@@ -114,4 +140,7 @@ def test_samples_reach_pages_and_groups_then_retraction_follows(kafka_bootstrap:
     # national ones also reach the Hà Tĩnh digital-transformation page (subject match).
     assert sorted(per_post.values()) == [2, 3, 3, 3, 3]
     rs = [r for r in receipts_by(receipts) if r["uri"] == retracted and r["stage"] == "delivery"]
-    assert Counter((r["channel"], r["outcome"]) for r in rs if r["outcome"] == "deleted") == {("fanpage", "deleted"): 2, ("zalo", "deleted"): 2}
+    assert Counter((r["channel"], r["outcome"]) for r in rs if r["outcome"] == "deleted") == {
+        ("fanpage", "deleted"): 2,
+        ("zalo", "deleted"): 2,
+    }

@@ -39,8 +39,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-
 from helpers import SHARED, sample_paths
+
 from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
 from producers.cap_ingest import AlertProducer, check
@@ -53,8 +53,16 @@ ARTIFACTS = ROOT / "test-artifacts"
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 ZONE, ZONE_CODE = "zone:18073", "18073"  # Phường Thành Sen, Hà Tĩnh (province 42): in the typhoon's path
 TYPHOON_ID = "VN-NCHMF-2026-0917-BAO05-01"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -74,8 +82,12 @@ class Node:
             yield from c.iter()
 
     def all(self, tag: str | None = None, **attrs: str) -> list[Node]:
-        return [n for n in self.iter() if (tag is None or n.tag == tag)
-                and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+        return [
+            n
+            for n in self.iter()
+            if (tag is None or n.tag == tag)
+            and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
+        ]
 
     def one(self, tag: str | None = None, **attrs: str) -> Node:
         found = self.all(tag, **attrs)
@@ -161,8 +173,10 @@ class Chromium:
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Chromium:
     binary = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
     if binary is None:
-        pytest.fail("headless Chromium not found: install the Debian packages chromium and fonts-noto-core "
-                    "(apt-get install -y chromium fonts-noto-core; infra/system-deps.sh does it)")
+        pytest.fail(
+            "headless Chromium not found: install the Debian packages chromium and fonts-noto-core "
+            "(apt-get install -y chromium fonts-noto-core; infra/system-deps.sh does it)"
+        )
     return Chromium(binary, tmp_path_factory.mktemp("chromium"))
 
 
@@ -213,23 +227,40 @@ class Stack:
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("pages")
     targets = tmp / "targets.toml"
-    targets.write_text(DEFAULT_TARGETS_FILE.read_text(encoding="utf-8") + (
-        f'\n[[loudspeaker.zones]]\nid = "{ZONE}"\nwindows = ["00:00-23:59"]\ndays = [1, 2, 3, 4, 5, 6, 7]\n'),
-        encoding="utf-8")
+    targets.write_text(
+        DEFAULT_TARGETS_FILE.read_text(encoding="utf-8")
+        + (
+            f'\n[[loudspeaker.zones]]\nid = "{ZONE}"\nwindows = ["00:00-23:59"]\ndays = [1, 2, 3, 4, 5, 6, 7]\n'
+        ),
+        encoding="utf-8",
+    )
     emus = Emulators(tmp / "emu", targets)
     prefix = f"p{uuid.uuid4().hex[:6]}."
     port = free_port()
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-           "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": str(port), "LANTOA_DATA_DIR": str(tmp / "data"),
-           "LANTOA_TARGETS_FILE": str(targets), "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-           "LANTOA_EMERGENCY_REPEAT_S": "60", **emus.env}
+    env = {
+        **os.environ,
+        "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LANTOA_TOPIC_PREFIX": prefix,
+        "LANTOA_APP_ID": f"{prefix}streams",
+        "LANTOA_WEB_PORT": str(port),
+        "LANTOA_DATA_DIR": str(tmp / "data"),
+        "LANTOA_TARGETS_FILE": str(targets),
+        "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "LANTOA_EMERGENCY_REPEAT_S": "60",
+        **emus.env,
+    }
     settings = Settings.from_env(env)
     apply_topics(settings)
     load_targets(settings)
     procs: dict[str, Proc] = {}
     try:
-        for name, args in (("streams", ["worker"]), ("fanpage", ["adapter", "fanpage"]), ("zalo", ["adapter", "zalo"]),
-                           ("loudspeaker", ["adapter", "loudspeaker"]), ("emergency", ["adapter", "emergency"])):
+        for name, args in (
+            ("streams", ["worker"]),
+            ("fanpage", ["adapter", "fanpage"]),
+            ("zalo", ["adapter", "zalo"]),
+            ("loudspeaker", ["adapter", "loudspeaker"]),
+            ("emergency", ["adapter", "emergency"]),
+        ):
             procs[name] = Proc(name, args, env, tmp / f"{name}.log")
         s = Stack(emus, settings, procs, f"http://127.0.0.1:{port}", tmp)
         s.wait(lambda: s.get("/healthz")[1]["caught_up"], 60, "the status view to catch up")
@@ -259,7 +290,8 @@ def targets_of(view: dict[str, Any], channel: str) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(300)
 def test_editor_page_shows_each_page_and_group_delivered_and_zones_per_province(
-        stack: Stack, article: dict[str, Any], chromium: Chromium) -> None:
+    stack: Stack, article: dict[str, Any], chromium: Chromium
+) -> None:
     uri = article["uri"]
     headline = article["headlines"][0]["value"]
 
@@ -284,9 +316,15 @@ def test_editor_page_shows_each_page_and_group_delivered_and_zones_per_province(
     assert "default-src 'none'" in page.one("meta", http_equiv="Content-Security-Policy").attrs["content"]
     assert not page.all("script")
 
-    expected = {"fanpage": {t["target"]: t["external_id"] for t in targets_of(view, "fanpage")},
-                "zalo": {t["target"]: t["external_id"] for t in targets_of(view, "zalo")}}
-    assert set(expected["fanpage"]) == {"fanpage:thong-tin-chinh-phu", "fanpage:ha-noi", "fanpage:chuyen-doi-so-ha-tinh"}
+    expected = {
+        "fanpage": {t["target"]: t["external_id"] for t in targets_of(view, "fanpage")},
+        "zalo": {t["target"]: t["external_id"] for t in targets_of(view, "zalo")},
+    }
+    assert set(expected["fanpage"]) == {
+        "fanpage:thong-tin-chinh-phu",
+        "fanpage:ha-noi",
+        "fanpage:chuyen-doi-so-ha-tinh",
+    }
     for channel, ids in expected.items():
         section = page.one("section", data_channel=channel)
         rows = {r.attrs["data-target"]: r for r in section.all("tr") if "data-target" in r.attrs}
@@ -313,29 +351,39 @@ def test_editor_page_shows_each_page_and_group_delivered_and_zones_per_province(
 
 @pytest.mark.timeout(300)
 def test_timeline_of_a_zone_shows_its_slots_and_the_typhoon_in_red(
-        stack: Stack, article: dict[str, Any], chromium: Chromium) -> None:
+    stack: Stack, article: dict[str, Any], chromium: Chromium
+) -> None:
     now = datetime.now(HCM).replace(microsecond=0)
 
     def scheduled() -> date | None:
         docs = stack.emus.control("loudspeaker", "GET", f"/_control/schedules?zone={ZONE_CODE}")["schedules"]
-        days = sorted(d["date"] for d in docs if any(s["uri"] == article["uri"] for s in d["schedule"]["slots"]))
+        days = sorted(
+            d["date"] for d in docs if any(s["uri"] == article["uri"] for s in d["schedule"]["slots"])
+        )
         return date.fromisoformat(days[0]) if days else None
 
     day = stack.wait(scheduled, 240, f"the article in the schedule of {ZONE}")
 
     # The sample typhoon, in force from half an hour ago to tomorrow.
-    typhoon = ((SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes()
-               .replace(b"2026-09-17T05:30:00+07:00", (now - timedelta(minutes=30)).isoformat().encode())
-               .replace(b"2026-09-18T05:30:00+07:00", (now + timedelta(days=1)).isoformat().encode()))
+    typhoon = (
+        (SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap")
+        .read_bytes()
+        .replace(b"2026-09-17T05:30:00+07:00", (now - timedelta(minutes=30)).isoformat().encode())
+        .replace(b"2026-09-18T05:30:00+07:00", (now + timedelta(days=1)).isoformat().encode())
+    )
     producer = AlertProducer(stack.settings)
     try:
         sent = producer.send(check(typhoon, local_registry(stack.settings)))
     finally:
         producer.close()
     assert sent["lane"] == "emergency" and sent["zones"] == 147
-    stack.wait(lambda: stack.emus.control("loudspeaker", "GET",
-                                          f"/_control/preemptions?emergency_id={TYPHOON_ID}&zone={ZONE_CODE}")["preemptions"],
-               120, f"the typhoon at {ZONE}")
+    stack.wait(
+        lambda: stack.emus.control(
+            "loudspeaker", "GET", f"/_control/preemptions?emergency_id={TYPHOON_ID}&zone={ZONE_CODE}"
+        )["preemptions"],
+        120,
+        f"the typhoon at {ZONE}",
+    )
 
     url = f"{stack.base}/timeline/{urllib.parse.quote(ZONE, safe='')}?date={day.isoformat()}"
     source = chromium.dump_dom(url)
@@ -348,17 +396,26 @@ def test_timeline_of_a_zone_shows_its_slots_and_the_typhoon_in_red(
 
     timeline = page.one("ol", **{"class": "timeline"})
     slots = [li for li in timeline.children if "slot" in li.classes()]
-    mine = [li for li in slots if li.one("a").attrs["href"] == f"/status/{urllib.parse.quote(article['uri'], safe='')}"]
+    mine = [
+        li
+        for li in slots
+        if li.one("a").attrs["href"] == f"/status/{urllib.parse.quote(article['uri'], safe='')}"
+    ]
     assert mine and mine[0].attrs["data-priority"] in ("normal", "priority")
     assert [li.classes() & {"window"} for li in timeline.children][0] == {"window"}
 
-    for where in (page.one("div", data_emergency_id=TYPHOON_ID), timeline.one("li", data_emergency_id=TYPHOON_ID)):
+    for where in (
+        page.one("div", data_emergency_id=TYPHOON_ID),
+        timeline.one("li", data_emergency_id=TYPHOON_ID),
+    ):
         assert "emergency" in where.classes() and "ended" not in where.classes()
         assert where.attrs["data-status"] == "active"
         assert where.one("span", **{"class": "badge b-emergency"}).text == "KHẨN CẤP"
         assert "Bão số 5" in where.text and "Đang hiệu lực" in where.text
     if day == now.date():  # today: the typhoon came in a moment ago, just before "now"
-        order = [li.attrs.get("data-emergency-id") or ("now" if "now" in li.classes() else "")
-                 for li in timeline.children]
+        order = [
+            li.attrs.get("data-emergency-id") or ("now" if "now" in li.classes() else "")
+            for li in timeline.children
+        ]
         assert order.index(TYPHOON_ID) < order.index("now")
     chromium.screenshot(url, ARTIFACTS / "timeline-page.png")

@@ -21,10 +21,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from helpers import sample_paths
 
 from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials
 from consumers.base import Prior
-from helpers import sample_paths
 from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.topics import Channel
@@ -33,8 +33,10 @@ from streams.render import public_url
 BASE_URL = "https://tin.lantoa.example.vn"
 TARGET = "archive:main"
 NAMES = ("bulletin.html", "document.json", "index.html", "qr.png")
-KEY_RE = re.compile(r"^articles/[0-9a-f]{64}/(manifest\.json|v[0-9]+/(document\.json|index\.html|bulletin\.html"
-                    r"|qr\.png|audio\.wav))$")
+KEY_RE = re.compile(
+    r"^articles/[0-9a-f]{64}/(manifest\.json|v[0-9]+/(document\.json|index\.html|bulletin\.html"
+    r"|qr\.png|audio\.wav))$"
+)
 NO_PRIOR = Prior()
 
 
@@ -53,10 +55,17 @@ def s3() -> Iterator[S3Server]:
 
 def client_for(s3: S3Server, access_key: str | None = None, secret_key: str | None = None) -> Any:
     return boto3.client(
-        "s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
-        aws_access_key_id=access_key or s3.access_key, aws_secret_access_key=secret_key or s3.secret_key,
-        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "total_max_attempts": 2},
-                      connect_timeout=2, read_timeout=10),
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        region_name=s3.region,
+        aws_access_key_id=access_key or s3.access_key,
+        aws_secret_access_key=secret_key or s3.secret_key,
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"mode": "standard", "total_max_attempts": 2},
+            connect_timeout=2,
+            read_timeout=10,
+        ),
     )
 
 
@@ -71,9 +80,14 @@ def bucket() -> str:
 
 
 def config(s3: S3Server, bucket: str, **overrides: Any) -> ArchiveConfig:
-    values: dict[str, Any] = dict(bucket=bucket, endpoint_url=s3.endpoint_url, region=s3.region,
-                                  credentials=S3Credentials(s3.access_key, s3.secret_key),
-                                  addressing_style="path", read_timeout=10.0)
+    values: dict[str, Any] = dict(
+        bucket=bucket,
+        endpoint_url=s3.endpoint_url,
+        region=s3.region,
+        credentials=S3Credentials(s3.access_key, s3.secret_key),
+        addressing_style="path",
+        read_timeout=10.0,
+    )
     values.update(overrides)
     return ArchiveConfig(**values)
 
@@ -84,16 +98,31 @@ async def started(s3: S3Server, bucket: str, **overrides: Any) -> ArchiveAdapter
     return adapter
 
 
-def command(doc: dict[str, Any], action: Action = Action.PUBLISH, *, url: str | None = None,
-            payload: dict[str, Any] | None = None, uri: str | None = None, version: int | None = None) -> Command:
+def command(
+    doc: dict[str, Any],
+    action: Action = Action.PUBLISH,
+    *,
+    url: str | None = None,
+    payload: dict[str, Any] | None = None,
+    uri: str | None = None,
+    version: int | None = None,
+) -> Command:
     uri = uri if uri is not None else doc["uri"]
     version = version if version is not None else int(doc["version"])
     if payload is None:
-        payload = {"document": doc, "public_url": public_url(BASE_URL, uri) if url is None else url,
-                   "ninjs_version": "3.1"}
-    return Command(key=IdempotencyKey(uri, version, Channel.ARCHIVE, TARGET, action), priority=Priority.NORMAL,
-                   issued_at="2026-11-26T01:00:01.000Z", payload=payload,
-                   published_at="2026-11-26T08:00:00+07:00", event_id=str(uuid.uuid4()))
+        payload = {
+            "document": doc,
+            "public_url": public_url(BASE_URL, uri) if url is None else url,
+            "ninjs_version": "3.1",
+        }
+    return Command(
+        key=IdempotencyKey(uri, version, Channel.ARCHIVE, TARGET, action),
+        priority=Priority.NORMAL,
+        issued_at="2026-11-26T01:00:01.000Z",
+        payload=payload,
+        published_at="2026-11-26T08:00:00+07:00",
+        event_id=str(uuid.uuid4()),
+    )
 
 
 def retract(uri: str, version: int, reason: str) -> Command:
@@ -168,8 +197,25 @@ class Tags(HTMLParser):
             self.styles.append(data)
 
 
-ALLOWED_TAGS = {"html", "head", "meta", "title", "link", "style", "body", "article", "header", "h1", "p",
-                "footer", "a", "figure", "img", "figcaption", "main"}
+ALLOWED_TAGS = {
+    "html",
+    "head",
+    "meta",
+    "title",
+    "link",
+    "style",
+    "body",
+    "article",
+    "header",
+    "h1",
+    "p",
+    "footer",
+    "a",
+    "figure",
+    "img",
+    "figcaption",
+    "main",
+}
 
 
 def assert_safe_page(text: str, url: str) -> Tags:
@@ -187,5 +233,7 @@ def assert_safe_page(text: str, url: str) -> Tags:
     html_tag = next(attrs for t, attrs in tags.tags if t == "html")
     assert ("lang", "vi") in html_tag
     csp = [dict(a) for t, a in tags.tags if t == "meta" and ("http-equiv", "Content-Security-Policy") in a]
-    assert csp and "default-src 'none'" in str(csp[0]["content"]) and "script-src" not in str(csp[0]["content"])
+    assert (
+        csp and "default-src 'none'" in str(csp[0]["content"]) and "script-src" not in str(csp[0]["content"])
+    )
     return tags

@@ -56,8 +56,13 @@ class Pipeline:
         load_targets(self.settings)
         self.log_path = tmp / "worker.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "producers.cli", "worker"], cwd=ROOT, env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "producers.cli", "worker"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         self.client = PublishClient(self.settings)
         self.readers: dict[Topic, TopicReader] = {}
 

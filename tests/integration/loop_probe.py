@@ -51,8 +51,12 @@ class Copier:
 
 
 async def committed_end(settings: Settings, group: str, tp: TopicPartition) -> bool:
-    consumer = clients.aio_consumer(settings.kafka, group_id=group, enable_auto_commit=False,
-                                    client_id=f"{settings.client_id}-probe-check")
+    consumer = clients.aio_consumer(
+        settings.kafka,
+        group_id=group,
+        enable_auto_commit=False,
+        client_id=f"{settings.client_id}-probe-check",
+    )
     await consumer.start()
     try:
         end = (await consumer.end_offsets([tp]))[tp]

@@ -17,11 +17,11 @@ from typing import Any
 import boto3
 import orjson
 import pytest
+from helpers import sample_paths
 
 from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials, article_prefix
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
-from helpers import sample_paths
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
@@ -32,8 +32,11 @@ from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 
 pytestmark = pytest.mark.timeout(900)
-FAST = RuntimeConfig(policy=RetryPolicy(in_process=2, base_s=0.05, cap_s=0.2, max_attempts=30,
-                                        tiers=(("10s", 1.0), ("1m", 2.0), ("10m", 4.0))))
+FAST = RuntimeConfig(
+    policy=RetryPolicy(
+        in_process=2, base_s=0.05, cap_s=0.2, max_attempts=30, tiers=(("10s", 1.0), ("1m", 2.0), ("10m", 4.0))
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +51,39 @@ def s3() -> Iterator[S3Server]:
 
 def archive_command(path: Any, action: Action = Action.PUBLISH) -> Command:
     doc = orjson.loads(path.read_bytes())
-    payload = {"document": doc, "public_url": f"https://tin.example.vn/a/{doc['uri'].rsplit(':', 1)[1]}", "ninjs_version": "3.1"}
+    payload = {
+        "document": doc,
+        "public_url": f"https://tin.example.vn/a/{doc['uri'].rsplit(':', 1)[1]}",
+        "ninjs_version": "3.1",
+    }
     if action is Action.RETRACT:
         payload = {"reason": "đính chính"}
-    return Command(IdempotencyKey(doc["uri"], 1, Channel.ARCHIVE, "archive:main", action), Priority.NORMAL,
-                   "2026-11-26T01:00:00Z", payload, published_at="2026-11-26T01:00:00Z")
+    return Command(
+        IdempotencyKey(doc["uri"], 1, Channel.ARCHIVE, "archive:main", action),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        payload,
+        published_at="2026-11-26T01:00:00Z",
+    )
 
 
 async def test_s3_down_for_30s_loses_nothing_and_adds_no_versions(kafka_bootstrap: str, s3: S3Server) -> None:
-    settings = Settings.from_env({"LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": f"ar{uuid.uuid4().hex[:6]}."})
+    settings = Settings.from_env(
+        {"LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": f"ar{uuid.uuid4().hex[:6]}."}
+    )
     apply_topics(settings)
     bucket = f"lt-{uuid.uuid4().hex[:12]}"
-    config = ArchiveConfig(bucket=bucket, endpoint_url=s3.endpoint_url, region=s3.region,
-                           credentials=S3Credentials(s3.access_key, s3.secret_key), addressing_style="path",
-                           connect_timeout=1.0, read_timeout=3.0, max_attempts=1, retry_after_s=1.0)
+    config = ArchiveConfig(
+        bucket=bucket,
+        endpoint_url=s3.endpoint_url,
+        region=s3.region,
+        credentials=S3Credentials(s3.access_key, s3.secret_key),
+        addressing_style="path",
+        connect_timeout=1.0,
+        read_timeout=3.0,
+        max_attempts=1,
+        retry_after_s=1.0,
+    )
     runtime = DeliveryRuntime(settings, ArchiveAdapter(config), FAST)
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
@@ -74,12 +96,16 @@ async def test_s3_down_for_30s_loses_nothing_and_adds_no_versions(kafka_bootstra
         producer = clients.producer(KafkaConnection(kafka_bootstrap), acks="all")
         for path in sample_paths():
             cmd = archive_command(path)
-            producer.send(settings.topic(Topic.ARCHIVE_COMMANDS), key=b"archive:main", value=encode(cmd.to_dict()))
+            producer.send(
+                settings.topic(Topic.ARCHIVE_COMMANDS), key=b"archive:main", value=encode(cmd.to_dict())
+            )
         producer.flush()
         # twice: a replay must not add versions
         for path in sample_paths():
             cmd = archive_command(path)
-            producer.send(settings.topic(Topic.ARCHIVE_COMMANDS), key=b"archive:main", value=encode(cmd.to_dict()))
+            producer.send(
+                settings.topic(Topic.ARCHIVE_COMMANDS), key=b"archive:main", value=encode(cmd.to_dict())
+            )
         producer.flush()
         producer.close()
         deadline = time.monotonic() + 180
@@ -96,8 +122,13 @@ async def test_s3_down_for_30s_loses_nothing_and_adds_no_versions(kafka_bootstra
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
-    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
-                          aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        region_name=s3.region,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+    )
     versions = client.list_object_versions(Bucket=bucket).get("Versions", [])
     per_key = Counter(v["Key"] for v in versions)
     for path in sample_paths():

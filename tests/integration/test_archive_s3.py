@@ -23,16 +23,33 @@ from typing import Any
 
 import pytest
 import segno
-from botocore.exceptions import ClientError
-
 from archive_s3_support import (
-    BASE_URL, KEY_RE, NAMES, NO_PRIOR, all_versions, assert_safe_page, bucket, client_for, command, config,
-    current_keys, manifest, prefix_of, raw, read, s3, samples, started, write_wav,
+    BASE_URL,
+    KEY_RE,
+    NAMES,
+    NO_PRIOR,
+    all_versions,
+    assert_safe_page,
+    bucket,
+    client_for,
+    command,
+    config,
+    current_keys,
+    manifest,
+    prefix_of,
+    raw,
+    read,
+    s3,
+    samples,
+    started,
+    write_wav,
 )
+from botocore.exceptions import ClientError
+from helpers import ROOT, article_doc
+
 from consumers.archive import ArchiveAdapter, ArchiveConfig, ArchiveConfigError, S3Credentials
 from consumers.base import Effect, Prior
 from consumers.errors import InvalidContent, PermanentDeliveryError, TargetPaused
-from helpers import ROOT, article_doc
 from infra.s3.versitygw import S3Server, pid_alive, supports_user_xattrs
 from streams.render import public_url
 
@@ -67,8 +84,12 @@ def test_server_checks_signatures_and_checksums(s3: S3Server, raw: Any, bucket: 
 
     # The body is checked against x-amz-checksum-sha256, and conditional create is honoured.
     with pytest.raises(ClientError) as bad:
-        raw.put_object(Bucket=bucket, Key="k", Body=b"hello",
-                       ChecksumSHA256=base64.b64encode(hashlib.sha256(b"other").digest()).decode())
+        raw.put_object(
+            Bucket=bucket,
+            Key="k",
+            Body=b"hello",
+            ChecksumSHA256=base64.b64encode(hashlib.sha256(b"other").digest()).decode(),
+        )
     assert bad.value.response["Error"]["Code"] == "BadDigest"
     raw.put_object(Bucket=bucket, Key="k", Body=b"hello", IfNoneMatch="*")
     with pytest.raises(ClientError) as exists:
@@ -86,8 +107,14 @@ def test_sidecar_metadata_for_file_systems_without_xattrs(s3: S3Server) -> None:
         client.create_bucket(Bucket="lt-sidecar")
         client.put_bucket_versioning(Bucket="lt-sidecar", VersioningConfiguration={"Status": "Enabled"})
         digest = hashlib.sha256(b"noi dung").digest()
-        client.put_object(Bucket="lt-sidecar", Key="a/b", Body=b"noi dung", Metadata={"sha256": digest.hex()},
-                          ChecksumSHA256=base64.b64encode(digest).decode(), IfNoneMatch="*")
+        client.put_object(
+            Bucket="lt-sidecar",
+            Key="a/b",
+            Body=b"noi dung",
+            Metadata={"sha256": digest.hex()},
+            ChecksumSHA256=base64.b64encode(digest).decode(),
+            IfNoneMatch="*",
+        )
         head = client.head_object(Bucket="lt-sidecar", Key="a/b", ChecksumMode="ENABLED")
         assert head["Metadata"]["sha256"] == digest.hex()
         assert head["ChecksumSHA256"] == base64.b64encode(digest).decode()
@@ -102,8 +129,10 @@ async def test_adapter_with_wrong_credentials_pauses_and_alerts(s3: S3Server, ra
     assert paused.value.code == "SignatureDoesNotMatch" and paused.value.alert
     assert paused.value.retry_after > 0
 
-    bad_key = ArchiveAdapter(config(s3, bucket, credentials=S3Credentials("LTNOSUCHKEY000000000", s3.secret_key)),
-                             client=client_for(s3, access_key="LTNOSUCHKEY000000000"))
+    bad_key = ArchiveAdapter(
+        config(s3, bucket, credentials=S3Credentials("LTNOSUCHKEY000000000", s3.secret_key)),
+        client=client_for(s3, access_key="LTNOSUCHKEY000000000"),
+    )
     with pytest.raises(TargetPaused) as paused:
         await bad_key.deliver(command(samples()[0]), NO_PRIOR)
     assert paused.value.code == "InvalidAccessKeyId" and paused.value.alert
@@ -113,21 +142,44 @@ async def test_adapter_with_wrong_credentials_pauses_and_alerts(s3: S3Server, ra
 def test_cli_start_writes_credentials_0600_and_never_prints_them(tmp_path: Path) -> None:
     state = tmp_path / "s3.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = subprocess.run([sys.executable, "-m", "infra.s3", "start", "--state-file", str(state),
-                            "--data-dir", str(tmp_path / "root")], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)
+    start = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.s3",
+            "start",
+            "--state-file",
+            str(state),
+            "--data-dir",
+            str(tmp_path / "root"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert start.returncode == 0, start.stderr
     info = json.loads(state.read_text())
     try:
         creds = Path(info["credentials_file"])
         assert stat.S_IMODE(creds.stat().st_mode) == 0o600
-        secret = next(line.split("=", 1)[1].strip() for line in creds.read_text().splitlines()
-                      if line.startswith("aws_secret_access_key"))
+        secret = next(
+            line.split("=", 1)[1].strip()
+            for line in creds.read_text().splitlines()
+            if line.startswith("aws_secret_access_key")
+        )
         assert start.stdout.strip() == info["endpoint_url"]
         assert secret not in start.stdout + start.stderr + state.read_text()
         assert secret not in Path(f"/proc/{info['pid']}/cmdline").read_text(errors="replace")
-        exports = subprocess.run([sys.executable, "-m", "infra.s3", "env", "--state-file", str(state)], cwd=ROOT,
-                                 env=env, capture_output=True, text=True, timeout=60).stdout
+        exports = subprocess.run(
+            [sys.executable, "-m", "infra.s3", "env", "--state-file", str(state)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
         assert secret not in exports and "LANTOA_S3_CREDENTIALS_FILE" in exports
         settings = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines())
         cfg = ArchiveConfig.from_env({**settings, "LANTOA_S3_BUCKET": "lt-cli-check"})
@@ -139,8 +191,14 @@ def test_cli_start_writes_credentials_0600_and_never_prints_them(tmp_path: Path)
         with pytest.raises(ArchiveConfigError, match="chmod 600"):
             asyncio.run(ArchiveAdapter(cfg).start())
     finally:
-        stop = subprocess.run([sys.executable, "-m", "infra.s3", "stop", "--state-file", str(state),
-                               "--remove-data-dir"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        stop = subprocess.run(
+            [sys.executable, "-m", "infra.s3", "stop", "--state-file", str(state), "--remove-data-dir"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert stop.returncode == 0, stop.stderr
     assert not pid_alive(info["pid"])
     assert not (tmp_path / "root").exists()
@@ -169,8 +227,9 @@ def test_server_keeps_connections_alive(s3: S3Server) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-async def test_samples_archived_with_expected_keys_and_checksums(s3: S3Server, raw: Any, bucket: str,
-                                                                 tmp_path: Path) -> None:
+async def test_samples_archived_with_expected_keys_and_checksums(
+    s3: S3Server, raw: Any, bucket: str, tmp_path: Path
+) -> None:
     docs = samples()
     audio_for = docs[0]["uri"]
     wav = write_wav(tmp_path / "bulletin.wav")
@@ -204,7 +263,10 @@ async def test_samples_archived_with_expected_keys_and_checksums(s3: S3Server, r
             assert records[name]["size"] == len(body)
             assert records[name]["version_id"] == meta["VersionId"]
             assert records[name]["content_type"] == meta["ContentType"]
-            assert effect.detail["objects"][name]["sha256"] == digest and effect.detail["objects"][name]["written"]
+            assert (
+                effect.detail["objects"][name]["sha256"] == digest
+                and effect.detail["objects"][name]["written"]
+            )
 
         # document.json is the document itself, canonical: sorted keys, compact, UTF-8.
         body, _ = read(raw, bucket, f"{root}v1/document.json")
@@ -239,7 +301,9 @@ async def test_replaying_every_command_creates_no_new_versions(s3: S3Server, raw
         await adapter.deliver(cmd, NO_PRIOR)
     before = all_versions(raw, bucket)
     assert len(before) == len(commands) * (len(NAMES) + 1)  # one version per key
-    manifests = {cmd.key.uri: read(raw, bucket, prefix_of(cmd.key.uri) + "manifest.json")[0] for cmd in commands}
+    manifests = {
+        cmd.key.uri: read(raw, bucket, prefix_of(cmd.key.uri) + "manifest.json")[0] for cmd in commands
+    }
 
     for _ in range(2):
         for cmd in commands:
@@ -252,7 +316,9 @@ async def test_replaying_every_command_creates_no_new_versions(s3: S3Server, raw
         await other.deliver(cmd, NO_PRIOR)
 
     after = all_versions(raw, bucket)
-    assert sorted((v["Key"], v["VersionId"]) for v in after) == sorted((v["Key"], v["VersionId"]) for v in before)
+    assert sorted((v["Key"], v["VersionId"]) for v in after) == sorted(
+        (v["Key"], v["VersionId"]) for v in before
+    )
     for uri, body in manifests.items():
         assert read(raw, bucket, prefix_of(uri) + "manifest.json")[0] == body
 
@@ -273,7 +339,9 @@ async def test_reconcile_tells_written_from_not_written(s3: S3Server, raw: Any, 
     assert await adapter.reconcile(cmd, NO_PRIOR) is None
     objects_before = [v for v in all_versions(raw, bucket) if not v["Key"].endswith("manifest.json")]
     effect = await adapter.deliver(cmd, NO_PRIOR)
-    assert not any(o["written"] for o in effect.detail["objects"].values()) and effect.detail["manifest_written"]
+    assert (
+        not any(o["written"] for o in effect.detail["objects"].values()) and effect.detail["manifest_written"]
+    )
     objects_after = [v for v in all_versions(raw, bucket) if not v["Key"].endswith("manifest.json")]
     assert len(objects_after) == len(objects_before)
     assert await adapter.reconcile(cmd, NO_PRIOR) is not None
@@ -281,8 +349,20 @@ async def test_reconcile_tells_written_from_not_written(s3: S3Server, raw: Any, 
 
 async def test_hostile_uris_stay_under_their_prefix(s3: S3Server, raw: Any, bucket: str) -> None:
     adapter = await started(s3, bucket)
-    hostile = ["../../etc/passwd", "/abs/path", "a\x00b", "urn:x:ａｂｃ", "urn:x:abc", "..%2F..%2Fescape",
-               "..\\..\\windows", "urn:x:\u202eevil", "x" * 5000, "%00", "./", "articles/../.."]
+    hostile = [
+        "../../etc/passwd",
+        "/abs/path",
+        "a\x00b",
+        "urn:x:ａｂｃ",
+        "urn:x:abc",
+        "..%2F..%2Fescape",
+        "..\\..\\windows",
+        "urn:x:\u202eevil",
+        "x" * 5000,
+        "%00",
+        "./",
+        "articles/../..",
+    ]
     for uri in hostile:
         doc = article_doc(uri)
         # A public URL is at most 2,048 characters (and a QR code holds ~2,300): give the long one a short URL.
@@ -304,7 +384,9 @@ async def test_hostile_uris_stay_under_their_prefix(s3: S3Server, raw: Any, buck
     assert {p.name for p in s3.root.iterdir()} <= {"data", "iam", "versions", "sidecar", "versitygw.log"}
     assert all(p.name.startswith("lt-") for p in s3.data_dir.iterdir())
     everything = [p.relative_to(s3.root).as_posix() for p in s3.root.rglob("*")]
-    assert not [p for p in everything if any(w in p for w in ("passwd", "etc", "abs", "windows", "escape", "evil"))]
+    assert not [
+        p for p in everything if any(w in p for w in ("passwd", "etc", "abs", "windows", "escape", "evil"))
+    ]
 
 
 async def test_script_and_event_handlers_do_not_survive(s3: S3Server, raw: Any, bucket: str) -> None:
@@ -312,18 +394,30 @@ async def test_script_and_event_handlers_do_not_survive(s3: S3Server, raw: Any, 
     uri = "urn:lantoa:article:xss"
     doc = article_doc(
         uri,
-        headlines=[{"role": "main", "contentType": "text/plain", "value": "<script>alert(1)</script>Tiêu đề"}],
-        descriptions=[{"role": "summary", "contentType": "text/html",
-                       "value": "<b onmouseover=alert(8)>Tóm tắt</b><img src=x onerror=alert(2)>"}],
-        bodies=[{"role": "main", "contentType": "text/html", "value":
-                 '<p>Đoạn một</p><script>alert(1)</script><img src=x onerror="alert(2)">'
-                 '<a href="javascript:alert(3)">bấm vào đây</a><p onclick="alert(4)">Đoạn hai</p>'
-                 '<svg onload=alert(5)></svg><iframe src="javascript:alert(6)"></iframe>'
-                 '<style>body{display:none}</style><a href=" JaVaScRiPt:alert(7)">x</a>'
-                 '<p>&lt;script&gt;alert(10)&lt;/script&gt;</p><math><mi xlink:href="javascript:alert(11)">m</mi></math>'},
-                {"role": "extra", "contentType": "text/plain", "value": '"><script>alert(12)</script>'}],
+        headlines=[
+            {"role": "main", "contentType": "text/plain", "value": "<script>alert(1)</script>Tiêu đề"}
+        ],
+        descriptions=[
+            {
+                "role": "summary",
+                "contentType": "text/html",
+                "value": "<b onmouseover=alert(8)>Tóm tắt</b><img src=x onerror=alert(2)>",
+            }
+        ],
+        bodies=[
+            {
+                "role": "main",
+                "contentType": "text/html",
+                "value": '<p>Đoạn một</p><script>alert(1)</script><img src=x onerror="alert(2)">'
+                '<a href="javascript:alert(3)">bấm vào đây</a><p onclick="alert(4)">Đoạn hai</p>'
+                '<svg onload=alert(5)></svg><iframe src="javascript:alert(6)"></iframe>'
+                '<style>body{display:none}</style><a href=" JaVaScRiPt:alert(7)">x</a>'
+                '<p>&lt;script&gt;alert(10)&lt;/script&gt;</p><math><mi xlink:href="javascript:alert(11)">m</mi></math>',
+            },
+            {"role": "extra", "contentType": "text/plain", "value": '"><script>alert(12)</script>'},
+        ],
         by='"><script>alert(9)</script>',
-        subjects=[{"name": '<img src=x onerror=alert(13)>', "uri": "urn:x:s"}],
+        subjects=[{"name": "<img src=x onerror=alert(13)>", "uri": "urn:x:s"}],
     )
     url = public_url(BASE_URL, uri)
     await adapter.deliver(command(doc, url=url), NO_PRIOR)
@@ -339,8 +433,17 @@ async def test_script_and_event_handlers_do_not_survive(s3: S3Server, raw: Any, 
     # The document itself is archived as sent: the record is not rewritten.
     assert json.loads(read(raw, bucket, f"{prefix_of(uri)}v1/document.json")[0]) == doc
 
-    for bad_url in ("javascript:alert(1)", 'https://x.vn/"><script>alert(1)</script>', "https://x.vn/a b",
-                    "ftp://x.vn/a", "https://user@x.vn/", "https://x.vn/\u0430", "//x.vn/a", "", "https://x.vn/a\n"):
+    for bad_url in (
+        "javascript:alert(1)",
+        'https://x.vn/"><script>alert(1)</script>',
+        "https://x.vn/a b",
+        "ftp://x.vn/a",
+        "https://user@x.vn/",
+        "https://x.vn/\u0430",
+        "//x.vn/a",
+        "",
+        "https://x.vn/a\n",
+    ):
         with pytest.raises(InvalidContent):
             await adapter.deliver(command(article_doc("urn:lantoa:article:bad-url"), url=bad_url), NO_PRIOR)
     assert current_keys(raw, bucket, prefix_of("urn:lantoa:article:bad-url")) == []

@@ -16,11 +16,11 @@ from pathlib import Path, PosixPath
 from typing import Any
 
 import pytest
-
 from archive_s3_support import NO_PRIOR, all_versions, bucket, command, prefix_of, raw, s3, samples, started
+from helpers import SHARED
+
 from consumers.archive_store import CHUNK_BYTES
 from consumers.loudspeaker.audio import AudioRenderer, audio_for
-from helpers import SHARED
 from infra.s3.versitygw import S3Server
 from streams.speech.tts import LONGEST_SPEECH_S, MAX_SPEECH_TEXT_CHARS
 
@@ -69,7 +69,8 @@ def file_digest(path: Path) -> str:
 
 
 async def test_a_50_mb_audio_is_streamed_to_the_store_and_kept_byte_for_byte(
-        s3: S3Server, raw: Any, bucket: str, tmp_path: Path) -> None:
+    s3: S3Server, raw: Any, bucket: str, tmp_path: Path
+) -> None:
     wav = tmp_path / "long.wav"
     with wav.open("wb") as f:  # a RIFF header, then 50 MB that differ from block to block
         f.write(b"RIFF" + (AUDIO_BYTES - 8).to_bytes(4, "little") + b"WAVE")
@@ -90,8 +91,10 @@ async def test_a_50_mb_audio_is_streamed_to_the_store_and_kept_byte_for_byte(
         tracemalloc.stop()
 
     assert effect.outcome == "delivered"
-    print(f"\narchiving a {AUDIO_BYTES / 1e6:.0f} MB audio: tracemalloc peak {peak / 1e6:.1f} MB, "
-          f"largest read {SpyFile.largest:,} bytes")
+    print(
+        f"\narchiving a {AUDIO_BYTES / 1e6:.0f} MB audio: tracemalloc peak {peak / 1e6:.1f} MB, "
+        f"largest read {SpyFile.largest:,} bytes"
+    )
     assert peak < 8_000_000 < AUDIO_BYTES / 6, f"peak {peak:,} bytes for a {AUDIO_BYTES:,}-byte audio"
     assert 0 < SpyFile.largest <= CHUNK_BYTES
 
@@ -112,7 +115,8 @@ async def test_a_50_mb_audio_is_streamed_to_the_store_and_kept_byte_for_byte(
 
 
 async def test_the_longest_accepted_bulletin_is_spoken_and_archived_in_bounded_memory(
-        s3: S3Server, raw: Any, bucket: str, tmp_path: Path) -> None:
+    s3: S3Server, raw: Any, bucket: str, tmp_path: Path
+) -> None:
     # The longest text the synthesiser accepts, real Vietnamese, through the loudspeaker's renderer
     # and its index to the archive, as the adapters run them.
     seed = (SHARED / "context" / "seed-article-vi.txt").read_text(encoding="utf-8")
@@ -134,8 +138,10 @@ async def test_the_longest_accepted_bulletin_is_spoken_and_archived_in_bounded_m
         tracemalloc.stop()
 
     size = wav.stat().st_size
-    print(f"\nlongest accepted bulletin: {len(text):,} characters, {audio.duration_s:,.0f} s of speech, "
-          f"{size / 1e6:.1f} MB of WAV; archived with a tracemalloc peak of {peak / 1e6:.1f} MB")
+    print(
+        f"\nlongest accepted bulletin: {len(text):,} characters, {audio.duration_s:,.0f} s of speech, "
+        f"{size / 1e6:.1f} MB of WAV; archived with a tracemalloc peak of {peak / 1e6:.1f} MB"
+    )
     assert effect.outcome == "delivered"
     assert peak < 8_000_000 < size / 10
     digest, stored, _ = streamed_digest(raw, bucket, prefix_of(doc["uri"]) + "v1/audio.wav")

@@ -11,10 +11,21 @@ import time
 from typing import Any
 
 import pytest
-
 from archive_s3_support import (
-    NAMES, NO_PRIOR, all_versions, bucket, command, config, current_keys, prefix_of, raw, s3, samples, started,
+    NAMES,
+    NO_PRIOR,
+    all_versions,
+    bucket,
+    command,
+    config,
+    current_keys,
+    prefix_of,
+    raw,
+    s3,
+    samples,
+    started,
 )
+
 from consumers.archive import ArchiveAdapter
 from consumers.base import Effect
 from consumers.errors import TransientDeliveryError
@@ -31,7 +42,9 @@ pytestmark = pytest.mark.timeout(900)
 
 
 async def test_store_unavailable_for_30s_retried_nothing_lost(s3: S3Server, raw: Any, bucket: str) -> None:
-    adapter = await started(s3, bucket, connect_timeout=1.0, read_timeout=2.0, max_attempts=1, retry_after_s=1.0)
+    adapter = await started(
+        s3, bucket, connect_timeout=1.0, read_timeout=2.0, max_attempts=1, retry_after_s=1.0
+    )
     commands = [command(doc) for doc in samples()]
     await adapter.deliver(commands[0], NO_PRIOR)
 
@@ -80,9 +93,14 @@ async def test_store_unavailable_for_30s_retried_nothing_lost(s3: S3Server, raw:
     assert len(all_versions(raw, bucket)) == len(expected)
 
 
-async def test_start_while_the_store_is_down_waits_instead_of_failing(s3: S3Server, raw: Any, bucket: str) -> None:
-    adapter = ArchiveAdapter(config(s3, bucket, connect_timeout=1.0, max_attempts=1,
-                                    start_retry_first_s=0.2, start_retry_cap_s=1.0))
+async def test_start_while_the_store_is_down_waits_instead_of_failing(
+    s3: S3Server, raw: Any, bucket: str
+) -> None:
+    adapter = ArchiveAdapter(
+        config(
+            s3, bucket, connect_timeout=1.0, max_attempts=1, start_retry_first_s=0.2, start_retry_cap_s=1.0
+        )
+    )
     s3.pause(mode="stop")  # connections refused, as while the store restarts
     try:
         starting = asyncio.create_task(adapter.start())

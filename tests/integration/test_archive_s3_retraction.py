@@ -12,12 +12,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from archive_s3_support import (
+    NAMES,
+    NO_PRIOR,
+    all_versions,
+    bucket,
+    command,
+    current_keys,
+    manifest,
+    prefix_of,
+    raw,
+    read,
+    retract,
+    s3,
+    samples,
+    started,
+    write_wav,
+)
 from botocore.exceptions import ClientError
 
-from archive_s3_support import (
-    NAMES, NO_PRIOR, all_versions, bucket, command, current_keys, manifest, prefix_of, raw, read, retract, s3, samples,
-    started, write_wav,
-)
 from consumers.archive import ArchiveConfigError
 from infra.s3.versitygw import S3Server
 from schemas.models import Action
@@ -32,8 +45,9 @@ pytestmark = pytest.mark.timeout(900)
 # --------------------------------------------------------------------------------------------
 
 
-async def test_retraction_leaves_markers_and_keeps_history(s3: S3Server, raw: Any, bucket: str,
-                                                           tmp_path: Path) -> None:
+async def test_retraction_leaves_markers_and_keeps_history(
+    s3: S3Server, raw: Any, bucket: str, tmp_path: Path
+) -> None:
     wav = write_wav(tmp_path / "a.wav")
     adapter = await started(s3, bucket, audio_lookup=lambda uri, version: wav)
     doc1 = samples()[0]
@@ -60,7 +74,11 @@ async def test_retraction_leaves_markers_and_keeps_history(s3: S3Server, raw: An
             assert "Tiêu đề" not in text
         else:
             marker = json.loads(body)
-            assert marker["takedown"] is True and marker["reason"] == reason and marker["message"] == "Bài viết đã được gỡ"
+            assert (
+                marker["takedown"] is True
+                and marker["reason"] == reason
+                and marker["message"] == "Bài viết đã được gỡ"
+            )
             assert marker["taken_down_at"].endswith("Z") and marker["uri"] == uri
         # History: the content is still there, by VersionId, byte for byte.
         versions = [v for v in all_versions(raw, bucket, key) if v["Key"] == key]
@@ -72,7 +90,11 @@ async def test_retraction_leaves_markers_and_keeps_history(s3: S3Server, raw: An
     m = manifest(raw, bucket, uri)
     assert m["status"] == "taken_down" and [v["version"] for v in m["versions"]] == [1, 2]
     [takedown] = m["takedowns"]
-    assert takedown["reason"] == reason and takedown["version"] == 3 and takedown["command_id"] == cmd.key.command_id()
+    assert (
+        takedown["reason"] == reason
+        and takedown["version"] == 3
+        and takedown["command_id"] == cmd.key.command_id()
+    )
     recorded = {o["key"]: o for o in takedown["objects"]}
     assert set(recorded) == set(public_keys)
     for key, (body, meta) in originals.items():
@@ -125,8 +147,10 @@ async def test_retraction_with_legal_hold(s3: S3Server, raw: Any, bucket: str) -
     with pytest.raises(ClientError) as refused:
         raw.delete_object(Bucket=bucket, Key=key, VersionId=content_version)
     assert refused.value.response["Error"]["Code"] == "AccessDenied"
-    assert read(raw, bucket, key, content_version)[0] == json.dumps(
-        doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    assert (
+        read(raw, bucket, key, content_version)[0]
+        == json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    )
     assert manifest(raw, bucket, doc["uri"])["takedowns"][0]["legal_hold"] is True
 
     # Legal hold asked of a bucket that was created without object lock: refused at start.
@@ -136,20 +160,24 @@ async def test_retraction_with_legal_hold(s3: S3Server, raw: Any, bucket: str) -
         await started(s3, plain, legal_hold=True)
 
 
-async def test_a_takedown_marker_on_an_unrecorded_version_survives_a_replay(s3: S3Server, raw: Any,
-                                                                             bucket: str) -> None:
+async def test_a_takedown_marker_on_an_unrecorded_version_survives_a_replay(
+    s3: S3Server, raw: Any, bucket: str
+) -> None:
     # New objects are written with If-None-Match first (no HEAD): a key that already holds a
     # takedown marker must refuse that write, and the publish must skip.
     adapter = await started(s3, bucket)
     doc = {**samples()[4], "version": "2"}
     await adapter.deliver(command(doc, Action.UPDATE), NO_PRIOR)
-    raw.delete_object(Bucket=bucket, Key=prefix_of(doc["uri"]) + "manifest.json")  # as if it was never written
+    raw.delete_object(
+        Bucket=bucket, Key=prefix_of(doc["uri"]) + "manifest.json"
+    )  # as if it was never written
     effect = await adapter.deliver(retract(doc["uri"], 1, "Gỡ"), NO_PRIOR)
     assert effect.detail["markers_written"] == len(NAMES)
     before = all_versions(raw, bucket)
     replay = await adapter.deliver(command(doc, Action.UPDATE), NO_PRIOR)
     assert replay.outcome == "skipped"
-    assert sorted((v["Key"], v["VersionId"]) for v in all_versions(raw, bucket)) == \
-        sorted((v["Key"], v["VersionId"]) for v in before)
+    assert sorted((v["Key"], v["VersionId"]) for v in all_versions(raw, bucket)) == sorted(
+        (v["Key"], v["VersionId"]) for v in before
+    )
     for name in NAMES:
         assert read(raw, bucket, f"{prefix_of(doc['uri'])}v2/{name}")[1]["Metadata"]["takedown"]

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import TYPHOON_ALERT, AlertServer, every_ward_alert
+
 from infra.kafka.tail import TopicTail
 from schemas.cap import MAX_CAP_BYTES
 from schemas.topics import Topic
@@ -48,9 +48,14 @@ def produced(alerts: TopicTail, identifier: str) -> list[Any]:
     return [r for r in alerts.records if r.key == identifier.encode()]
 
 
-@pytest.mark.parametrize("chunks", [None, [16_384], [1, 1460, 7, 65_536, 100]], ids=["content-length", "chunked-16k",
-                                                                                      "chunked-odd"])
-def test_a_national_alert_is_accepted_whole(server: AlertServer, alerts: TopicTail, chunks: list[int] | None) -> None:
+@pytest.mark.parametrize(
+    "chunks",
+    [None, [16_384], [1, 1460, 7, 65_536, 100]],
+    ids=["content-length", "chunked-16k", "chunked-odd"],
+)
+def test_a_national_alert_is_accepted_whole(
+    server: AlertServer, alerts: TopicTail, chunks: list[int] | None
+) -> None:
     identifier = ident()
     body = every_ward_alert(identifier)
     assert 200_000 < len(body) < MAX_CAP_BYTES
@@ -63,15 +68,18 @@ def test_a_national_alert_is_accepted_whole(server: AlertServer, alerts: TopicTa
 
 
 @pytest.mark.parametrize("chunks", [None, [65_536]], ids=["content-length", "chunked"])
-def test_a_body_past_the_limit_is_413_and_nothing_is_produced(server: AlertServer, alerts: TopicTail,
-                                                              chunks: list[int] | None) -> None:
+def test_a_body_past_the_limit_is_413_and_nothing_is_produced(
+    server: AlertServer, alerts: TopicTail, chunks: list[int] | None
+) -> None:
     identifier = ident()
     body = TYPHOON_ALERT.read_bytes().replace(b"VN-NCHMF-2026-0917-BAO05-01", identifier.encode())
     over = body + b" " * (MAX_CAP_BYTES + 1 - len(body))
     status, reply = server.request("POST", "/cap", over, chunks=chunks)
     assert status == 413 and reply["accepted"] is False
     assert reply["reason"].startswith("CAP alert too large") and str(MAX_CAP_BYTES) in reply["reason"]
-    status, reply = server.request("POST", "/cap", over[:MAX_CAP_BYTES], chunks=chunks)  # at the limit: accepted
+    status, reply = server.request(
+        "POST", "/cap", over[:MAX_CAP_BYTES], chunks=chunks
+    )  # at the limit: accepted
     assert status == 202, reply
     alerts.wait_for(lambda _: bool(produced(alerts, identifier)), timeout=60, what=identifier)
     alerts.settle(1.0)
@@ -101,15 +109,20 @@ def test_a_slow_parse_does_not_hold_up_other_requests(server: AlertServer, tmp_p
         health.append(time.perf_counter() - started)
         if not small_status:
             started = time.perf_counter()
-            small_status, reply = server.request("POST", "/cap", TYPHOON_ALERT.read_bytes()
-                                                 .replace(b"VN-NCHMF-2026-0917-BAO05-01", ident().encode()))
+            small_status, reply = server.request(
+                "POST",
+                "/cap",
+                TYPHOON_ALERT.read_bytes().replace(b"VN-NCHMF-2026-0917-BAO05-01", ident().encode()),
+            )
             small_s = time.perf_counter() - started
             assert small_status == 202, reply
             small_done_before_big = thread.is_alive()
         time.sleep(0.05)
     thread.join()
-    print(f"1 MB alert {done['big']:.2f}s; meanwhile a small alert {small_s:.3f}s, /healthz max {max(health):.3f}s "
-          f"over {len(health)} requests")
+    print(
+        f"1 MB alert {done['big']:.2f}s; meanwhile a small alert {small_s:.3f}s, /healthz max {max(health):.3f}s "
+        f"over {len(health)} requests"
+    )
     assert done["big"] > 0.5, "the big alert was checked too fast to tell anything"
     assert small_status == 202 and small_done_before_big, "the small alert waited for the big one"
     assert len(health) >= 3 and max(health) < done["big"] / 3, (max(health), done["big"])

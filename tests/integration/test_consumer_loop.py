@@ -34,18 +34,31 @@ def settings(kafka_bootstrap: str) -> Settings:
 def produce(settings: Settings, values: list[bytes]) -> None:
     producer = clients.producer(settings.kafka, acks="all")
     for i, value in enumerate(values):
-        producer.send(settings.topic(Topic.ENGAGEMENT_INBOUND), key=f"k{i}".encode(), value=value, partition=0)
+        producer.send(
+            settings.topic(Topic.ENGAGEMENT_INBOUND), key=f"k{i}".encode(), value=value, partition=0
+        )
     producer.flush()
     producer.close()
 
 
 def run_probe(settings: Settings, group: str) -> int:
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": settings.kafka.bootstrap, "LANTOA_TOPIC_PREFIX": settings.topic_prefix,
-           "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "LOOP_INPUT": settings.topic(Topic.ENGAGEMENT_INBOUND),
-           "LOOP_OUTPUT": settings.topic(Topic.RECEIPTS), "LOOP_GROUP": group,
-           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "integration" / "loop_probe.py")], cwd=ROOT, env=env,
-                          capture_output=True, timeout=150)
+    env = {
+        **os.environ,
+        "LANTOA_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "LANTOA_TOPIC_PREFIX": settings.topic_prefix,
+        "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "LOOP_INPUT": settings.topic(Topic.ENGAGEMENT_INBOUND),
+        "LOOP_OUTPUT": settings.topic(Topic.RECEIPTS),
+        "LOOP_GROUP": group,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "integration" / "loop_probe.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=150,
+    )
     return done.returncode
 
 
@@ -65,7 +78,10 @@ def test_a_record_that_raises_is_dead_lettered_and_the_partition_moves_on(settin
     assert (key, value) == (b"k2", b"raise")
     assert headers["dlq_stage"] == "poison" and headers["dlq_error_class"] == "ValueError"
     assert (headers["dlq_topic"], headers["dlq_partition"], headers["dlq_offset"]) == (
-        settings.topic(Topic.ENGAGEMENT_INBOUND), "0", "2")
+        settings.topic(Topic.ENGAGEMENT_INBOUND),
+        "0",
+        "2",
+    )
     assert "cannot copy record 2" in headers["dlq_reason"] and len(headers["dlq_traceback_sha256"]) == 64
     assert "loop_probe.py" in headers["dlq_traceback_last"]
 

@@ -30,8 +30,11 @@ from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 
-FAST = RuntimeConfig(policy=RetryPolicy(in_process=2, base_s=0.01, cap_s=0.05, max_attempts=4,
-                                        tiers=(("10s", 0.3), ("1m", 0.6), ("10m", 1.0))))
+FAST = RuntimeConfig(
+    policy=RetryPolicy(
+        in_process=2, base_s=0.01, cap_s=0.05, max_attempts=4, tiers=(("10s", 0.3), ("1m", 0.6), ("10m", 1.0))
+    )
+)
 
 
 class WorkerKilled(BaseException):
@@ -77,19 +80,31 @@ class ScriptedAdapter:
             raise WorkerKilled("worker killed after the effect, before its outcome was recorded")
         if kind == "lost" and self.calls[t] == 1:
             raise OutcomeUnknown("connection dropped after POST")
-        return Effect("deleted" if command.key.action is Action.RETRACT else "delivered", f"{t}#{len(self.effects)}")
+        return Effect(
+            "deleted" if command.key.action is Action.RETRACT else "delivered", f"{t}#{len(self.effects)}"
+        )
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         self.reconciles += 1
         for t, uri, version, action in self.effects:
-            if (t, uri, version, action) == (command.target, command.key.uri, command.key.version, command.key.action.value):
+            if (t, uri, version, action) == (
+                command.target,
+                command.key.uri,
+                command.key.version,
+                command.key.action.value,
+            ):
                 return Effect("delivered", f"{t}#found")
         return None
 
 
 def command(uri: str, target: str, version: int = 1, action: Action = Action.PUBLISH) -> Command:
-    return Command(IdempotencyKey(uri, version, Channel.FANPAGE, target, action), Priority.NORMAL,
-                   "2026-11-26T01:00:00Z", {"message": "x"}, published_at="2026-11-26T01:00:00Z")
+    return Command(
+        IdempotencyKey(uri, version, Channel.FANPAGE, target, action),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        {"message": "x"},
+        published_at="2026-11-26T01:00:00Z",
+    )
 
 
 @pytest.fixture
@@ -109,7 +124,9 @@ def produce(settings: Settings, commands: list[Command]) -> None:
     producer.close()
 
 
-async def run_until(runtime: DeliveryRuntime, settings: Settings, done: Any, timeout: float = 60.0) -> TopicTail:
+async def run_until(
+    runtime: DeliveryRuntime, settings: Settings, done: Any, timeout: float = 60.0
+) -> TopicTail:
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop))
     receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
@@ -136,20 +153,33 @@ def final(rs: list[dict[str, Any]], outcomes: set[str]) -> set[str]:
 
 async def test_each_command_has_exactly_one_effect_or_a_dead_letter(settings: Settings) -> None:
     uri = "urn:lantoa:article:rt"
-    targets = ["fanpage:ok-1", "fanpage:ok-2", "fanpage:flaky-1", "fanpage:verybusy-1", "fanpage:bad-1",
-               "fanpage:lost-1", "fanpage:busy-1"]
+    targets = [
+        "fanpage:ok-1",
+        "fanpage:ok-2",
+        "fanpage:flaky-1",
+        "fanpage:verybusy-1",
+        "fanpage:bad-1",
+        "fanpage:lost-1",
+        "fanpage:busy-1",
+    ]
     produce(settings, [command(uri, t) for t in targets])
     adapter = ScriptedAdapter()
     runtime = DeliveryRuntime(settings, adapter, FAST)
     good = set(targets) - {"fanpage:bad-1"}
-    await run_until(runtime, settings, lambda rs: final(rs, {"delivered"}) >= good and final(rs, {"failed"}) == {"fanpage:bad-1"})
+    await run_until(
+        runtime,
+        settings,
+        lambda rs: final(rs, {"delivered"}) >= good and final(rs, {"failed"}) == {"fanpage:bad-1"},
+    )
     assert Counter(t for t, *_ in adapter.effects) == Counter({t: 1 for t in good})
     assert adapter.reconciles >= 1  # the lost one was looked up, not resent
     dlq = TopicTail(settings.kafka, settings.topic(Topic.DEADLETTER))
     letters = dlq.wait_for(lambda recs: len(recs) >= 1, 30)
     headers = headers_to_dict(letters[0].headers)
     assert letters[0].key == b"fanpage:bad-1" and headers["dlq_reason"] == "invalid parameter (100)"
-    assert headers["dlq_topic"] == settings.topic(Topic.FANPAGE_COMMANDS) and headers["dlq_channel"] == "fanpage"
+    assert (
+        headers["dlq_topic"] == settings.topic(Topic.FANPAGE_COMMANDS) and headers["dlq_channel"] == "fanpage"
+    )
 
     # Replay everything with a fresh runtime (a restarted worker): the ledger says done.
     produce(settings, [command(uri, t) for t in targets])
@@ -166,21 +196,35 @@ async def test_each_command_has_exactly_one_effect_or_a_dead_letter(settings: Se
 
 async def test_an_older_version_never_overwrites_a_newer_one(settings: Settings) -> None:
     uri = "urn:lantoa:article:order"
-    produce(settings, [command(uri, "fanpage:ok-9", 2, Action.UPDATE), command(uri, "fanpage:ok-9", 1),
-                       command(uri, "fanpage:ok-8", 1), command(uri, "fanpage:ok-8", 1, Action.RETRACT),
-                       command(uri, "fanpage:ok-8", 1), command(uri, "fanpage:ok-7", 1, Action.RETRACT),
-                       command(uri, "fanpage:ok-7", 1)])
+    produce(
+        settings,
+        [
+            command(uri, "fanpage:ok-9", 2, Action.UPDATE),
+            command(uri, "fanpage:ok-9", 1),
+            command(uri, "fanpage:ok-8", 1),
+            command(uri, "fanpage:ok-8", 1, Action.RETRACT),
+            command(uri, "fanpage:ok-8", 1),
+            command(uri, "fanpage:ok-7", 1, Action.RETRACT),
+            command(uri, "fanpage:ok-7", 1),
+        ],
+    )
     adapter = ScriptedAdapter()
 
     def settled(rs: list[dict[str, Any]]) -> bool:
-        return len(rs) >= 7 and final(rs, {"deleted"}) >= {"fanpage:ok-8"} and final(rs, {"skipped"}) >= {"fanpage:ok-9", "fanpage:ok-7"}
+        return (
+            len(rs) >= 7
+            and final(rs, {"deleted"}) >= {"fanpage:ok-8"}
+            and final(rs, {"skipped"}) >= {"fanpage:ok-9", "fanpage:ok-7"}
+        )
 
     await run_until(DeliveryRuntime(settings, adapter, FAST), settings, settled)
     assert ("fanpage:ok-9", uri, 2, "update") in adapter.effects
     assert ("fanpage:ok-9", uri, 1, "publish") not in adapter.effects  # v1 arriving after v2: skipped
     # publish, retract, then the same publish again (a replay): acknowledged, never re-posted
-    assert [e for e in adapter.effects if e[0] == "fanpage:ok-8"] == [("fanpage:ok-8", uri, 1, "publish"),
-                                                                       ("fanpage:ok-8", uri, 1, "retract")]
+    assert [e for e in adapter.effects if e[0] == "fanpage:ok-8"] == [
+        ("fanpage:ok-8", uri, 1, "publish"),
+        ("fanpage:ok-8", uri, 1, "retract"),
+    ]
     # a retraction that overtook its publication: the late publication is not aired
     assert [e for e in adapter.effects if e[0] == "fanpage:ok-7"] == [("fanpage:ok-7", uri, 1, "retract")]
 
@@ -219,7 +263,9 @@ async def test_a_batch_writes_its_intents_once_before_its_effects(settings: Sett
     assert 0 not in adapter.sends_at_effect  # no effect before the first acknowledged send
     ledger = Ledger(settings.topic(Topic.ledger(Channel.FANPAGE)))
     await ledger.load(settings.kafka, set(range(settings.partitions(Topic.ledger(Channel.FANPAGE)))), "t")
-    states = Counter(e["state"] for p in ledger.owned() for k, _ in ledger.items(p) if (e := ledger.command(p, k)))
+    states = Counter(
+        e["state"] for p in ledger.owned() for k, _ in ledger.items(p) if (e := ledger.command(p, k))
+    )
     assert states == Counter({"done": 60})
 
 
@@ -235,7 +281,8 @@ async def test_a_worker_killed_between_intent_and_outcome_reconciles_on_restart(
 
     # The restarted worker gets the uncommitted batch again; the platform still has the effect.
     again = ScriptedAdapter(adapter.effects)
-    await run_until(DeliveryRuntime(settings, again, FAST), settings,
-                    lambda rs: final(rs, {"delivered"}) >= set(targets))
+    await run_until(
+        DeliveryRuntime(settings, again, FAST), settings, lambda rs: final(rs, {"delivered"}) >= set(targets)
+    )
     assert again.reconciles >= 1  # its intent was durable: looked up, not resent
     assert Counter(t for t, *_ in adapter.effects) == Counter({t: 1 for t in targets})

@@ -22,8 +22,16 @@ from kafka import TopicPartition
 from consumers.base import Effect, Prior
 from consumers.ledger import Ledger, epoch_s, live_key
 from consumers.runtime import DeliveryRuntime
-from infra.grow import (GrowRefused, PartitionMismatch, adapter_group, channel_topics, current_partitions,
-                        producer_seeing, grow_channel, read_ledger)
+from infra.grow import (
+    GrowRefused,
+    PartitionMismatch,
+    adapter_group,
+    channel_topics,
+    current_partitions,
+    grow_channel,
+    producer_seeing,
+    read_ledger,
+)
 from infra.kafka import clients
 from infra.kafka.partitioning import partition_for
 from infra.topics import GrowRequired, apply_topics
@@ -37,24 +45,52 @@ TARGETS = [f"fanpage:p{i}" for i in range(40)]
 
 def settings_for(bootstrap: str, prefix: str, n: int) -> Settings:
     counts = ",".join(f"{t.value}={n}" for t in channel_topics(CHANNEL))
-    return Settings.from_env({"LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-                              "LANTOA_PARTITIONS": counts})
+    return Settings.from_env(
+        {"LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix, "LANTOA_PARTITIONS": counts}
+    )
 
 
 def entries(target: str) -> list[tuple[bytes, dict[str, Any]]]:
     cid = f"cid-{target}"
-    return [(cid.encode(), {"kind": "command", "command_id": cid, "uri": "urn:g", "version": 1, "target": target,
-                            "action": "publish", "state": "done", "outcome": "delivered", "external_id": f"post-{target}",
-                            "attempts": 1, "at": "2026-11-26T01:00:00Z"}),
-            (live_key("urn:g", target).encode(), {"kind": "live", "uri": "urn:g", "version": 1, "target": target,
-                                                  "external_id": f"post-{target}", "retracted": False,
-                                                  "at": "2026-11-26T01:00:00Z", "detail": {}})]
+    return [
+        (
+            cid.encode(),
+            {
+                "kind": "command",
+                "command_id": cid,
+                "uri": "urn:g",
+                "version": 1,
+                "target": target,
+                "action": "publish",
+                "state": "done",
+                "outcome": "delivered",
+                "external_id": f"post-{target}",
+                "attempts": 1,
+                "at": "2026-11-26T01:00:00Z",
+            },
+        ),
+        (
+            live_key("urn:g", target).encode(),
+            {
+                "kind": "live",
+                "uri": "urn:g",
+                "version": 1,
+                "target": target,
+                "external_id": f"post-{target}",
+                "retracted": False,
+                "at": "2026-11-26T01:00:00Z",
+                "detail": {},
+            },
+        ),
+    ]
 
 
 def write(s: Settings, records: list[tuple[int, bytes, bytes | None]]) -> None:
     producer = producer_seeing(s, s.topic(Topic.ledger(CHANNEL)), max(p for p, _, _ in records) + 1)
     try:
-        for f in [producer.send(s.topic(Topic.ledger(CHANNEL)), key=k, value=v, partition=p) for p, k, v in records]:
+        for f in [
+            producer.send(s.topic(Topic.ledger(CHANNEL)), key=k, value=v, partition=p) for p, k, v in records
+        ]:
             f.get(timeout=30)
     finally:
         producer.close()
@@ -105,7 +141,13 @@ def test_grow_moves_the_ledger_with_the_topics_and_a_second_run_moves_nothing(ka
     s2 = settings_for(kafka_bootstrap, prefix, 2)
     apply_topics(s2)
     written = {key: value for t in TARGETS for key, value in entries(t)}
-    write(s2, [(partition_for(command_key(CHANNEL, v["target"]), 2), k, orjson.dumps(v)) for k, v in written.items()])
+    write(
+        s2,
+        [
+            (partition_for(command_key(CHANNEL, v["target"]), 2), k, orjson.dumps(v))
+            for k, v in written.items()
+        ],
+    )
     write(s2, [(1, b"junk", b"not json")])  # unreadable: stays where it is
     assert refuses(s2) is None
 
@@ -115,8 +157,12 @@ def test_grow_moves_the_ledger_with_the_topics_and_a_second_run_moves_nothing(ka
         apply_topics(s5)
     assert set(counts(s5).values()) == {2}  # apply changed nothing
 
-    should_move = sum(1 for v in written.values()
-                      if partition_for(command_key(CHANNEL, v["target"]), 5) != partition_for(command_key(CHANNEL, v["target"]), 2))
+    should_move = sum(
+        1
+        for v in written.values()
+        if partition_for(command_key(CHANNEL, v["target"]), 5)
+        != partition_for(command_key(CHANNEL, v["target"]), 2)
+    )
     assert should_move > 0
     report = grow_channel(s5, CHANNEL, 5)
     assert (report.moved, report.kept, report.unplaceable) == (should_move, len(written) - should_move, 1)
@@ -138,17 +184,32 @@ def test_an_interrupted_grow_keeps_adapters_out_and_a_rerun_finishes_it(kafka_bo
     s3 = settings_for(kafka_bootstrap, prefix, 3)
     apply_topics(s3)
     written = {key: value for t in TARGETS for key, value in entries(t)}
-    write(s3, [(partition_for(command_key(CHANNEL, v["target"]), 3), k, orjson.dumps(v)) for k, v in written.items()])
+    write(
+        s3,
+        [
+            (partition_for(command_key(CHANNEL, v["target"]), 3), k, orjson.dumps(v))
+            for k, v in written.items()
+        ],
+    )
     # Halfway through a grow to 7: ledger and retries raised, half of the copies written, no tombstone.
     s7 = settings_for(kafka_bootstrap, prefix, 7)
     admin = clients.admin(s7.kafka)
     try:
-        admin.create_partitions({s7.topic(t): 7 for t in channel_topics(CHANNEL) if t is not Topic.commands(CHANNEL)})
+        admin.create_partitions(
+            {s7.topic(t): 7 for t in channel_topics(CHANNEL) if t is not Topic.commands(CHANNEL)}
+        )
     finally:
         admin.close()
-    moving = [(k, v) for k, v in written.items()
-              if partition_for(command_key(CHANNEL, v["target"]), 7) != partition_for(command_key(CHANNEL, v["target"]), 3)]
-    write(s7, [(partition_for(command_key(CHANNEL, v["target"]), 7), k, orjson.dumps(v)) for k, v in moving[::2]])
+    moving = [
+        (k, v)
+        for k, v in written.items()
+        if partition_for(command_key(CHANNEL, v["target"]), 7)
+        != partition_for(command_key(CHANNEL, v["target"]), 3)
+    ]
+    write(
+        s7,
+        [(partition_for(command_key(CHANNEL, v["target"]), 7), k, orjson.dumps(v)) for k, v in moving[::2]],
+    )
     refusal = refuses(s7)
     assert refusal is not None and "has 3 partitions, configuration says 7" in refusal
     assert "`lantoa topics grow fanpage 7`" in refusal
@@ -156,8 +217,9 @@ def test_an_interrupted_grow_keeps_adapters_out_and_a_rerun_finishes_it(kafka_bo
     report = grow_channel(s7, CHANNEL, 7)
     assert report.moved == len(moving) and report.raised == {s7.topic(Topic.commands(CHANNEL)): (3, 7)}
     where = placement(s7)
-    assert {k: where[k] for k in written} == {k: [partition_for(command_key(CHANNEL, v["target"]), 7)]
-                                             for k, v in written.items()}
+    assert {k: where[k] for k in written} == {
+        k: [partition_for(command_key(CHANNEL, v["target"]), 7)] for k, v in written.items()
+    }
     assert refuses(s7) is None
 
 
@@ -165,8 +227,12 @@ def test_grow_refuses_while_an_adapter_is_in_the_group(kafka_bootstrap: str) -> 
     prefix = f"gm{uuid.uuid4().hex[:6]}."
     s1 = settings_for(kafka_bootstrap, prefix, 1)
     apply_topics(s1)
-    member = clients.consumer(s1.kafka, s1.topic(Topic.commands(CHANNEL)), group_id=adapter_group(s1, CHANNEL),
-                              enable_auto_commit=False)
+    member = clients.consumer(
+        s1.kafka,
+        s1.topic(Topic.commands(CHANNEL)),
+        group_id=adapter_group(s1, CHANNEL),
+        enable_auto_commit=False,
+    )
     try:
         for _ in range(20):
             member.poll(timeout_ms=500)

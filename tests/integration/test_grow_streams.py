@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import orjson
 import pytest
-
 from helpers import article_doc, encode_doc
+
 from infra.grow import STREAMS_FAMILY, GrowRefused, PartitionMismatch, current_partitions, grow, read_latest
 from infra.kafka import clients
 from infra.kafka.partitioning import partition_for
@@ -36,9 +36,16 @@ PLACES = [{"name": "Ba Đình", "uri": "urn:lantoa:place:ward:4"}]
 
 def settings_for(bootstrap: str, prefix: str, data: str, n: int) -> Settings:
     counts = ",".join(f"{t.value}={n}" for t in STREAMS_FAMILY.topics)
-    return Settings.from_env({"LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-                              "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_DATA_DIR": data,
-                              "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000", "LANTOA_PARTITIONS": counts})
+    return Settings.from_env(
+        {
+            "LANTOA_KAFKA_BOOTSTRAP": bootstrap,
+            "LANTOA_TOPIC_PREFIX": prefix,
+            "LANTOA_APP_ID": f"{prefix}streams",
+            "LANTOA_DATA_DIR": data,
+            "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+            "LANTOA_PARTITIONS": counts,
+        }
+    )
 
 
 async def run_until(worker: StreamWorker, done: Callable[[], object], timeout: float = 90.0) -> None:
@@ -56,13 +63,19 @@ async def run_until(worker: StreamWorker, done: Callable[[], object], timeout: f
 
 def fanned_out(tail: TopicTail, version: int, uris: list[str]) -> Callable[[], object]:
     """A wait until the archive command of ``version`` of every uri is on the topic."""
-    return lambda: tail.wait_for(lambda recs: {orjson.loads(r.value)["uri"] for r in recs
-                                               if orjson.loads(r.value)["version"] == version} >= set(uris),
-                                 90, f"version {version} fanned out")
+    return lambda: tail.wait_for(
+        lambda recs: (
+            {orjson.loads(r.value)["uri"] for r in recs if orjson.loads(r.value)["version"] == version}
+            >= set(uris)
+        ),
+        90,
+        f"version {version} fanned out",
+    )
 
 
 async def test_grow_streams_moves_article_states_and_a_revision_after_it_is_an_update(
-        kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     prefix = f"gs{uuid.uuid4().hex[:6]}."
     data = str(tmp_path_factory.mktemp("gs"))
     s2 = settings_for(kafka_bootstrap, prefix, data, 2)
@@ -84,7 +97,9 @@ async def test_grow_streams_moves_article_states_and_a_revision_after_it_is_an_u
         client.close()
 
     s5 = settings_for(kafka_bootstrap, prefix, data, 5)
-    with pytest.raises(PartitionMismatch, match=r"has 2 partitions, configuration says 5.*`lantoa topics grow streams 5`"):
+    with pytest.raises(
+        PartitionMismatch, match=r"has 2 partitions, configuration says 5.*`lantoa topics grow streams 5`"
+    ):
         await StreamWorker(s5).check_partitions()
     with pytest.raises(GrowRequired, match="lantoa topics grow streams 5"):
         apply_topics(s5)
@@ -119,7 +134,10 @@ async def test_grow_streams_moves_article_states_and_a_revision_after_it_is_an_u
         client.close()
         commands.close()
     mine = [c for c in seen if c["uri"] in uris]
-    assert sorted((c["uri"], c["version"]) for c in mine) == sorted((u, v) for u in uris for v in (1, 2)), \
+    assert sorted((c["uri"], c["version"]) for c in mine) == sorted((u, v) for u in uris for v in (1, 2)), (
         "a version was fanned out twice, or not at all"
+    )
     assert {c["action"] for c in mine if c["version"] == 1} == {"publish"}
-    assert {c["action"] for c in mine if c["version"] == 2} == {"update"}, "a revision was taken for a new article"
+    assert {c["action"] for c in mine if c["version"] == 2} == {"update"}, (
+        "a revision was taken for a new article"
+    )

@@ -72,8 +72,7 @@ def _drain(consumer: KafkaConsumer, expected: int, timeout: float = 30.0) -> lis
 
 def _read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
     """Read partition 0 from the beginning without a consumer group."""
-    consumer = clients.consumer(KafkaConnection(bootstrap), enable_auto_commit=False, group_id=None
-    )
+    consumer = clients.consumer(KafkaConnection(bootstrap), enable_auto_commit=False, group_id=None)
     try:
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
@@ -92,7 +91,9 @@ def test_produce_consume_survives_restart(broker: KafkaBroker) -> None:
 
     # Consume through a consumer group (exercises the group coordinator and
     # __consumer_offsets) and commit.
-    consumer = clients.consumer(KafkaConnection(bootstrap), topic,
+    consumer = clients.consumer(
+        KafkaConnection(bootstrap),
+        topic,
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from kafka.errors import KafkaConnectionError, NotEnoughReplicasError
 
 from infra.kafka import clients
@@ -66,8 +65,9 @@ def test_three_members_replicate_and_survive_one_killed(cluster: KafkaCluster) -
         producer.send(topic, key=b"k", value=b"after").get(timeout=30)
     finally:
         producer.close()
-    consumer = clients.consumer(conn, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
-                                consumer_timeout_ms=5000)
+    consumer = clients.consumer(
+        conn, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=5000
+    )
     try:
         consumer.subscribe([topic])
         values = [r.value.decode() for r in consumer]
@@ -84,7 +84,9 @@ def test_min_insync_replicas_refuses_an_acks_all_write_kept_on_one_copy(cluster:
     topic = f"it-cluster-isr-{uuid.uuid4().hex[:8]}"
     admin = clients.admin(conn, client_id="it-cluster-admin")
     try:
-        admin.create_topics({topic: {"assignments": {0: [1, 2]}}}, wait_for_metadata=True)  # nodes 1 and 2 only
+        admin.create_topics(
+            {topic: {"assignments": {0: [1, 2]}}}, wait_for_metadata=True
+        )  # nodes 1 and 2 only
     finally:
         admin.close()
     producer = clients.producer(conn, acks="all", retries=0, request_timeout_ms=5000, max_block_ms=10000)

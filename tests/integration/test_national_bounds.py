@@ -16,16 +16,17 @@ from typing import Any
 
 import orjson
 import pytest
-
-
 from helpers import article_doc, ce_headers, encode_doc
+
 from producers.targets import local_registry
 from schemas.article import BODY_MAX_CHARS, HEADLINE_MAX_CHARS, SUMMARY_MAX_CHARS, URI_MAX_CHARS
 from schemas.errors import InvalidContent
 from schemas.topics import Channel, Topic
 from streams.routing import RouteInput, route
 
-SENTENCE = "Ủy ban nhân dân tỉnh thông báo lịch tiêm chủng mở rộng cho trẻ em dưới năm tuổi tại các trạm y tế xã. "
+SENTENCE = (
+    "Ủy ban nhân dân tỉnh thông báo lịch tiêm chủng mở rộng cho trẻ em dưới năm tuổi tại các trạm y tế xã. "
+)
 SUBJECT = [{"name": "Chuyển đổi số", "uri": "urn:lantoa:subject:chuyen-doi-so"}]
 # What the worker may hold at its peak for the largest accepted national article: the ~45 MB of
 # its 3,321 loudspeaker commands once in the handler's output and once in the producer's buffers,
@@ -38,10 +39,13 @@ def text(n: int) -> str:
 
 
 def national(uri: str, summary: int = SUMMARY_MAX_CHARS) -> dict[str, Any]:
-    return article_doc(uri, headlines=[{"role": "main", "value": text(HEADLINE_MAX_CHARS)}],
-                       descriptions=[{"role": "summary", "contentType": "text/plain", "value": text(summary)}],
-                       bodies=[{"role": "main", "contentType": "text/plain", "value": text(BODY_MAX_CHARS)}],
-                       subjects=SUBJECT)
+    return article_doc(
+        uri,
+        headlines=[{"role": "main", "value": text(HEADLINE_MAX_CHARS)}],
+        descriptions=[{"role": "summary", "contentType": "text/plain", "value": text(summary)}],
+        bodies=[{"role": "main", "contentType": "text/plain", "value": text(BODY_MAX_CHARS)}],
+        subjects=SUBJECT,
+    )
 
 
 def vm_kb(pid: int, key: str) -> int:
@@ -59,8 +63,12 @@ def of(records: list[Any], uri: str) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(300)
 def test_a_national_article_at_the_bounds_fans_out_and_one_past_them_is_dead_lettered(pipeline: Any) -> None:
-    expected = {c: len(ts) for c, ts in route(RouteInput((), ("urn:lantoa:subject:chuyen-doi-so",)),
-                                               local_registry(pipeline.settings)).items()}
+    expected = {
+        c: len(ts)
+        for c, ts in route(
+            RouteInput((), ("urn:lantoa:subject:chuyen-doi-so",)), local_registry(pipeline.settings)
+        ).items()
+    }
     assert expected[Channel.LOUDSPEAKER] == 3321 and expected[Channel.ZALO] > 0
     receipts = pipeline.reader(Topic.RECEIPTS)
     loudspeaker = pipeline.reader(Topic.LOUDSPEAKER_COMMANDS)
@@ -68,24 +76,36 @@ def test_a_national_article_at_the_bounds_fans_out_and_one_past_them_is_dead_let
     # Warm-up: a small national article, so the figure below is the large article's, not the start's.
     warm = f"urn:lantoa:article:warm-{uuid.uuid4().hex[:8]}"
     pipeline.client.publish(encode_doc(national(warm, summary=200)))
-    receipts.wait_for(lambda recs: any(r["outcome"] == "routed" for r in of(recs, warm)), 120, "the warm-up fan-out")
-    loudspeaker.wait_for(lambda recs: sum(1 for r in recs if orjson.loads(r.value)["uri"] == warm) == 3321, 120,
-                         "the warm-up's zones")
+    receipts.wait_for(
+        lambda recs: any(r["outcome"] == "routed" for r in of(recs, warm)), 120, "the warm-up fan-out"
+    )
+    loudspeaker.wait_for(
+        lambda recs: sum(1 for r in recs if orjson.loads(r.value)["uri"] == warm) == 3321,
+        120,
+        "the warm-up's zones",
+    )
     rest_mb = vm_kb(pipeline.proc.pid, "VmHWM") / 1024
 
     uri = ("urn:lantoa:article:national-" + uuid.uuid4().hex + "-" + "x" * URI_MAX_CHARS)[:URI_MAX_CHARS]
     raw = encode_doc(national(uri))
     sent = pipeline.client.publish(raw)
     assert sent.uri == uri
-    receipts.wait_for(lambda recs: any(r["outcome"] == "routed" for r in of(recs, uri)), 120, "the national fan-out")
+    receipts.wait_for(
+        lambda recs: any(r["outcome"] == "routed" for r in of(recs, uri)), 120, "the national fan-out"
+    )
     zone_commands = loudspeaker.wait_for(
-        lambda recs: sum(1 for r in recs if orjson.loads(r.value)["uri"] == uri) == 3321, 120, "every zone's command")
+        lambda recs: sum(1 for r in recs if orjson.loads(r.value)["uri"] == uri) == 3321,
+        120,
+        "every zone's command",
+    )
     peak_mb = vm_kb(pipeline.proc.pid, "VmHWM") / 1024
     ours = [r for r in zone_commands if orjson.loads(r.value)["uri"] == uri]
     command_mb = sum(len(r.value) for r in ours) / 1e6
-    print(f"national article at the bounds: record {len(raw):,} bytes, {len(ours)} loudspeaker commands "
-          f"{command_mb:.1f} MB (largest {max(len(r.value) for r in ours):,} bytes); "
-          f"worker VmHWM {rest_mb:.0f} MB after the warm-up, {peak_mb:.0f} MB after the article")
+    print(
+        f"national article at the bounds: record {len(raw):,} bytes, {len(ours)} loudspeaker commands "
+        f"{command_mb:.1f} MB (largest {max(len(r.value) for r in ours):,} bytes); "
+        f"worker VmHWM {rest_mb:.0f} MB after the warm-up, {peak_mb:.0f} MB after the article"
+    )
     assert command_mb < 50
     assert peak_mb < PEAK_MB, f"the worker peaked at {peak_mb:.0f} MB"
 
@@ -96,8 +116,10 @@ def test_a_national_article_at_the_bounds_fans_out_and_one_past_them_is_dead_let
     assert {r["channel"] for r in refused} == {"zalo"} and len(refused) == expected[Channel.ZALO]
     assert all("zalo text of" in r["reason"] and r["target"] for r in refused)
     fanpage = pipeline.reader(Topic.FANPAGE_COMMANDS).wait_for(
-        lambda recs: sum(1 for r in recs if orjson.loads(r.value)["uri"] == uri) == expected[Channel.FANPAGE], 60,
-        "the fanpages' commands")
+        lambda recs: sum(1 for r in recs if orjson.loads(r.value)["uri"] == uri) == expected[Channel.FANPAGE],
+        60,
+        "the fanpages' commands",
+    )
     assert fanpage
 
     # One character past the summary bound: the client refuses it, and sent anyway it is dead-lettered.
@@ -105,12 +127,17 @@ def test_a_national_article_at_the_bounds_fans_out_and_one_past_them_is_dead_let
     doc = national(over, summary=SUMMARY_MAX_CHARS + 1)
     with pytest.raises(InvalidContent, match="summary of 8,001 characters exceeds the 8,000-character limit"):
         pipeline.client.publish(encode_doc(doc))
-    pipeline.client.send_raw(over.encode(), encode_doc(doc), [(k, v.encode()) for k, v in ce_headers().items()])
-    dead = pipeline.reader(Topic.DEADLETTER).wait_for(lambda recs: any(r.key == over.encode() for r in recs), 60,
-                                                      "the dead letter")
+    pipeline.client.send_raw(
+        over.encode(), encode_doc(doc), [(k, v.encode()) for k, v in ce_headers().items()]
+    )
+    dead = pipeline.reader(Topic.DEADLETTER).wait_for(
+        lambda recs: any(r.key == over.encode() for r in recs), 60, "the dead letter"
+    )
     [letter] = [r for r in dead if r.key == over.encode()]
     headers = {k: v.decode() for k, v in letter.headers}
     assert headers["dlq_reason"] == "summary of 8,001 characters exceeds the 8,000-character limit"
-    receipts.wait_for(lambda recs: any(r["outcome"] == "dead_lettered" for r in of(recs, over)), 60, "its receipt")
+    receipts.wait_for(
+        lambda recs: any(r["outcome"] == "dead_lettered" for r in of(recs, over)), 60, "its receipt"
+    )
     assert not [r for r in loudspeaker.poll() if orjson.loads(r.value)["uri"] == over]
     assert pipeline.alive(), pipeline.log_tail()

@@ -15,8 +15,8 @@ import uuid
 from typing import Any
 
 import orjson
-
 from helpers import article_doc, ce_headers, encode_doc
+
 from infra.kafka import clients
 from producers import deadletters as dl
 from schemas.codec import headers_to_dict
@@ -33,20 +33,31 @@ def ce(**extra: str) -> list[tuple[str, bytes]]:
 def wait_receipt(pipeline: Any, uri: str, outcome: str, timeout: float = 90.0) -> None:
     pipeline.reader(Topic.RECEIPTS).wait_for(
         lambda recs: any(r.key == uri.encode() and orjson.loads(r.value)["outcome"] == outcome for r in recs),
-        timeout, f"receipt {outcome} for {uri}")
+        timeout,
+        f"receipt {outcome} for {uri}",
+    )
 
 
 def forged(pipeline: Any) -> list[tuple[str, bytes]]:
-    return [("dlq_topic", pipeline.settings.topic(Topic.RECEIPTS).encode()), ("dlq_partition", b"0"),
-            ("dlq_offset", b"0"), ("dlq_attempts", b"abc"), ("dlq_first_seen", b"2001-01-01T00:00:00Z"),
-            ("retry_due_at", b"1e400"), ("retry_attempt", b"x"), ("replay", b"forged")]
+    return [
+        ("dlq_topic", pipeline.settings.topic(Topic.RECEIPTS).encode()),
+        ("dlq_partition", b"0"),
+        ("dlq_offset", b"0"),
+        ("dlq_attempts", b"abc"),
+        ("dlq_first_seen", b"2001-01-01T00:00:00Z"),
+        ("retry_due_at", b"1e400"),
+        ("retry_attempt", b"x"),
+        ("replay", b"forged"),
+    ]
 
 
 def test_forged_internal_headers_are_stripped_at_the_edge(pipeline: Any) -> None:
     bad = f"urn:lantoa:article:forged-bad-{uuid.uuid4().hex[:6]}"
     good = f"urn:lantoa:article:forged-good-{uuid.uuid4().hex[:6]}"
     pipeline.client.send_raw(bad.encode(), b"{not json", ce() + forged(pipeline))
-    pipeline.client.send_raw(good.encode(), encode_doc(article_doc(good, 1, places=WARD)), ce() + forged(pipeline))
+    pipeline.client.send_raw(
+        good.encode(), encode_doc(article_doc(good, 1, places=WARD)), ce() + forged(pipeline)
+    )
     dlq = pipeline.reader(Topic.DEADLETTER)
     dlq.wait_for(lambda recs: any(r.key == bad.encode() for r in recs), 60, "the dead letter")
     letter = headers_to_dict(next(r for r in dlq.records if r.key == bad.encode()).headers)
@@ -63,8 +74,15 @@ def put_dead_letters(pipeline: Any, letters: list[tuple[str, bytes, bytes, list[
     producer = clients.producer(pipeline.settings.kafka, acks="all")
     try:
         for origin, key, value, headers in letters:
-            dlh = dead_letter_headers(headers, topic=origin, partition=0, offset=1, reason="was bad then",
-                                      stage="validate", now_iso="2026-11-26T01:00:00.000Z")
+            dlh = dead_letter_headers(
+                headers,
+                topic=origin,
+                partition=0,
+                offset=1,
+                reason="was bad then",
+                stage="validate",
+                now_iso="2026-11-26T01:00:00.000Z",
+            )
             producer.send(pipeline.settings.topic(Topic.DEADLETTER), key=key, value=value, headers=dlh)
         producer.flush()
     finally:
@@ -73,21 +91,33 @@ def put_dead_letters(pipeline: Any, letters: list[tuple[str, bytes, bytes, list[
 
 def test_replay_refuses_forged_origins_and_invalid_records_and_sends_valid_ones_home(pipeline: Any) -> None:
     tag = uuid.uuid4().hex[:6]
-    forged_uri, valid_uri, edited_uri = (f"urn:lantoa:article:replay-{n}-{tag}" for n in ("forged", "valid", "edited"))
+    forged_uri, valid_uri, edited_uri = (
+        f"urn:lantoa:article:replay-{n}-{tag}" for n in ("forged", "valid", "edited")
+    )
     articles = pipeline.settings.topic(Topic.CMS_ARTICLES)
     receipts = pipeline.settings.topic(Topic.RECEIPTS)
-    put_dead_letters(pipeline, [
-        (receipts, forged_uri.encode(), encode_doc(article_doc(forged_uri, 1, places=WARD)), ce()),
-        (articles, valid_uri.encode(), encode_doc(article_doc(valid_uri, 1, places=WARD)), ce()),
-        (articles, edited_uri.encode(), encode_doc(article_doc(edited_uri, 1, headlines="edited")), ce()),
-    ])
+    put_dead_letters(
+        pipeline,
+        [
+            (receipts, forged_uri.encode(), encode_doc(article_doc(forged_uri, 1, places=WARD)), ce()),
+            (articles, valid_uri.encode(), encode_doc(article_doc(valid_uri, 1, places=WARD)), ce()),
+            (articles, edited_uri.encode(), encode_doc(article_doc(edited_uri, 1, headlines="edited")), ce()),
+        ],
+    )
     keys = {forged_uri.encode(), valid_uri.encode(), edited_uri.encode()}
-    pipeline.reader(Topic.DEADLETTER).wait_for(lambda recs: keys <= {r.key for r in recs}, 60, "the three dead letters")
+    pipeline.reader(Topic.DEADLETTER).wait_for(
+        lambda recs: keys <= {r.key for r in recs}, 60, "the three dead letters"
+    )
     mine = {d.key: d for d in dl.read_all(pipeline.settings) if d.key in keys}
 
-    dry = {x.letter.key: x for x in dl.replay(pipeline.settings, list(mine.values()), dry_run=True, progress=False)}
+    dry = {
+        x.letter.key: x
+        for x in dl.replay(pipeline.settings, list(mine.values()), dry_run=True, progress=False)
+    }
     decisions = {x.letter.key: x for x in dl.replay(pipeline.settings, list(mine.values()), progress=False)}
-    assert {k: (x.topic, x.reason) for k, x in dry.items()} == {k: (x.topic, x.reason) for k, x in decisions.items()}
+    assert {k: (x.topic, x.reason) for k, x in dry.items()} == {
+        k: (x.topic, x.reason) for k, x in decisions.items()
+    }
 
     refused = decisions[forged_uri.encode()]
     assert refused.topic is None and not refused.sent and receipts in (refused.reason or "")

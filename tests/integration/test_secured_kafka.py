@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from helpers import SHARED, sample_paths
 
 from consumers.fanpage import article_marker
-from helpers import SHARED, sample_paths
 from infra.kafka.broker import KafkaBroker
 from infra.kafka.listener import SecuredListener
 from infra.kafka.tail import TopicTail
@@ -76,28 +76,50 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     with S3Server() as server:
         creds = tmp_path_factory.mktemp("s3") / "credentials"
         write_credentials_file(creds, server.access_key, server.secret_key)
-        yield {"LANTOA_S3_ENDPOINT": server.endpoint_url, "LANTOA_S3_BUCKET": "lantoa-archive",
-               "LANTOA_S3_REGION": server.region, "LANTOA_S3_CREDENTIALS_FILE": str(creds),
-               "LANTOA_S3_ADDRESSING_STYLE": "path"}
+        yield {
+            "LANTOA_S3_ENDPOINT": server.endpoint_url,
+            "LANTOA_S3_BUCKET": "lantoa-archive",
+            "LANTOA_S3_REGION": server.region,
+            "LANTOA_S3_CREDENTIALS_FILE": str(creds),
+            "LANTOA_S3_ADDRESSING_STYLE": "path",
+        }
 
 
 def ssl_env(broker: KafkaBroker, certs: CertificateSet) -> dict[str, str]:
-    return {"LANTOA_KAFKA_BOOTSTRAP": broker.secured_bootstrap, "LANTOA_SECURITY_PROTOCOL": "SSL",
-            "LANTOA_SSL_CAFILE": str(certs.ca.cert), "LANTOA_SSL_CERTFILE": str(certs.client.cert),
-            "LANTOA_SSL_KEYFILE": str(certs.client.key)}
+    return {
+        "LANTOA_KAFKA_BOOTSTRAP": broker.secured_bootstrap,
+        "LANTOA_SECURITY_PROTOCOL": "SSL",
+        "LANTOA_SSL_CAFILE": str(certs.ca.cert),
+        "LANTOA_SSL_CERTFILE": str(certs.client.cert),
+        "LANTOA_SSL_KEYFILE": str(certs.client.key),
+    }
 
 
-def sasl_env(broker: KafkaBroker, certs: CertificateSet, tmp: Path, password: str = PASSWORD) -> dict[str, str]:
+def sasl_env(
+    broker: KafkaBroker, certs: CertificateSet, tmp: Path, password: str = PASSWORD
+) -> dict[str, str]:
     secret = tmp / f"kafka-password-{uuid.uuid4().hex[:6]}"
     write_secret(secret, (password + "\n").encode())
-    return {"LANTOA_KAFKA_BOOTSTRAP": broker.secured_bootstrap, "LANTOA_SECURITY_PROTOCOL": "SASL_SSL",
-            "LANTOA_SASL_MECHANISM": "SCRAM-SHA-512", "LANTOA_SASL_USERNAME": USER,
-            "LANTOA_SASL_PASSWORD_FILE": str(secret), "LANTOA_SSL_CAFILE": str(certs.ca.cert)}
+    return {
+        "LANTOA_KAFKA_BOOTSTRAP": broker.secured_bootstrap,
+        "LANTOA_SECURITY_PROTOCOL": "SASL_SSL",
+        "LANTOA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "LANTOA_SASL_USERNAME": USER,
+        "LANTOA_SASL_PASSWORD_FILE": str(secret),
+        "LANTOA_SSL_CAFILE": str(certs.ca.cert),
+    }
 
 
 def lantoa(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "producers.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "producers.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def receipts(tail: TopicTail) -> list[dict[str, Any]]:
@@ -107,9 +129,12 @@ def receipts(tail: TopicTail) -> list[dict[str, Any]]:
 
 HA_NOI_PAGE = "100000000000002"
 TODAY = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()  # the sample alert's own day, moved to today
-TYPHOON = ((SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes()
-           .replace(b"2026-09-18", (TODAY + timedelta(days=1)).isoformat().encode())
-           .replace(b"2026-09-17", TODAY.isoformat().encode()))
+TYPHOON = (
+    (SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap")
+    .read_bytes()
+    .replace(b"2026-09-18", (TODAY + timedelta(days=1)).isoformat().encode())
+    .replace(b"2026-09-17", TODAY.isoformat().encode())
+)
 
 
 def free_port() -> int:
@@ -126,7 +151,9 @@ def wait(predicate: Callable[[], Any], timeout: float, what: str, procs: dict[st
             return value
         dead = [n for n, p in procs.items() if not p.alive()]
         if dead or time.monotonic() > deadline:
-            logs = "\n".join(f"--- {n}\n" + (tmp / f"{n}.log").read_text(errors="replace")[-1500:] for n in procs)
+            logs = "\n".join(
+                f"--- {n}\n" + (tmp / f"{n}.log").read_text(errors="replace")[-1500:] for n in procs
+            )
             raise AssertionError(f"timed out waiting for {what} (dead: {dead})\n{logs}")
         time.sleep(0.5)
 
@@ -144,9 +171,19 @@ def everything_over(kafka_env: dict[str, str], s3_env: dict[str, str], tmp: Path
     """The CLI and every long-running process doing real work over ``kafka_env``."""
     emus = Emulators(tmp / "emu", DEFAULT_TARGETS_FILE)
     prefix = f"sec{uuid.uuid4().hex[:6]}."
-    env = {**os.environ, **kafka_env, "LANTOA_TOPIC_PREFIX": prefix, "LANTOA_APP_ID": f"{prefix}streams",
-           "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(tmp / "data"), "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
-           "LANTOA_EMERGENCY_REPEAT_S": "60", "LANTOA_S3_PREFIX": prefix.rstrip(".") + "/", **s3_env, **emus.env}
+    env = {
+        **os.environ,
+        **kafka_env,
+        "LANTOA_TOPIC_PREFIX": prefix,
+        "LANTOA_APP_ID": f"{prefix}streams",
+        "LANTOA_WEB_PORT": "0",
+        "LANTOA_DATA_DIR": str(tmp / "data"),
+        "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "LANTOA_EMERGENCY_REPEAT_S": "60",
+        "LANTOA_S3_PREFIX": prefix.rstrip(".") + "/",
+        **s3_env,
+        **emus.env,
+    }
     env.pop("LANTOA_METRICS_PORT", None)
     settings = Settings.from_env(env)
     graph = tmp / "graph.json"
@@ -158,10 +195,25 @@ def everything_over(kafka_env: dict[str, str], s3_env: dict[str, str], tmp: Path
         for args in (("topics", "apply"), ("targets", "load")):
             done = lantoa(env, *args)
             assert done.returncode == 0, done.stderr
-        plan = {"streams": ["worker"], "fanpage": ["adapter", "fanpage"], "zalo": ["adapter", "zalo"],
-                "loudspeaker": ["adapter", "loudspeaker"], "archive": ["adapter", "archive"], "emergency": ["adapter", "emergency"], "triage": ["triage"],
-                "webhooks": ["webhooks", "--port", "0", "--state-file", str(hooks), "--graph-secrets", str(graph)],
-                "alert-server": ["alert-server", "--port", str(cap_port)]}
+        plan = {
+            "streams": ["worker"],
+            "fanpage": ["adapter", "fanpage"],
+            "zalo": ["adapter", "zalo"],
+            "loudspeaker": ["adapter", "loudspeaker"],
+            "archive": ["adapter", "archive"],
+            "emergency": ["adapter", "emergency"],
+            "triage": ["triage"],
+            "webhooks": [
+                "webhooks",
+                "--port",
+                "0",
+                "--state-file",
+                str(hooks),
+                "--graph-secrets",
+                str(graph),
+            ],
+            "alert-server": ["alert-server", "--port", str(cap_port)],
+        }
         procs = {name: Proc(name, args, env, tmp / f"{name}.log") for name, args in plan.items()}
         sample = sample_paths()[0]  # Hà Nội: its fanpages, Zalo groups and loudspeaker zones
         uri = orjson.loads(sample.read_bytes())["uri"]
@@ -171,8 +223,11 @@ def everything_over(kafka_env: dict[str, str], s3_env: dict[str, str], tmp: Path
         reader = tail
 
         def delivered() -> set[str]:
-            got = {r["channel"] for r in receipts(reader) if r["uri"] == uri and r["stage"] == "delivery"
-                   and r["outcome"] == "delivered"}
+            got = {
+                r["channel"]
+                for r in receipts(reader)
+                if r["uri"] == uri and r["stage"] == "delivery" and r["outcome"] == "delivered"
+            }
             return got if got >= {"fanpage", "zalo", "loudspeaker", "archive"} else set()
 
         wait(delivered, 120, "the article at pages, groups, loudspeakers and the archive", procs, tmp)
@@ -180,19 +235,38 @@ def everything_over(kafka_env: dict[str, str], s3_env: dict[str, str], tmp: Path
         assert status.returncode == 0 and "delivered" in status.stdout, status.stderr
 
         # The CAP endpoint produces, the worker's alert lane plans, the emergency lane pre-empts.
-        accepted = wait(lambda: post_cap(f"http://127.0.0.1:{cap_port}/cap", TYPHOON), 30, "the CAP endpoint", procs, tmp)
+        accepted = wait(
+            lambda: post_cap(f"http://127.0.0.1:{cap_port}/cap", TYPHOON), 30, "the CAP endpoint", procs, tmp
+        )
         assert accepted["accepted"] is True
-        wait(lambda: any(r.get("channel") == "emergency" and r["outcome"] == "delivered" for r in receipts(reader)),
-             60, "an emergency receipt", procs, tmp)
+        wait(
+            lambda: any(
+                r.get("channel") == "emergency" and r["outcome"] == "delivered" for r in receipts(reader)
+            ),
+            60,
+            "an emergency receipt",
+            procs,
+            tmp,
+        )
 
         # Webhooks produce a signed comment; triage turns it into an open question.
-        url = wait(lambda: hooks.exists() and orjson.loads(hooks.read_bytes())["url"], 30, "the webhooks", procs, tmp)
-        emus.control("graph", "POST", "/_control/webhooks/subscribe",
-                     {"url": f"{url}/webhooks/facebook", "verify_token": "sec-verify"})
+        url = wait(
+            lambda: hooks.exists() and orjson.loads(hooks.read_bytes())["url"], 30, "the webhooks", procs, tmp
+        )
+        emus.control(
+            "graph",
+            "POST",
+            "/_control/webhooks/subscribe",
+            {"url": f"{url}/webhooks/facebook", "verify_token": "sec-verify"},
+        )
         posts = emus.control("graph", "GET", f"/_control/posts?page_id={HA_NOI_PAGE}")["posts"]
         [post] = [p for p in posts if article_marker(uri) in (p["message"] or "")]
-        comment = emus.control("graph", "POST", "/_control/webhooks/comment",
-                               {"post_id": post["id"], "message": "Bao giờ phường mình được hỗ trợ?", "from": {"id": "6001"}})
+        comment = emus.control(
+            "graph",
+            "POST",
+            "/_control/webhooks/comment",
+            {"post_id": post["id"], "message": "Bao giờ phường mình được hỗ trợ?", "from": {"id": "6001"}},
+        )
         assert comment["status"] == 200
 
         def questions() -> Any:
@@ -203,8 +277,15 @@ def everything_over(kafka_env: dict[str, str], s3_env: dict[str, str], tmp: Path
         wait(questions, 60, "the comment as an open question", procs, tmp)
 
         # The lag exporter reads group offsets over the same connection.
-        lag = subprocess.run([sys.executable, "-m", "producers.lag_exporter", "--once"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=60, check=False)
+        lag = subprocess.run(
+            [sys.executable, "-m", "producers.lag_exporter", "--once"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert lag.returncode == 0 and f"{prefix}streams" in lag.stdout, lag.stdout + lag.stderr
     finally:
         if tail is not None:
@@ -215,35 +296,55 @@ def everything_over(kafka_env: dict[str, str], s3_env: dict[str, str], tmp: Path
 
 
 @pytest.mark.timeout(300)
-def test_cli_and_every_process_work_over_sasl_ssl_scram(sasl_broker: KafkaBroker, certs: CertificateSet,
-                                                        s3: dict[str, str], tmp_path: Path) -> None:
+def test_cli_and_every_process_work_over_sasl_ssl_scram(
+    sasl_broker: KafkaBroker, certs: CertificateSet, s3: dict[str, str], tmp_path: Path
+) -> None:
     everything_over(sasl_env(sasl_broker, certs, tmp_path), s3, tmp_path)
-    assert PASSWORD not in sasl_broker.log_file.read_text(errors="replace")  # the format step logs no password
+    assert PASSWORD not in sasl_broker.log_file.read_text(
+        errors="replace"
+    )  # the format step logs no password
 
 
 @pytest.mark.timeout(300)
-def test_cli_and_every_process_work_over_mutual_tls(ssl_broker: KafkaBroker, certs: CertificateSet,
-                                                    s3: dict[str, str], tmp_path: Path) -> None:
+def test_cli_and_every_process_work_over_mutual_tls(
+    ssl_broker: KafkaBroker, certs: CertificateSet, s3: dict[str, str], tmp_path: Path
+) -> None:
     everything_over(ssl_env(ssl_broker, certs), s3, tmp_path)
 
 
 def start_and_wait(env: dict[str, str], args: list[str], timeout: float = 30) -> tuple[int, str]:
     """Start a long-running process, expect it to exit by itself; (exit code, its output)."""
     module = ["producers.lag_exporter"] if args[:1] == ["lag-exporter"] else ["producers.cli", *args[:1]]
-    proc = subprocess.Popen([sys.executable, "-m", *module, *args[1:]], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *module, *args[1:]],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
-        raise AssertionError(f"lantoa {' '.join(args)} still running after {timeout} s:\n{out[-3000:]}") from None
+        raise AssertionError(
+            f"lantoa {' '.join(args)} still running after {timeout} s:\n{out[-3000:]}"
+        ) from None
     return proc.returncode, out
 
 
 # Long-running processes exit 78 (EX_CONFIG); the other CLI commands print the line and exit 2.
-REFUSED = [(["worker"], 78), (["adapter", "fanpage"], 78), (["triage"], 78), (["webhooks", "--graph-secrets", "{graph}"], 78),
-           (["alert-server", "--port", "0"], 78), (["lag-exporter", "--once"], 78), (["topics", "apply"], 2), (["publish", str(sample_paths()[0])], 2)]
+REFUSED = [
+    (["worker"], 78),
+    (["adapter", "fanpage"], 78),
+    (["triage"], 78),
+    (["webhooks", "--graph-secrets", "{graph}"], 78),
+    (["alert-server", "--port", "0"], 78),
+    (["lag-exporter", "--once"], 78),
+    (["topics", "apply"], 2),
+    (["publish", str(sample_paths()[0])], 2),
+]
 
 
 def refused_args(args: list[str], tmp: Path) -> list[str]:
@@ -253,11 +354,18 @@ def refused_args(args: list[str], tmp: Path) -> list[str]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(("args", "code"), REFUSED, ids=lambda v: "-".join(v) if isinstance(v, list) else str(v))
-def test_a_wrong_password_stops_at_start_with_the_variable_to_check(sasl_broker: KafkaBroker, certs: CertificateSet,
-                                                                    tmp_path: Path, args: list[str], code: int) -> None:
-    env = {**os.environ, **sasl_env(sasl_broker, certs, tmp_path, password="not-the-password"),
-           "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(tmp_path)}
+@pytest.mark.parametrize(
+    ("args", "code"), REFUSED, ids=lambda v: "-".join(v) if isinstance(v, list) else str(v)
+)
+def test_a_wrong_password_stops_at_start_with_the_variable_to_check(
+    sasl_broker: KafkaBroker, certs: CertificateSet, tmp_path: Path, args: list[str], code: int
+) -> None:
+    env = {
+        **os.environ,
+        **sasl_env(sasl_broker, certs, tmp_path, password="not-the-password"),
+        "LANTOA_WEB_PORT": "0",
+        "LANTOA_DATA_DIR": str(tmp_path),
+    }
     started = time.monotonic()
     returncode, out = start_and_wait(env, refused_args(args, tmp_path))
     assert returncode == code, out[-3000:]
@@ -268,12 +376,20 @@ def test_a_wrong_password_stops_at_start_with_the_variable_to_check(sasl_broker:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize(("args", "code"), REFUSED, ids=lambda v: "-".join(v) if isinstance(v, list) else str(v))
-def test_an_unknown_ca_stops_at_start_with_the_variable_to_check(ssl_broker: KafkaBroker, certs: CertificateSet,
-                                                                 tmp_path: Path, args: list[str], code: int) -> None:
+@pytest.mark.parametrize(
+    ("args", "code"), REFUSED, ids=lambda v: "-".join(v) if isinstance(v, list) else str(v)
+)
+def test_an_unknown_ca_stops_at_start_with_the_variable_to_check(
+    ssl_broker: KafkaBroker, certs: CertificateSet, tmp_path: Path, args: list[str], code: int
+) -> None:
     other = make_ca(tmp_path / "other-ca", subject="/CN=Someone else's CA")
-    env = {**os.environ, **ssl_env(ssl_broker, certs), "LANTOA_SSL_CAFILE": str(other.cert),
-           "LANTOA_WEB_PORT": "0", "LANTOA_DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        **ssl_env(ssl_broker, certs),
+        "LANTOA_SSL_CAFILE": str(other.cert),
+        "LANTOA_WEB_PORT": "0",
+        "LANTOA_DATA_DIR": str(tmp_path),
+    }
     started = time.monotonic()
     returncode, out = start_and_wait(env, refused_args(args, tmp_path))
     assert returncode == code, out[-3000:]
@@ -283,9 +399,15 @@ def test_an_unknown_ca_stops_at_start_with_the_variable_to_check(ssl_broker: Kaf
 
 
 @pytest.mark.timeout(120)
-def test_plaintext_against_the_tls_listener_is_a_protocol_mismatch(ssl_broker: KafkaBroker, tmp_path: Path) -> None:
-    env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": ssl_broker.secured_bootstrap, "LANTOA_WEB_PORT": "0",
-           "LANTOA_DATA_DIR": str(tmp_path)}
+def test_plaintext_against_the_tls_listener_is_a_protocol_mismatch(
+    ssl_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "LANTOA_KAFKA_BOOTSTRAP": ssl_broker.secured_bootstrap,
+        "LANTOA_WEB_PORT": "0",
+        "LANTOA_DATA_DIR": str(tmp_path),
+    }
     started = time.monotonic()
     returncode, out = start_and_wait(env, ["adapter", "zalo"], timeout=60)
     assert returncode == 78, out[-3000:]

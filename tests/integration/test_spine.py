@@ -10,14 +10,14 @@ import time
 import tomllib
 import uuid
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
+from helpers import ROOT, article_doc, ce_headers, encode_doc, sample_paths
 from vietnam_provinces import Ward
 
-from helpers import ROOT, article_doc, ce_headers, encode_doc, sample_paths
 from producers import deadletters as dl
 from schemas import contracts
 from schemas.codec import headers_to_dict
@@ -33,7 +33,8 @@ def expected_targets(provinces: set[int], subjects: set[str]) -> dict[str, set[s
     out = {"loudspeaker": zones}
     for channel in ("fanpage", "zalo"):
         out[channel] = {
-            e["id"] for e in TARGETS.get(channel, [])
+            e["id"]
+            for e in TARGETS.get(channel, [])
             if e.get("active", True)
             and (not e.get("provinces") or not provinces or provinces & set(e["provinces"]))
             and (not e.get("subjects") or subjects & set(e["subjects"]))
@@ -42,14 +43,20 @@ def expected_targets(provinces: set[int], subjects: set[str]) -> dict[str, set[s
     return out
 
 
-def commands_for(pipeline: Any, uri: str, version: int | None = None, action: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def commands_for(
+    pipeline: Any, uri: str, version: int | None = None, action: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for channel, topic in CHANNEL_TOPICS.items():
         reader = pipeline.reader(topic)
         reader.poll()
         for rec in reader.records:
             cmd = orjson.loads(rec.value)
-            if cmd["uri"] == uri and (version is None or cmd["version"] == version) and (action is None or cmd["action"] == action):
+            if (
+                cmd["uri"] == uri
+                and (version is None or cmd["version"] == version)
+                and (action is None or cmd["action"] == action)
+            ):
                 assert rec.key == command_key(channel, cmd["target"])  # the target id; Zalo: the OA
                 found[channel.value].append(cmd)
     return found
@@ -61,8 +68,11 @@ def receipts_for(pipeline: Any, uri: str) -> list[dict[str, Any]]:
 
 def wait_receipt(pipeline: Any, uri: str, outcome: str, timeout: float = 90.0) -> dict[str, Any]:
     reader = pipeline.reader(Topic.RECEIPTS)
-    reader.wait_for(lambda recs: any(r.key == uri.encode() and orjson.loads(r.value)["outcome"] == outcome for r in recs),
-                    timeout, f"receipt {outcome} for {uri}")
+    reader.wait_for(
+        lambda recs: any(r.key == uri.encode() and orjson.loads(r.value)["outcome"] == outcome for r in recs),
+        timeout,
+        f"receipt {outcome} for {uri}",
+    )
     return next(r for r in receipts_for(pipeline, uri) if r["outcome"] == outcome)
 
 
@@ -70,7 +80,9 @@ def wait_commands(pipeline: Any, counts: dict[str, int]) -> None:
     for channel, topic in CHANNEL_TOPICS.items():
         need = counts.get(channel.value, 0)
         if need:
-            pipeline.reader(topic).wait_for(lambda recs, n=need: len(recs) >= n, 90, f"{need} {channel.value} commands")
+            pipeline.reader(topic).wait_for(
+                lambda recs, n=need: len(recs) >= n, 90, f"{need} {channel.value} commands"
+            )
 
 
 def publish(pipeline: Any, doc: dict[str, Any]) -> None:
@@ -84,7 +96,11 @@ def test_samples_reach_the_expected_targets(pipeline: Any) -> None:
     expected = {}
     totals: Counter[str] = Counter()
     for doc in docs:
-        provinces = {int(p["uri"].rsplit(":", 1)[1]) for p in doc.get("places", []) if p["uri"].startswith("urn:lantoa:place:province:")}
+        provinces = {
+            int(p["uri"].rsplit(":", 1)[1])
+            for p in doc.get("places", [])
+            if p["uri"].startswith("urn:lantoa:place:province:")
+        }
         subjects = {s["uri"] for s in doc.get("subjects", [])}
         expected[doc["uri"]] = expected_targets(provinces, subjects)
         for channel, ids in expected[doc["uri"]].items():
@@ -133,9 +149,14 @@ def test_older_version_after_newer_is_dropped(pipeline: Any) -> None:
 
 def test_invalid_payload_is_dead_lettered_and_the_stream_goes_on(pipeline: Any) -> None:
     uri = f"urn:lantoa:article:bad-{uuid.uuid4().hex[:6]}"
-    pipeline.client.send_raw(uri.encode(), b"\xff not json", [(k, v.encode()) for k, v in ce_headers().items()])
-    pipeline.client.send_raw(uri.encode(), encode_doc(article_doc(uri, 1, headlines="plain string")),
-                             [(k, v.encode()) for k, v in ce_headers().items()])
+    pipeline.client.send_raw(
+        uri.encode(), b"\xff not json", [(k, v.encode()) for k, v in ce_headers().items()]
+    )
+    pipeline.client.send_raw(
+        uri.encode(),
+        encode_doc(article_doc(uri, 1, headlines="plain string")),
+        [(k, v.encode()) for k, v in ce_headers().items()],
+    )
     dlq = pipeline.reader(Topic.DEADLETTER)
     dlq.wait_for(lambda recs: sum(r.key == uri.encode() for r in recs) >= 2, 60, "two dead letters")
     letters = [r for r in dlq.records if r.key == uri.encode()]
@@ -147,36 +168,51 @@ def test_invalid_payload_is_dead_lettered_and_the_stream_goes_on(pipeline: Any) 
     assert second["dlq_reason"].startswith("$.headlines")
     assert wait_receipt(pipeline, uri, "dead_lettered")["reason"]
     good = f"urn:lantoa:article:after-bad-{uuid.uuid4().hex[:6]}"
-    publish(pipeline, article_doc(good, 1, places=[{"name": "Ba Đình", "uri": f"urn:lantoa:place:ward:{HA_NOI_WARD}"}]))
+    publish(
+        pipeline,
+        article_doc(good, 1, places=[{"name": "Ba Đình", "uri": f"urn:lantoa:place:ward:{HA_NOI_WARD}"}]),
+    )
     wait_receipt(pipeline, good, "routed")
     assert pipeline.alive()
 
 
 def test_embargo_holds_then_releases(pipeline: Any) -> None:
     uri = f"urn:lantoa:article:embargo-{uuid.uuid4().hex[:6]}"
-    until = datetime.now(timezone.utc) + timedelta(seconds=4)
-    publish(pipeline, article_doc(uri, 1, embargoedUntil=until.isoformat(),
-                                  places=[{"name": "Ba Đình", "uri": f"urn:lantoa:place:ward:{HA_NOI_WARD}"}]))
+    until = datetime.now(UTC) + timedelta(seconds=4)
+    publish(
+        pipeline,
+        article_doc(
+            uri,
+            1,
+            embargoedUntil=until.isoformat(),
+            places=[{"name": "Ba Đình", "uri": f"urn:lantoa:place:ward:{HA_NOI_WARD}"}],
+        ),
+    )
     wait_receipt(pipeline, uri, "held")
     assert commands_for(pipeline, uri) == {}
     wait_receipt(pipeline, uri, "released", timeout=60)
     wait_receipt(pipeline, uri, "routed")
-    pipeline.reader(Topic.ARCHIVE_COMMANDS).wait_for(lambda recs: any(orjson.loads(r.value)["uri"] == uri for r in recs), 30)
+    pipeline.reader(Topic.ARCHIVE_COMMANDS).wait_for(
+        lambda recs: any(orjson.loads(r.value)["uri"] == uri for r in recs), 30
+    )
     cmd = commands_for(pipeline, uri)["archive"][0]
     assert datetime.fromisoformat(cmd["issued_at"].replace("Z", "+00:00")) >= until
 
 
 def test_retraction_before_release_cancels_silently(pipeline: Any) -> None:
     uri = f"urn:lantoa:article:embargo-cancel-{uuid.uuid4().hex[:6]}"
-    until = datetime.now(timezone.utc) + timedelta(seconds=3)
+    until = datetime.now(UTC) + timedelta(seconds=3)
     publish(pipeline, article_doc(uri, 1, embargoedUntil=until.isoformat()))
     wait_receipt(pipeline, uri, "held")
     pipeline.client.retract(uri, "sai thông tin")
     wait_receipt(pipeline, uri, "embargo_cancelled")
     # well past the embargo: nothing may have been released
     marker = f"urn:lantoa:article:marker-{uuid.uuid4().hex[:6]}"
-    time.sleep(max(0.0, (until - datetime.now(timezone.utc)).total_seconds()) + 2.0)
-    publish(pipeline, article_doc(marker, 1, places=[{"name": "Ba Đình", "uri": f"urn:lantoa:place:ward:{HA_NOI_WARD}"}]))
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 2.0)
+    publish(
+        pipeline,
+        article_doc(marker, 1, places=[{"name": "Ba Đình", "uri": f"urn:lantoa:place:ward:{HA_NOI_WARD}"}]),
+    )
     wait_receipt(pipeline, marker, "routed")
     assert commands_for(pipeline, uri) == {}
     assert not any(r["outcome"] == "released" for r in receipts_for(pipeline, uri))
@@ -184,7 +220,9 @@ def test_retraction_before_release_cancels_silently(pipeline: Any) -> None:
 
 def test_retraction_sends_retract_commands_everywhere_it_went(pipeline: Any) -> None:
     uri = f"urn:lantoa:article:retract-{uuid.uuid4().hex[:6]}"
-    publish(pipeline, article_doc(uri, 1, places=[{"name": "Hà Tĩnh", "uri": "urn:lantoa:place:province:42"}]))
+    publish(
+        pipeline, article_doc(uri, 1, places=[{"name": "Hà Tĩnh", "uri": "urn:lantoa:place:province:42"}])
+    )
     wait_receipt(pipeline, uri, "routed")
     pipeline.client.retract(uri, "đính chính")
     receipt = wait_receipt(pipeline, uri, "retracted")
@@ -192,8 +230,20 @@ def test_retraction_sends_retract_commands_everywhere_it_went(pipeline: Any) -> 
     assert receipt["counts"] == {ch: len(ids) for ch, ids in expected.items()}
     for channel, topic in CHANNEL_TOPICS.items():
         pipeline.reader(topic).wait_for(
-            lambda recs, ch=channel.value: len([1 for r in recs if orjson.loads(r.value)["uri"] == uri and orjson.loads(r.value)["action"] == "retract"]) >= len(expected[ch]),
-            60, f"retract commands on {channel.value}")
+            lambda recs, ch=channel.value: (
+                len(
+                    [
+                        1
+                        for r in recs
+                        if orjson.loads(r.value)["uri"] == uri
+                        and orjson.loads(r.value)["action"] == "retract"
+                    ]
+                )
+                >= len(expected[ch])
+            ),
+            60,
+            f"retract commands on {channel.value}",
+        )
     got = commands_for(pipeline, uri, action="retract")
     for channel, ids in expected.items():
         assert {c["target"] for c in got.get(channel, [])} == ids
@@ -224,10 +274,14 @@ def test_cap_alerts_take_their_lane(pipeline: Any) -> None:
     try:
         producer.send(check(typhoon, registry))
         exercise = typhoon.replace(b"<status>Actual</status>", b"<status>Exercise</status>").replace(
-            b"BAO05-01</identifier>", b"BAO05-EX</identifier>")
+            b"BAO05-01</identifier>", b"BAO05-EX</identifier>"
+        )
         producer.send(check(exercise, registry))
-        minor = typhoon.replace(b"<urgency>Immediate</urgency>", b"<urgency>Future</urgency>").replace(
-            b"<severity>Extreme</severity>", b"<severity>Moderate</severity>").replace(b"BAO05-01</identifier>", b"BAO05-MINOR</identifier>")
+        minor = (
+            typhoon.replace(b"<urgency>Immediate</urgency>", b"<urgency>Future</urgency>")
+            .replace(b"<severity>Extreme</severity>", b"<severity>Moderate</severity>")
+            .replace(b"BAO05-01</identifier>", b"BAO05-MINOR</identifier>")
+        )
         producer.send(check(minor, registry))
     finally:
         producer.close()
@@ -242,7 +296,12 @@ def test_cap_alerts_take_their_lane(pipeline: Any) -> None:
     drill = by_id["VN-NCHMF-2026-0917-BAO05-EX"]
     assert drill["exercise"] and drill["zones"] and not set(drill["zones"]) & wards  # test zones only
     loud = pipeline.reader(Topic.LOUDSPEAKER_COMMANDS)
-    loud.wait_for(lambda recs: sum(orjson.loads(r.value)["uri"].endswith("BAO05-MINOR") for r in recs) >= 147, 60,
-                  "priority bulletins for the minor alert")
-    minor_cmds = [orjson.loads(r.value) for r in loud.records if orjson.loads(r.value)["uri"].endswith("BAO05-MINOR")]
+    loud.wait_for(
+        lambda recs: sum(orjson.loads(r.value)["uri"].endswith("BAO05-MINOR") for r in recs) >= 147,
+        60,
+        "priority bulletins for the minor alert",
+    )
+    minor_cmds = [
+        orjson.loads(r.value) for r in loud.records if orjson.loads(r.value)["uri"].endswith("BAO05-MINOR")
+    ]
     assert {c["target"] for c in minor_cmds} == wards and {c["priority"] for c in minor_cmds} == {"priority"}

@@ -19,14 +19,14 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-
 from helpers import SHARED, sample_paths
+
 from infra.kafka import clients
 from infra.stack import Proc
 from infra.topics import apply_topics
@@ -54,10 +54,16 @@ class StatusWorker:
     def __init__(self, bootstrap: str, tmp: Path) -> None:
         prefix = f"st{uuid.uuid4().hex[:6]}."
         self.web, self.metrics = free_port(), free_port()
-        self.env = {**os.environ, "LANTOA_KAFKA_BOOTSTRAP": bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-                    "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_WEB_PORT": str(self.web),
-                    "LANTOA_METRICS_PORT": str(self.metrics), "LANTOA_DATA_DIR": str(tmp / "data"),
-                    "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5"}
+        self.env = {
+            **os.environ,
+            "LANTOA_KAFKA_BOOTSTRAP": bootstrap,
+            "LANTOA_TOPIC_PREFIX": prefix,
+            "LANTOA_APP_ID": f"{prefix}streams",
+            "LANTOA_WEB_PORT": str(self.web),
+            "LANTOA_METRICS_PORT": str(self.metrics),
+            "LANTOA_DATA_DIR": str(tmp / "data"),
+            "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5",
+        }
         self.settings = Settings.from_env(self.env)
         apply_topics(self.settings)
         load_targets(self.settings)
@@ -93,7 +99,9 @@ class StatusWorker:
         self.wait(lambda: self.get("/healthz")[1]["caught_up"], "the status view to catch up")
 
     def send_receipt(self, receipt: Receipt) -> None:
-        self.producer.send(self.settings.topic(Topic.RECEIPTS), key=receipt.uri.encode(), value=encode(receipt.to_dict()))
+        self.producer.send(
+            self.settings.topic(Topic.RECEIPTS), key=receipt.uri.encode(), value=encode(receipt.to_dict())
+        )
         self.producer.flush()
 
     def metric(self, name: str, **labels: str) -> float:
@@ -130,8 +138,17 @@ def targets(view: dict[str, Any], channel: str) -> dict[str, dict[str, Any]]:
 
 def delivery(view: dict[str, Any], channel: str, target: str, outcome: str, **extra: Any) -> Receipt:
     t = targets(view, channel)[target]
-    return Receipt(uri=view["uri"], stage="delivery", outcome=outcome, at=utc_now_iso(), version=t["version"],
-                   channel=channel, target=target, command_id=t["command_id"], **extra)
+    return Receipt(
+        uri=view["uri"],
+        stage="delivery",
+        outcome=outcome,
+        at=utc_now_iso(),
+        version=t["version"],
+        channel=channel,
+        target=target,
+        command_id=t["command_id"],
+        **extra,
+    )
 
 
 def test_status_follows_an_article_through_delivery_states_and_retraction(worker: StatusWorker) -> None:
@@ -142,32 +159,54 @@ def test_status_follows_an_article_through_delivery_states_and_retraction(worker
 
     with PublishClient(worker.settings) as client:
         client.publish(sample_paths()[0].read_bytes())
-        view = worker.wait(lambda: (lambda r: r[1] if r[0] == 200 and "fanpage" in r[1]["channels"] else None)(
-            worker.status(uri)), "the routed article")
+        view = worker.wait(
+            lambda: (lambda r: r[1] if r[0] == 200 and "fanpage" in r[1]["channels"] else None)(
+                worker.status(uri)
+            ),
+            "the routed article",
+        )
         assert view["state"] == "routed" and view["version"] == 1 and view["title"]
         routed = [e for e in view["events"] if e["outcome"] == "routed"]
         assert len(routed) == 1
         for ch, entry in view["channels"].items():
             # every commanded target is listed, pending, with the publish time of the CMS
-            assert entry["expected"] == routed[0]["counts"][ch] == len(entry["targets"]) == entry["states"]["pending"]
+            assert (
+                entry["expected"]
+                == routed[0]["counts"][ch]
+                == len(entry["targets"])
+                == entry["states"]["pending"]
+            )
         fan = sorted(targets(view, "fanpage"))
         zalo = sorted(targets(view, "zalo"))
         assert len(fan) >= 2 and len(zalo) >= 1
-        assert all(t["published_at"] and t["action"] == "publish" for t in view["channels"]["fanpage"]["targets"])
+        assert all(
+            t["published_at"] and t["action"] == "publish" for t in view["channels"]["fanpage"]["targets"]
+        )
 
         # Outcomes as the adapters write them.
-        worker.send_receipt(delivery(view, "fanpage", fan[0], "retrying", reason="rate limited (retry in 10s)"))
+        worker.send_receipt(
+            delivery(view, "fanpage", fan[0], "retrying", reason="rate limited (retry in 10s)")
+        )
         worker.send_receipt(delivery(view, "fanpage", fan[0], "delivered", external_id="100000000000001_777"))
-        worker.send_receipt(delivery(view, "fanpage", fan[1], "unknown", reason="outcome unknown: timeout (retry in 10s)"))
+        worker.send_receipt(
+            delivery(view, "fanpage", fan[1], "unknown", reason="outcome unknown: timeout (retry in 10s)")
+        )
         worker.send_receipt(delivery(view, "zalo", zalo[0], "failed", reason="Zalo error -213: not a member"))
 
         def settled() -> dict[str, Any] | None:
             v = worker.status(uri)[1]
-            return v if targets(v, "fanpage")[fan[0]]["state"] == "delivered" and targets(v, "zalo")[zalo[0]]["state"] == "failed" else None
+            return (
+                v
+                if targets(v, "fanpage")[fan[0]]["state"] == "delivered"
+                and targets(v, "zalo")[zalo[0]]["state"] == "failed"
+                else None
+            )
 
         view = worker.wait(settled, "the delivery receipts in the view")
         t = targets(view, "fanpage")[fan[0]]
-        assert (t["external_id"], t["live_version"], t["reason"]) == ("100000000000001_777", 1, None) and t["delivered_at"]
+        assert (t["external_id"], t["live_version"], t["reason"]) == ("100000000000001_777", 1, None) and t[
+            "delivered_at"
+        ]
         assert targets(view, "fanpage")[fan[1]]["state"] == "unknown"
         assert targets(view, "zalo")[zalo[0]]["reason"] == "Zalo error -213: not a member"
         assert view["channels"]["fanpage"]["states"]["delivered"] == 1
@@ -178,64 +217,122 @@ def test_status_follows_an_article_through_delivery_states_and_retraction(worker
         assert worker.status(uri, "?state=lost")[0] == 400
 
         client.retract(uri, "Đính chính")
-        view = worker.wait(lambda: (lambda v: v if v["state"] == "retracted" else None)(worker.status(uri)[1]),
-                           "the retraction in the view")
+        view = worker.wait(
+            lambda: (lambda v: v if v["state"] == "retracted" else None)(worker.status(uri)[1]),
+            "the retraction in the view",
+        )
         t = targets(view, "fanpage")[fan[0]]
         assert (t["state"], t["action"], t["live_version"]) == ("pending", "retract", 1)
         worker.send_receipt(delivery(view, "fanpage", fan[0], "deleted", external_id="100000000000001_777"))
-        view = worker.wait(lambda: (lambda v: v if targets(v, "fanpage")[fan[0]]["state"] == "retracted" else None)(
-            worker.status(uri)[1]), "the deletion in the view")
+        view = worker.wait(
+            lambda: (lambda v: v if targets(v, "fanpage")[fan[0]]["state"] == "retracted" else None)(
+                worker.status(uri)[1]
+            ),
+            "the deletion in the view",
+        )
         assert targets(view, "fanpage")[fan[0]]["live_version"] is None
 
     # `lantoa status`: the table from the worker, and the same states read from Kafka directly.
     env = {**worker.env}
-    out = subprocess.run([sys.executable, "-m", "producers.cli", "status", uri, "--channel", "fanpage"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "producers.cli", "status", uri, "--channel", "fanpage"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
-    assert uri in out.stdout and fan[0] in out.stdout and "retracted" in out.stdout and "100000000000001_777" in out.stdout
-    direct = subprocess.run([sys.executable, "-m", "producers.cli", "status", uri, "--kafka", "--json"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    assert (
+        uri in out.stdout
+        and fan[0] in out.stdout
+        and "retracted" in out.stdout
+        and "100000000000001_777" in out.stdout
+    )
+    direct = subprocess.run(
+        [sys.executable, "-m", "producers.cli", "status", uri, "--kafka", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert direct.returncode == 0, direct.stderr
     from_kafka = json.loads(direct.stdout)
     latest = worker.status(uri)[1]
-    assert {ch: e["states"] for ch, e in from_kafka["channels"].items()} == {ch: e["states"] for ch, e in latest["channels"].items()}
+    assert {ch: e["states"] for ch, e in from_kafka["channels"].items()} == {
+        ch: e["states"] for ch, e in latest["channels"].items()
+    }
     assert targets(from_kafka, "fanpage") == targets(latest, "fanpage")
-    missing = subprocess.run([sys.executable, "-m", "producers.cli", "status", "urn:lantoa:article:none"], cwd=ROOT,
-                             env=env, capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "producers.cli", "status", "urn:lantoa:article:none"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 1 and "unknown article" in missing.stderr
 
 
 def test_emergency_watch_counts_zones_until_the_pusher_reports_them(worker: StatusWorker) -> None:
-    published = datetime.now(timezone.utc) - timedelta(seconds=75)
+    published = datetime.now(UTC) - timedelta(seconds=75)
     identifier = f"VN-TEST-{uuid.uuid4().hex[:8].upper()}"
     cap = (SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_text(encoding="utf-8")
     cap_bytes = cap.replace("VN-NCHMF-2026-0917-BAO05-01", identifier).encode("utf-8")
     checked = check(cap_bytes, local_registry(worker.settings))
     zones = sorted(z.id for z in checked.plan.zones)
     assert checked.plan.lane == "emergency" and zones
-    headers = [(k, utc_now_iso(published).encode() if k == "ce_time" else v) for k, v in headers_for(checked, "urn:lantoa:test")]
-    worker.producer.send(worker.settings.topic(Topic.ALERTS_CAP), key=identifier.encode(), value=cap_bytes, headers=headers)
+    headers = [
+        (k, utc_now_iso(published).encode() if k == "ce_time" else v)
+        for k, v in headers_for(checked, "urn:lantoa:test")
+    ]
+    worker.producer.send(
+        worker.settings.topic(Topic.ALERTS_CAP), key=identifier.encode(), value=cap_bytes, headers=headers
+    )
     worker.producer.flush()
 
     uri = f"urn:lantoa:cap:{identifier}"
-    worker.wait(lambda: worker.metric("lantoa_emergency_pending", channel="emergency") == len(zones), "the emergency in the watch",
-                timeout=120)
+    worker.wait(
+        lambda: worker.metric("lantoa_emergency_pending", channel="emergency") == len(zones),
+        "the emergency in the watch",
+        timeout=120,
+    )
     assert worker.metric("lantoa_emergency_pending_oldest_seconds", channel="emergency") >= 75
     view = worker.status(uri)[1]
     assert view["channels"]["emergency"]["expected"] == len(zones)
     assert sorted(targets(view, "emergency")) == zones
-    assert all(t["priority"] == "emergency" and t["state"] == "pending" for t in targets(view, "emergency").values())
+    assert all(
+        t["priority"] == "emergency" and t["state"] == "pending" for t in targets(view, "emergency").values()
+    )
 
     for zone in zones:  # what the emergency pusher reports per zone
-        worker.producer.send(worker.settings.topic(Topic.RECEIPTS), key=uri.encode(), value=encode(Receipt(
-            uri=uri, stage="delivery", outcome="delivered", at=utc_now_iso(), version=1, channel="emergency",
-            target=zone, command_id=emergency_command_id(identifier, zone, "start")).to_dict()))
+        worker.producer.send(
+            worker.settings.topic(Topic.RECEIPTS),
+            key=uri.encode(),
+            value=encode(
+                Receipt(
+                    uri=uri,
+                    stage="delivery",
+                    outcome="delivered",
+                    at=utc_now_iso(),
+                    version=1,
+                    channel="emergency",
+                    target=zone,
+                    command_id=emergency_command_id(identifier, zone, "start"),
+                ).to_dict()
+            ),
+        )
     worker.producer.flush()
-    worker.wait(lambda: worker.metric("lantoa_emergency_pending", channel="emergency") == 0, "the zones to settle")
+    worker.wait(
+        lambda: worker.metric("lantoa_emergency_pending", channel="emergency") == 0, "the zones to settle"
+    )
     assert worker.metric("lantoa_emergency_pending_oldest_seconds", channel="emergency") == 0
     assert worker.status(uri)[1]["channels"]["emergency"]["states"] == {"delivered": len(zones)}
     recent = worker.get("/articles?limit=5")[1]["articles"]
-    assert uri in [a["uri"] for a in recent] and all("targets" not in e for a in recent for e in a["channels"].values())
+    assert uri in [a["uri"] for a in recent] and all(
+        "targets" not in e for a in recent for e in a["channels"].values()
+    )
 
 
 def test_a_restarted_worker_rebuilds_the_same_view_from_the_topics(worker: StatusWorker) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import article_doc, encode_doc
 from kafka import TopicPartition
 
-from helpers import article_doc, encode_doc
 from infra.kafka import clients
 from infra.kafka.outbox import OutRecord
 from infra.kafka.tail import TopicTail
@@ -35,9 +35,15 @@ PLACES = [{"name": "Ba Đình", "uri": "urn:lantoa:place:ward:4"}]
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     prefix = f"w{uuid.uuid4().hex[:8]}."
-    s = Settings.from_env({"LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-                           "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_DATA_DIR": str(tmp_path_factory.mktemp("w")),
-                           "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000"})
+    s = Settings.from_env(
+        {
+            "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "LANTOA_TOPIC_PREFIX": prefix,
+            "LANTOA_APP_ID": f"{prefix}streams",
+            "LANTOA_DATA_DIR": str(tmp_path_factory.mktemp("w")),
+            "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        }
+    )
     apply_topics(s)
     load_targets(s)
     return s
@@ -59,10 +65,12 @@ async def run_until(worker: StreamWorker, done: Callable[[], object], timeout: f
 
 def committed(settings: Settings) -> dict[int, int | None]:
     topic = settings.topic(Topic.CMS_ARTICLES)
-    consumer = clients.consumer(settings.kafka, group_id=settings.app_id,
-                             enable_auto_commit=False)
+    consumer = clients.consumer(settings.kafka, group_id=settings.app_id, enable_auto_commit=False)
     try:
-        return {p: consumer.committed(TopicPartition(topic, p)) for p in range(settings.partitions(Topic.CMS_ARTICLES))}
+        return {
+            p: consumer.committed(TopicPartition(topic, p))
+            for p in range(settings.partitions(Topic.CMS_ARTICLES))
+        }
     finally:
         consumer.close()
 
@@ -73,11 +81,16 @@ def receipts(tail: TopicTail, uri: str) -> list[dict[str, Any]]:
 
 
 def wait_outcome(tail: TopicTail, uri: str, outcome: str) -> Callable[[], object]:
-    return lambda: tail.wait_for(lambda recs: any(r.key == uri.encode() and orjson.loads(r.value)["outcome"] == outcome
-                                                  for r in recs), 60, f"{outcome} for {uri}")
+    return lambda: tail.wait_for(
+        lambda recs: any(r.key == uri.encode() and orjson.loads(r.value)["outcome"] == outcome for r in recs),
+        60,
+        f"{outcome} for {uri}",
+    )
 
 
-async def test_no_commit_before_the_outputs_are_acknowledged_and_the_next_worker_replays(settings: Settings) -> None:
+async def test_no_commit_before_the_outputs_are_acknowledged_and_the_next_worker_replays(
+    settings: Settings,
+) -> None:
     uri = f"urn:lantoa:article:commit-{uuid.uuid4().hex[:6]}"
     client = PublishClient(settings)
     client.publish(encode_doc(article_doc(uri, 1, places=PLACES)))
@@ -104,7 +117,9 @@ async def test_no_commit_before_the_outputs_are_acknowledged_and_the_next_worker
         await run_until(StreamWorker(settings), wait_outcome(receipts_tail, uri, "routed"))
         after = committed(settings)
         assert sum(v or 0 for v in after.values()) == sum(v or 0 for v in before.values()) + 1
-        archive = [orjson.loads(r.value) for r in commands_tail.settle(1.0) if orjson.loads(r.value)["uri"] == uri]
+        archive = [
+            orjson.loads(r.value) for r in commands_tail.settle(1.0) if orjson.loads(r.value)["uri"] == uri
+        ]
         assert len(archive) == 1 and archive[0]["version"] == 1
     finally:
         receipts_tail.close()

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 import pytest
-
 from helpers import article_doc, encode_doc
+
 from infra.kafka.partitioning import partition_for
 from infra.kafka.tail import TopicTail
 from infra.topics import apply_topics
@@ -37,9 +37,13 @@ SPOOF = "\u202eTin giả\u202c \u2066đảo\u2069 ng\u200bược\ufeff \u200fchi
 @pytest.fixture(scope="module")
 def env(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    return {"LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix,
-            "LANTOA_APP_ID": f"{prefix}streams", "LANTOA_DATA_DIR": str(tmp_path_factory.mktemp("text")),
-            "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000"}
+    return {
+        "LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LANTOA_TOPIC_PREFIX": prefix,
+        "LANTOA_APP_ID": f"{prefix}streams",
+        "LANTOA_DATA_DIR": str(tmp_path_factory.mktemp("text")),
+        "LANTOA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,9 @@ def outcomes(tail: TopicTail, uri: str) -> list[str]:
     return [orjson.loads(r.value)["outcome"] for r in tail.records if r.key == uri.encode()]
 
 
-async def run_until(settings: Settings, done: Callable[[], bool], timeout: float = 90.0, what: str = "") -> None:
+async def run_until(
+    settings: Settings, done: Callable[[], bool], timeout: float = 90.0, what: str = ""
+) -> None:
     """Run a stream worker until ``done()`` holds; then stop it."""
     stop = asyncio.Event()
     task = asyncio.create_task(StreamWorker(settings).run(stop))
@@ -76,7 +82,9 @@ async def run_until(settings: Settings, done: Callable[[], bool], timeout: float
         deadline = asyncio.get_running_loop().time() + timeout
         while not await asyncio.to_thread(done):
             assert not task.done(), f"the worker stopped: {task.exception() if task.done() else ''}"
-            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what or 'the condition'}"
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"timed out waiting for {what or 'the condition'}"
+            )
             await asyncio.sleep(0.3)
     finally:
         stop.set()
@@ -94,8 +102,10 @@ def commands_of(tails: dict[Channel, TopicTail], uri: str) -> list[dict[str, Any
 @pytest.fixture
 def tails(settings: Settings) -> Any:
     receipts = TopicTail(settings.kafka, settings.topic(Topic.RECEIPTS))
-    commands = {c: TopicTail(settings.kafka, settings.topic(Topic.commands(c)))
-                for c in (Channel.FANPAGE, Channel.ZALO, Channel.LOUDSPEAKER)}
+    commands = {
+        c: TopicTail(settings.kafka, settings.topic(Topic.commands(c)))
+        for c in (Channel.FANPAGE, Channel.ZALO, Channel.LOUDSPEAKER)
+    }
     yield receipts, commands
     receipts.close()
     for t in commands.values():
@@ -108,8 +118,12 @@ def publish(settings: Settings, uri: str, **fields: Any) -> None:
 
 
 async def test_an_nfd_retraction_from_the_cli_retracts_the_nfc_article(
-        settings: Settings, env: dict[str, str], tails: Any, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    settings: Settings,
+    env: dict[str, str],
+    tails: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     receipts, commands = tails
     nfc, nfd = vietnamese_uri(settings)
     publish(settings, nfc)
@@ -129,7 +143,8 @@ async def test_an_nfd_retraction_from_the_cli_retracts_the_nfc_article(
 
 
 async def test_an_nfd_keyed_retraction_from_an_outside_producer_retracts_the_nfc_article(
-        settings: Settings, tails: Any) -> None:
+    settings: Settings, tails: Any
+) -> None:
     receipts, commands = tails
     nfc, nfd = vietnamese_uri(settings)
     publish(settings, nfc)
@@ -139,7 +154,9 @@ async def test_an_nfd_keyed_retraction_from_an_outside_producer_retracts_the_nfc
     _, value, headers = retraction(nfc, reason="gỡ bài")
     value = orjson.dumps({**orjson.loads(value), "uri": nfd})
     with PublishClient(settings) as client:
-        client.send_raw(nfd.encode(), value, [(k, nfd.encode() if k == "ce_subject" else v) for k, v in headers])
+        client.send_raw(
+            nfd.encode(), value, [(k, nfd.encode() if k == "ce_subject" else v) for k, v in headers]
+        )
 
     await run_until(settings, lambda: "retracted" in outcomes(receipts, nfc), what=f"the retraction of {nfc}")
     retracts = [c for c in commands_of(commands, nfc) if c["action"] == "retract"]
@@ -151,9 +168,18 @@ async def test_an_nfd_keyed_retraction_from_an_outside_producer_retracts_the_nfc
 async def test_bidi_and_zero_width_controls_reach_no_channel(settings: Settings, tails: Any) -> None:
     receipts, commands = tails
     uri = f"urn:lantoa:article:bidi-{uuid.uuid4().hex[:6]}"
-    publish(settings, uri, headlines=[{"role": "main", "value": SPOOF}],
-            descriptions=[{"role": "summary", "contentType": "text/html",
-                           "value": "<p>&#x202E;Tóm tắt&#x202C; có&#8203; điều khiển</p>"}])
+    publish(
+        settings,
+        uri,
+        headlines=[{"role": "main", "value": SPOOF}],
+        descriptions=[
+            {
+                "role": "summary",
+                "contentType": "text/html",
+                "value": "<p>&#x202E;Tóm tắt&#x202C; có&#8203; điều khiển</p>",
+            }
+        ],
+    )
     await run_until(settings, lambda: "routed" in outcomes(receipts, uri))
     sent = commands_of(commands, uri)
     assert {c["channel"] for c in sent} >= {"loudspeaker"}

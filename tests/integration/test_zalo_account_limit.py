@@ -33,7 +33,9 @@ GROUPS = [f"g-{i:03d}" for i in range(24)]
 PER_GROUP = 8
 
 
-async def test_two_adapter_processes_on_one_oa_never_exceed_its_rate(kafka_bootstrap: str, tmp_path: Path) -> None:
+async def test_two_adapter_processes_on_one_oa_never_exceed_its_rate(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     prefix = f"za{uuid.uuid4().hex[:6]}."
     settings = Settings.from_env({"LANTOA_KAFKA_BOOTSTRAP": kafka_bootstrap, "LANTOA_TOPIC_PREFIX": prefix})
     apply_topics(settings)
@@ -43,9 +45,16 @@ async def test_two_adapter_processes_on_one_oa_never_exceed_its_rate(kafka_boots
     store = TokenStore(tmp_path / "zalo-tokens.json")
     store.save(TokenPair("acc-0", "ref-0", 4102444800.0))
     targets = {f"zalo:{g}": Target(f"zalo:{g}", Channel.ZALO, g, config={"group_id": g}) for g in GROUPS}
-    commands = [Command(IdempotencyKey(f"urn:z:{i}", 1, Channel.ZALO, t, Action.PUBLISH), Priority.NORMAL,
-                        "2026-11-26T01:00:00Z", {"text": f"Tin {i}."})
-                for i in range(PER_GROUP) for t in targets]
+    commands = [
+        Command(
+            IdempotencyKey(f"urn:z:{i}", 1, Channel.ZALO, t, Action.PUBLISH),
+            Priority.NORMAL,
+            "2026-11-26T01:00:00Z",
+            {"text": f"Tin {i}."},
+        )
+        for i in range(PER_GROUP)
+        for t in targets
+    ]
     producer = clients.producer(settings.kafka, acks="all")
     try:
         for rec in command_records(commands, settings):
@@ -55,8 +64,15 @@ async def test_two_adapter_processes_on_one_oa_never_exceed_its_rate(kafka_boots
         producer.close()
 
     def adapter() -> ZaloAdapter:  # a process of its own: its own pacer, token store and session
-        return ZaloAdapter(base, base, "lantoa-demo-app", SecretFile(tmp_path / "secret.json"),
-                           TokenStore(tmp_path / "zalo-tokens.json"), targets.get, timeout_s=5.0)
+        return ZaloAdapter(
+            base,
+            base,
+            "lantoa-demo-app",
+            SecretFile(tmp_path / "secret.json"),
+            TokenStore(tmp_path / "zalo-tokens.json"),
+            targets.get,
+            timeout_s=5.0,
+        )
 
     runtimes = [DeliveryRuntime(settings, adapter(), RuntimeConfig(max_batch=50)) for _ in range(2)]
     stop = asyncio.Event()
@@ -66,14 +82,19 @@ async def test_two_adapter_processes_on_one_oa_never_exceed_its_rate(kafka_boots
         deadline = asyncio.get_running_loop().time() + 120
         while True:
             await asyncio.to_thread(receipts.poll)
-            delivered = {r["command_id"] for r in (orjson.loads(x.value) for x in receipts.records)
-                         if r.get("outcome") == "delivered"}
+            delivered = {
+                r["command_id"]
+                for r in (orjson.loads(x.value) for x in receipts.records)
+                if r.get("outcome") == "delivered"
+            }
             if len(delivered) >= len(commands):
                 break
             for t in tasks:
                 if t.done():
                     t.result()
-            assert asyncio.get_running_loop().time() < deadline, f"{len(delivered)} of {len(commands)} delivered"
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"{len(delivered)} of {len(commands)} delivered"
+            )
             await asyncio.sleep(0.5)
     finally:
         stop.set()

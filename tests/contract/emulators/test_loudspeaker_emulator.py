@@ -27,8 +27,15 @@ def at(hh: int, mm: int, ss: int = 0) -> datetime:
 
 
 def slot(bid: str, start: datetime, end: datetime, **extra: Any) -> dict[str, Any]:
-    return {"bulletin_id": bid, "start": start.isoformat(), "end": end.isoformat(), "priority": "normal",
-            "audio_url": AUDIO, "title": f"Tin {bid}", **extra}
+    return {
+        "bulletin_id": bid,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "priority": "normal",
+        "audio_url": AUDIO,
+        "title": f"Tin {bid}",
+        **extra,
+    }
 
 
 def schedule(zone: str, *slots: dict[str, Any], day: str = DAY) -> dict[str, Any]:
@@ -54,8 +61,15 @@ async def http(emu: LoudspeakerEmulator) -> AsyncIterator[aiohttp.ClientSession]
         yield session
 
 
-async def call(http: aiohttp.ClientSession, method: str, path: str, body: Any = None, *,
-               token: str | None = TOKEN, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+async def call(
+    http: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str | None = TOKEN,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, Any]:
     hdrs = {"Authorization": f"Bearer {token}"} if token else {}
     hdrs.update(headers or {})
     async with http.request(method, path, json=body, headers=hdrs) as resp:
@@ -66,11 +80,26 @@ def put(http: aiohttp.ClientSession, zone: str, body: Any, day: str = DAY, **kw:
     return call(http, "PUT", f"/api/v1/zones/{zone}/schedules/{day}", body, **kw)
 
 
-def emergency(eid: str, zones: list[str], *, duration: float = 60, interval: float = 300,
-              expires: datetime | None = None, **extra: Any) -> dict[str, Any]:
-    return {"emergency_id": eid, "zones": zones, "audio_url": AUDIO, "text": "Bão số 5.", "priority": "emergency",
-            "duration_s": duration, "repeat_interval_s": interval,
-            "expires_at": (expires or at(7, 0)).isoformat(), **extra}
+def emergency(
+    eid: str,
+    zones: list[str],
+    *,
+    duration: float = 60,
+    interval: float = 300,
+    expires: datetime | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "emergency_id": eid,
+        "zones": zones,
+        "audio_url": AUDIO,
+        "text": "Bão số 5.",
+        "priority": "emergency",
+        "duration_s": duration,
+        "repeat_interval_s": interval,
+        "expires_at": (expires or at(7, 0)).isoformat(),
+        **extra,
+    }
 
 
 # -- auth -------------------------------------------------------------------------------------------
@@ -78,7 +107,9 @@ def emergency(eid: str, zones: list[str], *, duration: float = 60, interval: flo
 
 async def test_bearer_token_required(http: aiohttp.ClientSession, emu: LoudspeakerEmulator) -> None:
     status, body, headers = await put(http, "42001", schedule("42001"), token=None)
-    assert status == 401 and body["error"]["code"] == "unauthorized" and "Bearer" in headers["WWW-Authenticate"]
+    assert (
+        status == 401 and body["error"]["code"] == "unauthorized" and "Bearer" in headers["WWW-Authenticate"]
+    )
     status, body, _ = await put(http, "42001", schedule("42001"), token="nope")
     assert status == 401 and body["error"]["code"] == "unauthorized"
     emu.expire_token(TOKEN)
@@ -119,16 +150,25 @@ async def test_preconditions(http: aiohttp.ClientSession) -> None:
     assert status == 200 and ok["status"] == "unchanged"
 
 
-@pytest.mark.parametrize(("body", "why"), [
-    (schedule("42001", slot("a", at(5, 30), at(5, 35)), slot("b", at(5, 34), at(5, 36))), "overlap"),
-    (schedule("42001", slot("a", at(5, 30), at(5, 30))), "end after"),
-    (schedule("42001", slot("a", at(5, 30) + timedelta(days=1), at(5, 31) + timedelta(days=1))), "starts on"),
-    (schedule("42001", slot("a", at(5, 30), at(5, 31), priority="emergency")), "emergencies"),
-    (schedule("42001", slot("a", at(5, 30), at(5, 31), audio_url="/relative.wav")), "audio_url"),
-    (schedule("42001", {"bulletin_id": "a", "start": "05:30", "end": "05:31", "audio_url": AUDIO}), "ISO 8601"),
-    (schedule("42002", slot("a", at(5, 30), at(5, 31))), "zone"),
-    ({"slots": "none"}, "slots"),
-])
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (schedule("42001", slot("a", at(5, 30), at(5, 35)), slot("b", at(5, 34), at(5, 36))), "overlap"),
+        (schedule("42001", slot("a", at(5, 30), at(5, 30))), "end after"),
+        (
+            schedule("42001", slot("a", at(5, 30) + timedelta(days=1), at(5, 31) + timedelta(days=1))),
+            "starts on",
+        ),
+        (schedule("42001", slot("a", at(5, 30), at(5, 31), priority="emergency")), "emergencies"),
+        (schedule("42001", slot("a", at(5, 30), at(5, 31), audio_url="/relative.wav")), "audio_url"),
+        (
+            schedule("42001", {"bulletin_id": "a", "start": "05:30", "end": "05:31", "audio_url": AUDIO}),
+            "ISO 8601",
+        ),
+        (schedule("42002", slot("a", at(5, 30), at(5, 31))), "zone"),
+        ({"slots": "none"}, "slots"),
+    ],
+)
 async def test_bad_schedules_are_refused(http: aiohttp.ClientSession, body: Any, why: str) -> None:
     status, err, _ = await put(http, "42001", body)
     assert status == 400 and err["error"]["code"] == "invalid_request" and why in err["error"]["message"]
@@ -137,17 +177,23 @@ async def test_bad_schedules_are_refused(http: aiohttp.ClientSession, body: Any,
 async def test_bad_date_and_bad_json(http: aiohttp.ClientSession) -> None:
     status, err, _ = await put(http, "42001", schedule("42001"), day="17-09-2026")
     assert status == 400
-    async with http.put(f"/api/v1/zones/42001/schedules/{DAY}", data=b"{not json",
-                        headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+    async with http.put(
+        f"/api/v1/zones/42001/schedules/{DAY}",
+        data=b"{not json",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as resp:
         assert resp.status == 400
 
 
 # -- simulated playing ------------------------------------------------------------------------------
 
 
-async def test_advancing_the_clock_plays_slots_on_every_cluster(http: aiohttp.ClientSession, emu: LoudspeakerEmulator,
-                                                                clock: ManualClock) -> None:
-    await put(http, "42002", schedule("42002", slot("b1", at(5, 30), at(5, 31)), slot("b2", at(5, 31), at(5, 33))))
+async def test_advancing_the_clock_plays_slots_on_every_cluster(
+    http: aiohttp.ClientSession, emu: LoudspeakerEmulator, clock: ManualClock
+) -> None:
+    await put(
+        http, "42002", schedule("42002", slot("b1", at(5, 30), at(5, 31)), slot("b2", at(5, 31), at(5, 33)))
+    )
     emu.set_cluster_status("offline", cluster_id="42002-c2")
     clock.set(at(5, 32).timestamp())
     _, body, _ = await call(http, "GET", "/api/v1/plays?zone=42002")
@@ -156,13 +202,16 @@ async def test_advancing_the_clock_plays_slots_on_every_cluster(http: aiohttp.Cl
     clock.set(at(6, 0).timestamp())
     _, body, _ = await call(http, "GET", f"/api/v1/plays?zone=42002&after={body['next_after']}")
     assert [(p["bulletin_id"], p["cluster_id"], p["result"]) for p in body["plays"]] == [
-        ("b2", "42002-c1", "ok"), ("b2", "42002-c2", "offline")]
+        ("b2", "42002-c1", "ok"),
+        ("b2", "42002-c2", "offline"),
+    ]
     _, since, _ = await call(http, "GET", f"/api/v1/plays?since={at(5, 32).isoformat().replace('+', '%2B')}")
     assert {p["bulletin_id"] for p in since["plays"]} == {"b2"}
 
 
-async def test_going_offline_mid_play_reports_what_aired(http: aiohttp.ClientSession, emu: LoudspeakerEmulator,
-                                                         clock: ManualClock) -> None:
+async def test_going_offline_mid_play_reports_what_aired(
+    http: aiohttp.ClientSession, emu: LoudspeakerEmulator, clock: ManualClock
+) -> None:
     await put(http, "42001", schedule("42001", slot("b1", at(5, 30), at(5, 40))))
     clock.set(at(5, 32).timestamp())
     emu.set_cluster_status("offline", zone="42001")
@@ -171,8 +220,9 @@ async def test_going_offline_mid_play_reports_what_aired(http: aiohttp.ClientSes
     assert (play.result, play.played_s) == ("offline", 120.0)
 
 
-async def test_replacing_a_schedule_cuts_the_slot_on_air_unless_kept(http: aiohttp.ClientSession,
-                                                                     emu: LoudspeakerEmulator, clock: ManualClock) -> None:
+async def test_replacing_a_schedule_cuts_the_slot_on_air_unless_kept(
+    http: aiohttp.ClientSession, emu: LoudspeakerEmulator, clock: ManualClock
+) -> None:
     first = slot("b1", at(5, 30), at(5, 40))
     await put(http, "42001", schedule("42001", first, slot("b2", at(5, 40), at(5, 45))))
     clock.set(at(5, 35).timestamp())
@@ -186,14 +236,24 @@ async def test_replacing_a_schedule_cuts_the_slot_on_air_unless_kept(http: aioht
 # -- emergencies ------------------------------------------------------------------------------------
 
 
-async def test_emergency_preempts_at_once_repeats_and_cancel_stops(http: aiohttp.ClientSession,
-                                                                   emu: LoudspeakerEmulator, clock: ManualClock) -> None:
-    await put(http, "42001", schedule("42001", slot("b1", at(5, 30), at(5, 40)), slot("b2", at(5, 40), at(5, 50))))
+async def test_emergency_preempts_at_once_repeats_and_cancel_stops(
+    http: aiohttp.ClientSession, emu: LoudspeakerEmulator, clock: ManualClock
+) -> None:
+    await put(
+        http, "42001", schedule("42001", slot("b1", at(5, 30), at(5, 40)), slot("b2", at(5, 40), at(5, 50)))
+    )
     clock.set(at(5, 35).timestamp())
-    status, body, _ = await call(http, "POST", "/api/v1/emergencies", emergency("E1", ["42001", "42002", "42999"]))
+    status, body, _ = await call(
+        http, "POST", "/api/v1/emergencies", emergency("E1", ["42001", "42002", "42999"])
+    )
     assert status == 201 and body["status"] == "active" and body["zone_count"] == 3 and not body["duplicate"]
     pre = {p.cluster_id: p.interrupted for p in emu.preemptions("E1")}
-    assert pre == {"42001-c1": "b1", "42002-c1": None, "42002-c2": None, "42999-c1": None}  # 42999 created on demand
+    assert pre == {
+        "42001-c1": "b1",
+        "42002-c1": None,
+        "42002-c2": None,
+        "42999-c1": None,
+    }  # 42999 created on demand
     assert emu.now_playing("42001") == {"42001-c1": "E1"}
 
     status, again, _ = await call(http, "POST", "/api/v1/emergencies", emergency("E1", ["42001"]))
@@ -219,8 +279,9 @@ async def test_emergency_preempts_at_once_repeats_and_cancel_stops(http: aiohttp
     assert status == 404
 
 
-async def test_repeats_stop_at_expiry(http: aiohttp.ClientSession, emu: LoudspeakerEmulator,
-                                      clock: ManualClock) -> None:
+async def test_repeats_stop_at_expiry(
+    http: aiohttp.ClientSession, emu: LoudspeakerEmulator, clock: ManualClock
+) -> None:
     await call(http, "POST", "/api/v1/emergencies", emergency("E2", ["42001"], expires=at(5, 10, 1)))
     clock.set(at(8, 0).timestamp())
     starts = [p.started_at for p in emu.plays(zone="42001")]
@@ -229,11 +290,14 @@ async def test_repeats_stop_at_expiry(http: aiohttp.ClientSession, emu: Loudspea
     assert got["status"] == "expired" and got["plays_started"] == 3 and got["zones"] == ["42001"]
 
 
-async def test_update_replaces_the_earlier_emergency(http: aiohttp.ClientSession, emu: LoudspeakerEmulator,
-                                                     clock: ManualClock) -> None:
+async def test_update_replaces_the_earlier_emergency(
+    http: aiohttp.ClientSession, emu: LoudspeakerEmulator, clock: ManualClock
+) -> None:
     await call(http, "POST", "/api/v1/emergencies", emergency("E1", ["42001"]))
     clock.advance(20)
-    status, body, _ = await call(http, "POST", "/api/v1/emergencies", emergency("E1-upd", ["42001"], replaces="E1"))
+    status, body, _ = await call(
+        http, "POST", "/api/v1/emergencies", emergency("E1-upd", ["42001"], replaces="E1")
+    )
     assert status == 201 and emu.preemptions("E1-upd")[0].interrupted == "E1"
     clock.set(at(5, 30).timestamp())
     plays = [(p.bulletin_id, p.result, p.played_s) for p in emu.plays(zone="42001")]
@@ -242,39 +306,52 @@ async def test_update_replaces_the_earlier_emergency(http: aiohttp.ClientSession
     assert emu.emergency("E1") is not None and emu.emergency("E1").status(clock()) == "replaced"  # type: ignore[union-attr]
 
 
-async def test_a_slot_starting_during_an_emergency_play_is_preempted(http: aiohttp.ClientSession,
-                                                                     emu: LoudspeakerEmulator, clock: ManualClock) -> None:
+async def test_a_slot_starting_during_an_emergency_play_is_preempted(
+    http: aiohttp.ClientSession, emu: LoudspeakerEmulator, clock: ManualClock
+) -> None:
     clock.set(at(5, 29, 30).timestamp())
     await call(http, "POST", "/api/v1/emergencies", emergency("E3", ["42001"], interval=3600))
-    await put(http, "42001", schedule("42001", slot("b1", at(5, 30), at(5, 31)), slot("b2", at(5, 31), at(5, 32))))
+    await put(
+        http, "42001", schedule("42001", slot("b1", at(5, 30), at(5, 31)), slot("b2", at(5, 31), at(5, 32)))
+    )
     clock.set(at(5, 40).timestamp())
     assert [(p.bulletin_id, p.result, p.played_s) for p in emu.plays(zone="42001", kind="scheduled")] == [
-        ("b1", "interrupted", 0.0), ("b2", "ok", 60.0)]  # the schedule resumes after the emergency
+        ("b1", "interrupted", 0.0),
+        ("b2", "ok", 60.0),
+    ]  # the schedule resumes after the emergency
 
 
-@pytest.mark.parametrize(("change", "why"), [
-    ({"priority": "normal"}, "priority"),
-    ({"zones": []}, "zones"),
-    ({"repeat_interval_s": 30, "duration_s": 60}, "repeat_interval_s"),
-    ({"expires_at": "2026-09-17T04:00:00+07:00"}, "past"),
-    ({"audio_url": None, "text": None}, "audio_url or text"),
-])
-async def test_bad_emergencies_are_refused(http: aiohttp.ClientSession, change: dict[str, Any], why: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"priority": "normal"}, "priority"),
+        ({"zones": []}, "zones"),
+        ({"repeat_interval_s": 30, "duration_s": 60}, "repeat_interval_s"),
+        ({"expires_at": "2026-09-17T04:00:00+07:00"}, "past"),
+        ({"audio_url": None, "text": None}, "audio_url or text"),
+    ],
+)
+async def test_bad_emergencies_are_refused(
+    http: aiohttp.ClientSession, change: dict[str, Any], why: str
+) -> None:
     body = {k: v for k, v in {**emergency("E4", ["42001"]), **change}.items() if v is not None}
     status, err, _ = await call(http, "POST", "/api/v1/emergencies", body)
     assert status == 400 and why in err["error"]["message"]
 
 
 async def test_bulk_limit_and_unknown_zones(http: aiohttp.ClientSession, emu: LoudspeakerEmulator) -> None:
-    status, err, _ = await call(http, "POST", "/api/v1/emergencies",
-                                emergency("E5", [f"z{i}" for i in range(5001)]))
+    status, err, _ = await call(
+        http, "POST", "/api/v1/emergencies", emergency("E5", [f"z{i}" for i in range(5001)])
+    )
     assert status == 413 and err["error"]["code"] == "too_many_zones"
     emu.auto_create_zones = False
     status, err, _ = await call(http, "POST", "/api/v1/emergencies", emergency("E6", ["42001", "99999"]))
     assert status == 404 and err["error"]["code"] == "zone_not_found" and err["error"]["zones"] == ["99999"]
 
 
-async def test_5000_zones_in_one_call_within_a_second(http: aiohttp.ClientSession, emu: LoudspeakerEmulator) -> None:
+async def test_5000_zones_in_one_call_within_a_second(
+    http: aiohttp.ClientSession, emu: LoudspeakerEmulator
+) -> None:
     zones = [f"{i:05d}" for i in range(5000)]
     started = time.perf_counter()
     status, body, _ = await call(http, "POST", "/api/v1/emergencies", emergency("E-national", zones))

@@ -29,10 +29,16 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def zalo(clock: ManualClock) -> AsyncIterator[ZaloEmulator]:
-    emulator = ZaloEmulator(app_id=APP_ID, secret_key=SECRET, access_token=ACCESS,
-                            refresh_token=REFRESH,
-                            groups={GROUP: "active", "g-off": "disabled", "g-out": "not_member"},
-                            followers=[FOLLOWER], clock=clock, seed=3)
+    emulator = ZaloEmulator(
+        app_id=APP_ID,
+        secret_key=SECRET,
+        access_token=ACCESS,
+        refresh_token=REFRESH,
+        groups={GROUP: "active", "g-off": "disabled", "g-out": "not_member"},
+        followers=[FOLLOWER],
+        clock=clock,
+        seed=3,
+    )
     await emulator.start()
     yield emulator
     await emulator.stop()
@@ -44,8 +50,9 @@ async def http(zalo: ZaloEmulator) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def send(http: aiohttp.ClientSession, body: Any, path: str = GROUP_MESSAGE,
-               token: str | None = ACCESS) -> tuple[int, Any]:
+async def send(
+    http: aiohttp.ClientSession, body: Any, path: str = GROUP_MESSAGE, token: str | None = ACCESS
+) -> tuple[int, Any]:
     headers = {} if token is None else {"access_token": token}
     async with http.post(path, json=body, headers=headers) as resp:
         return resp.status, await resp.json(loads=orjson.loads, content_type=None)
@@ -55,16 +62,20 @@ def text_to(group: str, text: str) -> dict[str, Any]:
     return {"recipient": {"group_id": group}, "message": {"text": text}}
 
 
-async def refresh(http: aiohttp.ClientSession, refresh_token: str,
-                  secret: str = SECRET, app_id: str = APP_ID) -> Any:
-    async with http.post(TOKEN_URL, headers={"secret_key": secret}, data={
-            "refresh_token": refresh_token, "app_id": app_id,
-            "grant_type": "refresh_token"}) as resp:
+async def refresh(
+    http: aiohttp.ClientSession, refresh_token: str, secret: str = SECRET, app_id: str = APP_ID
+) -> Any:
+    async with http.post(
+        TOKEN_URL,
+        headers={"secret_key": secret},
+        data={"refresh_token": refresh_token, "app_id": app_id, "grant_type": "refresh_token"},
+    ) as resp:
         assert resp.status == 200
         return await resp.json()
 
 
 # ----- auth and envelope ---------------------------------------------------------------------
+
 
 async def test_missing_or_wrong_token_is_216(http: aiohttp.ClientSession, zalo: ZaloEmulator) -> None:
     for token in (None, "wrong"):
@@ -73,16 +84,16 @@ async def test_missing_or_wrong_token_is_216(http: aiohttp.ClientSession, zalo: 
     assert zalo.messages() == []
 
 
-async def test_group_message_success_envelope(http: aiohttp.ClientSession, zalo: ZaloEmulator,
-                                              clock: ManualClock) -> None:
+async def test_group_message_success_envelope(
+    http: aiohttp.ClientSession, zalo: ZaloEmulator, clock: ManualClock
+) -> None:
     status, body = await send(http, text_to(GROUP, "Thông báo: lịch cắt điện ngày 27/11."))
     assert status == 200 and set(body) == {"error", "message", "data"}
     assert (body["error"], body["message"]) == (0, "Success")
     message_id = body["data"]["message_id"]
     assert isinstance(message_id, str) and message_id
     [sent] = zalo.messages()
-    assert (sent.message_id, sent.kind, sent.recipient, sent.time) == (
-        message_id, "group", GROUP, clock())
+    assert (sent.message_id, sent.kind, sent.recipient, sent.time) == (message_id, "group", GROUP, clock())
     assert sent.text == "Thông báo: lịch cắt điện ngày 27/11."
     await send(http, text_to(GROUP, "Tin thứ hai"))
     assert [m.seq for m in zalo.messages()] == sorted(m.seq for m in zalo.messages())
@@ -93,19 +104,26 @@ async def test_text_limit_2000(http: aiohttp.ClientSession, zalo: ZaloEmulator) 
     assert body["error"] == 0
     status, body = await send(http, text_to(GROUP, "ạ" * 2001))
     assert status == 200 and body["error"] == -210 and set(body) == {"error", "message"}
-    for bad in ({"recipient": {"group_id": GROUP}, "message": {"text": "  "}},
-                {"recipient": {"group_id": GROUP}, "message": {}},
-                {"recipient": {}, "message": {"text": "x"}}):
+    for bad in (
+        {"recipient": {"group_id": GROUP}, "message": {"text": "  "}},
+        {"recipient": {"group_id": GROUP}, "message": {}},
+        {"recipient": {}, "message": {"text": "x"}},
+    ):
         assert (await send(http, bad))[1]["error"] == -201
     assert len(zalo.messages()) == 1
 
 
 async def test_media_attachment_and_buttons(http: aiohttp.ClientSession, zalo: ZaloEmulator) -> None:
-    attachment = {"type": "template", "payload": {
-        "template_type": "media",
-        "elements": [{"media_type": "image", "url": "https://example.org/a.jpg"}],
-        "buttons": [{"title": "Đọc tiếp", "type": "oa.open.url",
-                     "payload": {"url": "https://example.org/a"}}]}}
+    attachment = {
+        "type": "template",
+        "payload": {
+            "template_type": "media",
+            "elements": [{"media_type": "image", "url": "https://example.org/a.jpg"}],
+            "buttons": [
+                {"title": "Đọc tiếp", "type": "oa.open.url", "payload": {"url": "https://example.org/a"}}
+            ],
+        },
+    }
     body = {"recipient": {"group_id": GROUP}, "message": {"text": "Ảnh", "attachment": attachment}}
     assert (await send(http, body))[1]["error"] == 0
     assert zalo.messages()[0].attachment == attachment
@@ -118,14 +136,14 @@ async def test_group_errors(http: aiohttp.ClientSession, group: str, code: int) 
     assert (await send(http, text_to(group, "x")))[1]["error"] == code
 
 
-async def test_unknown_group_error_is_configurable(http: aiohttp.ClientSession,
-                                                   zalo: ZaloEmulator) -> None:
+async def test_unknown_group_error_is_configurable(http: aiohttp.ClientSession, zalo: ZaloEmulator) -> None:
     zalo.unknown_group_error = -403
     assert (await send(http, text_to("g-unknown", "x")))[1]["error"] == -403
 
 
-async def test_cs_message_needs_a_follower(http: aiohttp.ClientSession, zalo: ZaloEmulator,
-                                           clock: ManualClock) -> None:
+async def test_cs_message_needs_a_follower(
+    http: aiohttp.ClientSession, zalo: ZaloEmulator, clock: ManualClock
+) -> None:
     body = {"recipient": {"user_id": FOLLOWER}, "message": {"text": "Cảm ơn bạn"}}
     status, reply = await send(http, body, path=CS_MESSAGE)
     assert reply["error"] == 0 and reply["data"]["user_id"] == FOLLOWER
@@ -139,8 +157,8 @@ async def test_cs_message_needs_a_follower(http: aiohttp.ClientSession, zalo: Za
 
 # ----- limits ----------------------------------------------------------------------------------
 
-async def test_quota_per_window(http: aiohttp.ClientSession, zalo: ZaloEmulator,
-                                clock: ManualClock) -> None:
+
+async def test_quota_per_window(http: aiohttp.ClientSession, zalo: ZaloEmulator, clock: ManualClock) -> None:
     zalo.quota_limit = 2
     for n in range(2):
         assert (await send(http, text_to(GROUP, f"tin {n}")))[1]["error"] == 0
@@ -149,8 +167,7 @@ async def test_quota_per_window(http: aiohttp.ClientSession, zalo: ZaloEmulator,
     async with http.get("/v3.0/oa/quota/message", headers={"access_token": ACCESS}) as resp:
         quota = await resp.json()
     assert quota["error"] == 0
-    assert {k: quota["data"][k] for k in ("total", "used", "remain")} == {
-        "total": 2, "used": 2, "remain": 0}
+    assert {k: quota["data"][k] for k in ("total", "used", "remain")} == {"total": 2, "used": 2, "remain": 0}
     # the window resets at local midnight (UTC+7): 14 h after 10:00
     assert quota["data"]["reset_at"] == int((DAYTIME + 14 * 3600) * 1000)
     clock.advance(14 * 3600)
@@ -167,8 +184,10 @@ async def test_rate_limit_per_second(http: aiohttp.ClientSession, zalo: ZaloEmul
 
 # ----- tokens ----------------------------------------------------------------------------------
 
+
 async def test_refresh_is_single_use_and_rotates_the_access_token(
-        http: aiohttp.ClientSession, zalo: ZaloEmulator) -> None:
+    http: aiohttp.ClientSession, zalo: ZaloEmulator
+) -> None:
     pair = await refresh(http, REFRESH)
     assert set(pair) == {"access_token", "refresh_token", "expires_in"}
     assert pair["expires_in"] == "90000"  # a string, as Zalo sends it
@@ -178,9 +197,13 @@ async def test_refresh_is_single_use_and_rotates_the_access_token(
     assert (await send(http, text_to(GROUP, "x")))[1]["error"] == -216
     assert (await send(http, text_to(GROUP, "x"), token=pair["access_token"]))[1]["error"] == 0
     again = await refresh(http, REFRESH)
-    assert again == {"error_name": "Invalid parameter", "error_reason": "Invalid refresh token",
-                     "ref_doc": again["ref_doc"],
-                     "error_description": again["error_description"], "error": -14020}
+    assert again == {
+        "error_name": "Invalid parameter",
+        "error_reason": "Invalid refresh token",
+        "ref_doc": again["ref_doc"],
+        "error_description": again["error_description"],
+        "error": -14020,
+    }
     assert zalo.refresh_count == 1
     second = await refresh(http, pair["refresh_token"])
     assert "access_token" in second and zalo.refresh_count == 2
@@ -194,7 +217,8 @@ async def test_refresh_checks_app_and_secret(http: aiohttp.ClientSession, zalo: 
 
 
 async def test_grace_period_keeps_the_old_token_a_while(
-        http: aiohttp.ClientSession, zalo: ZaloEmulator, clock: ManualClock) -> None:
+    http: aiohttp.ClientSession, zalo: ZaloEmulator, clock: ManualClock
+) -> None:
     zalo.refresh_grace_s = 30.0
     await refresh(http, REFRESH)
     assert (await send(http, text_to(GROUP, "x")))[1]["error"] == 0
@@ -202,11 +226,14 @@ async def test_grace_period_keeps_the_old_token_a_while(
     assert (await send(http, text_to(GROUP, "x")))[1]["error"] == -216
 
 
-async def test_access_token_expiry(http: aiohttp.ClientSession, zalo: ZaloEmulator,
-                                   clock: ManualClock) -> None:
+async def test_access_token_expiry(
+    http: aiohttp.ClientSession, zalo: ZaloEmulator, clock: ManualClock
+) -> None:
     clock.advance(90000)
     assert await send(http, text_to(GROUP, "x")) == (
-        200, {"error": -216, "message": "Access token is invalid"})
+        200,
+        {"error": -216, "message": "Access token is invalid"},
+    )
     zalo.expired_error, zalo.expiry_http_status = -220, 401
     status, body = await send(http, text_to(GROUP, "x"))
     assert (status, body["error"]) == (401, -220)
@@ -215,6 +242,7 @@ async def test_access_token_expiry(http: aiohttp.ClientSession, zalo: ZaloEmulat
 
 
 # ----- faults ----------------------------------------------------------------------------------
+
 
 async def test_rate_limit_and_quota_faults(http: aiohttp.ClientSession, zalo: ZaloEmulator) -> None:
     zalo.faults.add("rate_limit", target=GROUP)
@@ -226,16 +254,14 @@ async def test_rate_limit_and_quota_faults(http: aiohttp.ClientSession, zalo: Za
 
 async def test_server_error_faults(http: aiohttp.ClientSession, zalo: ZaloEmulator) -> None:
     zalo.faults.add("server_error")
-    async with http.post(GROUP_MESSAGE, json=text_to(GROUP, "x"),
-                         headers={"access_token": ACCESS}) as resp:
+    async with http.post(GROUP_MESSAGE, json=text_to(GROUP, "x"), headers={"access_token": ACCESS}) as resp:
         assert resp.status == 502 and "Bad Gateway" in await resp.text()
     zalo.faults.add("server_error", code=-1)
     assert await send(http, text_to(GROUP, "x")) == (200, {"error": -1, "message": "Unknown error"})
     assert zalo.messages() == []
 
 
-async def test_expire_token_fault_then_refresh_once(http: aiohttp.ClientSession,
-                                                    zalo: ZaloEmulator) -> None:
+async def test_expire_token_fault_then_refresh_once(http: aiohttp.ClientSession, zalo: ZaloEmulator) -> None:
     zalo.faults.add("expire_token", path="/group/message")
     assert (await send(http, text_to(GROUP, "x")))[1]["error"] == -216
     assert (await send(http, text_to(GROUP, "x")))[1]["error"] == -216  # stays expired
@@ -245,8 +271,7 @@ async def test_expire_token_fault_then_refresh_once(http: aiohttp.ClientSession,
         assert (await resp.json())["refresh_count"] == 1
 
 
-async def test_drop_after_effect_records_the_message(http: aiohttp.ClientSession,
-                                                     zalo: ZaloEmulator) -> None:
+async def test_drop_after_effect_records_the_message(http: aiohttp.ClientSession, zalo: ZaloEmulator) -> None:
     zalo.faults.add("drop_after_effect", target=GROUP)
     with pytest.raises(aiohttp.ServerDisconnectedError):
         await send(http, text_to(GROUP, "Kết quả chưa rõ"))
@@ -259,8 +284,9 @@ async def test_drop_after_effect_records_the_message(http: aiohttp.ClientSession
     assert len(zalo.messages()) == 1
 
 
-async def test_refresh_reply_lost_bricks_the_refresh_token(http: aiohttp.ClientSession,
-                                                            zalo: ZaloEmulator) -> None:
+async def test_refresh_reply_lost_bricks_the_refresh_token(
+    http: aiohttp.ClientSession, zalo: ZaloEmulator
+) -> None:
     """The crash-between-refresh-and-store case: Zalo rotated, the client never saw it."""
     zalo.faults.add("drop_after_effect", path=TOKEN_URL)
     with pytest.raises(aiohttp.ServerDisconnectedError):
@@ -275,16 +301,22 @@ async def test_refresh_reply_lost_bricks_the_refresh_token(http: aiohttp.ClientS
 async def test_timeout_and_slow(http: aiohttp.ClientSession, zalo: ZaloEmulator) -> None:
     zalo.faults.add("timeout", delay_s=5)
     with pytest.raises(asyncio.TimeoutError):
-        async with http.post(GROUP_MESSAGE, json=text_to(GROUP, "x"),
-                             headers={"access_token": ACCESS},
-                             timeout=aiohttp.ClientTimeout(total=0.3)):
+        async with http.post(
+            GROUP_MESSAGE,
+            json=text_to(GROUP, "x"),
+            headers={"access_token": ACCESS},
+            timeout=aiohttp.ClientTimeout(total=0.3),
+        ):
             pass
     assert len(zalo.messages()) == 1  # sent before the held reply
     zalo.faults.add("timeout", delay_s=0.5, effect_first=False)
     with pytest.raises(asyncio.TimeoutError):
-        async with http.post(GROUP_MESSAGE, json=text_to(GROUP, "y"),
-                             headers={"access_token": ACCESS},
-                             timeout=aiohttp.ClientTimeout(total=0.2)):
+        async with http.post(
+            GROUP_MESSAGE,
+            json=text_to(GROUP, "y"),
+            headers={"access_token": ACCESS},
+            timeout=aiohttp.ClientTimeout(total=0.2),
+        ):
             pass
     assert len(zalo.messages()) == 1  # not yet...
     await asyncio.sleep(0.5)
@@ -293,10 +325,14 @@ async def test_timeout_and_slow(http: aiohttp.ClientSession, zalo: ZaloEmulator)
 
 # ----- control API -----------------------------------------------------------------------------
 
-async def test_control_api_over_http(http: aiohttp.ClientSession, zalo: ZaloEmulator,
-                                     clock: ManualClock) -> None:
-    async with http.post("/_control/faults", json={"faults": [
-            {"kind": "rate_limit", "code": -211, "method": "POST", "count": 2}]}) as resp:
+
+async def test_control_api_over_http(
+    http: aiohttp.ClientSession, zalo: ZaloEmulator, clock: ManualClock
+) -> None:
+    async with http.post(
+        "/_control/faults",
+        json={"faults": [{"kind": "rate_limit", "code": -211, "method": "POST", "count": 2}]},
+    ) as resp:
         assert resp.status == 201
     for _ in range(2):
         assert (await send(http, text_to(GROUP, "x")))[1]["error"] == -211

@@ -7,14 +7,35 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
-
 from helpers import SHARED
-from schemas.cap import Alert, Area, Category, Certainty, Info, MsgType, Reference, Scope, Severity, Status, Urgency, parse_cap
+
+from schemas.cap import (
+    Alert,
+    Area,
+    Category,
+    Certainty,
+    Info,
+    MsgType,
+    Reference,
+    Scope,
+    Severity,
+    Status,
+    Urgency,
+    parse_cap,
+)
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.topics import Channel
 from streams.alert_lane import EMERGENCY_MAX_DAYS, plan_records
-from streams.alerts import NotForBroadcast, dry_run_json, exercise, is_emergency, lane_of, plan_alert, zones_of
+from streams.alerts import (
+    NotForBroadcast,
+    dry_run_json,
+    exercise,
+    is_emergency,
+    lane_of,
+    plan_alert,
+    zones_of,
+)
 from streams.registry import Registry, build_targets
 
 SAMPLE = SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap"
@@ -51,14 +72,34 @@ def wards_of(*provinces: int) -> list[int]:
     return sorted(int(w.code) for w in Ward.iter_all() if int(w.province_code) in provinces)
 
 
-def info(urgency: Urgency = Urgency.IMMEDIATE, severity: Severity = Severity.EXTREME, codes: tuple[str, ...] = ("42",),
-         language: str = "vi-VN", expires: datetime | None = None, other: tuple[tuple[str, str], ...] = ()) -> Info:
+def info(
+    urgency: Urgency = Urgency.IMMEDIATE,
+    severity: Severity = Severity.EXTREME,
+    codes: tuple[str, ...] = ("42",),
+    language: str = "vi-VN",
+    expires: datetime | None = None,
+    other: tuple[tuple[str, str], ...] = (),
+) -> Info:
     area = Area("khu vực", tuple(("VN-DVHC", c) for c in codes) + other)
-    return Info(language, (Category.MET,), "Bão", urgency, severity, Certainty.OBSERVED, expires=expires, areas=(area,))
+    return Info(
+        language,
+        (Category.MET,),
+        "Bão",
+        urgency,
+        severity,
+        Certainty.OBSERVED,
+        expires=expires,
+        areas=(area,),
+    )
 
 
-def alert(*infos: Info, status: Status = Status.ACTUAL, msg_type: MsgType = MsgType.ALERT, scope: Scope = Scope.PUBLIC,
-          references: tuple[Reference, ...] = ()) -> Alert:
+def alert(
+    *infos: Info,
+    status: Status = Status.ACTUAL,
+    msg_type: MsgType = MsgType.ALERT,
+    scope: Scope = Scope.PUBLIC,
+    references: tuple[Reference, ...] = (),
+) -> Alert:
     return Alert("A-1", "s@example.vn", SENT, status, msg_type, scope, references, infos, "1.2", "0" * 64)
 
 
@@ -72,15 +113,22 @@ def test_sample_typhoon_reaches_exactly_the_147_wards_of_42_and_44(registry: Reg
     assert [z.ward_code for z in plan.zones] == expected
     assert all(not z.test and z.channel is Channel.LOUDSPEAKER for z in plan.zones)
     out = dry_run_json(plan)
-    assert out == {"identifier": "VN-NCHMF-2026-0917-BAO05-01", "status": "Actual", "exercise": False,
-                   "lane": "emergency", "zones": expected}
+    assert out == {
+        "identifier": "VN-NCHMF-2026-0917-BAO05-01",
+        "status": "Actual",
+        "exercise": False,
+        "lane": "emergency",
+        "zones": expected,
+    }
     assert orjson.loads(orjson.dumps(out)) == out  # JSON-ready as is
     assert plan.expires == datetime(2026, 9, 18, 5, 30, tzinfo=ICT)
 
 
 # -- lanes --------------------------------------------------------------------------------------
 
-EMERGENCY = {(u, s) for u in (Urgency.IMMEDIATE, Urgency.EXPECTED) for s in (Severity.EXTREME, Severity.SEVERE)}
+EMERGENCY = {
+    (u, s) for u in (Urgency.IMMEDIATE, Urgency.EXPECTED) for s in (Severity.EXTREME, Severity.SEVERE)
+}
 
 
 @pytest.mark.parametrize("urgency", list(Urgency))
@@ -101,7 +149,10 @@ def test_the_most_urgent_info_wins_whatever_its_language() -> None:
 
 def test_cancel_takes_the_emergency_lane_update_its_own() -> None:
     ref = (Reference("s@example.vn", "A-0", SENT),)
-    assert lane_of(alert(info(Urgency.PAST, Severity.MINOR), msg_type=MsgType.CANCEL, references=ref)) == "emergency"
+    assert (
+        lane_of(alert(info(Urgency.PAST, Severity.MINOR), msg_type=MsgType.CANCEL, references=ref))
+        == "emergency"
+    )
     assert lane_of(alert(msg_type=MsgType.CANCEL, references=ref)) == "emergency"
     downgrade = alert(info(Urgency.PAST, Severity.MINOR), msg_type=MsgType.UPDATE, references=ref)
     assert lane_of(downgrade) == "priority"
@@ -109,8 +160,13 @@ def test_cancel_takes_the_emergency_lane_update_its_own() -> None:
 
 @pytest.mark.parametrize(
     ("name", "lane"),
-    [("wcatwc-warning.cap", "emergency"), ("weather.cap", "emergency"), ("australia.cap", "priority"),
-     ("canada.cap", "priority"), ("earthquake.cap", "priority")],
+    [
+        ("wcatwc-warning.cap", "emergency"),
+        ("weather.cap", "emergency"),
+        ("australia.cap", "priority"),
+        ("canada.cap", "priority"),
+        ("earthquake.cap", "priority"),
+    ],
 )
 def test_lanes_of_real_alerts(name: str, lane: str) -> None:
     assert lane_of(parse_cap((TESTDATA / name).read_bytes())) == lane
@@ -126,7 +182,9 @@ def test_ward_code_selects_that_ward(registry: Registry) -> None:
 
 def test_province_and_ward_codes_combine_without_duplicates(registry: Registry) -> None:
     inside = str(wards_of(42)[0]).zfill(5)
-    zones = zones_of(alert(info(codes=("42", inside, "00025")), info(codes=("42",), language="en-US")), registry)
+    zones = zones_of(
+        alert(info(codes=("42", inside, "00025")), info(codes=("42",), language="en-US")), registry
+    )
     assert [z.ward_code for z in zones] == sorted(wards_of(42) + [25])
 
 
@@ -163,7 +221,9 @@ def test_inactive_zones_are_left_out_of_a_province(registry: Registry) -> None:
 
 def test_no_vn_dvhc_area_is_refused(registry: Registry) -> None:
     for foreign in ("weather.cap", "no_optional_fields.cap", "australia.cap"):
-        with pytest.raises(InvalidContent, match="no VN-DVHC area: refusing to alert every commune by default"):
+        with pytest.raises(
+            InvalidContent, match="no VN-DVHC area: refusing to alert every commune by default"
+        ):
             plan_alert(parse_cap((TESTDATA / foreign).read_bytes()), registry)
     with pytest.raises(InvalidContent, match="no VN-DVHC area"):
         zones_of(alert(info(codes=(), other=(("SAME", "006109"),))), registry)
@@ -184,8 +244,13 @@ def test_exercise_and_test_go_to_test_zones_only(registry: Registry, status: Sta
     assert plan.exercise is True and exercise(alert(status=status)) is True
     assert [z.id for z in plan.zones] == ["zone:test-ha-tinh"]  # the inactive test zone is left out
     assert all(z.test for z in plan.zones)
-    assert dry_run_json(plan) == {"identifier": "A-1", "status": status.value, "exercise": True,
-                                  "lane": "emergency", "zones": ["zone:test-ha-tinh"]}
+    assert dry_run_json(plan) == {
+        "identifier": "A-1",
+        "status": status.value,
+        "exercise": True,
+        "lane": "emergency",
+        "zones": ["zone:test-ha-tinh"],
+    }
 
 
 def test_exercise_outside_any_test_province_goes_to_every_test_zone(registry: Registry) -> None:
@@ -212,8 +277,17 @@ def test_exercise_without_test_zones_is_refused(no_test_zones: Registry) -> None
 
 
 def test_test_zone_with_a_ward_code_prints_it() -> None:
-    reg = Registry.of(build_targets({"loudspeaker": {"test_zones": [
-        {"id": "zone:test-ba-dinh", "name": "t", "province_code": 1, "ward_code": 4}]}}))
+    reg = Registry.of(
+        build_targets(
+            {
+                "loudspeaker": {
+                    "test_zones": [
+                        {"id": "zone:test-ba-dinh", "name": "t", "province_code": 1, "ward_code": 4}
+                    ]
+                }
+            }
+        )
+    )
     plan = plan_alert(alert(info(codes=("01",)), status=Status.TEST), reg)
     assert dry_run_json(plan)["zones"] == [4] and plan.zones[0].test
 
@@ -259,10 +333,15 @@ def test_cancel_without_area_stops_the_referenced_alerts_everywhere(registry: Re
 
 
 def test_cancel_parsed_from_xml(registry: Registry) -> None:
-    raw = SAMPLE.read_bytes().replace(b"<msgType>Alert</msgType>", b"<msgType>Cancel</msgType>").replace(
-        b"<scope>Public</scope>",
-        b"<scope>Public</scope><references>canhbao@nchmf.example.vn,VN-NCHMF-2026-0917-BAO05-00,"
-        b"2026-09-17T04:30:00+07:00</references>")
+    raw = (
+        SAMPLE.read_bytes()
+        .replace(b"<msgType>Alert</msgType>", b"<msgType>Cancel</msgType>")
+        .replace(
+            b"<scope>Public</scope>",
+            b"<scope>Public</scope><references>canhbao@nchmf.example.vn,VN-NCHMF-2026-0917-BAO05-00,"
+            b"2026-09-17T04:30:00+07:00</references>",
+        )
+    )
     plan = plan_alert(parse_cap(raw), registry)
     assert plan.msg_type is MsgType.CANCEL and plan.references_ids == ("VN-NCHMF-2026-0917-BAO05-00",)
     assert len(plan.zones) == 147
@@ -270,8 +349,10 @@ def test_cancel_parsed_from_xml(registry: Registry) -> None:
 
 def test_expires_is_the_latest_of_the_deciding_infos(registry: Registry) -> None:
     soon, later, latest = (SENT + timedelta(hours=h) for h in (1, 2, 3))
-    plan = plan_alert(alert(info(expires=soon), info(expires=later),
-                            info(Urgency.FUTURE, Severity.MINOR, expires=latest)), registry)
+    plan = plan_alert(
+        alert(info(expires=soon), info(expires=later), info(Urgency.FUTURE, Severity.MINOR, expires=latest)),
+        registry,
+    )
     assert plan.lane == "emergency" and plan.expires == later
     assert plan_alert(alert(info(Urgency.FUTURE, Severity.MINOR, expires=latest)), registry).expires == latest
     assert plan_alert(alert(info()), registry).expires is None
@@ -280,13 +361,26 @@ def test_expires_is_the_latest_of_the_deciding_infos(registry: Registry) -> None
 # -- how long the emergency lane repeats (issue 12) ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("expires_in", "repeats_for"), [
-    (timedelta(days=EMERGENCY_MAX_DAYS), timedelta(days=EMERGENCY_MAX_DAYS)),  # at the bound: as the alert says
-    (timedelta(days=EMERGENCY_MAX_DAYS, seconds=1), timedelta(days=EMERGENCY_MAX_DAYS)),  # past it: the bound
-    (datetime(2199, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14))) - SENT, timedelta(days=EMERGENCY_MAX_DAYS)),
-])
-def test_an_emergency_repeats_for_at_most_the_bound(registry: Registry, expires_in: timedelta,
-                                                    repeats_for: timedelta) -> None:
+@pytest.mark.parametrize(
+    ("expires_in", "repeats_for"),
+    [
+        (
+            timedelta(days=EMERGENCY_MAX_DAYS),
+            timedelta(days=EMERGENCY_MAX_DAYS),
+        ),  # at the bound: as the alert says
+        (
+            timedelta(days=EMERGENCY_MAX_DAYS, seconds=1),
+            timedelta(days=EMERGENCY_MAX_DAYS),
+        ),  # past it: the bound
+        (
+            datetime(2199, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14))) - SENT,
+            timedelta(days=EMERGENCY_MAX_DAYS),
+        ),
+    ],
+)
+def test_an_emergency_repeats_for_at_most_the_bound(
+    registry: Registry, expires_in: timedelta, repeats_for: timedelta
+) -> None:
     typhoon = alert(info(expires=SENT + expires_in))
     records, _ = plan_records(typhoon, plan_alert(typhoon, registry), Settings(), SENT, None, None)
     [record] = records

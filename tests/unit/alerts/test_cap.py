@@ -6,14 +6,14 @@ from __future__ import annotations
 import socket
 import unicodedata
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from helpers import SHARED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import SHARED
 from schemas.cap import MAX_CAP_BYTES, REFUSED_DTD, Alert, MsgType, Severity, Status, Urgency, parse_cap
 from schemas.errors import InvalidContent
 
@@ -21,8 +21,15 @@ TESTDATA = SHARED / "standards" / "cap" / "testdata"
 SAMPLE = SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap"
 
 ACCEPTED = [
-    "australia.cap", "canada.cap", "canada_signed.cap", "earthquake.cap", "earthquake-iso8859-1.cap",
-    "earthquake_signed.cap", "no_optional_fields.cap", "wcatwc-warning.cap", "weather.cap",
+    "australia.cap",
+    "canada.cap",
+    "canada_signed.cap",
+    "earthquake.cap",
+    "earthquake-iso8859-1.cap",
+    "earthquake_signed.cap",
+    "no_optional_fields.cap",
+    "wcatwc-warning.cap",
+    "weather.cap",
 ]
 REJECTED = {
     "invalid.cap": "alert: required element <scope> is missing",
@@ -32,8 +39,15 @@ REJECTED = {
 }
 
 
-def cap(body: str, version: str = "1.2", head: str = "", alert_extra: str = "", msg_type: str = "Alert",
-        status: str = "Actual", sent: str = "2026-09-17T05:30:00+07:00") -> bytes:
+def cap(
+    body: str,
+    version: str = "1.2",
+    head: str = "",
+    alert_extra: str = "",
+    msg_type: str = "Alert",
+    status: str = "Actual",
+    sent: str = "2026-09-17T05:30:00+07:00",
+) -> bytes:
     """A minimal alert with `body` (infos) and `alert_extra` placed after <scope>."""
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>{head}<alert xmlns="urn:oasis:names:tc:emergency:cap:{version}">'
@@ -42,8 +56,10 @@ def cap(body: str, version: str = "1.2", head: str = "", alert_extra: str = "", 
     ).encode()
 
 
-INFO = ("<info><category>Met</category><event>E</event><urgency>Immediate</urgency><severity>Extreme</severity>"
-        "<certainty>Observed</certainty>{extra}</info>")
+INFO = (
+    "<info><category>Met</category><event>E</event><urgency>Immediate</urgency><severity>Extreme</severity>"
+    "<certainty>Observed</certainty>{extra}</info>"
+)
 
 
 def reason(raw: bytes) -> str:
@@ -72,7 +88,10 @@ def test_broken_testdata_is_rejected_for_the_right_reason(name: str, why: str) -
 
 def test_noaa_errors_further_errors_are_found_once_references_are_fixed() -> None:
     raw = (TESTDATA / "noaa_errors.cap").read_bytes().replace(b"<references></references>", b"")
-    assert reason(raw) == "info #1: <urgency> is empty: must be one of Immediate, Expected, Future, Past, Unknown"
+    assert (
+        reason(raw)
+        == "info #1: <urgency> is empty: must be one of Immediate, Expected, Future, Past, Unknown"
+    )
     for name, value in ((b"urgency", b"Expected"), (b"severity", b"Minor"), (b"certainty", b"Likely")):
         raw = raw.replace(b"<%s></%s>" % (name, name), b"<%s>%s</%s>" % (name, value, name))
     assert "<polygon> point '+40.85,-118.09,' is not lat,lon" in reason(raw)
@@ -81,8 +100,12 @@ def test_noaa_errors_further_errors_are_found_once_references_are_fixed() -> Non
 def test_sample_typhoon_alert() -> None:
     alert = parse_cap(SAMPLE.read_bytes())
     assert (alert.identifier, alert.status, alert.msg_type, alert.version) == (
-        "VN-NCHMF-2026-0917-BAO05-01", Status.ACTUAL, MsgType.ALERT, "1.2")
-    assert alert.sent == datetime(2026, 9, 16, 22, 30, tzinfo=timezone.utc)
+        "VN-NCHMF-2026-0917-BAO05-01",
+        Status.ACTUAL,
+        MsgType.ALERT,
+        "1.2",
+    )
+    assert alert.sent == datetime(2026, 9, 16, 22, 30, tzinfo=UTC)
     (info,) = alert.infos
     assert (info.urgency, info.severity, info.language) == (Urgency.IMMEDIATE, Severity.EXTREME, "vi-VN")
     assert info.areas[0].geocodes == (("VN-DVHC", "42"), ("VN-DVHC", "44"))
@@ -106,11 +129,18 @@ def test_references_are_parsed() -> None:
     alert = parse_cap((TESTDATA / "canada.cap").read_bytes())
     assert alert.msg_type is MsgType.UPDATE
     assert [(r.sender, r.identifier) for r in alert.references] == [
-        ("cap@ec.gc.ca", "2.49.0.1.124.a3f342a4.2012"), ("cap@ec.gc.ca", "2.49.0.1.124.60f31a3a.2012")]
-    assert alert.references[0].sent == datetime(2012, 5, 2, 21, 45, 5, tzinfo=timezone.utc)
-    cancel = parse_cap(cap("", msg_type="Cancel",
-                           alert_extra="<references>\n s@example.vn,T-0,2026-09-17T05:00:00+07:00\t"
-                                       "s@example.vn,T-00,2026-09-17T05:10:00+07:00\n</references>"))
+        ("cap@ec.gc.ca", "2.49.0.1.124.a3f342a4.2012"),
+        ("cap@ec.gc.ca", "2.49.0.1.124.60f31a3a.2012"),
+    ]
+    assert alert.references[0].sent == datetime(2012, 5, 2, 21, 45, 5, tzinfo=UTC)
+    cancel = parse_cap(
+        cap(
+            "",
+            msg_type="Cancel",
+            alert_extra="<references>\n s@example.vn,T-0,2026-09-17T05:00:00+07:00\t"
+            "s@example.vn,T-00,2026-09-17T05:10:00+07:00\n</references>",
+        )
+    )
     assert [r.identifier for r in cancel.references] == ["T-0", "T-00"]
 
 
@@ -123,7 +153,11 @@ def test_references_are_parsed() -> None:
         ("Cancel", "<references/>", "<references> is empty"),
         ("Cancel", "<references>T-0</references>", "entry 'T-0' is not sender,identifier,sent"),
         ("Cancel", "<references>a,b,c,d</references>", "is not sender,identifier,sent"),
-        ("Cancel", "<references>a,b,2026-09-17</references>", "references> sent '2026-09-17' is not a CAP 1.2 date-time"),
+        (
+            "Cancel",
+            "<references>a,b,2026-09-17</references>",
+            "references> sent '2026-09-17' is not a CAP 1.2 date-time",
+        ),
         ("Cancel", "<references>,b,2026-09-17T05:00:00+07:00</references>", "references> sender is empty"),
         ("Cancel", "<references>a,b&lt;x,2026-09-17T05:00:00+07:00</references>", "contains '<'"),
     ],
@@ -140,44 +174,92 @@ def test_references_rules(msg_type: str, references: str | None, why: str) -> No
         (cap("").replace(b"T-1", b"T&amp;1"), "contains '&'"),
         (cap("").replace(b"T-1", b""), "alert: <identifier> is empty"),
         (cap("").replace(b"s@example.vn", b"a b"), "alert: <sender> 'a b' contains ' '"),
-        (cap("", status="Real"), "alert: <status> 'Real' is not one of Actual, Exercise, System, Test, Draft"),
+        (
+            cap("", status="Real"),
+            "alert: <status> 'Real' is not one of Actual, Exercise, System, Test, Draft",
+        ),
         (cap("", status=" Actual"), "<status> ' Actual' is not one of"),
         (cap("", msg_type="Notice"), "<msgType> 'Notice' is not one of Alert, Update, Cancel, Ack, Error"),
-        (cap("").replace(b"Public", b"Everyone"), "<scope> 'Everyone' is not one of Public, Restricted, Private"),
+        (
+            cap("").replace(b"Public", b"Everyone"),
+            "<scope> 'Everyone' is not one of Public, Restricted, Private",
+        ),
         (cap("").replace(b"Public", b"Private"), "<addresses> is required when <scope> is Private"),
         (cap(INFO.format(extra="").replace("Met", "Weather")), "info #1: <category> 'Weather' is not one of"),
         (cap(INFO.format(extra="").replace("Immediate", "Now")), "info #1: <urgency> 'Now' is not one of"),
         (cap(INFO.format(extra="").replace("Extreme", "Huge")), "<severity> 'Huge' is not one of"),
         (cap(INFO.format(extra="").replace("Observed", "Sure")), "<certainty> 'Sure' is not one of"),
-        (cap(INFO.format(extra="").replace("<event>E</event>", "")), "info #1: required element <event> is missing"),
-        (cap(INFO.format(extra="").replace("<category>Met</category>", "")), "required element <category> is missing"),
+        (
+            cap(INFO.format(extra="").replace("<event>E</event>", "")),
+            "info #1: required element <event> is missing",
+        ),
+        (
+            cap(INFO.format(extra="").replace("<category>Met</category>", "")),
+            "required element <category> is missing",
+        ),
         (cap(INFO.format(extra="<unknown>x</unknown>")), "info #1: unknown element <unknown>"),
-        (cap("").replace(b"<scope>Public</scope>", b"").replace(b"<status>", b"<scope>Public</scope><status>"),
-         "alert: required element <status> is missing"),
+        (
+            cap("")
+            .replace(b"<scope>Public</scope>", b"")
+            .replace(b"<status>", b"<scope>Public</scope><status>"),
+            "alert: required element <status> is missing",
+        ),
         (cap("", alert_extra="<note>a</note><note>b</note>"), "alert: <note> may appear only once"),
         (cap("", alert_extra="<source>late</source>"), "alert: <source> is out of schema order"),
-        (cap("", alert_extra="<cap:scope xmlns:cap='urn:oasis:names:tc:emergency:cap:1.1'>Public</cap:scope>"),
-         "unexpected element <scope> in namespace 'urn:oasis:names:tc:emergency:cap:1.1'"),
+        (
+            cap(
+                "",
+                alert_extra="<cap:scope xmlns:cap='urn:oasis:names:tc:emergency:cap:1.1'>Public</cap:scope>",
+            ),
+            "unexpected element <scope> in namespace 'urn:oasis:names:tc:emergency:cap:1.1'",
+        ),
         (cap("", alert_extra="stray"), "alert: unexpected text 'stray'"),
         (cap("", alert_extra="<note><b>bold</b></note>"), "<note> must hold text, not elements"),
-        (cap(INFO.format(extra="").replace("<info>", "<info><language>vi VN</language>")),
-         "info #1: <language> 'vi VN' is not a language tag"),
+        (
+            cap(INFO.format(extra="").replace("<info>", "<info><language>vi VN</language>")),
+            "info #1: <language> 'vi VN' is not a language tag",
+        ),
         (cap(INFO.format(extra="<language>vi</language>")), "info #1: <language> is out of schema order"),
-        (cap(INFO.format(extra="<area><areaDesc>x</areaDesc><polygon>1,1 2,2 1,1</polygon></area>")),
-         "needs at least 4 points"),
-        (cap(INFO.format(extra="<area><areaDesc>x</areaDesc><polygon>91,1 2,2 3,3 91,1</polygon></area>")),
-         "outside WGS 84 ranges"),
-        (cap(INFO.format(extra="<area><areaDesc>x</areaDesc><circle>1,1</circle></area>")), "is not 'lat,lon radius'"),
-        (cap(INFO.format(extra="<area><areaDesc>x</areaDesc><ceiling>3</ceiling></area>")),
-         "<ceiling> may only be used with <altitude>"),
-        (cap(INFO.format(extra="<area><areaDesc>x</areaDesc><altitude>high</altitude></area>")), "is not a decimal"),
-        (cap(INFO.format(extra="<area><areaDesc>x</areaDesc><geocode><value>42</value></geocode></area>")),
-         "<geocode>: required element <valueName> is missing"),
-        (cap(INFO.format(extra="<resource><resourceDesc>m</resourceDesc></resource>")),
-         "<resource>: required element <mimeType> is missing"),
-        (cap(INFO.format(extra="<resource><resourceDesc>m</resourceDesc><mimeType>a/b</mimeType><size>1kB</size></resource>")),
-         "<size> '1kB' is not an integer"),
-        (b'<alert xmlns="http://www.incident.com/cap/1.0"><identifier>x</identifier></alert>', "CAP 1.0 is not supported"),
+        (
+            cap(INFO.format(extra="<area><areaDesc>x</areaDesc><polygon>1,1 2,2 1,1</polygon></area>")),
+            "needs at least 4 points",
+        ),
+        (
+            cap(INFO.format(extra="<area><areaDesc>x</areaDesc><polygon>91,1 2,2 3,3 91,1</polygon></area>")),
+            "outside WGS 84 ranges",
+        ),
+        (
+            cap(INFO.format(extra="<area><areaDesc>x</areaDesc><circle>1,1</circle></area>")),
+            "is not 'lat,lon radius'",
+        ),
+        (
+            cap(INFO.format(extra="<area><areaDesc>x</areaDesc><ceiling>3</ceiling></area>")),
+            "<ceiling> may only be used with <altitude>",
+        ),
+        (
+            cap(INFO.format(extra="<area><areaDesc>x</areaDesc><altitude>high</altitude></area>")),
+            "is not a decimal",
+        ),
+        (
+            cap(INFO.format(extra="<area><areaDesc>x</areaDesc><geocode><value>42</value></geocode></area>")),
+            "<geocode>: required element <valueName> is missing",
+        ),
+        (
+            cap(INFO.format(extra="<resource><resourceDesc>m</resourceDesc></resource>")),
+            "<resource>: required element <mimeType> is missing",
+        ),
+        (
+            cap(
+                INFO.format(
+                    extra="<resource><resourceDesc>m</resourceDesc><mimeType>a/b</mimeType><size>1kB</size></resource>"
+                )
+            ),
+            "<size> '1kB' is not an integer",
+        ),
+        (
+            b'<alert xmlns="http://www.incident.com/cap/1.0"><identifier>x</identifier></alert>',
+            "CAP 1.0 is not supported",
+        ),
         (b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.3"/>', "not a CAP 1.1/1.2 alert"),
         (b"<alert/>", "not a CAP 1.1/1.2 alert: root element is <alert> without a namespace"),
     ],
@@ -196,12 +278,16 @@ def test_responsetype_allclear_is_cap_1_2_only() -> None:
 @pytest.mark.parametrize(
     ("sent", "version", "expected"),
     [
-        ("2002-05-24T16:49:00-07:00", "1.2", datetime(2002, 5, 24, 23, 49, tzinfo=timezone.utc)),
-        ("2012-05-02T23:21:04-00:00", "1.2", datetime(2012, 5, 2, 23, 21, 4, tzinfo=timezone.utc)),
-        (" 2002-05-24T16:49:00+07:00\n", "1.2", datetime(2002, 5, 24, 9, 49, tzinfo=timezone.utc)),
-        ("2002-05-24T24:00:00+00:00", "1.2", datetime(2002, 5, 25, tzinfo=timezone.utc)),
-        ("2002-05-24T16:49:00Z", "1.1", datetime(2002, 5, 24, 16, 49, tzinfo=timezone.utc)),
-        ("2002-05-24T16:49:00.25+01:00", "1.1", datetime(2002, 5, 24, 15, 49, 0, 250000, tzinfo=timezone.utc)),
+        ("2002-05-24T16:49:00-07:00", "1.2", datetime(2002, 5, 24, 23, 49, tzinfo=UTC)),
+        ("2012-05-02T23:21:04-00:00", "1.2", datetime(2012, 5, 2, 23, 21, 4, tzinfo=UTC)),
+        (" 2002-05-24T16:49:00+07:00\n", "1.2", datetime(2002, 5, 24, 9, 49, tzinfo=UTC)),
+        ("2002-05-24T24:00:00+00:00", "1.2", datetime(2002, 5, 25, tzinfo=UTC)),
+        ("2002-05-24T16:49:00Z", "1.1", datetime(2002, 5, 24, 16, 49, tzinfo=UTC)),
+        (
+            "2002-05-24T16:49:00.25+01:00",
+            "1.1",
+            datetime(2002, 5, 24, 15, 49, 0, 250000, tzinfo=UTC),
+        ),
     ],
 )
 def test_date_times_accepted(sent: str, version: str, expected: datetime) -> None:
@@ -214,7 +300,11 @@ def test_date_times_accepted(sent: str, version: str, expected: datetime) -> Non
         ("2002-05-24T16:49:00Z", "1.2", "is not a CAP 1.2 date-time like 2002-05-24T16:49:00-07:00"),
         ("2002-05-24T16:49:00.5-07:00", "1.2", "is not a CAP 1.2 date-time"),
         ("2002-05-24T16:49:00", "1.2", "is not a CAP 1.2 date-time"),
-        ("2002-05-24T16:49:00,07:00", "1.2", "is not a CAP 1.2 date-time"),  # [-,+] in the xsd: the comma is a typo
+        (
+            "2002-05-24T16:49:00,07:00",
+            "1.2",
+            "is not a CAP 1.2 date-time",
+        ),  # [-,+] in the xsd: the comma is a typo
         ("2002-05-24T16:49:00", "1.1", "has no timezone offset"),
         ("2002-02-30T16:49:00-07:00", "1.2", "is not a valid date-time: day is out of range"),
         ("2002-05-24T25:00:00-07:00", "1.2", "is not a valid date-time"),
@@ -269,12 +359,17 @@ EXTERNAL_DTD = b"""<?xml version="1.0"?><!DOCTYPE alert SYSTEM "http://localhost
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"/>"""
 PARAMETER_ENTITY = b"""<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY % remote SYSTEM "http://localhost:8080/x">%remote;]>
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"/>"""
-EMPTY_DOCTYPE = b"""<?xml version="1.0"?><!DOCTYPE alert><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"/>"""
+EMPTY_DOCTYPE = (
+    b"""<?xml version="1.0"?><!DOCTYPE alert><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"/>"""
+)
 
 
 @pytest.mark.usefixtures("no_network")
-@pytest.mark.parametrize("raw", [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY, EMPTY_DOCTYPE],
-                         ids=["billion-laughs", "external-entity", "external-dtd", "parameter-entity", "doctype"])
+@pytest.mark.parametrize(
+    "raw",
+    [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY, EMPTY_DOCTYPE],
+    ids=["billion-laughs", "external-entity", "external-dtd", "parameter-entity", "doctype"],
+)
 def test_dtds_and_entities_are_refused_without_fetching(raw: bytes) -> None:
     assert reason(raw) == REFUSED_DTD
 
@@ -285,7 +380,7 @@ def test_xee_testdata_fetches_nothing() -> None:
     assert reason(raw) == REFUSED_DTD
     # Without its DOCTYPE, what is left (stylesheet PI, XInclude, schemaLocation, &xxe;) is
     # still never followed: undeclared entities are not well-formed, foreign elements are unknown.
-    body = raw[: raw.index(b"<!DOCTYPE")] + raw[raw.index(b"<alert"):]
+    body = raw[: raw.index(b"<!DOCTYPE")] + raw[raw.index(b"<alert") :]
     assert reason(body).startswith("not well-formed XML: undefined entity")
     assert reason(body.replace(b"&xxe;", b"")) == "alert: unknown element <x>"
 
@@ -359,8 +454,21 @@ def test_fuzz_mutated_sample(data: st.DataObject) -> None:
         elif kind == "insert":
             raw[at:at] = data.draw(st.binary(min_size=1, max_size=20))
         else:
-            raw[at:at] = data.draw(st.sampled_from(
-                [b"<!DOCTYPE a>", b"&x;", b"<info>", b"</info>", b"<value>", b"Z", b"<![CDATA[x]]>", b"\x00", b"\xe1\xba"]))
+            raw[at:at] = data.draw(
+                st.sampled_from(
+                    [
+                        b"<!DOCTYPE a>",
+                        b"&x;",
+                        b"<info>",
+                        b"</info>",
+                        b"<value>",
+                        b"Z",
+                        b"<![CDATA[x]]>",
+                        b"\x00",
+                        b"\xe1\xba",
+                    ]
+                )
+            )
     _verdict(bytes(raw))
 
 
@@ -373,6 +481,5 @@ def test_fuzz_text_fields(text: str) -> None:
         if field == "headline":
             raw = cap(INFO.format(extra=f"<headline>{escape(text)}</headline>"))
         else:
-            raw = SAMPLE.read_bytes().replace(
-                f"<{field}>".encode(), f"<{field}>{escape(text)}".encode(), 1)
+            raw = SAMPLE.read_bytes().replace(f"<{field}>".encode(), f"<{field}>{escape(text)}".encode(), 1)
         _verdict(raw)

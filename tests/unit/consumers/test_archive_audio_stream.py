@@ -77,8 +77,13 @@ class StreamingS3:
         if Key not in self.objects:
             raise refused("404", 404, "HeadObject")
         o = self.objects[Key]
-        return {"ETag": o["etag"], "Metadata": o["meta"], "VersionId": o["id"], "ContentLength": o["size"],
-                "ChecksumSHA256": o["checksum"]}
+        return {
+            "ETag": o["etag"],
+            "Metadata": o["meta"],
+            "VersionId": o["id"],
+            "ContentLength": o["size"],
+            "ChecksumSHA256": o["checksum"],
+        }
 
     def get_object(self, *, Key: str, **_: Any) -> dict[str, Any]:
         if Key not in self.objects or "raw" not in self.objects[Key]:
@@ -86,8 +91,17 @@ class StreamingS3:
         o = self.objects[Key]
         return {"Body": io.BytesIO(o["raw"]), "ETag": o["etag"]}
 
-    def put_object(self, *, Key: str, Body: Any, ChecksumSHA256: str, Metadata: dict[str, str],
-                   IfNoneMatch: str | None = None, IfMatch: str | None = None, **_: Any) -> dict[str, Any]:
+    def put_object(
+        self,
+        *,
+        Key: str,
+        Body: Any,
+        ChecksumSHA256: str,
+        Metadata: dict[str, str],
+        IfNoneMatch: str | None = None,
+        IfMatch: str | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
         if IfNoneMatch == "*" and Key in self.objects:
             raise refused("PreconditionFailed", 412, "PutObject")
         self.bodies[Key] = type(Body)
@@ -102,8 +116,13 @@ class StreamingS3:
         checksum = base64.b64encode(digest.digest()).decode()
         if checksum != ChecksumSHA256:
             raise refused("BadDigest", 400, "PutObject")
-        o = {"etag": f'"{digest.hexdigest()[:32]}"', "meta": dict(Metadata), "id": f"v{next(self.ids)}",
-             "size": size, "checksum": checksum}
+        o = {
+            "etag": f'"{digest.hexdigest()[:32]}"',
+            "meta": dict(Metadata),
+            "id": f"v{next(self.ids)}",
+            "size": size,
+            "checksum": checksum,
+        }
         if Key.endswith("manifest.json"):
             o["raw"] = Body
         self.objects[Key] = o
@@ -122,18 +141,31 @@ def fake_wav(path: Path, size: int) -> Path:
 
 
 def command(uri: str) -> Command:
-    doc = {"uri": uri, "version": "1", "type": "text", "headlines": [{"role": "main", "value": "Tiêu đề"}],
-           "bodies": [{"role": "main", "contentType": "text/plain", "value": "Đoạn một."}]}
-    return Command(key=IdempotencyKey(uri, 1, Channel.ARCHIVE, "archive:main", Action.PUBLISH),
-                   priority=Priority.NORMAL, issued_at="2026-11-26T01:00:01.000Z",
-                   payload={"document": doc, "public_url": "https://tin.lantoa.example.vn/a/x", "ninjs_version": "3.1"},
-                   published_at="2026-11-26T08:00:00+07:00", event_id=str(uuid.uuid4()))
+    doc = {
+        "uri": uri,
+        "version": "1",
+        "type": "text",
+        "headlines": [{"role": "main", "value": "Tiêu đề"}],
+        "bodies": [{"role": "main", "contentType": "text/plain", "value": "Đoạn một."}],
+    }
+    return Command(
+        key=IdempotencyKey(uri, 1, Channel.ARCHIVE, "archive:main", Action.PUBLISH),
+        priority=Priority.NORMAL,
+        issued_at="2026-11-26T01:00:01.000Z",
+        payload={"document": doc, "public_url": "https://tin.lantoa.example.vn/a/x", "ninjs_version": "3.1"},
+        published_at="2026-11-26T08:00:00+07:00",
+        event_id=str(uuid.uuid4()),
+    )
 
 
 def adapter_for(wav: Path) -> tuple[ArchiveAdapter, StreamingS3]:
     s3 = StreamingS3()
-    config = ArchiveConfig(bucket="b", endpoint_url="http://127.0.0.1:1", credentials=S3Credentials("AK", "SK"),
-                           audio_lookup=lambda uri, version: SpyPath(wav))
+    config = ArchiveConfig(
+        bucket="b",
+        endpoint_url="http://127.0.0.1:1",
+        credentials=S3Credentials("AK", "SK"),
+        audio_lookup=lambda uri, version: SpyPath(wav),
+    )
     return ArchiveAdapter(config, client=s3), s3
 
 
@@ -160,7 +192,9 @@ async def test_a_50_mb_audio_is_uploaded_without_being_held(tmp_path: Path) -> N
     assert peak < 4 * CHUNK_BYTES < AUDIO_BYTES / 10, f"peak {peak:,} bytes while archiving {AUDIO_BYTES:,}"
     assert s3.bodies[audio_key] is SpyFile, "the audio reaches the S3 client as the open file, not as bytes"
     assert 0 < SpyFile.largest <= CHUNK_BYTES, f"largest read of the audio: {SpyFile.largest:,} bytes"
-    assert SpyFile.opened and all(f.closed for f in SpyFile.opened), "the audio file is closed after the command"
+    assert SpyFile.opened and all(f.closed for f in SpyFile.opened), (
+        "the audio file is closed after the command"
+    )
 
     # A replay finds the same digest and size at HEAD: nothing uploaded, still in chunks.
     s3.bodies.clear()

@@ -35,7 +35,9 @@ URL = "https://tin.lantoa.example.vn/a/"
 
 def segno_png(url: str, scale: int = 8, border: int = 4) -> bytes:
     buf = io.BytesIO()
-    segno.make(url, error="m", boost_error=False, micro=False).save(buf, kind="png", scale=scale, border=border)
+    segno.make(url, error="m", boost_error=False, micro=False).save(
+        buf, kind="png", scale=scale, border=border
+    )
     return buf.getvalue()
 
 
@@ -70,8 +72,13 @@ def test_qr_is_rendered_once_per_url() -> None:
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code},
-                        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}}}, "op")
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": code},
+            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}},
+        },
+        "op",
+    )
 
 
 class Body:
@@ -108,8 +115,13 @@ class FakeS3:
         if Key not in self.objects:
             raise client_error("404", 404)
         v = self.objects[Key][-1]
-        return {"ETag": v["etag"], "Metadata": v["meta"], "VersionId": v["id"], "ContentLength": len(v["body"]),
-                "ChecksumSHA256": v["checksum"]}
+        return {
+            "ETag": v["etag"],
+            "Metadata": v["meta"],
+            "VersionId": v["id"],
+            "ContentLength": len(v["body"]),
+            "ChecksumSHA256": v["checksum"],
+        }
 
     def get_object(self, *, Key: str, **_: Any) -> dict[str, Any]:
         self._call("get_object")
@@ -118,8 +130,17 @@ class FakeS3:
         v = self.objects[Key][-1]
         return {"Body": Body(v["body"]), "ETag": v["etag"]}
 
-    def put_object(self, *, Key: str, Body: bytes, ChecksumSHA256: str, Metadata: dict[str, str],
-                   IfNoneMatch: str | None = None, IfMatch: str | None = None, **_: Any) -> dict[str, Any]:
+    def put_object(
+        self,
+        *,
+        Key: str,
+        Body: bytes,
+        ChecksumSHA256: str,
+        Metadata: dict[str, str],
+        IfNoneMatch: str | None = None,
+        IfMatch: str | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
         self._call("put_object")
         current = self.objects.get(Key, [])
         if self.honours and IfNoneMatch == "*" and current:
@@ -127,8 +148,13 @@ class FakeS3:
         if self.honours and IfMatch is not None and (not current or current[-1]["etag"] != IfMatch):
             raise client_error("PreconditionFailed", 412)
         assert ChecksumSHA256 == base64.b64encode(hashlib.sha256(Body).digest()).decode()
-        version = {"body": Body, "etag": f'"{hashlib.md5(Body).hexdigest()}"', "meta": dict(Metadata),
-                   "id": f"v{next(self.ids)}", "checksum": ChecksumSHA256}
+        version = {
+            "body": Body,
+            "etag": f'"{hashlib.md5(Body).hexdigest()}"',
+            "meta": dict(Metadata),
+            "id": f"v{next(self.ids)}",
+            "checksum": ChecksumSHA256,
+        }
         self.objects.setdefault(Key, []).append(version)
         return {"ETag": version["etag"], "VersionId": version["id"], "ChecksumSHA256": ChecksumSHA256}
 
@@ -150,22 +176,40 @@ class FakeS3:
 
 
 def cfg(**overrides: Any) -> ArchiveConfig:
-    values: dict[str, Any] = dict(bucket="b", endpoint_url="http://127.0.0.1:1",
-                                  credentials=S3Credentials("AK", "SK"), retry_after_s=1.0)
+    values: dict[str, Any] = dict(
+        bucket="b",
+        endpoint_url="http://127.0.0.1:1",
+        credentials=S3Credentials("AK", "SK"),
+        retry_after_s=1.0,
+    )
     values.update(overrides)
     return ArchiveConfig(**values)
 
 
-def command(uri: str, version: int = 1, action: Action = Action.PUBLISH, payload: dict[str, Any] | None = None) -> Command:
-    doc = {"uri": uri, "version": str(version), "type": "text",
-           "headlines": [{"role": "main", "value": f"Tiêu đề {version}"}],
-           "bodies": [{"role": "main", "contentType": "text/plain", "value": "Đoạn một.\nĐoạn hai."}]}
+def command(
+    uri: str, version: int = 1, action: Action = Action.PUBLISH, payload: dict[str, Any] | None = None
+) -> Command:
+    doc = {
+        "uri": uri,
+        "version": str(version),
+        "type": "text",
+        "headlines": [{"role": "main", "value": f"Tiêu đề {version}"}],
+        "bodies": [{"role": "main", "contentType": "text/plain", "value": "Đoạn một.\nĐoạn hai."}],
+    }
     if payload is None:
-        payload = {"document": doc, "public_url": URL + hashlib.sha256(uri.encode()).hexdigest()[:16],
-                   "ninjs_version": "3.1"}
-    return Command(key=IdempotencyKey(uri, version, Channel.ARCHIVE, "archive:main", action),
-                   priority=Priority.NORMAL, issued_at="2026-11-26T01:00:01.000Z", payload=payload,
-                   published_at="2026-11-26T08:00:00+07:00", event_id=str(uuid.uuid4()))
+        payload = {
+            "document": doc,
+            "public_url": URL + hashlib.sha256(uri.encode()).hexdigest()[:16],
+            "ninjs_version": "3.1",
+        }
+    return Command(
+        key=IdempotencyKey(uri, version, Channel.ARCHIVE, "archive:main", action),
+        priority=Priority.NORMAL,
+        issued_at="2026-11-26T01:00:01.000Z",
+        payload=payload,
+        published_at="2026-11-26T08:00:00+07:00",
+        event_id=str(uuid.uuid4()),
+    )
 
 
 async def test_new_version_is_written_without_heads_and_a_replay_uploads_nothing() -> None:
@@ -181,7 +225,10 @@ async def test_new_version_is_written_without_heads_and_a_replay_uploads_nothing
 
     s3.calls.clear()
     again = await adapter.deliver(command("urn:x:1"), Prior())
-    assert not any(o["written"] for o in again.detail["objects"].values()) and not again.detail["manifest_written"]
+    assert (
+        not any(o["written"] for o in again.detail["objects"].values())
+        and not again.detail["manifest_written"]
+    )
     assert s3.calls == Counter({"get_object": 1, "head_object": 4})  # nothing uploaded
     assert s3.versions() == versions
 
@@ -203,7 +250,9 @@ async def test_objects_without_a_manifest_record_converge_without_new_versions()
     del s3.objects[manifest_key]
     objects = [v for v in s3.versions() if v[0] != manifest_key]
     effect = await adapter.deliver(command("urn:x:2"), Prior())
-    assert effect.detail["manifest_written"] and not any(o["written"] for o in effect.detail["objects"].values())
+    assert effect.detail["manifest_written"] and not any(
+        o["written"] for o in effect.detail["objects"].values()
+    )
     assert [v for v in s3.versions() if v[0] != manifest_key] == objects
 
 
@@ -267,8 +316,13 @@ async def test_start_waits_with_backoff_until_the_store_answers(caplog: pytest.L
     s3 = FakeS3()
     s3.down = 9
     clock = FakeTime()
-    adapter = ArchiveAdapter(cfg(start_retry_first_s=0.5, start_retry_cap_s=8.0), client=s3,
-                             sleep=clock.sleep, monotonic=clock.monotonic, rng=lambda: 1.0)
+    adapter = ArchiveAdapter(
+        cfg(start_retry_first_s=0.5, start_retry_cap_s=8.0),
+        client=s3,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        rng=lambda: 1.0,
+    )
     with caplog.at_level(logging.WARNING, logger="consumers.archive"):
         await adapter.start()
     assert adapter.start_attempts == 9
@@ -294,8 +348,13 @@ async def test_start_gives_up_after_the_deadline() -> None:
     s3 = FakeS3()
     s3.down = 1000
     clock = FakeTime()
-    adapter = ArchiveAdapter(cfg(start_deadline_s=60.0, start_retry_cap_s=8.0), client=s3,
-                             sleep=clock.sleep, monotonic=clock.monotonic, rng=lambda: 1.0)
+    adapter = ArchiveAdapter(
+        cfg(start_deadline_s=60.0, start_retry_cap_s=8.0),
+        client=s3,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        rng=lambda: 1.0,
+    )
     with pytest.raises(TransientDeliveryError) as exc:
         await adapter.start()
     assert exc.value.code == "EndpointConnectionError"
@@ -320,10 +379,14 @@ async def test_start_does_not_wait_for_refused_credentials() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-async def test_a_long_outage_pauses_the_target_instead_of_using_up_attempts(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_long_outage_pauses_the_target_instead_of_using_up_attempts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     s3 = FakeS3()
     clock = FakeTime()
-    adapter = ArchiveAdapter(cfg(outage_pause_after_s=60.0, outage_pause_s=45.0), client=s3, monotonic=clock.monotonic)
+    adapter = ArchiveAdapter(
+        cfg(outage_pause_after_s=60.0, outage_pause_s=45.0), client=s3, monotonic=clock.monotonic
+    )
     await adapter.start()
     s3.down = 1000
     kinds: list[str] = []

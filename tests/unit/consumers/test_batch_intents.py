@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,11 +22,11 @@ from consumers.base import Effect, Prior
 from consumers.errors import TargetPaused
 from consumers.retry import RetryPolicy
 from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from infra.grow import channel_topics
 from infra.kafka.loop import ConsumerLoop
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
-from infra.grow import channel_topics
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 
@@ -68,8 +67,14 @@ class Crash(BaseException):
 class Adapter:
     channel: ClassVar[Channel] = Channel.FANPAGE
 
-    def __init__(self, outbox: FakeOutbox, *, crash_on: str | None = None, pause_on: str | None = None,
-                 bug_on: str | None = None) -> None:
+    def __init__(
+        self,
+        outbox: FakeOutbox,
+        *,
+        crash_on: str | None = None,
+        pause_on: str | None = None,
+        bug_on: str | None = None,
+    ) -> None:
         self.outbox, self.crash_on, self.pause_on, self.bug_on = outbox, crash_on, pause_on, bug_on
         self.effects: list[tuple[str, str, int, str]] = []
         self.sends_seen_at_effect: list[int] = []
@@ -90,7 +95,10 @@ class Adapter:
         self.effects.append((command.target, command.key.uri, command.key.version, command.key.action.value))
         if command.target == self.crash_on:
             raise Crash("killed after the effect, before the outcome was recorded")
-        return Effect("deleted" if command.key.action is Action.RETRACT else "delivered", f"{command.target}#{len(self.effects)}")
+        return Effect(
+            "deleted" if command.key.action is Action.RETRACT else "delivered",
+            f"{command.target}#{len(self.effects)}",
+        )
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         self.reconciled.append(command.target)
@@ -107,8 +115,12 @@ class Rec:
 
 
 def command(uri: str, target: str, version: int = 1, action: Action = Action.PUBLISH) -> Command:
-    return Command(IdempotencyKey(uri, version, Channel.FANPAGE, target, action), Priority.NORMAL,
-                   "2026-11-26T01:00:00Z", {"message": "x"})
+    return Command(
+        IdempotencyKey(uri, version, Channel.FANPAGE, target, action),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        {"message": "x"},
+    )
 
 
 def batch(commands: list[Command], tp: TopicPartition) -> dict[TopicPartition, list[Any]]:
@@ -119,16 +131,24 @@ def runtime(adapter: Adapter, outbox: FakeOutbox) -> DeliveryRuntime:
     # One partition per channel topic: every command of the batch is in place at partition 0.
     one = ",".join(f"{t.value}=1" for t in channel_topics(Channel.FANPAGE))
     settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": TOPIC_PREFIX, "LANTOA_PARTITIONS": one})
-    rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: 1000.0)
+    rt = DeliveryRuntime(
+        settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: 1000.0
+    )
     rt.outbox = outbox  # type: ignore[assignment]
     rt.loop = ConsumerLoop(settings, rt, outbox, consumer=FakeConsumer())  # type: ignore[arg-type]
     rt.ledger._parts[0] = {}  # partition 0 restored (empty), as after an assignment
     return rt
 
 
-def ledger_records(sends: list[list[OutRecord]], settings_topic: str) -> list[tuple[str, dict[str, Any] | None]]:
-    return [(r.key.decode(), None if r.value is None else orjson.loads(r.value))
-            for send in sends for r in send if r.topic == settings_topic]
+def ledger_records(
+    sends: list[list[OutRecord]], settings_topic: str
+) -> list[tuple[str, dict[str, Any] | None]]:
+    return [
+        (r.key.decode(), None if r.value is None else orjson.loads(r.value))
+        for send in sends
+        for r in send
+        if r.topic == settings_topic
+    ]
 
 
 @pytest.fixture
@@ -148,8 +168,14 @@ async def test_a_batch_writes_its_intents_in_one_send_before_any_effect(tp: Topi
     first = [orjson.loads(r.value) for r in outbox.sends[0] if r.value is not None]
     assert len(first) == 40 and {v["state"] for v in first} == {"intent"}
     assert all(r.topic == rt.ledger.topic for r in outbox.sends[0])
-    assert set(adapter.sends_seen_at_effect) == {1}  # every effect started after the intents were acknowledged
-    states = Counter(v["state"] for k, v in ledger_records(outbox.sends[1:], rt.ledger.topic) if v and v["kind"] == "command")
+    assert set(adapter.sends_seen_at_effect) == {
+        1
+    }  # every effect started after the intents were acknowledged
+    states = Counter(
+        v["state"]
+        for k, v in ledger_records(outbox.sends[1:], rt.ledger.topic)
+        if v and v["kind"] == "command"
+    )
     assert states == Counter({"done": 40})
     assert rt.loop._consumer.commits == [{tp: 40}]  # type: ignore[union-attr]
 
@@ -160,8 +186,10 @@ async def test_commands_that_end_without_an_effect_take_their_intent_back(tp: To
     rt = runtime(adapter, outbox)
     uri = "urn:a:order"
     cmds = [
-        command(uri, "fanpage:busy"), command("urn:a:other", "fanpage:busy"),  # paused by the first one
-        command(uri, "fanpage:ok", 2, Action.UPDATE), command(uri, "fanpage:ok", 1),  # v1 superseded by v2
+        command(uri, "fanpage:busy"),
+        command("urn:a:other", "fanpage:busy"),  # paused by the first one
+        command(uri, "fanpage:ok", 2, Action.UPDATE),
+        command(uri, "fanpage:ok", 1),  # v1 superseded by v2
         command(uri, "fanpage:ok2"),
     ]
     await rt.loop.take(batch(cmds, tp))
@@ -180,7 +208,11 @@ async def test_a_crash_between_intent_and_effect_is_reconciled_not_resent(tp: To
     outbox = FakeOutbox()
     adapter = Adapter(outbox, crash_on="fanpage:doomed")
     rt = runtime(adapter, outbox)
-    cmds = [command("urn:a:1", "fanpage:doomed"), command("urn:a:2", "fanpage:doomed"), command("urn:a:3", "fanpage:calm")]
+    cmds = [
+        command("urn:a:1", "fanpage:doomed"),
+        command("urn:a:2", "fanpage:doomed"),
+        command("urn:a:3", "fanpage:calm"),
+    ]
     with pytest.raises(Crash):
         await rt.loop.take(batch(cmds, tp))
     assert rt.loop._consumer.commits == []  # type: ignore[union-attr]
@@ -197,10 +229,14 @@ async def test_a_crash_between_intent_and_effect_is_reconciled_not_resent(tp: To
     # all three had an intent: each is looked up first; the one made before the crash is found
     assert sorted(adapter2.reconciled) == ["fanpage:calm", "fanpage:doomed", "fanpage:doomed"]
     made = Counter(e[:2] for e in adapter2.effects)
-    assert made == Counter({("fanpage:doomed", "urn:a:1"): 1, ("fanpage:doomed", "urn:a:2"): 1, ("fanpage:calm", "urn:a:3"): 1})
+    assert made == Counter(
+        {("fanpage:doomed", "urn:a:1"): 1, ("fanpage:doomed", "urn:a:2"): 1, ("fanpage:calm", "urn:a:3"): 1}
+    )
     # one-command path for reconciled commands: intent after reconciliation, before the effect
-    assert all(e is not None and e["state"] == "done"
-               for e in (rt2.ledger.command(0, c.key.command_id()) for c in cmds))
+    assert all(
+        e is not None and e["state"] == "done"
+        for e in (rt2.ledger.command(0, c.key.command_id()) for c in cmds)
+    )
 
 
 async def test_a_replayed_batch_is_acknowledged_without_effects_or_intents(tp: TopicPartition) -> None:
@@ -220,8 +256,12 @@ async def test_an_oversized_command_is_dead_lettered_with_its_size(tp: TopicPart
     outbox = FakeOutbox()
     adapter = Adapter(outbox)
     rt = runtime(adapter, outbox)
-    big = Command(IdempotencyKey("urn:a:big", 1, Channel.FANPAGE, "fanpage:p1", Action.PUBLISH), Priority.NORMAL,
-                  "2026-11-26T01:00:00Z", {"message": "x", "padding": "x" * (rt.max_command_bytes + 1)})
+    big = Command(
+        IdempotencyKey("urn:a:big", 1, Channel.FANPAGE, "fanpage:p1", Action.PUBLISH),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        {"message": "x", "padding": "x" * (rt.max_command_bytes + 1)},
+    )
     await rt.loop.take(batch([big, command("urn:a:small", "fanpage:p1")], tp))
     assert [e[1] for e in adapter.effects] == ["urn:a:small"]
     dead = [r for send in outbox.sends for r in send if r.topic.endswith("distribution.deadletter")]
@@ -252,8 +292,9 @@ class HistoryAdapter(Adapter):
 
 
 @pytest.mark.parametrize("keeps_history", [False, True])
-async def test_a_late_older_version_is_skipped_unless_the_channel_keeps_history(tp: TopicPartition,
-                                                                                keeps_history: bool) -> None:
+async def test_a_late_older_version_is_skipped_unless_the_channel_keeps_history(
+    tp: TopicPartition, keeps_history: bool
+) -> None:
     outbox = FakeOutbox()
     adapter = (HistoryAdapter if keeps_history else Adapter)(outbox)
     rt = runtime(adapter, outbox)
@@ -263,11 +304,17 @@ async def test_a_late_older_version_is_skipped_unless_the_channel_keeps_history(
     assert [e[2] for e in adapter.effects] == ([2, 1] if keeps_history else [2])
     live = rt.ledger.live(0, uri, "fanpage:arch")
     assert live is not None and live["version"] == 2  # the live entry never goes back
-    receipts = [orjson.loads(r.value or b"") for send in outbox.sends for r in send if r.topic.endswith("receipts")]
-    assert [r["outcome"] for r in receipts if r["version"] == 1] == (["delivered"] if keeps_history else ["skipped"])
+    receipts = [
+        orjson.loads(r.value or b"") for send in outbox.sends for r in send if r.topic.endswith("receipts")
+    ]
+    assert [r["outcome"] for r in receipts if r["version"] == 1] == (
+        ["delivered"] if keeps_history else ["skipped"]
+    )
 
 
-async def test_a_bug_on_one_command_is_isolated_dead_lettered_and_the_others_are_not_resent(tp: TopicPartition) -> None:
+async def test_a_bug_on_one_command_is_isolated_dead_lettered_and_the_others_are_not_resent(
+    tp: TopicPartition,
+) -> None:
     outbox = FakeOutbox()
     adapter = Adapter(outbox, bug_on="fanpage:buggy")
     rt = runtime(adapter, outbox)
@@ -283,16 +330,27 @@ async def test_a_bug_on_one_command_is_isolated_dead_lettered_and_the_others_are
 
     rt.ledger.load = load_from_kafka  # type: ignore[method-assign]
     rt.loop.sleep = no_wait
-    cmds = [command("urn:a:1", "fanpage:ok1"), command("urn:a:2", "fanpage:buggy"), command("urn:a:3", "fanpage:ok2")]
+    cmds = [
+        command("urn:a:1", "fanpage:ok1"),
+        command("urn:a:2", "fanpage:buggy"),
+        command("urn:a:3", "fanpage:ok2"),
+    ]
     await rt.loop.take(batch(cmds, tp))
     # the batch failed once; handled again one command at a time: the two effects made in the
     # failed pass are found by reconciliation (their intents were durable), not made again
     assert Counter(e[0] for e in adapter.effects) == Counter({"fanpage:ok1": 1, "fanpage:ok2": 1})
     assert {"fanpage:ok1", "fanpage:ok2"} <= set(adapter.reconciled)
-    dead = [dict(r.headers) for send in outbox.sends for r in send if r.topic.endswith("distribution.deadletter")]
+    dead = [
+        dict(r.headers) for send in outbox.sends for r in send if r.topic.endswith("distribution.deadletter")
+    ]
     assert [(d["dlq_stage"], d["dlq_error_class"], d["dlq_offset"]) for d in dead] == [
-        (b"poison", b"KeyError", b"1")]
+        (b"poison", b"KeyError", b"1")
+    ]
     # the command before the poison one is committed before its first retry, then the rest
     assert rt.loop._consumer.commits == [{tp: 1}, {tp: 3}]  # type: ignore[union-attr]
-    done = {k: v["state"] for k, v in ledger_records(outbox.sends, rt.ledger.topic) if v and v["kind"] == "command"}
+    done = {
+        k: v["state"]
+        for k, v in ledger_records(outbox.sends, rt.ledger.topic)
+        if v and v["kind"] == "command"
+    }
     assert done[cmds[0].key.command_id()] == "done" and done[cmds[2].key.command_id()] == "done"

@@ -27,8 +27,12 @@ def _examples() -> list[tuple[str, Any]]:
             if desc.schema == "deadletter":
                 out.append(("deadletter", ex.headers))
             elif desc.schema == "ninjs":
-                out.append(("cloudevents-headers", {k: v for k, v in ex.headers.items()
-                                                    if k.startswith("ce_") or k == "content-type"}))
+                out.append(
+                    (
+                        "cloudevents-headers",
+                        {k: v for k, v in ex.headers.items() if k.startswith("ce_") or k == "content-type"},
+                    )
+                )
                 if isinstance(ex.value, dict) and "uri" in ex.value and "pubStatus" not in ex.value:
                     out.append(("retraction", ex.value))
             elif desc.schema in contracts.CONTRACTS:
@@ -38,13 +42,52 @@ def _examples() -> list[tuple[str, Any]]:
 
 EXAMPLES = _examples()
 
-TRICKY = st.sampled_from([
-    True, False, None, 0, 1, 1.0, 1.5, -1, 2**63, "", "x", "x\n", " ", [], {}, [1], {"a": 1},
-    "0" * 64, "0" * 64 + "\n", "A" * 64, "2026-11-26T01:00:00Z", "2026-11-26T01:00:00+07:00",
-    "2026-11-26T01:00:00+0700", "2026-11-26t01:00:00z", "2026-02-30T01:00:00Z", "2026-11-26 01:00:00Z",
-    "2026-11-26T24:00:00Z", "2026-11-26T01:00:60Z", "2026-11-26", "publish", "retract", "fanpage", "zalo",
-    "emergency", "delivered", "Actual", "urn:lantoa:article:1",
-]) | st.text(max_size=8) | st.integers(-3, 3) | st.floats(allow_nan=False, allow_infinity=False)
+TRICKY = (
+    st.sampled_from(
+        [
+            True,
+            False,
+            None,
+            0,
+            1,
+            1.0,
+            1.5,
+            -1,
+            2**63,
+            "",
+            "x",
+            "x\n",
+            " ",
+            [],
+            {},
+            [1],
+            {"a": 1},
+            "0" * 64,
+            "0" * 64 + "\n",
+            "A" * 64,
+            "2026-11-26T01:00:00Z",
+            "2026-11-26T01:00:00+07:00",
+            "2026-11-26T01:00:00+0700",
+            "2026-11-26t01:00:00z",
+            "2026-02-30T01:00:00Z",
+            "2026-11-26 01:00:00Z",
+            "2026-11-26T24:00:00Z",
+            "2026-11-26T01:00:60Z",
+            "2026-11-26",
+            "publish",
+            "retract",
+            "fanpage",
+            "zalo",
+            "emergency",
+            "delivered",
+            "Actual",
+            "urn:lantoa:article:1",
+        ]
+    )
+    | st.text(max_size=8)
+    | st.integers(-3, 3)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
 
 
 def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -93,15 +136,26 @@ def test_every_contract_is_compiled_or_deliberately_not(name: str) -> None:
 def test_a_keyword_outside_the_safe_set_disables_the_fast_path() -> None:
     assert "prefixItems" in contracts.keywords_and_formats(contracts._schema("article-state", 1))[0]
     keywords, formats = contracts.keywords_and_formats(
-        {"type": "array", "prefixItems": [{"type": "string", "format": "date-time"}],
-         "properties": {"prefixItems": {"type": "string"}}})
+        {
+            "type": "array",
+            "prefixItems": [{"type": "string", "format": "date-time"}],
+            "properties": {"prefixItems": {"type": "string"}},
+        }
+    )
     assert "prefixItems" in keywords and formats == {"date-time"}
     assert not keywords <= contracts._FAST_KEYWORDS
 
 
 def test_examples_are_valid_on_both_paths() -> None:
-    assert {n for n, _ in EXAMPLES} >= {"command", "receipt", "deadletter", "target", "ledger", "emergency",
-                                         "cloudevents-headers"}
+    assert {n for n, _ in EXAMPLES} >= {
+        "command",
+        "receipt",
+        "deadletter",
+        "target",
+        "ledger",
+        "emergency",
+        "cloudevents-headers",
+    }
     for name, value in EXAMPLES:
         assert contracts.reference_reason(name, value) is None
         fast = contracts.fast_validator(name)
@@ -119,8 +173,10 @@ def test_known_differences_end_in_the_reference_verdict() -> None:
     assert verdict("command", {**command, "schema_version": True}) == "$.schema_version: 1 was expected"
     assert verdict("command", {**command, "schema_version": 1.0}) is None
     # a date-time the reference's format checker refuses (no 30 February)
-    assert verdict("command", {**command, "issued_at": "2026-02-30T01:00:00Z"}) == \
-        "$.issued_at: '2026-02-30T01:00:00Z' is not a 'date-time'"
+    assert (
+        verdict("command", {**command, "issued_at": "2026-02-30T01:00:00Z"})
+        == "$.issued_at: '2026-02-30T01:00:00Z' is not a 'date-time'"
+    )
     assert verdict("command", {**command, "version": 0}) == "$.version: 0 is less than the minimum of 1"
 
 

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any, ClassVar
 
 from consumers.base import Effect, Prior
@@ -21,24 +21,43 @@ from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from infra.kafka.outbox import OutRecord
 from schemas.models import Command
 from schemas.settings import Settings
-from schemas.topics import Channel, descriptors, Topic
+from schemas.topics import Channel, Topic, descriptors
 
 T0 = 1_789_999_980.0  # 2026-09-21, a whole minute: entries' ages are held rounded up to the minute
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def done(cid: str, t: float, state: str = "done") -> dict[str, Any]:
-    return {"kind": "command", "command_id": cid, "uri": "urn:a", "version": 1, "target": "zone:1",
-            "action": "publish", "state": state, "outcome": "delivered" if state == "done" else None,
-            "external_id": "x-1", "attempts": 1, "reason": None, "at": iso(t)}
+    return {
+        "kind": "command",
+        "command_id": cid,
+        "uri": "urn:a",
+        "version": 1,
+        "target": "zone:1",
+        "action": "publish",
+        "state": state,
+        "outcome": "delivered" if state == "done" else None,
+        "external_id": "x-1",
+        "attempts": 1,
+        "reason": None,
+        "at": iso(t),
+    }
 
 
 def live(uri: str, t: float, retracted: bool) -> dict[str, Any]:
-    return {"kind": "live", "uri": uri, "version": 2, "target": "zone:1", "external_id": "x-2",
-            "retracted": retracted, "at": iso(t), "detail": {"bulletin": {"id": "b"}}}
+    return {
+        "kind": "live",
+        "uri": uri,
+        "version": 2,
+        "target": "zone:1",
+        "external_id": "x-2",
+        "retracted": retracted,
+        "at": iso(t),
+        "detail": {"bulletin": {"id": "b"}},
+    }
 
 
 def test_the_horizon_is_retention_plus_one_segment_of_the_command_and_retry_topics() -> None:
@@ -66,8 +85,15 @@ def test_finished_entries_at_the_horizon_leave_and_younger_ones_stay() -> None:
     assert sorted(k for _, k in ledger.expired(now + 59)) == gone  # a second younger: kept, not removed early
     # A minute later the younger ones are past it too; intents, unknowns and live effects never are.
     later = sorted(k for _, k in ledger.expired(now + 60))
-    assert later == sorted(["at-horizon", "failed-at-horizon", live_key("urn:retracted", "zone:1"),
-                            "one-second-younger", live_key("urn:retracted-late", "zone:1")])
+    assert later == sorted(
+        [
+            "at-horizon",
+            "failed-at-horizon",
+            live_key("urn:retracted", "zone:1"),
+            "one-second-younger",
+            live_key("urn:retracted-late", "zone:1"),
+        ]
+    )
 
 
 def test_a_sweep_looks_at_no_more_than_its_budget_and_goes_on_where_it_stopped() -> None:
@@ -99,8 +125,14 @@ def test_finished_and_live_entries_are_held_small_and_read_as_before() -> None:
     held = ledger._parts[0]["c"]
     assert isinstance(held, Finished) and held.at_s == int(T0)
     assert isinstance(ledger._parts[0][("urn:a", "zone:1")], Live)  # a live key is held as (uri, target)
-    assert ledger.command(0, "c") == {"kind": "command", "state": "done", "outcome": "delivered",
-                                      "external_id": "x-1", "attempts": 1, "reason": None}
+    assert ledger.command(0, "c") == {
+        "kind": "command",
+        "state": "done",
+        "outcome": "delivered",
+        "external_id": "x-1",
+        "attempts": 1,
+        "reason": None,
+    }
     got = ledger.live(0, "urn:a", "zone:1")
     assert got is not None and (got["version"], got["external_id"], got["retracted"]) == (2, "x-2", False)
     assert got["detail"] == {"bulletin": {"id": "b"}}
@@ -117,8 +149,9 @@ def test_live_keys_are_held_as_shared_pairs_and_written_back_as_they_came() -> N
     keys = ledger.held_keys(0)
     assert all(isinstance(k, tuple) for k in keys) and len(keys) == 4
     assert len({id(k[0]) for k in keys}) == 2 and len({id(k[1]) for k in keys}) == 2  # each string once
-    assert sorted(k for k, _ in ledger.items(0)) == sorted(live_key(u, z) for z in ("zone:1", "zone:2")
-                                                           for u in ("urn:a", "urn:b|with-bar"))
+    assert sorted(k for k, _ in ledger.items(0)) == sorted(
+        live_key(u, z) for z in ("zone:1", "zone:2") for u in ("urn:a", "urn:b|with-bar")
+    )
     assert ledger.live(0, "urn:b|with-bar", "zone:2") is not None
     # A key that only looks like one keeps its own form, and still round-trips.
     for odd in ("live|no-bar", "live|", "x" * 64, "A" * 64):
@@ -184,10 +217,24 @@ def test_the_loudspeaker_keeps_a_live_zone_entry_a_day_past_its_bulletins_expiry
     from consumers.loudspeaker.adapter import LoudspeakerAdapter
     from consumers.loudspeaker.zones import KEEP_EXPIRED_S
 
-    bulletin = {"bulletin_id": "b1", "uri": "urn:a", "version": 1, "priority": "normal", "title": "t",
-                "duration_s": 10.0, "published_at": "2026-11-26T01:00:00Z", "expires_at": "2026-11-29T01:00:00Z",
-                "audio_url": None, "audio_path": None, "correction": False, "corrects": None, "reason": None}
-    expiry = datetime(2026, 11, 29, 1, tzinfo=timezone.utc).timestamp()
-    until = LoudspeakerAdapter.live_until({"bulletin": bulletin, "earlier": [], "retracted": None, "correction": None})
+    bulletin = {
+        "bulletin_id": "b1",
+        "uri": "urn:a",
+        "version": 1,
+        "priority": "normal",
+        "title": "t",
+        "duration_s": 10.0,
+        "published_at": "2026-11-26T01:00:00Z",
+        "expires_at": "2026-11-29T01:00:00Z",
+        "audio_url": None,
+        "audio_path": None,
+        "correction": False,
+        "corrects": None,
+        "reason": None,
+    }
+    expiry = datetime(2026, 11, 29, 1, tzinfo=UTC).timestamp()
+    until = LoudspeakerAdapter.live_until(
+        {"bulletin": bulletin, "earlier": [], "retracted": None, "correction": None}
+    )
     assert until == expiry + KEEP_EXPIRED_S == expiry + 86400
     assert LoudspeakerAdapter.live_until({"reason": "emergencies go through the emergency lane"}) is None

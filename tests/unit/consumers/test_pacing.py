@@ -46,7 +46,9 @@ def worst_window(times: list[float], window: float) -> int:
 def test_calls_respect_window_and_spacing_whatever_the_stalls(seed: int, stall: float, tasks: int) -> None:
     clock = Virtual(seed, stall)
     z = ZaloAdapter
-    lim = TargetLimiter(clock=clock, min_interval_s=z.call_interval_s, max_calls=z.calls_per_window, window_s=z.window_s)
+    lim = TargetLimiter(
+        clock=clock, min_interval_s=z.call_interval_s, max_calls=z.calls_per_window, window_s=z.window_s
+    )
     sent: list[float] = []
 
     async def worker() -> None:
@@ -64,7 +66,7 @@ def test_calls_respect_window_and_spacing_whatever_the_stalls(seed: int, stall: 
     assert len(sent) == 4 * tasks
     assert worst_window(sent, z.window_s) <= z.calls_per_window
     assert worst_window(sent, 1.0) < 20  # Zalo's own limit: 20 in any second
-    assert all(b - a >= z.call_interval_s - 1e-9 for a, b in zip(sent, sent[1:]))
+    assert all(b - a >= z.call_interval_s - 1e-9 for a, b in zip(sent, sent[1:], strict=False))
 
 
 def test_booking_is_gone_a_late_wake_up_does_not_release_a_burst() -> None:
@@ -80,8 +82,16 @@ def test_booking_is_gone_a_late_wake_up_does_not_release_a_burst() -> None:
 
 async def test_every_zalo_api_call_waits_its_turn_on_the_oa_pacer(tmp_path: Any) -> None:
     clock = Virtual(2, 0.0)
-    adapter = ZaloAdapter("http://zalo.invalid", "http://oauth.invalid", "app", None, None, lambda _t: None,  # type: ignore[arg-type]
-                          pace_clock=clock, sleep=clock.sleep)
+    adapter = ZaloAdapter(
+        "http://zalo.invalid",
+        "http://oauth.invalid",
+        "app",
+        None,
+        None,
+        lambda _t: None,  # type: ignore[arg-type]
+        pace_clock=clock,
+        sleep=clock.sleep,
+    )
     assert ZaloAdapter.min_interval_s == 0.0  # the runtime does not pace deliveries: calls are paced here
     scope = adapter.rate_scope("zalo:g1")
     assert scope == adapter.rate_scope("zalo:g2")  # one OA, one pacer for all its groups
@@ -89,4 +99,7 @@ async def test_every_zalo_api_call_waits_its_turn_on_the_oa_pacer(tmp_path: Any)
         await adapter.pacer.turn(scope, clock.sleep)
     sent = list(adapter.pacer._sent[scope])
     assert len(sent) == ZaloAdapter.calls_per_window
-    assert clock.now - 1000.0 >= (40 - ZaloAdapter.calls_per_window) / ZaloAdapter.calls_per_window * ZaloAdapter.window_s
+    assert (
+        clock.now - 1000.0
+        >= (40 - ZaloAdapter.calls_per_window) / ZaloAdapter.calls_per_window * ZaloAdapter.window_s
+    )

@@ -86,7 +86,9 @@ def runtime(adapter: Adapter) -> tuple[DeliveryRuntime, Outbox, Consumer]:
     # One partition per channel topic: the command is in place at partition 0 (not forwarded).
     one = ",".join(f"{t.value}=1" for t in channel_topics(Channel.FANPAGE))
     settings = Settings.from_env({"LANTOA_TOPIC_PREFIX": PREFIX, "LANTOA_PARTITIONS": one})
-    rt = DeliveryRuntime(settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: NOW)
+    rt = DeliveryRuntime(
+        settings, adapter, RuntimeConfig(policy=RetryPolicy(in_process=1)), clock=lambda: NOW
+    )
     outbox, consumer = Outbox(), Consumer()
     rt.outbox = outbox  # type: ignore[assignment]
     rt.loop = ConsumerLoop(settings, rt, outbox, consumer=consumer, clock=lambda: NOW)  # type: ignore[arg-type]
@@ -95,8 +97,12 @@ def runtime(adapter: Adapter) -> tuple[DeliveryRuntime, Outbox, Consumer]:
 
 
 def retry_record(due: bytes, attempt: bytes) -> dict[TopicPartition, list[Any]]:
-    cmd = Command(IdempotencyKey("urn:h:1", 1, Channel.FANPAGE, "fanpage:a", Action.PUBLISH), Priority.NORMAL,
-                  "2026-11-26T01:00:00Z", {"message": "x"})
+    cmd = Command(
+        IdempotencyKey("urn:h:1", 1, Channel.FANPAGE, "fanpage:a", Action.PUBLISH),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        {"message": "x"},
+    )
     headers = [("retry_due_at", due), ("retry_attempt", attempt), ("retry_reason", b"503")]
     return {TIER_10S: [Rec(0, b"fanpage:a", encode(cmd.to_dict()), headers)]}
 

@@ -70,8 +70,12 @@ def test_limiter_follows_usage_signals() -> None:
 
 
 def cmd(action: Action, version: int = 1) -> Command:
-    return Command(IdempotencyKey("urn:x", version, Channel.FANPAGE, "fanpage:a", action), Priority.NORMAL,
-                   "2026-11-26T01:00:00Z", {})
+    return Command(
+        IdempotencyKey("urn:x", version, Channel.FANPAGE, "fanpage:a", action),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        {},
+    )
 
 
 def test_superseded_rules() -> None:
@@ -85,7 +89,10 @@ def test_superseded_rules() -> None:
     # a channel keeping history (the archive) takes late older versions; retractions as before
     assert sup(cmd(Action.UPDATE, 1), {"version": 2, "retracted": False}, True) is None
     assert sup(cmd(Action.PUBLISH, 1), {"version": 2, "retracted": True}, True) is None
-    assert sup(cmd(Action.RETRACT, 1), {"version": 1, "retracted": True}, True) == "already retracted at version 1"
+    assert (
+        sup(cmd(Action.RETRACT, 1), {"version": 1, "retracted": True}, True)
+        == "already retracted at version 1"
+    )
 
 
 def test_split_keeps_sentences_and_limits() -> None:
@@ -114,11 +121,15 @@ def test_a_zalo_text_past_the_part_bound_is_refused_before_any_part() -> None:
     adapter = ZaloAdapter("http://zalo.invalid", "http://oauth.invalid", "app", None, None, lambda _t: None)  # type: ignore[arg-type]
 
     def command(text: str) -> Command:
-        return Command(IdempotencyKey("urn:a", 1, Channel.ZALO, "zalo:g", Action.UPDATE), Priority.NORMAL,
-                       "2026-11-26T01:00:00Z", {"text": text})
+        return Command(
+            IdempotencyKey("urn:a", 1, Channel.ZALO, "zalo:g", Action.UPDATE),
+            Priority.NORMAL,
+            "2026-11-26T01:00:00Z",
+            {"text": text},
+        )
 
     sentence = "Câu dài nói về việc sơ tán dân khỏi vùng ngập. "
-    at_fanout_bound = (sentence * 400)[:ZALO_TEXT_MAX_CHARS - len("[Cập nhật] ")]
+    at_fanout_bound = (sentence * 400)[: ZALO_TEXT_MAX_CHARS - len("[Cập nhật] ")]
     assert len(adapter._parts(command(at_fanout_bound), Prior())) <= MAX_PARTS  # what fan-out lets through
     with pytest.raises(PermanentDeliveryError, match=f"more than the {MAX_PARTS} a group gets"):
         adapter._parts(command(sentence * 600), Prior())

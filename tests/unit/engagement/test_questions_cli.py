@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 import pytest
@@ -11,17 +11,30 @@ from producers.cli import build_parser
 from producers.questions_cli import find, render, select
 
 
-def rec(qid: str, state: str, asked: str, question: bool = True, article: str | None = "urn:a") -> dict[str, Any]:
-    return {"id": qid, "state": state, "question": question, "asked_at": asked, "platform": "fanpage",
-            "target": "fanpage:ha-noi", "article_uri": article, "text": "Bao giờ   có lịch?\n" * 8}
+def rec(
+    qid: str, state: str, asked: str, question: bool = True, article: str | None = "urn:a"
+) -> dict[str, Any]:
+    return {
+        "id": qid,
+        "state": state,
+        "question": question,
+        "asked_at": asked,
+        "platform": "fanpage",
+        "target": "fanpage:ha-noi",
+        "article_uri": article,
+        "text": "Bao giờ   có lịch?\n" * 8,
+    }
 
 
-TABLE = {r["id"]: r for r in [
-    rec("q-aaaaaaaaaa", "open", "2026-11-26T03:00:00Z"),
-    rec("q-aaaabbbbbb", "answered", "2026-11-26T01:00:00Z"),
-    rec("q-cccccccccc", "comment", "2026-11-26T02:00:00Z", question=False),
-    rec("q-dddddddddd", "open", "2026-11-26T02:30:00Z", article="urn:b"),
-]}
+TABLE = {
+    r["id"]: r
+    for r in [
+        rec("q-aaaaaaaaaa", "open", "2026-11-26T03:00:00Z"),
+        rec("q-aaaabbbbbb", "answered", "2026-11-26T01:00:00Z"),
+        rec("q-cccccccccc", "comment", "2026-11-26T02:00:00Z", question=False),
+        rec("q-dddddddddd", "open", "2026-11-26T02:30:00Z", article="urn:b"),
+    ]
+}
 
 
 def test_ids_may_be_shortened_to_a_unique_prefix() -> None:
@@ -41,13 +54,13 @@ def test_listing_filters_oldest_first() -> None:
 
 
 def test_the_table_shows_ages_and_the_oldest_open_question() -> None:
-    out = render(select(TABLE), datetime(2026, 11, 26, 4, 0, tzinfo=timezone.utc))
+    out = render(select(TABLE), datetime(2026, 11, 26, 4, 0, tzinfo=UTC))
     lines = out.splitlines()
     assert lines[0].startswith("ID") and len(lines) == 5
     assert lines[2].split()[:4] == ["q-dddddddddd", "open", "fanpage", "1h30m"]
     assert lines[2].endswith("…") and "Bao giờ có lịch? Bao giờ" in lines[2]
     assert lines[-1] == "2 open; the oldest asked 1h30m ago"
-    assert render([], datetime.now(timezone.utc)) == "no questions"
+    assert render([], datetime.now(UTC)) == "no questions"
 
 
 def test_the_subcommands_are_on_the_lantoa_parser() -> None:

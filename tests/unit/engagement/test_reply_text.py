@@ -12,8 +12,15 @@ SPOOF = "\u202eTrả\u202c lời\u200b \u2066ở\u2069 phường\ufeff\u200f"
 
 
 def record(platform: str, text: str = "Hỏi\u202e gì\u200b đó?") -> dict[str, Any]:
-    return {"id": "q-1", "platform": platform, "comment_id": "c1", "text": text, "group_id": "g-1",
-            "state": "open", "target": f"{platform}:t"}
+    return {
+        "id": "q-1",
+        "platform": platform,
+        "comment_id": "c1",
+        "text": text,
+        "group_id": "g-1",
+        "state": "open",
+        "target": f"{platform}:t",
+    }
 
 
 def test_a_fanpage_reply_has_no_invisible_controls() -> None:
@@ -37,9 +44,17 @@ def test_an_answer_of_only_controls_is_empty() -> None:
 
 
 def test_a_citizens_text_is_stored_without_controls() -> None:
-    event = {"schema_version": 1, "platform": "zalo", "kind": "message", "message_id": "z1",
-             "text": "Khi nào\u202e có điện\u200b?", "group_id": "g-2", "sender_id": "1",
-             "created_at": "2026-11-26T03:00:00Z", "received_at": "2026-11-26T03:00:00Z"}
+    event = {
+        "schema_version": 1,
+        "platform": "zalo",
+        "kind": "message",
+        "message_id": "z1",
+        "text": "Khi nào\u202e có điện\u200b?",
+        "group_id": "g-2",
+        "sender_id": "1",
+        "created_at": "2026-11-26T03:00:00Z",
+        "received_at": "2026-11-26T03:00:00Z",
+    }
     rec = eng.new_record(event, eng.Resolution("zalo:t"), "2026-11-26T03:00:01.000Z")
     assert rec["text"] == "Khi nào có điện?"
 

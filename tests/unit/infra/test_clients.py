@@ -21,15 +21,28 @@ from schemas.settings import KafkaConnection, Settings, SettingsError
 @pytest.fixture(scope="module")
 def pem(tmp_path_factory: pytest.TempPathFactory) -> KafkaConnection:
     certs = make_test_certificates(tmp_path_factory.mktemp("tls"))
-    return KafkaConnection("127.0.0.1:9093,kafka-2:9093", "SASL_SSL", "SCRAM-SHA-512", "lantoa", "pw",
-                           certs.ca.cert, certs.client.cert, certs.client.key)
+    return KafkaConnection(
+        "127.0.0.1:9093,kafka-2:9093",
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "lantoa",
+        "pw",
+        certs.ca.cert,
+        certs.client.cert,
+        certs.client.key,
+    )
 
 
 def sasl_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     secret = tmp_path / "pw"
     write_secret(secret, b"s3cret\n")
-    return {"LANTOA_SECURITY_PROTOCOL": "sasl_ssl", "LANTOA_SASL_MECHANISM": "SCRAM-SHA-256",
-            "LANTOA_SASL_USERNAME": "lantoa", "LANTOA_SASL_PASSWORD_FILE": str(secret), **extra}
+    return {
+        "LANTOA_SECURITY_PROTOCOL": "sasl_ssl",
+        "LANTOA_SASL_MECHANISM": "SCRAM-SHA-256",
+        "LANTOA_SASL_USERNAME": "lantoa",
+        "LANTOA_SASL_PASSWORD_FILE": str(secret),
+        **extra,
+    }
 
 
 # -- KafkaConnection.check (through Settings.from_env, as processes read it) -------------------
@@ -41,15 +54,20 @@ def test_the_password_comes_from_its_file_once_and_never_shows(tmp_path: Path) -
     assert "s3cret" not in repr(conn)
 
 
-@pytest.mark.parametrize(("env", "variable"), [
-    ({"LANTOA_SECURITY_PROTOCOL": "TLS"}, "LANTOA_SECURITY_PROTOCOL"),
-    ({"LANTOA_SASL_MECHANISM": "GSSAPI"}, "LANTOA_SASL_MECHANISM"),
-    ({"LANTOA_SASL_USERNAME": ""}, "LANTOA_SASL_USERNAME"),
-    ({"LANTOA_SASL_PASSWORD_FILE": "/nonexistent/pw"}, "LANTOA_SASL_PASSWORD_FILE"),
-    ({"LANTOA_SSL_CERTFILE": __file__}, "LANTOA_SSL_KEYFILE"),
-    ({"LANTOA_SSL_CAFILE": "/nonexistent/ca.pem"}, "LANTOA_SSL_CAFILE"),
-])
-def test_an_unusable_combination_names_the_variable(tmp_path: Path, env: dict[str, str], variable: str) -> None:
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"LANTOA_SECURITY_PROTOCOL": "TLS"}, "LANTOA_SECURITY_PROTOCOL"),
+        ({"LANTOA_SASL_MECHANISM": "GSSAPI"}, "LANTOA_SASL_MECHANISM"),
+        ({"LANTOA_SASL_USERNAME": ""}, "LANTOA_SASL_USERNAME"),
+        ({"LANTOA_SASL_PASSWORD_FILE": "/nonexistent/pw"}, "LANTOA_SASL_PASSWORD_FILE"),
+        ({"LANTOA_SSL_CERTFILE": __file__}, "LANTOA_SSL_KEYFILE"),
+        ({"LANTOA_SSL_CAFILE": "/nonexistent/ca.pem"}, "LANTOA_SSL_CAFILE"),
+    ],
+)
+def test_an_unusable_combination_names_the_variable(
+    tmp_path: Path, env: dict[str, str], variable: str
+) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env(sasl_env(tmp_path, **env))
 
@@ -57,8 +75,14 @@ def test_an_unusable_combination_names_the_variable(tmp_path: Path, env: dict[st
 def test_plaintext_needs_nothing_else() -> None:
     conn = Settings.from_env({}).kafka.check()
     assert (conn.uses_ssl, conn.uses_sasl) == (False, False)
-    assert clients.aiokafka_args(conn) == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
-    assert clients.kafka_python_args(conn) == {"bootstrap_servers": ["127.0.0.1:9092"], "security_protocol": "PLAINTEXT"}
+    assert clients.aiokafka_args(conn) == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "PLAINTEXT",
+    }
+    assert clients.kafka_python_args(conn) == {
+        "bootstrap_servers": ["127.0.0.1:9092"],
+        "security_protocol": "PLAINTEXT",
+    }
 
 
 # -- the translation ---------------------------------------------------------------------------
@@ -80,7 +104,11 @@ def test_both_libraries_get_the_same_tls_and_sasl_arguments(pem: KafkaConnection
 def test_the_real_constructors_accept_the_arguments(pem: KafkaConnection) -> None:
     # aiokafka rejects unknown or inconsistent arguments in its constructors (no network needed).
     async def build() -> None:
-        for client in (clients.aio_consumer(pem, "t", group_id=None), clients.aio_producer(pem), clients.aio_client(pem)):
+        for client in (
+            clients.aio_consumer(pem, "t", group_id=None),
+            clients.aio_producer(pem),
+            clients.aio_client(pem),
+        ):
             assert client is not None
         await clients.aio_client(pem).close()
 
@@ -100,8 +128,11 @@ def test_ssl_without_sasl_sends_no_sasl_arguments(pem: KafkaConnection) -> None:
 def test_refused_certificate_credentials_and_mechanism_are_final(pem: KafkaConnection) -> None:
     verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
     verify.verify_message = "unable to get local issuer certificate"
-    cases = [(verify, "LANTOA_SSL_CAFILE"), (SaslAuthenticationFailed("bad"), "LANTOA_SASL_PASSWORD_FILE"),
-             (UnsupportedSaslMechanismError("no"), "LANTOA_SASL_MECHANISM")]
+    cases = [
+        (verify, "LANTOA_SSL_CAFILE"),
+        (SaslAuthenticationFailed("bad"), "LANTOA_SASL_PASSWORD_FILE"),
+        (UnsupportedSaslMechanismError("no"), "LANTOA_SASL_MECHANISM"),
+    ]
     for exc, variable in cases:
         final = clients.access_error(pem, "h:1", exc)
         assert final is not None and variable in str(final)

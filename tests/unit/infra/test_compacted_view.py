@@ -41,21 +41,45 @@ def test_the_ledger_holds_finished_commands_slim_but_writes_them_whole() -> None
 
     ledger = Ledger("l")
     ledger._parts[0] = {}
-    done = {"kind": "command", "command_id": "c1", "uri": "urn:a", "version": 1, "target": "zone:1",
-            "action": "publish", "state": "done", "outcome": "delivered", "external_id": "x", "attempts": 1,
-            "reason": None, "at": "2026-11-26T01:00:00Z"}
+    done = {
+        "kind": "command",
+        "command_id": "c1",
+        "uri": "urn:a",
+        "version": 1,
+        "target": "zone:1",
+        "action": "publish",
+        "state": "done",
+        "outcome": "delivered",
+        "external_id": "x",
+        "attempts": 1,
+        "reason": None,
+        "at": "2026-11-26T01:00:00Z",
+    }
     rec = ledger.record(0, "c1", done)
     assert orjson.loads(rec.value or b"") == done
-    assert ledger.command(0, "c1") == {"kind": "command", "state": "done", "outcome": "delivered",
-                                       "external_id": "x", "attempts": 1, "reason": None}
+    assert ledger.command(0, "c1") == {
+        "kind": "command",
+        "state": "done",
+        "outcome": "delivered",
+        "external_id": "x",
+        "attempts": 1,
+        "reason": None,
+    }
     intent = {**done, "state": "intent", "outcome": None, "detail": {"progress": {"parts": 1}}}
     ledger.record(0, "c2", intent)
     assert ledger.command(0, "c2") == intent  # what a reconciliation needs stays whole
     bulletin = {"bulletin_id": "b1", "title": "Tin", "published_at": "2026-11-26T01:00:00Z"}
     for zone in ("zone:1", "zone:2"):
-        live = {"kind": "live", "uri": "urn:a", "version": 2, "target": zone, "external_id": f"{zone}/b1",
-                "retracted": False, "at": "2026-11-26T01:00:00Z",
-                "detail": {"bulletin": dict(bulletin), "placed": [{"date": "2026-11-27"}]}}
+        live = {
+            "kind": "live",
+            "uri": "urn:a",
+            "version": 2,
+            "target": zone,
+            "external_id": f"{zone}/b1",
+            "retracted": False,
+            "at": "2026-11-26T01:00:00Z",
+            "detail": {"bulletin": dict(bulletin), "placed": [{"date": "2026-11-27"}]},
+        }
         assert orjson.loads(ledger.record(0, f"live|urn:a|{zone}", live).value or b"") == live
     one, two = (ledger.live(0, "urn:a", z) for z in ("zone:1", "zone:2"))
     assert one is not None and two is not None

@@ -4,7 +4,7 @@ an old partition forwarded without an effect."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -60,8 +60,11 @@ def test_partition_for_refuses_a_count_below_one() -> None:
 
 
 def test_zalo_commands_are_keyed_by_the_official_account_others_by_target() -> None:
-    assert command_key(Channel.ZALO, "zalo:nhom-ha-noi") == command_key(Channel.ZALO, "zalo:oa-thong-tin") \
+    assert (
+        command_key(Channel.ZALO, "zalo:nhom-ha-noi")
+        == command_key(Channel.ZALO, "zalo:oa-thong-tin")
         == ZALO_ACCOUNT_KEY.encode()
+    )
     assert command_key(Channel.FANPAGE, "fanpage:p1") == b"fanpage:p1"
     assert command_key(Channel.LOUDSPEAKER, "zone:4") == b"zone:4"
 
@@ -102,22 +105,30 @@ def test_an_adapter_refuses_counts_that_differ_from_configuration_or_a_missing_t
     n = s.partitions(Topic.ZALO_COMMANDS)
     with pytest.raises(PartitionMismatch) as err:
         check_counts(s, Channel.ZALO, counts(s, Channel.ZALO, n, distribution_zalo_retry_1m=n + 1))
-    assert str(err.value).startswith(f"zalo adapter refuses to start: g.distribution.zalo.retry.1m has {n + 1} "
-                                     f"partitions, configuration says {n}. Stop the zalo adapters")
+    assert str(err.value).startswith(
+        f"zalo adapter refuses to start: g.distribution.zalo.retry.1m has {n + 1} "
+        f"partitions, configuration says {n}. Stop the zalo adapters"
+    )
     found = counts(s, Channel.ZALO, n)
     del found[s.topic(Topic.ZALO_LEDGER)]
-    with pytest.raises(PartitionMismatch, match="g.distribution.zalo.ledger missing; run `lantoa topics apply` first"):
+    with pytest.raises(
+        PartitionMismatch, match="g.distribution.zalo.ledger missing; run `lantoa topics apply` first"
+    ):
         check_counts(s, Channel.ZALO, found)
 
 
 def test_topics_apply_refuses_to_raise_a_familys_topics_and_says_to_grow() -> None:
     s = settings()
-    refuse_channel_growth(s, {s.topic(Topic.ALERTS_CAP): 24, s.topic(Topic.RECEIPTS): 24})  # no state by partition
+    refuse_channel_growth(
+        s, {s.topic(Topic.ALERTS_CAP): 24, s.topic(Topic.RECEIPTS): 24}
+    )  # no state by partition
     s = settings("distribution.fanpage.retry.10s=12")
     with pytest.raises(GrowRequired, match=r"run `lantoa topics grow fanpage 12`.*nothing was changed"):
         refuse_channel_growth(s, {s.topic(Topic.FANPAGE_RETRY_10S): 12})
     s = settings("cms.articles=24")
-    with pytest.raises(GrowRequired, match=r"stop the stream workers and run `lantoa topics grow streams 24`"):
+    with pytest.raises(
+        GrowRequired, match=r"stop the stream workers and run `lantoa topics grow streams 24`"
+    ):
         refuse_channel_growth(s, {s.topic(Topic.CMS_ARTICLES): 24})
 
 
@@ -127,26 +138,51 @@ def test_the_stream_worker_refuses_counts_that_disagree_and_names_the_grow() -> 
     check_counts(s, STREAMS_FAMILY, {n: 12 for n in names.values()})
     with pytest.raises(PartitionMismatch) as err:
         check_counts(s, STREAMS_FAMILY, {**{n: 12 for n in names.values()}, names[Topic.CMS_ARTICLES]: 6})
-    assert "stream worker refuses to start: g.cms.articles has 6 partitions, configuration says 12" in str(err.value)
-    assert ("LANTOA_PARTITIONS=cms.articles=12,streams.embargo.releases=12,streams.article.state=12" in str(err.value)
-            and "`lantoa topics grow streams 12`" in str(err.value))
-    with pytest.raises(PartitionMismatch, match="configuration asks for cms.articles=12, streams.embargo.releases=6"):
-        check_counts(settings("cms.articles=12,streams.article.state=12"), STREAMS_FAMILY, {n: 12 for n in names.values()})
+    assert "stream worker refuses to start: g.cms.articles has 6 partitions, configuration says 12" in str(
+        err.value
+    )
+    assert "LANTOA_PARTITIONS=cms.articles=12,streams.embargo.releases=12,streams.article.state=12" in str(
+        err.value
+    ) and "`lantoa topics grow streams 12`" in str(err.value)
+    with pytest.raises(
+        PartitionMismatch, match="configuration asks for cms.articles=12, streams.embargo.releases=6"
+    ):
+        check_counts(
+            settings("cms.articles=12,streams.article.state=12"),
+            STREAMS_FAMILY,
+            {n: 12 for n in names.values()},
+        )
 
 
 def test_a_revision_in_the_wrong_partition_is_forwarded_to_its_own_without_an_effect() -> None:
     s = settings("cms.articles=12,streams.embargo.releases=12,streams.article.state=12")
-    steps = StreamSteps(s, CompactedView(s.topic(Topic.ARTICLE_STATE)), lambda: Registry([]),
-                        lambda: datetime(2026, 11, 26, tzinfo=timezone.utc))
+    steps = StreamSteps(
+        s,
+        CompactedView(s.topic(Topic.ARTICLE_STATE)),
+        lambda: Registry([]),
+        lambda: datetime(2026, 11, 26, tzinfo=UTC),
+    )
     key = b"urn:lantoa:article:moved"
     right = partition_for(key, 12)
     headers = [("ce_type", b"x"), ("replay", b"forged")]
-    rec = SimpleNamespace(topic=s.topic(Topic.CMS_ARTICLES), partition=(right + 5) % 12, offset=3, key=key,
-                          value=b"{not even json", headers=headers)
+    rec = SimpleNamespace(
+        topic=s.topic(Topic.CMS_ARTICLES),
+        partition=(right + 5) % 12,
+        offset=3,
+        key=key,
+        value=b"{not even json",
+        headers=headers,
+    )
     step = steps.article(rec)
     assert step.state == [] and step.fanned_out == 0
     [fwd] = step.out  # no dead letter, no receipt, no command here: only the forward
-    assert (fwd.topic, fwd.key, fwd.value, fwd.partition, fwd.headers) == (rec.topic, key, rec.value, right, tuple(headers))
+    assert (fwd.topic, fwd.key, fwd.value, fwd.partition, fwd.headers) == (
+        rec.topic,
+        key,
+        rec.value,
+        right,
+        tuple(headers),
+    )
     rec.partition = right  # at home: handled (here, dead-lettered as not JSON)
     assert [r.topic for r in steps.article(rec).out] == [s.topic(Topic.DEADLETTER), s.topic(Topic.RECEIPTS)]
 
@@ -170,17 +206,28 @@ async def test_a_command_in_the_wrong_partition_is_forwarded_to_its_own_without_
     rt = DeliveryRuntime(s, Idle())
     right = partition_for(ZALO_ACCOUNT_KEY.encode(), 12)
     wrong = (right + 1) % 12
-    cmd = Command(IdempotencyKey("urn:a", 1, Channel.ZALO, "zalo:nhom-ha-noi", Action.PUBLISH), Priority.NORMAL,
-                  "2026-11-26T01:00:00Z", {"text": "x"})
+    cmd = Command(
+        IdempotencyKey("urn:a", 1, Channel.ZALO, "zalo:nhom-ha-noi", Action.PUBLISH),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        {"text": "x"},
+    )
     headers: list[tuple[str, bytes]] = [("retry_attempt", b"1")]
     topic = s.topic(Topic.ZALO_RETRY_1M)
     # Queued before the re-key: keyed by target, in the partition the target hashes to.
-    w = _Work(TopicPartition(topic, wrong), 7, b"zalo:nhom-ha-noi", encode(cmd.to_dict()), headers, 1, cmd=cmd)
+    w = _Work(
+        TopicPartition(topic, wrong), 7, b"zalo:nhom-ha-noi", encode(cmd.to_dict()), headers, 1, cmd=cmd
+    )
     records: list[Any] = await rt._process(w)
     assert len(records) == 1
     fwd = records[0]
-    assert (fwd.topic, fwd.key, fwd.partition, fwd.value, fwd.headers) == (topic, b"zalo-oa", right, w.value,
-                                                                           (("retry_attempt", b"1"),))
+    assert (fwd.topic, fwd.key, fwd.partition, fwd.value, fwd.headers) == (
+        topic,
+        b"zalo-oa",
+        right,
+        w.value,
+        (("retry_attempt", b"1"),),
+    )
     assert rt._batch_intents([w]) == []  # no intent written for it in the wrong ledger partition
     in_place = _Work(TopicPartition(topic, right), 8, b"zalo-oa", w.value, [], 0, cmd=cmd)
     assert rt._misplaced(in_place, cmd) is None

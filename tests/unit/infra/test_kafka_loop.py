@@ -95,8 +95,14 @@ class Records:
     """A process: one output per record; raises ``fail[offset]`` (an exception or a count of
     ValueErrors still to raise) for the records named there."""
 
-    def __init__(self, *, batch_at_once: bool = False, fail: dict[int, Any] | None = None,
-                 refuse: set[int] | None = None, decode_refuse: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        batch_at_once: bool = False,
+        fail: dict[int, Any] | None = None,
+        refuse: set[int] | None = None,
+        decode_refuse: set[int] | None = None,
+    ) -> None:
         self.subscription = Subscription("test", (TOPIC,), "g", batch_at_once=batch_at_once)
         self.fail, self.refuse, self.decode_refuse = fail or {}, refuse or set(), decode_refuse or set()
         self.calls: list[int] = []
@@ -132,12 +138,21 @@ class Records:
                 self.boom(rec.offset)
                 if rec.offset in self.refuse or rec.offset in self.decode_refuse:
                     stage = "deliver" if rec.offset in self.refuse else "decode"
-                    headers = dead_letter_headers([], topic=tp.topic, partition=tp.partition, offset=rec.offset,
-                                                  reason="refused", stage=stage, now_iso="2026-11-26T01:00:00Z")
+                    headers = dead_letter_headers(
+                        [],
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=rec.offset,
+                        reason="refused",
+                        stage=stage,
+                        now_iso="2026-11-26T01:00:00Z",
+                    )
                     out.append(OutRecord("distribution.deadletter", rec.key, rec.value, tuple(headers)))
                 else:
                     out.append(OutRecord("out", rec.key, rec.value))
-        commit = {tp: recs[-1].offset + 1 for tp, recs in batch.items()} if self.subscription.batch_at_once else {}
+        commit = (
+            {tp: recs[-1].offset + 1 for tp, recs in batch.items()} if self.subscription.batch_at_once else {}
+        )
         return Handled(out=out, commit=commit)
 
 
@@ -151,8 +166,16 @@ def loop(broker: Broker, process: Records, s: Settings | None = None) -> tuple[C
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    made = ConsumerLoop(s or settings(), process, FakeOutbox(broker), consumer=FakeConsumer(broker),  # type: ignore[arg-type]
-                        sleep=sleep, rng=lambda: 0.5, poison_reader=broker.read_poison, clock=lambda: 1000.0)
+    made = ConsumerLoop(
+        s or settings(),
+        process,
+        FakeOutbox(broker),
+        consumer=FakeConsumer(broker),  # type: ignore[arg-type]
+        sleep=sleep,
+        rng=lambda: 0.5,
+        poison_reader=broker.read_poison,
+        clock=lambda: 1000.0,
+    )
     return made, sleeps
 
 
@@ -332,8 +355,14 @@ async def test_the_dead_letter_limit_counts_per_window() -> None:
     s = limit_settings()
     broker = Broker(s)
     now = [1000.0]
-    consumer_loop = ConsumerLoop(s, Records(refuse={0, 1, 2, 4, 5, 6}), FakeOutbox(broker),  # type: ignore[arg-type]
-                                 consumer=FakeConsumer(broker), poison_reader=broker.read_poison, clock=lambda: now[0])
+    consumer_loop = ConsumerLoop(
+        s,
+        Records(refuse={0, 1, 2, 4, 5, 6}),
+        FakeOutbox(broker),  # type: ignore[arg-type]
+        consumer=FakeConsumer(broker),
+        poison_reader=broker.read_poison,
+        clock=lambda: now[0],
+    )
     await consumer_loop.take(records(0, 2))  # 3 of 3: below the minimum
     now[0] += 60.0  # a new window: the three do not count any more
     await consumer_loop.take(records(3, 3))
@@ -348,8 +377,17 @@ async def test_a_careful_record_left_for_later_takes_its_marker_back() -> None:
     process = Records(batch_at_once=True)
     consumer_loop, _ = loop(broker, process)
     key = consumer_loop.poison.key(TP, 0)
-    broker.poison[key] = {"group": "g", "topic": TOPIC, "partition": 0, "offset": 0, "span_end": 0, "attempts": 1,
-                          "error_class": None, "reason": None, "at": "2026-11-26T01:00:00Z"}
+    broker.poison[key] = {
+        "group": "g",
+        "topic": TOPIC,
+        "partition": 0,
+        "offset": 0,
+        "span_end": 0,
+        "attempts": 1,
+        "error_class": None,
+        "reason": None,
+        "at": "2026-11-26T01:00:00Z",
+    }
 
     async def not_due(batch: Batch) -> Handled:  # a retry-tier record whose time has not come
         consumer_loop.seek(TP, 0)
@@ -366,8 +404,15 @@ async def test_a_careful_record_left_for_later_takes_its_marker_back() -> None:
 
 
 def test_the_poison_and_limit_settings_are_read_once_and_checked() -> None:
-    s = settings(poison_max_attempts="5", dlq_limit_share="0.25", dlq_limit_min_records="10", dlq_limit_window_s="30")
-    assert (s.poison_max_attempts, s.dlq_limit_share, s.dlq_limit_min_records, s.dlq_limit_window_s) == (5, 0.25, 10, 30.0)
+    s = settings(
+        poison_max_attempts="5", dlq_limit_share="0.25", dlq_limit_min_records="10", dlq_limit_window_s="30"
+    )
+    assert (s.poison_max_attempts, s.dlq_limit_share, s.dlq_limit_min_records, s.dlq_limit_window_s) == (
+        5,
+        0.25,
+        10,
+        30.0,
+    )
     assert settings().poison_max_attempts == 3 and settings().dlq_limit_share == 0.5
     assert settings(poison_max_attempts="1").poison_max_attempts == 1
     with pytest.raises(SettingsError, match="POISON_MAX_ATTEMPTS"):

@@ -19,17 +19,23 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> CertificateSet:
 
 def test_sasl_ssl_listener_enables_both_scram_mechanisms(certs: CertificateSet, tmp_path: Path) -> None:
     listener = SecuredListener("SASL_SSL", certs, scram_users={"u": "p"})
-    props: dict[str, str | int | float | bool] = {"listeners": "PLAINTEXT://127.0.0.1:1",
-                                                  "advertised.listeners": "PLAINTEXT://127.0.0.1:1",
-                                                  "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT"}
+    props: dict[str, str | int | float | bool] = {
+        "listeners": "PLAINTEXT://127.0.0.1:1",
+        "advertised.listeners": "PLAINTEXT://127.0.0.1:1",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT",
+    }
     listener.add_to(props, 2, tmp_path)
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:1,SECURE://127.0.0.1:2"
     assert props["listener.security.protocol.map"] == "PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL"
     assert props["listener.name.secure.sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512"
     assert "ScramLoginModule" in str(props["listener.name.secure.scram-sha-512.sasl.jaas.config"])
     assert props["listener.name.secure.ssl.client.auth"] == "none"
-    assert listener.format_args() == ["--add-scram", "SCRAM-SHA-256=[name=u,password=p]",
-                                      "--add-scram", "SCRAM-SHA-512=[name=u,password=p]"]
+    assert listener.format_args() == [
+        "--add-scram",
+        "SCRAM-SHA-256=[name=u,password=p]",
+        "--add-scram",
+        "SCRAM-SHA-512=[name=u,password=p]",
+    ]
     assert "hunter2" not in repr(SecuredListener("SASL_SSL", certs, scram_users={"u": "hunter2"}))
 
 
@@ -43,14 +49,20 @@ def test_ssl_listener_can_require_client_certificates(certs: CertificateSet, tmp
 
 
 @pytest.mark.parametrize(("protocol", "users"), [("PLAINTEXT", {}), ("SASL_SSL", {})])
-def test_a_listener_that_cannot_work_is_refused(certs: CertificateSet, protocol: str, users: dict[str, str]) -> None:
+def test_a_listener_that_cannot_work_is_refused(
+    certs: CertificateSet, protocol: str, users: dict[str, str]
+) -> None:
     with pytest.raises(ValueError):
         SecuredListener(protocol, certs, scram_users=users)
 
 
 def test_the_server_certificate_names_127_0_0_1_and_localhost(certs: CertificateSet) -> None:
-    text = subprocess.run(["openssl", "x509", "-in", str(certs.server.cert), "-noout", "-ext", "subjectAltName"],
-                          capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["openssl", "x509", "-in", str(certs.server.cert), "-noout", "-ext", "subjectAltName"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "IP Address:127.0.0.1" in text and "DNS:localhost" in text
     ctx = ssl.create_default_context(cafile=str(certs.ca.cert))
     ctx.load_cert_chain(str(certs.client.cert), str(certs.client.key))  # the client pair matches

@@ -26,8 +26,12 @@ PROM = ROOT / "infra" / "prometheus"
 DASHBOARD = ROOT / "infra" / "grafana" / "lantoa-dashboard.json"
 # Families that belong to other processes' dashboards (citizen engagement, issue 8: lantoa triage
 # and lantoa webhooks), not to the distribution dashboard.
-ELSEWHERE = {"lantoa_open_questions", "lantoa_oldest_open_question_age_seconds", "lantoa_webhook_events",
-             "lantoa_webhook_ack_seconds"}
+ELSEWHERE = {
+    "lantoa_open_questions",
+    "lantoa_oldest_open_question_age_seconds",
+    "lantoa_webhook_events",
+    "lantoa_webhook_ack_seconds",
+}
 METRIC = re.compile(r"\b(lantoa_[a-z0-9_]+|up)\b")
 
 
@@ -68,6 +72,7 @@ def uses(expr: str, family: str) -> bool:
 
 # -- promtool -----------------------------------------------------------------------------------
 
+
 def test_promtool_checks_the_config_and_the_rules() -> None:
     assert "SUCCESS" in promtool("check", "config", "prometheus.yml")
     out = promtool("check", "rules", "rules.yml")
@@ -94,8 +99,15 @@ def test_the_config_scrapes_every_process_from_file_sd_targets() -> None:
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     assert config["rule_files"] == ["rules.yml"]
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
-    assert {"lantoa-streams", "lantoa-adapter-fanpage", "lantoa-adapter-zalo", "lantoa-adapter-loudspeaker",
-            "lantoa-adapter-archive", "lantoa-lag-exporter", "lantoa-emergency-lane"} <= set(jobs)
+    assert {
+        "lantoa-streams",
+        "lantoa-adapter-fanpage",
+        "lantoa-adapter-zalo",
+        "lantoa-adapter-loudspeaker",
+        "lantoa-adapter-archive",
+        "lantoa-lag-exporter",
+        "lantoa-emergency-lane",
+    } <= set(jobs)
     for name, job in jobs.items():
         (files,) = [c["files"] for c in job["file_sd_configs"]]
         for f in files:
@@ -107,6 +119,7 @@ def test_the_config_scrapes_every_process_from_file_sd_targets() -> None:
 
 # -- conventions --------------------------------------------------------------------------------
 
+
 def test_every_rule_says_what_it_means_and_carries_a_probe_over_the_same_metrics() -> None:
     for rule in rules():
         ann = rule["annotations"]
@@ -115,14 +128,20 @@ def test_every_rule_says_what_it_means_and_carries_a_probe_over_the_same_metrics
         assert rule["alert"].startswith("Lantoa")
         in_expr, in_probe = set(METRIC.findall(rule["expr"])), set(METRIC.findall(ann["probe"]))
         assert in_expr - {"up"} <= in_probe or in_expr <= in_probe, (rule["alert"], in_expr - in_probe)
-        assert not re.search(r"[<>]=?\s*-?[0-9.]+\s*$", ann["probe"].strip()), f"{rule['alert']}: probe keeps a threshold"
+        assert not re.search(r"[<>]=?\s*-?[0-9.]+\s*$", ann["probe"].strip()), (
+            f"{rule['alert']}: probe keeps a threshold"
+        )
 
 
 def test_bucket_bounds_are_written_as_the_client_exports_them() -> None:
     for text in [r["expr"] for r in rules()] + dashboard_exprs():
         for bound in re.findall(r'le="([^"]+)"', text):
-            assert bound == "+Inf" or "." in bound, f'le="{bound}" never matches: prometheus_client writes "{float(bound)}"'
-    bounds = {str(b) for b in metrics.EMERGENCY_LATENCY._upper_bounds} | {str(b) for b in metrics.DELIVERY_LATENCY._upper_bounds}
+            assert bound == "+Inf" or "." in bound, (
+                f'le="{bound}" never matches: prometheus_client writes "{float(bound)}"'
+            )
+    bounds = {str(b) for b in metrics.EMERGENCY_LATENCY._upper_bounds} | {
+        str(b) for b in metrics.DELIVERY_LATENCY._upper_bounds
+    }
     for text in [r["expr"] for r in rules()]:
         for bound in re.findall(r'le="([^"]+)"', text):
             assert bound in bounds, f"no bucket {bound}"
@@ -163,12 +182,16 @@ def test_rules_and_dashboard_share_expressions() -> None:
 
 # -- the /metrics page --------------------------------------------------------------------------
 
+
 def test_the_metrics_page_passes_promtool_check_metrics() -> None:
     """Every family declared in schemas/metrics.py, with samples, as a process serves it."""
     for attr in family_names().values():
         m = getattr(metrics, attr)
         if isinstance(m, metrics.ComputedGauge):
-            m.source("test", lambda m=m: [(("x",) * len(m.labelnames), math.inf), (("y",) * len(m.labelnames), 1.5)])
+            m.source(
+                "test",
+                lambda m=m: [(("x",) * len(m.labelnames), math.inf), (("y",) * len(m.labelnames), 1.5)],
+            )
             continue
         child = m.labels(*(["x"] * len(m._labelnames))) if m._labelnames else m
         if hasattr(child, "observe"):

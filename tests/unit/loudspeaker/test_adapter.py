@@ -62,13 +62,22 @@ class FakeLedger:
         live = self.live.get((cmd.key.uri, cmd.target))
         if live is None:
             return Prior()
-        return Prior(external_id=None if live["retracted"] else live["external_id"], version=live["version"],
-                     detail=live["detail"])
+        return Prior(
+            external_id=None if live["retracted"] else live["external_id"],
+            version=live["version"],
+            detail=live["detail"],
+        )
 
     def done(self, cmd: Command, effect: Effect) -> None:
         self.live[(cmd.key.uri, cmd.target)] = {
-            "kind": "live", "uri": cmd.key.uri, "version": cmd.key.version, "target": cmd.target,
-            "external_id": effect.external_id, "retracted": cmd.key.action is Action.RETRACT, "detail": effect.detail}
+            "kind": "live",
+            "uri": cmd.key.uri,
+            "version": cmd.key.version,
+            "target": cmd.target,
+            "external_id": effect.external_id,
+            "retracted": cmd.key.action is Action.RETRACT,
+            "detail": effect.detail,
+        }
 
     async def entries(self, zone_id: str, *, fresh: bool = False) -> list[dict[str, Any]]:
         return [v for (_, z), v in self.live.items() if z == zone_id]
@@ -88,8 +97,13 @@ class Rig:
         """A new worker: empty memory, the same ledger, platform and audio cache."""
         assert self.emulator.base_url
         renderer = AudioRenderer(self.cache, AUDIO_BASE, executable=str(self.espeak_log.with_suffix(".sh")))
-        adapter = LoudspeakerAdapter(PlatformClient(self.emulator.base_url, lambda: TOKEN, timeout_s=5), renderer,
-                                     self.targets.get, source=self.ledger, clock=self.clock)
+        adapter = LoudspeakerAdapter(
+            PlatformClient(self.emulator.base_url, lambda: TOKEN, timeout_s=5),
+            renderer,
+            self.targets.get,
+            source=self.ledger,
+            clock=self.clock,
+        )
         await adapter.start()
         self.adapters.append(adapter)
         return adapter
@@ -109,15 +123,31 @@ class Rig:
         return [] if doc is None else list(doc.body["slots"])
 
 
-def command(target: str, uri: str = "urn:lantoa:a1", version: int = 1, action: Action = Action.PUBLISH,
-            text: str = TEXT, priority: Priority = Priority.NORMAL, published: datetime | None = None) -> Command:
-    payload: dict[str, Any] = {"bulletin_id": f"b-{uri.rsplit(':', 1)[-1]}-v{version}", "title": f"Tin {uri} v{version}",
-                               "text": text, "language": "vi"}
+def command(
+    target: str,
+    uri: str = "urn:lantoa:a1",
+    version: int = 1,
+    action: Action = Action.PUBLISH,
+    text: str = TEXT,
+    priority: Priority = Priority.NORMAL,
+    published: datetime | None = None,
+) -> Command:
+    payload: dict[str, Any] = {
+        "bulletin_id": f"b-{uri.rsplit(':', 1)[-1]}-v{version}",
+        "title": f"Tin {uri} v{version}",
+        "text": text,
+        "language": "vi",
+    }
     if action is Action.RETRACT:
         payload = {"reason": "thông tin chưa chính xác"}
     when = (published or at(4)).astimezone(ZoneInfo("UTC")).isoformat().replace("+00:00", "Z")
-    return Command(IdempotencyKey(uri, version, Channel.LOUDSPEAKER, target, action), priority, when, payload,
-                   published_at=when)
+    return Command(
+        IdempotencyKey(uri, version, Channel.LOUDSPEAKER, target, action),
+        priority,
+        when,
+        payload,
+        published_at=when,
+    )
 
 
 @pytest.fixture
@@ -140,7 +170,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 async def test_publish_pushes_the_bulletin_into_the_first_window(rig: Rig) -> None:
     adapter = await rig.adapter()
     effect = await rig.deliver(adapter, command("zone:42001"))
-    assert effect.outcome == "delivered" and effect.external_id == "b-a1-v1"  # the bulletin id; the zone is the target
+    assert (
+        effect.outcome == "delivered" and effect.external_id == "b-a1-v1"
+    )  # the bulletin id; the zone is the target
     [slot] = rig.slots("42001")
     assert slot["bulletin_id"] == "b-a1-v1" and slot["start"] == "2026-09-17T05:30:00+07:00"
     assert slot["audio_url"].startswith(AUDIO_BASE + "/") and slot["audio_url"].endswith(".wav")
@@ -167,20 +199,34 @@ async def test_same_command_twice_changes_nothing_even_after_a_restart(rig: Rig)
 async def test_update_replaces_the_unplayed_slot(rig: Rig) -> None:
     adapter = await rig.adapter()
     await rig.deliver(adapter, command("zone:42003"))
-    effect = await rig.deliver(adapter, command("zone:42003", version=2, action=Action.UPDATE,
-                                                text="Bản cập nhật: lịch tiêm chủng dời sang chiều Chủ nhật."))
+    effect = await rig.deliver(
+        adapter,
+        command(
+            "zone:42003",
+            version=2,
+            action=Action.UPDATE,
+            text="Bản cập nhật: lịch tiêm chủng dời sang chiều Chủ nhật.",
+        ),
+    )
     assert effect.outcome == "updated" and effect.detail["earlier"] == ["b-a1-v1"]
     assert [s["bulletin_id"] for s in rig.slots("42003")] == ["b-a1-v2"]
-    assert {u["bulletin_id"] for u in rig.emulator.schedule("42003", DAY.isoformat()).body["unplaced"]} == set()  # type: ignore[union-attr]
+    assert {
+        u["bulletin_id"] for u in rig.emulator.schedule("42003", DAY.isoformat()).body["unplaced"]
+    } == set()  # type: ignore[union-attr]
 
 
 async def test_update_after_the_first_version_played_goes_to_the_next_window(rig: Rig) -> None:
     adapter = await rig.adapter()
     await rig.deliver(adapter, command("zone:42004"))
     rig.clock.set(at(7).timestamp())  # v1 aired at 05:30
-    await rig.deliver(adapter, command("zone:42004", version=2, action=Action.UPDATE, text="Bản cập nhật ngắn."))
+    await rig.deliver(
+        adapter, command("zone:42004", version=2, action=Action.UPDATE, text="Bản cập nhật ngắn.")
+    )
     slots = rig.slots("42004")
-    assert [(s["bulletin_id"], s["start"][11:16]) for s in slots] == [("b-a1-v1", "05:30"), ("b-a1-v2", "17:00")]
+    assert [(s["bulletin_id"], s["start"][11:16]) for s in slots] == [
+        ("b-a1-v1", "05:30"),
+        ("b-a1-v2", "17:00"),
+    ]
 
 
 async def test_retraction_before_airing_removes_the_slot(rig: Rig) -> None:
@@ -203,7 +249,9 @@ async def test_retraction_after_airing_schedules_a_correction(rig: Rig) -> None:
     assert correction["corrects"] == "b-a1-v1" and correction["correction"]
     slots = rig.slots("42006")
     assert [(s["bulletin_id"], s["correction"], s["start"][11:16]) for s in slots] == [
-        ("b-a1-v1", False, "05:30"), (correction["bulletin_id"], True, "17:00")]
+        ("b-a1-v1", False, "05:30"),
+        (correction["bulletin_id"], True, "17:00"),
+    ]
 
 
 async def test_retraction_while_on_air_also_gets_a_correction(rig: Rig) -> None:
@@ -248,7 +296,9 @@ async def test_platform_errors_map_to_the_runtime_errors(rig: Rig) -> None:
     rig.emulator.faults.add("rate_limit", path="/schedules/", count=1)
     with pytest.raises(TargetPaused) as paused:
         await adapter.deliver(command("zone:42009"), Prior())
-    assert paused.value.retry_after == 5 and adapter.rate_scope("zone:42009") == adapter.rate_scope("zone:42010")
+    assert paused.value.retry_after == 5 and adapter.rate_scope("zone:42009") == adapter.rate_scope(
+        "zone:42010"
+    )
     await rig.deliver(adapter, command("zone:42009"))  # the retry: exactly one slot
     assert [s["bulletin_id"] for s in rig.slots("42009")] == ["b-a1-v1"]
     rig.emulator.expire_token(TOKEN)
@@ -272,10 +322,14 @@ async def test_emergency_commands_are_left_to_the_emergency_lane(rig: Rig) -> No
 
 async def test_priority_goes_ahead_and_what_does_not_fit_carries_over(rig: Rig) -> None:
     adapter = await rig.adapter()
-    long_text = " ".join(["Thông báo về kế hoạch phòng chống thiên tai của xã trong mùa mưa bão năm nay."] * 40)
+    long_text = " ".join(
+        ["Thông báo về kế hoạch phòng chống thiên tai của xã trong mùa mưa bão năm nay."] * 40
+    )
     await rig.deliver(adapter, command("zone:42013", uri="urn:lantoa:long", text=long_text))
-    await rig.deliver(adapter, command("zone:42013", uri="urn:lantoa:urgent", priority=Priority.PRIORITY,
-                                       published=at(4, 5)))
+    await rig.deliver(
+        adapter,
+        command("zone:42013", uri="urn:lantoa:urgent", priority=Priority.PRIORITY, published=at(4, 5)),
+    )
     slots = rig.slots("42013")
     assert slots[0]["bulletin_id"] == "b-urgent-v1" and slots[0]["priority"] == "priority"
     assert {s["bulletin_id"] for s in slots} == {"b-urgent-v1", "b-long-v1"}
@@ -300,9 +354,19 @@ def calls(rig: Rig, code: str) -> dict[str, int]:
 async def test_a_new_zone_costs_one_conditional_put_per_day_and_no_reads(rig: Rig) -> None:
     adapter = await rig.adapter()
     await rig.deliver(adapter, command("zone:42014"))
-    assert calls(rig, "42014") == {"GET": 0, "GET 404": 0, "PUT": 2, "plays": 0}  # nothing can have played yet
+    assert calls(rig, "42014") == {
+        "GET": 0,
+        "GET 404": 0,
+        "PUT": 2,
+        "plays": 0,
+    }  # nothing can have played yet
     await rig.deliver(adapter, command("zone:42014", uri="urn:lantoa:a2", published=at(4, 1)))
-    assert calls(rig, "42014") == {"GET": 0, "GET 404": 0, "PUT": 3, "plays": 0}  # tomorrow's plan is unchanged
+    assert calls(rig, "42014") == {
+        "GET": 0,
+        "GET 404": 0,
+        "PUT": 3,
+        "plays": 0,
+    }  # tomorrow's plan is unchanged
     assert [s["bulletin_id"] for s in rig.slots("42014")] == ["b-a1-v1", "b-a2-v1"]
     today, tomorrow = (rig.emulator.schedule("42014", d.isoformat()) for d in (DAY, date(2026, 9, 18)))
     assert today is not None and tomorrow is not None
@@ -323,18 +387,26 @@ async def test_a_schedule_unknown_to_the_ledger_is_read_and_kept(rig: Rig) -> No
     assert (after.version, after.etag) == (before.version, before.etag)
     assert [s["bulletin_id"] for s in rig.slots("42015")] == ["b-a1-v1"]
     assert retry.conflicts == 0  # a day never seen is not a conflict: no ledger reload
-    assert calls(rig, "42015")["PUT"] == 2 + 1 and calls(rig, "42015")["GET"] == 2  # the 412, then both days read
+    assert (
+        calls(rig, "42015")["PUT"] == 2 + 1 and calls(rig, "42015")["GET"] == 2
+    )  # the 412, then both days read
 
 
 async def test_play_reports_are_asked_for_once_something_can_have_played(rig: Rig) -> None:
     adapter = await rig.adapter()
     await rig.deliver(adapter, command("zone:42016"))
-    rig.clock.set(at(4, day=date(2026, 9, 18)).timestamp())  # the next day, before its windows: a1 aired yesterday
-    await rig.deliver(adapter, command("zone:42016", uri="urn:lantoa:a2", published=at(4, 0, day=date(2026, 9, 18))))
+    rig.clock.set(
+        at(4, day=date(2026, 9, 18)).timestamp()
+    )  # the next day, before its windows: a1 aired yesterday
+    await rig.deliver(
+        adapter, command("zone:42016", uri="urn:lantoa:a2", published=at(4, 0, day=date(2026, 9, 18)))
+    )
     assert calls(rig, "42016")["plays"] == 1
     today = [s["bulletin_id"] for s in rig.slots("42016", date(2026, 9, 18))]
     assert today == ["b-a2-v1"]  # played in full yesterday: never planned again
-    await rig.deliver(adapter, command("zone:42016", uri="urn:lantoa:a3", published=at(4, 1, day=date(2026, 9, 18))))
+    await rig.deliver(
+        adapter, command("zone:42016", uri="urn:lantoa:a3", published=at(4, 1, day=date(2026, 9, 18)))
+    )
     assert calls(rig, "42016")["plays"] == 1  # no window since: the reports fetched still hold
     rig.clock.set(at(7, day=date(2026, 9, 18)).timestamp())
     effect = await rig.deliver(adapter, command("zone:42016", uri="urn:lantoa:a2", action=Action.RETRACT))
@@ -363,16 +435,20 @@ def served(tmp_path: Path) -> Iterator[tuple[LoudspeakerEmulator, Settings]]:
     assert ready.wait(10)
     token = tmp_path / "token.json"
     write_secret(token, {"token": TOKEN})
-    settings = Settings(loudspeaker_api_url=str(emulator.base_url), loudspeaker_token_file=token,
-                        loudspeaker_audio_base_url=AUDIO_BASE)
+    settings = Settings(
+        loudspeaker_api_url=str(emulator.base_url),
+        loudspeaker_token_file=token,
+        loudspeaker_audio_base_url=AUDIO_BASE,
+    )
     yield emulator, settings
     asyncio.run_coroutine_threadsafe(emulator.stop(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
 
 
-def test_lantoa_schedule_reads_the_platform(served: tuple[LoudspeakerEmulator, Settings], tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_lantoa_schedule_reads_the_platform(
+    served: tuple[LoudspeakerEmulator, Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     emulator, settings = served
     target = schedule_cli.resolve_zone(settings, "18073")  # Phường Thành Sen, Hà Tĩnh
     code = platform_zone(target.id, target)
@@ -380,8 +456,12 @@ def test_lantoa_schedule_reads_the_platform(served: tuple[LoudspeakerEmulator, S
     renderer = AudioRenderer(tmp_path / "audio", AUDIO_BASE)
 
     async def publish() -> None:
-        adapter = LoudspeakerAdapter(PlatformClient(settings.loudspeaker_api_url, lambda: TOKEN), renderer,
-                                     {target.id: target}.get, clock=adapter_clock)
+        adapter = LoudspeakerAdapter(
+            PlatformClient(settings.loudspeaker_api_url, lambda: TOKEN),
+            renderer,
+            {target.id: target}.get,
+            clock=adapter_clock,
+        )
         await adapter.start()
         try:
             await adapter.deliver(command(target.id), Prior())
@@ -391,7 +471,11 @@ def test_lantoa_schedule_reads_the_platform(served: tuple[LoudspeakerEmulator, S
     asyncio.run(publish())
     assert schedule_cli.run(settings, target.id, DAY.isoformat(), "json") == 0
     data = orjson.loads(capsys.readouterr().out)
-    assert data["zone"] == code and data["slots"][0]["bulletin_id"] == "b-a1-v1" and data["platform"]["version"] == 1
+    assert (
+        data["zone"] == code
+        and data["slots"][0]["bulletin_id"] == "b-a1-v1"
+        and data["platform"]["version"] == 1
+    )
     assert schedule_cli.run(settings, f"{target.ward_code:05d}", DAY.isoformat(), "ics") == 0
     ics = capsys.readouterr().out
     assert "BEGIN:VEVENT" in ics and "DTSTART;TZID=Asia/Ho_Chi_Minh:20260917T053000" in ics

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import stat
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +48,16 @@ def runs(log: Path) -> int:
 
 
 async def test_a_bulletin_past_the_bound_is_refused_once_for_all_its_zones(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 36 s of speech at most: the fake's minute is past it.
     monkeypatch.setattr(tts, "MAX_SPEECH_TEXT_CHARS", 432)
     exe, log = counting_espeak(tmp_path)
     renderer = AudioRenderer(tmp_path / "cache", "https://x/audio", executable=str(exe))
 
-    results = await asyncio.gather(*(renderer.render("Bản tin dài") for _ in range(50)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(renderer.render("Bản tin dài") for _ in range(50)), return_exceptions=True
+    )
     later = await asyncio.gather(renderer.render("Bản tin dài"), return_exceptions=True)
 
     assert all(isinstance(r, InvalidContent) and "speech too long" in str(r) for r in [*results, *later])
@@ -87,7 +90,9 @@ def test_the_archive_is_handed_audio_up_to_the_largest_lantoa_writes(tmp_path: P
 
 def test_a_file_past_the_largest_speech_is_refused_with_its_reason(tmp_path: Path) -> None:
     _indexed(tmp_path, LARGEST_WAV_BYTES + 1)
-    with pytest.raises(PermanentDeliveryError, match=r"more than the longest speech Lantoa synthesises") as caught:
+    with pytest.raises(
+        PermanentDeliveryError, match=r"more than the longest speech Lantoa synthesises"
+    ) as caught:
         audio_for(tmp_path)("urn:x", 1)
     assert caught.value.code == "AudioTooLong" and caught.value.alert
 
@@ -112,8 +117,14 @@ class AcceptingPlatform:
 
 
 def emergency(text: str) -> EmergencyPlan:
-    return EmergencyPlan("cap-1", ("zone:42001",), text, datetime.now(timezone.utc) + timedelta(hours=1), 600.0,
-                         headline="Bão số 5")
+    return EmergencyPlan(
+        "cap-1",
+        ("zone:42001",),
+        text,
+        datetime.now(UTC) + timedelta(hours=1),
+        600.0,
+        headline="Bão số 5",
+    )
 
 
 async def test_an_emergency_past_the_bound_airs_its_start_and_says_so(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ def test_rendered_audio_is_found_by_article_version(tmp_path: Path) -> None:
     wav = tmp_path / "ab" / "abcdef.wav"
     wav.parent.mkdir()
     wav.write_bytes(b"RIFF....WAVE")
-    renderer.index("urn:lantoa:article:a", 2, Audio("https://x/audio/ab/abcdef.wav", "ab/abcdef.wav", 3.0, "00"))
+    renderer.index(
+        "urn:lantoa:article:a", 2, Audio("https://x/audio/ab/abcdef.wav", "ab/abcdef.wav", 3.0, "00")
+    )
     lookup = audio_for(tmp_path)
     assert lookup("urn:lantoa:article:a", 2) == wav.resolve()
     assert lookup("urn:lantoa:article:a", 1) is None  # not rendered for that version

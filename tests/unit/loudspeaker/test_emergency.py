@@ -56,11 +56,16 @@ async def emulator(clock: ManualClock) -> AsyncIterator[LoudspeakerEmulator]:
 
 
 @pytest.fixture
-async def pusher(emulator: LoudspeakerEmulator, clock: ManualClock, tmp_path: Path,
-                 registry: Registry) -> AsyncIterator[EmergencyPusher]:
+async def pusher(
+    emulator: LoudspeakerEmulator, clock: ManualClock, tmp_path: Path, registry: Registry
+) -> AsyncIterator[EmergencyPusher]:
     assert emulator.base_url
-    p = EmergencyPusher(PlatformClient(emulator.base_url, lambda: TOKEN), AudioRenderer(tmp_path / "audio", AUDIO_BASE),
-                        targets=registry.targets.get, clock=clock)
+    p = EmergencyPusher(
+        PlatformClient(emulator.base_url, lambda: TOKEN),
+        AudioRenderer(tmp_path / "audio", AUDIO_BASE),
+        targets=registry.targets.get,
+        clock=clock,
+    )
     await p.start()
     yield p
     await p.close()
@@ -72,19 +77,38 @@ def plan_of(typhoon: tuple[Alert, AlertPlan]) -> EmergencyPlan:
 
 
 async def test_the_typhoon_alert_preempts_exactly_the_147_wards_of_provinces_42_and_44(
-        typhoon: tuple[Alert, AlertPlan], emulator: LoudspeakerEmulator, pusher: EmergencyPusher,
-        clock: ManualClock, registry: Registry) -> None:
+    typhoon: tuple[Alert, AlertPlan],
+    emulator: LoudspeakerEmulator,
+    pusher: EmergencyPusher,
+    clock: ManualClock,
+    registry: Registry,
+) -> None:
     _, alert_plan = typhoon
     wards = {platform_zone(z.id, z) for z in registry.public_zones() if z.province_code in (42, 44)}
     assert len(wards) == 147 and {z.province_code for z in alert_plan.zones} == {42, 44}
     # One ward of Hà Tĩnh is on air with its morning bulletin when the alert comes in.
     on_air = sorted(wards)[0]
     clock.set(ON_AIR.replace(minute=0).timestamp())  # pushed at 05:00 (a slot put in the past never plays)
-    await pusher.client.put_schedule(on_air, ON_AIR.date(), {
-        "zone": on_air, "date": ON_AIR.date().isoformat(), "timezone": "Asia/Ho_Chi_Minh", "slots": [{
-            "bulletin_id": "morning-news", "start": ON_AIR.replace(minute=30).isoformat(),
-            "end": ON_AIR.replace(minute=40).isoformat(), "priority": "normal", "audio_url": AUDIO_BASE + "/m.wav",
-            "title": "Bản tin sáng"}]}, if_match=None)
+    await pusher.client.put_schedule(
+        on_air,
+        ON_AIR.date(),
+        {
+            "zone": on_air,
+            "date": ON_AIR.date().isoformat(),
+            "timezone": "Asia/Ho_Chi_Minh",
+            "slots": [
+                {
+                    "bulletin_id": "morning-news",
+                    "start": ON_AIR.replace(minute=30).isoformat(),
+                    "end": ON_AIR.replace(minute=40).isoformat(),
+                    "priority": "normal",
+                    "audio_url": AUDIO_BASE + "/m.wav",
+                    "title": "Bản tin sáng",
+                }
+            ],
+        },
+        if_match=None,
+    )
     clock.set(ON_AIR.timestamp())
 
     plan = plan_of(typhoon)
@@ -106,7 +130,11 @@ async def test_the_typhoon_alert_preempts_exactly_the_147_wards_of_provinces_42_
 
     # A replay of the same alert (a retried command) changes nothing.
     again = await pusher.push(plan)
-    assert again.duplicate and again.preempted_clusters == 0 and len(emulator.preemptions(plan.emergency_id)) == 147
+    assert (
+        again.duplicate
+        and again.preempted_clusters == 0
+        and len(emulator.preemptions(plan.emergency_id)) == 147
+    )
 
     # The Cancel stops the repeats everywhere.
     cancelled = await pusher.cancel(plan.emergency_id)
@@ -117,9 +145,9 @@ async def test_the_typhoon_alert_preempts_exactly_the_147_wards_of_provinces_42_
     assert not (await pusher.cancel("VN-NCHMF-unknown")).found
 
 
-async def test_the_record_of_the_alert_lane_is_what_is_pushed(typhoon: tuple[Alert, AlertPlan],
-                                                              pusher: EmergencyPusher,
-                                                              emulator: LoudspeakerEmulator) -> None:
+async def test_the_record_of_the_alert_lane_is_what_is_pushed(
+    typhoon: tuple[Alert, AlertPlan], pusher: EmergencyPusher, emulator: LoudspeakerEmulator
+) -> None:
     alert, alert_plan = typhoon
     settings = Settings(emergency_repeat_s=INTERVAL)
     records, _ = plan_records(alert, alert_plan, settings, ON_AIR, "2026-09-16T22:30:01.000Z", "ce-1")
@@ -130,17 +158,26 @@ async def test_the_record_of_the_alert_lane_is_what_is_pushed(typhoon: tuple[Ale
     assert result.zones == 147 and len({p.zone for p in emulator.preemptions(plan.emergency_id)}) == 147
 
 
-async def test_update_replaces_and_expired_plans_are_not_sent(typhoon: tuple[Alert, AlertPlan],
-                                                              pusher: EmergencyPusher, emulator: LoudspeakerEmulator,
-                                                              clock: ManualClock) -> None:
+async def test_update_replaces_and_expired_plans_are_not_sent(
+    typhoon: tuple[Alert, AlertPlan],
+    pusher: EmergencyPusher,
+    emulator: LoudspeakerEmulator,
+    clock: ManualClock,
+) -> None:
     first = plan_of(typhoon)
     await pusher.push(first)
     clock.advance(20)  # its first play (about 40 s) is on air
-    update = replace(first, emergency_id=first.emergency_id + "-02", replaces=(first.emergency_id,),
-                     text="Cập nhật: bão số 5 đã vào đất liền, tiếp tục sơ tán.")
+    update = replace(
+        first,
+        emergency_id=first.emergency_id + "-02",
+        replaces=(first.emergency_id,),
+        text="Cập nhật: bão số 5 đã vào đất liền, tiếp tục sơ tán.",
+    )
     result = await pusher.push(update)
     assert not result.duplicate
-    assert {p.interrupted for p in emulator.preemptions(update.emergency_id)} == {first.emergency_id}  # on air: cut
+    assert {p.interrupted for p in emulator.preemptions(update.emergency_id)} == {
+        first.emergency_id
+    }  # on air: cut
     old = emulator.emergency(first.emergency_id)
     assert old is not None and old.status(clock()) == "replaced" and old.replaced_by == update.emergency_id
     stale = replace(first, emergency_id="old", expires_at=ON_AIR - timedelta(hours=1))
@@ -148,27 +185,38 @@ async def test_update_replaces_and_expired_plans_are_not_sent(typhoon: tuple[Ale
     assert skipped.skipped == "expired" and emulator.emergency("old") is None
 
 
-async def test_more_zones_than_one_call_takes_go_in_chunks(typhoon: tuple[Alert, AlertPlan],
-                                                           pusher: EmergencyPusher, emulator: LoudspeakerEmulator,
-                                                           clock: ManualClock) -> None:
+async def test_more_zones_than_one_call_takes_go_in_chunks(
+    typhoon: tuple[Alert, AlertPlan],
+    pusher: EmergencyPusher,
+    emulator: LoudspeakerEmulator,
+    clock: ManualClock,
+) -> None:
     pusher.max_zones_per_call = 50
     plan = plan_of(typhoon)
     result = await pusher.push(plan)
     ids = tuple(chunk_id(plan.emergency_id, n) for n in range(3))
-    assert result.platform_ids == ids == (plan.emergency_id, f"{plan.emergency_id}#2", f"{plan.emergency_id}#3")
+    assert (
+        result.platform_ids == ids == (plan.emergency_id, f"{plan.emergency_id}#2", f"{plan.emergency_id}#3")
+    )
     assert sum(len({p.zone for p in emulator.preemptions(i)}) for i in ids) == 147
     cancelled = await pusher.cancel(plan.emergency_id)
     assert cancelled.platform_ids == ids
     assert {emulator.emergency(i).status(clock()) for i in ids} == {"cancelled"}  # type: ignore[union-attr]
 
 
-async def test_a_national_alert_reaches_all_3321_zones_within_a_second(pusher: EmergencyPusher,
-                                                                       emulator: LoudspeakerEmulator,
-                                                                       registry: Registry) -> None:
+async def test_a_national_alert_reaches_all_3321_zones_within_a_second(
+    pusher: EmergencyPusher, emulator: LoudspeakerEmulator, registry: Registry
+) -> None:
     zones = tuple(z.id for z in registry.public_zones())
     assert len(zones) == 3321
-    plan = EmergencyPlan("VN-NCHMF-national-test", zones, "Cảnh báo khẩn cấp toàn quốc: bão mạnh đổ bộ.",
-                         ON_AIR + timedelta(hours=6), INTERVAL, "Cảnh báo khẩn cấp")
+    plan = EmergencyPlan(
+        "VN-NCHMF-national-test",
+        zones,
+        "Cảnh báo khẩn cấp toàn quốc: bão mạnh đổ bộ.",
+        ON_AIR + timedelta(hours=6),
+        INTERVAL,
+        "Cảnh báo khẩn cấp",
+    )
     await pusher.renderer.render(plan.text)  # speak it first: this measures the push itself
     started = time.perf_counter()
     result = await pusher.push(plan)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.loudspeaker.outputs import PRODID, ics_uid, to_ics, to_json, to_m3u
-from consumers.loudspeaker.scheduler import Bulletin, DaySchedule, correction_for, default_expiry, schedule_day
+from consumers.loudspeaker.scheduler import (
+    Bulletin,
+    DaySchedule,
+    correction_for,
+    default_expiry,
+    schedule_day,
+)
 from consumers.loudspeaker.windows import ZoneWindows
 from schemas.models import Priority
 
@@ -27,7 +33,9 @@ def at(hh: int, mm: int = 0, day: date = MONDAY) -> datetime:
     return datetime.combine(day, time(hh, mm), tzinfo=HCM)
 
 
-def bulletin(bid: str, priority: Priority, duration_s: float, published_at: datetime, **extra: object) -> Bulletin:
+def bulletin(
+    bid: str, priority: Priority, duration_s: float, published_at: datetime, **extra: object
+) -> Bulletin:
     return Bulletin(
         bulletin_id=bid,
         uri=f"urn:lantoa:article:{bid}",
@@ -47,11 +55,15 @@ def day() -> DaySchedule:
     items = [
         bulletin("n1", Priority.NORMAL, 900.4, at(1), audio_path="2025/06/n1 bản tin.mp3"),
         bulletin("p1", Priority.PRIORITY, 600, at(2), audio_url="https://cdn.example/p1.mp3"),
-        bulletin("n2", Priority.NORMAL, 1800, at(3), audio_path="n2.mp3", title="Tin\nnhiều dòng, có dấu phẩy"),
+        bulletin(
+            "n2", Priority.NORMAL, 1800, at(3), audio_path="n2.mp3", title="Tin\nnhiều dòng, có dấu phẩy"
+        ),
         correction_for(played, "Sai giờ", 25, issued_at=at(4), audio_path="fix.mp3"),
     ]
     zone = ZoneWindows.from_config(ZONE, {"windows": ["06:00-06:30", "18:00-18:45"]})
-    return schedule_day(ZONE, zone, items, MONDAY, played={"old"}, now=at(4, 30), retracted={played.uri: (2, at(4))})
+    return schedule_day(
+        ZONE, zone, items, MONDAY, played={"old"}, now=at(4, 30), retracted={played.uri: (2, at(4))}
+    )
 
 
 def test_fixture_schedule(day: DaySchedule) -> None:
@@ -124,10 +136,10 @@ def test_ics_is_rfc5545_and_round_trips(day: DaySchedule) -> None:
     uids = [str(e["UID"]) for e in events]
     assert len(set(uids)) == len(uids)
     assert uids[0] == "p1-zone:4-20250602T0600@lantoa"
-    for event, slot in zip(events, day.slots):
+    for event, slot in zip(events, day.slots, strict=True):
         assert event["DTSTART"].params["TZID"] == "Asia/Ho_Chi_Minh"
         assert event.decoded("DTSTART") == slot.start and event.decoded("DTEND") == slot.end
-        assert event.decoded("DTSTAMP") == at(4, 30).astimezone(timezone.utc)
+        assert event.decoded("DTSTAMP") == at(4, 30).astimezone(UTC)
         assert str(event["CATEGORIES"].cats[0]) == slot.priority.value
         description = str(event["DESCRIPTION"])
         assert slot.uri in description and f"version: {slot.version}" in description
@@ -137,7 +149,7 @@ def test_ics_is_rfc5545_and_round_trips(day: DaySchedule) -> None:
 
 def test_ics_is_byte_stable_and_uids_survive_a_replan(day: DaySchedule) -> None:
     assert to_ics(day, ZONE_NAME) == to_ics(day, ZONE_NAME)
-    stamp = datetime(2025, 6, 2, 0, 0, tzinfo=timezone.utc)
+    stamp = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
     assert b"DTSTAMP:20250602T000000Z" in to_ics(day, ZONE_NAME, stamp=stamp)
     # Same plan made later (nothing changed): same slots, so the same UIDs.
     zone = ZoneWindows.from_config(ZONE, {"windows": ["06:00-06:30", "18:00-18:45"]})
@@ -190,14 +202,17 @@ def test_m3u_refuses_slots_without_audio_and_relative_base() -> None:
         st.tuples(
             st.sampled_from(list(Priority)[:2]),
             st.floats(1, 900, allow_nan=False),
-            st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=120),
+            st.text(
+                alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=120
+            ),
         ),
         max_size=8,
     )
 )
 def test_any_schedule_renders_to_valid_folded_ics(entries: list[tuple[Priority, float, str]]) -> None:
     items = [
-        bulletin(f"b{i}", p, d, at(1, i), title=title, audio_path=f"b{i}.mp3") for i, (p, d, title) in enumerate(entries)
+        bulletin(f"b{i}", p, d, at(1, i), title=title, audio_path=f"b{i}.mp3")
+        for i, (p, d, title) in enumerate(entries)
     ]
     day = schedule_day(ZONE, ZoneWindows(ZONE), items, MONDAY)
     ics = to_ics(day, ZONE_NAME)

@@ -39,24 +39,45 @@ async def emulator() -> AsyncIterator[tuple[LoudspeakerEmulator, ManualClock]]:
     await emu.stop()
 
 
-async def test_reports_become_receipts(emulator: tuple[LoudspeakerEmulator, ManualClock], tmp_path: Path,
-                                       shared_dir: Path) -> None:
+async def test_reports_become_receipts(
+    emulator: tuple[LoudspeakerEmulator, ManualClock], tmp_path: Path, shared_dir: Path
+) -> None:
     emu, clock = emulator
     assert emu.base_url
     client = PlatformClient(emu.base_url, lambda: TOKEN)
     await client.start()
     registry = local_registry(Settings())
     ward = f"{sorted(z.ward_code or 0 for z in registry.zones_of_province(42) or [])[0]:05d}"
-    await client.put_schedule(ward, ON_AIR.date(), {
-        "zone": ward, "date": ON_AIR.date().isoformat(), "timezone": "Asia/Ho_Chi_Minh", "slots": [{
-            "bulletin_id": "b-morning", "uri": "urn:lantoa:article:morning", "start": ON_AIR.replace(minute=30).isoformat(),
-            "end": ON_AIR.replace(minute=40).isoformat(), "priority": "normal", "audio_url": "https://x/m.wav",
-            "title": "Bản tin sáng"}]}, if_match=None)
+    await client.put_schedule(
+        ward,
+        ON_AIR.date(),
+        {
+            "zone": ward,
+            "date": ON_AIR.date().isoformat(),
+            "timezone": "Asia/Ho_Chi_Minh",
+            "slots": [
+                {
+                    "bulletin_id": "b-morning",
+                    "uri": "urn:lantoa:article:morning",
+                    "start": ON_AIR.replace(minute=30).isoformat(),
+                    "end": ON_AIR.replace(minute=40).isoformat(),
+                    "priority": "normal",
+                    "audio_url": "https://x/m.wav",
+                    "title": "Bản tin sáng",
+                }
+            ],
+        },
+        if_match=None,
+    )
     clock.set(ON_AIR.timestamp())
     alert = parse_cap((shared_dir / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes())
     plan = EmergencyPlan.from_alert(alert, plan_alert(alert, registry), repeat_interval_s=600.0, now=ON_AIR)
-    pusher = EmergencyPusher(client, AudioRenderer(tmp_path / "audio", "https://x/audio"), targets=registry.targets.get,
-                             clock=clock)
+    pusher = EmergencyPusher(
+        client,
+        AudioRenderer(tmp_path / "audio", "https://x/audio"),
+        targets=registry.targets.get,
+        clock=clock,
+    )
     await pusher.push(plan)
     clock.set((ON_AIR + timedelta(minutes=12)).timestamp())  # two rounds of the emergency
 
@@ -96,15 +117,23 @@ async def test_a_bulletin_id_clash_is_refused_not_a_crash(tmp_path: Path) -> Non
     assert emu.base_url
     registry = local_registry(Settings())
     zone = sorted(registry.zones_of_province(42) or [], key=lambda t: t.id)[0]
-    adapter = LoudspeakerAdapter(PlatformClient(emu.base_url, lambda: TOKEN),
-                                 AudioRenderer(tmp_path / "audio", "https://x/audio"), registry.targets.get,
-                                 clock=clock)
+    adapter = LoudspeakerAdapter(
+        PlatformClient(emu.base_url, lambda: TOKEN),
+        AudioRenderer(tmp_path / "audio", "https://x/audio"),
+        registry.targets.get,
+        clock=clock,
+    )
     await adapter.start()
     try:
+
         def cmd(uri: str, text: str) -> Command:
-            return Command(IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, zone.id, Action.PUBLISH), Priority.NORMAL,
-                           ON_AIR.isoformat(), {"bulletin_id": "same-id", "title": text, "text": text},
-                           published_at=ON_AIR.isoformat())
+            return Command(
+                IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, zone.id, Action.PUBLISH),
+                Priority.NORMAL,
+                ON_AIR.isoformat(),
+                {"bulletin_id": "same-id", "title": text, "text": text},
+                published_at=ON_AIR.isoformat(),
+            )
 
         first = await adapter.deliver(cmd("urn:a", "Tin thứ nhất."), Prior())
         assert first.outcome == "delivered"
@@ -118,20 +147,34 @@ async def test_a_bulletin_id_clash_is_refused_not_a_crash(tmp_path: Path) -> Non
 
 
 async def test_a_bulletin_placed_after_the_first_play_of_the_day_still_gets_its_receipt(
-        emulator: tuple[LoudspeakerEmulator, ManualClock]) -> None:
+    emulator: tuple[LoudspeakerEmulator, ManualClock],
+) -> None:
     emu, clock = emulator
     assert emu.base_url
     client = PlatformClient(emu.base_url, lambda: TOKEN)
     await client.start()
-    ward = f"{sorted(z.ward_code or 0 for z in local_registry(Settings()).zones_of_province(42) or [])[0]:05d}"
+    ward = (
+        f"{sorted(z.ward_code or 0 for z in local_registry(Settings()).zones_of_province(42) or [])[0]:05d}"
+    )
 
     def slot(bid: str, uri: str, minute: int) -> dict[str, Any]:
-        return {"bulletin_id": bid, "uri": uri, "start": ON_AIR.replace(minute=minute).isoformat(),
-                "end": ON_AIR.replace(minute=minute + 5).isoformat(), "priority": "normal",
-                "audio_url": "https://x/a.wav", "title": bid}
+        return {
+            "bulletin_id": bid,
+            "uri": uri,
+            "start": ON_AIR.replace(minute=minute).isoformat(),
+            "end": ON_AIR.replace(minute=minute + 5).isoformat(),
+            "priority": "normal",
+            "audio_url": "https://x/a.wav",
+            "title": bid,
+        }
 
     def day(*slots: dict[str, Any]) -> dict[str, Any]:
-        return {"zone": ward, "date": ON_AIR.date().isoformat(), "timezone": "Asia/Ho_Chi_Minh", "slots": list(slots)}
+        return {
+            "zone": ward,
+            "date": ON_AIR.date().isoformat(),
+            "timezone": "Asia/Ho_Chi_Minh",
+            "slots": list(slots),
+        }
 
     first = slot("b-1", "urn:lantoa:article:first", 30)
     await client.put_schedule(ward, ON_AIR.date(), day(first), if_match=None)
@@ -148,8 +191,12 @@ async def test_a_bulletin_placed_after_the_first_play_of_the_day_still_gets_its_
         # Later the same day another bulletin is placed in the zone, and airs.
         current = await client.get_schedule(ward, ON_AIR.date())
         assert current is not None
-        await client.put_schedule(ward, ON_AIR.date(), day(first, slot("b-2", "urn:lantoa:article:second", 45)),
-                                  if_match=current.etag)
+        await client.put_schedule(
+            ward,
+            ON_AIR.date(),
+            day(first, slot("b-2", "urn:lantoa:article:second", 45)),
+            if_match=current.etag,
+        )
         clock.set(ON_AIR.replace(minute=51).timestamp())
         await reporter.poll_once()
         uris = Counter(orjson.loads(r.value or b"")["uri"] for r in sent)

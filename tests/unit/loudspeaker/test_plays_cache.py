@@ -19,13 +19,23 @@ class Schedules:
 
     async def get_schedule(self, zone: str, day: date) -> Any:
         self.asked.append((zone, day))
-        slots = [{"bulletin_id": "".join(["b-", day.isoformat(), f"-{i}"]),
-                  "uri": "".join(["urn:lantoa:article:", day.isoformat(), f"-{i}"])} for i in range(3)]
+        slots = [
+            {
+                "bulletin_id": "".join(["b-", day.isoformat(), f"-{i}"]),
+                "uri": "".join(["urn:lantoa:article:", day.isoformat(), f"-{i}"]),
+            }
+            for i in range(3)
+        ]
         return SimpleNamespace(body={"slots": slots})
 
 
 def play(zone: str, day: str, i: int) -> dict[str, Any]:
-    return {"zone": zone, "started_at": f"{day}T08:00:00+07:00", "bulletin_id": f"b-{day}-{i}", "result": "ok"}
+    return {
+        "zone": zone,
+        "started_at": f"{day}T08:00:00+07:00",
+        "bulletin_id": f"b-{day}-{i}",
+        "result": "ok",
+    }
 
 
 async def test_only_the_newest_days_are_cached_and_bulletin_strings_are_shared() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,7 +23,7 @@ from consumers.loudspeaker.windows import ZoneWindows
 from schemas.models import Priority
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
-UTC = timezone.utc
+UTC = UTC
 MONDAY = date(2025, 6, 2)
 ZONE = "zone:26734"
 WINDOWS = ZoneWindows(ZONE)  # 05:30-06:15 and 17:00-17:45, Monday..Saturday
@@ -234,7 +234,10 @@ def test_retraction_covers_versions_published_before_it_not_a_later_republicatio
 
 def test_correction_for_is_deterministic() -> None:
     a = bulletin("a", P)
-    first, again = correction_for(a, " lý do ", 15, issued_at=at(9)), correction_for(a, "lý do", 15, issued_at=at(9))
+    first, again = (
+        correction_for(a, " lý do ", 15, issued_at=at(9)),
+        correction_for(a, "lý do", 15, issued_at=at(9)),
+    )
     assert first == again
     assert first.bulletin_id.startswith("a~correction-") and first.priority is P
     assert first.expires_at == default_expiry(at(9))
@@ -340,7 +343,9 @@ DAY_START = datetime.combine(MONDAY, time(0), tzinfo=HCM)
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, corrections: bool = True) -> tuple[ZoneWindows, list[Bulletin], dict[str, object]]:
+def scenarios(
+    draw: st.DrawFn, corrections: bool = True
+) -> tuple[ZoneWindows, list[Bulletin], dict[str, object]]:
     zone = ZoneWindows.from_config(ZONE, draw(st.sampled_from(ZONE_CONFIGS)))
     count = draw(st.integers(0, 14))
     items: list[Bulletin] = []
@@ -392,7 +397,7 @@ def test_slots_fit_windows_never_overlap_and_respect_publication_and_expiry(
     day = _run(zone, items, kwargs)
     by_id = {b.bulletin_id: b for b in items}
     assert list(day.windows) == zone.windows_on(MONDAY)
-    for earlier, later in zip(day.slots, day.slots[1:]):
+    for earlier, later in zip(day.slots, day.slots[1:], strict=False):
         assert earlier.end <= later.start
     used = [0.0] * len(day.windows)
     for s in day:
@@ -405,7 +410,7 @@ def test_slots_fit_windows_never_overlap_and_respect_publication_and_expiry(
         assert b.priority is not E
         if kwargs["now"] is not None:
             assert s.start >= kwargs["now"]  # type: ignore[operator]
-    assert all(u <= (we - ws).total_seconds() for u, (ws, we) in zip(used, day.windows))
+    assert all(u <= (we - ws).total_seconds() for u, (ws, we) in zip(used, day.windows, strict=True))
     # Every bulletin is accounted for exactly once: a slot, an unplaced reason, or already played.
     accounted = [s.bulletin_id for s in day] + [u.bulletin_id for u in day.unplaced]
     assert len(accounted) == len(set(accounted))
@@ -441,9 +446,9 @@ def test_a_more_preferred_bulletin_is_only_passed_over_when_it_could_not_play_th
                 continue
             if high.bulletin_id in start_of and start_of[high.bulletin_id] <= slot.start:
                 continue
-            assert high.published_at > slot.start or slot.start + high.length > min(window_end, high.expires_at), (
-                f"{high.bulletin_id} could have played at {slot.start} instead of {low.bulletin_id}"
-            )
+            assert high.published_at > slot.start or slot.start + high.length > min(
+                window_end, high.expires_at
+            ), f"{high.bulletin_id} could have played at {slot.start} instead of {low.bulletin_id}"
 
 
 @PROPS
@@ -471,5 +476,7 @@ def test_replanning_later_with_the_previous_plan_changes_nothing(
     if kwargs["now"] is not None:
         later = max(later, kwargs["now"])  # type: ignore[call-overload]
     finished = {s.bulletin_id for s in first if s.end <= later}
-    again = _run(zone, items, {**kwargs, "now": later, "previous": first, "played": kwargs["played"] | finished})  # type: ignore[operator]
+    again = _run(
+        zone, items, {**kwargs, "now": later, "previous": first, "played": kwargs["played"] | finished}
+    )  # type: ignore[operator]
     assert again.slots == first.slots

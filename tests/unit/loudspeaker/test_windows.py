@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -100,7 +100,8 @@ def test_direct_construction_is_validated_too() -> None:
 def test_windows_on(day: date, expected: list[tuple[tuple[int, int], tuple[int, int]]]) -> None:
     got = ZoneWindows("z").windows_on(day)
     assert got == [
-        (datetime.combine(day, time(*a), tzinfo=HCM), datetime.combine(day, time(*b), tzinfo=HCM)) for a, b in expected
+        (datetime.combine(day, time(*a), tzinfo=HCM), datetime.combine(day, time(*b), tzinfo=HCM))
+        for a, b in expected
     ]
     for start, end in got:
         assert start.tzinfo is HCM and end.tzinfo is HCM
@@ -109,14 +110,14 @@ def test_windows_on(day: date, expected: list[tuple[tuple[int, int], tuple[int, 
 
 def test_windows_on_in_utc_terms() -> None:
     (first, _), _ = ZoneWindows("z").windows_on(MONDAY)
-    assert first.astimezone(timezone.utc) == datetime(2025, 6, 1, 22, 30, tzinfo=timezone.utc)
+    assert first.astimezone(UTC) == datetime(2025, 6, 1, 22, 30, tzinfo=UTC)
 
 
 def test_windows_across_a_dst_change_follow_the_clock() -> None:
     # Europe/Berlin springs forward at 02:00 on 2025-03-30: a 01:30-03:30 window lasts one hour.
     zw = ZoneWindows.from_config("z", {"windows": ["01:30-03:30"], "days": [7], "timezone": "Europe/Berlin"})
     ((start, end),) = zw.windows_on(date(2025, 3, 30))
-    assert end.astimezone(timezone.utc) - start.astimezone(timezone.utc) == timedelta(hours=1)
+    assert end.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=1)
 
 
 def test_windows_between_spans_days() -> None:

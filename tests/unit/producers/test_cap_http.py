@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-
 from helpers import TYPHOON_ALERT, every_ward_alert
+
 from producers import cap_http
 from producers.cap_http import make_app
 from producers.targets import local_registry
@@ -25,8 +25,13 @@ class FakeProducer:
 
     def send(self, checked: Any, source: str = "") -> dict[str, Any]:
         self.sent.append(checked)
-        return {"identifier": checked.alert.identifier, "lane": checked.plan.lane, "zones": len(checked.plan.zones),
-                "partition": 0, "offset": len(self.sent) - 1}
+        return {
+            "identifier": checked.alert.identifier,
+            "lane": checked.plan.lane,
+            "zones": len(checked.plan.zones),
+            "partition": 0,
+            "offset": len(self.sent) - 1,
+        }
 
 
 @pytest.fixture
@@ -39,7 +44,7 @@ async def endpoint() -> AsyncIterator[tuple[TestClient[Any, Any], FakeProducer]]
 
 async def chunks(body: bytes, size: int = 8192) -> AsyncIterator[bytes]:
     for i in range(0, len(body), size):
-        yield body[i:i + size]
+        yield body[i : i + size]
         await asyncio.sleep(0)
 
 
@@ -104,7 +109,9 @@ async def test_a_huge_chunked_body_is_refused_without_reading_it_all(endpoint: A
     assert read < 8 * MAX_CAP_BYTES and producer.sent == []
 
 
-async def test_a_slow_parse_does_not_block_other_requests(endpoint: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_slow_parse_does_not_block_other_requests(
+    endpoint: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, _ = endpoint
     real_check = cap_http.check
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from helpers import SHARED, sample_paths
 from vietnam_provinces import Ward
 
-from helpers import SHARED, sample_paths
 from producers.cap_http import make_app
 from producers.cli import main
 from producers.targets import local_registry
@@ -42,7 +42,9 @@ def test_validate_bad_files_one_line_each(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "empty.json").write_bytes(b"")
     (tmp_path / "latin1.json").write_bytes(b'{"uri": "\xe9"}')
     (tmp_path / "html.json").write_bytes(b"<html>")
-    code, out, err = run(capsys, "validate", *(str(tmp_path / n) for n in ("empty.json", "latin1.json", "html.json")))
+    code, out, err = run(
+        capsys, "validate", *(str(tmp_path / n) for n in ("empty.json", "latin1.json", "html.json"))
+    )
     lines = out.splitlines()
     assert code == 1 and len(lines) == 3 and "Traceback" not in out + err
     assert "empty file" in lines[0] and "UTF-8" in lines[1] and "not JSON" in lines[2]
@@ -62,8 +64,13 @@ def test_alert_dry_run_json_for_the_typhoon(capsys: pytest.CaptureFixture[str]) 
     plan = json.loads(out)
     expected = sorted(int(w.code) for w in Ward.iter_all() if int(w.province_code) in (42, 44))
     assert code == 0 and len(expected) == 147
-    assert plan == {"identifier": "VN-NCHMF-2026-0917-BAO05-01", "status": "Actual", "exercise": False,
-                    "lane": "emergency", "zones": expected}
+    assert plan == {
+        "identifier": "VN-NCHMF-2026-0917-BAO05-01",
+        "status": "Actual",
+        "exercise": False,
+        "lane": "emergency",
+        "zones": expected,
+    }
 
 
 def test_alert_refuses_hostile_xml(capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,8 +86,9 @@ def test_publish_dry_run_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(plan["channels"]["fanpage"]["targets"]) == {"fanpage:thong-tin-chinh-phu", "fanpage:ha-noi"}
 
 
-def test_publish_refuses_invalid_and_sends_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_refuses_invalid_and_sends_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LANTOA_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens: a send would fail loudly
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"uri": "urn:x", "version": "1", "headlines": "x"}))
@@ -99,8 +107,13 @@ class FakeProducer:
 
     def send(self, checked: Any, source: str = "") -> dict[str, Any]:
         self.sent.append(checked)
-        return {"identifier": checked.alert.identifier, "lane": checked.plan.lane, "zones": len(checked.plan.zones),
-                "partition": 0, "offset": len(self.sent) - 1}
+        return {
+            "identifier": checked.alert.identifier,
+            "lane": checked.plan.lane,
+            "zones": len(checked.plan.zones),
+            "partition": 0,
+            "offset": len(self.sent) - 1,
+        }
 
 
 async def test_cap_http_endpoint() -> None:

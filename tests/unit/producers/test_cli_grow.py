@@ -7,8 +7,12 @@ import pytest
 from producers.cli import main
 
 
-@pytest.mark.parametrize("argv", [["topics", "grow"], ["topics", "grow", "zalo"], ["topics", "grow", "zalo", "6", "--dry-run"]])
-def test_grow_needs_a_channel_and_a_count_and_has_no_dry_run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv", [["topics", "grow"], ["topics", "grow", "zalo"], ["topics", "grow", "zalo", "6", "--dry-run"]]
+)
+def test_grow_needs_a_channel_and_a_count_and_has_no_dry_run(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(argv) == 2
     assert "usage: lantoa topics grow CHANNEL|streams N" in capsys.readouterr().err
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
 from helpers import SHARED, article_doc, ce_headers, encode_doc
+
 from producers import deadletters as dl
 from producers.cli import main
 from schemas.deadletter import dead_letter_headers
@@ -23,11 +23,23 @@ def example(topic: Topic) -> tuple[bytes, bytes]:
     return (ex.key or "").encode(), orjson.dumps(ex.value)
 
 
-def letter(origin: Topic | str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]] | None = None,
-           offset: int = 5) -> dl.DeadLetter:
+def letter(
+    origin: Topic | str,
+    key: bytes,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | None = None,
+    offset: int = 5,
+) -> dl.DeadLetter:
     topic = SETTINGS.topic(origin) if isinstance(origin, Topic) else origin
-    dlh = dead_letter_headers(headers or [], topic=topic, partition=1, offset=offset, reason="was bad", stage="decode",
-                              now_iso="2026-11-26T01:00:00.000Z")
+    dlh = dead_letter_headers(
+        headers or [],
+        topic=topic,
+        partition=1,
+        offset=offset,
+        reason="was bad",
+        stage="decode",
+        now_iso="2026-11-26T01:00:00.000Z",
+    )
     return dl.DeadLetter(0, offset, 0, key, value, dlh)
 
 
@@ -42,8 +54,10 @@ def decide(d: dl.DeadLetter) -> dl.Decision:
 
 def test_the_allow_list_is_the_input_and_command_topics_only() -> None:
     allowed = set(dl.replay_targets(SETTINGS))
-    expected = {SETTINGS.topic(t) for t in (Topic.CMS_ARTICLES, Topic.ALERTS_CAP, Topic.ENGAGEMENT_INBOUND,
-                                            Topic.EMERGENCY_COMMANDS)}
+    expected = {
+        SETTINGS.topic(t)
+        for t in (Topic.CMS_ARTICLES, Topic.ALERTS_CAP, Topic.ENGAGEMENT_INBOUND, Topic.EMERGENCY_COMMANDS)
+    }
     expected |= {SETTINGS.topic(Topic.commands(ch)) for ch in Channel}
     assert allowed == expected
     for t in Topic:
@@ -52,9 +66,19 @@ def test_the_allow_list_is_the_input_and_command_topics_only() -> None:
     assert "cms.articles" not in allowed  # physical names: the prefix counts
 
 
-@pytest.mark.parametrize("origin", [Topic.RECEIPTS, Topic.DEADLETTER, Topic.ARTICLE_STATE, Topic.EMBARGO_RELEASES,
-                                    Topic.FANPAGE_LEDGER, Topic.FANPAGE_RETRY_10S, Topic.TARGETS,
-                                    Topic.ENGAGEMENT_QUESTIONS])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        Topic.RECEIPTS,
+        Topic.DEADLETTER,
+        Topic.ARTICLE_STATE,
+        Topic.EMBARGO_RELEASES,
+        Topic.FANPAGE_LEDGER,
+        Topic.FANPAGE_RETRY_10S,
+        Topic.TARGETS,
+        Topic.ENGAGEMENT_QUESTIONS,
+    ],
+)
 def test_a_dead_letter_from_any_other_topic_is_refused(origin: Topic) -> None:
     x = decide(letter(origin, URI.encode(), encode_doc(article_doc(URI))))
     assert x.topic is None and "not one replay may write" in (x.reason or "")
@@ -75,15 +99,19 @@ def test_a_valid_article_goes_back_to_its_input_topic_without_internal_headers()
     assert x.line(dry_run=True).endswith(f"would send to {x.topic}")
 
 
-@pytest.mark.parametrize(("value", "headers", "why"), [
-    (b"{not json", None, "not JSON"),
-    (encode_doc(article_doc(URI, headlines="plain")), None, "$.headlines"),
-    (encode_doc(article_doc("urn:lantoa:article:other")), None, "is not the article uri"),
-    (encode_doc(article_doc(URI)), {"ce_type": ""}, "missing CloudEvents header ce_type"),
-    (None, None, "empty payload"),
-])
-def test_an_invalid_article_is_refused_with_the_intake_reason(value: bytes | None, headers: dict[str, str] | None,
-                                                               why: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "headers", "why"),
+    [
+        (b"{not json", None, "not JSON"),
+        (encode_doc(article_doc(URI, headlines="plain")), None, "$.headlines"),
+        (encode_doc(article_doc("urn:lantoa:article:other")), None, "is not the article uri"),
+        (encode_doc(article_doc(URI)), {"ce_type": ""}, "missing CloudEvents header ce_type"),
+        (None, None, "empty payload"),
+    ],
+)
+def test_an_invalid_article_is_refused_with_the_intake_reason(
+    value: bytes | None, headers: dict[str, str] | None, why: str
+) -> None:
     hdrs = [(k, v.encode()) for k, v in {**ce_headers(), **(headers or {})}.items()]
     x = decide(letter(Topic.CMS_ARTICLES, URI.encode(), value, hdrs))
     assert x.topic is None and why in (x.reason or "") and "invalid for" in (x.reason or "")
@@ -99,7 +127,9 @@ def test_cap_alerts_go_through_the_cap_parser() -> None:
 
 def test_engagement_events_go_through_their_schema() -> None:
     key, value = example(Topic.ENGAGEMENT_INBOUND)
-    assert decide(letter(Topic.ENGAGEMENT_INBOUND, key, value)).topic == SETTINGS.topic(Topic.ENGAGEMENT_INBOUND)
+    assert decide(letter(Topic.ENGAGEMENT_INBOUND, key, value)).topic == SETTINGS.topic(
+        Topic.ENGAGEMENT_INBOUND
+    )
     broken = orjson.dumps({**orjson.loads(value), "platform": 7})
     assert decide(letter(Topic.ENGAGEMENT_INBOUND, key, broken)).topic is None
 
@@ -120,7 +150,10 @@ def test_a_command_goes_back_with_its_dlq_headers_and_the_one_replay_marker() ->
     headers = dict(x.headers)
     assert [v for k, v in x.headers if k == "replay"] == [b"0:9"]
     assert not any(k.startswith("retry_") for k in headers)
-    assert headers["dlq_topic"] == SETTINGS.topic(Topic.FANPAGE_COMMANDS).encode() and headers["dlq_attempts"] == b"1"
+    assert (
+        headers["dlq_topic"] == SETTINGS.topic(Topic.FANPAGE_COMMANDS).encode()
+        and headers["dlq_attempts"] == b"1"
+    )
 
 
 def test_a_command_must_match_its_topic_and_contract() -> None:
@@ -133,7 +166,11 @@ def test_a_command_must_match_its_topic_and_contract() -> None:
 
 
 def test_a_dry_run_sends_nothing_and_shows_the_same_decisions() -> None:
-    letters = [article_letter(), letter(Topic.RECEIPTS, URI.encode(), b"{}"), letter(Topic.CMS_ARTICLES, URI.encode(), b"x")]
+    letters = [
+        article_letter(),
+        letter(Topic.RECEIPTS, URI.encode(), b"{}"),
+        letter(Topic.CMS_ARTICLES, URI.encode(), b"x"),
+    ]
     # No broker is reachable on this bootstrap: a dry run that tried to connect would fail.
     offline = Settings.from_env({"LANTOA_TOPIC_PREFIX": "r.", "LANTOA_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
     decisions = dl.replay(offline, letters, dry_run=True, progress=False)
@@ -150,7 +187,8 @@ def test_nothing_to_send_opens_no_producer() -> None:
 
 
 def test_the_cli_prints_one_line_per_record_and_fails_when_any_is_refused(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     letters = [article_letter(), letter(Topic.RECEIPTS, URI.encode(), b"{}", offset=6)]
     monkeypatch.setenv("LANTOA_TOPIC_PREFIX", "r.")
     monkeypatch.setattr(dl, "read_all", lambda settings: letters)
@@ -161,4 +199,5 @@ def test_the_cli_prints_one_line_per_record_and_fails_when_any_is_refused(
     assert out[2] == "would replay 1 of 2 dead letter(s)"
     assert main(["deadletters", "replay", "0:5", "--dry-run", "--json"]) == 0
     assert orjson.loads(capsys.readouterr().out) == [
-        {"ref": "0:5", "topic": SETTINGS.topic(Topic.CMS_ARTICLES), "sent": False, "reason": None}]
+        {"ref": "0:5", "topic": SETTINGS.topic(Topic.CMS_ARTICLES), "sent": False, "reason": None}
+    ]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from kafka import TopicPartition
 
 from consumers.runtime import DeliveryRuntime
-from streams.app import StreamWorker
 from producers.lag_exporter import lag_by_topic, publish, render, watched_groups
 from schemas import metrics
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
+from streams.app import StreamWorker
 
 
 class _Adapter:
@@ -33,7 +33,10 @@ def test_the_watched_groups_are_the_ones_the_processes_use() -> None:
     groups = watched_groups(settings)
     for channel in Channel:
         runtime = DeliveryRuntime(settings, _Adapter(channel))  # type: ignore[arg-type]
-        assert groups[runtime.group_id] == [runtime.commands_topic, *(t for t, _ in runtime.retry_topics.values())]
+        assert groups[runtime.group_id] == [
+            runtime.commands_topic,
+            *(t for t, _ in runtime.retry_topics.values()),
+        ]
     worker = StreamWorker(settings)
     for loop in (worker.intake, worker.alerts):
         assert loop.sub.group_id is not None and groups[loop.sub.group_id] == list(loop.sub.topics)
@@ -46,7 +49,12 @@ def test_series_of_topics_no_longer_polled_go_away() -> None:
     shown = publish({("g", "t1"): 3, ("g", "t2"): 4}, set())
     assert metrics.CONSUMER_LAG.labels("g", "t1")._value.get() == 3
     shown = publish({("g", "t2"): 1}, shown)
-    samples = {s.labels["topic"]: s.value for m in metrics.CONSUMER_LAG.collect() for s in m.samples if s.labels["group"] == "g"}
+    samples = {
+        s.labels["topic"]: s.value
+        for m in metrics.CONSUMER_LAG.collect()
+        for s in m.samples
+        if s.labels["group"] == "g"
+    }
     assert samples == {"t2": 1}
     publish({}, shown)
 

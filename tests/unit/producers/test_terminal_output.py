@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 import orjson
@@ -29,7 +29,9 @@ def raw_controls(text: str) -> list[str]:
 
 def test_printable_escapes_each_control_as_python_writes_it() -> None:
     out = printable(HOSTILE)
-    assert out == "bad\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J\\u202eevil\\u2066\\x0d\\x0afake line\\x9b31m\\u200b"
+    assert (
+        out == "bad\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J\\u202eevil\\u2066\\x0d\\x0afake line\\x9b31m\\u200b"
+    )
     assert printable("a\nb", newlines=True) == "a\nb"
     assert printable("Phường Hà Đông 👨\u200d👩\u200d👧") == "Phường Hà Đông 👨\u200d👩\u200d👧"
     assert printable("\U000e0041") == "\\U000e0041"
@@ -45,8 +47,15 @@ def test_printable_json_is_the_same_value_with_no_raw_control() -> None:
 
 
 def letter(headers: list[tuple[str, bytes]], key: bytes = b"k") -> dl.DeadLetter:
-    dlh = dead_letter_headers(headers, topic="cms.articles", partition=1, offset=5, reason=f"refused: {HOSTILE}",
-                              stage="validate", now_iso="2026-11-26T01:00:00.000Z")
+    dlh = dead_letter_headers(
+        headers,
+        topic="cms.articles",
+        partition=1,
+        offset=5,
+        reason=f"refused: {HOSTILE}",
+        stage="validate",
+        now_iso="2026-11-26T01:00:00.000Z",
+    )
     return dl.DeadLetter(0, 5, 0, key, orjson.dumps({"uri": HOSTILE}), dlh)
 
 
@@ -62,20 +71,58 @@ def test_deadletters_list_and_show_escape_header_values_keys_and_values() -> Non
 
 
 def test_deadletters_reason_filter_matches_either_normal_form() -> None:
-    d = dl.DeadLetter(0, 1, 0, b"k", b"{}", dead_letter_headers([], topic="t", partition=0, offset=1,
-                                                                 reason="thiếu tiêu đề", stage="validate",
-                                                                 now_iso="2026-11-26T01:00:00.000Z"))
+    d = dl.DeadLetter(
+        0,
+        1,
+        0,
+        b"k",
+        b"{}",
+        dead_letter_headers(
+            [],
+            topic="t",
+            partition=0,
+            offset=1,
+            reason="thiếu tiêu đề",
+            stage="validate",
+            now_iso="2026-11-26T01:00:00.000Z",
+        ),
+    )
     assert dl.select([d], reason=unicodedata.normalize("NFD", "thiếu")) == [d]
 
 
 def status_view() -> dict[str, Any]:
-    return {"uri": f"urn:a{ESC}", "version": 1, "state": "live", "title": HOSTILE,
-            "events": [{"at": "2026-11-26T01:00:00Z", "stage": "fanout", "outcome": "routed", "version": 1,
-                        "reason": HOSTILE}],
-            "channels": {"fanpage": {"states": {"failed": 1}, "expected": 1,
-                                     "targets": [{"target": f"fanpage:{ESC}", "state": "failed", "version": 1,
-                                                  "action": "publish", "updated_at": "2026-11-26T01:00:00Z",
-                                                  "external_id": HOSTILE, "reason": HOSTILE}]}}}
+    return {
+        "uri": f"urn:a{ESC}",
+        "version": 1,
+        "state": "live",
+        "title": HOSTILE,
+        "events": [
+            {
+                "at": "2026-11-26T01:00:00Z",
+                "stage": "fanout",
+                "outcome": "routed",
+                "version": 1,
+                "reason": HOSTILE,
+            }
+        ],
+        "channels": {
+            "fanpage": {
+                "states": {"failed": 1},
+                "expected": 1,
+                "targets": [
+                    {
+                        "target": f"fanpage:{ESC}",
+                        "state": "failed",
+                        "version": 1,
+                        "action": "publish",
+                        "updated_at": "2026-11-26T01:00:00Z",
+                        "external_id": HOSTILE,
+                        "reason": HOSTILE,
+                    }
+                ],
+            }
+        },
+    }
 
 
 def test_status_escapes_every_value_from_the_records() -> None:
@@ -84,7 +131,9 @@ def test_status_escapes_every_value_from_the_records() -> None:
     assert all(not line.startswith("fake line") for line in text.splitlines())
 
 
-def test_status_reads_an_nfd_uri_as_nfc(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_reads_an_nfd_uri_as_nfc(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     asked: list[str] = []
 
     def fetch(url: str, uri: str, channel: str | None, state: str | None) -> dict[str, Any]:
@@ -92,8 +141,16 @@ def test_status_reads_an_nfd_uri_as_nfc(monkeypatch: pytest.MonkeyPatch, capsys:
         return status_view()
 
     monkeypatch.setattr(status_cli, "fetch_http", fetch)
-    args = argparse.Namespace(uri=unicodedata.normalize("NFD", "urn:lantoa:article:tin-hà-nội"), kafka=False, url="http://x",
-                              channel=None, state=None, json=True, all=False, max_rows=50)
+    args = argparse.Namespace(
+        uri=unicodedata.normalize("NFD", "urn:lantoa:article:tin-hà-nội"),
+        kafka=False,
+        url="http://x",
+        channel=None,
+        state=None,
+        json=True,
+        all=False,
+        max_rows=50,
+    )
     from schemas.settings import Settings
 
     assert status_cli.run(args, Settings.from_env({})) == 0
@@ -103,18 +160,28 @@ def test_status_reads_an_nfd_uri_as_nfc(monkeypatch: pytest.MonkeyPatch, capsys:
 
 
 def question(**extra: Any) -> dict[str, Any]:
-    return {"id": "q-abc", "state": "open", "platform": "zalo", "asked_at": "2026-11-26T01:00:00Z",
-            "target": f"zalo:{ESC}", "article_uri": "urn:lantoa:article:tin-hà-nội", "text": HOSTILE,
-            "question": True, **extra}
+    return {
+        "id": "q-abc",
+        "state": "open",
+        "platform": "zalo",
+        "asked_at": "2026-11-26T01:00:00Z",
+        "target": f"zalo:{ESC}",
+        "article_uri": "urn:lantoa:article:tin-hà-nội",
+        "text": HOSTILE,
+        "question": True,
+        **extra,
+    }
 
 
 def test_questions_escape_citizens_texts() -> None:
-    text = questions_cli.render([question()], datetime(2026, 11, 26, 2, tzinfo=timezone.utc))
+    text = questions_cli.render([question()], datetime(2026, 11, 26, 2, tzinfo=UTC))
     assert not raw_controls(text.replace("\n", "")) and "\\x1b" in text
 
 
 def test_questions_and_answers_name_articles_and_ids_in_either_normal_form() -> None:
     table = {"q-hà1": question(id="q-hà1")}
     assert questions_cli.find(table, unicodedata.normalize("NFD", "hà1"))["id"] == "q-hà1"
-    chosen = questions_cli.select(table, article=unicodedata.normalize("NFD", "urn:lantoa:article:tin-hà-nội"))
+    chosen = questions_cli.select(
+        table, article=unicodedata.normalize("NFD", "urn:lantoa:article:tin-hà-nội")
+    )
     assert [r["id"] for r in chosen] == ["q-hà1"]

@@ -91,8 +91,9 @@ def test_in_memory_only_without_a_path() -> None:
     assert "a" not in store
 
 
-def test_lantoa_webhooks_refuses_a_data_dir_another_receiver_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_lantoa_webhooks_refuses_a_data_dir_another_receiver_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import argparse
 
     from infra.kafka import reachable
@@ -107,7 +108,9 @@ def test_lantoa_webhooks_refuses_a_data_dir_another_receiver_holds(tmp_path: Pat
     graph = write_secret(tmp_path / "graph.json", {"app_secret": "s", "verify_token": "v"})
     held = SeenEvents(seen_file(settings), 10, Clock())
     try:
-        args = argparse.Namespace(graph_secrets=str(graph), zalo_secrets=None, host="127.0.0.1", port=0, state_file=None)
+        args = argparse.Namespace(
+            graph_secrets=str(graph), zalo_secrets=None, host="127.0.0.1", port=0, state_file=None
+        )
         assert questions_cli.cmd_webhooks(args) == 78
     finally:
         held.close()

@@ -29,7 +29,9 @@ def test_every_topic_has_a_descriptor_with_sane_config() -> None:
     assert found[Topic.TARGETS].cleanup_policy == "compact"
 
 
-@pytest.mark.parametrize(("topic", "index", "example"), EXAMPLES, ids=[f"{t.value}-{i}" for t, i, _ in EXAMPLES])
+@pytest.mark.parametrize(
+    ("topic", "index", "example"), EXAMPLES, ids=[f"{t.value}-{i}" for t, i, _ in EXAMPLES]
+)
 def test_example_matches_its_schema(topic: Topic, index: int, example: object) -> None:
     desc = descriptors()[topic]
     value = example.value  # type: ignore[attr-defined]
@@ -46,7 +48,9 @@ def test_example_matches_its_schema(topic: Topic, index: int, example: object) -
         contracts.check(desc.schema, value)
     if desc.schema == "command":
         ik = value["idempotency_key"]
-        key = IdempotencyKey(ik["uri"], ik["version"], Channel(ik["channel"]), ik["target"], Action(ik["action"]))
+        key = IdempotencyKey(
+            ik["uri"], ik["version"], Channel(ik["channel"]), ik["target"], Action(ik["action"])
+        )
         assert value["command_id"] == key.command_id()
         assert Command.from_dict(value).to_dict() == value
         assert example.key == value["target"]  # type: ignore[attr-defined]
@@ -54,7 +58,11 @@ def test_example_matches_its_schema(topic: Topic, index: int, example: object) -
 
 def test_examples_exist_for_each_data_topic() -> None:
     # retry tiers carry commands unchanged: the command topics' examples cover them
-    without = [t for t, d in descriptors().items() if not d.examples and t is not Topic.ALERTS_CAP and ".retry." not in t.value]
+    without = [
+        t
+        for t, d in descriptors().items()
+        if not d.examples and t is not Topic.ALERTS_CAP and ".retry." not in t.value
+    ]
     assert without == []
 
 
@@ -65,11 +73,13 @@ def test_contract_check_gives_a_path_and_reason() -> None:
 
 
 def test_physical_names_and_partitions_come_from_settings() -> None:
-    s = Settings.from_env({
-        "LANTOA_TOPIC_PREFIX": "staging.",
-        "LANTOA_TOPIC_OVERRIDES": "cms.articles=newsroom.out",
-        "LANTOA_PARTITIONS": "distribution.loudspeaker.commands=48",
-    })
+    s = Settings.from_env(
+        {
+            "LANTOA_TOPIC_PREFIX": "staging.",
+            "LANTOA_TOPIC_OVERRIDES": "cms.articles=newsroom.out",
+            "LANTOA_PARTITIONS": "distribution.loudspeaker.commands=48",
+        }
+    )
     assert s.topic(Topic.CMS_ARTICLES) == "newsroom.out"
     assert s.topic(Topic.RECEIPTS) == "staging.distribution.receipts"
     assert s.partitions(Topic.LOUDSPEAKER_COMMANDS) == 48

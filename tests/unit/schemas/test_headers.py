@@ -11,33 +11,85 @@ from schemas import contracts
 from schemas.codec import headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.headers import (
-    MAX_ATTEMPTS, MAX_NUMBER_CHARS, MAX_OFFSET, MAX_PARTITION, header_float, header_int, is_internal, strip_internal,
+    MAX_ATTEMPTS,
+    MAX_NUMBER_CHARS,
+    MAX_OFFSET,
+    MAX_PARTITION,
+    header_float,
+    header_int,
+    is_internal,
+    strip_internal,
 )
 
 
-@pytest.mark.parametrize("name", ["dlq_topic", "dlq_attempts", "dlq_", "DLQ_Topic", "retry_due_at", "retry_attempt",
-                                  "Retry_Reason", "retry_anything", "replay", "REPLAY"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dlq_topic",
+        "dlq_attempts",
+        "dlq_",
+        "DLQ_Topic",
+        "retry_due_at",
+        "retry_attempt",
+        "Retry_Reason",
+        "retry_anything",
+        "replay",
+        "REPLAY",
+    ],
+)
 def test_internal_names(name: str) -> None:
     assert is_internal(name)
 
 
-@pytest.mark.parametrize("name", ["ce_id", "ce_type", "content-type", "replayed", "x-replay", "dlq", "retry", ""])
+@pytest.mark.parametrize(
+    "name", ["ce_id", "ce_type", "content-type", "replayed", "x-replay", "dlq", "retry", ""]
+)
 def test_outside_names(name: str) -> None:
     assert not is_internal(name)
 
 
 def test_strip_internal_keeps_the_others_in_order() -> None:
-    headers = [("ce_id", b"1"), ("dlq_topic", b"distribution.receipts"), ("content-type", b"application/json"),
-               ("replay", b"0:1"), ("retry_due_at", b"1e400"), ("ce_type", b"article.published"), ("DLQ_ATTEMPTS", b"x")]
-    assert strip_internal(headers) == [("ce_id", b"1"), ("content-type", b"application/json"),
-                                       ("ce_type", b"article.published")]
+    headers = [
+        ("ce_id", b"1"),
+        ("dlq_topic", b"distribution.receipts"),
+        ("content-type", b"application/json"),
+        ("replay", b"0:1"),
+        ("retry_due_at", b"1e400"),
+        ("ce_type", b"article.published"),
+        ("DLQ_ATTEMPTS", b"x"),
+    ]
+    assert strip_internal(headers) == [
+        ("ce_id", b"1"),
+        ("content-type", b"application/json"),
+        ("ce_type", b"article.published"),
+    ]
     assert strip_internal([]) == []
 
 
 # -- header_int -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", ["", "   ", "abc", "1.5", "1e3", "NaN", "nan", "inf", "-inf", "0x10", "1_000",
-                                 "\u0663", "7 7", "--1", "+", "1" * (MAX_NUMBER_CHARS + 1)])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "   ",
+        "abc",
+        "1.5",
+        "1e3",
+        "NaN",
+        "nan",
+        "inf",
+        "-inf",
+        "0x10",
+        "1_000",
+        "\u0663",
+        "7 7",
+        "--1",
+        "+",
+        "1" * (MAX_NUMBER_CHARS + 1),
+    ],
+)
 def test_int_not_an_integer_gives_the_default(raw: str) -> None:
     assert header_int({"n": raw}, "n", 42, 0, 100) == 42
 
@@ -67,8 +119,29 @@ def test_int_length_bound() -> None:
 
 # -- header_float -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", ["", "abc", "NaN", "nan", "inf", "+inf", "-inf", "Infinity", "1e400", "-1e400",
-                                 "0x10", "1_0", "\u0661.5", "1.2.3", "e5", ".", "1" * (MAX_NUMBER_CHARS + 1)])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "abc",
+        "NaN",
+        "nan",
+        "inf",
+        "+inf",
+        "-inf",
+        "Infinity",
+        "1e400",
+        "-1e400",
+        "0x10",
+        "1_0",
+        "\u0661.5",
+        "1.2.3",
+        "e5",
+        ".",
+        "1" * (MAX_NUMBER_CHARS + 1),
+    ],
+)
 def test_float_not_a_finite_number_gives_the_default(raw: str) -> None:
     assert header_float({"t": raw}, "t", 3.5, 0.0, 100.0) == 3.5
 
@@ -97,18 +170,37 @@ def test_float_length_bound() -> None:
 
 # -- dead letters -------------------------------------------------------------------------------------
 
+
 def dl(previous: dict[str, str]) -> dict[str, str]:
     originals = [("ce_id", b"e1"), *((k, v.encode()) for k, v in previous.items())]
-    headers = dead_letter_headers(originals, topic="cms.articles", partition=2, offset=41, reason="not JSON",
-                                  stage="decode", now_iso="2026-11-26T01:00:00.000Z")
+    headers = dead_letter_headers(
+        originals,
+        topic="cms.articles",
+        partition=2,
+        offset=41,
+        reason="not JSON",
+        stage="decode",
+        now_iso="2026-11-26T01:00:00.000Z",
+    )
     out = headers_to_dict(headers)
     contracts.check("deadletter", out)
     assert out["ce_id"] == "e1"
     return out
 
 
-@pytest.mark.parametrize(("forged", "counted"), [("abc", "1"), ("", "1"), ("1e3", "1"), ("NaN", "1"), ("-4", "1"),
-                                                 ("1.5", "1"), ("9" * 200, "1"), ("9" * 30, str(MAX_ATTEMPTS))])
+@pytest.mark.parametrize(
+    ("forged", "counted"),
+    [
+        ("abc", "1"),
+        ("", "1"),
+        ("1e3", "1"),
+        ("NaN", "1"),
+        ("-4", "1"),
+        ("1.5", "1"),
+        ("9" * 200, "1"),
+        ("9" * 30, str(MAX_ATTEMPTS)),
+    ],
+)
 def test_forged_attempts_never_raise(forged: str, counted: str) -> None:
     assert dl({"dlq_attempts": forged})["dlq_attempts"] == counted
 
@@ -121,21 +213,35 @@ def test_attempts_count_up_to_the_bound_and_stop_there() -> None:
 
 
 def test_a_well_formed_previous_origin_is_kept() -> None:
-    got = dl({"dlq_topic": "distribution.fanpage.commands", "dlq_partition": "1", "dlq_offset": "7",
-              "dlq_first_seen": "2026-11-20T08:00:00.000Z", "dlq_attempts": "1"})
-    assert (got["dlq_topic"], got["dlq_partition"], got["dlq_offset"]) == ("distribution.fanpage.commands", "1", "7")
+    got = dl(
+        {
+            "dlq_topic": "distribution.fanpage.commands",
+            "dlq_partition": "1",
+            "dlq_offset": "7",
+            "dlq_first_seen": "2026-11-20T08:00:00.000Z",
+            "dlq_attempts": "1",
+        }
+    )
+    assert (got["dlq_topic"], got["dlq_partition"], got["dlq_offset"]) == (
+        "distribution.fanpage.commands",
+        "1",
+        "7",
+    )
     assert got["dlq_first_seen"] == "2026-11-20T08:00:00.000Z" and got["dlq_attempts"] == "2"
     assert (got["dlq_last_topic"], got["dlq_last_offset"]) == ("cms.articles", "2:41")
 
 
-@pytest.mark.parametrize("forged", [
-    {"dlq_topic": "a topic with spaces", "dlq_partition": "1", "dlq_offset": "7"},
-    {"dlq_topic": "x" * 250, "dlq_partition": "1", "dlq_offset": "7"},
-    {"dlq_topic": "distribution.receipts", "dlq_partition": "abc", "dlq_offset": "7"},
-    {"dlq_topic": "distribution.receipts", "dlq_partition": "1", "dlq_offset": "1e400"},
-    {"dlq_topic": "distribution.receipts"},
-    {"dlq_partition": "1", "dlq_offset": "7"},
-])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"dlq_topic": "a topic with spaces", "dlq_partition": "1", "dlq_offset": "7"},
+        {"dlq_topic": "x" * 250, "dlq_partition": "1", "dlq_offset": "7"},
+        {"dlq_topic": "distribution.receipts", "dlq_partition": "abc", "dlq_offset": "7"},
+        {"dlq_topic": "distribution.receipts", "dlq_partition": "1", "dlq_offset": "1e400"},
+        {"dlq_topic": "distribution.receipts"},
+        {"dlq_partition": "1", "dlq_offset": "7"},
+    ],
+)
 def test_a_malformed_previous_origin_is_replaced_by_this_place(forged: dict[str, str]) -> None:
     got = dl({**forged, "dlq_first_seen": "2020-01-01T00:00:00Z"})
     assert (got["dlq_topic"], got["dlq_partition"], got["dlq_offset"]) == ("cms.articles", "2", "41")
@@ -149,6 +255,15 @@ def test_topic_name_bound_and_huge_positions() -> None:
 
 
 def test_a_malformed_first_seen_is_replaced() -> None:
-    got = dl({"dlq_topic": "distribution.zalo.commands", "dlq_partition": "0", "dlq_offset": "0",
-              "dlq_first_seen": "yesterday"})
-    assert got["dlq_topic"] == "distribution.zalo.commands" and got["dlq_first_seen"] == "2026-11-26T01:00:00.000Z"
+    got = dl(
+        {
+            "dlq_topic": "distribution.zalo.commands",
+            "dlq_partition": "0",
+            "dlq_offset": "0",
+            "dlq_first_seen": "yesterday",
+        }
+    )
+    assert (
+        got["dlq_topic"] == "distribution.zalo.commands"
+        and got["dlq_first_seen"] == "2026-11-26T01:00:00.000Z"
+    )

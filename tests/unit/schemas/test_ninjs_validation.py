@@ -319,8 +319,14 @@ def test_unsupported_explicit_version_is_a_programming_error() -> None:
 
 def test_schema_member_selects_the_version() -> None:
     # "$schema" names the document's schema; it is not itself validated as a ninjs property.
-    assert validate_document({"$schema": "https://iptc.org/std/ninjs/ninjs-schema_2.0.json#", "uri": "urn:x"}) == "2.0"
-    assert validate_document({"$schema": "http://www.iptc.org/std/ninjs/ninjs-schema_3.0.json", "uri": "urn:x"}) == "3.0"
+    assert (
+        validate_document({"$schema": "https://iptc.org/std/ninjs/ninjs-schema_2.0.json#", "uri": "urn:x"})
+        == "2.0"
+    )
+    assert (
+        validate_document({"$schema": "http://www.iptc.org/std/ninjs/ninjs-schema_3.0.json", "uri": "urn:x"})
+        == "3.0"
+    )
 
 
 def test_schema_member_selection_is_visible_on_content() -> None:
@@ -333,7 +339,11 @@ def test_schema_member_selection_is_visible_on_content() -> None:
 
 
 def test_explicit_version_wins_over_schema_member() -> None:
-    doc = {"$schema": "http://www.iptc.org/std/ninjs/ninjs-schema_1.0.json", "uri": "urn:x", "versioncreated": "2024-11-01T00:00:00Z"}
+    doc = {
+        "$schema": "http://www.iptc.org/std/ninjs/ninjs-schema_1.0.json",
+        "uri": "urn:x",
+        "versioncreated": "2024-11-01T00:00:00Z",
+    }
     assert validate_document(doc, "2.0") == "2.0"
     with pytest.raises(InvalidContent) as caught:
         validate_document(doc, "3.1")
@@ -394,11 +404,17 @@ def test_nesting_is_bounded_before_the_schema_as_the_stream_worker_bounds_it() -
     assert decode_document(nested(64))["uri"] == "urn:x"
 
 
-@pytest.mark.parametrize(("moment", "accepted"), [
-    ("1970-01-01T00:00:00+14:00", True), ("2199-12-31T23:59:59-14:00", True),
-    ("1969-12-31T23:59:59Z", False), ("2200-01-01T00:00:00+00:00", False),
-    ("0001-01-01T00:00:00-14:00", False), ("9999-12-31T23:59:59+14:00", False),
-])
+@pytest.mark.parametrize(
+    ("moment", "accepted"),
+    [
+        ("1970-01-01T00:00:00+14:00", True),
+        ("2199-12-31T23:59:59-14:00", True),
+        ("1969-12-31T23:59:59Z", False),
+        ("2200-01-01T00:00:00+00:00", False),
+        ("0001-01-01T00:00:00-14:00", False),
+        ("9999-12-31T23:59:59+14:00", False),
+    ],
+)
 def test_every_date_time_is_bounded_to_the_years_lantoa_accepts(moment: str, accepted: bool) -> None:
     for version in SUPPORTED_VERSIONS:
         field = "versioncreated" if version.startswith("2.") else "versionCreated"
@@ -408,8 +424,9 @@ def test_every_date_time_is_bounded_to_the_years_lantoa_accepts(moment: str, acc
             continue
         with pytest.raises(InvalidContent) as caught:
             validate_document(doc, version)
-        assert caught.value.reason == (f"$.{field}: date-time {moment!r} is outside the years 1970..2199 "
-                                       "Lantoa accepts"), version
+        assert caught.value.reason == (
+            f"$.{field}: date-time {moment!r} is outside the years 1970..2199 Lantoa accepts"
+        ), version
 
 
 # --- validate_files (lantoa validate) --------------------------------------------

@@ -3,15 +3,15 @@ they enter (InvalidContent → dead letter with the reason), and the readers tha
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import TopicPartition
-
 from helpers import SHARED, article_doc, ce_headers
+
 from consumers.archive_render import article_view
 from consumers.loudspeaker.emergency import EmergencyPlan
 from consumers.loudspeaker.platform import aware_time
@@ -49,7 +49,7 @@ def event(doc: dict[str, Any], **headers: str) -> Any:
 @pytest.mark.parametrize("text", ["1970-01-01T00:00:00+14:00", "2199-12-31T23:00:00-14:00"])
 def test_instants_at_the_bounds_are_accepted_and_convert_to_utc(text: str) -> None:
     moment = checked_instant(datetime.fromisoformat(text))
-    assert moment.astimezone(timezone.utc) + timedelta(days=400) > moment  # the arithmetic that overflowed
+    assert moment.astimezone(UTC) + timedelta(days=400) > moment  # the arithmetic that overflowed
 
 
 @pytest.mark.parametrize("text", ["1969-12-31T23:59:59-14:00", "2200-01-01T00:00:00+14:00", LATE, EARLY])
@@ -75,8 +75,14 @@ def test_ninjs_times_outside_the_window_are_invalid(field: str, value: str) -> N
 
 
 def test_ninjs_2_times_outside_the_window_are_invalid() -> None:
-    doc = {"uri": "urn:lantoa:poison:v2", "version": "1", "type": "text", "pubstatus": "usable",
-           "versioncreated": LATE, "headlines": [{"role": "main", "value": "Tin"}]}
+    doc = {
+        "uri": "urn:lantoa:poison:v2",
+        "version": "1",
+        "type": "text",
+        "pubstatus": "usable",
+        "versioncreated": LATE,
+        "headlines": [{"role": "main", "value": "Tin"}],
+    }
     with pytest.raises(InvalidContent, match="versioncreated"):
         parse_article_event(doc["uri"].encode(), orjson.dumps(doc), ce_headers(version="2.0"))
 
@@ -140,9 +146,13 @@ def test_cap_times_outside_the_window_are_invalid(element: str, value: str) -> N
 
 
 def command(**changes: Any) -> dict[str, Any]:
-    raw = Command(IdempotencyKey("urn:lantoa:poison:c", 1, Channel.LOUDSPEAKER, "zone:4", Action.PUBLISH),
-                  Priority.NORMAL, "2026-11-26T01:00:00Z", {"text": "Bản tin", "expires_at": "2026-11-27T01:00:00Z"},
-                  published_at="2026-11-26T01:00:00Z").to_dict()
+    raw = Command(
+        IdempotencyKey("urn:lantoa:poison:c", 1, Channel.LOUDSPEAKER, "zone:4", Action.PUBLISH),
+        Priority.NORMAL,
+        "2026-11-26T01:00:00Z",
+        {"text": "Bản tin", "expires_at": "2026-11-27T01:00:00Z"},
+        published_at="2026-11-26T01:00:00Z",
+    ).to_dict()
     for name, value in changes.items():
         if name == "expires_at":
             raw["payload"]["expires_at"] = value
@@ -164,8 +174,17 @@ def test_command_times_outside_the_window_are_invalid(field: str, value: str) ->
 
 @pytest.mark.parametrize("field", ["expires_at", "published_at"])
 def test_emergency_times_outside_the_window_are_invalid(field: str) -> None:
-    value = {"schema_version": 1, "emergency_id": "VN-POISON", "action": "start", "zones": ["zone:4"], "text": "Bão",
-             "expires_at": "2026-11-27T01:00:00+07:00", "repeat_interval_s": 60, "published_at": None, field: LATE}
+    value = {
+        "schema_version": 1,
+        "emergency_id": "VN-POISON",
+        "action": "start",
+        "zones": ["zone:4"],
+        "text": "Bão",
+        "expires_at": "2026-11-27T01:00:00+07:00",
+        "repeat_interval_s": 60,
+        "published_at": None,
+        field: LATE,
+    }
     with pytest.raises(InvalidContent, match=field):
         EmergencyPlan.from_record(value)
 
@@ -186,7 +205,9 @@ def test_the_archive_page_shows_an_absurd_version_time_as_written() -> None:
 @pytest.mark.parametrize("value", POISON_TIMES)
 def test_the_status_fold_keeps_an_unconvertible_time_as_text(value: str) -> None:
     fold = StatusFold()
-    fold.add_receipt({"uri": "urn:lantoa:poison:s", "stage": "fanout", "outcome": "routed", "at": value, "version": 1})
+    fold.add_receipt(
+        {"uri": "urn:lantoa:poison:s", "stage": "fanout", "outcome": "routed", "at": value, "version": 1}
+    )
     assert "urn:lantoa:poison:s" in fold
 
 
@@ -195,15 +216,32 @@ def test_the_status_view_skips_any_record_it_cannot_fold_and_folds_the_rest() ->
     view = StatusView()
     follower = StatusFollower(settings, view)
     receipts = settings.topic(Topic.RECEIPTS)
-    good = {"uri": "urn:lantoa:poison:good", "stage": "fanout", "outcome": "routed", "at": "2026-11-26T01:00:00Z",
-            "version": 1}
+    good = {
+        "uri": "urn:lantoa:poison:good",
+        "stage": "fanout",
+        "outcome": "routed",
+        "at": "2026-11-26T01:00:00Z",
+        "version": 1,
+    }
     bad = [
         nested(300),
-        orjson.dumps(dict(good, uri="urn:lantoa:poison:b1", counts=[1, 2, 3])),  # a list where a mapping belongs
+        orjson.dumps(
+            dict(good, uri="urn:lantoa:poison:b1", counts=[1, 2, 3])
+        ),  # a list where a mapping belongs
         orjson.dumps(dict(good, uri="urn:lantoa:poison:b2", counts={"fanpage": "x"}, stage="delivery")),
-        orjson.dumps(dict(good, uri="urn:lantoa:poison:b3", stage="delivery", channel="fanpage", target="t",
-                          version="abc")),
-        b'{"a": 1e309}', b"\xff", b"[]",
+        orjson.dumps(
+            dict(
+                good,
+                uri="urn:lantoa:poison:b3",
+                stage="delivery",
+                channel="fanpage",
+                target="t",
+                version="abc",
+            )
+        ),
+        b'{"a": 1e309}',
+        b"\xff",
+        b"[]",
     ]
     records = [SimpleNamespace(value=v, offset=i) for i, v in enumerate([*bad, orjson.dumps(good)])]
     follower._apply({TopicPartition(receipts, 0): records})
@@ -218,8 +256,15 @@ def test_the_status_view_skips_any_record_it_cannot_fold_and_folds_the_rest() ->
 @pytest.mark.parametrize("value", [LATE, EARLY])
 async def test_triage_dead_letters_an_engagement_time_outside_the_window(field: str, value: str) -> None:
     triage = Triage(Settings(topic_prefix="p."), clock=lambda: 1_790_000_000.0)
-    event = {"platform": "fanpage", "message_id": "c1", "text": "Khi nào có điện?", "received_at": "2026-11-26T01:00:00Z",
-             "created_at": None, "post_id": "1_2", field: value}
+    event = {
+        "platform": "fanpage",
+        "message_id": "c1",
+        "text": "Khi nào có điện?",
+        "received_at": "2026-11-26T01:00:00Z",
+        "created_at": None,
+        "post_id": "1_2",
+        field: value,
+    }
     out = triage.take(TopicPartition("p.engagement.inbound", 0), 7, b"fb:c1", orjson.dumps(event), [])
     assert [r.topic for r in out] == ["p.distribution.deadletter"]
     assert field in dict(out[0].headers)["dlq_reason"].decode()
@@ -227,8 +272,13 @@ async def test_triage_dead_letters_an_engagement_time_outside_the_window(field: 
 
 async def test_triage_takes_an_engagement_time_at_the_bound() -> None:
     triage = Triage(Settings(topic_prefix="p."), clock=lambda: 1_790_000_000.0)
-    event = {"platform": "fanpage", "message_id": "c2", "text": "Khi nào có điện?", "post_id": "1_2",
-             "received_at": "2199-12-31T23:00:00-14:00"}
+    event = {
+        "platform": "fanpage",
+        "message_id": "c2",
+        "text": "Khi nào có điện?",
+        "post_id": "1_2",
+        "received_at": "2199-12-31T23:00:00-14:00",
+    }
     out = triage.take(TopicPartition("p.engagement.inbound", 0), 8, b"fb:c2", orjson.dumps(event), [])
     assert [r.topic for r in out] == ["p.engagement.questions"]
 
@@ -236,11 +286,20 @@ async def test_triage_takes_an_engagement_time_at_the_bound() -> None:
 # -- headers any client can forge --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("forged", "attempts"), [("abc", "1"), ("-1", "1"), ("99999999999", "10000"), ("2", "3")])
+@pytest.mark.parametrize(
+    ("forged", "attempts"), [("abc", "1"), ("-1", "1"), ("99999999999", "10000"), ("2", "3")]
+)
 def test_a_forged_dead_letter_count_never_raises(forged: str, attempts: str) -> None:
     """Not a number: the count restarts at 1; past the cap (schemas/headers.py MAX_ATTEMPTS): clamped."""
-    headers = dead_letter_headers([("dlq_attempts", forged.encode())], topic="t", partition=0, offset=1,
-                                  reason="r", stage="decode", now_iso="2026-11-26T01:00:00.000Z")
+    headers = dead_letter_headers(
+        [("dlq_attempts", forged.encode())],
+        topic="t",
+        partition=0,
+        offset=1,
+        reason="r",
+        stage="decode",
+        now_iso="2026-11-26T01:00:00.000Z",
+    )
     assert dict(headers)["dlq_attempts"] == attempts.encode()
 
 

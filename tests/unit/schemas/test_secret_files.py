@@ -93,8 +93,12 @@ def test_secret_file_refuses_at_start_and_notices_a_later_chmod(tmp_path: Path) 
 
 def test_the_sasl_password_file_names_its_variable(tmp_path: Path) -> None:
     pw = secret_file(tmp_path, 0o644, SECRET.encode() + b"\n", name="pw")
-    env = {"LANTOA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "LANTOA_SASL_MECHANISM": "PLAIN",
-           "LANTOA_SASL_USERNAME": "lantoa", "LANTOA_SASL_PASSWORD_FILE": str(pw)}
+    env = {
+        "LANTOA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "LANTOA_SASL_MECHANISM": "PLAIN",
+        "LANTOA_SASL_USERNAME": "lantoa",
+        "LANTOA_SASL_PASSWORD_FILE": str(pw),
+    }
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(env)
     assert "LANTOA_SASL_PASSWORD_FILE" in str(caught.value) and "chmod 600" in str(caught.value)
@@ -106,7 +110,11 @@ def test_the_sasl_password_file_names_its_variable(tmp_path: Path) -> None:
 def test_the_tls_client_key_must_be_private(tmp_path: Path) -> None:
     cert = secret_file(tmp_path, 0o644, b"CERT", name="client.pem")
     key = secret_file(tmp_path, 0o640, b"KEY", name="client.key")
-    env = {"LANTOA_SECURITY_PROTOCOL": "SSL", "LANTOA_SSL_CERTFILE": str(cert), "LANTOA_SSL_KEYFILE": str(key)}
+    env = {
+        "LANTOA_SECURITY_PROTOCOL": "SSL",
+        "LANTOA_SSL_CERTFILE": str(cert),
+        "LANTOA_SSL_KEYFILE": str(key),
+    }
     with pytest.raises(SettingsError, match="LANTOA_SSL_KEYFILE.*mode 0640"):
         Settings.from_env(env)
     os.chmod(key, 0o600)
@@ -115,7 +123,9 @@ def test_the_tls_client_key_must_be_private(tmp_path: Path) -> None:
 
 def test_the_zalo_token_store_refuses_an_open_file_and_writes_0600(tmp_path: Path) -> None:
     with pytest.raises(SecretFileError):
-        TokenStore(secret_file(tmp_path, 0o644, b'{"access_token": "a", "refresh_token": "r"}', name="open.json"))
+        TokenStore(
+            secret_file(tmp_path, 0o644, b'{"access_token": "a", "refresh_token": "r"}', name="open.json")
+        )
     store = TokenStore(tmp_path / "zalo-tokens.json")
     store.save(TokenPair("a", "r", 1.0))
     assert (tmp_path / "zalo-tokens.json").stat().st_mode & 0o777 == 0o600
@@ -131,17 +141,21 @@ def test_webhook_secrets_and_s3_credentials_are_refused_open(tmp_path: Path) -> 
         WebhookSecrets.from_files(graph, None, "")
     os.chmod(graph, 0o600)
     assert WebhookSecrets.from_files(graph, None, "").graph_app_secret == SECRET
-    creds = secret_file(tmp_path, 0o640, b"[default]\naws_access_key_id = A\naws_secret_access_key = S\n",
-                        name="credentials")
+    creds = secret_file(
+        tmp_path, 0o640, b"[default]\naws_access_key_id = A\naws_secret_access_key = S\n", name="credentials"
+    )
     with pytest.raises(ArchiveConfigError, match="mode 0640.*chmod 600"):
         load_credentials_file(creds)
 
 
-def test_lantoa_webhooks_exits_78_on_an_open_secret_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lantoa_webhooks_exits_78_on_an_open_secret_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(questions_cli, "_settings", lambda: Settings())
     graph = secret_file(tmp_path, 0o644, b'{"app_secret": "%s"}' % SECRET.encode(), name="graph.json")
-    args = argparse.Namespace(graph_secrets=str(graph), zalo_secrets=None, host="127.0.0.1", port=0, state_file=None)
+    args = argparse.Namespace(
+        graph_secrets=str(graph), zalo_secrets=None, host="127.0.0.1", port=0, state_file=None
+    )
     assert questions_cli.cmd_webhooks(args) == 78
     err = capsys.readouterr().err
     assert "cannot start" in err and str(graph) in err and "chmod 600" in err and SECRET not in err

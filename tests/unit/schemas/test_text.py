@@ -16,14 +16,20 @@ ZERO_WIDTH = "\u200b\u2060\ufeff\u180e\u00ad"
 def test_every_format_character_but_the_joiners_is_invisible() -> None:
     # Checked against the running Python's Unicode database, so a newer Unicode that adds a
     # format character fails here until INVISIBLE names it.
-    missing = [f"U+{c:04X}" for c in range(sys.maxunicode + 1)
-               if unicodedata.category(chr(c)) == "Cf" and chr(c) not in KEPT_JOINERS and not INVISIBLE.match(chr(c))]
+    missing = [
+        f"U+{c:04X}"
+        for c in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(c)) == "Cf" and chr(c) not in KEPT_JOINERS and not INVISIBLE.match(chr(c))
+    ]
     assert not missing, missing
     assert not INVISIBLE.search(KEPT_JOINERS)
 
 
-@pytest.mark.parametrize("ch", list(BIDI + ZERO_WIDTH) + ["\U000e0041", "\x1b", "\x00", "\x7f", "\x9b", "\ufffe",
-                                                          "\U0010ffff", "\ufdd0"])
+@pytest.mark.parametrize(
+    "ch",
+    list(BIDI + ZERO_WIDTH)
+    + ["\U000e0041", "\x1b", "\x00", "\x7f", "\x9b", "\ufffe", "\U0010ffff", "\ufdd0"],
+)
 def test_bidi_zero_width_controls_and_noncharacters_are_dropped(ch: str) -> None:
     assert visible(f"Tin{ch} nóng") == "Tin nóng"
 
@@ -37,7 +43,9 @@ def test_headline_spoofing_is_undone() -> None:
 def test_what_vietnamese_needs_is_kept() -> None:
     decomposed = unicodedata.normalize("NFD", "Ủy ban nhân dân phường Hà Đông")
     assert visible(decomposed) == "Ủy ban nhân dân phường Hà Đông"  # combining marks composed, not dropped
-    assert visible("x\u0303\u0323") == unicodedata.normalize("NFC", "x\u0303\u0323")  # no precomposed form: kept
+    assert visible("x\u0303\u0323") == unicodedata.normalize(
+        "NFC", "x\u0303\u0323"
+    )  # no precomposed form: kept
     assert visible("Dòng 1\n\tDòng 2") == "Dòng 1\n\tDòng 2"
     assert visible("a\r\nb\rc") == "a\nb\nc"
 
@@ -50,8 +58,11 @@ def test_the_joiners_are_kept_for_emoji_and_the_scripts_that_need_them() -> None
 
 
 def test_visible_json_cleans_every_string_value() -> None:
-    assert visible_json({"title": "a\u202eb", "parts": ["c\u200bd", 3, None], "n": {"x": "\ufeffe"}}) == \
-        {"title": "ab", "parts": ["cd", 3, None], "n": {"x": "e"}}
+    assert visible_json({"title": "a\u202eb", "parts": ["c\u200bd", 3, None], "n": {"x": "\ufeffe"}}) == {
+        "title": "ab",
+        "parts": ["cd", 3, None],
+        "n": {"x": "e"},
+    }
 
 
 def test_identifier_is_nfc_and_trimmed() -> None:

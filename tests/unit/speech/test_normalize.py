@@ -93,7 +93,9 @@ def test_zero_tens_can_be_le() -> None:
     assert normalize("105 hộ", zero_tens="lẻ") == "một trăm lẻ năm hộ"
 
 
-@pytest.mark.parametrize(("n", "words"), [(1, "nhất"), (2, "hai"), (4, "tư"), (14, "mười bốn"), (24, "hai mươi tư")])
+@pytest.mark.parametrize(
+    ("n", "words"), [(1, "nhất"), (2, "hai"), (4, "tư"), (14, "mười bốn"), (24, "hai mươi tư")]
+)
 def test_ordinal_to_words(n: int, words: str) -> None:
     assert ordinal_to_words(n) == words
 
@@ -145,7 +147,17 @@ def _parse_group(tokens: list[str]) -> int:
         value += 100 * _UNITS[tokens[0]]
         tokens = tokens[2:]
         if tokens[:1] in (["linh"], ["lẻ"]):
-            assert len(tokens) == 2 and tokens[1] in ("một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
+            assert len(tokens) == 2 and tokens[1] in (
+                "một",
+                "hai",
+                "ba",
+                "bốn",
+                "năm",
+                "sáu",
+                "bảy",
+                "tám",
+                "chín",
+            )
             return value + _UNITS[tokens[1]]
     if tokens[:1] == ["mười"]:
         value += 10
@@ -432,8 +444,39 @@ NEWSY = st.lists(
     st.sampled_from(
         list("0123456789") * 4
         + list("/.,-:;%()hg ")
-        + ["\n", "ngày ", "tháng ", "thứ ", "quý ", "lần thứ ", "km/h", "°C", "đ", "XIII", "III", "UBND", "TƯ"]
-        + ["QL", "TP.", "v.v.", "Đề án ", "gọi ", "Hotline ", "$", "+", "–", "…", "“", "０", "²", "a", "Đ", "ờ"]
+        + [
+            "\n",
+            "ngày ",
+            "tháng ",
+            "thứ ",
+            "quý ",
+            "lần thứ ",
+            "km/h",
+            "°C",
+            "đ",
+            "XIII",
+            "III",
+            "UBND",
+            "TƯ",
+        ]
+        + [
+            "QL",
+            "TP.",
+            "v.v.",
+            "Đề án ",
+            "gọi ",
+            "Hotline ",
+            "$",
+            "+",
+            "–",
+            "…",
+            "“",
+            "０",
+            "²",
+            "a",
+            "Đ",
+            "ờ",
+        ]
     ),
     max_size=40,
 ).map("".join)

@@ -60,7 +60,11 @@ def test_second_render_is_a_cache_hit(tmp_path: Path) -> None:
     assert second.cache_hit
     assert second.path == first.path
     assert second.path.stat().st_mtime_ns == mtime
-    assert (second.sha256, second.duration_s, second.cache_key) == (first.sha256, first.duration_s, first.cache_key)
+    assert (second.sha256, second.duration_s, second.cache_key) == (
+        first.sha256,
+        first.duration_s,
+        first.cache_key,
+    )
 
 
 def test_the_key_is_the_spoken_form(tmp_path: Path) -> None:
@@ -96,7 +100,13 @@ def test_paragraph_breaks_add_pauses(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["-w /tmp/x.wav --help", "--version", "-v en hello", "a & b < c > d <break time='9s'/>", "`rm -rf /`; $(id)"],
+    [
+        "-w /tmp/x.wav --help",
+        "--version",
+        "-v en hello",
+        "a & b < c > d <break time='9s'/>",
+        "`rm -rf /`; $(id)",
+    ],
 )
 def test_hostile_text_is_only_spoken(tmp_path: Path, text: str) -> None:
     audio = render_audio(f"{text} Xin chào", cache_dir=tmp_path)

@@ -33,6 +33,7 @@ from streams.speech.tts import (
     speakable,
 )
 
+
 def seed_text(chars: int, shared_dir: Path) -> str:
     """Real newsroom Vietnamese (the seed article, repeated), cut at a word to at most ``chars``."""
     seed = (shared_dir / "context" / "seed-article-vi.txt").read_text(encoding="utf-8")
@@ -73,7 +74,8 @@ def test_the_timeout_leaves_room_for_the_longest_speech() -> None:
 
 
 def test_the_longest_accepted_text_is_spoken_within_the_bound_without_python_holding_it(
-        tmp_path: Path, shared_dir: Path) -> None:
+    tmp_path: Path, shared_dir: Path
+) -> None:
     text = seed_text(MAX_SPEECH_TEXT_CHARS, shared_dir)
     assert MAX_SPEECH_TEXT_CHARS - 20 < len(text) <= MAX_SPEECH_TEXT_CHARS
     tracemalloc.start()
@@ -99,7 +101,9 @@ def test_one_character_past_the_text_bound_is_refused_before_espeak_runs(tmp_pat
     assert not list(tmp_path.iterdir())
 
 
-def test_text_whose_speech_runs_past_the_bound_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_text_whose_speech_runs_past_the_bound_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A short text bound makes the speech bound 25 s at 150 wpm. 299 one-letter syllables (under the
     # text bound) take espeak-ng ~90 s to say: it is stopped at the bound's size, nothing is kept.
     monkeypatch.setattr(tts, "MAX_SPEECH_TEXT_CHARS", 300)
@@ -108,8 +112,11 @@ def test_text_whose_speech_runs_past_the_bound_is_stopped(tmp_path: Path, monkey
     started = time.monotonic()
     # Stopped by the size watcher, or (on a loaded machine espeak-ng may finish between two looks)
     # by the length check of the finished file: refused with the bound either way.
-    with pytest.raises(InvalidContent, match=r"speech too long: (espeak-ng stopped at [0-9,]+ bytes.*at most 25 s"
-                                             r"|[0-9]+ s at 150 wpm, more than the 25 s)"):
+    with pytest.raises(
+        InvalidContent,
+        match=r"speech too long: (espeak-ng stopped at [0-9,]+ bytes.*at most 25 s"
+        r"|[0-9]+ s at 150 wpm, more than the 25 s)",
+    ):
         render_audio(text, cache_dir=tmp_path)
     assert time.monotonic() - started < 10
     assert not [p for p in tmp_path.rglob("*") if p.is_file()], "the partial WAV is removed"
@@ -119,7 +126,9 @@ def test_text_whose_speech_runs_past_the_bound_is_stopped(tmp_path: Path, monkey
     assert 0 < fits.duration_s <= 25.0
 
 
-def test_a_cached_file_longer_than_the_bound_is_not_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cached_file_longer_than_the_bound_is_not_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = render_audio("Bão số năm đang vào bờ, bà con không ra khơi.", cache_dir=tmp_path)
     # Rendered before a smaller bound (an upgrade that lowered it): refused, never handed on.
     monkeypatch.setattr(tts, "_WRITTEN_CHARS_PER_S_AT_150", 2 * MAX_SPEECH_TEXT_CHARS / first.duration_s)
@@ -174,7 +183,9 @@ def gone(pidfile: Path) -> bool:
     return state == "Z"  # killed, not yet reaped by its parent: it is not running
 
 
-def test_a_synthesiser_writing_forever_is_stopped_at_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_synthesiser_writing_forever_is_stopped_at_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tts, "MAX_SPEECH_TEXT_CHARS", 1200)  # 100 s at 150 wpm: ~4.4 MB
     exe, pidfile = fake(tmp_path, "endless")
     with pytest.raises(InvalidContent, match="speech too long"):
@@ -195,7 +206,6 @@ def test_a_synthesiser_that_hangs_is_stopped_at_the_timeout(tmp_path: Path) -> N
 
 def test_the_default_timeout_is_the_named_one() -> None:
     assert inspect.signature(render_audio).parameters["timeout_s"].default == SYNTH_TIMEOUT_S
-
 
 
 # --------------------------------------------------------------------------------------------

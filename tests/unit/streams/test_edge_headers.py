@@ -5,11 +5,11 @@ letter whose origin, count and first-seen time are Lantoa's own, not the forger'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 from aiokafka import TopicPartition
-
 from helpers import ce_headers
+
 from infra.kafka.compacted import CompactedView
 from infra.kafka.outbox import OutRecord
 from schemas import contracts
@@ -21,10 +21,18 @@ from streams.registry import Registry
 from streams.steps import StreamSteps
 
 SETTINGS = Settings.from_env({"LANTOA_TOPIC_PREFIX": "e."})
-NOW = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
-FORGED = [("dlq_topic", b"e.distribution.receipts"), ("dlq_partition", b"0"), ("dlq_offset", b"0"),
-          ("dlq_attempts", b"abc"), ("dlq_first_seen", b"2001-01-01T00:00:00Z"), ("Dlq_Channel", b"x"),
-          ("retry_due_at", b"1e400"), ("retry_attempt", b"x"), ("replay", b"forged")]
+NOW = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+FORGED = [
+    ("dlq_topic", b"e.distribution.receipts"),
+    ("dlq_partition", b"0"),
+    ("dlq_offset", b"0"),
+    ("dlq_attempts", b"abc"),
+    ("dlq_first_seen", b"2001-01-01T00:00:00Z"),
+    ("Dlq_Channel", b"x"),
+    ("retry_due_at", b"1e400"),
+    ("retry_attempt", b"x"),
+    ("replay", b"forged"),
+]
 
 
 @dataclass
@@ -41,14 +49,19 @@ def the_dead_letter(out: list[OutRecord], origin: Topic) -> dict[str, str]:
     [dead] = [r for r in out if r.topic == SETTINGS.topic(Topic.DEADLETTER)]
     headers = headers_to_dict(dead.headers)
     contracts.check("deadletter", headers)
-    assert headers["dlq_topic"] == SETTINGS.topic(origin) and (headers["dlq_partition"], headers["dlq_offset"]) == ("1", "7")
+    assert headers["dlq_topic"] == SETTINGS.topic(origin) and (
+        headers["dlq_partition"],
+        headers["dlq_offset"],
+    ) == ("1", "7")
     assert headers["dlq_attempts"] == "1" and headers["dlq_first_seen"] != "2001-01-01T00:00:00Z"
     assert "Dlq_Channel" not in headers and not any(k.startswith("retry_") or k == "replay" for k in headers)
     return headers
 
 
 def steps() -> StreamSteps:
-    return StreamSteps(SETTINGS, CompactedView(SETTINGS.topic(Topic.ARTICLE_STATE)), lambda: Registry([]), lambda: NOW)
+    return StreamSteps(
+        SETTINGS, CompactedView(SETTINGS.topic(Topic.ARTICLE_STATE)), lambda: Registry([]), lambda: NOW
+    )
 
 
 def test_an_article_with_forged_headers_is_dead_lettered_as_lantoa_sees_it() -> None:

@@ -5,12 +5,12 @@ other channels get their commands."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 import pytest
-
 from helpers import article_doc, ce_headers, encode_doc
+
 from schemas.article import BODY_MAX_CHARS, HEADLINE_MAX_CHARS, SUMMARY_MAX_CHARS, URI_MAX_CHARS
 from schemas.codec import encode
 from schemas.errors import InvalidContent
@@ -34,19 +34,24 @@ from streams.registry import Registry
 from streams.status import fold
 
 URI = "urn:lantoa:article:bounds"
-NOW = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 SETTINGS = Settings.from_env({"LANTOA_TOPIC_PREFIX": "b."})
 SENTENCE = "Ủy ban nhân dân xã thông báo lịch tiêm chủng cho trẻ em tại trạm y tế. "
 
 
 def text_of(length: int) -> str:
-    return (SENTENCE * (length // len(SENTENCE) + 1))[:length - 1] + "."
+    return (SENTENCE * (length // len(SENTENCE) + 1))[: length - 1] + "."
 
 
-def doc_with(uri: str = URI, headline: str = "Tin", summary: str = "Tóm tắt.", body: str = "Nội dung.") -> dict[str, Any]:
-    return article_doc(uri, headlines=[{"role": "main", "value": headline}],
-                       descriptions=[{"role": "summary", "contentType": "text/plain", "value": summary}],
-                       bodies=[{"role": "main", "contentType": "text/plain", "value": body}])
+def doc_with(
+    uri: str = URI, headline: str = "Tin", summary: str = "Tóm tắt.", body: str = "Nội dung."
+) -> dict[str, Any]:
+    return article_doc(
+        uri,
+        headlines=[{"role": "main", "value": headline}],
+        descriptions=[{"role": "summary", "contentType": "text/plain", "value": summary}],
+        bodies=[{"role": "main", "contentType": "text/plain", "value": body}],
+    )
 
 
 def event(doc: dict[str, Any], **headers: str) -> ArticleEvent:
@@ -56,8 +61,10 @@ def event(doc: dict[str, Any], **headers: str) -> ArticleEvent:
 # -- intake -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "bound"), [("headline", HEADLINE_MAX_CHARS), ("summary", SUMMARY_MAX_CHARS),
-                                              ("body", BODY_MAX_CHARS)])
+@pytest.mark.parametrize(
+    ("field", "bound"),
+    [("headline", HEADLINE_MAX_CHARS), ("summary", SUMMARY_MAX_CHARS), ("body", BODY_MAX_CHARS)],
+)
 def test_each_field_at_its_bound_passes_and_one_past_it_is_refused(field: str, bound: int) -> None:
     ev = event(doc_with(**{field: text_of(bound)}))
     assert ev.article is not None and len(getattr(ev.article, field)) == bound
@@ -84,8 +91,11 @@ def test_uri_and_event_id_bounds() -> None:
         event(doc_with(uri=at + "x"))
     retraction = encode({"uri": at + "x", "reason": "sai"})
     with pytest.raises(InvalidContent, match="uri of"):
-        parse_article_event((at + "x").encode(), retraction,
-                            ce_headers("article.retracted", ce_dataschema="urn:lantoa:schema:retraction:1"))
+        parse_article_event(
+            (at + "x").encode(),
+            retraction,
+            ce_headers("article.retracted", ce_dataschema="urn:lantoa:schema:retraction:1"),
+        )
     assert event(doc_with(), ce_id="i" * MAX_EVENT_ID_CHARS).ce.id == "i" * MAX_EVENT_ID_CHARS
     with pytest.raises(InvalidContent, match=f"ce_id of {MAX_EVENT_ID_CHARS + 1} characters exceeds"):
         event(doc_with(), ce_id="i" * (MAX_EVENT_ID_CHARS + 1))
@@ -96,7 +106,9 @@ def test_uri_and_event_id_bounds() -> None:
 
 def test_facebook_and_zalo_limits_at_and_past_the_bound() -> None:
     assert fanpage_refusal({"message": "x" * FACEBOOK_MESSAGE_MAX_CHARS}) is None
-    assert "63,207 characters exceeds Facebook's 63,206" in str(fanpage_refusal({"message": "x" * (FACEBOOK_MESSAGE_MAX_CHARS + 1)}))
+    assert "63,207 characters exceeds Facebook's 63,206" in str(
+        fanpage_refusal({"message": "x" * (FACEBOOK_MESSAGE_MAX_CHARS + 1)})
+    )
     room = ZALO_TEXT_MAX_CHARS - len("[Cập nhật] ")
     assert zalo_refusal({"text": "x" * room}) is None
     assert "exceeds the 8,000-character limit" in str(zalo_refusal({"text": "x" * (room + 1)}))
@@ -119,12 +131,19 @@ def test_a_bulletin_longer_than_a_zones_longest_window_is_refused_there_only() -
     short, default = zone(1, ["05:30-05:34", "17:00-17:33"]), zone(2)
     just = zone(3, [f"05:00-05:{int(spoken // 60) + 1:02d}"])
     just_short = zone(4, [f"05:00-05:{int(spoken // 60):02d}"])
-    why = refusals(Channel.LOUDSPEAKER, {"text": text}, [short, default, just, just_short], speed_wpm=150,
-                   longest_window=window_cache())
+    why = refusals(
+        Channel.LOUDSPEAKER,
+        {"text": text},
+        [short, default, just, just_short],
+        speed_wpm=150,
+        longest_window=window_cache(),
+    )
     assert set(why) == {"zone:4"}, why
     assert why["zone:4"].startswith("bulletin of about ") and "refused, not cut" in why["zone:4"]
     # Spoken more slowly, the same text no longer fits the window it just fitted.
-    slower = refusals(Channel.LOUDSPEAKER, {"text": text}, [just], speed_wpm=120, longest_window=window_cache())
+    slower = refusals(
+        Channel.LOUDSPEAKER, {"text": text}, [just], speed_wpm=120, longest_window=window_cache()
+    )
     assert set(slower) == {"zone:3"}
 
 
@@ -132,7 +151,9 @@ def test_a_loudspeaker_payload_past_its_byte_bound_is_refused_for_every_zone() -
     # 2,100 control characters are 2,100 characters but 12,600 bytes of JSON in each command.
     payload = {"text": "\u0001" * 2100, "title": "Tin"}
     assert len(encode(payload)) > LOUDSPEAKER_PAYLOAD_MAX_BYTES
-    why = refusals(Channel.LOUDSPEAKER, payload, [zone(1), zone(2)], speed_wpm=150, longest_window=window_cache())
+    why = refusals(
+        Channel.LOUDSPEAKER, payload, [zone(1), zone(2)], speed_wpm=150, longest_window=window_cache()
+    )
     assert set(why) == {"zone:1", "zone:2"} and "bytes exceeds the 12,288-byte limit" in why["zone:1"]
     fits = {"text": text_of(SUMMARY_MAX_CHARS + HEADLINE_MAX_CHARS + 2), "title": text_of(HEADLINE_MAX_CHARS)}
     assert len(encode(fits)) <= LOUDSPEAKER_PAYLOAD_MAX_BYTES  # a Vietnamese summary at its bound fits
@@ -140,19 +161,32 @@ def test_a_loudspeaker_payload_past_its_byte_bound_is_refused_for_every_zone() -
 
 def test_a_zone_with_bad_windows_is_left_to_the_adapter() -> None:
     assert window_cache()(zone(1, ["25:00-26:00"])) is None
-    assert refusals(Channel.LOUDSPEAKER, {"text": text_of(3000)}, [zone(1, ["25:00-26:00"])], speed_wpm=150,
-                    longest_window=window_cache()) == {}
+    assert (
+        refusals(
+            Channel.LOUDSPEAKER,
+            {"text": text_of(3000)},
+            [zone(1, ["25:00-26:00"])],
+            speed_wpm=150,
+            longest_window=window_cache(),
+        )
+        == {}
+    )
 
 
 # -- fan-out --------------------------------------------------------------------------------------
 
 
 def registry() -> Registry:
-    return Registry.of([
-        zone(1, ["05:30-05:33"]), zone(2), zone(3),
-        Target("fanpage:p", Channel.FANPAGE, "Trang"), Target("zalo:g", Channel.ZALO, "Nhóm"),
-        Target("archive:main", Channel.ARCHIVE, "Lưu trữ"),
-    ])
+    return Registry.of(
+        [
+            zone(1, ["05:30-05:33"]),
+            zone(2),
+            zone(3),
+            Target("fanpage:p", Channel.FANPAGE, "Trang"),
+            Target("zalo:g", Channel.ZALO, "Nhóm"),
+            Target("archive:main", Channel.ARCHIVE, "Lưu trữ"),
+        ]
+    )
 
 
 def test_fan_out_refuses_per_channel_and_target_and_delivers_the_rest() -> None:
@@ -161,8 +195,17 @@ def test_fan_out_refuses_per_channel_and_target_and_delivers_the_rest() -> None:
     decision = decide(None, ev, NOW)
     commands, receipt, refused = plan(decision, ev, registry(), SETTINGS, "2026-11-26T01:00:00.000Z")
     assert sorted((c.channel.value, c.target) for c in commands) == [
-        ("archive", "archive:main"), ("fanpage", "fanpage:p"), ("loudspeaker", "zone:2"), ("loudspeaker", "zone:3")]
-    assert receipt.outcome == "routed" and receipt.counts == {"loudspeaker": 3, "fanpage": 1, "zalo": 1, "archive": 1}
+        ("archive", "archive:main"),
+        ("fanpage", "fanpage:p"),
+        ("loudspeaker", "zone:2"),
+        ("loudspeaker", "zone:3"),
+    ]
+    assert receipt.outcome == "routed" and receipt.counts == {
+        "loudspeaker": 3,
+        "fanpage": 1,
+        "zalo": 1,
+        "archive": 1,
+    }
     by_target = {r.target: r for r in refused}
     assert set(by_target) == {"zalo:g", "zone:1"}
     for r in refused:
@@ -171,7 +214,9 @@ def test_fan_out_refuses_per_channel_and_target_and_delivers_the_rest() -> None:
     assert "longest window (3 min)" in str(by_target["zone:1"].reason)
 
     # The status view shows each refused target failed with why; the others pending their delivery.
-    view = fold([c.to_dict() for c in commands], [receipt.to_dict(), *(r.to_dict() for r in refused)]).article(URI)
+    view = fold(
+        [c.to_dict() for c in commands], [receipt.to_dict(), *(r.to_dict() for r in refused)]
+    ).article(URI)
     assert view is not None
     zalo = view["channels"]["zalo"]
     assert zalo["expected"] == 1 and zalo["states"] == {"failed": 1}
@@ -182,7 +227,9 @@ def test_fan_out_refuses_per_channel_and_target_and_delivers_the_rest() -> None:
 
 def test_fan_out_of_a_short_article_refuses_nothing() -> None:
     ev = event(doc_with())
-    commands, receipt, refused = plan(decide(None, ev, NOW), ev, registry(), SETTINGS, "2026-11-26T01:00:00.000Z")
+    commands, receipt, refused = plan(
+        decide(None, ev, NOW), ev, registry(), SETTINGS, "2026-11-26T01:00:00.000Z"
+    )
     assert refused == [] and len(commands) == 6
 
 

@@ -6,8 +6,8 @@ import unicodedata
 
 import orjson
 import pytest
-
 from helpers import article_doc, ce_headers, encode_doc, sample_paths
+
 from schemas.errors import InvalidContent
 from streams.intake import parse_article_event
 
@@ -31,9 +31,24 @@ def test_samples_parse() -> None:
         (URI, encode_doc(article_doc(URI)), {}, "missing CloudEvents header ce_specversion"),
         (URI, encode_doc(article_doc(URI)), ce_headers(ce_type="article.deleted"), "$.ce_type"),
         (URI, encode_doc(article_doc(URI, headlines="x")), ce_headers(), "$.headlines"),
-        ("urn:other", encode_doc(article_doc(URI)), ce_headers(), "record key 'urn:other' is not the article uri"),
-        (URI, encode_doc(article_doc(URI, version="v2")), ce_headers(), "version must be a positive integer string"),
-        (URI, encode_doc({k: v for k, v in article_doc(URI).items() if k != "version"}), ce_headers(), "version is missing"),
+        (
+            "urn:other",
+            encode_doc(article_doc(URI)),
+            ce_headers(),
+            "record key 'urn:other' is not the article uri",
+        ),
+        (
+            URI,
+            encode_doc(article_doc(URI, version="v2")),
+            ce_headers(),
+            "version must be a positive integer string",
+        ),
+        (
+            URI,
+            encode_doc({k: v for k, v in article_doc(URI).items() if k != "version"}),
+            ce_headers(),
+            "version is missing",
+        ),
         (URI, b'{"uri": "' + b"x" * 1_100_000 + b'"}', ce_headers(), "exceeds"),
     ],
 )
@@ -52,9 +67,15 @@ def test_text_is_nfc_and_whitespace_squashed() -> None:
 
 
 def test_ninjs_2_documents_are_read() -> None:
-    doc = {"uri": URI, "version": "3", "type": "text", "headlines": [{"value": "Tin 2.0"}],
-           "bodies": [{"value": "<p>Một</p><script>x()</script><p>Hai</p>", "contenttype": "text/html"}],
-           "pubstatus": "usable", "places": [{"name": "Hà Tĩnh", "uri": "urn:lantoa:place:province:42"}]}
+    doc = {
+        "uri": URI,
+        "version": "3",
+        "type": "text",
+        "headlines": [{"value": "Tin 2.0"}],
+        "bodies": [{"value": "<p>Một</p><script>x()</script><p>Hai</p>", "contenttype": "text/html"}],
+        "pubstatus": "usable",
+        "places": [{"name": "Hà Tĩnh", "uri": "urn:lantoa:place:province:42"}],
+    }
     ev = parse_article_event(URI.encode(), encode_doc(doc), ce_headers(version="2.0"))
     art = ev.article
     assert art is not None and art.version == 3 and art.headline == "Tin 2.0"

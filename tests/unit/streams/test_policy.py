@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from helpers import article_doc, ce_headers, encode_doc
+
 from streams.intake import parse_article_event
 from streams.policy import Kind, decide, due_for_release, publish_now
 
-NOW = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 URI = "urn:lantoa:article:policy"
 
 
 def ev(version: int, **fields: Any):  # type: ignore[no-untyped-def]
     doc = article_doc(URI, version, **fields)
     retract = fields.get("pubStatus") in ("withheld", "canceled")
-    return parse_article_event(URI.encode(), encode_doc(doc), ce_headers("article.retracted" if retract else "article.published"))
+    return parse_article_event(
+        URI.encode(), encode_doc(doc), ce_headers("article.retracted" if retract else "article.published")
+    )
 
 
 def retraction(version: int | None = None):  # type: ignore[no-untyped-def]
     body = {"uri": URI, **({"version": str(version)} if version else {})}
-    return parse_article_event(URI.encode(), encode_doc(body), ce_headers("article.retracted", ce_dataschema="urn:lantoa:schema:retraction:1"))
+    return parse_article_event(
+        URI.encode(),
+        encode_doc(body),
+        ce_headers("article.retracted", ce_dataschema="urn:lantoa:schema:retraction:1"),
+    )
 
 
 def run(events: list[Any], now: datetime = NOW) -> tuple[list[Kind], dict[str, Any] | None]:
@@ -54,7 +61,11 @@ def test_embargo_holds_until_time_then_releases() -> None:
     assert due_for_release(d.new_state, NOW) is None
     assert due_for_release(d.new_state, NOW + timedelta(minutes=5)) == 1
     released = publish_now(d.new_state, ev(1, embargoedUntil=until))
-    assert released.kind is Kind.PUBLISH and released.new_state is not None and released.new_state["held"] is None
+    assert (
+        released.kind is Kind.PUBLISH
+        and released.new_state is not None
+        and released.new_state["held"] is None
+    )
 
 
 def test_past_embargo_publishes_at_once() -> None:
@@ -85,4 +96,8 @@ def test_withheld_document_retracts_and_unknown_retraction_is_reported() -> None
 def test_update_remembers_previous_routing_for_targets_no_longer_addressed() -> None:
     s1 = decide(None, ev(1, places=[{"name": "HN", "uri": "urn:lantoa:place:province:1"}]), NOW).new_state
     d = decide(s1, ev(2, places=[{"name": "HT", "uri": "urn:lantoa:place:province:42"}]), NOW)
-    assert d.kind is Kind.UPDATE and d.previous_live is not None and d.previous_live["places"] == [["province", 1]]
+    assert (
+        d.kind is Kind.UPDATE
+        and d.previous_live is not None
+        and d.previous_live["places"] == [["province", 1]]
+    )

@@ -11,12 +11,21 @@ from streams.registry import Registry, build_targets, official_zones
 from streams.routing import RouteInput, route
 
 CONFIG = {
-    "loudspeaker": {"windows": ["05:30-06:15"], "zones": [{"id": "zone:4", "windows": ["06:00-06:30"]}],
-                    "test_zones": [{"id": "zone:test-1", "name": "Thử", "province_code": 1}]},
+    "loudspeaker": {
+        "windows": ["05:30-06:15"],
+        "zones": [{"id": "zone:4", "windows": ["06:00-06:30"]}],
+        "test_zones": [{"id": "zone:test-1", "name": "Thử", "province_code": 1}],
+    },
     "fanpage": [
         {"id": "fanpage:national", "name": "N", "page_id": "1"},
         {"id": "fanpage:hn", "name": "HN", "page_id": "2", "provinces": [1]},
-        {"id": "fanpage:ht-cds", "name": "HT", "page_id": "3", "provinces": [42], "subjects": ["urn:lantoa:subject:chuyen-doi-so"]},
+        {
+            "id": "fanpage:ht-cds",
+            "name": "HT",
+            "page_id": "3",
+            "provinces": [42],
+            "subjects": ["urn:lantoa:subject:chuyen-doi-so"],
+        },
         {"id": "fanpage:off", "name": "Off", "page_id": "4", "active": False},
     ],
     "zalo": [{"id": "zalo:hn", "name": "Z", "group_id": "g", "provinces": [1]}],
@@ -49,7 +58,10 @@ def test_national_article_reaches_every_public_zone_and_page(registry: Registry)
 
 
 def test_province_selects_all_its_wards(registry: Registry) -> None:
-    plan = route(RouteInput((Place("province", 42), Place("province", 44)), ("urn:lantoa:subject:chuyen-doi-so",)), registry)
+    plan = route(
+        RouteInput((Place("province", 42), Place("province", 44)), ("urn:lantoa:subject:chuyen-doi-so",)),
+        registry,
+    )
     zones = plan[Channel.LOUDSPEAKER]
     assert len(zones) == 147
     assert {z.province_code for z in zones} == {42, 44}

@@ -25,26 +25,58 @@ def at(second: int) -> str:
     return f"2026-11-26T01:00:{second:02d}.000Z"
 
 
-def command(target: str, channel: Channel = Channel.FANPAGE, version: int = 1, action: Action = Action.PUBLISH,
-            priority: Priority = Priority.NORMAL, uri: str = URI, published: str = T0,
-            title: str = "Tiêu đề") -> dict[str, Any]:
+def command(
+    target: str,
+    channel: Channel = Channel.FANPAGE,
+    version: int = 1,
+    action: Action = Action.PUBLISH,
+    priority: Priority = Priority.NORMAL,
+    uri: str = URI,
+    published: str = T0,
+    title: str = "Tiêu đề",
+) -> dict[str, Any]:
     payload = {"message": f"{title}\n\nTóm tắt"} if action is not Action.RETRACT else {"reason": "gỡ"}
-    return Command(IdempotencyKey(uri, version, channel, target, action), priority, at(1), payload,
-                   published_at=published, event_id="e1").to_dict()
+    return Command(
+        IdempotencyKey(uri, version, channel, target, action),
+        priority,
+        at(1),
+        payload,
+        published_at=published,
+        event_id="e1",
+    ).to_dict()
 
 
-def receipt(cmd: dict[str, Any], outcome: str, when: str, *, external_id: str | None = None,
-            reason: str | None = None) -> dict[str, Any]:
-    return Receipt(uri=cmd["uri"], stage="delivery", outcome=outcome, at=when, version=cmd["version"],
-                   channel=cmd["channel"], target=cmd["target"], command_id=cmd["command_id"],
-                   external_id=external_id, reason=reason, event_id="e1").to_dict()
+def receipt(
+    cmd: dict[str, Any], outcome: str, when: str, *, external_id: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    return Receipt(
+        uri=cmd["uri"],
+        stage="delivery",
+        outcome=outcome,
+        at=when,
+        version=cmd["version"],
+        channel=cmd["channel"],
+        target=cmd["target"],
+        command_id=cmd["command_id"],
+        external_id=external_id,
+        reason=reason,
+        event_id="e1",
+    ).to_dict()
 
 
-def routed(counts: dict[str, int], when: str = at(1), version: int = 1, outcome: str = "routed",
-           uri: str = URI) -> dict[str, Any]:
+def routed(
+    counts: dict[str, int], when: str = at(1), version: int = 1, outcome: str = "routed", uri: str = URI
+) -> dict[str, Any]:
     stage = "fanout" if outcome in ("routed", "retracted") else "policy"
-    return Receipt(uri=uri, stage=stage, outcome=outcome, at=when, version=version, counts=counts,
-                   event_id=f"e-{outcome}-{version}").to_dict()
+    return Receipt(
+        uri=uri,
+        stage=stage,
+        outcome=outcome,
+        at=when,
+        version=version,
+        counts=counts,
+        event_id=f"e-{outcome}-{version}",
+    ).to_dict()
 
 
 def target_of(view: dict[str, Any], channel: str, target: str) -> dict[str, Any]:
@@ -53,14 +85,19 @@ def target_of(view: dict[str, Any], channel: str, target: str) -> dict[str, Any]
     return found[0]
 
 
-def one(commands: list[dict[str, Any]], receipts: list[dict[str, Any]], channel: str = "fanpage",
-        target: str = "fanpage:a") -> dict[str, Any]:
+def one(
+    commands: list[dict[str, Any]],
+    receipts: list[dict[str, Any]],
+    channel: str = "fanpage",
+    target: str = "fanpage:a",
+) -> dict[str, Any]:
     view = fold(commands, receipts).article(URI)
     assert view is not None
     return target_of(view, channel, target)
 
 
 # -- states -------------------------------------------------------------------------------------
+
 
 def test_a_commanded_target_without_receipt_is_pending() -> None:
     c = command("fanpage:a")
@@ -72,8 +109,13 @@ def test_a_commanded_target_without_receipt_is_pending() -> None:
 
 def test_delivered_after_retries_keeps_the_time_and_the_post_id() -> None:
     c = command("fanpage:a")
-    t = one([c], [receipt(c, "retrying", at(2), reason="rate limited (retry in 10s)"),
-                  receipt(c, "delivered", at(9), external_id="100_1")])
+    t = one(
+        [c],
+        [
+            receipt(c, "retrying", at(2), reason="rate limited (retry in 10s)"),
+            receipt(c, "delivered", at(9), external_id="100_1"),
+        ],
+    )
     assert t["state"] == "delivered"
     assert t["delivered_at"] == at(9) and t["external_id"] == "100_1" and t["reason"] is None
     assert t["live_version"] == 1 and t["updated_at"] == at(9)
@@ -94,7 +136,10 @@ def test_the_latest_trouble_wins_and_failed_outranks_at_the_same_instant() -> No
 
 def test_a_replayed_dead_letter_that_succeeds_is_delivered() -> None:
     c = command("fanpage:a")
-    t = one([c], [receipt(c, "failed", at(3), reason="gave up"), receipt(c, "delivered", at(30), external_id="1_2")])
+    t = one(
+        [c],
+        [receipt(c, "failed", at(3), reason="gave up"), receipt(c, "delivered", at(30), external_id="1_2")],
+    )
     assert t["state"] == "delivered" and t["reason"] is None
 
 
@@ -103,7 +148,13 @@ def test_a_newer_version_pending_shows_the_version_still_live() -> None:
     t = one([v1, v2], [receipt(v1, "delivered", at(4), external_id="1_9")])
     assert (t["state"], t["version"], t["action"], t["live_version"]) == ("pending", 2, "update", 1)
     assert t["external_id"] == "1_9"  # the post that is live there now
-    t = one([v1, v2], [receipt(v1, "delivered", at(4), external_id="1_9"), receipt(v2, "updated", at(8), external_id="1_9")])
+    t = one(
+        [v1, v2],
+        [
+            receipt(v1, "delivered", at(4), external_id="1_9"),
+            receipt(v2, "updated", at(8), external_id="1_9"),
+        ],
+    )
     assert (t["state"], t["live_version"]) == ("delivered", 2)
 
 
@@ -111,12 +162,22 @@ def test_retraction_states() -> None:
     pub, ret = command("fanpage:a"), command("fanpage:a", action=Action.RETRACT)
     t = one([pub, ret], [receipt(pub, "delivered", at(4), external_id="1_9")])
     assert (t["state"], t["action"], t["live_version"]) == ("pending", "retract", 1)
-    t = one([pub, ret], [receipt(pub, "delivered", at(4), external_id="1_9"), receipt(ret, "deleted", at(6), external_id="1_9")])
+    t = one(
+        [pub, ret],
+        [
+            receipt(pub, "delivered", at(4), external_id="1_9"),
+            receipt(ret, "deleted", at(6), external_id="1_9"),
+        ],
+    )
     assert (t["state"], t["live_version"], t["external_id"]) == ("retracted", None, "1_9")
     # Nothing was there to take back: the target is clean all the same.
-    assert one([ret], [receipt(ret, "skipped", at(6), reason="no live post to delete")])["state"] == "retracted"
+    assert (
+        one([ret], [receipt(ret, "skipped", at(6), reason="no live post to delete")])["state"] == "retracted"
+    )
     # A retraction that arrives without its command is still recognised by its outcome.
-    assert one([pub], [receipt(pub, "delivered", at(4)), receipt(ret, "deleted", at(6))])["state"] == "retracted"
+    assert (
+        one([pub], [receipt(pub, "delivered", at(4)), receipt(ret, "deleted", at(6))])["state"] == "retracted"
+    )
 
 
 def test_a_superseded_publication_is_skipped() -> None:
@@ -178,18 +239,25 @@ def test_the_store_is_bounded_by_targets_and_drops_the_oldest_articles() -> None
 
 # -- order does not matter ----------------------------------------------------------------------
 
+
 def _facts() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     a1, b1 = command("fanpage:a"), command("fanpage:b")
     a2 = command("fanpage:a", version=2, action=Action.UPDATE, published=at(20))
     z1 = command("zalo:g", Channel.ZALO)
     zr = command("zalo:g", Channel.ZALO, action=Action.RETRACT)
     cmds = [a1, b1, a2, z1, zr]
-    recs = [routed({"fanpage": 2, "zalo": 1}), routed({"fanpage": 1}, at(20), 2),
-            receipt(a1, "retrying", at(2), reason="r"), receipt(a1, "delivered", at(4), external_id="p1"),
-            receipt(a1, "delivered", at(7), external_id="p1"),  # re-acknowledged after a replay
-            receipt(b1, "unknown", at(3), reason="timeout"), receipt(b1, "retrying", at(4), reason="x"),
-            receipt(a2, "updated", at(25), external_id="p1"), receipt(z1, "delivered", at(5), external_id="m1"),
-            receipt(zr, "deleted", at(40), external_id="m1")]
+    recs = [
+        routed({"fanpage": 2, "zalo": 1}),
+        routed({"fanpage": 1}, at(20), 2),
+        receipt(a1, "retrying", at(2), reason="r"),
+        receipt(a1, "delivered", at(4), external_id="p1"),
+        receipt(a1, "delivered", at(7), external_id="p1"),  # re-acknowledged after a replay
+        receipt(b1, "unknown", at(3), reason="timeout"),
+        receipt(b1, "retrying", at(4), reason="x"),
+        receipt(a2, "updated", at(25), external_id="p1"),
+        receipt(z1, "delivered", at(5), external_id="m1"),
+        receipt(zr, "deleted", at(40), external_id="m1"),
+    ]
     return cmds, recs
 
 
@@ -207,12 +275,16 @@ def test_the_view_depends_on_the_set_of_facts_not_their_order(rnd: Any, dups: in
     assert view.article(URI) == expected
     assert expected is not None
     states = {(ch, t["target"]): t["state"] for ch, e in expected["channels"].items() for t in e["targets"]}
-    assert states == {("fanpage", "fanpage:a"): "delivered", ("fanpage", "fanpage:b"): "retrying",
-                      ("zalo", "zalo:g"): "retracted"}
+    assert states == {
+        ("fanpage", "fanpage:a"): "delivered",
+        ("fanpage", "fanpage:b"): "retrying",
+        ("zalo", "zalo:g"): "retracted",
+    }
     assert set(states.values()) <= set(STATES)
 
 
 # -- the emergency watch ------------------------------------------------------------------------
+
 
 def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
@@ -232,16 +304,34 @@ def test_emergencies_not_yet_effective_are_counted_with_the_age_of_the_oldest() 
 
 
 def test_emergency_lane_records_expand_to_zones_and_settle_with_the_pushers_receipts() -> None:
-    record = {"schema_version": 1, "emergency_id": "VN-1", "action": "start", "status": "Actual", "exercise": False,
-              "zones": ["zone:1", "zone:2"], "headline": "Bão số 5", "published_at": "2026-11-26T08:00:00.000+07:00",
-              "issued_at": at(1)}
+    record = {
+        "schema_version": 1,
+        "emergency_id": "VN-1",
+        "action": "start",
+        "status": "Actual",
+        "exercise": False,
+        "zones": ["zone:1", "zone:2"],
+        "headline": "Bão số 5",
+        "published_at": "2026-11-26T08:00:00.000+07:00",
+        "issued_at": at(1),
+    }
     view = StatusFold()
     uri = view.add_emergency(record)
     assert uri == "urn:lantoa:cap:VN-1"
     assert view.emergencies(epoch(at(30))) == {"emergency": (2, 30.0)}
     for zone in ("zone:1", "zone:2"):
-        view.add_receipt(Receipt(uri=uri, stage="delivery", outcome="delivered", at=at(5), version=1, channel="emergency",
-                                 target=zone, command_id=emergency_command_id("VN-1", zone, "start")).to_dict())
+        view.add_receipt(
+            Receipt(
+                uri=uri,
+                stage="delivery",
+                outcome="delivered",
+                at=at(5),
+                version=1,
+                channel="emergency",
+                target=zone,
+                command_id=emergency_command_id("VN-1", zone, "start"),
+            ).to_dict()
+        )
     assert view.emergencies(epoch(at(30))) == {}
     article = view.article(uri)
     assert article is not None and article["title"] == "Bão số 5"
@@ -253,6 +343,7 @@ def test_emergency_lane_records_expand_to_zones_and_settle_with_the_pushers_rece
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
+
 
 async def test_http_status_endpoint_decodes_uris_and_refuses_bad_queries() -> None:
     slashed = "urn:lantoa:article:a/b c"

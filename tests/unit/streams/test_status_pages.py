@@ -9,7 +9,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 URI = "urn:lantoa:article:2026-11-26-trang"
 HOSTILE = '<script>alert("x")</script>'
 HOSTILE_REASON = '"><img src=x onerror=alert(1)>'
-T0 = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -65,8 +65,12 @@ class Node:
             yield from c.iter()
 
     def all(self, tag: str | None = None, **attrs: str) -> list[Node]:
-        return [n for n in self.iter() if (tag is None or n.tag == tag)
-                and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+        return [
+            n
+            for n in self.iter()
+            if (tag is None or n.tag == tag)
+            and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
+        ]
 
     def one(self, tag: str | None = None, **attrs: str) -> Node:
         found = self.all(tag, **attrs)
@@ -146,15 +150,32 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def command(target: str, channel: Channel = Channel.FANPAGE, title: str = "Tiêu đề", version: int = 1) -> dict[str, Any]:
-    return Command(IdempotencyKey(URI, version, channel, target, Action.PUBLISH), Priority.NORMAL, iso(T0),
-                   {"message": f"{title}\n\nTóm tắt"}, published_at=iso(T0), event_id="e1").to_dict()
+def command(
+    target: str, channel: Channel = Channel.FANPAGE, title: str = "Tiêu đề", version: int = 1
+) -> dict[str, Any]:
+    return Command(
+        IdempotencyKey(URI, version, channel, target, Action.PUBLISH),
+        Priority.NORMAL,
+        iso(T0),
+        {"message": f"{title}\n\nTóm tắt"},
+        published_at=iso(T0),
+        event_id="e1",
+    ).to_dict()
 
 
 def receipt(cmd: dict[str, Any], outcome: str, seconds: int, **extra: Any) -> dict[str, Any]:
-    return Receipt(uri=cmd["uri"], stage="delivery", outcome=outcome, at=iso(T0 + timedelta(seconds=seconds)),
-                   version=cmd["version"], channel=cmd["channel"], target=cmd["target"],
-                   command_id=cmd["command_id"], event_id="e1", **extra).to_dict()
+    return Receipt(
+        uri=cmd["uri"],
+        stage="delivery",
+        outcome=outcome,
+        at=iso(T0 + timedelta(seconds=seconds)),
+        version=cmd["version"],
+        channel=cmd["channel"],
+        target=cmd["target"],
+        command_id=cmd["command_id"],
+        event_id="e1",
+        **extra,
+    ).to_dict()
 
 
 def routed(counts: dict[str, int]) -> dict[str, Any]:
@@ -198,14 +219,23 @@ def test_article_page_structure_trouble_first_badges_and_refresh(fold: StatusFol
     root = assert_safe_page(render_article(article, {"caught_up": True, "as_of": iso(T0)}))
     assert root.one("meta", http_equiv="refresh").attrs["content"] == "10"
     fan = root.one("section", data_channel="fanpage")
-    assert [r.attrs["data-state"] for r in fan.all("tr") if "data-state" in r.attrs] == ["failed", "retrying", "delivered"]
+    assert [r.attrs["data-state"] for r in fan.all("tr") if "data-state" in r.attrs] == [
+        "failed",
+        "retrying",
+        "delivered",
+    ]
     assert fan.one("h2").text == "Fanpage Facebook"
     assert fan.one("strong", data_settled="1").text == "1/3"
     badges = {b.attrs["data-state"]: b for b in fan.one("div", **{"class": "badges"}).all("a")}
     assert set(badges) == {"failed", "retrying", "delivered"} and badges["failed"].text == "Thất bại 1"
-    assert badges["failed"].attrs["href"] == f"/status/{quote(URI, safe='')}?channel=fanpage&state=failed#ch-fanpage"
+    assert (
+        badges["failed"].attrs["href"]
+        == f"/status/{quote(URI, safe='')}?channel=fanpage&state=failed#ch-fanpage"
+    )
     delivered = fan.one("tr", data_target="fanpage:a")
-    assert "100_1" in delivered.text and delivered.all("time")[-1].attrs["datetime"].startswith("2026-11-26T01:00:05")
+    assert "100_1" in delivered.text and delivered.all("time")[-1].attrs["datetime"].startswith(
+        "2026-11-26T01:00:05"
+    )
     assert "08:00:05 26/11" in delivered.text  # shown in Vietnam time
     assert root.one("tr", data_outcome="routed").text.startswith("08:00:00 26/11 Đã phân phối")
     not_caught_up = dom(render_article(article, {"caught_up": False, "as_of": iso(T0)}))
@@ -222,7 +252,9 @@ def test_a_national_article_folds_its_3321_zones_per_province_troubled_first() -
     failing = next(z for z in zones if z.province_code == 42)
     for i, z in enumerate(zones):
         if z.id == failing.id:
-            view.add_receipt(receipt(cmds[z.id], "failed", 9, reason="loudspeaker platform 404 zone_not_found"))
+            view.add_receipt(
+                receipt(cmds[z.id], "failed", 9, reason="loudspeaker platform 404 zone_not_found")
+            )
         elif i % 10:
             view.add_receipt(receipt(cmds[z.id], "delivered", 9))
     article = view.article(URI)
@@ -232,7 +264,11 @@ def test_a_national_article_folds_its_3321_zones_per_province_troubled_first() -
     groups = section.all("details")
     names = province_names()
     assert len(groups) == len(names) == 34
-    assert groups[0].attrs["data-province"] == "42" and "open" in groups[0].attrs and "troubled" in groups[0].classes()
+    assert (
+        groups[0].attrs["data-province"] == "42"
+        and "open" in groups[0].attrs
+        and "troubled" in groups[0].classes()
+    )
     assert all("open" not in g.attrs for g in groups[1:])
     summary = groups[0].one("summary")
     assert names[42] in summary.text and "Thất bại 1" in summary.text
@@ -255,8 +291,11 @@ async def test_http_pages_negotiation_filters_and_errors(fold: StatusFold) -> No
         assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
         root = assert_safe_page(await resp.text())
-        assert [r.attrs["data-target"] for r in root.one("section", data_channel="fanpage").all("tr")
-                if "data-target" in r.attrs] == ["fanpage:b"]
+        assert [
+            r.attrs["data-target"]
+            for r in root.one("section", data_channel="fanpage").all("tr")
+            if "data-target" in r.attrs
+        ] == ["fanpage:b"]
         assert not [r for r in root.one("section", data_channel="zalo").all("tr") if "data-target" in r.attrs]
         assert (await client.get(f"/status/{quote(URI, safe='')}?state=lost")).status == 400
         missing = await client.get("/status/urn%3Anope")
@@ -286,22 +325,74 @@ def zone_day(emergencies: tuple[dict[str, Any], ...] = ()) -> ZoneDay:
         return datetime(2026, 11, 26, h, m, s, tzinfo=HCM)
 
     slots = (
-        Slot("18073", "b1", "urn:lantoa:article:a", 2, Priority.PRIORITY, at(5, 30), at(5, 31, 5), 0, HOSTILE,
-             duration_s=65.0, audio_url="https://tin.example.vn/audio/b1.wav"),
-        Slot("18073", "b2", "urn:lantoa:article:b", 1, Priority.NORMAL, at(5, 31, 5), at(5, 32), 0, "Tin thường",
-             duration_s=55.0, audio_url="https://tin.example.vn/audio/b2.wav"),
-        Slot("18073", "b3", "urn:lantoa:article:c", 1, Priority.NORMAL, at(17, 0), at(17, 0, 40), 1, "Tin sai",
-             correction=True, duration_s=40.0, audio_url="https://tin.example.vn/audio/b3.wav"),
+        Slot(
+            "18073",
+            "b1",
+            "urn:lantoa:article:a",
+            2,
+            Priority.PRIORITY,
+            at(5, 30),
+            at(5, 31, 5),
+            0,
+            HOSTILE,
+            duration_s=65.0,
+            audio_url="https://tin.example.vn/audio/b1.wav",
+        ),
+        Slot(
+            "18073",
+            "b2",
+            "urn:lantoa:article:b",
+            1,
+            Priority.NORMAL,
+            at(5, 31, 5),
+            at(5, 32),
+            0,
+            "Tin thường",
+            duration_s=55.0,
+            audio_url="https://tin.example.vn/audio/b2.wav",
+        ),
+        Slot(
+            "18073",
+            "b3",
+            "urn:lantoa:article:c",
+            1,
+            Priority.NORMAL,
+            at(17, 0),
+            at(17, 0, 40),
+            1,
+            "Tin sai",
+            correction=True,
+            duration_s=40.0,
+            audio_url="https://tin.example.vn/audio/b3.wav",
+        ),
     )
-    plan = DaySchedule("18073", DAY, "Asia/Ho_Chi_Minh", ((at(5, 30), at(6, 15)), (at(17, 0), at(17, 45))), slots)
-    return ZoneDay("18073", DAY, "Asia/Ho_Chi_Minh", "Phường Thành Sen", "Hà Tĩnh", "zone:18073",
-                   schedule=to_json(plan), platform={"version": 3, "etag": '"e3"', "updated_at": iso(T0)},
-                   emergencies=emergencies)
+    plan = DaySchedule(
+        "18073", DAY, "Asia/Ho_Chi_Minh", ((at(5, 30), at(6, 15)), (at(17, 0), at(17, 45))), slots
+    )
+    return ZoneDay(
+        "18073",
+        DAY,
+        "Asia/Ho_Chi_Minh",
+        "Phường Thành Sen",
+        "Hà Tĩnh",
+        "zone:18073",
+        schedule=to_json(plan),
+        platform={"version": 3, "etag": '"e3"', "updated_at": iso(T0)},
+        emergencies=emergencies,
+    )
 
 
-TYPHOON = {"emergency_id": "VN-NCHMF-BAO05", "status": "active", "title": f"Bão số 5 {HOSTILE}",
-           "created_at": "2026-11-26T05:31:00.000Z", "expires_at": "2026-11-27T00:00:00.000Z",
-           "repeat_interval_s": 600, "plays_started": 2, "zone_count": 147, "zones": ["18073"]}
+TYPHOON = {
+    "emergency_id": "VN-NCHMF-BAO05",
+    "status": "active",
+    "title": f"Bão số 5 {HOSTILE}",
+    "created_at": "2026-11-26T05:31:00.000Z",
+    "expires_at": "2026-11-27T00:00:00.000Z",
+    "repeat_interval_s": 600,
+    "plays_started": 2,
+    "zone_count": 147,
+    "zones": ["18073"],
+}
 
 
 def test_timeline_lists_windows_slots_and_highlights_emergencies() -> None:
@@ -312,15 +403,27 @@ def test_timeline_lists_windows_slots_and_highlights_emergencies() -> None:
     assert root.one("h1").text == "Lịch phát thanh Phường Thành Sen — Hà Tĩnh"
     items = root.one("ol", **{"class": "timeline"}).children
     kinds = [sorted(i.classes() - {"past", "p-normal-slot", "p-priority-slot"}) for i in items]
-    assert kinds == [["window"], ["slot"], ["slot"], ["window-end"], ["emergency"], ["now"], ["window"],
-                     ["correction", "slot"], ["window-end"]]
+    assert kinds == [
+        ["window"],
+        ["slot"],
+        ["slot"],
+        ["window-end"],
+        ["emergency"],
+        ["now"],
+        ["window"],
+        ["correction", "slot"],
+        ["window-end"],
+    ]
     first = items[1]
     assert first.attrs["data-priority"] == "priority" and "past" in first.classes()
     assert first.text.startswith("05:30:00 – 05:31:05 " + HOSTILE) and "Ưu tiên v2 · 65 giây" in first.text
     correction = root.one("li", data_bulletin="b3")
     assert correction.attrs["data-correction"] == "1" and "ĐÍNH CHÍNH" in correction.text
     assert "Đính chính: Tin sai" in correction.text
-    for node in (root.one("div", data_emergency_id="VN-NCHMF-BAO05"), root.one("li", data_emergency_id="VN-NCHMF-BAO05")):
+    for node in (
+        root.one("div", data_emergency_id="VN-NCHMF-BAO05"),
+        root.one("li", data_emergency_id="VN-NCHMF-BAO05"),
+    ):
         assert node.one("span", **{"class": "badge b-emergency"}).text == "KHẨN CẤP"
         assert HOSTILE in node.text and "Đang hiệu lực" in node.text and "lặp lại mỗi 10 phút" in node.text
     assert "12:31:00" in root.one("li", data_emergency_id="VN-NCHMF-BAO05").text
@@ -337,10 +440,14 @@ def test_a_slot_sharing_time_with_an_emergency_play_says_so() -> None:
     b3 = root.one("li", data_bulletin="b3")
     assert "Trùng giờ phát khẩn cấp" in b3.text and "Đang phát" not in b3.text
     repeat = {**siren, "created_at": "2026-11-26T09:51:00.000Z"}  # plays at 16:51 and 17:01: no overlap
-    assert not [li for li in dom(render_timeline(zone_day((repeat,)), now)).all("li") if "clash" in li.classes()]
+    assert not [
+        li for li in dom(render_timeline(zone_day((repeat,)), now)).all("li") if "clash" in li.classes()
+    ]
     assert "Đang phát" in dom(render_timeline(zone_day((repeat,)), now)).one("li", data_bulletin="b3").text
     stopped = {**siren, "stopped_at": "2026-11-26T10:00:00.000Z", "status": "cancelled"}  # cancelled before
-    assert not [li for li in dom(render_timeline(zone_day((stopped,)), now)).all("li") if "clash" in li.classes()]
+    assert not [
+        li for li in dom(render_timeline(zone_day((stopped,)), now)).all("li") if "clash" in li.classes()
+    ]
 
 
 def test_timeline_without_a_schedule_shows_the_configured_windows() -> None:
@@ -393,7 +500,8 @@ async def platform(tmp_path: Path) -> AsyncIterator[tuple[LoudspeakerEmulator, S
 
 
 async def test_platform_timeline_reads_the_schedule_and_the_emergencies_of_the_zone(
-        platform: tuple[LoudspeakerEmulator, Settings, ManualClock]) -> None:
+    platform: tuple[LoudspeakerEmulator, Settings, ManualClock],
+) -> None:
     emu, settings, clock = platform
     body = dict(zone_day().schedule or {})
     body.pop("as_of", None)
@@ -402,9 +510,15 @@ async def test_platform_timeline_reads_the_schedule_and_the_emergencies_of_the_z
     await client.start()
     try:
         await client.put_schedule("18073", DAY, body, if_match=None)
-        common = {"text": "Bão số 5", "priority": "emergency", "repeat_interval_s": 600,
-                  "expires_at": "2026-11-27T12:00:00+07:00"}
-        await client.post_emergency({**common, "emergency_id": "E-HERE", "zones": ["18073", "18100"], "title": "Bão"})
+        common = {
+            "text": "Bão số 5",
+            "priority": "emergency",
+            "repeat_interval_s": 600,
+            "expires_at": "2026-11-27T12:00:00+07:00",
+        }
+        await client.post_emergency(
+            {**common, "emergency_id": "E-HERE", "zones": ["18073", "18100"], "title": "Bão"}
+        )
         await client.post_emergency({**common, "emergency_id": "E-ELSEWHERE", "zones": ["00004"]})
         await client.post_emergency({**common, "emergency_id": "E-CANCELLED", "zones": ["18073"]})
         await client.delete_emergency("E-CANCELLED")
@@ -412,15 +526,27 @@ async def test_platform_timeline_reads_the_schedule_and_the_emergencies_of_the_z
         await client.close()
     fetch = PlatformTimeline(settings, clock=clock)
     found = await fetch("zone:18073", None)  # today in Vietnam
-    assert (found.zone, found.day, found.name, found.province) == ("18073", DAY, "Phường Thành Sen", "Hà Tĩnh")
-    assert found.schedule is not None and [s["bulletin_id"] for s in found.schedule["slots"]] == ["b1", "b2", "b3"]
+    assert (found.zone, found.day, found.name, found.province) == (
+        "18073",
+        DAY,
+        "Phường Thành Sen",
+        "Hà Tĩnh",
+    )
+    assert found.schedule is not None and [s["bulletin_id"] for s in found.schedule["slots"]] == [
+        "b1",
+        "b2",
+        "b3",
+    ]
     assert found.platform is not None and found.platform["version"] == 1
-    assert {e["emergency_id"]: e["status"] for e in found.emergencies} == {"E-HERE": "active", "E-CANCELLED": "cancelled"}
+    assert {e["emergency_id"]: e["status"] for e in found.emergencies} == {
+        "E-HERE": "active",
+        "E-CANCELLED": "cancelled",
+    }
     assert (await fetch("18073", DAY)).zone == "18073"
 
     later = await fetch("18073", DAY + timedelta(days=2))  # no schedule, the emergencies have expired by then
     assert later.schedule is None and later.emergencies == () and len(later.windows) == 2
-    root = assert_safe_page(render_timeline(found, datetime.fromtimestamp(clock(), timezone.utc)))
+    root = assert_safe_page(render_timeline(found, datetime.fromtimestamp(clock(), UTC)))
     here = root.one("li", data_emergency_id="E-HERE")
     assert "emergency" in here.classes() and "ended" not in here.classes() and "KHẨN CẤP" in here.text
     assert "ended" in root.one("li", data_emergency_id="E-CANCELLED").classes()

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
-
 from helpers import article_doc, ce_headers, encode_doc
+
 from infra.kafka.partitioning import partition_for
 from producers.client import prepare, retraction
 from schemas.article import article_from_ninjs
@@ -31,7 +31,7 @@ from streams.steps import MAX_RECEIPT_KEY_CHARS, StreamSteps, key_partition_byte
 
 NFC_URI = "urn:lantoa:article:tin-hà-nội-lũ-lụt"
 NFD_URI = unicodedata.normalize("NFD", NFC_URI)
-NOW = datetime(2026, 11, 26, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 SPOOF = "\u202eTin\u202c giả\u200b \u2066mạo\u2069\ufeff\u200f"
 
 
@@ -42,6 +42,7 @@ def retraction_record(uri: str, key: str | None = None) -> tuple[bytes, bytes, d
 
 
 # -- NFC identifiers -----------------------------------------------------------------------------
+
 
 def test_the_forms_differ_so_these_tests_mean_something() -> None:
     assert NFC_URI != NFD_URI and NFC_URI.encode() != NFD_URI.encode()
@@ -81,8 +82,14 @@ def test_an_nfd_key_is_placed_where_its_nfc_form_lives() -> None:
             continue
         steps = StreamSteps(Settings.from_env({}), None, lambda: None, lambda: NOW)  # type: ignore[arg-type, return-value]
         steps.partitions = count
-        rec = SimpleNamespace(topic="cms.articles", key=NFD_URI.encode(), value=b"{}", headers=[],
-                              partition=partition_for(NFD_URI.encode(), count), offset=7)
+        rec = SimpleNamespace(
+            topic="cms.articles",
+            key=NFD_URI.encode(),
+            value=b"{}",
+            headers=[],
+            partition=partition_for(NFD_URI.encode(), count),
+            offset=7,
+        )
         forward = steps.misplaced(rec)
         assert forward is not None and forward.partition == partition_for(NFC_URI.encode(), count)
         assert forward.key == NFD_URI.encode()  # moved, not rewritten: intake reads it as NFC
@@ -93,11 +100,16 @@ def test_an_nfd_key_is_placed_where_its_nfc_form_lives() -> None:
 
 # -- invisible controls out of every payload ------------------------------------------------------
 
+
 def test_the_article_normaliser_drops_invisible_controls_html_entities_included() -> None:
-    doc = article_doc(NFC_URI, headlines=[{"role": "main", "value": SPOOF}],
-                      descriptions=[{"role": "summary", "contentType": "text/html",
-                                     "value": "<p>&#x202E;Tóm&#8203; tắt&#xFEFF;</p>"}],
-                      bodies=[{"role": "main", "contentType": "text/plain", "value": "Nội\u2067 dung\u2069"}])
+    doc = article_doc(
+        NFC_URI,
+        headlines=[{"role": "main", "value": SPOOF}],
+        descriptions=[
+            {"role": "summary", "contentType": "text/html", "value": "<p>&#x202E;Tóm&#8203; tắt&#xFEFF;</p>"}
+        ],
+        bodies=[{"role": "main", "contentType": "text/plain", "value": "Nội\u2067 dung\u2069"}],
+    )
     art = article_from_ninjs(doc, "3.1")
     assert (art.headline, art.summary, art.body) == ("Tin giả mạo", "Tóm tắt", "Nội dung")
 
@@ -108,7 +120,9 @@ def _all_strings(value: Any) -> str:
 
 def test_the_renderers_guard_every_channel_even_against_an_article_built_by_hand() -> None:
     art = article_from_ninjs(article_doc(NFC_URI), "3.1")
-    forged = dataclasses.replace(art, headline=SPOOF, summary="Tóm\u200b tắt\u202e")  # the normaliser bypassed
+    forged = dataclasses.replace(
+        art, headline=SPOOF, summary="Tóm\u200b tắt\u202e"
+    )  # the normaliser bypassed
     payloads = render_all(forged, "https://tin.lantoa.example.vn", list(Channel))
     for channel in (Channel.LOUDSPEAKER, Channel.FANPAGE, Channel.ZALO):
         assert not INVISIBLE.search(_all_strings(payloads[channel])), channel
@@ -127,23 +141,48 @@ def test_a_retraction_reason_reaches_no_channel_with_controls() -> None:
 
 # -- bounded reasons --------------------------------------------------------------------------------
 
+
 def test_a_receipt_reason_is_bounded_at_its_limit_and_past_it() -> None:
-    at = Receipt(uri=NFC_URI, stage="intake", outcome="dead_lettered", at="2026-11-26T02:00:00.000Z",
-                 reason="r" * MAX_RECEIPT_REASON_CHARS)
+    at = Receipt(
+        uri=NFC_URI,
+        stage="intake",
+        outcome="dead_lettered",
+        at="2026-11-26T02:00:00.000Z",
+        reason="r" * MAX_RECEIPT_REASON_CHARS,
+    )
     assert at.to_dict()["reason"] == "r" * MAX_RECEIPT_REASON_CHARS
     past = dataclasses.replace(at, reason="r" * (MAX_RECEIPT_REASON_CHARS + 1))
     assert len(past.to_dict()["reason"]) == MAX_RECEIPT_REASON_CHARS
 
 
 def test_dead_letter_headers_are_bounded() -> None:
-    headers = dict(dead_letter_headers([], topic="cms.articles", partition=0, offset=1, reason="x" * 900_000,
-                                       stage="validate", now_iso="2026-11-26T02:00:00.000Z",
-                                       traceback_last="t" * 10_000, channel="c" * 10_000))
+    headers = dict(
+        dead_letter_headers(
+            [],
+            topic="cms.articles",
+            partition=0,
+            offset=1,
+            reason="x" * 900_000,
+            stage="validate",
+            now_iso="2026-11-26T02:00:00.000Z",
+            traceback_last="t" * 10_000,
+            channel="c" * 10_000,
+        )
+    )
     assert len(headers["dlq_reason"].decode()) == MAX_REASON_HEADER_CHARS
     assert len(headers["dlq_traceback_last"].decode()) == MAX_TRACEBACK_HEADER_CHARS
     assert len(headers["dlq_channel"].decode()) <= 200
-    exact = dict(dead_letter_headers([], topic="t", partition=0, offset=1, reason="y" * MAX_REASON_HEADER_CHARS,
-                                     stage="s", now_iso="2026-11-26T02:00:00.000Z"))
+    exact = dict(
+        dead_letter_headers(
+            [],
+            topic="t",
+            partition=0,
+            offset=1,
+            reason="y" * MAX_REASON_HEADER_CHARS,
+            stage="s",
+            now_iso="2026-11-26T02:00:00.000Z",
+        )
+    )
     assert exact["dlq_reason"] == b"y" * MAX_REASON_HEADER_CHARS
 
 
@@ -174,7 +213,9 @@ def test_a_uri_with_an_invisible_character_is_refused_before_anything_is_publish
         prepare(encode_doc(article_doc(uri)))
     # A withdrawal is not refused for it: one accepted before this rule must still retract.
     assert parse_article_event(*retraction_record(uri)).uri == uri
-    withheld = parse_article_event(uri.encode(), encode_doc(article_doc(uri, pubStatus="withheld")), ce_headers())
+    withheld = parse_article_event(
+        uri.encode(), encode_doc(article_doc(uri, pubStatus="withheld")), ce_headers()
+    )
     assert withheld.retract and withheld.uri == uri
     assert retraction(uri)[0] == uri.encode()
 
@@ -182,13 +223,28 @@ def test_a_uri_with_an_invisible_character_is_refused_before_anything_is_publish
 def test_the_contracts_document_the_bounds() -> None:
     from schemas import contracts
 
-    receipt = Receipt(uri=NFC_URI, stage="intake", outcome="dead_lettered", at="2026-11-26T02:00:00.000Z",
-                      reason="r" * 900_000).to_dict()
+    receipt = Receipt(
+        uri=NFC_URI,
+        stage="intake",
+        outcome="dead_lettered",
+        at="2026-11-26T02:00:00.000Z",
+        reason="r" * 900_000,
+    ).to_dict()
     contracts.check("receipt", receipt)
     with pytest.raises(InvalidContent):
         contracts.check("receipt", {**receipt, "reason": "r" * (MAX_RECEIPT_REASON_CHARS + 1)})
-    headers = {k: v.decode() for k, v in dead_letter_headers([], topic="t", partition=0, offset=1, reason="x" * 900_000,
-                                                              stage="s", now_iso="2026-11-26T02:00:00.000Z")}
+    headers = {
+        k: v.decode()
+        for k, v in dead_letter_headers(
+            [],
+            topic="t",
+            partition=0,
+            offset=1,
+            reason="x" * 900_000,
+            stage="s",
+            now_iso="2026-11-26T02:00:00.000Z",
+        )
+    }
     contracts.check("deadletter", headers)
     with pytest.raises(InvalidContent):
         contracts.check("deadletter", {**headers, "dlq_reason": "x" * (MAX_REASON_HEADER_CHARS + 1)})

@@ -15,7 +15,9 @@ def test_the_stream_worker_refuses_topics_that_are_not_co_partitioned() -> None:
 
 
 def test_scaling_out_all_three_together_is_fine() -> None:
-    settings = Settings.from_env({"LANTOA_PARTITIONS": "cms.articles=12,streams.embargo.releases=12,streams.article.state=12"})
+    settings = Settings.from_env(
+        {"LANTOA_PARTITIONS": "cms.articles=12,streams.embargo.releases=12,streams.article.state=12"}
+    )
     worker = StreamWorker(settings)
     assert worker.intake.process.state_topic_of  # type: ignore[attr-defined] == settings.topic(Topic.CMS_ARTICLES)
     assert settings.partitions(Topic.ARTICLE_STATE) == 12
