@@ -43,10 +43,12 @@ drill: install
 typecheck: install
 	$(PY) -m mypy schemas streams producers consumers infra
 
-# ruff lint and format check (CI runs both next to mypy --strict); `make format` rewrites.
+# ruff lint and format check and the import-linter layering contracts in pyproject.toml (CI runs
+# them next to mypy --strict); `make format` rewrites.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .

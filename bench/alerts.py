@@ -49,7 +49,8 @@ def national_alert(identifier: str, n: int) -> bytes:
 def run(bootstrap: str) -> list[Result]:
     from infra.stack import Emulators, Proc
     from producers.cap_ingest import AlertProducer, check
-    from producers.targets import DEFAULT_TARGETS_FILE, local_registry
+    from producers.targets import local_registry
+    from streams.registry import DEFAULT_TARGETS_FILE
 
     emus = Emulators(
         Path(__import__("tempfile").mkdtemp(prefix="lantoa-bench-alerts-")), DEFAULT_TARGETS_FILE

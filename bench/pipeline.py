@@ -249,7 +249,7 @@ class PipelineStack:
     def effect_keys(self, uris: set[str]) -> collections.Counter[tuple[str, int, str, str]]:
         """(uri, version, channel, target) → number of effects found at the platforms (the drill)."""
         from consumers.archive import article_prefix
-        from consumers.fanpage import article_marker
+        from consumers.base import article_marker
 
         found: collections.Counter[tuple[str, int, str, str]] = collections.Counter()
         marker_of = {article_marker(u): u for u in uris}

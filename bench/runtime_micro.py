@@ -37,7 +37,6 @@ from infra.kafka import clients
 from infra.kafka.loop import Batch, Handled
 from infra.stack import Emulators
 from infra.topics import apply_topics
-from producers.targets import load_config
 from schemas import contracts
 from schemas.codec import encode
 from schemas.errors import InvalidContent
@@ -45,7 +44,7 @@ from schemas.models import Action, Command, IdempotencyKey, Priority, Target
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
-from streams.registry import build_targets
+from streams.registry import build_targets, load_config
 
 
 def emit(name: str, value: float, unit: str) -> None:

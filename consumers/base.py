@@ -6,6 +6,7 @@ receipts and commits. An adapter only turns one command into one effect at one p
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -76,3 +77,18 @@ class ChannelAdapter(Protocol):
         platform cannot tell right now.
         """
         ...
+
+
+def article_marker(uri: str) -> str:
+    """A short code that identifies our post for an article on a page: "Mã tin: LT-…"."""
+    return "LT-" + hashlib.sha256(uri.encode()).hexdigest()[:10].upper()
+
+
+def reply_detail(command: Command) -> dict[str, Any]:
+    """What the ledger keeps of a delivered answer (the triage closes the question with it)."""
+    payload = command.payload
+    return {
+        "question_id": payload.get("question_id"),
+        "text": payload.get("answer") or payload.get("text"),
+        "reply_to": payload.get("comment_id") or payload.get("reply_to"),
+    }

@@ -16,12 +16,12 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import aiohttp
 import orjson
 
-from consumers.base import Effect, Prior
+from consumers.base import Effect, Prior, article_marker, reply_detail
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.http import Reply, call
 from schemas import metrics
@@ -36,21 +36,6 @@ TRANSIENT_CODES = {1, 2}
 RATE_CODES = {4, 17, 32, 613, 80001}
 PERMISSION_CODES = {10} | set(range(200, 300))
 RECONCILE_FEED_LIMIT = 100
-
-
-def article_marker(uri: str) -> str:
-    """A short code that identifies our post for an article on a page: "Mã tin: LT-…"."""
-    return "LT-" + hashlib.sha256(uri.encode()).hexdigest()[:10].upper()
-
-
-def reply_detail(command: Command) -> dict[str, Any]:
-    """What the ledger keeps of a delivered answer (the triage closes the question with it)."""
-    payload = command.payload
-    return {
-        "question_id": payload.get("question_id"),
-        "text": payload.get("answer") or payload.get("text"),
-        "reply_to": payload.get("comment_id") or payload.get("reply_to"),
-    }
 
 
 def usage_percent(headers: dict[str, str], page_id: str) -> float | None:

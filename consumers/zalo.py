@@ -18,9 +18,8 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from consumers.base import Effect, Prior
+from consumers.base import Effect, Prior, article_marker, reply_detail
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.fanpage import article_marker, reply_detail
 from consumers.http import Reply, call
 from consumers.limiter import TargetLimiter
 from consumers.zalo_tokens import TokenPair, TokenStore

@@ -32,8 +32,9 @@ def main() -> int:
     from infra.s3.versitygw import S3Server, build_versitygw
     from infra.stack import Emulators, Proc
     from infra.topics import apply_topics
-    from producers.targets import DEFAULT_TARGETS_FILE, load_targets
+    from producers.targets import load_targets
     from schemas.settings import Settings
+    from streams.registry import DEFAULT_TARGETS_FILE
 
     samples = sorted(SAMPLES.glob("*.json"))
     if not samples:
@@ -91,7 +92,7 @@ def main() -> int:
 
 
 def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: list[Any]) -> int:
-    from consumers.fanpage import article_marker
+    from consumers.base import article_marker
     from infra.kafka.tail import TopicTail
     from producers.client import PublishClient
     from producers.targets import local_registry

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
-from typing import Any
-
 from kafka import KafkaProducer
 
 from infra.kafka import clients
@@ -14,18 +10,7 @@ from schemas.codec import encode
 from schemas.models import Target
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.registry import Registry, build_targets
-
-DEFAULT_TARGETS_FILE = Path(__file__).resolve().parent.parent / "infra" / "targets.toml"
-
-
-def targets_file(settings: Settings) -> Path:
-    return settings.targets_file or DEFAULT_TARGETS_FILE
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    with path.open("rb") as fh:
-        return tomllib.load(fh)
+from streams.registry import Registry, build_targets, load_config, targets_file
 
 
 def configured_targets(settings: Settings) -> list[Target]:

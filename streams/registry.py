@@ -6,11 +6,14 @@ the ``vietnam-provinces`` package.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from schemas.models import Target
+from schemas.settings import Settings
 from schemas.text import identifier, visible
 from schemas.topics import Channel
 
@@ -165,3 +168,15 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self.targets)
+
+
+DEFAULT_TARGETS_FILE = Path(__file__).resolve().parent.parent / "infra" / "targets.toml"
+
+
+def targets_file(settings: Settings) -> Path:
+    return settings.targets_file or DEFAULT_TARGETS_FILE
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    with path.open("rb") as fh:
+        return tomllib.load(fh)

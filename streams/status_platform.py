@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from schemas.secrets import SecretFile, SecretFileError
 from schemas.settings import Settings
-from streams.registry import Registry
+from streams.registry import Registry, build_targets, load_config, targets_file
 from streams.status_html import _moment, _provinces
 from streams.status_timeline import TimelineUnavailable, UnknownZone, ZoneDay
 
@@ -48,9 +48,6 @@ class PlatformTimeline:
         self._registry: tuple[float, Registry] | None = None
 
     def _load_registry(self) -> Registry:
-        from producers.targets import load_config, targets_file  # lazily: the worker needs it only here
-        from streams.registry import build_targets
-
         path = targets_file(self.settings)
         mtime = path.stat().st_mtime
         if self._registry is None or self._registry[0] != mtime:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from consumers.base import Effect, Prior
+from consumers.base import Effect, Prior, article_marker
 from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.fanpage import FanpageAdapter, article_marker
+from consumers.fanpage import FanpageAdapter
 from consumers.zalo import TEXT_LIMIT, ZaloAdapter
 from consumers.zalo_tokens import TokenPair, TokenStore
 from infra.emulators import GraphEmulator, ZaloEmulator

@@ -24,9 +24,10 @@ from infra.kafka.tail import TopicTail
 from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
 from producers.cap_ingest import AlertProducer, check
-from producers.targets import DEFAULT_TARGETS_FILE, load_targets, local_registry
+from producers.targets import load_targets, local_registry
 from schemas.settings import Settings
 from schemas.topics import Topic
+from streams.registry import DEFAULT_TARGETS_FILE
 
 # The sample alert was issued on 2026-09-17 and expired the next day: move it to today so that it
 # is still in force (an expired alert is, rightly, not aired).

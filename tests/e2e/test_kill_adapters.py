@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from consumers.fanpage import article_marker
+from consumers.base import article_marker
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.stack import Emulators, Proc

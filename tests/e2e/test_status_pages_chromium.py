@@ -45,8 +45,9 @@ from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
 from producers.cap_ingest import AlertProducer, check
 from producers.client import PublishClient
-from producers.targets import DEFAULT_TARGETS_FILE, load_targets, local_registry
+from producers.targets import load_targets, local_registry
 from schemas.settings import Settings
+from streams.registry import DEFAULT_TARGETS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"

@@ -9,9 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from consumers.base import Prior
+from consumers.base import Prior, article_marker
 from consumers.errors import PermanentDeliveryError
-from consumers.fanpage import FanpageAdapter, article_marker
+from consumers.fanpage import FanpageAdapter
 from infra.emulators import GraphEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
 from schemas.secrets import SecretFile, write_secret
