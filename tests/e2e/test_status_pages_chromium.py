@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +39,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 from helpers import SHARED, sample_paths
+from html_dom import Node, dom, parse_errors
 
 from infra.stack import Emulators, Proc
 from infra.topics import apply_topics
@@ -64,82 +64,9 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
 # -- the DOM Chromium dumps, read with html.parser -----------------------------------------------
-
-
-@dataclass
-class Node:
-    tag: str
-    attrs: dict[str, str]
-    children: list[Node] = field(default_factory=list)
-    texts: list[str | Node] = field(default_factory=list)
-
-    def iter(self) -> Iterator[Node]:
-        yield self
-        for c in self.children:
-            yield from c.iter()
-
-    def all(self, tag: str | None = None, **attrs: str) -> list[Node]:
-        return [
-            n
-            for n in self.iter()
-            if (tag is None or n.tag == tag)
-            and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
-        ]
-
-    def one(self, tag: str | None = None, **attrs: str) -> Node:
-        found = self.all(tag, **attrs)
-        assert len(found) == 1, f"expected one <{tag} {attrs}>, found {len(found)}"
-        return found[0]
-
-    def classes(self) -> set[str]:
-        return set(self.attrs.get("class", "").split())
-
-    @property
-    def text(self) -> str:
-        return " ".join("".join(self._text()).split())
-
-    def _text(self) -> Iterator[str]:
-        for part in self.texts:
-            if isinstance(part, Node):
-                yield " "
-                yield from part._text()
-                yield " "
-            else:
-                yield part
-
-
-class _Builder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, {k: v or "" for k, v in attrs})
-        self.stack[-1].children.append(node)
-        self.stack[-1].texts.append(node)
-        if tag not in VOID:
-            self.stack.append(node)
-
-    def handle_endtag(self, tag: str) -> None:
-        for i in range(len(self.stack) - 1, 0, -1):
-            if self.stack[i].tag == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].texts.append(data)
-
-
-def dom(page: str) -> Node:
-    b = _Builder()
-    b.feed(page)
-    b.close()
-    return b.root
 
 
 # -- Chromium ------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from html_dom import Node, dom, parse_errors
 
 from consumers.loudspeaker.adapter import PlatformClient
 from consumers.loudspeaker.outputs import to_json
@@ -46,88 +46,12 @@ URI = "urn:lantoa:article:2026-11-26-trang"
 HOSTILE = '<script>alert("x")</script>'
 HOSTILE_REASON = '"><img src=x onerror=alert(1)>'
 T0 = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-
-
-# -- a small DOM (html.parser) -------------------------------------------------------------------
-
-
-@dataclass
-class Node:
-    tag: str
-    attrs: dict[str, str]
-    children: list[Node] = field(default_factory=list)
-    texts: list[str | Node] = field(default_factory=list)  # text and child elements, in order
-
-    def iter(self) -> Iterator[Node]:
-        yield self
-        for c in self.children:
-            yield from c.iter()
-
-    def all(self, tag: str | None = None, **attrs: str) -> list[Node]:
-        return [
-            n
-            for n in self.iter()
-            if (tag is None or n.tag == tag)
-            and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
-        ]
-
-    def one(self, tag: str | None = None, **attrs: str) -> Node:
-        found = self.all(tag, **attrs)
-        assert len(found) == 1, f"expected one <{tag} {attrs}>, found {len(found)}"
-        return found[0]
-
-    def classes(self) -> set[str]:
-        return set(self.attrs.get("class", "").split())
-
-    @property
-    def text(self) -> str:
-        """The text, whitespace collapsed, elements set apart by a space."""
-        return " ".join("".join(self._text()).split())
-
-    def _text(self) -> Iterator[str]:
-        for part in self.texts:
-            if isinstance(part, Node):
-                yield " "
-                yield from part._text()
-                yield " "
-            else:
-                yield part
-
-
-class _Builder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, {k: v or "" for k, v in attrs})
-        self.stack[-1].children.append(node)
-        self.stack[-1].texts.append(node)
-        if tag not in VOID:
-            self.stack.append(node)
-
-    def handle_endtag(self, tag: str) -> None:
-        for i in range(len(self.stack) - 1, 0, -1):
-            if self.stack[i].tag == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].texts.append(data)
-
-
-def dom(page: str) -> Node:
-    b = _Builder()
-    b.feed(page)
-    b.close()
-    return b.root
 
 
 def assert_safe_page(page: str) -> Node:
     """No script, no handler, no inline style attribute, the CSP and the language in place."""
     assert "<script" not in page.lower()
+    assert parse_errors(page) == []  # well-formed HTML5: nothing the browser's parser must repair
     root = dom(page)
     for node in root.iter():
         assert node.tag not in ("script", "iframe", "object", "embed", "img"), node.tag
