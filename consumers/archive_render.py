@@ -1,8 +1,8 @@
 """Archive rendering (pure): the displayable text of a ninjs document, the reading page, the
 printable bulletin, the QR code and the takedown markers. Nothing here touches S3.
 
-Every text from input is escaped; the only value from input that becomes an attribute is the
-public URL, and ``valid_public_url`` admits only plain http(s) URLs safe inside one.
+Pages come from Jinja2 templates with autoescape (consumers/templates/archive); the only value
+from input that becomes an attribute is the public URL, and ``valid_public_url`` admits only plain http(s) URLs safe inside one.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import html
 import re
 import struct
 import zlib
@@ -20,8 +19,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from typing import Any, Final
 
+import jinja2
 import orjson
 import segno
+from markupsafe import Markup
 
 from consumers.errors import InvalidContent
 from schemas.article import squash
@@ -233,25 +234,23 @@ _CSP: Final = (
 )
 
 
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+# The pages come from templates next to this module (consumers/templates/archive) with
+# autoescape on: every value from input is escaped by Jinja2, and the only markup that is not is
+# the constant stylesheet (its hash is in the CSP). StrictUndefined: a misspelt name is an error,
+# not an empty string on a public page.
+_TEMPLATES: Final = jinja2.Environment(
+    loader=jinja2.PackageLoader("consumers", "templates/archive"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
 
 
-def _page(title: str, body: list[str], canonical: str | None = None) -> bytes:
-    head = [
-        "<!DOCTYPE html>",
-        '<html lang="vi">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(_CSP)}">',
-        '<meta name="referrer" content="no-referrer">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title>",
-    ]
-    if canonical is not None:
-        head.append(f'<link rel="canonical" href="{_e(canonical)}">')
-    head += [f"<style>{_CSS}</style>", "</head>", "<body>"]
-    return ("\n".join(head + body + ["</body>", "</html>"]) + "\n").encode("utf-8")
+def _page(template: str, canonical: str | None = None, **values: Any) -> bytes:
+    page = _TEMPLATES.get_template(template).render(csp=_CSP, css=Markup(_CSS), canonical=canonical, **values)
+    return page.encode("utf-8")
 
 
 def render_index(view: _View, url: str, uri: str, version: int, document_sha256: str) -> bytes:
@@ -261,46 +260,21 @@ def render_index(view: _View, url: str, uri: str, version: int, document_sha256:
         meta.append(f"Cập nhật {view.version_created}")
     if view.byline:
         meta.append(f"Tác giả: {view.byline}")
-    body = [
-        "<article>",
-        "<header>",
-        f"<h1>{_e(view.headline)}</h1>",
-        f'<p class="meta">{_e(" · ".join(meta))}</p>',
-        "</header>",
-    ]
-    if view.summary:
-        body.append(f'<p class="summary">{_e(view.summary)}</p>')
-    body += [f"<p>{_e(p)}</p>" for p in view.paragraphs]
-    body.append("<footer>")
-    if view.subjects:
-        body.append(f"<p>Chủ đề: {_e(', '.join(view.subjects))}</p>")
-    if view.places:
-        body.append(f"<p>Địa bàn: {_e(', '.join(view.places))}</p>")
-    body += [
-        f'<p>Bài gốc: <a href="{_e(url)}" rel="noopener noreferrer nofollow">{_e(url)}</a></p>',
-        '<figure><img src="qr.png" alt="Mã QR dẫn tới bài viết" width="264" height="264">'
-        "<figcaption>Quét mã QR để đọc bài viết</figcaption></figure>",
-        f'<p class="archive">Bản lưu trữ Lantoa · {_e(uri)} · phiên bản {version} · '
-        f"SHA-256 của document.json: {document_sha256}</p>",
-        "</footer>",
-        "</article>",
-    ]
-    return _page(view.headline, body, canonical=url)
+    return _page(
+        "index.html",
+        canonical=url,
+        view=view,
+        meta=meta,
+        url=url,
+        uri=uri,
+        version=version,
+        document_sha256=document_sha256,
+    )
 
 
 def render_bulletin(view: _View, url: str, version: int) -> bytes:
     """A printable internal bulletin (A5): headline, summary and the QR code to the article."""
-    body = ["<main>", '<p class="meta">BẢN TIN NỘI BỘ</p>', f"<h1>{_e(view.headline)}</h1>"]
-    if view.summary:
-        body.append(f'<p class="summary">{_e(view.summary)}</p>')
-    body += [
-        '<figure><img src="qr.png" alt="Mã QR dẫn tới bài viết" width="264" height="264">'
-        "<figcaption>Quét mã QR để đọc toàn văn bài viết</figcaption></figure>",
-        f"<p>{_e(url)}</p>",
-        f'<p class="meta">Phiên bản {version}{(" · " + _e(view.version_created)) if view.version_created else ""}</p>',
-        "</main>",
-    ]
-    return _page(f"Bản tin: {view.headline}", body)
+    return _page("bulletin.html", view=view, url=url, version=version)
 
 
 # QR codes rendered lately, by their content (the public URL, the only input): every version of
@@ -357,14 +331,8 @@ def render_takedown(
     """The marker that replaces a public object: an HTML page for .html keys, JSON otherwise."""
     if name.endswith(".html"):
         when = _display_time(at) or at
-        body = [
-            "<main>",
-            f"<h1>{TAKEDOWN_TITLE}</h1>",
-            f"<p>Lý do: {_e(reason)}</p>",
-            f"<p>Thời điểm gỡ: {_e(when)}</p>",
-            "</main>",
-        ]
-        return _page(TAKEDOWN_TITLE, body), "text/html; charset=utf-8"
+        page = _page("takedown.html", title=TAKEDOWN_TITLE, reason=reason, when=when)
+        return page, "text/html; charset=utf-8"
     marker = {
         "takedown": True,
         "message": TAKEDOWN_TITLE,
