@@ -78,7 +78,7 @@ from consumers.base import Effect, Prior
 from consumers.errors import InvalidContent, PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from schemas import metrics
 from schemas.article import squash
-from schemas.models import Action, Command
+from schemas.models import Action, Command, Outcome
 from schemas.topics import Channel
 
 __all__ = [
@@ -462,7 +462,7 @@ class ArchiveAdapter:
         covering = takedown_covering(read[0], version)
         if covering is not None:
             return Effect(
-                "skipped",
+                Outcome.SKIPPED,
                 manifest_key,
                 {"reason": f"taken down by retraction version {covering['version']}", "prefix": vprefix},
             )
@@ -473,7 +473,7 @@ class ArchiveAdapter:
             result = self._write_object(vprefix + item.name, item, known=item.name in known)
             if result is None:
                 return Effect(
-                    "skipped",
+                    Outcome.SKIPPED,
                     manifest_key,
                     {"reason": f"a takedown marker holds {vprefix + item.name}", "prefix": vprefix},
                 )
@@ -510,7 +510,7 @@ class ArchiveAdapter:
                 for r in records
             },
         }
-        outcome = "updated" if command.key.action is Action.UPDATE else "delivered"
+        outcome = Outcome.UPDATED if command.key.action is Action.UPDATE else Outcome.DELIVERED
         return Effect(outcome, manifest_key, detail)
 
     # -- retract -----------------------------------------------------------------------------
@@ -589,7 +589,7 @@ class ArchiveAdapter:
             uri, manifest_key, lambda m: merge_takedown(m, takedown), first=read
         )
         return Effect(
-            "deleted",
+            Outcome.DELETED,
             manifest_key,
             {
                 "markers_written": len(records),
@@ -617,11 +617,13 @@ class ArchiveAdapter:
                 head = self.store.head(key) if key != manifest_key else None
                 if key != manifest_key and (head is None or not head.takedown):
                     return None
-            return Effect("deleted", manifest_key, {"manifest": manifest_key, "reconciled": True})
+            return Effect(Outcome.DELETED, manifest_key, {"manifest": manifest_key, "reconciled": True})
         covering = takedown_covering(manifest, version)
         if covering is not None:
             return Effect(
-                "skipped", manifest_key, {"reason": f"taken down by retraction version {covering['version']}"}
+                Outcome.SKIPPED,
+                manifest_key,
+                {"reason": f"taken down by retraction version {covering['version']}"},
             )
         entry = next((v for v in manifest.get("versions", []) if v.get("version") == version), None)
         if entry is None:
@@ -632,7 +634,7 @@ class ArchiveAdapter:
             if head is None or (head.sha256 != record.get("sha256") and not head.takedown):
                 return None
             objects[str(record["name"])] = {k: record[k] for k in ("key", "sha256", "size", "version_id")}
-        outcome = "updated" if command.key.action is Action.UPDATE else "delivered"
+        outcome = Outcome.UPDATED if command.key.action is Action.UPDATE else Outcome.DELIVERED
         return Effect(
             outcome,
             manifest_key,

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from schemas.models import Command
+from schemas.models import Command, Outcome
 from schemas.topics import Channel
 
 
@@ -19,7 +19,7 @@ from schemas.topics import Channel
 class Effect:
     """What an adapter did. ``outcome`` is a receipt outcome: delivered, updated, deleted, skipped."""
 
-    outcome: str
+    outcome: Outcome
     external_id: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 

@@ -38,7 +38,7 @@ from schemas.article import parse_time
 from schemas.codec import decode, encode
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
-from schemas.models import Receipt, utc_now_iso
+from schemas.models import Outcome, Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.alert_lane import alert_uri
@@ -120,14 +120,16 @@ class EmergencyLane:
                     for ref in value.get("replaces") or []:
                         self.cancelled.add(str(ref))
                         await self.pusher.cancel(str(ref))
-                    return self._receipts(value, zones, "deleted", at)
+                    return self._receipts(value, zones, Outcome.DELETED, at)
                 if eid in self.cancelled:
-                    return self._receipts(value, zones, "skipped", at, reason="cancelled before it started")
+                    return self._receipts(
+                        value, zones, Outcome.SKIPPED, at, reason="cancelled before it started"
+                    )
                 result = await self.pusher.push(EmergencyPlan.from_record(value))
                 self.pushed += 1
                 if result.skipped:
                     log.warning("emergency %s not aired: %s", eid, result.skipped)
-                    return self._receipts(value, zones, "skipped", at, reason=result.skipped)
+                    return self._receipts(value, zones, Outcome.SKIPPED, at, reason=result.skipped)
                 published = parse_time(value.get("published_at")) if value.get("published_at") else None
                 if published is not None:
                     metrics.EMERGENCY_LATENCY.labels("loudspeaker").observe(
@@ -145,7 +147,7 @@ class EmergencyLane:
                 return self._receipts(
                     value,
                     zones,
-                    "delivered",
+                    Outcome.DELIVERED,
                     at,
                     external_id=",".join(result.platform_ids),
                     reason=result.shortened,
@@ -160,14 +162,14 @@ class EmergencyLane:
                 log.error("emergency %s refused: %s", eid, reason)
                 return [
                     self._dead_letter(tp, rec, reason, at),
-                    *self._receipts(value, zones, "failed", at, reason=reason),
+                    *self._receipts(value, zones, Outcome.FAILED, at, reason=reason),
                 ]
 
     def _receipts(
         self,
         value: dict[str, Any],
         zones: list[str],
-        outcome: str,
+        outcome: Outcome,
         at: str,
         *,
         reason: str | None = None,

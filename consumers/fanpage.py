@@ -25,7 +25,7 @@ from consumers.base import Effect, Prior, article_marker, reply_detail
 from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.http import Reply, call
 from schemas import metrics
-from schemas.models import Action, Command, Target
+from schemas.models import Action, Command, Outcome, Target
 from schemas.secrets import SecretFile
 from schemas.topics import Channel
 
@@ -128,19 +128,23 @@ class FanpageAdapter:
             return await self._reply(command, page_id, token)
         if command.key.action is Action.RETRACT:
             if not prior.external_id:
-                return Effect("skipped", None, {"reason": "no live post to delete"})
+                return Effect(Outcome.SKIPPED, None, {"reason": "no live post to delete"})
             reply = await self._request("DELETE", f"/{prior.external_id}", token, page_id, mutating=True)
             if self._error(reply) == (100, 33):  # already gone: the delete happened
-                return Effect("deleted", prior.external_id)
+                return Effect(Outcome.DELETED, prior.external_id)
             self._raise_for(reply, page_id, command)
-            return Effect("deleted", prior.external_id, {"usage_pct": usage_percent(reply.headers, page_id)})
+            return Effect(
+                Outcome.DELETED, prior.external_id, {"usage_pct": usage_percent(reply.headers, page_id)}
+            )
         message = self._message(command)
         if prior.external_id:
             reply = await self._request(
                 "POST", f"/{prior.external_id}", token, page_id, mutating=True, data={"message": message}
             )
             self._raise_for(reply, page_id, command)
-            return Effect("updated", prior.external_id, {"usage_pct": usage_percent(reply.headers, page_id)})
+            return Effect(
+                Outcome.UPDATED, prior.external_id, {"usage_pct": usage_percent(reply.headers, page_id)}
+            )
         data = {"message": message}
         link = command.payload.get("link")
         if isinstance(link, str) and link.startswith(("https://", "http://")):
@@ -150,26 +154,28 @@ class FanpageAdapter:
             # Facebook refuses a duplicate post. Ours only if we can find it by our marker.
             found = await self._find(page_id, token, article_marker(command.key.uri))
             if found:
-                return Effect("delivered", found, {"reconciled": True})
+                return Effect(Outcome.DELIVERED, found, {"reconciled": True})
             raise PermanentDeliveryError("duplicate post refused (506) and no post of ours found", code="506")
         self._raise_for(reply, page_id, command)
         post_id = str((reply.body or {}).get("id", ""))
         if not post_id:
             raise TransientDeliveryError("Graph API answered without a post id")
-        return Effect("delivered", post_id, {"usage_pct": usage_percent(reply.headers, page_id)})
+        return Effect(Outcome.DELIVERED, post_id, {"usage_pct": usage_percent(reply.headers, page_id)})
 
     async def reconcile(self, command: Command, prior: Prior) -> Effect | None:
         if command.key.action is Action.REPLY:
             page_id, token = self._page(command)
             found = await self._find_reply(page_id, token, command)
             return (
-                Effect("delivered", found, {**reply_detail(command), "reconciled": True}) if found else None
+                Effect(Outcome.DELIVERED, found, {**reply_detail(command), "reconciled": True})
+                if found
+                else None
             )
         if command.key.action is not Action.PUBLISH or prior.external_id:
             return None  # edits and deletes are idempotent: resending is safe
         page_id, token = self._page(command)
         found = await self._find(page_id, token, article_marker(command.key.uri))
-        return Effect("delivered", found, {"reconciled": True}) if found else None
+        return Effect(Outcome.DELIVERED, found, {"reconciled": True}) if found else None
 
     # -- replies to citizens (engagement, issue 8) ---------------------------------------------
 
@@ -189,7 +195,7 @@ class FanpageAdapter:
         if not reply_id:
             raise TransientDeliveryError("Graph API answered without a comment id")
         return Effect(
-            "delivered",
+            Outcome.DELIVERED,
             reply_id,
             {**reply_detail(command), "usage_pct": usage_percent(reply.headers, page_id)},
         )

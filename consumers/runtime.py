@@ -67,7 +67,7 @@ from schemas.headers import (
     header_float,
     header_int,
 )
-from schemas.models import Action, Command, Priority, Receipt, utc_now_iso
+from schemas.models import Action, Command, Outcome, Priority, Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.text import bounded
 from schemas.topics import Channel, Topic, command_key
@@ -437,7 +437,7 @@ class DeliveryRuntime:
             return [self._receipt(cmd, entry["outcome"], at, external_id=entry.get("external_id"))]
         replayed = any(k == "replay" for k, _ in w.headers)
         if entry and entry["state"] == "failed" and not replayed:
-            return [self._receipt(cmd, "failed", at, reason=entry.get("reason"))]
+            return [self._receipt(cmd, Outcome.FAILED, at, reason=entry.get("reason"))]
 
         urgent = cmd.priority.value == "emergency"
         scope = self._scope(cmd.target)
@@ -453,7 +453,7 @@ class DeliveryRuntime:
         live = self.ledger.live(partition, cmd.key.uri, cmd.target)
         superseded = self._superseded(cmd, live, self.keeps_history)
         if superseded:
-            return self._no_effect(w, cmd, [self._receipt(cmd, "skipped", at, reason=superseded)])
+            return self._no_effect(w, cmd, [self._receipt(cmd, Outcome.SKIPPED, at, reason=superseded)])
 
         attempts = int((entry or {}).get("attempts", 0))
 
@@ -512,7 +512,7 @@ class DeliveryRuntime:
             )
             return [
                 rec,
-                *self._schedule(w, cmd, at, f"outcome unknown: {exc.reason}", None, outcome="unknown"),
+                *self._schedule(w, cmd, at, f"outcome unknown: {exc.reason}", None, outcome=Outcome.UNKNOWN),
             ]
         except TransientDeliveryError as exc:
             return self._schedule(w, cmd, at, exc.reason, exc.retry_after)
@@ -527,7 +527,7 @@ class DeliveryRuntime:
             return [
                 rec,
                 self._dead_letter(w, exc.reason, "deliver", at, cmd),
-                self._receipt(cmd, "failed", at, reason=exc.reason),
+                self._receipt(cmd, Outcome.FAILED, at, reason=exc.reason),
             ]
 
     async def _deliver_with_retries(self, cmd: Command, prior: Prior) -> Effect:
@@ -625,7 +625,7 @@ class DeliveryRuntime:
         retry_after: float | None,
         *,
         count: bool = True,
-        outcome: str = "retrying",
+        outcome: Outcome = Outcome.RETRYING,
     ) -> list[OutRecord]:
         policy = self.config.policy
         attempt = w.attempt + 1 if count else w.attempt
@@ -635,7 +635,7 @@ class DeliveryRuntime:
             return [
                 rec,
                 self._dead_letter(w, why, "deliver", at, cmd),
-                self._receipt(cmd, "failed", at, reason=why),
+                self._receipt(cmd, Outcome.FAILED, at, reason=why),
             ]
         tier, delay = policy.tier_for(max(1, attempt), retry_after)
         topic, _ = self.retry_topics[tier]
@@ -654,7 +654,7 @@ class DeliveryRuntime:
     def _receipt(
         self,
         cmd: Command,
-        outcome: str,
+        outcome: Outcome,
         at: str,
         *,
         reason: str | None = None,

@@ -24,7 +24,7 @@ from consumers.http import Reply, call
 from consumers.limiter import TargetLimiter
 from consumers.zalo_tokens import TokenPair, TokenStore
 from schemas import metrics
-from schemas.models import Action, Command, Target
+from schemas.models import Action, Command, Outcome, Target
 from schemas.secrets import SecretFile, SecretFileError
 from schemas.topics import Channel
 
@@ -190,7 +190,7 @@ class ZaloAdapter:
             return await self._reply(command)
         recipient, path = self._recipient(command)
         if command.key.action is Action.RETRACT and not prior.version:
-            return Effect("skipped", None, {"reason": "nothing was sent to this group"})
+            return Effect(Outcome.SKIPPED, None, {"reason": "nothing was sent to this group"})
         parts = self._parts(command, prior)
         sent: dict[str, str] = dict(prior.progress.get("sent", {}))
         for index, text in enumerate(parts, start=1):
@@ -204,9 +204,9 @@ class ZaloAdapter:
                 await prior.save_progress(dict(prior.progress))
         first = sent.get("1")
         outcome = (
-            "deleted"
+            Outcome.DELETED
             if command.key.action is Action.RETRACT
-            else ("updated" if prior.version else "delivered")
+            else (Outcome.UPDATED if prior.version else Outcome.DELIVERED)
         )
         title = str(command.payload.get("text", "")).split("\n", 1)[0][:200]
         return Effect(
@@ -249,9 +249,9 @@ class ZaloAdapter:
         prior.progress["sent"] = found
         if len(found) == len(parts):
             outcome = (
-                "deleted"
+                Outcome.DELETED
                 if command.key.action is Action.RETRACT
-                else ("updated" if prior.version else "delivered")
+                else (Outcome.UPDATED if prior.version else Outcome.DELIVERED)
             )
             return Effect(
                 outcome,
@@ -286,7 +286,7 @@ class ZaloAdapter:
             )
         data = await self._post(path, {"recipient": recipient, "message": {"text": text}}, command.target)
         message_id = str((data or {}).get("message_id", ""))
-        return Effect("delivered", message_id, {**reply_detail(command), "message_ids": [message_id]})
+        return Effect(Outcome.DELIVERED, message_id, {**reply_detail(command), "message_ids": [message_id]})
 
     async def _find_reply(self, command: Command) -> Effect | None:
         recipient, _ = self._reply_recipient(command)
@@ -304,7 +304,7 @@ class ZaloAdapter:
                 if str(msg.get("message") or msg.get("text") or "") == text:
                     found = str(msg.get("message_id") or msg.get("msg_id") or "")
                     return Effect(
-                        "delivered",
+                        Outcome.DELIVERED,
                         found,
                         {**reply_detail(command), "message_ids": [found], "reconciled": True},
                     )

@@ -44,6 +44,41 @@ class Priority(StrEnum):
     EMERGENCY = "emergency"
 
 
+class Outcome(StrEnum):
+    """What happened at one step: a receipt's outcome (schemas/json/receipt.v1.json lists the same
+    values; tests/unit/schemas/test_enums.py keeps the two in step)."""
+
+    ACCEPTED = "accepted"
+    DROPPED_STALE = "dropped_stale"
+    DROPPED_DUPLICATE = "dropped_duplicate"
+    HELD = "held"
+    RELEASED = "released"
+    EMBARGO_CANCELLED = "embargo_cancelled"
+    ROUTED = "routed"
+    RETRACTED = "retracted"
+    RETRACT_UNKNOWN = "retract_unknown"
+    DEAD_LETTERED = "dead_lettered"
+    DELIVERED = "delivered"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    RETRYING = "retrying"
+    UNKNOWN = "unknown"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    PLAYED = "played"
+    INTERRUPTED = "interrupted"
+    OFFLINE = "offline"
+
+
+class LedgerState(StrEnum):
+    """Where one command stands in an adapter's ledger (schemas/json/ledger.v1.json)."""
+
+    INTENT = "intent"
+    DONE = "done"
+    UNKNOWN = "unknown"
+    FAILED = "failed"
+
+
 def utc_now_iso(now: datetime | None = None) -> str:
     """RFC 3339 UTC timestamp with milliseconds."""
     moment = now or datetime.now(UTC)
@@ -159,7 +194,7 @@ class Receipt:
 
     uri: str
     stage: str
-    outcome: str
+    outcome: Outcome
     at: str
     version: int | None = None
     channel: str | None = None

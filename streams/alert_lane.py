@@ -15,7 +15,7 @@ from typing import Any
 from infra.kafka.outbox import OutRecord
 from schemas.cap import Alert, Info
 from schemas.codec import encode
-from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
+from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt
 from schemas.settings import Settings
 from schemas.text import visible
 from schemas.topics import Channel, Topic
@@ -128,7 +128,7 @@ def plan_records(
     receipt = Receipt(
         uri=alert_uri(plan.identifier),
         stage="fanout",
-        outcome="routed",
+        outcome=Outcome.ROUTED,
         at=issued,
         version=1,
         reason=f"CAP {plan.status.value} {plan.msg_type.value} on the {plan.lane} lane"

@@ -8,7 +8,7 @@ import orjson
 
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode
-from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
+from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic, command_key
 from streams.bounds import refusals, window_cache
@@ -69,7 +69,7 @@ def plan(
                         Receipt(
                             uri=article.uri,
                             stage="fanout",
-                            outcome="failed",
+                            outcome=Outcome.FAILED,
                             at=issued_at,
                             version=article.version,
                             channel=channel.value,
@@ -92,7 +92,7 @@ def plan(
                     if t.id not in now_ids:
                         key = IdempotencyKey(article.uri, article.version, channel, t.id, Action.RETRACT)
                         commands.append(make(key, priority, reason))
-        outcome = "routed"
+        outcome = Outcome.ROUTED
     elif decision.kind is Kind.RETRACT:
         live = decision.retract_live
         assert live is not None
@@ -103,9 +103,9 @@ def plan(
                 key = IdempotencyKey(event.uri, int(live["version"]), channel, t.id, Action.RETRACT)
                 commands.append(make(key, Priority(live["priority"]), payload))
             counts[channel.value] = len(targets)
-        outcome = "retracted"
+        outcome = Outcome.RETRACTED
     else:
-        outcome = decision.kind.value
+        outcome = Outcome(decision.kind.value)
 
     version = event.version
     if decision.kind is Kind.RETRACT and decision.retract_live is not None:

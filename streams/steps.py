@@ -26,7 +26,7 @@ from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
 from schemas.headers import strip_internal
-from schemas.models import Receipt, utc_now_iso
+from schemas.models import Outcome, Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.text import bounded, nfc
 from schemas.topics import Topic
@@ -107,7 +107,7 @@ class StreamSteps:
             receipt = Receipt(
                 uri=bounded(key_text, MAX_RECEIPT_KEY_CHARS),
                 stage="intake",
-                outcome="dead_lettered",
+                outcome=Outcome.DEAD_LETTERED,
                 at=now_iso,
                 reason=reason,
             )
@@ -212,7 +212,7 @@ class StreamSteps:
             Receipt(
                 uri=uri,
                 stage="policy",
-                outcome="released",
+                outcome=Outcome.RELEASED,
                 at=utc_now_iso(now),
                 version=version,
                 event_id=ev.ce.id,

@@ -88,7 +88,7 @@ from consumers.loudspeaker.zones import (
     state_digest,
 )
 from schemas.errors import InvalidContent
-from schemas.models import Action, Command, Priority, Target
+from schemas.models import Action, Command, Outcome, Priority, Target
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
@@ -232,7 +232,7 @@ class LoudspeakerAdapter:
         if target is None or target.channel is not Channel.LOUDSPEAKER:
             raise PermanentDeliveryError(f"unknown loudspeaker zone {command.target}")
         if command.priority is Priority.EMERGENCY:
-            return Effect("skipped", None, {"reason": "emergencies go through the emergency lane"})
+            return Effect(Outcome.SKIPPED, None, {"reason": "emergencies go through the emergency lane"})
         code = platform_zone(target.id, target)
         windows = self._zone_windows(target.id, code, target)
         zone = await self._zone(target.id)
@@ -319,16 +319,16 @@ class LoudspeakerAdapter:
         old = entries.get(key.uri)
         if key.action is Action.RETRACT:
             if old is None:
-                return Effect("skipped", None, {"reason": "nothing of this article in the zone"})
+                return Effect(Outcome.SKIPPED, None, {"reason": "nothing of this article in the zone"})
             if old.retracted_at is not None and (old.retracted_version or 0) >= key.version:
-                return Effect("deleted", old.bulletin.bulletin_id, old.to_detail())
+                return Effect(Outcome.DELETED, old.bulletin.bulletin_id, old.to_detail())
             entry = await self._retract(command, old, zone, code, windows, now)
-            outcome = "deleted"
+            outcome = Outcome.DELETED
         else:
             if old is not None and old.rank() > (key.version, 0):
                 # The zone entry stays in the detail: the ledger's live entry must keep describing the zone.
                 return Effect(
-                    "skipped",
+                    Outcome.SKIPPED,
                     None,
                     {**old.to_detail(), "reason": f"version {old.rank()[0]} is already in the zone"},
                 )
@@ -338,7 +338,7 @@ class LoudspeakerAdapter:
                 earlier = (*earlier, old.bulletin.bulletin_id)
             entry = self._shared(ZoneEntry(bulletin, earlier))
             newer = old is not None and old.retracted_at is None and old.bulletin.version < key.version
-            outcome = "updated" if newer else "delivered"
+            outcome = Outcome.UPDATED if newer else Outcome.DELIVERED
         # Keyed by the entry's own uri (one string with the shared entry), not the command's: a
         # national week is ~500,000 zone entries, and a fresh uri string each was ~90 bytes.
         entries[entry.uri] = entry

@@ -21,7 +21,7 @@ from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeli
 from consumers.loudspeaker.adapter import PlatformClient
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas.codec import encode
-from schemas.models import Receipt
+from schemas.models import Outcome, Receipt
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -147,7 +147,7 @@ class PlayReporter:
         uri = await self._uri(play)
         if uri is None:
             return None
-        outcome = RESULTS.get(str(play.get("result")), "offline")
+        outcome = Outcome(RESULTS.get(str(play.get("result")), "offline"))
         zone = str(play.get("zone") or "")
         at = str(play.get("ended_at") or play.get("started_at") or datetime.now().astimezone().isoformat())
         receipt = Receipt(
