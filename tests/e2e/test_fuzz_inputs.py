@@ -316,7 +316,8 @@ def invisible_in_commands(
                 continue  # the fuzzed commands
             if (
                 isinstance(cmd, dict)
-                and cmd.get("uri") in uris
+                and isinstance(cmd.get("uri"), str)  # a fuzzed command may carry any JSON there
+                and cmd["uri"] in uris
                 and cmd.get("channel") != Channel.ARCHIVE.value
             ):
                 looked_at += 1

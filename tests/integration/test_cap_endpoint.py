@@ -123,6 +123,7 @@ def test_a_slow_parse_does_not_hold_up_other_requests(server: AlertServer, tmp_p
         f"1 MB alert {done['big']:.2f}s; meanwhile a small alert {small_s:.3f}s, /healthz max {max(health):.3f}s "
         f"over {len(health)} requests"
     )
-    assert done["big"] > 0.5, "the big alert was checked too fast to tell anything"
+    # A fast machine checks the 1 MB alert in ~0.35 s; below 0.25 s the comparison below means little.
+    assert done["big"] > 0.25, "the big alert was checked too fast to tell anything"
     assert small_status == 202 and small_done_before_big, "the small alert waited for the big one"
     assert len(health) >= 3 and max(health) < done["big"] / 3, (max(health), done["big"])
