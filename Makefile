@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export LANTOA_CACHE_DIR ?= $(HOME)/.cache/lantoa
 
-.PHONY: install demo test test-unit bench drill typecheck lint format clean
+.PHONY: install demo up down test test-unit bench drill typecheck lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) -m infra.demo
+
+# The local stack left running (broker, S3, emulators, every Lantoa process): prints the URLs and
+# writes var/up/lantoa.env for another shell to source; `make down` stops it.
+up: install
+	$(PY) -m infra.up start
+
+down:
+	$(PY) -m infra.up stop
 
 # The suite CI runs: unit, contract, integration and e2e tests against the real broker
 # (started and stopped here; set LANTOA_KAFKA_BOOTSTRAP to use a running one).

@@ -86,17 +86,23 @@ def test_a_body_past_the_limit_is_413_and_nothing_is_produced(
     assert len(produced(alerts, identifier)) == 1  # the one at the limit, not the one past it
 
 
+BIG_ALERTS = 5
+
+
 @pytest.mark.timeout(180)
 def test_a_slow_parse_does_not_hold_up_other_requests(server: AlertServer, tmp_path: Path) -> None:
-    big = every_ward_alert(ident(), infos=4)  # ~1 MB: seconds of checking on a busy host
-    assert MAX_CAP_BYTES - 20_000 < len(big) <= MAX_CAP_BYTES
+    # ~1 MB each; one takes ~0.35 s to check on a quick run, so several in a row make a window long
+    # enough to see whether other requests wait for the checking.
+    bigs = [every_ward_alert(ident(), infos=4) for _ in range(BIG_ALERTS)]
+    assert all(MAX_CAP_BYTES - 20_000 < len(big) <= MAX_CAP_BYTES for big in bigs)
     done: dict[str, float] = {}
 
     def post_big() -> None:
         started = time.perf_counter()
-        status, reply = server.request("POST", "/cap", big)
-        assert status == 202, reply
-        done["big"] = time.perf_counter() - started
+        for big in bigs:
+            status, reply = server.request("POST", "/cap", big)
+            assert status == 202, reply
+        done["big"] = (time.perf_counter() - started) / len(bigs)  # per alert
 
     thread = threading.Thread(target=post_big)
     thread.start()
@@ -123,7 +129,7 @@ def test_a_slow_parse_does_not_hold_up_other_requests(server: AlertServer, tmp_p
         f"1 MB alert {done['big']:.2f}s; meanwhile a small alert {small_s:.3f}s, /healthz max {max(health):.3f}s "
         f"over {len(health)} requests"
     )
-    # A fast machine checks the 1 MB alert in ~0.35 s; below 0.25 s the comparison below means little.
-    assert done["big"] > 0.25, "the big alert was checked too fast to tell anything"
+    # under 0.2 s per alert the comparison below means little
+    assert done["big"] > 0.2, "the big alerts were checked too fast to tell anything"
     assert small_status == 202 and small_done_before_big, "the small alert waited for the big one"
     assert len(health) >= 3 and max(health) < done["big"] / 3, (max(health), done["big"])
