@@ -30,7 +30,7 @@ def main() -> int:
     from infra.kafka.broker import KafkaBroker
     from infra.s3.__main__ import write_credentials_file
     from infra.s3.versitygw import S3Server, build_versitygw
-    from infra.stack import Emulators, Proc
+    from infra.stack import Emulators, Proc, stack_env
     from infra.topics import apply_topics
     from producers.targets import load_targets
     from schemas.settings import Settings
@@ -57,16 +57,9 @@ def main() -> int:
             )
             env = {
                 **os.environ,
-                "LANTOA_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "LANTOA_DATA_DIR": str(workdir / "data"),
+                **stack_env(workdir, broker.bootstrap, s3, creds, emus),
                 "LANTOA_WEB_PORT": "0",
                 "LANTOA_EMBARGO_CHECK_INTERVAL_S": "0.5",
-                "LANTOA_S3_ENDPOINT": s3.endpoint_url,
-                "LANTOA_S3_BUCKET": "lantoa-archive",
-                "LANTOA_S3_REGION": s3.region,
-                "LANTOA_S3_CREDENTIALS_FILE": str(creds),
-                "LANTOA_S3_ADDRESSING_STYLE": "path",
-                **emus.env,
             }
             settings = Settings.from_env(env)
             _say(f"-- topics: {len(apply_topics(settings))} created from schemas/topics")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infra.s3.versitygw import S3Server
 from schemas.secrets import write_secret
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,3 +162,19 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self._log.close()
+
+
+def stack_env(
+    workdir: Path, bootstrap: str, s3: S3Server, credentials: Path, emus: Emulators
+) -> dict[str, str]:
+    """The LANTOA_* settings that point a Lantoa process at a local stack (demo, `make up`)."""
+    return {
+        "LANTOA_KAFKA_BOOTSTRAP": bootstrap,
+        "LANTOA_DATA_DIR": str(workdir / "data"),
+        "LANTOA_S3_ENDPOINT": s3.endpoint_url,
+        "LANTOA_S3_BUCKET": "lantoa-archive",
+        "LANTOA_S3_REGION": s3.region,
+        "LANTOA_S3_CREDENTIALS_FILE": str(credentials),
+        "LANTOA_S3_ADDRESSING_STYLE": "path",
+        **emus.env,
+    }

@@ -24,9 +24,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
+from infra.kafka.broker import KafkaBroker
 from infra.processes import free_loopback_ports, pid_alive, signal_group
+from infra.s3.__main__ import write_credentials_file
+from infra.s3.versitygw import S3Server, build_versitygw
+from infra.stack import Emulators, Proc, stack_env
+from infra.topics import apply_topics
+from producers.targets import load_targets
+from schemas.settings import Settings
+from streams.registry import DEFAULT_TARGETS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "var" / "up"
@@ -69,15 +76,6 @@ def _running_pid(workdir: Path) -> int | None:
 
 def run(workdir: Path) -> int:
     """The supervisor: start everything, write the env and URL files, wait for SIGTERM."""
-    from infra.kafka.broker import KafkaBroker
-    from infra.s3.__main__ import write_credentials_file
-    from infra.s3.versitygw import S3Server, build_versitygw
-    from infra.stack import Emulators, Proc
-    from infra.topics import apply_topics
-    from producers.targets import load_targets
-    from schemas.settings import Settings
-    from streams.registry import DEFAULT_TARGETS_FILE
-
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -90,17 +88,7 @@ def run(workdir: Path) -> int:
             write_credentials_file(creds, s3.access_key, s3.secret_key)
             emus = Emulators(workdir / "emulators", DEFAULT_TARGETS_FILE)
             web_port, cap_port, hook_port, *metrics_ports = free_loopback_ports(3 + len(PROCESSES))
-            env = {
-                "LANTOA_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "LANTOA_DATA_DIR": str(workdir / "data"),
-                "LANTOA_WEB_PORT": str(web_port),
-                "LANTOA_S3_ENDPOINT": s3.endpoint_url,
-                "LANTOA_S3_BUCKET": "lantoa-archive",
-                "LANTOA_S3_REGION": s3.region,
-                "LANTOA_S3_CREDENTIALS_FILE": str(creds),
-                "LANTOA_S3_ADDRESSING_STYLE": "path",
-                **emus.env,
-            }
+            env = {**stack_env(workdir, broker.bootstrap, s3, creds, emus), "LANTOA_WEB_PORT": str(web_port)}
             settings = Settings.from_env(env)
             apply_topics(settings)
             load_targets(settings)
@@ -143,7 +131,7 @@ def run(workdir: Path) -> int:
                 f.unlink(missing_ok=True)
 
 
-def _wait_listening(ports: list[int], procs: list[Any], timeout: float) -> None:
+def _wait_listening(ports: list[int], procs: list[Proc], timeout: float) -> None:
     """Until every port accepts a connection; a process that dies meanwhile is restarted."""
     deadline = time.monotonic() + timeout
     waiting = list(ports)
