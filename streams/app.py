@@ -32,6 +32,7 @@ from infra.kafka.clients import KafkaAccessError
 from infra.kafka.compacted import CompactedView
 from infra.kafka.loop import ConsumerLoop, Subscription
 from infra.kafka.outbox import Outbox
+from infra.kafka.payloads import PayloadWriter
 from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka, wait_for_kafka
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -88,6 +89,7 @@ class StreamWorker:
         self.steps = StreamSteps(settings, self.state, lambda: self.registry.registry, clock)
         articles = settings.topic(Topic.CMS_ARTICLES)
         releases = settings.topic(Topic.EMBARGO_RELEASES)
+        self.payloads = PayloadWriter(self.outbox, settings.topic(Topic.PAYLOADS))
         intake = TopicHandlers(
             settings,
             Subscription(
@@ -100,12 +102,14 @@ class StreamWorker:
             state=self.state,
             state_topic_of=articles,
             ticker=self.steps.embargo_ticks,
+            payloads=self.payloads,
         )
         alerts_topic = settings.topic(Topic.ALERTS_CAP)
         alerts = TopicHandlers(
             settings,
             Subscription("alerts", (alerts_topic,), f"{settings.app_id}-alerts", max_records=20),
             {alerts_topic: self.steps.alert},
+            payloads=self.payloads,
         )
         self.intake = ConsumerLoop(settings, intake, self.outbox)
         self.alerts = ConsumerLoop(settings, alerts, self.outbox)
