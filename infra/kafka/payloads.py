@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # worker sends a command only after its payload is acknowledged (acks=all), so such a reference
 # is forged or points at another cluster; a short wait covers a leader change meanwhile.
 MISSING_WAIT_S = 5.0
+# How often the topic's partitions may be asked for when a reference names an unknown one.
+METADATA_REFRESH_S = 10.0
 # How long one fetch may take before the read is abandoned (a broker away: the caller's error).
 FETCH_TIMEOUT_S = 30.0
 
@@ -120,6 +122,8 @@ class PayloadReader:
         self._cached_bytes = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
+        self._known: set[int] = set()
+        self._known_until = 0.0
         self.fetched = 0  # records read from Kafka (tests, bench)
 
     def has(self, sha256: str) -> bool:
@@ -149,6 +153,21 @@ class PayloadReader:
             self._consumer = consumer
         return self._consumer
 
+    async def _partitions(self, refs: list[PayloadRef]) -> set[int]:
+        """The topic's partitions, asked again when a reference names one not known (the topic
+        may have grown), at most every METADATA_REFRESH_S (forged references cannot make this
+        a metadata request per command)."""
+        if any(r.partition not in self._known for r in refs) and time.monotonic() >= self._known_until:
+            client = clients.aio_client(self.conn, client_id=f"{self.client_id}-payloads-meta")
+            await client.bootstrap()
+            try:
+                cluster = await client.fetch_all_metadata()
+            finally:
+                await client.close()
+            self._known = set(cluster.partitions_for_topic(self.topic) or ())
+            self._known_until = time.monotonic() + METADATA_REFRESH_S
+        return self._known
+
     def _remember(self, sha: str, size: int, obj: Any) -> None:
         if sha in self._cache:
             self._cache.move_to_end(sha)
@@ -163,24 +182,24 @@ class PayloadReader:
         """The payloads of ``refs`` by SHA-256, and a reason for each reference that cannot be
         resolved (gone, past the end, not matching its hash, not JSON). Kafka errors propagate."""
         found: dict[str, Any] = {}
-        need: dict[tuple[int, int], PayloadRef] = {}
+        need: dict[PayloadRef, None] = {}
         for ref in refs:
             hit = self._cache.get(ref.sha256)
             if hit is not None:
                 self._cache.move_to_end(ref.sha256)
                 found[ref.sha256] = hit[1]
             elif ref.sha256 not in found:
-                need.setdefault((ref.partition, ref.offset), ref)
+                need.setdefault(ref, None)
         if not need:
             return found, {}
         async with self._lock:
-            failed = await self._fetch(list(need.values()), found)
+            failed = await self._fetch(list(need), found)
         return found, failed
 
     async def _fetch(self, refs: list[PayloadRef], found: dict[str, Any]) -> dict[PayloadRef, str]:
         consumer = await self._started()
         failed: dict[PayloadRef, str] = {}
-        known = await consumer.partitions_for_topic(self.topic) or set()
+        known = await self._partitions(refs)
         for ref in refs:
             if ref.partition not in known:
                 failed[ref] = (
@@ -212,10 +231,11 @@ class PayloadReader:
                     f"shared payload {self.topic}[{ref.partition}]@{ref.offset} is gone: the partition now "
                     f"starts at offset {first[tp]} (older than the topic's retention)"
                 )
-        wanted: dict[TopicPartition, dict[int, PayloadRef]] = {}
+        wanted: dict[TopicPartition, dict[int, list[PayloadRef]]] = {}
         for ref in refs:
             if ref not in failed:
-                wanted.setdefault(TopicPartition(self.topic, ref.partition), {})[ref.offset] = ref
+                at = wanted.setdefault(TopicPartition(self.topic, ref.partition), {})
+                at.setdefault(ref.offset, []).append(ref)
         for tp, by_offset in wanted.items():
             for offset in sorted(by_offset):
                 if offset not in by_offset:
@@ -227,18 +247,19 @@ class PayloadReader:
                         raise TimeoutError(
                             f"no record from {tp.topic}[{tp.partition}]@{offset} within {FETCH_TIMEOUT_S:.0f} s"
                         )
-                    batch = await consumer.getmany(tp, timeout_ms=1000, max_records=16)
+                    span = max(by_offset) - offset + 1  # no further than the last one wanted here
+                    batch = await consumer.getmany(tp, timeout_ms=1000, max_records=min(16, span))
                     records = batch.get(tp, [])
                     for rec in records:
-                        hit = by_offset.pop(rec.offset) if rec.offset in by_offset else None
-                        if hit is not None:
-                            self.fetched += 1
+                        for hit in by_offset.pop(rec.offset, []):
                             self._take(hit, rec.value or b"", found, failed)
+                        self.fetched += 1
                     if records and records[-1].offset >= offset and offset in by_offset:
                         # Moved past it without seeing it (removed by retention meanwhile).
-                        failed[by_offset.pop(offset)] = (
-                            f"shared payload {tp.topic}[{tp.partition}]@{offset} is gone (retention)"
-                        )
+                        for hit in by_offset.pop(offset):
+                            failed[hit] = (
+                                f"shared payload {tp.topic}[{tp.partition}]@{offset} is gone (retention)"
+                            )
         return failed
 
     def _take(
