@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 # How long a reference past the end of its partition is waited for before it is refused: the
 # worker sends a command only after its payload is acknowledged (acks=all), so such a reference
 # is forged or points at another cluster; a short wait covers a leader change meanwhile.
-MISSING_WAIT_S = 5.0
+MISSING_WAIT_S = 2.0
 # How often the topic's partitions may be asked for when a reference names an unknown one.
 METADATA_REFRESH_S = 10.0
 # How long one fetch may take before the read is abandoned (a broker away: the caller's error).
@@ -82,6 +82,39 @@ class PayloadRef:
         return cls(partition, offset, sha, size)
 
 
+class ByteLRU:
+    """Decoded payloads by SHA-256, least recently used first out once their encoded bytes pass
+    ``limit`` (the newest entry always stays, however big)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self.bytes = 0
+
+    def __contains__(self, sha: object) -> bool:
+        return sha in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, sha: str) -> tuple[bool, Any]:
+        hit = self._items.get(sha)
+        if hit is None:
+            return False, None
+        self._items.move_to_end(sha)
+        return True, hit[1]
+
+    def put(self, sha: str, size: int, obj: Any) -> None:
+        if sha in self._items:
+            self._items.move_to_end(sha)
+            return
+        self._items[sha] = (size, obj)
+        self.bytes += size
+        while self.bytes > self.limit and len(self._items) > 1:
+            _, (old, _) = self._items.popitem(last=False)
+            self.bytes -= old
+
+
 class PayloadWriter:
     """Writes shared payloads through the worker's outbox and returns their references."""
 
@@ -118,8 +151,7 @@ class PayloadReader:
     ) -> None:
         self.conn, self.topic, self.client_id = conn, topic, client_id
         self.cache_bytes, self.missing_wait_s, self.loads = cache_bytes, missing_wait_s, loads
-        self._cache: OrderedDict[str, tuple[int, Any]] = OrderedDict()
-        self._cached_bytes = 0
+        self.cache = ByteLRU(cache_bytes)
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
         self._known: set[int] = set()
@@ -127,11 +159,7 @@ class PayloadReader:
         self.fetched = 0  # records read from Kafka (tests, bench)
 
     def has(self, sha256: str) -> bool:
-        return sha256 in self._cache
-
-    @property
-    def cached_bytes(self) -> int:
-        return self._cached_bytes
+        return sha256 in self.cache
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -168,26 +196,15 @@ class PayloadReader:
             self._known_until = time.monotonic() + METADATA_REFRESH_S
         return self._known
 
-    def _remember(self, sha: str, size: int, obj: Any) -> None:
-        if sha in self._cache:
-            self._cache.move_to_end(sha)
-            return
-        self._cache[sha] = (size, obj)
-        self._cached_bytes += size
-        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
-            _, (old, _) = self._cache.popitem(last=False)
-            self._cached_bytes -= old
-
     async def resolve(self, refs: Iterable[PayloadRef]) -> tuple[dict[str, Any], dict[PayloadRef, str]]:
         """The payloads of ``refs`` by SHA-256, and a reason for each reference that cannot be
         resolved (gone, past the end, not matching its hash, not JSON). Kafka errors propagate."""
         found: dict[str, Any] = {}
         need: dict[PayloadRef, None] = {}
         for ref in refs:
-            hit = self._cache.get(ref.sha256)
-            if hit is not None:
-                self._cache.move_to_end(ref.sha256)
-                found[ref.sha256] = hit[1]
+            cached, obj = self.cache.get(ref.sha256)
+            if cached:
+                found[ref.sha256] = obj
             elif ref.sha256 not in found:
                 need.setdefault(ref, None)
         if not need:
@@ -274,5 +291,5 @@ class PayloadReader:
         except (ValueError, TypeError) as exc:
             failed[ref] = f"shared payload {where} is not JSON: {exc}"
             return
-        self._remember(ref.sha256, ref.size, obj)
+        self.cache.put(ref.sha256, ref.size, obj)
         found[ref.sha256] = obj
