@@ -118,9 +118,17 @@ class StreamWorker:
         """Refuse to start (PartitionMismatch, naming ``lantoa topics grow streams``) unless
         cms.articles, the embargo releases and the article state have the configured count: an
         article's state and release ticks go to the partition number its revisions come from.
-        Runs before anything is consumed."""
-        found = await family_counts(self.settings, STREAMS_FAMILY, f"{self.settings.client_id}-check")
+        Runs before anything is consumed. Refuses as well without the shared payloads' topic (a
+        fan-out that stores a payload there would fail at each national article)."""
+        found = await family_counts(
+            self.settings, STREAMS_FAMILY, f"{self.settings.client_id}-check", Topic.PAYLOADS
+        )
         check_counts(self.settings, STREAMS_FAMILY, found)
+        payloads = self.settings.topic(Topic.PAYLOADS)
+        if payloads not in found:
+            raise PartitionMismatch(
+                f"stream worker refuses to start: {payloads} missing; run `lantoa topics apply` first"
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         if not await wait_for_kafka(self.settings.kafka, stop, client_id=f"{self.settings.client_id}-probe"):
