@@ -53,6 +53,7 @@ from infra.kafka.compacted import PartitionNotHeld
 from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
 from infra.kafka.partitioning import partition_for
+from infra.kafka.payloads import PayloadReader, PayloadRef
 from schemas import contracts, metrics
 from schemas.article import parse_time
 from schemas.codec import decode, encode, headers_to_dict
@@ -104,6 +105,8 @@ class _Work:
     attempt: int
     cmd: Command | None = None
     invalid: str | None = None  # why it does not decode/validate (a dead letter)
+    raw: dict[str, Any] | None = None  # decoded, waiting for its payload_ref to be resolved
+    ref: PayloadRef | None = None
     prewritten: bool = False  # its intent went out with the batch's intents (no entry before)
 
 
@@ -141,6 +144,12 @@ class DeliveryRuntime:
         self._next_sweep = 0.0
         self.limiter = TargetLimiter(clock=clock, min_interval_s=self.config.min_interval_s)
         self.outbox = Outbox(settings.kafka, f"{settings.client_id}-{self.channel.value}")
+        self.payloads = PayloadReader(
+            settings.kafka,
+            settings.topic(Topic.PAYLOADS),
+            f"{settings.client_id}-{self.channel.value}",
+            cache_bytes=int(settings.payload_cache_mb * 1024 * 1024),
+        )
         self.group_id = f"{settings.topic_prefix}lantoa-{self.channel.value}"
         self.subscription = Subscription(
             self.channel.value,
@@ -209,6 +218,7 @@ class DeliveryRuntime:
             await self.loop.run(stop)
         finally:
             await self.adapter.close()
+            await self.payloads.stop()
             await self.outbox.stop()
 
     async def check_partitions(self) -> None:
@@ -307,6 +317,7 @@ class DeliveryRuntime:
             return Handled()
         for w in work:
             self._decode(w)
+        await self._resolve(work)
         by_target: OrderedDict[bytes, list[_Work]] = OrderedDict()
         for w in work:
             by_target.setdefault(self._order_key(w), []).append(w)
@@ -359,7 +370,8 @@ class DeliveryRuntime:
     # -- the batch's intents ------------------------------------------------------------------
 
     def _decode(self, w: _Work) -> None:
-        """Decode and validate one record: sets ``w.cmd``, or ``w.invalid`` with the reason."""
+        """Decode and validate one record: sets ``w.cmd``, or ``w.invalid`` with the reason, or
+        (a command whose payload is stored once for many) ``w.raw`` and ``w.ref`` for _resolve."""
         try:
             if w.value is not None and len(w.value) > self.max_command_bytes:
                 raise InvalidContent(
@@ -368,12 +380,49 @@ class DeliveryRuntime:
                 )
             raw = decode(w.value)
             contracts.check("command", raw)
-            cmd = Command.from_dict(raw)
-            if cmd.channel is not self.channel:
-                raise InvalidContent(f"a {cmd.channel.value} command on the {self.channel.value} topic")
-            w.cmd = cmd
+            if "payload_ref" in raw and "payload" not in raw:
+                w.raw, w.ref = raw, PayloadRef.from_dict(raw["payload_ref"])
+                return
+            self._command(w, raw)
         except InvalidContent as exc:
             w.invalid = exc.reason
+
+    def _command(self, w: _Work, raw: dict[str, Any]) -> None:
+        cmd = Command.from_dict(raw)
+        if cmd.channel is not self.channel:
+            raise InvalidContent(f"a {cmd.channel.value} command on the {self.channel.value} topic")
+        w.cmd = cmd
+
+    async def _resolve(self, work: list[_Work]) -> None:
+        """Put the stored payload in place of each ``payload_ref`` of the batch (one read per
+        payload not cached; infra/kafka/payloads.py). A reference that cannot be resolved (gone
+        past retention, not found, not matching its hash) makes its command a dead letter with
+        the reason; Kafka errors propagate (the loop's poison policy, then a restart)."""
+        pending = [w for w in work if w.ref is not None and w.raw is not None]
+        if not pending:
+            return
+        refs = [w.ref for w in pending if w.ref is not None]
+        fresh = {r.sha256 for r in refs if not self.payloads.has(r.sha256)}
+        found, failed = await self.payloads.resolve(refs)
+        ch = self.channel.value
+        for w in pending:
+            raw, ref = w.raw, w.ref
+            w.raw = w.ref = None
+            assert raw is not None and ref is not None
+            try:
+                if ref in failed or ref.sha256 not in found:
+                    metrics.PAYLOAD_READS.labels(ch, "refused").inc()
+                    raise InvalidContent(failed.get(ref) or f"shared payload {ref.sha256[:12]} not resolved")
+                metrics.PAYLOAD_READS.labels(ch, "fetched" if ref.sha256 in fresh else "cached").inc()
+                fresh.discard(ref.sha256)
+                payload = found[ref.sha256]
+                if not isinstance(payload, dict):
+                    raise InvalidContent(f"shared payload {ref.sha256[:12]} is not an object")
+                resolved = {k: v for k, v in raw.items() if k != "payload_ref"}
+                resolved["payload"] = payload
+                self._command(w, resolved)
+            except InvalidContent as exc:
+                w.invalid = exc.reason
 
     def _batch_intents(self, work: list[_Work]) -> list[OutRecord]:
         """The intent entries of the commands that will (as far as the ledger tells now) produce an

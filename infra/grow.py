@@ -202,9 +202,12 @@ def check_counts(settings: Settings, of: Channel | Family, found: Mapping[str, i
         )
 
 
-async def family_counts(settings: Settings, of: Channel | Family, client_id: str) -> dict[str, int]:
-    """The partition counts of the family's topics that exist, from the cluster's metadata (the
-    aiokafka client of a service; raises what the client raises when the cluster is unreachable)."""
+async def family_counts(
+    settings: Settings, of: Channel | Family, client_id: str, *also: Topic
+) -> dict[str, int]:
+    """The partition counts of the family's topics (and of ``also``) that exist, from the cluster's
+    metadata (the aiokafka client of a service; raises what the client raises when the cluster is
+    unreachable)."""
     fam = _family(of)
     client = clients.aio_client(settings.kafka, client_id=client_id)
     await client.bootstrap()
@@ -212,7 +215,7 @@ async def family_counts(settings: Settings, of: Channel | Family, client_id: str
         cluster = await client.fetch_all_metadata()
     finally:
         await client.close()
-    names = [settings.topic(t) for t in fam.topics]
+    names = [settings.topic(t) for t in (*fam.topics, *also)]
     return {n: len(parts) for n in names if (parts := cluster.partitions_for_topic(n))}
 
 

@@ -37,6 +37,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from infra.kafka import clients
+from infra.kafka.payloads import PayloadRef
 from producers.progress import progress as bar
 from producers.terminal import printable
 from schemas import contracts
@@ -195,6 +196,12 @@ def revalidate(dest: Destination, letter: DeadLetter) -> None:
     else:
         raw = decode(letter.value)
         contracts.check("command", raw)
+        if "payload_ref" in raw and "payload" not in raw:
+            # Its payload is stored once for many (infra/kafka/payloads.py): the adapter resolves
+            # it and dead-letters it again, with the reason, if it has expired meanwhile.
+            PayloadRef.from_dict(raw["payload_ref"])
+            raw = {**raw, "payload": {}}
+            del raw["payload_ref"]
         channel = Command.from_dict(raw).channel
         if channel is not dest.channel:
             raise InvalidContent(f"a {channel.value} command cannot go to {dest.topic}")

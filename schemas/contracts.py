@@ -46,6 +46,7 @@ CONTRACTS = (
     "emergency",
     "article-state",
     "poison",
+    "payload",
 )
 
 # Keywords both validators implement alike (fastjsonschema's draft-2019 generator vs jsonschema's

@@ -34,6 +34,18 @@ COMMANDS = Counter(
     "Channel commands produced by the fan-out, by channel and action.",
     ["channel", "action"],
 )
+SHARED_PAYLOADS = Counter(
+    "lantoa_shared_payloads_total",
+    "Payloads the fan-out stored once on distribution.payloads for several commands (each command "
+    "then carries a reference instead of a copy).",
+)
+PAYLOAD_READS = Counter(
+    "lantoa_payload_reads_total",
+    "Shared payloads an adapter looked up, by channel and result: cached, fetched (read from "
+    "distribution.payloads), refused (gone, not found or not matching its hash: the command is "
+    "dead-lettered).",
+    ["channel", "result"],
+)
 FANOUT_SECONDS = Histogram(
     "lantoa_fanout_seconds",
     "Time from taking an event to having all its commands acknowledged by Kafka.",

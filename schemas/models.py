@@ -155,7 +155,9 @@ class Command:
     def from_dict(cls, raw: dict[str, Any]) -> Command:
         """Inverse of to_dict (the caller validates against the schema first).
 
-        Raises InvalidContent (→ dead letter) when its version is past ``MAX_VERSION``, or a time
+        A command whose payload is stored once for many (``payload_ref``) is read after the
+        reference is resolved into ``payload``. Raises InvalidContent (→ dead letter) when it has
+        both or neither, when its version is past ``MAX_VERSION``, or a time
         it carries (issued_at, published_at, a payload's expires_at) is outside the years
         schemas/times.py accepts: the schema's ``date-time`` allows years 1 to 9999, which the
         adapters' time arithmetic cannot hold.
@@ -172,6 +174,15 @@ class Command:
                 raise InvalidContent(f"version {version!r} is not an integer from 1 to {MAX_VERSION}")
         parse_time(raw["issued_at"], "issued_at")
         parse_time(raw.get("published_at"), "published_at")
+        if ("payload" in raw) == ("payload_ref" in raw):
+            raise InvalidContent(
+                "a command carries exactly one of payload and payload_ref"
+                if "payload" in raw
+                else "a command carries neither payload nor payload_ref"
+            )
+        if "payload" not in raw:
+            # The delivery runtime puts the stored payload in its place first (infra/kafka/payloads.py).
+            raise InvalidContent("the command's payload_ref was not resolved")
         payload = raw["payload"]
         if isinstance(payload, dict) and isinstance(payload.get("expires_at"), str):
             parse_time(payload["expires_at"], "payload expires_at")

@@ -42,6 +42,7 @@ class Topic(StrEnum):
     ARTICLE_STATE = "streams.article.state"
     EMERGENCY_COMMANDS = "distribution.emergency.commands"
     POISON = "distribution.poison"
+    PAYLOADS = "distribution.payloads"
     LOUDSPEAKER_LEDGER = "distribution.loudspeaker.ledger"
     LOUDSPEAKER_RETRY_10S = "distribution.loudspeaker.retry.10s"
     LOUDSPEAKER_RETRY_1M = "distribution.loudspeaker.retry.1m"

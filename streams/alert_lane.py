@@ -54,10 +54,12 @@ def plan_records(
     now: datetime,
     published_at: str | None,
     event_id: str | None,
-) -> tuple[list[OutRecord], Receipt]:
-    """The records that carry an alert out, and the receipt that says so."""
+) -> tuple[list[OutRecord], list[Command], Receipt]:
+    """The records that carry an alert out (the emergency lane's), the loudspeaker commands (the
+    priority lane's: encoded by the worker, their shared bulletin stored once), and the receipt."""
     issued = now.astimezone().isoformat(timespec="milliseconds")
     records: list[OutRecord] = []
+    commands: list[Command] = []
     info = _info_vi(alert, plan.lane == "emergency")
     headline, text = spoken_text(info)
     counts: dict[str, int] = {}
@@ -90,7 +92,6 @@ def plan_records(
         )
         counts["emergency"] = len(plan.zones)
     else:
-        topic = settings.topic(Topic.LOUDSPEAKER_COMMANDS)
         uri = alert_uri(plan.identifier)
         bulletin = hashlib.sha256(f"{uri}\x00{text}".encode()).hexdigest()[:32]
         payload = {
@@ -112,7 +113,7 @@ def plan_records(
                     event_id=event_id,
                     test=plan.exercise,
                 )
-                records.append(OutRecord(topic, z.id.encode(), encode(old.to_dict())))
+                commands.append(old)
         for z in plan.zones:
             cmd = Command(
                 IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, z.id, Action.PUBLISH),
@@ -123,7 +124,7 @@ def plan_records(
                 event_id=event_id,
                 test=plan.exercise,
             )
-            records.append(OutRecord(topic, z.id.encode(), encode(cmd.to_dict())))
+            commands.append(cmd)
         counts["loudspeaker"] = len(plan.zones)
     receipt = Receipt(
         uri=alert_uri(plan.identifier),
@@ -136,4 +137,4 @@ def plan_records(
         event_id=event_id,
         counts=counts,
     )
-    return records, receipt
+    return records, commands, receipt

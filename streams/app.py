@@ -32,6 +32,7 @@ from infra.kafka.clients import KafkaAccessError
 from infra.kafka.compacted import CompactedView
 from infra.kafka.loop import ConsumerLoop, Subscription
 from infra.kafka.outbox import Outbox
+from infra.kafka.payloads import PayloadWriter
 from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka, wait_for_kafka
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -88,6 +89,7 @@ class StreamWorker:
         self.steps = StreamSteps(settings, self.state, lambda: self.registry.registry, clock)
         articles = settings.topic(Topic.CMS_ARTICLES)
         releases = settings.topic(Topic.EMBARGO_RELEASES)
+        self.payloads = PayloadWriter(self.outbox, settings.topic(Topic.PAYLOADS))
         intake = TopicHandlers(
             settings,
             Subscription(
@@ -100,12 +102,14 @@ class StreamWorker:
             state=self.state,
             state_topic_of=articles,
             ticker=self.steps.embargo_ticks,
+            payloads=self.payloads,
         )
         alerts_topic = settings.topic(Topic.ALERTS_CAP)
         alerts = TopicHandlers(
             settings,
             Subscription("alerts", (alerts_topic,), f"{settings.app_id}-alerts", max_records=20),
             {alerts_topic: self.steps.alert},
+            payloads=self.payloads,
         )
         self.intake = ConsumerLoop(settings, intake, self.outbox)
         self.alerts = ConsumerLoop(settings, alerts, self.outbox)
@@ -114,9 +118,17 @@ class StreamWorker:
         """Refuse to start (PartitionMismatch, naming ``lantoa topics grow streams``) unless
         cms.articles, the embargo releases and the article state have the configured count: an
         article's state and release ticks go to the partition number its revisions come from.
-        Runs before anything is consumed."""
-        found = await family_counts(self.settings, STREAMS_FAMILY, f"{self.settings.client_id}-check")
+        Runs before anything is consumed. Refuses as well without the shared payloads' topic (a
+        fan-out that stores a payload there would fail at each national article)."""
+        found = await family_counts(
+            self.settings, STREAMS_FAMILY, f"{self.settings.client_id}-check", Topic.PAYLOADS
+        )
         check_counts(self.settings, STREAMS_FAMILY, found)
+        payloads = self.settings.topic(Topic.PAYLOADS)
+        if payloads not in found:
+            raise PartitionMismatch(
+                f"stream worker refuses to start: {payloads} missing; run `lantoa topics apply` first"
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         if not await wait_for_kafka(self.settings.kafka, stop, client_id=f"{self.settings.client_id}-probe"):

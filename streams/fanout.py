@@ -7,9 +7,11 @@ from typing import Any
 import orjson
 
 from infra.kafka.outbox import OutRecord
+from schemas.article import HEADLINE_MAX_CHARS
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt
 from schemas.settings import Settings
+from schemas.text import bounded
 from schemas.topics import Channel, Topic, command_key
 from streams.bounds import refusals, window_cache
 from streams.intake import ArticleEvent
@@ -17,6 +19,9 @@ from streams.policy import Decision, Kind, places_from_json
 from streams.registry import Registry
 from streams.render import render_all, retract_payload
 from streams.routing import RouteInput, route
+
+# A title travels beside a payload reference for the status views: as long as a headline may be.
+MAX_REF_TITLE_CHARS = HEADLINE_MAX_CHARS
 
 
 def _route_of(live: dict[str, Any], registry: Registry) -> dict[Channel, list[Any]]:
@@ -125,22 +130,58 @@ def plan(
     return commands, receipt, refused
 
 
-def command_records(commands: list[Command], settings: Settings) -> list[OutRecord]:
+def shared_payloads(commands: list[Command], min_saving: int) -> dict[int, bytes]:
+    """The payloads worth storing once (infra/kafka/payloads.py), encoded, by ``id()`` of the
+    payload object: those several commands carry (fan-out gives every target of a channel the
+    same object) whose inline copies would cost at least ``min_saving`` bytes more than one."""
+    if min_saving < 0:
+        return {}
+    users: dict[int, int] = {}
+    objects: dict[int, dict[str, Any]] = {}
+    for cmd in commands:
+        users[id(cmd.payload)] = users.get(id(cmd.payload), 0) + 1
+        objects[id(cmd.payload)] = cmd.payload
+    out: dict[int, bytes] = {}
+    for key, n in users.items():
+        if n >= 2:
+            blob = encode(objects[key])
+            if len(blob) * (n - 1) >= min_saving:
+                out[key] = blob
+    return out
+
+
+def payload_ref(ref: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """A command's ``payload_ref``: the stored record's place and hash, and the payload's title
+    (bounded as headlines are) for readers that show it without resolving it."""
+    title = payload.get("title")
+    return {**ref, "title": bounded(title, MAX_REF_TITLE_CHARS)} if isinstance(title, str) and title else ref
+
+
+def command_records(
+    commands: list[Command], settings: Settings, refs: dict[int, dict[str, Any]] | None = None
+) -> list[OutRecord]:
     """Encode commands for their channel topics (key = ``command_key``: the target id, so order per
     target; a Zalo command the Official Account, whose limits one partition then holds whole).
 
-    The rendered payload is shared by every command of a channel: it is serialised once and
-    spliced in (orjson.Fragment) instead of once per target (3,321 zones for a national article).
+    A payload in ``refs`` (by ``id()`` of the payload object) is stored once already: those
+    commands carry its ``payload_ref`` instead. Any other payload shared by several commands is
+    serialised once and spliced in (orjson.Fragment) instead of once per target.
     """
     topics = {c: settings.topic(Topic.commands(c)) for c in Channel}
     encoded: dict[int, orjson.Fragment] = {}
     out: list[OutRecord] = []
+    refs = refs or {}
     for cmd in commands:
-        fragment = encoded.get(id(cmd.payload))
-        if fragment is None:
-            fragment = encoded[id(cmd.payload)] = orjson.Fragment(encode(cmd.payload))
         doc = cmd.to_dict()
-        doc["payload"] = fragment
+        ref = refs.get(id(cmd.payload))
+        if ref is not None:
+            del doc["payload"]
+            doc["payload_ref"] = ref
+        else:
+            fragment = encoded.get(id(cmd.payload))
+            if fragment is None:
+                fragment = encoded[id(cmd.payload)] = orjson.Fragment(encode(cmd.payload))
+            doc["payload"] = fragment
         out.append(OutRecord(topics[cmd.channel], command_key(cmd.channel, cmd.target), encode(doc)))
     return out
 

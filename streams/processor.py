@@ -34,13 +34,45 @@ from aiokafka import TopicPartition
 from infra.kafka.compacted import CompactedView
 from infra.kafka.loop import Batch, Handled, Subscription
 from infra.kafka.outbox import OutRecord
+from infra.kafka.payloads import PayloadWriter
 from schemas import metrics
+from schemas.models import Command
 from schemas.settings import Settings
+from streams.fanout import command_records, payload_ref, shared_payloads
 from streams.steps import Step
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Step]
+
+
+class CommandWriter:
+    """Encodes the commands of a step. A payload several of them carry, whose inline copies would
+    cost at least ``LANTOA_SHARED_PAYLOAD_MIN_BYTES`` (streams/fanout.py shared_payloads), is
+    stored once on distribution.payloads first and acknowledged there (one round trip for all of
+    the step's), and those commands carry its reference: the commands of a national article no
+    longer hold its bulletin 3,321 times, in the worker or on the topic. Without a writer (unit
+    tests, tools) every payload is inline.
+
+    A crash after the payloads were stored and before the commands were replays the input: the
+    payloads are stored again (the first copies are never referenced and expire)."""
+
+    def __init__(self, settings: Settings, payloads: PayloadWriter | None) -> None:
+        self.settings, self.payloads = settings, payloads
+
+    async def records(self, commands: list[Command]) -> list[OutRecord]:
+        refs: dict[int, dict[str, Any]] = {}
+        if self.payloads is not None:
+            shared = shared_payloads(commands, self.settings.shared_payload_min_bytes)
+            if shared:
+                payload_of = {id(c.payload): c.payload for c in commands}
+                keys = list(shared)
+                stored = await self.payloads.put([shared[k] for k in keys])
+                refs = {
+                    k: payload_ref(ref.to_dict(), payload_of[k]) for k, ref in zip(keys, stored, strict=True)
+                }
+                metrics.SHARED_PAYLOADS.inc(len(stored))
+        return command_records(commands, self.settings, refs)
 
 
 class TopicHandlers:
@@ -51,6 +83,7 @@ class TopicHandlers:
     it is revoked. ``ticker`` (optional) is called between fetches every ``tick_every_s`` of the
     subscription, its records produced at once (embargo release ticks: idempotent, nothing to
     commit). A handler may raise PartitionNotHeld (its state partition went away meanwhile).
+    ``payloads`` (optional): where payloads many commands share are stored once (else inline).
     """
 
     def __init__(
@@ -62,8 +95,10 @@ class TopicHandlers:
         state: CompactedView | None = None,
         state_topic_of: str | None = None,
         ticker: Callable[[], list[OutRecord]] | None = None,
+        payloads: PayloadWriter | None = None,
     ) -> None:
         self.settings, self.subscription, self.handlers = settings, subscription, handlers
+        self.commands = CommandWriter(settings, payloads)
         self.state, self.state_topic_of, self.ticker = state, state_topic_of, ticker
         self._assigned: set[TopicPartition] = set()
 
@@ -93,6 +128,8 @@ class TopicHandlers:
             handler = self.handlers[tp.topic]
             for rec in records:
                 step.extend(handler(rec))
+        if step.commands:
+            step.out[:0] = await self.commands.records(step.commands)
 
         def fanned_out() -> None:
             for _ in range(step.fanned_out):

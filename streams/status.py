@@ -194,7 +194,7 @@ class StatusFold:
             self._emergency.add((uri, channel, target))
         art = self._articles[uri]
         art.touch(attempt.issued_at)
-        title = _title(raw.get("payload"))
+        title = _title(raw.get("payload") or raw.get("payload_ref"))  # a reference carries the title
         if title and attempt.action != "retract":
             # Every target of one version gets the same payload per channel; the smallest title
             # keeps the choice independent of arrival order when channels word it differently.

@@ -26,11 +26,11 @@ from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
 from schemas.headers import strip_internal
-from schemas.models import Outcome, Receipt, utc_now_iso
+from schemas.models import Command, Outcome, Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.text import bounded, nfc
 from schemas.topics import Topic
-from streams.fanout import command_records, plan, receipt_record
+from streams.fanout import plan, receipt_record
 from streams.intake import CE_TYPES, ArticleEvent, parse_article_event
 from streams.policy import Decision, decide, due_for_release, publish_now
 from streams.registry import Registry
@@ -56,17 +56,21 @@ def key_partition_bytes(key: bytes) -> bytes:
 
 @dataclass
 class Step:
-    """Records to produce, then the state changes to write after them; ``fanned_out`` counts
-    the events that produced commands (their fan-out time is observed once they are acked)."""
+    """Commands and other records to produce, then the state changes to write after them;
+    ``fanned_out`` counts the events that produced commands (their fan-out time is observed once
+    they are acked). The commands are encoded by the processor (streams/processor.py), which
+    stores a payload many of them share once first (infra/kafka/payloads.py)."""
 
     out: list[OutRecord] = field(default_factory=list)
     state: list[OutRecord] = field(default_factory=list)
     fanned_out: int = 0
+    commands: list[Command] = field(default_factory=list)
 
     def extend(self, other: Step) -> None:
         self.out.extend(other.out)
         self.state.extend(other.state)
         self.fanned_out += other.fanned_out
+        self.commands.extend(other.commands)
 
 
 def raw_headers(record: Any) -> list[tuple[str, bytes]]:
@@ -118,8 +122,7 @@ class StreamSteps:
     def carry_out(self, partition: int, ev: ArticleEvent, now: datetime, decision: Decision) -> Step:
         now_iso = utc_now_iso(now)
         commands, receipt, refused = plan(decision, ev, self.registry(), self.settings, now_iso)
-        step = Step(out=command_records(commands, self.settings))
-        step.out.append(receipt_record(receipt, self.settings))
+        step = Step(commands=commands, out=[receipt_record(receipt, self.settings)])
         step.out.extend(receipt_record(r, self.settings) for r in refused)
         for r in refused[:1]:
             log.warning(
@@ -258,7 +261,7 @@ class StreamSteps:
         try:
             alert = parse_cap(rec.value or b"")
             alert_plan = plan_alert(alert, self.registry())
-            records, receipt = plan_records(
+            records, commands, receipt = plan_records(
                 alert, alert_plan, self.settings, now, headers.get("ce_time"), headers.get("ce_id")
             )
         except InvalidContent as exc:
@@ -273,4 +276,4 @@ class StreamSteps:
             alert_plan.lane,
             len(alert_plan.zones),
         )
-        return Step(out=[*records, receipt_record(receipt, self.settings)])
+        return Step(out=[*records, receipt_record(receipt, self.settings)], commands=commands)

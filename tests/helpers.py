@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -13,6 +14,7 @@ from kafka import TopicPartition
 
 from infra.kafka import clients
 from schemas.settings import KafkaConnection
+from schemas.topics import Topic
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")).resolve()
@@ -185,3 +187,37 @@ class AlertServer:
             size, _, rest = rest.partition(b"\r\n")
             rest = rest[: int(size, 16)]
         return status, orjson.loads(rest)
+
+
+def with_payloads(settings: Any, cmds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Commands as read off their topic, each ``payload_ref`` replaced by the stored payload
+    (infra/kafka/payloads.py): what an adapter sees. Each record's length and hash are checked;
+    one read per stored payload."""
+    stored: dict[str, Any] = {}
+    out: list[dict[str, Any]] = []
+    consumer = None
+    try:
+        for cmd in cmds:
+            ref = cmd.get("payload_ref")
+            if ref is None:
+                out.append(cmd)
+                continue
+            if ref["sha256"] not in stored:
+                if consumer is None:
+                    consumer = clients.consumer(
+                        settings.kafka, enable_auto_commit=False, consumer_timeout_ms=10000
+                    )
+                tp = TopicPartition(settings.topic(Topic.PAYLOADS), ref["partition"])
+                consumer.assign([tp])
+                consumer.seek(tp, ref["offset"])
+                rec = next(iter(consumer))
+                assert rec.offset == ref["offset"] and len(rec.value) == ref["bytes"]
+                assert hashlib.sha256(rec.value).hexdigest() == ref["sha256"]
+                stored[ref["sha256"]] = orjson.loads(rec.value)
+            resolved = {k: v for k, v in cmd.items() if k != "payload_ref"}
+            resolved["payload"] = stored[ref["sha256"]]
+            out.append(resolved)
+    finally:
+        if consumer is not None:
+            consumer.close()
+    return out

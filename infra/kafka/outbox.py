@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 from infra.kafka import clients
 from schemas.settings import KafkaConnection
@@ -60,10 +61,11 @@ class Outbox:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def send_all(self, records: Sequence[OutRecord]) -> None:
-        """Produce every record and wait until all are acknowledged (acks=all)."""
+    async def send_all(self, records: Sequence[OutRecord]) -> list[RecordMetadata]:
+        """Produce every record and wait until all are acknowledged (acks=all); their partitions
+        and offsets, in the order of ``records``."""
         if not records:
-            return
+            return []
         if self._producer is None:
             raise RuntimeError("Outbox.send_all before start()")
         producer = self._producer
@@ -78,4 +80,4 @@ class Outbox:
                     partition=rec.partition,
                 )
             )
-        await asyncio.gather(*futures)
+        return list(await asyncio.gather(*futures))

@@ -637,6 +637,27 @@ def command_records(topic: str, channel: Channel, target: str) -> list[Sent]:
                 label=f"command invalid UTF-8 {seq!r}",
             )
         )
+    # Forged references to a shared payload (infra/kafka/payloads.py): a hash nothing stored has, at
+    # an offset far past the end, and one naming a partition the payload topic does not have.
+    for label, ref in (
+        ("past the end", {"partition": 0, "offset": 10**12, "sha256": "ab" * 32, "bytes": 100}),
+        ("no such partition", {"partition": 4096, "offset": 0, "sha256": "cd" * 32, "bytes": 100}),
+    ):
+        forged = valid_command(channel, target, f"urn:lantoa:fuzz:cmd-ref-{uuid.uuid4().hex[:8]}")
+        del forged["payload"]
+        forged["payload_ref"] = ref
+        out.append(
+            Sent(
+                topic,
+                f"command:{channel.value}",
+                orjson.dumps(forged),
+                target.encode(),
+                [],
+                True,
+                command_id=forged["command_id"],
+                label=f"command payload_ref {label}",
+            )
+        )
     big = valid_command(channel, target, f"urn:lantoa:fuzz:cmd-big-{uuid.uuid4().hex[:8]}")
     big["payload"]["padding"] = "x" * TWO_MB
     # The archive topic takes 4 MB records by design (big documents): there a 2 MB command may be

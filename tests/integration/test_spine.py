@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import ROOT, article_doc, ce_headers, encode_doc, sample_paths
+from helpers import ROOT, article_doc, ce_headers, encode_doc, sample_paths, with_payloads
 from vietnam_provinces import Ward
 
 from producers import deadletters as dl
@@ -120,6 +120,7 @@ def test_samples_reach_the_expected_targets(pipeline: Any) -> None:
         assert receipt["counts"] == {ch: len(ids) for ch, ids in expected[doc["uri"]].items()}
     one = commands_for(pipeline, docs[0]["uri"])["fanpage"][0]
     contracts.check("command", one)
+    [one] = with_payloads(pipeline.settings, [one])
     assert one["action"] == "publish" and one["payload"]["message"].startswith("Chuyển đổi số")
     assert one["published_at"] and one["event_id"]
 
@@ -247,7 +248,8 @@ def test_retraction_sends_retract_commands_everywhere_it_went(pipeline: Any) -> 
     got = commands_for(pipeline, uri, action="retract")
     for channel, ids in expected.items():
         assert {c["target"] for c in got.get(channel, [])} == ids
-        assert all(c["version"] == 1 and c["payload"]["reason"] == "đính chính" for c in got.get(channel, []))
+        sent = with_payloads(pipeline.settings, got.get(channel, []))
+        assert all(c["version"] == 1 and c["payload"]["reason"] == "đính chính" for c in sent)
 
 
 def test_deadletters_list_show_and_a_replay_refused_while_still_invalid(pipeline: Any) -> None:

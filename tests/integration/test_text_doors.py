@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import article_doc, encode_doc
+from helpers import article_doc, encode_doc, with_payloads
 
 from infra.kafka.partitioning import partition_for
 from infra.kafka.tail import TopicTail
@@ -136,7 +136,7 @@ async def test_an_nfd_retraction_from_the_cli_retracts_the_nfc_article(
     assert lantoa(["retract", nfd, "--reason", "đính chính"]) == 0
 
     await run_until(settings, lambda: "retracted" in outcomes(receipts, nfc), what=f"the retraction of {nfc}")
-    retracts = [c for c in commands_of(commands, nfc) if c["action"] == "retract"]
+    retracts = with_payloads(settings, [c for c in commands_of(commands, nfc) if c["action"] == "retract"])
     assert {(c["channel"], c["target"]) for c in retracts} == {(c["channel"], c["target"]) for c in published}
     assert "retract_unknown" not in outcomes(receipts, nfc) + outcomes(receipts, nfd)
     assert f"retraction of {nfc} sent" in capsys.readouterr().out  # the CLI says what it sent: the NFC uri
@@ -181,7 +181,7 @@ async def test_bidi_and_zero_width_controls_reach_no_channel(settings: Settings,
         ],
     )
     await run_until(settings, lambda: "routed" in outcomes(receipts, uri))
-    sent = commands_of(commands, uri)
+    sent = with_payloads(settings, commands_of(commands, uri))
     assert {c["channel"] for c in sent} >= {"loudspeaker"}
     for cmd in sent:
         found = INVISIBLE.findall(orjson.dumps(cmd["payload"]).decode())  # orjson writes non-ASCII as it is

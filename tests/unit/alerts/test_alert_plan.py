@@ -382,6 +382,7 @@ def test_an_emergency_repeats_for_at_most_the_bound(
     registry: Registry, expires_in: timedelta, repeats_for: timedelta
 ) -> None:
     typhoon = alert(info(expires=SENT + expires_in))
-    records, _ = plan_records(typhoon, plan_alert(typhoon, registry), Settings(), SENT, None, None)
+    records, commands, _ = plan_records(typhoon, plan_alert(typhoon, registry), Settings(), SENT, None, None)
+    assert commands == []  # the emergency lane: one record for all the zones
     [record] = records
     assert datetime.fromisoformat(orjson.loads(record.value or b"")["expires_at"]) == SENT + repeats_for

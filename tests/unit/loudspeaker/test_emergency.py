@@ -150,7 +150,10 @@ async def test_the_record_of_the_alert_lane_is_what_is_pushed(
 ) -> None:
     alert, alert_plan = typhoon
     settings = Settings(emergency_repeat_s=INTERVAL)
-    records, _ = plan_records(alert, alert_plan, settings, ON_AIR, "2026-09-16T22:30:01.000Z", "ce-1")
+    records, commands, _ = plan_records(
+        alert, alert_plan, settings, ON_AIR, "2026-09-16T22:30:01.000Z", "ce-1"
+    )
+    assert commands == []
     [record] = records
     plan = EmergencyPlan.from_record(decode(record.value))
     assert plan == replace(plan_of(typhoon), published_at=plan.published_at)

@@ -165,6 +165,22 @@ def test_a_command_must_match_its_topic_and_contract() -> None:
     assert decide(letter(Topic.FANPAGE_COMMANDS, key, b"[]")).topic is None
 
 
+def test_a_command_with_a_payload_reference_goes_back_as_it_is() -> None:
+    # The adapter resolves the reference again (and dead-letters it anew, with the reason, when the
+    # stored payload has expired meanwhile); replay checks the command and the reference's form.
+    key, value = example(Topic.LOUDSPEAKER_COMMANDS)
+    doc = orjson.loads(value)
+    del doc["payload"]
+    doc["payload_ref"] = {"partition": 1, "offset": 7, "sha256": "e" * 64, "bytes": 120, "title": "Thông báo"}
+    x = decide(letter(Topic.LOUDSPEAKER_COMMANDS, key, orjson.dumps(doc)))
+    assert x.topic == SETTINGS.topic(Topic.LOUDSPEAKER_COMMANDS), x.reason
+    both = orjson.dumps({**doc, "payload": {"text": "x"}})
+    refused = decide(letter(Topic.LOUDSPEAKER_COMMANDS, key, both))
+    assert refused.topic is None and "exactly one of payload and payload_ref" in (refused.reason or "")
+    bad_ref = orjson.dumps({**doc, "payload_ref": {**doc["payload_ref"], "sha256": "short"}})
+    assert decide(letter(Topic.LOUDSPEAKER_COMMANDS, key, bad_ref)).topic is None
+
+
 def test_a_dry_run_sends_nothing_and_shows_the_same_decisions() -> None:
     letters = [
         article_letter(),
