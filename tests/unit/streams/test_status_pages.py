@@ -29,17 +29,12 @@ from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel
 from streams.registry import official_zones, province_names
-from streams.status import StatusFold
-from streams.status_pages import (
-    CSS,
-    PlatformTimeline,
-    TimelineUnavailable,
-    UnknownZone,
-    ZoneDay,
-    render_article,
-    render_timeline,
-)
-from streams.status_web import StatusView, make_app
+from streams.status.article import render_article
+from streams.status.layout import CSS
+from streams.status.model import StatusFold
+from streams.status.platform import PlatformTimeline
+from streams.status.timeline import TimelineUnavailable, UnknownZone, ZoneDay, render_timeline
+from streams.status.web import StatusView, make_app
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 URI = "urn:lantoa:article:2026-11-26-trang"

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from streams.status_html import (
+from streams.status.layout import (
     ACTION_VI,
     CHANNEL_ORDER,
     CHANNEL_VI,

@@ -1,5 +1,5 @@
 """The status view of the stream worker: a follower of the receipts and command topics feeding the
-status fold (streams/status.py), and a small HTTP server over it.
+status fold (streams/status/model.py), and a small HTTP server over it.
 
     GET /healthz                      {"ok", "caught_up", "articles", "skipped_records"}
     GET /articles?limit=N             the N articles updated most recently (no targets), newest first
@@ -7,7 +7,7 @@ status fold (streams/status.py), and a small HTTP server over it.
                                       ?channel=CH and ?state=S narrow the target lists
                                       (the per-channel counts always cover every target)
 
-and HTML pages for people (streams/status_pages.py): /status/{uri}, /status (and /articles when
+and HTML pages for people (streams/status/pages.py): /status/{uri}, /status (and /articles when
 the browser asks for text/html), /timeline/{zone}?date=YYYY-MM-DD.
 
 Every JSON answer carries ``view``: ``caught_up`` is false until the follower has read what the
@@ -45,8 +45,10 @@ from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.text import identifier
 from schemas.topics import Channel, Topic
-from streams.status import EMERGENCY_CHANNEL, STATES, StatusFold
-from streams.status_pages import PlatformTimeline, StatusPages, TimelineFetcher, prefers_html
+from streams.status.model import EMERGENCY_CHANNEL, STATES, StatusFold
+from streams.status.pages import StatusPages, prefers_html
+from streams.status.platform import PlatformTimeline
+from streams.status.timeline import TimelineFetcher
 
 log = logging.getLogger(__name__)
 

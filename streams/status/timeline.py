@@ -1,5 +1,5 @@
 """The timeline page: one loudspeaker zone's day (windows, slots, emergencies, now) from a
-``ZoneDay`` that a ``TimelineFetcher`` found (``status_platform.PlatformTimeline``, or a fake in
+``ZoneDay`` that a ``TimelineFetcher`` found (``streams.status.platform.PlatformTimeline``, or a fake in
 tests)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from streams.status_html import (
+from streams.status.layout import (
     EMERGENCY_STATUS_VI,
     PRIORITY_VI,
     REASON_VI,

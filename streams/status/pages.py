@@ -22,9 +22,9 @@ It imports the platform client lazily: the stream app itself never talks to a ch
 page, on request, reads the platform.
 
 This module is the HTTP side (content negotiation, the handlers); the pages are built in
-``status_html`` (words, stylesheet, page frame, badges), ``status_article`` (an article, the
-recent articles) and ``status_timeline`` (a zone's day), and ``status_platform`` holds
-``PlatformTimeline``. Their public names are re-exported here.
+``streams.status.layout`` (words, stylesheet, page frame, badges), ``streams.status.article`` (an
+article, the recent articles) and ``streams.status.timeline`` (a zone's day), and
+``streams.status.platform`` holds ``PlatformTimeline``. Each name is imported from its own module.
 """
 
 from __future__ import annotations
@@ -38,81 +38,13 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from schemas.text import identifier
-from streams.status import STATES
-from streams.status_article import render_article, render_index
-from streams.status_html import (
-    ACTION_VI,
-    CHANNEL_ORDER,
-    CHANNEL_VI,
-    CSP,
-    CSS,
-    DISPLAY_TZ,
-    EMERGENCY_STATUS_VI,
-    EVENT_VI,
-    GROUP_OVER,
-    HEADERS,
-    OPEN_TROUBLED_GROUPS,
-    PRIORITY_VI,
-    REASON_VI,
-    STATE_ORDER,
-    STATE_VI,
-    STATUS_REFRESH_S,
-    TIMELINE_REFRESH_S,
-    TROUBLE,
-    WEEKDAY_VI,
-    render_message,
-    status_path,
-    target_label,
-    timeline_path,
-)
-from streams.status_platform import PlatformTimeline
-from streams.status_timeline import (
-    TimelineFetcher,
-    TimelineUnavailable,
-    UnknownZone,
-    ZoneDay,
-    render_timeline,
-)
+from streams.status.article import render_article, render_index
+from streams.status.layout import HEADERS, STATUS_REFRESH_S, TIMELINE_REFRESH_S, render_message
+from streams.status.model import STATES
+from streams.status.timeline import TimelineFetcher, TimelineUnavailable, UnknownZone, render_timeline
 
 if TYPE_CHECKING:
-    from streams.status_web import StatusView
-
-__all__ = [
-    "ACTION_VI",
-    "CHANNEL_ORDER",
-    "CHANNEL_VI",
-    "CSP",
-    "CSS",
-    "DISPLAY_TZ",
-    "EMERGENCY_STATUS_VI",
-    "EVENT_VI",
-    "GROUP_OVER",
-    "HEADERS",
-    "OPEN_TROUBLED_GROUPS",
-    "PRIORITY_VI",
-    "REASON_VI",
-    "STATE_ORDER",
-    "STATE_VI",
-    "STATUS_REFRESH_S",
-    "TIMELINE_REFRESH_S",
-    "TROUBLE",
-    "WEEKDAY_VI",
-    "PlatformTimeline",
-    "StatusPages",
-    "TimelineFetcher",
-    "TimelineUnavailable",
-    "UnknownZone",
-    "ZoneDay",
-    "html_response",
-    "prefers_html",
-    "render_article",
-    "render_index",
-    "render_message",
-    "render_timeline",
-    "status_path",
-    "target_label",
-    "timeline_path",
-]
+    from streams.status.web import StatusView
 
 log = logging.getLogger(__name__)
 

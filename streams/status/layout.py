@@ -2,9 +2,7 @@
 stylesheet and the Content-Security-Policy that allows it by its hash, the page frame, links,
 names of zones and provinces, times in local time, and the state badges.
 
-Every value from the outside goes through ``_e`` (``html.escape``). The underscore helpers are
-internal to the ``streams.status_*`` page modules; ``streams.status_pages`` re-exports the
-public names.
+Every value from the outside goes through ``_e`` (``html.escape``).
 """
 
 from __future__ import annotations
