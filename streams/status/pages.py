@@ -8,9 +8,9 @@
 For editors and on-call engineers, in Vietnamese, readable on a phone. No JavaScript at all: the
 pages refresh themselves with ``<meta http-equiv="refresh">``, expanders are ``<details>``, and
 the Content-Security-Policy allows nothing but the one inline stylesheet (by its hash) and GET
-forms to this server, so a hostile title or reason that slipped past ``html.escape`` still could
-not run. Every value from the outside goes through ``_e`` (``html.escape``), in text and in
-attributes alike; nothing here builds HTML from unescaped data.
+forms to this server, so a hostile title or reason that slipped past escaping still could not
+run. The pages are Jinja2 templates (``streams/status/templates``) with autoescape on: every value
+from the outside is escaped, in text and in attributes alike; no Python code builds HTML.
 
 State is never colour alone: every badge carries its word, and ``data-state``/``data-target``
 attributes carry the machine names (the browser tests read them).
@@ -18,8 +18,7 @@ attributes carry the machine names (the browser tests read them).
 The timeline's data comes from an injected ``TimelineFetcher`` (a fake in tests).
 ``PlatformTimeline`` is the real one: the zone's day schedule as the loudspeaker platform holds
 it (what ``lantoa schedule`` prints) and the platform's emergencies that touch the zone that day.
-It imports the platform client lazily: the stream app itself never talks to a channel; only this
-page, on request, reads the platform.
+The stream app itself never talks to a channel; only this page, on request, reads the platform.
 
 This module is the HTTP side (content negotiation, the handlers); the pages are built in
 ``streams.status.layout`` (words, stylesheet, page frame, badges), ``streams.status.article`` (an

@@ -23,7 +23,7 @@ from schemas.secrets import SecretFile, SecretFileError
 from schemas.settings import Settings
 from schemas.topics import Channel
 from streams.registry import Registry, build_targets, load_config, targets_file
-from streams.status.layout import _moment, _provinces
+from streams.status.layout import moment, provinces
 from streams.status.timeline import TimelineUnavailable, UnknownZone, ZoneDay
 
 __all__ = ["PlatformTimeline"]
@@ -107,7 +107,7 @@ class PlatformTimeline:
                 "etag": found_schedule.etag,
                 "updated_at": found_schedule.updated_at,
             }
-        province = _provinces().get(target.province_code) if target.province_code is not None else None
+        province = provinces().get(target.province_code) if target.province_code is not None else None
         return ZoneDay(
             code,
             wanted,
@@ -135,8 +135,8 @@ class PlatformTimeline:
         for e in records or []:
             if not isinstance(e, dict):
                 continue
-            created = _moment(e.get("created_at"))
-            until = _moment(e.get("stopped_at")) or _moment(e.get("expires_at"))
+            created = moment(e.get("created_at"))
+            until = moment(e.get("stopped_at")) or moment(e.get("expires_at"))
             if created is not None and created < end and (until is None or until > start):
                 candidates.append(e)
         candidates.sort(key=lambda e: str(e.get("created_at")), reverse=True)

@@ -1,10 +1,11 @@
 """The timeline page: one loudspeaker zone's day (windows, slots, emergencies, now) from a
-``ZoneDay`` that a ``TimelineFetcher`` found (``streams.status.platform.PlatformTimeline``, or a fake in
-tests)."""
+``ZoneDay`` that a ``TimelineFetcher`` found (``streams.status.platform.PlatformTimeline``, or a
+fake in tests), rendered from ``templates/timeline.html``: the order of the day and the words are
+worked out here, the template lays them out."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,10 +17,8 @@ from streams.status.layout import (
     REASON_VI,
     TIMELINE_REFRESH_S,
     WEEKDAY_VI,
-    _e,
-    _moment,
-    _page,
-    _time,
+    moment,
+    render_page,
     status_path,
     timeline_path,
 )
@@ -83,39 +82,21 @@ def render_timeline(zd: ZoneDay, now: datetime, refresh: int | None = TIMELINE_R
     day_start = datetime.combine(zd.day, datetime.min.time(), tzinfo=tz)
     day_end = day_start + timedelta(days=1)
     where = " — ".join(x for x in (zd.name, zd.province) if x) or zd.zone
-    title = f"Lịch phát thanh {where}"
-    head = [
-        f'<h1 data-zone="{_e(zd.zone)}">{_e(title)}</h1>',
-        f"<p>{_e(WEEKDAY_VI[zd.day.weekday()])}, ngày {zd.day:%d/%m/%Y} · mã vùng {_e(zd.zone)}"
-        + (f" ({_e(zd.target_id)})" if zd.target_id and zd.target_id != zd.zone else "")
-        + f" · giờ {_e(zd.timezone)}</p>",
-        '<nav class="filters">'
-        f'<a href="{_e(timeline_path(zd.target_id or zd.zone, zd.day - timedelta(days=1)))}">‹ Hôm trước</a>'
-        f'<a href="{_e(timeline_path(zd.target_id or zd.zone))}">Hôm nay</a>'
-        f'<a href="{_e(timeline_path(zd.target_id or zd.zone, zd.day + timedelta(days=1)))}">Hôm sau ›</a>'
-        f'<form class="day" method="get"><input type="date" name="date" value="{zd.day.isoformat()}" '
-        'aria-label="Chọn ngày"><button type="submit">Xem</button></form></nav>',
-        f'<p class="muted">Cập nhật lúc {_time(now, tz)}</p>',
-    ]
+    zone = zd.target_id or zd.zone
     emergencies = sorted(zd.emergencies, key=lambda e: str(e.get("created_at") or ""))
-    if emergencies:
-        boxes = "".join(_emergency_box(e, tz) for e in emergencies)
-        head.append(f'<section class="card alerts"><h2>Tin khẩn cấp tại vùng này</h2>{boxes}</section>')
     schedule = zd.schedule
-    items: list[tuple[datetime, int, str]] = []
+    # (when, rank among items at the same moment, the item): window starts, then emergencies,
+    # slots, now, window ends.
+    items: list[tuple[datetime, int, dict[str, Any]]] = []
     windows: list[Mapping[str, Any]]
     if schedule is None:
-        head.append(
-            '<section class="card"><p data-schedule="none">Nền tảng loa chưa có lịch cho ngày này '
-            "(chưa có bản tin nào được xếp).</p></section>"
-        )
         windows = [
             {"index": i, "start": s.isoformat(), "end": e.isoformat()} for i, (s, e) in enumerate(zd.windows)
         ]
     else:
         windows = list(schedule.get("windows") or [])
     for number, w in enumerate(windows, 1):
-        start, end = _moment(w.get("start")), _moment(w.get("end"))
+        start, end = moment(w.get("start")), moment(w.get("end"))
         if start is None or end is None:
             continue
         used = (
@@ -123,69 +104,59 @@ def render_timeline(zd: ZoneDay, now: datetime, refresh: int | None = TIMELINE_R
             if "used_s" in w
             else ""
         )
-        items.append(
-            (
-                start,
-                0,
-                f'<li class="window" data-window="{_e(w.get("index"))}"><span class="when">'
-                f"{_time(start, tz, seconds=False, with_date=False)}</span>Bắt đầu khung phát "
-                f"{number} (đến {_time(end, tz, seconds=False, with_date=False)}){used}</li>",
-            )
-        )
-        items.append(
-            (
-                end,
-                4,
-                f'<li class="window-end"><span class="when">{_time(end, tz, seconds=False, with_date=False)}'
-                f"</span>Hết khung phát {number}</li>",
-            )
-        )
+        window = {"index": w.get("index"), "number": number, "start": start, "end": end, "used": used}
+        items.append((start, 0, {"kind": "window", **window}))
+        items.append((end, 4, {"kind": "window-end", **window}))
     for s in (schedule or {}).get("slots") or []:
-        start, end = _moment(s.get("start")), _moment(s.get("end"))
+        start, end = moment(s.get("start")), moment(s.get("end"))
         if start is None or end is None:
             continue
         clash = any(_overlaps_emergency(e, start, end) for e in emergencies)
-        items.append((start, 2, _slot_item(s, start, end, now, tz, clash)))
+        items.append((start, 2, _slot(s, start, end, now, clash)))
     for e in emergencies:
-        created = _moment(e.get("created_at"))
+        created = moment(e.get("created_at"))
         if created is not None:
-            items.append((max(created, day_start), 1, _emergency_item(e, created, tz, day_start)))
-    if day_start <= now < day_end:
-        items.append(
-            (
-                now,
-                3,
-                f'<li class="now" data-now="1"><span class="when">{_time(now, tz, seconds=False, with_date=False)}'
-                "</span>Bây giờ</li>",
+            shown = max(created, day_start)
+            since_before = created < day_start
+            items.append(
+                (shown, 1, {"kind": "emergency", "at": shown, "since_before": since_before, **_emergency(e)})
             )
-        )
+    if day_start <= now < day_end:
+        items.append((now, 3, {"kind": "now", "at": now}))
     items.sort(key=lambda i: (i[0], i[1]))
-    if items:
-        body = f'<section class="card"><h2>Dòng thời gian</h2><ol class="timeline">{"".join(i[2] for i in items)}</ol>'
-    else:
-        body = '<section class="card"><p>Không có khung phát nào trong ngày này.</p>'
-    if schedule is not None:
-        totals = schedule.get("totals") or {}
-        body += (
-            f'<p class="muted">{_e(totals.get("slots", 0))} lượt phát, tổng {_minutes(totals.get("seconds", 0))} phút'
-            f", {_e(totals.get('corrections', 0))} đính chính.</p>"
-        )
-    body += "</section>" + _unplaced((schedule or {}).get("unplaced") or [])
-    if zd.platform:
-        p = zd.platform
-        body += (
-            f'<p class="muted">Lịch trên nền tảng: phiên bản {_e(p.get("version"))}, '
-            f"cập nhật {_time(p.get('updated_at'), tz)}, etag {_e(p.get('etag'))}</p>"
-        )
-    return _page(title, "".join(head) + body, refresh=refresh)
+    totals = (schedule or {}).get("totals") or {}
+    return render_page(
+        "timeline.html",
+        f"Lịch phát thanh {where}",
+        refresh=refresh,
+        tz=tz,
+        now=now,
+        zone=zd.zone,
+        target_id=zd.target_id if zd.target_id and zd.target_id != zd.zone else None,
+        timezone=zd.timezone,
+        weekday=WEEKDAY_VI[zd.day.weekday()],
+        day=f"{zd.day:%d/%m/%Y}",
+        day_iso=zd.day.isoformat(),
+        before_path=timeline_path(zone, zd.day - timedelta(days=1)),
+        today_path=timeline_path(zone),
+        after_path=timeline_path(zone, zd.day + timedelta(days=1)),
+        emergencies=[_emergency(e) for e in emergencies],
+        scheduled=schedule is not None,
+        items=[i[2] for i in items],
+        slot_count=totals.get("slots", 0),
+        minutes=_minutes(totals.get("seconds", 0)),
+        corrections=totals.get("corrections", 0),
+        unplaced=[_unplaced(u) for u in (schedule or {}).get("unplaced") or []],
+        platform=zd.platform or None,
+    )
 
 
 def _overlaps_emergency(e: Mapping[str, Any], start: datetime, end: datetime) -> bool:
     """Whether a play of emergency ``e`` (one every ``repeat_interval_s`` from ``created_at``
     until it stops or expires, ``duration_s`` each) shares time with the slot: the platform
     then cuts the slot, or skips it if it would start during the play."""
-    created = _moment(e.get("created_at"))
-    stop = _moment(e.get("stopped_at")) or _moment(e.get("expires_at"))
+    created = moment(e.get("created_at"))
+    stop = moment(e.get("stopped_at")) or moment(e.get("expires_at"))
     try:
         every, length = float(e.get("repeat_interval_s") or 0), float(e.get("duration_s") or 0)
     except (TypeError, ValueError):
@@ -204,9 +175,7 @@ def _overlaps_emergency(e: Mapping[str, Any], start: datetime, end: datetime) ->
     return False
 
 
-def _slot_item(
-    s: Mapping[str, Any], start: datetime, end: datetime, now: datetime, tz: ZoneInfo, clash: bool = False
-) -> str:
+def _slot(s: Mapping[str, Any], start: datetime, end: datetime, now: datetime, clash: bool) -> dict[str, Any]:
     priority = str(s.get("priority") or "normal")
     correction = bool(s.get("correction"))
     classes = (
@@ -215,73 +184,52 @@ def _slot_item(
         + (["past"] if end <= now else [])
         + (["clash"] if clash else [])
     )
-    badges = f'<span class="badge p-{_e(priority)}">{_e(PRIORITY_VI.get(priority, priority))}</span>'
-    if correction:
-        badges += '<span class="badge b-correction">ĐÍNH CHÍNH</span>'
-    if clash:
-        badges += '<span class="badge b-clash">Trùng giờ phát khẩn cấp</span>'
-    elif start <= now < end:
-        badges += '<span class="badge s-delivered">Đang phát</span>'
-    title = ("Đính chính: " if correction else "") + str(s.get("title") or s.get("bulletin_id") or "")
     uri = str(s.get("uri") or "")
-    link = f' <a class="muted" href="{_e(status_path(uri))}">trạng thái bài</a>' if uri else ""
-    marker = ' data-correction="1"' if correction else ""
-    return (
-        f'<li class="{" ".join(classes)}" data-bulletin="{_e(s.get("bulletin_id"))}" data-priority="{_e(priority)}"'
-        f'{marker}><span class="when">{_time(start, tz, with_date=False)}'
-        f'–{_time(end, tz, with_date=False)}</span>{_e(title)} <div class="badges">{badges}'
-        f'<span class="muted">v{_e(s.get("version"))} · {_e(_seconds(s.get("duration_s")))} giây</span></div>{link}</li>'
-    )
+    return {
+        "kind": "slot",
+        "classes": " ".join(classes),
+        "bulletin": s.get("bulletin_id"),
+        "priority": priority,
+        "priority_word": PRIORITY_VI.get(priority, priority),
+        "correction": correction,
+        "clash": clash,
+        "playing": start <= now < end,
+        "start": start,
+        "end": end,
+        "title": ("Đính chính: " if correction else "") + str(s.get("title") or s.get("bulletin_id") or ""),
+        "version": s.get("version"),
+        "seconds": _seconds(s.get("duration_s")),
+        "status_path": status_path(uri) if uri else None,
+    }
 
 
-def _emergency_words(e: Mapping[str, Any], tz: ZoneInfo) -> tuple[str, str, bool]:
+def _emergency(e: Mapping[str, Any]) -> dict[str, Any]:
+    """What the page says of an emergency record, in its box and in the timeline."""
     status = str(e.get("status") or "")
-    title = str(e.get("title") or (str(e.get("text") or "")[:160]) or e.get("emergency_id") or "")
-    ended = status != "active"
-    until = e.get("stopped_at") or e.get("expires_at")
     try:
         every = f"lặp lại mỗi {float(e.get('repeat_interval_s') or 0) / 60:g} phút"
     except (TypeError, ValueError):
         every = ""
-    detail = (
-        f"{EMERGENCY_STATUS_VI.get(status, status)} · phát lúc {_time(e.get('created_at'), tz)}, {every}"
-        f" {'đến' if not ended else 'dừng lúc'} {_time(until, tz)} · đã phát {_e(e.get('plays_started', '?'))} lần"
-        f" · {_e(e.get('zone_count', '?'))} vùng"
-    )
-    return title, detail, ended
+    return {
+        "id": e.get("emergency_id"),
+        "status": e.get("status"),
+        "status_word": EMERGENCY_STATUS_VI.get(status, status),
+        "title": str(e.get("title") or (str(e.get("text") or "")[:160]) or e.get("emergency_id") or ""),
+        "ended": status != "active",
+        "created_at": e.get("created_at"),
+        "every": every,
+        "until": e.get("stopped_at") or e.get("expires_at"),
+        "plays": e.get("plays_started", "?"),
+        "zone_count": e.get("zone_count", "?"),
+    }
 
 
-def _emergency_box(e: Mapping[str, Any], tz: ZoneInfo) -> str:
-    title, detail, ended = _emergency_words(e, tz)
-    return (
-        f'<div class="emergency{" ended" if ended else ""}" data-emergency-id="{_e(e.get("emergency_id"))}" '
-        f'data-status="{_e(e.get("status"))}"><span class="badge b-emergency">KHẨN CẤP</span> '
-        f"<strong>{_e(title)}</strong><br>{detail}<br>"
-        f'<span class="uri">{_e(e.get("emergency_id"))}</span></div>'
-    )
-
-
-def _emergency_item(e: Mapping[str, Any], created: datetime, tz: ZoneInfo, day_start: datetime) -> str:
-    title, detail, ended = _emergency_words(e, tz)
-    since = "" if created >= day_start else '<span class="muted">(từ hôm trước)</span> '
-    return (
-        f'<li class="emergency{" ended" if ended else ""}" data-emergency-id="{_e(e.get("emergency_id"))}" '
-        f'data-status="{_e(e.get("status"))}"><span class="when">{_time(max(created, day_start), tz, with_date=False)}'
-        f'</span><span class="badge b-emergency">KHẨN CẤP</span> {since}<strong>{_e(title)}</strong>'
-        f"<br>{detail}</li>"
-    )
-
-
-def _unplaced(unplaced: Sequence[Mapping[str, Any]]) -> str:
-    if not unplaced:
-        return ""
-    rows = "".join(
-        f'<tr data-reason="{_e(u.get("reason"))}"><td><a href="{_e(status_path(str(u.get("uri") or "")))}">'
-        f'{_e(u.get("uri"))}</a> <span class="muted">v{_e(u.get("version"))}</span></td>'
-        f'<td>{_e(REASON_VI.get(str(u.get("reason")), u.get("reason")))}</td><td class="reason">{_e(u.get("detail") or "")}</td></tr>'
-        for u in unplaced
-    )
-    return (
-        '<section class="card"><h2>Chưa xếp được vào ngày này</h2><div class="scroll"><table><thead><tr>'
-        f"<th>Bài</th><th>Vì sao</th><th>Chi tiết</th></tr></thead><tbody>{rows}</tbody></table></div></section>"
-    )
+def _unplaced(u: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "uri": u.get("uri"),
+        "status_path": status_path(str(u.get("uri") or "")),
+        "version": u.get("version"),
+        "reason": u.get("reason"),
+        "reason_word": REASON_VI.get(str(u.get("reason")), u.get("reason")),
+        "detail": u.get("detail") or "",
+    }

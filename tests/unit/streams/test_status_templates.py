@@ -39,7 +39,6 @@ SQUOTE = "' onmouseover='alert(1)' x='"
 AMP = "Tom & Jerry &amp; &lt;b&gt; &#x27; &"
 BIDI = "\u202eevil\u202c \u2066isolate\u2069 \u200fRTL"
 LONG = "Tiêu đề rất dài <b>đậm</b> & " * 200
-EVERY = (SCRIPT, ATTR, SQUOTE, AMP, BIDI)
 
 # What the pages may contain: anything else was injected.
 TAGS = {
@@ -424,3 +423,38 @@ def test_hostile_values_come_back_as_text_and_attribute_values_in_their_place() 
     message = dom(PAGES["message"]())
     assert message.one("h1").text == SCRIPT
     assert message.one("p", **{"class": "error"}).text == " ".join((AMP + BIDI).split())
+    for name, render in PAGES.items():
+        page = render()
+        for hostile in (SCRIPT, ATTR, SQUOTE):
+            assert hostile not in page, (name, hostile)  # every one of them escaped, quotes too
+
+
+def test_the_two_values_the_f_string_timeline_left_unescaped_are_escaped() -> None:
+    """An emergency's status (shown in its detail line) and a slot's priority (in the class
+    attribute) went into the f-string page unescaped: markup in either became elements or
+    attributes (the golden pages use values that were harmless there)."""
+    zd = hostile_zone_day()
+    assert zd.schedule is not None
+    slots = [{**s, "priority": ATTR} if s.get("bulletin_id") == "b3" else s for s in zd.schedule["slots"]]
+    emergencies = tuple({**e, "status": SCRIPT} for e in zd.emergencies)
+    page = render_timeline(
+        ZoneDay(
+            zd.zone,
+            zd.day,
+            zd.timezone,
+            zd.name,
+            zd.province,
+            zd.target_id,
+            schedule={**zd.schedule, "slots": slots},
+            emergencies=emergencies,
+        ),  # fmt: skip
+        NOW,
+    )
+    assert parse_errors(page) == []
+    root = dom(page)
+    assert not [n for n in root.iter() if n.tag in ("script", "img")]
+    slot = root.one("li", data_bulletin="b3")
+    assert slot.attrs["data-priority"] == ATTR and f"p-{ATTR}-slot" in slot.attrs["class"]
+    assert set(slot.attrs) == {"class", "data-bulletin", "data-priority"}
+    for node in root.all(data_emergency_id=ATTR):
+        assert node.attrs["data-status"] == SCRIPT and f"{SCRIPT} · phát lúc" in node.text
