@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -41,9 +40,7 @@ from streams.status.article import render_article, render_index
 from streams.status.layout import HEADERS, STATUS_REFRESH_S, TIMELINE_REFRESH_S, render_message
 from streams.status.model import STATES
 from streams.status.timeline import TimelineFetcher, TimelineUnavailable, UnknownZone, render_timeline
-
-if TYPE_CHECKING:
-    from streams.status.web import StatusView
+from streams.status.view import StatusView
 
 log = logging.getLogger(__name__)
 

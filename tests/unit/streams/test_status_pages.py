@@ -34,7 +34,8 @@ from streams.status.layout import CSS
 from streams.status.model import StatusFold
 from streams.status.platform import PlatformTimeline
 from streams.status.timeline import TimelineUnavailable, UnknownZone, ZoneDay, render_timeline
-from streams.status.web import StatusView, make_app
+from streams.status.view import StatusView
+from streams.status.web import make_app
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 URI = "urn:lantoa:article:2026-11-26-trang"
