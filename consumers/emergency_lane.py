@@ -3,7 +3,7 @@
 Reads distribution.emergency.commands (group ``lantoa-emergency``). ``start`` pre-empts every zone
 of the alert at once on the loudspeaker platform (EmergencyPusher: one render, one bulk call,
 idempotent by the alert id, repeating until it expires); ``cancel`` stops every alert the CAP
-Cancel references. One receipt per zone (command ids as streams.status expects), the latency
+Cancel references. One receipt per zone (command ids as streams.status.model expects), the latency
 from the CAP publish time into ``lantoa_emergency_delivery_latency_seconds``, then the commit.
 
 Failures: transient ones are retried in place with backoff, because nothing else waits on this
@@ -42,7 +42,7 @@ from schemas.models import Outcome, Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.alert_lane import alert_uri
-from streams.status import EMERGENCY_CHANNEL, emergency_command_id
+from streams.status.model import EMERGENCY_CHANNEL, emergency_command_id
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 5.0

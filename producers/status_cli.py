@@ -2,7 +2,7 @@
 
 By default it asks the stream worker's status view (GET /articles/{uri}/status on
 LANTOA_WEB_HOST:LANTOA_WEB_PORT, or ``--url``). With ``--kafka`` it reads the topics itself and
-folds them with the same code (streams/status.py): slower, but it needs no running worker.
+folds them with the same code (streams/status/model.py): slower, but it needs no running worker.
 
 Exit status: 0 found, 1 unknown article, 2 the status could not be read.
 """
@@ -26,7 +26,7 @@ from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.text import identifier
 from schemas.topics import Channel, Topic
-from streams.status import SETTLED, STATES, StatusFold
+from streams.status.model import SETTLED, STATES, StatusFold
 
 CAP_PREFIX = "urn:lantoa:cap:"
 

@@ -38,6 +38,7 @@ from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.processor import TopicHandlers
 from streams.registry_follower import RegistryFollower
+from streams.status.web import StatusService
 from streams.steps import Clock, StreamSteps
 
 log = logging.getLogger(__name__)
@@ -148,11 +149,9 @@ class StreamWorker:
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the stream worker until SIGTERM/SIGINT (``lantoa worker``).
 
-    The status view (streams/status_web.py) serves LANTOA_WEB_PORT; with only
+    The status view (streams/status/web.py) serves LANTOA_WEB_PORT; with only
     LANTOA_METRICS_PORT set it runs without HTTP, for the emergency watch.
     """
-    from streams.status_web import StatusService
-
     logging.getLogger().setLevel(loglevel.upper())
     if settings.metrics_port:
         from prometheus_client import start_http_server

@@ -37,7 +37,7 @@ from schemas.codec import encode
 from schemas.models import Receipt, utc_now_iso
 from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Topic
-from streams.status import emergency_command_id
+from streams.status.model import emergency_command_id
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,8 +25,9 @@ from schemas.times import checked_instant
 from schemas.topics import Channel, Topic
 from streams.engagement_store import Triage
 from streams.intake import parse_article_event
-from streams.status import StatusFold
-from streams.status_web import StatusFollower, StatusView
+from streams.status.model import StatusFold
+from streams.status.view import StatusView
+from streams.status.web import StatusFollower
 
 LATE = "9999-12-31T23:00:00-14:00"  # year 10000 in UTC
 EARLY = "0001-01-01T00:00:00+14:00"  # year 0 in UTC

@@ -31,7 +31,7 @@ from streams.fanout import plan
 from streams.intake import MAX_EVENT_ID_CHARS, ArticleEvent, parse_article_event
 from streams.policy import decide
 from streams.registry import Registry
-from streams.status import fold
+from streams.status.model import fold
 
 URI = "urn:lantoa:article:bounds"
 NOW = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)

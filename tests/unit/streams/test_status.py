@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
 from schemas.topics import Channel
-from streams.status import STATES, StatusFold, emergency_command_id, fold
-from streams.status_web import StatusView, make_app
+from streams.status.model import STATES, StatusFold, emergency_command_id, fold
+from streams.status.view import StatusView
+from streams.status.web import make_app
 
 URI = "urn:lantoa:article:2026-11-26-status"
 T0 = "2026-11-26T01:00:00.000Z"

@@ -29,17 +29,13 @@ from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel
 from streams.registry import official_zones, province_names
-from streams.status import StatusFold
-from streams.status_pages import (
-    CSS,
-    PlatformTimeline,
-    TimelineUnavailable,
-    UnknownZone,
-    ZoneDay,
-    render_article,
-    render_timeline,
-)
-from streams.status_web import StatusView, make_app
+from streams.status.article import render_article
+from streams.status.layout import CSS
+from streams.status.model import StatusFold
+from streams.status.platform import PlatformTimeline
+from streams.status.timeline import TimelineUnavailable, UnknownZone, ZoneDay, render_timeline
+from streams.status.view import StatusView
+from streams.status.web import make_app
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 URI = "urn:lantoa:article:2026-11-26-trang"
@@ -130,7 +126,7 @@ def test_hostile_titles_reasons_and_target_ids_are_escaped_everywhere(fold: Stat
     page = render_article(article, {"caught_up": True, "as_of": iso(T0)})
     root = assert_safe_page(page)
     assert root.one("h1").text == HOSTILE  # shown as text, not markup
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert root.one("title").text == f"{HOSTILE} · Lantoa" and HOSTILE not in page  # escaped, not dropped
     failed = root.one("tr", data_target="fanpage:b")
     assert failed.one("td", **{"class": "reason"}).text == HOSTILE_REASON
     assert root.one("tr", data_target="zalo:<b>nhóm</b>").attrs["data-state"] == "pending"
@@ -404,8 +400,9 @@ async def test_timeline_http_errors_come_back_as_pages() -> None:
         assert (await client.get("/timeline/nowhere")).status == 404
         down = await client.get("/timeline/down")
         text = await down.text()
-        assert down.status == 502 and "&lt;b&gt;down&lt;/b&gt;" in text
-        assert_safe_page(text)
+        assert down.status == 502
+        error = assert_safe_page(text).one("p", **{"class": "error"})
+        assert error.text == "loudspeaker platform 503 unavailable: <b>down</b>" and not error.children
 
 
 # -- the real fetcher against the platform emulator ----------------------------------------------

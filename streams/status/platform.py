@@ -1,7 +1,7 @@
 """The real ``TimelineFetcher``: the zone's day as the loudspeaker platform holds it.
 
-It imports the platform client lazily: the stream app itself never talks to a channel; only the
-timeline page, on request, reads the platform.
+The stream app never talks to a channel; only the timeline page, on request, reads the platform,
+with the loudspeaker adapter's client (imported here, at module level: no cycle needs hiding).
 """
 
 from __future__ import annotations
@@ -11,23 +11,24 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.loudspeaker.adapter import PlatformClient, day_from_json, platform_zone
+from consumers.loudspeaker.outputs import to_json
+from consumers.loudspeaker.windows import ZoneWindows
 from schemas.secrets import SecretFile, SecretFileError
 from schemas.settings import Settings
+from schemas.topics import Channel
 from streams.registry import Registry, build_targets, load_config, targets_file
-from streams.status_html import _moment, _provinces
-from streams.status_timeline import TimelineUnavailable, UnknownZone, ZoneDay
-
-if TYPE_CHECKING:
-    from consumers.loudspeaker.adapter import PlatformClient
+from streams.status.layout import moment, provinces
+from streams.status.timeline import TimelineUnavailable, UnknownZone, ZoneDay
 
 __all__ = ["PlatformTimeline"]
 
-# The status pages' logger, as before the fetcher moved out of status_pages.py.
-log = logging.getLogger("streams.status_pages")
+log = logging.getLogger(__name__)
 
 
 class PlatformTimeline:
@@ -55,17 +56,6 @@ class PlatformTimeline:
         return self._registry[1]
 
     async def __call__(self, zone: str, day: date | None) -> ZoneDay:
-        from consumers.errors import (
-            OutcomeUnknown,
-            PermanentDeliveryError,
-            TargetPaused,
-            TransientDeliveryError,
-        )
-        from consumers.loudspeaker.adapter import PlatformClient, day_from_json, platform_zone
-        from consumers.loudspeaker.outputs import to_json
-        from consumers.loudspeaker.windows import ZoneWindows
-        from schemas.topics import Channel
-
         try:
             registry = await asyncio.to_thread(self._load_registry)
         except (OSError, ValueError) as exc:
@@ -117,7 +107,7 @@ class PlatformTimeline:
                 "etag": found_schedule.etag,
                 "updated_at": found_schedule.updated_at,
             }
-        province = _provinces().get(target.province_code) if target.province_code is not None else None
+        province = provinces().get(target.province_code) if target.province_code is not None else None
         return ZoneDay(
             code,
             wanted,
@@ -145,8 +135,8 @@ class PlatformTimeline:
         for e in records or []:
             if not isinstance(e, dict):
                 continue
-            created = _moment(e.get("created_at"))
-            until = _moment(e.get("stopped_at")) or _moment(e.get("expires_at"))
+            created = moment(e.get("created_at"))
+            until = moment(e.get("stopped_at")) or moment(e.get("expires_at"))
             if created is not None and created < end and (until is None or until > start):
                 candidates.append(e)
         candidates.sort(key=lambda e: str(e.get("created_at")), reverse=True)

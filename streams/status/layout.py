@@ -1,23 +1,27 @@
 """What every status page shares: the Vietnamese words for states, channels and events, the one
-stylesheet and the Content-Security-Policy that allows it by its hash, the page frame, links,
-names of zones and provinces, times in local time, and the state badges.
+stylesheet and the Content-Security-Policy that allows it by its hash, links, names of zones and
+provinces, times in local time, and the template environment the pages are rendered with.
 
-Every value from the outside goes through ``_e`` (``html.escape``). The underscore helpers are
-internal to the ``streams.status_*`` page modules; ``streams.status_pages`` re-exports the
-public names.
+The pages are Jinja2 templates in ``streams/status/templates`` (``base.html`` the page frame,
+``macros.html`` times, badges and the view banner) with autoescape on: every value from the
+outside is escaped by Jinja2, in text and in attributes alike, and the only markup that is not is
+the constant stylesheet, allowed by its hash. StrictUndefined: a misspelt name is an error, not an
+empty string on the page; a value that is None shows as nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
+
+import jinja2
+from markupsafe import Markup
 
 from streams.registry import official_zones, province_names
 
@@ -160,11 +164,6 @@ HEADERS = {
 }
 
 
-def _e(value: Any) -> str:
-    """Text or attribute value, escaped (quotes too)."""
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def status_path(uri: str, **query: str | None) -> str:
     q = {k: v for k, v in query.items() if v}
     return f"/status/{quote(uri, safe='')}" + (f"?{urlencode(q)}" if q else "")
@@ -178,90 +177,82 @@ def timeline_path(zone: str, day: date | None = None) -> str:
 
 
 @lru_cache(maxsize=1)
-def _zones() -> dict[str, tuple[str, int | None]]:
+def zones() -> dict[str, tuple[str, int | None]]:
     """target id → (commune/ward name, province code); loaded on first use, never at import."""
     return {z.id: (z.name, z.province_code) for z in official_zones()}
 
 
 @lru_cache(maxsize=1)
-def _provinces() -> dict[int, str]:
+def provinces() -> dict[int, str]:
     return province_names()
 
 
 def target_label(target: str) -> str:
-    found = _zones().get(target)
+    found = zones().get(target)
     return found[0] if found else target
 
 
-def _moment(raw: Any) -> datetime | None:
+def moment(raw: Any) -> datetime | None:
+    """An ISO 8601 time with its offset ('Z' too); None for anything else."""
     if not isinstance(raw, str) or not raw:
         return None
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        found = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else None
+    return found if found.tzinfo is not None else None
 
 
-def _time(raw: Any, tz: ZoneInfo = DISPLAY_TZ, *, seconds: bool = True, with_date: bool = True) -> str:
-    """``<time>`` in local time (the machine value in ``datetime``); '—' when there is none."""
-    moment = _moment(raw) if not isinstance(raw, datetime) else raw
-    if moment is None:
-        return '<span class="muted">—</span>' if raw is None else _e(raw)
-    local = moment.astimezone(tz)
+def local_time(
+    raw: Any, tz: ZoneInfo | None = None, seconds: bool = True, with_date: bool = True
+) -> tuple[str, str] | None:
+    """(machine value, what the page shows in local time) of a time; None when ``raw`` is not one
+    (the ``time`` macro then shows it as it came, or '—' when there is none)."""
+    found = raw if isinstance(raw, datetime) else moment(raw)
+    if found is None:
+        return None
+    local = found.astimezone(tz or DISPLAY_TZ)
     shown = local.strftime("%H:%M:%S" if seconds else "%H:%M")
     if with_date:
         shown = f"{shown} {local:%d/%m}"
-    return f'<time datetime="{_e(moment.isoformat())}">{_e(shown)}</time>'
+    return found.isoformat(), shown
 
 
-def _badge(state: str, count: int | None = None, href: str | None = None) -> str:
-    text = STATE_VI.get(state, state) + (f" {count}" if count is not None else "")
-    cls = f"badge s-{_e(state)}"
-    if href:
-        return f'<a class="{cls}" data-state="{_e(state)}" href="{_e(href)}">{_e(text)}</a>'
-    return f'<span class="{cls}" data-state="{_e(state)}">{_e(text)}</span>'
+def ordered_states(states: Mapping[str, int]) -> list[tuple[str, int]]:
+    """The states that have targets, trouble first (``STATE_ORDER``)."""
+    return sorted(((s, n) for s, n in states.items() if n), key=lambda p: STATE_ORDER.get(p[0], 99))
 
 
-def _badges(states: Mapping[str, int], href: Callable[[str], str] | None = None) -> str:
-    ordered = sorted(((s, n) for s, n in states.items() if n), key=lambda p: STATE_ORDER.get(p[0], 99))
-    inner = "".join(_badge(s, n, href(s) if href else None) for s, n in ordered)
-    return f'<div class="badges">{inner}</div>'
+# -- pages --------------------------------------------------------------------------------------
 
 
-def _target_key(target: Mapping[str, Any]) -> tuple[int, str, int, str]:
-    tid = str(target.get("target", ""))
-    prefix, _, rest = tid.partition(":")
-    return (STATE_ORDER.get(str(target.get("state")), 99), prefix, int(rest) if rest.isdigit() else -1, tid)
+def _blank(value: Any) -> Any:
+    """What ``{{ value }}`` prints: nothing for None (an absent field), the value otherwise."""
+    return "" if value is None else value
 
 
-def _page(title: str, body: str, *, refresh: int | None = None) -> str:
-    meta_refresh = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
-    return (
-        '<!DOCTYPE html>\n<html lang="vi"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="referrer" content="no-referrer">'
-        f"{meta_refresh}<title>{_e(title)} · Lantoa</title><style>{CSS}</style></head><body>"
-        '<header class="top"><a href="/status">Bài viết gần đây</a><a href="/healthz">Tình trạng máy chủ</a></header>'
-        f"<main>{body}</main></body></html>"
+TEMPLATES: Final = jinja2.Environment(
+    loader=jinja2.PackageLoader("streams.status", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    finalize=_blank,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+TEMPLATES.globals.update(
+    local_time=local_time,
+    ordered_states=ordered_states,
+    STATE_VI=STATE_VI,
+)
+
+
+def render_page(template: str, title: str, *, refresh: int | None = None, **values: Any) -> str:
+    """A page from ``templates/<template>`` in the frame of ``base.html`` (CSP, stylesheet, the
+    top links); ``refresh`` seconds make the page reload itself."""
+    return TEMPLATES.get_template(template).render(
+        title=title, refresh=int(refresh) if refresh else None, csp=CSP, css=Markup(CSS), **values
     )
-
-
-def _view_banner(meta: Mapping[str, Any]) -> str:
-    shown = f'<p class="muted">Cập nhật lúc {_time(meta.get("as_of"))}'
-    if not meta.get("caught_up"):
-        return (
-            shown + '</p><p class="warn" data-caught-up="false">Máy chủ đang đọc lại dữ liệu từ Kafka: '
-            "trạng thái dưới đây có thể chưa đầy đủ.</p>"
-        )
-    return shown + "</p>"
 
 
 def render_message(title: str, message: str, *, refresh: int | None = None, detail: str | None = None) -> str:
-    extra = f'<p class="error">{_e(detail)}</p>' if detail else ""
-    return _page(
-        title,
-        f'<h1>{_e(title)}</h1><section class="card"><p>{_e(message)}</p>{extra}</section>',
-        refresh=refresh,
-    )
+    return render_page("message.html", title, refresh=refresh, message=message, detail=detail)

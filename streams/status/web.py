@@ -1,5 +1,6 @@
 """The status view of the stream worker: a follower of the receipts and command topics feeding the
-status fold (streams/status.py), and a small HTTP server over it.
+status fold (streams/status/model.py, behind the lock of streams/status/view.py), and a small
+HTTP server over it.
 
     GET /healthz                      {"ok", "caught_up", "articles", "skipped_records"}
     GET /articles?limit=N             the N articles updated most recently (no targets), newest first
@@ -7,7 +8,7 @@ status fold (streams/status.py), and a small HTTP server over it.
                                       ?channel=CH and ?state=S narrow the target lists
                                       (the per-channel counts always cover every target)
 
-and HTML pages for people (streams/status_pages.py): /status/{uri}, /status (and /articles when
+and HTML pages for people (streams/status/pages.py): /status/{uri}, /status (and /articles when
 the browser asks for text/html), /timeline/{zone}?date=YYYY-MM-DD.
 
 Every JSON answer carries ``view``: ``caught_up`` is false until the follower has read what the
@@ -27,9 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -45,37 +44,15 @@ from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.text import identifier
 from schemas.topics import Channel, Topic
-from streams.status import EMERGENCY_CHANNEL, STATES, StatusFold
-from streams.status_pages import PlatformTimeline, StatusPages, TimelineFetcher, prefers_html
+from streams.status.model import STATES
+from streams.status.pages import StatusPages, prefers_html
+from streams.status.platform import PlatformTimeline
+from streams.status.timeline import TimelineFetcher
+from streams.status.view import StatusView
 
 log = logging.getLogger(__name__)
 
 METADATA_REFRESH_S = 30.0
-EMERGENCY_HORIZON_S = 6 * 3600.0
-WATCHED_CHANNELS = tuple(c.value for c in Channel) + (EMERGENCY_CHANNEL,)
-
-
-class StatusView:
-    """The fold behind a lock: the follower writes, HTTP handlers and the scrape thread read."""
-
-    def __init__(self, max_targets: int | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.fold = StatusFold(max_targets) if max_targets else StatusFold()
-        self.lock = threading.Lock()
-        self.clock = clock
-        self.caught_up = False
-        self.skipped = 0
-
-    def meta(self) -> dict[str, Any]:
-        now = datetime.fromtimestamp(self.clock(), UTC)
-        return {
-            "caught_up": self.caught_up,
-            "as_of": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
-
-    def emergency_samples(self, which: int) -> list[metrics.Sample]:
-        with self.lock:
-            found = self.fold.emergencies(self.clock(), EMERGENCY_HORIZON_S)
-        return [((ch,), float(found.get(ch, (0, 0.0))[which])) for ch in WATCHED_CHANNELS]
 
 
 class StatusFollower:

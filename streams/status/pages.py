@@ -8,9 +8,9 @@
 For editors and on-call engineers, in Vietnamese, readable on a phone. No JavaScript at all: the
 pages refresh themselves with ``<meta http-equiv="refresh">``, expanders are ``<details>``, and
 the Content-Security-Policy allows nothing but the one inline stylesheet (by its hash) and GET
-forms to this server, so a hostile title or reason that slipped past ``html.escape`` still could
-not run. Every value from the outside goes through ``_e`` (``html.escape``), in text and in
-attributes alike; nothing here builds HTML from unescaped data.
+forms to this server, so a hostile title or reason that slipped past escaping still could not
+run. The pages are Jinja2 templates (``streams/status/templates``) with autoescape on: every value
+from the outside is escaped, in text and in attributes alike; no Python code builds HTML.
 
 State is never colour alone: every badge carries its word, and ``data-state``/``data-target``
 attributes carry the machine names (the browser tests read them).
@@ -18,13 +18,12 @@ attributes carry the machine names (the browser tests read them).
 The timeline's data comes from an injected ``TimelineFetcher`` (a fake in tests).
 ``PlatformTimeline`` is the real one: the zone's day schedule as the loudspeaker platform holds
 it (what ``lantoa schedule`` prints) and the platform's emergencies that touch the zone that day.
-It imports the platform client lazily: the stream app itself never talks to a channel; only this
-page, on request, reads the platform.
+The stream app itself never talks to a channel; only this page, on request, reads the platform.
 
 This module is the HTTP side (content negotiation, the handlers); the pages are built in
-``status_html`` (words, stylesheet, page frame, badges), ``status_article`` (an article, the
-recent articles) and ``status_timeline`` (a zone's day), and ``status_platform`` holds
-``PlatformTimeline``. Their public names are re-exported here.
+``streams.status.layout`` (words, stylesheet, page frame, badges), ``streams.status.article`` (an
+article, the recent articles) and ``streams.status.timeline`` (a zone's day), and
+``streams.status.platform`` holds ``PlatformTimeline``. Each name is imported from its own module.
 """
 
 from __future__ import annotations
@@ -32,87 +31,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from schemas.text import identifier
-from streams.status import STATES
-from streams.status_article import render_article, render_index
-from streams.status_html import (
-    ACTION_VI,
-    CHANNEL_ORDER,
-    CHANNEL_VI,
-    CSP,
-    CSS,
-    DISPLAY_TZ,
-    EMERGENCY_STATUS_VI,
-    EVENT_VI,
-    GROUP_OVER,
-    HEADERS,
-    OPEN_TROUBLED_GROUPS,
-    PRIORITY_VI,
-    REASON_VI,
-    STATE_ORDER,
-    STATE_VI,
-    STATUS_REFRESH_S,
-    TIMELINE_REFRESH_S,
-    TROUBLE,
-    WEEKDAY_VI,
-    render_message,
-    status_path,
-    target_label,
-    timeline_path,
-)
-from streams.status_platform import PlatformTimeline
-from streams.status_timeline import (
-    TimelineFetcher,
-    TimelineUnavailable,
-    UnknownZone,
-    ZoneDay,
-    render_timeline,
-)
-
-if TYPE_CHECKING:
-    from streams.status_web import StatusView
-
-__all__ = [
-    "ACTION_VI",
-    "CHANNEL_ORDER",
-    "CHANNEL_VI",
-    "CSP",
-    "CSS",
-    "DISPLAY_TZ",
-    "EMERGENCY_STATUS_VI",
-    "EVENT_VI",
-    "GROUP_OVER",
-    "HEADERS",
-    "OPEN_TROUBLED_GROUPS",
-    "PRIORITY_VI",
-    "REASON_VI",
-    "STATE_ORDER",
-    "STATE_VI",
-    "STATUS_REFRESH_S",
-    "TIMELINE_REFRESH_S",
-    "TROUBLE",
-    "WEEKDAY_VI",
-    "PlatformTimeline",
-    "StatusPages",
-    "TimelineFetcher",
-    "TimelineUnavailable",
-    "UnknownZone",
-    "ZoneDay",
-    "html_response",
-    "prefers_html",
-    "render_article",
-    "render_index",
-    "render_message",
-    "render_timeline",
-    "status_path",
-    "target_label",
-    "timeline_path",
-]
+from streams.status.article import render_article, render_index
+from streams.status.layout import HEADERS, STATUS_REFRESH_S, TIMELINE_REFRESH_S, render_message
+from streams.status.model import STATES
+from streams.status.timeline import TimelineFetcher, TimelineUnavailable, UnknownZone, render_timeline
+from streams.status.view import StatusView
 
 log = logging.getLogger(__name__)
 
