@@ -1,4 +1,4 @@
-"""Micro-benchmark of the archive adapter (consumers/archive.py) against a local versitygw.
+"""Micro-benchmark of the archive adapter (consumers/archive/adapter.py) against a local versitygw.
 
     python -m bench.archive_micro [--articles 40] [--rounds 2] [--keep-alive on|off|default]
 
@@ -30,10 +30,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials
-from consumers.archive_render import render_qr
-from consumers.base import Prior
-from infra.s3.versitygw import S3Server
+from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig, S3Credentials
+from consumers.archive.render import render_qr
+from consumers.delivery.base import Prior
+from infra.local.s3.versitygw import S3Server
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.topics import Channel
 

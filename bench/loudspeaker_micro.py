@@ -69,7 +69,7 @@ class Emulator:
             [
                 sys.executable,
                 "-m",
-                "infra.emulators.loudspeaker",
+                "infra.local.emulators.loudspeaker",
                 "--manual-clock",
                 "--no-access-log",
                 "--token",
@@ -125,9 +125,9 @@ class Emulator:
 
 
 async def _run(zones: int, bulletins: int, late: int) -> list[dict[str, Any]]:
-    from consumers.base import Prior
+    from consumers.delivery.base import Prior
     from consumers.loudspeaker.adapter import AudioRenderer, LoudspeakerAdapter, PlatformClient
-    from infra.emulators import ManualClock
+    from infra.local.emulators import ManualClock
     from schemas.models import Action, Command, IdempotencyKey, Priority, Target
     from schemas.topics import Channel
 

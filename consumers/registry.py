@@ -7,10 +7,10 @@ import logging
 import os
 from collections.abc import Callable
 
-from consumers.base import ChannelAdapter
-from consumers.process import TargetLookup, run_until_signalled
-from consumers.retry import RetryPolicy
-from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from consumers.delivery.base import ChannelAdapter
+from consumers.delivery.process import TargetLookup, run_until_signalled
+from consumers.delivery.retry import RetryPolicy
+from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import RETRY_TIERS, Channel
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from consumers.fanpage import FanpageAdapter
+    from consumers.fanpage.adapter import FanpageAdapter
 
     return FanpageAdapter(
         settings.graph_base_url,
@@ -32,8 +32,8 @@ def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
 
 
 def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from consumers.zalo import ZaloAdapter
-    from consumers.zalo_tokens import TokenStore
+    from consumers.zalo.adapter import ZaloAdapter
+    from consumers.zalo.tokens import TokenStore
 
     if settings.zalo_token_file is None:
         raise SystemExit("LANTOA_ZALO_TOKEN_FILE is required for the Zalo adapter")
@@ -49,7 +49,7 @@ def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
 
 
 def _archive(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from consumers.archive import ArchiveAdapter, ArchiveConfig
+    from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig
     from consumers.loudspeaker.adapter import audio_for
 
     # Bootstrap is the one place that reads the environment (LANTOA_S3_*, see infra/s3/README.md).

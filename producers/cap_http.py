@@ -25,7 +25,7 @@ from producers.cap_ingest import AlertProducer, check
 from schemas.cap import MAX_CAP_BYTES
 from schemas.errors import InvalidContent
 from schemas.secrets import read_secret_text
-from streams.alerts import NotForBroadcast
+from streams.alerts.plan import NotForBroadcast
 from streams.registry import Registry
 
 # Alerts checked at once; more wait for a free thread. Two keep both cores of a small host busy

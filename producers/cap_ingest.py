@@ -19,7 +19,7 @@ from schemas.cap import Alert, parse_cap
 from schemas.models import utc_now_iso
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.alerts import AlertPlan, plan_alert
+from streams.alerts.plan import AlertPlan, plan_alert
 from streams.registry import Registry
 
 

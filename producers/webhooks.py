@@ -72,7 +72,7 @@ from schemas.secrets import read_secret_json
 from schemas.settings import Settings
 from schemas.times import checked_instant
 from schemas.topics import Topic
-from streams.engagement import inbound_key, iso
+from streams.engagement.triage import inbound_key, iso
 
 log = logging.getLogger(__name__)
 

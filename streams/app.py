@@ -11,7 +11,7 @@ state     streams.article.state, a compacted topic restored per owned partition.
 
 The three intake topics share one partition count: the worker refuses to start (exit 78, naming
 ``lantoa topics grow streams N``) when the cluster's counts disagree with configuration, and
-forwards a revision found in a partition its key no longer hashes to (infra/grow.py).
+forwards a revision found in a partition its key no longer hashes to (infra/kafka/grow.py).
 
 How a record becomes durable and why the loops are ours, not Faust agents: streams/processor.py
 (its processes run on the one consumer loop, infra/kafka/loop.py).
@@ -27,9 +27,9 @@ import os
 import signal
 from datetime import UTC, datetime
 
-from infra.grow import STREAMS_FAMILY, PartitionMismatch, check_counts, family_counts
 from infra.kafka.clients import KafkaAccessError
 from infra.kafka.compacted import CompactedView
+from infra.kafka.grow import STREAMS_FAMILY, PartitionMismatch, check_counts, family_counts
 from infra.kafka.loop import ConsumerLoop, Subscription
 from infra.kafka.outbox import Outbox
 from infra.kafka.payloads import PayloadWriter

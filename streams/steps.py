@@ -30,9 +30,9 @@ from schemas.models import Command, Outcome, Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.text import bounded, nfc
 from schemas.topics import Topic
-from streams.fanout import plan, receipt_record
-from streams.intake import CE_TYPES, ArticleEvent, parse_article_event
-from streams.policy import Decision, decide, due_for_release, publish_now
+from streams.articles.fanout import plan, receipt_record
+from streams.articles.intake import CE_TYPES, ArticleEvent, parse_article_event
+from streams.articles.policy import Decision, decide, due_for_release, publish_now
 from streams.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -252,8 +252,8 @@ class StreamSteps:
 
     def alert(self, rec: Any) -> Step:
         from schemas.cap import parse_cap
-        from streams.alert_lane import plan_records
-        from streams.alerts import plan_alert
+        from streams.alerts.lane import plan_records
+        from streams.alerts.plan import plan_alert
 
         now = self.clock()
         headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay

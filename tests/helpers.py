@@ -111,7 +111,7 @@ class AlertServer:
         import subprocess
         import sys
 
-        from infra.topics import apply_topics
+        from infra.kafka.topics import apply_topics
         from schemas.settings import Settings
 
         prefix = f"t{uuid.uuid4().hex[:8]}."

@@ -56,8 +56,8 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 
-from consumers.base import Effect, Prior
-from consumers.errors import PermanentDeliveryError, TransientDeliveryError
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from consumers.loudspeaker.audio import Audio, AudioRenderer, article_audio_pointer, audio_for
 from consumers.loudspeaker.bodies import body_digest, could_play, day_from_json, schedule_body
 from consumers.loudspeaker.platform import (
@@ -180,7 +180,7 @@ def correction_text(title: str, reason: str) -> str:
 
 class LoudspeakerAdapter:
     """Plans and pushes zone schedules for publish/update/retract commands (see the module
-    docstring). ``deliver`` raises the errors of consumers/errors.py (via ``PlatformClient``),
+    docstring). ``deliver`` raises the errors of consumers/delivery/errors.py (via ``PlatformClient``),
     ``InvalidContent`` for a command without speakable text, and never touches the offset."""
 
     channel: ClassVar[Channel] = Channel.LOUDSPEAKER

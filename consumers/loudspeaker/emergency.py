@@ -19,11 +19,11 @@ never pre-empts twice, so the lane may retry freely. ``cancel`` (a CAP Cancel, f
 references) stops the repeats, chunks included; cancelling what the platform never had is not
 an error (``found=False``).
 
-Errors are those of consumers/errors.py, raised by ``PlatformClient``: ``TargetPaused`` (token
+Errors are those of consumers/delivery/errors.py, raised by ``PlatformClient``: ``TargetPaused`` (token
 refused, rate limited: the platform as a whole), ``TransientDeliveryError`` (5xx, transport),
 ``PermanentDeliveryError`` (a refused body; unknown zones with ``alert``), ``InvalidContent``
 (nothing speakable); ``TTSUnavailable`` is left to crash the worker. A text longer than Lantoa
-speaks (``streams.speech.tts.MAX_SPEECH_TEXT_CHARS``) is not refused, as a bulletin would be: an
+speaks (``consumers.loudspeaker.tts.MAX_SPEECH_TEXT_CHARS``) is not refused, as a bulletin would be: an
 emergency must air, so its start is spoken and ``PushResult.shortened`` says so.
 """
 
@@ -44,8 +44,8 @@ from schemas.models import Target
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.times import checked_instant
-from streams.alert_lane import spoken_text
-from streams.alerts import AlertPlan, is_emergency
+from streams.alerts.lane import spoken_text
+from streams.alerts.plan import AlertPlan, is_emergency
 
 __all__ = ["CancelResult", "EmergencyPlan", "EmergencyPusher", "PushResult", "chunk_id"]
 

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.loudspeaker.adapter import PlatformClient
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas.codec import encode
@@ -25,7 +25,7 @@ from schemas.models import Outcome, Receipt
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.alert_lane import alert_uri
+from streams.alerts.lane import alert_uri
 
 log = logging.getLogger(__name__)
 RESULTS = {"ok": "played", "interrupted": "interrupted", "offline": "offline"}

@@ -20,7 +20,7 @@ a retraction ranking above the publication of the same version. Its state:
     retracted  taken back (deleted), or a retraction found nothing to take back
     skipped    not sent because something newer is already there
     failed     given up: dead-lettered with the reason (a replay may still deliver it), or refused
-               at fan-out because the channel cannot take this version there (streams/bounds.py)
+               at fan-out because the channel cannot take this version there (streams/articles/bounds.py)
     unknown    the request left and no answer came; reconciled before any resend
     retrying   waiting for a retry (rate limit, paused target, platform error)
     pending    commanded, no receipt yet
@@ -207,7 +207,7 @@ class StatusFold:
             eid, action, zones = str(raw["emergency_id"]), str(raw["action"]), [str(z) for z in raw["zones"]]
         except (KeyError, TypeError) as exc:
             raise InvalidContent(f"not an emergency record: {exc!r}") from exc
-        uri = f"urn:lantoa:cap:{eid}"  # streams.alert_lane.alert_uri: the fan-out receipt's uri
+        uri = f"urn:lantoa:cap:{eid}"  # streams.alerts.lane.alert_uri: the fan-out receipt's uri
         art = self._article(uri)
         for zone in zones:
             attempt = self._attempt(uri, EMERGENCY_CHANNEL, zone, emergency_command_id(eid, zone, action), 1)
@@ -229,7 +229,7 @@ class StatusFold:
         except KeyError as exc:
             raise InvalidContent(f"not a receipt: missing {exc}") from exc
         assert at is not None
-        # A fan-out receipt naming a target is a refusal there (streams/bounds.py): that target's
+        # A fan-out receipt naming a target is a refusal there (streams/articles/bounds.py): that target's
         # attempt, like a delivery receipt; the others are the article's events.
         if stage != "delivery" and not (stage == "fanout" and raw.get("target")):
             art = self._article(uri)

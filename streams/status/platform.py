@@ -15,7 +15,12 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.delivery.errors import (
+    OutcomeUnknown,
+    PermanentDeliveryError,
+    TargetPaused,
+    TransientDeliveryError,
+)
 from consumers.loudspeaker.adapter import PlatformClient, day_from_json, platform_zone
 from consumers.loudspeaker.outputs import to_json
 from consumers.loudspeaker.windows import ZoneWindows

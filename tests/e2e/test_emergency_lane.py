@@ -21,8 +21,8 @@ from helpers import SHARED
 from vietnam_provinces import Ward
 
 from infra.kafka.tail import TopicTail
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.cap_ingest import AlertProducer, check
 from producers.targets import load_targets, local_registry
 from schemas.settings import Settings

@@ -41,8 +41,8 @@ from helpers import SHARED, ce_headers, sample_paths
 
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.cap_ingest import check, headers_for
 from producers.client import PublishClient
 from producers.targets import load_targets, local_registry

@@ -17,10 +17,10 @@ import orjson
 import pytest
 from helpers import sample_paths
 
-from consumers.base import article_marker
+from consumers.delivery.base import article_marker
 from infra.kafka.tail import TopicTail
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.client import PublishClient
 from producers.targets import load_targets
 from schemas.settings import Settings

@@ -41,8 +41,8 @@ import pytest
 from helpers import SHARED, sample_paths
 from html_dom import Node, dom, parse_errors
 
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.cap_ingest import AlertProducer, check
 from producers.client import PublishClient
 from producers.targets import load_targets, local_registry

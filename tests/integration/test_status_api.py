@@ -28,8 +28,8 @@ import pytest
 from helpers import SHARED, sample_paths
 
 from infra.kafka import clients
-from infra.stack import Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Proc
 from producers.cap_ingest import check, headers_for
 from producers.client import PublishClient
 from producers.targets import load_targets, local_registry

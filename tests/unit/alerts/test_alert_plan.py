@@ -26,8 +26,8 @@ from schemas.cap import (
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.topics import Channel
-from streams.alert_lane import EMERGENCY_MAX_DAYS, plan_records
-from streams.alerts import (
+from streams.alerts.lane import EMERGENCY_MAX_DAYS, plan_records
+from streams.alerts.plan import (
     NotForBroadcast,
     dry_run_json,
     exercise,

@@ -13,12 +13,12 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner as AioPartitioner
 from kafka.partitioner import DefaultPartitioner as KafkaPythonPartitioner
 
-from consumers.base import Effect, Prior
-from consumers.runtime import DeliveryRuntime, _Work
-from infra.grow import STREAMS_FAMILY, PartitionMismatch, channel_topics, check_counts, mismatches
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.runtime import DeliveryRuntime, _Work
 from infra.kafka.compacted import CompactedView
+from infra.kafka.grow import STREAMS_FAMILY, PartitionMismatch, channel_topics, check_counts, mismatches
 from infra.kafka.partitioning import partition_for
-from infra.topics import GrowRequired, refuse_channel_growth
+from infra.kafka.topics import GrowRequired, refuse_channel_growth
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import Settings

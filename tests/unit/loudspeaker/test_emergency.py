@@ -14,14 +14,14 @@ import pytest
 
 from consumers.loudspeaker.adapter import AudioRenderer, PlatformClient, platform_zone
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher, chunk_id
-from infra.emulators import ManualClock
-from infra.emulators.loudspeaker import LoudspeakerEmulator
+from infra.local.emulators import ManualClock
+from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from producers.targets import local_registry
 from schemas.cap import Alert, parse_cap
 from schemas.codec import decode
 from schemas.settings import Settings
-from streams.alert_lane import plan_records
-from streams.alerts import AlertPlan, plan_alert
+from streams.alerts.lane import plan_records
+from streams.alerts.plan import AlertPlan, plan_alert
 from streams.registry import Registry
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -97,7 +97,7 @@ def test_lantoa_webhooks_refuses_a_data_dir_another_receiver_holds(
     import argparse
 
     from infra.kafka import reachable
-    from producers import questions_cli
+    from producers.cli import questions as questions_cli
     from producers.webhooks import seen_file
     from schemas.secrets import write_secret
     from schemas.settings import Settings

@@ -16,7 +16,7 @@ from schemas import contracts
 from schemas.codec import headers_to_dict
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.engagement_store import Triage
+from streams.engagement.store import Triage
 from streams.registry import Registry
 from streams.steps import StreamSteps
 

@@ -17,7 +17,7 @@ from schemas.errors import InvalidContent
 from schemas.models import Receipt, Target
 from schemas.settings import Settings
 from schemas.topics import Channel
-from streams.bounds import (
+from streams.articles.bounds import (
     FACEBOOK_MESSAGE_MAX_CHARS,
     LOUDSPEAKER_PAYLOAD_MAX_BYTES,
     ZALO_TEXT_MAX_CHARS,
@@ -27,9 +27,9 @@ from streams.bounds import (
     window_cache,
     zalo_refusal,
 )
-from streams.fanout import plan
-from streams.intake import MAX_EVENT_ID_CHARS, ArticleEvent, parse_article_event
-from streams.policy import decide
+from streams.articles.fanout import plan
+from streams.articles.intake import MAX_EVENT_ID_CHARS, ArticleEvent, parse_article_event
+from streams.articles.policy import decide
 from streams.registry import Registry
 from streams.status.model import fold
 

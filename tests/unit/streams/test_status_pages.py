@@ -22,8 +22,8 @@ from html_dom import Node, dom, parse_errors
 from consumers.loudspeaker.adapter import PlatformClient
 from consumers.loudspeaker.outputs import to_json
 from consumers.loudspeaker.scheduler import DaySchedule, Slot
-from infra.emulators import ManualClock
-from infra.emulators.loudspeaker import LoudspeakerEmulator
+from infra.local.emulators import ManualClock
+from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
 from schemas.secrets import write_secret
 from schemas.settings import Settings
