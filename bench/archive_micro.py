@@ -4,7 +4,7 @@
 
 No Kafka: commands are built from sample 01 with a fresh uri each (as the pipeline bench's
 copies) and handed to ``ArchiveAdapter.deliver`` one after the other, the way the runtime does
-for the archive's single target. Starts its own S3 server (infra/s3/versitygw.py ``S3Server``);
+for the archive's single target. Starts its own S3 server (infra/local/s3/versitygw.py ``S3Server``);
 ``--keep-alive`` forces versitygw's ``--keep-alive`` flag on or off (``default``: whatever
 ``S3Server.command()`` does). Prints JSON lines {"name", "value", "unit"}:
 

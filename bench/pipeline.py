@@ -61,7 +61,7 @@ def loudspeaker_status(emulator_state: dict[str, Any] | None = None) -> tuple[bo
     """Whether the loudspeaker channel can run here, and why not.
 
     It is included when the adapter registry has it (``consumers.registry.ADAPTERS``), its
-    emulator exists (``infra/emulators/loudspeaker.py``) and the running emulators serve it (a
+    emulator exists (``infra/local/emulators/loudspeaker.py``) and the running emulators serve it (a
     ``loudspeaker`` entry in their state file, whose env then points the adapter at it).
     """
     from consumers.registry import ADAPTERS
@@ -70,7 +70,7 @@ def loudspeaker_status(emulator_state: dict[str, Any] | None = None) -> tuple[bo
     if Channel.LOUDSPEAKER not in ADAPTERS:
         return False, "no loudspeaker adapter in consumers.registry.ADAPTERS yet"
     if not (ROOT / "infra" / "emulators" / "loudspeaker.py").exists():
-        return False, "no infra/emulators/loudspeaker.py"
+        return False, "no infra/local/emulators/loudspeaker.py"
     if emulator_state is not None and "loudspeaker" not in emulator_state:
         return False, "infra.local.stack.Emulators does not start the loudspeaker emulator yet"
     return True, "included"
@@ -344,7 +344,7 @@ class Articles:
     """Copies of a real article, each with its own uri, headline and province."""
 
     def __init__(self, tag: str) -> None:
-        from streams.registry import province_names
+        from schemas.registry import province_names
 
         self.tag = tag
         self.template = orjson.loads(TEMPLATE.read_bytes())

@@ -41,10 +41,10 @@ from schemas import contracts
 from schemas.codec import encode
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
+from schemas.registry import build_targets, load_config
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
-from streams.registry import build_targets, load_config
 
 
 def emit(name: str, value: float, unit: str) -> None:

@@ -52,7 +52,7 @@ def _archive(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
     from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig
     from consumers.loudspeaker.adapter import audio_for
 
-    # Bootstrap is the one place that reads the environment (LANTOA_S3_*, see infra/s3/README.md).
+    # Bootstrap is the one place that reads the environment (LANTOA_S3_*, see infra/local/s3/README.md).
     # The audio the loudspeaker adapter rendered for a version is archived with it.
     return ArchiveAdapter(
         ArchiveConfig.from_env(os.environ, audio_lookup=audio_for(settings.loudspeaker_audio_dir))

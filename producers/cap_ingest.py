@@ -17,10 +17,10 @@ from kafka import KafkaProducer
 from infra.kafka import clients
 from schemas.cap import Alert, parse_cap
 from schemas.models import utc_now_iso
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.alerts.plan import AlertPlan, plan_alert
-from streams.registry import Registry
 
 
 @dataclass(frozen=True)

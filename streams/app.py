@@ -34,10 +34,10 @@ from infra.kafka.loop import ConsumerLoop, Subscription
 from infra.kafka.outbox import Outbox
 from infra.kafka.payloads import PayloadWriter
 from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka, wait_for_kafka
+from infra.kafka.registry_follower import RegistryFollower
 from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.processor import TopicHandlers
-from streams.registry_follower import RegistryFollower
 from streams.status.web import StatusService
 from streams.steps import Clock, StreamSteps
 

@@ -27,13 +27,13 @@ from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
 from schemas.headers import strip_internal
 from schemas.models import Command, Outcome, Receipt, utc_now_iso
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.text import bounded, nfc
 from schemas.topics import Topic
 from streams.articles.fanout import plan, receipt_record
 from streams.articles.intake import CE_TYPES, ArticleEvent, parse_article_event
 from streams.articles.policy import Decision, decide, due_for_release, publish_now
-from streams.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ def run_until_signalled(
     KafkaAccessError at start (nothing consumed yet) is one critical line naming the variable to
     check, and exit ``EXIT_CONFIG``.
     """
-    from streams.registry_follower import RegistryFollower
+    from infra.kafka.registry_follower import RegistryFollower
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -76,7 +76,6 @@ from consumers.loudspeaker.scheduler import (
     default_expiry,
     schedule_days,
 )
-from consumers.loudspeaker.windows import ZoneWindows
 from consumers.loudspeaker.zones import (
     KEEP_EXPIRED_S,
     LedgerZoneSource,
@@ -92,6 +91,7 @@ from schemas.models import Action, Command, Outcome, Priority, Target
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
+from schemas.windows import ZoneWindows
 
 # The platform client, the audio, the zone state and the schedule bodies live in their own modules
 # (platform.py, audio.py, zones.py, bodies.py); their names stay importable from here.

@@ -37,12 +37,11 @@ from schemas import contracts, metrics
 from schemas.article import parse_time
 from schemas.codec import decode, encode
 from schemas.deadletter import dead_letter_headers
+from schemas.emergency import EMERGENCY_CHANNEL, alert_uri, emergency_command_id
 from schemas.errors import InvalidContent
 from schemas.models import Outcome, Receipt, utc_now_iso
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.alerts.lane import alert_uri
-from streams.status.model import EMERGENCY_CHANNEL, emergency_command_id
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 5.0

@@ -21,11 +21,11 @@ from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, Tran
 from consumers.loudspeaker.adapter import PlatformClient
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas.codec import encode
+from schemas.emergency import alert_uri
 from schemas.models import Outcome, Receipt
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.alerts.lane import alert_uri
 
 log = logging.getLogger(__name__)
 RESULTS = {"ok": "played", "interrupted": "interrupted", "offline": "offline"}

@@ -33,8 +33,8 @@ def main() -> int:
     from infra.local.s3.versitygw import S3Server, build_versitygw
     from infra.local.stack import Emulators, Proc, stack_env
     from producers.targets import load_targets
+    from schemas.registry import DEFAULT_TARGETS_FILE
     from schemas.settings import Settings
-    from streams.registry import DEFAULT_TARGETS_FILE
 
     samples = sorted(SAMPLES.glob("*.json"))
     if not samples:
@@ -89,8 +89,8 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
     from infra.kafka.tail import TopicTail
     from producers.client import PublishClient
     from producers.targets import local_registry
+    from schemas.registry import province_names
     from schemas.topics import Channel, Topic
-    from streams.registry import province_names
 
     started = time.monotonic()
     docs = [orjson.loads(p.read_bytes()) for p in samples]

@@ -32,8 +32,8 @@ from infra.local.s3.__main__ import write_credentials_file
 from infra.local.s3.versitygw import S3Server, build_versitygw
 from infra.local.stack import Emulators, Proc, stack_env
 from producers.targets import load_targets
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.settings import Settings
-from streams.registry import DEFAULT_TARGETS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "var" / "up"

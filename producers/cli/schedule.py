@@ -26,12 +26,12 @@ import orjson
 
 from consumers.loudspeaker.adapter import PlatformClient, PlatformSchedule, day_from_json, platform_zone
 from consumers.loudspeaker.outputs import to_ics, to_json, to_m3u
-from consumers.loudspeaker.windows import ZoneWindows
 from schemas.models import Target
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.text import identifier
 from schemas.topics import Channel
+from schemas.windows import ZoneWindows
 
 FORMATS = ("json", "ics", "m3u")
 

@@ -22,13 +22,12 @@ from typing import Any
 import orjson
 
 from producers.cli.terminal import escape_json_text, printable
+from schemas.emergency import ALERT_URI_PREFIX
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.text import identifier
 from schemas.topics import Channel, Topic
 from streams.status.model import SETTLED, STATES, StatusFold
-
-CAP_PREFIX = "urn:lantoa:cap:"
 
 
 class StatusUnavailable(Exception):
@@ -74,7 +73,7 @@ def fetch_kafka(
     from infra.kafka import clients
 
     needle = uri.encode()
-    identifier = uri[len(CAP_PREFIX) :].encode() if uri.startswith(CAP_PREFIX) else None
+    identifier = uri[len(ALERT_URI_PREFIX) :].encode() if uri.startswith(ALERT_URI_PREFIX) else None
     kinds = {settings.topic(Topic.RECEIPTS): "receipt", settings.topic(Topic.EMERGENCY_COMMANDS): "emergency"}
     kinds.update({settings.topic(Topic.commands(c)): "command" for c in Channel})
     fold = StatusFold()

@@ -15,6 +15,7 @@ from typing import Any
 from infra.kafka.outbox import OutRecord
 from schemas.cap import Alert, Info
 from schemas.codec import encode
+from schemas.emergency import alert_uri
 from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt
 from schemas.settings import Settings
 from schemas.text import visible
@@ -41,10 +42,6 @@ def spoken_text(info: Info | None) -> tuple[str, str]:
     headline = visible(info.headline or info.event or "").strip()
     parts = [headline, visible(info.description or "").strip(), visible(info.instruction or "").strip()]
     return headline, "\n\n".join(p for p in parts if p)
-
-
-def alert_uri(identifier: str) -> str:
-    return f"urn:lantoa:cap:{identifier}"
 
 
 def plan_records(

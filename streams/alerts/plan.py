@@ -38,8 +38,8 @@ from typing import Any, Final, Literal
 from schemas.cap import Alert, Info, MsgType, Scope, Severity, Status, Urgency
 from schemas.errors import InvalidContent
 from schemas.models import Target
+from schemas.registry import Registry
 from schemas.topics import Channel
-from streams.registry import Registry
 
 __all__ = [
     "DVHC",

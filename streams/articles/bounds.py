@@ -26,12 +26,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from consumers.loudspeaker.windows import ZoneWindows
 from schemas.codec import encode
 from schemas.models import Target
 from schemas.speech.duration import estimate_duration_s
 from schemas.speech.normalize import normalize
 from schemas.topics import Channel
+from schemas.windows import ZoneWindows
 
 # Facebook refuses a post whose message is longer than this (Graph error 100).
 FACEBOOK_MESSAGE_MAX_CHARS = 63_206

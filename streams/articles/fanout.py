@@ -10,6 +10,7 @@ from infra.kafka.outbox import OutRecord
 from schemas.article import HEADLINE_MAX_CHARS
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.text import bounded
 from schemas.topics import Channel, Topic, command_key
@@ -17,7 +18,6 @@ from streams.articles.bounds import refusals, window_cache
 from streams.articles.intake import ArticleEvent
 from streams.articles.policy import Decision, Kind, places_from_json
 from streams.articles.render import render_all, retract_payload
-from streams.registry import Registry
 from streams.routing import RouteInput, route
 
 # A title travels beside a payload reference for the status views: as long as a headline may be.

@@ -36,6 +36,7 @@ from aiokafka import TopicPartition
 from infra.kafka import clients
 from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
+from infra.kafka.registry_follower import RegistryFollower
 from schemas import contracts, metrics
 from schemas.article import parse_time
 from schemas.codec import decode, encode
@@ -45,7 +46,6 @@ from schemas.headers import strip_internal
 from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
 from streams.engagement import triage as eng
-from streams.registry_follower import RegistryFollower
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from markupsafe import Markup
 
-from streams.registry import official_zones, province_names
+from schemas.registry import official_zones, province_names
 
 DISPLAY_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 STATUS_REFRESH_S = 10

@@ -23,11 +23,11 @@ from consumers.delivery.errors import (
 )
 from consumers.loudspeaker.adapter import PlatformClient, day_from_json, platform_zone
 from consumers.loudspeaker.outputs import to_json
-from consumers.loudspeaker.windows import ZoneWindows
+from schemas.registry import Registry, build_targets, load_config, targets_file
 from schemas.secrets import SecretFile, SecretFileError
 from schemas.settings import Settings
 from schemas.topics import Channel
-from streams.registry import Registry, build_targets, load_config, targets_file
+from schemas.windows import ZoneWindows
 from streams.status.layout import moment, provinces
 from streams.status.timeline import TimelineUnavailable, UnknownZone, ZoneDay
 

@@ -30,11 +30,11 @@ from infra.kafka.topics import apply_topics
 from infra.local.stack import Emulators, Proc
 from producers.client import PublishClient
 from producers.targets import load_targets
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Topic
 from streams.engagement.store import read_table
-from streams.registry import DEFAULT_TARGETS_FILE
 
 HA_NOI_PAGE, HA_NOI_GROUP = "100000000000002", "g-000000000000000002"
 VERIFY_TOKEN, OA_SECRET = "e2e-verify-token", "e2e-oa-secret-key"

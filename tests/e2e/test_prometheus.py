@@ -48,9 +48,9 @@ from producers.client import PublishClient
 from producers.targets import load_targets, local_registry
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority, utc_now_iso
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
-from streams.registry import DEFAULT_TARGETS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "infra" / "prometheus"

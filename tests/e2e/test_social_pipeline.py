@@ -23,9 +23,9 @@ from infra.kafka.topics import apply_topics
 from infra.local.stack import Emulators, Proc
 from producers.client import PublishClient
 from producers.targets import load_targets
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.registry import DEFAULT_TARGETS_FILE
 
 
 def receipts_by(tail: TopicTail) -> list[dict[str, Any]]:

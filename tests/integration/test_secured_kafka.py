@@ -40,10 +40,10 @@ from infra.local.kafka.tls import CertificateSet, make_ca, make_test_certificate
 from infra.local.s3.__main__ import write_credentials_file
 from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from infra.local.stack import Emulators, Proc
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.registry import DEFAULT_TARGETS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "lantoa", "s3cret-for-the-test"

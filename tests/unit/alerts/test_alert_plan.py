@@ -24,6 +24,7 @@ from schemas.cap import (
     parse_cap,
 )
 from schemas.errors import InvalidContent
+from schemas.registry import Registry, build_targets
 from schemas.settings import Settings
 from schemas.topics import Channel
 from streams.alerts.lane import EMERGENCY_MAX_DAYS, plan_records
@@ -36,7 +37,6 @@ from streams.alerts.plan import (
     plan_alert,
     zones_of,
 )
-from streams.registry import Registry, build_targets
 
 SAMPLE = SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap"
 TESTDATA = SHARED / "standards" / "cap" / "testdata"

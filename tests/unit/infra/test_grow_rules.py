@@ -21,9 +21,9 @@ from infra.kafka.partitioning import partition_for
 from infra.kafka.topics import GrowRequired, refuse_channel_growth
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.topics import ZALO_ACCOUNT_KEY, Channel, Topic, command_key
-from streams.registry import Registry
 from streams.steps import StreamSteps
 
 

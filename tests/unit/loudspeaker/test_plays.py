@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from helpers import emergency_plan
 
 from consumers.loudspeaker.adapter import AudioRenderer, PlatformClient
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
@@ -21,8 +22,8 @@ from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from producers.targets import local_registry
 from schemas import contracts
 from schemas.cap import parse_cap
+from schemas.emergency import alert_uri
 from schemas.settings import Settings
-from streams.alerts.lane import alert_uri
 from streams.alerts.plan import plan_alert
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -71,7 +72,7 @@ async def test_reports_become_receipts(
     )
     clock.set(ON_AIR.timestamp())
     alert = parse_cap((shared_dir / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes())
-    plan = EmergencyPlan.from_alert(alert, plan_alert(alert, registry), repeat_interval_s=600.0, now=ON_AIR)
+    plan = emergency_plan(alert, plan_alert(alert, registry), repeat_interval_s=600.0, now=ON_AIR)
     pusher = EmergencyPusher(
         client,
         AudioRenderer(tmp_path / "audio", "https://x/audio"),

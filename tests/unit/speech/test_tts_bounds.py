@@ -29,9 +29,9 @@ from consumers.loudspeaker.tts import (
     render_audio,
     speakable,
 )
-from consumers.loudspeaker.windows import DEFAULT_WINDOWS, Window
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
+from schemas.windows import DEFAULT_WINDOWS, Window
 
 
 def seed_text(chars: int, shared_dir: Path) -> str:

@@ -15,6 +15,7 @@ from schemas.article import BODY_MAX_CHARS, HEADLINE_MAX_CHARS, SUMMARY_MAX_CHAR
 from schemas.codec import encode
 from schemas.errors import InvalidContent
 from schemas.models import Receipt, Target
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.topics import Channel
 from streams.articles.bounds import (
@@ -30,7 +31,6 @@ from streams.articles.bounds import (
 from streams.articles.fanout import plan
 from streams.articles.intake import MAX_EVENT_ID_CHARS, ArticleEvent, parse_article_event
 from streams.articles.policy import decide
-from streams.registry import Registry
 from streams.status.model import fold
 
 URI = "urn:lantoa:article:bounds"

@@ -25,10 +25,10 @@ from consumers.loudspeaker.scheduler import DaySchedule, Slot
 from infra.local.emulators import ManualClock
 from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
+from schemas.registry import official_zones, province_names
 from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel
-from streams.registry import official_zones, province_names
 from streams.status.article import render_article
 from streams.status.layout import CSS
 from streams.status.model import StatusFold

@@ -12,9 +12,9 @@ from schemas import contracts
 from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.models import Target
+from schemas.registry import Registry
 from schemas.settings import KafkaConnection
 from schemas.text import identifier
-from streams.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Broadcast windows of one loudspeaker zone, parsed from its registry entry. Pure, no I/O.
 
-A zone's Target (streams/registry.py) carries ``windows`` (local "HH:MM-HH:MM" strings),
+A zone's Target (schemas/registry.py) carries ``windows`` (local "HH:MM-HH:MM" strings),
 ``days`` (ISO weekdays, Monday=1) and ``timezone`` in its config, merged from the
 ``[loudspeaker]`` section of infra/targets.toml and the zone's own override. Anything missing
 falls back to the same defaults as that section.
