@@ -36,6 +36,7 @@ from infra.kafka.payloads import PayloadWriter
 from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka, wait_for_kafka
 from infra.kafka.registry_follower import RegistryFollower
 from schemas.settings import Settings
+from schemas.timeline import TimelineFetcher
 from schemas.topics import Topic
 from streams.processor import TopicHandlers
 from streams.status.web import StatusService
@@ -146,9 +147,11 @@ class StreamWorker:
             await self.outbox.stop()
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> None:
+def run_worker(settings: Settings, loglevel: str = "info", timeline: TimelineFetcher | None = None) -> None:
     """Run the stream worker until SIGTERM/SIGINT (``lantoa worker``).
 
+    ``timeline`` reads a loudspeaker zone's day for the status web's timeline page (the CLI hands
+    in the platform's reader, consumers/loudspeaker/timeline.py).
     The status view (streams/status/web.py) serves LANTOA_WEB_PORT; with only
     LANTOA_METRICS_PORT set it runs without HTTP, for the emergency watch.
     """
@@ -165,7 +168,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     status = None
     if settings.web_port > 0 or settings.metrics_port:
         status = StatusService(
-            settings, serve_http=settings.web_port > 0, on_crash=lambda exc: crash("status view", exc)
+            settings,
+            serve_http=settings.web_port > 0,
+            on_crash=lambda exc: crash("status view", exc),
+            timeline=timeline,
         )
         status.start()
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from consumers.loudspeaker.timeline import PlatformTimeline
 from producers.cli.progress import progress
 from producers.cli.terminal import MAX_SHOWN_CHARS, printable, printable_json
 from schemas.errors import InvalidContent
@@ -322,7 +323,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from infra.kafka.topics import apply_topics
 
         apply_topics(settings)
-    run_worker(settings, args.loglevel)
+    # The status web's timeline page reads the loudspeaker platform through the adapter's client.
+    run_worker(settings, args.loglevel, timeline=PlatformTimeline(settings))
     return 0
 
 

@@ -23,13 +23,13 @@ from consumers.delivery.errors import (
 )
 from consumers.loudspeaker.adapter import PlatformClient, day_from_json, platform_zone
 from consumers.loudspeaker.outputs import to_json
-from schemas.registry import Registry, build_targets, load_config, targets_file
+from schemas.registry import Registry, build_targets, load_config, province_names, targets_file
 from schemas.secrets import SecretFile, SecretFileError
 from schemas.settings import Settings
+from schemas.timeline import TimelineUnavailable, UnknownZone, ZoneDay
+from schemas.times import moment
 from schemas.topics import Channel
 from schemas.windows import ZoneWindows
-from streams.status.layout import moment, provinces
-from streams.status.timeline import TimelineUnavailable, UnknownZone, ZoneDay
 
 __all__ = ["PlatformTimeline"]
 
@@ -112,7 +112,7 @@ class PlatformTimeline:
                 "etag": found_schedule.etag,
                 "updated_at": found_schedule.updated_at,
             }
-        province = provinces().get(target.province_code) if target.province_code is not None else None
+        province = province_names().get(target.province_code) if target.province_code is not None else None
         return ZoneDay(
             code,
             wanted,
@@ -131,9 +131,8 @@ class PlatformTimeline:
     ) -> list[dict[str, Any]]:
         start = datetime.combine(day, datetime.min.time(), tzinfo=tz)
         end = start + timedelta(days=1)
-        # PlatformClient has no emergency reads (the adapters only write them): its authenticated
-        # request and error mapping serve here. The list carries no zones, hence one GET each.
-        listed = await client._call("GET", "/emergencies")
+        # The platform's emergency list carries no zones, hence one GET each.
+        listed = await client.get("/emergencies")
         client.raise_for(listed)
         records = listed.body.get("emergencies") if isinstance(listed.body, dict) else None
         candidates = []
@@ -157,7 +156,7 @@ class PlatformTimeline:
 
         async def one(eid: str) -> dict[str, Any] | None:
             async with gate:
-                reply = await client._call("GET", f"/emergencies/{quote(eid, safe='')}")
+                reply = await client.get(f"/emergencies/{quote(eid, safe='')}")
             if reply.status == 404:
                 return None
             client.raise_for(reply)
