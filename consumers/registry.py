@@ -7,10 +7,16 @@ import logging
 import os
 from collections.abc import Callable
 
+from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig
 from consumers.delivery.base import ChannelAdapter
 from consumers.delivery.process import TargetLookup, run_until_signalled
 from consumers.delivery.retry import RetryPolicy
 from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
+from consumers.fanpage.adapter import FanpageAdapter
+from consumers.loudspeaker.adapter import audio_for, from_settings
+from consumers.loudspeaker.plays import PlayReporter
+from consumers.zalo.adapter import ZaloAdapter
+from consumers.zalo.tokens import TokenStore
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import RETRY_TIERS, Channel
@@ -19,7 +25,6 @@ log = logging.getLogger(__name__)
 
 
 def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from consumers.fanpage.adapter import FanpageAdapter
 
     return FanpageAdapter(
         settings.graph_base_url,
@@ -32,8 +37,6 @@ def _fanpage(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
 
 
 def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from consumers.zalo.adapter import ZaloAdapter
-    from consumers.zalo.tokens import TokenStore
 
     if settings.zalo_token_file is None:
         raise SystemExit("LANTOA_ZALO_TOKEN_FILE is required for the Zalo adapter")
@@ -49,8 +52,6 @@ def _zalo(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
 
 
 def _archive(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig
-    from consumers.loudspeaker.adapter import audio_for
 
     # Bootstrap is the one place that reads the environment (LANTOA_S3_*, see infra/local/s3/README.md).
     # The audio the loudspeaker adapter rendered for a version is archived with it.
@@ -60,7 +61,6 @@ def _archive(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
 
 
 def _loudspeaker(settings: Settings, targets: TargetLookup) -> ChannelAdapter:
-    from consumers.loudspeaker.adapter import from_settings
 
     return from_settings(settings, targets)
 
@@ -97,8 +97,6 @@ def run(settings: Settings, channel: Channel, config: RuntimeConfig | None = Non
         cfg = config or RuntimeConfig(min_interval_s=interval, policy=policy_from(settings))
         tasks = [DeliveryRuntime(settings, adapter, cfg).run(stop)]
         if channel is Channel.LOUDSPEAKER:
-            from consumers.loudspeaker.plays import PlayReporter
-
             # What the stations actually aired comes back as receipts (played, interrupted, offline).
             tasks.append(PlayReporter.from_settings(settings).run(stop))
         await asyncio.gather(*tasks)

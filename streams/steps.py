@@ -22,6 +22,7 @@ from infra.kafka.compacted import CompactedView
 from infra.kafka.outbox import OutRecord
 from infra.kafka.partitioning import partition_for
 from schemas import metrics
+from schemas.cap import parse_cap
 from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
@@ -31,6 +32,8 @@ from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.text import bounded, nfc
 from schemas.topics import Topic
+from streams.alerts.lane import plan_records
+from streams.alerts.plan import plan_alert
 from streams.articles.fanout import plan, receipt_record
 from streams.articles.intake import CE_TYPES, ArticleEvent, parse_article_event
 from streams.articles.policy import Decision, decide, due_for_release, publish_now
@@ -251,9 +254,6 @@ class StreamSteps:
     # -- alerts.cap ----------------------------------------------------------------------------
 
     def alert(self, rec: Any) -> Step:
-        from schemas.cap import parse_cap
-        from streams.alerts.lane import plan_records
-        from streams.alerts.plan import plan_alert
 
         now = self.clock()
         headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay

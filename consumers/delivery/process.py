@@ -16,6 +16,7 @@ from consumers.delivery.runtime import EXIT_CRASH
 from infra.kafka.clients import KafkaAccessError
 from infra.kafka.grow import PartitionMismatch
 from infra.kafka.reachable import EXIT_CONFIG, wait_for_kafka
+from infra.kafka.registry_follower import RegistryFollower
 from schemas.models import Target
 from schemas.secrets import SecretFileError
 from schemas.settings import Settings
@@ -38,7 +39,6 @@ def run_until_signalled(
     KafkaAccessError at start (nothing consumed yet) is one critical line naming the variable to
     check, and exit ``EXIT_CONFIG``.
     """
-    from infra.kafka.registry_follower import RegistryFollower
 
     async def main() -> None:
         stop = asyncio.Event()

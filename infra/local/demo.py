@@ -18,6 +18,20 @@ from typing import Any
 
 import orjson
 
+from consumers.delivery.base import article_marker
+from infra.kafka.tail import TopicTail
+from infra.kafka.topics import apply_topics
+from infra.local.kafka.broker import KafkaBroker
+from infra.local.s3.__main__ import write_credentials_file
+from infra.local.s3.versitygw import S3Server, build_versitygw
+from infra.local.stack import Emulators, Proc, stack_env
+from producers.cap_ingest import AlertProducer, check
+from producers.client import PublishClient
+from producers.targets import load_targets, local_registry
+from schemas.registry import DEFAULT_TARGETS_FILE, province_names
+from schemas.settings import Settings
+from schemas.topics import Channel, Topic
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")) / "samples" / "articles"
 
@@ -27,14 +41,6 @@ def _say(text: str = "") -> None:
 
 
 def main() -> int:
-    from infra.kafka.topics import apply_topics
-    from infra.local.kafka.broker import KafkaBroker
-    from infra.local.s3.__main__ import write_credentials_file
-    from infra.local.s3.versitygw import S3Server, build_versitygw
-    from infra.local.stack import Emulators, Proc, stack_env
-    from producers.targets import load_targets
-    from schemas.registry import DEFAULT_TARGETS_FILE
-    from schemas.settings import Settings
 
     samples = sorted(SAMPLES.glob("*.json"))
     if not samples:
@@ -85,12 +91,6 @@ def main() -> int:
 
 
 def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: list[Any]) -> int:
-    from consumers.delivery.base import article_marker
-    from infra.kafka.tail import TopicTail
-    from producers.client import PublishClient
-    from producers.targets import local_registry
-    from schemas.registry import province_names
-    from schemas.topics import Channel, Topic
 
     started = time.monotonic()
     docs = [orjson.loads(p.read_bytes()) for p in samples]
@@ -211,9 +211,6 @@ def _run(settings: Any, emus: Any, samples: list[Path], workdir: Path, procs: li
 def _typhoon(settings: Any, emus: Any, wait: Any) -> bool:
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
-
-    from producers.cap_ingest import AlertProducer, check
-    from producers.targets import local_registry
 
     today = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()  # the alert's own (Vietnam) day
     raw = (

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from contextlib import ExitStack
 
+from infra.local.kafka.broker import KafkaBroker
+
 
 def main(argv: list[str]) -> int:
     if "--" in argv:
@@ -24,8 +26,6 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     with ExitStack() as stack:
         if not env.get("LANTOA_KAFKA_BOOTSTRAP"):
-            from infra.local.kafka.broker import KafkaBroker
-
             broker = stack.enter_context(KafkaBroker())
             env["LANTOA_KAFKA_BOOTSTRAP"] = broker.bootstrap
             print(f"testenv: Kafka {broker.version} at {broker.bootstrap}", flush=True)

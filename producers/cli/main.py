@@ -10,12 +10,36 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from consumers.loudspeaker.lane import run as run_lane
 from consumers.loudspeaker.timeline import PlatformTimeline
+from consumers.registry import run
+from infra.kafka.clients import KafkaAccessError
+from infra.kafka.grow import GrowRefused, family, grow
+from infra.kafka.reachable import EXIT_CONFIG
+from infra.kafka.topics import GrowRequired, apply_topics
+from producers.cap_http import serve
+from producers.cap_ingest import AlertProducer, check
+from producers.cli import deadletters as dl
 from producers.cli.progress import progress
+from producers.cli.questions import add_parsers as add_engagement
+from producers.cli.schedule import run as schedule
+from producers.cli.status import add_arguments as status_arguments
+from producers.cli.status import run as status
 from producers.cli.terminal import MAX_SHOWN_CHARS, printable, printable_json
+from producers.client import PublishClient, prepare
+from producers.targets import configured_targets, load_targets, local_registry
+from schemas.cap import MAX_CAP_BYTES, parse_cap
 from schemas.errors import InvalidContent
+from schemas.ninjs_validation import validate_bytes
+from schemas.secrets import SecretFileError
 from schemas.settings import Settings
-from schemas.topics import Channel, Topic
+from schemas.speech.normalize import normalize
+from schemas.text import identifier
+from schemas.topics import Channel, Topic, descriptors
+from streams.alerts.plan import dry_run_json
+from streams.app import run_worker
+from streams.articles.intake import MAX_EVENT_BYTES
+from streams.routing import RouteInput, route
 
 
 def _settings() -> Settings:
@@ -54,9 +78,6 @@ def _read_reason(exc: OSError) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from schemas.cap import MAX_CAP_BYTES, parse_cap
-    from schemas.ninjs_validation import validate_bytes
-    from streams.articles.intake import MAX_EVENT_BYTES
 
     code = 0
     for path in (Path(p) for p in args.files):
@@ -77,10 +98,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_alert(args: argparse.Namespace) -> int:
-    from producers.cap_ingest import AlertProducer, check
-    from producers.targets import local_registry
-    from schemas.cap import MAX_CAP_BYTES
-    from streams.alerts.plan import dry_run_json
 
     settings = _settings()
     registry = local_registry(settings)
@@ -117,12 +134,6 @@ def cmd_alert(args: argparse.Namespace) -> int:
 
 
 def cmd_alert_server(args: argparse.Namespace) -> int:
-    from infra.kafka.clients import KafkaAccessError
-    from infra.kafka.reachable import EXIT_CONFIG
-    from producers.cap_http import serve
-    from producers.cap_ingest import AlertProducer
-    from producers.targets import local_registry
-    from schemas.secrets import SecretFileError
 
     settings = _settings()
     try:  # the producer checks a secured connection first: a refused configuration stops here
@@ -145,8 +156,6 @@ def cmd_alert_server(args: argparse.Namespace) -> int:
 
 
 def routing_plan(prepared: Any, settings: Settings) -> dict[str, Any]:
-    from producers.targets import local_registry
-    from streams.routing import RouteInput, route
 
     art = prepared.article
     plan = route(RouteInput(art.places, art.subjects), local_registry(settings))
@@ -163,8 +172,6 @@ def routing_plan(prepared: Any, settings: Settings) -> dict[str, Any]:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from producers.client import PublishClient, prepare
-    from streams.articles.intake import MAX_EVENT_BYTES
 
     settings = _settings()
     prepared = []
@@ -226,7 +233,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_retract(args: argparse.Namespace) -> int:
-    from producers.client import PublishClient
 
     settings = _settings()
     try:
@@ -240,7 +246,6 @@ def cmd_retract(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from producers.cli.status import run as status
 
     return status(args, _settings())
 
@@ -248,8 +253,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.action == "list":
-        from schemas.topics import descriptors
-
         for topic, desc in descriptors().items():
             print(
                 f"{settings.topic(topic):40} {settings.partitions(topic):3} partitions  {desc.cleanup_policy:8} key: {desc.key}"
@@ -257,7 +260,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
         return 0
     if args.action == "grow":
         return _grow(settings, args)
-    from infra.kafka.topics import GrowRequired, apply_topics
 
     try:
         changes = apply_topics(settings, dry_run=args.dry_run)
@@ -272,7 +274,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def _grow(settings: Settings, args: argparse.Namespace) -> int:
-    from infra.kafka.grow import GrowRefused, family, grow
 
     if args.channel is None or args.count is None or args.dry_run:
         print(
@@ -301,14 +302,10 @@ def cmd_targets(args: argparse.Namespace) -> int:
     if args.action == "list":
         from collections import Counter
 
-        from producers.targets import configured_targets
-
         counts = Counter((t.channel.value, t.test) for t in configured_targets(settings))
         for (channel, test), n in sorted(counts.items()):
             print(f"{channel:12} {'test' if test else 'public':6} {n}")
         return 0
-    from producers.targets import load_targets
-    from schemas.text import identifier
 
     n = load_targets(settings, remove=[identifier(t) for t in args.remove])  # NFC, as the registry keeps ids
     print(f"{n} targets written to {settings.topic(Topic.TARGETS)}")
@@ -316,12 +313,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.app import run_worker
 
     settings = _settings()
     if args.apply_topics:
-        from infra.kafka.topics import apply_topics
-
         apply_topics(settings)
     # The status web's timeline page reads the loudspeaker platform through the adapter's client.
     run_worker(settings, args.loglevel, timeline=PlatformTimeline(settings))
@@ -331,18 +325,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_adapter(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(args.loglevel.upper())
     if args.channel == "emergency":
-        from consumers.loudspeaker.lane import run as run_lane
-
         run_lane(_settings())
         return 0
-    from consumers.registry import run
 
     run(_settings(), Channel(args.channel))
     return 0
 
 
 def cmd_deadletters(args: argparse.Namespace) -> int:
-    from producers.cli import deadletters as dl
 
     settings = _settings()
     letters = dl.read_all(settings)
@@ -378,7 +368,6 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:
-    from schemas.speech.normalize import normalize
 
     text = " ".join(args.text) if args.text else sys.stdin.read()
     print(normalize(text))
@@ -386,7 +375,6 @@ def cmd_normalize(args: argparse.Namespace) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from producers.cli.schedule import run as schedule
 
     return schedule(_settings(), args.zone, args.date, args.format)
 
@@ -427,8 +415,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.add_argument("--version", type=int)
     p.set_defaults(func=cmd_retract)
-
-    from producers.cli.status import add_arguments as status_arguments
 
     p = sub.add_parser("status", help="where an article went: per channel and target, as a table")
     status_arguments(p)
@@ -485,10 +471,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--apply-topics", action="store_true")
     p.add_argument("--loglevel", default="info")
     p.set_defaults(func=cmd_worker)
-
-    from producers.cli.questions import (
-        add_parsers as add_engagement,
-    )  # webhooks, triage, questions, answer, dismiss
 
     add_engagement(sub)
     return parser

@@ -38,10 +38,27 @@ from typing import Any
 
 import orjson
 
+from infra.kafka import clients
+from infra.kafka.clients import KafkaAccessError
+from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
 from producers.cli.terminal import printable, printable_json
+from producers.webhook_seen import SeenStoreBusy
+from producers.webhooks import WebhookSecrets, serve
+from schemas import contracts
+from schemas.codec import encode
+from schemas.models import utc_now_iso
 from schemas.secrets import SecretFileError
 from schemas.settings import Settings
 from schemas.text import identifier
+from schemas.topics import Topic, command_key
+from streams.engagement.store import read_table, run_triage
+from streams.engagement.triage import (
+    NotAnswerable,
+    inbound_key,
+    next_answer_version,
+    parse_iso,
+    reply_command,
+)
 
 TERMINAL = {"delivered", "updated", "deleted", "skipped", "failed"}
 EXIT_PENDING = 3
@@ -58,7 +75,6 @@ def _print_json(value: Any) -> None:
 
 
 def _age(asked_at: str, now: datetime) -> str:
-    from streams.engagement.triage import parse_iso
 
     seconds = max(0, int((now - parse_iso(asked_at)).total_seconds()))
     days, rest = divmod(seconds, 86400)
@@ -121,7 +137,6 @@ def render(records: list[dict[str, Any]], now: datetime) -> str:
 
 
 def cmd_questions(args: argparse.Namespace) -> int:
-    from streams.engagement.store import read_table
 
     records = select(read_table(_settings()), only_open=args.open, everything=args.all, article=args.article)
     if args.json:
@@ -133,9 +148,6 @@ def cmd_questions(args: argparse.Namespace) -> int:
 
 def _receipt_tail(settings: Settings) -> Any:
     from kafka import TopicPartition
-
-    from infra.kafka import clients
-    from schemas.topics import Topic
 
     topic = settings.topic(Topic.RECEIPTS)
     consumer = clients.consumer(
@@ -168,12 +180,6 @@ def wait_receipt(consumer: Any, command_id: str, wait_s: float) -> dict[str, Any
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
-    from infra.kafka import clients
-    from schemas.codec import encode
-    from schemas.models import utc_now_iso
-    from schemas.topics import Topic, command_key
-    from streams.engagement.store import read_table
-    from streams.engagement.triage import NotAnswerable, next_answer_version, reply_command
 
     settings = _settings()
     try:
@@ -251,13 +257,6 @@ def cmd_answer(args: argparse.Namespace) -> int:
 
 
 def cmd_dismiss(args: argparse.Namespace) -> int:
-    from infra.kafka import clients
-    from schemas import contracts
-    from schemas.codec import encode
-    from schemas.models import utc_now_iso
-    from schemas.topics import Topic
-    from streams.engagement.store import read_table
-    from streams.engagement.triage import inbound_key
 
     settings = _settings()
     try:
@@ -295,10 +294,6 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from infra.kafka.clients import KafkaAccessError
-    from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
-    from producers.webhook_seen import SeenStoreBusy
-    from producers.webhooks import WebhookSecrets, serve
 
     settings = _settings()
     graph = Path(args.graph_secrets) if args.graph_secrets else settings.fanpage_app_secret_file
@@ -330,10 +325,6 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 def cmd_triage(args: argparse.Namespace) -> int:
     import logging
-
-    from infra.kafka.clients import KafkaAccessError
-    from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
-    from streams.engagement.store import run_triage
 
     logging.getLogger().setLevel(args.loglevel.upper())
     settings = _settings()

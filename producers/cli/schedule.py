@@ -26,6 +26,7 @@ import orjson
 
 from consumers.loudspeaker.adapter import PlatformClient, PlatformSchedule, day_from_json, platform_zone
 from consumers.loudspeaker.outputs import to_ics, to_json, to_m3u
+from producers.targets import local_registry
 from schemas.models import Target
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
@@ -38,7 +39,6 @@ FORMATS = ("json", "ics", "m3u")
 
 def resolve_zone(settings: Settings, zone: str) -> Target:
     """The loudspeaker zone ZONE names; ValueError when none does."""
-    from producers.targets import local_registry
 
     registry = local_registry(settings)
     for candidate in (zone, f"zone:{zone}"):

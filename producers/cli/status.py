@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from infra.kafka import clients
 from producers.cli.terminal import escape_json_text, printable
 from schemas.emergency import ALERT_URI_PREFIX
 from schemas.errors import InvalidContent
@@ -69,8 +70,6 @@ def fetch_kafka(
     """Read receipts, commands and emergency records up to their current end and fold this uri."""
     from kafka import TopicPartition
     from kafka.errors import KafkaError
-
-    from infra.kafka import clients
 
     needle = uri.encode()
     identifier = uri[len(ALERT_URI_PREFIX) :].encode() if uri.startswith(ALERT_URI_PREFIX) else None

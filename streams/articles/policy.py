@@ -16,6 +16,7 @@ from typing import Any
 
 from schemas.article import Place, parse_time
 from streams.articles.intake import ArticleEvent
+from streams.articles.render import priority_of
 
 
 class Kind(StrEnum):
@@ -92,7 +93,6 @@ def publish_now(st: dict[str, Any], event: ArticleEvent) -> Decision:
     """Publish (or update) the event's version; used directly and on embargo release."""
     article = event.article
     assert article is not None and event.version is not None
-    from streams.articles.render import priority_of
 
     previous = st.get("live")
     st = dict(st)
