@@ -30,7 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig, S3Credentials
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.archive.config import ArchiveConfig, S3Credentials
 from consumers.archive.render import render_qr
 from consumers.delivery.base import Prior
 from infra.local.s3.versitygw import S3Server

@@ -126,8 +126,10 @@ class Emulator:
 
 async def _run(zones: int, bulletins: int, late: int) -> list[dict[str, Any]]:
     from consumers.delivery.base import Prior
-    from consumers.loudspeaker.adapter import AudioRenderer, LoudspeakerAdapter, PlatformClient
-    from infra.local.emulators import ManualClock
+    from consumers.loudspeaker.adapter import LoudspeakerAdapter
+    from consumers.loudspeaker.audio import AudioRenderer
+    from consumers.loudspeaker.platform import PlatformClient
+    from infra.local.emulators.common import ManualClock
     from schemas.models import Action, Command, IdempotencyKey, Priority, Target
     from schemas.topics import Channel
 

@@ -7,13 +7,15 @@ import logging
 import os
 from collections.abc import Callable
 
-from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.archive.config import ArchiveConfig
 from consumers.delivery.base import ChannelAdapter
 from consumers.delivery.process import TargetLookup, run_until_signalled
 from consumers.delivery.retry import RetryPolicy
 from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
 from consumers.fanpage.adapter import FanpageAdapter
-from consumers.loudspeaker.adapter import audio_for, from_settings
+from consumers.loudspeaker.adapter import from_settings
+from consumers.loudspeaker.audio import audio_for
 from consumers.loudspeaker.plays import PlayReporter
 from consumers.zalo.adapter import ZaloAdapter
 from consumers.zalo.tokens import TokenStore

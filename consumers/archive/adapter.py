@@ -52,7 +52,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeVar
 
-from consumers.archive.config import ArchiveConfig, ArchiveConfigError, S3Credentials, load_credentials_file
+from consumers.archive.config import ArchiveConfig
 from consumers.archive.manifest import (
     manifest_bytes,
     merge_takedown,
@@ -75,26 +75,14 @@ from consumers.archive.render import (
 )
 from consumers.archive.store import Blob, Race, S3ObjectStore, StoreUnavailable, blob, file_blob
 from consumers.delivery.base import Effect, Prior
-from consumers.delivery.errors import (
-    InvalidContent,
-    PermanentDeliveryError,
-    TargetPaused,
-    TransientDeliveryError,
-)
+from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from schemas import metrics
 from schemas.article import squash
+from schemas.errors import InvalidContent
 from schemas.models import Action, Command, Outcome
 from schemas.topics import Channel
 
-__all__ = [
-    "ArchiveAdapter",
-    "ArchiveConfig",
-    "ArchiveConfigError",
-    "S3Credentials",
-    "article_hash",
-    "article_prefix",
-    "load_credentials_file",
-]
+__all__ = ["ArchiveAdapter", "article_hash", "article_prefix"]
 
 log = logging.getLogger(__name__)
 

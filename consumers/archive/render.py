@@ -24,8 +24,8 @@ import orjson
 import segno
 from markupsafe import Markup
 
-from consumers.delivery.errors import InvalidContent
 from schemas.article import squash
+from schemas.errors import InvalidContent
 from schemas.text import visible
 from schemas.times import checked_instant
 

@@ -15,15 +15,7 @@ Anything else is a bug: the worker exits without committing, and the command is 
 
 from __future__ import annotations
 
-from schemas.errors import InvalidContent
-
-__all__ = [
-    "InvalidContent",
-    "PermanentDeliveryError",
-    "TransientDeliveryError",
-    "TargetPaused",
-    "OutcomeUnknown",
-]
+__all__ = ["PermanentDeliveryError", "TransientDeliveryError", "TargetPaused", "OutcomeUnknown"]
 
 
 class PermanentDeliveryError(Exception):

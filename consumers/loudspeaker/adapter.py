@@ -58,15 +58,13 @@ import orjson
 
 from consumers.delivery.base import Effect, Prior
 from consumers.delivery.errors import PermanentDeliveryError, TransientDeliveryError
-from consumers.loudspeaker.audio import Audio, AudioRenderer, article_audio_pointer, audio_for
+from consumers.loudspeaker.audio import AudioRenderer
 from consumers.loudspeaker.bodies import body_digest, could_play, day_from_json, schedule_body
 from consumers.loudspeaker.platform import (
     PlatformClient,
-    PlatformSchedule,
     ScheduleConflict,
     aware_time,
     platform_zone,
-    utc_iso,
 )
 from consumers.loudspeaker.scheduler import (
     DEFAULT_EXPIRY_DAYS,
@@ -81,8 +79,6 @@ from consumers.loudspeaker.zones import (
     LedgerZoneSource,
     ZoneEntry,
     ZoneSource,
-    bulletin_from_json,
-    bulletin_json,
     merge,
     state_digest,
 )
@@ -95,31 +91,7 @@ from schemas.windows import ZoneWindows
 
 # The platform client, the audio, the zone state and the schedule bodies live in their own modules
 # (platform.py, audio.py, zones.py, bodies.py); their names stay importable from here.
-__all__ = [
-    "PLATFORM_SCOPE",
-    "Audio",
-    "AudioRenderer",
-    "LedgerZoneSource",
-    "LoudspeakerAdapter",
-    "PlatformClient",
-    "PlatformSchedule",
-    "ScheduleConflict",
-    "ZoneEntry",
-    "ZoneSource",
-    "article_audio_pointer",
-    "audio_for",
-    "aware_time",
-    "bulletin_from_json",
-    "bulletin_json",
-    "correction_text",
-    "day_from_json",
-    "from_settings",
-    "merge",
-    "platform_zone",
-    "schedule_body",
-    "state_digest",
-    "utc_iso",
-]
+__all__ = ["PLATFORM_SCOPE", "LoudspeakerAdapter", "correction_text", "from_settings"]
 
 log = logging.getLogger(__name__)
 

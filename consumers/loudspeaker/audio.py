@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from consumers.delivery.errors import InvalidContent, PermanentDeliveryError, TransientDeliveryError
+from consumers.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from consumers.loudspeaker.tts import (
     LARGEST_WAV_BYTES,
     RenderedAudio,
@@ -20,6 +20,7 @@ from consumers.loudspeaker.tts import (
     render_audio,
     speakable,
 )
+from schemas.errors import InvalidContent
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from consumers.loudspeaker.adapter import AudioRenderer, PlatformClient, platform_zone
+from consumers.loudspeaker.audio import AudioRenderer
+from consumers.loudspeaker.platform import PlatformClient, platform_zone
 from schemas.errors import InvalidContent
 from schemas.models import Target
 from schemas.secrets import SecretFile

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.loudspeaker.adapter import PlatformClient
+from consumers.loudspeaker.platform import PlatformClient
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas.codec import encode
 from schemas.emergency import alert_uri

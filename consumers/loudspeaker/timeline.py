@@ -21,8 +21,9 @@ from consumers.delivery.errors import (
     TargetPaused,
     TransientDeliveryError,
 )
-from consumers.loudspeaker.adapter import PlatformClient, day_from_json, platform_zone
+from consumers.loudspeaker.bodies import day_from_json
 from consumers.loudspeaker.outputs import to_json
+from consumers.loudspeaker.platform import PlatformClient, platform_zone
 from schemas.registry import Registry, build_targets, load_config, province_names, targets_file
 from schemas.secrets import SecretFile, SecretFileError
 from schemas.settings import Settings

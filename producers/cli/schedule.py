@@ -24,8 +24,9 @@ from typing import IO, Any
 
 import orjson
 
-from consumers.loudspeaker.adapter import PlatformClient, PlatformSchedule, day_from_json, platform_zone
+from consumers.loudspeaker.bodies import day_from_json
 from consumers.loudspeaker.outputs import to_ics, to_json, to_m3u
+from consumers.loudspeaker.platform import PlatformClient, PlatformSchedule, platform_zone
 from producers.targets import local_registry
 from schemas.models import Target
 from schemas.secrets import SecretFile

@@ -34,7 +34,7 @@ from schemas.speech.tables import ABBREVIATIONS, CAPS_AMBIGUOUS, PER_UNITS, UNIT
 
 # The word tables are in schemas/speech/tables.py (add abbreviations and units there); their
 # names stay importable from here.
-__all__ = ["ABBREVIATIONS", "PER_UNITS", "UNITS", "normalize"]
+__all__ = ["normalize"]
 
 # Words after which a number is a code read digit by digit ("Đề án 06" → "không sáu").
 _CODE_WORDS: Final = r"[Đđ]ề án"

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from infra.kafka.outbox import OutRecord
-from schemas.cap import Alert, Info
+from schemas.cap_model import Alert, Info
 from schemas.codec import encode
 from schemas.emergency import alert_uri
 from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from schemas.cap import Alert, Info, MsgType, Scope, Severity, Status, Urgency
+from schemas.cap_model import Alert, Info, MsgType, Scope, Severity, Status, Urgency
 from schemas.errors import InvalidContent
 from schemas.models import Target
 from schemas.registry import Registry

@@ -23,7 +23,8 @@ from consumers.delivery.errors import (
 from consumers.fanpage.adapter import FanpageAdapter
 from consumers.zalo.adapter import TEXT_LIMIT, ZaloAdapter
 from consumers.zalo.tokens import TokenPair, TokenStore
-from infra.local.emulators import GraphEmulator, ZaloEmulator
+from infra.local.emulators.graph import GraphEmulator
+from infra.local.emulators.zalo import ZaloEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
 from schemas.secrets import SecretFile, write_secret
 from schemas.topics import Channel

@@ -19,7 +19,8 @@ from consumers.delivery.errors import OutcomeUnknown, PermanentDeliveryError
 from consumers.fanpage.adapter import FanpageAdapter
 from consumers.zalo.adapter import ZaloAdapter
 from consumers.zalo.tokens import TokenPair, TokenStore
-from infra.local.emulators import GraphEmulator, ZaloEmulator
+from infra.local.emulators.graph import GraphEmulator
+from infra.local.emulators.zalo import ZaloEmulator
 from producers.webhooks import WebhookSecrets, make_app
 from schemas.models import Action, Target
 from schemas.secrets import SecretFile, write_secret

@@ -23,7 +23,8 @@ import pytest
 from botocore.config import Config
 from helpers import sample_paths
 
-from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig, S3Credentials
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.archive.config import ArchiveConfig, S3Credentials
 from consumers.delivery.base import Prior
 from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from schemas.models import Action, Command, IdempotencyKey, Priority

@@ -19,7 +19,8 @@ import orjson
 import pytest
 from helpers import sample_paths
 
-from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig, S3Credentials, article_prefix
+from consumers.archive.adapter import ArchiveAdapter, article_prefix
+from consumers.archive.config import ArchiveConfig, S3Credentials
 from consumers.delivery.retry import RetryPolicy
 from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
 from infra.kafka import clients

@@ -48,10 +48,13 @@ from botocore.exceptions import ClientError
 from helpers import ROOT, article_doc
 from html_dom import dom
 
-from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig, ArchiveConfigError, S3Credentials
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.archive.config import ArchiveConfig, ArchiveConfigError, S3Credentials
 from consumers.delivery.base import Effect, Prior
-from consumers.delivery.errors import InvalidContent, PermanentDeliveryError, TargetPaused
-from infra.local.s3.versitygw import S3Server, pid_alive, supports_user_xattrs
+from consumers.delivery.errors import PermanentDeliveryError, TargetPaused
+from infra.local.processes import pid_alive
+from infra.local.s3.versitygw import S3Server, supports_user_xattrs
+from schemas.errors import InvalidContent
 from streams.articles.render import public_url
 
 # The module fixture may build versitygw from source (~3 min cold on 2 cores) inside the first

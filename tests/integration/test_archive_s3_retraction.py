@@ -31,7 +31,7 @@ from archive_s3_support import (
 )
 from botocore.exceptions import ClientError
 
-from consumers.archive.adapter import ArchiveConfigError
+from consumers.archive.config import ArchiveConfigError
 from infra.local.s3.versitygw import S3Server
 from schemas.models import Action
 

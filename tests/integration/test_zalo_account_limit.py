@@ -22,7 +22,7 @@ from consumers.zalo.tokens import TokenPair, TokenStore
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.kafka.topics import apply_topics
-from infra.local.emulators import ZaloEmulator
+from infra.local.emulators.zalo import ZaloEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
 from schemas.secrets import SecretFile, write_secret
 from schemas.settings import Settings

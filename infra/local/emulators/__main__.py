@@ -31,8 +31,8 @@ from typing import Any
 
 from infra.local.emulators.common import EmulatorBase, ManualClock, run_until_signalled
 from infra.local.emulators.graph import GraphEmulator
-from infra.local.emulators.loudspeaker import DEFAULT_TOKEN as LOUDSPEAKER_TOKEN
 from infra.local.emulators.loudspeaker import LoudspeakerEmulator
+from infra.local.emulators.loudspeaker_model import DEFAULT_TOKEN as LOUDSPEAKER_TOKEN
 from infra.local.emulators.zalo import ZaloEmulator
 
 DEFAULT_TARGETS = Path(__file__).resolve().parent.parent / "targets.toml"

@@ -29,17 +29,12 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from infra.local.emulators.faults import DEFAULT_DELAY_S, FAULT_KINDS, Clock, Fault, FaultEngine
+from infra.local.emulators.faults import Clock, Fault, FaultEngine
 from infra.local.processes import write_state_file
 
 __all__ = [
-    "DEFAULT_DELAY_S",
-    "FAULT_KINDS",
-    "Clock",
     "ControlError",
     "EmulatorBase",
-    "Fault",
-    "FaultEngine",
     "ManualClock",
     "Stats",
     "WebhookSender",

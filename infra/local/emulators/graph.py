@@ -62,19 +62,12 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from infra.local.emulators.common import (
-    ControlError,
-    Fault,
-    json_response,
-    read_json,
-    request_key,
-    set_outcome,
-)
+from infra.local.emulators.common import ControlError, json_response, read_json, request_key, set_outcome
+from infra.local.emulators.faults import Fault
 from infra.local.emulators.graph_model import (
     MESSAGES,
     TOKEN_SUBCODE_MESSAGES,
     GraphError,
-    GraphPost,
     PageToken,
     appsecret_proof,
     bearer,
@@ -86,7 +79,7 @@ from infra.local.emulators.graph_model import (
 )
 from infra.local.emulators.graph_webhooks import GraphComments
 
-__all__ = ["GraphEmulator", "GraphError", "GraphPost", "PageToken", "appsecret_proof"]
+__all__ = ["GraphEmulator"]
 
 PARAMS_KEY = request_key("lantoa.graph.params")
 TRACE_ALPHABET = string.ascii_letters + string.digits

@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from infra.local.emulators.common import EmulatorBase, Fault
+from infra.local.emulators.common import EmulatorBase
+from infra.local.emulators.faults import Fault
 from infra.local.emulators.graph_model import (
     APP_LEVEL_CODES,
     DEFAULT_LIMIT,

@@ -77,17 +77,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from aiohttp import web
 
-from infra.local.emulators.common import Fault, ManualClock, json_response, run_until_signalled, set_outcome
+from infra.local.emulators.common import ManualClock, json_response, run_until_signalled, set_outcome
+from infra.local.emulators.faults import Fault
 from infra.local.emulators.loudspeaker_control import LoudspeakerControl
 from infra.local.emulators.loudspeaker_model import (
     API,
     DEFAULT_TOKEN,
     SCHEDULE_PRIORITIES,
     STATUS_CODES,
-    Cluster,
     Emergency,
     PlatformError,
-    PlayRecord,
     Preemption,
     ScheduleDoc,
     _OnAir,
@@ -98,15 +97,7 @@ from infra.local.emulators.loudspeaker_model import (
     parse_moment,
 )
 
-__all__ = [
-    "DEFAULT_TOKEN",
-    "Cluster",
-    "Emergency",
-    "LoudspeakerEmulator",
-    "PlatformError",
-    "PlayRecord",
-    "Preemption",
-]
+__all__ = ["LoudspeakerEmulator"]
 
 _BAD_JSON = object()
 

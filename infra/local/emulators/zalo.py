@@ -61,18 +61,17 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from infra.local.emulators.common import ControlError, Fault, Handler, json_response, read_json, set_outcome
+from infra.local.emulators.common import ControlError, Handler, json_response, read_json, set_outcome
+from infra.local.emulators.faults import Fault
 from infra.local.emulators.zalo_model import (
     BAD_GATEWAY_HTML,
-    GROUP_STATUSES,
     OAuthError,
     ZaloError,
-    ZaloMessage,
     check_attachment,
 )
 from infra.local.emulators.zalo_webhooks import ZaloWebhooks
 
-__all__ = ["GROUP_STATUSES", "ZaloEmulator", "ZaloError", "ZaloMessage"]
+__all__ = ["ZaloEmulator"]
 
 
 class ZaloEmulator(ZaloWebhooks):

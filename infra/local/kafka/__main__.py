@@ -20,13 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infra.local.kafka.broker import (
-    DEFAULT_VERSION,
-    KafkaBroker,
-    KafkaBrokerError,
-    fetch_jars,
-    stop_pid,
-)
+from infra.local.kafka.broker import KafkaBroker, stop_pid
+from infra.local.kafka.jars import DEFAULT_VERSION, KafkaBrokerError, fetch_jars
 from infra.local.processes import DetachedServer, run_command, write_state_file
 
 

@@ -50,24 +50,12 @@ from infra.local.kafka.jars import (
 from infra.local.kafka.listener import SecuredListener
 from infra.local.processes import (
     ServerProcess,
-    cache_root,
     free_loopback_ports,
-    pid_alive,
     stop_process_group,
 )
 from schemas.settings import KafkaConnection
 
-__all__ = [
-    "DEFAULT_VERSION",
-    "KafkaBroker",
-    "KafkaBrokerError",
-    "cache_root",
-    "fetch_jars",
-    "java_executable",
-    "log_has_slf4j_problem",
-    "pid_alive",
-    "stop_pid",
-]
+__all__ = ["KafkaBroker", "log_has_slf4j_problem", "stop_pid"]
 
 log = logging.getLogger(__name__)
 

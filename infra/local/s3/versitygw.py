@@ -38,7 +38,6 @@ from infra.local.processes import (
     cache_root,
     file_lock,
     free_loopback_ports,
-    pid_alive,
     signal_group,
     stop_process_group,
 )
@@ -50,8 +49,6 @@ __all__ = [
     "VersitygwError",
     "binary_path",
     "build_versitygw",
-    "cache_root",
-    "pid_alive",
     "stop_pid",
     "supports_user_xattrs",
 ]

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from infra.local.emulators import ManualClock
+from infra.local.emulators.common import ManualClock
 from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -9,7 +9,8 @@ import orjson
 import pytest
 from helpers import SHARED
 
-from schemas.cap import (
+from schemas.cap import parse_cap
+from schemas.cap_model import (
     Alert,
     Area,
     Category,
@@ -21,7 +22,6 @@ from schemas.cap import (
     Severity,
     Status,
     Urgency,
-    parse_cap,
 )
 from schemas.errors import InvalidContent
 from schemas.registry import Registry, build_targets

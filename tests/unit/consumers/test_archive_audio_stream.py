@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from consumers.archive.adapter import ArchiveAdapter, ArchiveConfig, S3Credentials
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.archive.config import ArchiveConfig, S3Credentials
 from consumers.archive.store import CHUNK_BYTES, file_blob
 from consumers.delivery.base import Prior
 from consumers.delivery.errors import TransientDeliveryError

@@ -17,13 +17,8 @@ import pytest
 import segno
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from consumers.archive.adapter import (
-    ArchiveAdapter,
-    ArchiveConfig,
-    S3Credentials,
-    article_prefix,
-    start_delay,
-)
+from consumers.archive.adapter import ArchiveAdapter, article_prefix, start_delay
+from consumers.archive.config import ArchiveConfig, S3Credentials
 from consumers.archive.render import qr_png, render_qr
 from consumers.delivery.base import Prior
 from consumers.delivery.errors import TargetPaused, TransientDeliveryError

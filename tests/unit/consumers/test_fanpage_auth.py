@@ -12,7 +12,7 @@ import pytest
 from consumers.delivery.base import Prior, article_marker
 from consumers.delivery.errors import PermanentDeliveryError
 from consumers.fanpage.adapter import FanpageAdapter
-from infra.local.emulators import GraphEmulator
+from infra.local.emulators.graph import GraphEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
 from schemas.secrets import SecretFile, write_secret
 from schemas.topics import Channel

@@ -22,14 +22,11 @@ import pytest
 
 from consumers.delivery.base import Effect, Prior
 from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.loudspeaker.adapter import (
-    AudioRenderer,
-    LoudspeakerAdapter,
-    PlatformClient,
-    day_from_json,
-    platform_zone,
-)
-from infra.local.emulators import ManualClock
+from consumers.loudspeaker.adapter import LoudspeakerAdapter
+from consumers.loudspeaker.audio import AudioRenderer
+from consumers.loudspeaker.bodies import day_from_json
+from consumers.loudspeaker.platform import PlatformClient, platform_zone
+from infra.local.emulators.common import ManualClock
 from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from producers.cli import schedule as schedule_cli
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target

@@ -13,12 +13,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from helpers import emergency_plan
 
-from consumers.loudspeaker.adapter import AudioRenderer, PlatformClient, platform_zone
+from consumers.loudspeaker.audio import AudioRenderer
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher, chunk_id
-from infra.local.emulators import ManualClock
+from consumers.loudspeaker.platform import PlatformClient, platform_zone
+from infra.local.emulators.common import ManualClock
 from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from producers.targets import local_registry
-from schemas.cap import Alert, parse_cap
+from schemas.cap import parse_cap
+from schemas.cap_model import Alert
 from schemas.codec import decode
 from schemas.registry import Registry
 from schemas.settings import Settings

@@ -13,11 +13,12 @@ import orjson
 import pytest
 from helpers import emergency_plan
 
-from consumers.loudspeaker.adapter import AudioRenderer, PlatformClient
+from consumers.loudspeaker.audio import AudioRenderer
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
+from consumers.loudspeaker.platform import PlatformClient
 from consumers.loudspeaker.plays import PlayReporter
 from infra.kafka.outbox import OutRecord
-from infra.local.emulators import ManualClock
+from infra.local.emulators.common import ManualClock
 from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from producers.targets import local_registry
 from schemas import contracts

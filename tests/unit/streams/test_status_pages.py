@@ -19,11 +19,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from html_dom import Node, dom, parse_errors
 
-from consumers.loudspeaker.adapter import PlatformClient
 from consumers.loudspeaker.outputs import to_json
+from consumers.loudspeaker.platform import PlatformClient
 from consumers.loudspeaker.scheduler import DaySchedule, Slot
 from consumers.loudspeaker.timeline import PlatformTimeline
-from infra.local.emulators import ManualClock
+from infra.local.emulators.common import ManualClock
 from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
 from schemas.registry import official_zones, province_names
