@@ -101,7 +101,7 @@ class RuntimeConfig:
 
 
 @dataclass
-class _Work:
+class WorkItem:
     tp: TopicPartition
     offset: int
     key: bytes | None
@@ -260,12 +260,12 @@ class DeliveryRuntime:
         heap.trim()  # what this sweep and the adapter freed since the last one goes back to the system
         return len(expired)
 
-    def _order_key(self, w: _Work) -> bytes:
+    def _order_key(self, w: WorkItem) -> bytes:
         """Commands that must run one after another: those of one target (a Zalo partition carries
         a whole Official Account under one record key; its groups still go concurrently)."""
         return w.cmd.target.encode() if w.cmd is not None else (w.key or b"")
 
-    def _misplaced(self, w: _Work, cmd: Command) -> OutRecord | None:
+    def _misplaced(self, w: WorkItem, cmd: Command) -> OutRecord | None:
         """The record that forwards a command sitting in the wrong partition to the one its key
         hashes to now (where ``lantoa topics grow`` moved its ledger), or None when it is in place.
         Such a command was queued before a grow or re-key, or produced with stale metadata."""
@@ -285,7 +285,7 @@ class DeliveryRuntime:
         """
         # A replayed command decided before its ledger is back would find no entry: sent twice.
         await self.ledger.restored.wait()
-        work: list[_Work] = []
+        work: list[WorkItem] = []
         commit: dict[TopicPartition, int] = {}
         first: dict[TopicPartition, int] = {tp: recs[0].offset for tp, recs in batch.items() if recs}
         now = self.clock()
@@ -308,7 +308,7 @@ class DeliveryRuntime:
                         self.loop.pause_until(tp, due)
                         break
                 work.append(
-                    _Work(
+                    WorkItem(
                         tp,
                         rec.offset,
                         rec.key,
@@ -323,7 +323,7 @@ class DeliveryRuntime:
         for w in work:
             self._decode(w)
         await self._resolve(work)
-        by_target: OrderedDict[bytes, list[_Work]] = OrderedDict()
+        by_target: OrderedDict[bytes, list[WorkItem]] = OrderedDict()
         for w in work:
             by_target.setdefault(self._order_key(w), []).append(w)
         # Durable before any effect of the batch starts (invariant 2): one round trip, not one per command.
@@ -332,7 +332,7 @@ class DeliveryRuntime:
         out: list[OutRecord] = []
         left: set[int] = set()  # partition numbers (commands and retry tiers share the ledger's)
 
-        async def one_target(items: list[_Work]) -> None:
+        async def one_target(items: list[WorkItem]) -> None:
             async with sem:
                 for w in items:
                     try:
@@ -374,7 +374,7 @@ class DeliveryRuntime:
 
     # -- the batch's intents ------------------------------------------------------------------
 
-    def _decode(self, w: _Work) -> None:
+    def _decode(self, w: WorkItem) -> None:
         """Decode and validate one record: sets ``w.cmd``, or ``w.invalid`` with the reason, or
         (a command whose payload is stored once for many) ``w.raw`` and ``w.ref`` for _resolve."""
         try:
@@ -392,13 +392,13 @@ class DeliveryRuntime:
         except InvalidContent as exc:
             w.invalid = exc.reason
 
-    def _command(self, w: _Work, raw: dict[str, Any]) -> None:
+    def _command(self, w: WorkItem, raw: dict[str, Any]) -> None:
         cmd = Command.from_dict(raw)
         if cmd.channel is not self.channel:
             raise InvalidContent(f"a {cmd.channel.value} command on the {self.channel.value} topic")
         w.cmd = cmd
 
-    async def _resolve(self, work: list[_Work]) -> None:
+    async def _resolve(self, work: list[WorkItem]) -> None:
         """Put the stored payload in place of each ``payload_ref`` of the batch (one read per
         payload not cached; infra/kafka/payloads.py). A reference that cannot be resolved (gone
         past retention, not found, not matching its hash) makes its command a dead letter with
@@ -429,7 +429,7 @@ class DeliveryRuntime:
             except InvalidContent as exc:
                 w.invalid = exc.reason
 
-    def _batch_intents(self, work: list[_Work]) -> list[OutRecord]:
+    def _batch_intents(self, work: list[WorkItem]) -> list[OutRecord]:
         """The intent entries of the commands that will (as far as the ledger tells now) produce an
         effect: new to the ledger, target not paused, nothing newer live. Applied to the in-memory
         ledger at once; the caller makes them durable before any effect."""
@@ -458,7 +458,7 @@ class DeliveryRuntime:
             w.prewritten = True
         return records
 
-    def _no_effect(self, w: _Work, cmd: Command, records: list[OutRecord]) -> list[OutRecord]:
+    def _no_effect(self, w: WorkItem, cmd: Command, records: list[OutRecord]) -> list[OutRecord]:
         """A command that ends without an attempt: take back the intent the batch wrote for it."""
         if w.prewritten:
             w.prewritten = False
@@ -467,7 +467,7 @@ class DeliveryRuntime:
 
     # -- one command --------------------------------------------------------------------------
 
-    async def _process(self, w: _Work) -> list[OutRecord]:
+    async def _process(self, w: WorkItem) -> list[OutRecord]:
         at = utc_now_iso(datetime.fromtimestamp(self.clock(), UTC))
         if w.cmd is None:
             return [self._dead_letter(w, w.invalid or "invalid command", "decode", at)]
@@ -672,7 +672,7 @@ class DeliveryRuntime:
 
     def _schedule(
         self,
-        w: _Work,
+        w: WorkItem,
         cmd: Command,
         at: str,
         reason: str,
@@ -731,7 +731,7 @@ class DeliveryRuntime:
         return OutRecord(self.settings.topic(Topic.RECEIPTS), cmd.key.uri.encode(), encode(receipt.to_dict()))
 
     def _dead_letter(
-        self, w: _Work, reason: str, stage: str, at: str, cmd: Command | None = None
+        self, w: WorkItem, reason: str, stage: str, at: str, cmd: Command | None = None
     ) -> OutRecord:
         metrics.DEAD_LETTERS.labels(stage, metrics.reason_class(reason)).inc()
         origin = self.commands_topic if w.tp.topic in self._tier_of_topic else w.tp.topic

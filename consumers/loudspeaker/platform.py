@@ -100,10 +100,10 @@ class PlatformClient:
             await self._session.close()
         self._session = None
 
-    async def get(self, path: str) -> Reply:
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Reply:
         """An authenticated GET of the platform API, errors mapped as for the writes (readers: the
-        status web's timeline, ``lantoa schedule``)."""
-        return await self._call("GET", path)
+        status web's timeline, the play reporter)."""
+        return await self._call("GET", path, params=params)
 
     async def _call(
         self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any

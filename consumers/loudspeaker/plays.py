@@ -89,7 +89,7 @@ class PlayReporter:
             await self.outbox.stop()
 
     async def poll_once(self) -> int:
-        reply = await self.client._call("GET", "/plays", params={"after": str(self.after), "limit": "5000"})
+        reply = await self.client.get("/plays", params={"after": str(self.after), "limit": "5000"})
         self.client.raise_for(reply)
         body = reply.body if isinstance(reply.body, dict) else {}
         plays = [p for p in body.get("plays") or [] if isinstance(p, dict)]

@@ -581,7 +581,7 @@ class ConsumerLoop:
         """Assign every partition of the topics (new ones: read everything again from the
         beginning, the process's fold being idempotent); seconds until the next look."""
         assert self._consumer is not None
-        cluster = await self._consumer._client.fetch_all_metadata()
+        cluster = await clients.cluster_of(self._consumer)
         found: set[TopicPartition] = set()
         missing = []
         for topic in self.sub.topics:

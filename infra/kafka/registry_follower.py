@@ -35,13 +35,7 @@ class RegistryFollower:
         )
         await consumer.start()
         self._consumer = consumer
-        parts = consumer.partitions_for_topic(self._topic)
-        for _ in range(50):
-            if parts:
-                break
-            await asyncio.sleep(0.1)
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(self._topic)
+        parts = await clients.partitions_of(consumer, self._topic)
         if not parts:
             raise RuntimeError(f"targets topic {self._topic!r} does not exist: run `lantoa topics apply`")
         tps = [TopicPartition(self._topic, p) for p in sorted(parts)]

@@ -66,13 +66,7 @@ class CompactedReader:
         consumer = self._consumer
         await consumer.start()
         for topic in self.topics:
-            parts = consumer.partitions_for_topic(topic)
-            for _ in range(50):
-                if parts:
-                    break
-                await asyncio.sleep(0.1)
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(topic)
+            parts = await clients.partitions_of(consumer, topic)
             if not parts:
                 raise RuntimeError(f"topic {topic!r} does not exist: run `lantoa topics apply`")
             self._tps += [TopicPartition(topic, p) for p in sorted(parts)]

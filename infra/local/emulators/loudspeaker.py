@@ -86,12 +86,12 @@ from infra.local.emulators.loudspeaker_model import (
     SCHEDULE_PRIORITIES,
     STATUS_CODES,
     Emergency,
+    OnAir,
     PlatformError,
     Preemption,
     ScheduleDoc,
-    _OnAir,
-    _Slot,
-    _Zone,
+    Slot,
+    Zone,
     iso,
     parse_iso,
     parse_moment,
@@ -122,7 +122,7 @@ class LoudspeakerEmulator(LoudspeakerControl):
             raise PlatformError(401, "token_expired", "the token has expired")
         return token.strip()
 
-    def _zone(self, code: str) -> _Zone:
+    def _zone(self, code: str) -> Zone:
         zone = self._zones.get(code)
         if zone is None:
             if not self.auto_create_zones:
@@ -201,7 +201,7 @@ class LoudspeakerEmulator(LoudspeakerControl):
 
     # ----- schedules ---------------------------------------------------------------------------
 
-    def _parse_schedule(self, zone: str, day: str, body: Any) -> tuple[_Slot, ...]:
+    def _parse_schedule(self, zone: str, day: str, body: Any) -> tuple[Slot, ...]:
         if not isinstance(body, dict):
             raise PlatformError(400, "invalid_request", "the schedule must be a JSON object")
         for name, expected in (("zone", zone), ("date", day)):
@@ -222,7 +222,7 @@ class LoudspeakerEmulator(LoudspeakerControl):
             raise PlatformError(400, "invalid_request", "slots must be a list")
         if len(raw_slots) > self.max_slots_per_schedule:
             raise PlatformError(400, "invalid_request", f"at most {self.max_slots_per_schedule} slots a day")
-        slots: list[_Slot] = []
+        slots: list[Slot] = []
         for i, raw in enumerate(raw_slots):
             where = f"slots[{i}]"
             if not isinstance(raw, dict):
@@ -253,7 +253,7 @@ class LoudspeakerEmulator(LoudspeakerControl):
                 local = local.astimezone(tz)
             if local.date().isoformat() != day:
                 raise PlatformError(400, "invalid_request", f"{where} starts on {local.date()}, not {day}")
-            slots.append(_Slot(bid, start, end, title, str(priority), audio))
+            slots.append(Slot(bid, start, end, title, str(priority), audio))
         slots.sort(key=lambda s: s.start)
         for a, b in pairwise(slots):
             if b.start < a.end:
@@ -473,7 +473,7 @@ class LoudspeakerEmulator(LoudspeakerControl):
             z.next_due = min(z.next_due, ends) if z.code in self._busy else ends  # idle: nothing else is due
             self._busy.add(z.code)
             z.on_air = {
-                c.id: _OnAir(emergency.emergency_id, "emergency", f"E|{emergency.emergency_id}|0", now)
+                c.id: OnAir(emergency.emergency_id, "emergency", f"E|{emergency.emergency_id}|0", now)
                 if c.status_at(now) == "online"
                 else None
                 for c in z.clusters

@@ -138,7 +138,7 @@ class Cluster:
 
 
 @dataclass(frozen=True)
-class _Slot:
+class Slot:
     bulletin_id: str
     start: float
     end: float
@@ -158,7 +158,7 @@ class ScheduleDoc:
     version: int
     etag: str
     body: dict[str, Any]
-    slots: tuple[_Slot, ...]
+    slots: tuple[Slot, ...]
     updated_at: float
 
     def to_json(self) -> dict[str, Any]:
@@ -294,7 +294,7 @@ class Preemption:
 
 
 @dataclass(frozen=True)
-class _EPlay:
+class EmergencyPlay:
     emergency: Emergency
     k: int
     start: float
@@ -306,7 +306,7 @@ class _EPlay:
         return f"E|{self.emergency.emergency_id}|{self.k}"
 
 
-class _OnAir(NamedTuple):
+class OnAir(NamedTuple):
     id: str
     kind: str  # scheduled | emergency
     key: str
@@ -314,7 +314,7 @@ class _OnAir(NamedTuple):
 
 
 @dataclass
-class _Zone:
+class Zone:
     code: str
     clusters: list[Cluster]
     schedules: dict[str, ScheduleDoc] = field(default_factory=dict)
@@ -326,7 +326,7 @@ class _Zone:
     # Nothing can end, start or be cut before ``next_due`` (set by a settle; -inf after a change):
     # until then a settle is a no-op and ``on_air`` (cluster → (id, kind)) says what plays.
     next_due: float = -math.inf
-    on_air: dict[str, _OnAir | None] = field(default_factory=dict)
+    on_air: dict[str, OnAir | None] = field(default_factory=dict)
 
-    def slots(self) -> list[_Slot]:
+    def slots(self) -> list[Slot]:
         return sorted((s for doc in self.schedules.values() for s in doc.slots), key=lambda s: s.start)

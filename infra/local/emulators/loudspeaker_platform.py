@@ -14,13 +14,13 @@ from infra.local.emulators.loudspeaker_model import (
     DEFAULT_TOKEN,
     Cluster,
     Emergency,
+    EmergencyPlay,
+    OnAir,
     PlayRecord,
     Preemption,
     ScheduleDoc,
-    _EPlay,
-    _OnAir,
-    _Slot,
-    _Zone,
+    Slot,
+    Zone,
 )
 
 __all__ = ["LoudspeakerPlatform"]
@@ -67,7 +67,7 @@ class LoudspeakerPlatform(EmulatorBase):
         self._snapshot_config()
 
     def _init_state(self) -> None:
-        self._zones: dict[str, _Zone] = {}
+        self._zones: dict[str, Zone] = {}
         for code, count in self._initial_zones.items():
             self._add_zone(code, count)
         self._tokens: dict[str, str] = {t: "valid" for t in self._initial_tokens}
@@ -82,12 +82,12 @@ class LoudspeakerPlatform(EmulatorBase):
 
     # ----- in-process API --------------------------------------------------------------------
 
-    def _add_zone(self, code: str, count: int) -> _Zone:
+    def _add_zone(self, code: str, count: int) -> Zone:
         if count < 1:
             raise ValueError(f"zone {code}: at least one cluster")
         zone = self._zones.get(code)
         if zone is None:
-            zone = self._zones[code] = _Zone(code, [])
+            zone = self._zones[code] = Zone(code, [])
         for n in range(len(zone.clusters) + 1, count + 1):
             zone.clusters.append(Cluster(f"{code}-c{n}", code))
             zone.next_due = -math.inf
@@ -205,7 +205,7 @@ class LoudspeakerPlatform(EmulatorBase):
 
     # ----- simulated playing -----------------------------------------------------------------
 
-    def _emergency_plays(self, z: _Zone, now: float, *, inclusive: bool = False) -> list[_EPlay]:
+    def _emergency_plays(self, z: Zone, now: float, *, inclusive: bool = False) -> list[EmergencyPlay]:
         """The zone's emergency plays that began before ``now`` (but those already reported
         everywhere, bar one kept as a cutter), cut by stops and by later emergencies' plays."""
         raw = sorted(
@@ -218,7 +218,7 @@ class LoudspeakerPlatform(EmulatorBase):
             ),
             key=lambda p: (p[0], p[2].seq),
         )
-        out: list[_EPlay] = []
+        out: list[EmergencyPlay] = []
         for i, (t, k, e) in enumerate(raw):
             end, cut = t + e.duration_s, False
             if e.stopped_at is not None and e.stopped_at < end:
@@ -229,7 +229,7 @@ class LoudspeakerPlatform(EmulatorBase):
                 if e2 is not e:
                     end, cut = t2, True
                     break
-            out.append(_EPlay(e, k, t, end, cut))
+            out.append(EmergencyPlay(e, k, t, end, cut))
         return out
 
     def _record(
@@ -261,7 +261,7 @@ class LoudspeakerPlatform(EmulatorBase):
             )
         )
 
-    def _settle_zone(self, z: _Zone, now: float) -> None:
+    def _settle_zone(self, z: Zone, now: float) -> None:
         """Report what ended by ``now`` in one zone; remember when something next falls due and
         what is on air, so that settling again before then costs nothing."""
         if z.code not in self._busy or now < z.next_due:
@@ -299,7 +299,7 @@ class LoudspeakerPlatform(EmulatorBase):
                     p.emergency.emergency_id, c, p.start, end, result, "emergency", p.emergency.emergency_id
                 )
                 z.done.add((c.id, p.key))
-        by_emergency: dict[str, list[_EPlay]] = {}
+        by_emergency: dict[str, list[EmergencyPlay]] = {}
         for p in eplays:
             by_emergency.setdefault(p.emergency.emergency_id, []).append(p)
         for e in list(z.emergencies):
@@ -325,13 +325,13 @@ class LoudspeakerPlatform(EmulatorBase):
         if not pending:
             self._busy.discard(z.code)
 
-    def _changed(self, z: _Zone) -> None:
+    def _changed(self, z: Zone) -> None:
         """The zone's timeline changed: the next settle recomputes it."""
         z.next_due = -math.inf
         self._busy.add(z.code)
 
     @staticmethod
-    def _slot_outcome(s: _Slot, eplays: list[_EPlay], c: Cluster) -> tuple[float, str]:
+    def _slot_outcome(s: Slot, eplays: list[EmergencyPlay], c: Cluster) -> tuple[float, str]:
         if c.status_at(s.start) == "offline":
             return s.end, "offline"
         end, result = s.end, "ok"
@@ -346,19 +346,21 @@ class LoudspeakerPlatform(EmulatorBase):
             return gone, "offline"
         return end, result
 
-    def _playing(self, z: _Zone, c: Cluster, now: float) -> _OnAir | None:
+    def _playing(self, z: Zone, c: Cluster, now: float) -> OnAir | None:
         """What cluster ``c`` plays at ``now``."""
         self._settle_zone(z, now)
         return z.on_air.get(c.id)
 
     @staticmethod
-    def _on_air(z: _Zone, c: Cluster, now: float, eplays: list[_EPlay], slots: list[_Slot]) -> _OnAir | None:
+    def _on_air(
+        z: Zone, c: Cluster, now: float, eplays: list[EmergencyPlay], slots: list[Slot]
+    ) -> OnAir | None:
         if c.status_at(now) == "offline":
             return None
         for p in reversed(eplays):
             if p.start <= now < p.end:
-                return _OnAir(p.emergency.emergency_id, "emergency", p.key, p.start)
+                return OnAir(p.emergency.emergency_id, "emergency", p.key, p.start)
         for s in slots:
             if (c.id, s.key) not in z.done and s.start <= now < s.end:
-                return _OnAir(s.bulletin_id, "scheduled", s.key, s.start)
+                return OnAir(s.bulletin_id, "scheduled", s.key, s.start)
         return None
