@@ -32,7 +32,7 @@ from schemas.registry import DEFAULT_TARGETS_FILE, province_names
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")) / "samples" / "articles"
 
 

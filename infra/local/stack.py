@@ -20,7 +20,7 @@ from typing import Any
 from infra.local.s3.versitygw import S3Server
 from schemas.secrets import write_secret
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Emulators:

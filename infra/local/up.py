@@ -35,7 +35,7 @@ from producers.targets import load_targets
 from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "var" / "up"
 START_TIMEOUT_S = 240.0  # a first start fetches nothing (make install did), but a cold JVM is slow
 STOP_TIMEOUT_S = 90.0

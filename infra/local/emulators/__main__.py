@@ -35,7 +35,7 @@ from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from infra.local.emulators.loudspeaker_model import DEFAULT_TOKEN as LOUDSPEAKER_TOKEN
 from infra.local.emulators.zalo import ZaloEmulator
 
-DEFAULT_TARGETS = Path(__file__).resolve().parent.parent / "targets.toml"
+DEFAULT_TARGETS = Path(__file__).resolve().parents[2] / "targets.toml"
 DEMO_APP_SECRET = "lantoa-demo-app-secret"
 DEMO_FOLLOWERS = ["demo-follower-1"]
 

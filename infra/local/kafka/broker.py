@@ -1,6 +1,6 @@
 """A real single-node Apache Kafka (KRaft) broker, run from the official Maven Central jars.
 
-No Docker and no release tarball: ``infra/kafka/pom.xml`` declares ``kafka_2.13`` plus a
+No Docker and no release tarball: ``infra/local/kafka/pom.xml`` declares ``kafka_2.13`` plus a
 log4j2/SLF4J 2 logging backend, Maven copies the runtime classpath into a cache once, and
 the broker runs as ``java -cp '<libs>/*' kafka.Kafka server.properties``.
 

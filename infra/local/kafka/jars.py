@@ -1,7 +1,7 @@
 """The Kafka classpaths, fetched from Maven Central, and the Java toolchain that runs them.
 
-``infra/kafka/pom.xml`` declares ``kafka_2.13`` plus a log4j2/SLF4J 2 logging backend and
-``infra/kafka/tools/pom.xml`` kafka-tools (ProducerPerformance, ConsumerPerformance); Maven
+``infra/local/kafka/pom.xml`` declares ``kafka_2.13`` plus a log4j2/SLF4J 2 logging backend and
+``infra/local/kafka/tools/pom.xml`` kafka-tools (ProducerPerformance, ConsumerPerformance); Maven
 copies each runtime classpath once into ``$LANTOA_CACHE_DIR`` (default ``~/.cache/lantoa``),
 ``kafka-<version>/libs`` and ``kafka-<version>/tools``, each completed by a marker file written
 last. Java and Maven are taken from ``$JAVA_HOME/bin`` when ``JAVA_HOME`` is set, else from PATH.
@@ -97,9 +97,9 @@ def _marker_ok(target: Path, version: str, pom_hash: str) -> bool:
 def fetch_jars(cache_dir: Path | None = None, version: str = DEFAULT_VERSION, tools: bool = False) -> Path:
     """Download a Kafka classpath from Maven Central into the cache and return its directory.
 
-    ``tools=False``: the broker classpath (``infra/kafka/pom.xml``) into
+    ``tools=False``: the broker classpath (``infra/local/kafka/pom.xml``) into
     ``<cache>/kafka-<version>/libs``; ``tools=True``: the kafka-tools classpath
-    (``infra/kafka/tools/pom.xml``) into ``<cache>/kafka-<version>/tools``.
+    (``infra/local/kafka/tools/pom.xml``) into ``<cache>/kafka-<version>/tools``.
     ``cache_dir`` defaults to :func:`cache_root`. Nothing is downloaded when the marker file
     (written last, recording the version, the pom's hash and the jar list) is present and
     all jars it lists exist. Concurrent callers are serialised with a file lock.
