@@ -60,15 +60,15 @@ FAST_RETRIES = "10s=1,1m=2,10m=4"
 def loudspeaker_status(emulator_state: dict[str, Any] | None = None) -> tuple[bool, str]:
     """Whether the loudspeaker channel can run here, and why not.
 
-    It is included when the adapter registry has it (``consumers.registry.ADAPTERS``), its
+    It is included when the adapter registry has it (``consumers.bootstrap.ADAPTERS``), its
     emulator exists (``infra/local/emulators/loudspeaker.py``) and the running emulators serve it (a
     ``loudspeaker`` entry in their state file, whose env then points the adapter at it).
     """
-    from consumers.registry import ADAPTERS
+    from consumers.bootstrap import ADAPTERS
     from schemas.topics import Channel
 
     if Channel.LOUDSPEAKER not in ADAPTERS:
-        return False, "no loudspeaker adapter in consumers.registry.ADAPTERS yet"
+        return False, "no loudspeaker adapter in consumers.bootstrap.ADAPTERS yet"
     if not (ROOT / "infra" / "emulators" / "loudspeaker.py").exists():
         return False, "no infra/local/emulators/loudspeaker.py"
     if emulator_state is not None and "loudspeaker" not in emulator_state:

@@ -120,7 +120,7 @@ def summarize_profile(path: Path, top: int = 12) -> str:
             if (
                 any(o in f for o in ours)
                 and "producers/cli/main.py" not in f
-                and "consumers/registry.py" not in f
+                and "consumers/bootstrap.py" not in f
             ):
                 incl[f] += n
     if not total:

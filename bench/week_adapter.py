@@ -20,12 +20,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from consumers.bootstrap import policy_from
 from consumers.delivery.base import Effect, Prior
 from consumers.delivery.process import TargetLookup, run_until_signalled
 from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
 from consumers.loudspeaker.adapter import LoudspeakerAdapter, from_settings
 from consumers.loudspeaker.plays import PlayReporter
-from consumers.registry import policy_from
 from schemas.models import Command
 from schemas.settings import Settings
 from schemas.topics import Channel

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from consumers.bootstrap import run
 from consumers.loudspeaker.lane import run as run_lane
 from consumers.loudspeaker.timeline import PlatformTimeline
-from consumers.registry import run
 from infra.kafka.clients import KafkaAccessError
 from infra.kafka.grow import GrowRefused, family, grow
 from infra.kafka.reachable import EXIT_CONFIG

@@ -1,4 +1,6 @@
-"""The explicit registry of channel adapters, keyed by channel, and the process that runs one."""
+"""The bootstrap of every adapter process (``lantoa adapter <channel>``): each channel's real parts
+wired from Settings, keyed by channel, and the process that runs one. Tests build the same adapters
+over fakes (the emulators, a recording adapter) and hand them to DeliveryRuntime themselves."""
 
 from __future__ import annotations
 
