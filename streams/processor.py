@@ -32,7 +32,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from infra.kafka.compacted import CompactedView
-from infra.kafka.loop import Batch, Handled, Subscription
+from infra.kafka.loop import Batch, Handled, InRecord, Subscription
 from infra.kafka.outbox import OutRecord
 from infra.kafka.payloads import PayloadWriter
 from schemas import metrics
@@ -43,7 +43,7 @@ from streams.steps import Step
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Any], Step]
+Handler = Callable[[InRecord], Step]
 
 
 class CommandWriter:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from infra.kafka.compacted import CompactedView
+from infra.kafka.loop import InRecord
 from infra.kafka.outbox import OutRecord
 from infra.kafka.partitioning import partition_for
 from schemas import metrics
@@ -76,8 +77,10 @@ class Step:
         self.commands.extend(other.commands)
 
 
-def raw_headers(record: Any) -> list[tuple[str, bytes]]:
-    headers = record.headers or []
+def raw_headers(record: InRecord) -> list[tuple[str, bytes]]:
+    """The record's headers as (name, bytes) pairs; tolerant of the shapes tools and tests hand in
+    (a dict, str values)."""
+    headers: Any = record.headers or []
     items = headers.items() if isinstance(headers, dict) else headers
     return [(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
 
@@ -158,7 +161,7 @@ class StreamSteps:
 
     # -- cms.articles --------------------------------------------------------------------------
 
-    def misplaced(self, rec: Any) -> OutRecord | None:
+    def misplaced(self, rec: InRecord) -> OutRecord | None:
         """The record that forwards a revision sitting in the wrong partition to the one its key
         hashes to now (where ``lantoa topics grow streams`` moved the article's state), or None
         when it is in place. Such a revision was queued before a grow, or produced with stale
@@ -172,7 +175,7 @@ class StreamSteps:
             return None
         return OutRecord(rec.topic, rec.key, rec.value, tuple(raw_headers(rec)), partition=right)
 
-    def article(self, rec: Any) -> Step:
+    def article(self, rec: InRecord) -> Step:
         forward = self.misplaced(rec)
         if forward is not None:
             log.info(
@@ -200,7 +203,7 @@ class StreamSteps:
 
     # -- streams.embargo.releases --------------------------------------------------------------
 
-    def release(self, rec: Any) -> Step:
+    def release(self, rec: InRecord) -> Step:
         now = self.clock()
         try:
             tick = decode(rec.value)
@@ -253,7 +256,7 @@ class StreamSteps:
 
     # -- alerts.cap ----------------------------------------------------------------------------
 
-    def alert(self, rec: Any) -> Step:
+    def alert(self, rec: InRecord) -> Step:
 
         now = self.clock()
         headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay

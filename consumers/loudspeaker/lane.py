@@ -31,7 +31,7 @@ from aiokafka import TopicPartition
 from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.delivery.process import TargetLookup, run_until_signalled
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
-from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
+from infra.kafka.loop import Batch, ConsumerLoop, Handled, InRecord, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import contracts, metrics
 from schemas.article import parse_time
@@ -103,7 +103,7 @@ class EmergencyLane:
             await self.pusher.close()
             await self.outbox.stop()
 
-    async def _handle(self, tp: TopicPartition, rec: Any) -> list[OutRecord]:
+    async def _handle(self, tp: TopicPartition, rec: InRecord) -> list[OutRecord]:
         at = utc_now_iso(datetime.fromtimestamp(self.clock(), UTC))
         try:
             value = decode(rec.value)
@@ -196,7 +196,7 @@ class EmergencyLane:
         return out
 
     def _dead_letter(
-        self, tp: TopicPartition, rec: Any, reason: str, at: str, *, stage: str = "deliver"
+        self, tp: TopicPartition, rec: InRecord, reason: str, at: str, *, stage: str = "deliver"
     ) -> OutRecord:
         """A dead letter: ``decode`` for a record that breaks the contract (never counted by the
         loop's dead-letter limit), ``deliver`` for a refusal by the platform (counted)."""
