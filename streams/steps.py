@@ -28,7 +28,7 @@ from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
 from schemas.headers import strip_internal
-from schemas.models import Command, Outcome, Receipt, utc_now_iso
+from schemas.models import Command, Outcome, Receipt, Stage, utc_now_iso
 from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.text import bounded, nfc
@@ -116,7 +116,7 @@ class StreamSteps:
         if key_text:
             receipt = Receipt(
                 uri=bounded(key_text, MAX_RECEIPT_KEY_CHARS),
-                stage="intake",
+                stage=Stage.INTAKE,
                 outcome=Outcome.DEAD_LETTERED,
                 at=now_iso,
                 reason=reason,
@@ -220,7 +220,7 @@ class StreamSteps:
         released = receipt_record(
             Receipt(
                 uri=uri,
-                stage="policy",
+                stage=Stage.POLICY,
                 outcome=Outcome.RELEASED,
                 at=utc_now_iso(now),
                 version=version,

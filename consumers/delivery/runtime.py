@@ -73,7 +73,7 @@ from schemas.headers import (
     header_float,
     header_int,
 )
-from schemas.models import Action, Command, Outcome, Priority, Receipt, utc_now_iso
+from schemas.models import Action, Command, Outcome, Priority, Receipt, Stage, utc_now_iso
 from schemas.settings import Settings
 from schemas.text import bounded
 from schemas.topics import Channel, Topic, command_key
@@ -717,7 +717,7 @@ class DeliveryRuntime:
         metrics.DELIVERIES.labels(self.channel.value, outcome).inc()
         receipt = Receipt(
             uri=cmd.key.uri,
-            stage="delivery",
+            stage=Stage.DELIVERY,
             outcome=outcome,
             at=at,
             version=cmd.key.version,

@@ -39,7 +39,7 @@ from schemas.codec import decode, encode
 from schemas.deadletter import dead_letter_headers
 from schemas.emergency import EMERGENCY_CHANNEL, alert_uri, emergency_command_id
 from schemas.errors import InvalidContent
-from schemas.models import Outcome, Receipt, utc_now_iso
+from schemas.models import Outcome, Receipt, Stage, utc_now_iso
 from schemas.settings import Settings
 from schemas.topics import Topic
 
@@ -182,7 +182,7 @@ class EmergencyLane:
         for zone in zones:
             receipt = Receipt(
                 uri=uri,
-                stage="delivery",
+                stage=Stage.DELIVERY,
                 outcome=outcome,
                 at=at,
                 version=1,

@@ -22,7 +22,7 @@ from consumers.loudspeaker.platform import PlatformClient
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas.codec import encode
 from schemas.emergency import alert_uri
-from schemas.models import Outcome, Receipt
+from schemas.models import Outcome, Receipt, Stage
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -152,7 +152,7 @@ class PlayReporter:
         at = str(play.get("ended_at") or play.get("started_at") or datetime.now().astimezone().isoformat())
         receipt = Receipt(
             uri=uri,
-            stage="broadcast",
+            stage=Stage.BROADCAST,
             outcome=outcome,
             at=at,
             channel="loudspeaker",

@@ -16,7 +16,7 @@ from infra.kafka.outbox import OutRecord
 from schemas.cap_model import Alert, Info
 from schemas.codec import encode
 from schemas.emergency import alert_uri
-from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt
+from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt, Stage
 from schemas.settings import Settings
 from schemas.text import visible
 from schemas.topics import Channel, Topic
@@ -125,7 +125,7 @@ def plan_records(
         counts["loudspeaker"] = len(plan.zones)
     receipt = Receipt(
         uri=alert_uri(plan.identifier),
-        stage="fanout",
+        stage=Stage.FANOUT,
         outcome=Outcome.ROUTED,
         at=issued,
         version=1,

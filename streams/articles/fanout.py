@@ -9,7 +9,7 @@ import orjson
 from infra.kafka.outbox import OutRecord
 from schemas.article import HEADLINE_MAX_CHARS
 from schemas.codec import encode
-from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt
+from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt, Stage
 from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.text import bounded
@@ -73,7 +73,7 @@ def plan(
                     refused.append(
                         Receipt(
                             uri=article.uri,
-                            stage="fanout",
+                            stage=Stage.FANOUT,
                             outcome=Outcome.FAILED,
                             at=issued_at,
                             version=article.version,
@@ -117,9 +117,9 @@ def plan(
         version = int(decision.retract_live["version"])
     receipt = Receipt(
         uri=event.uri,
-        stage="fanout"
+        stage=Stage.FANOUT
         if commands or decision.kind in (Kind.PUBLISH, Kind.UPDATE, Kind.RETRACT)
-        else "policy",
+        else Stage.POLICY,
         outcome=outcome,
         at=issued_at,
         version=version,
