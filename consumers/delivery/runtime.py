@@ -212,6 +212,8 @@ class DeliveryRuntime:
             metrics.RETRIES.labels(ch, kind)
         for result in ("found", "absent"):
             metrics.RECONCILED.labels(ch, result)
+        for result in ("cached", "fetched", "refused"):
+            metrics.PAYLOAD_READS.labels(ch, result)
         for stage in ("decode", "deliver", "poison"):
             for reason in metrics.REASON_CLASSES:
                 metrics.DEAD_LETTERS.labels(stage, reason)
