@@ -17,30 +17,30 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 
 install: $(VENV)/.installed
 	bash infra/system-deps.sh
-	$(PY) -m infra.kafka fetch >/dev/null
-	$(PY) -m infra.s3 build >/dev/null
+	$(PY) -m infra.local.kafka fetch >/dev/null
+	$(PY) -m infra.local.s3 build >/dev/null
 
 demo: install
-	$(PY) -m infra.demo
+	$(PY) -m infra.local.demo
 
 # The local stack left running (broker, S3, emulators, every Lantoa process): prints the URLs and
 # writes var/up/lantoa.env for another shell to source; `make down` stops it.
 up: install
-	$(PY) -m infra.up start
+	$(PY) -m infra.local.up start
 
 down:
-	$(PY) -m infra.up stop
+	$(PY) -m infra.local.up stop
 
 # The suite CI runs: unit, contract, integration and e2e tests against the real broker
 # (started and stopped here; set LANTOA_KAFKA_BOOTSTRAP to use a running one).
 test: install
-	$(PY) -m infra.testenv -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m infra.local.testenv -- $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit tests/contract $(PYTEST_ARGS)
 
 bench: install
-	$(PY) -m infra.testenv -- $(PY) -m bench
+	$(PY) -m infra.local.testenv -- $(PY) -m bench
 
 # Fault drill (bench/drill.py): >= 10,000 deliveries on every channel, kill -9 of each worker type,
 # a broker restart, S3 away 30 s, emulator faults. It starts and restarts its own broker, so no

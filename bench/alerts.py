@@ -47,10 +47,10 @@ def national_alert(identifier: str, n: int) -> bytes:
 
 
 def run(bootstrap: str) -> list[Result]:
-    from infra.stack import Emulators, Proc
+    from infra.local.stack import Emulators, Proc
     from producers.cap_ingest import AlertProducer, check
     from producers.targets import local_registry
-    from streams.registry import DEFAULT_TARGETS_FILE
+    from schemas.registry import DEFAULT_TARGETS_FILE
 
     emus = Emulators(
         Path(__import__("tempfile").mkdtemp(prefix="lantoa-bench-alerts-")), DEFAULT_TARGETS_FILE

@@ -1,10 +1,10 @@
-"""Micro-benchmark of the archive adapter (consumers/archive.py) against a local versitygw.
+"""Micro-benchmark of the archive adapter (consumers/archive/adapter.py) against a local versitygw.
 
     python -m bench.archive_micro [--articles 40] [--rounds 2] [--keep-alive on|off|default]
 
 No Kafka: commands are built from sample 01 with a fresh uri each (as the pipeline bench's
 copies) and handed to ``ArchiveAdapter.deliver`` one after the other, the way the runtime does
-for the archive's single target. Starts its own S3 server (infra/s3/versitygw.py ``S3Server``);
+for the archive's single target. Starts its own S3 server (infra/local/s3/versitygw.py ``S3Server``);
 ``--keep-alive`` forces versitygw's ``--keep-alive`` flag on or off (``default``: whatever
 ``S3Server.command()`` does). Prints JSON lines {"name", "value", "unit"}:
 
@@ -30,10 +30,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials
-from consumers.archive_render import render_qr
-from consumers.base import Prior
-from infra.s3.versitygw import S3Server
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.archive.config import ArchiveConfig, S3Credentials
+from consumers.archive.render import render_qr
+from consumers.delivery.base import Prior
+from infra.local.s3.versitygw import S3Server
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.topics import Channel
 

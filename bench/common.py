@@ -33,7 +33,7 @@ class Worker:
     """`lantoa worker` in a subprocess with a fresh topic prefix, topics applied, targets loaded."""
 
     def __init__(self, bootstrap: str, **extra_env: str) -> None:
-        from infra.topics import apply_topics
+        from infra.kafka.topics import apply_topics
         from producers.targets import load_targets
         from schemas.settings import Settings
 
@@ -82,7 +82,7 @@ def write_results(
     text = f"""# Benchmark results
 
 Produced by `{command}` on {machine}. Every figure comes from one run, against the real
-Kafka broker started by `infra.testenv`; ratios are computed from figures of the same run.
+Kafka broker started by `infra.local.testenv`; ratios are computed from figures of the same run.
 
 | name | value | unit | goal | note |
 |---|---|---|---|---|

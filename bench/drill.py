@@ -3,7 +3,7 @@
     python -m bench.drill [--short] [--seed N] [--cluster] [--adapters N]   (make drill [DRILL_ARGS=...])
 
 The drill owns its broker (a fresh ``KafkaBroker``, never LANTOA_KAFKA_BOOTSTRAP: it restarts it),
-or with ``--cluster`` a three-node KRaft cluster (infra/kafka/cluster.py: replication factor 3,
+or with ``--cluster`` a three-node KRaft cluster (infra/local/kafka/cluster.py: replication factor 3,
 ``min.insync.replicas`` 2), and its S3 server, and runs the whole pipeline as processes
 (bench/pipeline.py's stack): the stream worker and ``adapter_processes`` adapters per channel in
 one consumer group (fanpage, Zalo, archive; loudspeaker when it is there).
@@ -12,7 +12,7 @@ Articles are published steadily by ``PublishClient`` while, on a seeded random s
 - each worker type is killed with SIGKILL ``kills_per_worker`` times and restarted after 0.2-2 s
   (a process that exits by itself is restarted too, and counted as a crash);
 - every channel is grown by ``grow_by`` partitions once (``grow_at_s``), as an operator would:
-  its adapters stopped (SIGTERM), ``lantoa topics grow CHANNEL N`` (infra/grow.py: command, retry
+  its adapters stopped (SIGTERM), ``lantoa topics grow CHANNEL N`` (infra/kafka/grow.py: command, retry
   and ledger topics together, the ledger moved), the adapters started again with the new
   ``LANTOA_PARTITIONS``, while the stream worker keeps producing;
 - the broker is restarted once (``KafkaBroker.restart()``: same ports and data); with a cluster,
@@ -146,9 +146,9 @@ def kill_schedule(names: list[str], config: DrillConfig, rnd: random.Random) -> 
 
 def run_drill(config: DrillConfig, workdir: Path | None = None, log: Any = print) -> dict[str, Any]:
     """Run one drill end to end and return its counts (see the module docstring)."""
-    from infra.kafka.broker import KafkaBroker
-    from infra.kafka.cluster import KafkaCluster
-    from infra.s3.versitygw import S3Server, build_versitygw
+    from infra.local.kafka.broker import KafkaBroker
+    from infra.local.kafka.cluster import KafkaCluster
+    from infra.local.s3.versitygw import S3Server, build_versitygw
 
     build_versitygw()
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"lantoa-{config.name}-"))
@@ -372,7 +372,7 @@ def _grow_every_channel(stack: PipelineStack, procs: dict[str, Any], by: int, lo
     start them again with the new count in ``LANTOA_PARTITIONS``. Returns channel → new count."""
     from dataclasses import replace
 
-    from infra.grow import GrowRefused, channel_topics, grow_channel
+    from infra.kafka.grow import GrowRefused, channel_topics, grow_channel
     from schemas.topics import Topic
 
     grown: dict[str, int] = {}

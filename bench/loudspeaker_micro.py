@@ -69,7 +69,7 @@ class Emulator:
             [
                 sys.executable,
                 "-m",
-                "infra.emulators.loudspeaker",
+                "infra.local.emulators.loudspeaker",
                 "--manual-clock",
                 "--no-access-log",
                 "--token",
@@ -125,9 +125,11 @@ class Emulator:
 
 
 async def _run(zones: int, bulletins: int, late: int) -> list[dict[str, Any]]:
-    from consumers.base import Prior
-    from consumers.loudspeaker.adapter import AudioRenderer, LoudspeakerAdapter, PlatformClient
-    from infra.emulators import ManualClock
+    from consumers.delivery.base import Prior
+    from consumers.loudspeaker.adapter import LoudspeakerAdapter
+    from consumers.loudspeaker.audio import AudioRenderer
+    from consumers.loudspeaker.platform import PlatformClient
+    from infra.local.emulators.common import ManualClock
     from schemas.models import Action, Command, IdempotencyKey, Priority, Target
     from schemas.topics import Channel
 

@@ -60,19 +60,19 @@ FAST_RETRIES = "10s=1,1m=2,10m=4"
 def loudspeaker_status(emulator_state: dict[str, Any] | None = None) -> tuple[bool, str]:
     """Whether the loudspeaker channel can run here, and why not.
 
-    It is included when the adapter registry has it (``consumers.registry.ADAPTERS``), its
-    emulator exists (``infra/emulators/loudspeaker.py``) and the running emulators serve it (a
+    It is included when the adapter registry has it (``consumers.bootstrap.ADAPTERS``), its
+    emulator exists (``infra/local/emulators/loudspeaker.py``) and the running emulators serve it (a
     ``loudspeaker`` entry in their state file, whose env then points the adapter at it).
     """
-    from consumers.registry import ADAPTERS
+    from consumers.bootstrap import ADAPTERS
     from schemas.topics import Channel
 
     if Channel.LOUDSPEAKER not in ADAPTERS:
-        return False, "no loudspeaker adapter in consumers.registry.ADAPTERS yet"
+        return False, "no loudspeaker adapter in consumers.bootstrap.ADAPTERS yet"
     if not (ROOT / "infra" / "emulators" / "loudspeaker.py").exists():
-        return False, "no infra/emulators/loudspeaker.py"
+        return False, "no infra/local/emulators/loudspeaker.py"
     if emulator_state is not None and "loudspeaker" not in emulator_state:
-        return False, "infra.stack.Emulators does not start the loudspeaker emulator yet"
+        return False, "infra.local.stack.Emulators does not start the loudspeaker emulator yet"
     return True, "included"
 
 
@@ -125,9 +125,9 @@ class PipelineStack:
     """Everything the pipeline runs against, on one broker: also the fault drill's stack."""
 
     def __init__(self, bootstrap: str, workdir: Path, s3: Any, config: StackConfig | None = None) -> None:
-        from infra.s3.__main__ import write_credentials_file
-        from infra.stack import Emulators
-        from infra.topics import apply_topics
+        from infra.kafka.topics import apply_topics
+        from infra.local.s3.__main__ import write_credentials_file
+        from infra.local.stack import Emulators
         from producers.targets import load_targets
         from schemas.settings import Settings
         from schemas.topics import Channel
@@ -179,7 +179,7 @@ class PipelineStack:
     def start_workers(self, adapter_processes: int = 1) -> dict[str, Any]:
         """The stream worker and ``adapter_processes`` adapters per channel (one consumer group
         each: the second and later are named ``<channel>#2``...)."""
-        from infra.stack import Proc
+        from infra.local.stack import Proc
 
         specs = [("streams", ["worker"])] + [
             (c.value if i == 1 else f"{c.value}#{i}", ["adapter", c.value])
@@ -248,8 +248,8 @@ class PipelineStack:
 
     def effect_keys(self, uris: set[str]) -> collections.Counter[tuple[str, int, str, str]]:
         """(uri, version, channel, target) → number of effects found at the platforms (the drill)."""
-        from consumers.archive import article_prefix
-        from consumers.base import article_marker
+        from consumers.archive.adapter import article_prefix
+        from consumers.delivery.base import article_marker
 
         found: collections.Counter[tuple[str, int, str, str]] = collections.Counter()
         marker_of = {article_marker(u): u for u in uris}
@@ -344,7 +344,7 @@ class Articles:
     """Copies of a real article, each with its own uri, headline and province."""
 
     def __init__(self, tag: str) -> None:
-        from streams.registry import province_names
+        from schemas.registry import province_names
 
         self.tag = tag
         self.template = orjson.loads(TEMPLATE.read_bytes())
@@ -388,7 +388,7 @@ def measure(
     config: StackConfig | None = None,
 ) -> tuple[list[Result], str]:
     """Run the pipeline, feed it, and measure effects/s over the steady window."""
-    from infra.s3.versitygw import S3Server, build_versitygw
+    from infra.local.s3.versitygw import S3Server, build_versitygw
 
     global LAST
     build_versitygw()

@@ -117,7 +117,11 @@ def summarize_profile(path: Path, top: int = 12) -> str:
         frames = stack.split(";")
         self_t[frames[-1]] += n
         for f in set(frames):
-            if any(o in f for o in ours) and "producers/cli.py" not in f and "consumers/registry.py" not in f:
+            if (
+                any(o in f for o in ours)
+                and "producers/cli/main.py" not in f
+                and "consumers/bootstrap.py" not in f
+            ):
                 incl[f] += n
     if not total:
         return f"== {path.stem}: no samples"

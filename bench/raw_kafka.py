@@ -85,7 +85,8 @@ def create_topic(bootstrap: str, name: str, partitions: int = PARTITIONS) -> Non
 
 
 def _java(main_class: str, *args: str, timeout: float = 600) -> str:
-    from infra.kafka.broker import TOOL_JVM_OPTS, fetch_jars, java_executable
+    from infra.local.kafka.broker import TOOL_JVM_OPTS
+    from infra.local.kafka.jars import fetch_jars, java_executable
 
     tools = fetch_jars(tools=True)
     jvm = [

@@ -120,8 +120,8 @@ def _fill(emus: Any) -> str:
 def schedule_day(bootstrap: str, articles: int = DAY_ARTICLES) -> ScheduleDay:
     """A full day of schedules for every zone through the stream worker and the loudspeaker
     adapter (see the module docstring); raises TimeoutError when the adapter does not finish."""
-    from infra.stack import Emulators, Proc
-    from infra.topics import apply_topics
+    from infra.kafka.topics import apply_topics
+    from infra.local.stack import Emulators, Proc
     from producers.client import PublishClient
     from producers.targets import load_targets
     from schemas.settings import Settings
@@ -193,8 +193,8 @@ def loudspeaker_week(bootstrap: str, days: int = WEEK_DAYS, articles: int = DAY_
     import subprocess
     import sys
 
-    from infra.stack import ROOT, Emulators, Proc
-    from infra.topics import apply_topics
+    from infra.kafka.topics import apply_topics
+    from infra.local.stack import ROOT, Emulators, Proc
     from producers.client import PublishClient
     from producers.targets import load_targets
     from schemas.settings import Settings

@@ -1,9 +1,9 @@
-"""Micro-benchmark of the shared delivery runtime (consumers/runtime.py), in process.
+"""Micro-benchmark of the shared delivery runtime (consumers/delivery/runtime.py), in process.
 
     python -m bench.runtime_micro [--commands 3000] [--pages 100] [--zalo-messages 300] [--stall-ms 150]
 
-Needs a broker: LANTOA_KAFKA_BOOTSTRAP (or ``python -m infra.testenv -- python -m bench.runtime_micro``).
-Starts the platform emulators (infra/stack.py ``Emulators``) itself. Prints JSON lines
+Needs a broker: LANTOA_KAFKA_BOOTSTRAP (or ``python -m infra.local.testenv -- python -m bench.runtime_micro``).
+Starts the platform emulators (infra/local/stack.py ``Emulators``) itself. Prints JSON lines
 {"name", "value", "unit"}:
 
 - ``contract_check_valid_us`` / ``contract_check_invalid_us``: schemas/contracts.py ``check`` per
@@ -29,22 +29,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from consumers.fanpage import FanpageAdapter
-from consumers.runtime import DeliveryRuntime, RuntimeConfig
-from consumers.zalo import ZaloAdapter
-from consumers.zalo_tokens import TokenStore
+from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
+from consumers.fanpage.adapter import FanpageAdapter
+from consumers.zalo.adapter import ZaloAdapter
+from consumers.zalo.tokens import TokenStore
 from infra.kafka import clients
 from infra.kafka.loop import Batch, Handled
-from infra.stack import Emulators
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators
 from schemas import contracts
 from schemas.codec import encode
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
+from schemas.registry import build_targets, load_config
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
-from streams.registry import build_targets, load_config
 
 
 def emit(name: str, value: float, unit: str) -> None:
@@ -227,7 +227,7 @@ async def main(args: argparse.Namespace) -> None:
         return
     bootstrap = os.environ.get("LANTOA_KAFKA_BOOTSTRAP")
     if not bootstrap:
-        raise SystemExit("set LANTOA_KAFKA_BOOTSTRAP (or run under python -m infra.testenv)")
+        raise SystemExit("set LANTOA_KAFKA_BOOTSTRAP (or run under python -m infra.local.testenv)")
     with tempfile.TemporaryDirectory(prefix="runtime-micro-") as tmp:
         tmpdir = Path(tmp)
         tfile = tmpdir / "targets.toml"

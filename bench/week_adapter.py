@@ -5,7 +5,7 @@ the delivery runtime (ledger ``at`` times, the horizon sweep) and the loudspeake
 windows a bulletin goes into, when it expires) both read ``clock``, and each command's publication
 time is moved by the same offset (``Shifted``: the CMS publishes on the real clock), so day k's
 bulletins are published, placed and expire on day k. Everything else is the real process: the same
-bootstrap (consumers/process.py), registry follower, runtime, adapter and play reporter.
+bootstrap (consumers/delivery/process.py), registry follower, runtime, adapter and play reporter.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from consumers.base import Effect, Prior
+from consumers.bootstrap import policy_from
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.process import TargetLookup, run_until_signalled
+from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
 from consumers.loudspeaker.adapter import LoudspeakerAdapter, from_settings
 from consumers.loudspeaker.plays import PlayReporter
-from consumers.process import TargetLookup, run_until_signalled
-from consumers.registry import policy_from
-from consumers.runtime import DeliveryRuntime, RuntimeConfig
 from schemas.models import Command
 from schemas.settings import Settings
 from schemas.topics import Channel

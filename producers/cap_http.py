@@ -24,9 +24,9 @@ from aiohttp import web
 from producers.cap_ingest import AlertProducer, check
 from schemas.cap import MAX_CAP_BYTES
 from schemas.errors import InvalidContent
+from schemas.registry import Registry
 from schemas.secrets import read_secret_text
-from streams.alerts import NotForBroadcast
-from streams.registry import Registry
+from streams.alerts.plan import NotForBroadcast
 
 # Alerts checked at once; more wait for a free thread. Two keep both cores of a small host busy
 # with a burst of big alerts while leaving the default pool to the producer's sends.

@@ -15,12 +15,13 @@ from typing import Any
 from kafka import KafkaProducer
 
 from infra.kafka import clients
-from schemas.cap import Alert, parse_cap
+from schemas.cap import parse_cap
+from schemas.cap_model import Alert
 from schemas.models import utc_now_iso
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.alerts import AlertPlan, plan_alert
-from streams.registry import Registry
+from streams.alerts.plan import AlertPlan, plan_alert
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from schemas.ninjs_validation import validate_bytes
 from schemas.settings import Settings
 from schemas.text import identifier
 from schemas.topics import Topic
-from streams.intake import MAX_EVENT_BYTES, RETRACTION_SCHEMA
+from streams.articles.intake import MAX_EVENT_BYTES, RETRACTION_SCHEMA
 
 NINJS_SCHEMA_URI = "http://www.iptc.org/std/ninjs/ninjs-schema_{version}.json"
 

@@ -44,7 +44,7 @@ DEFAULT_PORT = 9406
 
 
 def adapter_group(settings: Settings, channel: str) -> str:
-    """The consumer group of a channel's adapter (consumers/runtime.py: DeliveryRuntime.group_id)."""
+    """The consumer group of a channel's adapter (consumers/delivery/runtime.py: DeliveryRuntime.group_id)."""
     return f"{settings.topic_prefix}lantoa-{channel}"
 
 

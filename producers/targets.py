@@ -8,9 +8,9 @@ from infra.kafka import clients
 from schemas import contracts
 from schemas.codec import encode
 from schemas.models import Target
+from schemas.registry import Registry, build_targets, load_config, targets_file
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.registry import Registry, build_targets, load_config, targets_file
 
 
 def configured_targets(settings: Settings) -> list[Target]:

@@ -64,6 +64,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from infra.kafka.outbox import Outbox, OutRecord
 from producers.webhook_seen import SeenEvents
 from schemas import contracts, metrics
 from schemas.codec import encode
@@ -72,7 +73,7 @@ from schemas.secrets import read_secret_json
 from schemas.settings import Settings
 from schemas.times import checked_instant
 from schemas.topics import Topic
-from streams.engagement import inbound_key, iso
+from streams.engagement.triage import inbound_key, iso
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,6 @@ class KafkaSink:
     """An EventSink on an aiokafka producer (idempotent, acks=all)."""
 
     def __init__(self, settings: Settings) -> None:
-        from infra.kafka.outbox import Outbox
 
         self._outbox = Outbox(settings.kafka, f"{settings.client_id}-webhooks", linger_ms=0)
 
@@ -103,7 +103,6 @@ class KafkaSink:
         await self._outbox.stop()
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        from infra.kafka.outbox import OutRecord
 
         await self._outbox.send_all([OutRecord(topic, key, value)])
 

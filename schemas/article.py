@@ -31,7 +31,7 @@ _TIMES_V3 = ("versionCreated", "firstCreated", "contentCreated", "embargoedUntil
 # Field bounds, in characters of the plain text the pipeline reads (after HTML is stripped and
 # blanks squashed). Past one of them the article is absurd and refused whole (InvalidContent →
 # dead letter with the reason); what a single channel cannot take is decided per channel at
-# fan-out (streams/bounds.py), so the other channels still get the article.
+# fan-out (streams/articles/bounds.py), so the other channels still get the article.
 # A uri is the key of every record and part of every command of the article (3,321 for a
 # national one) and of the public link; real ones are under 200.
 URI_MAX_CHARS = 512
@@ -40,10 +40,10 @@ HEADLINE_MAX_CHARS = 500
 # The summary is what fanpages, Zalo groups and loudspeakers carry (headline + summary): 8,000
 # characters is ~1,400 words, ~10 minutes of speech (real summaries are a few hundred). It also
 # bounds each of the 3,321 loudspeaker commands of a national article, which all carry the text
-# (streams/bounds.py LOUDSPEAKER_PAYLOAD_MAX_BYTES; the worker's peak is in bench/RESULTS.md).
+# (streams/articles/bounds.py LOUDSPEAKER_PAYLOAD_MAX_BYTES; the worker's peak is in bench/RESULTS.md).
 SUMMARY_MAX_CHARS = 8_000
 # The body reaches only the archive (page, QR bulletin); the longest long-form pieces are about
-# 100,000 characters. The record itself is bounded too (streams/intake.py MAX_EVENT_BYTES).
+# 100,000 characters. The record itself is bounded too (streams/articles/intake.py MAX_EVENT_BYTES).
 BODY_MAX_CHARS = 300_000
 
 

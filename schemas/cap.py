@@ -50,21 +50,7 @@ from schemas.errors import InvalidContent
 from schemas.text import invisible_in, visible
 from schemas.times import checked_instant
 
-__all__ = [
-    "MAX_CAP_BYTES",
-    "Alert",
-    "Area",
-    "Category",
-    "Certainty",
-    "Info",
-    "MsgType",
-    "Reference",
-    "Scope",
-    "Severity",
-    "Status",
-    "Urgency",
-    "parse_cap",
-]
+__all__ = ["MAX_CAP_BYTES", "parse_cap"]
 
 # Real alerts are a few kB, signed ones ~25 kB; a national alert naming every one of the 3,321 wards
 # by its geocode is ~260 kB. 1 MiB holds that four times over, and is refused the same way by the

@@ -6,7 +6,7 @@ Two kinds of headers travel on our topics:
   article, ``content-type``): read, validated, never trusted beyond their contract;
 - **internal headers**, that only Lantoa sets: the dead-letter origin and reason (``dlq_*``,
   schemas/deadletter.py), the delayed-retry bookkeeping of the delivery runtime (``retry_*``,
-  consumers/runtime.py) and the ``replay`` marker of ``lantoa deadletters replay``.
+  consumers/delivery/runtime.py) and the ``replay`` marker of ``lantoa deadletters replay``.
 
 A record arriving on an input topic (cms.articles, alerts.cap, engagement.inbound: the topics
 outsiders write) has its internal headers removed by ``strip_internal`` at the first place it is
@@ -63,7 +63,9 @@ MAX_NUMBER_CHARS = 40
 # in schemas/models.py), so the dead letter and the receipt of one refusal say the same thing.
 MAX_REASON_HEADER_CHARS = 2000
 MAX_TRACEBACK_HEADER_CHARS = 500  # one frame: file, line, function and the exception's first line
-MAX_RETRY_REASON_CHARS = 500  # the retry tiers' note of why the last try failed (consumers/runtime.py)
+MAX_RETRY_REASON_CHARS = (
+    500  # the retry tiers' note of why the last try failed (consumers/delivery/runtime.py)
+)
 # Any other value written from input (a channel or stage name read from a record).
 MAX_HEADER_VALUE_CHARS = 200
 _INT = re.compile(r"[+-]?[0-9]+", re.ASCII)

@@ -70,6 +70,16 @@ class Outcome(StrEnum):
     OFFLINE = "offline"
 
 
+class Stage(StrEnum):
+    """Which step a receipt reports on (schemas/json/receipt.v1.json lists the same values)."""
+
+    INTAKE = "intake"
+    POLICY = "policy"
+    FANOUT = "fanout"
+    DELIVERY = "delivery"
+    BROADCAST = "broadcast"
+
+
 class LedgerState(StrEnum):
     """Where one command stands in an adapter's ledger (schemas/json/ledger.v1.json)."""
 
@@ -204,7 +214,7 @@ class Receipt:
     """The outcome of one step (see schemas/json/receipt.v1.json)."""
 
     uri: str
-    stage: str
+    stage: Stage
     outcome: Outcome
     at: str
     version: int | None = None

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_VERSION",
     "SUPPORTED_VERSIONS",
-    "InvalidContent",
     "decode_document",
     "validate_bytes",
     "validate_document",

@@ -17,10 +17,11 @@ the longest span anything adds (the loudspeaker's 400-day look-ahead, an alert's
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from schemas.errors import InvalidContent
 
-__all__ = ["EARLIEST_YEAR", "LATEST_YEAR", "checked_instant"]
+__all__ = ["EARLIEST_YEAR", "LATEST_YEAR", "checked_instant", "moment"]
 
 EARLIEST_YEAR = 1970
 LATEST_YEAR = 2199
@@ -34,3 +35,15 @@ def checked_instant(moment: datetime, what: str = "date-time") -> datetime:
             "Lantoa accepts"
         )
     return moment
+
+
+def moment(raw: Any) -> datetime | None:
+    """An ISO 8601 time with its offset ('Z' too) as a platform or a page reads it; None for
+    anything else (no bounds: for display, not for input)."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        found = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return found if found.tzinfo is not None else None

@@ -11,7 +11,7 @@ state     streams.article.state, a compacted topic restored per owned partition.
 
 The three intake topics share one partition count: the worker refuses to start (exit 78, naming
 ``lantoa topics grow streams N``) when the cluster's counts disagree with configuration, and
-forwards a revision found in a partition its key no longer hashes to (infra/grow.py).
+forwards a revision found in a partition its key no longer hashes to (infra/kafka/grow.py).
 
 How a record becomes durable and why the loops are ours, not Faust agents: streams/processor.py
 (its processes run on the one consumer loop, infra/kafka/loop.py).
@@ -27,17 +27,18 @@ import os
 import signal
 from datetime import UTC, datetime
 
-from infra.grow import STREAMS_FAMILY, PartitionMismatch, check_counts, family_counts
 from infra.kafka.clients import KafkaAccessError
 from infra.kafka.compacted import CompactedView
+from infra.kafka.grow import STREAMS_FAMILY, PartitionMismatch, check_counts, family_counts
 from infra.kafka.loop import ConsumerLoop, Subscription
 from infra.kafka.outbox import Outbox
 from infra.kafka.payloads import PayloadWriter
 from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka, wait_for_kafka
+from infra.kafka.registry_follower import RegistryFollower
 from schemas.settings import Settings
+from schemas.timeline import TimelineFetcher
 from schemas.topics import Topic
 from streams.processor import TopicHandlers
-from streams.registry_follower import RegistryFollower
 from streams.status.web import StatusService
 from streams.steps import Clock, StreamSteps
 
@@ -146,9 +147,11 @@ class StreamWorker:
             await self.outbox.stop()
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> None:
+def run_worker(settings: Settings, loglevel: str = "info", timeline: TimelineFetcher | None = None) -> None:
     """Run the stream worker until SIGTERM/SIGINT (``lantoa worker``).
 
+    ``timeline`` reads a loudspeaker zone's day for the status web's timeline page (the CLI hands
+    in the platform's reader, consumers/loudspeaker/timeline.py).
     The status view (streams/status/web.py) serves LANTOA_WEB_PORT; with only
     LANTOA_METRICS_PORT set it runs without HTTP, for the emergency watch.
     """
@@ -165,7 +168,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     status = None
     if settings.web_port > 0 or settings.metrics_port:
         status = StatusService(
-            settings, serve_http=settings.web_port > 0, on_crash=lambda exc: crash("status view", exc)
+            settings,
+            serve_http=settings.web_port > 0,
+            on_crash=lambda exc: crash("status view", exc),
+            timeline=timeline,
         )
         status.start()
 

@@ -32,23 +32,23 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from infra.kafka.compacted import CompactedView
-from infra.kafka.loop import Batch, Handled, Subscription
+from infra.kafka.loop import Batch, Handled, InRecord, Subscription
 from infra.kafka.outbox import OutRecord
 from infra.kafka.payloads import PayloadWriter
 from schemas import metrics
 from schemas.models import Command
 from schemas.settings import Settings
-from streams.fanout import command_records, payload_ref, shared_payloads
+from streams.articles.fanout import command_records, payload_ref, shared_payloads
 from streams.steps import Step
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Any], Step]
+Handler = Callable[[InRecord], Step]
 
 
 class CommandWriter:
     """Encodes the commands of a step. A payload several of them carry, whose inline copies would
-    cost at least ``LANTOA_SHARED_PAYLOAD_MIN_BYTES`` (streams/fanout.py shared_payloads), is
+    cost at least ``LANTOA_SHARED_PAYLOAD_MIN_BYTES`` (streams/articles/fanout.py shared_payloads), is
     stored once on distribution.payloads first and acknowledged there (one round trip for all of
     the step's), and those commands carry its reference: the commands of a national article no
     longer hold its bulletin 3,321 times, in the worker or on the topic. Without a writer (unit

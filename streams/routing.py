@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from schemas.article import Place
 from schemas.errors import InvalidContent
 from schemas.models import Target
+from schemas.registry import Registry
 from schemas.topics import Channel
-from streams.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)

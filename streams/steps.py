@@ -19,21 +19,25 @@ from datetime import datetime
 from typing import Any
 
 from infra.kafka.compacted import CompactedView
+from infra.kafka.loop import InRecord
 from infra.kafka.outbox import OutRecord
 from infra.kafka.partitioning import partition_for
 from schemas import metrics
+from schemas.cap import parse_cap
 from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.errors import InvalidContent
 from schemas.headers import strip_internal
-from schemas.models import Command, Outcome, Receipt, utc_now_iso
+from schemas.models import Command, Outcome, Receipt, Stage, utc_now_iso
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.text import bounded, nfc
 from schemas.topics import Topic
-from streams.fanout import plan, receipt_record
-from streams.intake import CE_TYPES, ArticleEvent, parse_article_event
-from streams.policy import Decision, decide, due_for_release, publish_now
-from streams.registry import Registry
+from streams.alerts.lane import plan_records
+from streams.alerts.plan import plan_alert
+from streams.articles.fanout import plan, receipt_record
+from streams.articles.intake import CE_TYPES, ArticleEvent, parse_article_event
+from streams.articles.policy import Decision, decide, due_for_release, publish_now
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,10 @@ class Step:
         self.commands.extend(other.commands)
 
 
-def raw_headers(record: Any) -> list[tuple[str, bytes]]:
-    headers = record.headers or []
+def raw_headers(record: InRecord) -> list[tuple[str, bytes]]:
+    """The record's headers as (name, bytes) pairs; tolerant of the shapes tools and tests hand in
+    (a dict, str values)."""
+    headers: Any = record.headers or []
     items = headers.items() if isinstance(headers, dict) else headers
     return [(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
 
@@ -110,7 +116,7 @@ class StreamSteps:
         if key_text:
             receipt = Receipt(
                 uri=bounded(key_text, MAX_RECEIPT_KEY_CHARS),
-                stage="intake",
+                stage=Stage.INTAKE,
                 outcome=Outcome.DEAD_LETTERED,
                 at=now_iso,
                 reason=reason,
@@ -155,7 +161,7 @@ class StreamSteps:
 
     # -- cms.articles --------------------------------------------------------------------------
 
-    def misplaced(self, rec: Any) -> OutRecord | None:
+    def misplaced(self, rec: InRecord) -> OutRecord | None:
         """The record that forwards a revision sitting in the wrong partition to the one its key
         hashes to now (where ``lantoa topics grow streams`` moved the article's state), or None
         when it is in place. Such a revision was queued before a grow, or produced with stale
@@ -169,7 +175,7 @@ class StreamSteps:
             return None
         return OutRecord(rec.topic, rec.key, rec.value, tuple(raw_headers(rec)), partition=right)
 
-    def article(self, rec: Any) -> Step:
+    def article(self, rec: InRecord) -> Step:
         forward = self.misplaced(rec)
         if forward is not None:
             log.info(
@@ -197,7 +203,7 @@ class StreamSteps:
 
     # -- streams.embargo.releases --------------------------------------------------------------
 
-    def release(self, rec: Any) -> Step:
+    def release(self, rec: InRecord) -> Step:
         now = self.clock()
         try:
             tick = decode(rec.value)
@@ -214,7 +220,7 @@ class StreamSteps:
         released = receipt_record(
             Receipt(
                 uri=uri,
-                stage="policy",
+                stage=Stage.POLICY,
                 outcome=Outcome.RELEASED,
                 at=utc_now_iso(now),
                 version=version,
@@ -250,10 +256,7 @@ class StreamSteps:
 
     # -- alerts.cap ----------------------------------------------------------------------------
 
-    def alert(self, rec: Any) -> Step:
-        from schemas.cap import parse_cap
-        from streams.alert_lane import plan_records
-        from streams.alerts import plan_alert
+    def alert(self, rec: InRecord) -> Step:
 
         now = self.clock()
         headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay

@@ -24,7 +24,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if given:
         yield given
         return
-    from infra.kafka.broker import KafkaBroker
+    from infra.local.kafka.broker import KafkaBroker
 
     with KafkaBroker() as broker:
         yield broker.bootstrap

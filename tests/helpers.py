@@ -12,9 +12,11 @@ from typing import Any
 import orjson
 from kafka import TopicPartition
 
+from consumers.loudspeaker.emergency import EmergencyPlan
 from infra.kafka import clients
-from schemas.settings import KafkaConnection
+from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Topic
+from streams.alerts.lane import plan_records
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LANTOA_SHARED_DIR", ROOT.parent / "shared")).resolve()
@@ -111,7 +113,7 @@ class AlertServer:
         import subprocess
         import sys
 
-        from infra.topics import apply_topics
+        from infra.kafka.topics import apply_topics
         from schemas.settings import Settings
 
         prefix = f"t{uuid.uuid4().hex[:8]}."
@@ -221,3 +223,11 @@ def with_payloads(settings: Any, cmds: list[dict[str, Any]]) -> list[dict[str, A
         if consumer is not None:
             consumer.close()
     return out
+
+
+def emergency_plan(alert: Any, plan: Any, *, repeat_interval_s: float, now: Any) -> EmergencyPlan:
+    """The EmergencyPlan the pusher airs for a parsed CAP alert: the alert lane's record
+    (streams/alerts/lane.py) read back as the pusher reads it."""
+    records, _, _ = plan_records(alert, plan, Settings(emergency_repeat_s=repeat_interval_s), now, None, None)
+    [record] = records
+    return EmergencyPlan.from_record(orjson.loads(record.value))

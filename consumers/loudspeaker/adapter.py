@@ -56,17 +56,15 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 
-from consumers.base import Effect, Prior
-from consumers.errors import PermanentDeliveryError, TransientDeliveryError
-from consumers.loudspeaker.audio import Audio, AudioRenderer, article_audio_pointer, audio_for
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from consumers.loudspeaker.audio import AudioRenderer
 from consumers.loudspeaker.bodies import body_digest, could_play, day_from_json, schedule_body
 from consumers.loudspeaker.platform import (
     PlatformClient,
-    PlatformSchedule,
     ScheduleConflict,
     aware_time,
     platform_zone,
-    utc_iso,
 )
 from consumers.loudspeaker.scheduler import (
     DEFAULT_EXPIRY_DAYS,
@@ -76,14 +74,11 @@ from consumers.loudspeaker.scheduler import (
     default_expiry,
     schedule_days,
 )
-from consumers.loudspeaker.windows import ZoneWindows
 from consumers.loudspeaker.zones import (
     KEEP_EXPIRED_S,
     LedgerZoneSource,
     ZoneEntry,
     ZoneSource,
-    bulletin_from_json,
-    bulletin_json,
     merge,
     state_digest,
 )
@@ -92,34 +87,11 @@ from schemas.models import Action, Command, Outcome, Priority, Target
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
+from schemas.windows import ZoneWindows
 
 # The platform client, the audio, the zone state and the schedule bodies live in their own modules
 # (platform.py, audio.py, zones.py, bodies.py); their names stay importable from here.
-__all__ = [
-    "PLATFORM_SCOPE",
-    "Audio",
-    "AudioRenderer",
-    "LedgerZoneSource",
-    "LoudspeakerAdapter",
-    "PlatformClient",
-    "PlatformSchedule",
-    "ScheduleConflict",
-    "ZoneEntry",
-    "ZoneSource",
-    "article_audio_pointer",
-    "audio_for",
-    "aware_time",
-    "bulletin_from_json",
-    "bulletin_json",
-    "correction_text",
-    "day_from_json",
-    "from_settings",
-    "merge",
-    "platform_zone",
-    "schedule_body",
-    "state_digest",
-    "utc_iso",
-]
+__all__ = ["PLATFORM_SCOPE", "LoudspeakerAdapter", "correction_text", "from_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +152,7 @@ def correction_text(title: str, reason: str) -> str:
 
 class LoudspeakerAdapter:
     """Plans and pushes zone schedules for publish/update/retract commands (see the module
-    docstring). ``deliver`` raises the errors of consumers/errors.py (via ``PlatformClient``),
+    docstring). ``deliver`` raises the errors of consumers/delivery/errors.py (via ``PlatformClient``),
     ``InvalidContent`` for a command without speakable text, and never touches the offset."""
 
     channel: ClassVar[Channel] = Channel.LOUDSPEAKER

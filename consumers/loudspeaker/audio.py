@@ -12,8 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from consumers.errors import InvalidContent, PermanentDeliveryError, TransientDeliveryError
-from streams.speech.tts import LARGEST_WAV_BYTES, RenderedAudio, TTSRenderError, render_audio, speakable
+from consumers.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from consumers.loudspeaker.tts import (
+    LARGEST_WAV_BYTES,
+    RenderedAudio,
+    TTSRenderError,
+    render_audio,
+    speakable,
+)
+from schemas.errors import InvalidContent
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,7 @@ class AudioRenderer:
     The audio never passes through Python: espeak-ng writes the file, which is hashed in chunks.
 
     Raises ``InvalidContent`` (nothing to speak, or longer than Lantoa speaks: see
-    ``streams.speech.tts.longest_speech_s``; remembered like a result, so the thousands of zones
+    ``consumers.loudspeaker.tts.longest_speech_s``; remembered like a result, so the thousands of zones
     of one over-long bulletin are refused without running espeak-ng again),
     ``TransientDeliveryError`` (espeak-ng failed or timed out) and lets ``TTSUnavailable``
     through (no espeak-ng on this host: crash, fix it).
@@ -87,7 +94,7 @@ class AudioRenderer:
 
     async def render_start(self, text: str) -> tuple[Audio, str | None]:
         """For what must air whatever its length (an emergency): speak ``text``, or only its start
-        when it is longer than Lantoa speaks (``streams.speech.tts.speakable``); the audio and
+        when it is longer than Lantoa speaks (``consumers.loudspeaker.tts.speakable``); the audio and
         why it was shortened (None when whole). Raises as ``render``."""
         spoken, shortened = speakable(text)
         return await self.render(spoken), shortened

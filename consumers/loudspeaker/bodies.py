@@ -11,8 +11,8 @@ from typing import Any
 from consumers.loudspeaker.outputs import to_json
 from consumers.loudspeaker.platform import aware_time
 from consumers.loudspeaker.scheduler import DaySchedule, Reason, Slot, Unplaced
-from consumers.loudspeaker.windows import ZoneWindows
 from schemas.models import Priority
+from schemas.windows import ZoneWindows
 
 
 def schedule_body(plan: DaySchedule, digest: str | None) -> dict[str, Any]:

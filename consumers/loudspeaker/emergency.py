@@ -19,11 +19,11 @@ never pre-empts twice, so the lane may retry freely. ``cancel`` (a CAP Cancel, f
 references) stops the repeats, chunks included; cancelling what the platform never had is not
 an error (``found=False``).
 
-Errors are those of consumers/errors.py, raised by ``PlatformClient``: ``TargetPaused`` (token
+Errors are those of consumers/delivery/errors.py, raised by ``PlatformClient``: ``TargetPaused`` (token
 refused, rate limited: the platform as a whole), ``TransientDeliveryError`` (5xx, transport),
 ``PermanentDeliveryError`` (a refused body; unknown zones with ``alert``), ``InvalidContent``
 (nothing speakable); ``TTSUnavailable`` is left to crash the worker. A text longer than Lantoa
-speaks (``streams.speech.tts.MAX_SPEECH_TEXT_CHARS``) is not refused, as a bulletin would be: an
+speaks (``consumers.loudspeaker.tts.MAX_SPEECH_TEXT_CHARS``) is not refused, as a bulletin would be: an
 emergency must air, so its start is spoken and ``PushResult.shortened`` says so.
 """
 
@@ -34,18 +34,16 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from consumers.loudspeaker.adapter import AudioRenderer, PlatformClient, platform_zone
-from schemas.cap import Alert
+from consumers.loudspeaker.audio import AudioRenderer
+from consumers.loudspeaker.platform import PlatformClient, platform_zone
 from schemas.errors import InvalidContent
 from schemas.models import Target
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.times import checked_instant
-from streams.alert_lane import spoken_text
-from streams.alerts import AlertPlan, is_emergency
 
 __all__ = ["CancelResult", "EmergencyPlan", "EmergencyPusher", "PushResult", "chunk_id"]
 
@@ -118,34 +116,6 @@ class EmergencyPlan:
             replaces=tuple(str(r) for r in value.get("replaces") or ()),
             exercise=bool(value.get("exercise", False)),
             published_at=_aware(published, "published_at") if published else None,
-        )
-
-    @classmethod
-    def from_alert(
-        cls,
-        alert: Alert,
-        plan: AlertPlan,
-        *,
-        repeat_interval_s: float,
-        now: datetime,
-        default_ttl_s: float = 6 * 3600.0,
-    ) -> EmergencyPlan:
-        """Straight from a parsed CAP alert and its plan (tests, tools): the Vietnamese emergency
-        info's headline, description and instruction, as the alert lane reads them."""
-        infos = [i for i in alert.infos if is_emergency(i)] or list(alert.infos)
-        info = next(
-            (i for i in infos if (i.language or "").lower().startswith("vi")), infos[0] if infos else None
-        )
-        headline, text = spoken_text(info)
-        return cls(
-            plan.identifier,
-            tuple(z.id for z in plan.zones),
-            text,
-            plan.expires or now + timedelta(seconds=default_ttl_s),
-            repeat_interval_s,
-            headline,
-            plan.references_ids,
-            plan.exercise,
         )
 
 

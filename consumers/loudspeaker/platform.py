@@ -1,5 +1,5 @@
 """The loudspeaker platform's REST API (schedules, play reports, emergencies) and the zone
-codes and times it speaks; its errors become consumers/errors.py classes."""
+codes and times it speaks; its errors become consumers/delivery/errors.py classes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.http import Reply, call
+from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.delivery.http import Reply, call
 from schemas.errors import InvalidContent
 from schemas.models import Target
 from schemas.times import checked_instant
@@ -68,7 +68,7 @@ class PlatformSchedule:
 
 
 class PlatformClient:
-    """The loudspeaker platform's REST API; errors become consumers/errors.py classes.
+    """The loudspeaker platform's REST API; errors become consumers/delivery/errors.py classes.
 
     Every call is safe to resend (schedules are idempotent by content, emergencies by id,
     deletes by nature), so a lost answer is a ``TransientDeliveryError``, never an unknown
@@ -99,6 +99,11 @@ class PlatformClient:
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Reply:
+        """An authenticated GET of the platform API, errors mapped as for the writes (readers: the
+        status web's timeline, the play reporter)."""
+        return await self._call("GET", path, params=params)
 
     async def _call(
         self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any

@@ -17,15 +17,15 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.loudspeaker.adapter import PlatformClient
+from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.loudspeaker.platform import PlatformClient
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas.codec import encode
-from schemas.models import Outcome, Receipt
+from schemas.emergency import alert_uri
+from schemas.models import Outcome, Receipt, Stage
 from schemas.secrets import SecretFile
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.alert_lane import alert_uri
 
 log = logging.getLogger(__name__)
 RESULTS = {"ok": "played", "interrupted": "interrupted", "offline": "offline"}
@@ -89,7 +89,7 @@ class PlayReporter:
             await self.outbox.stop()
 
     async def poll_once(self) -> int:
-        reply = await self.client._call("GET", "/plays", params={"after": str(self.after), "limit": "5000"})
+        reply = await self.client.get("/plays", params={"after": str(self.after), "limit": "5000"})
         self.client.raise_for(reply)
         body = reply.body if isinstance(reply.body, dict) else {}
         plays = [p for p in body.get("plays") or [] if isinstance(p, dict)]
@@ -152,7 +152,7 @@ class PlayReporter:
         at = str(play.get("ended_at") or play.get("started_at") or datetime.now().astimezone().isoformat())
         receipt = Receipt(
             uri=uri,
-            stage="broadcast",
+            stage=Stage.BROADCAST,
             outcome=outcome,
             at=at,
             channel="loudspeaker",

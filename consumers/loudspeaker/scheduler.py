@@ -34,8 +34,8 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
-from consumers.loudspeaker.windows import ZoneWindows
 from schemas.models import Priority
+from schemas.windows import ZoneWindows
 
 DEFAULT_EXPIRY_DAYS = 3.0
 # Bound on how far ahead a leftover bulletin is checked for a window it could still use.

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 
-from consumers.ledger import LIVE_PREFIX
+from consumers.delivery.ledger import LIVE_PREFIX
 from consumers.loudspeaker.platform import aware_time, utc_iso
 from consumers.loudspeaker.scheduler import Bulletin
 from infra.kafka import clients

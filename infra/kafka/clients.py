@@ -218,6 +218,25 @@ def aio_consumer(conn: KafkaConnection, *topics: str, **options: Any) -> AIOKafk
     return AIOKafkaConsumer(*topics, **aiokafka_args(conn), **options)
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str, wait_s: float = 5.0) -> set[int]:
+    """The partitions of ``topic`` as the consumer's cluster metadata knows them, refreshed until it
+    knows the topic or ``wait_s`` passed (empty: the topic does not exist). aiokafka's consumer has
+    no public metadata refresh; its client's is used here, and only here (with ``cluster_of``)."""
+    parts = consumer.partitions_for_topic(topic)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while not parts and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+    return set(parts or ())
+
+
+async def cluster_of(consumer: AIOKafkaConsumer) -> Any:
+    """The whole cluster's metadata, fetched now through the consumer's connections (see
+    ``partitions_of``)."""
+    return await consumer._client.fetch_all_metadata()
+
+
 def aio_producer(conn: KafkaConnection, **options: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**aiokafka_args(conn), **options)
 

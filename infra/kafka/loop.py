@@ -79,7 +79,34 @@ from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
 
-Batch = Mapping[TopicPartition, Sequence[Any]]
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    """One consumed record as every process sees it: typed at the loop's edge (aiokafka's
+    ConsumerRecord carries more, and its headers as a list or None)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
+
+    @classmethod
+    def of(cls, rec: Any) -> InRecord:
+        return cls(
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            rec.key,
+            rec.value,
+            tuple((str(k), bytes(v or b"")) for k, v in (rec.headers or ())),
+            getattr(rec, "timestamp", None),
+        )
+
+
+Batch = Mapping[TopicPartition, Sequence[InRecord]]
 # Dead letters the limit counts: the poison policy's and a platform's final refusals. Contract
 # refusals of input (decode) are not counted: a hostile producer must not stop a process.
 LIMITED_STAGES = (b"poison", b"deliver")
@@ -302,7 +329,8 @@ class ConsumerLoop:
                 wait_ms = sub.poll_timeout_ms
                 if sub.tick_every_s:
                     wait_ms = int(min(wait_ms, sub.tick_every_s * 1000))
-                batch = await consumer.getmany(timeout_ms=wait_ms, max_records=sub.max_records)
+                fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=sub.max_records)
+                batch = {tp: [InRecord.of(r) for r in recs] for tp, recs in fetched.items()}
                 if sub.tick_every_s is not None and time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + sub.tick_every_s
                     ticked = await self.process.tick()
@@ -417,7 +445,7 @@ class ConsumerLoop:
                     break
         await self._flush_pending()
 
-    async def _one(self, tp: TopicPartition, rec: Any, careful: bool) -> Handled:
+    async def _one(self, tp: TopicPartition, rec: InRecord, careful: bool) -> Handled:
         """Handle one record under the poison policy (see the module docstring)."""
         grouped = self.sub.group_id is not None
         attempts = self.poison.attempts(tp, rec.offset) if grouped else 0
@@ -455,7 +483,7 @@ class ConsumerLoop:
                         min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)) * (0.5 + self.rng() / 2)
                     )
 
-    def _poisoned(self, tp: TopicPartition, rec: Any, attempts: int, failure: Failure | None) -> Handled:
+    def _poisoned(self, tp: TopicPartition, rec: InRecord, attempts: int, failure: Failure | None) -> Handled:
         entry = self.poison.entry(tp, rec.offset) or {}
         if failure is None:  # it killed the process: what a previous attempt recorded, if anything
             error_class = entry.get("error_class") or "ProcessKilled"
@@ -581,7 +609,7 @@ class ConsumerLoop:
         """Assign every partition of the topics (new ones: read everything again from the
         beginning, the process's fold being idempotent); seconds until the next look."""
         assert self._consumer is not None
-        cluster = await self._consumer._client.fetch_all_metadata()
+        cluster = await clients.cluster_of(self._consumer)
         found: set[TopicPartition] = set()
         missing = []
         for topic in self.sub.topics:

@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 from markupsafe import Markup
 
-from streams.registry import official_zones, province_names
+from schemas.registry import official_zones, province_names
+from schemas.times import moment
 
 DISPLAY_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 STATUS_REFRESH_S = 10
@@ -190,17 +191,6 @@ def provinces() -> dict[int, str]:
 def target_label(target: str) -> str:
     found = zones().get(target)
     return found[0] if found else target
-
-
-def moment(raw: Any) -> datetime | None:
-    """An ISO 8601 time with its offset ('Z' too); None for anything else."""
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        found = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return found if found.tzinfo is not None else None
 
 
 def local_time(

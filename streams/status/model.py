@@ -20,7 +20,7 @@ a retraction ranking above the publication of the same version. Its state:
     retracted  taken back (deleted), or a retraction found nothing to take back
     skipped    not sent because something newer is already there
     failed     given up: dead-lettered with the reason (a replay may still deliver it), or refused
-               at fan-out because the channel cannot take this version there (streams/bounds.py)
+               at fan-out because the channel cannot take this version there (streams/articles/bounds.py)
     unknown    the request left and no answer came; reconciled before any resend
     retrying   waiting for a retry (rate limit, paused target, platform error)
     pending    commanded, no receipt yet
@@ -37,7 +37,6 @@ whole; they come back, partially, only if new facts about them arrive.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -45,8 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
+from schemas.emergency import EMERGENCY_CHANNEL, alert_uri, emergency_command_id
 from schemas.errors import InvalidContent
 from schemas.times import checked_instant
 
@@ -77,9 +75,6 @@ EMERGENCY = "emergency"
 DEFAULT_MAX_TARGETS = 500_000
 
 
-EMERGENCY_CHANNEL = "emergency"
-
-
 def _s(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -106,11 +101,6 @@ def _utc(value: Any) -> str | None:
     if epoch is None:
         return text
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def emergency_command_id(emergency_id: str, zone: str, action: str) -> str:
-    """The command id of one zone of an emergency-lane record (action: start or cancel)."""
-    return hashlib.sha256(orjson.dumps(["emergency", emergency_id, zone, action])).hexdigest()
 
 
 def fallback_command_id(version: int, channel: str, target: str) -> str:
@@ -207,7 +197,7 @@ class StatusFold:
             eid, action, zones = str(raw["emergency_id"]), str(raw["action"]), [str(z) for z in raw["zones"]]
         except (KeyError, TypeError) as exc:
             raise InvalidContent(f"not an emergency record: {exc!r}") from exc
-        uri = f"urn:lantoa:cap:{eid}"  # streams.alert_lane.alert_uri: the fan-out receipt's uri
+        uri = alert_uri(eid)  # the fan-out receipt's uri
         art = self._article(uri)
         for zone in zones:
             attempt = self._attempt(uri, EMERGENCY_CHANNEL, zone, emergency_command_id(eid, zone, action), 1)
@@ -229,7 +219,7 @@ class StatusFold:
         except KeyError as exc:
             raise InvalidContent(f"not a receipt: missing {exc}") from exc
         assert at is not None
-        # A fan-out receipt naming a target is a refusal there (streams/bounds.py): that target's
+        # A fan-out receipt naming a target is a refusal there (streams/articles/bounds.py): that target's
         # attempt, like a delivery receipt; the others are the article's events.
         if stage != "delivery" and not (stage == "fanout" and raw.get("target")):
             art = self._article(uri)

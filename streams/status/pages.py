@@ -23,7 +23,7 @@ The stream app itself never talks to a channel; only this page, on request, read
 This module is the HTTP side (content negotiation, the handlers); the pages are built in
 ``streams.status.layout`` (words, stylesheet, page frame, badges), ``streams.status.article`` (an
 article, the recent articles) and ``streams.status.timeline`` (a zone's day), and
-``streams.status.platform`` holds ``PlatformTimeline``. Each name is imported from its own module.
+``consumers.loudspeaker.timeline`` holds ``PlatformTimeline`` (the worker's bootstrap hands it in). Each name is imported from its own module.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from schemas.text import identifier
+from schemas.timeline import TimelineFetcher, TimelineUnavailable, UnknownZone
 from streams.status.article import render_article, render_index
 from streams.status.layout import HEADERS, STATUS_REFRESH_S, TIMELINE_REFRESH_S, render_message
 from streams.status.model import STATES
-from streams.status.timeline import TimelineFetcher, TimelineUnavailable, UnknownZone, render_timeline
+from streams.status.timeline import render_timeline
 from streams.status.view import StatusView
 
 log = logging.getLogger(__name__)

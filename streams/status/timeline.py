@@ -1,64 +1,29 @@
 """The timeline page: one loudspeaker zone's day (windows, slots, emergencies, now) from a
-``ZoneDay`` that a ``TimelineFetcher`` found (``streams.status.platform.PlatformTimeline``, or a
-fake in tests), rendered from ``templates/timeline.html``: the order of the day and the words are
+``ZoneDay`` that a ``TimelineFetcher`` found (schemas/timeline.py: consumers/loudspeaker/
+timeline.py ``PlatformTimeline``, or a fake in tests), rendered from ``templates/timeline.html``: the order of the day and the words are
 worked out here, the template lays them out."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from schemas.timeline import ZoneDay
+from schemas.times import moment
 from streams.status.layout import (
     EMERGENCY_STATUS_VI,
     PRIORITY_VI,
     REASON_VI,
     TIMELINE_REFRESH_S,
     WEEKDAY_VI,
-    moment,
     render_page,
     status_path,
     timeline_path,
 )
 
-__all__ = ["TimelineFetcher", "TimelineUnavailable", "UnknownZone", "ZoneDay", "render_timeline"]
-
-
-class UnknownZone(LookupError):
-    """No loudspeaker zone by that name: the page answers 404."""
-
-
-class TimelineUnavailable(Exception):
-    """The platform could not be asked (no token, down, refused): the page answers 502 with why."""
-
-
-@dataclass(frozen=True)
-class ZoneDay:
-    """What the timeline page shows of one zone and one local day.
-
-    ``schedule`` is the platform's schedule as ``consumers.loudspeaker.outputs.to_json`` shapes
-    it (windows, slots, unplaced, totals), None when nothing was pushed for that day; then
-    ``windows`` (the configured broadcast windows) still show. ``emergencies`` are the
-    platform's emergency records (``GET /api/v1/emergencies/{id}``) that touch the zone that day.
-    """
-
-    zone: str
-    day: date
-    timezone: str
-    name: str | None = None
-    province: str | None = None
-    target_id: str | None = None
-    windows: tuple[tuple[datetime, datetime], ...] = ()
-    schedule: Mapping[str, Any] | None = None
-    platform: Mapping[str, Any] | None = None
-    emergencies: tuple[Mapping[str, Any], ...] = ()
-
-
-# zone as given in the URL (target id, ward code or platform code), day (None: today there).
-# Raises UnknownZone or TimelineUnavailable.
-TimelineFetcher = Callable[[str, date | None], Awaitable[ZoneDay]]
+__all__ = ["render_timeline"]
 
 
 def _seconds(value: Any) -> str:

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import metrics
+from schemas.emergency import EMERGENCY_CHANNEL
 from schemas.topics import Channel
-from streams.status.model import EMERGENCY_CHANNEL, StatusFold
+from streams.status.model import StatusFold
 
 EMERGENCY_HORIZON_S = 6 * 3600.0
 WATCHED_CHANNELS = tuple(c.value for c in Channel) + (EMERGENCY_CHANNEL,)

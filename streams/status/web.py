@@ -43,11 +43,10 @@ from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
 from schemas.text import identifier
+from schemas.timeline import TimelineFetcher
 from schemas.topics import Channel, Topic
 from streams.status.model import STATES
 from streams.status.pages import StatusPages, prefers_html
-from streams.status.platform import PlatformTimeline
-from streams.status.timeline import TimelineFetcher
 from streams.status.view import StatusView
 
 log = logging.getLogger(__name__)
@@ -194,6 +193,8 @@ class StatusService:
 
     ``start`` returns once the server listens (or raises why it could not). ``on_crash`` gets any
     unexpected error of the thread; the stream worker passes one that exits the process.
+    ``timeline`` reads a zone's day for the timeline page (the bootstrap hands in the loudspeaker
+    platform's reader; without one the page says it is not available).
     """
 
     def __init__(
@@ -203,8 +204,10 @@ class StatusService:
         serve_http: bool,
         on_crash: Callable[[BaseException], None],
         view: StatusView | None = None,
+        timeline: TimelineFetcher | None = None,
     ) -> None:
         self.settings, self.serve_http, self.on_crash = settings, serve_http, on_crash
+        self.timeline = timeline
         self.view = view or StatusView()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -245,7 +248,7 @@ class StatusService:
         self._stop = asyncio.Event()
         runner: web.AppRunner | None = None
         if self.serve_http:
-            runner = web.AppRunner(make_app(self.view, PlatformTimeline(self.settings)), access_log=None)
+            runner = web.AppRunner(make_app(self.view, self.timeline), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
             log.info("status view on http://%s:%s/", self.settings.web_host, self.settings.web_port)

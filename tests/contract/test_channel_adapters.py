@@ -13,12 +13,18 @@ from typing import Any
 
 import pytest
 
-from consumers.base import Effect, Prior, article_marker
-from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.fanpage import FanpageAdapter
-from consumers.zalo import TEXT_LIMIT, ZaloAdapter
-from consumers.zalo_tokens import TokenPair, TokenStore
-from infra.emulators import GraphEmulator, ZaloEmulator
+from consumers.delivery.base import Effect, Prior, article_marker
+from consumers.delivery.errors import (
+    OutcomeUnknown,
+    PermanentDeliveryError,
+    TargetPaused,
+    TransientDeliveryError,
+)
+from consumers.fanpage.adapter import FanpageAdapter
+from consumers.zalo.adapter import TEXT_LIMIT, ZaloAdapter
+from consumers.zalo.tokens import TokenPair, TokenStore
+from infra.local.emulators.graph import GraphEmulator
+from infra.local.emulators.zalo import ZaloEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
 from schemas.secrets import SecretFile, write_secret
 from schemas.topics import Channel

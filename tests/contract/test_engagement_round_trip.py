@@ -14,18 +14,19 @@ import orjson
 import pytest
 from aiohttp import web
 
-from consumers.base import Prior
-from consumers.errors import OutcomeUnknown, PermanentDeliveryError
-from consumers.fanpage import FanpageAdapter
-from consumers.zalo import ZaloAdapter
-from consumers.zalo_tokens import TokenPair, TokenStore
-from infra.emulators import GraphEmulator, ZaloEmulator
+from consumers.delivery.base import Prior
+from consumers.delivery.errors import OutcomeUnknown, PermanentDeliveryError
+from consumers.fanpage.adapter import FanpageAdapter
+from consumers.zalo.adapter import ZaloAdapter
+from consumers.zalo.tokens import TokenPair, TokenStore
+from infra.local.emulators.graph import GraphEmulator
+from infra.local.emulators.zalo import ZaloEmulator
 from producers.webhooks import WebhookSecrets, make_app
 from schemas.models import Action, Target
 from schemas.secrets import SecretFile, write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel
-from streams import engagement as eng
+from streams.engagement import triage as eng
 
 PAGE, GROUP, TOKEN = "100000000000002", "g-000000000000000002", "page-token-2"
 APP_SECRET, VERIFY = "graph-app-secret", "verify-token"

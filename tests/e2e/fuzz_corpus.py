@@ -354,13 +354,13 @@ def _text(n: int, unit: str = _SENTENCE) -> str:
 
 def national_records(base: dict[str, Any]) -> list[tuple[dict[str, Any], bytes, dict[str, str], bool, str]]:
     """National articles (no places: all 3,321 zones, every page and group) near and over the bounds
-    of schemas/article.py and streams/bounds.py: ``(doc, key, headers, hopeless, label)``.
+    of schemas/article.py and streams/articles/bounds.py: ``(doc, key, headers, hopeless, label)``.
 
     At the bounds it is accepted (its Zalo groups refused at fan-out, with receipts); one past a
     field bound, or with a ce_id past its bound, it is dead-lettered; its summary in characters
     that JSON inflates sixfold passes intake and is refused for the zones (12 KiB per command)."""
     from schemas.article import BODY_MAX_CHARS, HEADLINE_MAX_CHARS, SUMMARY_MAX_CHARS, URI_MAX_CHARS
-    from streams.intake import MAX_EVENT_ID_CHARS
+    from streams.articles.intake import MAX_EVENT_ID_CHARS
 
     def national(
         tag: str,
@@ -578,7 +578,7 @@ def alert_records(topic: str) -> list[Sent]:
 
 def valid_command(channel: Channel, target: str, uri: str) -> dict[str, Any]:
     from schemas.article import article_from_ninjs
-    from streams.render import render
+    from streams.articles.render import render
 
     doc = sample_docs()[1]
     doc["uri"] = uri

@@ -21,13 +21,13 @@ from helpers import SHARED
 from vietnam_provinces import Ward
 
 from infra.kafka.tail import TopicTail
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.cap_ingest import AlertProducer, check
 from producers.targets import load_targets, local_registry
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.registry import DEFAULT_TARGETS_FILE
 
 # The sample alert was issued on 2026-09-17 and expired the next day: move it to today so that it
 # is still in force (an expired alert is, rightly, not aired).

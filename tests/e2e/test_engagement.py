@@ -24,17 +24,17 @@ import orjson
 import pytest
 from helpers import ROOT, sample_paths
 
-from consumers.base import article_marker
+from consumers.delivery.base import article_marker
 from infra.kafka.tail import TopicTail
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.client import PublishClient
 from producers.targets import load_targets
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.engagement_store import read_table
-from streams.registry import DEFAULT_TARGETS_FILE
+from streams.engagement.store import read_table
 
 HA_NOI_PAGE, HA_NOI_GROUP = "100000000000002", "g-000000000000000002"
 VERIFY_TOKEN, OA_SECRET = "e2e-verify-token", "e2e-oa-secret-key"

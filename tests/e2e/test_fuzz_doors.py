@@ -23,8 +23,8 @@ import pytest
 from fuzz_corpus import Hostile, alert_records, article_records, chunk_sizes, hostile_files
 from helpers import AlertServer
 
-from producers.cli import main
-from producers.terminal import MAX_SHOWN_CHARS
+from producers.cli.main import main
+from producers.cli.terminal import MAX_SHOWN_CHARS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {"validate": ["validate"], "publish": ["publish", "--dry-run"], "alert": ["alert", "--dry-run"]}

@@ -13,7 +13,7 @@ run as processes against the emulators and a real S3 server (bench/pipeline.py's
   it valid; records that can never be valid (not JSON/XML, invalid UTF-8, 2 MB) are dead-lettered;
 - no record is refused by the broker: every input topic takes 4 MB records (max.message.bytes in
   schemas/topics), so even the 2 MB bodies reach their consumer and are dead-lettered with a reason
-  (commands over their channel's limit: consumers/runtime.py MAX_COMMAND_BYTES);
+  (commands over their channel's limit: consumers/delivery/runtime.py MAX_COMMAND_BYTES);
 - articles whose texts carry bidi, zero-width and other invisible controls are accepted, and no
   command of any channel carries one of those controls (schemas/text.py INVISIBLE);
 - those articles, retracted afterwards by records keyed and written in NFD, are retracted (a
@@ -54,7 +54,7 @@ from kafka.errors import KafkaError
 from bench.pipeline import PipelineStack, StackConfig
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
-from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
+from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from schemas.settings import KafkaConnection
 from schemas.text import INVISIBLE
 from schemas.topics import Channel, Topic
@@ -305,7 +305,7 @@ def invisible_in_commands(
     """How many commands for ``uris`` were looked at, and (channel, uri, controls) of each whose payload
     holds an invisible control.
     The archive's command carries the document as published, whole (the record of what was sent);
-    its page is cleaned by the same rule (consumers/archive_render.py clean_text), so its commands
+    its page is cleaned by the same rule (consumers/archive/render.py clean_text), so its commands
     are not looked at here. A payload stored once for many commands is read where it is stored."""
     leaked: list[tuple[str, str, list[str]]] = []
     mine: list[dict[str, Any]] = []

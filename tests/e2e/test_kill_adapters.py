@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 import pytest
 
-from consumers.base import article_marker
+from consumers.delivery.base import article_marker
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.targets import load_targets
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority

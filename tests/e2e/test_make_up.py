@@ -1,4 +1,4 @@
-"""`make up` / `make down` (infra/up.py): the stack comes up in the background, prints its URLs,
+"""`make up` / `make down` (infra/local/up.py): the stack comes up in the background, prints its URLs,
 writes an env file that another shell sources to use the CLI, serves the status pages, metrics
 and the CAP endpoint, says "already up" when asked twice, and `down` leaves nothing running."""
 
@@ -22,7 +22,7 @@ SAMPLE = SHARED / "samples" / "articles" / "01-2024-11-01-chuyen-doi-so-gan-ket.
 
 def up(workdir: Path, command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.up", command, "--dir", str(workdir)],
+        [sys.executable, "-m", "infra.local.up", command, "--dir", str(workdir)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -42,8 +42,8 @@ from helpers import ce_headers, uncommitted
 
 from bench.pipeline import PipelineStack, StackConfig
 from infra.kafka.tail import TopicTail
-from infra.s3.versitygw import S3Server
-from infra.stack import Proc
+from infra.local.s3.versitygw import S3Server
+from infra.local.stack import Proc
 from schemas.topics import Channel, Topic
 
 s3 = fuzz.s3  # the fuzz test's module-scoped S3 server fixture

@@ -41,16 +41,16 @@ from helpers import SHARED, ce_headers, sample_paths
 
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.cap_ingest import check, headers_for
 from producers.client import PublishClient
 from producers.targets import load_targets, local_registry
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority, utc_now_iso
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Channel, Topic
-from streams.registry import DEFAULT_TARGETS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "infra" / "prometheus"

@@ -17,15 +17,15 @@ import orjson
 import pytest
 from helpers import sample_paths
 
-from consumers.base import article_marker
+from consumers.delivery.base import article_marker
 from infra.kafka.tail import TopicTail
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.client import PublishClient
 from producers.targets import load_targets
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.registry import DEFAULT_TARGETS_FILE
 
 
 def receipts_by(tail: TopicTail) -> list[dict[str, Any]]:

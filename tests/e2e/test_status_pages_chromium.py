@@ -41,13 +41,13 @@ import pytest
 from helpers import SHARED, sample_paths
 from html_dom import Node, dom, parse_errors
 
-from infra.stack import Emulators, Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Emulators, Proc
 from producers.cap_ingest import AlertProducer, check
 from producers.client import PublishClient
 from producers.targets import load_targets, local_registry
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.settings import Settings
-from streams.registry import DEFAULT_TARGETS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"

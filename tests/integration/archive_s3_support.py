@@ -23,12 +23,13 @@ import pytest
 from botocore.config import Config
 from helpers import sample_paths
 
-from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials
-from consumers.base import Prior
-from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.archive.config import ArchiveConfig, S3Credentials
+from consumers.delivery.base import Prior
+from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.topics import Channel
-from streams.render import public_url
+from streams.articles.render import public_url
 
 BASE_URL = "https://tin.lantoa.example.vn"
 TARGET = "archive:main"

@@ -1,7 +1,7 @@
 """Integration fixtures: the real Kafka broker (started once per session) and a running stream app.
 
 Set LANTOA_KAFKA_BOOTSTRAP to use a broker that is already running (CI starts one with
-`python -m infra.kafka start`); otherwise a broker is started from the Maven Central jars.
+`python -m infra.local.kafka start`); otherwise a broker is started from the Maven Central jars.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from infra.kafka.tail import TopicTail
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
 from producers.client import PublishClient
 from producers.targets import load_targets
 from schemas.settings import Settings

@@ -19,13 +19,14 @@ import orjson
 import pytest
 from helpers import sample_paths
 
-from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials, article_prefix
-from consumers.retry import RetryPolicy
-from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from consumers.archive.adapter import ArchiveAdapter, article_prefix
+from consumers.archive.config import ArchiveConfig, S3Credentials
+from consumers.delivery.retry import RetryPolicy
+from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
-from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import KafkaConnection, Settings

@@ -48,14 +48,17 @@ from botocore.exceptions import ClientError
 from helpers import ROOT, article_doc
 from html_dom import dom
 
-from consumers.archive import ArchiveAdapter, ArchiveConfig, ArchiveConfigError, S3Credentials
-from consumers.base import Effect, Prior
-from consumers.errors import InvalidContent, PermanentDeliveryError, TargetPaused
-from infra.s3.versitygw import S3Server, pid_alive, supports_user_xattrs
-from streams.render import public_url
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.archive.config import ArchiveConfig, ArchiveConfigError, S3Credentials
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.errors import PermanentDeliveryError, TargetPaused
+from infra.local.processes import pid_alive
+from infra.local.s3.versitygw import S3Server, supports_user_xattrs
+from schemas.errors import InvalidContent
+from streams.articles.render import public_url
 
 # The module fixture may build versitygw from source (~3 min cold on 2 cores) inside the first
-# test's setup, which pytest-timeout counts; CI should run `python -m infra.s3 build` first.
+# test's setup, which pytest-timeout counts; CI should run `python -m infra.local.s3 build` first.
 pytestmark = pytest.mark.timeout(900)
 
 
@@ -147,7 +150,7 @@ def test_cli_start_writes_credentials_0600_and_never_prints_them(tmp_path: Path)
         [
             sys.executable,
             "-m",
-            "infra.s3",
+            "infra.local.s3",
             "start",
             "--state-file",
             str(state),
@@ -174,7 +177,7 @@ def test_cli_start_writes_credentials_0600_and_never_prints_them(tmp_path: Path)
         assert secret not in start.stdout + start.stderr + state.read_text()
         assert secret not in Path(f"/proc/{info['pid']}/cmdline").read_text(errors="replace")
         exports = subprocess.run(
-            [sys.executable, "-m", "infra.s3", "env", "--state-file", str(state)],
+            [sys.executable, "-m", "infra.local.s3", "env", "--state-file", str(state)],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -193,7 +196,7 @@ def test_cli_start_writes_credentials_0600_and_never_prints_them(tmp_path: Path)
             asyncio.run(ArchiveAdapter(cfg).start())
     finally:
         stop = subprocess.run(
-            [sys.executable, "-m", "infra.s3", "stop", "--state-file", str(state), "--remove-data-dir"],
+            [sys.executable, "-m", "infra.local.s3", "stop", "--state-file", str(state), "--remove-data-dir"],
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -19,10 +19,10 @@ import pytest
 from archive_s3_support import NO_PRIOR, all_versions, bucket, command, prefix_of, raw, s3, samples, started
 from helpers import SHARED
 
-from consumers.archive_store import CHUNK_BYTES
+from consumers.archive.store import CHUNK_BYTES
 from consumers.loudspeaker.audio import AudioRenderer, audio_for
-from infra.s3.versitygw import S3Server
-from streams.speech.tts import LONGEST_SPEECH_S, MAX_SPEECH_TEXT_CHARS
+from consumers.loudspeaker.tts import LONGEST_SPEECH_S, MAX_SPEECH_TEXT_CHARS
+from infra.local.s3.versitygw import S3Server
 
 # The module fixture may build versitygw from source (~3 min cold on 2 cores) inside the first
 # test's setup, which pytest-timeout counts.

@@ -26,13 +26,13 @@ from archive_s3_support import (
     started,
 )
 
-from consumers.archive import ArchiveAdapter
-from consumers.base import Effect
-from consumers.errors import TransientDeliveryError
-from infra.s3.versitygw import S3Server
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.delivery.base import Effect
+from consumers.delivery.errors import TransientDeliveryError
+from infra.local.s3.versitygw import S3Server
 
 # The module fixture may build versitygw from source (~3 min cold on 2 cores) inside the first
-# test's setup, which pytest-timeout counts; CI should run `python -m infra.s3 build` first.
+# test's setup, which pytest-timeout counts; CI should run `python -m infra.local.s3 build` first.
 pytestmark = pytest.mark.timeout(900)
 
 

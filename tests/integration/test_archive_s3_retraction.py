@@ -31,12 +31,12 @@ from archive_s3_support import (
 )
 from botocore.exceptions import ClientError
 
-from consumers.archive import ArchiveConfigError
-from infra.s3.versitygw import S3Server
+from consumers.archive.config import ArchiveConfigError
+from infra.local.s3.versitygw import S3Server
 from schemas.models import Action
 
 # The module fixture may build versitygw from source (~3 min cold on 2 cores) inside the first
-# test's setup, which pytest-timeout counts; CI should run `python -m infra.s3 build` first.
+# test's setup, which pytest-timeout counts; CI should run `python -m infra.local.s3 build` first.
 pytestmark = pytest.mark.timeout(900)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
 from schemas.settings import Settings
 from schemas.topics import Topic
 

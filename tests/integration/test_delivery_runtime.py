@@ -16,15 +16,20 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 
-from consumers.base import Effect, Prior
-from consumers.errors import OutcomeUnknown, PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.ledger import Ledger
-from consumers.retry import RetryPolicy
-from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.errors import (
+    OutcomeUnknown,
+    PermanentDeliveryError,
+    TargetPaused,
+    TransientDeliveryError,
+)
+from consumers.delivery.ledger import Ledger
+from consumers.delivery.retry import RetryPolicy
+from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
 from infra.kafka import clients
 from infra.kafka.loop import Handled
 from infra.kafka.tail import TopicTail
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
 from schemas.codec import encode, headers_to_dict
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import Settings

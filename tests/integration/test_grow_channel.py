@@ -19,10 +19,11 @@ import orjson
 import pytest
 from kafka import TopicPartition
 
-from consumers.base import Effect, Prior
-from consumers.ledger import Ledger, epoch_s, live_key
-from consumers.runtime import DeliveryRuntime
-from infra.grow import (
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.ledger import Ledger, epoch_s, live_key
+from consumers.delivery.runtime import DeliveryRuntime
+from infra.kafka import clients
+from infra.kafka.grow import (
     GrowRefused,
     PartitionMismatch,
     adapter_group,
@@ -32,9 +33,8 @@ from infra.grow import (
     producer_seeing,
     read_ledger,
 )
-from infra.kafka import clients
 from infra.kafka.partitioning import partition_for
-from infra.topics import GrowRequired, apply_topics
+from infra.kafka.topics import GrowRequired, apply_topics
 from schemas.models import Command
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic, command_key

@@ -20,11 +20,18 @@ import orjson
 import pytest
 from helpers import article_doc, encode_doc
 
-from infra.grow import STREAMS_FAMILY, GrowRefused, PartitionMismatch, current_partitions, grow, read_latest
 from infra.kafka import clients
+from infra.kafka.grow import (
+    STREAMS_FAMILY,
+    GrowRefused,
+    PartitionMismatch,
+    current_partitions,
+    grow,
+    read_latest,
+)
 from infra.kafka.partitioning import partition_for
 from infra.kafka.tail import TopicTail
-from infra.topics import GrowRequired, apply_topics
+from infra.kafka.topics import GrowRequired, apply_topics
 from producers.client import PublishClient
 from producers.targets import load_targets
 from schemas.settings import Settings

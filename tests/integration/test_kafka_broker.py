@@ -15,7 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from infra.kafka import clients
-from infra.kafka.broker import KafkaBroker, log_has_slf4j_problem
+from infra.local.kafka.broker import KafkaBroker, log_has_slf4j_problem
 from schemas.settings import KafkaConnection
 
 pytestmark = pytest.mark.integration

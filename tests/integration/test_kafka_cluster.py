@@ -1,4 +1,4 @@
-"""A real three-node KRaft cluster (infra/kafka/cluster.py): replicated writes survive one member
+"""A real three-node KRaft cluster (infra/local/kafka/cluster.py): replicated writes survive one member
 killed with SIGKILL, and the member comes back on its data and rejoins the in-sync replicas.
 
 Starts its own cluster whatever LANTOA_KAFKA_BOOTSTRAP says (it tests the cluster machinery).
@@ -14,7 +14,7 @@ import pytest
 from kafka.errors import KafkaConnectionError, NotEnoughReplicasError
 
 from infra.kafka import clients
-from infra.kafka.cluster import KafkaCluster
+from infra.local.kafka.cluster import KafkaCluster
 from schemas.settings import KafkaConnection
 
 pytestmark = pytest.mark.integration

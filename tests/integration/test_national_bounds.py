@@ -4,7 +4,7 @@ The stream worker runs as a process (conftest ``Pipeline``) with the real target
 zones, the fanpages, the Zalo groups and the archive. An article with every field at its bound
 (uri, headline, summary, body: schemas/article.py) reaches every zone, fanpage and the archive,
 while the Zalo groups, whose contract it exceeds, each get a fan-out receipt ``failed`` saying why
-(streams/bounds.py). Its bulletin is stored once and referenced by every zone's command; the
+(streams/articles/bounds.py). Its bulletin is stored once and referenced by every zone's command; the
 worker's peak memory (VmHWM) for it is printed and bounded. One
 character past the summary bound, the record is dead-lettered with the reason and the publish
 client refuses it before sending.

@@ -18,7 +18,7 @@ import orjson
 from helpers import article_doc, ce_headers, encode_doc
 
 from infra.kafka import clients
-from producers import deadletters as dl
+from producers.cli import deadletters as dl
 from schemas.codec import headers_to_dict
 from schemas.deadletter import dead_letter_headers
 from schemas.topics import Topic

@@ -32,18 +32,18 @@ import orjson
 import pytest
 from helpers import SHARED, sample_paths
 
-from consumers.base import article_marker
-from infra.kafka.broker import KafkaBroker
-from infra.kafka.listener import SecuredListener
+from consumers.delivery.base import article_marker
 from infra.kafka.tail import TopicTail
-from infra.kafka.tls import CertificateSet, make_ca, make_test_certificates
-from infra.s3.__main__ import write_credentials_file
-from infra.s3.versitygw import S3Server, VersitygwError, build_versitygw
-from infra.stack import Emulators, Proc
+from infra.local.kafka.broker import KafkaBroker
+from infra.local.kafka.listener import SecuredListener
+from infra.local.kafka.tls import CertificateSet, make_ca, make_test_certificates
+from infra.local.s3.__main__ import write_credentials_file
+from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
+from infra.local.stack import Emulators, Proc
+from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.secrets import write_secret
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.registry import DEFAULT_TARGETS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "lantoa", "s3cret-for-the-test"

@@ -18,13 +18,13 @@ import orjson
 import pytest
 from kafka import TopicPartition
 
-from consumers.base import Effect, Prior
-from consumers.runtime import DeliveryRuntime
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.runtime import DeliveryRuntime
 from infra.kafka import clients
 from infra.kafka.outbox import Outbox
 from infra.kafka.payloads import PayloadReader, PayloadRef, PayloadWriter
 from infra.kafka.tail import TopicTail
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
 from schemas import contracts
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority

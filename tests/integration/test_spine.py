@@ -18,7 +18,7 @@ import pytest
 from helpers import ROOT, article_doc, ce_headers, encode_doc, sample_paths, with_payloads
 from vietnam_provinces import Ward
 
-from producers import deadletters as dl
+from producers.cli import deadletters as dl
 from schemas import contracts
 from schemas.codec import headers_to_dict
 from schemas.topics import Channel, Topic, command_key

@@ -28,16 +28,16 @@ import pytest
 from helpers import SHARED, sample_paths
 
 from infra.kafka import clients
-from infra.stack import Proc
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.stack import Proc
 from producers.cap_ingest import check, headers_for
 from producers.client import PublishClient
 from producers.targets import load_targets, local_registry
 from schemas.codec import encode
+from schemas.emergency import emergency_command_id
 from schemas.models import Receipt, utc_now_iso
 from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Topic
-from streams.status.model import emergency_command_id
 
 ROOT = Path(__file__).resolve().parents[2]
 

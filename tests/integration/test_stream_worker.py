@@ -22,7 +22,7 @@ from kafka import TopicPartition
 from infra.kafka import clients
 from infra.kafka.outbox import OutRecord
 from infra.kafka.tail import TopicTail
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
 from producers.client import PublishClient
 from producers.targets import load_targets
 from schemas.settings import Settings

@@ -21,8 +21,8 @@ from helpers import article_doc, encode_doc, with_payloads
 
 from infra.kafka.partitioning import partition_for
 from infra.kafka.tail import TopicTail
-from infra.topics import apply_topics
-from producers.cli import main as lantoa
+from infra.kafka.topics import apply_topics
+from producers.cli.main import main as lantoa
 from producers.client import PublishClient, retraction
 from producers.targets import load_targets
 from schemas.settings import Settings

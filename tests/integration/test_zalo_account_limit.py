@@ -16,18 +16,18 @@ from pathlib import Path
 
 import orjson
 
-from consumers.runtime import DeliveryRuntime, RuntimeConfig
-from consumers.zalo import ZaloAdapter
-from consumers.zalo_tokens import TokenPair, TokenStore
-from infra.emulators import ZaloEmulator
+from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
+from consumers.zalo.adapter import ZaloAdapter
+from consumers.zalo.tokens import TokenPair, TokenStore
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
-from infra.topics import apply_topics
+from infra.kafka.topics import apply_topics
+from infra.local.emulators.zalo import ZaloEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
 from schemas.secrets import SecretFile, write_secret
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
-from streams.fanout import command_records
+from streams.articles.fanout import command_records
 
 GROUPS = [f"g-{i:03d}" for i in range(24)]
 PER_GROUP = 8

@@ -11,7 +11,9 @@ import aiohttp
 import orjson
 import pytest
 
-from infra.emulators import GraphEmulator, ManualClock, appsecret_proof
+from infra.local.emulators.common import ManualClock
+from infra.local.emulators.graph import GraphEmulator
+from infra.local.emulators.graph_model import appsecret_proof
 
 PAGE, TOKEN = "1001", "page-token-1001"
 OTHER_PAGE, OTHER_TOKEN = "2002", "page-token-2002"

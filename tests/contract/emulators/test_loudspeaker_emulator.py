@@ -12,8 +12,8 @@ import aiohttp
 import orjson
 import pytest
 
-from infra.emulators import ManualClock
-from infra.emulators.loudspeaker import LoudspeakerEmulator
+from infra.local.emulators.common import ManualClock
+from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 TOKEN = "platform-token-1"

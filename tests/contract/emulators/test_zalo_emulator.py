@@ -10,7 +10,8 @@ import aiohttp
 import orjson
 import pytest
 
-from infra.emulators import ManualClock, ZaloEmulator
+from infra.local.emulators.common import ManualClock
+from infra.local.emulators.zalo import ZaloEmulator
 
 APP_ID, SECRET = "app-1", "secret-1"
 ACCESS, REFRESH = "access-0", "refresh-0"

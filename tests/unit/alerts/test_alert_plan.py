@@ -9,7 +9,8 @@ import orjson
 import pytest
 from helpers import SHARED
 
-from schemas.cap import (
+from schemas.cap import parse_cap
+from schemas.cap_model import (
     Alert,
     Area,
     Category,
@@ -21,13 +22,13 @@ from schemas.cap import (
     Severity,
     Status,
     Urgency,
-    parse_cap,
 )
 from schemas.errors import InvalidContent
+from schemas.registry import Registry, build_targets
 from schemas.settings import Settings
 from schemas.topics import Channel
-from streams.alert_lane import EMERGENCY_MAX_DAYS, plan_records
-from streams.alerts import (
+from streams.alerts.lane import EMERGENCY_MAX_DAYS, plan_records
+from streams.alerts.plan import (
     NotForBroadcast,
     dry_run_json,
     exercise,
@@ -36,7 +37,6 @@ from streams.alerts import (
     plan_alert,
     zones_of,
 )
-from streams.registry import Registry, build_targets
 
 SAMPLE = SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap"
 TESTDATA = SHARED / "standards" / "cap" / "testdata"

@@ -14,7 +14,8 @@ from helpers import SHARED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.cap import MAX_CAP_BYTES, REFUSED_DTD, Alert, MsgType, Severity, Status, Urgency, parse_cap
+from schemas.cap import MAX_CAP_BYTES, REFUSED_DTD, parse_cap
+from schemas.cap_model import Alert, MsgType, Severity, Status, Urgency
 from schemas.errors import InvalidContent
 
 TESTDATA = SHARED / "standards" / "cap" / "testdata"

@@ -11,7 +11,7 @@ import pytest
 from schemas.cap import parse_cap
 from schemas.errors import InvalidContent
 from schemas.text import INVISIBLE
-from streams.alert_lane import spoken_text
+from streams.alerts.lane import spoken_text
 
 SPOOF = "\u202eBão\u202c số\u200b 5\ufeff \u2066đổ bộ\u2069\u200f"
 

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials
-from consumers.archive_store import CHUNK_BYTES, file_blob
-from consumers.base import Prior
-from consumers.errors import TransientDeliveryError
+from consumers.archive.adapter import ArchiveAdapter
+from consumers.archive.config import ArchiveConfig, S3Credentials
+from consumers.archive.store import CHUNK_BYTES, file_blob
+from consumers.delivery.base import Prior
+from consumers.delivery.errors import TransientDeliveryError
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.topics import Channel
 

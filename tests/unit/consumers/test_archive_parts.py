@@ -17,10 +17,11 @@ import pytest
 import segno
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from consumers.archive import ArchiveAdapter, ArchiveConfig, S3Credentials, article_prefix, start_delay
-from consumers.archive_render import qr_png, render_qr
-from consumers.base import Prior
-from consumers.errors import TargetPaused, TransientDeliveryError
+from consumers.archive.adapter import ArchiveAdapter, article_prefix, start_delay
+from consumers.archive.config import ArchiveConfig, S3Credentials
+from consumers.archive.render import qr_png, render_qr
+from consumers.delivery.base import Prior
+from consumers.delivery.errors import TargetPaused, TransientDeliveryError
 from schemas import metrics
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.topics import Channel
@@ -323,7 +324,7 @@ async def test_start_waits_with_backoff_until_the_store_answers(caplog: pytest.L
         monotonic=clock.monotonic,
         rng=lambda: 1.0,
     )
-    with caplog.at_level(logging.WARNING, logger="consumers.archive"):
+    with caplog.at_level(logging.WARNING, logger="consumers.archive.adapter"):
         await adapter.start()
     assert adapter.start_attempts == 9
     assert clock.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0, 8.0]  # exponential, capped
@@ -405,7 +406,7 @@ async def test_a_long_outage_pauses_the_target_instead_of_using_up_attempts(
     assert sum("pausing the archive target" in r.getMessage() for r in caplog.records) == 1
 
     s3.down = 0
-    with caplog.at_level(logging.WARNING, logger="consumers.archive"):
+    with caplog.at_level(logging.WARNING, logger="consumers.archive.adapter"):
         assert (await adapter.deliver(command("urn:x:7"), Prior())).outcome == "delivered"
     assert any("answers again" in r.getMessage() for r in caplog.records)
     # A new outage starts its own clock: transient again at first.

@@ -11,8 +11,8 @@ import jinja2
 import pytest
 from html_dom import dom, parse_errors
 
-from consumers import archive_render
-from consumers.archive_render import article_view, render_bulletin, render_index, render_takedown
+from consumers.archive import render as archive_render
+from consumers.archive.render import article_view, render_bulletin, render_index, render_takedown
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> & \' "'
 URL = "https://bao.example.vn/tin/1?a=1&b=2"

@@ -18,11 +18,11 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
-from consumers.base import Effect, Prior
-from consumers.errors import TargetPaused
-from consumers.retry import RetryPolicy
-from consumers.runtime import DeliveryRuntime, RuntimeConfig
-from infra.grow import channel_topics
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.errors import TargetPaused
+from consumers.delivery.retry import RetryPolicy
+from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
+from infra.kafka.grow import channel_topics
 from infra.kafka.loop import ConsumerLoop
 from infra.kafka.outbox import OutRecord
 from schemas.codec import encode

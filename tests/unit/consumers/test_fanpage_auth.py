@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from consumers.base import Prior, article_marker
-from consumers.errors import PermanentDeliveryError
-from consumers.fanpage import FanpageAdapter
-from infra.emulators import GraphEmulator
+from consumers.delivery.base import Prior, article_marker
+from consumers.delivery.errors import PermanentDeliveryError
+from consumers.fanpage.adapter import FanpageAdapter
+from infra.local.emulators.graph import GraphEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
 from schemas.secrets import SecretFile, write_secret
 from schemas.topics import Channel

@@ -15,9 +15,9 @@ import sys
 from datetime import UTC, datetime, timezone
 from typing import Any, ClassVar
 
-from consumers.base import Effect, Prior
-from consumers.ledger import Finished, Ledger, Live, horizon_s, live_key
-from consumers.runtime import DeliveryRuntime, RuntimeConfig
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.ledger import Finished, Ledger, Live, horizon_s, live_key
+from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
 from infra.kafka.outbox import OutRecord
 from schemas.models import Command
 from schemas.settings import Settings

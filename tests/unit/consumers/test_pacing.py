@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.limiter import TargetLimiter
-from consumers.zalo import ZaloAdapter
+from consumers.delivery.limiter import TargetLimiter
+from consumers.zalo.adapter import ZaloAdapter
 
 
 class Virtual:

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.limiter import TargetLimiter
-from consumers.retry import RetryPolicy
-from consumers.runtime import DeliveryRuntime
-from consumers.zalo import TEXT_LIMIT, part_marker, split_text
-from consumers.zalo_tokens import TokenPair, TokenStore
+from consumers.delivery.limiter import TargetLimiter
+from consumers.delivery.retry import RetryPolicy
+from consumers.delivery.runtime import DeliveryRuntime
+from consumers.zalo.adapter import TEXT_LIMIT, part_marker, split_text
+from consumers.zalo.tokens import TokenPair, TokenStore
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.topics import Channel
 
@@ -113,10 +113,10 @@ def test_split_never_loses_text_or_overflows(text: str) -> None:
 
 
 def test_a_zalo_text_past_the_part_bound_is_refused_before_any_part() -> None:
-    from consumers.base import Prior
-    from consumers.errors import PermanentDeliveryError
-    from consumers.zalo import MAX_PARTS, ZaloAdapter
-    from streams.bounds import ZALO_TEXT_MAX_CHARS
+    from consumers.delivery.base import Prior
+    from consumers.delivery.errors import PermanentDeliveryError
+    from consumers.zalo.adapter import MAX_PARTS, ZaloAdapter
+    from streams.articles.bounds import ZALO_TEXT_MAX_CHARS
 
     adapter = ZaloAdapter("http://zalo.invalid", "http://oauth.invalid", "app", None, None, lambda _t: None)  # type: ignore[arg-type]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic
-from streams.engagement_store import Triage
+from streams.engagement.store import Triage
 
 KEY = "live|urn:lantoa:a:1|fanpage:p1"
 VALUE = {"kind": "live", "uri": "urn:lantoa:a:1", "version": 1, "external_id": "1_2", "target": "fanpage:p1"}

@@ -11,8 +11,8 @@ import pytest
 from schemas import contracts
 from schemas.models import Action
 from schemas.topics import Channel
-from streams import engagement as eng
-from streams.engagement_store import QuestionsTable
+from streams.engagement import triage as eng
+from streams.engagement.store import QuestionsTable
 
 QUESTIONS = [
     ("Bao giờ tiêm ở phường Hoàn Kiếm?", "?"),

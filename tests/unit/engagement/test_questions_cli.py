@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from producers.cli import build_parser
-from producers.questions_cli import find, render, select
+from producers.cli.main import build_parser
+from producers.cli.questions import find, render, select
 
 
 def rec(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumers.archive_render import clean_text
+from consumers.archive.render import clean_text
 from schemas.text import INVISIBLE
-from streams import engagement as eng
+from streams.engagement import triage as eng
 
 SPOOF = "\u202eTrả\u202c lời\u200b \u2066ở\u2069 phường\ufeff\u200f"
 

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed, Unsu
 
 from infra.kafka import clients, reachable
 from infra.kafka.clients import MISMATCH_AFTER, KafkaAccessError, Probe, ProbeResult
-from infra.kafka.tls import make_test_certificates
+from infra.local.kafka.tls import make_test_certificates
 from schemas.secrets import write_secret
 from schemas.settings import KafkaConnection, Settings, SettingsError
 

@@ -37,7 +37,7 @@ def test_a_partition_not_held_is_an_error_not_an_absent_key() -> None:
 
 
 def test_the_ledger_holds_finished_commands_slim_but_writes_them_whole() -> None:
-    from consumers.ledger import Ledger
+    from consumers.delivery.ledger import Ledger
 
     ledger = Ledger("l")
     ledger._parts[0] = {}

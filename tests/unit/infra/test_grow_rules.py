@@ -13,17 +13,17 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner as AioPartitioner
 from kafka.partitioner import DefaultPartitioner as KafkaPythonPartitioner
 
-from consumers.base import Effect, Prior
-from consumers.runtime import DeliveryRuntime, _Work
-from infra.grow import STREAMS_FAMILY, PartitionMismatch, channel_topics, check_counts, mismatches
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.runtime import DeliveryRuntime, WorkItem
 from infra.kafka.compacted import CompactedView
+from infra.kafka.grow import STREAMS_FAMILY, PartitionMismatch, channel_topics, check_counts, mismatches
 from infra.kafka.partitioning import partition_for
-from infra.topics import GrowRequired, refuse_channel_growth
+from infra.kafka.topics import GrowRequired, refuse_channel_growth
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.topics import ZALO_ACCOUNT_KEY, Channel, Topic, command_key
-from streams.registry import Registry
 from streams.steps import StreamSteps
 
 
@@ -215,7 +215,7 @@ async def test_a_command_in_the_wrong_partition_is_forwarded_to_its_own_without_
     headers: list[tuple[str, bytes]] = [("retry_attempt", b"1")]
     topic = s.topic(Topic.ZALO_RETRY_1M)
     # Queued before the re-key: keyed by target, in the partition the target hashes to.
-    w = _Work(
+    w = WorkItem(
         TopicPartition(topic, wrong), 7, b"zalo:nhom-ha-noi", encode(cmd.to_dict()), headers, 1, cmd=cmd
     )
     records: list[Any] = await rt._process(w)
@@ -229,5 +229,5 @@ async def test_a_command_in_the_wrong_partition_is_forwarded_to_its_own_without_
         (("retry_attempt", b"1"),),
     )
     assert rt._batch_intents([w]) == []  # no intent written for it in the wrong ledger partition
-    in_place = _Work(TopicPartition(topic, right), 8, b"zalo-oa", w.value, [], 0, cmd=cmd)
+    in_place = WorkItem(TopicPartition(topic, right), 8, b"zalo-oa", w.value, [], 0, cmd=cmd)
     assert rt._misplaced(in_place, cmd) is None

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka.listener import SecuredListener
-from infra.kafka.tls import CertificateSet, make_test_certificates
+from infra.local.kafka.listener import SecuredListener
+from infra.local.kafka.tls import CertificateSet, make_test_certificates
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,15 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from consumers.base import Effect, Prior
-from consumers.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
-from consumers.loudspeaker.adapter import (
-    AudioRenderer,
-    LoudspeakerAdapter,
-    PlatformClient,
-    day_from_json,
-    platform_zone,
-)
-from infra.emulators import ManualClock
-from infra.emulators.loudspeaker import LoudspeakerEmulator
-from producers import schedule_cli
+from consumers.delivery.base import Effect, Prior
+from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
+from consumers.loudspeaker.adapter import LoudspeakerAdapter
+from consumers.loudspeaker.audio import AudioRenderer
+from consumers.loudspeaker.bodies import day_from_json
+from consumers.loudspeaker.platform import PlatformClient, platform_zone
+from infra.local.emulators.common import ManualClock
+from infra.local.emulators.loudspeaker import LoudspeakerEmulator
+from producers.cli import schedule as schedule_cli
 from schemas.models import Action, Command, IdempotencyKey, Priority, Target
 from schemas.secrets import write_secret
 from schemas.settings import Settings

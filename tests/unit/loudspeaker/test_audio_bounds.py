@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from consumers.errors import InvalidContent, PermanentDeliveryError
+from consumers.delivery.errors import PermanentDeliveryError
+from consumers.loudspeaker import tts
 from consumers.loudspeaker.audio import Audio, AudioRenderer, audio_for
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
-from streams.speech import tts
-from streams.speech.tts import LARGEST_WAV_BYTES
+from consumers.loudspeaker.tts import LARGEST_WAV_BYTES
+from schemas.errors import InvalidContent
 
 COUNTING = """\
 #!{python}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consumers.loudspeaker.adapter import Audio, AudioRenderer, article_audio_pointer, audio_for
+from consumers.loudspeaker.audio import Audio, AudioRenderer, article_audio_pointer, audio_for
 
 
 def test_rendered_audio_is_found_by_article_version(tmp_path: Path) -> None:

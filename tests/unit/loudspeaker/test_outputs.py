@@ -19,8 +19,8 @@ from consumers.loudspeaker.scheduler import (
     default_expiry,
     schedule_day,
 )
-from consumers.loudspeaker.windows import ZoneWindows
 from schemas.models import Priority
+from schemas.windows import ZoneWindows
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 MONDAY = date(2025, 6, 2)

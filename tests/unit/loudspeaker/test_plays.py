@@ -11,19 +11,21 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from helpers import emergency_plan
 
-from consumers.loudspeaker.adapter import AudioRenderer, PlatformClient
+from consumers.loudspeaker.audio import AudioRenderer
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
+from consumers.loudspeaker.platform import PlatformClient
 from consumers.loudspeaker.plays import PlayReporter
-from infra.emulators import ManualClock
-from infra.emulators.loudspeaker import LoudspeakerEmulator
 from infra.kafka.outbox import OutRecord
+from infra.local.emulators.common import ManualClock
+from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from producers.targets import local_registry
 from schemas import contracts
 from schemas.cap import parse_cap
+from schemas.emergency import alert_uri
 from schemas.settings import Settings
-from streams.alert_lane import alert_uri
-from streams.alerts import plan_alert
+from streams.alerts.plan import plan_alert
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 TOKEN = "t"
@@ -71,7 +73,7 @@ async def test_reports_become_receipts(
     )
     clock.set(ON_AIR.timestamp())
     alert = parse_cap((shared_dir / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes())
-    plan = EmergencyPlan.from_alert(alert, plan_alert(alert, registry), repeat_interval_s=600.0, now=ON_AIR)
+    plan = emergency_plan(alert, plan_alert(alert, registry), repeat_interval_s=600.0, now=ON_AIR)
     pusher = EmergencyPusher(
         client,
         AudioRenderer(tmp_path / "audio", "https://x/audio"),
@@ -105,7 +107,7 @@ async def test_reports_become_receipts(
 async def test_a_bulletin_id_clash_is_refused_not_a_crash(tmp_path: Path) -> None:
     """Two different bulletins claiming one id (a hand-made or fuzzed command): the second command
     is refused as invalid content (dead letter), the zone keeps what it had."""
-    from consumers.base import Prior
+    from consumers.delivery.base import Prior
     from consumers.loudspeaker.adapter import LoudspeakerAdapter
     from schemas.errors import InvalidContent
     from schemas.models import Action, Command, IdempotencyKey, Priority

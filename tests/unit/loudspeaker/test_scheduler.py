@@ -19,8 +19,8 @@ from consumers.loudspeaker.scheduler import (
     schedule_day,
     schedule_days,
 )
-from consumers.loudspeaker.windows import ZoneWindows
 from schemas.models import Priority
+from schemas.windows import ZoneWindows
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 UTC = UTC

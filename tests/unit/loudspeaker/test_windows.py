@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from consumers.loudspeaker.windows import DEFAULT_TIMEZONE, Window, ZoneWindows
 from schemas.models import Target
 from schemas.topics import Channel
+from schemas.windows import DEFAULT_TIMEZONE, Window, ZoneWindows
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 TARGETS_TOML = Path(__file__).resolve().parents[3] / "infra" / "targets.toml"
@@ -29,7 +29,7 @@ def test_defaults_match_the_loudspeaker_section() -> None:
 
 
 def test_zone_override_from_the_registry_shape() -> None:
-    # streams/registry.py merges the [loudspeaker] defaults with the zone override into config.
+    # schemas/registry.py merges the [loudspeaker] defaults with the zone override into config.
     config: dict[str, Any] = {
         "windows": ["18:00-18:45", "06:00-06:30"],
         "days": [1, 2, 3, 4, 5, 6],

@@ -12,7 +12,7 @@ from helpers import SHARED, sample_paths
 from vietnam_provinces import Ward
 
 from producers.cap_http import make_app
-from producers.cli import main
+from producers.cli.main import main
 from producers.targets import local_registry
 from schemas.settings import Settings
 

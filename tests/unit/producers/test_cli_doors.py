@@ -9,11 +9,11 @@ import orjson
 import pytest
 from helpers import SHARED, every_ward_alert, sample_paths
 
-from producers.cli import main
+from producers.cli.main import main
 from producers.client import prepare
 from schemas.cap import MAX_CAP_BYTES
 from schemas.errors import InvalidContent
-from streams.intake import MAX_EVENT_BYTES
+from streams.articles.intake import MAX_EVENT_BYTES
 
 TYPHOON = SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producers.cli import main
+from producers.cli.main import main
 
 
 @pytest.mark.parametrize(

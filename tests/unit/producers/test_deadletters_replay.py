@@ -7,8 +7,8 @@ import orjson
 import pytest
 from helpers import SHARED, article_doc, ce_headers, encode_doc
 
-from producers import deadletters as dl
-from producers.cli import main
+from producers.cli import deadletters as dl
+from producers.cli.main import main
 from schemas.deadletter import dead_letter_headers
 from schemas.settings import Settings
 from schemas.topics import RETRY_TIERS, Channel, Topic, descriptors

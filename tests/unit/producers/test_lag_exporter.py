@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kafka import TopicPartition
 
-from consumers.runtime import DeliveryRuntime
+from consumers.delivery.runtime import DeliveryRuntime
 from producers.lag_exporter import lag_by_topic, publish, render, watched_groups
 from schemas import metrics
 from schemas.settings import Settings

@@ -1,4 +1,4 @@
-"""producers.terminal.printable: what the CLI does to untrusted text before it reaches a terminal."""
+"""producers.cli.terminal.printable: what the CLI does to untrusted text before it reaches a terminal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from producers.terminal import MAX_SHOWN_CHARS, printable
+from producers.cli.terminal import MAX_SHOWN_CHARS, printable
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from producers import deadletters as dl
-from producers import questions_cli, status_cli
-from producers.terminal import escape_json_text, printable, printable_json
+from producers.cli import deadletters as dl
+from producers.cli import questions as questions_cli
+from producers.cli import status as status_cli
+from producers.cli.terminal import escape_json_text, printable, printable_json
 from schemas.deadletter import dead_letter_headers
 from schemas.text import INVISIBLE
 

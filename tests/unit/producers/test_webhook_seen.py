@@ -96,15 +96,14 @@ def test_lantoa_webhooks_refuses_a_data_dir_another_receiver_holds(
 ) -> None:
     import argparse
 
-    from infra.kafka import reachable
-    from producers import questions_cli
+    from producers.cli import questions as questions_cli
     from producers.webhooks import seen_file
     from schemas.secrets import write_secret
     from schemas.settings import Settings
 
     settings = Settings(data_dir=tmp_path / "data")
     monkeypatch.setattr(questions_cli, "_settings", lambda: settings)
-    monkeypatch.setattr(reachable, "ensure_kafka", lambda *a, **k: True)
+    monkeypatch.setattr(questions_cli, "ensure_kafka", lambda *a, **k: True)
     graph = write_secret(tmp_path / "graph.json", {"app_secret": "s", "verify_token": "v"})
     held = SeenEvents(seen_file(settings), 10, Clock())
     try:

@@ -10,7 +10,7 @@ from schemas.models import Action, Command, IdempotencyKey
 from schemas.ninjs_validation import validate_document
 from schemas.settings import Settings
 from schemas.topics import Channel, Topic, descriptors
-from streams.intake import cloud_event
+from streams.articles.intake import cloud_event
 
 EXAMPLES = [(d.topic, i, ex) for d in descriptors().values() for i, ex in enumerate(d.examples)]
 

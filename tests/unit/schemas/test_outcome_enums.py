@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from schemas.models import LedgerState, Outcome, Receipt
+from schemas.models import Action, LedgerState, Outcome, Receipt, Stage
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas" / "json"
 
@@ -33,3 +33,12 @@ def test_an_enum_outcome_serialises_as_its_plain_value() -> None:
     assert orjson.loads(orjson.dumps(r.to_dict()))["outcome"] == "delivered"
     # the receipt id is the same as for the plain string, so ids recorded before the enum still match
     assert r.receipt_id == Receipt("urn:x", "delivery", "delivered", "2026-11-26T01:00:00.000Z").receipt_id  # type: ignore[arg-type]
+
+
+def test_stage_matches_the_receipt_schema() -> None:
+    assert [s.value for s in Stage] == enum_of("receipt.v1.json", "stage")
+
+
+def test_action_matches_the_command_schema() -> None:
+    doc = json.loads((SCHEMAS / "command.v1.json").read_text(encoding="utf-8"))
+    assert [a.value for a in Action] == doc["$defs"]["action"]["enum"]

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import TopicPartition
 from helpers import SHARED, article_doc, ce_headers
 
-from consumers.archive_render import article_view
+from consumers.archive.render import article_view
 from consumers.loudspeaker.emergency import EmergencyPlan
 from consumers.loudspeaker.platform import aware_time
 from schemas.cap import parse_cap
@@ -23,8 +23,8 @@ from schemas.models import MAX_VERSION, Action, Command, IdempotencyKey, Priorit
 from schemas.settings import Settings
 from schemas.times import checked_instant
 from schemas.topics import Channel, Topic
-from streams.engagement_store import Triage
-from streams.intake import parse_article_event
+from streams.articles.intake import parse_article_event
+from streams.engagement.store import Triage
 from streams.status.model import StatusFold
 from streams.status.view import StatusView
 from streams.status.web import StatusFollower

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from consumers.archive_config import ArchiveConfigError, load_credentials_file
-from consumers.zalo_tokens import TokenPair, TokenStore
-from producers import cap_http, questions_cli
+from consumers.archive.config import ArchiveConfigError, load_credentials_file
+from consumers.zalo.tokens import TokenPair, TokenStore
+from producers import cap_http
+from producers.cli import questions as questions_cli
 from producers.webhooks import WebhookSecrets
 from schemas.secrets import SecretFile, SecretFileError, read_secret, read_secret_json, write_secret
 from schemas.settings import Settings, SettingsError

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.speech.normalize import ABBREVIATIONS, normalize
-from streams.speech.numbers import decimal_to_words, digits_to_words, number_to_words, ordinal_to_words
+from schemas.speech.normalize import normalize
+from schemas.speech.numbers import decimal_to_words, digits_to_words, number_to_words, ordinal_to_words
+from schemas.speech.tables import ABBREVIATIONS
 
 CAP_NS = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
 

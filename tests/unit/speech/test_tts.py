@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import InvalidContent
-from streams.speech.normalize import normalize
-from streams.speech.tts import (
+from consumers.loudspeaker.tts import (
     TTSRenderError,
     TTSUnavailable,
     espeak_version,
-    estimate_duration_s,
     render_audio,
 )
+from schemas.errors import InvalidContent
+from schemas.speech.duration import estimate_duration_s
+from schemas.speech.normalize import normalize
 
 SENTENCE = "Bão số 5 di chuyển theo hướng Tây, tốc độ 15-20 km/h. UBND các xã khẩn trương sơ tán người dân."
 

@@ -15,11 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers.loudspeaker.windows import DEFAULT_WINDOWS, Window
-from schemas.errors import InvalidContent
-from schemas.settings import Settings
-from streams.speech import tts
-from streams.speech.tts import (
+from consumers.loudspeaker import tts
+from consumers.loudspeaker.tts import (
     DEFAULT_SPEED_WPM,
     LARGEST_WAV_BYTES,
     LONGEST_SPEECH_S,
@@ -32,6 +29,9 @@ from streams.speech.tts import (
     render_audio,
     speakable,
 )
+from schemas.errors import InvalidContent
+from schemas.settings import Settings
+from schemas.windows import DEFAULT_WINDOWS, Window
 
 
 def seed_text(chars: int, shared_dir: Path) -> str:
@@ -240,7 +240,7 @@ def test_every_cut_is_within_the_bound(shared_dir: Path) -> None:
 
 
 def test_every_bulletin_intake_accepts_is_within_the_speech_bound() -> None:
-    # The loudspeaker speaks headline + "\n\n" + summary (streams/render.py): the intake caps must
+    # The loudspeaker speaks headline + "\n\n" + summary (streams/articles/render.py): the intake caps must
     # never let through a bulletin the synthesiser then refuses.
     from schemas.article import HEADLINE_MAX_CHARS, SUMMARY_MAX_CHARS
 

@@ -14,10 +14,10 @@ from infra.kafka.compacted import CompactedView
 from infra.kafka.outbox import OutRecord
 from schemas import contracts
 from schemas.codec import headers_to_dict
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.topics import Topic
-from streams.engagement_store import Triage
-from streams.registry import Registry
+from streams.engagement.store import Triage
 from streams.steps import StreamSteps
 
 SETTINGS = Settings.from_env({"LANTOA_TOPIC_PREFIX": "e."})

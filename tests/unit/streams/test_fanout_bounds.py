@@ -15,9 +15,10 @@ from schemas.article import BODY_MAX_CHARS, HEADLINE_MAX_CHARS, SUMMARY_MAX_CHAR
 from schemas.codec import encode
 from schemas.errors import InvalidContent
 from schemas.models import Receipt, Target
+from schemas.registry import Registry
 from schemas.settings import Settings
 from schemas.topics import Channel
-from streams.bounds import (
+from streams.articles.bounds import (
     FACEBOOK_MESSAGE_MAX_CHARS,
     LOUDSPEAKER_PAYLOAD_MAX_BYTES,
     ZALO_TEXT_MAX_CHARS,
@@ -27,10 +28,9 @@ from streams.bounds import (
     window_cache,
     zalo_refusal,
 )
-from streams.fanout import plan
-from streams.intake import MAX_EVENT_ID_CHARS, ArticleEvent, parse_article_event
-from streams.policy import decide
-from streams.registry import Registry
+from streams.articles.fanout import plan
+from streams.articles.intake import MAX_EVENT_ID_CHARS, ArticleEvent, parse_article_event
+from streams.articles.policy import decide
 from streams.status.model import fold
 
 URI = "urn:lantoa:article:bounds"

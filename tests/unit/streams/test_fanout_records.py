@@ -8,7 +8,7 @@ import orjson
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import Settings
 from schemas.topics import Channel
-from streams.fanout import command_records
+from streams.articles.fanout import command_records
 
 
 def test_records_decode_to_their_commands() -> None:

@@ -9,7 +9,7 @@ import pytest
 from helpers import article_doc, ce_headers, encode_doc, sample_paths
 
 from schemas.errors import InvalidContent
-from streams.intake import parse_article_event
+from streams.articles.intake import parse_article_event
 
 URI = "urn:lantoa:article:intake"
 

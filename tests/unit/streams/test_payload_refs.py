@@ -1,6 +1,6 @@
 """Shared payloads without Kafka: which payloads are stored once, and the commands that reference them.
 
-streams/fanout.py picks the payloads whose inline copies would cost at least
+streams/articles/fanout.py picks the payloads whose inline copies would cost at least
 LANTOA_SHARED_PAYLOAD_MIN_BYTES more than one stored copy; streams/processor.py CommandWriter
 stores them (here: a fake writer) and encodes the commands with a ``payload_ref``, which the
 command schema accepts in place of ``payload``.
@@ -21,7 +21,7 @@ from schemas.errors import InvalidContent
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import Settings
 from schemas.topics import Channel
-from streams.fanout import MAX_REF_TITLE_CHARS, command_records, shared_payloads
+from streams.articles.fanout import MAX_REF_TITLE_CHARS, command_records, shared_payloads
 from streams.processor import CommandWriter
 
 

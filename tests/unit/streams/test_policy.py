@@ -7,8 +7,8 @@ from typing import Any
 
 from helpers import article_doc, ce_headers, encode_doc
 
-from streams.intake import parse_article_event
-from streams.policy import Kind, decide, due_for_release, publish_now
+from streams.articles.intake import parse_article_event
+from streams.articles.policy import Kind, decide, due_for_release, publish_now
 
 NOW = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 URI = "urn:lantoa:article:policy"

@@ -6,8 +6,8 @@ import pytest
 
 from schemas.article import Place
 from schemas.errors import InvalidContent
+from schemas.registry import Registry, build_targets, official_zones
 from schemas.topics import Channel
-from streams.registry import Registry, build_targets, official_zones
 from streams.routing import RouteInput, route
 
 CONFIG = {

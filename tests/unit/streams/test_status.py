@@ -11,10 +11,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.emergency import emergency_command_id
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
 from schemas.topics import Channel
-from streams.status.model import STATES, StatusFold, emergency_command_id, fold
+from streams.status.model import STATES, StatusFold, fold
 from streams.status.view import StatusView
 from streams.status.web import make_app
 

@@ -19,21 +19,22 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from html_dom import Node, dom, parse_errors
 
-from consumers.loudspeaker.adapter import PlatformClient
 from consumers.loudspeaker.outputs import to_json
+from consumers.loudspeaker.platform import PlatformClient
 from consumers.loudspeaker.scheduler import DaySchedule, Slot
-from infra.emulators import ManualClock
-from infra.emulators.loudspeaker import LoudspeakerEmulator
+from consumers.loudspeaker.timeline import PlatformTimeline
+from infra.local.emulators.common import ManualClock
+from infra.local.emulators.loudspeaker import LoudspeakerEmulator
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
+from schemas.registry import official_zones, province_names
 from schemas.secrets import write_secret
 from schemas.settings import Settings
+from schemas.timeline import TimelineUnavailable, UnknownZone, ZoneDay
 from schemas.topics import Channel
-from streams.registry import official_zones, province_names
 from streams.status.article import render_article
 from streams.status.layout import CSS
 from streams.status.model import StatusFold
-from streams.status.platform import PlatformTimeline
-from streams.status.timeline import TimelineUnavailable, UnknownZone, ZoneDay, render_timeline
+from streams.status.timeline import render_timeline
 from streams.status.view import StatusView
 from streams.status.web import make_app
 

@@ -23,12 +23,13 @@ import pytest
 from html_dom import Node, dom, parse_errors
 
 from schemas.models import Action, Command, IdempotencyKey, Priority, Receipt
+from schemas.registry import official_zones
+from schemas.timeline import ZoneDay
 from schemas.topics import Channel
-from streams.registry import official_zones
 from streams.status.article import render_article, render_index
 from streams.status.layout import CSS, render_message
 from streams.status.model import StatusFold
-from streams.status.timeline import ZoneDay, render_timeline
+from streams.status.timeline import render_timeline
 
 GOLDEN = Path(__file__).parent / "status_golden"
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -24,9 +24,9 @@ from schemas.models import MAX_RECEIPT_REASON_CHARS, Receipt
 from schemas.settings import Settings
 from schemas.text import INVISIBLE
 from schemas.topics import Channel
-from streams.intake import QUOTED_ID_CHARS, RETRACTION_SCHEMA, parse_article_event
-from streams.policy import Kind, decide
-from streams.render import render_all, retract_payload, shown
+from streams.articles.intake import QUOTED_ID_CHARS, RETRACTION_SCHEMA, parse_article_event
+from streams.articles.policy import Kind, decide
+from streams.articles.render import render_all, retract_payload, shown
 from streams.steps import MAX_RECEIPT_KEY_CHARS, StreamSteps, key_partition_bytes
 
 NFC_URI = "urn:lantoa:article:tin-hà-nội-lũ-lụt"

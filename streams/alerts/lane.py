@@ -1,0 +1,137 @@
+"""Alert lane: a CAP record from alerts.cap → emergency command(s) or priority bulletins. Pure.
+
+Emergency (and every Cancel): one record on distribution.emergency.commands with all the zones;
+the emergency pusher pre-empts them on the loudspeaker platform at once. Priority: one
+loudspeaker command per zone with priority "ưu tiên", through the normal delivery runtime.
+An Update stops what it references first (a "replaces" list), whatever lane it lands on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from infra.kafka.outbox import OutRecord
+from schemas.cap_model import Alert, Info
+from schemas.codec import encode
+from schemas.emergency import alert_uri
+from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt, Stage
+from schemas.settings import Settings
+from schemas.text import visible
+from schemas.topics import Channel, Topic
+from streams.alerts.plan import AlertPlan, is_emergency
+
+EMERGENCY_MAX_DAYS = 7
+
+
+def _info_vi(alert: Alert, emergency_only: bool) -> Info | None:
+    infos = [i for i in alert.infos if (is_emergency(i) or not emergency_only)]
+    for info in infos:
+        if (info.language or "").lower().startswith("vi"):
+            return info
+    return infos[0] if infos else (alert.infos[0] if alert.infos else None)
+
+
+def spoken_text(info: Info | None) -> tuple[str, str]:
+    """(headline, text to read): headline, description and instruction, as the office wrote them,
+    without invisible controls (the parser dropped them already; this is the renderer's guard,
+    schemas/text.py ``visible``)."""
+    if info is None:
+        return "", ""
+    headline = visible(info.headline or info.event or "").strip()
+    parts = [headline, visible(info.description or "").strip(), visible(info.instruction or "").strip()]
+    return headline, "\n\n".join(p for p in parts if p)
+
+
+def plan_records(
+    alert: Alert,
+    plan: AlertPlan,
+    settings: Settings,
+    now: datetime,
+    published_at: str | None,
+    event_id: str | None,
+) -> tuple[list[OutRecord], list[Command], Receipt]:
+    """The records that carry an alert out (the emergency lane's), the loudspeaker commands (the
+    priority lane's: encoded by the worker, their shared bulletin stored once), and the receipt."""
+    issued = now.astimezone().isoformat(timespec="milliseconds")
+    records: list[OutRecord] = []
+    commands: list[Command] = []
+    info = _info_vi(alert, plan.lane == "emergency")
+    headline, text = spoken_text(info)
+    counts: dict[str, int] = {}
+    if plan.lane == "emergency":
+        cancel = plan.msg_type.value == "Cancel"
+        expires = plan.expires or (now + timedelta(seconds=settings.emergency_default_ttl_s))
+        # A siren repeating for years is a typo in the alert, not a warning: the lane repeats for
+        # EMERGENCY_MAX_DAYS at most, and an office that needs longer re-issues (an Update).
+        expires = min(expires, now + timedelta(days=EMERGENCY_MAX_DAYS))
+        value: dict[str, Any] = {
+            "schema_version": 1,
+            "emergency_id": plan.identifier,
+            "action": "cancel" if cancel else "start",
+            "msg_type": plan.msg_type.value,
+            "status": plan.status.value,
+            "exercise": plan.exercise,
+            "zones": [z.id for z in plan.zones],
+            "headline": headline or None,
+            "text": text or None,
+            "language": (info.language if info else None),
+            "expires_at": expires.isoformat(),
+            "repeat_interval_s": settings.emergency_repeat_s,
+            "replaces": list(plan.references_ids),
+            "sent": alert.sent.isoformat(),
+            "published_at": published_at,
+            "issued_at": issued,
+        }
+        records.append(
+            OutRecord(settings.topic(Topic.EMERGENCY_COMMANDS), plan.identifier.encode(), encode(value))
+        )
+        counts["emergency"] = len(plan.zones)
+    else:
+        uri = alert_uri(plan.identifier)
+        bulletin = hashlib.sha256(f"{uri}\x00{text}".encode()).hexdigest()[:32]
+        payload = {
+            "bulletin_id": bulletin,
+            "title": headline,
+            "text": text,
+            "language": "vi",
+            "exercise": plan.exercise,
+            "expires_at": plan.expires.isoformat() if plan.expires else None,
+        }
+        for ref in plan.references_ids:  # an Update replaces what it references
+            for z in plan.zones:
+                old = Command(
+                    IdempotencyKey(alert_uri(ref), 1, Channel.LOUDSPEAKER, z.id, Action.RETRACT),
+                    Priority.PRIORITY,
+                    issued,
+                    {"reason": f"replaced by {plan.identifier}"},
+                    published_at=published_at,
+                    event_id=event_id,
+                    test=plan.exercise,
+                )
+                commands.append(old)
+        for z in plan.zones:
+            cmd = Command(
+                IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, z.id, Action.PUBLISH),
+                Priority.PRIORITY,
+                issued,
+                payload,
+                published_at=published_at,
+                event_id=event_id,
+                test=plan.exercise,
+            )
+            commands.append(cmd)
+        counts["loudspeaker"] = len(plan.zones)
+    receipt = Receipt(
+        uri=alert_uri(plan.identifier),
+        stage=Stage.FANOUT,
+        outcome=Outcome.ROUTED,
+        at=issued,
+        version=1,
+        reason=f"CAP {plan.status.value} {plan.msg_type.value} on the {plan.lane} lane"
+        + (" (exercise: test zones only)" if plan.exercise else ""),
+        event_id=event_id,
+        counts=counts,
+    )
+    return records, commands, receipt
