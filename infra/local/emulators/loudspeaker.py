@@ -52,8 +52,10 @@ clock and config. Fault kinds map to 429 ``rate_limited`` (``Retry-After``: ``re
 ``code`` as the status, default 400) and 401 ``token_expired``; the fault target is the zone
 code (schedules) or the emergency id.
 
-This module is the HTTP API; the records are in ``loudspeaker_model``, the zones and the
-simulated playing in ``loudspeaker_platform``, and the control routes in ``loudspeaker_control``.
+This module is the emulator: it routes the API and the control API and holds the parts. The
+records are in ``loudspeaker_model``; the platform's state and rules (tokens, zones, schedules,
+emergencies, the simulated playing) in ``loudspeaker_platform``; what requests carry, read and
+checked, in ``loudspeaker_requests``; the control handlers in ``loudspeaker_control``.
 
 Run alone: ``python -m infra.local.emulators.loudspeaker [--port N] [--zones-from-registry]
 [--manual-clock] [--state-file F] [--token T]``.
@@ -63,74 +65,210 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import math
 import sys
-from collections.abc import Callable
-from datetime import date
-from itertools import pairwise
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast, overload
 
 import orjson
 from aiohttp import web
 
-from infra.local.emulators.common import ManualClock, json_response, run_until_signalled, set_outcome
+from infra.local.emulators.common import (
+    EmulatorBase,
+    ManualClock,
+    json_response,
+    run_until_signalled,
+    set_outcome,
+)
 from infra.local.emulators.faults import Fault
 from infra.local.emulators.loudspeaker_control import LoudspeakerControl
 from infra.local.emulators.loudspeaker_model import (
     API,
     DEFAULT_TOKEN,
-    SCHEDULE_PRIORITIES,
     STATUS_CODES,
+    Cluster,
     Emergency,
-    OnAir,
     PlatformError,
+    PlayRecord,
     Preemption,
     ScheduleDoc,
-    Slot,
-    Zone,
     iso,
-    parse_iso,
-    parse_moment,
+)
+from infra.local.emulators.loudspeaker_platform import LoudspeakerPlatform
+from infra.local.emulators.loudspeaker_requests import (
+    check_preconditions,
+    parse_day,
+    parse_emergency,
+    parse_schedule,
+    plays_reply,
 )
 
 __all__ = ["LoudspeakerEmulator"]
 
 _BAD_JSON = object()
+_T = TypeVar("_T")
 
 
-class LoudspeakerEmulator(LoudspeakerControl):
-    """The platform's HTTP API over ``LoudspeakerPlatform`` (state, constructor arguments, playing)
-    and ``LoudspeakerControl`` (the control routes)."""
+class _PlatformSetting(Generic[_T]):
+    """An emulator attribute that is the platform's setting of the same name, so that
+    ``EmulatorBase``'s config (``/_control/config``, ``reset()``) reads and writes the platform."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, emulator: None, owner: type) -> Self: ...
+
+    @overload
+    def __get__(self, emulator: LoudspeakerEmulator, owner: type | None = None) -> _T: ...
+
+    def __get__(self, emulator: LoudspeakerEmulator | None, owner: type | None = None) -> Self | _T:
+        if emulator is None:
+            return self
+        return cast(_T, getattr(emulator.platform, self.name))
+
+    def __set__(self, emulator: LoudspeakerEmulator, value: _T) -> None:
+        setattr(emulator.platform, self.name, value)
+
+
+class LoudspeakerEmulator(EmulatorBase):
+    """The platform's HTTP API and control API over a ``LoudspeakerPlatform`` (``platform``: the
+    state and rules) and its ``LoudspeakerControl`` (``control``: the control handlers). The
+    platform's in-process API is offered here too, for tests."""
 
     name: ClassVar[str] = "loudspeaker"
+    CONFIG_KEYS: ClassVar[Mapping[str, type]] = {
+        "max_zones_per_call": int,
+        "clusters_per_zone": int,
+        "auto_create_zones": bool,
+        "max_slots_per_schedule": int,
+        "min_repeat_interval_s": float,
+        "default_duration_s": float,
+    }
+    max_zones_per_call = _PlatformSetting[int]()
+    clusters_per_zone = _PlatformSetting[int]()
+    auto_create_zones = _PlatformSetting[bool]()
+    max_slots_per_schedule = _PlatformSetting[int]()
+    min_repeat_interval_s = _PlatformSetting[float]()
+    default_duration_s = _PlatformSetting[float]()
 
-    # ----- auth, zones -------------------------------------------------------------------------
+    def __init__(
+        self,
+        *,
+        zones: Mapping[str, int] | Iterable[str] = (),
+        tokens: Iterable[str] = (DEFAULT_TOKEN,),
+        clusters_per_zone: int = 1,
+        auto_create_zones: bool = True,
+        max_zones_per_call: int = 5000,
+        max_slots_per_schedule: int = 500,
+        min_repeat_interval_s: float = 30.0,
+        default_duration_s: float = 60.0,
+        clock: Callable[[], float] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        clock = clock if clock is not None else time.time
+        # The parts exist before EmulatorBase.__init__ adds the routes that lead to them.
+        self.platform = LoudspeakerPlatform(
+            clock=clock,
+            next_seq=self.next_seq,
+            zones=zones,
+            tokens=tokens,
+            clusters_per_zone=clusters_per_zone,
+            auto_create_zones=auto_create_zones,
+            max_zones_per_call=max_zones_per_call,
+            max_slots_per_schedule=max_slots_per_schedule,
+            min_repeat_interval_s=min_repeat_interval_s,
+            default_duration_s=default_duration_s,
+        )
+        self.control = LoudspeakerControl(self.platform)
+        super().__init__(clock=clock, seed=seed)
+        self._snapshot_config()
 
-    def _authenticate(self, request: web.Request) -> str:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise PlatformError(401, "unauthorized", "missing bearer token")
-        state = self._tokens.get(token.strip())
-        if state is None:
-            raise PlatformError(401, "unauthorized", "unknown or revoked token")
-        if state == "expired":
-            raise PlatformError(401, "token_expired", "the token has expired")
-        return token.strip()
+    def reset(self) -> None:
+        super().reset()
+        self.platform.reset()
 
-    def _zone(self, code: str) -> Zone:
-        zone = self._zones.get(code)
-        if zone is None:
-            if not self.auto_create_zones:
-                raise PlatformError(404, "zone_not_found", f"no zone {code}", zones=[code])
-            zone = self._add_zone(code, self.clusters_per_zone)
-        return zone
+    def stats_json(self) -> dict[str, Any]:
+        data = super().stats_json()
+        data.update(self.platform.counts())
+        return data
 
-    # ----- HTTP plumbing ---------------------------------------------------------------------
+    # ----- the platform's in-process API -------------------------------------------------------
+
+    def add_zone(self, code: str, clusters: int | None = None) -> list[Cluster]:
+        """Create a zone (or grow it) with ``clusters`` clusters (default ``clusters_per_zone``)."""
+        return self.platform.add_zone(code, clusters)
+
+    def clusters(self, zone: str | None = None) -> list[Cluster]:
+        return self.platform.clusters(zone)
+
+    def set_cluster_status(
+        self, status: str, *, cluster_id: str | None = None, zone: str | None = None
+    ) -> list[Cluster]:
+        """Set one cluster (or every cluster of a zone) online or offline, from now on."""
+        return self.platform.set_cluster_status(status, cluster_id=cluster_id, zone=zone)
+
+    def add_token(self, token: str) -> None:
+        self.platform.add_token(token)
+
+    def expire_token(self, token: str | None = None) -> None:
+        self.platform.expire_token(token)
+
+    def revoke_token(self, token: str) -> None:
+        self.platform.revoke_token(token)
+
+    def schedule(self, zone: str, day: str) -> ScheduleDoc | None:
+        return self.platform.schedule(zone, day)
+
+    def schedules(self, zone: str | None = None) -> list[ScheduleDoc]:
+        return self.platform.schedules(zone)
+
+    def emergency(self, emergency_id: str) -> Emergency | None:
+        return self.platform.emergency(emergency_id)
+
+    def emergencies(self) -> list[Emergency]:
+        return self.platform.emergencies()
+
+    def preemptions(self, emergency_id: str | None = None, zone: str | None = None) -> list[Preemption]:
+        return self.platform.preemptions(emergency_id, zone)
+
+    def plays(
+        self,
+        *,
+        zone: str | None = None,
+        bulletin_id: str | None = None,
+        since: float | None = None,
+        after: int = 0,
+        kind: str | None = None,
+    ) -> list[PlayRecord]:
+        """Play reports up to now (settles first: the zone asked for, or all), oldest first."""
+        return self.platform.plays(zone=zone, bulletin_id=bulletin_id, since=since, after=after, kind=kind)
+
+    def now_playing(self, zone: str) -> dict[str, str | None]:
+        """What each cluster of the zone is playing right now (bulletin or emergency id)."""
+        return self.platform.now_playing(zone)
+
+    def cancel(self, emergency_id: str) -> Emergency:
+        """Stop an emergency's repeats now (the play under way is cut). KeyError if unknown."""
+        return self.platform.cancel(emergency_id)
+
+    def settle(self) -> None:
+        """Turn every zone's timeline up to now into play reports."""
+        self.platform.settle()
+
+    # ----- routes ------------------------------------------------------------------------------
+
+    def _add_control_routes(self) -> None:
+        r, control = self.app.router, self.control
+        r.add_get("/_control/clusters", control.clusters)
+        r.add_post("/_control/clusters", control.set_clusters)
+        r.add_get("/_control/schedules", control.schedules)
+        r.add_get("/_control/emergencies", control.emergencies)
+        r.add_get("/_control/preemptions", control.preemptions)
+        r.add_get("/_control/plays", control.plays)
+        r.add_post("/_control/tokens", control.tokens)
+        r.add_post("/_control/settle", control.settle)
 
     def _add_api_routes(self) -> None:
         r = self.app.router
@@ -142,6 +280,15 @@ class LoudspeakerEmulator(LoudspeakerControl):
         r.add_get(API + "/emergencies/{emergency_id}", self._api(self._get_emergency))
         r.add_delete(API + "/emergencies/{emergency_id}", self._api(self._delete_emergency))
         r.add_get(API + "/plays", self._api(self._get_plays))
+
+    # ----- HTTP plumbing -----------------------------------------------------------------------
+
+    def _authenticate(self, request: web.Request) -> None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise PlatformError(401, "unauthorized", "missing bearer token")
+        self.platform.authenticate(token.strip())
 
     def _api(self, fn: Callable[[web.Request, Any], Any]) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -191,7 +338,7 @@ class LoudspeakerEmulator(LoudspeakerControl):
             )
         elif fault.kind == "expire_token":
             header = request.headers.get("Authorization", "")
-            self.expire_token(header.partition(" ")[2].strip() or None)
+            self.platform.expire_token(header.partition(" ")[2].strip() or None)
             err = PlatformError(401, "token_expired", fault.message or "the token has expired")
         else:
             status = fault.http_status or (fault.code if fault.code and 400 <= fault.code < 600 else 400)
@@ -201,128 +348,13 @@ class LoudspeakerEmulator(LoudspeakerControl):
 
     # ----- schedules ---------------------------------------------------------------------------
 
-    def _parse_schedule(self, zone: str, day: str, body: Any) -> tuple[Slot, ...]:
-        if not isinstance(body, dict):
-            raise PlatformError(400, "invalid_request", "the schedule must be a JSON object")
-        for name, expected in (("zone", zone), ("date", day)):
-            if name in body and body[name] != expected:
-                raise PlatformError(
-                    400, "invalid_request", f"{name} {body[name]!r} does not match the path ({expected})"
-                )
-        tz: ZoneInfo | None = None
-        if body.get("timezone") is not None:
-            try:
-                tz = ZoneInfo(str(body["timezone"]))
-            except (ZoneInfoNotFoundError, ValueError):
-                raise PlatformError(
-                    400, "invalid_request", f"unknown timezone {body['timezone']!r}"
-                ) from None
-        raw_slots = body.get("slots")
-        if not isinstance(raw_slots, list):
-            raise PlatformError(400, "invalid_request", "slots must be a list")
-        if len(raw_slots) > self.max_slots_per_schedule:
-            raise PlatformError(400, "invalid_request", f"at most {self.max_slots_per_schedule} slots a day")
-        slots: list[Slot] = []
-        for i, raw in enumerate(raw_slots):
-            where = f"slots[{i}]"
-            if not isinstance(raw, dict):
-                raise PlatformError(400, "invalid_request", f"{where} must be an object")
-            bid = raw.get("bulletin_id")
-            if not isinstance(bid, str) or not bid:
-                raise PlatformError(400, "invalid_request", f"{where}.bulletin_id is required")
-            local = parse_iso(raw.get("start"), f"{where}.start")
-            start, end = local.timestamp(), parse_iso(raw.get("end"), f"{where}.end").timestamp()
-            if end <= start:
-                raise PlatformError(400, "invalid_request", f"{where} must end after it starts")
-            priority = raw.get("priority", "normal")
-            if priority == "emergency":
-                raise PlatformError(
-                    400, "invalid_request", f"{where}: emergencies are not scheduled; POST {API}/emergencies"
-                )
-            if priority not in SCHEDULE_PRIORITIES:
-                raise PlatformError(400, "invalid_request", f"{where}.priority must be normal or priority")
-            audio = raw.get("audio_url")
-            if not isinstance(audio, str) or urlsplit(audio).scheme not in ("http", "https"):
-                raise PlatformError(
-                    400, "invalid_request", f"{where}.audio_url must be an absolute http(s) URL"
-                )
-            title = raw.get("title", "")
-            if not isinstance(title, str):
-                raise PlatformError(400, "invalid_request", f"{where}.title must be a string")
-            if tz is not None:
-                local = local.astimezone(tz)
-            if local.date().isoformat() != day:
-                raise PlatformError(400, "invalid_request", f"{where} starts on {local.date()}, not {day}")
-            slots.append(Slot(bid, start, end, title, str(priority), audio))
-        slots.sort(key=lambda s: s.start)
-        for a, b in pairwise(slots):
-            if b.start < a.end:
-                raise PlatformError(
-                    400, "invalid_request", f"slots of {a.bulletin_id} and {b.bulletin_id} overlap"
-                )
-        return tuple(slots)
-
-    @staticmethod
-    def _day(raw: str) -> str:
-        try:
-            return date.fromisoformat(raw).isoformat()
-        except ValueError:
-            raise PlatformError(400, "invalid_request", f"date {raw!r} is not YYYY-MM-DD") from None
-
-    @staticmethod
-    def _preconditions(request: web.Request, current: ScheduleDoc | None) -> None:
-        match = request.headers.get("If-Match")
-        if match is not None:
-            wanted = {m.strip() for m in match.split(",")}
-            if current is None or ("*" not in wanted and current.etag not in wanted):
-                raise PlatformError(
-                    412,
-                    "precondition_failed",
-                    "the schedule changed (If-Match)",
-                    current_etag=None if current is None else current.etag,
-                )
-        if request.headers.get("If-None-Match", "").strip() == "*" and current is not None:
-            raise PlatformError(
-                412, "precondition_failed", "a schedule exists (If-None-Match: *)", current_etag=current.etag
-            )
-
     def _put_schedule(self, request: web.Request, body: Any) -> web.StreamResponse:
-        day = self._day(request.match_info["date"])
-        z = self._zone(request.match_info["zone"])
+        day = parse_day(request.match_info["date"])
+        z = self.platform.zone(request.match_info["zone"])
         now = self.clock()
-        self._settle_zone(z, now)
-        current = z.schedules.get(day)
-        self._preconditions(request, current)
-        slots = self._parse_schedule(z.code, day, body)
-        etag = '"' + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32] + '"'
-        if current is not None and current.etag == etag:
-            status, code = "unchanged", 200
-        else:
-            status, code = ("replaced", 200) if current is not None else ("created", 201)
-            old = {s.key: s for s in (current.slots if current else ())}
-            new_keys = {s.key for s in slots}
-            eplays = self._emergency_plays(z, now)
-            for c in z.clusters:
-                for s in old.values():  # cut what plays now unless the new schedule keeps it
-                    if s.key not in new_keys and s.start < now < s.end and (c.id, s.key) not in z.done:
-                        _, result = self._slot_outcome(s, eplays, c)
-                        self._record(
-                            s.bulletin_id,
-                            c,
-                            s.start,
-                            now,
-                            "offline" if result == "offline" else "interrupted",
-                            "scheduled",
-                        )
-                        z.done.add((c.id, s.key))
-                for s in slots:  # the past cannot be played
-                    if s.start < now and s.key not in old:
-                        z.done.add((c.id, s.key))
-            z.schedules[day] = ScheduleDoc(
-                z.code, day, (current.version if current else 0) + 1, etag, body, slots, now
-            )
-            self._changed(z)
-        doc = z.schedules[day]
+        check_preconditions(request, self.platform.current_schedule(z, day, now))
+        slots = parse_schedule(z.code, day, body, max_slots=self.platform.max_slots_per_schedule)
+        status, doc = self.platform.put_schedule(z, day, body, slots, now)
         reply = {
             "zone": z.code,
             "date": day,
@@ -332,158 +364,42 @@ class LoudspeakerEmulator(LoudspeakerControl):
             "slots": len(doc.slots),
             "updated_at": iso(doc.updated_at),
         }
-        return json_response(reply, status=code, headers={"ETag": doc.etag})
+        return json_response(reply, status=201 if status == "created" else 200, headers={"ETag": doc.etag})
 
     def _get_schedule(self, request: web.Request, body: Any) -> web.StreamResponse:
-        day = self._day(request.match_info["date"])
-        z = self._zones.get(request.match_info["zone"])
-        if z is None and not self.auto_create_zones:
-            raise PlatformError(404, "zone_not_found", f"no zone {request.match_info['zone']}")
-        doc = None if z is None else z.schedules.get(day)
+        day = parse_day(request.match_info["date"])
+        code = request.match_info["zone"]
+        if not self.platform.has_zone(code) and not self.platform.auto_create_zones:
+            raise PlatformError(404, "zone_not_found", f"no zone {code}")
+        doc = self.platform.schedule(code, day)
         if doc is None:
-            raise PlatformError(404, "not_found", f"no schedule for {request.match_info['zone']} on {day}")
+            raise PlatformError(404, "not_found", f"no schedule for {code} on {day}")
         return json_response(doc.to_json(), headers={"ETag": doc.etag})
 
     def _get_clusters(self, request: web.Request, body: Any) -> dict[str, Any]:
-        z = self._zone(request.match_info["zone"])
+        z = self.platform.zone(request.match_info["zone"])
         return {"zone": z.code, "clusters": [c.to_json() for c in z.clusters]}
 
     # ----- emergencies -------------------------------------------------------------------------
 
-    def _parse_emergency(self, body: Any, now: float) -> Emergency:
-        if not isinstance(body, dict):
-            raise PlatformError(400, "invalid_request", "the emergency must be a JSON object")
-        eid = body.get("emergency_id")
-        if not isinstance(eid, str) or not eid.strip() or len(eid) > 200:
-            raise PlatformError(400, "invalid_request", "emergency_id is required (at most 200 characters)")
-        if body.get("priority", "emergency") != "emergency":
-            raise PlatformError(400, "invalid_request", "priority must be emergency")
-        zones = body.get("zones")
-        if not isinstance(zones, list) or not zones or not all(isinstance(z, str) and z for z in zones):
-            raise PlatformError(400, "invalid_request", "zones must be a non-empty list of zone codes")
-        if len(zones) > self.max_zones_per_call:
-            raise PlatformError(
-                413,
-                "too_many_zones",
-                f"at most {self.max_zones_per_call} zones per call",
-                max_zones=self.max_zones_per_call,
-            )
-        text, audio = body.get("text"), body.get("audio_url")
-        if audio is not None and (
-            not isinstance(audio, str) or urlsplit(audio).scheme not in ("http", "https")
-        ):
-            raise PlatformError(400, "invalid_request", "audio_url must be an absolute http(s) URL")
-        if text is not None and (not isinstance(text, str) or not text.strip()):
-            raise PlatformError(400, "invalid_request", "text must be a non-empty string")
-        if audio is None and text is None:
-            raise PlatformError(400, "invalid_request", "audio_url or text is required")
-        duration = body.get("duration_s", self.default_duration_s)
-        interval = body.get("repeat_interval_s")
-        for name, value in (("duration_s", duration), ("repeat_interval_s", interval)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise PlatformError(400, "invalid_request", f"{name} must be a positive number of seconds")
-        assert isinstance(duration, (int, float)) and isinstance(interval, (int, float))
-        if interval < max(self.min_repeat_interval_s, duration):
-            raise PlatformError(
-                400,
-                "invalid_request",
-                f"repeat_interval_s must be at least {max(self.min_repeat_interval_s, duration):g} s "
-                "(the minimum and the bulletin's length)",
-            )
-        expires = parse_moment(body.get("expires_at"), "expires_at")
-        if expires <= now:
-            raise PlatformError(400, "invalid_request", "expires_at is in the past")
-        replaces = body.get("replaces") or []
-        replaces = [replaces] if isinstance(replaces, str) else replaces
-        if not isinstance(replaces, list) or not all(isinstance(r, str) for r in replaces):
-            raise PlatformError(400, "invalid_request", "replaces must be an emergency id or a list of them")
-        title = body.get("title") or ""
-        return Emergency(
-            eid,
-            tuple(dict.fromkeys(zones)),
-            text,
-            audio,
-            str(title),
-            float(duration),
-            float(interval),
-            now,
-            expires,
-            tuple(replaces),
-        )
-
     def _post_emergency(self, request: web.Request, body: Any) -> web.StreamResponse:
         now = self.clock()
         eid = body.get("emergency_id") if isinstance(body, dict) else None
-        existing = self._emergencies.get(eid) if isinstance(eid, str) else None
+        existing = self.platform.emergency(eid) if isinstance(eid, str) else None
         if existing is not None:  # idempotent by id: never a second pre-emption
             return json_response({**existing.to_json(now, with_zones=False), "duplicate": True})
-        emergency = self._parse_emergency(body, now)
-        unknown = [code for code in emergency.zones if code not in self._zones]
-        if unknown and not self.auto_create_zones:
-            raise PlatformError(404, "zone_not_found", f"{len(unknown)} unknown zone(s)", zones=unknown[:100])
-        emergency.seq = self.next_seq()
-        preempted = 0
-        zones = [self._zone(code) for code in emergency.zones]
-        for z in zones:  # what each cluster was playing, the alert it replaces included
-            for c in z.clusters:
-                on = self._playing(z, c, now)
-                self._preemptions.append(
-                    Preemption(
-                        self.next_seq(),
-                        emergency.emergency_id,
-                        z.code,
-                        c.id,
-                        now,
-                        on.id if on else None,
-                        on.kind if on else None,
-                    )
-                )
-                preempted += on is not None
-        for old_id in emergency.replaces:
-            old = self._emergencies.get(old_id)
-            if old is not None and old.stopped_at is None:
-                for code in old.zones:
-                    self._settle_zone(self._zones[code], now)
-                old.stopped_at, old.stop_reason, old.replaced_by = now, "replaced", emergency.emergency_id
-                for code in set(old.zones) - set(emergency.zones):
-                    self._changed(self._zones[code])
-        for z in zones:
-            # What was on air is cut now: report it at once (as a settle would), so that a zone
-            # needs no settling until the new play ends or something else falls due.
-            for c in z.clusters:
-                on = z.on_air.get(c.id)
-                if on is not None and (c.id, on.key) not in z.done:
-                    self._record(
-                        on.id,
-                        c,
-                        on.start,
-                        now,
-                        "interrupted",
-                        on.kind,
-                        on.id if on.kind == "emergency" else None,
-                    )
-                    z.done.add((c.id, on.key))
-            z.emergencies.append(emergency)
-            ends = now + emergency.duration_s
-            z.next_due = min(z.next_due, ends) if z.code in self._busy else ends  # idle: nothing else is due
-            self._busy.add(z.code)
-            z.on_air = {
-                c.id: OnAir(emergency.emergency_id, "emergency", f"E|{emergency.emergency_id}|0", now)
-                if c.status_at(now) == "online"
-                else None
-                for c in z.clusters
-            }
-        emergency.preempted = preempted
-        self._emergencies[emergency.emergency_id] = emergency
+        emergency = parse_emergency(
+            body,
+            now,
+            max_zones=self.platform.max_zones_per_call,
+            default_duration_s=self.platform.default_duration_s,
+            min_repeat_interval_s=self.platform.min_repeat_interval_s,
+        )
+        self.platform.start_emergency(emergency, now)
         return json_response({**emergency.to_json(now, with_zones=False), "duplicate": False}, status=201)
 
     def _get_emergency(self, request: web.Request, body: Any) -> dict[str, Any]:
-        emergency = self._emergencies.get(request.match_info["emergency_id"])
+        emergency = self.platform.emergency(request.match_info["emergency_id"])
         if emergency is None:
             raise PlatformError(404, "not_found", "no such emergency")
         return emergency.to_json(self.clock())
@@ -494,21 +410,21 @@ class LoudspeakerEmulator(LoudspeakerControl):
         return {
             "emergencies": [
                 e.to_json(now, with_zones=False)
-                for e in self.emergencies()
+                for e in self.platform.emergencies()
                 if wanted is None or e.status(now) == wanted
             ]
         }
 
     def _delete_emergency(self, request: web.Request, body: Any) -> dict[str, Any]:
         try:
-            emergency = self.cancel(request.match_info["emergency_id"])
+            emergency = self.platform.cancel(request.match_info["emergency_id"])
         except KeyError:
             raise PlatformError(404, "not_found", "no such emergency") from None
         return emergency.to_json(self.clock(), with_zones=False)
 
     def _get_plays(self, request: web.Request, body: Any) -> dict[str, Any]:
         try:
-            return self._plays_json(request.query)
+            return plays_reply(self.platform, request.query)
         except ValueError:
             raise PlatformError(400, "invalid_request", "limit must be an integer") from None
 

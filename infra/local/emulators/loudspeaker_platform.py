@@ -1,14 +1,17 @@
-"""The loudspeaker emulator's platform: zones of clusters, schedules and emergencies held in
-memory, and the simulated playing that turns them into play reports on the emulator's clock
-(the model is described in ``loudspeaker``, whose HTTP API drives this)."""
+"""The loudspeaker platform's state and rules: zones of clusters, tokens, schedules and
+emergencies held in memory, and the simulated playing that turns them into play reports and
+pre-emptions on a clock (the model is described in ``loudspeaker``, whose HTTP API drives this
+through the public methods; nothing here knows HTTP beyond raising ``PlatformError``)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import ClassVar
+from typing import Any
 
-from infra.local.emulators.common import EmulatorBase
+import orjson
+
 from infra.local.emulators.loudspeaker_model import (
     CLUSTER_STATUSES,
     DEFAULT_TOKEN,
@@ -16,6 +19,7 @@ from infra.local.emulators.loudspeaker_model import (
     Emergency,
     EmergencyPlay,
     OnAir,
+    PlatformError,
     PlayRecord,
     Preemption,
     ScheduleDoc,
@@ -26,21 +30,20 @@ from infra.local.emulators.loudspeaker_model import (
 __all__ = ["LoudspeakerPlatform"]
 
 
-class LoudspeakerPlatform(EmulatorBase):
-    """The platform: zones of clusters, schedules, emergencies, simulated playing, reports."""
+class LoudspeakerPlatform:
+    """The platform: zones of clusters, tokens, schedules, emergencies, simulated playing, reports.
 
-    CONFIG_KEYS: ClassVar[Mapping[str, type]] = {
-        "max_zones_per_call": int,
-        "clusters_per_zone": int,
-        "auto_create_zones": bool,
-        "max_slots_per_schedule": int,
-        "min_repeat_interval_s": float,
-        "default_duration_s": float,
-    }
+    ``clock`` gives the time every effect happens at, ``next_seq`` the sequence numbers of the
+    records (the emulator's, shared with everything it records). The settings are public
+    attributes (the emulator's ``/_control/config`` reads and writes them); ``reset()`` forgets
+    every effect and rebuilds the zones and tokens given here.
+    """
 
     def __init__(
         self,
         *,
+        clock: Callable[[], float],
+        next_seq: Callable[[], int],
         zones: Mapping[str, int] | Iterable[str] = (),
         tokens: Iterable[str] = (DEFAULT_TOKEN,),
         clusters_per_zone: int = 1,
@@ -49,9 +52,9 @@ class LoudspeakerPlatform(EmulatorBase):
         max_slots_per_schedule: int = 500,
         min_repeat_interval_s: float = 30.0,
         default_duration_s: float = 60.0,
-        clock: Callable[[], float] | None = None,
-        seed: int | None = None,
     ) -> None:
+        self.clock = clock
+        self._next_seq = next_seq
         self.clusters_per_zone = clusters_per_zone
         self.auto_create_zones = auto_create_zones
         self.max_zones_per_call = max_zones_per_call
@@ -62,11 +65,10 @@ class LoudspeakerPlatform(EmulatorBase):
             dict(zones) if isinstance(zones, Mapping) else {str(z): clusters_per_zone for z in zones}
         )
         self._initial_tokens = tuple(tokens)
-        super().__init__(clock=clock, seed=seed)
-        self._init_state()
-        self._snapshot_config()
+        self.reset()
 
-    def _init_state(self) -> None:
+    def reset(self) -> None:
+        """Forget every effect: back to the constructor's zones and tokens."""
         self._zones: dict[str, Zone] = {}
         for code, count in self._initial_zones.items():
             self._add_zone(code, count)
@@ -76,11 +78,42 @@ class LoudspeakerPlatform(EmulatorBase):
         self._preemptions: list[Preemption] = []
         self._busy: set[str] = set()  # zones with something left to report
 
-    def reset(self) -> None:
-        super().reset()
-        self._init_state()
+    def counts(self) -> dict[str, int]:
+        """How much the platform holds (the emulator's statistics)."""
+        return {
+            "zones": len(self._zones),
+            "clusters": sum(len(z.clusters) for z in self._zones.values()),
+            "schedules": sum(len(z.schedules) for z in self._zones.values()),
+            "emergencies": len(self._emergencies),
+            "preemptions": len(self._preemptions),
+            "plays": len(self._plays),
+        }
 
-    # ----- in-process API --------------------------------------------------------------------
+    # ----- tokens ----------------------------------------------------------------------------
+
+    def authenticate(self, token: str) -> None:
+        """PlatformError 401 unless ``token`` is known and not expired."""
+        state = self._tokens.get(token)
+        if state is None:
+            raise PlatformError(401, "unauthorized", "unknown or revoked token")
+        if state == "expired":
+            raise PlatformError(401, "token_expired", "the token has expired")
+
+    def add_token(self, token: str) -> None:
+        self._tokens[token] = "valid"
+
+    def expire_token(self, token: str | None = None) -> None:
+        for t in [token] if token else list(self._tokens):
+            if t in self._tokens:
+                self._tokens[t] = "expired"
+
+    def revoke_token(self, token: str) -> None:
+        self._tokens.pop(token, None)
+
+    def token_count(self) -> int:
+        return len(self._tokens)
+
+    # ----- zones and clusters ----------------------------------------------------------------
 
     def _add_zone(self, code: str, count: int) -> Zone:
         if count < 1:
@@ -96,6 +129,18 @@ class LoudspeakerPlatform(EmulatorBase):
     def add_zone(self, code: str, clusters: int | None = None) -> list[Cluster]:
         """Create a zone (or grow it) with ``clusters`` clusters (default ``clusters_per_zone``)."""
         return list(self._add_zone(code, clusters or self.clusters_per_zone).clusters)
+
+    def has_zone(self, code: str) -> bool:
+        return code in self._zones
+
+    def zone(self, code: str) -> Zone:
+        """The zone, created on first use with ``auto_create_zones``, else 404 ``zone_not_found``."""
+        zone = self._zones.get(code)
+        if zone is None:
+            if not self.auto_create_zones:
+                raise PlatformError(404, "zone_not_found", f"no zone {code}", zones=[code])
+            zone = self._add_zone(code, self.clusters_per_zone)
+        return zone
 
     def clusters(self, zone: str | None = None) -> list[Cluster]:
         return [c for z in self._zones.values() if zone is None or z.code == zone for c in z.clusters]
@@ -118,16 +163,7 @@ class LoudspeakerPlatform(EmulatorBase):
                 self._changed(self._zones[c.zone])
         return chosen
 
-    def add_token(self, token: str) -> None:
-        self._tokens[token] = "valid"
-
-    def expire_token(self, token: str | None = None) -> None:
-        for t in [token] if token else list(self._tokens):
-            if t in self._tokens:
-                self._tokens[t] = "expired"
-
-    def revoke_token(self, token: str) -> None:
-        self._tokens.pop(token, None)
+    # ----- schedules -------------------------------------------------------------------------
 
     def schedule(self, zone: str, day: str) -> ScheduleDoc | None:
         z = self._zones.get(zone)
@@ -141,11 +177,128 @@ class LoudspeakerPlatform(EmulatorBase):
             for _, d in sorted(z.schedules.items())
         ]
 
+    def current_schedule(self, z: Zone, day: str, now: float) -> ScheduleDoc | None:
+        """The zone's schedule of ``day``, its timeline first played up to ``now``."""
+        self._settle_zone(z, now)
+        return z.schedules.get(day)
+
+    def put_schedule(
+        self, z: Zone, day: str, body: dict[str, Any], slots: tuple[Slot, ...], now: float
+    ) -> tuple[str, ScheduleDoc]:
+        """Hold ``slots`` (from ``body``) as the zone's schedule of ``day`` from ``now`` on:
+        ``unchanged`` (the same body), ``replaced`` or ``created``, and the version held. A slot
+        playing now is cut unless the new schedule keeps it; new slots in the past never play."""
+        self._settle_zone(z, now)
+        current = z.schedules.get(day)
+        etag = '"' + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32] + '"'
+        if current is not None and current.etag == etag:
+            return "unchanged", current
+        old = {s.key: s for s in (current.slots if current else ())}
+        new_keys = {s.key for s in slots}
+        eplays = self._emergency_plays(z, now)
+        for c in z.clusters:
+            for s in old.values():  # cut what plays now unless the new schedule keeps it
+                if s.key not in new_keys and s.start < now < s.end and (c.id, s.key) not in z.done:
+                    _, result = self._slot_outcome(s, eplays, c)
+                    self._record(
+                        s.bulletin_id,
+                        c,
+                        s.start,
+                        now,
+                        "offline" if result == "offline" else "interrupted",
+                        "scheduled",
+                    )
+                    z.done.add((c.id, s.key))
+            for s in slots:  # the past cannot be played
+                if s.start < now and s.key not in old:
+                    z.done.add((c.id, s.key))
+        doc = z.schedules[day] = ScheduleDoc(
+            z.code, day, (current.version if current else 0) + 1, etag, body, slots, now
+        )
+        self._changed(z)
+        return ("replaced" if current is not None else "created"), doc
+
+    # ----- emergencies -----------------------------------------------------------------------
+
     def emergency(self, emergency_id: str) -> Emergency | None:
         return self._emergencies.get(emergency_id)
 
     def emergencies(self) -> list[Emergency]:
         return sorted(self._emergencies.values(), key=lambda e: e.seq)
+
+    def start_emergency(self, emergency: Emergency, now: float) -> None:
+        """Pre-empt every cluster of the emergency's zones at ``now`` (what each was playing is
+        recorded and cut) and stop the emergencies it replaces; 404 ``zone_not_found`` for
+        unknown zones unless ``auto_create_zones``."""
+        unknown = [code for code in emergency.zones if code not in self._zones]
+        if unknown and not self.auto_create_zones:
+            raise PlatformError(404, "zone_not_found", f"{len(unknown)} unknown zone(s)", zones=unknown[:100])
+        emergency.seq = self._next_seq()
+        preempted = 0
+        zones = [self.zone(code) for code in emergency.zones]
+        for z in zones:  # what each cluster was playing, the alert it replaces included
+            for c in z.clusters:
+                on = self._playing(z, c, now)
+                self._preemptions.append(
+                    Preemption(
+                        self._next_seq(),
+                        emergency.emergency_id,
+                        z.code,
+                        c.id,
+                        now,
+                        on.id if on else None,
+                        on.kind if on else None,
+                    )
+                )
+                preempted += on is not None
+        for old_id in emergency.replaces:
+            old = self._emergencies.get(old_id)
+            if old is not None and old.stopped_at is None:
+                for code in old.zones:
+                    self._settle_zone(self._zones[code], now)
+                old.stopped_at, old.stop_reason, old.replaced_by = now, "replaced", emergency.emergency_id
+                for code in set(old.zones) - set(emergency.zones):
+                    self._changed(self._zones[code])
+        for z in zones:
+            # What was on air is cut now: report it at once (as a settle would), so that a zone
+            # needs no settling until the new play ends or something else falls due.
+            for c in z.clusters:
+                on = z.on_air.get(c.id)
+                if on is not None and (c.id, on.key) not in z.done:
+                    self._record(
+                        on.id,
+                        c,
+                        on.start,
+                        now,
+                        "interrupted",
+                        on.kind,
+                        on.id if on.kind == "emergency" else None,
+                    )
+                    z.done.add((c.id, on.key))
+            z.emergencies.append(emergency)
+            ends = now + emergency.duration_s
+            z.next_due = min(z.next_due, ends) if z.code in self._busy else ends  # idle: nothing else is due
+            self._busy.add(z.code)
+            z.on_air = {
+                c.id: OnAir(emergency.emergency_id, "emergency", f"E|{emergency.emergency_id}|0", now)
+                if c.status_at(now) == "online"
+                else None
+                for c in z.clusters
+            }
+        emergency.preempted = preempted
+        self._emergencies[emergency.emergency_id] = emergency
+
+    def cancel(self, emergency_id: str) -> Emergency:
+        """Stop an emergency's repeats now (the play under way is cut). KeyError if unknown."""
+        emergency = self._emergencies[emergency_id]
+        now = self.clock()
+        if emergency.stopped_at is None:
+            for code in emergency.zones:
+                self._settle_zone(self._zones[code], now)
+            emergency.stopped_at, emergency.stop_reason = now, "cancelled"
+            for code in emergency.zones:
+                self._changed(self._zones[code])
+        return emergency
 
     def preemptions(self, emergency_id: str | None = None, zone: str | None = None) -> list[Preemption]:
         return [
@@ -153,6 +306,8 @@ class LoudspeakerPlatform(EmulatorBase):
             for p in self._preemptions
             if (emergency_id is None or p.emergency_id == emergency_id) and (zone is None or p.zone == zone)
         ]
+
+    # ----- what played -----------------------------------------------------------------------
 
     def plays(
         self,
@@ -178,24 +333,16 @@ class LoudspeakerPlatform(EmulatorBase):
             and (kind is None or p.kind == kind)
         ]
 
+    def play_count(self) -> int:
+        """How many play reports are held (no settling)."""
+        return len(self._plays)
+
     def now_playing(self, zone: str) -> dict[str, str | None]:
         """What each cluster of the zone is playing right now (bulletin or emergency id)."""
         now = self.clock()
         z = self._zones[zone]
         self._settle_zone(z, now)
         return {c.id: (on.id if (on := self._playing(z, c, now)) else None) for c in z.clusters}
-
-    def cancel(self, emergency_id: str) -> Emergency:
-        """Stop an emergency's repeats now (the play under way is cut). KeyError if unknown."""
-        emergency = self._emergencies[emergency_id]
-        now = self.clock()
-        if emergency.stopped_at is None:
-            for code in emergency.zones:
-                self._settle_zone(self._zones[code], now)
-            emergency.stopped_at, emergency.stop_reason = now, "cancelled"
-            for code in emergency.zones:
-                self._changed(self._zones[code])
-        return emergency
 
     def settle(self) -> None:
         """Turn every zone's timeline up to now into play reports."""
@@ -248,7 +395,7 @@ class LoudspeakerPlatform(EmulatorBase):
         )
         self._plays.append(
             PlayRecord(
-                self.next_seq(),
+                self._next_seq(),
                 bulletin_id,
                 cluster.id,
                 cluster.zone,
