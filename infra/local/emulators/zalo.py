@@ -47,38 +47,229 @@ Webhooks (issue 8; the section "webhooks" at the end of the class):
 
 Replies to citizens are ordinary group or ``cs`` messages (``GET /_control/messages``).
 
-This module is the HTTP side (the API, its envelope and faults, the control routes); what the
-emulator holds is in ``zalo_state``, the webhooks in ``zalo_webhooks``, and the error codes,
-records and attachment check in ``zalo_model``.
+This module is the HTTP side (the API, its envelope and faults, the control routes) and
+``ZaloEmulator``, which holds its parts: ``state`` (a ``zalo_state.ZaloState``: settings, groups,
+followers, tokens, quota, messages) and ``webhooks`` (a ``zalo_webhooks.ZaloWebhooks`` over that
+state and a ``ZaloWebhookSender``); the error codes, records and attachment check are in
+``zalo_model``. The OA's settings and counters are attributes of the emulator too (they are the
+state's, read and set through it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import orjson
 from aiohttp import web
 
-from infra.local.emulators.common import ControlError, Handler, json_response, read_json, set_outcome
+from infra.local.emulators.common import (
+    ControlError,
+    EmulatorBase,
+    Handler,
+    json_response,
+    read_json,
+    set_outcome,
+)
 from infra.local.emulators.faults import Fault
 from infra.local.emulators.zalo_model import (
     BAD_GATEWAY_HTML,
+    AccessToken,
     OAuthError,
     ZaloError,
+    ZaloMessage,
     check_attachment,
 )
-from infra.local.emulators.zalo_webhooks import ZaloWebhooks
+from infra.local.emulators.zalo_state import ZaloState
+from infra.local.emulators.zalo_webhooks import ZaloWebhooks, ZaloWebhookSender
 
 __all__ = ["ZaloEmulator"]
 
+T = TypeVar("T")
 
-class ZaloEmulator(ZaloWebhooks):
-    """The Zalo OA Open API and OAuth server of one OA of one app: the HTTP side of ``ZaloState``
-    (state, constructor arguments) and ``ZaloWebhooks`` (citizens' messages, the subscriber)."""
+
+class OfState(Generic[T]):
+    """An attribute of ``ZaloEmulator`` that is the same-named attribute of its ``state``: read
+    and set in process, by ``POST /_control/config`` and by ``reset()`` through the emulator."""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> OfState[T]: ...
+
+    @overload
+    def __get__(self, obj: ZaloEmulator, owner: type[Any]) -> T: ...
+
+    def __get__(self, obj: ZaloEmulator | None, owner: type[Any]) -> OfState[T] | T:
+        if obj is None:
+            return self
+        value: T = getattr(obj.state, self.name)
+        return value
+
+    def __set__(self, obj: ZaloEmulator, value: T) -> None:
+        setattr(obj.state, self.name, value)
+
+
+class ZaloEmulator(EmulatorBase):
+    """The Zalo OA Open API and OAuth server of one OA of one app: the HTTP routes over ``state``
+    (what the OA holds) and ``webhooks`` (citizens' messages to the subscriber)."""
 
     name: ClassVar[str] = "zalo"
+    CONFIG_KEYS: ClassVar[Mapping[str, type]] = {
+        "access_token_lifetime_s": float,
+        "refresh_token_lifetime_s": float,
+        "refresh_grace_s": float,
+        "expired_error": int,
+        "expiry_http_status": int,
+        "unknown_group_error": int,
+        "quota_limit": int,
+        "quota_window_s": float,
+        "rate_limit_per_s": int,
+        "text_limit": int,
+    }
+
+    app_id = OfState[str]()
+    secret_key = OfState[str]()
+    oa_id = OfState[str]()
+    access_token_lifetime_s = OfState[float]()
+    refresh_token_lifetime_s = OfState[float]()
+    refresh_grace_s = OfState[float]()
+    expired_error = OfState[int]()
+    expiry_http_status = OfState[int]()
+    unknown_group_error = OfState[int]()
+    quota_limit = OfState[int]()
+    quota_window_s = OfState[float]()
+    quota_tz_offset_s = OfState[float]()
+    rate_limit_per_s = OfState[int]()
+    text_limit = OfState[int]()
+    rate_limited = OfState[int]()
+    peak_calls_per_s = OfState[int]()
+
+    def __init__(
+        self,
+        *,
+        app_id: str = "lantoa-demo-app",
+        secret_key: str = "lantoa-demo-secret",
+        oa_id: str = "lantoa-demo-oa",
+        groups: Mapping[str, str] | Iterable[str] = (),
+        followers: Iterable[str] = (),
+        access_token: str = "zalo-access-0",
+        refresh_token: str = "zalo-refresh-0",
+        access_token_lifetime_s: float = 90000.0,
+        refresh_token_lifetime_s: float = 90 * 86400.0,
+        refresh_grace_s: float = 0.0,
+        expired_error: int = -216,
+        expiry_http_status: int = 200,
+        unknown_group_error: int = -237,
+        quota_limit: int = 5000,
+        quota_window_s: float = 86400.0,
+        quota_tz_offset_s: float = 7 * 3600.0,
+        rate_limit_per_s: int = 20,
+        text_limit: int = 2000,
+        clock: Callable[[], float] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(clock=clock, seed=seed)
+        self.state = ZaloState(
+            app_id=app_id,
+            secret_key=secret_key,
+            oa_id=oa_id,
+            groups=groups,
+            followers=followers,
+            access_token=access_token,
+            refresh_token=refresh_token,
+            access_token_lifetime_s=access_token_lifetime_s,
+            refresh_token_lifetime_s=refresh_token_lifetime_s,
+            refresh_grace_s=refresh_grace_s,
+            expired_error=expired_error,
+            expiry_http_status=expiry_http_status,
+            unknown_group_error=unknown_group_error,
+            quota_limit=quota_limit,
+            quota_window_s=quota_window_s,
+            quota_tz_offset_s=quota_tz_offset_s,
+            rate_limit_per_s=rate_limit_per_s,
+            text_limit=text_limit,
+            clock=self.clock,
+            rng=self.rng,
+            next_seq=self.next_seq,
+        )
+        self.webhooks = ZaloWebhooks(self.state, ZaloWebhookSender())
+        self._snapshot_config()
+
+    def reset(self) -> None:
+        super().reset()
+        self.state.reset()
+        self.webhooks.reset()
+
+    # ----- in-process API (the state's and the webhooks', for tests) -------------------------
+
+    def messages(self, recipient: str | None = None, *, kind: str | None = None) -> list[ZaloMessage]:
+        """Every message sent, in order, optionally to one group/user or of one kind."""
+        return self.state.messages(recipient, kind=kind)
+
+    @property
+    def refresh_count(self) -> int:
+        """Successful token refreshes so far."""
+        return self.state.refresh_count
+
+    def refreshes(self) -> list[dict[str, Any]]:
+        return self.state.refreshes()
+
+    @property
+    def access_token(self) -> str:
+        """The newest access token."""
+        return self.state.access_token
+
+    @property
+    def refresh_token(self) -> str:
+        """The newest refresh token (it may already have been used)."""
+        return self.state.refresh_token
+
+    def expire_access_token(self, token: str | None = None, *, at: float | None = None) -> None:
+        """Make ``token`` (default: the newest access token) expire at ``at`` (default now)."""
+        self.state.expire_access_token(token, at=at)
+
+    def issue_tokens(self) -> dict[str, str]:
+        """A fresh token pair, as when the OA admin authorises the app again."""
+        return self.state.issue_tokens()
+
+    def set_group(self, group_id: str, status: str = "active") -> None:
+        self.state.set_group(group_id, status)
+
+    def set_follower(self, user_id: str, following: bool = True) -> None:
+        self.state.set_follower(user_id, following)
+
+    def quota(self) -> dict[str, Any]:
+        return self.state.quota()
+
+    def webhook_body(
+        self,
+        text: str,
+        *,
+        group_id: str | None = None,
+        user_id: str | None = None,
+        sender_id: str = "8421",
+        quote_msg_id: str | None = None,
+        timestamp_ms: int | None = None,
+    ) -> tuple[bytes, str, str]:
+        """(body, msg_id, timestamp) of a citizen's message in a group or to the OA."""
+        return self.webhooks.webhook_body(
+            text,
+            group_id=group_id,
+            user_id=user_id,
+            sender_id=sender_id,
+            quote_msg_id=quote_msg_id,
+            timestamp_ms=timestamp_ms,
+        )
+
+    def webhook_headers(self, body: bytes, timestamp: str, signature: str = "valid") -> dict[str, str]:
+        return self.webhooks.webhook_headers(body, timestamp, signature)
+
+    async def deliver_webhook(self, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        """POST one delivery to the subscriber; its answer and how long it took."""
+        return await self.webhooks.sender.deliver_webhook(body, headers)
 
     # ----- HTTP plumbing ---------------------------------------------------------------------
 
@@ -133,9 +324,7 @@ class ZaloEmulator(ZaloWebhooks):
             set_outcome(request, f"http:{status}")
             return web.Response(status=status, text=BAD_GATEWAY_HTML, content_type="text/html")
         elif fault.kind == "expire_token":
-            token = self._access.get(request.headers.get("access_token", ""))
-            if token is not None:
-                token.expires_at = min(token.expires_at, self.clock())
+            self.state.expire_now(request.headers.get("access_token", ""))
             err = ZaloError(
                 self.expired_error, fault.message, http_status=fault.http_status or self.expiry_http_status
             )
@@ -148,6 +337,12 @@ class ZaloEmulator(ZaloWebhooks):
         return self._error_response(request, err)
 
     # ----- the API ---------------------------------------------------------------------------
+
+    def _authenticated_call(self, request: web.Request) -> AccessToken:
+        """The request's access token, if good, and the call counted against the rate limit."""
+        token = self.state.authenticate(request.headers.get("access_token", ""))
+        self.state.count_call()
+        return token
 
     def _message_body(self, body: Any, recipient_key: str) -> tuple[str, str | None, dict[str, Any] | None]:
         if not isinstance(body, dict):
@@ -176,18 +371,17 @@ class ZaloEmulator(ZaloWebhooks):
         return target, text, attachment
 
     def _group_message(self, request: web.Request, body: Any) -> dict[str, Any]:
-        token = self._authenticate(request)
-        self._count_call()
+        token = self._authenticated_call(request)
         group_id, text, attachment = self._message_body(body, "group_id")
-        status = self._groups.get(group_id)
+        status = self.state.group_status(group_id)
         if status is None:
             raise ZaloError(self.unknown_group_error)
         if status == "disabled":
             raise ZaloError(-237)
         if status == "not_member":
             raise ZaloError(-403)
-        self._use_quota()
-        return {"message_id": self._record("group", group_id, text, attachment, token).message_id}
+        self.state.use_quota()
+        return {"message_id": self.state.record("group", group_id, text, attachment, token).message_id}
 
     def _group_conversation(self, request: web.Request, body: Any) -> Any:
         """Recent messages the OA sent to a group, newest first (GMF "group conversation").
@@ -195,10 +389,9 @@ class ZaloEmulator(ZaloWebhooks):
         [guess] shape: data is a list of {message_id, src (0 = from the OA), time (ms), type,
         message, from_id, to_id}; offset/count paginate, count at most 50.
         """
-        self._authenticate(request)
-        self._count_call()
+        self._authenticated_call(request)
         group_id = request.query.get("group_id", "")
-        if group_id not in self._groups:
+        if self.state.group_status(group_id) is None:
             raise ZaloError(self.unknown_group_error)
         try:
             offset = max(0, int(request.query.get("offset", "0")))
@@ -207,7 +400,7 @@ class ZaloEmulator(ZaloWebhooks):
             raise ZaloError(-201, "Parameters invalid: offset and count must be integers") from None
         if not 1 <= count <= 50:
             raise ZaloError(-201, "Parameters invalid: count must be between 1 and 50")
-        sent = [m for m in reversed(self._messages) if m.kind == "group" and m.recipient == group_id]
+        sent = list(reversed(self.state.messages(group_id, kind="group")))
         return [
             {
                 "message_id": m.message_id,
@@ -222,31 +415,29 @@ class ZaloEmulator(ZaloWebhooks):
         ]
 
     def _user_message(self, request: web.Request, body: Any) -> dict[str, Any]:
-        token = self._authenticate(request)
-        self._count_call()
+        token = self._authenticated_call(request)
         kind = request.path.rsplit("/", 1)[-1]
         user_id, text, attachment = self._message_body(body, "user_id")
-        if user_id not in self._followers:
+        if not self.state.is_follower(user_id):
             raise ZaloError(-213)
         if kind == "promotion":
-            hour = int((self.clock() + self.quota_tz_offset_s) // 3600 % 24)
+            hour = self.state.local_hour()
             if hour >= 22 or hour < 6:
                 raise ZaloError(-234)
-        self._use_quota()
-        message = self._record(kind, user_id, text, attachment, token)
+        self.state.use_quota()
+        message = self.state.record(kind, user_id, text, attachment, token)
         return {"message_id": message.message_id, "user_id": user_id}
 
     def _quota(self, request: web.Request, body: Any) -> dict[str, Any]:
-        self._authenticate(request)
-        self._count_call()
-        return self.quota()
+        self._authenticated_call(request)
+        return self.state.quota()
 
     async def _oauth_access_token(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
 
         async def action() -> web.StreamResponse:
             try:
-                body = self._refresh_tokens(
+                body = self.state.refresh(
                     request.headers.get("secret_key"), {k: str(v) for k, v in form.items()}
                 )
             except OAuthError as err:
@@ -276,7 +467,7 @@ class ZaloEmulator(ZaloWebhooks):
     def stats_json(self) -> dict[str, Any]:
         data = super().stats_json()
         data["refresh_count"] = self.refresh_count
-        data["messages"] = len(self._messages)
+        data["messages"] = len(self.state.messages())
         return data
 
     async def _ctl_messages(self, request: web.Request) -> web.StreamResponse:
@@ -289,15 +480,15 @@ class ZaloEmulator(ZaloWebhooks):
                 "access_token": self.access_token,
                 "refresh_token": self.refresh_token,
                 "refresh_count": self.refresh_count,
-                "access_tokens": [asdict(t) for t in self._access.values()],
-                "refresh_tokens": [asdict(t) for t in self._refresh.values()],
+                "access_tokens": [asdict(t) for t in self.state.access_tokens()],
+                "refresh_tokens": [asdict(t) for t in self.state.refresh_tokens()],
             }
         )
 
     async def _ctl_expire(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
         token = body.get("token") if isinstance(body, dict) else None
-        if token is not None and token not in self._access:
+        if token is not None and not self.state.has_access_token(token):
             raise ControlError("unknown access token", status=404)
         self.expire_access_token(token, at=body.get("at") if isinstance(body, dict) else None)
         return json_response({"ok": True})
@@ -317,7 +508,7 @@ class ZaloEmulator(ZaloWebhooks):
             self.set_group(group_id, str(body.get("status", "active")))
         except ValueError as exc:
             raise ControlError(str(exc)) from exc
-        return json_response({"groups": self._groups})
+        return json_response({"groups": self.state.groups()})
 
     async def _ctl_followers(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
@@ -325,7 +516,37 @@ class ZaloEmulator(ZaloWebhooks):
         if not isinstance(user_id, str) or not user_id:
             raise ControlError('expected {"user_id": ..., "following": true|false}')
         self.set_follower(user_id, bool(body.get("following", True)))
-        return json_response({"followers": sorted(self._followers)})
+        return json_response({"followers": self.state.followers()})
 
     async def _ctl_quota(self, request: web.Request) -> web.StreamResponse:
         return json_response(self.quota())
+
+    # ----- webhooks --------------------------------------------------------------------------
+
+    async def _ctl_webhook_subscribe(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ControlError('expected {"url": ..., "oa_secret_key"?: ...}')
+        secret = body.get("oa_secret_key")
+        self.webhooks.subscribe(url, str(secret) if secret else None)
+        return json_response({"subscribed": True, "url": url})
+
+    async def _ctl_webhook_user_message(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            raise ControlError('expected {"group_id" | "user_id", "text", ...}')
+        stamp = body.get("timestamp_ms")
+        reply = await self.webhooks.user_message(
+            body["text"],
+            group_id=body.get("group_id"),
+            user_id=body.get("user_id"),
+            sender_id=str(body.get("sender_id") or "8421"),
+            quote_msg_id=body.get("quote_msg_id"),
+            timestamp_ms=int(stamp) if isinstance(stamp, (int, float)) else None,
+            signature=str(body.get("signature", "valid")),
+        )
+        return json_response(reply)
+
+    async def _ctl_webhook_replay(self, request: web.Request) -> web.StreamResponse:
+        return await self.webhooks.sender.replay(request)
