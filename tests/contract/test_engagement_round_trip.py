@@ -119,7 +119,7 @@ def triage(event: dict[str, Any], index: eng.LiveIndex) -> dict[str, Any]:
 
 async def test_graph_comment_to_reply(rig: Rig) -> None:
     # The article's post, as the fanpage adapter made it, and its ledger entry.
-    post = rig.graph._create_feed_post(PAGE, {"message": "Tin: chuyển đổi số\n\nMã tin: LT-1"})
+    post = rig.graph.state.create_feed_post(PAGE, {"message": "Tin: chuyển đổi số\n\nMã tin: LT-1"})
     index = eng.LiveIndex()
     index.apply(
         Channel.FANPAGE,
@@ -184,8 +184,7 @@ async def test_graph_comment_to_reply(rig: Rig) -> None:
         PAGE,
     )
     # Graph echoes the page's own reply to the subscriber; the receiver ignores it.
-    for task in list(rig.graph._echoes):
-        await task
+    await rig.graph.comments.echoes_delivered()
     assert len(rig.sink.records) == 1
 
     # After an unknown outcome the reply is found, not sent again.
@@ -203,7 +202,7 @@ async def test_graph_comment_to_reply(rig: Rig) -> None:
 
 
 async def test_graph_reply_lost_on_the_way_back_is_reconciled(rig: Rig) -> None:
-    post = rig.graph._create_feed_post(PAGE, {"message": "Tin khác"})
+    post = rig.graph.state.create_feed_post(PAGE, {"message": "Tin khác"})
     comment = rig.graph.add_comment(post["id"], "Bao giờ?", {"id": "6002"})
     record = {
         **triage(
@@ -303,7 +302,7 @@ async def test_zalo_message_to_the_oa_is_answered_to_the_follower(rig: Rig) -> N
 
 
 async def test_malformed_signatures_and_untimed_entries_from_the_emulators_are_refused(rig: Rig) -> None:
-    post = rig.graph._create_feed_post(PAGE, {"message": "Tin: lịch tiêm chủng"})
+    post = rig.graph.state.create_feed_post(PAGE, {"message": "Tin: lịch tiêm chủng"})
     await _control_json(
         rig.graph,
         "/_control/webhooks/subscribe",

@@ -29,7 +29,7 @@ configured limits over a sliding window); a page or the app at 100 % is refused 
 ``page_throttle_code`` (80001 by default) or code 4, and ``estimated_time_to_regain_access``
 (minutes) says when the window frees a call.
 
-Comments and webhooks (issue 8; the section "webhooks" at the end of the class):
+Comments and webhooks (issue 8):
 
 - ``POST /_control/webhooks/subscribe {"url", "verify_token"}``: subscribe a receiver, after the
   verification handshake Graph performs (``GET url?hub.mode=subscribe&hub.verify_token=…&
@@ -47,49 +47,216 @@ Comments and webhooks (issue 8; the section "webhooks" at the end of the class):
   /{comment-id}``. A reply is echoed to the subscriber as a ``feed`` comment ``from`` the page,
   as Graph does. ``GET /_control/replies[?comment_id=]`` lists the replies.
 
-This module is the HTTP side (the API, its errors and usage headers, the control routes); what
-the emulator holds is in ``graph_pages``, comments and webhooks in ``graph_webhooks``, and the
-error codes, records and parameter parsing in ``graph_model``.
+This module is the emulator: the HTTP side (the API, its errors and usage headers, the control
+routes) over its parts, held as attributes: ``state`` (``graph_state.GraphState``: pages, tokens,
+posts, photos, effects), ``meter`` (``graph_usage.UsageMeter``: the call accounting),
+``subscriber`` and ``comments`` (``graph_webhooks``: the webhook subscriber, the comments and the
+page's replies), all reading one ``settings`` (``graph_model.GraphSettings``). The error codes,
+records and parameter parsing are in ``graph_model``.
 """
 
 from __future__ import annotations
 
+import collections
 import hmac
 import string
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from aiohttp import web
 
-from infra.local.emulators.common import ControlError, json_response, read_json, request_key, set_outcome
-from infra.local.emulators.faults import Fault
+from infra.local.emulators.common import (
+    ControlError,
+    EmulatorBase,
+    json_response,
+    read_json,
+    request_key,
+    set_outcome,
+)
+from infra.local.emulators.faults import Clock, Fault
 from infra.local.emulators.graph_model import (
     MESSAGES,
     TOKEN_SUBCODE_MESSAGES,
     GraphError,
+    GraphPost,
+    GraphSettings,
     PageToken,
     appsecret_proof,
     bearer,
+    check_page,
     fb_time,
     parse_fields,
     read_params,
     str_field,
     unsupported,
 )
-from infra.local.emulators.graph_webhooks import GraphComments
+from infra.local.emulators.graph_state import GraphState
+from infra.local.emulators.graph_usage import UsageMeter
+from infra.local.emulators.graph_webhooks import GraphComments, GraphSubscriber
 
 __all__ = ["GraphEmulator"]
 
 PARAMS_KEY = request_key("lantoa.graph.params")
 TRACE_ALPHABET = string.ascii_letters + string.digits
+T = TypeVar("T")
 
 
-class GraphEmulator(GraphComments):
-    """The Graph API for a set of Pages, each with its Page access token(s): the HTTP side of
-    ``GraphPages`` (state, constructor arguments) and ``GraphComments`` (comments, webhooks)."""
+class Setting(Generic[T]):
+    """``emulator.<name>`` is ``emulator.settings.<name>``: what ``POST /_control/config`` and
+    ``reset()`` set on the emulator (by name) is what its parts read."""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, emulator: None, owner: type[Any] | None = None) -> Setting[T]: ...
+    @overload
+    def __get__(self, emulator: GraphEmulator, owner: type[Any] | None = None) -> T: ...
+    def __get__(self, emulator: GraphEmulator | None, owner: type[Any] | None = None) -> T | Setting[T]:
+        if emulator is None:
+            return self
+        value: T = getattr(emulator.settings, self.name)
+        return value
+
+    def __set__(self, emulator: GraphEmulator, value: T) -> None:
+        setattr(emulator.settings, self.name, value)
+
+
+class GraphEmulator(EmulatorBase):
+    """The Graph API for a set of Pages, each with its Page access token(s).
+
+    ``pages`` maps page id → Page access token (``page_names`` their names). The settings
+    (``app_secret``, ``require_proof``, the limits, ``duplicate_window_s``: see
+    ``GraphSettings``) are attributes of the emulator, kept in ``settings``; the in-process API
+    (``add_page``, ``set_token``, ``posts``, ``add_comment``, ...) is the emulator's too, each
+    method handing over to the part that holds what it acts on.
+    """
 
     name: ClassVar[str] = "graph"
+    CONFIG_KEYS: ClassVar[Mapping[str, type]] = {
+        "require_proof": bool,
+        "page_call_limit": int,
+        "app_call_limit": int,
+        "usage_window_s": float,
+        "page_throttle_code": int,
+        "duplicate_window_s": float,
+    }
+
+    app_secret = Setting[str | None]()
+    require_proof = Setting[bool]()
+    page_call_limit = Setting[int]()
+    app_call_limit = Setting[int]()
+    usage_window_s = Setting[float]()
+    page_throttle_code = Setting[int]()
+    duplicate_window_s = Setting[float]()
+
+    def __init__(
+        self,
+        pages: Mapping[str, str] | None = None,
+        *,
+        page_names: Mapping[str, str] | None = None,
+        app_secret: str | None = None,
+        require_proof: bool = False,
+        page_call_limit: int = 4800,
+        app_call_limit: int = 20000,
+        usage_window_s: float = 3600.0,
+        page_throttle_code: int = 80001,
+        duplicate_window_s: float = 3600.0,
+        clock: Clock | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if require_proof and not app_secret:
+            raise ValueError("require_proof needs an app_secret")
+        self.settings = GraphSettings(
+            app_secret=app_secret,
+            require_proof=require_proof,
+            page_call_limit=page_call_limit,
+            app_call_limit=app_call_limit,
+            usage_window_s=usage_window_s,
+            page_throttle_code=page_throttle_code,
+            duplicate_window_s=duplicate_window_s,
+        )
+        super().__init__(clock=clock, seed=seed)
+        self.state = GraphState(self.settings, self.clock, self.next_seq, pages or {}, page_names or {})
+        self.meter = UsageMeter(self.settings, self.clock)
+        self.subscriber = GraphSubscriber()
+        self.comments = GraphComments(self.state, self.subscriber, self.settings, self.clock, self.next_seq)
+        # Where each authenticated call carried its token: "query" (in the URL), "body" (a form,
+        # multipart or JSON field) or "header" (Authorization: Bearer/OAuth). Tests use it to
+        # show a client keeps tokens out of URLs.
+        self.token_places: collections.Counter[str] = collections.Counter()
+        self._snapshot_config()
+
+    def reset(self) -> None:
+        super().reset()
+        self.state.reset()
+        self.meter.reset()
+        self.subscriber.reset()
+        self.comments.reset()
+        self.token_places = collections.Counter()
+
+    # ----- in-process API --------------------------------------------------------------------
+
+    def add_page(
+        self, page_id: str, token: str, *, name: str | None = None, expires_at: float | None = None
+    ) -> None:
+        self.state.add_page(page_id, token, name=name, expires_at=expires_at)
+
+    def set_token(
+        self, page_id: str, token: str, *, expires_at: float | None = None, replace: bool = True
+    ) -> None:
+        """Give ``page_id`` the token ``token``; ``replace`` forgets the page's other tokens."""
+        self.state.set_token(page_id, token, expires_at=expires_at, replace=replace)
+
+    def expire_token(
+        self, token: str | None = None, *, page_id: str | None = None, at: float | None = None
+    ) -> int:
+        """Make ``token`` (or every token of ``page_id``) expire at ``at`` (default now)."""
+        return self.state.expire_token(token, page_id=page_id, at=at)
+
+    def revoke_token(self, token: str, subcode: int = 460) -> None:
+        self.state.revoke_token(token, subcode)
+
+    def posts(self, page_id: str | None = None, *, include_deleted: bool = True) -> list[GraphPost]:
+        """Every post in creation order (deleted ones flagged), optionally of one page."""
+        return self.state.posts(page_id, include_deleted=include_deleted)
+
+    def post(self, post_id: str) -> GraphPost | None:
+        return self.state.post(post_id)
+
+    def effects(self) -> list[dict[str, Any]]:
+        """Every create/edit/delete in order: ``{seq, time, action, page_id, post_id, message}``."""
+        return self.state.effects()
+
+    def usage(self, page_id: str | None = None) -> dict[str, Any]:
+        """The values the usage headers would carry now."""
+        return self.meter.usage(page_id)
+
+    def proof(self, token: str) -> str:
+        if self.settings.app_secret is None:
+            raise ValueError("no app secret configured")
+        return appsecret_proof(self.settings.app_secret, token)
+
+    def add_comment(
+        self, post_id: str, message: str, sender: Mapping[str, Any], parent_id: str | None = None
+    ) -> dict[str, Any]:
+        """A citizen's comment on a live post (or a reply under ``parent_id``)."""
+        return self.comments.add_comment(post_id, message, sender, parent_id)
+
+    def replies(self, comment_id: str | None = None) -> list[dict[str, Any]]:
+        """The page's replies to comments, in order, optionally under one comment."""
+        return self.comments.replies(comment_id)
+
+    def webhook_body(self, comment: Mapping[str, Any], verb: str = "add", *, timed: bool = True) -> bytes:
+        return self.comments.webhook_body(comment, verb, timed=timed)
+
+    def webhook_headers(self, body: bytes, signature: str = "valid") -> dict[str, str]:
+        return self.comments.webhook_headers(body, signature)
+
+    async def deliver_webhook(self, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        """POST one delivery to the subscriber; its answer and how long it took."""
+        return await self.subscriber.deliver_webhook(body, headers)
 
     # ----- HTTP plumbing ---------------------------------------------------------------------
 
@@ -103,14 +270,19 @@ class GraphEmulator(GraphComments):
         return "A" + "".join(self.rng.choice(TRACE_ALPHABET) for _ in range(22))
 
     def _page_of(self, obj: str) -> str | None:
-        if obj in self._comments:
-            return str(self._comments[obj]["page_id"])
+        comment = self.comments.comment(obj)
+        if comment is not None:
+            return str(comment["page_id"])
         if "_" in obj:
             return obj.split("_", 1)[0]
-        if obj in self._pages:
+        if self.state.has_page(obj):
             return obj
-        post_id = self._photos.get(obj)
-        return self._posts[post_id].page_id if post_id is not None else None
+        post = self.state.photo_post(obj)
+        return post.page_id if post is not None else None
+
+    def _known_page(self, page_id: str | None) -> str | None:
+        """``page_id`` if the emulator has that page (its calls and usage are counted), else None."""
+        return page_id if page_id is not None and self.state.has_page(page_id) else None
 
     def _error_response(
         self, request: web.Request, err: GraphError, page_id: str | None, fault: Fault | None = None
@@ -119,7 +291,7 @@ class GraphEmulator(GraphComments):
         return json_response(
             err.envelope(self._trace_id()),
             status=err.http_status,
-            headers=self._usage_headers(page_id, fault),
+            headers=self.meter.headers(self._known_page(page_id), fault),
         )
 
     async def _unknown_path(self, request: web.Request) -> web.StreamResponse:
@@ -145,7 +317,7 @@ class GraphEmulator(GraphComments):
             except GraphError as err:
                 return self._error_response(request, err, page_id)
             set_outcome(request, "ok")
-            return json_response(body, headers=self._usage_headers(page_id))
+            return json_response(body, headers=self.meter.headers(self._known_page(page_id)))
 
         return await self.guarded(request, page_id if page_id is not None else obj, action)
 
@@ -196,7 +368,7 @@ class GraphEmulator(GraphComments):
         self.token_places[
             "header" if not given else "query" if "access_token" in request.query else "body"
         ] += 1
-        info = self._tokens.get(token)
+        info = self.state.token(token)
         if info is None:
             raise GraphError(190)
         if info.revoked_subcode is not None:
@@ -207,15 +379,16 @@ class GraphEmulator(GraphComments):
             )
         if info.expires_at is not None and self.clock() >= info.expires_at:
             raise self._expired_error(info.expires_at)
-        if self.app_secret is not None:
+        secret = self.settings.app_secret
+        if secret is not None:
             proof = params.get("appsecret_proof")
-            if proof is None and self.require_proof:
+            if proof is None and self.settings.require_proof:
                 raise GraphError(
                     100,
                     "API calls from the server require an appsecret_proof argument",
                     type_="GraphMethodException",
                 )
-            if proof is not None and not hmac.compare_digest(proof, appsecret_proof(self.app_secret, token)):
+            if proof is not None and not hmac.compare_digest(proof, appsecret_proof(secret, token)):
                 raise GraphError(
                     100, "Invalid appsecret_proof provided in the API argument", type_="GraphMethodException"
                 )
@@ -231,23 +404,23 @@ class GraphEmulator(GraphComments):
         files: dict[str, bytes],
     ) -> dict[str, Any]:
         token = self._authenticate(request, params)
-        self._count_call(page_id)
+        self.meter.count_call(self._known_page(page_id))
         edge = request.match_info.get("edge")
-        if obj in self._comments:
+        if self.comments.comment(obj) is not None:
             return self._comment_object(method, obj, edge, params, token)
         if "_" in obj:
             return self._post_object(method, obj, edge, params, token)
-        if obj in self._pages:
+        if self.state.has_page(obj):
             return self._page_object(request, method, obj, edge, params, files, token)
-        if obj in self._photos and edge is None:
-            post = self._posts[self._photos[obj]]
-            self._check_page(token, post.page_id, method, obj)
+        post = self.state.photo_post(obj)
+        if post is not None and edge is None:
+            check_page(token, post.page_id, method, obj)
             if post.deleted:
                 raise unsupported(method, obj)
             if method == "GET":
                 return {"id": obj, "name": post.message, "created_time": fb_time(post.created_time)}
             if method == "DELETE":
-                return self._delete(post)
+                return self.state.delete(post)
         raise unsupported(method, obj)
 
     def _page_object(
@@ -260,17 +433,17 @@ class GraphEmulator(GraphComments):
         files: dict[str, bytes],
         token: PageToken,
     ) -> dict[str, Any]:
-        self._check_page(token, page_id, method, page_id)
+        check_page(token, page_id, method, page_id)
         if edge is None:
             if method == "GET":
-                return {"id": page_id, "name": self._pages[page_id]}
+                return {"id": page_id, "name": self.state.page_name(page_id)}
             raise unsupported(method, page_id)
         if edge == "feed" and method == "POST":
-            return self._create_feed_post(page_id, params)
+            return self.state.create_feed_post(page_id, params)
         if edge == "photos" and method == "POST":
-            return self._create_photo(page_id, params, files)
+            return self.state.create_photo(page_id, params, files)
         if edge in ("feed", "posts", "published_posts", "scheduled_posts") and method == "GET":
-            return self._list(request, page_id, params, scheduled=edge == "scheduled_posts")
+            return self.state.list_posts(request.url, page_id, params, scheduled=edge == "scheduled_posts")
         if edge in ("feed", "posts", "published_posts", "scheduled_posts", "photos"):
             raise unsupported(method, page_id)
         raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type (Page)")
@@ -278,19 +451,52 @@ class GraphEmulator(GraphComments):
     def _post_object(
         self, method: str, post_id: str, edge: str | None, params: dict[str, str], token: PageToken
     ) -> dict[str, Any]:
-        post = self._posts.get(post_id)
+        post = self.state.post(post_id)
         if post is None or post.deleted:
             raise unsupported(method, post_id)
-        self._check_page(token, post.page_id, method, post_id)
+        check_page(token, post.page_id, method, post_id)
         if edge is not None:
             raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type (Post)")
         if method == "GET":
-            return self._render(post, parse_fields(params.get("fields")))
+            return self.state.render(post, parse_fields(params.get("fields")))
         if method == "DELETE":
-            return self._delete(post)
+            return self.state.delete(post)
         if method == "POST":
-            return self._edit(post, params)
+            return self.state.edit(post, params)
         raise unsupported(method, post_id)
+
+    def _comment_object(
+        self, method: str, comment_id: str, edge: str | None, params: dict[str, str], token: PageToken
+    ) -> dict[str, Any]:
+        comment = self.comments.comment(comment_id)
+        post = self.state.post(comment["post_id"]) if comment is not None else None
+        if comment is None or comment["deleted"] or post is None or post.deleted:
+            raise unsupported(method, comment_id)
+        check_page(token, comment["page_id"], method, comment_id)
+        if edge is None and method == "GET":
+            return {k: comment[k] for k in ("id", "message", "from", "parent_id")} | {
+                "created_time": fb_time(comment["created_time"])
+            }
+        if edge != "comments":
+            raise GraphError(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type (Comment)")
+        if method == "GET":
+            return {
+                "data": [
+                    {
+                        "id": r["id"],
+                        "message": r["message"],
+                        "from": r["from"],
+                        "created_time": fb_time(r["created_time"]),
+                    }
+                    for r in self.comments.replies(comment_id)
+                ]
+            }
+        if method != "POST":
+            raise unsupported(method, comment_id)
+        message = params.get("message")
+        if not message:
+            raise GraphError(100, "(#100) Missing message or attachment")
+        return {"id": self.comments.reply(comment_id, message)["id"]}
 
     # ----- control API -----------------------------------------------------------------------
 
@@ -310,8 +516,8 @@ class GraphEmulator(GraphComments):
 
     def stats_json(self) -> dict[str, Any]:
         data = super().stats_json()
-        data["posts"] = len(self._posts)
-        data["effects"] = len(self._effects)
+        data["posts"] = len(self.state.posts())
+        data["effects"] = len(self.state.effects())
         data["token_places"] = dict(self.token_places)
         return data
 
@@ -328,7 +534,10 @@ class GraphEmulator(GraphComments):
 
     async def _ctl_usage(self, request: web.Request) -> web.StreamResponse:
         return json_response(
-            {"app": self.usage()["app"], "pages": {p: self._buc_entry(p) for p in self._pages}}
+            {
+                "app": self.usage()["app"],
+                "pages": {p: self.meter.page_entry(p) for p in self.state.page_ids()},
+            }
         )
 
     async def _ctl_add_page(self, request: web.Request) -> web.StreamResponse:
@@ -340,7 +549,7 @@ class GraphEmulator(GraphComments):
     async def _ctl_set_token(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
         page_id, token = str_field(body, "page_id"), str_field(body, "token")
-        if page_id not in self._pages:
+        if not self.state.has_page(page_id):
             raise ControlError(f"unknown page {page_id}", status=404)
         self.set_token(
             page_id, token, expires_at=body.get("expires_at"), replace=bool(body.get("replace", True))
@@ -357,7 +566,49 @@ class GraphEmulator(GraphComments):
     async def _ctl_revoke_token(self, request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
         token = str_field(body, "token")
-        if token not in self._tokens:
+        if self.state.token(token) is None:
             raise ControlError("unknown token", status=404)
         self.revoke_token(token, int(body.get("subcode", 460)))
         return json_response({"ok": True})
+
+    async def _ctl_webhook_subscribe(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        url, verify_token = str_field(body, "url"), str_field(body, "verify_token")
+        challenge = str(self.rng.randrange(10**9, 10**10))
+        await self.subscriber.subscribe(url, verify_token, challenge)
+        return json_response({"subscribed": True, "url": url})
+
+    async def _ctl_webhook_comment(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        verb = str(body.get("verb", "add")) if isinstance(body, dict) else "add"
+        if verb == "add":
+            sender = body.get("from") if isinstance(body.get("from"), dict) else {}
+            comment = self.comments.add_comment(
+                str_field(body, "post_id"),
+                str_field(body, "message"),
+                sender or {"id": "6001", "name": "Người dân"},
+                parent_id=body.get("parent_id"),
+            )
+        elif verb in ("edited", "remove"):
+            comment_id = str_field(body, "comment_id")
+            if self.comments.comment(comment_id) is None:
+                raise ControlError("unknown comment_id", status=404)
+            if verb == "edited":
+                comment = self.comments.edit(comment_id, str_field(body, "message"))
+            else:
+                comment = self.comments.remove(comment_id)
+        else:
+            raise ControlError("verb is add, edited or remove")
+        sent = await self.comments.notify(
+            comment,
+            verb,
+            signature=str(body.get("signature", "valid")),
+            timed=body.get("untimed") is not True,
+        )
+        return json_response({"comment_id": comment["id"], **sent})
+
+    async def _ctl_webhook_replay(self, request: web.Request) -> web.StreamResponse:
+        return json_response(await self.subscriber.replay())
+
+    async def _ctl_replies(self, request: web.Request) -> web.StreamResponse:
+        return json_response({"replies": self.comments.replies(request.query.get("comment_id"))})

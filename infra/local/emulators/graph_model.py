@@ -1,6 +1,7 @@
 """What the Graph emulator keeps and answers with: the error codes and messages of Graph, the
-error envelope, the page tokens and posts it records, and the parsing of Graph request
-parameters (which answers ``GraphError`` 100, as Graph does). See ``graph`` for the API."""
+error envelope, the settings its parts share, the page tokens and posts it records, and the
+parsing of Graph request parameters (which answers ``GraphError`` 100, as Graph does). See
+``graph`` for the API."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from infra.local.emulators.common import ControlError
 __all__ = [
     "GraphError",
     "GraphPost",
+    "GraphSettings",
     "PageToken",
     "appsecret_proof",
     "bearer",
+    "check_page",
     "decode_cursor",
     "encode_cursor",
     "fb_time",
@@ -139,11 +142,42 @@ def fb_time(epoch_s: float) -> str:
 
 
 @dataclass
+class GraphSettings:
+    """The emulator's settings, one object shared by its parts: what ``POST /_control/config``
+    (and ``reset()``) sets through the emulator is what its state, usage meter and webhooks read.
+
+    With ``app_secret`` an ``appsecret_proof`` sent by the client is checked and webhooks are
+    signed; with ``require_proof`` as well, a call without a proof is refused. Limits:
+    ``page_call_limit`` calls per page and ``app_call_limit`` calls in all per ``usage_window_s``
+    (sliding). The same message (and link) on one page within ``duplicate_window_s`` is refused
+    with 506.
+    """
+
+    app_secret: str | None = None
+    require_proof: bool = False
+    page_call_limit: int = 4800
+    app_call_limit: int = 20000
+    usage_window_s: float = 3600.0
+    page_throttle_code: int = 80001
+    duplicate_window_s: float = 3600.0
+
+
+@dataclass
 class PageToken:
     token: str
     page_id: str
     expires_at: float | None = None
     revoked_subcode: int | None = None
+
+
+def check_page(token: PageToken, page_id: str, method: str, obj: str) -> None:
+    """A page token acts on its own page only: another page's object is unknown to a GET (as
+    Graph answers) and a permissions error (200) to a write."""
+    if token.page_id == page_id:
+        return
+    if method == "GET":
+        raise unsupported(method, obj)
+    raise GraphError(200)
 
 
 @dataclass

@@ -1,21 +1,16 @@
-"""The Graph emulator's pages: their tokens, posts and photos, the effects on them, and the
-usage accounting behind ``X-App-Usage`` / ``X-Business-Use-Case-Usage`` (see ``graph`` for the
-API that serves them)."""
+"""What the Graph emulator holds: its Pages (id and name), their Page access tokens, the posts
+and photos on them, and the record of every effect on a post (see ``graph`` for the API that
+serves them, ``graph_usage`` for the call accounting, ``graph_webhooks`` for comments)."""
 
 from __future__ import annotations
 
-import collections
-import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-import orjson
-from aiohttp import web
+from yarl import URL
 
-from infra.local.emulators.common import EmulatorBase
-from infra.local.emulators.faults import Fault
+from infra.local.emulators.faults import Clock
 from infra.local.emulators.graph_model import (
-    APP_LEVEL_CODES,
     DEFAULT_LIMIT,
     MAX_LIMIT,
     POST_FIELDS,
@@ -23,8 +18,8 @@ from infra.local.emulators.graph_model import (
     SCHEDULE_MIN_S,
     GraphError,
     GraphPost,
+    GraphSettings,
     PageToken,
-    appsecret_proof,
     decode_cursor,
     encode_cursor,
     fb_time,
@@ -32,88 +27,62 @@ from infra.local.emulators.graph_model import (
     parse_fields,
     parse_int,
     parse_timestamp,
-    unsupported,
 )
 
-__all__ = ["GraphPages"]
+__all__ = ["GraphState"]
 
 
-class GraphPages(EmulatorBase):
-    """What the Graph emulator holds: a set of Pages, each with its Page access token(s).
+class GraphState:
+    """A set of Pages, each with its Page access token(s), and their posts and photos.
 
-    ``pages`` maps page id → Page access token. With ``app_secret`` an ``appsecret_proof`` sent
-    by the client is checked; with ``require_proof`` as well, a call without one is refused.
-    Limits: ``page_call_limit`` calls per page and ``app_call_limit`` calls in all per
-    ``usage_window_s`` (sliding). The same message (and link) on one page within
-    ``duplicate_window_s`` is refused with 506.
+    Built from ``pages`` (page id → Page access token) and ``page_names``, to which ``reset()``
+    returns. The effects on posts take their ``seq`` from ``next_seq`` (the emulator's sequence,
+    shared with the comments); the duplicate check reads ``settings.duplicate_window_s``.
     """
-
-    CONFIG_KEYS: ClassVar[Mapping[str, type]] = {
-        "require_proof": bool,
-        "page_call_limit": int,
-        "app_call_limit": int,
-        "usage_window_s": float,
-        "page_throttle_code": int,
-        "duplicate_window_s": float,
-    }
 
     def __init__(
         self,
-        pages: Mapping[str, str] | None = None,
-        *,
-        page_names: Mapping[str, str] | None = None,
-        app_secret: str | None = None,
-        require_proof: bool = False,
-        page_call_limit: int = 4800,
-        app_call_limit: int = 20000,
-        usage_window_s: float = 3600.0,
-        page_throttle_code: int = 80001,
-        duplicate_window_s: float = 3600.0,
-        clock: Callable[[], float] | None = None,
-        seed: int | None = None,
+        settings: GraphSettings,
+        clock: Clock,
+        next_seq: Callable[[], int],
+        pages: Mapping[str, str],
+        page_names: Mapping[str, str],
     ) -> None:
-        if require_proof and not app_secret:
-            raise ValueError("require_proof needs an app_secret")
-        self.app_secret = app_secret
-        self.require_proof = require_proof
-        self.page_call_limit = page_call_limit
-        self.app_call_limit = app_call_limit
-        self.usage_window_s = usage_window_s
-        self.page_throttle_code = page_throttle_code
-        self.duplicate_window_s = duplicate_window_s
-        self._initial_pages = dict(pages or {})
-        self._initial_names = dict(page_names or {})
-        super().__init__(clock=clock, seed=seed)
-        self._init_state()
-        self._snapshot_config()
+        self.settings = settings
+        self.clock = clock
+        self.next_seq = next_seq
+        self._initial_pages = dict(pages)
+        self._initial_names = dict(page_names)
+        self.reset()
 
-    def _init_state(self) -> None:
+    def reset(self) -> None:
+        """Back to the constructor's pages and tokens, with no post, photo or effect."""
         self._pages: dict[str, str] = {}
         self._tokens: dict[str, PageToken] = {}
         self._posts: dict[str, GraphPost] = {}
         self._photos: dict[str, str] = {}
         self._effects: list[dict[str, Any]] = []
-        self._app_calls: collections.deque[float] = collections.deque()
-        self._page_calls: dict[str, collections.deque[float]] = {}
         self._next_object = 122100000000001
-        # Where each authenticated call carried its token: "query" (in the URL), "body" (a form,
-        # multipart or JSON field) or "header" (Authorization: Bearer/OAuth). Tests use it to
-        # show a client keeps tokens out of URLs.
-        self.token_places: collections.Counter[str] = collections.Counter()
         for page_id, token in self._initial_pages.items():
             self.add_page(page_id, token, name=self._initial_names.get(page_id))
 
-    def reset(self) -> None:
-        super().reset()
-        self._init_state()
-
-    # ----- in-process API --------------------------------------------------------------------
+    # ----- pages and tokens ------------------------------------------------------------------
 
     def add_page(
         self, page_id: str, token: str, *, name: str | None = None, expires_at: float | None = None
     ) -> None:
         self._pages[page_id] = name or f"Page {page_id}"
         self.set_token(page_id, token, expires_at=expires_at, replace=False)
+
+    def has_page(self, page_id: str) -> bool:
+        return page_id in self._pages
+
+    def page_ids(self) -> list[str]:
+        return list(self._pages)
+
+    def page_name(self, page_id: str) -> str:
+        """The page's name ("" for a page the emulator does not know)."""
+        return self._pages.get(page_id, "")
 
     def set_token(
         self, page_id: str, token: str, *, expires_at: float | None = None, replace: bool = True
@@ -125,6 +94,10 @@ class GraphPages(EmulatorBase):
             for old in [t for t, info in self._tokens.items() if info.page_id == page_id]:
                 del self._tokens[old]
         self._tokens[token] = PageToken(token, page_id, expires_at)
+
+    def token(self, token: str) -> PageToken | None:
+        """What the emulator knows of ``token`` (None: not a token it gave out)."""
+        return self._tokens.get(token)
 
     def expire_token(
         self, token: str | None = None, *, page_id: str | None = None, at: float | None = None
@@ -143,6 +116,8 @@ class GraphPages(EmulatorBase):
     def revoke_token(self, token: str, subcode: int = 460) -> None:
         self._tokens[token].revoked_subcode = subcode
 
+    # ----- posts and photos ------------------------------------------------------------------
+
     def posts(self, page_id: str | None = None, *, include_deleted: bool = True) -> list[GraphPost]:
         """Every post in creation order (deleted ones flagged), optionally of one page."""
         return [
@@ -154,93 +129,17 @@ class GraphPages(EmulatorBase):
     def post(self, post_id: str) -> GraphPost | None:
         return self._posts.get(post_id)
 
+    def photo_post(self, photo_id: str) -> GraphPost | None:
+        """The post a photo was published with (None: not a photo id)."""
+        post_id = self._photos.get(photo_id)
+        return self._posts[post_id] if post_id is not None else None
+
     def effects(self) -> list[dict[str, Any]]:
         """Every create/edit/delete in order: ``{seq, time, action, page_id, post_id, message}``."""
         return list(self._effects)
 
-    def usage(self, page_id: str | None = None) -> dict[str, Any]:
-        """The values the usage headers would carry now."""
-        app_pct = self._pct(len(self._window(self._app_calls)), self.app_call_limit)
-        out: dict[str, Any] = {
-            "app": {"call_count": app_pct, "total_cputime": app_pct, "total_time": app_pct}
-        }
-        if page_id is not None:
-            out["page"] = self._buc_entry(page_id)
-        return out
-
-    def proof(self, token: str) -> str:
-        if self.app_secret is None:
-            raise ValueError("no app secret configured")
-        return appsecret_proof(self.app_secret, token)
-
-    # ----- usage accounting ------------------------------------------------------------------
-
-    def _window(self, calls: collections.deque[float]) -> collections.deque[float]:
-        horizon = self.clock() - self.usage_window_s
-        while calls and calls[0] <= horizon:
-            calls.popleft()
-        return calls
-
-    @staticmethod
-    def _pct(count: int, limit: int) -> int:
-        return count * 100 // max(limit, 1)
-
-    def _regain_minutes(self, calls: collections.deque[float], limit: int) -> int:
-        if len(calls) < limit:
-            return 0
-        frees_at = calls[len(calls) - limit] + self.usage_window_s
-        return max(1, math.ceil((frees_at - self.clock()) / 60))
-
-    def _buc_entry(self, page_id: str, *, floor_pct: int = 0, regain: int | None = None) -> dict[str, Any]:
-        calls = self._window(self._page_calls.setdefault(page_id, collections.deque()))
-        pct = max(self._pct(len(calls), self.page_call_limit), floor_pct)
-        return {
-            "type": "pages",
-            "call_count": pct,
-            "total_cputime": pct,
-            "total_time": pct,
-            "estimated_time_to_regain_access": self._regain_minutes(calls, self.page_call_limit)
-            if regain is None
-            else regain,
-        }
-
-    def _usage_headers(self, page_id: str | None, fault: Fault | None = None) -> dict[str, str]:
-        app = self.usage()["app"]
-        buc: dict[str, Any] = {}
-        if fault is not None and fault.code in APP_LEVEL_CODES:
-            app = {k: max(v, 100) for k, v in app.items()}
-        if page_id is not None and page_id in self._pages:
-            if fault is not None and fault.code not in APP_LEVEL_CODES:
-                regain = fault.regain_minutes if fault.regain_minutes is not None else 1
-                buc[page_id] = [self._buc_entry(page_id, floor_pct=100, regain=regain)]
-            else:
-                buc[page_id] = [self._buc_entry(page_id)]
-        return {
-            "X-App-Usage": orjson.dumps(app).decode(),
-            "X-Business-Use-Case-Usage": orjson.dumps(buc).decode(),
-        }
-
-    def _count_call(self, page_id: str | None) -> None:
-        app_calls = self._window(self._app_calls)
-        if len(app_calls) >= self.app_call_limit:
-            raise GraphError(4)
-        if page_id is not None and page_id in self._pages:
-            calls = self._window(self._page_calls.setdefault(page_id, collections.deque()))
-            if len(calls) >= self.page_call_limit:
-                raise GraphError(self.page_throttle_code)
-            calls.append(self.clock())
-        app_calls.append(self.clock())
-
-    # ----- posts and photos -----------------------------------------------------------------
-
-    def _check_page(self, token: PageToken, page_id: str, method: str, obj: str) -> None:
-        if token.page_id == page_id:
-            return
-        if method == "GET":
-            raise unsupported(method, obj)
-        raise GraphError(200)
-
-    def _new_id(self) -> str:
+    def new_id(self) -> str:
+        """A fresh Graph object number (posts, photos and comments draw from the same series)."""
         self._next_object += 1
         return str(self._next_object)
 
@@ -256,7 +155,9 @@ class GraphPages(EmulatorBase):
         self._effects.append(effect)
         return effect
 
-    def _create_feed_post(self, page_id: str, params: dict[str, str]) -> dict[str, Any]:
+    def create_feed_post(self, page_id: str, params: dict[str, str]) -> dict[str, Any]:
+        """``POST /{page-id}/feed``: a post with ``message`` and/or ``link``, published, or not
+        (``published=false``), or scheduled (``scheduled_publish_time``)."""
         message = params.get("message") or None
         link = params.get("link") or None
         if message is None and link is None:
@@ -279,7 +180,7 @@ class GraphPages(EmulatorBase):
         return {"id": post.id}
 
     def _check_duplicate(self, page_id: str, message: str, link: str | None) -> None:
-        horizon = self.clock() - self.duplicate_window_s
+        horizon = self.clock() - self.settings.duplicate_window_s
         for post in self._posts.values():
             if (
                 post.page_id == page_id
@@ -310,7 +211,7 @@ class GraphPages(EmulatorBase):
         now = self.clock()
         post = GraphPost(
             seq=0,
-            id=f"{page_id}_{self._new_id()}",
+            id=f"{page_id}_{self.new_id()}",
             page_id=page_id,
             kind=kind,
             message=message,
@@ -327,7 +228,8 @@ class GraphPages(EmulatorBase):
         post.seq = self._record("create", post, message)["seq"]
         return post
 
-    def _create_photo(self, page_id: str, params: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
+    def create_photo(self, page_id: str, params: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
+        """``POST /{page-id}/photos``: a photo (by ``url`` or uploaded ``source``) and its post."""
         url = params.get("url") or None
         source = files.get("source")
         if url is None and source is None:
@@ -341,13 +243,14 @@ class GraphPages(EmulatorBase):
             None,
             published,
             None,
-            photo_id=self._new_id(),
+            photo_id=self.new_id(),
             photo_url=url,
             photo_bytes=None if source is None else len(source),
         )
         return {"id": post.photo_id, "post_id": post.id}
 
-    def _edit(self, post: GraphPost, params: dict[str, str]) -> dict[str, Any]:
+    def edit(self, post: GraphPost, params: dict[str, str]) -> dict[str, Any]:
+        """``POST /{post-id}``: a new ``message`` and/or ``is_published``."""
         message = params.get("message")
         publish = params.get("is_published")
         if message is None and publish is None:
@@ -361,13 +264,14 @@ class GraphPages(EmulatorBase):
         post.updated_at = self.clock()
         return {"success": True}
 
-    def _delete(self, post: GraphPost) -> dict[str, Any]:
+    def delete(self, post: GraphPost) -> dict[str, Any]:
         post.deleted = True
         post.deleted_at = self.clock()
         self._record("delete", post, post.message)
         return {"success": True}
 
-    def _render(self, post: GraphPost, fields: Iterable[str]) -> dict[str, Any]:
+    def render(self, post: GraphPost, fields: Iterable[str]) -> dict[str, Any]:
+        """``GET /{post-id}``: the post's ``fields``, as Graph shows them."""
         out: dict[str, Any] = {}
         for name in fields:
             if name not in POST_FIELDS:
@@ -394,9 +298,11 @@ class GraphPages(EmulatorBase):
         out["id"] = post.id
         return out
 
-    def _list(
-        self, request: web.Request, page_id: str, params: dict[str, str], *, scheduled: bool
+    def list_posts(
+        self, url: URL, page_id: str, params: dict[str, str], *, scheduled: bool
     ) -> dict[str, Any]:
+        """A page of ``GET /{page-id}/feed`` (published posts) or ``/scheduled_posts`` (not yet
+        due), newest first; ``paging.next`` is ``url`` with the next cursor."""
         now = self.clock()
         limit = parse_int(params.get("limit"), "limit", DEFAULT_LIMIT)
         limit = min(max(limit, 1), MAX_LIMIT)
@@ -416,14 +322,14 @@ class GraphPages(EmulatorBase):
             key = decode_cursor(after)
             start = next((i for i, p in enumerate(posts) if (p.created_time, p.seq) < key), len(posts))
         chunk = posts[start : start + limit]
-        result: dict[str, Any] = {"data": [self._render(p, fields) for p in chunk]}
+        result: dict[str, Any] = {"data": [self.render(p, fields) for p in chunk]}
         if chunk:
             paging: dict[str, Any] = {
                 "cursors": {"before": encode_cursor(chunk[0]), "after": encode_cursor(chunk[-1])}
             }
             if start + limit < len(posts):
                 paging["next"] = str(
-                    request.url.update_query({"after": encode_cursor(chunk[-1]), "limit": str(limit)})
+                    url.update_query({"after": encode_cursor(chunk[-1]), "limit": str(limit)})
                 )
             result["paging"] = paging
         return result
