@@ -69,7 +69,7 @@ def loudspeaker_status(emulator_state: dict[str, Any] | None = None) -> tuple[bo
 
     if Channel.LOUDSPEAKER not in ADAPTERS:
         return False, "no loudspeaker adapter in consumers.bootstrap.ADAPTERS yet"
-    if not (ROOT / "infra" / "emulators" / "loudspeaker.py").exists():
+    if not (ROOT / "infra" / "local" / "emulators" / "loudspeaker.py").exists():
         return False, "no infra/local/emulators/loudspeaker.py"
     if emulator_state is not None and "loudspeaker" not in emulator_state:
         return False, "infra.local.stack.Emulators does not start the loudspeaker emulator yet"
