@@ -181,17 +181,12 @@ class PayloadReader:
             self._consumer = consumer
         return self._consumer
 
-    async def _partitions(self, refs: list[PayloadRef]) -> set[int]:
-        """The topic's partitions, asked again when a reference names one not known (the topic
-        may have grown), at most every METADATA_REFRESH_S (forged references cannot make this
-        a metadata request per command)."""
+    async def _partitions(self, consumer: AIOKafkaConsumer, refs: list[PayloadRef]) -> set[int]:
+        """The topic's partitions, asked again (through the reader's own connections) when a
+        reference names one not known (the topic may have grown), at most every
+        METADATA_REFRESH_S (forged references cannot make this a metadata request per command)."""
         if any(r.partition not in self._known for r in refs) and time.monotonic() >= self._known_until:
-            client = clients.aio_client(self.conn, client_id=f"{self.client_id}-payloads-meta")
-            await client.bootstrap()
-            try:
-                cluster = await client.fetch_all_metadata()
-            finally:
-                await client.close()
+            cluster = await clients.cluster_of(consumer)
             self._known = set(cluster.partitions_for_topic(self.topic) or ())
             self._known_until = time.monotonic() + METADATA_REFRESH_S
         return self._known
@@ -216,7 +211,7 @@ class PayloadReader:
     async def _fetch(self, refs: list[PayloadRef], found: dict[str, Any]) -> dict[PayloadRef, str]:
         consumer = await self._started()
         failed: dict[PayloadRef, str] = {}
-        known = await self._partitions(refs)
+        known = await self._partitions(consumer, refs)
         for ref in refs:
             if ref.partition not in known:
                 failed[ref] = (
