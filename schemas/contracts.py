@@ -47,6 +47,8 @@ CONTRACTS = (
     "article-state",
     "poison",
     "payload",
+    "audit",
+    "pending_alert",
 )
 
 # Keywords both validators implement alike (fastjsonschema's draft-2019 generator vs jsonschema's

@@ -188,6 +188,18 @@ class Settings:
     dlq_limit_share: float = 0.5
     dlq_limit_min_records: int = 50
     dlq_limit_window_s: float = 60.0
+    # Trust (README "Trust: senders, signatures, approvals, audit"). Who a person is: the identities
+    # file (schemas/access.py: named tokens, stored as hashes, with roles) the CAP endpoint and the
+    # status web check; what a CLI user is called in the audit trail (default cli:<user>@<host>).
+    access_file: Path | None = None
+    actor: str = ""
+    # CAP signatures (schemas/cap_signature.py): the trust store and per-sender policy.
+    cap_trust_file: Path | None = None
+    # Two-person rule: an Actual alert to more than this many zones, or to every zone of a
+    # province, waits for a second identity's approval; unapproved, it expires after approval_ttl_s.
+    approval_max_zones: int = 50
+    approval_whole_province: bool = True
+    approval_ttl_s: float = 1800.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **defaults: object) -> Settings:
@@ -273,11 +285,22 @@ class Settings:
             ("LOUDSPEAKER_AUDIO_BASE_URL", str),
             ("LOUDSPEAKER_VOICE", str),
             ("LOUDSPEAKER_SPEED_WPM", int),
+            ("ACCESS_FILE", Path),
+            ("ACTOR", str),
+            ("CAP_TRUST_FILE", Path),
+            ("APPROVAL_MAX_ZONES", int),
+            ("APPROVAL_TTL_S", float),
         ):
             if (v := get(name)) is not None:
                 changes[name.lower()] = conv(v)
+        if (v := get("APPROVAL_WHOLE_PROVINCE")) is not None:
+            changes["approval_whole_province"] = v.strip().lower() not in ("0", "false", "no", "off", "")
         settings = replace(base, **changes)  # type: ignore[arg-type]
         settings.kafka.check()
+        if settings.approval_max_zones < 0 or settings.approval_ttl_s <= 0:
+            raise SettingsError(
+                "LANTOA_APPROVAL_MAX_ZONES must be at least 0 and LANTOA_APPROVAL_TTL_S positive"
+            )
         if settings.poison_max_attempts < 1:
             raise SettingsError(f"LANTOA_POISON_MAX_ATTEMPTS={settings.poison_max_attempts}: at least 1")
         if settings.payload_cache_mb <= 0:

@@ -43,6 +43,8 @@ class Topic(StrEnum):
     EMERGENCY_COMMANDS = "distribution.emergency.commands"
     POISON = "distribution.poison"
     PAYLOADS = "distribution.payloads"
+    AUDIT = "audit.actions"
+    ALERTS_PENDING = "alerts.pending"
     LOUDSPEAKER_LEDGER = "distribution.loudspeaker.ledger"
     LOUDSPEAKER_RETRY_10S = "distribution.loudspeaker.retry.10s"
     LOUDSPEAKER_RETRY_1M = "distribution.loudspeaker.retry.1m"
