@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
@@ -23,6 +24,7 @@ from aiohttp import web
 
 from producers.cap_ingest import AlertProducer, check
 from schemas.cap import MAX_CAP_BYTES
+from schemas.cap_signature import TrustPolicy
 from schemas.errors import InvalidContent
 from schemas.registry import Registry
 from schemas.secrets import read_secret_text
@@ -31,6 +33,8 @@ from streams.alerts.plan import NotForBroadcast
 # Alerts checked at once; more wait for a free thread. Two keep both cores of a small host busy
 # with a burst of big alerts while leaving the default pool to the producer's sends.
 PARSE_THREADS: Final = 2
+
+log = logging.getLogger(__name__)
 
 
 class BodyTooLarge(Exception):
@@ -63,7 +67,9 @@ async def read_body(request: web.Request, limit: int = MAX_CAP_BYTES) -> bytes:
     return b"".join(parts)
 
 
-def make_app(registry: Registry, producer: AlertProducer, token: str | None = None) -> web.Application:
+def make_app(
+    registry: Registry, producer: AlertProducer, token: str | None = None, trust: TrustPolicy | None = None
+) -> web.Application:
     parser = ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="cap-parse")
 
     def refused(status: int, reason: str) -> web.Response:
@@ -79,7 +85,7 @@ def make_app(registry: Registry, producer: AlertProducer, token: str | None = No
         except BodyTooLarge as exc:
             return refused(413, exc.reason)
         try:
-            checked = await asyncio.get_running_loop().run_in_executor(parser, check, raw, registry)
+            checked = await asyncio.get_running_loop().run_in_executor(parser, check, raw, registry, trust)
         except NotForBroadcast as exc:
             return refused(422, exc.reason)
         except InvalidContent as exc:
@@ -101,6 +107,15 @@ def make_app(registry: Registry, producer: AlertProducer, token: str | None = No
     return app
 
 
-def serve(registry: Registry, producer: AlertProducer, host: str, port: int, token_file: Path | None) -> None:
+def serve(
+    registry: Registry,
+    producer: AlertProducer,
+    host: str,
+    port: int,
+    token_file: Path | None,
+    trust: TrustPolicy | None = None,
+) -> None:
     token = read_secret_text(token_file).strip() if token_file else None
-    web.run_app(make_app(registry, producer, token), host=host, port=port, print=None)
+    if trust is None or not trust.configured:
+        log.warning("CAP signatures are not checked: no LANTOA_CAP_TRUST_FILE")
+    web.run_app(make_app(registry, producer, token, trust), host=host, port=port, print=None)

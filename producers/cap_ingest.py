@@ -1,7 +1,8 @@
 """CAP ingest: a warning office's alert (CAP 1.1/1.2 XML) → checked → `alerts.cap` (key = identifier).
 
 Used by `lantoa alert FILE.cap` and by the HTTP endpoint (`lantoa alert-server`): both refuse what
-`schemas.cap.parse_cap` refuses (DTDs, entities, broken alerts) with the reason, and plan the
+`schemas.cap.parse_cap` refuses (DTDs, entities, broken alerts) and what the trust store refuses
+(`schemas.cap_signature`: broken, untrusted or missing signatures) with the reason, and plan the
 alert against the targets registry before producing it, so an alert that names no known
 commune is refused at the door rather than in the stream.
 """
@@ -9,7 +10,7 @@ commune is refused at the door rather than in the stream.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaProducer
@@ -17,6 +18,7 @@ from kafka import KafkaProducer
 from infra.kafka import clients
 from schemas.cap import parse_cap
 from schemas.cap_model import Alert
+from schemas.cap_signature import UNCHECKED, SignatureCheck, TrustPolicy, verify_signature
 from schemas.models import utc_now_iso
 from schemas.registry import Registry
 from schemas.settings import Settings
@@ -29,12 +31,16 @@ class Checked:
     alert: Alert
     plan: AlertPlan
     raw: bytes
+    signature: SignatureCheck = field(default=UNCHECKED)
 
 
-def check(raw: bytes, registry: Registry) -> Checked:
-    """Parse and plan; raises InvalidContent (NotForBroadcast included) with the reason."""
+def check(raw: bytes, registry: Registry, trust: TrustPolicy | None = None) -> Checked:
+    """Parse, check the signature against ``trust`` (none: not checked) and plan; raises
+    InvalidContent (NotForBroadcast included) with the reason. The signature is checked after
+    ``parse_cap`` accepted the bytes, so it never sees a DTD or an entity."""
     alert = parse_cap(raw)
-    return Checked(alert, plan_alert(alert, registry), raw)
+    signature = verify_signature(raw, alert.sender, trust if trust is not None else TrustPolicy.empty())
+    return Checked(alert, plan_alert(alert, registry), raw, signature)
 
 
 def headers_for(checked: Checked, source: str) -> list[tuple[str, bytes]]:

@@ -29,6 +29,7 @@ from producers.cli.terminal import MAX_SHOWN_CHARS, printable, printable_json
 from producers.client import PublishClient, prepare
 from producers.targets import configured_targets, load_targets, local_registry
 from schemas.cap import MAX_CAP_BYTES, parse_cap
+from schemas.cap_signature import TrustFileError, TrustPolicy, load_trust, verify_signature
 from schemas.errors import InvalidContent
 from schemas.ninjs_validation import validate_bytes
 from schemas.secrets import SecretFileError
@@ -77,15 +78,29 @@ def _read_reason(exc: OSError) -> str:
     return f"cannot read: {exc.strerror or exc}"
 
 
+def _trust(command: str) -> TrustPolicy | None:
+    """The CAP trust store (LANTOA_CAP_TRUST_FILE), or None with the reason printed when it is unusable."""
+    try:
+        return load_trust(_settings())
+    except TrustFileError as exc:
+        print(f"lantoa {command} cannot start: {printable(exc)}", file=sys.stderr)
+        return None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
 
     code = 0
+    trust: TrustPolicy | None = None
     for path in (Path(p) for p in args.files):
         cap = path.suffix.lower() in CAP_SUFFIXES
+        if cap and trust is None:  # read once, and only when there is a CAP file to check
+            if (trust := _trust("validate")) is None:
+                return EXIT_CONFIG
         try:
             raw = _read_input(path, MAX_CAP_BYTES if cap else MAX_EVENT_BYTES)
             if cap:
-                parse_cap(raw)
+                assert trust is not None
+                verify_signature(raw, parse_cap(raw).sender, trust)
             else:
                 validate_bytes(raw, args.ninjs_version)
         except InvalidContent as exc:
@@ -100,11 +115,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_alert(args: argparse.Namespace) -> int:
 
     settings = _settings()
+    if (trust := _trust("alert")) is None:
+        return EXIT_CONFIG
     registry = local_registry(settings)
     checked = []
     for path in args.files:
         try:
-            checked.append(check(_read_input(Path(path), MAX_CAP_BYTES), registry))
+            checked.append(check(_read_input(Path(path), MAX_CAP_BYTES), registry, trust))
         except InvalidContent as exc:
             print(_refusal(path, exc.reason), file=sys.stderr)
             return 1
@@ -136,6 +153,8 @@ def cmd_alert(args: argparse.Namespace) -> int:
 def cmd_alert_server(args: argparse.Namespace) -> int:
 
     settings = _settings()
+    if (trust := _trust("alert-server")) is None:  # a broken trust store stops it before anything
+        return EXIT_CONFIG
     try:  # the producer checks a secured connection first: a refused configuration stops here
         alerts = AlertProducer(settings)
     except KafkaAccessError as exc:
@@ -148,6 +167,7 @@ def cmd_alert_server(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             Path(args.token_file) if args.token_file else None,
+            trust=trust,
         )
     except SecretFileError as exc:
         print(f"lantoa alert-server cannot start: {exc}", file=sys.stderr)
