@@ -115,9 +115,9 @@ async def test_a_slow_parse_does_not_block_other_requests(
     client, _ = endpoint
     real_check = cap_http.check
 
-    def slow_check(raw: bytes, registry: Any) -> Any:
+    def slow_check(raw: bytes, registry: Any, trust: Any = None) -> Any:
         time.sleep(1.5)  # as long as a 1 MB alert on a busy host
-        return real_check(raw, registry)
+        return real_check(raw, registry, trust)
 
     monkeypatch.setattr(cap_http, "check", slow_check)
     slow = asyncio.ensure_future(client.post("/cap", data=TYPHOON_ALERT.read_bytes()))
