@@ -170,6 +170,10 @@ class DeliveryRuntime:
         # An adapter with ``keeps_every_version = True`` (the archive) gets late older versions too.
         self.keeps_history = bool(getattr(adapter, "keeps_every_version", False))
         self.delivered = 0  # effects produced by this process (tests, bench)
+        # Set by SIGTERM (run's ``stop``): the batch in hand starts no new command and retries
+        # nothing in process, so a stop takes one delivery, not a batch of them against a platform
+        # that is down (the drill's S3 outage kept an archive worker busy past a minute).
+        self.stopping = asyncio.Event()
 
     # -- partitions ---------------------------------------------------------------------------
 
@@ -221,6 +225,7 @@ class DeliveryRuntime:
         metrics.PAUSED_TARGETS.labels(ch)
         metrics.DELIVERY_LATENCY.labels(ch)
         metrics.EMERGENCY_LATENCY.labels(ch)
+        self.stopping = stop
         try:
             await self.loop.run(stop)
         finally:
@@ -337,6 +342,15 @@ class DeliveryRuntime:
         async def one_target(items: list[WorkItem]) -> None:
             async with sem:
                 for w in items:
+                    if self.stopping.is_set() and w.cmd is not None:
+                        # Stopping: the rest is left for the next owner (nothing of this partition
+                        # committed from the batch's start; done ones replay as receipts), its
+                        # untried intents taken back so that the replay does not reconcile them.
+                        for rest in items[items.index(w) :]:
+                            if rest.cmd is not None:
+                                self._no_effect(rest, rest.cmd, out)
+                            left.add(rest.tp.partition)
+                        return
                     try:
                         out.extend(await self._process(w))
                     except PartitionNotHeld as exc:
@@ -595,7 +609,7 @@ class DeliveryRuntime:
                 return await self.adapter.deliver(cmd, prior)
             except TransientDeliveryError as exc:
                 short = exc.retry_after is None or exc.retry_after <= self.config.policy.cap_s
-                if attempt >= self.config.policy.in_process or not short:
+                if attempt >= self.config.policy.in_process or not short or self.stopping.is_set():
                     raise
                 metrics.RETRIES.labels(self.channel.value, "in_process").inc()
                 await self.sleep(max(exc.retry_after or 0.0, self.config.policy.backoff(attempt, self.rng)))

@@ -354,3 +354,41 @@ async def test_a_bug_on_one_command_is_isolated_dead_lettered_and_the_others_are
         if v and v["kind"] == "command"
     }
     assert done[cmds[0].key.command_id()] == "done" and done[cmds[2].key.command_id()] == "done"
+
+
+class SlowDown(Adapter):
+    """A platform that is down: every attempt fails as a transient error after a while; the stop
+    comes while the first one is in hand."""
+
+    def __init__(self, outbox: FakeOutbox, stop: asyncio.Event) -> None:
+        super().__init__(outbox)
+        self.stop, self.attempts = stop, 0
+
+    async def deliver(self, command: Command, prior: Prior) -> Effect:
+        from consumers.delivery.errors import TransientDeliveryError
+
+        self.attempts += 1
+        self.stop.set()  # SIGTERM arrives during the first attempt
+        await asyncio.sleep(0)
+        raise TransientDeliveryError("connection refused")
+
+
+async def test_a_stop_during_a_batch_starts_nothing_new_and_commits_nothing_untried(
+    tp: TopicPartition,
+) -> None:
+    outbox = FakeOutbox()
+    stop = asyncio.Event()
+    adapter = SlowDown(outbox, stop)
+    rt = runtime(adapter, outbox)
+    rt.config = RuntimeConfig(policy=RetryPolicy(in_process=3), concurrency=1)
+    rt.stopping = stop
+    cmds = [command(f"urn:a:{i}", "fanpage:same") for i in range(5)]  # one target: in order
+    await rt.loop.take(batch(cmds, tp))
+    # one attempt (no in-process retry once stopping), the other four never started
+    assert adapter.attempts == 1
+    later = dict(ledger_records(outbox.sends[1:], rt.ledger.topic))
+    for c in cmds[1:]:  # their intents are taken back: the next owner does not reconcile them
+        assert later[c.key.command_id()] is None and rt.ledger.command(0, c.key.command_id()) is None
+    # the partition is left from the batch's start for its next owner: nothing committed
+    assert rt.loop._consumer.commits == []  # type: ignore[union-attr]
+    assert (tp, 0) in rt.loop._consumer.seeks  # type: ignore[union-attr]
