@@ -1,7 +1,13 @@
 """HTTP endpoint for CAP alerts: `POST /cap` with the XML body → 202 and the plan, or 4xx with the reason.
 
-Bound to 127.0.0.1 by default; put it behind the warning office's authenticated gateway. An
-optional bearer token (LANTOA_CAP_TOKEN_FILE) is checked in constant time.
+Bound to 127.0.0.1 by default. Every request is authenticated (schemas/access.py): the named
+senders of the identities file (LANTOA_ACCESS_FILE, role ``sender``, each limited to its CAP
+``<sender>`` values when it has ``cap_senders``) and/or one token alone (``--token-file``,
+LANTOA_CAP_TOKEN_FILE or LANTOA_CAP_TOKEN, identity ``cap-token``), as ``Authorization: Bearer``
+or HTTP Basic. No credentials: 401 before the body is read; a known identity without the sender
+role, or sending as a CAP sender it may not use: 403. Without any of them the server does not start
+unless told ``--insecure-no-auth``, which it logs at start and on every request. The accepted
+alert carries the identity as its actor (``ce_actor``).
 
 The whole body is read before anything is parsed, however it arrives (with a Content-Length or
 chunked, in one segment or many): a body over ``MAX_CAP_BYTES`` is refused with 413 as soon as
@@ -14,7 +20,6 @@ endpoint keeps answering other requests (health checks, small alerts).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,18 +28,57 @@ from typing import Final
 from aiohttp import web
 
 from producers.cap_ingest import AlertProducer, check
+from schemas.access import AccessError, AccessList, Identity, Role
 from schemas.cap import MAX_CAP_BYTES
 from schemas.cap_signature import TrustPolicy
 from schemas.errors import InvalidContent
 from schemas.registry import Registry
-from schemas.secrets import read_secret_text
+from schemas.settings import Settings
 from streams.alerts.plan import NotForBroadcast
 
 # Alerts checked at once; more wait for a free thread. Two keep both cores of a small host busy
 # with a burst of big alerts while leaving the default pool to the producer's sends.
 PARSE_THREADS: Final = 2
 
+# The actor of an alert taken with --insecure-no-auth: nobody was proved.
+UNAUTHENTICATED: Final = "unauthenticated"
+TOKEN_IDENTITY: Final = "cap-token"
+
 log = logging.getLogger(__name__)
+
+
+def _shown(value: str) -> str:
+    """A value from the alert as logs and refusals show it: quoted, escaped, at most 200 characters."""
+    return repr(value[:200])
+
+
+def cap_access(settings: Settings, token_file: Path | None = None) -> AccessList | None:
+    """Who may POST /cap: the identities file's, plus the token of ``token_file`` (or
+    LANTOA_CAP_TOKEN_FILE) and of LANTOA_CAP_TOKEN; None when none of them is configured.
+    Raises AccessError (SecretFileError) for an unreadable, loose or empty one, or when no
+    identity has the sender role."""
+    found: list[AccessList] = []
+    if settings.access_file is not None:
+        found.append(AccessList.load(settings.access_file))
+    token_file = token_file or settings.cap_token_file
+    if token_file is not None:
+        found.append(AccessList.from_token_file(token_file, TOKEN_IDENTITY, [Role.SENDER]))
+    if settings.cap_token:
+        found.append(
+            AccessList.single_token(
+                settings.cap_token, f"{TOKEN_IDENTITY}-env", [Role.SENDER], "LANTOA_CAP_TOKEN"
+            )
+        )
+    if not found:
+        return None
+    access = found[0]
+    for more in found[1:]:
+        access = access.merged(more)
+    if not access.with_role(Role.SENDER):
+        raise AccessError(
+            f"{access.source}: no identity has the sender role (lantoa access add NAME --role sender)"
+        )
+    return access
 
 
 class BodyTooLarge(Exception):
@@ -68,18 +112,40 @@ async def read_body(request: web.Request, limit: int = MAX_CAP_BYTES) -> bytes:
 
 
 def make_app(
-    registry: Registry, producer: AlertProducer, token: str | None = None, trust: TrustPolicy | None = None
+    registry: Registry,
+    producer: AlertProducer,
+    access: AccessList | None = None,
+    trust: TrustPolicy | None = None,
+    *,
+    insecure: bool = False,
 ) -> web.Application:
+    """The endpoint. Without ``access`` every request is refused (401) unless ``insecure``."""
     parser = ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="cap-parse")
 
     def refused(status: int, reason: str) -> web.Response:
         return web.json_response({"accepted": False, "reason": reason}, status=status)
 
+    def who(request: web.Request) -> Identity | web.Response | None:
+        if insecure:
+            log.warning("POST /cap from %s taken WITHOUT authentication (--insecure-no-auth)", request.remote)
+            return None
+        ident = access.authenticate(request.headers.get("Authorization")) if access else None
+        if ident is None:
+            log.warning("POST /cap from %s refused: no valid credentials", request.remote)
+            return web.json_response(
+                {"accepted": False, "reason": "unauthorised: a sender token is required"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="lantoa-cap", Basic realm="lantoa-cap"'},
+            )
+        if not ident.has(Role.SENDER):
+            log.warning("POST /cap refused: identity %s has no sender role", ident.name)
+            return refused(403, f"identity {ident.name} may not send CAP alerts (no sender role)")
+        return ident
+
     async def receive(request: web.Request) -> web.Response:
-        if token is not None:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return web.json_response({"error": "unauthorised"}, status=401)
+        ident = who(request)  # before the body is read: a stranger's megabyte is never parsed
+        if isinstance(ident, web.Response):
+            return ident
         try:
             raw = await read_body(request)
         except BodyTooLarge as exc:
@@ -90,8 +156,17 @@ def make_app(
             return refused(422, exc.reason)
         except InvalidContent as exc:
             return refused(400, exc.reason)
-        result = await asyncio.to_thread(producer.send, checked, "urn:lantoa:cap-http")
-        return web.json_response({"accepted": True, **result}, status=202)
+        if ident is not None and not ident.may_send_as(checked.alert.sender):
+            log.warning(
+                "POST /cap refused: identity %s may not send as %s", ident.name, _shown(checked.alert.sender)
+            )
+            return refused(
+                403, f"identity {ident.name} may not send as CAP sender {_shown(checked.alert.sender)}"
+            )
+        actor = ident.name if ident is not None else UNAUTHENTICATED
+        result = await asyncio.to_thread(producer.send, checked, "urn:lantoa:cap-http", actor=actor)
+        log.info("POST /cap: %s accepted from %s", _shown(checked.alert.identifier), actor)
+        return web.json_response({"accepted": True, "actor": actor, **result}, status=202)
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -112,10 +187,24 @@ def serve(
     producer: AlertProducer,
     host: str,
     port: int,
-    token_file: Path | None,
+    access: AccessList | None,
     trust: TrustPolicy | None = None,
+    *,
+    insecure: bool = False,
 ) -> None:
-    token = read_secret_text(token_file).strip() if token_file else None
+    if access is None and not insecure:
+        raise AccessError("no sender identity or token: refusing to serve POST /cap unauthenticated")
+    if insecure:
+        log.warning(
+            "lantoa alert-server runs WITHOUT authentication (--insecure-no-auth): anyone who reaches "
+            "%s:%d can pre-empt every loudspeaker it plans for",
+            host,
+            port,
+        )
+    else:
+        assert access is not None
+        log.info("POST /cap senders: %s", ", ".join(i.name for i in access.with_role(Role.SENDER)))
     if trust is None or not trust.configured:
         log.warning("CAP signatures are not checked: no LANTOA_CAP_TRUST_FILE")
-    web.run_app(make_app(registry, producer, token, trust), host=host, port=port, print=None)
+    app = make_app(registry, producer, access, trust, insecure=insecure)
+    web.run_app(app, host=host, port=port, print=None)

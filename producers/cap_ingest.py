@@ -16,6 +16,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from infra.kafka import clients
+from schemas.audit import actor_header
 from schemas.cap import parse_cap
 from schemas.cap_model import Alert
 from schemas.cap_signature import UNCHECKED, SignatureCheck, TrustPolicy, verify_signature
@@ -43,7 +44,8 @@ def check(raw: bytes, registry: Registry, trust: TrustPolicy | None = None) -> C
     return Checked(alert, plan_alert(alert, registry), raw, signature)
 
 
-def headers_for(checked: Checked, source: str) -> list[tuple[str, bytes]]:
+def headers_for(checked: Checked, source: str, actor: str | None = None) -> list[tuple[str, bytes]]:
+    """The alert's CloudEvents headers; ``actor`` (schemas/audit.py) who the door proved sent it."""
     plan = checked.plan
     headers = {
         "ce_specversion": "1.0",
@@ -56,7 +58,10 @@ def headers_for(checked: Checked, source: str) -> list[tuple[str, bytes]]:
         "cap_status": checked.alert.status.value,
         "cap_lane": plan.lane,
     }
-    return [(k, v.encode()) for k, v in headers.items()]
+    out = [(k, v.encode()) for k, v in headers.items()]
+    if actor is not None:
+        out.append(actor_header(actor))
+    return out
 
 
 class AlertProducer:
@@ -73,13 +78,18 @@ class AlertProducer:
         )
 
     def send(
-        self, checked: Checked, source: str = "urn:lantoa:cap-ingest", timeout_s: float = 30.0
+        self,
+        checked: Checked,
+        source: str = "urn:lantoa:cap-ingest",
+        timeout_s: float = 30.0,
+        *,
+        actor: str | None = None,
     ) -> dict[str, Any]:
         meta = self._producer.send(
             self.settings.topic(Topic.ALERTS_CAP),
             key=checked.alert.identifier.encode(),
             value=checked.raw,
-            headers=headers_for(checked, source),
+            headers=headers_for(checked, source, actor),
         ).get(timeout=timeout_s)
         return {
             "identifier": checked.alert.identifier,

@@ -193,6 +193,10 @@ class Settings:
     # status web check; what a CLI user is called in the audit trail (default cli:<user>@<host>).
     access_file: Path | None = None
     actor: str = ""
+    # One CAP sender token alone (identity "cap-token", role sender): a file (secret, 0600) or the
+    # variable; either, the identities file's senders, or all of them (README "Trust").
+    cap_token_file: Path | None = field(default=None, repr=False)
+    cap_token: str = field(default="", repr=False)
     # CAP signatures (schemas/cap_signature.py): the trust store and per-sender policy.
     cap_trust_file: Path | None = None
     # Two-person rule: an Actual alert to more than this many zones, or to every zone of a
@@ -287,6 +291,8 @@ class Settings:
             ("LOUDSPEAKER_SPEED_WPM", int),
             ("ACCESS_FILE", Path),
             ("ACTOR", str),
+            ("CAP_TOKEN_FILE", Path),
+            ("CAP_TOKEN", str),
             ("CAP_TRUST_FILE", Path),
             ("APPROVAL_MAX_ZONES", int),
             ("APPROVAL_TTL_S", float),

@@ -106,7 +106,8 @@ def every_ward_alert(identifier: str = "VN-NCHMF-2026-0917-BAO05-01", infos: int
 
 class AlertServer:
     """``lantoa alert-server`` as a process, on a topic prefix of its own, with an HTTP/1.1 client
-    that sends exactly the bytes asked for (a Content-Length body or chunks of chosen sizes)."""
+    that sends exactly the bytes asked for (a Content-Length body or chunks of chosen sizes). It
+    authenticates senders like a real one: one token file (0600), sent as a bearer token."""
 
     def __init__(self, bootstrap: str, workdir: Path) -> None:
         import socket
@@ -123,10 +124,18 @@ class AlertServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
+        self.token = uuid.uuid4().hex + uuid.uuid4().hex
+        token_file = workdir / "cap.token"
+        token_file.write_text(self.token + "\n")
+        token_file.chmod(0o600)
         self.log_path = workdir / "alert-server.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "producers.cli", "alert-server", "--port", str(self.port)],
+            [
+                sys.executable,
+                *("-m", "producers.cli", "alert-server", "--port", str(self.port)),
+                *("--token-file", str(token_file)),
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
@@ -156,13 +165,22 @@ class AlertServer:
         self._log.close()
 
     def request(
-        self, method: str, path: str, body: bytes = b"", chunks: list[int] | None = None, timeout: float = 120
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        chunks: list[int] | None = None,
+        timeout: float = 120,
+        token: str | None = "",
     ) -> tuple[int, dict[str, Any]]:
         """(status, JSON reply). ``chunks``: Transfer-Encoding chunked, the body cut in these sizes
-        (cycled), each chunk its own write; a refusal before the end is read all the same."""
+        (cycled), each chunk its own write; a refusal before the end is read all the same.
+        ``token``: "" the server's own, None none, else that one."""
         import socket
 
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/cap+xml\r\nConnection: close\r\n"
+        if token is not None:  # "" (default): the server's own token; None: no credentials
+            head += f"Authorization: Bearer {token or self.token}\r\n"
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
             try:
                 if chunks is None:

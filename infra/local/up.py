@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -33,6 +34,7 @@ from infra.local.s3.versitygw import S3Server, build_versitygw
 from infra.local.stack import Emulators, Proc, stack_env
 from producers.targets import load_targets
 from schemas.registry import DEFAULT_TARGETS_FILE
+from schemas.secrets import write_secret
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,14 +100,16 @@ def run(workdir: Path) -> int:
                     args = [*args, "--port", str(hook_port)]
                 proc_env = {**os.environ, **env, "LANTOA_METRICS_PORT": str(metrics[name])}
                 procs.append(Proc(name, args, proc_env, workdir / f"{name}.log"))
-            cap = ["alert-server", "--port", str(cap_port)]
+            cap_token = _cap_token(workdir)
+            cap = ["alert-server", "--port", str(cap_port), "--token-file", str(cap_token)]
             procs.append(Proc("cap", cap, {**os.environ, **env}, workdir / "cap.log"))
             _write_env(workdir, env)
             listening = [web_port, cap_port, hook_port, *metrics.values()]
             _wait_listening(listening, procs, LISTEN_TIMEOUT_S)
             urls = [
                 f"status pages     http://127.0.0.1:{web_port}/articles",
-                f"CAP endpoint     http://127.0.0.1:{cap_port}/cap  (POST CAP XML; GET /healthz)",
+                f"CAP endpoint     http://127.0.0.1:{cap_port}/cap  (POST CAP XML with "
+                f"'Authorization: Bearer <the token in {cap_token}>'; GET /healthz)",
                 f"webhooks         http://127.0.0.1:{hook_port}/  (Graph and Zalo events)",
                 *(f"metrics {n:<11} http://127.0.0.1:{p}/metrics" for n, p in metrics.items()),
                 f"Kafka            {broker.bootstrap}",
@@ -147,6 +151,14 @@ def _wait_listening(ports: list[int], procs: list[Proc], timeout: float) -> None
         for p in procs:
             p.supervise()
         time.sleep(0.3)
+
+
+def _cap_token(workdir: Path) -> Path:
+    """The demo's CAP sender token (made once, 0600): the endpoint never runs unauthenticated."""
+    path = workdir / "cap-sender.token"
+    if not path.exists():
+        write_secret(path, (secrets.token_urlsafe(32) + "\n").encode())
+    return path
 
 
 def _write_env(workdir: Path, env: dict[str, str]) -> None:

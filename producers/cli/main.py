@@ -17,7 +17,7 @@ from infra.kafka.clients import KafkaAccessError
 from infra.kafka.grow import GrowRefused, family, grow
 from infra.kafka.reachable import EXIT_CONFIG
 from infra.kafka.topics import GrowRequired, apply_topics
-from producers.cap_http import serve
+from producers.cap_http import cap_access, serve
 from producers.cap_ingest import AlertProducer, check
 from producers.cli import deadletters as dl
 from producers.cli.progress import progress
@@ -28,6 +28,7 @@ from producers.cli.status import run as status
 from producers.cli.terminal import MAX_SHOWN_CHARS, printable, printable_json
 from producers.client import PublishClient, prepare
 from producers.targets import configured_targets, load_targets, local_registry
+from schemas.access import AccessError, AccessList, Role, add_identity, cli_actor
 from schemas.cap import MAX_CAP_BYTES, parse_cap
 from schemas.cap_signature import TrustFileError, TrustPolicy, load_trust, verify_signature
 from schemas.errors import InvalidContent
@@ -138,10 +139,15 @@ def cmd_alert(args: argparse.Namespace) -> int:
                     f"{printable(p['identifier'], limit=MAX_SHOWN_CHARS)}: {p['status']} lane={p['lane']} exercise={p['exercise']} zones={len(p['zones'])}"
                 )
         return 0
+    try:
+        actor = cli_actor(settings.actor)
+    except ValueError as exc:
+        print(f"lantoa alert: LANTOA_ACTOR refused: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     producer = AlertProducer(settings)
     try:
         for c in checked:
-            result = producer.send(c, "urn:lantoa:cli")
+            result = producer.send(c, "urn:lantoa:cli", actor=actor)
             print(
                 f"{printable(result['identifier'], limit=MAX_SHOWN_CHARS)}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}"
             )
@@ -155,23 +161,80 @@ def cmd_alert_server(args: argparse.Namespace) -> int:
     settings = _settings()
     if (trust := _trust("alert-server")) is None:  # a broken trust store stops it before anything
         return EXIT_CONFIG
+    try:  # every token is read and checked before the server listens
+        access = cap_access(settings, Path(args.token_file) if args.token_file else None)
+    except SecretFileError as exc:
+        print(f"lantoa alert-server cannot start: {printable(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    if access is not None and args.insecure_no_auth:
+        print(
+            "lantoa alert-server cannot start: --insecure-no-auth given with sender tokens configured; choose one",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    if access is None and not args.insecure_no_auth:
+        print(
+            "lantoa alert-server refuses to start without authentication: anyone reaching the port "
+            "could pre-empt the loudspeakers. Give sender tokens (--token-file, LANTOA_CAP_TOKEN_FILE, "
+            "LANTOA_CAP_TOKEN, or identities with the sender role in LANTOA_ACCESS_FILE: "
+            "lantoa access add NAME --role sender), or --insecure-no-auth on a closed test network",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     try:  # the producer checks a secured connection first: a refused configuration stops here
         alerts = AlertProducer(settings)
     except KafkaAccessError as exc:
         print(f"lantoa alert-server cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    try:  # the token file is read before the server listens
-        serve(
-            local_registry(settings),
-            alerts,
-            args.host,
-            args.port,
-            Path(args.token_file) if args.token_file else None,
-            trust=trust,
-        )
-    except SecretFileError as exc:
-        print(f"lantoa alert-server cannot start: {exc}", file=sys.stderr)
+    serve(
+        local_registry(settings),
+        alerts,
+        args.host,
+        args.port,
+        access,
+        trust=trust,
+        insecure=args.insecure_no_auth,
+    )
+    return 0
+
+
+def cmd_access(args: argparse.Namespace) -> int:
+    """``lantoa access add NAME --role R``: a new token for NAME (shown once); ``list``: who is known."""
+    settings = _settings()
+    path = Path(args.file) if args.file else settings.access_file
+    if path is None:
+        print("lantoa access: give --file or LANTOA_ACCESS_FILE", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        if args.action == "list":
+            known = AccessList.load(path).identities if path.exists() else ()
+            for ident in known:
+                senders = f" cap_senders={','.join(sorted(ident.cap_senders))}" if ident.cap_senders else ""
+                print(f"{ident.name}: {','.join(sorted(ident.roles))}{senders}")
+            return 0
+        if not args.name or not args.role:
+            print("lantoa access add: NAME and at least one --role are needed", file=sys.stderr)
+            return 2
+        token = add_identity(path, args.name, [Role(r) for r in args.role], args.cap_sender or None)
+    except AccessError as exc:
+        print(f"lantoa access: {printable(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.token_out:  # for scripts: the token in a new 0600 file, never on the terminal
+        out = Path(args.token_out)
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:  # the identity is saved: its token must reach the user another way
+            print(f"lantoa access: cannot create {out} ({exc.strerror}); the new token is:", file=sys.stderr)
+            print(token)
+            return 1
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        print(f"{args.name}: token written to {out} (mode 0600)")
+    else:
+        print(token)
+        print(
+            f"{args.name}: the token above is shown once; only its SHA-256 is kept in {path}", file=sys.stderr
+        )
     return 0
 
 
@@ -420,8 +483,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("alert-server", help="HTTP endpoint receiving CAP XML (POST /cap)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8088)
-    p.add_argument("--token-file", help="require 'Authorization: Bearer <token>'")
+    p.add_argument(
+        "--token-file", help="one sender token (identity cap-token), 'Authorization: Bearer <token>'"
+    )
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="take alerts from anyone who reaches the port (closed test networks only; logged on every request)",
+    )
     p.set_defaults(func=cmd_alert_server)
+
+    p = sub.add_parser(
+        "access", help="identities for the CAP endpoint and the status web (LANTOA_ACCESS_FILE)"
+    )
+    p.add_argument("action", choices=["add", "list"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", action="append", choices=[r.value for r in Role])
+    p.add_argument("--cap-sender", action="append", help="a CAP <sender> this identity may use (repeatable)")
+    p.add_argument("--file", help="the identities file (default LANTOA_ACCESS_FILE)")
+    p.add_argument("--token-out", help="write the new token to this new file (0600) instead of stdout")
+    p.set_defaults(func=cmd_access)
 
     p = sub.add_parser("publish", help="publish ninjs files to cms.articles")
     p.add_argument("--ninjs-version", choices=["2.0", "2.1", "2.2", "3.0", "3.1"], default=None)

@@ -70,6 +70,12 @@ def test_up_serves_and_the_cli_works_from_the_env_file_then_down_stops_everythin
         metrics_urls = [line.split()[-1] for line in lines if line.startswith("metrics")]
         assert len(metrics_urls) == 8, lines
         assert get(cap_url.removesuffix("/cap") + "/healthz")[0] == 200
+        token_file = workdir / "cap-sender.token"  # the CAP endpoint is not open to anyone
+        assert token_file.stat().st_mode & 0o077 == 0 and str(token_file) in "\n".join(lines)
+        anonymous = urllib.request.Request(cap_url, data=b"<alert/>", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(anonymous, timeout=10)
+        assert refused.value.code == 401
 
         # Another shell: only what the env file exports (and PATH), then the CLI.
         cli_env = {"PATH": os.environ["PATH"], **env}

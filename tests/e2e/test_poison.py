@@ -353,10 +353,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+CAP_TOKEN = uuid.uuid4().hex + uuid.uuid4().hex  # the alert-server's sender token (LANTOA_CAP_TOKEN)
+
+
 def post_cap(port: int, body: bytes) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/cap", data=body, method="POST", headers={"Content-Type": "application/xml"}
-    )
+    headers = {"Content-Type": "application/xml", "Authorization": f"Bearer {CAP_TOKEN}"}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/cap", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, orjson.loads(resp.read())
@@ -419,7 +421,7 @@ def test_poison_in_every_input_is_dead_lettered_and_every_process_survives(
         procs["alert-server"] = Proc(
             "alert-server",
             ["alert-server", "--port", str(port)],
-            stack.env,
+            {**stack.env, "LANTOA_CAP_TOKEN": CAP_TOKEN},
             stack.workdir / "alert-server.log",
         )
         procs["triage"] = Proc("triage", ["triage"], stack.env, stack.workdir / "triage.log")

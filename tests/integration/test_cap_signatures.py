@@ -65,7 +65,7 @@ def alerts(settings: Settings) -> Iterator[TopicTail]:
 @pytest.fixture
 async def client(settings: Settings, trust_file: Path) -> AsyncIterator[TestClient[Any, Any]]:
     producer = AlertProducer(settings)
-    app = make_app(local_registry(settings), producer, trust=TrustPolicy.load(trust_file))
+    app = make_app(local_registry(settings), producer, trust=TrustPolicy.load(trust_file), insecure=True)
     try:
         async with TestClient(TestServer(app)) as c:
             yield c

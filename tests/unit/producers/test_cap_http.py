@@ -22,9 +22,11 @@ from schemas.settings import Settings
 class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[Any] = []
+        self.actors: list[str | None] = []
 
-    def send(self, checked: Any, source: str = "") -> dict[str, Any]:
+    def send(self, checked: Any, source: str = "", *, actor: str | None = None) -> dict[str, Any]:
         self.sent.append(checked)
+        self.actors.append(actor)
         return {
             "identifier": checked.alert.identifier,
             "lane": checked.plan.lane,
@@ -37,7 +39,7 @@ class FakeProducer:
 @pytest.fixture
 async def endpoint() -> AsyncIterator[tuple[TestClient[Any, Any], FakeProducer]]:
     producer = FakeProducer()
-    app = make_app(local_registry(Settings()), producer)  # type: ignore[arg-type]
+    app = make_app(local_registry(Settings()), producer, insecure=True)  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as client:
         yield client, producer
 

@@ -14,6 +14,7 @@ from vietnam_provinces import Ward
 from producers.cap_http import make_app
 from producers.cli.main import main
 from producers.targets import local_registry
+from schemas.access import AccessList, Role
 from schemas.settings import Settings
 
 CAP = SHARED / "standards" / "cap" / "testdata"
@@ -104,9 +105,11 @@ def test_normalize(capsys: pytest.CaptureFixture[str]) -> None:
 class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[Any] = []
+        self.actors: list[str | None] = []
 
-    def send(self, checked: Any, source: str = "") -> dict[str, Any]:
+    def send(self, checked: Any, source: str = "", *, actor: str | None = None) -> dict[str, Any]:
         self.sent.append(checked)
+        self.actors.append(actor)
         return {
             "identifier": checked.alert.identifier,
             "lane": checked.plan.lane,
@@ -118,11 +121,12 @@ class FakeProducer:
 
 async def test_cap_http_endpoint() -> None:
     producer = FakeProducer()
-    app = make_app(local_registry(Settings()), producer, token="s3cret")  # type: ignore[arg-type]
+    access = AccessList.single_token("s3cret-s3cret-s3cret-0", "cap-token", [Role.SENDER], "test")
+    app = make_app(local_registry(Settings()), producer, access)  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as client:
         resp = await client.post("/cap", data=TYPHOON.read_bytes())
         assert resp.status == 401 and producer.sent == []
-        auth = {"Authorization": "Bearer s3cret"}
+        auth = {"Authorization": "Bearer s3cret-s3cret-s3cret-0"}
         resp = await client.post("/cap", data=(CAP / "xee.cap").read_bytes(), headers=auth)
         body = await resp.json()
         assert resp.status == 400 and "DTD" in body["reason"] and producer.sent == []

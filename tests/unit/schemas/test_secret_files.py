@@ -165,4 +165,4 @@ def test_lantoa_webhooks_exits_78_on_an_open_secret_file(
 def test_the_cap_token_file_is_refused_before_the_server_listens(tmp_path: Path) -> None:
     token = secret_file(tmp_path, 0o644, SECRET.encode(), name="cap-token")
     with pytest.raises(SecretFileError, match="chmod 600"):
-        cap_http.serve(None, None, "127.0.0.1", 0, token)  # type: ignore[arg-type]
+        cap_http.cap_access(Settings(), token)
