@@ -27,12 +27,11 @@ from typing import Final
 
 from aiohttp import web
 
-from producers.cap_ingest import AlertProducer, check
+from producers.approvals import AlertDoor, ApprovalRefused
+from producers.cap_ingest import check
 from schemas.access import AccessError, AccessList, Identity, Role
 from schemas.cap import MAX_CAP_BYTES
-from schemas.cap_signature import TrustPolicy
 from schemas.errors import InvalidContent
-from schemas.registry import Registry
 from schemas.settings import Settings
 from streams.alerts.plan import NotForBroadcast
 
@@ -42,6 +41,8 @@ PARSE_THREADS: Final = 2
 
 # The actor of an alert taken with --insecure-no-auth: nobody was proved.
 UNAUTHENTICATED: Final = "unauthenticated"
+DOOR: Final = "cap-http"
+SOURCE: Final = "urn:lantoa:cap-http"
 TOKEN_IDENTITY: Final = "cap-token"
 
 log = logging.getLogger(__name__)
@@ -111,39 +112,48 @@ async def read_body(request: web.Request, limit: int = MAX_CAP_BYTES) -> bytes:
     return b"".join(parts)
 
 
-def make_app(
-    registry: Registry,
-    producer: AlertProducer,
-    access: AccessList | None = None,
-    trust: TrustPolicy | None = None,
-    *,
-    insecure: bool = False,
-) -> web.Application:
+def make_app(door: AlertDoor, access: AccessList | None = None, *, insecure: bool = False) -> web.Application:
     """The endpoint. Without ``access`` every request is refused (401) unless ``insecure``."""
     parser = ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="cap-parse")
 
     def refused(status: int, reason: str) -> web.Response:
         return web.json_response({"accepted": False, "reason": reason}, status=status)
 
-    def who(request: web.Request) -> Identity | web.Response | None:
+    async def audited_refusal(ident: Identity, subject: str, status: int, reason: str) -> web.Response:
+        log.warning("%s refused for %s: %s", subject, ident.name, reason)
+        await asyncio.to_thread(door.refuse, ident.name, subject, DOOR, reason)
+        return refused(status, reason)
+
+    async def who(request: web.Request, role: Role) -> Identity | web.Response | None:
+        """The proven identity holding ``role``; None in insecure mode; else the refusal."""
         if insecure:
-            log.warning("POST /cap from %s taken WITHOUT authentication (--insecure-no-auth)", request.remote)
+            log.warning(
+                "%s %s from %s taken WITHOUT authentication (--insecure-no-auth)",
+                request.method,
+                request.path,
+                request.remote,
+            )
             return None
         ident = access.authenticate(request.headers.get("Authorization")) if access else None
-        if ident is None:
-            log.warning("POST /cap from %s refused: no valid credentials", request.remote)
+        if ident is None:  # not audited: strangers could fill the trail; the log has it
+            log.warning(
+                "%s %s from %s refused: no valid credentials", request.method, request.path, request.remote
+            )
             return web.json_response(
-                {"accepted": False, "reason": "unauthorised: a sender token is required"},
+                {"accepted": False, "reason": f"unauthorised: a {role.value} token is required"},
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="lantoa-cap", Basic realm="lantoa-cap"'},
             )
-        if not ident.has(Role.SENDER):
-            log.warning("POST /cap refused: identity %s has no sender role", ident.name)
-            return refused(403, f"identity {ident.name} may not send CAP alerts (no sender role)")
+        if not ident.has(role):
+            return await audited_refusal(
+                ident, request.path, 403, f"identity {ident.name} may not do this (no {role.value} role)"
+            )
         return ident
 
     async def receive(request: web.Request) -> web.Response:
-        ident = who(request)  # before the body is read: a stranger's megabyte is never parsed
+        ident = await who(
+            request, Role.SENDER
+        )  # before the body is read: a stranger's megabyte is never parsed
         if isinstance(ident, web.Response):
             return ident
         try:
@@ -151,22 +161,53 @@ def make_app(
         except BodyTooLarge as exc:
             return refused(413, exc.reason)
         try:
-            checked = await asyncio.get_running_loop().run_in_executor(parser, check, raw, registry, trust)
+            checked = await asyncio.get_running_loop().run_in_executor(
+                parser, check, raw, door.registry, door.trust
+            )
         except NotForBroadcast as exc:
             return refused(422, exc.reason)
         except InvalidContent as exc:
             return refused(400, exc.reason)
         if ident is not None and not ident.may_send_as(checked.alert.sender):
-            log.warning(
-                "POST /cap refused: identity %s may not send as %s", ident.name, _shown(checked.alert.sender)
-            )
-            return refused(
-                403, f"identity {ident.name} may not send as CAP sender {_shown(checked.alert.sender)}"
-            )
+            reason = f"identity {ident.name} may not send as CAP sender {_shown(checked.alert.sender)}"
+            return await audited_refusal(ident, checked.alert.identifier, 403, reason)
         actor = ident.name if ident is not None else UNAUTHENTICATED
-        result = await asyncio.to_thread(producer.send, checked, "urn:lantoa:cap-http", actor=actor)
-        log.info("POST /cap: %s accepted from %s", _shown(checked.alert.identifier), actor)
+        try:
+            result = await asyncio.to_thread(door.take, checked, actor, DOOR, SOURCE)
+        except ApprovalRefused as exc:
+            return refused(exc.status, exc.reason)
+        log.info(
+            "POST /cap: %s %s from %s",
+            _shown(checked.alert.identifier),
+            "waits for approval" if result["pending"] else "accepted",
+            actor,
+        )
         return web.json_response({"accepted": True, "actor": actor, **result}, status=202)
+
+    async def approve(request: web.Request) -> web.Response:
+        if insecure:  # nobody is proven, so nobody can be a second person
+            return refused(
+                403, "approvals need authenticated identities (the server runs --insecure-no-auth)"
+            )
+        ident = await who(request, Role.APPROVER)
+        if isinstance(ident, web.Response):
+            return ident
+        assert ident is not None
+        identifier = request.match_info["identifier"]
+        try:
+            result = await asyncio.to_thread(door.approve, identifier, ident.name, DOOR, SOURCE)
+        except ApprovalRefused as exc:
+            log.warning("approval of %s by %s refused: %s", _shown(identifier), ident.name, exc.reason)
+            return refused(exc.status, exc.reason)
+        log.info("POST /cap/approve: %s approved by %s", _shown(identifier), ident.name)
+        return web.json_response({"approved": True, **result}, status=200)
+
+    async def approvals(request: web.Request) -> web.Response:
+        if not insecure:
+            ident = access.authenticate(request.headers.get("Authorization")) if access else None
+            if ident is None or not (ident.has(Role.SENDER) or ident.has(Role.APPROVER)):
+                return web.json_response({"reason": "unauthorised"}, status=401)
+        return web.json_response({"alerts": await asyncio.to_thread(door.list)})
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -177,18 +218,18 @@ def make_app(
     # Above the limit, so that read_body (not aiohttp's plain-text 413) answers with the reason.
     app = web.Application(client_max_size=MAX_CAP_BYTES + 1024)
     app.router.add_post("/cap", receive)
+    app.router.add_post("/cap/approve/{identifier}", approve)
+    app.router.add_get("/cap/approvals", approvals)
     app.router.add_get("/healthz", health)
     app.on_cleanup.append(stop_parser)
     return app
 
 
 def serve(
-    registry: Registry,
-    producer: AlertProducer,
+    door: AlertDoor,
     host: str,
     port: int,
     access: AccessList | None,
-    trust: TrustPolicy | None = None,
     *,
     insecure: bool = False,
 ) -> None:
@@ -204,7 +245,7 @@ def serve(
     else:
         assert access is not None
         log.info("POST /cap senders: %s", ", ".join(i.name for i in access.with_role(Role.SENDER)))
-    if trust is None or not trust.configured:
+    if door.trust is None or not door.trust.configured:
         log.warning("CAP signatures are not checked: no LANTOA_CAP_TRUST_FILE")
-    app = make_app(registry, producer, access, trust, insecure=insecure)
+    app = make_app(door, access, insecure=insecure)
     web.run_app(app, host=host, port=port, print=None)

@@ -16,7 +16,8 @@ from typing import Any
 from kafka import KafkaProducer
 
 from infra.kafka import clients
-from schemas.audit import actor_header
+from schemas.access import check_actor
+from schemas.audit import APPROVER_HEADER, actor_header
 from schemas.cap import parse_cap
 from schemas.cap_model import Alert
 from schemas.cap_signature import UNCHECKED, SignatureCheck, TrustPolicy, verify_signature
@@ -44,8 +45,11 @@ def check(raw: bytes, registry: Registry, trust: TrustPolicy | None = None) -> C
     return Checked(alert, plan_alert(alert, registry), raw, signature)
 
 
-def headers_for(checked: Checked, source: str, actor: str | None = None) -> list[tuple[str, bytes]]:
-    """The alert's CloudEvents headers; ``actor`` (schemas/audit.py) who the door proved sent it."""
+def headers_for(
+    checked: Checked, source: str, actor: str | None = None, approver: str | None = None
+) -> list[tuple[str, bytes]]:
+    """The alert's CloudEvents headers; ``actor`` (schemas/audit.py): who the door proved sent it,
+    ``approver``: who approved it (the two-person rule, producers/approvals.py)."""
     plan = checked.plan
     headers = {
         "ce_specversion": "1.0",
@@ -61,6 +65,8 @@ def headers_for(checked: Checked, source: str, actor: str | None = None) -> list
     out = [(k, v.encode()) for k, v in headers.items()]
     if actor is not None:
         out.append(actor_header(actor))
+    if approver is not None:
+        out.append((APPROVER_HEADER, check_actor(approver).encode()))
     return out
 
 
@@ -84,12 +90,13 @@ class AlertProducer:
         timeout_s: float = 30.0,
         *,
         actor: str | None = None,
+        approver: str | None = None,
     ) -> dict[str, Any]:
         meta = self._producer.send(
             self.settings.topic(Topic.ALERTS_CAP),
             key=checked.alert.identifier.encode(),
             value=checked.raw,
-            headers=headers_for(checked, source, actor),
+            headers=headers_for(checked, source, actor, approver),
         ).get(timeout=timeout_s)
         return {
             "identifier": checked.alert.identifier,

@@ -249,3 +249,45 @@ def emergency_plan(alert: Any, plan: Any, *, repeat_interval_s: float, now: Any)
     records, _, _ = plan_records(alert, plan, Settings(emergency_repeat_s=repeat_interval_s), now, None, None)
     [record] = records
     return EmergencyPlan.from_record(orjson.loads(record.value))
+
+
+class MemoryStore:
+    """alerts.pending in memory (producers/approvals.py's Store), for tests without a broker."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Any] = {}
+        self.writes: list[Any] = []
+
+    def write(self, pending: Any) -> None:
+        self.entries[pending.identifier] = pending
+        self.writes.append(pending)
+
+    def read(self) -> dict[str, Any]:
+        return dict(self.entries)
+
+
+class MemoryAudit:
+    """audit.actions in memory: the AuditRecords written, in order."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def write(self, record: Any) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        pass
+
+
+def memory_door(producer: Any, settings: Any = None, trust: Any = None, clock: Any = None) -> Any:
+    """An AlertDoor over ``producer`` (a fake with ``send(checked, source, *, actor, approver)``)
+    with the pending store and the audit trail in memory; the targets registry of ``settings``.
+    Without ``settings`` the two-person rule is off (tests of other things send big alerts)."""
+    from producers.approvals import AlertDoor
+    from producers.targets import local_registry
+
+    settings = settings or Settings(approval_max_zones=10**6, approval_whole_province=False)
+    kwargs = {"clock": clock} if clock is not None else {}
+    return AlertDoor(
+        settings, local_registry(settings), producer, MemoryStore(), MemoryAudit(), trust, **kwargs
+    )

@@ -270,3 +270,29 @@ def admin(conn: KafkaConnection, **options: Any) -> KafkaAdminClient:
     """A kafka-python admin client. Raises KafkaAccessError first if the cluster refuses this configuration."""
     _preflight(conn)
     return KafkaAdminClient(**kafka_python_args(conn), **options)
+
+
+def read_topic(conn: KafkaConnection, topic: str, *, client_id: str, timeout_s: float = 10.0) -> list[Any]:
+    """Every record ``topic`` holds now (kafka-python ConsumerRecords, in partition order), read from
+    the beginning to the end offsets taken at start; TimeoutError past ``timeout_s``. For the CLI's
+    small topics (pending alerts, the audit trail, dead letters); no group, nothing committed."""
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    reader = consumer(conn, group_id=None, enable_auto_commit=False, client_id=client_id)
+    try:
+        tps = [KafkaTopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        if not tps:
+            return []
+        reader.assign(tps)
+        reader.seek_to_beginning(*tps)
+        ends = {tp: off for tp, off in reader.end_offsets(tps).items() if off}
+        out: dict[Any, list[Any]] = {tp: [] for tp in tps}
+        deadline = time.monotonic() + timeout_s
+        while any(reader.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} within {timeout_s:.0f} s")
+            for tp, records in reader.poll(timeout_ms=300, max_records=5000).items():
+                out[tp].extend(r for r in records if r.offset < ends.get(tp, 0))
+        return [r for tp in tps for r in out[tp]]
+    finally:
+        reader.close()

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from infra.kafka.clients import KafkaAccessError
 from infra.kafka.grow import GrowRefused, family, grow
 from infra.kafka.reachable import EXIT_CONFIG
 from infra.kafka.topics import GrowRequired, apply_topics
+from producers.approvals import AlertDoor, ApprovalRefused, PendingStore, listing
+from producers.audit import AuditLog
 from producers.cap_http import cap_access, serve
 from producers.cap_ingest import AlertProducer, check
 from producers.cli import deadletters as dl
@@ -139,20 +142,95 @@ def cmd_alert(args: argparse.Namespace) -> int:
                     f"{printable(p['identifier'], limit=MAX_SHOWN_CHARS)}: {p['status']} lane={p['lane']} exercise={p['exercise']} zones={len(p['zones'])}"
                 )
         return 0
-    try:
-        actor = cli_actor(settings.actor)
-    except ValueError as exc:
-        print(f"lantoa alert: LANTOA_ACTOR refused: {exc}", file=sys.stderr)
+    if (actor := _actor("alert", settings)) is None:
         return EXIT_CONFIG
-    producer = AlertProducer(settings)
+    door = _door(settings, registry, trust)
+    code = 0
     try:
         for c in checked:
-            result = producer.send(c, "urn:lantoa:cli", actor=actor)
-            print(
-                f"{printable(result['identifier'], limit=MAX_SHOWN_CHARS)}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}"
-            )
+            try:
+                result = door.take(c, actor, "cli", "urn:lantoa:cli")
+            except ApprovalRefused as exc:
+                print(_refusal(c.alert.identifier, exc.reason), file=sys.stderr)
+                code = 1
+                continue
+            shown = printable(result["identifier"], limit=MAX_SHOWN_CHARS)
+            if result["pending"]:
+                print(
+                    f"{shown}: PENDING approval ({printable(result['reason'])}); a different person runs "
+                    f"`lantoa approve {shown}` before {result['expires_at']}"
+                )
+            else:
+                print(
+                    f"{shown}: {result['lane']} lane, {result['zones']} zones, partition {result['partition']}"
+                )
     finally:
-        producer.close()
+        _close_door(door)
+    return code
+
+
+def _actor(command: str, settings: Settings) -> str | None:
+    """Who this CLI user is in the audit trail (LANTOA_ACTOR or cli:<login>@<host>)."""
+    try:
+        return cli_actor(settings.actor)
+    except ValueError as exc:
+        print(f"lantoa {command}: LANTOA_ACTOR refused: {exc}", file=sys.stderr)
+        return None
+
+
+def _door(settings: Settings, registry: Any, trust: TrustPolicy) -> AlertDoor:
+    return AlertDoor(
+        settings, registry, AlertProducer(settings), PendingStore(settings), AuditLog(settings), trust
+    )
+
+
+def _close_door(door: AlertDoor) -> None:
+    door.alerts.close()
+    if isinstance(door.store, PendingStore):
+        door.store.close()
+    door.audit.close()
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """``lantoa approve ID``: send a pending alert, as a person other than its submitter."""
+    settings = _settings()
+    if (trust := _trust("approve")) is None or (actor := _actor("approve", settings)) is None:
+        return EXIT_CONFIG
+    door = _door(settings, local_registry(settings), trust)
+    try:
+        result = door.approve(args.identifier, actor, "cli", "urn:lantoa:cli")
+    except ApprovalRefused as exc:
+        print(f"lantoa approve: refused: {printable(exc.reason)}", file=sys.stderr)
+        return 1
+    finally:
+        _close_door(door)
+    print(
+        f"{printable(result['identifier'], limit=MAX_SHOWN_CHARS)}: approved by {actor} "
+        f"(submitted by {printable(result['submitted_by'])}): {result['lane']} lane, {result['zones']} zones"
+    )
+    return 0
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    """``lantoa approvals``: alerts waiting for, given or past their approval."""
+    settings = _settings()
+    store = PendingStore(settings)
+    try:
+        listed = listing(store, datetime.now(UTC))
+    finally:
+        store.close()
+    if args.json:
+        _print_json(listed)
+        return 0
+    for p in listed:
+        by = f", approved by {p['approved_by']}" if p.get("approved_by") else ""
+        print(
+            printable(
+                f"{p['identifier']}: {p['state']} ({p['zones']} zones; {p['reason']}) submitted by "
+                f"{p['submitted_by']} at {p['submitted_at']}{by}; waits until {p['expires_at']}",
+                limit=MAX_SHOWN_CHARS,
+            )
+        )
     return 0
 
 
@@ -186,15 +264,13 @@ def cmd_alert_server(args: argparse.Namespace) -> int:
     except KafkaAccessError as exc:
         print(f"lantoa alert-server cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    serve(
-        local_registry(settings),
-        alerts,
-        args.host,
-        args.port,
-        access,
-        trust=trust,
-        insecure=args.insecure_no_auth,
+    door = AlertDoor(
+        settings, local_registry(settings), alerts, PendingStore(settings), AuditLog(settings), trust
     )
+    try:
+        serve(door, args.host, args.port, access, insecure=args.insecure_no_auth)
+    finally:
+        _close_door(door)
     return 0
 
 

@@ -38,7 +38,7 @@ from typing import Any, Final, Literal
 from schemas.cap_model import Alert, Info, MsgType, Scope, Severity, Status, Urgency
 from schemas.errors import InvalidContent
 from schemas.models import Target
-from schemas.registry import Registry
+from schemas.registry import Registry, province_names
 from schemas.topics import Channel
 
 __all__ = [
@@ -226,3 +226,45 @@ def dry_run_json(plan: AlertPlan) -> dict[str, Any]:
         "lane": plan.lane,
         "zones": zones,
     }
+
+
+@dataclass(frozen=True)
+class ApprovalScope:
+    """Why an alert waits for a second person (the two-person rule, producers/approvals.py)."""
+
+    reason: str
+    provinces: tuple[int, ...]  # every province the alert reaches
+    whole_provinces: tuple[int, ...]  # the provinces it reaches in every active official zone
+
+
+def approval_needed(
+    plan: AlertPlan, registry: Registry, max_zones: int, whole_province: bool
+) -> ApprovalScope | None:
+    """The scope that makes an Actual alert wait for approval, or None when it goes at once.
+
+    Exercise and Test alerts (test zones only) and Cancels (sirens must stop at once) never wait;
+    an Actual Alert or Update waits when it reaches more than ``max_zones`` zones or, with
+    ``whole_province``, every active official zone of a province.
+    """
+    if plan.exercise or plan.status is not Status.ACTUAL or plan.msg_type is MsgType.CANCEL:
+        return None
+    chosen = {z.id for z in plan.zones}
+    provinces = tuple(sorted({z.province_code for z in plan.zones if z.province_code is not None}))
+    whole: tuple[int, ...] = ()
+    if whole_province:
+        whole = tuple(
+            p
+            for p in provinces
+            if (zones := registry.zones_of_province(p)) and {z.id for z in zones} <= chosen
+        )
+    reasons = []
+    if len(plan.zones) > max_zones:
+        reasons.append(f"{len(plan.zones)} zones (more than {max_zones})")
+    if whole:
+        names = province_names()
+        shown = ", ".join(f"{names.get(p, p)} ({p:02d})" for p in whole[:5])
+        more = f" and {len(whole) - 5} more" if len(whole) > 5 else ""
+        reasons.append(f"every zone of {shown}{more}")
+    if not reasons:
+        return None
+    return ApprovalScope("Actual alert to " + " and ".join(reasons), provinces, whole)

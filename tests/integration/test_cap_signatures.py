@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cap_signing import Signer, make_signer, sign, write_trust
-from helpers import TYPHOON_ALERT
+from helpers import TYPHOON_ALERT, memory_door
 
 from infra.kafka.tail import TopicTail
 from infra.kafka.topics import apply_topics
 from producers.cap_http import make_app
 from producers.cap_ingest import AlertProducer
 from producers.cli.main import main
-from producers.targets import local_registry
 from schemas.cap_signature import TrustPolicy
 from schemas.settings import Settings
 from schemas.topics import Topic
@@ -65,7 +64,7 @@ def alerts(settings: Settings) -> Iterator[TopicTail]:
 @pytest.fixture
 async def client(settings: Settings, trust_file: Path) -> AsyncIterator[TestClient[Any, Any]]:
     producer = AlertProducer(settings)
-    app = make_app(local_registry(settings), producer, trust=TrustPolicy.load(trust_file), insecure=True)
+    app = make_app(memory_door(producer, trust=TrustPolicy.load(trust_file)), insecure=True)
     try:
         async with TestClient(TestServer(app)) as c:
             yield c

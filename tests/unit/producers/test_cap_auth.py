@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from helpers import TYPHOON_ALERT
+from helpers import TYPHOON_ALERT, memory_door
 
 from producers.cap_http import UNAUTHENTICATED, cap_access, make_app
 from producers.cli.main import main
@@ -28,7 +28,9 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str | None]] = []
 
-    def send(self, checked: Any, source: str = "", *, actor: str | None = None) -> dict[str, Any]:
+    def send(
+        self, checked: Any, source: str = "", *, actor: str | None = None, approver: str | None = None
+    ) -> dict[str, Any]:
         self.sent.append((checked.alert.identifier, actor))
         return {"identifier": checked.alert.identifier, "lane": checked.plan.lane, "zones": 0}
 
@@ -60,7 +62,7 @@ async def test_named_senders_each_with_their_own_token(tmp_path: Path) -> None:
     access = cap_access(Settings(access_file=path))
     assert access is not None
     producer = FakeProducer()
-    app = make_app(local_registry(Settings()), producer, access)  # type: ignore[arg-type]
+    app = make_app(memory_door(producer), access)
     async with TestClient(TestServer(app)) as client:
         body = TYPHOON_ALERT.read_bytes()
 
@@ -98,7 +100,7 @@ async def test_named_senders_each_with_their_own_token(tmp_path: Path) -> None:
 async def test_the_401_names_the_schemes_and_nothing_is_sent(tmp_path: Path) -> None:
     path, _ = identities(tmp_path)
     producer = FakeProducer()
-    app = make_app(local_registry(Settings()), producer, cap_access(Settings(access_file=path)))  # type: ignore[arg-type]
+    app = make_app(memory_door(producer), cap_access(Settings(access_file=path)))
     code, (reply, challenge) = await post(app, body=b"<not even xml")
     assert code == 401 and challenge is not None and "Bearer" in challenge
     assert "token" in reply["reason"] and producer.sent == []
@@ -108,9 +110,9 @@ async def test_without_access_every_request_is_refused_unless_insecure(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     producer = FakeProducer()
-    code, _ = await post(make_app(local_registry(Settings()), producer))  # type: ignore[arg-type]
+    code, _ = await post(make_app(memory_door(producer)))
     assert code == 401 and producer.sent == []
-    insecure = make_app(local_registry(Settings()), producer, insecure=True)  # type: ignore[arg-type]
+    insecure = make_app(memory_door(producer), insecure=True)
     with caplog.at_level(logging.WARNING, logger="producers.cap_http"):
         async with TestClient(TestServer(insecure)) as client:
             for _ in range(2):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from helpers import TYPHOON_ALERT, every_ward_alert
+from helpers import TYPHOON_ALERT, every_ward_alert, memory_door
 
 from producers import cap_http
 from producers.cap_http import make_app
@@ -24,7 +24,9 @@ class FakeProducer:
         self.sent: list[Any] = []
         self.actors: list[str | None] = []
 
-    def send(self, checked: Any, source: str = "", *, actor: str | None = None) -> dict[str, Any]:
+    def send(
+        self, checked: Any, source: str = "", *, actor: str | None = None, approver: str | None = None
+    ) -> dict[str, Any]:
         self.sent.append(checked)
         self.actors.append(actor)
         return {
@@ -39,7 +41,7 @@ class FakeProducer:
 @pytest.fixture
 async def endpoint() -> AsyncIterator[tuple[TestClient[Any, Any], FakeProducer]]:
     producer = FakeProducer()
-    app = make_app(local_registry(Settings()), producer, insecure=True)  # type: ignore[arg-type]
+    app = make_app(memory_door(producer), insecure=True)
     async with TestClient(TestServer(app)) as client:
         yield client, producer
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from helpers import SHARED, sample_paths
+from helpers import SHARED, memory_door, sample_paths
 from vietnam_provinces import Ward
 
 from producers.cap_http import make_app
@@ -107,7 +107,9 @@ class FakeProducer:
         self.sent: list[Any] = []
         self.actors: list[str | None] = []
 
-    def send(self, checked: Any, source: str = "", *, actor: str | None = None) -> dict[str, Any]:
+    def send(
+        self, checked: Any, source: str = "", *, actor: str | None = None, approver: str | None = None
+    ) -> dict[str, Any]:
         self.sent.append(checked)
         self.actors.append(actor)
         return {
@@ -122,7 +124,7 @@ class FakeProducer:
 async def test_cap_http_endpoint() -> None:
     producer = FakeProducer()
     access = AccessList.single_token("s3cret-s3cret-s3cret-0", "cap-token", [Role.SENDER], "test")
-    app = make_app(local_registry(Settings()), producer, access)  # type: ignore[arg-type]
+    app = make_app(memory_door(producer), access)
     async with TestClient(TestServer(app)) as client:
         resp = await client.post("/cap", data=TYPHOON.read_bytes())
         assert resp.status == 401 and producer.sent == []
