@@ -25,6 +25,13 @@ class AuditLog:
             timeout=timeout_s
         )
 
+    def write_all(self, records: list[AuditRecord], timeout_s: float = 30.0) -> None:
+        """Several records, sent together and each acknowledged (KafkaError on the first refused)."""
+        futures = [self._producer.send(self.topic, key=r.subject.encode(), value=r.encode()) for r in records]
+        self._producer.flush(timeout=timeout_s)
+        for f in futures:
+            f.get(timeout=timeout_s)
+
     def close(self) -> None:
         if self._own:
             self._producer.flush()

@@ -14,7 +14,10 @@ from typing import Any
 from kafka import KafkaProducer
 
 from infra.kafka import clients
+from producers.audit import AuditLog
+from schemas.access import check_actor, cli_actor
 from schemas.article import Article, article_from_ninjs
+from schemas.audit import ACTOR_HEADER, AuditAction, AuditRecord
 from schemas.codec import encode
 from schemas.errors import InvalidContent
 from schemas.models import utc_now_iso
@@ -53,6 +56,7 @@ def prepare(
     source: str = "urn:lantoa:cms",
     now: datetime | None = None,
     event_id: str | None = None,
+    actor: str | None = None,
 ) -> Prepared:
     """Validate (same reasons as ``lantoa validate``, plus Lantoa's uri/version rules) and frame.
 
@@ -76,6 +80,8 @@ def prepare(
         "ce_subject": article.uri,
         "content-type": "application/json",
     }
+    if actor:
+        headers[ACTOR_HEADER] = check_actor(actor)
     return Prepared(article, article.uri.encode(), raw, [(k, v.encode()) for k, v in headers.items()])
 
 
@@ -85,6 +91,7 @@ def retraction(
     version: int | None = None,
     source: str = "urn:lantoa:cms",
     now: datetime | None = None,
+    actor: str | None = None,
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """Key, value and headers of an article.retracted event without a document.
 
@@ -108,6 +115,8 @@ def retraction(
         "ce_subject": uri,
         "content-type": "application/json",
     }
+    if actor:
+        headers[ACTOR_HEADER] = check_actor(actor)
     return uri.encode(), encode(body), [(k, v.encode()) for k, v in headers.items()]
 
 
@@ -119,8 +128,13 @@ class PublishClient:
     after an unclear failure cannot post twice.
     """
 
-    def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
+    def __init__(
+        self, settings: Settings, producer: KafkaProducer | None = None, *, actor: str | None = None
+    ) -> None:
+        """``actor``: who publishes (ce_actor and the audit trail; default LANTOA_ACTOR, else
+        cli:<login>@<host>); a CMS passes each editor's name to ``publish``/``retract`` instead."""
         self.settings = settings
+        self.actor = check_actor(actor) if actor else cli_actor(settings.actor)
         self._producer = producer or clients.producer(
             settings.kafka,
             client_id=f"{settings.client_id}-cms",
@@ -130,13 +144,33 @@ class PublishClient:
             max_request_size=4 * 1024 * 1024,
         )
         self._topic = settings.topic(Topic.CMS_ARTICLES)
+        self._audit = AuditLog(settings, self._producer)
 
-    def publish(self, raw: bytes, ninjs_version: str | None = None, timeout_s: float = 30.0) -> Sent:
-        p = prepare(raw, ninjs_version, self.settings.source)
+    def publish(
+        self,
+        raw: bytes,
+        ninjs_version: str | None = None,
+        timeout_s: float = 30.0,
+        *,
+        actor: str | None = None,
+    ) -> Sent:
+        who = actor or self.actor
+        p = prepare(raw, ninjs_version, self.settings.source, actor=who)
         meta = self._producer.send(self._topic, key=p.key, value=p.value, headers=p.headers).get(
             timeout=timeout_s
         )
         hdr = dict(p.headers)
+        action = AuditAction.RETRACT if p.article.retracting else AuditAction.PUBLISH
+        self._audit.write(
+            AuditRecord(
+                who,
+                action,
+                p.article.uri,
+                "publish-client",
+                {"version": p.article.version, "ce_id": hdr["ce_id"].decode()},
+            ),
+            timeout_s,
+        )
         return Sent(
             p.article.uri,
             p.article.version,
@@ -147,11 +181,24 @@ class PublishClient:
         )
 
     def retract(
-        self, uri: str, reason: str | None = None, version: int | None = None, timeout_s: float = 30.0
+        self,
+        uri: str,
+        reason: str | None = None,
+        version: int | None = None,
+        timeout_s: float = 30.0,
+        *,
+        actor: str | None = None,
     ) -> Sent:
-        key, value, headers = retraction(uri, reason, version, self.settings.source)
+        who = actor or self.actor
+        key, value, headers = retraction(uri, reason, version, self.settings.source, actor=who)
         meta = self._producer.send(self._topic, key=key, value=value, headers=headers).get(timeout=timeout_s)
         hdr = dict(headers)
+        detail: dict[str, Any] = {"version": version, "ce_id": hdr["ce_id"].decode()}
+        if reason:
+            detail["reason"] = reason[:500]
+        self._audit.write(
+            AuditRecord(who, AuditAction.RETRACT, key.decode(), "publish-client", detail), timeout_s
+        )
         return Sent(
             key.decode(), version, hdr["ce_id"].decode(), "article.retracted", meta.partition, meta.offset
         )

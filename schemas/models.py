@@ -134,6 +134,7 @@ class Command:
     published_at: str | None = None
     event_id: str | None = None
     test: bool = False
+    actor: str | None = None  # who caused it (ce_actor of the event, schemas/audit.py)
 
     @property
     def target(self) -> str:
@@ -159,6 +160,7 @@ class Command:
             "event_id": self.event_id,
             "test": self.test,
             "payload": self.payload,
+            **({"actor": self.actor} if self.actor else {}),
         }
 
     @classmethod
@@ -206,6 +208,7 @@ class Command:
             published_at=raw.get("published_at"),
             event_id=raw.get("event_id"),
             test=bool(raw.get("test", False)),
+            actor=raw.get("actor"),
         )
 
 
@@ -225,6 +228,7 @@ class Receipt:
     external_id: str | None = None
     event_id: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    actor: str | None = None  # who caused the step (not part of receipt_id: the step is the same)
 
     @property
     def receipt_id(self) -> str:
@@ -251,7 +255,7 @@ class Receipt:
             "outcome": self.outcome,
             "at": self.at,
         }
-        for name in ("channel", "target", "command_id", "external_id", "event_id"):
+        for name in ("channel", "target", "command_id", "external_id", "event_id", "actor"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

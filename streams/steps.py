@@ -23,6 +23,7 @@ from infra.kafka.loop import InRecord
 from infra.kafka.outbox import OutRecord
 from infra.kafka.partitioning import partition_for
 from schemas import metrics
+from schemas.audit import actor_from_headers
 from schemas.cap import parse_cap
 from schemas.codec import decode, encode, headers_to_dict
 from schemas.deadletter import dead_letter_headers
@@ -225,6 +226,7 @@ class StreamSteps:
                 at=utc_now_iso(now),
                 version=version,
                 event_id=ev.ce.id,
+                actor=ev.ce.actor,
             ),
             self.settings,
         )
@@ -262,10 +264,11 @@ class StreamSteps:
         headers = headers_to_dict(strip_internal(raw_headers(rec)))  # only Lantoa sets dlq_*, retry_*, replay
         key_text = rec.key.decode("utf-8", "replace") if rec.key else None
         try:
+            actor = alert_actor(raw_headers(rec))
             alert = parse_cap(rec.value or b"")
             alert_plan = plan_alert(alert, self.registry())
             records, commands, receipt = plan_records(
-                alert, alert_plan, self.settings, now, headers.get("ce_time"), headers.get("ce_id")
+                alert, alert_plan, self.settings, now, headers.get("ce_time"), headers.get("ce_id"), actor
             )
         except InvalidContent as exc:
             log.warning("alert dead-lettered %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, exc.reason)
@@ -280,3 +283,12 @@ class StreamSteps:
             len(alert_plan.zones),
         )
         return Step(out=[*records, receipt_record(receipt, self.settings)], commands=commands)
+
+
+def alert_actor(headers: Any) -> str:
+    """Who sent an alert (its ce_actor; unattributed without one); a forged or broken header is
+    refused like the alert's own content: InvalidContent, a dead letter with the reason."""
+    try:
+        return actor_from_headers(headers)
+    except ValueError as exc:
+        raise InvalidContent(str(exc)) from None

@@ -743,6 +743,7 @@ class DeliveryRuntime:
             reason=reason,
             external_id=external_id,
             event_id=cmd.event_id,
+            actor=cmd.actor,
         )
         return OutRecord(self.settings.topic(Topic.RECEIPTS), cmd.key.uri.encode(), encode(receipt.to_dict()))
 

@@ -38,9 +38,11 @@ from kafka.errors import KafkaError
 
 from infra.kafka import clients
 from infra.kafka.payloads import PayloadRef
+from producers.audit import AuditLog
 from producers.cli.progress import progress as bar
 from producers.cli.terminal import printable
 from schemas import contracts
+from schemas.audit import AuditAction, AuditRecord
 from schemas.cap import parse_cap
 from schemas.codec import decode, headers_to_dict
 from schemas.errors import InvalidContent
@@ -261,13 +263,18 @@ def decide(targets: dict[str, Destination], letter: DeadLetter) -> Decision:
 
 
 def replay(
-    settings: Settings, letters: list[DeadLetter], dry_run: bool = False, progress: bool = True
+    settings: Settings,
+    letters: list[DeadLetter],
+    dry_run: bool = False,
+    progress: bool = True,
+    actor: str | None = None,
 ) -> list[Decision]:
     """Decide for each dead letter (see the module docstring) and send those allowed; one Decision each.
 
     A dry run sends nothing and returns the same decisions. A record the broker does not
     acknowledge is reported as not sent with the Kafka error; the others are unaffected.
-    Nothing is committed anywhere: the dead letters stay on their topic.
+    Nothing is committed anywhere: the dead letters stay on their topic. With ``actor``, each
+    record sent leaves an audit record (replay, subject: the record's key or its dead-letter ref).
     """
     targets = replay_targets(settings)
     decisions = [decide(targets, d) for d in letters]
@@ -299,6 +306,24 @@ def replay(
                 out[i] = Decision(x.letter, x.topic, headers=x.headers, sent=True)
             except KafkaError as exc:  # reported on this record's line, and the CLI exits non-zero
                 out[i] = Decision(x.letter, x.topic, reason=f"{type(exc).__name__}: {exc}", headers=x.headers)
+        if actor is not None:
+            AuditLog(settings, producer).write_all(
+                [
+                    AuditRecord(
+                        actor,
+                        AuditAction.REPLAY,
+                        x.letter.key.decode("utf-8", "replace") if x.letter.key else x.letter.ref,
+                        "cli",
+                        {
+                            "ref": x.letter.ref,
+                            "topic": x.topic,
+                            "reason": x.letter.meta.get("dlq_reason", "")[:500],
+                        },
+                    )
+                    for x in out
+                    if x.sent
+                ]
+            )
         return out
     finally:
         producer.close()

@@ -362,7 +362,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
                     f"{printable(plan['file'], limit=200)}: {printable(plan['uri'], limit=MAX_SHOWN_CHARS)} v{plan['version']} {plan['action']} -> {counts}"
                 )
         return 0
-    with PublishClient(settings) as client:
+    if (actor := _actor("publish", settings)) is None:
+        return EXIT_CONFIG
+    with PublishClient(settings, actor=actor) as client:
         results = []
         bulk = len(prepared) > 20  # a bulk publish: a progress bar instead of a line per file
         for i, (path, raw, _) in enumerate(prepared, start=1):
@@ -394,8 +396,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_retract(args: argparse.Namespace) -> int:
 
     settings = _settings()
+    if (actor := _actor("retract", settings)) is None:
+        return EXIT_CONFIG
     try:
-        with PublishClient(settings) as client:
+        with PublishClient(settings, actor=actor) as client:
             sent = client.retract(args.uri, args.reason, args.version)
     except InvalidContent as exc:
         print(f"{printable(args.uri)}: {printable(exc.reason)}", file=sys.stderr)
@@ -515,7 +519,9 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
         )
         return 2
     chosen = dl.select(letters, reason=args.reason, channel=args.channel, stage=args.stage, refs=args.refs)
-    decisions = dl.replay(settings, chosen, dry_run=args.dry_run)
+    if (actor := _actor("deadletters replay", settings)) is None:
+        return EXIT_CONFIG
+    decisions = dl.replay(settings, chosen, dry_run=args.dry_run, actor=actor)
     if args.json:
         _print_json([x.to_dict() for x in decisions])
     else:

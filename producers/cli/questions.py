@@ -29,9 +29,9 @@ triage process (the only writer of the table) closes it in order with the citize
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,13 @@ import orjson
 from infra.kafka import clients
 from infra.kafka.clients import KafkaAccessError
 from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka
+from producers.audit import AuditLog
 from producers.cli.terminal import printable, printable_json
 from producers.webhook_seen import SeenStoreBusy
 from producers.webhooks import WebhookSecrets, serve
 from schemas import contracts
+from schemas.access import cli_actor
+from schemas.audit import AuditAction, AuditRecord
 from schemas.codec import encode
 from schemas.models import utc_now_iso
 from schemas.secrets import SecretFileError
@@ -209,8 +212,13 @@ def cmd_answer(args: argparse.Namespace) -> int:
             )
         return 0
     try:
+        actor = cli_actor(settings.actor)
+    except ValueError as exc:
+        print(f"lantoa answer: LANTOA_ACTOR refused: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
         version = next_answer_version(record, args.follow_up)
-        command = reply_command(record, args.text, version, utc_now_iso())
+        command = replace(reply_command(record, args.text, version, utc_now_iso()), actor=actor)
     except NotAnswerable as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -226,6 +234,15 @@ def cmd_answer(args: argparse.Namespace) -> int:
                 key=command_key(command.channel, command.target),
                 value=encode(command.to_dict()),
             ).get(timeout=30)
+            AuditLog(settings, producer).write(
+                AuditRecord(
+                    actor,
+                    AuditAction.ANSWER,
+                    qid,
+                    "cli",
+                    {"target": command.target, "command_id": command_id, "version": version},
+                )
+            )
         finally:
             producer.close()
         if not args.json:
@@ -267,6 +284,11 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
     if record["state"] not in ("open", "comment"):
         print(f"{record['id']} is {record['state']}: nothing to dismiss", file=sys.stderr)
         return 1
+    try:
+        actor = cli_actor(settings.actor)
+    except ValueError as exc:
+        print(f"lantoa dismiss: LANTOA_ACTOR refused: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     event = {
         "schema_version": 1,
         "platform": record["platform"],
@@ -274,7 +296,7 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
         "event": "lantoa.dismiss",
         "message_id": record["comment_id"],
         "text": args.reason or "",
-        "by": args.by or getpass.getuser(),
+        "by": args.by or actor,
         "received_at": utc_now_iso(),
     }
     contracts.check("engagement", event)
@@ -287,6 +309,15 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
             key=inbound_key(record["platform"], record["comment_id"]).encode(),
             value=encode(event),
         ).get(timeout=30)
+        AuditLog(settings, producer).write(
+            AuditRecord(
+                actor,
+                AuditAction.DISMISS,
+                record["id"],
+                "cli",
+                {"reason": (args.reason or "")[:500], "by": args.by},
+            )
+        )
     finally:
         producer.close()
     print(f"{record['id']}: dismissed")

@@ -51,6 +51,7 @@ def plan_records(
     now: datetime,
     published_at: str | None,
     event_id: str | None,
+    actor: str | None = None,
 ) -> tuple[list[OutRecord], list[Command], Receipt]:
     """The records that carry an alert out (the emergency lane's), the loudspeaker commands (the
     priority lane's: encoded by the worker, their shared bulletin stored once), and the receipt."""
@@ -109,6 +110,7 @@ def plan_records(
                     published_at=published_at,
                     event_id=event_id,
                     test=plan.exercise,
+                    actor=actor,
                 )
                 commands.append(old)
         for z in plan.zones:
@@ -120,6 +122,7 @@ def plan_records(
                 published_at=published_at,
                 event_id=event_id,
                 test=plan.exercise,
+                actor=actor,
             )
             commands.append(cmd)
         counts["loudspeaker"] = len(plan.zones)
@@ -133,5 +136,6 @@ def plan_records(
         + (" (exercise: test zones only)" if plan.exercise else ""),
         event_id=event_id,
         counts=counts,
+        actor=actor,
     )
     return records, commands, receipt

@@ -49,6 +49,7 @@ def plan(
             issued_at=issued_at,
             published_at=event.ce.time,
             event_id=event.ce.id,
+            actor=event.ce.actor,
         )
 
     counts: dict[str, int] = {}
@@ -82,6 +83,7 @@ def plan(
                             command_id=key.command_id(),
                             reason=why[t.id],
                             event_id=event.ce.id,
+                            actor=event.ce.actor,
                         )
                     )
                 else:
@@ -126,6 +128,7 @@ def plan(
         reason=decision.reason,
         event_id=event.ce.id,
         counts=counts,
+        actor=event.ce.actor,
     )
     return commands, receipt, refused
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from schemas import contracts
 from schemas.article import Article, article_from_ninjs, check_uri, parse_time, parse_version
+from schemas.audit import ACTOR_HEADER, UNATTRIBUTED
 from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.ninjs_validation import DEFAULT_VERSION, validate_document, version_from_schema_uri
@@ -32,6 +33,7 @@ class CloudEvent:
     type: str
     time: str
     dataschema: str
+    actor: str = UNATTRIBUTED  # ce_actor: who published or retracted it (schemas/audit.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ def cloud_event(headers: dict[str, str]) -> CloudEvent:
         headers["ce_type"],
         headers["ce_time"],
         headers["ce_dataschema"],
+        headers.get(ACTOR_HEADER) or UNATTRIBUTED,  # its pattern was checked with the others
     )
 
 

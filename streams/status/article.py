@@ -174,6 +174,7 @@ def _event(ev: Mapping[str, Any]) -> dict[str, Any]:
         "version": ev.get("version") or "",
         "counts": ", ".join(f"{CHANNEL_VI.get(str(k), k)}: {v}" for k, v in (ev.get("counts") or {}).items()),
         "reason": ev.get("reason") or "",
+        "actor": ev.get("actor") or "",
     }
 
 

@@ -231,6 +231,7 @@ class StatusFold:
                 "version": raw.get("version"),
                 "reason": raw.get("reason"),
                 "counts": dict(raw.get("counts") or {}),
+                "actor": _s(raw.get("actor")),
             }
             art.touch(at)
             return uri

@@ -121,6 +121,32 @@ def fold() -> StatusFold:
 # -- the article page ----------------------------------------------------------------------------
 
 
+def test_the_history_names_who_published_and_retracted() -> None:
+    view = StatusFold()
+    view.add_receipt(
+        Receipt(
+            uri=URI,
+            stage="fanout",
+            outcome="routed",
+            at=iso(T0),
+            version=1,
+            counts={"fanpage": 1},
+            actor="editor-lan",
+        ).to_dict()
+    )
+    later = iso(T0 + timedelta(minutes=5))
+    view.add_receipt(
+        Receipt(
+            uri=URI, stage="fanout", outcome="retracted", at=later, version=1, actor="duty-editor"
+        ).to_dict()
+    )
+    article = view.article(URI)
+    assert article is not None
+    root = assert_safe_page(render_article(article, {"caught_up": True, "as_of": later}))
+    rows = [[td.text for td in tr.all("td")] for tr in root.all("tr") if tr.attrs.get("data-outcome")]
+    assert [r[3] for r in rows] == ["duty-editor", "editor-lan"]  # newest first, each with its actor
+
+
 def test_hostile_titles_reasons_and_target_ids_are_escaped_everywhere(fold: StatusFold) -> None:
     article = fold.article(URI)
     assert article is not None
