@@ -195,6 +195,9 @@ class Settings:
     actor: str = ""
     # One CAP sender token alone (identity "cap-token", role sender): a file (secret, 0600) or the
     # variable; either, the identities file's senders, or all of them (README "Trust").
+    # The status web without authentication (closed test networks only): every page open to
+    # whoever reaches web_host:web_port. Without it and without identities it answers 401.
+    status_insecure_no_auth: bool = False
     cap_token_file: Path | None = field(default=None, repr=False)
     cap_token: str = field(default="", repr=False)
     # CAP signatures (schemas/cap_signature.py): the trust store and per-sender policy.
@@ -299,6 +302,8 @@ class Settings:
         ):
             if (v := get(name)) is not None:
                 changes[name.lower()] = conv(v)
+        if (v := get("STATUS_INSECURE_NO_AUTH")) is not None:
+            changes["status_insecure_no_auth"] = v.strip().lower() in ("1", "true", "yes", "on")
         if (v := get("APPROVAL_WHOLE_PROVINCE")) is not None:
             changes["approval_whole_province"] = v.strip().lower() not in ("0", "false", "no", "off", "")
         settings = replace(base, **changes)  # type: ignore[arg-type]

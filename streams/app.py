@@ -35,6 +35,8 @@ from infra.kafka.outbox import Outbox
 from infra.kafka.payloads import PayloadWriter
 from infra.kafka.reachable import EXIT_CONFIG, ensure_kafka, wait_for_kafka
 from infra.kafka.registry_follower import RegistryFollower
+from schemas.access import AccessList
+from schemas.secrets import SecretFileError
 from schemas.settings import Settings
 from schemas.timeline import TimelineFetcher
 from schemas.topics import Topic
@@ -62,7 +64,7 @@ def crash(where: str, exc: BaseException) -> None:
     os._exit(EXIT_CRASH)
 
 
-def refused(exc: KafkaAccessError | PartitionMismatch) -> None:
+def refused(exc: KafkaAccessError | PartitionMismatch | SecretFileError) -> None:
     """Stop at start: the cluster refuses this configuration, or its partition counts disagree
     with it (nothing consumed, no offset moved)."""
     log.critical("stream worker cannot start: %s", exc)
@@ -167,11 +169,18 @@ def run_worker(settings: Settings, loglevel: str = "info", timeline: TimelineFet
         refused(exc)
     status = None
     if settings.web_port > 0 or settings.metrics_port:
+        access = None
+        if settings.web_port > 0 and settings.access_file is not None:
+            try:  # who may read the status web: read (and checked) once, before it listens
+                access = AccessList.load(settings.access_file)
+            except SecretFileError as exc:
+                refused(exc)
         status = StatusService(
             settings,
             serve_http=settings.web_port > 0,
             on_crash=lambda exc: crash("status view", exc),
             timeline=timeline,
+            access=access,
         )
         status.start()
 

@@ -14,6 +14,9 @@ from helpers import SHARED
 # alerts.cap, so their processes run with the rule off. The rule's own tests set these values.
 os.environ.setdefault("LANTOA_APPROVAL_MAX_ZONES", "1000000")
 os.environ.setdefault("LANTOA_APPROVAL_WHOLE_PROVINCE", "0")
+# Likewise the status web: the stream workers of other tests serve it open; its access tests
+# (tests/unit/streams/test_status_access.py, tests/integration/test_trust.py) set identities.
+os.environ.setdefault("LANTOA_STATUS_INSECURE_NO_AUTH", "1")
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ from infra.local.s3.__main__ import write_credentials_file
 from infra.local.s3.versitygw import S3Server, build_versitygw
 from infra.local.stack import Emulators, Proc, stack_env
 from producers.targets import load_targets
+from schemas.access import Role, add_identity
 from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.secrets import write_secret
 from schemas.settings import Settings
@@ -90,7 +91,13 @@ def run(workdir: Path) -> int:
             write_credentials_file(creds, s3.access_key, s3.secret_key)
             emus = Emulators(workdir / "emulators", DEFAULT_TARGETS_FILE)
             web_port, cap_port, hook_port, *metrics_ports = free_loopback_ports(3 + len(PROCESSES))
-            env = {**stack_env(workdir, broker.bootstrap, s3, creds, emus), "LANTOA_WEB_PORT": str(web_port)}
+            access_file, status_token = _status_editor(workdir)
+            env = {
+                **stack_env(workdir, broker.bootstrap, s3, creds, emus),
+                "LANTOA_WEB_PORT": str(web_port),
+                "LANTOA_ACCESS_FILE": str(access_file),
+                "LANTOA_STATUS_INSECURE_NO_AUTH": "0",
+            }
             settings = Settings.from_env(env)
             apply_topics(settings)
             load_targets(settings)
@@ -107,7 +114,8 @@ def run(workdir: Path) -> int:
             listening = [web_port, cap_port, hook_port, *metrics.values()]
             _wait_listening(listening, procs, LISTEN_TIMEOUT_S)
             urls = [
-                f"status pages     http://127.0.0.1:{web_port}/articles",
+                f"status pages     http://127.0.0.1:{web_port}/articles  (sign in as editor, "
+                f"password: the token in {status_token})",
                 f"CAP endpoint     http://127.0.0.1:{cap_port}/cap  (POST CAP XML with "
                 f"'Authorization: Bearer <the token in {cap_token}>'; GET /healthz)",
                 f"webhooks         http://127.0.0.1:{hook_port}/  (Graph and Zalo events)",
@@ -159,6 +167,15 @@ def _cap_token(workdir: Path) -> Path:
     if not path.exists():
         write_secret(path, (secrets.token_urlsafe(32) + "\n").encode())
     return path
+
+
+def _status_editor(workdir: Path) -> tuple[Path, Path]:
+    """The identities file of the stack (one editor for the status web, made once) and the file
+    holding the editor's token (0600): the status pages are never open to whoever reaches them."""
+    access, token = workdir / "identities.json", workdir / "status-editor.token"
+    if not (access.exists() and token.exists()):
+        write_secret(token, (add_identity(access, "editor", [Role.EDITOR]) + "\n").encode())
+    return access, token
 
 
 def _write_env(workdir: Path, env: dict[str, str]) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -39,6 +39,7 @@ from aiokafka import TopicPartition
 from infra.kafka.loop import Batch, ConsumerLoop, Handled, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
 from schemas import metrics
+from schemas.access import AccessList, Role
 from schemas.codec import decode
 from schemas.errors import InvalidContent
 from schemas.settings import Settings
@@ -46,7 +47,7 @@ from schemas.text import identifier
 from schemas.timeline import TimelineFetcher
 from schemas.topics import Channel, Topic
 from streams.status.model import STATES
-from streams.status.pages import StatusPages, prefers_html
+from streams.status.pages import IDENTITY, StatusPages, for_reader, prefers_html
 from streams.status.view import StatusView
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,49 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def make_app(view: StatusView, timeline: TimelineFetcher | None = None) -> web.Application:
+OPEN_PATHS = frozenset({"/healthz"})
+CHALLENGE = 'Basic realm="Lantoa status", charset="UTF-8"'
+
+
+def access_middleware(access: AccessList | None, insecure: bool) -> Any:
+    """Every path but /healthz needs an identity with the viewer role (editor and ops include it):
+    401 with a Basic challenge (a browser asks for the name and the token) otherwise."""
+
+    @web.middleware
+    async def check(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if insecure or request.path in OPEN_PATHS:
+            return await handler(request)
+        ident = access.authenticate(request.headers.get("Authorization")) if access else None
+        if ident is None or not ident.has(Role.VIEWER):
+            reason = (
+                "the status web has no identities: add them with `lantoa access add NAME --role editor` "
+                "(LANTOA_ACCESS_FILE)"
+                if access is None or not access.with_role(Role.VIEWER)
+                else "unauthorised: a viewer, editor or ops token is required"
+            )
+            status = 401 if ident is None else 403
+            resp = _json({"error": reason}, status)
+            if status == 401:
+                resp.headers["WWW-Authenticate"] = CHALLENGE
+            return resp
+        request[IDENTITY] = ident
+        return await handler(request)
+
+    return check
+
+
+def make_app(
+    view: StatusView,
+    timeline: TimelineFetcher | None = None,
+    access: AccessList | None = None,
+    *,
+    insecure: bool = False,
+) -> web.Application:
     """The aiohttp application over a view (tests may build one over a hand-fed view); the
-    timeline page reads the loudspeaker platform through ``timeline`` (none: it answers 503)."""
+    timeline page reads the loudspeaker platform through ``timeline`` (none: it answers 503).
+    Behind ``access`` (identities with viewer/editor/ops roles); ``insecure``: open to all."""
     pages = StatusPages(view, timeline)
 
     async def healthz(request: web.Request) -> web.Response:
@@ -178,9 +219,9 @@ def make_app(view: StatusView, timeline: TimelineFetcher | None = None) -> web.A
                 "unknown article" if view.caught_up else "unknown article (the status view is still reading)"
             )
             return _json({"error": why, "uri": uri, "view": view.meta()}, 404)
-        return _json({**found, "view": view.meta()})
+        return _json({**for_reader(request, found), "view": view.meta()})
 
-    app = web.Application()
+    app = web.Application(middlewares=[access_middleware(access, insecure)])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/articles", articles)
     app.router.add_get("/articles/{uri:.+}/status", status)
@@ -205,8 +246,10 @@ class StatusService:
         on_crash: Callable[[BaseException], None],
         view: StatusView | None = None,
         timeline: TimelineFetcher | None = None,
+        access: AccessList | None = None,
     ) -> None:
         self.settings, self.serve_http, self.on_crash = settings, serve_http, on_crash
+        self.access = access
         self.timeline = timeline
         self.view = view or StatusView()
         self._thread: threading.Thread | None = None
@@ -248,7 +291,20 @@ class StatusService:
         self._stop = asyncio.Event()
         runner: web.AppRunner | None = None
         if self.serve_http:
-            runner = web.AppRunner(make_app(self.view, self.timeline), access_log=None)
+            insecure = self.settings.status_insecure_no_auth
+            if insecure:
+                log.warning(
+                    "status web WITHOUT authentication (LANTOA_STATUS_INSECURE_NO_AUTH): every page is open on %s:%s",
+                    self.settings.web_host,
+                    self.settings.web_port,
+                )
+            elif self.access is None or not self.access.with_role(Role.VIEWER):
+                log.warning(
+                    "status web: no identity with the viewer, editor or ops role in LANTOA_ACCESS_FILE: "
+                    "every page answers 401 (lantoa access add NAME --role editor)"
+                )
+            app = make_app(self.view, self.timeline, self.access, insecure=insecure)
+            runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, self.settings.web_host, self.settings.web_port).start()
             log.info("status view on http://%s:%s/", self.settings.web_host, self.settings.web_port)

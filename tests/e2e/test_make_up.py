@@ -4,6 +4,7 @@ and the CAP endpoint, says "already up" when asked twice, and `down` leaves noth
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -31,9 +32,9 @@ def up(workdir: Path, command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def get(url: str) -> tuple[int, str]:
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
             return resp.status, resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, ""
@@ -70,6 +71,9 @@ def test_up_serves_and_the_cli_works_from_the_env_file_then_down_stops_everythin
         metrics_urls = [line.split()[-1] for line in lines if line.startswith("metrics")]
         assert len(metrics_urls) == 8, lines
         assert get(cap_url.removesuffix("/cap") + "/healthz")[0] == 200
+        status_token = (workdir / "status-editor.token").read_text().strip()  # nor the status pages
+        editor = {"Authorization": "Basic " + base64.b64encode(f"editor:{status_token}".encode()).decode()}
+        assert get(status_url)[0] == 401 and get(status_url, {"Authorization": "Bearer " + "x" * 40})[0] == 401
         token_file = workdir / "cap-sender.token"  # the CAP endpoint is not open to anyone
         assert token_file.stat().st_mode & 0o077 == 0 and str(token_file) in "\n".join(lines)
         anonymous = urllib.request.Request(cap_url, data=b"<alert/>", method="POST")
@@ -92,7 +96,7 @@ def test_up_serves_and_the_cli_works_from_the_env_file_then_down_stops_everythin
         uri = json.loads(SAMPLE.read_text())["uri"]
         deadline = time.monotonic() + 120
         while True:
-            code, body = get(status_url)
+            code, body = get(status_url, editor)
             if code == 200 and uri in body:
                 break
             assert time.monotonic() < deadline, f"{uri} never appeared on {status_url} ({code})"

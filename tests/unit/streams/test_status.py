@@ -352,7 +352,7 @@ async def test_http_status_endpoint_decodes_uris_and_refuses_bad_queries() -> No
     view = StatusView(clock=lambda: epoch(at(30)))
     view.caught_up = True
     view.fold.add_command(command("fanpage:a", uri=slashed))
-    async with TestClient(TestServer(make_app(view))) as client:
+    async with TestClient(TestServer(make_app(view, insecure=True))) as client:
         resp = await client.get(f"/articles/{quote(slashed, safe='')}/status")
         assert resp.status == 200
         body = await resp.json()

@@ -232,7 +232,7 @@ async def test_http_pages_negotiation_filters_and_errors(fold: StatusFold) -> No
     view = StatusView(clock=lambda: T0.timestamp())
     view.fold = fold
     view.caught_up = True
-    async with TestClient(TestServer(make_app(view))) as client:
+    async with TestClient(TestServer(make_app(view, insecure=True))) as client:
         resp = await client.get(f"/status/{quote(URI, safe='')}?channel=fanpage&state=failed")
         assert resp.status == 200 and resp.content_type == "text/html"
         assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
@@ -417,7 +417,7 @@ async def test_timeline_http_errors_come_back_as_pages() -> None:
         return zone_day((TYPHOON,))
 
     view = StatusView(clock=lambda: datetime(2026, 11, 26, 12, 40, tzinfo=HCM).timestamp())
-    async with TestClient(TestServer(make_app(view, fetch))) as client:
+    async with TestClient(TestServer(make_app(view, fetch, insecure=True))) as client:
         ok = await client.get("/timeline/zone%3A18073?date=2026-11-26")
         assert ok.status == 200
         assert assert_safe_page(await ok.text()).all("li", data_emergency_id="VN-NCHMF-BAO05")
