@@ -73,7 +73,9 @@ def test_up_serves_and_the_cli_works_from_the_env_file_then_down_stops_everythin
         assert get(cap_url.removesuffix("/cap") + "/healthz")[0] == 200
         status_token = (workdir / "status-editor.token").read_text().strip()  # nor the status pages
         editor = {"Authorization": "Basic " + base64.b64encode(f"editor:{status_token}".encode()).decode()}
-        assert get(status_url)[0] == 401 and get(status_url, {"Authorization": "Bearer " + "x" * 40})[0] == 401
+        assert (
+            get(status_url)[0] == 401 and get(status_url, {"Authorization": "Bearer " + "x" * 40})[0] == 401
+        )
         token_file = workdir / "cap-sender.token"  # the CAP endpoint is not open to anyone
         assert token_file.stat().st_mode & 0o077 == 0 and str(token_file) in "\n".join(lines)
         anonymous = urllib.request.Request(cap_url, data=b"<alert/>", method="POST")
