@@ -124,8 +124,9 @@ def make_app(door: AlertDoor, access: AccessList | None = None, *, insecure: boo
         await asyncio.to_thread(door.refuse, ident.name, subject, DOOR, reason)
         return refused(status, reason)
 
-    async def who(request: web.Request, role: Role) -> Identity | web.Response | None:
-        """The proven identity holding ``role``; None in insecure mode; else the refusal."""
+    async def who(request: web.Request, role: Role, subject: str) -> Identity | web.Response | None:
+        """The proven identity holding ``role``; None in insecure mode; else the refusal (one
+        refused for its role is audited under ``subject``)."""
         if insecure:
             log.warning(
                 "%s %s from %s taken WITHOUT authentication (--insecure-no-auth)",
@@ -146,14 +147,13 @@ def make_app(door: AlertDoor, access: AccessList | None = None, *, insecure: boo
             )
         if not ident.has(role):
             return await audited_refusal(
-                ident, request.path, 403, f"identity {ident.name} may not do this (no {role.value} role)"
+                ident, subject, 403, f"identity {ident.name} may not do this (no {role.value} role)"
             )
         return ident
 
     async def receive(request: web.Request) -> web.Response:
-        ident = await who(
-            request, Role.SENDER
-        )  # before the body is read: a stranger's megabyte is never parsed
+        # Before the body is read: a stranger's megabyte is never parsed.
+        ident = await who(request, Role.SENDER, request.path)
         if isinstance(ident, web.Response):
             return ident
         try:
@@ -189,11 +189,11 @@ def make_app(door: AlertDoor, access: AccessList | None = None, *, insecure: boo
             return refused(
                 403, "approvals need authenticated identities (the server runs --insecure-no-auth)"
             )
-        ident = await who(request, Role.APPROVER)
+        identifier = request.match_info["identifier"]
+        ident = await who(request, Role.APPROVER, identifier)
         if isinstance(ident, web.Response):
             return ident
         assert ident is not None
-        identifier = request.match_info["identifier"]
         try:
             result = await asyncio.to_thread(door.approve, identifier, ident.name, DOOR, SOURCE)
         except ApprovalRefused as exc:

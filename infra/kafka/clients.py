@@ -38,6 +38,7 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
 
 from schemas.settings import KafkaConnection
 
@@ -276,8 +277,6 @@ def read_topic(conn: KafkaConnection, topic: str, *, client_id: str, timeout_s: 
     """Every record ``topic`` holds now (kafka-python ConsumerRecords, in partition order), read from
     the beginning to the end offsets taken at start; TimeoutError past ``timeout_s``. For the CLI's
     small topics (pending alerts, the audit trail, dead letters); no group, nothing committed."""
-    from kafka import TopicPartition as KafkaTopicPartition
-
     reader = consumer(conn, group_id=None, enable_auto_commit=False, client_id=client_id)
     try:
         tps = [KafkaTopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]

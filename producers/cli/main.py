@@ -23,6 +23,7 @@ from producers.audit import AuditLog
 from producers.cap_http import cap_access, serve
 from producers.cap_ingest import AlertProducer, check
 from producers.cli import deadletters as dl
+from producers.cli.audit import add_parser as add_audit
 from producers.cli.progress import progress
 from producers.cli.questions import add_parsers as add_engagement
 from producers.cli.schedule import run as schedule
@@ -574,6 +575,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="take alerts from anyone who reaches the port (closed test networks only; logged on every request)",
     )
     p.set_defaults(func=cmd_alert_server)
+
+    add_audit(sub, _settings)
+
+    p = sub.add_parser("approve", help="approve an alert waiting for a second person (two-person rule)")
+    p.add_argument("identifier", help="the CAP identifier `lantoa approvals` shows")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("approvals", help="alerts waiting for approval, approved or expired")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_approvals)
 
     p = sub.add_parser(
         "access", help="identities for the CAP endpoint and the status web (LANTOA_ACCESS_FILE)"
