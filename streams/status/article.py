@@ -9,8 +9,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from schemas.emergency import alert_uri
 from streams.status.layout import (
     ACTION_VI,
+    APPROVAL_VI,
     CHANNEL_ORDER,
     CHANNEL_VI,
     EVENT_VI,
@@ -179,9 +181,13 @@ def _event(ev: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def render_index(
-    articles: Sequence[Mapping[str, Any]], meta: Mapping[str, Any], refresh: int | None = STATUS_REFRESH_S
+    articles: Sequence[Mapping[str, Any]],
+    meta: Mapping[str, Any],
+    refresh: int | None = STATUS_REFRESH_S,
+    approvals: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The recent articles (``StatusFold.recent``), newest first, each linking to its page."""
+    """The recent articles (``StatusFold.recent``), newest first, each linking to its page; above
+    them the alerts of the two-person rule (``StatusView.approval_list``), when there are any."""
     rows = []
     for a in articles:
         uri = str(a.get("uri"))
@@ -209,4 +215,22 @@ def render_index(
                 "channels": channels,
             }
         )
-    return render_page("index.html", "Bài viết gần đây", refresh=refresh, meta=meta, articles=rows)
+    waiting = [
+        {
+            "identifier": a.get("identifier"),
+            "path": status_path(alert_uri(str(a.get("identifier")))),
+            "state": a.get("state"),
+            "word": APPROVAL_VI.get(str(a.get("state")), str(a.get("state"))),
+            "headline": a.get("headline") or "",
+            "zones": a.get("zones"),
+            "reason": a.get("reason") or "",
+            "submitted_by": a.get("submitted_by") or "",
+            "submitted_at": a.get("submitted_at"),
+            "approved_by": a.get("approved_by") or "",
+            "expires_at": a.get("expires_at"),
+        }
+        for a in approvals
+    ]
+    return render_page(
+        "index.html", "Bài viết gần đây", refresh=refresh, meta=meta, articles=rows, approvals=waiting
+    )

@@ -47,6 +47,9 @@ STATE_VI = {
     "retracted": "Đã gỡ",
     "skipped": "Bỏ qua",
 }
+# The two-person rule's states (producers/approvals.py), as the index page shows them.
+APPROVAL_VI = {"pending": "Chờ người thứ hai duyệt", "approved": "Đã duyệt", "expired": "Hết hạn chờ duyệt"}
+
 CHANNEL_VI = {
     "fanpage": "Fanpage Facebook",
     "zalo": "Zalo",

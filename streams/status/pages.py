@@ -94,6 +94,14 @@ def for_reader(request: web.Request, article: dict[str, Any]) -> dict[str, Any]:
     return {**article, "events": events}
 
 
+def for_reader_approval(request: web.Request, entry: dict[str, Any]) -> dict[str, Any]:
+    """A pending alert as this request's identity may see it: names are for editors and ops."""
+    ident = request.get(IDENTITY)
+    if ident is None or ident.has(Role.EDITOR):
+        return entry
+    return {k: v for k, v in entry.items() if k not in ("submitted_by", "approved_by")}
+
+
 class StatusPages:
     """The aiohttp handlers of the pages over a status view and (optionally) a timeline fetcher."""
 
@@ -112,7 +120,10 @@ class StatusPages:
             return html_response(render_message("Yêu cầu không hợp lệ", "limit phải là số nguyên."), 400)
         with self.view.lock:
             recent = self.view.fold.recent(limit)
-        resp = html_response(await asyncio.to_thread(render_index, recent, self.view.meta()))
+            approvals = [for_reader_approval(request, a) for a in self.view.approval_list()]
+        resp = html_response(
+            await asyncio.to_thread(render_index, recent, self.view.meta(), approvals=approvals)
+        )
         resp.headers["Vary"] = "Accept"  # /articles answers JSON or this page
         return resp
 

@@ -4,6 +4,7 @@ HTTP server over it.
 
     GET /healthz                      {"ok", "caught_up", "articles", "skipped_records"}
     GET /articles?limit=N             the N articles updated most recently (no targets), newest first
+    GET /alerts/approvals             the two-person rule's alerts: pending, approved or expired
     GET /articles/{uri}/status        one article (uri URL-encoded, '/' as %2F or as is);
                                       ?channel=CH and ?state=S narrow the target lists
                                       (the per-channel counts always cover every target)
@@ -47,7 +48,7 @@ from schemas.text import identifier
 from schemas.timeline import TimelineFetcher
 from schemas.topics import Channel, Topic
 from streams.status.model import STATES
-from streams.status.pages import IDENTITY, StatusPages, for_reader, prefers_html
+from streams.status.pages import IDENTITY, StatusPages, for_reader, for_reader_approval, prefers_html
 from streams.status.view import StatusView
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class StatusFollower:
         self.kinds: dict[str, str] = {
             settings.topic(Topic.RECEIPTS): "receipt",
             settings.topic(Topic.EMERGENCY_COMMANDS): "emergency",
+            settings.topic(Topic.ALERTS_PENDING): "pending",
         }
         for channel in Channel:
             self.kinds[settings.topic(Topic.commands(channel))] = "command"
@@ -115,6 +117,10 @@ class StatusFollower:
                 kind = self.kinds[tp.topic]
                 for rec in records:
                     try:
+                        if kind == "pending":
+                            key = (rec.key or b"").decode("utf-8", "replace")
+                            self.view.note_approval(key, None if rec.value is None else decode(rec.value))
+                            continue
                         raw = decode(rec.value)
                         if not isinstance(raw, dict):
                             raise InvalidContent("not a JSON object")
@@ -221,9 +227,17 @@ def make_app(
             return _json({"error": why, "uri": uri, "view": view.meta()}, 404)
         return _json({**for_reader(request, found), "view": view.meta()})
 
+    async def approvals(request: web.Request) -> web.Response:
+        if prefers_html(request):
+            return await pages.index(request)
+        with view.lock:
+            listed = view.approval_list()
+        return _json({"alerts": [for_reader_approval(request, a) for a in listed], "view": view.meta()})
+
     app = web.Application(middlewares=[access_middleware(access, insecure)])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/articles", articles)
+    app.router.add_get("/alerts/approvals", approvals)
     app.router.add_get("/articles/{uri:.+}/status", status)
     pages.add_routes(app.router)
     return app

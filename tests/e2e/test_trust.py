@@ -12,8 +12,9 @@ emulator and ``lantoa alert-server`` with named senders and a trust store run as
    ce_approver = the approver, and pre-empts every zone at the platform;
 4. audit.actions names both people (submit, refuse, approve, alert); `lantoa audit --uri` lists
    them; `lantoa approvals` shows it approved;
-5. the status web answers 401 without a token, shows the alert's history with its actor to an
-   editor and without it to a viewer; a CLI publish carries LANTOA_ACTOR to the receipts.
+5. the status web answers 401 without a token, shows the alert pending then approved, its history
+   with its actor to an editor and without it to a viewer; a CLI publish carries LANTOA_ACTOR to
+   the receipts.
 """
 
 from __future__ import annotations
@@ -191,6 +192,12 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
         listed = lantoa(env, "approvals", "--json")
         assert listed.returncode == 0, listed.stderr
         assert [(a["identifier"], a["state"]) for a in json.loads(listed.stdout)] == [(eid, "pending")]
+
+        def on_status_web(state: str) -> bool:
+            code, body = http("GET", f"{web}/alerts/approvals", token=tokens["editor-lan"], name="editor-lan")
+            return code == 200 and [(a["identifier"], a["state"]) for a in body["alerts"]] == [(eid, state)]
+
+        wait(lambda: on_status_web("pending"), 60, "the pending alert on the status web", procs)
         alerts.settle(1.0)
         assert not [r for r in alerts.records if r.key == eid.encode()]
 
@@ -230,6 +237,7 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
         assert listed.returncode == 0 and "nchmf" in listed.stdout and "duty-officer" in listed.stdout
         approvals = json.loads(lantoa(env, "approvals", "--json").stdout)
         assert [(a["state"], a["approved_by"]) for a in approvals] == [("approved", "duty-officer")]
+        wait(lambda: on_status_web("approved"), 60, "the approved alert on the status web", procs)
 
         # 5. the status web: 401 without a token, the actor for an editor, not for a viewer
         path = f"{web}/articles/{urllib.parse.quote(alert_uri(eid), safe='')}/status"

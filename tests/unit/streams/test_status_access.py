@@ -74,3 +74,63 @@ async def test_without_identities_every_page_says_how_to_add_them() -> None:
         assert (await client.get("/healthz")).status == 200
     async with TestClient(TestServer(make_app(view(), insecure=True))) as client:
         assert (await client.get("/articles")).status == 200
+
+
+def pending(identifier: str, state: str, expires_at: str, **more: object) -> dict[str, object]:
+    return {
+        "schema_version": 1,
+        "state": state,
+        "identifier": identifier,
+        "sender": "canhbao@nchmf.example.vn",
+        "submitted_by": "nchmf",
+        "submitted_at": "2026-12-04T01:00:00.000+00:00",
+        "expires_at": expires_at,
+        "zones": 3321,
+        "reason": "Actual alert to 3321 zones (more than 50)",
+        "cap_b64": "PGFsZXJ0Lz4=",
+        **more,
+    }
+
+
+async def test_pending_approved_and_expired_alerts_are_visible_in_status() -> None:
+    viewer, viewer_token = ident("commune-op", Role.VIEWER)
+    editor, editor_token = ident("editor-lan", Role.EDITOR)
+    v = view()  # its clock: 2026-11-30T...; 1_796_000_000 s
+    with v.lock:
+        v.note_approval("VN-1", pending("VN-1", "pending", "2027-01-01T00:00:00.000+00:00"))
+        v.note_approval("VN-2", pending("VN-2", "pending", "2026-01-01T00:00:00.000+00:00"))
+        v.note_approval(
+            "VN-3",
+            pending(
+                "VN-3",
+                "approved",
+                "2027-01-01T00:00:00.000+00:00",
+                approved_by="duty-officer",
+                approved_at="2026-12-04T01:05:00.000+00:00",
+            ),
+        )
+        v.note_approval("VN-4", pending("VN-4", "pending", "2027-01-01T00:00:00.000+00:00"))
+        v.note_approval("VN-4", None)  # a tombstone
+    access = AccessList([viewer, editor])
+    async with TestClient(TestServer(make_app(v, access=access))) as client:
+        body = await (await client.get("/alerts/approvals", headers=basic("editor-lan", editor_token))).json()
+        states = {a["identifier"]: (a["state"], a.get("approved_by")) for a in body["alerts"]}
+        assert states == {
+            "VN-1": ("pending", None),
+            "VN-2": ("expired", None),
+            "VN-3": ("approved", "duty-officer"),
+        }
+        assert all("cap_b64" not in a for a in body["alerts"])
+        body = await (await client.get("/alerts/approvals", headers=basic("commune-op", viewer_token))).json()
+        assert len(body["alerts"]) == 3 and all(
+            "submitted_by" not in a and "approved_by" not in a for a in body["alerts"]
+        )
+        assert (await client.get("/alerts/approvals")).status == 401
+        page = dom(await (await client.get("/status", headers=basic("editor-lan", editor_token))).text())
+        rows = {
+            tr.attrs["data-alert"]: tr.attrs["data-state"]
+            for tr in page.all("tr")
+            if "data-alert" in tr.attrs
+        }
+        assert rows == {"VN-1": "pending", "VN-2": "expired", "VN-3": "approved"}
+        assert "duty-officer" in page.one("tr", data_alert="VN-3").text
