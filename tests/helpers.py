@@ -291,3 +291,37 @@ def memory_door(producer: Any, settings: Any = None, trust: Any = None, clock: A
     return AlertDoor(
         settings, local_registry(settings), producer, MemoryStore(), MemoryAudit(), trust, **kwargs
     )
+
+
+def in_force(raw: bytes) -> bytes:
+    """A sample alert (issued 2026-09-17, expired the next day) moved to today in Vietnam, so that
+    it is still in force: an expired alert is, rightly, neither approved nor aired."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+    return raw.replace(b"2026-09-18", (today + timedelta(days=1)).isoformat().encode()).replace(
+        b"2026-09-17", today.isoformat().encode()
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float, what: str, procs: dict[str, Any]) -> Any:
+    """``predicate()``'s first true value, polled; fails when a process of ``procs`` (infra/local/
+    stack.py Procs) died (with its log's end) or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        for p in procs.values():
+            assert p.alive(), f"{p.name} died: {p.log_path.read_text(errors='replace')[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)

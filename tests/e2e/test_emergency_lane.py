@@ -8,16 +8,15 @@ only test zones.
 from __future__ import annotations
 
 import os
-import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from helpers import SHARED
+from helpers import SHARED, in_force, wait_for
 from vietnam_provinces import Ward
 
 from infra.kafka.tail import TopicTail
@@ -29,15 +28,8 @@ from schemas.registry import DEFAULT_TARGETS_FILE
 from schemas.settings import Settings
 from schemas.topics import Topic
 
-# The sample alert was issued on 2026-09-17 and expired the next day: move it to today so that it
-# is still in force (an expired alert is, rightly, not aired).
+TYPHOON = in_force((SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap").read_bytes())
 _TODAY = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()  # the alert's own (Vietnam) day
-TYPHOON = (
-    (SHARED / "samples" / "alerts" / "01-bao-so-5-khan-cap.cap")
-    .read_bytes()
-    .replace(b"2026-09-18", (_TODAY + timedelta(days=1)).isoformat().encode())
-    .replace(b"2026-09-17", _TODAY.isoformat().encode())
-)
 
 
 def cancel_of(alert: bytes, identifier: str) -> bytes:
@@ -49,18 +41,6 @@ def cancel_of(alert: bytes, identifier: str) -> bytes:
     text = text.replace("<msgType>Alert</msgType>", "<msgType>Cancel</msgType>")
     text = text.replace("<scope>Public</scope>", f"<scope>Public</scope>\n  <references>{ref}</references>")
     return text.encode()
-
-
-def wait(predicate: Any, timeout: float, what: str, procs: dict[str, Proc]) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        for p in procs.values():
-            assert p.alive(), f"{p.name} died"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 @pytest.mark.timeout(300)
@@ -97,7 +77,7 @@ def test_typhoon_preempts_147_wards_and_cancel_stops_it(kafka_bootstrap: str, tm
             got = emus.control("loudspeaker", "GET", f"/_control/preemptions?emergency_id={eid}")
             return got if got["zones"] >= 147 else None
 
-        got = wait(preempted, 120, "the typhoon at the loudspeaker platform", procs)
+        got = wait_for(preempted, 120, "the typhoon at the loudspeaker platform", procs)
         assert {p["zone"] for p in got["preemptions"]} == wards and len(wards) == 147
         emergencies = emus.control("loudspeaker", "GET", "/_control/emergencies")["emergencies"]
         live = [e for e in emergencies if e["emergency_id"] == eid]
@@ -114,7 +94,7 @@ def test_typhoon_preempts_147_wards_and_cancel_stops_it(kafka_bootstrap: str, tm
 
         assert (
             len(
-                wait(
+                wait_for(
                     lambda: zone_receipts("delivered") if len(zone_receipts("delivered")) >= 147 else None,
                     30,
                     "a receipt per zone",
@@ -131,12 +111,12 @@ def test_typhoon_preempts_147_wards_and_cancel_stops_it(kafka_bootstrap: str, tm
             mine = [e for e in es if e["emergency_id"] == eid]
             return mine if mine and mine[0]["stopped_at"] else None
 
-        wait(stopped, 60, "the Cancel to stop the repeats", procs)
+        wait_for(stopped, 60, "the Cancel to stop the repeats", procs)
         exercise = TYPHOON.replace(b"<status>Actual</status>", b"<status>Exercise</status>").replace(
             b"BAO05-01</identifier>", b"BAO05-DRILL</identifier>"
         )
         producer.send(check(exercise, registry))
-        drill = wait(
+        drill = wait_for(
             lambda: emus.control(
                 "loudspeaker", "GET", "/_control/preemptions?emergency_id=VN-NCHMF-2026-0917-BAO05-DRILL"
             )["preemptions"],

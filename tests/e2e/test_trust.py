@@ -22,23 +22,19 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 from cap_signing import make_signer, sign, write_trust
-from helpers import ROOT, every_ward_alert, sample_paths
+from helpers import ROOT, every_ward_alert, free_port, in_force, sample_paths, wait_for
 
 from infra.kafka.tail import TopicTail
 from infra.kafka.topics import apply_topics
@@ -52,22 +48,11 @@ from schemas.settings import Settings
 from schemas.topics import Topic
 
 SENDER = "canhbao@nchmf.example.vn"
-_TODAY = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
 
 
 def national(identifier: str) -> bytes:
-    """Every ward of the country, still in force today (the sample expired in September)."""
-    return (
-        every_ward_alert(identifier)
-        .replace(b"2026-09-18", (_TODAY + timedelta(days=1)).isoformat().encode())
-        .replace(b"2026-09-17", _TODAY.isoformat().encode())
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Every ward of the country, still in force today."""
+    return in_force(every_ward_alert(identifier))
 
 
 def http(
@@ -91,18 +76,6 @@ def http(
         return status, orjson.loads(raw)
     except orjson.JSONDecodeError:
         return status, raw.decode("utf-8", "replace")
-
-
-def wait(predicate: Any, timeout: float, what: str, procs: dict[str, Proc]) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        for p in procs.values():
-            assert p.alive(), f"{p.name} died: {p.log_path.read_text(errors='replace')[-3000:]}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def lantoa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -167,7 +140,7 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
     store = PendingStore(settings)
     eid = f"VN-NCHMF-{uuid.uuid4().hex[:10]}"
     try:
-        wait(lambda: http("GET", f"{cap}/healthz")[0] == 200, 60, "the CAP endpoint", procs)
+        wait_for(lambda: http("GET", f"{cap}/healthz")[0] == 200, 60, "the CAP endpoint", procs)
 
         # 1. unsigned, from a sender that must sign: refused with the reason, nothing produced
         status, reply = http("POST", f"{cap}/cap", national(eid), tokens["nchmf"])
@@ -182,7 +155,7 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
         zones = reply["zones"]
         assert zones > 3000  # the whole country
         assert "more than 50" in reply["reason"]
-        held = wait(lambda: store.read().get(eid), 30, "the pending alert", procs)
+        held = wait_for(lambda: store.read().get(eid), 30, "the pending alert", procs)
         assert held.state == "pending" and held.submitted_by == "nchmf" and held.raw == signed
         approve = f"{cap}/cap/approve/{urllib.parse.quote(eid, safe='')}"
         status, reply = http("POST", approve, b"", tokens["nchmf"])
@@ -197,7 +170,7 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
             code, body = http("GET", f"{web}/alerts/approvals", token=tokens["editor-lan"], name="editor-lan")
             return code == 200 and [(a["identifier"], a["state"]) for a in body["alerts"]] == [(eid, state)]
 
-        wait(lambda: on_status_web("pending"), 60, "the pending alert on the status web", procs)
+        wait_for(lambda: on_status_web("pending"), 60, "the pending alert on the status web", procs)
         alerts.settle(1.0)
         assert not [r for r in alerts.records if r.key == eid.encode()]
 
@@ -209,7 +182,7 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
             alerts.poll()
             return [r for r in alerts.records if r.key == eid.encode()]
 
-        sent = wait(on_alerts, 30, "the approved alert on alerts.cap", procs)
+        sent = wait_for(on_alerts, 30, "the approved alert on alerts.cap", procs)
         headers = {k: v.decode() for k, v in sent[0].headers}
         assert headers["ce_actor"] == "nchmf" and headers["ce_approver"] == "duty-officer"
         assert sent[0].value == signed  # byte for byte: the signature still verifies downstream
@@ -219,7 +192,7 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
             got = emus.control("loudspeaker", "GET", f"/_control/preemptions?emergency_id={eid}")
             return got if got["zones"] >= zones else None
 
-        got = wait(preempted, 300, "the national alert at the loudspeaker platform", procs)
+        got = wait_for(preempted, 300, "the national alert at the loudspeaker platform", procs)
         assert len({p["zone"] for p in got["preemptions"]}) == zones
 
         # 4. the audit trail names both people
@@ -227,7 +200,7 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
             audit.poll()
             return [orjson.loads(r.value) for r in audit.records if r.key == eid.encode()]
 
-        recorded = wait(lambda: t if len(t := trail()) >= 5 else None, 30, "the audit records", procs)
+        recorded = wait_for(lambda: t if len(t := trail()) >= 5 else None, 30, "the audit records", procs)
         steps = [(r["action"], r["actor"]) for r in recorded]
         assert steps[0] == ("submit", "nchmf") and ("approve", "duty-officer") in steps
         assert ("refuse", "nchmf") in steps and ("refuse", "editor-lan") in steps
@@ -237,12 +210,12 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
         assert listed.returncode == 0 and "nchmf" in listed.stdout and "duty-officer" in listed.stdout
         approvals = json.loads(lantoa(env, "approvals", "--json").stdout)
         assert [(a["state"], a["approved_by"]) for a in approvals] == [("approved", "duty-officer")]
-        wait(lambda: on_status_web("approved"), 60, "the approved alert on the status web", procs)
+        wait_for(lambda: on_status_web("approved"), 60, "the approved alert on the status web", procs)
 
         # 5. the status web: 401 without a token, the actor for an editor, not for a viewer
         path = f"{web}/articles/{urllib.parse.quote(alert_uri(eid), safe='')}/status"
         assert http("GET", path)[0] == 401
-        status, body = wait(
+        status, body = wait_for(
             lambda: (
                 r
                 if (r := http("GET", path, token=tokens["editor-lan"], name="editor-lan"))[0] == 200
@@ -266,7 +239,7 @@ def test_signed_national_alert_waits_for_a_second_person_and_the_audit_names_bot
             rs = [orjson.loads(r.value) for r in receipts.records if r.key == uri.encode()]
             return [r for r in rs if r["stage"] == "fanout"]
 
-        fanout = wait(routed, 60, "the article's fan-out receipt", procs)
+        fanout = wait_for(routed, 60, "the article's fan-out receipt", procs)
         assert fanout[0]["actor"] == "editor-lan"
         mine = lantoa(env, "audit", "--actor", "editor-lan", "--since", "1h", "--json")
         by_editor = [(r["action"], r["subject"]) for r in json.loads(mine.stdout)]
