@@ -325,3 +325,20 @@ def wait_for(predicate: Any, timeout: float, what: str, procs: dict[str, Any]) -
             assert p.alive(), f"{p.name} died: {p.log_path.read_text(errors='replace')[-3000:]}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.3)
+
+
+def lantoa(env: dict[str, str], *args: str, timeout: float = 120) -> Any:
+    """``lantoa ARGS`` as a process with ``env``: the CompletedProcess (text), never raising on
+    a non-zero exit."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "producers.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

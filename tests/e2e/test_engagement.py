@@ -11,9 +11,6 @@ survives a kill -9 of the triage process.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -22,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import ROOT, sample_paths
+from helpers import free_port, lantoa, sample_paths, wait_for
 
 from consumers.delivery.base import article_marker
 from infra.kafka.tail import TopicTail
@@ -38,35 +35,6 @@ from streams.engagement.store import read_table
 
 HA_NOI_PAGE, HA_NOI_GROUP = "100000000000002", "g-000000000000000002"
 VERIFY_TOKEN, OA_SECRET = "e2e-verify-token", "e2e-oa-secret-key"
-
-
-def wait(predicate: Any, timeout: float, what: str, procs: dict[str, Proc]) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        for p in procs.values():
-            assert p.alive(), f"{p.name} died; see its log"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def lantoa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "producers.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -153,8 +121,8 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(
             }
             return ("fanpage", "fanpage:ha-noi") in done and ("zalo", "zalo:nhom-ha-noi") in done
 
-        wait(delivered, 150, "the sample article at the Hà Nội page and group", procs)
-        url = wait(
+        wait_for(delivered, 150, "the sample article at the Hà Nội page and group", procs)
+        url = wait_for(
             lambda: state.exists() and orjson.loads(state.read_bytes())["url"],
             60,
             "the webhook receiver",
@@ -227,7 +195,7 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(
         def table() -> dict[str, dict[str, Any]]:
             return {r["comment_id"]: r for r in read_table(settings).values()}
 
-        rows = wait(
+        rows = wait_for(
             lambda: (t := table()) and len(t) == 3 and t, 60, "three records in engagement.questions", procs
         )
         fb, zl, thx = rows[comment["comment_id"]], rows[message["msg_id"]], rows[thanks["comment_id"]]
@@ -251,7 +219,7 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(
         assert listed.returncode == 0, listed.stderr
         assert sorted(q["id"] for q in orjson.loads(listed.stdout)) == sorted([fb["id"], zl["id"]])
         # The gauge follows the table once the batch is committed: read it as Prometheus would, until it agrees.
-        assert wait(
+        assert wait_for(
             lambda: scrape(metrics_port)["lantoa_open_questions"] == 2.0, 10, "two open questions", procs
         )
         assert scrape(metrics_port)["lantoa_oldest_open_question_age_seconds"] > 0
@@ -265,7 +233,7 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(
         again = lantoa(env, "answer", fb["id"][:8], answer, "--json")
         assert again.returncode == 0, again.stdout + again.stderr
         assert orjson.loads(again.stdout)["reply_id"] == receipt["reply_id"]
-        closed = wait(
+        closed = wait_for(
             lambda: (r := table()[comment["comment_id"]])["state"] == "answered" and r,
             60,
             "the fanpage question closed",
@@ -289,14 +257,16 @@ def test_a_signed_comment_becomes_an_open_question_and_one_answer_closes_it(
             except OSError:
                 return None
 
-        assert wait(lambda: open_after_restart() == 1.0, 60, "the restarted triage process", procs)
+        assert wait_for(lambda: open_after_restart() == 1.0, 60, "the restarted triage process", procs)
 
         # Answer the Zalo question: one message to the group, quoting the question.
         zanswer = "Đăng ký tại bộ phận một cửa UBND phường, sáng thứ Hai đến thứ Sáu."
         zfirst = lantoa(env, "answer", zl["id"], zanswer, "--json")
         assert zfirst.returncode == 0, zfirst.stdout + zfirst.stderr
-        wait(lambda: table()[message["msg_id"]]["state"] == "answered", 60, "the Zalo question closed", procs)
-        assert wait(
+        wait_for(
+            lambda: table()[message["msg_id"]]["state"] == "answered", 60, "the Zalo question closed", procs
+        )
+        assert wait_for(
             lambda: scrape(metrics_port)["lantoa_open_questions"] == 0.0, 10, "no open question", procs
         )
         assert scrape(metrics_port)["lantoa_oldest_open_question_age_seconds"] == 0.0

@@ -22,8 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,7 +32,7 @@ from typing import Any
 import orjson
 import pytest
 from cap_signing import make_signer, sign, write_trust
-from helpers import ROOT, every_ward_alert, free_port, in_force, sample_paths, wait_for
+from helpers import every_ward_alert, free_port, in_force, lantoa, sample_paths, wait_for
 
 from infra.kafka.tail import TopicTail
 from infra.kafka.topics import apply_topics
@@ -76,18 +74,6 @@ def http(
         return status, orjson.loads(raw)
     except orjson.JSONDecodeError:
         return status, raw.decode("utf-8", "replace")
-
-
-def lantoa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "producers.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.timeout(600)
