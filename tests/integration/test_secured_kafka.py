@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from helpers import SHARED, sample_paths
+from helpers import SHARED, lantoa, sample_paths
 
 from consumers.delivery.base import article_marker
 from infra.kafka.tail import TopicTail
@@ -108,18 +108,6 @@ def sasl_env(
         "LANTOA_SASL_PASSWORD_FILE": str(secret),
         "LANTOA_SSL_CAFILE": str(certs.ca.cert),
     }
-
-
-def lantoa(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "producers.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def receipts(tail: TopicTail) -> list[dict[str, Any]]:
