@@ -14,8 +14,12 @@ over the pending one. Refused, with the reason: an unknown identifier, an alert 
 a wait that expired (submit it again), the submitter approving their own alert, an alert no longer
 valid. Each step writes its audit record (submit, alert, approve, refuse) before the door answers.
 
-Two approvals racing for the same alert may both send it: the stream worker takes an alert
-identifier once (alerts.cap is keyed by it), so the loudspeakers play it once.
+An Update or Cancel that references a pending alert withdraws it (state ``rejected``, with the
+reason): approving it later would air a warning its own office has replaced or called off.
+
+Two approvals racing for the same alert may both send it; it still airs once: the emergency
+platform's pre-emption is idempotent on the alert's id, and the priority lane's commands carry
+the same idempotency keys, which the adapters' ledgers take once.
 """
 
 from __future__ import annotations
@@ -62,9 +66,10 @@ class PendingAlert:
     state: str = "pending"
     approved_by: str | None = None
     approved_at: str | None = None
+    closed_reason: str | None = None  # why a pending alert was withdrawn (state rejected)
 
     def shown(self, now: datetime) -> str:
-        """pending, approved or expired (a pending alert past its wait)."""
+        """pending, approved, rejected (withdrawn) or expired (a pending alert past its wait)."""
         if self.state == "pending" and datetime.fromisoformat(self.expires_at) <= now:
             return "expired"
         return self.state
@@ -91,6 +96,8 @@ class PendingAlert:
             out["approved_by"] = self.approved_by
         if self.approved_at is not None:
             out["approved_at"] = self.approved_at
+        if self.closed_reason is not None:
+            out["closed_reason"] = self.closed_reason
         return out
 
     def summary(self, now: datetime) -> dict[str, Any]:
@@ -119,6 +126,7 @@ class PendingAlert:
             state=data["state"],
             approved_by=data.get("approved_by"),
             approved_at=data.get("approved_at"),
+            closed_reason=data.get("closed_reason"),
         )
 
 
@@ -212,14 +220,17 @@ class AlertDoor:
         scope = approval_needed(
             plan, self.registry, self.settings.approval_max_zones, self.settings.approval_whole_province
         )
+        now = self._now()
+        known = self.store.read() if scope is not None or plan.references_ids else {}
+        withdrawn = self._withdraw(known, checked, actor, now)
         if scope is None:
             result = self.alerts.send(checked, source, actor=actor)
-            self._audit(
-                actor, AuditAction.ALERT, alert.identifier, door, zones=len(plan.zones), lane=plan.lane
-            )
-            return {"pending": False, **result}
-        now = self._now()
-        held = self.store.read().get(alert.identifier)
+            detail: dict[str, Any] = {"zones": len(plan.zones), "lane": plan.lane}
+            if withdrawn:
+                detail["withdrew"] = withdrawn
+            self._audit(actor, AuditAction.ALERT, alert.identifier, door, **detail)
+            return {"pending": False, **result, **({"withdrew": withdrawn} if withdrawn else {})}
+        held = known.get(alert.identifier)
         if held is not None and held.shown(now) == "pending":
             raise ApprovalRefused(
                 409, f"alert {alert.identifier!r} already waits for approval since {held.submitted_at}"
@@ -261,7 +272,22 @@ class AlertDoor:
             "zones": len(plan.zones),
             "reason": scope.reason,
             "expires_at": pending.expires_at,
+            **({"withdrew": withdrawn} if withdrawn else {}),
         }
+
+    def _withdraw(
+        self, known: dict[str, PendingAlert], checked: Checked, actor: str, now: datetime
+    ) -> list[str]:
+        """The pending alerts this Update or Cancel references, marked rejected (withdrawn)."""
+        out = []
+        for ref in checked.plan.references_ids:
+            held = known.get(ref)
+            if held is None or held.shown(now) != "pending":
+                continue
+            why = f"withdrawn by {checked.alert.msg_type.value} {checked.alert.identifier} from {actor}"
+            self.store.write(replace(held, state="rejected", closed_reason=why))
+            out.append(ref)
+        return out
 
     def approve(self, identifier: str, approver: str, door: str, source: str) -> dict[str, Any]:
         """Send a pending alert on a different identity's word; ApprovalRefused (audited) if not."""
@@ -279,6 +305,8 @@ class AlertDoor:
         state = pending.shown(now)
         if state == "approved":
             raise ApprovalRefused(409, f"alert {identifier!r} was already approved by {pending.approved_by}")
+        if state == "rejected":
+            raise ApprovalRefused(409, f"alert {identifier!r} is no longer waiting: {pending.closed_reason}")
         if state == "expired":
             raise ApprovalRefused(
                 410, f"the wait for approval of {identifier!r} ended at {pending.expires_at}: submit it again"

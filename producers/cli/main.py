@@ -156,6 +156,8 @@ def cmd_alert(args: argparse.Namespace) -> int:
                 code = 1
                 continue
             shown = printable(result["identifier"], limit=MAX_SHOWN_CHARS)
+            for ref in result.get("withdrew", ()):
+                print(f"{printable(ref, limit=MAX_SHOWN_CHARS)}: withdrawn from approval by {shown}")
             if result["pending"]:
                 print(
                     f"{shown}: PENDING approval ({printable(result['reason'])}); a different person runs "

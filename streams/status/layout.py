@@ -48,7 +48,12 @@ STATE_VI = {
     "skipped": "Bỏ qua",
 }
 # The two-person rule's states (producers/approvals.py), as the index page shows them.
-APPROVAL_VI = {"pending": "Chờ người thứ hai duyệt", "approved": "Đã duyệt", "expired": "Hết hạn chờ duyệt"}
+APPROVAL_VI = {
+    "pending": "Chờ người thứ hai duyệt",
+    "approved": "Đã duyệt",
+    "expired": "Hết hạn chờ duyệt",
+    "rejected": "Đã rút (bị thay thế hoặc hủy)",
+}
 
 CHANNEL_VI = {
     "fanpage": "Fanpage Facebook",

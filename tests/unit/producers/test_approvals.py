@@ -214,3 +214,27 @@ async def test_no_approval_without_authentication() -> None:
         identifier = d.check(alert()).alert.identifier
         resp = await client.post(f"/cap/approve/{identifier}")
         assert resp.status == 403 and producer.sent == []
+
+
+def test_a_cancel_or_update_withdraws_the_pending_alert_it_references() -> None:
+    for msg_type in ("Cancel", "Update"):
+        d, producer, _ = door(Settings(approval_max_zones=50, approval_whole_province=False))
+        first = alert().replace(b"VN-NCHMF-2026-0917-BAO05-01", b"VN-NCHMF-2026-0917-BAO05-00")
+        held = d.take(d.check(first), "nchmf", "cli", "urn:test")
+        assert held["pending"] is True
+        follow = d.check(alert(msg_type=msg_type))  # references ...-BAO05-00
+        result = d.take(follow, "nchmf", "cli", "urn:test")
+        assert result["withdrew"] == ["VN-NCHMF-2026-0917-BAO05-00"]
+        states = {a["identifier"]: a["state"] for a in d.list()}
+        assert states["VN-NCHMF-2026-0917-BAO05-00"] == "rejected"
+        with pytest.raises(ApprovalRefused) as late:
+            d.approve("VN-NCHMF-2026-0917-BAO05-00", "duty-officer", "cli", "urn:test")
+        assert late.value.status == 409 and f"withdrawn by {msg_type}" in late.value.reason
+        sent = [identifier for identifier, _, _ in producer.sent]
+        assert "VN-NCHMF-2026-0917-BAO05-00" not in sent  # the withdrawn alert never airs
+        if msg_type == "Cancel":
+            assert sent == ["VN-NCHMF-2026-0917-BAO05-01"]  # the Cancel went at once
+            withdrew = [r.detail.get("withdrew") for r in d.audit.records if r.action is AuditAction.ALERT]  # type: ignore[attr-defined]
+            assert withdrew == [["VN-NCHMF-2026-0917-BAO05-00"]]
+        else:  # the Update, as big, waits in its turn
+            assert sent == [] and states["VN-NCHMF-2026-0917-BAO05-01"] == "pending"
