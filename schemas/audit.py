@@ -24,6 +24,8 @@ from schemas.models import utc_now_iso
 
 ACTOR_HEADER: Final = "ce_actor"
 APPROVER_HEADER: Final = "ce_approver"
+# A replayed record keeps its own ce_actor (who published it) and names who replayed it here.
+REPLAYER_HEADER: Final = "ce_replayer"
 # An event that arrives without an actor header (a CMS not yet upgraded) is taken, and its
 # actor is recorded as this, never left empty.
 UNATTRIBUTED: Final = "unattributed"

@@ -42,7 +42,8 @@ from producers.audit import AuditLog
 from producers.cli.progress import progress as bar
 from producers.cli.terminal import printable
 from schemas import contracts
-from schemas.audit import AuditAction, AuditRecord
+from schemas.access import check_actor
+from schemas.audit import REPLAYER_HEADER, AuditAction, AuditRecord
 from schemas.cap import parse_cap
 from schemas.codec import decode, headers_to_dict
 from schemas.errors import InvalidContent
@@ -292,9 +293,10 @@ def replay(
         futures = []
         for n, i in enumerate(sending, start=1):
             x = decisions[i]
-            futures.append(
-                producer.send(x.topic, key=x.letter.key, value=x.letter.value, headers=list(x.headers))
-            )
+            headers = [(k, v) for k, v in x.headers if k != REPLAYER_HEADER]
+            if actor is not None:
+                headers.append((REPLAYER_HEADER, check_actor(actor).encode()))
+            futures.append(producer.send(x.topic, key=x.letter.key, value=x.letter.value, headers=headers))
             if progress:
                 bar("replay", n, len(sending))
         producer.flush()

@@ -114,7 +114,10 @@ def test_replay_refuses_forged_origins_and_invalid_records_and_sends_valid_ones_
         x.letter.key: x
         for x in dl.replay(pipeline.settings, list(mine.values()), dry_run=True, progress=False)
     }
-    decisions = {x.letter.key: x for x in dl.replay(pipeline.settings, list(mine.values()), progress=False)}
+    decisions = {
+        x.letter.key: x
+        for x in dl.replay(pipeline.settings, list(mine.values()), progress=False, actor="ops-on-call")
+    }
     assert {k: (x.topic, x.reason) for k, x in dry.items()} == {
         k: (x.topic, x.reason) for k, x in decisions.items()
     }
@@ -131,6 +134,13 @@ def test_replay_refuses_forged_origins_and_invalid_records_and_sends_valid_ones_
     inputs.wait_for(lambda recs: any(r.key == valid_uri.encode() for r in recs), 30, "the replayed article")
     back = [r for r in inputs.records if r.key == valid_uri.encode()]
     assert len(back) == 1 and not any(k.startswith("dlq_") for k, _ in back[0].headers)
+    assert dict(back[0].headers)["ce_replayer"] == b"ops-on-call"  # who replayed it, beside who published
+    trail = pipeline.reader(Topic.AUDIT)
+    trail.wait_for(
+        lambda recs: any(r.key == valid_uri.encode() for r in recs), 30, "the replay's audit record"
+    )
+    replayed = [orjson.loads(r.value) for r in trail.records if r.key == valid_uri.encode()]
+    assert [(r["action"], r["actor"]) for r in replayed] == [("replay", "ops-on-call")]
     time.sleep(2.0)  # what a wrong send would have produced by now
     inputs.poll()
     assert not any(r.key in (forged_uri.encode(), edited_uri.encode()) for r in inputs.records)
