@@ -7,7 +7,9 @@ LANTOA_CAP_TOKEN_FILE or LANTOA_CAP_TOKEN, identity ``cap-token``), as ``Authori
 or HTTP Basic. No credentials: 401 before the body is read; a known identity without the sender
 role, or sending as a CAP sender it may not use: 403. Without any of them the server does not start
 unless told ``--insecure-no-auth``, which it logs at start and on every request. The accepted
-alert carries the identity as its actor (``ce_actor``).
+alert carries the identity as its actor (``ce_actor``). An alert above the approval scope waits
+for a second identity (producers/approvals.py): ``POST /cap/approve/{identifier}`` (role
+``approver``, never the submitter) sends it; ``GET /cap/approvals`` lists the rule's alerts.
 
 The whole body is read before anything is parsed, however it arrives (with a Content-Length or
 chunked, in one segment or many): a body over ``MAX_CAP_BYTES`` is refused with 413 as soon as
