@@ -40,6 +40,7 @@ from typing import Any, Final
 from schemas.secrets import SecretFileError, read_secret_json, read_secret_text, write_secret
 
 MIN_TOKEN_CHARS: Final = 20
+MAX_TOKEN_CHARS: Final = 512  # an offered token past it is refused unhashed
 NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9._@:-]{0,63}")
 MAX_ACTOR_CHARS: Final = 200
 _ACTOR_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+/-]{0,199}")
@@ -72,6 +73,8 @@ def check_token(token: str, where: str) -> str:
         raise AccessError(f"{where}: the token is empty")
     if len(token) < MIN_TOKEN_CHARS:
         raise AccessError(f"{where}: the token is shorter than {MIN_TOKEN_CHARS} characters")
+    if len(token) > MAX_TOKEN_CHARS:  # it could never be offered: authenticate refuses it unhashed
+        raise AccessError(f"{where}: the token is longer than {MAX_TOKEN_CHARS} characters")
     if any(c.isspace() or not c.isprintable() for c in token):
         raise AccessError(f"{where}: the token holds white space or control characters")
     return token
@@ -203,7 +206,7 @@ class AccessList:
                 return None
         else:
             return None
-        if len(token) < MIN_TOKEN_CHARS or len(token) > 512:
+        if len(token) < MIN_TOKEN_CHARS or len(token) > MAX_TOKEN_CHARS:
             return None
         digest = token_digest(token).encode()
         found: Identity | None = None

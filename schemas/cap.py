@@ -144,6 +144,8 @@ _CIRCLE = re.compile(rf"({_DECIMAL}),({_DECIMAL})\s+({_DECIMAL})")
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _FORBIDDEN_IN_ID = re.compile(r"[\s,<&]")
+# Identifiers and senders (the alert's and its references'): real ones are under 110 characters.
+MAX_ID_CHARS = 256
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -388,6 +390,12 @@ class _Parser:
     def _check_token(value: str, what: str) -> None:
         if not value:
             raise InvalidContent(f"{what} is empty")
+        if len(value) > MAX_ID_CHARS:
+            # An identifier travels as a Kafka key, in every command, receipt, pending entry and
+            # audit record of the alert: a 900 kB one (the alert may be 1 MiB) would overflow them.
+            raise InvalidContent(
+                f"{what} of {len(value):,} characters exceeds the {MAX_ID_CHARS}-character limit"
+            )
         bad = _FORBIDDEN_IN_ID.search(value)
         if bad:
             raise InvalidContent(

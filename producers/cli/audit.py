@@ -32,7 +32,10 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def since_time(text: str, now: datetime) -> datetime:
     """``--since``: an age (``6h``) before ``now`` or an RFC 3339 time; ValueError saying why not."""
     if m := _AGE.fullmatch(text.strip()):
-        return now - timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
+        try:
+            return now - timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
+        except OverflowError:  # 999999d: before year 1
+            raise ValueError(f"--since {text[:40]!r} reaches back before year 1") from None
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
