@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from kafka import TopicPartition
 
 from consumers.loudspeaker.emergency import EmergencyPlan
 from infra.kafka import clients
+from producers.approvals import AlertDoor
+from producers.targets import local_registry
 from schemas.settings import KafkaConnection, Settings
 from schemas.topics import Topic
 from streams.alerts.lane import plan_records
@@ -110,10 +117,6 @@ class AlertServer:
     authenticates senders like a real one: one token file (0600), sent as a bearer token."""
 
     def __init__(self, bootstrap: str, workdir: Path) -> None:
-        import socket
-        import subprocess
-        import sys
-
         from infra.kafka.topics import apply_topics
         from schemas.settings import Settings
 
@@ -176,8 +179,6 @@ class AlertServer:
         """(status, JSON reply). ``chunks``: Transfer-Encoding chunked, the body cut in these sizes
         (cycled), each chunk its own write; a refusal before the end is read all the same.
         ``token``: "" the server's own, None none, else that one."""
-        import socket
-
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/cap+xml\r\nConnection: close\r\n"
         if token is not None:  # "" (default): the server's own token; None: no credentials
             head += f"Authorization: Bearer {token or self.token}\r\n"
@@ -283,9 +284,6 @@ def memory_door(producer: Any, settings: Any = None, trust: Any = None, clock: A
     """An AlertDoor over ``producer`` (a fake with ``send(checked, source, *, actor, approver)``)
     with the pending store and the audit trail in memory; the targets registry of ``settings``.
     Without ``settings`` the two-person rule is off (tests of other things send big alerts)."""
-    from producers.approvals import AlertDoor
-    from producers.targets import local_registry
-
     settings = settings or Settings(approval_max_zones=10**6, approval_whole_province=False)
     kwargs = {"clock": clock} if clock is not None else {}
     return AlertDoor(
@@ -296,9 +294,6 @@ def memory_door(producer: Any, settings: Any = None, trust: Any = None, clock: A
 def in_force(raw: bytes) -> bytes:
     """A sample alert (issued 2026-09-17, expired the next day) moved to today in Vietnam, so that
     it is still in force: an expired alert is, rightly, neither approved nor aired."""
-    from datetime import datetime, timedelta
-    from zoneinfo import ZoneInfo
-
     today = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
     return raw.replace(b"2026-09-18", (today + timedelta(days=1)).isoformat().encode()).replace(
         b"2026-09-17", today.isoformat().encode()
@@ -306,8 +301,6 @@ def in_force(raw: bytes) -> bytes:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -330,9 +323,6 @@ def wait_for(predicate: Any, timeout: float, what: str, procs: dict[str, Any]) -
 def lantoa(env: dict[str, str], *args: str, timeout: float = 120) -> Any:
     """``lantoa ARGS`` as a process with ``env``: the CompletedProcess (text), never raising on
     a non-zero exit."""
-    import subprocess
-    import sys
-
     return subprocess.run(
         [sys.executable, "-m", "producers.cli", *args],
         cwd=ROOT,

@@ -7,11 +7,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import contracts, metrics
+from schemas import metrics
 from schemas.emergency import EMERGENCY_CHANNEL
+from schemas.pending import PendingAlert
 from schemas.topics import Channel
 from streams.status.model import StatusFold
 
@@ -29,29 +31,21 @@ class StatusView:
         self.caught_up = False
         self.skipped = 0
         # The two-person rule's alerts (alerts.pending, latest per CAP identifier, without the XML).
-        self.approvals: dict[str, dict[str, Any]] = {}
+        self.approvals: dict[str, PendingAlert] = {}
 
     def note_approval(self, identifier: str, raw: dict[str, Any] | None) -> None:
         """One alerts.pending record (None: a tombstone); the caller holds the lock."""
         if raw is None:
             self.approvals.pop(identifier, None)
             return
-        contracts.check("pending_alert", raw)
-        self.approvals[str(raw["identifier"])] = {
-            k: v for k, v in raw.items() if k not in ("cap_b64", "schema_version")
-        }
+        entry = PendingAlert.from_dict(raw)  # checked against its contract
+        self.approvals[entry.identifier] = replace(entry, raw=b"")
 
     def approval_list(self) -> list[dict[str, Any]]:
         """Every known alert of the rule, oldest submission first, its state as of now: pending,
         approved, or expired (a pending one past its wait). The caller holds the lock."""
         now = datetime.fromtimestamp(self.clock(), UTC)
-        out = []
-        for entry in sorted(self.approvals.values(), key=lambda e: str(e.get("submitted_at"))):
-            state = entry.get("state")
-            if state == "pending" and datetime.fromisoformat(str(entry["expires_at"])) <= now:
-                state = "expired"
-            out.append({**entry, "state": state})
-        return out
+        return [e.summary(now) for e in sorted(self.approvals.values(), key=lambda e: e.submitted_at)]
 
     def meta(self) -> dict[str, Any]:
         now = datetime.fromtimestamp(self.clock(), UTC)
