@@ -4,6 +4,8 @@ before the door reports success, so an action without its audit record is report
 
 from __future__ import annotations
 
+from typing import Any
+
 from kafka import KafkaProducer
 
 from infra.kafka import clients
@@ -20,10 +22,12 @@ class AuditLog:
             settings.kafka, client_id=f"{settings.client_id}-audit", acks="all", enable_idempotence=True
         )
 
+    def send(self, record: AuditRecord) -> Any:
+        """Send without waiting: the future to ``get`` (a door sending its action beside it)."""
+        return self._producer.send(self.topic, key=record.subject.encode(), value=record.encode())
+
     def write(self, record: AuditRecord, timeout_s: float = 30.0) -> None:
-        self._producer.send(self.topic, key=record.subject.encode(), value=record.encode()).get(
-            timeout=timeout_s
-        )
+        self.send(record).get(timeout=timeout_s)
 
     def write_all(self, records: list[AuditRecord], timeout_s: float = 30.0) -> None:
         """Several records, sent together and each acknowledged (KafkaError on the first refused)."""
