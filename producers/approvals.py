@@ -140,15 +140,16 @@ class AlertDoor:
             plan, self.registry, self.settings.approval_max_zones, self.settings.approval_whole_province
         )
         now = self._now()
-        known = self.store.read() if scope is not None or plan.references_ids else {}
-        withdrawn = self._withdraw(known, checked, actor, now)
         if scope is None:
+            # Sent first: a Cancel stops the sirens before the pending alerts are even read.
             result = self.alerts.send(checked, source, actor=actor)
+            withdrawn = self._withdraw(self.store.read(), checked, actor, now) if plan.references_ids else []
             detail: dict[str, Any] = {"zones": len(plan.zones), "lane": plan.lane}
             if withdrawn:
                 detail["withdrew"] = withdrawn
             self._audit(actor, AuditAction.ALERT, alert.identifier, door, **detail)
             return {"pending": False, **result, **({"withdrew": withdrawn} if withdrawn else {})}
+        known = self.store.read()
         held = known.get(alert.identifier)
         if held is not None and held.shown(now) == "pending":
             raise ApprovalRefused(
@@ -158,6 +159,7 @@ class AlertDoor:
             raise ApprovalRefused(
                 409, f"alert {alert.identifier!r} was approved by {held.approved_by} and sent"
             )
+        withdrawn = self._withdraw(known, checked, actor, now)
         infos = [i.headline for i in alert.infos if i.headline]
         pending = PendingAlert(
             identifier=alert.identifier,
