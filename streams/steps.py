@@ -268,7 +268,14 @@ class StreamSteps:
             alert = parse_cap(rec.value or b"")
             alert_plan = plan_alert(alert, self.registry())
             records, commands, receipt = plan_records(
-                alert, alert_plan, self.settings, now, headers.get("ce_time"), headers.get("ce_id"), actor
+                alert,
+                alert_plan,
+                self.settings,
+                now,
+                headers.get("ce_time"),
+                headers.get("ce_id"),
+                actor,
+                cap_text(rec.value or b""),
             )
         except InvalidContent as exc:
             log.warning("alert dead-lettered %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, exc.reason)
@@ -283,6 +290,15 @@ class StreamSteps:
             len(alert_plan.zones),
         )
         return Step(out=[*records, receipt_record(receipt, self.settings)], commands=commands)
+
+
+def cap_text(raw: bytes) -> str | None:
+    """The CAP XML as received, for the archive (None when it is not UTF-8: the parser accepted
+    another encoding, and the archived document still keeps every field)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def alert_actor(headers: Any) -> str:

@@ -9,6 +9,13 @@ reaches a key, and no uri can leave its own prefix)::
     <prefix>articles/<h>/v<N>/bulletin.html   a printable internal bulletin with the QR code
     <prefix>articles/<h>/v<N>/qr.png          QR code (error level M) of the public URL
     <prefix>articles/<h>/v<N>/audio.wav       the loudspeaker's WAV byte for byte, when rendered (streamed)
+    <prefix>articles/<h>/v<N>/cap.xml         a CAP alert's XML as received, signature intact
+    <prefix>alerts/active.json, feed.atom      the public feed of the alerts in force (consumers/archive/feed.py)
+
+A CAP alert (uri ``urn:lantoa:cap:…``, streams/alerts/render.py) is archived like an article,
+one version per message of its chain, and listed in the feed unless it is an exercise. Its Cancel
+is a retraction that *marks* it: the pages say the warning was cancelled, while its document
+and CAP XML stay readable (a warning once given is a public record), and it leaves the feed.
 
 Idempotence: each object carries its SHA-256 (``x-amz-meta-sha256`` and the verified
 ``x-amz-checksum-sha256``). An object the manifest does not know yet for this version is written
@@ -53,6 +60,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeVar
 
 from consumers.archive.config import ArchiveConfig
+from consumers.archive.feed import AlertFeed
 from consumers.archive.manifest import (
     manifest_bytes,
     merge_takedown,
@@ -78,6 +86,8 @@ from consumers.delivery.base import Effect, Prior
 from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from schemas import metrics
 from schemas.article import squash
+from schemas.cap import MAX_CAP_BYTES
+from schemas.emergency import ALERT_URI_PREFIX
 from schemas.errors import InvalidContent
 from schemas.models import Action, Command, Outcome
 from schemas.topics import Channel
@@ -87,6 +97,8 @@ __all__ = ["ArchiveAdapter", "article_hash", "article_prefix"]
 log = logging.getLogger(__name__)
 
 DEFAULT_REASON: Final = "retracted by the newsroom"
+CANCELLED_TITLE: Final = "Cảnh báo đã được hủy"
+ALERT_RECORD: Final = frozenset({"document.json", "cap.xml"})  # what a Cancel leaves readable
 
 Sleep = Callable[[float], Awaitable[None]]
 _T = TypeVar("_T")
@@ -149,6 +161,8 @@ class ArchiveAdapter:
         self.start_attempts = 0  # failed start attempts before the store answered (tests, logs)
         self._down_since: float | None = None  # monotonic time of the first failure of an outage
         self._pausing = False
+        self.feed = AlertFeed(self.store, config.prefix, clock)
+        self._feed_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -195,6 +209,8 @@ class ArchiveAdapter:
                 )
                 await self._sleep(delay)
                 continue
+            if self._feed_task is None:
+                self._feed_task = asyncio.create_task(self._refresh_feed(), name="archive-feed")
             if self.start_attempts:
                 metrics.PAUSED_TARGETS.labels(self.channel.value).set(0)
                 log.warning(
@@ -206,7 +222,27 @@ class ArchiveAdapter:
             return
 
     async def close(self) -> None:
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+            await asyncio.gather(self._feed_task, return_exceptions=True)
+            self._feed_task = None
         await asyncio.to_thread(self.store.close)
+
+    async def _refresh_feed(self) -> None:
+        """Takes expired alerts out of the feed: at their expiry (to the second), and every
+        ``feed_refresh_s`` anyway (repairing a feed a concurrent writer left behind)."""
+        wait = self.config.feed_refresh_s
+        while True:
+            await asyncio.sleep(wait)  # not ``self._sleep``: tests drive start()'s waits with it
+            wait = self.config.feed_refresh_s
+            try:
+                upcoming = await asyncio.to_thread(self.feed.refresh)
+            except (TransientDeliveryError, TargetPaused, PermanentDeliveryError) as exc:
+                log.warning("archive: the CAP feed could not be refreshed: %s", exc.reason)
+                continue
+            if upcoming is not None:
+                left = (upcoming - self._clock()).total_seconds()
+                wait = max(0.5, min(wait, left + 0.5))
 
     @property
     def client(self) -> Any:
@@ -374,6 +410,14 @@ class ArchiveAdapter:
             blob("bulletin.html", render_bulletin(view, url, version), "text/html; charset=utf-8"),
             blob("qr.png", render_qr(url), "image/png"),
         ]
+        cap_xml = payload.get("cap_xml")
+        if isinstance(cap_xml, str) and uri.startswith(ALERT_URI_PREFIX):
+            raw_xml = cap_xml.encode("utf-8", "surrogatepass")
+            if len(raw_xml) > MAX_CAP_BYTES:
+                raise InvalidContent(
+                    f"cap_xml of {len(raw_xml)} bytes (a CAP alert has {MAX_CAP_BYTES} at most)"
+                )
+            blobs.append(blob("cap.xml", raw_xml, "application/cap+xml; charset=utf-8", immutable=True))
         if self.config.audio_lookup is not None:
             path = self.config.audio_lookup(uri, version)
             if path is not None:
@@ -472,6 +516,16 @@ class ArchiveAdapter:
                 )
             records.append(result[0])
             written[item.name] = result[1]
+        alert = command.payload.get("alert")
+        if uri.startswith(ALERT_URI_PREFIX) and isinstance(alert, dict) and not command.test:
+            # Before the manifest (the record that this command is done): a crash in between
+            # replays the command, and listing an alert again changes nothing.
+            try:
+                self.feed.add(
+                    alert, vprefix[len(self.config.prefix) :], any(b.name == "cap.xml" for b in blobs)
+                )
+            except InvalidContent as exc:
+                log.warning("archive: %s archived but not listed in the feed: %s", uri[:200], exc.reason)
         now = _iso(self._clock())
         entry = {
             "version": version,
@@ -524,8 +578,9 @@ class ArchiveAdapter:
         already = 0
         # Every object under the article's prefix, not only those in the manifest: a crash
         # between an object and the manifest must not leave content public.
+        alert = uri.startswith(ALERT_URI_PREFIX)
         for key in self.store.list_keys(root):
-            if key == manifest_key:
+            if key == manifest_key or (alert and key.rsplit("/", 1)[-1] in ALERT_RECORD):
                 continue
             for _ in range(3):
                 head = self.store.head(key)
@@ -546,6 +601,7 @@ class ArchiveAdapter:
                     requested_at=command.issued_at,
                     at=now,
                     command_id=command_id,
+                    title=CANCELLED_TITLE if alert else None,
                 )
                 marker = blob(key.rsplit("/", 1)[-1], body, ctype)
                 try:
@@ -569,6 +625,8 @@ class ArchiveAdapter:
                 raise TransientDeliveryError(
                     f"{key} kept changing under concurrent writers", self.config.retry_after_s
                 )
+        if alert:
+            self.feed.remove(uri, version)  # before the manifest: a replay removes it again
         takedown = {
             "command_id": command_id,
             "version": version,

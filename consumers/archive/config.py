@@ -77,6 +77,9 @@ class ArchiveConfig:
     # topics without using up their attempts (a long outage never dead-letters a command).
     outage_pause_after_s: float = 60.0
     outage_pause_s: float = 60.0
+    # The CAP feed (consumers/archive/feed.py) is checked for expired alerts this often at most
+    # (sooner when an alert expires before): an expired alert leaves feed.atom within it.
+    feed_refresh_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -114,8 +117,21 @@ class ArchiveConfig:
             create_bucket=flag("LANTOA_S3_CREATE_BUCKET", True),
             addressing_style=env.get("LANTOA_S3_ADDRESSING_STYLE") or "auto",
             conditional_writes=flag("LANTOA_S3_CONDITIONAL_WRITES", True),
+            feed_refresh_s=_seconds(env.get("LANTOA_ARCHIVE_FEED_REFRESH_S"), 60.0),
             audio_lookup=audio_lookup,
         )
+
+
+def _seconds(raw: str | None, default: float) -> float:
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ArchiveConfigError(f"LANTOA_ARCHIVE_FEED_REFRESH_S must be seconds, got {raw[:40]!r}") from None
+    if not 0.1 <= value <= 86400:
+        raise ArchiveConfigError(f"LANTOA_ARCHIVE_FEED_REFRESH_S must be 0.1..86400 s, got {value}")
+    return value
 
 
 def load_credentials_file(path: Path, profile: str | None = None) -> S3Credentials:

@@ -326,16 +326,25 @@ def qr_png(matrix: Sequence[Sequence[int]], *, scale: int, border: int) -> bytes
 
 
 def render_takedown(
-    name: str, *, uri: str, version: int, reason: str, requested_at: str, at: str, command_id: str
+    name: str,
+    *,
+    uri: str,
+    version: int,
+    reason: str,
+    requested_at: str,
+    at: str,
+    command_id: str,
+    title: str | None = None,
 ) -> tuple[bytes, str]:
-    """The marker that replaces a public object: an HTML page for .html keys, JSON otherwise."""
+    """The marker that replaces a public object: an HTML page for .html keys, JSON otherwise
+    (``title``: the page's, default ``TAKEDOWN_TITLE``; a cancelled warning says so)."""
     if name.endswith(".html"):
         when = _display_time(at) or at
-        page = _page("takedown.html", title=TAKEDOWN_TITLE, reason=reason, when=when)
+        page = _page("takedown.html", title=title or TAKEDOWN_TITLE, reason=reason, when=when)
         return page, "text/html; charset=utf-8"
     marker = {
         "takedown": True,
-        "message": TAKEDOWN_TITLE,
+        "message": title or TAKEDOWN_TITLE,
         "uri": uri,
         "retraction_version": version,
         "reason": reason,

@@ -88,6 +88,15 @@ MAX_COMMAND_BYTES = 1024 * 1024
 MAX_COMMAND_BYTES_BY_CHANNEL = {Channel.ARCHIVE: 4 * 1024 * 1024}
 
 
+def _not_urgent(w: WorkItem) -> bool:
+    """Sort key putting emergency commands (CAP alerts, their Updates and Cancels) first in a
+    batch: for a target, ahead of the articles fetched with them, and their targets are started
+    first. Commands of one article never change places (articles are never emergencies), nor do
+    those of one alert chain; a Cancel moved ahead of its own priority-lane alert leaves the alert
+    superseded ("retracted at version …"), which is what a Cancel wants."""
+    return not (w.cmd is not None and w.cmd.priority is Priority.EMERGENCY)
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Knobs of one channel's runtime (frozen; built once at start)."""
@@ -331,7 +340,7 @@ class DeliveryRuntime:
             self._decode(w)
         await self._resolve(work)
         by_target: OrderedDict[bytes, list[WorkItem]] = OrderedDict()
-        for w in work:
+        for w in sorted(work, key=_not_urgent):  # stable: the order of each kind is kept
             by_target.setdefault(self._order_key(w), []).append(w)
         # Durable before any effect of the batch starts (invariant 2): one round trip, not one per command.
         await self.outbox.send_all(self._batch_intents(work))

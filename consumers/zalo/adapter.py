@@ -164,9 +164,15 @@ class ZaloAdapter:
         if command.key.action is Action.RETRACT:
             title = str(prior.detail.get("title") or "").strip()
             reason = str(command.payload.get("reason") or "").strip()
-            body = "ĐÍNH CHÍNH: tin" + (f" «{title}»" if title else "") + " gửi trước đây đã được gỡ."
-            if reason:
-                body += f" Lý do: {reason}."
+            notice = str(command.payload.get("notice") or "").strip()[:100]
+            if notice:  # a cancelled warning ("ĐÃ HỦY CẢNH BÁO «…»"), not a taken-back article
+                body = notice + (f" «{title}»" if title else "") + "."
+                if reason:
+                    body += f" {reason.rstrip('.')}."
+            else:
+                body = "ĐÍNH CHÍNH: tin" + (f" «{title}»" if title else "") + " gửi trước đây đã được gỡ."
+                if reason:
+                    body += f" Lý do: {reason}."
             texts = [body]
         else:
             text = str(command.payload.get("text", "")).strip()

@@ -4,6 +4,11 @@ Emergency (and every Cancel): one record on distribution.emergency.commands with
 the emergency pusher pre-empts them on the loudspeaker platform at once. Priority: one
 loudspeaker command per zone with priority "ưu tiên", through the normal delivery runtime.
 An Update stops what it references first (a "replaces" list), whatever lane it lands on.
+
+Fanpages, Zalo groups and the archive (issue 16): one command per target of ``plan.targets``
+(publish, or update for an Update) and a retraction per target of ``plan.withdrawn``, all keyed by
+the chain's uri and version (streams/alerts/plan.py), with the emergency priority on the emergency
+lane so that the delivery runtime takes them before the articles queued for the same targets.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, R
 from schemas.settings import Settings
 from schemas.text import visible
 from schemas.topics import Channel, Topic
-from streams.alerts.plan import AlertPlan, is_emergency
+from streams.alerts.plan import OTHER_CHANNELS, AlertPlan, is_emergency
+from streams.alerts.render import render_alert, withdraw_payload
 
 EMERGENCY_MAX_DAYS = 7
 
@@ -52,6 +58,7 @@ def plan_records(
     published_at: str | None,
     event_id: str | None,
     actor: str | None = None,
+    cap_xml: str | None = None,
 ) -> tuple[list[OutRecord], list[Command], Receipt]:
     """The records that carry an alert out (the emergency lane's), the loudspeaker commands (the
     priority lane's: encoded by the worker, their shared bulletin stored once), and the receipt."""
@@ -126,6 +133,9 @@ def plan_records(
             )
             commands.append(cmd)
         counts["loudspeaker"] = len(plan.zones)
+    for cmd in other_commands(alert, plan, settings, issued, published_at, event_id, actor, cap_xml):
+        commands.append(cmd)
+        counts[cmd.channel.value] = counts.get(cmd.channel.value, 0) + 1
     receipt = Receipt(
         uri=alert_uri(plan.identifier),
         stage=Stage.FANOUT,
@@ -139,3 +149,43 @@ def plan_records(
         actor=actor,
     )
     return records, commands, receipt
+
+
+def other_commands(
+    alert: Alert,
+    plan: AlertPlan,
+    settings: Settings,
+    issued: str,
+    published_at: str | None,
+    event_id: str | None,
+    actor: str | None,
+    cap_xml: str | None,
+) -> list[Command]:
+    """The fanpage, Zalo and archive commands of one CAP message (see the module docstring)."""
+    root, version = plan.root or plan.identifier, plan.version
+    uri = alert_uri(root)
+    priority = Priority.EMERGENCY if plan.lane == "emergency" else Priority.PRIORITY
+    cancel = plan.msg_type.value == "Cancel"
+    action = Action.UPDATE if plan.msg_type.value == "Update" else Action.PUBLISH
+    payloads = render_alert(alert, root, version, settings.public_base_url, cap_xml)
+    withdraw = withdraw_payload(alert, cancel)
+    out: list[Command] = []
+
+    def make(channel: Channel, target: str, act: Action, payload: dict[str, Any]) -> Command:
+        return Command(
+            IdempotencyKey(uri, version, channel, target, act),
+            priority,
+            issued,
+            payload,
+            published_at=published_at,
+            event_id=event_id,
+            test=plan.exercise,
+            actor=actor,
+        )
+
+    for channel in OTHER_CHANNELS:
+        for t in plan.targets.get(channel, []):
+            out.append(make(channel, t.id, action, payloads[channel]))
+        for t in plan.withdrawn.get(channel, []):
+            out.append(make(channel, t.id, Action.RETRACT, withdraw))
+    return out

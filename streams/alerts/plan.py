@@ -24,6 +24,19 @@ Decisions (ARCHITECTURE invariant 6):
   No test zone configured refuses the exercise. System and Draft are never broadcast: they raise
   `NotForBroadcast`, as do msgType Ack/Error and scope Restricted/Private (loudspeakers,
   fanpages and Zalo groups are public).
+- Other channels (issue 16): an Actual alert reaches, besides the zones, the fanpages and Zalo
+  groups whose ``provinces`` meet the provinces of its zones (a warning reaches every page and
+  group of its provinces: subject filters are for articles) and the archive; a national page or
+  group (no ``provinces``) gets national alerts only (alerts whose zones are in every province).
+  Exercise and Test reach the test targets of each channel instead (those of the provinces
+  concerned, national test targets, else every one), never a public one; a channel without test
+  targets gets nothing. ``withdrawn`` names, per channel, the targets of the same kind (public or
+  test) outside the plan: an Update takes its earlier post back there, a Cancel everywhere (an
+  adapter skips a target that never had it).
+- One chain, one key: an alert, its Updates and its Cancel share the idempotency uri of the
+  chain's ``root`` (the earliest-sent alert it references, else itself), and each carries a
+  ``version`` from its ``sent`` time (epoch seconds, above every referenced one), so an Update
+  edits the posts of the alert and a Cancel takes them back, in whatever order they arrive.
 - ``dry_run_json`` prints ward codes as integers, sorted; a test zone without a ward code (the
   usual case: ``zone:test-ha-noi`` has only a province) is printed as its target id, after the
   integers, so an exercise never prints a public ward it will not reach.
@@ -31,13 +44,14 @@ Decisions (ARCHITECTURE invariant 6):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
 from schemas.cap_model import Alert, Info, MsgType, Scope, Severity, Status, Urgency
 from schemas.errors import InvalidContent
-from schemas.models import Target
+from schemas.models import MAX_VERSION, Target
 from schemas.registry import Registry, province_names
 from schemas.topics import Channel
 
@@ -51,6 +65,8 @@ __all__ = [
     "is_emergency",
     "lane_of",
     "plan_alert",
+    "root_of",
+    "version_of",
     "zones_of",
 ]
 
@@ -60,6 +76,7 @@ _EMERGENCY_URGENCY: Final = frozenset({Urgency.IMMEDIATE, Urgency.EXPECTED})
 _EMERGENCY_SEVERITY: Final = frozenset({Severity.EXTREME, Severity.SEVERE})
 _PROVINCE_DIGITS: Final = 2
 _WARD_DIGITS: Final = 5
+OTHER_CHANNELS: Final = (Channel.FANPAGE, Channel.ZALO, Channel.ARCHIVE)
 
 
 class NotForBroadcast(InvalidContent):
@@ -84,6 +101,11 @@ class AlertPlan:
     msg_type: MsgType
     references_ids: tuple[str, ...]
     expires: datetime | None
+    # fanpage, zalo and archive: the targets this message reaches, and those it withdraws from
+    targets: Mapping[Channel, list[Target]] = field(default_factory=dict)
+    withdrawn: Mapping[Channel, list[Target]] = field(default_factory=dict)
+    root: str = ""  # the chain's identifier (see the module docstring); "" means ``identifier``
+    version: int = 1
 
 
 def is_emergency(info: Info) -> bool:
@@ -186,6 +208,51 @@ def _test_zones(public: list[Target], registry: Registry, status: Status) -> lis
     return sorted(local or tests, key=lambda t: t.id)
 
 
+def root_of(alert: Alert) -> str:
+    """The identifier an alert's chain is keyed by: the earliest-sent alert it references, else
+    its own. (A chain whose later messages stop listing the first one starts a new key.)"""
+    if not alert.references:
+        return alert.identifier
+    return min(alert.references, key=lambda r: (r.sent, r.identifier)).identifier
+
+
+def version_of(alert: Alert) -> int:
+    """Its version in the chain: ``sent`` in epoch seconds, and above every referenced alert's (an
+    office's clock may lag the one that sent the original)."""
+    version = int(alert.sent.timestamp())
+    for ref in alert.references:
+        version = max(version, int(ref.sent.timestamp()) + 1)
+    return min(max(version, 1), MAX_VERSION)
+
+
+def _meets(target: Target, provinces: set[int], national: bool) -> bool:
+    return bool(provinces.intersection(target.provinces)) if target.provinces else national
+
+
+def _other_targets(
+    alert: Alert, zones: list[Target], registry: Registry, is_exercise: bool
+) -> tuple[dict[Channel, list[Target]], dict[Channel, list[Target]]]:
+    provinces = {z.province_code for z in zones if z.province_code is not None}
+    every = {int(t.province_code) for t in registry.public_zones() if t.province_code is not None}
+    national = bool(every) and every <= provinces
+    reached: dict[Channel, list[Target]] = {}
+    withdrawn: dict[Channel, list[Target]] = {}
+    for channel in OTHER_CHANNELS:
+        kind = [t for t in registry.channel_targets(channel) if t.test == is_exercise]
+        if alert.msg_type is MsgType.CANCEL:
+            chosen: list[Target] = []
+        elif channel is Channel.ARCHIVE:
+            chosen = kind
+        elif is_exercise:
+            chosen = [t for t in kind if not t.provinces or provinces.intersection(t.provinces)] or kind
+        else:
+            chosen = [t for t in kind if _meets(t, provinces, national)]
+        ids = {t.id for t in chosen}
+        reached[channel] = chosen
+        withdrawn[channel] = [t for t in kind if t.id not in ids] if alert.references else []
+    return reached, withdrawn
+
+
 def plan_alert(alert: Alert, registry: Registry) -> AlertPlan:
     """Decide lane, zones and exercise flag. Raises `NotForBroadcast` or `InvalidContent`."""
     if alert.scope is not Scope.PUBLIC:
@@ -197,8 +264,9 @@ def plan_alert(alert: Alert, registry: Registry) -> AlertPlan:
         zones: list[Target] = []
     else:
         zones = zones_of(alert, registry)
-        if is_exercise:
-            zones = _test_zones(zones, registry, alert.status)
+    reached, withdrawn = _other_targets(alert, zones, registry, is_exercise)
+    if zones and is_exercise:
+        zones = _test_zones(zones, registry, alert.status)
     lane = lane_of(alert)
     deciding = [i for i in alert.infos if is_emergency(i)] if lane == "emergency" else list(alert.infos)
     ends = [i.expires for i in deciding if i.expires is not None]
@@ -211,11 +279,17 @@ def plan_alert(alert: Alert, registry: Registry) -> AlertPlan:
         msg_type=alert.msg_type,
         references_ids=tuple(r.identifier for r in alert.references),
         expires=max(ends) if ends else None,
+        targets=reached,
+        withdrawn=withdrawn,
+        root=root_of(alert),
+        version=version_of(alert),
     )
 
 
 def dry_run_json(plan: AlertPlan) -> dict[str, Any]:
-    """``{"identifier", "status", "exercise", "lane", "zones"}`` for ``lantoa alert --dry-run --json``."""
+    """``{"identifier", "status", "exercise", "lane", "zones", "targets"}`` for ``lantoa alert
+    --dry-run --json``: ``targets`` has one list of target ids per channel (``loudspeaker`` the
+    zones' ids, in the order of ``zones``), ``withdrawn`` those an Update or Cancel takes back."""
     wards = sorted(z.ward_code for z in plan.zones if z.ward_code is not None)
     named = sorted(z.id for z in plan.zones if z.ward_code is None)
     zones: list[int | str] = [*wards, *named]
@@ -225,7 +299,18 @@ def dry_run_json(plan: AlertPlan) -> dict[str, Any]:
         "exercise": plan.exercise,
         "lane": plan.lane,
         "zones": zones,
+        "targets": {
+            Channel.LOUDSPEAKER.value: [z.id for z in sorted(plan.zones, key=_zone_order)],
+            **{c.value: [t.id for t in plan.targets.get(c, [])] for c in OTHER_CHANNELS},
+        },
+        "withdrawn": {c.value: [t.id for t in plan.withdrawn.get(c, [])] for c in OTHER_CHANNELS},
+        "root": plan.root or plan.identifier,
+        "version": plan.version,
     }
+
+
+def _zone_order(zone: Target) -> tuple[int, int, str]:
+    return (0, zone.ward_code, "") if zone.ward_code is not None else (1, 0, zone.id)
 
 
 @dataclass(frozen=True)

@@ -113,13 +113,16 @@ def test_sample_typhoon_reaches_exactly_the_147_wards_of_42_and_44(registry: Reg
     assert [z.ward_code for z in plan.zones] == expected
     assert all(not z.test and z.channel is Channel.LOUDSPEAKER for z in plan.zones)
     out = dry_run_json(plan)
-    assert out == {
+    assert {k: out[k] for k in ("identifier", "status", "exercise", "lane", "zones")} == {
         "identifier": "VN-NCHMF-2026-0917-BAO05-01",
         "status": "Actual",
         "exercise": False,
         "lane": "emergency",
         "zones": expected,
     }
+    assert out["targets"]["loudspeaker"] == [f"zone:{w}" for w in expected]
+    # this registry has no page, group or archive: the zones only (tests/unit/alerts/test_alert_channels.py)
+    assert out["targets"]["fanpage"] == out["targets"]["zalo"] == out["targets"]["archive"] == []
     assert orjson.loads(orjson.dumps(out)) == out  # JSON-ready as is
     assert plan.expires == datetime(2026, 9, 18, 5, 30, tzinfo=ICT)
 
@@ -244,13 +247,15 @@ def test_exercise_and_test_go_to_test_zones_only(registry: Registry, status: Sta
     assert plan.exercise is True and exercise(alert(status=status)) is True
     assert [z.id for z in plan.zones] == ["zone:test-ha-tinh"]  # the inactive test zone is left out
     assert all(z.test for z in plan.zones)
-    assert dry_run_json(plan) == {
+    out = dry_run_json(plan)
+    assert {k: out[k] for k in ("identifier", "status", "exercise", "lane", "zones")} == {
         "identifier": "A-1",
         "status": status.value,
         "exercise": True,
         "lane": "emergency",
         "zones": ["zone:test-ha-tinh"],
     }
+    assert out["targets"]["loudspeaker"] == ["zone:test-ha-tinh"]
 
 
 def test_exercise_outside_any_test_province_goes_to_every_test_zone(registry: Registry) -> None:

@@ -65,13 +65,22 @@ def test_alert_dry_run_json_for_the_typhoon(capsys: pytest.CaptureFixture[str]) 
     plan = json.loads(out)
     expected = sorted(int(w.code) for w in Ward.iter_all() if int(w.province_code) in (42, 44))
     assert code == 0 and len(expected) == 147
-    assert plan == {
+    assert {k: plan[k] for k in ("identifier", "status", "exercise", "lane", "zones")} == {
         "identifier": "VN-NCHMF-2026-0917-BAO05-01",
         "status": "Actual",
         "exercise": False,
         "lane": "emergency",
         "zones": expected,
     }
+    # Every channel: Hà Tĩnh's page (a warning passes its subject filter), no Zalo group of 42 or
+    # 44 in infra/targets.toml, no national page (a provincial alert), the archive.
+    assert plan["targets"] == {
+        "loudspeaker": [f"zone:{w}" for w in expected],
+        "fanpage": ["fanpage:chuyen-doi-so-ha-tinh"],
+        "zalo": [],
+        "archive": ["archive:main"],
+    }
+    assert plan["root"] == plan["identifier"] and plan["withdrawn"]["fanpage"] == []
 
 
 def test_alert_refuses_hostile_xml(capsys: pytest.CaptureFixture[str]) -> None:
