@@ -14,6 +14,7 @@ never lists an expired alert (``next_expiry`` tells a writer when to write it ag
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -29,6 +30,7 @@ ATOM_NS: Final = "http://www.w3.org/2005/Atom"
 MAX_ENTRIES: Final = 1000  # a feed is polled often: the newest thousand alerts in force at most
 _FIELDS: Final = ("identifier", "uri", "sent", "headline", "event", "area", "sender", "status", "msg_type")
 _MAX_FIELD: Final = 2000
+_LINK: Final = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!$&()*+,;=:@/-]*)?")
 
 
 def _instant(value: Any, what: str) -> datetime:
@@ -66,6 +68,8 @@ def checked_entry(raw: Any) -> dict[str, Any]:
         _instant(expires, "expires")
     out["expires"] = expires
     out["exercise"] = bool(raw.get("exercise", False))
+    link = raw.get("link")
+    out["link"] = link if isinstance(link, str) and _LINK.fullmatch(link) else None
     return out
 
 

@@ -84,7 +84,7 @@ def _lines(alert: Alert, info: Info | None) -> list[str]:
     return [line for line in lines if line]
 
 
-def feed_record(alert: Alert, root: str, version: int, info: Info | None) -> dict[str, Any]:
+def feed_record(alert: Alert, root: str, version: int, info: Info | None, base_url: str) -> dict[str, Any]:
     """The alert's entry in the public feed (schemas/cap_feed.py ``checked_entry`` reads it)."""
     expires = [i.expires for i in alert.infos if i.expires is not None]
     return {
@@ -100,6 +100,7 @@ def feed_record(alert: Alert, root: str, version: int, info: Info | None) -> dic
         "status": alert.status.value,
         "msg_type": alert.msg_type.value,
         "exercise": alert.status in _MARKS,
+        "link": public_url(base_url, alert_uri(root)),
     }
 
 
@@ -154,7 +155,7 @@ def render_alert(
         "document": document,
         "public_url": link,
         "ninjs_version": ARCHIVE_NINJS_VERSION,
-        "alert": feed_record(alert, root, version, info),
+        "alert": feed_record(alert, root, version, info, base_url),
     }
     if cap_xml is not None:
         archive["cap_xml"] = cap_xml

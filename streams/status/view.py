@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from schemas import metrics
-from schemas.emergency import EMERGENCY_CHANNEL
+from schemas.cap_feed import MAX_ENTRIES, atom_feed, checked_entry, in_force
+from schemas.emergency import ALERT_URI_PREFIX, EMERGENCY_CHANNEL
 from schemas.pending import PendingAlert
 from schemas.topics import Channel
 from streams.status.model import StatusFold
@@ -32,6 +34,72 @@ class StatusView:
         self.skipped = 0
         # The two-person rule's alerts (alerts.pending, latest per CAP identifier, without the XML).
         self.approvals: dict[str, PendingAlert] = {}
+        # The public CAP feed (issue 16): the alerts in force, from the archive's commands: the
+        # newest entry per chain uri, the CAP XML per identifier, the chains cancelled.
+        self.feed: dict[str, dict[str, Any]] = {}
+        self.feed_xml: dict[str, bytes] = {}
+        self.cancelled: dict[str, int] = {}
+        self.feed_changed: datetime | None = None
+
+    def note_archive(self, raw: Mapping[str, Any]) -> None:
+        """One archive command: an alert's version enters the feed, its Cancel takes it out (an
+        exercise never does either). The caller holds the lock. Raises InvalidContent for a
+        malformed alert entry (the follower skips and counts it)."""
+        uri = raw.get("uri")
+        if not isinstance(uri, str) or not uri.startswith(ALERT_URI_PREFIX) or raw.get("test"):
+            return
+        version = int(raw["version"])
+        self.feed_changed = datetime.fromtimestamp(self.clock(), UTC)
+        if raw.get("action") == "retract":
+            listed = self.feed.get(uri)
+            if listed is not None and listed["version"] <= version:
+                del self.feed[uri]
+            self.cancelled[uri] = max(version, self.cancelled.get(uri, 0))
+            if len(self.cancelled) > 10 * MAX_ENTRIES:
+                for old in sorted(self.cancelled, key=self.cancelled.__getitem__)[:MAX_ENTRIES]:
+                    del self.cancelled[old]
+        else:
+            payload = raw.get("payload")
+            if not isinstance(payload, Mapping) or "alert" not in payload:
+                return
+            entry = checked_entry(payload["alert"])
+            listed = self.feed.get(uri)
+            if self.cancelled.get(uri, 0) >= version or (listed and listed["version"] > version):
+                return
+            self.feed[uri] = entry
+            xml = payload.get("cap_xml")
+            if isinstance(xml, str):
+                self.feed_xml[entry["identifier"]] = xml.encode("utf-8", "surrogatepass")
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        self.feed = dict(
+            sorted(
+                ((u, e) for u, e in self.feed.items() if in_force(e, now)),
+                key=lambda item: item[1]["sent"],
+            )[-MAX_ENTRIES:]
+        )
+        kept = {e["identifier"] for e in self.feed.values()}
+        self.feed_xml = {i: x for i, x in self.feed_xml.items() if i in kept}
+
+    def feed_atom(self) -> bytes:
+        """The Atom feed of the alerts in force now; the caller holds the lock. Links are
+        relative to /alerts/feed.atom: each alert's CAP XML here, its page where it was published."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        return atom_feed(
+            self.feed.values(),
+            feed_id="urn:lantoa:alerts:feed",
+            self_href="feed.atom",
+            cap_href=lambda e: f"./{quote(e['identifier'], safe='')}/cap.xml",
+            page_href=lambda e: e.get("link"),
+            now=now,
+            updated=self.feed_changed,
+        )
+
+    def cap_xml(self, identifier: str) -> bytes | None:
+        """The CAP XML of an alert in force, as received; the caller holds the lock."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        if not any(e["identifier"] == identifier and in_force(e, now) for e in self.feed.values()):
+            return None
+        return self.feed_xml.get(identifier)
 
     def note_approval(self, identifier: str, raw: dict[str, Any] | None) -> None:
         """One alerts.pending record (None: a tombstone); the caller holds the lock."""

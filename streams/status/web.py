@@ -5,6 +5,8 @@ HTTP server over it.
     GET /healthz                      {"ok", "caught_up", "articles", "skipped_records"}
     GET /articles?limit=N             the N articles updated most recently (no targets), newest first
     GET /alerts/approvals             the two-person rule's alerts: pending, approved or expired
+    GET /alerts/feed.atom             the public Atom feed of the CAP alerts in force (no login)
+    GET /alerts/{identifier}/cap.xml  the CAP XML of one of them, as received (no login)
     GET /articles/{uri}/status        one article (uri URL-encoded, '/' as %2F or as is);
                                       ?channel=CH and ?state=S narrow the target lists
                                       (the per-channel counts always cover every target)
@@ -68,6 +70,7 @@ class StatusFollower:
         }
         for channel in Channel:
             self.kinds[settings.topic(Topic.commands(channel))] = "command"
+        self.kinds[settings.topic(Topic.commands(Channel.ARCHIVE))] = "archive"
         self.subscription = Subscription(
             "status",
             tuple(self.kinds),
@@ -128,6 +131,9 @@ class StatusFollower:
                             fold.add_receipt(raw)
                         elif kind == "command":
                             fold.add_command(raw)
+                        elif kind == "archive":
+                            fold.add_command(raw)
+                            self.view.note_archive(raw)
                         else:
                             fold.add_emergency(raw)
                     # The view folds topics any client may write to and commits nothing: a record of
@@ -149,7 +155,15 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/alerts/feed.atom"})
+
+
+def _open(path: str) -> bool:
+    """Paths anyone may read: health, and the public alert feed with its CAP documents (public
+    warnings, meant for alert hubs that hold no token)."""
+    return path in OPEN_PATHS or (path.startswith("/alerts/") and path.endswith("/cap.xml"))
+
+
 CHALLENGE = 'Basic realm="Lantoa status", charset="UTF-8"'
 
 
@@ -161,7 +175,7 @@ def access_middleware(access: AccessList | None, insecure: bool) -> Any:
     async def check(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if insecure or request.path in OPEN_PATHS:
+        if insecure or _open(request.path):
             return await handler(request)
         ident = access.authenticate(request.headers.get("Authorization")) if access else None
         if ident is None or not ident.has(Role.VIEWER):
@@ -234,7 +248,27 @@ def make_app(
             listed = view.approval_list()
         return _json({"alerts": [for_reader_approval(request, a) for a in listed], "view": view.meta()})
 
+    async def feed(request: web.Request) -> web.Response:
+        with view.lock:
+            body = view.feed_atom()
+        resp = web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
+        resp.headers["Cache-Control"] = "public, max-age=30"
+        return resp
+
+    async def cap_xml(request: web.Request) -> web.Response:
+        ident = identifier(unquote(request.match_info["identifier"]))
+        with view.lock:
+            body = view.cap_xml(ident)
+        if body is None:
+            return _json({"error": "no alert in force with this identifier", "identifier": ident[:256]}, 404)
+        resp = web.Response(body=body, content_type="application/cap+xml", charset="utf-8")
+        resp.headers["Cache-Control"] = "public, max-age=30"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        return resp
+
     app = web.Application(middlewares=[access_middleware(access, insecure)])
+    app.router.add_get("/alerts/feed.atom", feed)
+    app.router.add_get("/alerts/{identifier}/cap.xml", cap_xml)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/articles", articles)
     app.router.add_get("/alerts/approvals", approvals)
