@@ -76,6 +76,15 @@ def split_text(text: str, limit: int = TEXT_LIMIT, reserve: int = 0) -> list[str
     return pieces
 
 
+def _title(command: Command) -> str:
+    """What a later correction calls the message: the payload's title (an alert's headline), else
+    the first line of its text (an article's headline)."""
+    title = command.payload.get("title")
+    if not isinstance(title, str) or not title.strip():
+        title = str(command.payload.get("text", "")).split("\n", 1)[0]
+    return title.strip()[:200]
+
+
 def part_marker(uri: str, version: int, index: int, total: int) -> str:
     return f"[{article_marker(uri)} v{version} {index}/{total}]"
 
@@ -214,7 +223,7 @@ class ZaloAdapter:
             if command.key.action is Action.RETRACT
             else (Outcome.UPDATED if prior.version else Outcome.DELIVERED)
         )
-        title = str(command.payload.get("text", "")).split("\n", 1)[0][:200]
+        title = _title(command)
         return Effect(
             outcome,
             first,
@@ -266,7 +275,7 @@ class ZaloAdapter:
                     "message_ids": [found[str(i)] for i in range(1, len(parts) + 1)],
                     "parts": len(parts),
                     "reconciled": True,
-                    "title": str(command.payload.get("text", "")).split("\n", 1)[0][:200],
+                    "title": _title(command),
                 },
             )
         return None  # the missing parts are sent by deliver; the found ones are skipped

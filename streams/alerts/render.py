@@ -139,7 +139,7 @@ def render_alert(
         "language": "vi",
         "headline": headline,
         "description_text": _clip(info.description) if info else "",
-        "body_text": "\n".join(lines[2:]),
+        "body_text": "\n".join([lines[0], *lines[2:]]),  # all but the headline, which is the title
         "versioncreated": alert.sent.isoformat(),
         "cap": {
             "identifier": alert.identifier,
