@@ -395,7 +395,9 @@ def test_every_dashboard_query_and_alert_probe_has_data_on_a_real_prometheus(
         raised: dict[str, list[dict[str, str]]] = {}
         for a in prom.api("alerts")["alerts"]:
             raised.setdefault(a["labels"]["alertname"], []).append(a["labels"])
-        assert [a["channel"] for a in raised["LantoaEmergencyNotDelivered"]] == ["emergency"]
+        # The CAP emergency waits for the emergency pusher and for the archive (it goes to every
+        # channel, issue 16): neither runs here. Its Hà Tĩnh post is delivered (late).
+        assert sorted(a["channel"] for a in raised["LantoaEmergencyNotDelivered"]) == ["archive", "emergency"]
         assert [a["channel"] for a in raised["LantoaEmergencyDeliveredLate"]] == ["fanpage"]
         assert [a["account"] for a in raised["LantoaTokenExpiringSoon"]] == [EXPIRING_PAGE]
         assert {(a["job"], a["stage"]) for a in raised["LantoaDeadLetters"]} == {

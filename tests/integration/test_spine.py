@@ -36,6 +36,7 @@ def expected_targets(provinces: set[int], subjects: set[str]) -> dict[str, set[s
             e["id"]
             for e in TARGETS.get(channel, [])
             if e.get("active", True)
+            and not e.get("test", False)  # test pages and groups get exercises, never articles
             and (not e.get("provinces") or not provinces or provinces & set(e["provinces"]))
             and (not e.get("subjects") or subjects & set(e["subjects"]))
         }
