@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)  # decodes and checks a CAP alert's own audio (consumers/loudspeaker/cap_audio.py)
 command -v openssl >/dev/null || need+=(openssl)  # test certificates for the SSL / SASL_SSL brokers (infra/local/kafka/tls.py)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)

@@ -41,6 +41,7 @@ from schemas.cap_model import (
     Info,
     MsgType,
     Reference,
+    Resource,
     Scope,
     Severity,
     Status,
@@ -262,6 +263,7 @@ class _Parser:
             for e in kids[name]:
                 self._pair(e, f"{where} <{name}>")
         resource_model = _RESOURCE_12 if self.version == "1.2" else _RESOURCE_11
+        resources: list[Resource] = []
         for e in kids["resource"]:
             res = self._sequence(e, resource_model, f"{where} <resource>")
             for leaf in (x for xs in res.values() for x in xs):
@@ -270,6 +272,21 @@ class _Parser:
                 raise InvalidContent(
                     f"{where} <resource>: <size> {self._leaf(res['size'][0])!r} is not an integer"
                 )
+
+            def leaf_of(name: str, res: dict[str, list[Element]] = res) -> str | None:
+                return self._leaf(res[name][0]).strip() if res[name] else None
+
+            size = leaf_of("size")
+            resources.append(
+                Resource(
+                    desc=_shown(leaf_of("resourceDesc") or ""),
+                    mime_type=leaf_of("mimeType"),
+                    size=int(size) if size else None,
+                    uri=leaf_of("uri"),
+                    deref="".join((leaf_of("derefUri") or "").split()) or None,
+                    digest=leaf_of("digest"),
+                )
+            )
 
         def opt_text(name: str) -> str | None:
             return _shown(self._leaf(kids[name][0])) if kids[name] else None
@@ -294,6 +311,7 @@ class _Parser:
             instruction=opt_text("instruction"),
             sender_name=opt_text("senderName"),
             areas=tuple(self._area(e, f"{where} area #{i}") for i, e in enumerate(kids["area"], 1)),
+            resources=tuple(resources),
         )
 
     def _area(self, elem: Element, where: str) -> Area:

@@ -105,6 +105,19 @@ class Area:
 
 
 @dataclass(frozen=True, slots=True)
+class Resource:
+    """One ``resource`` of an info: ``deref`` is the ``derefUri`` content as written (base64, not
+    decoded here: consumers/loudspeaker/cap_audio.py decodes, bounds and checks it)."""
+
+    desc: str
+    mime_type: str | None = None
+    size: int | None = None
+    uri: str | None = None
+    deref: str | None = None
+    digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Info:
     """One ``info`` block. ``language`` defaults to en-US as in the schema."""
 
@@ -122,6 +135,7 @@ class Info:
     instruction: str | None = None
     sender_name: str | None = None
     areas: tuple[Area, ...] = ()
+    resources: tuple[Resource, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -54,12 +55,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
+import aiohttp
 import orjson
 
 from consumers.delivery.base import Effect, Prior
 from consumers.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from consumers.loudspeaker.audio import AudioRenderer
 from consumers.loudspeaker.bodies import body_digest, could_play, day_from_json, schedule_body
+from consumers.loudspeaker.cap_audio import AudioPolicy
 from consumers.loudspeaker.platform import (
     PlatformClient,
     ScheduleConflict,
@@ -170,8 +173,12 @@ class LoudspeakerAdapter:
         expiry_days: float = DEFAULT_EXPIRY_DAYS,
         plays_lookback_s: float = 7 * 86400.0,
         clock_margin_s: float = 120.0,
+        audio_policy: AudioPolicy | None = None,
     ) -> None:
         self.client, self.renderer, self.targets, self.source = client, renderer, targets, source
+        # A CAP alert's own audio on the priority lane (consumers/loudspeaker/cap_audio.py)
+        self.audio_policy = audio_policy or AudioPolicy()
+        self._http: aiohttp.ClientSession | None = None
         self.clock, self.days_ahead, self.expiry_days = clock, days_ahead, expiry_days
         self.plays_lookback_s = plays_lookback_s
         # How far the platform's clock may be ahead of ours (or behind) when deciding that nothing
@@ -189,6 +196,14 @@ class LoudspeakerAdapter:
 
     async def close(self) -> None:
         await self.client.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _session(self) -> aiohttp.ClientSession | None:
+        if self._http is None and self.audio_policy.hosts:
+            self._http = aiohttp.ClientSession()
+        return self._http
 
     def rate_scope(self, target: str) -> str:
         # Tokens and rate limits belong to the platform, not to a zone: one pause for all.
@@ -331,7 +346,15 @@ class LoudspeakerAdapter:
         text = str(payload.get("text") or "").strip()
         if not text:
             raise InvalidContent("loudspeaker command without text")
-        audio = await self.renderer.render(text)
+        resource = payload.get("audio")
+        if isinstance(resource, Mapping):  # a CAP alert's recording, before or instead of the text
+            audio, _, refused = await self.renderer.render_alert(
+                text, resource, self.audio_policy, self._session()
+            )
+            if refused:
+                log.warning("%s: %s", command.key.uri[:200], refused)
+        else:
+            audio = await self.renderer.render(text)
         self.renderer.index(command.key.uri, command.key.version, audio)
         published = aware_time(command.published_at) or aware_time(command.issued_at) or now
         expires = aware_time(payload.get("expires_at")) or default_expiry(published, self.expiry_days)
@@ -582,4 +605,6 @@ def from_settings(
     source = LedgerZoneSource(
         settings.kafka, settings.topic(ledger), settings.partitions(ledger), settings.client_id
     )
-    return LoudspeakerAdapter(client, renderer, targets, source=source, clock=clock)
+    return LoudspeakerAdapter(
+        client, renderer, targets, source=source, clock=clock, audio_policy=AudioPolicy.from_env(os.environ)
+    )

@@ -7,12 +7,16 @@ import asyncio
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import aiohttp
+
 from consumers.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from consumers.loudspeaker.cap_audio import AudioPolicy, fetch_bytes, join_wavs, to_wav, wav_seconds
 from consumers.loudspeaker.tts import (
     LARGEST_WAV_BYTES,
     RenderedAudio,
@@ -98,6 +102,42 @@ class AudioRenderer:
         why it was shortened (None when whole). Raises as ``render``."""
         spoken, shortened = speakable(text)
         return await self.render(spoken), shortened
+
+    async def render_alert(
+        self,
+        text: str,
+        resource: Mapping[str, Any] | None,
+        policy: AudioPolicy,
+        session: aiohttp.ClientSession | None,
+    ) -> tuple[Audio, str | None, str | None]:
+        """A CAP alert's audio: the office's recording (consumers/loudspeaker/cap_audio.py) before
+        or instead of the spoken ``text``; (audio, why the speech was shortened, why the recording
+        was refused). A refused recording leaves the spoken text alone: the warning airs."""
+        refused = None
+        if resource is not None:
+            try:
+                recording = await to_wav(await fetch_bytes(resource, policy, session), self.cache_dir, policy)
+            except InvalidContent as exc:
+                refused = f"the alert's audio resource is not aired: {exc.reason}"
+            else:
+                assert recording.path is not None
+                if policy.mode == "instead":
+                    return self._file_audio(recording.path), None, None
+                spoken, shortened = await self.render_start(text)
+                joined = await asyncio.to_thread(
+                    join_wavs, recording.path, self.cache_dir.resolve() / spoken.path, self.cache_dir
+                )
+                return self._file_audio(joined), shortened, None
+        spoken, shortened = await self.render_start(text)
+        return spoken, shortened, refused
+
+    def _file_audio(self, path: Path) -> Audio:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        relative = path.resolve().relative_to(self.cache_dir.resolve()).as_posix()
+        return Audio(f"{self.base_url}/{quote(relative)}", relative, wav_seconds(path), digest.hexdigest())
 
     def index(self, uri: str, version: int, audio: Audio) -> None:
         """Name the rendered file by article version too, so the archive can store the audio

@@ -37,7 +37,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+
 from consumers.loudspeaker.audio import AudioRenderer
+from consumers.loudspeaker.cap_audio import AudioPolicy
 from consumers.loudspeaker.platform import PlatformClient, platform_zone
 from schemas.errors import InvalidContent
 from schemas.models import Target
@@ -85,6 +88,7 @@ class EmergencyPlan:
     replaces: tuple[str, ...] = ()
     exercise: bool = False
     published_at: datetime | None = None
+    audio: Mapping[str, Any] | None = None  # the alert's own audio resource (cap_audio.py)
 
     def __post_init__(self) -> None:
         if not self.emergency_id:
@@ -116,6 +120,7 @@ class EmergencyPlan:
             replaces=tuple(str(r) for r in value.get("replaces") or ()),
             exercise=bool(value.get("exercise", False)),
             published_at=_aware(published, "published_at") if published else None,
+            audio=value["audio"] if isinstance(value.get("audio"), Mapping) else None,
         )
 
 
@@ -136,6 +141,7 @@ class PushResult:
     elapsed_s: float
     skipped: str | None = None
     shortened: str | None = None
+    audio_refused: str | None = None  # why the alert's own audio resource was not aired
 
 
 @dataclass(frozen=True)
@@ -156,15 +162,21 @@ class EmergencyPusher:
         targets: Callable[[str], Target | None] | None = None,
         clock: Callable[[], float] = time.time,
         max_zones_per_call: int = 5000,
+        audio_policy: AudioPolicy | None = None,
     ) -> None:
         if max_zones_per_call < 1:
             raise ValueError("max_zones_per_call must be >= 1")
         self.client, self.renderer, self.targets = client, renderer, targets
         self.clock, self.max_zones_per_call = clock, max_zones_per_call
+        self.audio_policy = audio_policy or AudioPolicy()
+        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, targets: Callable[[str], Target | None] | None = None
+        cls,
+        settings: Settings,
+        targets: Callable[[str], Target | None] | None = None,
+        audio_policy: AudioPolicy | None = None,
     ) -> EmergencyPusher:
 
         if settings.loudspeaker_token_file is None:
@@ -179,13 +191,18 @@ class EmergencyPusher:
             voice=settings.loudspeaker_voice,
             speed_wpm=settings.loudspeaker_speed_wpm,
         )
-        return cls(client, renderer, targets=targets)
+        return cls(client, renderer, targets=targets, audio_policy=audio_policy)
 
     async def start(self) -> None:
         await self.client.start()
+        if self.audio_policy.hosts:  # remote audio is fetched only from the allow-list
+            self._session = aiohttp.ClientSession()
 
     async def close(self) -> None:
         await self.client.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def _codes(self, zones: tuple[str, ...]) -> list[str]:
         codes = [platform_zone(z, self.targets(z) if self.targets else None) for z in zones]
@@ -209,7 +226,9 @@ class EmergencyPusher:
                 time.monotonic() - started,
                 skipped="expired",
             )
-        audio, shortened = await self.renderer.render_start(plan.text)
+        audio, shortened, refused = await self.renderer.render_alert(
+            plan.text, plan.audio, self.audio_policy, self._session
+        )
         # A play must end before the next starts; an interval shorter than the bulletin grows.
         interval = max(plan.repeat_interval_s, math.ceil(audio.duration_s) + REPEAT_GAP_S)
         chunks = [
@@ -247,6 +266,7 @@ class EmergencyPusher:
             repeat_interval_s=interval,
             elapsed_s=time.monotonic() - started,
             shortened=shortened,
+            audio_refused=refused,
         )
 
     async def cancel(self, emergency_id: str) -> CancelResult:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from aiokafka import TopicPartition
 
 from consumers.delivery.errors import PermanentDeliveryError, TargetPaused, TransientDeliveryError
 from consumers.delivery.process import TargetLookup, run_until_signalled
+from consumers.loudspeaker.cap_audio import AudioPolicy
 from consumers.loudspeaker.emergency import EmergencyPlan, EmergencyPusher
 from infra.kafka.loop import Batch, ConsumerLoop, Handled, InRecord, Subscription
 from infra.kafka.outbox import Outbox, OutRecord
@@ -143,13 +145,15 @@ class EmergencyLane:
                 )
                 if result.shortened:
                     log.warning("emergency %s: %s", eid, result.shortened)
+                if result.audio_refused:
+                    log.warning("emergency %s: %s", eid, result.audio_refused)
                 return self._receipts(
                     value,
                     zones,
                     Outcome.DELIVERED,
                     at,
                     external_id=",".join(result.platform_ids),
-                    reason=result.shortened,
+                    reason="; ".join(r for r in (result.shortened, result.audio_refused) if r) or None,
                 )
             except (TransientDeliveryError, TargetPaused) as exc:
                 wait = min(MAX_BACKOFF_S, 0.1 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
@@ -219,7 +223,7 @@ def run(settings: Settings) -> None:
     """`lantoa adapter emergency`: run the lane until SIGTERM/SIGINT; exit 70 on anything unexpected."""
 
     async def main(stop: asyncio.Event, targets: TargetLookup) -> None:
-        pusher = EmergencyPusher.from_settings(settings, targets)
+        pusher = EmergencyPusher.from_settings(settings, targets, AudioPolicy.from_env(os.environ))
         await EmergencyLane(settings, pusher).run(stop)
 
     run_until_signalled(settings, "emergency lane", main, log)

@@ -26,7 +26,7 @@ from schemas.settings import Settings
 from schemas.text import visible
 from schemas.topics import Channel, Topic
 from streams.alerts.plan import OTHER_CHANNELS, AlertPlan, is_emergency
-from streams.alerts.render import render_alert, withdraw_payload
+from streams.alerts.render import audio_resource, render_alert, withdraw_payload
 
 EMERGENCY_MAX_DAYS = 7
 
@@ -88,6 +88,7 @@ def plan_records(
             "expires_at": expires.isoformat(),
             "repeat_interval_s": settings.emergency_repeat_s,
             "replaces": list(plan.references_ids),
+            "audio": audio_resource(info),
             "sent": alert.sent.isoformat(),
             "published_at": published_at,
             "issued_at": issued,
@@ -98,7 +99,9 @@ def plan_records(
         counts["emergency"] = len(plan.zones)
     else:
         uri = alert_uri(plan.identifier)
-        bulletin = hashlib.sha256(f"{uri}\x00{text}".encode()).hexdigest()[:32]
+        audio = audio_resource(info)
+        recording = "\x00" + hashlib.sha256(encode(audio)).hexdigest() if audio else ""  # none: ids as before
+        bulletin = hashlib.sha256(f"{uri}\x00{text}{recording}".encode()).hexdigest()[:32]
         payload = {
             "bulletin_id": bulletin,
             "title": headline,
@@ -107,6 +110,8 @@ def plan_records(
             "exercise": plan.exercise,
             "expires_at": plan.expires.isoformat() if plan.expires else None,
         }
+        if audio is not None:
+            payload["audio"] = audio
         for ref in plan.references_ids:  # an Update replaces what it references
             for z in plan.zones:
                 old = Command(

@@ -35,6 +35,21 @@ def vietnamese_info(alert: Alert) -> Info | None:
     return alert.infos[0] if alert.infos else None
 
 
+def audio_resource(info: Info | None) -> dict[str, Any] | None:
+    """The first audio resource of an info as the lane's records carry it (None: none). The
+    emergency pusher decodes, bounds and checks it (consumers/loudspeaker/cap_audio.py)."""
+    for res in info.resources if info else ():
+        if (res.mime_type or "").lower().startswith("audio/") and (res.deref or res.uri):
+            return {
+                "desc": res.desc[:200],
+                "mime_type": res.mime_type,
+                "uri": res.uri,
+                "deref": res.deref,
+                "digest": res.digest,
+            }
+    return None
+
+
 def local_time(moment: datetime) -> str:
     return moment.astimezone(VN_TZ).strftime("%H:%M ngày %d/%m/%Y")
 
