@@ -41,6 +41,9 @@ class Prior:
     # ledger so that a retry or a restarted worker resumes instead of repeating the first steps.
     progress: dict[str, Any] = field(default_factory=dict)
     save_progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    # The live entry is a retraction (taken back, or withdrawn where it never went): there is
+    # nothing at the target to take back again.
+    retracted: bool = False
 
 
 class ChannelAdapter(Protocol):

@@ -552,6 +552,7 @@ class DeliveryRuntime:
             detail=(live or {}).get("detail") or {},
             progress=((entry or {}).get("detail") or {}).get("progress") or {},
             save_progress=save_progress,
+            retracted=bool((live or {}).get("retracted")),
         )
         try:
             if prior.unknown_command_id:

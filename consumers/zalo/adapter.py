@@ -204,8 +204,11 @@ class ZaloAdapter:
         if command.key.action is Action.REPLY:
             return await self._reply(command)
         recipient, path = self._recipient(command)
-        if command.key.action is Action.RETRACT and not prior.version:
-            return Effect(Outcome.SKIPPED, None, {"reason": "nothing was sent to this group"})
+        if command.key.action is Action.RETRACT and (not prior.version or prior.retracted):
+            # Never sent, or taken back already (a Cancel after an Update that withdrew it here):
+            # a correction would tell the group about a message it never had.
+            why = "already taken back in this group" if prior.version else "nothing was sent to this group"
+            return Effect(Outcome.SKIPPED, None, {"reason": why})
         parts = self._parts(command, prior)
         sent: dict[str, str] = dict(prior.progress.get("sent", {}))
         for index, text in enumerate(parts, start=1):

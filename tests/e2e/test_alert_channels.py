@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
@@ -81,18 +81,24 @@ def flood_alert(identifier: str, wards: list[int], status: str = "Actual") -> by
     return text.replace("<status>Actual</status>", f"<status>{status}</status>").encode()
 
 
-def cancel_of(alert: bytes, identifier: str) -> bytes:
-    sent = alert.decode().split("<sent>", 1)[1].split("</sent>", 1)[0]
-    now = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).isoformat(timespec="seconds")
+def follow_up(
+    alert: bytes, identifier: str, new_id: str, kind: str, refs: list[tuple[str, str]], sent: datetime
+) -> bytes:
+    """An Update or Cancel of ``alert`` sent at ``sent``, referencing ``refs`` (identifier, sent)."""
+    old_sent = alert.decode().split("<sent>", 1)[1].split("</sent>", 1)[0]
     text = alert.decode().replace(
-        f"<identifier>{identifier}</identifier>", f"<identifier>{identifier}-HUY</identifier>"
+        f"<identifier>{identifier}</identifier>", f"<identifier>{new_id}</identifier>"
     )
-    text = text.replace(f"<sent>{sent}</sent>", f"<sent>{now}</sent>", 1)
-    text = text.replace("<msgType>Alert</msgType>", "<msgType>Cancel</msgType>")
-    ref = f"canhbao@nchmf.example.vn,{identifier},{sent}"
+    text = text.replace(f"<sent>{old_sent}</sent>", f"<sent>{sent.isoformat(timespec='seconds')}</sent>", 1)
+    text = text.replace("<msgType>Alert</msgType>", f"<msgType>{kind}</msgType>")
+    listed = " ".join(f"canhbao@nchmf.example.vn,{i},{t}" for i, t in refs)
     return text.replace(
-        "<scope>Public</scope>", f"<scope>Public</scope><references>{ref}</references>"
+        "<scope>Public</scope>", f"<scope>Public</scope><references>{listed}</references>"
     ).encode()
+
+
+def sent_of(alert: bytes) -> str:
+    return alert.decode().split("<sent>", 1)[1].split("</sent>", 1)[0]
 
 
 @pytest.mark.timeout(400)
@@ -223,19 +229,64 @@ def test_a_ha_tinh_warning_on_every_channel_then_its_cancel_then_a_drill(
         with urlopen(f"http://127.0.0.1:{port}/alerts/{eid}/cap.xml", timeout=5) as resp:
             assert resp.read() == alert
 
+        # -- an Update: the post edited in place, a correction in each group, a new version ---
+        now = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).replace(microsecond=0)
+        update = follow_up(alert, eid, f"{eid}-CN", "Update", [(eid, sent_of(alert))], now).replace(
+            "Khẩn cấp: Bão số 5 đổ bộ vào khu vực Hà Tĩnh – Quảng Trị".encode(),
+            "Lũ quét lan rộng ra bốn phường".encode(),
+        )
+        producer.send(check(update, registry))
+        wait_for(
+            lambda: (
+                True if "Lũ quét lan rộng" in (posts()[0]["message"] or "") and len(messages()) >= 4 else None
+            ),
+            120,
+            "the Update at the page and in the groups",
+            procs,
+        )
+        [edited] = posts()
+        assert edited["id"] == post["id"] and "CẬP NHẬT CẢNH BÁO" in edited["message"]  # edited, not reposted
+        corrections = [m for m in messages() if m["text"].startswith("[Cập nhật]")]
+        assert sorted(m["recipient"] for m in corrections) == sorted(HA_TINH_GROUPS)
+
+        def feed_titles() -> list[str]:
+            body = s3_get("alerts/feed.atom") or b"<feed/>"
+            return [
+                e.findtext("a:title", namespaces=NS) or "" for e in ET.fromstring(body).findall("a:entry", NS)
+            ]
+
+        titles = wait_for(
+            lambda: feed_titles() if feed_titles() == ["Lũ quét lan rộng ra bốn phường"] else None,
+            30,
+            "the feed entry updated",
+            procs,
+        )
+        assert titles == ["Lũ quét lan rộng ra bốn phường"]
+        versions = orjson.loads(s3_get(root + "manifest.json") or b"{}")["versions"]
+        assert len(versions) == 2  # the archive keeps both
+
         # -- the Cancel -----------------------------------------------------------------------
-        cancel = cancel_of(alert, eid)
+        cancel = follow_up(
+            alert,
+            eid,
+            f"{eid}-HUY",
+            "Cancel",
+            [(eid, sent_of(alert)), (f"{eid}-CN", sent_of(update))],
+            now + timedelta(seconds=1),
+        )
         producer.send(check(cancel, registry))
         wait_for(
-            lambda: True if posts()[0]["deleted"] and len(messages()) >= 4 else None,
+            lambda: True if posts()[0]["deleted"] and len(messages()) >= 6 else None,
             120,
             "the post deleted and the cancellation in the groups",
             procs,
         )
         notices = [m for m in messages() if m["text"].startswith("ĐÃ HỦY CẢNH BÁO")]
         assert sorted(m["recipient"] for m in notices) == sorted(HA_TINH_GROUPS)
-        # it names what is cancelled (the alert's headline) and says why (the Cancel's own words)
-        assert all("«Khẩn cấp: Bão số 5" in m["text"] and "Hồi 04 giờ" in m["text"] for m in notices), notices
+        # it names what is cancelled (the headline last sent there, the Update's) and says why (the Cancel's own words)
+        assert all(
+            "«Lũ quét lan rộng ra bốn phường" in m["text"] and "Hồi 04 giờ" in m["text"] for m in notices
+        ), notices
         wait_for(
             lambda: True if not feed_ids(s3_get("alerts/feed.atom")) else None, 30, "feed emptied", procs
         )
