@@ -377,13 +377,23 @@ class DeliveryRuntime:
                         left.add(w.tp.partition)
                         return
 
-        # Every target finishes before a failure leaves: no effect runs on behind the loop's back.
-        results = await asyncio.gather(
-            *(one_target(items) for items in by_target.values()), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        # Emergency commands first, on every target, then the rest (each target's list starts with
+        # its emergency ones): a warning for one page never waits behind another page's articles
+        # for a place in the pool. Without emergencies in the batch this is one phase, as before.
+        urgent = {k: [w for w in items if not _not_urgent(w)] for k, items in by_target.items()}
+        phases = [
+            [u for u in urgent.values() if u],
+            [items[len(urgent[k]) :] for k, items in by_target.items() if len(items) > len(urgent[k])],
+        ]
+        for phase in (p for p in phases if p):
+            # Every target finishes before a failure leaves: no effect runs on behind the loop's back.
+            results = await asyncio.gather(
+                *(one_target(items) for items in phase if items[0].tp.partition not in left),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
         for tp in first:
             if tp.partition in left:
                 self._refetch(tp, first[tp])

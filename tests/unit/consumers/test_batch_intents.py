@@ -392,3 +392,35 @@ async def test_a_stop_during_a_batch_starts_nothing_new_and_commits_nothing_untr
     # the partition is left from the batch's start for its next owner: nothing committed
     assert rt.loop._consumer.commits == []  # type: ignore[union-attr]
     assert (tp, 0) in rt.loop._consumer.seeks  # type: ignore[union-attr]
+
+
+async def test_emergency_commands_go_first_in_a_batch_and_each_kind_keeps_its_order(
+    tp: TopicPartition,
+) -> None:
+    """A CAP warning fetched behind articles for the same page is posted before them (issue 16);
+    articles keep their order among themselves, and so do the alert's own commands."""
+    from dataclasses import replace
+
+    outbox = FakeOutbox()
+    adapter = Adapter(outbox)
+    rt = runtime(adapter, outbox)
+    rt.config = replace(rt.config, concurrency=1)  # one target at a time: the order is the batch's
+    articles = [command(f"urn:a:{i}", "fanpage:ha-tinh") for i in range(5)]
+    alert = replace(command("urn:lantoa:cap:A", "fanpage:ha-tinh", 10), priority=Priority.EMERGENCY)
+    withdrawn = replace(
+        command("urn:lantoa:cap:A", "fanpage:ha-tinh", 20, Action.RETRACT), priority=Priority.EMERGENCY
+    )
+    other = replace(command("urn:lantoa:cap:A", "fanpage:ha-noi", 10), priority=Priority.EMERGENCY)
+    await rt.loop.take(batch([*articles[:3], alert, articles[3], withdrawn, articles[4], other], tp))
+    order = [(t, u, v) for t, u, v, _ in adapter.effects]
+    # every emergency command before any article, even with one call at a time in the pool
+    assert sorted(order[:3]) == [
+        ("fanpage:ha-noi", "urn:lantoa:cap:A", 10),
+        ("fanpage:ha-tinh", "urn:lantoa:cap:A", 10),
+        ("fanpage:ha-tinh", "urn:lantoa:cap:A", 20),
+    ]
+    ha_tinh = [u for t, u, _ in order if t == "fanpage:ha-tinh"]
+    assert ha_tinh == ["urn:lantoa:cap:A", "urn:lantoa:cap:A"] + [f"urn:a:{i}" for i in range(5)]
+    assert order.index(("fanpage:ha-noi", "urn:lantoa:cap:A", 10)) < order.index(
+        ("fanpage:ha-tinh", "urn:a:0", 1)
+    )
