@@ -9,16 +9,19 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+import pytest
 from kafka import TopicPartition
 
 from consumers.loudspeaker.emergency import EmergencyPlan
 from infra.kafka import clients
+from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
 from producers.approvals import AlertDoor
 from producers.targets import local_registry
 from schemas.settings import KafkaConnection, Settings
@@ -332,3 +335,15 @@ def lantoa(env: dict[str, str], *args: str, timeout: float = 120) -> Any:
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """A real S3 server (versitygw, built once and cached) for one test module; import it as
+    ``from helpers import s3``. A failure to build fails the test, never skips it."""
+    try:
+        build_versitygw()
+    except VersitygwError as exc:
+        pytest.fail(f"versitygw could not be built: {exc}")
+    with S3Server() as server:
+        yield server

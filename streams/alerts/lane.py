@@ -114,29 +114,16 @@ def plan_records(
             payload["audio"] = audio
         for ref in plan.references_ids:  # an Update replaces what it references
             for z in plan.zones:
-                old = Command(
-                    IdempotencyKey(alert_uri(ref), 1, Channel.LOUDSPEAKER, z.id, Action.RETRACT),
-                    Priority.PRIORITY,
-                    issued,
-                    {"reason": f"replaced by {plan.identifier}"},
-                    published_at=published_at,
-                    event_id=event_id,
-                    test=plan.exercise,
-                    actor=actor,
+                key = IdempotencyKey(alert_uri(ref), 1, Channel.LOUDSPEAKER, z.id, Action.RETRACT)
+                reason = {"reason": f"replaced by {plan.identifier}"}
+                commands.append(
+                    _command(key, Priority.PRIORITY, issued, reason, plan, published_at, event_id, actor)
                 )
-                commands.append(old)
         for z in plan.zones:
-            cmd = Command(
-                IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, z.id, Action.PUBLISH),
-                Priority.PRIORITY,
-                issued,
-                payload,
-                published_at=published_at,
-                event_id=event_id,
-                test=plan.exercise,
-                actor=actor,
+            key = IdempotencyKey(uri, 1, Channel.LOUDSPEAKER, z.id, Action.PUBLISH)
+            commands.append(
+                _command(key, Priority.PRIORITY, issued, payload, plan, published_at, event_id, actor)
             )
-            commands.append(cmd)
         counts["loudspeaker"] = len(plan.zones)
     for cmd in other_commands(alert, plan, settings, issued, published_at, event_id, actor, cap_xml):
         commands.append(cmd)
@@ -177,16 +164,8 @@ def other_commands(
     out: list[Command] = []
 
     def make(channel: Channel, target: str, act: Action, payload: dict[str, Any]) -> Command:
-        return Command(
-            IdempotencyKey(uri, version, channel, target, act),
-            priority,
-            issued,
-            payload,
-            published_at=published_at,
-            event_id=event_id,
-            test=plan.exercise,
-            actor=actor,
-        )
+        key = IdempotencyKey(uri, version, channel, target, act)
+        return _command(key, priority, issued, payload, plan, published_at, event_id, actor)
 
     for channel in OTHER_CHANNELS:
         for t in plan.targets.get(channel, []):
@@ -194,3 +173,25 @@ def other_commands(
         for t in plan.withdrawn.get(channel, []):
             out.append(make(channel, t.id, Action.RETRACT, withdraw))
     return out
+
+
+def _command(
+    key: IdempotencyKey,
+    priority: Priority,
+    issued: str,
+    payload: dict[str, Any],
+    plan: AlertPlan,
+    published_at: str | None,
+    event_id: str | None,
+    actor: str | None,
+) -> Command:
+    return Command(
+        key,
+        priority,
+        issued,
+        payload,
+        published_at=published_at,
+        event_id=event_id,
+        test=plan.exercise,
+        actor=actor,
+    )

@@ -30,7 +30,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +48,13 @@ from fuzz_corpus import (
     sample_docs,
     valid_command,
 )
-from helpers import ce_headers, uncommitted, with_payloads
+from helpers import ce_headers, s3, uncommitted, with_payloads
 from kafka.errors import KafkaError
 
 from bench.pipeline import PipelineStack, StackConfig
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
-from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
+from infra.local.s3.versitygw import S3Server
 from schemas.settings import KafkaConnection
 from schemas.text import INVISIBLE
 from schemas.topics import Channel, Topic
@@ -65,16 +65,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # ------------------------------------------------------------------------------------------------
 # The test
 # ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    try:
-        build_versitygw()
-    except VersitygwError as exc:
-        pytest.fail(f"versitygw could not be built: {exc}")
-    with S3Server() as server:
-        yield server
 
 
 def produce(bootstrap: str, records: list[Sent]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from zoneinfo import ZoneInfo
 import boto3
 import orjson
 import pytest
-from helpers import TYPHOON_ALERT, free_port, in_force, wait_for
+from helpers import TYPHOON_ALERT, free_port, in_force, s3, wait_for
 from vietnam_provinces import Ward
 
 from consumers.archive.adapter import article_prefix
@@ -31,7 +30,7 @@ from consumers.delivery.base import article_marker
 from infra.kafka.tail import TopicTail
 from infra.kafka.topics import apply_topics
 from infra.local.s3.__main__ import write_credentials_file
-from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
+from infra.local.s3.versitygw import S3Server
 from infra.local.stack import Emulators, Proc
 from producers.cap_ingest import AlertProducer, check
 from producers.targets import load_targets, local_registry
@@ -58,16 +57,6 @@ name = "Nhóm Zalo Bắc Trung Bộ"
 group_id = "g-000000000000004202"
 provinces = [38, 40, 42]
 """
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    try:
-        build_versitygw()
-    except VersitygwError as exc:
-        pytest.fail(f"versitygw could not be built: {exc}")
-    with S3Server() as server:
-        yield server
 
 
 def flood_alert(identifier: str, wards: list[int], status: str = "Actual") -> bytes:

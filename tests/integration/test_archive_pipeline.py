@@ -11,13 +11,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import orjson
 import pytest
-from helpers import sample_paths
+from helpers import s3, sample_paths
 
 from consumers.archive.adapter import ArchiveAdapter, article_prefix
 from consumers.archive.config import ArchiveConfig, S3Credentials
@@ -26,7 +25,7 @@ from consumers.delivery.runtime import DeliveryRuntime, RuntimeConfig
 from infra.kafka import clients
 from infra.kafka.tail import TopicTail
 from infra.kafka.topics import apply_topics
-from infra.local.s3.versitygw import S3Server, VersitygwError, build_versitygw
+from infra.local.s3.versitygw import S3Server
 from schemas.codec import encode
 from schemas.models import Action, Command, IdempotencyKey, Priority
 from schemas.settings import KafkaConnection, Settings
@@ -38,16 +37,6 @@ FAST = RuntimeConfig(
         in_process=2, base_s=0.05, cap_s=0.2, max_attempts=30, tiers=(("10s", 1.0), ("1m", 2.0), ("10m", 4.0))
     )
 )
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    try:
-        build_versitygw()
-    except VersitygwError as exc:
-        pytest.fail(f"versitygw could not be built: {exc}")
-    with S3Server() as server:
-        yield server
 
 
 def archive_command(path: Any, action: Action = Action.PUBLISH) -> Command:
