@@ -222,10 +222,10 @@ class ArchiveAdapter:
             return
 
     async def close(self) -> None:
-        if self._feed_task is not None:
-            self._feed_task.cancel()
-            await asyncio.gather(self._feed_task, return_exceptions=True)
-            self._feed_task = None
+        task, self._feed_task = self._feed_task, None
+        if task is not None and not task.done():  # done: its loop ended already (asyncio.run)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await asyncio.to_thread(self.store.close)
 
     async def _refresh_feed(self) -> None:
