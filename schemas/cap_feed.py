@@ -28,6 +28,8 @@ CAP_TYPE: Final = "application/cap+xml"
 ATOM_TYPE: Final = "application/atom+xml; charset=utf-8"
 ATOM_NS: Final = "http://www.w3.org/2005/Atom"
 MAX_ENTRIES: Final = 1000  # a feed is polled often: the newest thousand alerts in force at most
+MAX_CANCELLED: Final = 10 * MAX_ENTRIES  # chains remembered as cancelled (the oldest forgotten first)
+FEED_ID: Final = "urn:lantoa:alerts:feed"
 _FIELDS: Final = ("identifier", "uri", "sent", "headline", "event", "area", "sender", "status", "msg_type")
 _MAX_FIELD: Final = 2000
 _LINK: Final = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!$&()*+,;=:@/-]*)?")
@@ -45,9 +47,10 @@ def _instant(value: Any, what: str) -> datetime:
     return moment
 
 
-def checked_entry(raw: Any) -> dict[str, Any]:
+def checked_entry(raw: Any, uri: str | None = None, version: int | None = None) -> dict[str, Any]:
     """The feed entry record, checked: strings bounded and cleaned, times with offsets, version an
-    integer. Raises `InvalidContent` for anything else (the record came from a topic)."""
+    integer, and (given the command's ``uri`` and ``version``) the entry's own the same. Raises
+    `InvalidContent` for anything else (the record came from a topic)."""
     if not isinstance(raw, Mapping):
         raise InvalidContent("feed entry must be an object")
     out: dict[str, Any] = {}
@@ -58,10 +61,14 @@ def checked_entry(raw: Any) -> dict[str, Any]:
         out[name] = visible(value)[:_MAX_FIELD]
     if not out["identifier"] or not out["uri"]:
         raise InvalidContent("feed entry without identifier or uri")
-    version = raw.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+    if uri is not None and out["uri"] != uri:
+        raise InvalidContent(f"feed entry of {out['uri'][:200]!r} in a command for {uri[:200]!r}")
+    number = raw.get("version")
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
         raise InvalidContent("feed entry version must be a positive integer")
-    out["version"] = version
+    if version is not None and number != version:
+        raise InvalidContent(f"feed entry version {number} in a command of version {version}")
+    out["version"] = number
     _instant(out["sent"], "sent")
     expires = raw.get("expires")
     if expires is not None:
@@ -71,6 +78,44 @@ def checked_entry(raw: Any) -> dict[str, Any]:
     link = raw.get("link")
     out["link"] = link if isinstance(link, str) and _LINK.fullmatch(link) else None
     return out
+
+
+def merge_alert(entries: dict[str, Any], cancelled: dict[str, int], entry: dict[str, Any]) -> bool:
+    """List a checked entry by its chain uri, unless the chain is cancelled at or above its version
+    or a newer version is listed (replays and late messages never go back). True if listed."""
+    uri, version = entry["uri"], entry["version"]
+    listed = entries.get(uri)
+    if int(cancelled.get(uri, 0)) >= version or (listed is not None and int(listed["version"]) > version):
+        return False
+    entries[uri] = entry
+    return True
+
+
+def merge_cancel(entries: dict[str, Any], cancelled: dict[str, int], uri: str, version: int) -> None:
+    """The chain ``uri`` is cancelled at ``version``: out of ``entries``, and kept out."""
+    listed = entries.get(uri)
+    if listed is not None and int(listed["version"]) <= version:
+        del entries[uri]
+    cancelled[uri] = max(version, int(cancelled.get(uri, 0)))
+    if len(cancelled) > MAX_CANCELLED:
+        for old in sorted(cancelled, key=cancelled.__getitem__)[
+            : len(cancelled) - MAX_CANCELLED + MAX_ENTRIES
+        ]:
+            del cancelled[old]
+
+
+def in_force_only(entries: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The entries still in force at ``now``, the newest ``MAX_ENTRIES`` by ``sent``; a malformed
+    one (an old state file) is dropped."""
+    live = []
+    for uri, entry in entries.items():
+        try:
+            if in_force(entry, now):
+                live.append((_instant(entry["sent"], "sent"), uri, entry))
+        except (InvalidContent, KeyError, TypeError):
+            continue
+    live.sort(key=lambda item: (item[0], item[1]))
+    return {uri: entry for _, uri, entry in live[-MAX_ENTRIES:]}
 
 
 def in_force(entry: Mapping[str, Any], now: datetime) -> bool:

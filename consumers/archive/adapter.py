@@ -522,7 +522,11 @@ class ArchiveAdapter:
             # replays the command, and listing an alert again changes nothing.
             try:
                 self.feed.add(
-                    alert, vprefix[len(self.config.prefix) :], any(b.name == "cap.xml" for b in blobs)
+                    alert,
+                    uri,
+                    version,
+                    vprefix[len(self.config.prefix) :],
+                    any(b.name == "cap.xml" for b in blobs),
                 )
             except InvalidContent as exc:
                 log.warning("archive: %s archived but not listed in the feed: %s", uri[:200], exc.reason)

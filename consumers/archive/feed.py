@@ -23,14 +23,20 @@ import orjson
 
 from consumers.archive.store import Race, S3ObjectStore, blob
 from consumers.delivery.errors import TransientDeliveryError
-from schemas.cap_feed import ATOM_TYPE, atom_feed, checked_entry, in_force, next_expiry
-from schemas.errors import InvalidContent
+from schemas.cap_feed import (
+    ATOM_TYPE,
+    FEED_ID,
+    atom_feed,
+    checked_entry,
+    in_force_only,
+    merge_alert,
+    merge_cancel,
+    next_expiry,
+)
 
 log = logging.getLogger(__name__)
 
-FEED_ID: Final = "urn:lantoa:alerts:feed"
 _TRIES: Final = 5
-_MAX_CANCELLED: Final = 10_000
 
 
 class AlertFeed:
@@ -41,36 +47,17 @@ class AlertFeed:
 
     # -- changes -------------------------------------------------------------------------------
 
-    def add(self, entry: dict[str, Any], relative_dir: str, has_cap: bool) -> None:
-        """The alert version archived under ``<prefix><relative_dir>`` is in force (unless its
-        chain is cancelled or a newer version is listed)."""
-        checked = checked_entry(entry)
+    def add(self, entry: dict[str, Any], uri: str, version: int, relative_dir: str, has_cap: bool) -> None:
+        """The alert ``version`` of chain ``uri`` archived under ``<prefix><relative_dir>`` is in force
+        (unless its chain is cancelled or a newer version is listed)."""
+        checked = checked_entry(entry, uri, version)
         checked["page_href"] = f"../{relative_dir}index.html"
         checked["cap_href"] = f"../{relative_dir}cap.xml" if has_cap else checked["page_href"]
-
-        def change(state: dict[str, Any]) -> None:
-            uri, version = checked["uri"], checked["version"]
-            if int(state["cancelled"].get(uri, 0)) >= version:
-                return
-            listed = state["entries"].get(uri)
-            if listed is None or int(listed.get("version", 0)) <= version:
-                state["entries"][uri] = checked
-
-        self._change(change)
+        self._change(lambda state: merge_alert(state["entries"], state["cancelled"], checked))
 
     def remove(self, uri: str, version: int) -> None:
         """The chain ``uri`` is cancelled at ``version``: out of the feed, and kept out."""
-
-        def change(state: dict[str, Any]) -> None:
-            listed = state["entries"].get(uri)
-            if listed is not None and int(listed.get("version", 0)) <= version:
-                del state["entries"][uri]
-            state["cancelled"][uri] = max(version, int(state["cancelled"].get(uri, 0)))
-            if len(state["cancelled"]) > _MAX_CANCELLED:  # the oldest cancellations go first
-                for old in sorted(state["cancelled"], key=lambda u: state["cancelled"][u])[:1000]:
-                    del state["cancelled"][old]
-
-        self._change(change)
+        self._change(lambda state: merge_cancel(state["entries"], state["cancelled"], uri, version))
 
     def refresh(self) -> datetime | None:
         """Drop expired entries, write the feed again if it changed; the next expiry, if any."""
@@ -93,21 +80,14 @@ class AlertFeed:
             return {"schema_version": 1, "entries": {}, "cancelled": {}, "updated": None}, raw, etag
         return state, raw, etag
 
-    def _change(self, change: Callable[[dict[str, Any]], None], create: bool = True) -> dict[str, Any]:
+    def _change(self, change: Callable[[dict[str, Any]], object], create: bool = True) -> dict[str, Any]:
         for _ in range(_TRIES):
             state, raw, etag = self._read()
             if etag is None and not create:
                 return state  # no alert was ever archived here: no feed to keep
             now = self.clock()
             change(state)
-            kept = {}
-            for uri, entry in state["entries"].items():
-                try:
-                    if in_force(entry, now):
-                        kept[uri] = entry
-                except InvalidContent:
-                    log.warning("archive: dropping a malformed feed entry for %r", uri[:200])
-            state["entries"] = kept
+            state["entries"] = in_force_only(state["entries"], now)
             body = orjson.dumps({**state, "updated": None}, option=orjson.OPT_SORT_KEYS)
             if body != orjson.dumps({**_loads(raw), "updated": None}, option=orjson.OPT_SORT_KEYS):
                 state["updated"] = now.isoformat()

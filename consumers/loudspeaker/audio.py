@@ -120,7 +120,6 @@ class AudioRenderer:
             except InvalidContent as exc:
                 refused = f"the alert's audio resource is not aired: {exc.reason}"
             else:
-                assert recording.path is not None
                 if policy.mode == "instead":
                     return self._file_audio(recording.path), None, None
                 spoken, shortened = await self.render_start(text)

@@ -14,7 +14,7 @@ instead of it (``"instead"``). What is accepted:
   The declared mimeType is not trusted; what ffmpeg cannot decode is refused.
 
 A refused resource never stops the warning: the lane airs the synthesised text and says why in
-its result (``AlertAudio.refused``). Files are content-addressed under the audio cache, so a
+its result (``PushResult.audio_refused``, the receipt's reason). Files are content-addressed under the audio cache, so a
 replay or another worker makes the same file once.
 """
 
@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import wave
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -77,12 +77,10 @@ class AudioPolicy:
 
 @dataclass(frozen=True)
 class AlertAudio:
-    """The office's recording as a WAV in the cache (``path``), or why it was refused."""
+    """The office's recording as a WAV in the cache, and how long it plays."""
 
-    path: Path | None
-    duration_s: float = 0.0
-    refused: str | None = None
-    source: str = field(default="")
+    path: Path
+    duration_s: float
 
 
 def _check_digest(data: bytes, digest: str | None) -> None:
@@ -173,7 +171,7 @@ async def to_wav(data: bytes, cache_dir: Path, policy: AudioPolicy) -> AlertAudi
     digest = hashlib.sha256(data).hexdigest()
     out = Path(cache_dir) / "cap-audio" / f"{digest}.wav"
     if out.exists():
-        return AlertAudio(out, wav_seconds(out), source=digest)
+        return AlertAudio(out, wav_seconds(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -215,7 +213,7 @@ async def to_wav(data: bytes, cache_dir: Path, policy: AudioPolicy) -> AlertAudi
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return AlertAudio(out, seconds, source=digest)
+    return AlertAudio(out, seconds)
 
 
 def join_wavs(first: Path, second: Path, cache_dir: Path) -> Path:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from infra.kafka.outbox import OutRecord
-from schemas.cap_model import Alert, Info
+from schemas.cap_model import Alert, Info, MsgType
 from schemas.codec import encode
 from schemas.emergency import alert_uri
 from schemas.models import Action, Command, IdempotencyKey, Outcome, Priority, Receipt, Stage
@@ -26,17 +26,9 @@ from schemas.settings import Settings
 from schemas.text import visible
 from schemas.topics import Channel, Topic
 from streams.alerts.plan import OTHER_CHANNELS, AlertPlan, is_emergency
-from streams.alerts.render import audio_resource, render_alert, withdraw_payload
+from streams.alerts.render import audio_resource, render_alert, vietnamese_info, withdraw_payload
 
 EMERGENCY_MAX_DAYS = 7
-
-
-def _info_vi(alert: Alert, emergency_only: bool) -> Info | None:
-    infos = [i for i in alert.infos if (is_emergency(i) or not emergency_only)]
-    for info in infos:
-        if (info.language or "").lower().startswith("vi"):
-            return info
-    return infos[0] if infos else (alert.infos[0] if alert.infos else None)
 
 
 def spoken_text(info: Info | None) -> tuple[str, str]:
@@ -65,7 +57,7 @@ def plan_records(
     issued = now.astimezone().isoformat(timespec="milliseconds")
     records: list[OutRecord] = []
     commands: list[Command] = []
-    info = _info_vi(alert, plan.lane == "emergency")
+    info = vietnamese_info(alert, is_emergency if plan.lane == "emergency" else None)
     headline, text = spoken_text(info)
     counts: dict[str, int] = {}
     if plan.lane == "emergency":
@@ -157,8 +149,8 @@ def other_commands(
     root, version = plan.root or plan.identifier, plan.version
     uri = alert_uri(root)
     priority = Priority.EMERGENCY if plan.lane == "emergency" else Priority.PRIORITY
-    cancel = plan.msg_type.value == "Cancel"
-    action = Action.UPDATE if plan.msg_type.value == "Update" else Action.PUBLISH
+    cancel = plan.msg_type is MsgType.CANCEL
+    action = Action.UPDATE if plan.msg_type is MsgType.UPDATE else Action.PUBLISH
     payloads = render_alert(alert, root, version, settings.public_base_url, cap_xml)
     withdraw = withdraw_payload(alert, cancel)
     out: list[Command] = []

@@ -10,6 +10,7 @@ never mistaken for a warning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -28,11 +29,14 @@ ARCHIVE_NINJS_VERSION: Final = "2.1"
 _MARKS: Final = {Status.EXERCISE: "[DIỄN TẬP] ", Status.TEST: "[THỬ NGHIỆM] "}
 
 
-def vietnamese_info(alert: Alert) -> Info | None:
-    for info in alert.infos:
+def vietnamese_info(alert: Alert, among: Callable[[Info], bool] | None = None) -> Info | None:
+    """The first Vietnamese info (of those ``among`` admits, when given), else the first of them,
+    else the alert's first info."""
+    infos = [i for i in alert.infos if among is None or among(i)]
+    for info in infos:
         if (info.language or "").lower().startswith("vi"):
             return info
-    return alert.infos[0] if alert.infos else None
+    return infos[0] if infos else (alert.infos[0] if alert.infos else None)
 
 
 def audio_resource(info: Info | None) -> dict[str, Any] | None:

@@ -13,7 +13,15 @@ from typing import Any
 from urllib.parse import quote
 
 from schemas import metrics
-from schemas.cap_feed import MAX_ENTRIES, atom_feed, checked_entry, in_force
+from schemas.cap_feed import (
+    FEED_ID,
+    atom_feed,
+    checked_entry,
+    in_force,
+    in_force_only,
+    merge_alert,
+    merge_cancel,
+)
 from schemas.emergency import ALERT_URI_PREFIX, EMERGENCY_CHANNEL
 from schemas.pending import PendingAlert
 from schemas.topics import Channel
@@ -51,32 +59,16 @@ class StatusView:
         version = int(raw["version"])
         self.feed_changed = datetime.fromtimestamp(self.clock(), UTC)
         if raw.get("action") == "retract":
-            listed = self.feed.get(uri)
-            if listed is not None and listed["version"] <= version:
-                del self.feed[uri]
-            self.cancelled[uri] = max(version, self.cancelled.get(uri, 0))
-            if len(self.cancelled) > 10 * MAX_ENTRIES:
-                for old in sorted(self.cancelled, key=self.cancelled.__getitem__)[:MAX_ENTRIES]:
-                    del self.cancelled[old]
+            merge_cancel(self.feed, self.cancelled, uri, version)
         else:
             payload = raw.get("payload")
             if not isinstance(payload, Mapping) or "alert" not in payload:
                 return
-            entry = checked_entry(payload["alert"])
-            listed = self.feed.get(uri)
-            if self.cancelled.get(uri, 0) >= version or (listed and listed["version"] > version):
-                return
-            self.feed[uri] = entry
+            entry = checked_entry(payload["alert"], uri, version)
             xml = payload.get("cap_xml")
-            if isinstance(xml, str):
+            if merge_alert(self.feed, self.cancelled, entry) and isinstance(xml, str):
                 self.feed_xml[entry["identifier"]] = xml.encode("utf-8", "surrogatepass")
-        now = datetime.fromtimestamp(self.clock(), UTC)
-        self.feed = dict(
-            sorted(
-                ((u, e) for u, e in self.feed.items() if in_force(e, now)),
-                key=lambda item: item[1]["sent"],
-            )[-MAX_ENTRIES:]
-        )
+        self.feed = in_force_only(self.feed, datetime.fromtimestamp(self.clock(), UTC))
         kept = {e["identifier"] for e in self.feed.values()}
         self.feed_xml = {i: x for i, x in self.feed_xml.items() if i in kept}
 
@@ -86,7 +78,7 @@ class StatusView:
         now = datetime.fromtimestamp(self.clock(), UTC)
         return atom_feed(
             self.feed.values(),
-            feed_id="urn:lantoa:alerts:feed",
+            feed_id=FEED_ID,
             self_href="feed.atom",
             cap_href=lambda e: f"./{quote(e['identifier'], safe='')}/cap.xml",
             page_href=lambda e: e.get("link"),

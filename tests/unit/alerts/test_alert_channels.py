@@ -305,3 +305,61 @@ def test_an_empty_feed_is_the_same_bytes_each_time_it_is_written() -> None:
 def test_a_malformed_feed_entry_is_refused(bad: object) -> None:
     with pytest.raises(InvalidContent):
         checked_entry(bad)
+
+
+def test_versions_at_the_oldest_and_newest_sent_times() -> None:
+    oldest = datetime(1, 1, 1, tzinfo=UTC)
+    newest = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert version_of(alert(sent=oldest)) == 1  # before 1970: still a valid version
+    assert version_of(alert(sent=newest)) == int(newest.timestamp())
+    late = alert("A-2", msg_type=MsgType.UPDATE, refs=(Reference("s", "A-1", newest),), sent=oldest)
+    assert version_of(late) == int(newest.timestamp()) + 1  # above what it references, always
+
+
+def test_the_feed_keeps_the_newest_thousand_and_forgets_the_oldest_cancellations() -> None:
+    from schemas.cap_feed import MAX_CANCELLED, MAX_ENTRIES, in_force_only, merge_alert, merge_cancel
+
+    now = datetime(2026, 9, 17, tzinfo=UTC)
+    entries: dict[str, object] = {}
+    cancelled: dict[str, int] = {}
+    for i in range(MAX_ENTRIES + 1):
+        e = entry(f"A{i:04d}", now - timedelta(seconds=MAX_ENTRIES + 1 - i), None)
+        assert merge_alert(entries, cancelled, e)  # type: ignore[arg-type]
+    kept = in_force_only(entries, now)  # type: ignore[arg-type]
+    assert len(kept) == MAX_ENTRIES and "urn:lantoa:cap:A0000" not in kept  # the oldest goes
+    assert "urn:lantoa:cap:A1000" in kept
+    for i in range(MAX_CANCELLED + 1):
+        merge_cancel(kept, cancelled, f"urn:lantoa:cap:C{i}", i + 1)
+    assert len(cancelled) <= MAX_CANCELLED and f"urn:lantoa:cap:C{MAX_CANCELLED}" in cancelled
+    assert "urn:lantoa:cap:C0" not in cancelled
+    # a cancelled chain never comes back at or below its cancelled version
+    e = entry("C5", now, None)
+    cancelled["urn:lantoa:cap:C5"] = e["version"]  # type: ignore[assignment]
+    assert not merge_alert(kept, cancelled, e)  # type: ignore[arg-type]
+
+
+def test_an_archived_cap_xml_is_bounded_like_a_cap_alert() -> None:
+    from contextlib import ExitStack
+
+    from consumers.archive.adapter import ArchiveAdapter
+    from consumers.archive.config import ArchiveConfig
+    from schemas.cap import MAX_CAP_BYTES
+    from schemas.models import Command, IdempotencyKey
+
+    a = alert()
+    payload = render_alert(a, "A-1", 7, "https://tin.example.vn", None)[Channel.ARCHIVE]
+    adapter = ArchiveAdapter(ArchiveConfig(bucket="b"), client=object())
+
+    def blobs(xml: str) -> list[str]:
+        cmd = Command(
+            IdempotencyKey("urn:lantoa:cap:A-1", 7, Channel.ARCHIVE, "archive:main", Action.PUBLISH),
+            Priority.EMERGENCY,
+            "2026-09-17T00:00:00Z",
+            {**payload, "cap_xml": xml},
+        )
+        with ExitStack() as files:
+            return [b.name for b in adapter._render(cmd, files)[0]]
+
+    assert "cap.xml" in blobs("x" * MAX_CAP_BYTES)  # at the bound
+    with pytest.raises(InvalidContent, match="cap_xml"):
+        blobs("x" * (MAX_CAP_BYTES + 1))  # one past it

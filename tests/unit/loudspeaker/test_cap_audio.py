@@ -97,8 +97,10 @@ def test_the_parser_keeps_resources_and_the_lane_carries_the_audio(chime: bytes)
 
 
 async def test_embedded_audio_is_checked(chime: bytes) -> None:
-    policy = AudioPolicy(max_bytes=len(chime) + 10)
+    policy = AudioPolicy(max_bytes=len(chime))  # exactly at the bound: accepted
     assert await fetch_bytes({"deref": base64.b64encode(chime).decode()}, policy, None) == chime
+    with pytest.raises(InvalidContent, match="over"):  # one byte past it
+        await fetch_bytes({"deref": base64.b64encode(chime + b"x").decode()}, policy, None)
     with pytest.raises(InvalidContent, match="base64"):
         await fetch_bytes({"deref": "not*base64!"}, policy, None)
     with pytest.raises(InvalidContent, match="digest"):

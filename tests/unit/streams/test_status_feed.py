@@ -108,7 +108,15 @@ async def test_an_alert_leaves_the_feed_when_it_expires() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"version": "1"}, {"sent": "tomorrow"}, {"identifier": ""}, {"headline": ["x"]}]
+    "bad",
+    [
+        {"version": "1"},
+        {"sent": "tomorrow"},
+        {"identifier": ""},
+        {"headline": ["x"]},
+        {"uri": "urn:lantoa:cap:SOMEONE-ELSE"},  # a forged entry riding another chain's command
+        {"version": 2},  # not the command's version
+    ],
 )
 def test_a_malformed_alert_entry_is_refused(bad: dict[str, Any]) -> None:
     view = StatusView()
