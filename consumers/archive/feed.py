@@ -86,10 +86,10 @@ class AlertFeed:
             if etag is None and not create:
                 return state  # no alert was ever archived here: no feed to keep
             now = self.clock()
+            before = orjson.dumps({**state, "updated": None}, option=orjson.OPT_SORT_KEYS)
             change(state)
             state["entries"] = in_force_only(state["entries"], now)
-            body = orjson.dumps({**state, "updated": None}, option=orjson.OPT_SORT_KEYS)
-            if body != orjson.dumps({**_loads(raw), "updated": None}, option=orjson.OPT_SORT_KEYS):
+            if orjson.dumps({**state, "updated": None}, option=orjson.OPT_SORT_KEYS) != before or not raw:
                 state["updated"] = now.isoformat()
                 try:
                     self.store.put(
@@ -123,13 +123,3 @@ class AlertFeed:
         if current is not None and current[0] == body:
             return
         self.store.put(self.feed_key, blob("feed.atom", body, ATOM_TYPE))
-
-
-def _loads(raw: bytes) -> dict[str, Any]:
-    if not raw:
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -88,13 +88,13 @@ MAX_COMMAND_BYTES = 1024 * 1024
 MAX_COMMAND_BYTES_BY_CHANNEL = {Channel.ARCHIVE: 4 * 1024 * 1024}
 
 
-def _not_urgent(w: WorkItem) -> bool:
-    """Sort key putting emergency commands (CAP alerts, their Updates and Cancels) first in a
-    batch: for a target, ahead of the articles fetched with them, and their targets are started
-    first. Commands of one article never change places (articles are never emergencies), nor do
-    those of one alert chain; a Cancel moved ahead of its own priority-lane alert leaves the alert
-    superseded ("retracted at version …"), which is what a Cancel wants."""
-    return not (w.cmd is not None and w.cmd.priority is Priority.EMERGENCY)
+def _phase(w: WorkItem) -> int:
+    """0 for emergency commands (CAP alerts, their Updates and Cancels), 1 for the rest: a batch
+    carries out its phase 0 on every target before phase 1. Commands of one article never change
+    places (articles are never emergencies), nor do those of one alert chain; a Cancel moved ahead
+    of its own priority-lane alert leaves the alert superseded ("retracted at version …"), which is
+    what a Cancel wants."""
+    return 0 if w.cmd is not None and w.cmd.priority is Priority.EMERGENCY else 1
 
 
 @dataclass(frozen=True)
@@ -339,9 +339,10 @@ class DeliveryRuntime:
         for w in work:
             self._decode(w)
         await self._resolve(work)
-        by_target: OrderedDict[bytes, list[WorkItem]] = OrderedDict()
-        for w in sorted(work, key=_not_urgent):  # stable: the order of each kind is kept
-            by_target.setdefault(self._order_key(w), []).append(w)
+        # Per phase (see ``_phase``), the commands of each target in batch order.
+        phases: tuple[OrderedDict[bytes, list[WorkItem]], ...] = (OrderedDict(), OrderedDict())
+        for w in work:
+            phases[_phase(w)].setdefault(self._order_key(w), []).append(w)
         # Durable before any effect of the batch starts (invariant 2): one round trip, not one per command.
         await self.outbox.send_all(self._batch_intents(work))
         sem = asyncio.Semaphore(self.config.concurrency)
@@ -377,18 +378,13 @@ class DeliveryRuntime:
                         left.add(w.tp.partition)
                         return
 
-        # Emergency commands first, on every target, then the rest (each target's list starts with
-        # its emergency ones): a warning for one page never waits behind another page's articles
-        # for a place in the pool. Without emergencies in the batch this is one phase, as before.
-        urgent = {k: [w for w in items if not _not_urgent(w)] for k, items in by_target.items()}
-        phases = [
-            [u for u in urgent.values() if u],
-            [items[len(urgent[k]) :] for k, items in by_target.items() if len(items) > len(urgent[k])],
-        ]
+        # Emergency commands first, on every target, then the rest: a warning for one page never
+        # waits behind another page's articles for a place in the pool. Without emergencies in the
+        # batch this is one phase, as before.
         for phase in (p for p in phases if p):
             # Every target finishes before a failure leaves: no effect runs on behind the loop's back.
             results = await asyncio.gather(
-                *(one_target(items) for items in phase if items[0].tp.partition not in left),
+                *(one_target(items) for items in phase.values() if items[0].tp.partition not in left),
                 return_exceptions=True,
             )
             for result in results:
